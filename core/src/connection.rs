@@ -1,0 +1,851 @@
+//! The connection state machine, both roles.
+//!
+//! [`Connection`] owns no socket, no clock and no buffer of payload. It is
+//! driven by four kinds of calls:
+//!
+//! * **inputs**: [`Connection::handle_input`] (bytes read from the peer)
+//!   and [`Connection::handle_timeout`] (time passed);
+//! * **outputs**: [`Connection::poll_transmit`] (control frames and
+//!   handshake refusals the connection wants sent) and
+//!   [`Connection::poll_timeout`] (the next deadline);
+//! * **actions**: [`Connection::accept`], [`Connection::refuse`],
+//!   [`Connection::write_request`], [`Connection::send`],
+//!   [`Connection::send_fragment`], [`Connection::ping`],
+//!   [`Connection::close`]; each writes into a buffer the caller owns and
+//!   reports [`InsufficientSize`] (leaving it untouched) when too small;
+//! * **getters**: [`Connection::state`], [`Connection::role`], …
+//!
+//! # The driving loop
+//!
+//! After every input, drain outputs before waiting again:
+//!
+//! 1. Read bytes from the socket and append them to your read buffer.
+//! 2. Call `handle_input(now, &mut buf[..])` and handle its event; drop
+//!    `consumed` bytes from the front of the buffer. Repeat while it returns
+//!    an event. `event: None` means the connection needs more bytes: keep
+//!    the unconsumed rest (during the handshake it is an incomplete header
+//!    section) and read again.
+//! 3. Call `poll_transmit` until it returns `Ok(0)`; write what it gave.
+//! 4. When [`Connection::state`] is [`State::Closed`], close the socket.
+//! 5. Sleep until bytes arrive or [`Connection::poll_timeout`] passes; on the
+//!    timeout call `handle_timeout(now)` and go to 3. Spurious or early
+//!    calls are harmless.
+//!
+//! `now` must never go backwards. Masking keys (client role) come from the
+//! [`MaskKeySource`] the adapter supplies: RFC 6455 §10.3 requires them to
+//! be unpredictable, so there is no default generator.
+//!
+//! ```
+//! use roomwire_core::{Config, Connection, Event, Instant, Message, MessageKind, State};
+//! use roomwire_core::handshake::ClientRequest;
+//!
+//! let now = Instant::ZERO;
+//! let mut rng = 0x1234_5678u32;
+//! let keys = move || { rng = rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223); rng.to_le_bytes() };
+//! let mut client = Connection::client(Config::default(), now, keys);
+//! let mut server = Connection::server(Config::default(), now);
+//! let mut wire = [0u8; 512];
+//!
+//! // Client → server: the Upgrade request.
+//! let req = ClientRequest { host: "localhost", target: "/chat", protocols: &[], headers: &[] };
+//! let n = client.write_request(&req, &mut wire).unwrap();
+//! let got = server.handle_input(now, &mut wire[..n]);
+//! assert!(matches!(got.event, Some(Event::Request(r)) if r.path() == "/chat"));
+//!
+//! // Server → client: 101.
+//! let n = server.accept(now, None, &[], &mut wire).unwrap();
+//! let got = client.handle_input(now, &mut wire[..n]);
+//! assert!(matches!(got.event, Some(Event::Open { protocol: None })));
+//!
+//! // A message, masked by the client, unmasked in place by the server.
+//! let n = client.send(Message::Text("hi"), &mut wire).unwrap();
+//! let got = server.handle_input(now, &mut wire[..n]);
+//! assert_eq!(got.event, Some(Event::Data {
+//!     kind: MessageKind::Text, payload: b"hi", message_start: true, message_end: true,
+//! }));
+//! assert_eq!(server.state(), State::Open);
+//! ```
+
+use crate::close::{CloseCode, parse_close_payload};
+use crate::decoder::{Decoded, DecoderLimits, FrameDecoder, MessageKind, Role};
+use crate::error::{InsufficientSize, ProtocolError};
+use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, Opcode, apply_mask};
+use crate::handshake::{self, ClientRequest, HandshakeError, Request};
+use crate::time::{Duration, Instant};
+use core::fmt;
+
+/// Longest close reason that fits a control frame with its code.
+pub const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
+
+/// Room for the subprotocols a client offers, comma-joined.
+pub const MAX_OFFERED_PROTOCOLS: usize = 192;
+
+/// Limits and deadlines of one connection. Every field has a safe default.
+///
+/// ```
+/// use roomwire_core::{Config, Duration};
+/// let config = Config { keepalive_interval: Some(Duration::from_secs(30)), ..Config::default() };
+/// assert_eq!(config.max_message_size, 1 << 20);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Largest message accepted, in bytes; larger ones close with 1009.
+    /// Default 1 MiB (as Alepha).
+    pub max_message_size: u64,
+    /// Most frames one message may span; more close with 1009. Default 4096.
+    pub max_fragments: u32,
+    /// Largest handshake header section, in bytes. Default 8 KiB.
+    pub max_handshake_size: usize,
+    /// How long the opening handshake may take. Default 10 s.
+    pub handshake_timeout: Option<Duration>,
+    /// How long to wait for the peer's close frame after sending ours.
+    /// Default 5 s.
+    pub close_timeout: Duration,
+    /// Send a ping this often once open; a peer that has not answered the
+    /// previous ping by the next one is dropped. Default off.
+    pub keepalive_interval: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_message_size: 1 << 20,
+            max_fragments: 4096,
+            max_handshake_size: 8 * 1024,
+            handshake_timeout: Some(Duration::from_secs(10)),
+            close_timeout: Duration::from_secs(5),
+            keepalive_interval: None,
+        }
+    }
+}
+
+/// Where a connection is in its life (RFC 6455 §4, §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// The opening handshake is in progress.
+    Connecting,
+    /// Messages flow both ways.
+    Open,
+    /// A close frame has been queued or sent; waiting for the other side.
+    Closing,
+    /// Done: close the transport.
+    Closed,
+}
+
+/// Why a deadline ended the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timeout {
+    /// The opening handshake did not finish in time.
+    Handshake,
+    /// The peer did not answer our close frame in time.
+    Close,
+    /// The peer did not answer a keepalive ping before the next one was due.
+    Keepalive,
+}
+
+/// Supplies client masking keys (RFC 6455 §5.3). Any `FnMut() -> [u8; 4]`
+/// is one. Keys must be unpredictable: use a cryptographic RNG.
+pub trait MaskKeySource {
+    /// The next key.
+    fn next_key(&mut self) -> [u8; 4];
+}
+
+impl<F: FnMut() -> [u8; 4]> MaskKeySource for F {
+    fn next_key(&mut self) -> [u8; 4] {
+        self()
+    }
+}
+
+/// The key source of a server connection: servers never mask.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMasking;
+
+impl MaskKeySource for NoMasking {
+    fn next_key(&mut self) -> [u8; 4] {
+        [0; 4]
+    }
+}
+
+/// A whole message to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// Its type.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Message::Text(_) => MessageKind::Text,
+            Message::Binary(_) => MessageKind::Binary,
+        }
+    }
+
+    /// Its payload bytes.
+    pub fn payload(&self) -> &'a [u8] {
+        match self {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+}
+
+/// Something the peer did, borrowed from the input (or from the
+/// connection's 125-byte control buffer).
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// Server: a valid Upgrade request. Answer with [`Connection::accept`]
+    /// or [`Connection::refuse`].
+    Request(Request<'a>),
+    /// Client: the server accepted; the connection is open.
+    Open {
+        /// The subprotocol the server selected.
+        protocol: Option<&'a str>,
+    },
+    /// The handshake failed. A server has queued a refusal (send it with
+    /// [`Connection::poll_transmit`]); a client is closed.
+    HandshakeFailed(HandshakeError),
+    /// Payload of a text or binary message, in order. Text is valid UTF-8 so
+    /// far (a character may be cut between chunks; the whole message is
+    /// valid when `message_end`). Reassemble with
+    /// [`crate::message::Reassembler`] or stream it.
+    Data {
+        /// Text or binary.
+        kind: MessageKind,
+        /// The next bytes of the message (possibly empty).
+        payload: &'a [u8],
+        /// These are the message's first bytes.
+        message_start: bool,
+        /// The message is complete.
+        message_end: bool,
+    },
+    /// A ping; the pong is queued automatically.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// The peer's close frame. If we had not closed, the echo (same code)
+    /// is queued; nothing the peer sends after it is processed.
+    Close {
+        /// The peer's code, `None` for an empty close frame.
+        code: Option<CloseCode>,
+        /// The peer's reason, valid UTF-8.
+        reason: &'a str,
+    },
+    /// The peer broke the protocol or a limit; a close frame with
+    /// [`ProtocolError::code`] is queued and the connection then closes.
+    ProtocolError(ProtocolError),
+}
+
+/// What [`Connection::handle_input`] did with its input.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Received<'a> {
+    /// Bytes of the input used; drop them from the front of your buffer.
+    pub consumed: usize,
+    /// What happened, or `None` when more input is needed (keep the
+    /// unconsumed rest and append to it).
+    pub event: Option<Event<'a>>,
+}
+
+/// A call that the connection's state does not allow, or an output buffer
+/// too small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The output buffer is too small; nothing was written.
+    Buffer(InsufficientSize),
+    /// The connection is not open (still connecting, closing or closed).
+    NotOpen,
+    /// The call does not fit the handshake stage (e.g. `accept` twice).
+    InvalidState,
+    /// A control payload over 125 bytes, or a close reason over 123.
+    ControlTooLong,
+    /// A close code that may not be sent (1005, 1006, 1015, reserved).
+    InvalidCloseCode,
+    /// The offered subprotocols exceed [`MAX_OFFERED_PROTOCOLS`].
+    TooManyProtocols,
+    /// `send` while a fragmented message is still being sent.
+    FragmentInProgress,
+}
+
+impl From<InsufficientSize> for SendError {
+    fn from(e: InsufficientSize) -> Self {
+        SendError::Buffer(e)
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Buffer(e) => e.fmt(f),
+            SendError::NotOpen => f.write_str("connection is not open"),
+            SendError::InvalidState => f.write_str("not allowed at this stage of the handshake"),
+            SendError::ControlTooLong => f.write_str("control payload too long"),
+            SendError::InvalidCloseCode => f.write_str("close code may not be sent"),
+            SendError::TooManyProtocols => f.write_str("offered subprotocols too long"),
+            SendError::FragmentInProgress => f.write_str("a fragmented message is being sent"),
+        }
+    }
+}
+
+impl core::error::Error for SendError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handshake {
+    ServerAwaitingRequest,
+    ServerAwaitingDecision,
+    ServerRefusing(HandshakeError),
+    ClientUnsent,
+    ClientAwaitingResponse,
+    Done,
+}
+
+/// A control payload held by the connection (at most 125 bytes).
+#[derive(Clone, Copy)]
+struct ControlBuf {
+    bytes: [u8; MAX_CONTROL_PAYLOAD],
+    len: u8,
+}
+
+impl ControlBuf {
+    const EMPTY: Self = Self { bytes: [0; MAX_CONTROL_PAYLOAD], len: 0 };
+
+    fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    fn set(&mut self, parts: &[&[u8]]) {
+        self.len = 0;
+        for part in parts {
+            self.push(part);
+        }
+    }
+
+    /// Append, dropping what does not fit (callers bound lengths first).
+    fn push(&mut self, part: &[u8]) {
+        let at = usize::from(self.len);
+        let n = part.len().min(MAX_CONTROL_PAYLOAD - at);
+        if let (Some(dst), Some(src)) = (self.bytes.get_mut(at..at + n), part.get(..n)) {
+            dst.copy_from_slice(src);
+            self.len += n as u8;
+        }
+    }
+}
+
+impl fmt::Debug for ControlBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+/// One WebSocket connection, server or client. See the [module docs](self)
+/// for the driving loop.
+#[derive(Debug)]
+pub struct Connection<K = NoMasking> {
+    role: Role,
+    config: Config,
+    keys: K,
+    state: State,
+    handshake: Handshake,
+    decoder: FrameDecoder,
+    /// Server: the accept value for the request. Client: the one expected.
+    accept: [u8; 28],
+    offered: [u8; MAX_OFFERED_PROTOCOLS],
+    offered_len: u8,
+    /// Incoming control frame being assembled.
+    control_in: ControlBuf,
+    /// Payload of the pong owed for the latest ping.
+    pong_out: Option<ControlBuf>,
+    /// A keepalive ping is due.
+    ping_out: bool,
+    /// Our close frame, queued (payload: code and reason).
+    close_out: Option<ControlBuf>,
+    close_sent: bool,
+    close_received: bool,
+    /// Closed as soon as our close frame is out (protocol failure).
+    fail_fast: bool,
+    /// A fragmented outgoing message is in progress.
+    sending: bool,
+    handshake_deadline: Option<Instant>,
+    close_deadline: Option<Instant>,
+    next_ping: Option<Instant>,
+    awaiting_pong: bool,
+}
+
+impl Connection<NoMasking> {
+    /// A server connection waiting for the client's Upgrade request.
+    pub fn server(config: Config, now: Instant) -> Self {
+        Self::new(Role::Server, config, now, NoMasking, Handshake::ServerAwaitingRequest)
+    }
+}
+
+impl<K: MaskKeySource> Connection<K> {
+    /// A client connection; send the Upgrade request with
+    /// [`Connection::write_request`]. `keys` supplies masking keys and the
+    /// handshake nonce.
+    pub fn client(config: Config, now: Instant, keys: K) -> Self {
+        Self::new(Role::Client, config, now, keys, Handshake::ClientUnsent)
+    }
+
+    fn new(role: Role, config: Config, now: Instant, keys: K, handshake: Handshake) -> Self {
+        let limits = DecoderLimits { max_message_size: config.max_message_size, max_fragments: config.max_fragments };
+        Self {
+            role,
+            config,
+            keys,
+            state: State::Connecting,
+            handshake,
+            decoder: FrameDecoder::new(role, limits),
+            accept: [0; 28],
+            offered: [0; MAX_OFFERED_PROTOCOLS],
+            offered_len: 0,
+            control_in: ControlBuf::EMPTY,
+            pong_out: None,
+            ping_out: false,
+            close_out: None,
+            close_sent: false,
+            close_received: false,
+            fail_fast: false,
+            sending: false,
+            handshake_deadline: config.handshake_timeout.map(|t| now + t),
+            close_deadline: None,
+            next_ping: None,
+            awaiting_pong: false,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Server or client.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether messages can be sent now.
+    pub fn can_send(&self) -> bool {
+        self.state == State::Open && self.close_out.is_none() && !self.close_sent
+    }
+
+    /// Whether the peer's close frame has been received.
+    pub fn close_received(&self) -> bool {
+        self.close_received
+    }
+
+    /// Feed bytes read from the peer. See [`Received`] for the contract.
+    /// Never panics, whatever `input` holds.
+    pub fn handle_input<'a>(&'a mut self, now: Instant, input: &'a mut [u8]) -> Received<'a> {
+        match self.handshake {
+            Handshake::ServerAwaitingRequest => return self.read_request(input),
+            Handshake::ClientAwaitingResponse => return self.read_response(now, input),
+            Handshake::ServerAwaitingDecision | Handshake::ServerRefusing(_) | Handshake::ClientUnsent => {
+                return Received { consumed: 0, event: None };
+            }
+            Handshake::Done => {}
+        }
+        if self.state == State::Closed || self.close_received || self.fail_fast {
+            // RFC 6455 §5.5.1: nothing after a close frame is processed.
+            return Received { consumed: input.len(), event: None };
+        }
+        let (consumed, decoded) = self.decoder.decode(input);
+        let event = match decoded {
+            None => None,
+            Some(Decoded::Data { kind, payload, message_start, message_end }) => {
+                Some(Event::Data { kind, payload, message_start, message_end })
+            }
+            Some(Decoded::Control { opcode, payload, frame_start, frame_end }) => {
+                if frame_start {
+                    self.control_in.len = 0;
+                }
+                self.control_in.push(payload);
+                if frame_end { self.control_frame(now, opcode) } else { None }
+            }
+            Some(Decoded::Violation(error)) => {
+                self.fail(now, error);
+                Some(Event::ProtocolError(error))
+            }
+        };
+        Received { consumed, event }
+    }
+
+    fn control_frame(&mut self, now: Instant, opcode: Opcode) -> Option<Event<'_>> {
+        match opcode {
+            Opcode::Ping => {
+                if self.can_send() {
+                    // Only the latest ping needs an answer (§5.5.3).
+                    self.pong_out = Some(self.control_in);
+                }
+                Some(Event::Ping(self.control_in.as_slice()))
+            }
+            Opcode::Pong => {
+                self.awaiting_pong = false;
+                Some(Event::Pong(self.control_in.as_slice()))
+            }
+            _ => match parse_close_payload(self.control_in.as_slice()) {
+                Err(e) => {
+                    let error = ProtocolError::new(
+                        e.close_code(),
+                        match e.close_code() {
+                            CloseCode::Invalid => "close reason is not UTF-8",
+                            _ => "invalid close payload",
+                        },
+                    );
+                    self.fail(now, error);
+                    Some(Event::ProtocolError(error))
+                }
+                Ok((code, _)) => {
+                    self.close_received = true;
+                    self.pong_out = None;
+                    self.ping_out = false;
+                    if self.close_sent {
+                        self.state = State::Closed;
+                    } else if self.close_out.is_none() {
+                        // Echo the code (§5.5.1), then we are done.
+                        let mut echo = ControlBuf::EMPTY;
+                        if let Some(code) = code {
+                            echo.set(&[&u16::from(code).to_be_bytes()]);
+                        }
+                        self.close_out = Some(echo);
+                        self.state = State::Closing;
+                    }
+                    let (code, reason) = parse_close_payload(self.control_in.as_slice()).unwrap_or((None, ""));
+                    Some(Event::Close { code, reason })
+                }
+            },
+        }
+    }
+
+    fn read_request<'a>(&mut self, input: &'a [u8]) -> Received<'a> {
+        match handshake::parse_request(input, self.config.max_handshake_size) {
+            Ok(None) => Received { consumed: 0, event: None },
+            Ok(Some((request, len))) => {
+                self.accept = request.accept_key();
+                self.handshake = Handshake::ServerAwaitingDecision;
+                Received { consumed: len, event: Some(Event::Request(request)) }
+            }
+            Err(error) => {
+                self.handshake = Handshake::ServerRefusing(error);
+                Received { consumed: input.len(), event: Some(Event::HandshakeFailed(error)) }
+            }
+        }
+    }
+
+    fn read_response<'a>(&mut self, now: Instant, input: &'a [u8]) -> Received<'a> {
+        let offered =
+            core::str::from_utf8(self.offered.get(..usize::from(self.offered_len)).unwrap_or(&[])).unwrap_or("");
+        match handshake::parse_response(input, self.config.max_handshake_size, &self.accept, offered) {
+            Ok(None) => Received { consumed: 0, event: None },
+            Ok(Some((response, len))) => {
+                self.open(now);
+                Received { consumed: len, event: Some(Event::Open { protocol: response.protocol }) }
+            }
+            Err(error) => {
+                self.handshake = Handshake::Done;
+                self.state = State::Closed;
+                Received { consumed: input.len(), event: Some(Event::HandshakeFailed(error)) }
+            }
+        }
+    }
+
+    fn open(&mut self, now: Instant) {
+        self.handshake = Handshake::Done;
+        self.state = State::Open;
+        self.handshake_deadline = None;
+        self.next_ping = self.config.keepalive_interval.map(|i| now + i);
+    }
+
+    /// Queue a close frame for a protocol failure; the connection closes
+    /// once it is sent.
+    fn fail(&mut self, now: Instant, error: ProtocolError) {
+        self.fail_fast = true;
+        self.pong_out = None;
+        self.ping_out = false;
+        if self.close_sent {
+            self.state = State::Closed;
+            return;
+        }
+        let mut payload = ControlBuf::EMPTY;
+        payload.set(&[&u16::from(error.code).to_be_bytes(), error.reason.as_bytes()]);
+        self.close_out = Some(payload);
+        self.state = State::Closing;
+        self.close_deadline = Some(now + self.config.close_timeout);
+    }
+
+    /// Server: accept the request reported by [`Event::Request`], selecting
+    /// `protocol` (which should be one the client offered) and adding
+    /// `headers` to the 101 response written into `out`.
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        protocol: Option<&str>,
+        headers: &[(&str, &str)],
+        out: &mut [u8],
+    ) -> Result<usize, SendError> {
+        if self.handshake != Handshake::ServerAwaitingDecision {
+            return Err(SendError::InvalidState);
+        }
+        let n = handshake::write_accept(&self.accept, protocol, headers, out)?;
+        self.open(now);
+        Ok(n)
+    }
+
+    /// Server: refuse the request reported by [`Event::Request`] with an
+    /// HTTP `status` (401, 403, 404, 503 …), extra `headers` and a text
+    /// `body`, written into `out`. The connection is then closed.
+    pub fn refuse(
+        &mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &str,
+        out: &mut [u8],
+    ) -> Result<usize, SendError> {
+        if self.handshake != Handshake::ServerAwaitingDecision {
+            return Err(SendError::InvalidState);
+        }
+        let n = handshake::write_refusal(status, headers, body, out)?;
+        self.handshake = Handshake::Done;
+        self.state = State::Closed;
+        Ok(n)
+    }
+
+    /// Client: write the Upgrade request into `out`. The nonce is drawn from
+    /// the key source.
+    pub fn write_request(&mut self, request: &ClientRequest<'_>, out: &mut [u8]) -> Result<usize, SendError> {
+        if self.handshake != Handshake::ClientUnsent {
+            return Err(SendError::InvalidState);
+        }
+        let mut offered_len = 0usize;
+        for (i, p) in request.protocols.iter().enumerate() {
+            let sep = usize::from(i > 0);
+            let Some(dst) = self.offered.get_mut(offered_len..offered_len + sep + p.len()) else {
+                return Err(SendError::TooManyProtocols);
+            };
+            if let Some((first, rest)) = dst.split_first_mut().filter(|_| sep == 1) {
+                *first = b',';
+                rest.copy_from_slice(p.as_bytes());
+            } else {
+                dst.copy_from_slice(p.as_bytes());
+            }
+            offered_len += sep + p.len();
+        }
+        let mut nonce = [0u8; 16];
+        for chunk in nonce.chunks_mut(4) {
+            chunk.copy_from_slice(&self.keys.next_key());
+        }
+        let key = handshake::client_key(nonce);
+        let n = handshake::write_request(request, &key, out)?;
+        self.offered_len = offered_len as u8;
+        self.accept = handshake::accept_key(&key);
+        self.handshake = Handshake::ClientAwaitingResponse;
+        Ok(n)
+    }
+
+    /// Write a whole message as one frame into `out`.
+    pub fn send(&mut self, message: Message<'_>, out: &mut [u8]) -> Result<usize, SendError> {
+        if self.sending {
+            return Err(SendError::FragmentInProgress);
+        }
+        self.send_fragment(message.kind(), message.payload(), true, out)
+    }
+
+    /// Write one frame of a fragmented message into `out`: the first call
+    /// starts a `kind` message, later ones continue it (their `kind` is
+    /// ignored), and `fin` ends it. For text, the concatenated payloads must
+    /// be UTF-8. Control frames may be sent between fragments.
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        payload: &[u8],
+        fin: bool,
+        out: &mut [u8],
+    ) -> Result<usize, SendError> {
+        if !self.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        let opcode = if self.sending { Opcode::Continuation } else { kind.opcode() };
+        let n = self.write_frame(opcode, fin, payload, out)?;
+        self.sending = !fin;
+        Ok(n)
+    }
+
+    /// Write only the header of a data frame of `len` bytes, for callers
+    /// that place the payload themselves (zero-copy). Returns the header
+    /// length and, for a client, the key the payload must be masked with
+    /// ([`crate::frame::apply_mask`] at phase 0).
+    pub fn send_header(
+        &mut self,
+        kind: MessageKind,
+        len: u64,
+        fin: bool,
+        out: &mut [u8],
+    ) -> Result<(usize, Option<[u8; 4]>), SendError> {
+        if !self.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        let opcode = if self.sending { Opcode::Continuation } else { kind.opcode() };
+        let mask = self.next_mask();
+        let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: len };
+        let n = header.encode(out)?;
+        self.sending = !fin;
+        Ok((n, mask))
+    }
+
+    /// Write a ping carrying `payload` (at most 125 bytes) into `out`.
+    pub fn ping(&mut self, payload: &[u8], out: &mut [u8]) -> Result<usize, SendError> {
+        if !self.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong);
+        }
+        Ok(self.write_frame(Opcode::Ping, true, payload, out)?)
+    }
+
+    /// Start the closing handshake: queue a close frame with `code` and
+    /// `reason` (at most 123 bytes), sent by [`Connection::poll_transmit`].
+    /// The connection is closed when the peer answers or
+    /// [`Config::close_timeout`] passes.
+    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(SendError::ControlTooLong);
+        }
+        if !code.is_valid_on_wire() {
+            return Err(SendError::InvalidCloseCode);
+        }
+        if self.state != State::Open || self.close_out.is_some() || self.close_sent {
+            return Err(SendError::NotOpen);
+        }
+        let mut payload = ControlBuf::EMPTY;
+        payload.set(&[&u16::from(code).to_be_bytes(), reason.as_bytes()]);
+        self.close_out = Some(payload);
+        self.state = State::Closing;
+        self.close_deadline = Some(now + self.config.close_timeout);
+        Ok(())
+    }
+
+    /// Write the next frame (or handshake refusal) the connection wants
+    /// sent into `out`. `Ok(0)`: nothing pending. Call until `Ok(0)` after
+    /// every input. A buffer of 256 bytes always suffices.
+    pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<usize, InsufficientSize> {
+        if let Handshake::ServerRefusing(error) = self.handshake {
+            let extra: &[(&str, &str)] = &[];
+            let body = match error {
+                HandshakeError::BadRequest(why) => why,
+                _ => "",
+            };
+            let n = handshake::write_refusal(error.status(), extra, body, out)?;
+            self.handshake = Handshake::Done;
+            self.state = State::Closed;
+            return Ok(n);
+        }
+        if self.state == State::Closed || self.handshake != Handshake::Done {
+            return Ok(0);
+        }
+        if let Some(pong) = self.pong_out {
+            let n = self.write_frame(Opcode::Pong, true, pong.as_slice(), out)?;
+            self.pong_out = None;
+            return Ok(n);
+        }
+        if self.ping_out {
+            let n = self.write_frame(Opcode::Ping, true, &[], out)?;
+            self.ping_out = false;
+            return Ok(n);
+        }
+        if let Some(close) = self.close_out {
+            let n = self.write_frame(Opcode::Close, true, close.as_slice(), out)?;
+            self.close_out = None;
+            self.close_sent = true;
+            if self.close_received || self.fail_fast {
+                self.state = State::Closed;
+            }
+            return Ok(n);
+        }
+        Ok(0)
+    }
+
+    /// The next deadline, if any: call [`Connection::handle_timeout`] then.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Connecting => self.handshake_deadline,
+            State::Open => self.next_ping,
+            State::Closing => self.close_deadline,
+            State::Closed => None,
+        }
+    }
+
+    /// Let time pass. Returns the deadline that closed the connection, if
+    /// one did; a keepalive ping may be queued instead. Early or repeated
+    /// calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Timeout> {
+        let due = |deadline: Option<Instant>| deadline.is_some_and(|d| now >= d);
+        match self.state {
+            State::Connecting if due(self.handshake_deadline) => {
+                if self.handshake == Handshake::ServerAwaitingRequest {
+                    // Answer slow or silent clients with 408, then close.
+                    self.handshake = Handshake::ServerRefusing(HandshakeError::Timeout);
+                } else {
+                    self.state = State::Closed;
+                }
+                Some(Timeout::Handshake)
+            }
+            State::Open if due(self.next_ping) => {
+                if self.awaiting_pong {
+                    self.state = State::Closed;
+                    return Some(Timeout::Keepalive);
+                }
+                self.ping_out = true;
+                self.awaiting_pong = true;
+                self.next_ping = self.config.keepalive_interval.map(|i| now + i);
+                None
+            }
+            State::Closing if due(self.close_deadline) => {
+                self.state = State::Closed;
+                Some(Timeout::Close)
+            }
+            _ => None,
+        }
+    }
+
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        match self.role {
+            Role::Client => Some(self.keys.next_key()),
+            Role::Server => None,
+        }
+    }
+
+    fn write_frame(
+        &mut self,
+        opcode: Opcode,
+        fin: bool,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, InsufficientSize> {
+        let mut header = FrameHeader { fin, rsv: 0, opcode, mask: None, payload_len: payload.len() as u64 };
+        let required = header.encoded_len() + if self.role == Role::Client { 4 } else { 0 } + payload.len();
+        if out.len() < required {
+            return Err(InsufficientSize { required });
+        }
+        header.mask = self.next_mask();
+        let n = header.encode(out)?;
+        let Some(body) = out.get_mut(n..n + payload.len()) else {
+            return Err(InsufficientSize { required });
+        };
+        body.copy_from_slice(payload);
+        if let Some(key) = header.mask {
+            apply_mask(body, key, 0);
+        }
+        Ok(n + payload.len())
+    }
+}
