@@ -1,1 +1,5 @@
+//! Tests of the whole engine on the in-memory pair.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+pub(crate) mod pair;
+mod rfc6455;
