@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# The one command that runs every test of roomwire (CI runs it through .ci/run).
+#
+# Usage: scripts/test.sh [STAGE...]
+#   no arguments: run every stage in order; otherwise only the named stages, in the order given.
+# Stages:
+#   setup     rustup targets/components, nightly toolchain, cargo-fuzz, Autobahn|Testsuite
+#   lint      cargo fmt --check, clippy (workspace, all targets; and no_std core) with -D warnings
+#   unit      cargo test --workspace
+#   embedded  no_std builds of roomwire-core for thumbv7em-none-eabihf and thumbv6m-none-eabi
+#   fuzz      every cargo-fuzz target for FUZZ_SECONDS seconds each
+#   autobahn  Autobahn|Testsuite against the server, then the client (scripts/autobahn.sh)
+# Environment:
+#   FUZZ_SECONDS=20   seconds per fuzz target; 0 only replays the seed corpus once
+#   (see scripts/autobahn.sh for the AUTOBAHN_* variables)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+# cargo-installed tools (cargo-fuzz) live here; make sure they are found.
+if [ -d "$HOME/.cargo/bin" ]; then
+    case ":$PATH:" in
+        *":$HOME/.cargo/bin:"*) ;;
+        *) PATH="$HOME/.cargo/bin:$PATH" ;;
+    esac
+fi
+export PATH
+
+ALL_STAGES=(setup lint unit embedded fuzz autobahn)
+EMBEDDED_TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi)
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+
+log() { echo "test.sh: $*"; }
+die() {
+    echo "test.sh: ERROR: $*" >&2
+    exit 1
+}
+
+# --- prerequisites (each is a no-op when already present) -----------------------------------------
+ensure_targets() {
+    local installed t
+    installed="$(rustup target list --installed)"
+    for t in "${EMBEDDED_TARGETS[@]}"; do
+        if ! grep -qx "$t" <<<"$installed"; then
+            log "rustup target add $t"
+            rustup target add "$t"
+        fi
+    done
+}
+
+ensure_components() {
+    local installed c
+    installed="$(rustup component list --installed)"
+    for c in clippy rustfmt; do
+        if ! grep -q "^$c" <<<"$installed"; then
+            log "rustup component add $c"
+            rustup component add "$c"
+        fi
+    done
+}
+
+ensure_nightly() {
+    if ! rustup toolchain list | grep -q '^nightly'; then
+        log "rustup toolchain install nightly"
+        rustup toolchain install nightly --profile minimal
+    fi
+}
+
+ensure_cargo_fuzz() {
+    ensure_nightly
+    if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+        log "cargo install cargo-fuzz --locked (about a minute)"
+        cargo install cargo-fuzz --locked
+    fi
+    cargo +nightly fuzz --version >/dev/null 2>&1 || die "cargo +nightly fuzz does not work after installing cargo-fuzz"
+}
+
+# --- stages ---------------------------------------------------------------------------------------
+stage_setup() {
+    ensure_targets
+    ensure_components
+    ensure_nightly
+    ensure_cargo_fuzz
+    "$ROOT/scripts/install-autobahn.sh"
+    log "toolchains: $(rustc --version); $(rustc +nightly --version); $(cargo +nightly fuzz --version)"
+}
+
+stage_lint() {
+    ensure_components
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p roomwire-core --no-default-features -- -D warnings
+}
+
+stage_unit() {
+    cargo test --workspace
+}
+
+stage_embedded() {
+    ensure_targets
+    local t
+    for t in "${EMBEDDED_TARGETS[@]}"; do
+        log "building roomwire-core (no_std) for $t"
+        cargo build -p roomwire-core --no-default-features --target "$t" --release
+    done
+}
+
+stage_fuzz() {
+    ensure_cargo_fuzz
+    [[ "$FUZZ_SECONDS" =~ ^[0-9]+$ ]] || die "FUZZ_SECONDS must be a whole number of seconds, got '$FUZZ_SECONDS'"
+    [ -f fuzz/Cargo.toml ] || die "fuzz/Cargo.toml not found: no cargo-fuzz project"
+
+    local targets
+    targets="$(cd fuzz && cargo +nightly fuzz list)"
+    [ -n "$targets" ] || die "cargo fuzz list found no fuzz targets"
+    log "fuzz targets: ${targets//$'\n'/ }"
+
+    local t corpus seeds limit
+    if ((FUZZ_SECONDS > 0)); then
+        limit="-max_total_time=$FUZZ_SECONDS"
+    else
+        limit="-runs=0" # replay the corpus only (-max_total_time=0 would mean no limit)
+    fi
+    for t in $targets; do
+        # Fuzz into a scratch corpus under .work/ (gitignored), seeded from the committed one,
+        # so a run never writes into the repo's fuzz/corpus/.
+        corpus="$ROOT/.work/fuzz-corpus/$t"
+        seeds="$ROOT/fuzz/corpus/$t"
+        mkdir -p "$corpus"
+        if [ -d "$seeds" ]; then
+            cp -R "$seeds/." "$corpus/"
+        fi
+        log "fuzzing $t ($limit, corpus ${corpus#"$ROOT"/})"
+        if ! (cd fuzz && cargo +nightly fuzz run "$t" "$corpus" -- "$limit"); then
+            die "fuzz target $t failed; the crashing input is under fuzz/artifacts/$t/ (reproduce: cd fuzz && cargo +nightly fuzz run $t artifacts/$t/<file>)"
+        fi
+    done
+}
+
+stage_autobahn() {
+    "$ROOT/scripts/autobahn.sh" server
+    "$ROOT/scripts/autobahn.sh" client
+}
+
+# --- driver ---------------------------------------------------------------------------------------
+usage() {
+    echo "usage: $0 [STAGE...]   stages: ${ALL_STAGES[*]} (default: all, in that order)"
+}
+
+STAGES=()
+for arg in "$@"; do
+    case "$arg" in
+        -h | --help)
+            usage
+            exit 0
+            ;;
+    esac
+    found=0
+    for s in "${ALL_STAGES[@]}"; do
+        [ "$arg" = "$s" ] && found=1
+    done
+    if ((found == 0)); then
+        echo "test.sh: unknown stage '$arg'" >&2
+        usage >&2
+        exit 2
+    fi
+    STAGES+=("$arg")
+done
+if ((${#STAGES[@]} == 0)); then
+    STAGES=("${ALL_STAGES[@]}")
+fi
+
+fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+TOTAL_START=$SECONDS
+PASSED=0
+TIMINGS=()
+n=${#STAGES[@]}
+i=0
+for stage in "${STAGES[@]}"; do
+    i=$((i + 1))
+    echo
+    echo "==================== test.sh: stage $i/$n: $stage ===================="
+    start=$SECONDS
+    # A subshell with errexit, not in a condition (where bash would ignore `set -e`).
+    set +e
+    (
+        set -euo pipefail
+        "stage_$stage"
+    )
+    rc=$?
+    set -e
+    took=$((SECONDS - start))
+    if ((rc != 0)); then
+        echo
+        echo "test.sh: stage '$stage' FAILED (exit status $rc) after $(fmt_secs "$took"); total elapsed $(fmt_secs $((SECONDS - TOTAL_START)))" >&2
+        echo "test.sh: $PASSED passed, 1 failed"
+        exit 1
+    fi
+    PASSED=$((PASSED + 1))
+    TIMINGS+=("$stage $(fmt_secs "$took")")
+    echo "==================== test.sh: stage $stage passed in $(fmt_secs "$took") ===================="
+done
+
+echo
+times="${TIMINGS[*]/%/,}"
+echo "test.sh: stage times: ${times%,}"
+echo "test.sh: total elapsed $(fmt_secs $((SECONDS - TOTAL_START)))"
+echo "test.sh: $PASSED passed, 0 failed"
