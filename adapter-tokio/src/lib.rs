@@ -1,1 +1,59 @@
-//! tokio adapter.
+//! # roomwire-tokio
+//!
+//! The tokio adapter of roomwire: WebSocket (RFC 6455) servers and clients
+//! over any `AsyncRead + AsyncWrite + Unpin` stream.
+//!
+//! This is a thin loop that moves bytes and time between a stream and the
+//! sans-IO [`roomwire_core::Connection`]. Every protocol decision (frame
+//! validation, close codes, handshake checks, deadlines) is the core's; the
+//! adapter owns the buffers, the clock and the socket.
+//!
+//! * [`WebSocket::accept`] / [`WebSocket::accept_with`]: server handshake,
+//!   with an application [`Decision`] on the request;
+//! * [`WebSocket::connect`] (`ws://` URLs over TCP) /
+//!   [`WebSocket::connect_with_stream`] (any stream): client handshake;
+//! * [`WebSocket::recv`]: whole [`Message`]s; pings, keepalive and close
+//!   handled while waiting; cancel safe;
+//! * [`WebSocket::feed`] / [`WebSocket::flush`] / [`WebSocket::send`]:
+//!   batched, bounded sending;
+//! * [`WebSocket::close`]: the closing handshake.
+//!
+//! ```no_run
+//! use roomwire_tokio::{Config, Message, MessageRef, WebSocket};
+//!
+//! # async fn run() -> Result<(), roomwire_tokio::Error> {
+//! let (mut ws, _) = WebSocket::connect("ws://127.0.0.1:9001/", Config::default()).await?;
+//! ws.send(MessageRef::Text("hello")).await?;
+//! while let Some(message) = ws.recv().await {
+//!     match message? {
+//!         Message::Text(text) => println!("{text}"),
+//!         Message::Binary(bytes) => println!("{} bytes", bytes.len()),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Each connection records a `tracing` span named `websocket` with its
+//! role (and, for [`WebSocket::connect`], the peer address); events are at
+//! `debug` and `trace` level. The span is created inside the current one:
+//! a server names the peer by instrumenting the connection's task, as the
+//! `echo` example does.
+//!
+//! Examples: `echo` (an echo server, the Autobahn|Testsuite server under
+//! test) and `autobahn-client` (the Autobahn fuzzing-server client).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod handshake;
+mod message;
+mod socket;
+
+pub use config::{Config, DEFAULT_MAX_OUTBOUND, DEFAULT_MAX_READ_CHUNK};
+pub use error::Error;
+pub use message::{CloseFrame, Decision, HandshakeInfo, Message, MessageRef, Response};
+pub use roomwire_core;
+pub use roomwire_core::handshake::{ClientRequest, Request};
+pub use roomwire_core::{CloseCode, MessageKind};
+pub use socket::WebSocket;

@@ -796,6 +796,7 @@ impl<K: MaskKeySource> Connection<K> {
                     // Answer slow or silent clients with 408, then close.
                     self.handshake = Handshake::ServerRefusing(HandshakeError::Timeout);
                 } else {
+                    self.handshake = Handshake::Done; // a closed connection never reopens
                     self.state = State::Closed;
                 }
                 Some(Timeout::Handshake)

@@ -241,7 +241,8 @@ fn has_token(value: &[u8], token: &str) -> bool {
 pub fn parse_request(buf: &[u8], max_len: usize) -> Result<Option<(Request<'_>, usize)>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+    // Never look past the limit, so the verdict cannot depend on how the bytes arrived.
+    let len = match req.parse(buf.get(..max_len).unwrap_or(buf)) {
         Ok(httparse::Status::Partial) => {
             return if buf.len() >= max_len { Err(HandshakeError::TooLarge) } else { Ok(None) };
         }
@@ -302,7 +303,8 @@ pub fn parse_response<'a>(
 ) -> Result<Option<(Response<'a>, usize)>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
-    let len = match res.parse(buf) {
+    // Never look past the limit, so the verdict cannot depend on how the bytes arrived.
+    let len = match res.parse(buf.get(..max_len).unwrap_or(buf)) {
         Ok(httparse::Status::Partial) => {
             return if buf.len() >= max_len { Err(HandshakeError::TooLarge) } else { Ok(None) };
         }

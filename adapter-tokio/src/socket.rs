@@ -1,0 +1,693 @@
+//! [`WebSocket`]: one connection, driven over a tokio stream.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use roomwire_core::message::{Assembled, Reassembler, VecStorage};
+use roomwire_core::{
+    CloseCode, Connection, Event, InsufficientSize, MaskKeySource, MessageKind, NoMasking, ProtocolError, Role,
+    SendError, State, Timeout,
+};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant as TokioInstant, Sleep};
+use tracing::{Span, debug, trace};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::message::{CloseFrame, Message, MessageRef};
+
+/// First size of the read buffer.
+const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// Capacity the write buffer keeps once drained; more is released.
+const WRITE_BUFFER_KEEP: usize = 64 * 1024;
+/// Capacity the reassembly buffer keeps between messages.
+const REASSEMBLY_KEEP: usize = 64 * 1024;
+/// Room reserved for one `poll_transmit` output; the core promises 256.
+const TRANSMIT_ROOM: usize = 256;
+/// Longest frame header, with masking key.
+const MAX_FRAME_HEADER: usize = 14;
+
+/// Client masking keys and handshake nonces from the operating system's
+/// CSPRNG (RFC 6455 §10.3), fetched 256 bytes at a time.
+pub(crate) struct RandomKeys {
+    buf: Box<[u8; 256]>,
+    pos: usize,
+}
+
+impl RandomKeys {
+    pub(crate) fn new() -> io::Result<Self> {
+        let mut buf = Box::new([0u8; 256]);
+        getrandom::fill(buf.as_mut_slice()).map_err(|e| io::Error::other(format!("random number generator: {e}")))?;
+        Ok(Self { buf, pos: 0 })
+    }
+}
+
+impl MaskKeySource for RandomKeys {
+    fn next_key(&mut self) -> [u8; 4] {
+        if self.pos + 4 > self.buf.len() {
+            // The source worked when the connection was created; a later
+            // failure of the OS generator leaves no safe key to use.
+            #[allow(clippy::expect_used)]
+            getrandom::fill(self.buf.as_mut_slice()).expect("operating system random number generator failed");
+            self.pos = 0;
+        }
+        let mut key = [0u8; 4];
+        key.copy_from_slice(&self.buf[self.pos..self.pos + 4]);
+        self.pos += 4;
+        key
+    }
+}
+
+/// The core connection of either role.
+pub(crate) enum Conn {
+    Server(Connection<NoMasking>),
+    Client(Connection<RandomKeys>),
+}
+
+/// Run `$body` with `$c` bound to the core connection, whatever its role.
+macro_rules! with_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            Conn::Server($c) => $body,
+            Conn::Client($c) => $body,
+        }
+    };
+}
+pub(crate) use with_conn;
+
+/// Where the adapter is in the life of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The core is driven: frames in, frames out.
+    Running,
+    /// The core is closed: write what is queued, then (client) wait for the
+    /// server to close TCP, then shut down, all before `deadline`.
+    Finishing { deadline: TokioInstant, awaiting_eof: bool },
+    /// Nothing more to do.
+    Done,
+}
+
+/// What one round of I/O did.
+#[derive(Debug)]
+pub(crate) enum Io {
+    /// Bytes were read (0: end of stream).
+    Read(usize),
+    /// Everything queued was written and flushed.
+    Written,
+    /// The deadline passed.
+    Timer,
+}
+
+/// One WebSocket connection over a tokio stream (`TcpStream`, a TLS stream,
+/// a `DuplexStream` …), server or client.
+///
+/// The adapter moves bytes and time between the stream and the
+/// [`roomwire_core::Connection`], which makes every protocol decision.
+///
+/// # Receiving
+///
+/// [`recv`](Self::recv) returns whole messages and, while waiting, answers
+/// pings, sends keepalive pings and enforces the close and keepalive
+/// deadlines. It returns `None` once the connection has ended normally: the
+/// closing handshake completed (see [`peer_close`](Self::peer_close) for the
+/// peer's code and reason) or the close timeout passed. An abnormal end
+/// (protocol error, I/O error, keepalive timeout, connection dropped without
+/// a close frame) is reported once as `Some(Err(_))`, then `None` follows.
+///
+/// # Sending
+///
+/// [`feed`](Self::feed) encodes a message into the outbound queue without
+/// writing; [`flush`](Self::flush) writes the whole queue, in as few write
+/// calls as the stream allows; [`send`](Self::send) does both. The queue is
+/// bounded by [`Config::max_outbound`]: `feed` fails with
+/// [`Error::QueueFull`] rather than grow it further.
+///
+/// # Cancel safety
+///
+/// All state (read buffer, queued output, partial messages, deadlines) lives
+/// in this struct. [`recv`](Self::recv), [`flush`](Self::flush),
+/// [`send`](Self::send) and [`close`](Self::close) are cancel safe: dropping
+/// their future (in `tokio::select!`, `tokio::time::timeout` …) loses no
+/// received bytes and no queued output; calling again continues where the
+/// dropped call stopped. (A cancelled `send` has queued its message, which
+/// the next `flush`, `send` or `recv` writes.)
+///
+/// # Example
+///
+/// An echo server:
+///
+/// ```no_run
+/// use roomwire_tokio::{Config, WebSocket};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// loop {
+///     let (stream, _) = listener.accept().await?;
+///     tokio::spawn(async move {
+///         let Ok((mut ws, _info)) = WebSocket::accept(stream, Config::default()).await else { return };
+///         while let Some(Ok(message)) = ws.recv().await {
+///             // An error here (the peer closed first) ends the loop at the next recv.
+///             let _ = ws.send(&message).await;
+///         }
+///     });
+/// }
+/// # }
+/// ```
+pub struct WebSocket<S> {
+    pub(crate) stream: S,
+    pub(crate) conn: Conn,
+    pub(crate) config: Config,
+    /// Origin of the core's clock.
+    origin: TokioInstant,
+    /// Read buffer, fully initialised; bytes `rstart..rend` are unprocessed.
+    pub(crate) rbuf: Vec<u8>,
+    pub(crate) rstart: usize,
+    pub(crate) rend: usize,
+    /// Outbound queue; bytes `wpos..` are not written yet.
+    pub(crate) wbuf: Vec<u8>,
+    wpos: usize,
+    /// Written bytes not yet flushed.
+    need_flush: bool,
+    reassembler: Reassembler<VecStorage>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    phase: Phase,
+    /// The abnormal end to report from `recv`, once.
+    pending: Option<Error>,
+    peer_close: Option<CloseFrame>,
+    pub(crate) span: Span,
+}
+
+impl<S> fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("role", &self.role())
+            .field("state", &self.state())
+            .field("queued", &self.queued())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> WebSocket<S> {
+    pub(crate) fn new(stream: S, conn: Conn, config: Config, origin: TokioInstant, span: Span) -> Self {
+        let limit = usize::try_from(config.core.max_message_size).unwrap_or(usize::MAX);
+        Self {
+            stream,
+            conn,
+            config,
+            origin,
+            rbuf: vec![0; INITIAL_READ_BUFFER.min(config.max_read_chunk.max(1))],
+            rstart: 0,
+            rend: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            need_flush: false,
+            reassembler: Reassembler::new(VecStorage::new(limit, REASSEMBLY_KEEP)),
+            sleep: None,
+            phase: Phase::Running,
+            pending: None,
+            peer_close: None,
+            span,
+        }
+    }
+
+    /// Server or client.
+    pub fn role(&self) -> Role {
+        with_conn!(&self.conn, c => c.role())
+    }
+
+    /// The core's view of the connection: `Open` while messages flow,
+    /// `Closing` during the closing handshake, `Closed` after.
+    pub fn state(&self) -> State {
+        with_conn!(&self.conn, c => c.state())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The close frame the peer sent, once received: its code and reason.
+    /// After our own [`close`](Self::close), this is the peer's echo.
+    pub fn peer_close(&self) -> Option<&CloseFrame> {
+        self.peer_close.as_ref()
+    }
+
+    /// Bytes queued for sending and not yet written.
+    pub fn queued(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The core's clock: microseconds since this connection's origin.
+    pub(crate) fn now(&self) -> roomwire_core::Instant {
+        let micros = TokioInstant::now().saturating_duration_since(self.origin).as_micros();
+        roomwire_core::Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+    }
+
+    /// The core's next deadline on tokio's clock.
+    pub(crate) fn core_deadline(&self) -> Option<TokioInstant> {
+        with_conn!(&self.conn, c => c.poll_timeout())
+            .map(|d| self.origin + std::time::Duration::from_micros(d.as_micros()))
+    }
+
+    /// Let the core handle its deadline.
+    pub(crate) fn handle_timeout(&mut self) -> Option<Timeout> {
+        let now = self.now();
+        with_conn!(&mut self.conn, c => c.handle_timeout(now))
+    }
+
+    /// Move everything the core wants sent (pongs, keepalive pings, close
+    /// frames, handshake refusals) into the outbound queue.
+    pub(crate) fn pump_transmit(&mut self) {
+        let Self { conn, wbuf, .. } = self;
+        loop {
+            let written = with_conn!(conn, c => encode_into(wbuf, TRANSMIT_ROOM, |out| Ok(c.poll_transmit(out)?)));
+            if !matches!(written, Ok(n) if n > 0) {
+                break;
+            }
+        }
+    }
+
+    /// Queue one message as a single frame, without writing it.
+    ///
+    /// Fails with [`Error::Closed`] once the closing handshake has started,
+    /// with [`Error::QueueFull`] when the queue is not empty and this
+    /// message would take it over [`Config::max_outbound`] (nothing is
+    /// queued then: [`flush`](Self::flush) and retry), and with
+    /// [`Error::Send`] while a fragmented message is in progress.
+    ///
+    /// ```no_run
+    /// # async fn f(ws: &mut roomwire_tokio::WebSocket<tokio::net::TcpStream>) -> Result<(), roomwire_tokio::Error> {
+    /// use roomwire_tokio::{Message, MessageRef};
+    /// ws.feed(MessageRef::Text("one"))?;
+    /// ws.feed(&Message::Binary(vec![2]))?;
+    /// ws.flush().await?; // both frames, one write
+    /// # Ok(()) }
+    /// ```
+    pub fn feed<'m>(&mut self, message: impl Into<MessageRef<'m>>) -> Result<(), Error> {
+        let message = message.into();
+        self.check_room(message.payload().len())?;
+        let Self { conn, wbuf, .. } = self;
+        let room = message.payload().len() + MAX_FRAME_HEADER;
+        with_conn!(conn, c => encode_into(wbuf, room, |out| c.send(message, out)))?;
+        Ok(())
+    }
+
+    /// Queue one frame of a fragmented message, without writing it: the
+    /// first call starts a `kind` message, later calls continue it (their
+    /// `kind` is ignored) and `fin` ends it. For text, the concatenated
+    /// payloads must be valid UTF-8. Pings, pongs and the close frame may go
+    /// out between fragments. Same queue bound as [`feed`](Self::feed).
+    pub fn feed_fragment(&mut self, kind: MessageKind, payload: &[u8], fin: bool) -> Result<(), Error> {
+        self.check_room(payload.len())?;
+        let Self { conn, wbuf, .. } = self;
+        let room = payload.len() + MAX_FRAME_HEADER;
+        with_conn!(conn, c => encode_into(wbuf, room, |out| c.send_fragment(kind, payload, fin, out)))?;
+        Ok(())
+    }
+
+    /// Queue a ping carrying `payload` (at most 125 bytes), without writing
+    /// it. The peer's pong is handled by [`recv`](Self::recv) and not
+    /// reported. Pings are not subject to the queue bound.
+    pub fn feed_ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let Self { conn, wbuf, .. } = self;
+        let room = payload.len() + MAX_FRAME_HEADER;
+        with_conn!(conn, c => encode_into(wbuf, room, |out| c.ping(payload, out)))?;
+        Ok(())
+    }
+
+    fn check_room(&self, payload: usize) -> Result<(), Error> {
+        if !with_conn!(&self.conn, c => c.can_send()) {
+            return Err(Error::Closed);
+        }
+        let queued = self.queued();
+        if queued > 0 && queued.saturating_add(payload).saturating_add(MAX_FRAME_HEADER) > self.config.max_outbound {
+            return Err(Error::QueueFull);
+        }
+        Ok(())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Queue `message` and write the whole queue: [`feed`](Self::feed) then
+    /// [`flush`](Self::flush).
+    ///
+    /// ```no_run
+    /// # async fn f(ws: &mut roomwire_tokio::WebSocket<tokio::net::TcpStream>) -> Result<(), roomwire_tokio::Error> {
+    /// use roomwire_tokio::MessageRef;
+    /// ws.send(MessageRef::Text("hello")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send<'m>(&mut self, message: impl Into<MessageRef<'m>>) -> Result<(), Error> {
+        self.feed(message)?;
+        self.flush().await
+    }
+
+    /// Send a ping carrying `payload` (at most 125 bytes):
+    /// [`feed_ping`](Self::feed_ping) then [`flush`](Self::flush).
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.feed_ping(payload)?;
+        self.flush().await
+    }
+
+    /// Write everything queued (messages, and pongs or close frames the
+    /// connection owes) and flush the stream. Only writes: incoming data
+    /// waits for the next [`recv`](Self::recv). Cancel safe.
+    ///
+    /// After an I/O error the connection is unusable: `recv` returns `None`.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.pump_transmit();
+        if self.phase == Phase::Done {
+            return if self.queued() == 0 { Ok(()) } else { Err(Error::Closed) };
+        }
+        match poll_fn(|cx| self.poll_write_pending(cx)).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                debug!(parent: &self.span, error = %e, "write failed");
+                self.phase = Phase::Done;
+                Err(Error::Io(e))
+            }
+        }
+    }
+
+    /// Start the closing handshake with `code` and `reason` (at most 123
+    /// bytes) and write the close frame. Keep calling [`recv`](Self::recv)
+    /// until it returns `None`: messages the peer sent before its close
+    /// frame still arrive, and the connection ends when the peer answers or
+    /// [`close_timeout`](roomwire_core::Config::close_timeout) passes.
+    ///
+    /// Fails with [`Error::Closed`] if the closing handshake has already
+    /// started (by either side), and with [`Error::Send`] for a code that
+    /// may not be sent (1005, 1006, 1015, reserved ranges) or a long reason.
+    ///
+    /// ```no_run
+    /// # async fn f(mut ws: roomwire_tokio::WebSocket<tokio::net::TcpStream>) -> Result<(), roomwire_tokio::Error> {
+    /// use roomwire_tokio::roomwire_core::CloseCode;
+    /// ws.close(CloseCode::Normal, "bye").await?;
+    /// while let Some(_) = ws.recv().await {}
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let now = self.now();
+        with_conn!(&mut self.conn, c => c.close(now, code, reason))?;
+        debug!(parent: &self.span, code = u16::from(code), reason, "closing");
+        self.flush().await
+    }
+
+    /// The next whole message, `None` once the connection has ended
+    /// normally, or the reason it ended abnormally (reported once, then
+    /// `None`). See the [type docs](Self) for the details. Cancel safe.
+    ///
+    /// Messages are reassembled up to
+    /// [`max_message_size`](roomwire_core::Config::max_message_size); the
+    /// core fails larger ones with close code 1009.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        loop {
+            match self.phase {
+                Phase::Done => return self.pending.take().map(Err),
+                Phase::Finishing { deadline, awaiting_eof } => {
+                    self.finish_step(deadline, awaiting_eof).await;
+                    continue;
+                }
+                Phase::Running => {}
+            }
+            let message = self.process_input();
+            self.pump_transmit();
+            if let Some(message) = message {
+                return Some(Ok(message));
+            }
+            if self.state() == State::Closed {
+                let deadline = TokioInstant::now() + close_timeout(&self.config);
+                trace!(parent: &self.span, "closed; finishing");
+                self.phase = Phase::Finishing { deadline, awaiting_eof: false };
+                continue;
+            }
+            let deadline = self.core_deadline();
+            match self.drive(true, deadline).await {
+                Ok(Io::Read(0)) => {
+                    debug!(parent: &self.span, "peer closed the stream without a close handshake");
+                    self.fail(Error::Io(io::ErrorKind::UnexpectedEof.into()));
+                }
+                Ok(Io::Read(_) | Io::Written) => {}
+                Ok(Io::Timer) => match self.handle_timeout() {
+                    Some(Timeout::Close) => debug!(parent: &self.span, "close timeout"),
+                    Some(timeout) => {
+                        debug!(parent: &self.span, ?timeout, "timeout");
+                        self.pending.get_or_insert(Error::Timeout(timeout));
+                    }
+                    None => {}
+                },
+                Err(e) => {
+                    debug!(parent: &self.span, error = %e, "I/O error");
+                    self.fail(Error::Io(e));
+                }
+            }
+        }
+    }
+
+    /// The stream ended or failed while the core was running.
+    fn fail(&mut self, error: Error) {
+        if self.peer_close.is_none() {
+            self.pending.get_or_insert(error);
+        }
+        self.phase = Phase::Done;
+    }
+
+    /// Feed buffered input to the core until a whole message is ready or the
+    /// input is used up.
+    fn process_input(&mut self) -> Option<Message> {
+        let span = self.span.clone();
+        while self.rstart < self.rend {
+            let now = self.now();
+            let input = &mut self.rbuf[self.rstart..self.rend];
+            let received = with_conn!(&mut self.conn, c => c.handle_input(now, input));
+            let consumed = received.consumed;
+            let mut message = None;
+            let mut too_large = false;
+            let mut ping = false;
+            match received.event {
+                None => {
+                    self.rstart += consumed;
+                    if consumed == 0 {
+                        break;
+                    }
+                    continue;
+                }
+                Some(Event::Data { kind, payload, message_start, message_end }) => {
+                    match self.reassembler.push(kind, payload, message_start, message_end) {
+                        Ok(None) => {}
+                        Ok(Some(Assembled::Text(text))) => message = Some(Message::Text(text.to_owned())),
+                        Ok(Some(Assembled::Binary(bytes))) => message = Some(Message::Binary(bytes.to_vec())),
+                        Err(_) => too_large = true,
+                    }
+                }
+                Some(Event::Ping(_)) => ping = true,
+                Some(Event::Close { code, reason }) => {
+                    debug!(parent: &span, code = code.map(u16::from), reason, "peer closed");
+                    self.peer_close = Some(CloseFrame { code, reason: reason.to_owned() });
+                }
+                Some(Event::ProtocolError(error)) => {
+                    debug!(parent: &span, %error, "protocol error");
+                    self.pending.get_or_insert(Error::Protocol(error));
+                }
+                Some(_) => {}
+            }
+            self.rstart += consumed;
+            if ping && self.queued() < self.config.max_outbound {
+                // The core keeps only the latest pong owed (RFC 6455 §5.5.3
+                // allows that); taking each one out as its ping arrives
+                // answers every ping while the queue has room, and lets the
+                // core coalesce them when a peer pings faster than it reads.
+                self.pump_transmit();
+            }
+            if too_large {
+                // The core enforces the same limit first; this is a guard.
+                let error = ProtocolError { code: CloseCode::MessageTooBig, reason: "message too big" };
+                let _ = with_conn!(&mut self.conn, c => c.close(now, error.code, error.reason));
+                self.pending.get_or_insert(Error::Protocol(error));
+            }
+            if message.is_some() {
+                return message;
+            }
+        }
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        }
+        None
+    }
+
+    /// One step of the end of the connection: write what is queued, let a
+    /// client wait for the server to close TCP, then shut down.
+    async fn finish_step(&mut self, deadline: TokioInstant, awaiting_eof: bool) {
+        let client = self.role() == Role::Client;
+        if !awaiting_eof && self.queued() == 0 && !self.need_flush {
+            if client {
+                // RFC 6455 §7.1.1: the server closes the TCP connection first.
+                self.phase = Phase::Finishing { deadline, awaiting_eof: true };
+            } else {
+                self.shutdown(deadline).await;
+            }
+            return;
+        }
+        match self.drive(true, Some(deadline)).await {
+            Ok(Io::Read(0)) | Ok(Io::Timer) | Err(_) => self.shutdown(deadline).await,
+            Ok(Io::Read(_)) => {
+                // Nothing after the close frame is processed (§5.5.1).
+                self.rstart = 0;
+                self.rend = 0;
+            }
+            Ok(Io::Written) => {}
+        }
+    }
+
+    async fn shutdown(&mut self, deadline: TokioInstant) {
+        trace!(parent: &self.span, "shutting down the stream");
+        let _ = tokio::time::timeout_at(deadline, self.stream.shutdown()).await;
+        self.phase = Phase::Done;
+    }
+
+    /// Write queued output, and read (if `read`) or wait for `deadline`,
+    /// whichever happens first.
+    pub(crate) async fn drive(&mut self, read: bool, deadline: Option<TokioInstant>) -> io::Result<Io> {
+        poll_fn(|cx| self.poll_drive(cx, read, deadline)).await
+    }
+
+    fn poll_drive(&mut self, cx: &mut Context<'_>, read: bool, deadline: Option<TokioInstant>) -> Poll<io::Result<Io>> {
+        let mut written = false;
+        if self.queued() > 0 || self.need_flush {
+            match self.poll_write_pending(cx) {
+                Poll::Ready(Ok(())) => written = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if read {
+            self.prepare_read();
+            let mut buf = ReadBuf::new(&mut self.rbuf[self.rend..]);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
+                    self.rend += n;
+                    if self.rend == self.rbuf.len() && self.rbuf.len() < self.config.max_read_chunk {
+                        // Reads fill the buffer: let the next ones be bigger.
+                        let len = (self.rbuf.len() * 2).min(self.config.max_read_chunk);
+                        self.rbuf.resize(len, 0);
+                    }
+                    return Poll::Ready(Ok(Io::Read(n)));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if written {
+            return Poll::Ready(Ok(Io::Written));
+        }
+        if let Some(deadline) = deadline {
+            let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(Io::Timer));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Make room after the unprocessed bytes for the next read.
+    fn prepare_read(&mut self) {
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        } else if self.rstart > 0 {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+        }
+        if self.rend == self.rbuf.len() {
+            // Unprocessed bytes fill the buffer: only an incomplete
+            // handshake does that, bounded by `max_handshake_size`.
+            let len = (self.rbuf.len() * 2).max(INITIAL_READ_BUFFER);
+            self.rbuf.resize(len, 0);
+        }
+    }
+
+    /// Write the whole outbound queue, then flush the stream.
+    fn poll_write_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.wpos < self.wbuf.len() {
+            match ready!(Pin::new(&mut self.stream).poll_write(cx, &self.wbuf[self.wpos..])) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    self.wpos += n;
+                    self.need_flush = true;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        if self.wbuf.capacity() > WRITE_BUFFER_KEEP {
+            self.wbuf.shrink_to(WRITE_BUFFER_KEEP);
+        }
+        if self.need_flush {
+            ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
+            self.need_flush = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Write everything queued, giving up at `deadline` (used for handshake
+    /// answers, which are small).
+    pub(crate) async fn flush_until(&mut self, deadline: TokioInstant) -> Result<(), Error> {
+        match tokio::time::timeout_at(deadline, poll_fn(|cx| self.poll_write_pending(cx))).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(Error::Io(io::ErrorKind::TimedOut.into())),
+        }
+    }
+
+    /// Shut the stream down after a failed handshake, bounded by the close
+    /// timeout.
+    pub(crate) async fn abandon(&mut self) {
+        let deadline = TokioInstant::now() + close_timeout(&self.config);
+        let _ = self.flush_until(deadline).await;
+        self.shutdown(deadline).await;
+    }
+}
+
+/// The close timeout on tokio's clock.
+pub(crate) fn close_timeout(config: &Config) -> std::time::Duration {
+    std::time::Duration::from_micros(config.core.close_timeout.as_micros())
+}
+
+/// Let `write` encode into the end of `wbuf`, starting with `room` bytes of
+/// space and growing to what the core says it needs.
+pub(crate) fn encode_into(
+    wbuf: &mut Vec<u8>,
+    room: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, SendError>,
+) -> Result<usize, SendError> {
+    let start = wbuf.len();
+    let mut room = room;
+    loop {
+        wbuf.resize(start + room, 0);
+        match write(&mut wbuf[start..]) {
+            Ok(n) => {
+                wbuf.truncate(start + n);
+                return Ok(n);
+            }
+            Err(SendError::Buffer(InsufficientSize { required })) if required > room => room = required,
+            Err(e) => {
+                wbuf.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+}
