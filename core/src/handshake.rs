@@ -337,7 +337,7 @@ pub fn parse_response<'a>(
         Some(value) => {
             let value = core::str::from_utf8(value.trim_ascii())
                 .map_err(|_| HandshakeError::BadResponse("subprotocol not UTF-8"))?;
-            if !offered.split(',').any(|p| p.trim() == value) || value.is_empty() {
+            if !offered.split(',').any(|p| p.trim_matches([' ', '\t']) == value) || value.is_empty() {
                 return Err(HandshakeError::BadResponse("subprotocol not offered"));
             }
             Some(value)
