@@ -26,6 +26,9 @@
 //!    the unconsumed rest (during the handshake it is an incomplete header
 //!    section) and read again.
 //! 3. Call `poll_transmit` until it returns `Ok(0)`; write what it gave.
+//!    The connection owes a pong only for the latest ping (RFC 6455
+//!    §5.5.3), so a burst of pings handled in one go is answered once; to
+//!    answer every ping, drain `poll_transmit` after each [`Event::Ping`].
 //! 4. When [`Connection::state`] is [`State::Closed`], close the socket.
 //! 5. Sleep until bytes arrive or [`Connection::poll_timeout`] passes; on the
 //!    timeout call `handle_timeout(now)` and go to 3. Spurious or early

@@ -22,6 +22,7 @@ use core::fmt;
 use sha1::{Digest, Sha1};
 
 use crate::error::InsufficientSize;
+use crate::writer::{Writer, write_twice};
 
 /// Most header lines a request or response may have.
 pub const MAX_HEADERS: usize = 32;
@@ -477,52 +478,6 @@ fn put_headers(w: &mut Writer<'_>, headers: &[(&str, &str)]) {
         w.put(b": ");
         w.put(value.as_bytes());
         w.put(b"\r\n");
-    }
-}
-
-/// Run `write` once to measure, then once for real if it fits, so that an
-/// undersized `out` is left untouched.
-fn write_twice(out: &mut [u8], write: impl Fn(&mut Writer<'_>)) -> Result<usize, InsufficientSize> {
-    let mut measure = Writer { out: &mut [], len: 0 };
-    write(&mut measure);
-    let required = measure.len;
-    if required > out.len() {
-        return Err(InsufficientSize { required });
-    }
-    let mut real = Writer { out, len: 0 };
-    write(&mut real);
-    Ok(real.len)
-}
-
-/// Appends to a byte slice, counting what does not fit.
-pub(crate) struct Writer<'a> {
-    out: &'a mut [u8],
-    len: usize,
-}
-
-impl Writer<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        let end = self.len.saturating_add(bytes.len());
-        if let Some(dst) = self.out.get_mut(self.len..end) {
-            dst.copy_from_slice(bytes);
-        }
-        self.len = end;
-    }
-
-    fn put_decimal(&mut self, mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            if let Some(d) = digits.get_mut(at) {
-                *d = b'0' + (n % 10) as u8;
-            }
-            n /= 10;
-            if n == 0 || at == 0 {
-                break;
-            }
-        }
-        self.put(digits.get(at..).unwrap_or(&[]));
     }
 }
 

@@ -25,7 +25,7 @@
 //!
 //! ## Features
 //!
-//! * `alloc`: [`message::VecStorage`], a growable reassembly buffer.
+//! * `alloc`: `message::VecStorage`, a growable reassembly buffer.
 //! * `std`: implies `alloc`.
 //!
 //! Both add conveniences over the same engine, never a second one.
@@ -38,15 +38,24 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod alepha;
+pub mod channel;
 pub mod close;
 pub mod connection;
 pub mod decoder;
+pub mod dispatch;
+pub mod envelope;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod json;
 pub mod message;
+pub mod room;
+pub mod target;
 pub mod time;
 pub mod utf8;
+pub mod wire;
+mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -58,4 +67,7 @@ pub use connection::{
 pub use decoder::{MessageKind, Role};
 pub use error::{InsufficientSize, ProtocolError};
 pub use frame::{FrameHeader, Opcode};
+#[cfg(feature = "alloc")]
+pub use room::GrowableRoomTable;
+pub use room::{FixedRoomTable, JoinError, Joined, MemberId, RoomId, RoomIdError, RoomSet, RoomTable, TableLimits};
 pub use time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! Tests of the whole engine on the in-memory pair.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+mod channel_protocol;
 pub(crate) mod pair;
 mod rfc6455;
+mod room_model;
+mod wire_golden;

@@ -1,0 +1,335 @@
+//! The server side of a channel: admitting a connection to its rooms,
+//! handling each whole client message, and encoding frames for recipients.
+//!
+//! Adapters call these three steps and only move the bytes:
+//!
+//! 1. [`admit`] at the handshake: on the Alepha wire the rooms come from
+//!    the query (`roomId`, `roomIds`, else `"default"`), or from an
+//!    authorization hook's override; on the roomwire wire a connection
+//!    starts in no room and joins with envelopes.
+//! 2. [`handle_message`] for each whole message: it returns the typed
+//!    message for the handler with the room it is handled in, or the answer
+//!    for the sender alone (join/leave acknowledgements, error frames), or
+//!    nothing (non-JSON text on the Alepha wire is dropped).
+//! 3. [`encode_frame`] for each (wire format, room label) an emit reaches
+//!    (see [`crate::target`]): one complete WebSocket frame shared by every
+//!    recipient with that key.
+//!
+//! A client can never make this code allocate, nor loop beyond the length
+//! of its own message and the configured capacities.
+
+use core::ops::Range;
+
+use crate::alepha;
+use crate::channel::Channel;
+use crate::close::CloseCode;
+use crate::envelope::{self, ClientEnvelope, code};
+use crate::error::InsufficientSize;
+use crate::frame::FrameHeader;
+use crate::room::{JoinError, MemberId, RoomId, RoomSet, RoomTable};
+use crate::target::FrameKey;
+use crate::wire::WireFormat;
+
+/// Most rooms the Alepha handshake query may name (and so the most rooms a
+/// connection joins at once); a table's own per-member limit still applies.
+pub const MAX_QUERY_ROOMS: usize = 32;
+
+/// Room for the longest server frame header (64-bit length, no mask).
+pub const MAX_SERVER_HEADER: usize = 10;
+
+/// A handshake the channel cannot admit: the connection is accepted, then
+/// closed with this code and reason (as Alepha does for its limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// The close code (1008).
+    pub code: CloseCode,
+    /// The close reason.
+    pub reason: &'static str,
+}
+
+/// Join `member` to the rooms its handshake asks for.
+///
+/// * Alepha wire: `room_override` (from an authorization hook) if given,
+///   else the query's `roomId` / `roomIds`, else `"default"`. Room ids
+///   other than the implicit `"default"` must pass
+///   [`Channel::validate_room_id`].
+/// * roomwire wire: `room_override` if given (the connection starts in it),
+///   else no room.
+///
+/// On refusal the member is in no room.
+///
+/// ```
+/// use roomwire_core::dispatch::admit;
+/// use roomwire_core::room::{FixedRoomTable, MemberId, RoomTable};
+/// use roomwire_core::wire::WireFormat;
+/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M;
+/// roomwire_core::channel! { /// A channel.
+///     pub struct Chat { path: "/ws/chat", in: M, out: M } }
+///
+/// let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
+/// admit::<Chat, _>(WireFormat::Alepha, MemberId(1), Some("roomIds=a,b"), None, &mut table).unwrap();
+/// assert_eq!(table.rooms_of(MemberId(1)).map(|r| r.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+/// admit::<Chat, _>(WireFormat::Alepha, MemberId(2), None, None, &mut table).unwrap();
+/// assert!(table.is_in_room(MemberId(2), "default"));
+/// ```
+pub fn admit<C: Channel, T: RoomTable>(
+    format: WireFormat,
+    member: MemberId,
+    query: Option<&str>,
+    room_override: Option<&str>,
+    table: &mut T,
+) -> Result<(), Refusal> {
+    const INVALID: Refusal = Refusal { code: CloseCode::Policy, reason: "Invalid room id" };
+    let mut rooms = RoomSet::<MAX_QUERY_ROOMS>::new();
+    match (format, room_override) {
+        (_, Some(room)) => {
+            let room = RoomId::new(room).map_err(|_| INVALID)?;
+            if room.as_str() != alepha::DEFAULT_ROOM && !C::validate_room_id(&room) {
+                return Err(INVALID);
+            }
+            rooms.join(room).map_err(|_| INVALID)?;
+        }
+        (WireFormat::Alepha, None) => {
+            alepha::rooms_from_query(query, C::validate_room_id, &mut rooms).map_err(|e| match e {
+                alepha::QueryRoomsError::TooManyRooms => Refusal { code: CloseCode::Policy, reason: "Too many rooms" },
+                _ => INVALID,
+            })?;
+        }
+        (_, None) => return Ok(()),
+    }
+    for room in rooms.iter() {
+        if let Err(e) = table.join(member, room) {
+            table.leave_all(member);
+            return Err(Refusal { code: CloseCode::Policy, reason: join_error_text(e) });
+        }
+    }
+    Ok(())
+}
+
+fn join_error_code(e: JoinError) -> u16 {
+    match e {
+        JoinError::MemberFull => code::TOO_MANY_ROOMS,
+        _ => code::ROOM_FULL,
+    }
+}
+
+fn join_error_text(e: JoinError) -> &'static str {
+    match e {
+        JoinError::MemberFull => "Too many rooms for this connection",
+        JoinError::RoomFull => "Room full",
+        JoinError::TooManyRooms => "Too many rooms on this server",
+        JoinError::TooManyMembers => "Server full",
+    }
+}
+
+/// A change of membership made by [`handle_message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// The connection joined this room (not reported for a repeated join).
+    Joined(RoomId),
+    /// The connection left this room (not reported if it was not in it).
+    Left(RoomId),
+}
+
+/// What to do with one client message.
+#[derive(Debug)]
+pub enum Inbound<M> {
+    /// Run the channel handler with this typed message, in `room`.
+    Message {
+        /// The room the message is handled in: the one it names if the
+        /// connection joined it, else (Alepha wire) the connection's first
+        /// room, else `"default"`.
+        room: RoomId,
+        /// The validated message.
+        message: M,
+    },
+    /// Send the `len` bytes written at the start of `out` to the sender
+    /// only, as one WebSocket message of kind
+    /// [`WireFormat::message_kind`]: an acknowledgement or an error frame.
+    /// The connection stays open.
+    Reply {
+        /// Bytes written to `out`.
+        len: usize,
+        /// The membership change acknowledged, if any.
+        membership: Option<Membership>,
+    },
+    /// Nothing to send (the Alepha wire drops text that is not JSON).
+    Ignored,
+}
+
+/// Handle one whole message from `member`, speaking `format`, for channel
+/// `C`. `scratch` is room for unescaping JSON strings on the no-`std` path
+/// (its size bounds the longest escaped string a message may borrow);
+/// `out` receives any reply and must hold at least 256 bytes.
+///
+/// ```
+/// use roomwire_core::dispatch::{admit, handle_message, Inbound};
+/// use roomwire_core::room::{FixedRoomTable, MemberId};
+/// use roomwire_core::wire::WireFormat;
+///
+/// #[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// pub struct Say<'a> { pub content: &'a str }
+/// roomwire_core::channel! { /// Chat.
+///     pub struct Chat { path: "/ws/chat", in: Say<'a>, out: Say<'a> } }
+///
+/// let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
+/// admit::<Chat, _>(WireFormat::Alepha, MemberId(1), Some("roomId=lobby"), None, &mut table).unwrap();
+/// let mut out = [0u8; 256];
+/// let frame = br#"{"roomId":"elsewhere","message":{"content":"hi"}}"#;
+/// match handle_message::<Chat, _>(WireFormat::Alepha, MemberId(1), &mut table, frame, &mut [0; 64], &mut out) {
+///     // A room the connection did not join is never honoured.
+///     Inbound::Message { room, message } => assert_eq!((room.as_str(), message.content), ("lobby", "hi")),
+///     other => panic!("{other:?}"),
+/// }
+/// let bad = br#"{"message":{"nope":1}}"#;
+/// match handle_message::<Chat, _>(WireFormat::Alepha, MemberId(1), &mut table, bad, &mut [0; 64], &mut out) {
+///     Inbound::Reply { len, .. } => assert!(out[..len].starts_with(br#"{"error":"Message validation failed: "#)),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+pub fn handle_message<'a, C: Channel, T: RoomTable>(
+    format: WireFormat,
+    member: MemberId,
+    table: &mut T,
+    data: &'a [u8],
+    scratch: &'a mut [u8],
+    out: &mut [u8],
+) -> Inbound<C::Out<'a>> {
+    match format {
+        WireFormat::Alepha => handle_alepha::<C, T>(member, table, data, scratch, out),
+        WireFormat::Json | WireFormat::Postcard => handle_envelope::<C, T>(format, member, table, data, scratch, out),
+    }
+}
+
+fn handle_alepha<'a, C: Channel, T: RoomTable>(
+    member: MemberId,
+    table: &T,
+    data: &'a [u8],
+    scratch: &'a mut [u8],
+    out: &mut [u8],
+) -> Inbound<C::Out<'a>> {
+    let Ok(frame) = alepha::parse_client_frame(data) else {
+        return Inbound::Ignored;
+    };
+    let room = frame
+        .claimed_room
+        .filter(|claimed| table.is_in_room(member, claimed))
+        .or_else(|| table.first_room(member).cloned())
+        .or_else(|| RoomId::new(alepha::DEFAULT_ROOM).ok());
+    let Some(room) = room else {
+        return Inbound::Ignored;
+    };
+    match alepha::decode_message::<C>(frame.message, scratch) {
+        Ok(message) => Inbound::Message { room, message },
+        Err(error) => Inbound::Reply {
+            len: error_frame(WireFormat::Alepha, None, code::VALIDATION_FAILED, &error, out),
+            membership: None,
+        },
+    }
+}
+
+fn handle_envelope<'a, C: Channel, T: RoomTable>(
+    format: WireFormat,
+    member: MemberId,
+    table: &mut T,
+    data: &'a [u8],
+    scratch: &'a mut [u8],
+    out: &mut [u8],
+) -> Inbound<C::Out<'a>> {
+    let reply = |len, membership| Inbound::Reply { len, membership };
+    let envelope = match envelope::decode_client(format, data) {
+        Ok(envelope) => envelope,
+        Err(e) => return reply(error_frame(format, e.reference, e.code, e.reason, out), None),
+    };
+    match envelope {
+        ClientEnvelope::Join { reference, room } => {
+            if !C::validate_room_id(&room) {
+                return reply(
+                    error_frame(format, Some(reference), code::INVALID_ROOM_ID, "Invalid room id", out),
+                    None,
+                );
+            }
+            match table.join(member, &room) {
+                Ok(joined) => {
+                    let membership = matches!(joined, crate::room::Joined::Added).then_some(Membership::Joined(room));
+                    reply(ok_frame(format, reference, out), membership)
+                }
+                Err(e) => {
+                    reply(error_frame(format, Some(reference), join_error_code(e), join_error_text(e), out), None)
+                }
+            }
+        }
+        ClientEnvelope::Leave { reference, room } => {
+            let membership = table.leave(member, &room).then_some(Membership::Left(room));
+            reply(ok_frame(format, reference, out), membership)
+        }
+        ClientEnvelope::Message { room, payload } => {
+            if !table.is_in_room(member, &room) {
+                return reply(error_frame(format, None, code::NOT_A_MEMBER, "Not a member of that room", out), None);
+            }
+            match envelope::decode_message::<C>(format, payload, scratch) {
+                Ok(message) => Inbound::Message { room, message },
+                Err(error) => reply(error_frame(format, None, code::VALIDATION_FAILED, &error, out), None),
+            }
+        }
+    }
+}
+
+fn ok_frame(format: WireFormat, reference: u32, out: &mut [u8]) -> usize {
+    envelope::encode_server(format, &envelope::ServerEnvelope::Ok { reference }, out).unwrap_or(0)
+}
+
+/// Write an error frame; if the detail does not fit `out`, fall back to the
+/// code's default text so the sender still learns what failed.
+fn error_frame<E: core::fmt::Display + ?Sized>(
+    format: WireFormat,
+    reference: Option<u32>,
+    code: u16,
+    text: &E,
+    out: &mut [u8],
+) -> usize {
+    let written = match format {
+        WireFormat::Alepha => alepha::write_error_frame(text, out),
+        _ => envelope::write_error(format, reference, code, text, out),
+    };
+    written
+        .or_else(|_| match format {
+            WireFormat::Alepha => alepha::write_error_frame(code::default_text(code), out),
+            _ => envelope::write_error(format, reference, code, code::default_text(code), out),
+        })
+        .unwrap_or(0)
+}
+
+/// Encode the complete WebSocket frame (unmasked server header and body)
+/// that every recipient with `key` receives for a message whose payload is
+/// `payload`, encoded in the key's format's encoding (JSON for
+/// [`WireFormat::Alepha`] and [`WireFormat::Json`], postcard for
+/// [`WireFormat::Postcard`]).
+///
+/// The frame is written somewhere inside `out`; the returned range locates
+/// it. `out` needs the body length plus [`MAX_SERVER_HEADER`] bytes.
+///
+/// ```
+/// use roomwire_core::dispatch::encode_frame;
+/// use roomwire_core::target::FrameKey;
+/// use roomwire_core::wire::WireFormat;
+///
+/// let mut out = [0u8; 64];
+/// let key = FrameKey { format: WireFormat::Alepha, label: Some("lobby") };
+/// let frame = encode_frame(key, br#"{"n":1}"#, &mut out).unwrap();
+/// assert_eq!(&out[frame], b"\x81\x1e{\"n\":1,\"__alephaRoom\":\"lobby\"}");
+/// ```
+pub fn encode_frame(key: FrameKey<'_>, payload: &[u8], out: &mut [u8]) -> Result<Range<usize>, InsufficientSize> {
+    let grow = |e: InsufficientSize| InsufficientSize { required: e.required + MAX_SERVER_HEADER };
+    let body = out.get_mut(MAX_SERVER_HEADER..).ok_or(InsufficientSize { required: MAX_SERVER_HEADER })?;
+    let len = match key.format {
+        WireFormat::Alepha => alepha::write_server_frame(payload, key.label, body),
+        format => envelope::write_push(format, key.label, payload, body),
+    }
+    .map_err(grow)?;
+    let header = FrameHeader::new(key.format.message_kind().opcode(), len as u64);
+    let start = MAX_SERVER_HEADER - header.encoded_len();
+    let head = out.get_mut(start..MAX_SERVER_HEADER).ok_or(InsufficientSize { required: MAX_SERVER_HEADER })?;
+    header.encode(head)?;
+    Ok(start..MAX_SERVER_HEADER + len)
+}
