@@ -10,8 +10,10 @@
 //! control frames, close codes, protocol errors, handshake results and
 //! transmitted bytes) as feeding them whole.
 
+pub mod alepha_wire;
 pub mod client_connection;
 pub mod driver;
+pub mod envelope;
 pub mod frame_decoder;
 pub mod frame_header;
 pub mod handshake_request;
