@@ -16,6 +16,20 @@
 //! * [`message`]: optional reassembly of whole messages;
 //! * [`time`]: time as an input.
 //!
+//! The rooms protocol (Alepha's `$channel` / `$websocket`) on top, shared by
+//! every adapter so none re-decides it:
+//!
+//! * [`channel`]: a channel's path and typed messages ([`channel!`]);
+//! * [`wire`]: which rooms protocol a connection speaks (subprotocols);
+//! * [`alepha`]: the Alepha-compatible JSON wire; [`json`]: its scanner;
+//! * [`envelope`]: the roomwire wire (postcard and JSON envelopes);
+//! * [`room`]: room ids and room tables (fixed capacity, or growable);
+//! * [`target`]: who an emit or reply reaches, with which room label;
+//! * [`dispatch`]: the server side (admission, inbound messages, frames);
+//! * [`client`]: the client side (room requests, typed receive).
+//!
+//! `PROTOCOL.md` at the repository root specifies both wires byte for byte.
+//!
 //! ## Panic policy
 //!
 //! Errors come from input; panics would be bugs. The crate denies
@@ -25,8 +39,10 @@
 //!
 //! ## Features
 //!
-//! * `alloc`: `message::VecStorage`, a growable reassembly buffer.
-//! * `std`: implies `alloc`.
+//! * `alloc`: `message::VecStorage` (a growable reassembly buffer),
+//!   `GrowableRoomTable`, `target::SeenVec`, and decoding of internally
+//!   tagged enums (serde buffers them).
+//! * `std`: implies `alloc`; typed JSON goes through `serde_json`.
 //!
 //! Both add conveniences over the same engine, never a second one.
 #![no_std]
@@ -40,6 +56,7 @@ extern crate std;
 
 pub mod alepha;
 pub mod channel;
+pub mod client;
 pub mod close;
 pub mod connection;
 pub mod decoder;
@@ -60,6 +77,8 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use channel::Channel;
+pub use client::{ClientEvent, RoomClient};
 pub use close::CloseCode;
 pub use connection::{
     Config, Connection, Event, MaskKeySource, Message, NoMasking, Received, SendError, State, Timeout,
@@ -71,3 +90,4 @@ pub use frame::{FrameHeader, Opcode};
 pub use room::GrowableRoomTable;
 pub use room::{FixedRoomTable, JoinError, Joined, MemberId, RoomId, RoomIdError, RoomSet, RoomTable, TableLimits};
 pub use time::{Duration, Instant};
+pub use wire::WireFormat;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod channel_protocol;
+mod client_session;
 pub(crate) mod pair;
 mod rfc6455;
 mod room_model;
