@@ -19,7 +19,7 @@
 //! The rooms protocol (Alepha's `$channel` / `$websocket`) on top, shared by
 //! every adapter so none re-decides it:
 //!
-//! * [`channel`]: a channel's path and typed messages ([`channel!`]);
+//! * [`channel`](mod@channel): a channel's path and typed messages ([`channel!`]);
 //! * [`wire`]: which rooms protocol a connection speaks (subprotocols);
 //! * [`alepha`]: the Alepha-compatible JSON wire; [`json`]: its scanner;
 //! * [`envelope`]: the roomwire wire (postcard and JSON envelopes);
