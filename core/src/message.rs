@@ -31,24 +31,14 @@ pub trait Storage {
     fn reset(&mut self) {}
 }
 
-impl Storage for &mut [u8] {
+/// Any fixed buffer: `&mut [u8]`, `[u8; N]`, a boxed slice.
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Storage for B {
     fn bytes(&self, len: usize) -> &[u8] {
-        self.get(..len).unwrap_or(&[])
+        self.as_ref().get(..len).unwrap_or(&[])
     }
     fn store(&mut self, at: usize, data: &[u8]) -> Result<(), TooLarge> {
-        let dst = self.get_mut(at..at.checked_add(data.len()).ok_or(TooLarge)?).ok_or(TooLarge)?;
-        dst.copy_from_slice(data);
-        Ok(())
-    }
-}
-
-impl<const N: usize> Storage for [u8; N] {
-    fn bytes(&self, len: usize) -> &[u8] {
-        self.get(..len).unwrap_or(&[])
-    }
-    fn store(&mut self, at: usize, data: &[u8]) -> Result<(), TooLarge> {
-        let dst = self.get_mut(at..at.checked_add(data.len()).ok_or(TooLarge)?).ok_or(TooLarge)?;
-        dst.copy_from_slice(data);
+        let end = at.checked_add(data.len()).ok_or(TooLarge)?;
+        self.as_mut().get_mut(at..end).ok_or(TooLarge)?.copy_from_slice(data);
         Ok(())
     }
 }
@@ -160,5 +150,30 @@ impl<S: Storage> Reassembler<S> {
     /// Bytes of the message in progress.
     pub fn pending_len(&self) -> usize {
         if self.finished { 0 } else { self.len }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Reassembler<VecStorage> {
+    /// Take the bytes of the message [`Reassembler::push`] just completed,
+    /// without copying them (`None` if no message is complete). The next
+    /// message starts in a fresh buffer.
+    ///
+    /// ```
+    /// use roomwire_core::message::{Reassembler, VecStorage};
+    /// use roomwire_core::MessageKind;
+    /// let mut r = Reassembler::new(VecStorage::new(1024, 0));
+    /// r.push(MessageKind::Binary, b"ab", true, false).unwrap();
+    /// assert_eq!(r.take_finished(), None);
+    /// r.push(MessageKind::Binary, b"c", false, true).unwrap();
+    /// assert_eq!(r.take_finished(), Some(b"abc".to_vec()));
+    /// ```
+    pub fn take_finished(&mut self) -> Option<alloc::vec::Vec<u8>> {
+        if !self.finished {
+            return None;
+        }
+        self.finished = false;
+        self.len = 0;
+        Some(core::mem::take(&mut self.storage.buf))
     }
 }
