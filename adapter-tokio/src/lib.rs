@@ -39,7 +39,13 @@
 //! a server names the peer by instrumenting the connection's task, as the
 //! `echo` example does.
 //!
-//! Examples: `echo` (an echo server, the Autobahn|Testsuite server under
+//! [`server`]: the room server (Alepha's `$websocket`): endpoints with
+//! typed handlers, rooms, emit, admission, keepalive, backpressure,
+//! graceful shutdown; standalone, over any stream, or on an axum router
+//! (feature `axum`).
+//!
+//! Examples: `chat` (the room server's demo chat), `tls` (wss through
+//! tokio-rustls), `echo` (an echo server, the Autobahn|Testsuite server under
 //! test) and `autobahn-client` (the Autobahn fuzzing-server client).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -48,6 +54,7 @@ mod config;
 mod error;
 mod handshake;
 mod message;
+pub mod server;
 mod socket;
 
 pub use config::{Config, DEFAULT_MAX_OUTBOUND, DEFAULT_MAX_READ_CHUNK};
@@ -56,4 +63,5 @@ pub use message::{CloseFrame, Decision, HandshakeInfo, Message, MessageRef, Resp
 pub use roomwire_core;
 pub use roomwire_core::handshake::{ClientRequest, Request};
 pub use roomwire_core::{CloseCode, MessageKind};
+pub use server::Server;
 pub use socket::WebSocket;

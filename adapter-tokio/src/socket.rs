@@ -323,6 +323,35 @@ impl<S> WebSocket<S> {
         Ok(())
     }
 
+    /// Queue one complete, pre-encoded data frame, without writing it: the
+    /// bytes go to the stream as they are. This is how a server sends a frame
+    /// encoded once for many recipients (e.g. by
+    /// [`roomwire_core::dispatch::encode_frame`]) without encoding it again
+    /// per connection.
+    ///
+    /// `frame` must be exactly one whole frame as a server sends it: FIN
+    /// set, no RSV bits, text or binary opcode, unmasked, and as long as its
+    /// header says; anything else is refused with
+    /// [`Error::Send`]`(`[`SendError::InvalidState`]`)` and nothing is queued.
+    /// It must not be fed while a fragmented message is being sent (see
+    /// [`feed_fragment`](Self::feed_fragment)). Client connections (which
+    /// must mask) refuse it the same way. Same queue bound and closing rule
+    /// as [`feed`](Self::feed).
+    pub fn feed_frame(&mut self, frame: &[u8]) -> Result<(), Error> {
+        let whole = matches!(
+            roomwire_core::FrameHeader::parse(frame),
+            Ok(Some((h, len))) if h.fin && h.rsv == 0 && h.mask.is_none()
+                && matches!(h.opcode, roomwire_core::Opcode::Text | roomwire_core::Opcode::Binary)
+                && (len as u64).checked_add(h.payload_len) == Some(frame.len() as u64)
+        );
+        if !whole || self.role() != Role::Server {
+            return Err(Error::Send(SendError::InvalidState));
+        }
+        self.check_room(frame.len().saturating_sub(MAX_FRAME_HEADER))?;
+        self.wbuf.extend_from_slice(frame);
+        Ok(())
+    }
+
     fn check_room(&self, payload: usize) -> Result<(), Error> {
         if !with_conn!(&self.conn, c => c.can_send()) {
             return Err(Error::Closed);
@@ -584,7 +613,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     return Poll::Ready(Ok(Io::Read(n)));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {}
+                Poll::Pending => self.release_idle_buffers(),
             }
         }
         if written {
@@ -602,6 +631,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Pending
     }
 
+    /// Nothing to read and nothing unprocessed or unwritten: give the read and
+    /// write buffers back, so an idle connection holds no buffer (they are
+    /// allocated again, at their initial size, when bytes arrive or a frame
+    /// is queued).
+    fn release_idle_buffers(&mut self) {
+        if self.rstart == self.rend && self.queued() == 0 && !self.need_flush {
+            self.rstart = 0;
+            self.rend = 0;
+            self.rbuf = Vec::new();
+            self.wbuf = Vec::new();
+            self.wpos = 0;
+        }
+    }
+
     /// Make room after the unprocessed bytes for the next read.
     fn prepare_read(&mut self) {
         if self.rstart == self.rend {
@@ -613,9 +656,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.rstart = 0;
         }
         if self.rend == self.rbuf.len() {
-            // Unprocessed bytes fill the buffer: only an incomplete
-            // handshake does that, bounded by `max_handshake_size`.
-            let len = (self.rbuf.len() * 2).max(INITIAL_READ_BUFFER);
+            // The buffer was released while idle, or unprocessed bytes fill
+            // it: only an incomplete handshake does that, bounded by
+            // `max_handshake_size`.
+            let initial = INITIAL_READ_BUFFER.min(self.config.max_read_chunk.max(1));
+            let len = if self.rbuf.is_empty() { initial } else { (self.rbuf.len() * 2).max(INITIAL_READ_BUFFER) };
             self.rbuf.resize(len, 0);
         }
     }

@@ -1,0 +1,192 @@
+//! The demo chat: the seed's chat channel on the room server, with a page.
+//!
+//! ```text
+//! cargo run --release -p roomwire-tokio --example chat -- --listen 127.0.0.1:8080
+//! ```
+//!
+//! Then open <http://127.0.0.1:8080/> in a few tabs. Without `--listen`
+//! it serves the same address. Routes (one axum router):
+//!
+//! * `GET /`: the chat page (plain JS, the browser's own `WebSocket`,
+//!   Alepha wire).
+//! * `/ws/chat`: the chat channel. Client → server `{"content": "…"}`
+//!   (bare, or as `{"roomId": "…", "message": {…}}`); server → client
+//!   `{"type":"append","content","username"}` or
+//!   `{"type":"system","message"}`. The handler replies `append` to the
+//!   sender's room, except the sender, with `username` = the user id, else
+//!   the connection id.
+//! * `/ws/secure-chat`: the same channel, `secure` (anonymous upgrades get
+//!   401) and at most 2 connections per user (the third is closed with
+//!   1008).
+//! * `POST /rooms/{roomId}/announce` with a text body: emits
+//!   `{"type":"system","message": <body>}` to that room on both endpoints
+//!   (the seed's `broadcastAnnouncement`).
+//!
+//! **Demo-only authentication**: the user id is whatever follows
+//! `Authorization: Bearer ` or, for browsers (which cannot set headers on a
+//! WebSocket), the `token` query parameter. Anyone can claim any name. A
+//! real server verifies a token (a JWT, a session cookie) in its
+//! `resolve_user` or `authorize` hook.
+//!
+//! Ctrl-C shuts down gracefully: every socket is closed with 1001.
+//!
+//! ```text
+//! curl -X POST --data 'maintenance at noon' http://127.0.0.1:8080/rooms/lobby/announce
+//! ```
+
+use std::borrow::Cow;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Html;
+use axum::routing::{get, post};
+use roomwire_tokio::server::{Emit, Endpoint, Handshake, Reply, Server};
+use serde::{Deserialize, Serialize};
+
+/// Client → server (Alepha's `out`). Borrows the text from the frame when
+/// it has no escapes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChatOut<'a> {
+    /// The message text.
+    #[serde(borrow)]
+    pub content: Cow<'a, str>,
+}
+
+/// Server → client (Alepha's `in`): a union tagged by `type`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ChatIn {
+    /// A chat line.
+    Append {
+        /// The text.
+        content: String,
+        /// Who wrote it.
+        username: String,
+    },
+    /// A system announcement.
+    System {
+        /// The text.
+        message: String,
+    },
+}
+
+roomwire_tokio::roomwire_core::channel! {
+    /// The open chat.
+    pub struct Chat { path: "/ws/chat", in: ChatIn, out: ChatOut<'a> }
+}
+
+roomwire_tokio::roomwire_core::channel! {
+    /// The same channel, for signed-in users only.
+    pub struct SecureChat { path: "/ws/secure-chat", in: ChatIn, out: ChatOut<'a> }
+}
+
+/// The seed's handler: `append` to the sender's room, except the sender.
+fn append(content: &str, user: Option<&str>, connection: &str) -> ChatIn {
+    ChatIn::Append { content: content.to_owned(), username: user.unwrap_or(connection).to_owned() }
+}
+
+/// DEMO ONLY: the user is whoever the client claims to be.
+fn demo_user(handshake: &Handshake) -> Option<String> {
+    let name = match handshake.bearer_token() {
+        Some(token) => Cow::Borrowed(token),
+        None => handshake.query_param("token")?,
+    };
+    let name = name.trim();
+    (!name.is_empty() && name.len() <= 64).then(|| name.to_owned())
+}
+
+fn server() -> Server {
+    Server::builder()
+        .resolve_user(|handshake| {
+            let user = demo_user(handshake);
+            async move { user }
+        })
+        .endpoint(Endpoint::<Chat>::new(|ctx| {
+            Box::pin(async move {
+                let line = append(&ctx.message.content, ctx.user_id(), ctx.connection_id());
+                ctx.reply_with(&line, &Reply::new().except_self())?;
+                Ok(())
+            })
+        }))
+        .endpoint(
+            Endpoint::<SecureChat>::new(|ctx| {
+                Box::pin(async move {
+                    let line = append(&ctx.message.content, ctx.user_id(), ctx.connection_id());
+                    ctx.reply_with(&line, &Reply::new().except_self())?;
+                    Ok(())
+                })
+            })
+            .secure()
+            .max_connections_per_user(2),
+        )
+        .on_connect(
+            |e| tracing::info!(id = e.connection_id, user = e.user_id, rooms = ?e.rooms, path = e.path, "connect"),
+        )
+        .on_disconnect(|e| tracing::info!(id = e.connection_id, code = ?e.code, reason = e.reason, "disconnect"))
+        .build()
+        .expect("valid endpoints")
+}
+
+/// `POST /rooms/{roomId}/announce`: the seed's `broadcastAnnouncement`.
+async fn announce(State(server): State<Server>, Path(room): Path<String>, body: String) -> String {
+    let message = ChatIn::System { message: body };
+    let target = Emit::to_room(room);
+    let mut reached = 0;
+    for sent in [server.emit::<Chat>(&target, &message), server.emit::<SecureChat>(&target, &message)] {
+        match sent {
+            Ok(n) => reached += n,
+            Err(e) => return format!("error: {e}\n"),
+        }
+    }
+    format!("delivered to {reached} connection(s)\n")
+}
+
+fn app(server: Server) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(include_str!("chat/index.html")) }))
+        .route("/rooms/{roomId}/announce", post(announce))
+        .merge(server.router())
+        .with_state(server)
+}
+
+fn listen_address() -> Result<String, String> {
+    let mut args = std::env::args().skip(1);
+    let mut listen = "127.0.0.1:8080".to_owned();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => listen = args.next().ok_or("--listen needs an address")?,
+            "-h" | "--help" => return Err("usage: chat [--listen ADDR]   (default 127.0.0.1:8080)".into()),
+            other => return Err(format!("unknown argument {other:?}; usage: chat [--listen ADDR]")),
+        }
+    }
+    Ok(listen)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let listen = match listen_address() {
+        Ok(listen) => listen,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    let server = server();
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    println!("chat: http://{}/  (Ctrl-C to stop)", listener.local_addr()?);
+    let shutdown = {
+        let server = server.clone();
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+            println!("shutting down");
+            server.shutdown().await;
+        }
+    };
+    axum::serve(listener, app(server)).with_graceful_shutdown(shutdown).await
+}

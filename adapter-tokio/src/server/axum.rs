@@ -1,0 +1,197 @@
+//! The axum 0.8 integration (feature `axum`): upgrade requests that an
+//! existing router received.
+//!
+//! hyper has already parsed the request; the core still judges it. The
+//! request head is handed to a server [`Connection`] exactly as it came
+//! (method, target, version, headers), so the core validates the Upgrade
+//! and computes the 101 (accept key, subprotocol) as for a connection it
+//! reads itself; the adapter only translates the core's 101 into an
+//! `http::Response` for hyper to send, then drives the same core
+//! connection, now open, over the upgraded stream.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode, Version};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use hyper_util::rt::TokioIo;
+use roomwire_core::{Connection, Event, Instant, SendError};
+use tokio::time::Instant as TokioInstant;
+use tracing::{Instrument, Span, debug, info_span};
+
+use super::conn::{self, BoxStream};
+use super::upgrade::RequestHead;
+use super::{Server, Slot, TaskGuard};
+use crate::socket::WebSocket;
+
+impl Server {
+    /// A router with one route per endpoint path, upgrading the requests
+    /// it receives ([`upgrade`](Self::upgrade)). Merge it into an
+    /// application's router; it works with any router state `S`. The
+    /// application must be served with upgrades enabled (`axum::serve`
+    /// does).
+    ///
+    /// ```no_run
+    /// # async fn f(server: roomwire_tokio::Server) -> std::io::Result<()> {
+    /// use axum::{Router, routing::get};
+    /// let app = Router::new().route("/", get(|| async { "hello" })).merge(server.router());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// axum::serve(listener, app).await
+    /// # }
+    /// ```
+    pub fn router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let mut router = Router::new();
+        for endpoint in &self.shared.endpoints {
+            let server = self.clone();
+            router = router.route(
+                endpoint.path(),
+                any(move |request: Request| {
+                    let server = server.clone();
+                    async move { server.upgrade(request).await }
+                }),
+            );
+        }
+        router
+    }
+
+    /// Upgrade one request to a WebSocket connection of the endpoint its
+    /// path names (for custom routing; [`router`](Self::router) does this
+    /// for every endpoint). Answers 101 and serves the connection in a new
+    /// task, or answers with the refusal: the core's status for a request
+    /// that is not a valid Upgrade (400, 426 …), 404 for an unknown path,
+    /// 503 at the connection cap or during shutdown, 401 or the
+    /// `authorize` hook's status.
+    pub async fn upgrade(&self, mut request: Request) -> Response {
+        let shared = &self.shared;
+        if shared.closing.is_set() {
+            return refusal(503, "Server shutting down");
+        }
+        let Some(handshake_slot) = Slot::handshake(shared) else {
+            return refusal(503, "Service Unavailable");
+        };
+        let config = shared.config.socket;
+        let origin = TokioInstant::now();
+        let mut connection = Connection::server(config.core, Instant::ZERO);
+        let mut head = request_head(&request);
+        let received = connection.handle_input(Instant::ZERO, &mut head);
+        let head = match received.event {
+            Some(Event::Request(request)) => RequestHead::from_request(&request),
+            Some(Event::HandshakeFailed(error)) => {
+                // The core's own refusal (status, headers such as
+                // `Sec-WebSocket-Version: 13`, body), as hyper's response.
+                let mut out = vec![0u8; 1024];
+                return match connection.poll_transmit(&mut out) {
+                    Ok(n) => response_from(out.get(..n).unwrap_or(&[])),
+                    Err(_) => None,
+                }
+                .unwrap_or_else(|| refusal(error.status(), &error.to_string()));
+            }
+            _ => return refusal(400, "Bad Request"),
+        };
+        let Some(endpoint) = shared.endpoint(&head.info.path).cloned() else {
+            return refusal(404, "Not Found");
+        };
+        let span =
+            info_span!("connection", path = endpoint.path(), id = tracing::field::Empty, user = tracing::field::Empty);
+        let deadline = config.core.handshake_timeout.map(|t| origin + std::time::Duration::from_micros(t.as_micros()));
+        let admitted = match conn::admit(self, endpoint.as_ref(), head, None, deadline).instrument(span.clone()).await {
+            Ok(admitted) => admitted,
+            Err((status, body)) => return refusal(status, &body),
+        };
+        // The core accepts and writes its 101; hyper sends it.
+        let now = Instant::from_micros(
+            u64::try_from(TokioInstant::now().saturating_duration_since(origin).as_micros()).unwrap_or(u64::MAX),
+        );
+        let mut out = vec![0u8; 512];
+        let written = loop {
+            match connection.accept(now, admitted.format.protocol(), &[], &mut out) {
+                Err(SendError::Buffer(e)) if e.required > out.len() => out.resize(e.required, 0),
+                other => break other,
+            }
+        };
+        let Ok(n) = written else { return refusal(500, "Internal Server Error") };
+        let Some(response) = response_from(out.get(..n).unwrap_or(&[])) else {
+            return refusal(500, "Internal Server Error");
+        };
+        let on_upgrade = hyper::upgrade::on(&mut request);
+        let server = self.clone();
+        let task = TaskGuard::new(shared);
+        tokio::spawn(
+            async move {
+                let _task = task;
+                let upgraded = tokio::select! {
+                    biased;
+                    () = server.shared.closing.wait() => return,
+                    upgraded = on_upgrade => upgraded,
+                };
+                let upgraded = match upgraded {
+                    Ok(upgraded) => upgraded,
+                    Err(error) => {
+                        debug!(%error, "upgrade failed");
+                        return;
+                    }
+                };
+                drop(handshake_slot);
+                let stream: BoxStream = Box::new(TokioIo::new(upgraded));
+                let ws = Box::new(WebSocket::from_accepted(stream, connection, config, origin));
+                conn::run_open(server, endpoint, ws, admitted).await;
+            }
+            .instrument(span),
+        );
+        response
+    }
+}
+
+/// The request head as it would have come on the wire.
+fn request_head(request: &Request) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let version = match request.version() {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    };
+    for part in [request.method().as_str(), " ", target, " ", version, "\r\n"] {
+        head.extend_from_slice(part.as_bytes());
+    }
+    for (name, value) in request.headers() {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// A response the core wrote (its 101, or a refusal) as an
+/// `http::Response`; hyper frames the body itself.
+fn response_from(bytes: &[u8]) -> Option<Response> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse::<u16>().ok()?;
+    let mut response = Response::new(Body::from(body.to_owned()));
+    *response.status_mut() = StatusCode::from_u16(status).ok()?;
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes()).ok()?;
+        if name != axum::http::header::CONTENT_LENGTH {
+            response.headers_mut().append(name, HeaderValue::from_str(value.trim()).ok()?);
+        }
+    }
+    Some(response)
+}
+
+fn refusal(status: u16, body: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    debug!(parent: &Span::current(), status = status.as_u16(), "upgrade refused");
+    (status, body.to_owned()).into_response()
+}

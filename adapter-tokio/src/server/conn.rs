@@ -1,0 +1,452 @@
+//! One connection's life: handshake, admission, registration, the message
+//! loop, cleanup.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use roomwire_core::room::MemberId;
+use roomwire_core::wire::WireFormat;
+use roomwire_core::{CloseCode, InsufficientSize, alepha, envelope};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant as TokioInstant;
+use tracing::{Instrument, Span, debug, debug_span, trace};
+use uuid::Uuid;
+
+use super::admission::{Admission, Handshake};
+use super::endpoint::{Dispatched, ErasedEndpoint};
+use super::outbox::Outbox;
+use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, MessageEvent, OverUserCap, Session};
+use super::upgrade::RequestHead;
+use super::{Server, Slot, TaskGuard};
+use crate::error::Error;
+use crate::message::{Decision, Message};
+use crate::socket::WebSocket;
+
+/// Any stream, boxed: one connection type for TCP, TLS, upgraded HTTP.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + ?Sized> Stream for T {}
+pub(crate) type BoxStream = Box<dyn Stream>;
+
+/// Longest handler error text sent back; longer is cut.
+const MAX_ERROR_TEXT: usize = 1024;
+
+/// What admission decided, for a connection about to be accepted.
+pub(crate) struct Admitted {
+    pub(crate) format: WireFormat,
+    query: Option<String>,
+    user: Option<String>,
+    room: Option<String>,
+    /// Its place under the server's connection cap.
+    open: Slot,
+}
+
+/// Serve one accepted stream, start to end.
+pub(crate) async fn serve_stream(server: Server, stream: BoxStream, peer: Option<SocketAddr>) {
+    let _task = TaskGuard::new(&server.shared);
+    // The handshake's state (request, hooks' futures) is boxed: freed once
+    // the connection is open, so an idle connection's task stays small.
+    let Some((ws, endpoint, admitted)) = Box::pin(handshake(&server, stream, peer)).await else {
+        return;
+    };
+    run_open(server, endpoint, ws, admitted).await;
+}
+
+/// Read the request, admit, answer. `None`: refused or failed (answered).
+async fn handshake(
+    server: &Server,
+    stream: BoxStream,
+    peer: Option<SocketAddr>,
+) -> Option<(Box<WebSocket<BoxStream>>, Arc<dyn ErasedEndpoint>, Admitted)> {
+    let shared = &server.shared;
+    if shared.closing.is_set() {
+        return None;
+    }
+    let Some(handshake_slot) = Slot::handshake(shared) else {
+        debug!("too many handshakes in progress: dropping the stream");
+        return None;
+    };
+    let read = tokio::select! {
+        biased;
+        () = shared.closing.wait() => return None,
+        read = WebSocket::read_request(stream, shared.config.socket) => read,
+    };
+    let (mut ws, head) = match read {
+        Ok(read) => read,
+        Err(error) => {
+            debug!(%error, "handshake failed");
+            return None;
+        }
+    };
+    let Some(endpoint) = shared.endpoint(&head.info.path).cloned() else {
+        debug!(path = head.info.path, "no endpoint: 404");
+        let _ = ws.answer(Decision::refuse(404, "Not Found")).await;
+        return None;
+    };
+    Span::current().record("path", endpoint.path());
+    let deadline = ws.handshake_deadline();
+    let admitted = match admit(server, endpoint.as_ref(), head, peer, deadline).await {
+        Ok(admitted) => admitted,
+        Err((status, body)) => {
+            debug!(status, "refused");
+            let _ = ws.answer(Decision::refuse(status, body)).await;
+            return None;
+        }
+    };
+    let protocol = admitted.format.protocol().map(str::to_owned);
+    if let Err(error) = ws.answer(Decision::Accept { protocol, headers: Vec::new() }).await {
+        debug!(%error, "could not send the 101");
+        return None;
+    }
+    drop(handshake_slot);
+    // Boxed: moved from future to future, it would otherwise take room in
+    // each (async fn arguments are stored twice).
+    Some((Box::new(ws), endpoint, admitted))
+}
+
+/// Alepha's `admit`, plus the server's own gates: shutdown, the connection
+/// cap, the handshake deadline. `Err` is the HTTP refusal.
+pub(crate) async fn admit(
+    server: &Server,
+    endpoint: &dyn ErasedEndpoint,
+    head: RequestHead,
+    peer: Option<SocketAddr>,
+    deadline: Option<TokioInstant>,
+) -> Result<Admitted, (u16, String)> {
+    let shared = &server.shared;
+    if shared.closing.is_set() {
+        return Err((503, "Server shutting down".into()));
+    }
+    let open = Slot::open(shared).ok_or_else(|| (503, "Service Unavailable".to_owned()))?;
+    let format = head.format;
+    let handshake = Handshake::new(head.info, format, peer);
+    let decide = endpoint.policy().admit(&handshake, shared.resolver.as_ref());
+    let decided = async {
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, decide).await.ok(),
+            None => Some(decide.await),
+        }
+    };
+    let admission = tokio::select! {
+        biased;
+        () = shared.closing.wait() => return Err((503, "Server shutting down".into())),
+        admission = decided => admission.ok_or_else(|| (503, "Authorization timed out".to_owned()))?,
+    };
+    match admission {
+        Admission::Refuse { status, body } => Err((status, body)),
+        Admission::Accept { user_id, room_id } => {
+            Ok(Admitted { format, query: handshake.query().map(str::to_owned), user: user_id, room: room_id, open })
+        }
+    }
+}
+
+/// Takes a connection out of its endpoint's registry if the task ends
+/// early (panic, abort); disarmed by the normal cleanup.
+struct Registration {
+    cell: Arc<ChannelCell>,
+    member: Option<MemberId>,
+}
+
+impl Registration {
+    fn unregister(&mut self) -> Vec<String> {
+        self.member.take().map(|member| self.cell.lock().unregister(member)).unwrap_or_default()
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+/// Serve a connection whose 101 has been sent: register it, run it,
+/// clean up.
+pub(crate) async fn run_open(
+    server: Server,
+    endpoint: Arc<dyn ErasedEndpoint>,
+    mut ws: Box<WebSocket<BoxStream>>,
+    admitted: Admitted,
+) {
+    let shared = server.shared.clone();
+    let Admitted { format, query, user, room, open: _open } = admitted;
+    let id: Arc<str> = format!("ws-{}", Uuid::new_v4()).into();
+    let user: Option<Arc<str>> = user.map(Into::into);
+    let span = Span::current();
+    span.record("id", &*id);
+    if let Some(user) = &user {
+        span.record("user", &**user);
+    }
+    let outbox = Arc::new(Outbox::new(shared.config.socket.max_outbound));
+    let cell = endpoint.cell().clone();
+    let policy = endpoint.policy();
+    let registered = {
+        let mut state = cell.lock();
+        match state.register(id.clone(), user.clone(), format, outbox.clone(), policy.max_connections_per_user) {
+            Err(OverUserCap) => Err((CloseCode::Policy, "Max connections per user exceeded")),
+            Ok(member) => match endpoint.admit(&mut state.table, format, member, query.as_deref(), room.as_deref()) {
+                Ok(()) => Ok((member, state.rooms_of(member))),
+                Err(refusal) => {
+                    state.unregister(member);
+                    Err((refusal.code, refusal.reason))
+                }
+            },
+        }
+    };
+    let (member, rooms) = match registered {
+        Ok(registered) => registered,
+        Err((code, reason)) => {
+            debug!(code = u16::from(code), reason, "accepted, then refused");
+            if ws.start_close(code, reason).is_ok() {
+                while ws.recv().await.is_some() {}
+            }
+            return;
+        }
+    };
+    let mut registration = Registration { cell: cell.clone(), member: Some(member) };
+    if shared.closing.is_set() {
+        outbox.request_close(CloseCode::Away, "Server shutting down");
+    }
+    debug!(?rooms, wire = ?format, "connected");
+    let event = ConnectEvent {
+        connection_id: id.to_string(),
+        user_id: user.as_deref().map(str::to_owned),
+        rooms,
+        path: endpoint.path(),
+    };
+    if let Some(hook) = &shared.hooks.connect {
+        hook(&event);
+    }
+    if let Some(hook) = &policy.on_connect {
+        hook(server.clone(), event).await;
+    }
+
+    let session = Session { id, user, member, format, cell, server: server.clone() };
+    let end = run_loop(&mut ws, endpoint.as_ref(), &session, &outbox).await;
+
+    let rooms = registration.unregister();
+    debug!(code = end.code.map(u16::from), reason = end.reason, "disconnected");
+    let event = DisconnectEvent {
+        connection_id: session.id.to_string(),
+        user_id: session.user.as_deref().map(str::to_owned),
+        rooms,
+        path: endpoint.path(),
+        code: end.code,
+        reason: end.reason,
+    };
+    drop(ws);
+    if let Some(hook) = &shared.hooks.disconnect {
+        hook(&event);
+    }
+    if let Some(hook) = &policy.on_disconnect {
+        hook(server, event).await;
+    }
+}
+
+/// How a connection ended.
+struct End {
+    code: Option<CloseCode>,
+    reason: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// Stop now, without a closing handshake (shutdown timeout).
+    Abort,
+}
+
+/// The closing handshake we started, if any.
+type OurClose = Option<(CloseCode, String)>;
+
+async fn run_loop(
+    ws: &mut WebSocket<BoxStream>,
+    endpoint: &dyn ErasedEndpoint,
+    session: &Session,
+    outbox: &Outbox,
+) -> End {
+    let mut ours: OurClose = None;
+    let mut error: Option<Error> = None;
+    loop {
+        if pump(ws, outbox, &mut ours) == Flow::Abort {
+            return End { code: None, reason: "Server shutting down".into() };
+        }
+        // `recv` first: it also writes what is queued, so it must be
+        // polled even while frames keep arriving.
+        let received = tokio::select! {
+            biased;
+            received = ws.recv() => received,
+            () = outbox.notified() => continue,
+        };
+        match received {
+            None => break,
+            Some(Err(e)) => {
+                debug!(error = %e, "connection failed");
+                error.get_or_insert(e);
+            }
+            Some(Ok(message)) => {
+                if handle(ws, endpoint, session, outbox, &mut ours, message).await == Flow::Abort {
+                    return End { code: None, reason: "Server shutting down".into() };
+                }
+            }
+        }
+    }
+    match (ours, ws.peer_close(), error) {
+        (Some((code, reason)), _, _) => End { code: Some(code), reason },
+        (None, Some(peer), _) => End { code: peer.code, reason: peer.reason.clone() },
+        (None, None, Some(error)) => End { code: None, reason: error.to_string() },
+        (None, None, None) => End { code: None, reason: String::new() },
+    }
+}
+
+/// Move what the outbox holds into the connection: frames into the write
+/// queue, close requests into a closing handshake.
+fn pump(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) -> Flow {
+    let taken = outbox.take();
+    if taken.abort {
+        return Flow::Abort;
+    }
+    let mut overflow = taken.overflowed;
+    for frame in &taken.frames {
+        match ws.feed_frame(frame) {
+            Ok(()) => {}
+            Err(Error::QueueFull) => {
+                overflow = true;
+                break;
+            }
+            // Closing: what was emitted since is dropped.
+            Err(_) => break,
+        }
+    }
+    if overflow && ours.is_none() {
+        outbox.set_overflowed();
+        debug!("slow consumer: closing");
+        close(ws, ours, CloseCode::Again, "Outbound queue full");
+    }
+    if let Some((code, reason)) = taken.close {
+        close(ws, ours, code, &reason);
+    }
+    Flow::Continue
+}
+
+fn close(ws: &mut WebSocket<BoxStream>, ours: &mut OurClose, code: CloseCode, reason: &str) {
+    if ws.start_close(code, reason).is_ok() {
+        ours.get_or_insert_with(|| (code, reason.to_owned()));
+    }
+}
+
+/// Handle one whole client message.
+async fn handle(
+    ws: &mut WebSocket<BoxStream>,
+    endpoint: &dyn ErasedEndpoint,
+    session: &Session,
+    outbox: &Outbox,
+    ours: &mut OurClose,
+    message: Message,
+) -> Flow {
+    let data = message.as_bytes();
+    if let Some(hook) = &session.server.shared.hooks.message {
+        hook(&MessageEvent { connection_id: &session.id, path: endpoint.path(), data });
+    }
+    // The reply buffer lives in this block only (not across the awaits of
+    // a handler, which would grow every connection's task).
+    let (room, future) = {
+        let mut out = [0u8; 1024];
+        match endpoint.dispatch(session, data, &mut out) {
+            Dispatched::Ignored => {
+                trace!("message ignored (not JSON)");
+                return Flow::Continue;
+            }
+            Dispatched::Reply { len, membership } => {
+                if let Some(membership) = membership {
+                    debug!(?membership, "membership changed");
+                }
+                // Frames emitted before go first.
+                if pump(ws, outbox, ours) == Flow::Abort {
+                    return Flow::Abort;
+                }
+                let _ = ws.feed_fragment(session.format.message_kind(), out.get(..len).unwrap_or(&[]), true);
+                return Flow::Continue;
+            }
+            Dispatched::Handler { room, future } => (room, future),
+        }
+    };
+    let span = debug_span!("message", room = room.as_str());
+    let future = CatchUnwind(future).instrument(span.clone());
+    tokio::pin!(future);
+    let mut write_failed = false;
+    // While the handler runs, keep the connection's output moving; read
+    // nothing more from the client.
+    let result = loop {
+        tokio::select! {
+            biased;
+            result = &mut future => break result,
+            () = outbox.notified() => {
+                if pump(ws, outbox, ours) == Flow::Abort {
+                    return Flow::Abort;
+                }
+            }
+            written = ws.flush(), if !write_failed && ws.queued() > 0 => write_failed = written.is_err(),
+        }
+    };
+    let failure = match result {
+        Ok(Ok(())) => return Flow::Continue,
+        Ok(Err(error)) => error.to_string(),
+        Err(Panicked) => "handler panicked".to_owned(),
+    };
+    debug!(parent: &span, error = failure, "handler failed");
+    if pump(ws, outbox, ours) == Flow::Abort {
+        return Flow::Abort;
+    }
+    let frame = error_frame(session.format, &failure);
+    let _ = ws.feed_fragment(session.format.message_kind(), &frame, true);
+    Flow::Continue
+}
+
+/// The frame telling the sender its message failed in the handler:
+/// `{"error":"<text>"}` on the Alepha wire (as Alepha), an error envelope
+/// with code 4006 (`HANDLER_ERROR`) on the roomwire wire.
+fn error_frame(format: WireFormat, text: &str) -> Vec<u8> {
+    let mut cut = text.len().min(MAX_ERROR_TEXT);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let text = &text[..cut];
+    let mut out = vec![0u8; 2 * text.len() + 64];
+    loop {
+        let written = match format {
+            WireFormat::Alepha => alepha::write_error_frame(text, &mut out),
+            format => envelope::write_error(format, None, envelope::code::HANDLER_ERROR, text, &mut out),
+        };
+        match written {
+            Ok(n) => {
+                out.truncate(n);
+                return out;
+            }
+            Err(InsufficientSize { required }) if required > out.len() => out.resize(required, 0),
+            Err(_) => return Vec::new(),
+        }
+    }
+}
+
+/// The handler panicked.
+struct Panicked;
+
+/// Turns a panic of the handler into an error for the sender rather than
+/// the end of the connection task.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Panicked>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(_) => Poll::Ready(Err(Panicked)),
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Emitting: resolve a target with the core, encode once per (wire
+//! format, label), queue the shared frame to every recipient.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+
+use bytes::Bytes;
+use roomwire_core::InsufficientSize;
+use roomwire_core::dispatch::{self, MAX_SERVER_HEADER};
+use roomwire_core::envelope::{self, EncodeError};
+use roomwire_core::room::MemberId;
+use roomwire_core::target::{FrameKey, Target, resolve};
+use roomwire_core::wire::WireFormat;
+use serde::Serialize;
+use tracing::{debug_span, trace};
+
+use super::registry::ChannelCell;
+
+/// Who an [`emit`](super::Server::emit) reaches: Alepha's `EmitOptions`
+/// without the message.
+///
+/// Rooms, users and connections are united; excluded connections and
+/// users are then removed. Naming no room, user or connection means the
+/// whole channel (every connection of the endpoint).
+///
+/// ```
+/// use roomwire_tokio::server::Emit;
+/// let everyone = Emit::new();
+/// let lobby_but_me = Emit::to_room("lobby").except_connection("ws-1b4e28ba-2fa1-11d2-883f-0016d3cca427");
+/// let two_rooms_and_alice = Emit::to_room("a").room("b").user("alice");
+/// assert!(everyone.is_channel_wide());
+/// assert!(!lobby_but_me.is_channel_wide());
+/// assert_eq!(two_rooms_and_alice.rooms, ["a", "b"]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Emit {
+    /// Rooms whose connections are reached, in label priority order (a
+    /// connection in several is labelled with the first).
+    pub rooms: Vec<String>,
+    /// Users whose connections are reached.
+    pub users: Vec<String>,
+    /// Connections reached, by id.
+    pub connections: Vec<String>,
+    /// Connections never reached.
+    pub except_connections: Vec<String>,
+    /// Users whose connections are never reached.
+    pub except_users: Vec<String>,
+}
+
+impl Emit {
+    /// No target named: the whole channel.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The connections in `room`.
+    pub fn to_room(room: impl Into<String>) -> Self {
+        Self::new().room(room)
+    }
+
+    /// The connections of `user`.
+    pub fn to_user(user: impl Into<String>) -> Self {
+        Self::new().user(user)
+    }
+
+    /// The connection `id`.
+    pub fn to_connection(id: impl Into<String>) -> Self {
+        Self::new().connection(id)
+    }
+
+    /// Also the connections in `room`.
+    pub fn room(mut self, room: impl Into<String>) -> Self {
+        self.rooms.push(room.into());
+        self
+    }
+
+    /// Also the connections of `user`.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.users.push(user.into());
+        self
+    }
+
+    /// Also the connection `id`.
+    pub fn connection(mut self, id: impl Into<String>) -> Self {
+        self.connections.push(id.into());
+        self
+    }
+
+    /// Never the connection `id`.
+    pub fn except_connection(mut self, id: impl Into<String>) -> Self {
+        self.except_connections.push(id.into());
+        self
+    }
+
+    /// Never the connections of `user`.
+    pub fn except_user(mut self, user: impl Into<String>) -> Self {
+        self.except_users.push(user.into());
+        self
+    }
+
+    /// Whether no room, user or connection is named.
+    pub fn is_channel_wide(&self) -> bool {
+        self.rooms.is_empty() && self.users.is_empty() && self.connections.is_empty()
+    }
+}
+
+/// Why an emit or a reply sent nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// No endpoint of this server serves that channel (its path).
+    UnknownChannel(&'static str),
+    /// The message has no encoding in a wire format a recipient speaks.
+    Encode(EncodeError),
+}
+
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmitError::UnknownChannel(path) => write!(f, "no endpoint serves the channel {path}"),
+            EmitError::Encode(e) => write!(f, "cannot encode the message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EmitError {}
+
+impl From<EncodeError> for EmitError {
+    fn from(e: EncodeError) -> Self {
+        EmitError::Encode(e)
+    }
+}
+
+/// A target with borrowed lists: from an [`Emit`] or a reply.
+pub(crate) struct Spec<'a> {
+    pub(crate) rooms: Cow<'a, [&'a str]>,
+    pub(crate) users: Cow<'a, [&'a str]>,
+    pub(crate) connections: &'a [String],
+    pub(crate) except_connections: &'a [String],
+    pub(crate) except_users: Cow<'a, [&'a str]>,
+    pub(crate) except_member: Option<MemberId>,
+}
+
+/// Borrowed string slices as the core's `&[&str]` (allocates only when
+/// the list is not empty).
+pub(crate) fn strs(list: &[String]) -> Cow<'_, [&str]> {
+    if list.is_empty() { Cow::Borrowed(&[]) } else { Cow::Owned(list.iter().map(String::as_str).collect()) }
+}
+
+impl<'a> Spec<'a> {
+    pub(crate) fn from_emit(emit: &'a Emit) -> Self {
+        Self {
+            rooms: strs(&emit.rooms),
+            users: strs(&emit.users),
+            connections: &emit.connections,
+            except_connections: &emit.except_connections,
+            except_users: strs(&emit.except_users),
+            except_member: None,
+        }
+    }
+}
+
+thread_local! {
+    /// Where payloads are serialized before being copied into frames.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The payload of `message` in `format`'s encoding, into `buf`.
+fn encode_payload_into<M: Serialize + ?Sized>(
+    format: WireFormat,
+    message: &M,
+    buf: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    if buf.len() < 256 {
+        buf.resize(256, 0);
+    }
+    loop {
+        match envelope::encode_payload(format, message, buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(InsufficientSize { required })) if required > buf.len() => {
+                buf.resize(required, 0)
+            }
+            Err(EncodeError::BufferFull) => {
+                let len = buf.len().saturating_mul(2);
+                buf.resize(len, 0);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One complete frame for every recipient with `key`.
+fn frame(key: FrameKey<'_>, payload: &[u8]) -> Bytes {
+    // Room for the header, the payload and a label or envelope; grown to
+    // what the core asks for if short.
+    let mut out = vec![0u8; MAX_SERVER_HEADER + payload.len() + 96 + key.label.map_or(0, |l| 2 * l.len())];
+    loop {
+        match dispatch::encode_frame(key, payload, &mut out) {
+            Ok(range) => return Bytes::from(out).slice(range),
+            Err(InsufficientSize { required }) if required > out.len() => out.resize(required, 0),
+            // The core asked for no more than it had: cannot happen; an
+            // empty frame would be refused by the connection, not sent.
+            Err(_) => return Bytes::new(),
+        }
+    }
+}
+
+/// Resolve `spec` on `cell`'s connections and queue `message` to each.
+pub(crate) fn deliver<M: Serialize + ?Sized>(
+    cell: &ChannelCell,
+    spec: &Spec<'_>,
+    message: &M,
+) -> Result<usize, EmitError> {
+    let span = match spec.rooms.first() {
+        Some(room) => debug_span!("room", room = *room, channel = cell.path),
+        None => debug_span!("emit", channel = cell.path),
+    };
+    let _entered = span.enter();
+    SCRATCH.with(|scratch| {
+        let mut json = scratch.try_borrow_mut().map_or_else(|_| Vec::new(), |mut s| std::mem::take(&mut *s));
+        let result = deliver_with(cell, spec, message, &mut json);
+        json.clear();
+        if json.capacity() <= 64 * 1024
+            && let Ok(mut s) = scratch.try_borrow_mut()
+        {
+            *s = json;
+        }
+        result
+    })
+}
+
+fn deliver_with<M: Serialize + ?Sized>(
+    cell: &ChannelCell,
+    spec: &Spec<'_>,
+    message: &M,
+    json: &mut Vec<u8>,
+) -> Result<usize, EmitError> {
+    // JSON (Alepha and roomwire JSON share it) is encoded outside the lock.
+    encode_payload_into(WireFormat::Json, message, json)?;
+    let mut state = cell.lock();
+    let mut postcard = Vec::new();
+    if state.postcard_members > 0 {
+        encode_payload_into(WireFormat::Postcard, message, &mut postcard)?;
+    }
+    let map = |ids: &[String]| -> Vec<MemberId> { ids.iter().filter_map(|id| state.member_of(id)).collect() };
+    let connections = map(spec.connections);
+    let except_connections = map(spec.except_connections);
+    let named = !(spec.rooms.is_empty() && spec.users.is_empty() && spec.connections.is_empty());
+    if named && spec.rooms.is_empty() && spec.users.is_empty() && connections.is_empty() {
+        // Only connections of other endpoints (or closed ones) were named:
+        // nobody here, and certainly not the whole channel.
+        return Ok(0);
+    }
+    let target = Target {
+        rooms: &spec.rooms,
+        users: &spec.users,
+        connections: &connections,
+        except_connections: &except_connections,
+        except_users: &spec.except_users,
+        except_connection: spec.except_member,
+    };
+    let (table, view, seen) = state.parts();
+    let members = view.members;
+    // Frames for the label being delivered, one per format; deliveries
+    // come grouped by label.
+    let mut label_now: Option<Option<&str>> = None;
+    let mut frames: [Option<Bytes>; 3] = [None, None, None];
+    let count = resolve(&target, table, &view, seen, |member, label| {
+        let Some(Some(slot)) = members.get(member.0 as usize) else { return };
+        if label_now != Some(label) {
+            label_now = Some(label);
+            frames = [None, None, None];
+        }
+        let (index, payload) = match slot.format {
+            WireFormat::Alepha => (0, json.as_slice()),
+            WireFormat::Json => (1, json.as_slice()),
+            WireFormat::Postcard => (2, postcard.as_slice()),
+        };
+        if let Some(cached) = frames.get_mut(index) {
+            let frame = cached.get_or_insert_with(|| frame(FrameKey { format: slot.format, label }, payload));
+            slot.outbox.push(frame.clone());
+        }
+    });
+    trace!(recipients = count, "emitted");
+    Ok(count)
+}

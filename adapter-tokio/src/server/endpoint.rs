@@ -1,0 +1,306 @@
+//! Endpoints: a channel, its handler, its admission rules and hooks.
+
+use std::any::TypeId;
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use roomwire_core::channel::Channel;
+use roomwire_core::dispatch::{self, Inbound, Membership, Refusal};
+use roomwire_core::room::{MemberId, TableLimits};
+use roomwire_core::wire::WireFormat;
+
+use super::Server;
+use super::admission::{Admission, Handshake};
+use super::context::Context;
+use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, Session};
+
+/// A boxed, sendable future borrowing for `'a`: what handlers return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The error a handler may return: anything that is an error. Its text
+/// (`Display`) is sent to the sender alone.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a handler returns.
+pub type HandlerResult = Result<(), HandlerError>;
+
+type Handler<C> = dyn for<'a> Fn(Context<'a, C>) -> BoxFuture<'a, HandlerResult> + Send + Sync;
+pub(crate) type Authorize = Arc<dyn Fn(&Handshake) -> BoxFuture<'static, Admission> + Send + Sync>;
+pub(crate) type Resolver = Arc<dyn Fn(&Handshake) -> BoxFuture<'static, Option<String>> + Send + Sync>;
+type ConnectHook = Arc<dyn Fn(Server, ConnectEvent) -> BoxFuture<'static, ()> + Send + Sync>;
+type DisconnectHook = Arc<dyn Fn(Server, DisconnectEvent) -> BoxFuture<'static, ()> + Send + Sync>;
+
+pub(crate) fn resolver<F, Fut>(resolve: F) -> Resolver
+where
+    F: Fn(&Handshake) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<String>> + Send + 'static,
+{
+    Arc::new(move |handshake| Box::pin(resolve(handshake)))
+}
+
+/// The admission rules and hooks of an endpoint (not typed by channel).
+#[derive(Default)]
+pub(crate) struct Policy {
+    pub(crate) authorize: Option<Authorize>,
+    pub(crate) resolver: Option<Resolver>,
+    pub(crate) secure: bool,
+    pub(crate) max_connections_per_user: Option<usize>,
+    pub(crate) on_connect: Option<ConnectHook>,
+    pub(crate) on_disconnect: Option<DisconnectHook>,
+}
+
+impl Policy {
+    /// Alepha's `admit`: `authorize` alone decides if there is one;
+    /// otherwise the user comes from the resolver (the endpoint's, else the
+    /// server's) and a `secure` endpoint refuses anonymous users with 401.
+    pub(crate) async fn admit(&self, handshake: &Handshake, server_resolver: Option<&Resolver>) -> Admission {
+        if let Some(authorize) = &self.authorize {
+            return authorize(handshake).await;
+        }
+        let user = match self.resolver.as_ref().or(server_resolver) {
+            Some(resolve) => resolve(handshake).await,
+            None => None,
+        };
+        match user {
+            None if self.secure => Admission::refuse(401, "Unauthorized"),
+            user => Admission::Accept { user_id: user, room_id: None },
+        }
+    }
+}
+
+/// One endpoint: Alepha's `$websocket({ channel, handler, … })`.
+///
+/// `C` is the [`Channel`] (its `PATH` is the endpoint's path, matched
+/// exactly). Build it with the message handler, then add admission rules
+/// and hooks, and register it with
+/// [`ServerBuilder::endpoint`](super::ServerBuilder::endpoint).
+///
+/// Admission (Alepha semantics): an endpoint either has an
+/// [`authorize`](Self::authorize) hook, which alone decides, or is open to
+/// everyone, with the user (if any) from a [`resolve_user`](Self::resolve_user)
+/// hook; [`secure`](Self::secure) then refuses anonymous upgrades with
+/// HTTP 401. Declaring both `authorize` and `secure` is refused at
+/// [`build`](super::ServerBuilder::build).
+///
+/// ```
+/// use roomwire_tokio::server::{Admission, Endpoint, Reply};
+/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M { n: u32 }
+/// roomwire_tokio::roomwire_core::channel! { /// A channel.
+///     pub struct Counter { path: "/ws/counter", in: M, out: M } }
+///
+/// let endpoint = Endpoint::<Counter>::new(|ctx| {
+///     Box::pin(async move {
+///         if ctx.message.n > 100 {
+///             return Err("too big".into()); // {"error":"too big"} to the sender
+///         }
+///         ctx.reply(&M { n: ctx.message.n + 1 })?;
+///         Ok(())
+///     })
+/// })
+/// .authorize(|handshake| {
+///     let token = handshake.bearer_token().map(str::to_owned);
+///     async move {
+///         match token {
+///             Some(t) if t.starts_with("user-") => Admission::user(t),
+///             _ => Admission::refuse(403, "Forbidden"),
+///         }
+///     }
+/// })
+/// .max_connections_per_user(3)
+/// .on_connect(|_server, event| async move { println!("{} in {:?}", event.connection_id, event.rooms) });
+/// ```
+#[must_use]
+pub struct Endpoint<C: Channel> {
+    handler: Arc<Handler<C>>,
+    policy: Policy,
+    _channel: PhantomData<fn() -> C>,
+}
+
+impl<C: Channel> fmt::Debug for Endpoint<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("path", &C::PATH)
+            .field("authorize", &self.policy.authorize.is_some())
+            .field("secure", &self.policy.secure)
+            .field("max_connections_per_user", &self.policy.max_connections_per_user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Channel + 'static> Endpoint<C>
+where
+    for<'a> C::Out<'a>: Send,
+{
+    /// An endpoint for channel `C` whose client messages go to `handler`.
+    ///
+    /// The handler gets a [`Context`] (the typed message, the connection,
+    /// the room, `reply`) and returns a boxed future:
+    /// `|ctx| Box::pin(async move { …; Ok(()) })`. See the
+    /// [module docs](super#handlers-and-typed-messages).
+    pub fn new<F>(handler: F) -> Self
+    where
+        F: for<'a> Fn(Context<'a, C>) -> BoxFuture<'a, HandlerResult> + Send + Sync + 'static,
+    {
+        Self { handler: Arc::new(handler), policy: Policy::default(), _channel: PhantomData }
+    }
+
+    /// The authorization hook: it sees the handshake (path, query, headers
+    /// including `Authorization` and `Cookie`, peer address) and accepts,
+    /// with an optional user id and an optional room that **replaces** the
+    /// rooms the URL asked for, or refuses with an HTTP status. It alone
+    /// decides (no resolver runs). It runs within the handshake timeout; a
+    /// hook still running then is answered with 503.
+    ///
+    /// The hook takes the handshake by reference and returns a `'static`
+    /// future: copy what it needs out of the handshake before the `async`
+    /// block (see the example on [`Endpoint`]).
+    pub fn authorize<F, Fut>(mut self, authorize: F) -> Self
+    where
+        F: Fn(&Handshake) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Admission> + Send + 'static,
+    {
+        self.policy.authorize = Some(Arc::new(move |handshake| Box::pin(authorize(handshake))));
+        self
+    }
+
+    /// How this endpoint learns the user of a handshake when it has no
+    /// `authorize` hook (overrides the server's
+    /// [`resolve_user`](super::ServerBuilder::resolve_user)). `None` means
+    /// anonymous.
+    pub fn resolve_user<F, Fut>(mut self, resolve: F) -> Self
+    where
+        F: Fn(&Handshake) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<String>> + Send + 'static,
+    {
+        self.policy.resolver = Some(resolver(resolve));
+        self
+    }
+
+    /// Refuse anonymous upgrades with HTTP 401 "Unauthorized".
+    pub fn secure(mut self) -> Self {
+        self.policy.secure = true;
+        self
+    }
+
+    /// At most `max` open connections per user on this endpoint (anonymous
+    /// connections are not counted). The next one is accepted, then closed
+    /// with 1008 "Max connections per user exceeded".
+    pub fn max_connections_per_user(mut self, max: usize) -> Self {
+        self.policy.max_connections_per_user = Some(max);
+        self
+    }
+
+    /// Run after a connection is registered and in its rooms, before its
+    /// first message is read. Errors are the hook's business (log them).
+    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Server, ConnectEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.policy.on_connect = Some(Arc::new(move |server, event| Box::pin(hook(server, event))));
+        self
+    }
+
+    /// Run after a connection has ended and left its rooms.
+    pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Server, DisconnectEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.policy.on_disconnect = Some(Arc::new(move |server, event| Box::pin(hook(server, event))));
+        self
+    }
+
+    pub(crate) fn into_erased(self, limits: TableLimits) -> Arc<dyn ErasedEndpoint> {
+        Arc::new(Typed::<C> {
+            handler: self.handler,
+            policy: self.policy,
+            cell: Arc::new(ChannelCell::new(C::PATH, limits)),
+        })
+    }
+}
+
+/// What one client message calls for.
+pub(crate) enum Dispatched<'a> {
+    /// Send the reply written in `out` to the sender.
+    Reply { len: usize, membership: Option<Membership> },
+    /// Nothing.
+    Ignored,
+    /// Run the handler's future, for a message handled in `room`.
+    Handler { room: roomwire_core::RoomId, future: BoxFuture<'a, HandlerResult> },
+}
+
+/// An endpoint with its channel type erased, as the server stores it.
+pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
+    fn path(&self) -> &'static str;
+    fn channel_type(&self) -> TypeId;
+    fn policy(&self) -> &Policy;
+    fn cell(&self) -> &Arc<ChannelCell>;
+    /// `dispatch::admit` for this channel (under the channel lock).
+    fn admit(
+        &self,
+        table: &mut super::registry::Table,
+        format: WireFormat,
+        member: MemberId,
+        query: Option<&str>,
+        room: Option<&str>,
+    ) -> Result<(), Refusal>;
+    /// `dispatch::handle_message` for this channel, then the handler.
+    fn dispatch<'a>(&'a self, session: &'a Session, data: &'a [u8], out: &mut [u8]) -> Dispatched<'a>;
+}
+
+struct Typed<C: Channel> {
+    handler: Arc<Handler<C>>,
+    policy: Policy,
+    cell: Arc<ChannelCell>,
+}
+
+impl<C: Channel + 'static> ErasedEndpoint for Typed<C>
+where
+    for<'a> C::Out<'a>: Send,
+{
+    fn path(&self) -> &'static str {
+        C::PATH
+    }
+
+    fn channel_type(&self) -> TypeId {
+        TypeId::of::<C>()
+    }
+
+    fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn cell(&self) -> &Arc<ChannelCell> {
+        &self.cell
+    }
+
+    fn admit(
+        &self,
+        table: &mut super::registry::Table,
+        format: WireFormat,
+        member: MemberId,
+        query: Option<&str>,
+        room: Option<&str>,
+    ) -> Result<(), Refusal> {
+        dispatch::admit::<C, _>(format, member, query, room, table)
+    }
+
+    fn dispatch<'a>(&'a self, session: &'a Session, data: &'a [u8], out: &mut [u8]) -> Dispatched<'a> {
+        let inbound = {
+            let mut state = self.cell.lock();
+            // With `std`, JSON strings are unescaped by serde_json: no scratch.
+            dispatch::handle_message::<C, _>(session.format, session.member, &mut state.table, data, &mut [], out)
+        };
+        match inbound {
+            Inbound::Message { room, message } => {
+                let context = Context::new(message, room.clone(), session);
+                Dispatched::Handler { room, future: (self.handler)(context) }
+            }
+            Inbound::Reply { len, membership } => Dispatched::Reply { len, membership },
+            Inbound::Ignored => Dispatched::Ignored,
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Who is connected to an endpoint: its room table, its connections and
+//! their users, behind one `std` mutex that is never held across an await.
+
+use std::collections::HashMap;
+use std::hash::RandomState;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use roomwire_core::CloseCode;
+use roomwire_core::room::{GrowableRoomTable, MemberId, RoomTable, TableLimits};
+use roomwire_core::target::{Directory, SeenVec};
+use roomwire_core::wire::WireFormat;
+
+use super::Server;
+use super::outbox::Outbox;
+
+/// An endpoint's room table. Clients choose room names, so it hashes with
+/// `RandomState` (SipHash, randomly keyed) against hash flooding.
+pub(crate) type Table = GrowableRoomTable<RandomState>;
+
+/// An open connection, as the server's lookups report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// `ws-<uuid v4>`.
+    pub id: String,
+    /// The authenticated user, if any.
+    pub user_id: Option<String>,
+    /// The endpoint path.
+    pub path: &'static str,
+    /// Its rooms, in join order.
+    pub rooms: Vec<String>,
+    /// The wire it speaks.
+    pub wire: WireFormat,
+}
+
+/// A connection was registered (Alepha's `onConnect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectEvent {
+    /// `ws-<uuid v4>`.
+    pub connection_id: String,
+    /// The authenticated user, if any.
+    pub user_id: Option<String>,
+    /// The rooms it joined at the handshake, in order (none on the roomwire
+    /// wire unless `authorize` named one).
+    pub rooms: Vec<String>,
+    /// The endpoint path.
+    pub path: &'static str,
+}
+
+/// A connection ended and left its rooms (Alepha's `onDisconnect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DisconnectEvent {
+    /// `ws-<uuid v4>`.
+    pub connection_id: String,
+    /// The authenticated user, if any.
+    pub user_id: Option<String>,
+    /// The rooms it was in when it ended.
+    pub rooms: Vec<String>,
+    /// The endpoint path.
+    pub path: &'static str,
+    /// The close code of the closing handshake: ours if the server closed
+    /// first, else the client's; `None` if the connection dropped without
+    /// one (keepalive timeout, I/O error, protocol error answered by the
+    /// core).
+    pub code: Option<CloseCode>,
+    /// The close reason, or why the connection dropped.
+    pub reason: String,
+}
+
+/// A client sent a whole message (Alepha's `websocket:message`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MessageEvent<'a> {
+    /// The sender.
+    pub connection_id: &'a str,
+    /// The endpoint path.
+    pub path: &'static str,
+    /// The message as received (JSON text on the Alepha wire).
+    pub data: &'a [u8],
+}
+
+pub(crate) struct MemberSlot {
+    pub(crate) id: Arc<str>,
+    pub(crate) user: Option<Arc<str>>,
+    pub(crate) format: WireFormat,
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+/// The per-user cap is reached.
+pub(crate) struct OverUserCap;
+
+pub(crate) struct ChannelState {
+    pub(crate) table: Table,
+    /// By `MemberId`; `None` slots are in `free`.
+    pub(crate) members: Vec<Option<MemberSlot>>,
+    free: Vec<u32>,
+    by_id: HashMap<Arc<str>, MemberId, RandomState>,
+    users: HashMap<Arc<str>, Vec<MemberId>, RandomState>,
+    pub(crate) seen: SeenVec,
+    /// Members speaking postcard (their payloads are encoded separately).
+    pub(crate) postcard_members: usize,
+    /// Members speaking JSON (Alepha or roomwire JSON).
+    pub(crate) json_members: usize,
+}
+
+impl ChannelState {
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub(crate) fn slot(&self, member: MemberId) -> Option<&MemberSlot> {
+        self.members.get(member.0 as usize).and_then(Option::as_ref)
+    }
+
+    pub(crate) fn member_of(&self, id: &str) -> Option<MemberId> {
+        self.by_id.get(id).copied()
+    }
+
+    pub(crate) fn members_of_user(&self, user: &str) -> Vec<MemberId> {
+        self.users.get(user).cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn outbox_of(&self, id: &str) -> Option<Arc<Outbox>> {
+        self.member_of(id).and_then(|m| self.slot(m)).map(|s| s.outbox.clone())
+    }
+
+    pub(crate) fn rooms_of(&self, member: MemberId) -> Vec<String> {
+        self.table.rooms_of(member).map(|r| r.as_str().to_owned()).collect()
+    }
+
+    pub(crate) fn info_of_member(&self, path: &'static str, member: MemberId) -> Option<ConnectionInfo> {
+        let slot = self.slot(member)?;
+        Some(ConnectionInfo {
+            id: slot.id.to_string(),
+            user_id: slot.user.as_deref().map(str::to_owned),
+            path,
+            rooms: self.rooms_of(member),
+            wire: slot.format,
+        })
+    }
+
+    pub(crate) fn info_of(&self, path: &'static str, id: &str) -> Option<ConnectionInfo> {
+        self.info_of_member(path, self.member_of(id)?)
+    }
+
+    pub(crate) fn for_each_info(&self, path: &'static str, mut f: impl FnMut(ConnectionInfo)) {
+        for index in 0..self.members.len() {
+            if let Some(info) = self.info_of_member(path, MemberId(index as u32)) {
+                f(info);
+            }
+        }
+    }
+
+    pub(crate) fn for_each_outbox(&self, mut f: impl FnMut(&Outbox)) {
+        for slot in self.members.iter().flatten() {
+            f(&slot.outbox);
+        }
+    }
+
+    /// Add a connection, unless its user already has `max_per_user`
+    /// connections here.
+    pub(crate) fn register(
+        &mut self,
+        id: Arc<str>,
+        user: Option<Arc<str>>,
+        format: WireFormat,
+        outbox: Arc<Outbox>,
+        max_per_user: Option<usize>,
+    ) -> Result<MemberId, OverUserCap> {
+        if let (Some(user), Some(max)) = (&user, max_per_user)
+            && self.users.get(user).map_or(0, Vec::len) >= max
+        {
+            return Err(OverUserCap);
+        }
+        let member = match self.free.pop() {
+            Some(index) => MemberId(index),
+            None => {
+                self.members.push(None);
+                MemberId((self.members.len() - 1) as u32)
+            }
+        };
+        if let Some(user) = &user {
+            self.users.entry(user.clone()).or_default().push(member);
+        }
+        self.by_id.insert(id.clone(), member);
+        if format == WireFormat::Postcard {
+            self.postcard_members += 1;
+        } else {
+            self.json_members += 1;
+        }
+        if let Some(slot) = self.members.get_mut(member.0 as usize) {
+            *slot = Some(MemberSlot { id, user, format, outbox });
+        }
+        Ok(member)
+    }
+
+    /// Remove a connection from its rooms and from the registry; returns
+    /// the rooms it was in.
+    pub(crate) fn unregister(&mut self, member: MemberId) -> Vec<String> {
+        let rooms = self.rooms_of(member);
+        self.table.leave_all(member);
+        let Some(slot) = self.members.get_mut(member.0 as usize).and_then(Option::take) else {
+            return rooms;
+        };
+        self.by_id.remove(&slot.id);
+        if let Some(user) = &slot.user
+            && let Some(list) = self.users.get_mut(user)
+        {
+            list.retain(|&m| m != member);
+            if list.is_empty() {
+                self.users.remove(user);
+            }
+        }
+        if slot.format == WireFormat::Postcard {
+            self.postcard_members -= 1;
+        } else {
+            self.json_members -= 1;
+        }
+        if member.0 as usize + 1 == self.members.len() {
+            self.members.pop();
+            // Trailing free slots go too, so the table shrinks back.
+            while matches!(self.members.last(), Some(None)) {
+                self.members.pop();
+            }
+            let len = self.members.len();
+            self.free.retain(|&i| (i as usize) < len);
+        } else {
+            self.free.push(member.0);
+        }
+        if self.by_id.is_empty() {
+            self.table.shrink_to_fit();
+            self.members.shrink_to_fit();
+            self.free.shrink_to_fit();
+        }
+        rooms
+    }
+}
+
+/// The connections of an endpoint as the core's targeting sees them.
+pub(crate) struct View<'s> {
+    pub(crate) members: &'s [Option<MemberSlot>],
+    pub(crate) users: &'s HashMap<Arc<str>, Vec<MemberId>, RandomState>,
+}
+
+impl ChannelState {
+    /// Split into the parts [`roomwire_core::target::resolve`] needs.
+    pub(crate) fn parts(&mut self) -> (&Table, View<'_>, &mut SeenVec) {
+        (&self.table, View { members: &self.members, users: &self.users }, &mut self.seen)
+    }
+}
+
+impl Directory for View<'_> {
+    fn user_of(&self, member: MemberId) -> Option<&str> {
+        self.members.get(member.0 as usize)?.as_ref()?.user.as_deref()
+    }
+
+    fn for_each_connection_of_user(&self, user: &str, mut f: impl FnMut(MemberId)) {
+        for &member in self.users.get(user).map_or(&[][..], Vec::as_slice) {
+            f(member);
+        }
+    }
+
+    fn for_each_connection(&self, mut f: impl FnMut(MemberId)) {
+        for (index, slot) in self.members.iter().enumerate() {
+            if slot.is_some() {
+                f(MemberId(index as u32));
+            }
+        }
+    }
+
+    fn contains(&self, member: MemberId) -> bool {
+        matches!(self.members.get(member.0 as usize), Some(Some(_)))
+    }
+}
+
+/// An endpoint's shared state.
+pub(crate) struct ChannelCell {
+    pub(crate) path: &'static str,
+    state: Mutex<ChannelState>,
+}
+
+impl ChannelCell {
+    pub(crate) fn new(path: &'static str, limits: TableLimits) -> Self {
+        Self {
+            path,
+            state: Mutex::new(ChannelState {
+                table: GrowableRoomTable::with_limits_and_hasher(limits, RandomState::new()),
+                members: Vec::new(),
+                free: Vec::new(),
+                by_id: HashMap::default(),
+                users: HashMap::default(),
+                seen: SeenVec::default(),
+                postcard_members: 0,
+                json_members: 0,
+            }),
+        }
+    }
+
+    /// Lock the state. A panic while it was held (none of this module's
+    /// code panics) leaves consistent data, so poisoning is ignored.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ChannelState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What a connection's handler context needs: who it is, where its
+/// endpoint's state lives, the server.
+pub(crate) struct Session {
+    pub(crate) id: Arc<str>,
+    pub(crate) user: Option<Arc<str>>,
+    pub(crate) member: MemberId,
+    pub(crate) format: WireFormat,
+    pub(crate) cell: Arc<ChannelCell>,
+    pub(crate) server: Server,
+}

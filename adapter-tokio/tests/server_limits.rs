@@ -1,0 +1,145 @@
+//! The room server's limits over loopback TCP: slow consumers, keepalive,
+//! handshake timeout, shutdown of clients that do not answer.
+
+mod server_support;
+
+use std::time::Duration;
+
+use roomwire_tokio::roomwire_core::Duration as CoreDuration;
+use roomwire_tokio::server::{Emit, ServerConfig};
+use roomwire_tokio::{CloseCode, Message};
+use server_support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+fn config(
+    change: impl FnOnce(&mut ServerConfig),
+) -> impl FnOnce(roomwire_tokio::server::ServerBuilder) -> roomwire_tokio::server::ServerBuilder {
+    let mut config = ServerConfig::default();
+    change(&mut config);
+    move |b| b.config(config)
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_with_1013_while_its_room_keeps_receiving() {
+    let mut h = harness_with(
+        config(|c| {
+            c.socket.max_outbound = 256 * 1024;
+            c.socket.core.close_timeout = CoreDuration::from_secs(30);
+        }),
+        |e| e,
+    )
+    .await;
+    let (mut slow, slow_event) = h.connect("/ws/chat?roomId=room").await;
+    let (mut fast, fast_event) = h.connect("/ws/chat?roomId=room").await;
+    const FRAMES: usize = 400;
+    let payload = "y".repeat(64 * 1024);
+    // The fast reader reads everything as it comes.
+    let reader = tokio::spawn(async move {
+        let mut got = 0;
+        while got < FRAMES {
+            match timeout(LIMIT, fast.recv()).await.expect("fast reader stalled") {
+                Some(Ok(Message::Text(text))) => {
+                    assert!(text.contains(r#""__alephaRoom":"room""#));
+                    got += 1;
+                }
+                other => panic!("fast reader: {other:?}"),
+            }
+        }
+        fast
+    });
+    // 25 MiB to a room: far beyond the kernel's socket buffers and the
+    // 256 KiB bound for the client that does not read.
+    for _ in 0..FRAMES {
+        h.server.emit::<Chat>(&Emit::to_room("room"), &ChatIn::System { message: payload.clone() }).unwrap();
+        tokio::task::yield_now().await;
+    }
+    let mut fast = timeout(LIMIT, reader).await.expect("the room was slowed down").unwrap();
+    // The slow client finds what was written before the close, then 1013.
+    let mut before_close = 0;
+    while let Some(Ok(_)) = timeout(LIMIT, slow.recv()).await.expect("slow client stalled") {
+        before_close += 1;
+    }
+    assert!(before_close < FRAMES, "the slow client was never cut off");
+    assert_eq!(slow.peer_close().map(|c| c.code), Some(Some(CloseCode::Again)));
+    let gone = h.next_disconnect().await;
+    assert_eq!(gone.connection_id, slow_event.connection_id);
+    assert_eq!((gone.code, gone.reason.as_str()), (Some(CloseCode::Again), "Outbound queue full"));
+    // The fast one is still served.
+    h.mark(&fast_event.connection_id, "alive");
+    expect_marker(&mut fast, "alive").await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_answering_pings_is_dropped_and_its_user_slot_freed() {
+    let mut h =
+        harness_with(config(|c| c.socket.core.keepalive_interval = Some(CoreDuration::from_millis(100))), |e| {
+            e.max_connections_per_user(1)
+        })
+        .await;
+    let auth = [("Authorization", "Bearer dana")];
+    // Never reads, so never answers a ping.
+    let (_silent, silent) = h.connect_with("/ws/secure-chat?roomId=r", &[], &auth).await;
+    // Reads (and so answers pings) all along.
+    let (mut alive, alive_event) = h.connect("/ws/chat?roomId=r").await;
+    let keeps_reading = tokio::spawn(async move {
+        let message = alive.recv().await;
+        (alive, message)
+    });
+    let gone = h.next_disconnect().await;
+    assert_eq!(gone.connection_id, silent.connection_id);
+    assert_eq!(gone.code, None);
+    assert!(gone.reason.contains("keepalive"), "{}", gone.reason);
+    assert!(h.server.user_connections("dana").is_empty());
+    assert!(h.server.room_connections("r").iter().all(|c| c.id == alive_event.connection_id));
+    // Dana's slot is free again.
+    let (_again, again) = h.connect_with("/ws/secure-chat", &[], &auth).await;
+    assert_eq!(again.user_id.as_deref(), Some("dana"));
+    assert_eq!(h.server.user_connections("dana").len(), 1);
+    // The answering client outlived several intervals.
+    h.mark(&alive_event.connection_id, "still here");
+    let (_, message) = timeout(LIMIT, keeps_reading).await.unwrap().unwrap();
+    let text = match message {
+        Some(Ok(Message::Text(text))) => text,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(text, r#"{"type":"system","message":"still here"}"#);
+}
+
+#[tokio::test]
+async fn a_slow_handshake_gets_408() {
+    let h =
+        harness_with(config(|c| c.socket.core.handshake_timeout = Some(CoreDuration::from_millis(200))), |e| e).await;
+    let mut tcp = TcpStream::connect(h.addr).await.unwrap();
+    tcp.write_all(b"GET /ws/chat HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    timeout(LIMIT, tcp.read_to_end(&mut answer)).await.expect("never answered").unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&answer));
+}
+
+#[tokio::test]
+async fn handshakes_beyond_the_cap_are_dropped() {
+    let h = harness_with(config(|c| c.max_handshakes = 1), |e| e).await;
+    let mut stalled = TcpStream::connect(h.addr).await.unwrap();
+    stalled.write_all(b"GET /ws/chat HTTP/1.1\r\n").await.unwrap();
+    // Wait until the server holds that handshake: a second stream is then
+    // dropped without an answer.
+    let mut dropped = TcpStream::connect(h.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = timeout(LIMIT, dropped.read(&mut buf)).await.expect("not dropped").unwrap_or(0);
+    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf[..n]));
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn shutdown_drops_clients_that_never_answer_the_close() {
+    let mut h = harness_with(config(|c| c.shutdown_timeout = Duration::from_millis(200)), |e| e).await;
+    let (_deaf, _) = h.connect("/ws/chat").await;
+    let started = tokio::time::Instant::now();
+    timeout(LIMIT, h.server.shutdown()).await.expect("shutdown hung");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let gone = h.next_disconnect().await;
+    assert_eq!(gone.reason, "Server shutting down");
+    assert_eq!(h.server.connection_count(), 0);
+}

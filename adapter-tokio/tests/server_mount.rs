@@ -1,0 +1,152 @@
+//! Mounting the room server: over TLS (tokio-rustls, a certificate made at
+//! test time with rcgen) and on an axum router.
+
+mod server_support;
+
+use std::sync::Arc;
+
+use roomwire_tokio::roomwire_core::handshake::HandshakeError;
+use roomwire_tokio::roomwire_core::wire::PROTOCOL_JSON;
+use roomwire_tokio::server::{Emit, Server};
+use roomwire_tokio::{ClientRequest, CloseCode, Config, Error, Message, MessageRef, WebSocket};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use serde_json::json;
+use server_support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A self-signed certificate for `localhost`, and TLS configs trusting it.
+fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert: CertificateDer<'static> = certified.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+    let server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
+
+#[tokio::test]
+async fn wss_round_trip_over_tokio_rustls() {
+    let h = harness().await;
+    let (server_tls, client_tls) = tls_configs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = h.server.clone();
+    tokio::spawn(async move {
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_tls);
+        loop {
+            let (tcp, peer) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let server = server.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    server.serve_stream(tls, Some(peer)).await;
+                }
+            });
+        }
+    });
+    let connector = tokio_rustls::TlsConnector::from(client_tls);
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+        let host = format!("localhost:{}", addr.port());
+        let request = ClientRequest { host: &host, target: "/ws/chat?roomId=secret", protocols: &[], headers: &[] };
+        let (ws, _) =
+            timeout(LIMIT, WebSocket::connect_with_stream(tls, &request, Config::default())).await.unwrap().unwrap();
+        clients.push(ws);
+    }
+    let [mut a, mut b] = <[_; 2]>::try_from(clients).ok().unwrap();
+    a.send(MessageRef::Text(r#"{"roomId":"secret","message":{"content":"over tls"}}"#)).await.unwrap();
+    let got = match timeout(LIMIT, b.recv()).await.unwrap() {
+        Some(Ok(Message::Text(text))) => serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(got["content"], "over tls");
+    assert_eq!(got["__alephaRoom"], "secret");
+    assert_eq!(h.server.room_connections("secret").len(), 2);
+    a.close(CloseCode::Normal, "done").await.unwrap();
+    while timeout(LIMIT, a.recv()).await.unwrap().is_some() {}
+    assert_eq!(a.peer_close().unwrap().code, Some(CloseCode::Normal));
+}
+
+#[tokio::test]
+async fn mounted_on_an_axum_router() {
+    let mut h = harness().await;
+    let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" })).merge(h.server.router());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // The application's own routes still work.
+    let mut http = TcpStream::connect(addr).await.unwrap();
+    http.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    timeout(LIMIT, http.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+
+    // Two clients through axum, one speaking the roomwire wire.
+    let (mut a, _) = try_connect(addr, "/ws/chat?roomId=lobby", &[], &[]).await.unwrap();
+    let ea = h.next_connect().await;
+    let (mut b, selected) = try_connect(addr, "/ws/chat?token=bo", &[PROTOCOL_JSON], &[]).await.unwrap();
+    assert_eq!(selected.as_deref(), Some(PROTOCOL_JSON));
+    let eb = h.next_connect().await;
+    assert_eq!(eb.user_id.as_deref(), Some("bo"));
+    b.send(MessageRef::Text(r#"{"type":"join","ref":1,"room":"lobby"}"#)).await.unwrap();
+    assert_eq!(recv_text(&mut b).await, r#"{"type":"ok","ref":1}"#);
+    b.send(MessageRef::Text(r#"{"type":"message","room":"lobby","data":{"content":"via axum"}}"#)).await.unwrap();
+    assert_eq!(
+        recv_json(&mut a).await,
+        json!({"type": "append", "content": "via axum", "username": "bo", "__alephaRoom": "lobby"})
+    );
+    h.server.emit::<Chat>(&Emit::to_connection(&ea.connection_id), &ChatIn::System { message: "hi".into() }).unwrap();
+    assert_eq!(recv_json(&mut a).await, json!({"type": "system", "message": "hi"}));
+
+    // Refusals come back as HTTP statuses through axum.
+    let status = |r: Result<(Client, Option<String>), Error>| match r {
+        Err(Error::Handshake(HandshakeError::Rejected { status })) => status,
+        other => panic!("{:?}", other.map(|_| ())),
+    };
+    assert_eq!(status(try_connect(addr, "/ws/secure-chat", &[], &[]).await), 401);
+    assert_eq!(status(try_connect(addr, "/ws/unknown", &[], &[]).await), 404, "axum's own 404");
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    plain.write_all(b"GET /ws/chat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    timeout(LIMIT, plain.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "the core judges a plain GET: {answer}");
+    let mut old = TcpStream::connect(addr).await.unwrap();
+    old.write_all(
+        b"GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = timeout(LIMIT, old.read(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
+    assert!(answer.starts_with("http/1.1 426") && answer.contains("sec-websocket-version: 13"), "{answer}");
+
+    // Shutdown reaches connections upgraded by axum too.
+    let server: Server = h.server.clone();
+    let shutdown = tokio::spawn(async move { server.shutdown().await });
+    for ws in [&mut a, &mut b] {
+        assert_eq!(closed_with(ws).await.and_then(|(code, _)| code), Some(CloseCode::Away));
+    }
+    timeout(LIMIT, shutdown).await.unwrap().unwrap();
+}

@@ -1,0 +1,271 @@
+//! Shared by the `server_*` tests: the seed's chat channel, a test handler,
+//! a server on loopback with its hooks observable, raw clients.
+#![allow(dead_code)]
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use roomwire_tokio::server::{
+    ConnectEvent, DisconnectEvent, Emit, Endpoint, HandlerResult, Reply, Server, ServerBuilder,
+};
+use roomwire_tokio::{ClientRequest, CloseCode, Config, Message, MessageRef, WebSocket};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// Guard for anything awaited in a test.
+pub const LIMIT: Duration = Duration::from_secs(10);
+
+/// Client → server.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ChatOut<'a> {
+    #[serde(borrow)]
+    pub content: Cow<'a, str>,
+}
+
+/// Server → client.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ChatIn {
+    Append { content: String, username: String },
+    System { message: String },
+}
+
+roomwire_tokio::roomwire_core::channel! {
+    /// The seed's chat channel.
+    pub struct Chat { path: "/ws/chat", in: ChatIn, out: ChatOut<'a> }
+}
+
+roomwire_tokio::roomwire_core::channel! {
+    /// The same, secure.
+    pub struct SecureChat { path: "/ws/secure-chat", in: ChatIn, out: ChatOut<'a> }
+}
+
+/// What a handler saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handled {
+    pub path: &'static str,
+    pub connection_id: String,
+    pub user_id: Option<String>,
+    pub room_id: String,
+    pub content: String,
+}
+
+/// The test handler's decision: the seed's `append` reply (except self),
+/// or with a command prefix: `!all x` replies to the room including the
+/// sender, `!to:ROOM x` replies to ROOM, `!fail` returns an error,
+/// `!panic` panics.
+fn decide(content: &str, username: &str) -> Result<(Reply, ChatIn), &'static str> {
+    let append = |text: &str| ChatIn::Append { content: text.to_owned(), username: username.to_owned() };
+    if let Some(rest) = content.strip_prefix("!all ") {
+        Ok((Reply::new(), append(rest)))
+    } else if let Some(rest) = content.strip_prefix("!to:") {
+        let (room, text) = rest.split_once(' ').unwrap_or((rest, ""));
+        Ok((Reply::new().room(room), append(text)))
+    } else if content == "!fail" {
+        Err("handler boom")
+    } else if content == "!panic" {
+        panic!("handler panicked on purpose");
+    } else {
+        Ok((Reply::new().except_self(), append(content)))
+    }
+}
+
+/// One body for both channels' handlers.
+macro_rules! handler {
+    ($channel:ty, $handled:expr) => {{
+        let handled: mpsc::UnboundedSender<Handled> = $handled;
+        Endpoint::<$channel>::new(move |ctx| {
+            let handled = handled.clone();
+            Box::pin(async move {
+                let _ = handled.send(Handled {
+                    path: <$channel as roomwire_tokio::roomwire_core::channel::Channel>::PATH,
+                    connection_id: ctx.connection_id().to_owned(),
+                    user_id: ctx.user_id().map(str::to_owned),
+                    room_id: ctx.room_id().to_owned(),
+                    content: ctx.message.content.to_string(),
+                });
+                let username = ctx.user_id().unwrap_or(ctx.connection_id());
+                let (options, line) = decide(&ctx.message.content, username)?;
+                ctx.reply_with(&line, &options)?;
+                HandlerResult::Ok(())
+            })
+        })
+    }};
+}
+
+/// A server on loopback, with everything its hooks saw.
+pub struct Harness {
+    pub server: Server,
+    pub addr: SocketAddr,
+    pub handled: mpsc::UnboundedReceiver<Handled>,
+    pub connects: mpsc::UnboundedReceiver<ConnectEvent>,
+    pub disconnects: mpsc::UnboundedReceiver<DisconnectEvent>,
+    pub messages: mpsc::UnboundedReceiver<(String, &'static str, Vec<u8>)>,
+    pub serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// The chat endpoints (`/ws/chat` open, `/ws/secure-chat` secure) with a
+/// resolver taking `Authorization: Bearer <user>` or `?token=<user>`;
+/// `configure` may change the builder and the secure endpoint.
+pub async fn harness_with(
+    configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
+    secure: impl FnOnce(Endpoint<SecureChat>) -> Endpoint<SecureChat>,
+) -> Harness {
+    let (handled_tx, handled) = mpsc::unbounded_channel();
+    let (connect_tx, connects) = mpsc::unbounded_channel();
+    let (disconnect_tx, disconnects) = mpsc::unbounded_channel();
+    let (message_tx, messages) = mpsc::unbounded_channel();
+    let builder = Server::builder()
+        .resolve_user(|handshake| {
+            let user = handshake
+                .bearer_token()
+                .map(str::to_owned)
+                .or_else(|| handshake.query_param("token").map(Cow::into_owned));
+            async move { user }
+        })
+        .endpoint(handler!(Chat, handled_tx.clone()))
+        .endpoint(secure(handler!(SecureChat, handled_tx).secure()))
+        .on_connect(move |e| drop(connect_tx.send(e.clone())))
+        .on_disconnect(move |e| drop(disconnect_tx.send(e.clone())))
+        .on_message(move |e| drop(message_tx.send((e.connection_id.to_owned(), e.path, e.data.to_vec()))));
+    let server = configure(builder).build().expect("valid endpoints");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let serving = tokio::spawn({
+        let server = server.clone();
+        async move { server.serve(listener).await }
+    });
+    Harness { server, addr, handled, connects, disconnects, messages, serving }
+}
+
+pub async fn harness() -> Harness {
+    harness_with(|b| b, |e| e).await
+}
+
+pub type Client = WebSocket<TcpStream>;
+
+impl Harness {
+    /// Connect to `target` (path and query) with extra headers and
+    /// subprotocols; the handshake outcome.
+    pub async fn try_connect(
+        &self,
+        target: &str,
+        protocols: &[&str],
+        headers: &[(&str, &str)],
+    ) -> Result<(Client, Option<String>), roomwire_tokio::Error> {
+        try_connect(self.addr, target, protocols, headers).await
+    }
+
+    /// Connect on the Alepha wire and wait for the server's connect event.
+    pub async fn connect(&mut self, target: &str) -> (Client, ConnectEvent) {
+        self.connect_with(target, &[], &[]).await
+    }
+
+    /// Connect and wait for the server's connect event.
+    pub async fn connect_with(
+        &mut self,
+        target: &str,
+        protocols: &[&str],
+        headers: &[(&str, &str)],
+    ) -> (Client, ConnectEvent) {
+        let (ws, _) = self.try_connect(target, protocols, headers).await.expect("connect");
+        let event = self.next_connect().await;
+        (ws, event)
+    }
+
+    pub async fn next_connect(&mut self) -> ConnectEvent {
+        timeout(LIMIT, self.connects.recv()).await.expect("no connect event").expect("hook gone")
+    }
+
+    pub async fn next_disconnect(&mut self) -> DisconnectEvent {
+        timeout(LIMIT, self.disconnects.recv()).await.expect("no disconnect event").expect("hook gone")
+    }
+
+    pub async fn next_handled(&mut self) -> Handled {
+        timeout(LIMIT, self.handled.recv()).await.expect("handler not called").expect("handler gone")
+    }
+
+    /// Send a marker to connection `id` only: the next message it reads
+    /// is that marker iff nothing else was queued for it before. How the
+    /// tests assert that something was *not* received, without sleeping.
+    pub fn mark(&self, id: &str, marker: &str) {
+        let target = Emit::to_connection(id);
+        let message = ChatIn::System { message: marker.to_owned() };
+        let n = self.server.emit::<Chat>(&target, &message).expect("emit")
+            + self.server.emit::<SecureChat>(&target, &message).expect("emit");
+        assert_eq!(n, 1, "marker to {id} reached {n} connections");
+    }
+}
+
+pub async fn try_connect(
+    addr: SocketAddr,
+    target: &str,
+    protocols: &[&str],
+    headers: &[(&str, &str)],
+) -> Result<(Client, Option<String>), roomwire_tokio::Error> {
+    let stream = TcpStream::connect(addr).await?;
+    let host = addr.to_string();
+    let request = ClientRequest { host: &host, target, protocols, headers };
+    let (ws, response) = timeout(LIMIT, WebSocket::connect_with_stream(stream, &request, Config::default()))
+        .await
+        .expect("handshake hung")?;
+    Ok((ws, response.protocol))
+}
+
+/// The next message, as text.
+pub async fn recv_text(ws: &mut Client) -> String {
+    match timeout(LIMIT, ws.recv()).await.expect("recv timed out") {
+        Some(Ok(Message::Text(text))) => text,
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// The next message, as JSON.
+pub async fn recv_json(ws: &mut Client) -> serde_json::Value {
+    let text = recv_text(ws).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The next message must be the marker `marker`.
+pub async fn expect_marker(ws: &mut Client, marker: &str) {
+    assert_eq!(recv_json(ws).await, serde_json::json!({"type": "system", "message": marker}));
+}
+
+/// Send text.
+pub async fn send_text(ws: &mut Client, text: &str) {
+    ws.send(MessageRef::Text(text)).await.expect("send");
+}
+
+/// Send an Alepha frame `{"roomId": room, "message": {"content": content}}`.
+pub async fn say(ws: &mut Client, room: &str, content: &str) {
+    let frame = serde_json::json!({"roomId": room, "message": {"content": content}});
+    send_text(ws, &frame.to_string()).await;
+}
+
+/// Read until the connection ends; the close code and reason the server
+/// sent (`None`: no close frame).
+pub async fn closed_with(ws: &mut Client) -> Option<(Option<CloseCode>, String)> {
+    timeout(LIMIT, async {
+        while let Some(received) = ws.recv().await {
+            if received.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("connection did not end");
+    ws.peer_close().map(|c| (c.code, c.reason.clone()))
+}
+
+/// `ws-` and a UUID v4, lowercase hex.
+pub fn is_ws_uuid(id: &str) -> bool {
+    let Some(uuid) = id.strip_prefix("ws-") else { return false };
+    let groups: Vec<&str> = uuid.split('-').collect();
+    groups.iter().map(|g| g.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+        && uuid.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        && groups[2].starts_with('4')
+        && matches!(groups[3].chars().next(), Some('8' | '9' | 'a' | 'b'))
+}
