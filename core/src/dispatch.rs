@@ -275,6 +275,31 @@ fn handle_envelope<'a, C: Channel, T: RoomTable>(
     }
 }
 
+/// Write the frame telling a sender that the handler failed on its
+/// message: `{"error":"<text>"}` on the Alepha wire (as Alepha does), an
+/// error envelope with [`code::HANDLER_ERROR`] on the roomwire wire. The
+/// connection stays open.
+///
+/// ```
+/// use roomwire_core::dispatch::write_handler_error;
+/// use roomwire_core::wire::WireFormat;
+/// let mut out = [0u8; 64];
+/// let n = write_handler_error(WireFormat::Alepha, "boom", &mut out).unwrap();
+/// assert_eq!(&out[..n], br#"{"error":"boom"}"#);
+/// let n = write_handler_error(WireFormat::Json, "boom", &mut out).unwrap();
+/// assert_eq!(&out[..n], br#"{"type":"error","code":4006,"text":"boom"}"#);
+/// ```
+pub fn write_handler_error<E: core::fmt::Display + ?Sized>(
+    format: WireFormat,
+    text: &E,
+    out: &mut [u8],
+) -> Result<usize, InsufficientSize> {
+    match format {
+        WireFormat::Alepha => alepha::write_error_frame(text, out),
+        _ => envelope::write_error(format, None, code::HANDLER_ERROR, text, out),
+    }
+}
+
 fn ok_frame(format: WireFormat, reference: u32, out: &mut [u8]) -> usize {
     envelope::encode_server(format, &envelope::ServerEnvelope::Ok { reference }, out).unwrap_or(0)
 }

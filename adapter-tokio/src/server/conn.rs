@@ -10,7 +10,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use roomwire_core::room::MemberId;
 use roomwire_core::wire::WireFormat;
-use roomwire_core::{CloseCode, InsufficientSize, alepha, envelope};
+use roomwire_core::{CloseCode, InsufficientSize, dispatch};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, Span, debug, debug_span, trace};
@@ -416,11 +416,7 @@ fn error_frame(format: WireFormat, text: &str) -> Vec<u8> {
     let text = &text[..cut];
     let mut out = vec![0u8; 2 * text.len() + 64];
     loop {
-        let written = match format {
-            WireFormat::Alepha => alepha::write_error_frame(text, &mut out),
-            format => envelope::write_error(format, None, envelope::code::HANDLER_ERROR, text, &mut out),
-        };
-        match written {
+        match dispatch::write_handler_error(format, text, &mut out) {
             Ok(n) => {
                 out.truncate(n);
                 return out;
