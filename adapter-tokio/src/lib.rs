@@ -44,12 +44,19 @@
 //! graceful shutdown; standalone, over any stream, or on an axum router
 //! (feature `axum`).
 //!
-//! Examples: `chat` (the room server's demo chat), `tls` (wss through
-//! tokio-rustls), `echo` (an echo server, the Autobahn|Testsuite server under
-//! test) and `autobahn-client` (the Autobahn fuzzing-server client).
+//! [`client`]: the room client (Alepha's `WebSocketClient`): typed send per
+//! room, typed receive as a `Stream`, join and leave, reconnection with
+//! backoff that restores the rooms, a bounded offline queue, observable
+//! state.
+//!
+//! Examples: `chat` (the room server's demo chat), `chat_client` (a
+//! terminal client of it), `tls` (wss through tokio-rustls), `echo` (an
+//! echo server, the Autobahn|Testsuite server under test) and
+//! `autobahn-client` (the Autobahn fuzzing-server client).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod client;
 mod config;
 mod error;
 mod handshake;
@@ -57,6 +64,7 @@ mod message;
 pub mod server;
 mod socket;
 
+pub use client::{Client, ClientOptions, ConnectionState, Incoming};
 pub use config::{Config, DEFAULT_MAX_OUTBOUND, DEFAULT_MAX_READ_CHUNK};
 pub use error::Error;
 pub use message::{CloseFrame, Decision, HandshakeInfo, Message, MessageRef, Response};

@@ -1,0 +1,943 @@
+//! The room client: Alepha's `WebSocketClient` / `useRoom` in Rust.
+//!
+//! A [`Client`] connects to one channel of a room server, is in a set of
+//! rooms, sends typed messages to them and receives the server's typed
+//! messages as a [`Stream`] ([`Incoming`]). Every protocol decision (the
+//! handshake target and subprotocols, join and leave requests, restoring
+//! rooms after a reconnect, encoding and decoding frames) is made by the
+//! sans-IO [`RoomClient`] of the core; this module adds the socket, the
+//! clock, reconnection and the queues.
+//!
+//! ```no_run
+//! use futures_util::StreamExt;
+//! use roomwire_tokio::client::{Client, ClientOptions};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! pub struct Say { pub content: String }
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! #[serde(tag = "type", rename_all = "lowercase")]
+//! pub enum Event {
+//!     Append { content: String, username: String },
+//!     System { message: String },
+//! }
+//!
+//! roomwire_tokio::roomwire_core::channel! {
+//!     /// The chat channel.
+//!     pub struct Chat { path: "/ws/chat", in: Event, out: Say }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let (client, mut incoming) = Client::<Chat>::connect("ws://127.0.0.1:8080", ClientOptions::new().room("lobby"))?;
+//! client.send("lobby", &Say { content: "hello".into() })?;
+//! client.join("games").await?; // roomwire wire: a request; Alepha wire: a reconnect
+//! while let Some((room, event)) = incoming.next().await {
+//!     println!("{room:?}: {event:?}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Wires
+//!
+//! The client asks for the wire of [`ClientOptions::wire`]:
+//!
+//! * [`WireFormat::Json`] (the default) or [`WireFormat::Postcard`]: the
+//!   roomwire wire. Rooms are joined and left with requests on the open
+//!   connection, each answered by the server; [`Client::join`] resolves
+//!   with that answer. If the server does not speak it (an Alepha server
+//!   answers without a subprotocol), the client reconnects at once on the
+//!   Alepha wire and stays on it.
+//! * [`WireFormat::Alepha`]: what Alepha's browser client speaks. Rooms
+//!   are named in the handshake URL (`?roomIds=a,b`); joining or leaving a
+//!   room reconnects with the new list, as Alepha does.
+//!
+//! JSON is the default because it works with every channel and every
+//! server: postcard is smaller, but cannot decode some serde types (an
+//! internally tagged `enum`, as Alepha's `t.union` of objects maps to, is
+//! one: see [`roomwire_core::channel`](mod@roomwire_core::channel)), so it is a choice made per channel.
+//!
+//! # Sending and the offline queue
+//!
+//! [`Client::send`] never waits: it validates and encodes the message at
+//! once (so the message may borrow, and errors are the caller's), then
+//! puts it in a bounded queue ([`ClientOptions::queue_capacity`], 1000 by
+//! default, as Alepha's client). The connection's task writes a queued
+//! message as soon as its room is joined on an open connection: at once
+//! when connected, after the rooms are restored when reconnecting. Messages
+//! of one room go out in the order sent. When the queue is full the oldest
+//! message is dropped and counted ([`Client::dropped`]); a message whose
+//! room is no longer wanted when its turn comes (left, or refused by the
+//! server) is discarded and counted apart ([`Client::rejected`]).
+//!
+//! The payload is encoded at send time in the encoding of the wire the
+//! client is on (JSON, or postcard). The frame around it is made when the
+//! message is written, by [`RoomClient::send`] for the connection of that
+//! moment: the queued payload is decoded back into the channel's `Out` type
+//! (borrowing from the stored bytes) and encoded by the core. That extra
+//! decode is what lets a queued message survive a change of wire (a
+//! postcard client falling back to an Alepha server) and keeps every frame
+//! the core's; see the crate's `PROTOCOL.md` for the frames.
+//!
+//! A message handed to the socket is delivered at most once: if the
+//! connection drops before the server reads it, it is lost, as with any
+//! WebSocket client.
+//!
+//! # Receiving
+//!
+//! [`Incoming`] yields `(room, message)`: the room the server sent it to,
+//! or `None` for a message sent to this connection, its user or the whole
+//! channel (Alepha's client hands those to every room's handlers). Frames
+//! that do not decode as the channel's `In` type, and the server's error
+//! frames, are logged (`tracing`, `warn`) and skipped, as Alepha's client
+//! does. When the application does not keep up, the task stops reading the
+//! socket once [`ClientOptions::incoming_capacity`] messages wait, and the
+//! server's own flow control takes over. Messages keep flowing across
+//! reconnects; the stream ends after [`Client::close`] (or when the client
+//! gives up reconnecting).
+//!
+//! # Reconnection
+//!
+//! A failed attempt or a lost connection is retried after a [`Backoff`]
+//! delay (exponential, jittered, unlimited by default). On every new
+//! connection the wanted rooms are restored (joins on the roomwire wire,
+//! the handshake URL on the Alepha wire), then the queue is flushed. A
+//! keepalive ping (every 30 s by default, see [`ClientOptions::config`])
+//! finds a server that stopped answering; on the roomwire wire a join or
+//! leave unanswered for [`ClientOptions::request_timeout`] does too.
+//!
+//! # State
+//!
+//! [`Client::state`] is the [`ConnectionState`] (connecting, connected,
+//! error with the retry delay, closed); [`Client::state_changes`] is a
+//! `tokio::sync::watch` receiver to await its changes.
+//!
+//! # Tasks and tracing
+//!
+//! [`Client::connect`] spawns one task on the current tokio runtime. It
+//! owns the socket and the core's [`RoomClient`]; the handles talk to it
+//! through channels and a queue whose lock is never held across an
+//! `.await`. The task runs in a `tracing` span named `room_client` (with
+//! the channel path and URL); each connection opens a `websocket` span
+//! inside it.
+
+mod backoff;
+mod driver;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use roomwire_core::channel::Channel;
+use roomwire_core::client::{ClientError, RoomClient};
+use roomwire_core::envelope::{self, EncodeError};
+use roomwire_core::{CloseCode, RoomId, WireFormat};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tracing::Instrument;
+
+pub use backoff::Backoff;
+
+use crate::config::Config;
+use driver::{Command, Driver, Endpoint};
+
+/// Default bound of the send queue, as Alepha's client: see
+/// [`ClientOptions::queue_capacity`].
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1000;
+
+/// Default number of received messages that may wait for the application:
+/// see [`ClientOptions::incoming_capacity`].
+pub const DEFAULT_INCOMING_CAPACITY: usize = 1024;
+
+/// Most rooms a client can be in at once (and most join or leave requests
+/// waiting for an answer): the capacity of the core's [`RoomClient`]. It
+/// matches the most rooms an Alepha handshake may name
+/// ([`MAX_QUERY_ROOMS`](roomwire_core::dispatch::MAX_QUERY_ROOMS)).
+pub const MAX_ROOMS: usize = 32;
+
+/// Default keepalive interval of a client connection: see
+/// [`ClientOptions::config`].
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Default time the server has to answer a join or leave: see
+/// [`ClientOptions::request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One received message: the room it was sent to (`None`: to this
+/// connection, its user or the whole channel) and the message.
+pub type Received<C> = (Option<RoomId>, <C as Channel>::In<'static>);
+
+// ---------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------
+
+/// How a [`Client`] connects: rooms, wire, headers, reconnection, queue
+/// bounds and the connection's configuration. Built with chained calls:
+///
+/// ```
+/// use std::time::Duration;
+/// use roomwire_tokio::client::{Backoff, ClientOptions};
+/// use roomwire_tokio::roomwire_core::WireFormat;
+///
+/// let options = ClientOptions::new()
+///     .rooms(["lobby", "news"])
+///     .wire(WireFormat::Postcard)
+///     .header("Authorization", "Bearer alice")
+///     .backoff(Backoff { initial: Duration::from_millis(100), ..Backoff::default() })
+///     .queue_capacity(100);
+/// assert_eq!(options.wanted_rooms(), ["lobby", "news"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    rooms: Vec<String>,
+    wire: WireFormat,
+    headers: Vec<(String, String)>,
+    backoff: Backoff,
+    queue_capacity: usize,
+    incoming_capacity: usize,
+    request_timeout: Duration,
+    config: Config,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        let mut config = Config::default();
+        config.core.keepalive_interval = Some(roomwire_core::Duration::from_secs(DEFAULT_KEEPALIVE.as_secs()));
+        Self {
+            rooms: Vec::new(),
+            wire: WireFormat::Json,
+            headers: Vec::new(),
+            backoff: Backoff::default(),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            incoming_capacity: DEFAULT_INCOMING_CAPACITY,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            config,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// The defaults: no room, the roomwire JSON wire, no extra header,
+    /// [`Backoff::default`], a queue of 1000, a keepalive ping every 30 s.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a room to be in from the start (in order; the first is the
+    /// connection's default room on the Alepha wire). With no room, an
+    /// Alepha server puts the connection in its room `"default"`.
+    pub fn room(mut self, room: impl Into<String>) -> Self {
+        self.rooms.push(room.into());
+        self
+    }
+
+    /// Add several rooms, as [`room`](Self::room).
+    pub fn rooms<I>(mut self, rooms: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.rooms.extend(rooms.into_iter().map(Into::into));
+        self
+    }
+
+    /// The wire to ask for (default [`WireFormat::Json`]); see the
+    /// [module docs](self#wires).
+    pub fn wire(mut self, wire: WireFormat) -> Self {
+        self.wire = wire;
+        self
+    }
+
+    /// Add a header to every handshake request (`Authorization`, `Cookie`,
+    /// `Origin` …).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// When to reconnect (default [`Backoff::default`]: unlimited).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Bound of the send queue (default 1000, at least 1): when full, the
+    /// oldest message is dropped and counted in [`Client::dropped`].
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// How many received messages may wait for the application (default
+    /// 1024, at least 1) before the client stops reading the socket.
+    pub fn incoming_capacity(mut self, capacity: usize) -> Self {
+        self.incoming_capacity = capacity.max(1);
+        self
+    }
+
+    /// How long the server has to answer a join or leave on the roomwire
+    /// wire (default 10 s) before the connection is deemed dead and
+    /// replaced.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The connection's configuration: protocol limits, deadlines and
+    /// buffer bounds. The default is [`Config::default`] with a keepalive
+    /// ping every 30 s (`core.keepalive_interval`); its
+    /// `core.handshake_timeout` also bounds the TCP connect.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The rooms given so far.
+    pub fn wanted_rooms(&self) -> &[String] {
+        &self.rooms
+    }
+}
+
+// ---------------------------------------------------------------------------
+// State and errors
+// ---------------------------------------------------------------------------
+
+/// Where a [`Client`]'s connection is (Alepha's `isConnecting`,
+/// `isConnected`, `isError` and `error`, as one value).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// Connecting (TCP, then the opening handshake).
+    Connecting {
+        /// Consecutive failures before this attempt (0 for the first).
+        attempt: u32,
+    },
+    /// Connected. On the roomwire wire, the wanted rooms are being joined
+    /// (see [`Client::rooms`] and [`Client::join`]).
+    Connected {
+        /// The wire the server selected.
+        format: WireFormat,
+    },
+    /// The last attempt failed or the connection was lost; the next
+    /// attempt starts after `retry_in`.
+    Error {
+        /// What went wrong.
+        error: ConnectionError,
+        /// Consecutive failures so far (1 after the first).
+        attempt: u32,
+        /// The delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// The client is closed: by [`Client::close`] (or when every handle
+    /// and the [`Incoming`] stream were dropped), with `error: None`; or
+    /// it gave up after [`Backoff::max_retries`], with the last error.
+    Closed {
+        /// Why it gave up, if it did.
+        error: Option<ConnectionError>,
+    },
+}
+
+impl ConnectionState {
+    /// Whether a connection attempt is in progress.
+    pub fn is_connecting(&self) -> bool {
+        matches!(self, Self::Connecting { .. })
+    }
+
+    /// Whether the client is connected.
+    pub fn is_connected(&self) -> bool {
+        matches!(self, Self::Connected { .. })
+    }
+
+    /// Whether the client is waiting to retry after an error.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Self::Error { .. })
+    }
+
+    /// Whether the client is closed for good.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed { .. })
+    }
+
+    /// The error of an [`Error`](Self::Error) or of a
+    /// [`Closed`](Self::Closed) client that gave up.
+    pub fn error(&self) -> Option<&ConnectionError> {
+        match self {
+            Self::Error { error, .. } | Self::Closed { error: Some(error) } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Why a connection attempt failed or a connection ended.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The socket failed: TCP connect, the opening handshake (refused,
+    /// invalid, timed out), a frame the server should not have sent, an
+    /// I/O error, a keepalive ping left unanswered.
+    WebSocket(Arc<crate::Error>),
+    /// The server closed the connection with a close frame.
+    ClosedByServer {
+        /// Its close code (`None`: an empty close frame).
+        code: Option<CloseCode>,
+        /// Its reason.
+        reason: String,
+    },
+    /// The server broke the rooms protocol (on the roomwire wire, a frame
+    /// that is not an envelope, or an answer to no request; a subprotocol
+    /// the client did not offer). The client closed with 1002.
+    Protocol(ClientError),
+    /// The server did not answer a join or leave within
+    /// [`ClientOptions::request_timeout`].
+    RequestTimeout,
+    /// The handshake request target could not be built.
+    Target,
+}
+
+impl fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WebSocket(e) => fmt::Display::fmt(e, f),
+            Self::ClosedByServer { code: Some(code), reason } => {
+                write!(f, "server closed the connection ({}: {reason:?})", u16::from(*code))
+            }
+            Self::ClosedByServer { code: None, .. } => f.write_str("server closed the connection"),
+            Self::Protocol(e) => write!(f, "server broke the rooms protocol: {e}"),
+            Self::RequestTimeout => f.write_str("server did not answer a room request in time"),
+            Self::Target => f.write_str("cannot build the handshake request target"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::WebSocket(e) => Some(&**e),
+            Self::Protocol(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<crate::Error> for ConnectionError {
+    fn from(e: crate::Error) -> Self {
+        Self::WebSocket(Arc::new(e))
+    }
+}
+
+/// Why [`Client::connect`] refused to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL is not `ws://host[:port][/prefix]` (no query, no `wss`:
+    /// TLS is not built in).
+    InvalidUrl(&'static str),
+    /// A room of [`ClientOptions::rooms`] is not a valid room id for the
+    /// channel.
+    InvalidRoom(String),
+    /// More rooms than [`MAX_ROOMS`].
+    TooManyRooms,
+    /// Not called from within a tokio runtime.
+    NoRuntime,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
+            Self::InvalidRoom(room) => write!(f, "invalid room id {room:?}"),
+            Self::TooManyRooms => write!(f, "more than {MAX_ROOMS} rooms"),
+            Self::NoRuntime => f.write_str("no tokio runtime"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Why [`Client::send`] refused a message. Nothing was queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The room id is empty or too long.
+    InvalidRoomId,
+    /// The channel's [`validate`](Channel::validate) refused the message,
+    /// with this reason.
+    Invalid(&'static str),
+    /// The message has no encoding in the wire's format.
+    Encode(EncodeError),
+    /// The client is closed.
+    Closed,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidRoomId => f.write_str("invalid room id"),
+            Self::Invalid(reason) => write!(f, "Message validation failed: {reason}"),
+            Self::Encode(e) => write!(f, "cannot encode the message: {e}"),
+            Self::Closed => f.write_str("client closed"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Why a [`Client::join`] or [`Client::leave`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RoomError {
+    /// The room id is empty, too long, or refused by the channel's
+    /// [`validate_room_id`](Channel::validate_room_id).
+    InvalidRoomId,
+    /// The client already wants [`MAX_ROOMS`] rooms.
+    TooManyRooms,
+    /// The server refused (roomwire wire); for a join, the room is no
+    /// longer wanted.
+    Refused {
+        /// One of the [error codes](roomwire_core::envelope::code).
+        code: u16,
+        /// The server's explanation.
+        text: String,
+    },
+    /// A later leave (of a join) or join (of a leave) of the same room
+    /// overrode this request before it completed.
+    Superseded,
+    /// The core refused the request for another reason.
+    Client(ClientError),
+    /// The client closed before the request completed.
+    Closed,
+}
+
+impl fmt::Display for RoomError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidRoomId => f.write_str("invalid room id"),
+            Self::TooManyRooms => write!(f, "more than {MAX_ROOMS} rooms"),
+            Self::Refused { code, text } => write!(f, "refused by the server ({code}): {text}"),
+            Self::Superseded => f.write_str("superseded by a later request for the same room"),
+            Self::Client(e) => fmt::Display::fmt(e, f),
+            Self::Closed => f.write_str("client closed"),
+        }
+    }
+}
+
+impl std::error::Error for RoomError {}
+
+// ---------------------------------------------------------------------------
+// Shared state between the handles and the task
+// ---------------------------------------------------------------------------
+
+/// A message waiting to be written: its room and its payload, encoded in
+/// the payload encoding of `format`.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) room: RoomId,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) format: WireFormat,
+}
+
+/// The rooms of the client, as last published by the task.
+#[derive(Debug, Default)]
+pub(crate) struct Rooms {
+    pub(crate) joined: Vec<RoomId>,
+    pub(crate) wanted: Vec<RoomId>,
+}
+
+/// What the handles and the task share. Locks are held for a push, a swap
+/// or a copy, never across an `.await`.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) queue: Mutex<VecDeque<Outgoing>>,
+    pub(crate) capacity: usize,
+    /// Wakes the task when a message is queued.
+    pub(crate) notify: Notify,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    /// The wire of the last connection (or the one asked for): new
+    /// messages are encoded for it.
+    format: AtomicU8,
+    pub(crate) closed: AtomicBool,
+    pub(crate) rooms: Mutex<Rooms>,
+}
+
+/// Lock, ignoring poisoning: every critical section leaves the data valid.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn new(capacity: usize, format: WireFormat) -> Self {
+        Self {
+            queue: Mutex::new(VecDeque::new()),
+            capacity,
+            notify: Notify::new(),
+            dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            format: AtomicU8::new(format_code(format)),
+            closed: AtomicBool::new(false),
+            rooms: Mutex::new(Rooms::default()),
+        }
+    }
+
+    pub(crate) fn format(&self) -> WireFormat {
+        match self.format.load(Ordering::Acquire) {
+            0 => WireFormat::Alepha,
+            1 => WireFormat::Json,
+            _ => WireFormat::Postcard,
+        }
+    }
+
+    pub(crate) fn set_format(&self, format: WireFormat) {
+        self.format.store(format_code(format), Ordering::Release);
+    }
+
+    /// Queue `item`, dropping the oldest messages beyond the capacity.
+    fn push(&self, item: Outgoing) {
+        let mut dropped = 0;
+        {
+            let mut queue = lock(&self.queue);
+            while queue.len() >= self.capacity {
+                queue.pop_front();
+                dropped += 1;
+            }
+            queue.push_back(item);
+        }
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+            tracing::warn!(dropped, "send queue full: oldest message dropped");
+        }
+        self.notify.notify_one();
+    }
+}
+
+fn format_code(format: WireFormat) -> u8 {
+    match format {
+        WireFormat::Alepha => 0,
+        WireFormat::Json => 1,
+        WireFormat::Postcard => 2,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The channel as the core's client sees it
+// ---------------------------------------------------------------------------
+
+/// Channel `C` receiving `M` (its `In<'static>`, owned): the core's
+/// [`RoomClient`] decodes received messages straight into `M`, which
+/// outlives the frame. (`M` is a parameter of its own, rather than
+/// `C::In<'static>` written out, so that the task's future is `Send`
+/// whatever lifetimes the compiler erases.)
+pub(crate) struct Owned<C, M>(PhantomData<fn() -> (C, M)>);
+
+impl<C, M> Channel for Owned<C, M>
+where
+    C: Channel,
+    M: serde::Serialize + DeserializeOwned,
+{
+    const PATH: &'static str = C::PATH;
+    type In<'a> = M;
+    type Out<'a> = C::Out<'a>;
+
+    fn validate_room_id(room: &str) -> bool {
+        C::validate_room_id(room)
+    }
+
+    fn validate(message: &Self::Out<'_>) -> Result<(), &'static str> {
+        C::validate(message)
+    }
+}
+
+/// The core's client of channel `C` receiving `M`, as the task drives it.
+pub(crate) type Core<C, M> = RoomClient<Owned<C, M>, MAX_ROOMS>;
+
+// ---------------------------------------------------------------------------
+// The handle
+// ---------------------------------------------------------------------------
+
+/// A handle on a room client connection of channel `C`: see the
+/// [module docs](self). Cheap to clone; every clone drives the same
+/// connection.
+///
+/// The channel's received type must be owned
+/// (`C::In<'static>: DeserializeOwned`, e.g. `String` fields rather than
+/// `&str`); its sent type may borrow.
+pub struct Client<C: Channel> {
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<Command>,
+    state: watch::Receiver<ConnectionState>,
+    channel: PhantomData<fn() -> C>,
+}
+
+impl<C: Channel> Clone for Client<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            commands: self.commands.clone(),
+            state: self.state.clone(),
+            channel: PhantomData,
+        }
+    }
+}
+
+impl<C: Channel> fmt::Debug for Client<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("path", &C::PATH)
+            .field("state", &*self.state.borrow())
+            .field("queued", &self.queued())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> Client<C>
+where
+    C: Channel + 'static,
+    C::In<'static>: DeserializeOwned + Send,
+{
+    /// Start a client of channel `C` at `url`, `ws://host[:port]`,
+    /// optionally followed by a path prefix that the channel's
+    /// [`PATH`](Channel::PATH) is appended to (as Alepha's
+    /// `WEBSOCKET_URL`). Returns at once: the connection is made by a task
+    /// spawned on the current tokio runtime, which retries until it
+    /// succeeds (see [`Backoff`]); watch [`state`](Self::state) or await
+    /// [`wait_connected`](Self::wait_connected).
+    ///
+    /// The connection lives while the [`Client`] (any clone) or the
+    /// [`Incoming`] stream does, or until [`close`](Self::close).
+    pub fn connect(url: &str, options: ClientOptions) -> Result<(Self, Incoming<C>), ConnectError> {
+        let endpoint = Endpoint::parse(url)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConnectError::NoRuntime)?;
+        if let Some(room) =
+            options.rooms.iter().find(|room| Core::<C, C::In<'static>>::with_rooms(options.wire, &[room]).is_err())
+        {
+            return Err(ConnectError::InvalidRoom(room.clone()));
+        }
+        let rooms: Vec<&str> = options.rooms.iter().map(String::as_str).collect();
+        let core =
+            Core::<C, C::In<'static>>::with_rooms(options.wire, &rooms).map_err(|_| ConnectError::TooManyRooms)?;
+        let shared = Arc::new(Shared::new(options.queue_capacity, options.wire));
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (incoming_tx, incoming_rx) = mpsc::channel(options.incoming_capacity);
+        let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting { attempt: 0 });
+        let span = tracing::info_span!("room_client", path = C::PATH, url);
+        let driver = Driver::<C, C::In<'static>>::new(
+            endpoint,
+            options,
+            core,
+            shared.clone(),
+            command_rx,
+            incoming_tx,
+            state_tx,
+        );
+        runtime.spawn(driver.run().instrument(span));
+        let client = Self { shared, commands: commands.clone(), state: state_rx, channel: PhantomData };
+        Ok((client, Incoming { rx: incoming_rx, _alive: commands }))
+    }
+
+    /// Send `message` to the server's handler in `room`: validated and
+    /// encoded now, written as soon as the room is joined on an open
+    /// connection (see the [module docs](self#sending-and-the-offline-queue)).
+    /// Never waits.
+    ///
+    /// A room the client does not want (never joined, or left) is not an
+    /// error here: the message is discarded when its turn comes and
+    /// counted in [`rejected`](Self::rejected).
+    pub fn send(&self, room: &str, message: &C::Out<'_>) -> Result<(), SendError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        let room = RoomId::new(room).map_err(|_| SendError::InvalidRoomId)?;
+        C::validate(message).map_err(SendError::Invalid)?;
+        let format = self.shared.format();
+        let payload = encode_payload(format, message).map_err(SendError::Encode)?;
+        self.shared.push(Outgoing { room, payload, format });
+        Ok(())
+    }
+
+    /// Join `room`. The request is made when this is called; the future
+    /// resolves once the room is joined on the current connection (or, if
+    /// disconnected, on the next one).
+    ///
+    /// * roomwire wire: a `join` request, answered by the server (`Ok`, or
+    ///   [`RoomError::Refused`]); no reconnection.
+    /// * Alepha wire: the client reconnects with the new room list, as
+    ///   Alepha's client does; resolves when the new connection is open.
+    ///
+    /// The room is wanted from now on, and restored after each reconnect.
+    pub fn join(&self, room: &str) -> impl Future<Output = Result<(), RoomError>> + Send + 'static + use<C> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.commands.send(Command::Join { room: room.to_owned(), reply }).is_ok();
+        async move {
+            if !sent {
+                return Err(RoomError::Closed);
+            }
+            answer.await.unwrap_or(Err(RoomError::Closed))
+        }
+    }
+
+    /// Leave `room`: it is no longer wanted. The request is made when this
+    /// is called; the future resolves once the connection is out of the
+    /// room (roomwire wire: the server's answer; Alepha wire: the
+    /// connection is replaced by one without the room).
+    pub fn leave(&self, room: &str) -> impl Future<Output = Result<(), RoomError>> + Send + 'static + use<C> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.commands.send(Command::Leave { room: room.to_owned(), reply }).is_ok();
+        async move {
+            if !sent {
+                return Err(RoomError::Closed);
+            }
+            answer.await.unwrap_or(Err(RoomError::Closed))
+        }
+    }
+
+    /// Close the client: messages already queued for joined rooms are
+    /// written, then the connection is closed with 1000 (normal) and the
+    /// task ends; [`Incoming`] ends after the messages already received.
+    /// Later [`send`](Self::send)s fail with [`SendError::Closed`]. The
+    /// request is made when this is called; the future resolves when the
+    /// closing handshake is over (bounded by the close timeout).
+    pub fn close(&self) -> impl Future<Output = ()> + Send + 'static + use<C> {
+        self.shared.closed.store(true, Ordering::Release);
+        let (reply, done) = oneshot::channel();
+        let sent = self.commands.send(Command::Close { reply }).is_ok();
+        async move {
+            if sent {
+                let _ = done.await;
+            }
+        }
+    }
+}
+
+impl<C: Channel> Client<C> {
+    /// The connection's state now.
+    pub fn state(&self) -> ConnectionState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver of the connection's state, to await its changes
+    /// (`changed()`, `wait_for(…)`). Like any `watch`, it sees the latest
+    /// state, not every intermediate one.
+    pub fn state_changes(&self) -> watch::Receiver<ConnectionState> {
+        self.state.clone()
+    }
+
+    /// Wait until the client is connected; `Some(wire)` then, `None` if it
+    /// closed (or gave up) instead.
+    pub async fn wait_connected(&self) -> Option<WireFormat> {
+        let mut state = self.state.clone();
+        let state = state.wait_for(|s| s.is_connected() || s.is_closed()).await.ok()?;
+        match &*state {
+            ConnectionState::Connected { format } => Some(*format),
+            _ => None,
+        }
+    }
+
+    /// The rooms the current connection is in (empty while disconnected).
+    pub fn rooms(&self) -> Vec<RoomId> {
+        lock(&self.shared.rooms).joined.clone()
+    }
+
+    /// The rooms the client wants, restored after each reconnect.
+    pub fn wanted_rooms(&self) -> Vec<RoomId> {
+        lock(&self.shared.rooms).wanted.clone()
+    }
+
+    /// The wire new messages are encoded for: the one asked for until a
+    /// server selects one.
+    pub fn wire(&self) -> WireFormat {
+        self.shared.format()
+    }
+
+    /// Messages waiting in the send queue.
+    pub fn queued(&self) -> usize {
+        lock(&self.shared.queue).len()
+    }
+
+    /// Messages dropped because the send queue was full (oldest first).
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Messages discarded because their room was not wanted when their
+    /// turn came, or they could not be re-encoded for the connection.
+    pub fn rejected(&self) -> u64 {
+        self.shared.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Whether the client is closed (by [`close`](Client::close), or after
+    /// giving up).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Encode `message` as a payload of `format` into a new buffer of the exact
+/// size.
+fn encode_payload<T: serde::Serialize + ?Sized>(format: WireFormat, message: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut payload = vec![0; 256];
+    loop {
+        match envelope::encode_payload(format, message, &mut payload) {
+            Ok(n) => {
+                payload.truncate(n);
+                return Ok(payload);
+            }
+            Err(EncodeError::InsufficientSize(e)) if e.required > payload.len() => payload.resize(e.required, 0),
+            Err(EncodeError::BufferFull) => payload.resize(payload.len() * 2, 0),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The receive stream
+// ---------------------------------------------------------------------------
+
+/// The messages the server sends to a [`Client`], as a [`Stream`] of
+/// [`Received`] `(room, message)` (or with [`recv`](Self::recv)). Ends when
+/// the client is closed.
+pub struct Incoming<C: Channel> {
+    rx: mpsc::Receiver<Received<C>>,
+    /// Keeps the connection alive while the stream is.
+    _alive: mpsc::UnboundedSender<Command>,
+}
+
+impl<C: Channel> fmt::Debug for Incoming<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming").field("path", &C::PATH).field("waiting", &self.rx.len()).finish()
+    }
+}
+
+// No field is structurally pinned.
+impl<C: Channel> Unpin for Incoming<C> {}
+
+impl<C: Channel> Incoming<C> {
+    /// The next message; `None` once the client is closed. Cancel safe.
+    pub async fn recv(&mut self) -> Option<Received<C>> {
+        self.rx.recv().await
+    }
+
+    /// The next message if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Received<C>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Poll for the next message (the [`Stream`] implementation).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Received<C>>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl<C: Channel> Stream for Incoming<C> {
+    type Item = Received<C>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().rx.poll_recv(cx)
+    }
+}
