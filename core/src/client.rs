@@ -444,6 +444,9 @@ pub struct RoomClient<C: Channel, const N: usize> {
     format: WireFormat,
     open: bool,
     wanted: RoomSet<N>,
+    /// Alepha wire: the rooms the target of the connection being opened
+    /// named (see [`RoomClient::connect_target`]).
+    targeted: Option<RoomSet<N>>,
     joined: RoomSet<N>,
     /// In the order sent, which is the order the server answers in.
     pending: heapless::Vec<Pending, N>,
@@ -489,6 +492,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
             format,
             open: false,
             wanted: RoomSet::new(),
+            targeted: None,
             joined: RoomSet::new(),
             pending: heapless::Vec::new(),
             next_reference: 1,
@@ -571,6 +575,32 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         write_target::<C>(self.format, self.wanted.as_slice(), out)
     }
 
+    /// [`RoomClient::write_target`] for the connection about to be opened,
+    /// remembering the rooms it names: on the Alepha wire those, not the
+    /// rooms wanted when [`RoomClient::opened`] runs, are the connection's
+    /// rooms (a join or leave in between asks for another reconnect).
+    ///
+    /// ```
+    /// use roomwire_core::client::{Opened, RoomClient};
+    /// use roomwire_core::wire::WireFormat;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M;
+    /// roomwire_core::channel! { /// Chat.
+    ///     pub struct Chat { path: "/ws/chat", in: M, out: M } }
+    ///
+    /// let mut client = RoomClient::<Chat, 4>::with_rooms(WireFormat::Alepha, &["a"])?;
+    /// let mut out = [0u8; 32];
+    /// client.connect_target(&mut out)?;
+    /// client.join("b", &mut out)?; // while connecting
+    /// assert_eq!(client.opened(None)?, Opened::Reconnect);
+    /// assert!(client.is_joined("a") && !client.is_joined("b"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connect_target(&mut self, out: &mut [u8]) -> Result<usize, InsufficientSize> {
+        let n = self.write_target(out)?;
+        self.targeted = Some(self.wanted.clone());
+        Ok(n)
+    }
+
     /// The rooms the application wants, in the order asked: restored after
     /// each reconnect.
     pub fn wanted(&self) -> &RoomSet<N> {
@@ -649,21 +679,24 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         if format != WireFormat::Alepha {
             return Ok(Opened::Ready);
         }
-        if fell_back || self.wanted.is_empty() {
+        // The rooms the connection was opened with: those its target named.
+        let rooms = self.targeted.take().unwrap_or_else(|| self.wanted.clone());
+        if fell_back || rooms.is_empty() {
             // No room in the target: the server's "default".
             if let Ok(default) = RoomId::new(DEFAULT_ROOM) {
                 let _ = self.joined.join(default);
             }
             return Ok(if self.wanted.is_empty() { Opened::Ready } else { Opened::Reconnect });
         }
-        self.joined = self.wanted.clone();
-        Ok(Opened::Ready)
+        self.joined = rooms;
+        Ok(if self.joined.as_slice() == self.wanted.as_slice() { Opened::Ready } else { Opened::Reconnect })
     }
 
     /// The connection ended: no room is joined and unanswered requests are
     /// forgotten. The wanted rooms stay, for the next connection.
     pub fn closed(&mut self) {
         self.open = false;
+        self.targeted = None;
         self.pending.clear();
         self.joined.clear();
     }
@@ -898,6 +931,50 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
                 Ok(finish_frame(format, head, suffix, message, out)?)
             }
         }
+    }
+
+    /// [`RoomClient::send`] for a payload already encoded (and validated)
+    /// in this client's payload encoding: JSON on the Alepha and JSON wires
+    /// ([`WireFormat::is_json`]), postcard otherwise. Lets an adapter keep
+    /// queued messages as bytes and frame them without re-encoding. A JSON
+    /// payload that is not valid JSON is refused; a postcard payload is
+    /// framed as given.
+    ///
+    /// ```
+    /// use roomwire_core::client::RoomClient;
+    /// use roomwire_core::wire::WireFormat;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M;
+    /// roomwire_core::channel! { /// Chat.
+    ///     pub struct Chat { path: "/ws/chat", in: M, out: M } }
+    ///
+    /// let mut client = RoomClient::<Chat, 4>::with_rooms(WireFormat::Alepha, &["a"])?;
+    /// client.opened(None)?;
+    /// let mut out = [0u8; 64];
+    /// let n = client.send_encoded("a", br#"{"content":"hi"}"#, &mut out)?;
+    /// assert_eq!(&out[..n], br#"{"roomId":"a","message":{"content":"hi"}}"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_encoded(&self, room: &str, payload: &[u8], out: &mut [u8]) -> Result<usize, ClientError> {
+        if !self.open {
+            return Err(ClientError::NotOpen);
+        }
+        let Some(room) = self.joined.iter().find(|r| r.as_str() == room) else {
+            return Err(ClientError::NotJoined);
+        };
+        if self.format.is_json() && crate::json::validate(payload).is_err() {
+            return Err(ClientError::NotJson);
+        }
+        let n = match self.format {
+            WireFormat::Alepha => write_twice(out, |w| {
+                w.put(br#"{"roomId":"#);
+                write_escaped_str(room, w);
+                w.put(br#","message":"#);
+                w.put(payload);
+                w.put(ALEPHA_SUFFIX);
+            })?,
+            format => envelope::encode_client(format, &ClientEnvelope::Message { room: room.clone(), payload }, out)?,
+        };
+        Ok(n)
     }
 
     /// Reads one whole message from the server (see [`ClientEvent`]) and

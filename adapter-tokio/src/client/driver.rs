@@ -341,7 +341,7 @@ where
     fn target(&mut self) -> Result<String, ConnectionError> {
         let mut buf = vec![0u8; 256];
         loop {
-            match self.core.write_target(&mut buf) {
+            match self.core.connect_target(&mut buf) {
                 Ok(n) => {
                     buf.truncate(n);
                     break;
@@ -748,12 +748,23 @@ where
     /// Frame a queued message for the current connection and queue it on
     /// the socket.
     fn write_message(&mut self, ws: &mut Socket, item: &Outgoing) -> Result<(), WriteError> {
-        // The payload was encoded by `send` as a valid `Out`: decoding it
-        // back lets the core frame it for this connection's wire.
-        let message = envelope::decode_payload::<C::Out<'_>>(item.format, &item.payload, &mut [])
-            .map_err(|e| WriteError::Reject(e.to_string()))?;
+        // The payload was encoded by `send` as a valid `Out`. In the same
+        // encoding the core frames it as it is; otherwise (the wire changed
+        // on reconnect) decoding it back lets the core re-encode it.
+        let same_encoding = item.format.is_json() == self.core.format().is_json();
+        let message = if same_encoding {
+            None
+        } else {
+            let message = envelope::decode_payload::<C::Out<'_>>(item.format, &item.payload, &mut [])
+                .map_err(|e| WriteError::Reject(e.to_string()))?;
+            Some(message)
+        };
         let len = loop {
-            match self.core.send(&item.room, &message, &mut self.out) {
+            let sent = match &message {
+                None => self.core.send_encoded(&item.room, &item.payload, &mut self.out),
+                Some(message) => self.core.send(&item.room, message, &mut self.out),
+            };
+            match sent {
                 Ok(len) => break len,
                 Err(ClientError::Encode(EncodeError::InsufficientSize(e))) if e.required > self.out.len() => {
                     self.out.resize(e.required, 0)
