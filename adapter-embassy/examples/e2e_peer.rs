@@ -1,0 +1,165 @@
+//! The tokio side of the end-to-end tests (scripts/embassy-e2e.sh), run in
+//! the test's network namespace next to `tap_node` (192.0.2.2) and the
+//! roomwire-tokio chat server (192.0.2.1:8080). Exits 0 when every case
+//! passed, 1 otherwise; one line per step.
+//!
+//! 1. The embassy client in room `lobby` of the chat server and a tokio
+//!    client (the raw `WebSocket::connect`) in the same room exchange typed
+//!    messages both ways.
+//! 2. Two tokio clients join room `lobby` on the embassy server and talk
+//!    through it; the server survives garbage, a handshake cut short and a
+//!    frame cut mid-way from other clients, and still serves.
+
+use std::time::Duration;
+
+use roomwire_tokio::{Config, Message, MessageRef, WebSocket};
+use tokio::io::AsyncWriteExt;
+use tokio::time::{Instant, timeout};
+
+const CHAT: &str = "ws://192.0.2.1:8080/ws/chat?roomId=lobby";
+const EMBASSY: &str = "ws://192.0.2.2:8081/ws/chat?roomId=lobby";
+const EMBASSY_ADDR: &str = "192.0.2.2:8081";
+
+type Result<T> = std::result::Result<T, String>;
+
+async fn connect(url: &str) -> Result<WebSocket<tokio::net::TcpStream>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match timeout(Duration::from_secs(5), WebSocket::connect(url, Config::default())).await {
+            Ok(Ok((ws, _))) => return Ok(ws),
+            Ok(Err(e)) if Instant::now() < deadline => eprintln!("peer: connect {url}: {e}; retrying"),
+            Err(_) if Instant::now() < deadline => eprintln!("peer: connect {url}: timed out; retrying"),
+            Ok(Err(e)) => return Err(format!("connect {url}: {e}")),
+            Err(_) => return Err(format!("connect {url}: timed out")),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits for an `append` whose content is `content`; returns the frame.
+async fn expect_append<S>(ws: &mut WebSocket<S>, content: &str, within: Duration) -> Result<serde_json::Value>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = match timeout(left, ws.recv()).await {
+            Err(_) => return Err(format!("no append {content:?} within {within:?}")),
+            Ok(None) => return Err("connection closed".into()),
+            Ok(Some(Err(e))) => return Err(format!("recv: {e}")),
+            Ok(Some(Ok(m))) => m,
+        };
+        let Message::Text(text) = message else { continue };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{text}: {e}"))?;
+        if value["type"] == "append" && value["content"] == content {
+            return Ok(value);
+        }
+        println!("peer: (skipping {text})");
+    }
+}
+
+async fn say<S>(ws: &mut WebSocket<S>, content: &str) -> Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let frame = serde_json::json!({ "roomId": "lobby", "message": { "content": content } }).to_string();
+    ws.send(MessageRef::Text(&frame)).await.map_err(|e| format!("send: {e}"))
+}
+
+/// Case 1: the embassy client on the tokio chat server.
+async fn embassy_client_on_tokio_server() -> Result<()> {
+    let mut ws = connect(CHAT).await?;
+    println!("peer: joined lobby on the chat server");
+    let got = expect_append(&mut ws, "hello from embassy", Duration::from_secs(30)).await?;
+    println!("peer: chat server relayed the embassy client's message: {got}");
+    say(&mut ws, "hello from tokio").await?;
+    let got = expect_append(&mut ws, "ack from embassy", Duration::from_secs(15)).await?;
+    println!("peer: the embassy client received ours and answered: {got}");
+    Ok(())
+}
+
+/// Bad clients of the embassy server: garbage, a handshake cut short, a
+/// frame cut mid-way.
+async fn bad_clients() -> Result<()> {
+    let mut garbage = tokio::net::TcpStream::connect(EMBASSY_ADDR).await.map_err(|e| e.to_string())?;
+    garbage.write_all(b"\x00\xffnot http at all\r\n\r\n").await.map_err(|e| e.to_string())?;
+    let mut cut = tokio::net::TcpStream::connect(EMBASSY_ADDR).await.map_err(|e| e.to_string())?;
+    cut.write_all(b"GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgr").await.map_err(|e| e.to_string())?;
+    drop(cut);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(garbage);
+    // A real upgrade, then half a masked frame, then gone.
+    let mut ws = connect(EMBASSY).await?;
+    say(&mut ws, "from a client about to vanish").await?;
+    drop(ws);
+    let mut half = tokio::net::TcpStream::connect(EMBASSY_ADDR).await.map_err(|e| e.to_string())?;
+    half.write_all(
+        b"GET /ws/chat?roomId=lobby HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\xfe\x01",
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(half);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    println!("peer: sent garbage, a cut handshake and a cut frame to the embassy server");
+    Ok(())
+}
+
+/// Case 2: tokio clients in a room of the embassy server.
+async fn tokio_clients_on_embassy_server() -> Result<()> {
+    let mut a = connect(EMBASSY).await?;
+    let mut b = connect(EMBASSY).await?;
+    println!("peer: two tokio clients joined lobby on the embassy server");
+    say(&mut a, "via embassy").await?;
+    let got = expect_append(&mut b, "via embassy", Duration::from_secs(10)).await?;
+    if got["__alephaRoom"] != "lobby" {
+        return Err(format!("expected the lobby label: {got}"));
+    }
+    println!("peer: b received a's message through the embassy server: {got}");
+    say(&mut b, "and back").await?;
+    let got = expect_append(&mut a, "and back", Duration::from_secs(10)).await?;
+    println!("peer: a received b's answer: {got}");
+
+    bad_clients().await?;
+    say(&mut a, "still serving").await?;
+    let got = expect_append(&mut b, "still serving", Duration::from_secs(10)).await?;
+    println!("peer: the embassy server still serves after bad clients: {got}");
+    let mut c = connect(EMBASSY).await?;
+    say(&mut c, "new slot").await?;
+    expect_append(&mut a, "new slot", Duration::from_secs(10)).await?;
+    println!("peer: freed slots are reused");
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let cases: [(&str, _); 2] = [
+        (
+            "embassy client <-> tokio chat server",
+            Box::pin(embassy_client_on_tokio_server())
+                as std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>>>,
+        ),
+        ("tokio clients <-> embassy server", Box::pin(tokio_clients_on_embassy_server())),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, case) in cases {
+        match timeout(Duration::from_secs(90), case).await {
+            Ok(Ok(())) => {
+                println!("peer: PASS {name}");
+                passed += 1;
+            }
+            Ok(Err(e)) => {
+                println!("peer: FAIL {name}: {e}");
+                failed += 1;
+            }
+            Err(_) => {
+                println!("peer: FAIL {name}: timed out");
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    std::process::exit(if failed == 0 { 0 } else { 1 });
+}

@@ -1,0 +1,183 @@
+//! An embassy-net node on a TAP device (192.0.2.2/24), for the end-to-end
+//! tests (scripts/embassy-e2e.sh): a room client of the chat server at
+//! `--server` (Alepha wire, room `lobby`) and a room server on `--listen`.
+//!
+//! ```text
+//! ip netns exec NS cargo run -p roomwire-embassy --example tap_node -- --tap tap0 --server 192.0.2.1:8080 --listen 8081
+//! ```
+//!
+//! The client sends `hello from embassy` until it receives `hello from
+//! tokio`, then answers `ack from embassy`. The server replies each chat
+//! message to its room, except the sender, as `append` (username
+//! `member-N`). Progress goes to stdout, one line per step.
+
+#[path = "common/chat_types.rs"]
+mod chat_types;
+
+use core::cell::RefCell;
+
+use chat_types::{Chat, ChatIn, ChatOut};
+use embassy_executor::{Executor, Spawner};
+use embassy_futures::select::{Either, select};
+use embassy_net::tcp::TcpSocket;
+use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
+use embassy_net_tuntap::TunTapDevice;
+use embassy_time::{Duration, Ticker};
+use roomwire_embassy::client::{Client, ClientBuffers, ClientConfig, Event};
+use roomwire_embassy::roomwire_core::WireFormat;
+use roomwire_embassy::roomwire_core::client::ClientEvent;
+use roomwire_embassy::roomwire_core::room::{FixedRoomTable, MemberId, RoomId};
+use roomwire_embassy::server::{Context, Handler, Server, ServerConfig, SharedBuffers, SlotBuffers};
+use static_cell::StaticCell;
+
+struct Args {
+    tap: String,
+    server: Option<(String, u16)>,
+    listen: Option<u16>,
+}
+
+fn args() -> Args {
+    let mut args = Args { tap: "tap0".into(), server: None, listen: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let value = it.next().unwrap_or_default();
+        match arg.as_str() {
+            "--tap" => args.tap = value,
+            "--server" => {
+                let (host, port) = value.rsplit_once(':').expect("--server HOST:PORT");
+                args.server = Some((host.into(), port.parse().expect("port")));
+            }
+            "--listen" => args.listen = Some(value.parse().expect("port")),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+#[embassy_executor::task]
+async fn net(mut runner: embassy_net::Runner<'static, TunTapDevice>) -> ! {
+    runner.run().await
+}
+
+/// The OS RNG through a closure, shared by the client's connections.
+type Keys = RefCell<fn() -> [u8; 4]>;
+
+fn os_key() -> [u8; 4] {
+    let mut key = [0u8; 4];
+    getrandom::fill(&mut key).expect("OS RNG");
+    key
+}
+
+#[embassy_executor::task]
+async fn client(stack: Stack<'static>, host: &'static str, port: u16) {
+    static KEYS: StaticCell<Keys> = StaticCell::new();
+    static TCP: StaticCell<([u8; 4096], [u8; 4096])> = StaticCell::new();
+    type Buffers = ([u8; 1024], [u8; 1024], [u8; 1024], [u8; 1024]);
+    static BUFS: StaticCell<Buffers> = StaticCell::new();
+    let keys: &'static Keys = KEYS.init(RefCell::new(os_key as fn() -> [u8; 4]));
+    let (rx, tx) = TCP.init(([0; 4096], [0; 4096]));
+    let (read, write, message, scratch) = BUFS.init(([0; 1024], [0; 1024], [0; 1024], [0; 1024]));
+    let socket = TcpSocket::new(stack, rx, tx);
+    let buffers = ClientBuffers { read, write, message, scratch };
+    let mut config = ClientConfig::new(host, port);
+    config.format = WireFormat::Alepha; // the chat server's In type is an internally tagged union
+    config.websocket.keepalive_interval = Some(roomwire_embassy::roomwire_core::Duration::from_secs(5));
+    config.backoff_max = roomwire_embassy::roomwire_core::Duration::from_secs(2);
+    let mut client = Client::<Chat, 2, Keys>::new(stack, socket, keys, buffers, config, &["lobby"]).expect("client");
+    let mut ticker = Ticker::every(Duration::from_millis(500));
+    let mut heard = false;
+    loop {
+        match select(client.next_event(), ticker.next()).await {
+            Either::First(Event::Connected { format }) => println!("client: connected ({format:?})"),
+            Either::First(Event::Room(ClientEvent::Message { room, message })) => {
+                println!("client: {} in {:?}: {:?} from {:?}", message.kind, room, message.content, message.username);
+                if message.content == Some("hello from tokio") && !heard {
+                    heard = true;
+                    let sent = client.send("lobby", &ChatOut { content: "ack from embassy" }).await;
+                    println!("client: sent ack ({sent:?})");
+                }
+            }
+            Either::First(Event::Room(other)) => println!("client: {other:?}"),
+            Either::First(Event::Invalid(e)) => println!("client: invalid message: {e}"),
+            Either::First(Event::Disconnected(why)) => println!("client: disconnected: {why}"),
+            Either::First(_) => {}
+            Either::Second(()) => {
+                if !heard && client.is_open() {
+                    let _ = client.send("lobby", &ChatOut { content: "hello from embassy" }).await;
+                }
+            }
+        }
+    }
+}
+
+struct Replier;
+
+impl Handler<Chat> for Replier {
+    fn on_message(&mut self, ctx: &mut Context<'_, '_, Chat>, from: MemberId, room: &RoomId, message: ChatOut<'_>) {
+        let username = format!("member-{}", from.0);
+        let append =
+            ChatIn { kind: "append", content: Some(message.content), username: Some(&username), message: None };
+        let reached = ctx.reply(from, room, true, &append);
+        println!("server: {:?} from member {} in {room}: reached {reached}", message.content, from.0);
+    }
+
+    fn on_connect(&mut self, _: &mut Context<'_, '_, Chat>, member: MemberId, format: WireFormat) {
+        println!("server: member {} connected ({format:?})", member.0);
+    }
+
+    fn on_disconnect(&mut self, member: MemberId) {
+        println!("server: member {} disconnected", member.0);
+    }
+}
+
+const SLOTS: usize = 4;
+type Rooms = FixedRoomTable<8, SLOTS, SLOTS, 4>;
+
+#[embassy_executor::task]
+async fn server(stack: Stack<'static>, port: u16) {
+    type Slot = ([u8; 2048], [u8; 4096], [u8; 1024], [u8; 1024]);
+    static SLOT_BUFS: StaticCell<[Slot; SLOTS]> = StaticCell::new();
+    type Shared = ([u8; 1024], [u8; 512], [u8; 1024], [u8; 1200]);
+    static SHARED: StaticCell<Shared> = StaticCell::new();
+    static SERVER: StaticCell<Server<'static, Chat, SLOTS, Rooms>> = StaticCell::new();
+    let bufs = SLOT_BUFS.init([([0; 2048], [0; 4096], [0; 1024], [0; 1024]); SLOTS]);
+    let [a, b, c, d] = bufs;
+    let slot = |s: &'static mut Slot| SlotBuffers { rx: &mut s.0, tx: &mut s.1, read: &mut s.2, message: &mut s.3 };
+    let (inbox, scratch, payload, frame) = SHARED.init(([0; 1024], [0; 512], [0; 1024], [0; 1200]));
+    let shared = SharedBuffers { inbox, scratch, payload, frame };
+    let server = SERVER.init(Server::new(
+        stack,
+        [slot(a), slot(b), slot(c), slot(d)],
+        Rooms::new(),
+        shared,
+        ServerConfig::new(port),
+    ));
+    println!("server: listening on {port}");
+    server.run(&mut Replier).await
+}
+
+fn main() {
+    let args = args();
+    static EXECUTOR: StaticCell<Executor> = StaticCell::new();
+    let executor = EXECUTOR.init(Executor::new());
+    executor.run(move |spawner: Spawner| {
+        let device = TunTapDevice::new(&args.tap).expect("open the TAP device (root, in the test's namespace)");
+        let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
+            address: Ipv4Cidr::new(Ipv4Address::new(192, 0, 2, 2), 24),
+            gateway: None,
+            dns_servers: Default::default(),
+        });
+        static RESOURCES: StaticCell<StackResources<8>> = StaticCell::new();
+        let seed = u64::from_le_bytes(std::array::from_fn(|i| os_key()[i % 4]));
+        let (stack, runner) = embassy_net::new(device, config, RESOURCES.init(StackResources::new()), seed);
+        spawner.spawn(net(runner).unwrap());
+        if let Some((host, port)) = args.server {
+            let host: &'static str = Box::leak(host.into_boxed_str());
+            spawner.spawn(client(stack, host, port).unwrap());
+        }
+        if let Some(port) = args.listen {
+            spawner.spawn(server(stack, port).unwrap());
+        }
+        println!("node: up on {}", args.tap);
+    });
+}

@@ -1,0 +1,48 @@
+//! # roomwire-embassy
+//!
+//! The embassy adapter of roomwire: a room client and a small room server
+//! over [`embassy_net`] TCP sockets, for microcontrollers. `#![no_std]`,
+//! nothing allocated: every buffer belongs to the caller.
+//!
+//! Like the tokio adapter, this crate is a thin loop that moves bytes and
+//! time between a socket and the sans-IO [`roomwire_core`] engine. Every
+//! protocol decision (framing, close codes, handshake checks, keepalive,
+//! room requests, typed decoding, dispatch and targeting) is the core's.
+//!
+//! * [`client::Client`]: joins rooms of a channel on a roomwire or
+//!   Alepha-compatible server; typed send and receive in postcard (the
+//!   default) or JSON; keepalive; reconnects with backoff and restores its
+//!   rooms.
+//! * [`server::Server`]: a few connections (browsers on the Alepha wire,
+//!   or roomwire clients), rooms in a [`FixedRoomTable`](roomwire_core::FixedRoomTable).
+//!
+//! Masking keys (RFC 6455 §10.3) come from an RNG the firmware provides,
+//! through [`KeySource`]: any `MaskKeySource` (a closure
+//! `FnMut() -> [u8; 4]`) in a [`RefCell`](core::cell::RefCell), or a
+//! hardware RNG through [`RngKeys`] (features `rand_core_06` /
+//! `rand_core_09`).
+//!
+//! Time is [`embassy_time`]'s: a firmware provides a time driver, a host
+//! build enables `embassy-time/std`.
+//!
+//! ## Features
+//!
+//! * `defmt`: logs through `defmt` (nothing is logged without it);
+//! * `dns`: [`client::ClientConfig::host`] may be a name, resolved by the
+//!   stack's DNS client (else an IPv4 literal);
+//! * `rand_core_06`, `rand_core_09`: [`RngKeys`] over a `rand_core` RNG.
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+#[macro_use]
+mod log;
+pub mod client;
+mod keys;
+pub mod server;
+mod time;
+
+pub use client::{Client, ClientBuffers, ClientConfig, Disconnect, Event};
+pub use keys::{KeySource, RngKeys, RngKeys09};
+pub use roomwire_core;
+pub use server::{Handler, Server, ServerConfig, SharedBuffers, SlotBuffers};

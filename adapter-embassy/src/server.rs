@@ -1,0 +1,600 @@
+//! A small room server: `N` connection slots (one [`TcpSocket`] each) on
+//! one port, one channel, rooms in a fixed-capacity table from the core.
+//!
+//! Browsers connect with a plain `new WebSocket("ws://device/ws/chat?roomId=lobby")`
+//! (the Alepha wire); roomwire clients offering `roomwire.v1.postcard` or
+//! `roomwire.v1.json` get the roomwire wire, with joins and leaves at any
+//! time. Admission, inbound dispatch, targeting and frame encoding are the
+//! core's ([`dispatch`], [`target`](roomwire_core::target)); the server
+//! moves bytes between the sockets and the core, in one task.
+//!
+//! Each received message goes to the firmware's [`Handler`] with a
+//! [`Context`] to emit typed messages to rooms, users or connections
+//! ([`Context::emit`], [`Context::reply`]).
+//!
+//! **Limits.** A full table refuses joins with the protocol's answers (an
+//! `error` envelope, or close 1008 on the Alepha wire), a message larger
+//! than a slot's `message` buffer is refused with close 1009, a handshake
+//! larger than `read` with HTTP 431, a silent client with 408 and a dead
+//! one by keepalive. A client whose TCP send buffer cannot take a frame is
+//! too slow for a device with fixed buffers: it is reset. When all slots
+//! are busy, new connections wait in the stack's SYN handling.
+
+use core::fmt;
+
+use embassy_futures::poll_once;
+use embassy_futures::select::{Either, select, select_array};
+use embassy_net::Stack;
+use embassy_net::tcp::{State as TcpState, TcpSocket};
+use embassy_time::Timer;
+use roomwire_core::dispatch::{self, Inbound};
+use roomwire_core::room::{MemberId, RoomId, RoomTable};
+use roomwire_core::target::{Directory, FrameKey, SeenBits, Target, resolve};
+use roomwire_core::{Channel, CloseCode, Config, Connection, Duration, Event, Message, MessageKind, State, WireFormat};
+
+use crate::time::{duration, now, to_embassy};
+
+/// How long a closed connection may take to finish its TCP close before
+/// its slot is reset and reused.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// The server's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// The TCP port to listen on.
+    pub port: u16,
+    /// Limits and deadlines of each connection (`max_message_size` is
+    /// capped at the slot's `message` buffer). Default: 10 s handshake
+    /// timeout, 30 s keepalive.
+    pub websocket: Config,
+}
+
+impl ServerConfig {
+    /// Listen on `port` with the default limits and a 30 s keepalive.
+    pub fn new(port: u16) -> Self {
+        Self { port, websocket: Config { keepalive_interval: Some(Duration::from_secs(30)), ..Config::default() } }
+    }
+}
+
+/// The buffers of one connection slot, lent by the firmware.
+#[derive(Debug)]
+pub struct SlotBuffers<'b> {
+    /// TCP receive buffer.
+    pub rx: &'b mut [u8],
+    /// TCP send buffer: frames to this client are dropped (and the client
+    /// reset) when they do not fit.
+    pub tx: &'b mut [u8],
+    /// Bytes read: must hold a browser's whole upgrade request (about
+    /// 600 bytes; larger requests are refused with 431).
+    pub read: &'b mut [u8],
+    /// Whole-message reassembly: the largest message accepted.
+    pub message: &'b mut [u8],
+}
+
+/// Buffers shared by all slots.
+#[derive(Debug)]
+pub struct SharedBuffers<'b> {
+    /// The message being handled (as large as the largest slot `message`).
+    pub inbox: &'b mut [u8],
+    /// Decoding: unescaped JSON strings.
+    pub scratch: &'b mut [u8],
+    /// An emitted message's encoded payload.
+    pub payload: &'b mut [u8],
+    /// One encoded frame (payload plus room label plus 14 bytes) and
+    /// handshake answers (at least 256 bytes).
+    pub frame: &'b mut [u8],
+}
+
+/// What the firmware does with client messages.
+pub trait Handler<C: Channel> {
+    /// A typed message from connection `from`, handled in `room` (see
+    /// [`Inbound::Message`]).
+    fn on_message(&mut self, ctx: &mut Context<'_, '_, C>, from: MemberId, room: &RoomId, message: C::Out<'_>);
+
+    /// A connection completed its handshake, on `format`.
+    fn on_connect(&mut self, ctx: &mut Context<'_, '_, C>, member: MemberId, format: WireFormat) {
+        let _ = (ctx, member, format);
+    }
+
+    /// A connection ended.
+    fn on_disconnect(&mut self, member: MemberId) {
+        let _ = member;
+    }
+}
+
+/// One connection slot.
+struct Slot<'b> {
+    socket: TcpSocket<'b>,
+    conn: Option<Connection>,
+    format: WireFormat,
+    read: &'b mut [u8],
+    read_len: usize,
+    message: &'b mut [u8],
+    message_len: usize,
+    /// The connection ended: reset the socket at this time (or once its
+    /// TCP close completes).
+    draining: Option<roomwire_core::Instant>,
+    /// The socket was reset (client too slow): clean up on the next turn.
+    broken: bool,
+}
+
+impl Slot<'_> {
+    fn is_open(&self) -> bool {
+        !self.broken && self.conn.as_ref().is_some_and(Connection::can_send)
+    }
+
+    /// Writes `frame` whole, without waiting, or resets a client too slow
+    /// to take it. Returns whether it was written.
+    fn write_now(&mut self, frame: &[u8]) -> bool {
+        let free = self.socket.send_capacity().saturating_sub(self.socket.send_queue());
+        if self.socket.may_send()
+            && free >= frame.len()
+            && matches!(poll_once(self.socket.write(frame)), core::task::Poll::Ready(Ok(n)) if n == frame.len())
+        {
+            return true;
+        }
+        warn!("roomwire server: client too slow, resetting it");
+        self.socket.abort();
+        self.broken = true;
+        false
+    }
+}
+
+/// The live connections, for targeting (no users on this server).
+struct Live<'s, 'b>(&'s [Slot<'b>]);
+
+impl Directory for Live<'_, '_> {
+    fn user_of(&self, _: MemberId) -> Option<&str> {
+        None
+    }
+    fn for_each_connection_of_user(&self, _: &str, _: impl FnMut(MemberId)) {}
+    fn for_each_connection(&self, mut f: impl FnMut(MemberId)) {
+        for (i, slot) in self.0.iter().enumerate() {
+            if slot.is_open() {
+                f(MemberId(i as u32));
+            }
+        }
+    }
+    fn contains(&self, member: MemberId) -> bool {
+        self.0.get(member.0 as usize).is_some_and(Slot::is_open)
+    }
+}
+
+/// What a [`Handler`] can do: emit typed messages.
+pub struct Context<'c, 'b, C: Channel> {
+    slots: &'c mut [Slot<'b>],
+    table: &'c dyn RoomLookup,
+    payload: &'c mut [u8],
+    frame: &'c mut [u8],
+    channel: core::marker::PhantomData<fn() -> C>,
+}
+
+/// The room table as targeting needs it (object safe).
+trait RoomLookup {
+    fn members(&self, room: &str) -> &[MemberId];
+}
+
+impl<T: RoomTable> RoomLookup for T {
+    fn members(&self, room: &str) -> &[MemberId] {
+        RoomTable::members(self, room)
+    }
+}
+
+/// A read-only view of a [`RoomLookup`] as a table for
+/// [`resolve`](roomwire_core::target::resolve), which only reads members.
+struct Members<'t>(&'t dyn RoomLookup);
+
+impl<C: Channel> fmt::Debug for Context<'_, '_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context").field("path", &C::PATH).finish_non_exhaustive()
+    }
+}
+
+impl<C: Channel> Context<'_, '_, C> {
+    /// Sends `message` to everyone `target` reaches (each once, labelled
+    /// with the first targeted room it is in); returns how many were
+    /// reached. A message too large for the `payload` or `frame` buffer
+    /// reaches no one.
+    pub fn emit(&mut self, target: &Target<'_>, message: &C::In<'_>) -> usize {
+        let mut deliveries: heapless::Vec<(MemberId, Option<&str>), 32> = heapless::Vec::new();
+        let mut seen = SeenBits::<1>::new();
+        resolve(target, &Members(self.table), &Live(self.slots), &mut seen, |member, label| {
+            let _ = deliveries.push((member, label));
+        });
+        let mut reached = 0;
+        for json in [true, false] {
+            let format = if json { WireFormat::Alepha } else { WireFormat::Postcard };
+            if !deliveries.iter().any(|(m, _)| self.format_of(*m).is_some_and(|f| f.is_json() == json)) {
+                continue;
+            }
+            let Ok(len) = roomwire_core::envelope::encode_payload(format, message, self.payload) else { continue };
+            let payload = self.payload.get(..len).unwrap_or(&[]);
+            for &(member, label) in &deliveries {
+                let Some(slot) = self.slots.get_mut(member.0 as usize) else { continue };
+                if !slot.is_open() || slot.format.is_json() != json {
+                    continue;
+                }
+                let Ok(range) = dispatch::encode_frame(FrameKey { format: slot.format, label }, payload, self.frame)
+                else {
+                    continue;
+                };
+                if slot.write_now(self.frame.get(range).unwrap_or(&[])) {
+                    reached += 1;
+                }
+            }
+        }
+        reached
+    }
+
+    /// Alepha's `reply`: emit to `room` (the room the message was handled
+    /// in), except the sender when `except_self`.
+    pub fn reply(&mut self, from: MemberId, room: &str, except_self: bool, message: &C::In<'_>) -> usize {
+        let rooms = [room];
+        let target = Target {
+            rooms: &rooms,
+            except_connection: if except_self { Some(from) } else { None },
+            ..Target::default()
+        };
+        self.emit(&target, message)
+    }
+
+    fn format_of(&self, member: MemberId) -> Option<WireFormat> {
+        self.slots.get(member.0 as usize).filter(|s| s.is_open()).map(|s| s.format)
+    }
+}
+
+impl RoomTable for Members<'_> {
+    fn limits(&self) -> roomwire_core::TableLimits {
+        roomwire_core::TableLimits::UNLIMITED
+    }
+    fn join(&mut self, _: MemberId, _: &RoomId) -> Result<roomwire_core::Joined, roomwire_core::JoinError> {
+        Err(roomwire_core::JoinError::TooManyRooms)
+    }
+    fn leave(&mut self, _: MemberId, _: &str) -> bool {
+        false
+    }
+    fn leave_all(&mut self, _: MemberId) -> usize {
+        0
+    }
+    fn is_in_room(&self, member: MemberId, room: &str) -> bool {
+        self.0.members(room).contains(&member)
+    }
+    fn members(&self, room: &str) -> &[MemberId] {
+        self.0.members(room)
+    }
+    fn rooms_of(&self, _: MemberId) -> impl Iterator<Item = &RoomId> {
+        core::iter::empty()
+    }
+    fn rooms(&self) -> impl Iterator<Item = (&RoomId, usize)> {
+        core::iter::empty()
+    }
+    fn room_count(&self) -> usize {
+        0
+    }
+    fn member_count(&self) -> usize {
+        0
+    }
+}
+
+/// A room server of channel `C` with `N` connection slots (at most 32)
+/// and room table `T` (e.g. `FixedRoomTable<8, N, N, 4>`): see the
+/// [module docs](self).
+pub struct Server<'b, C: Channel, const N: usize, T: RoomTable> {
+    slots: [Slot<'b>; N],
+    table: T,
+    shared: SharedBuffers<'b>,
+    config: ServerConfig,
+    channel: core::marker::PhantomData<fn() -> C>,
+}
+
+impl<C: Channel, const N: usize, T: RoomTable> fmt::Debug for Server<'_, C, N, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("path", &C::PATH)
+            .field("port", &self.config.port)
+            .field("open", &self.slots.iter().filter(|s| s.is_open()).count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
+    /// A server on `stack` with one slot per element of `slots`.
+    pub fn new(
+        stack: Stack<'b>,
+        slots: [SlotBuffers<'b>; N],
+        table: T,
+        shared: SharedBuffers<'b>,
+        config: ServerConfig,
+    ) -> Self {
+        let slots = slots.map(|b| Slot {
+            socket: TcpSocket::new(stack, b.rx, b.tx),
+            conn: None,
+            format: WireFormat::Alepha,
+            read: b.read,
+            read_len: 0,
+            message: b.message,
+            message_len: 0,
+            draining: None,
+            broken: false,
+        });
+        Self { slots, table, shared, config, channel: core::marker::PhantomData }
+    }
+
+    /// The room table.
+    pub fn table(&self) -> &T {
+        &self.table
+    }
+
+    /// How many connections are open.
+    pub fn connections(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_open()).count()
+    }
+
+    /// Serves forever: accepts, reads, dispatches to `handler`, keeps
+    /// connections alive.
+    pub async fn run(&mut self, handler: &mut impl Handler<C>) -> ! {
+        loop {
+            self.turn(handler);
+            let deadline = self.next_deadline().map_or(embassy_time::Instant::MAX, to_embassy);
+            let port = self.config.port;
+            let waits = self.slots.each_mut().map(|slot| wait(slot, port));
+            match select(select_array(waits), Timer::at(deadline)).await {
+                Either::First(_) | Either::Second(()) => {}
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<roomwire_core::Instant> {
+        self.slots
+            .iter()
+            .filter_map(|s| match (&s.conn, s.draining) {
+                (_, Some(at)) => Some(at),
+                (Some(conn), None) => conn.poll_timeout(),
+                (None, None) => None,
+            })
+            .min()
+    }
+
+    /// Handles everything ready on every slot, without waiting.
+    fn turn(&mut self, handler: &mut impl Handler<C>) {
+        for index in 0..N {
+            self.service(index, handler);
+        }
+    }
+
+    fn service(&mut self, index: usize, handler: &mut impl Handler<C>) {
+        let member = MemberId(index as u32);
+        let now = now();
+        let Some(slot) = self.slots.get_mut(index) else { return };
+        // A finished connection: let TCP close, then free the slot.
+        if let Some(at) = slot.draining {
+            if slot.socket.state() == TcpState::Closed {
+                slot.draining = None;
+            } else if matches!(slot.socket.state(), TcpState::TimeWait) || now >= at {
+                slot.socket.abort();
+                slot.draining = None;
+            }
+            return;
+        }
+        if slot.conn.is_none() {
+            if !matches!(slot.socket.state(), TcpState::Established | TcpState::CloseWait) {
+                return;
+            }
+            let mut websocket = self.config.websocket;
+            websocket.max_message_size = websocket.max_message_size.min(slot.message.len() as u64);
+            slot.conn = Some(Connection::server(websocket, now));
+            slot.broken = false;
+            slot.read_len = 0;
+            slot.message_len = 0;
+            slot.socket.set_nagle_enabled(false);
+            debug!("roomwire server: connection on slot {}", index);
+        }
+        let mut eof = false;
+        // Read what is there.
+        if let Some(free) = slot.read.get_mut(slot.read_len..)
+            && !free.is_empty()
+        {
+            match poll_once(slot.socket.read(free)) {
+                core::task::Poll::Ready(Ok(0)) | core::task::Poll::Ready(Err(_)) => eof = true,
+                core::task::Poll::Ready(Ok(n)) => slot.read_len += n,
+                core::task::Poll::Pending => {}
+            }
+        }
+        self.process(index, handler);
+        let Some(slot) = self.slots.get_mut(index) else { return };
+        if let Some(conn) = slot.conn.as_mut()
+            && conn.handle_timeout(now).is_some()
+        {
+            debug!("roomwire server: slot {} timed out", index);
+        }
+        self.transmit(index);
+        let Some(slot) = self.slots.get_mut(index) else { return };
+        let closed = slot.conn.as_ref().is_none_or(|c| c.state() == State::Closed);
+        if eof || closed || slot.broken || slot.read_len == slot.read.len() {
+            // A request too large for `read` was refused by the core (431)
+            // before the buffer filled; a full buffer otherwise means a
+            // stuck peer.
+            let was_open = slot.conn.take().is_some();
+            self.table.leave_all(member);
+            let Some(slot) = self.slots.get_mut(index) else { return };
+            if closed && !eof && !slot.broken {
+                slot.socket.close();
+            } else {
+                slot.socket.abort();
+            }
+            slot.draining = Some(now + LINGER);
+            slot.read_len = 0;
+            if was_open {
+                handler.on_disconnect(member);
+            }
+        }
+    }
+
+    /// Feeds the slot's buffered input to its connection.
+    fn process(&mut self, index: usize, handler: &mut impl Handler<C>) {
+        let member = MemberId(index as u32);
+        let mut start = 0;
+        loop {
+            let Self { slots, table, shared, .. } = self;
+            let Some(slot) = slots.get_mut(index) else { return };
+            let Some(conn) = slot.conn.as_mut() else { return };
+            let end = slot.read_len;
+            let Some(input) = slot.read.get_mut(start..end) else { break };
+            if input.is_empty() {
+                break;
+            }
+            let now = now();
+            let got = conn.handle_input(now, input);
+            start += got.consumed;
+            let Some(event) = got.event else {
+                if got.consumed == 0 {
+                    break;
+                }
+                continue;
+            };
+            match event {
+                Event::Request(request) => {
+                    let path_ok = request.path() == C::PATH;
+                    let format = WireFormat::negotiate(request.protocols());
+                    let admitted =
+                        path_ok.then(|| dispatch::admit::<C, T>(format, member, request.query(), None, table));
+                    let frame = &mut *shared.frame;
+                    let n = match admitted {
+                        None => conn.refuse(404, &[], "no such channel", frame),
+                        Some(admission) => {
+                            let n = conn.accept(now, format.protocol(), &[], frame);
+                            if let Err(refusal) = admission {
+                                // As Alepha: accept, then close with the reason.
+                                let _ = conn.close(now, refusal.code, refusal.reason);
+                            }
+                            n
+                        }
+                    };
+                    slot.format = format;
+                    let n = n.unwrap_or(0);
+                    let sent = slot.write_now(shared.frame.get(..n).unwrap_or(&[]));
+                    if sent && slot.is_open() {
+                        let mut ctx = Context::<C> {
+                            slots: slots.as_mut_slice(),
+                            table,
+                            payload: shared.payload,
+                            frame: shared.frame,
+                            channel: core::marker::PhantomData,
+                        };
+                        handler.on_connect(&mut ctx, member, format);
+                    }
+                }
+                Event::Data { payload, message_start, message_end, .. } => {
+                    if message_start {
+                        slot.message_len = 0;
+                    }
+                    let at = slot.message_len;
+                    let Some(dst) = slot.message.get_mut(at..at + payload.len()) else {
+                        // Cannot happen: max_message_size caps messages first.
+                        let _ = conn.close(now, CloseCode::MessageTooBig, "message too big");
+                        continue;
+                    };
+                    dst.copy_from_slice(payload);
+                    slot.message_len += payload.len();
+                    if message_end {
+                        let len = slot.message_len;
+                        let format = slot.format;
+                        let Some(inbox) = shared.inbox.get_mut(..len) else {
+                            let _ = conn.close(now, CloseCode::MessageTooBig, "message too big");
+                            continue;
+                        };
+                        inbox.copy_from_slice(slot.message.get(..len).unwrap_or(&[]));
+                        let inbound = dispatch::handle_message::<C, T>(
+                            format,
+                            member,
+                            table,
+                            inbox,
+                            shared.scratch,
+                            shared.frame,
+                        );
+                        match inbound {
+                            Inbound::Message { room, message } => {
+                                let mut ctx = Context::<C> {
+                                    slots: slots.as_mut_slice(),
+                                    table,
+                                    payload: shared.payload,
+                                    frame: shared.frame,
+                                    channel: core::marker::PhantomData,
+                                };
+                                handler.on_message(&mut ctx, member, &room, message);
+                            }
+                            Inbound::Reply { len, .. } => {
+                                reply(slot, format, shared.frame, shared.payload, len);
+                            }
+                            Inbound::Ignored => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(slot) = self.slots.get_mut(index)
+            && start > 0
+        {
+            slot.read.copy_within(start..slot.read_len, 0);
+            slot.read_len -= start;
+        }
+    }
+
+    /// Writes what the slot's connection owes (pongs, pings, close frames,
+    /// handshake refusals).
+    fn transmit(&mut self, index: usize) {
+        let Some(slot) = self.slots.get_mut(index) else { return };
+        loop {
+            let Some(conn) = slot.conn.as_mut() else { return };
+            match conn.poll_transmit(self.shared.frame) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if !slot.write_now(self.shared.frame.get(..n).unwrap_or(&[])) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Frames the `len`-byte reply at the start of `body` for the sender
+/// (through `framed`) and writes it.
+fn reply(slot: &mut Slot<'_>, format: WireFormat, body: &[u8], framed: &mut [u8], len: usize) {
+    let Some(conn) = slot.conn.as_mut() else { return };
+    let bytes = body.get(..len).unwrap_or(&[]);
+    let message = match format.message_kind() {
+        MessageKind::Text => match core::str::from_utf8(bytes) {
+            Ok(text) => Message::Text(text),
+            Err(_) => return,
+        },
+        MessageKind::Binary => Message::Binary(bytes),
+    };
+    if let Ok(n) = conn.send(message, framed) {
+        slot.write_now(framed.get(..n).unwrap_or(&[]));
+    }
+}
+
+/// Waits until the slot has something to do: a connection to accept, or
+/// bytes to read.
+async fn wait(slot: &mut Slot<'_>, port: u16) {
+    if slot.draining.is_some() {
+        core::future::pending::<()>().await;
+    }
+    if slot.conn.is_none() {
+        match slot.socket.state() {
+            TcpState::Established | TcpState::CloseWait => {}
+            TcpState::Closed | TcpState::Listen | TcpState::SynReceived => {
+                // Listening again on the same port is a no-op for smoltcp,
+                // so a cancelled accept resumes here.
+                if slot.socket.accept(port).await.is_err() {
+                    Timer::after(duration(LINGER)).await;
+                }
+            }
+            _ => slot.socket.abort(),
+        }
+        return;
+    }
+    slot.socket.wait_read_ready().await;
+}

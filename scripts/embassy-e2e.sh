@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# End-to-end tests of roomwire-embassy on the host, as root: an embassy-net stack on a TAP device
+# (adapter-embassy/examples/tap_node.rs, 192.0.2.2/24) inside a network namespace this script
+# creates, the roomwire-tokio chat server (adapter-tokio/examples/chat.rs, 192.0.2.1:8080) in the
+# same namespace, and the tokio peer (adapter-embassy/examples/e2e_peer.rs) that checks:
+#   1. the embassy client joins room lobby on the tokio chat server and exchanges typed messages
+#      both ways with a tokio client in that room;
+#   2. tokio clients join room lobby on the embassy server and talk through it, and the server
+#      survives garbage, a cut handshake and a cut frame from other clients.
+# The namespace (and every process started in it) is removed afterwards, also on failure.
+#
+# Usage: sudo scripts/embassy-e2e.sh        (E2E_TIMEOUT=120 bounds the peer's run, in seconds)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+NS="roomwire-e2e-$$"
+TAP=tap0
+TIMEOUT="${E2E_TIMEOUT:-120}"
+LOGS="$ROOT/.work/embassy-e2e"
+PIDS=()
+
+log() { echo "embassy-e2e: $*"; }
+fail() {
+    echo "embassy-e2e: ERROR: $*" >&2
+    echo "FAIL: embassy-e2e"
+    exit 1
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if ip netns list 2>/dev/null | grep -qw "$NS"; then
+        # Anything still running in the namespace goes with it.
+        ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null || true
+        ip netns del "$NS" || true
+    fi
+}
+trap cleanup EXIT
+
+[ "$(id -u)" -eq 0 ] || fail "must run as root (TAP device and network namespace)"
+[ -e /dev/net/tun ] || fail "/dev/net/tun is missing"
+command -v ip >/dev/null || {
+    log "installing iproute2"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+}
+
+cd "$ROOT"
+log "building the chat server, the TAP node and the peer"
+cargo build -p roomwire-tokio --example chat || fail "building the chat server failed"
+cargo build -p roomwire-embassy --example tap_node --example e2e_peer || fail "building the examples failed"
+EXAMPLES="$TARGET_DIR/debug/examples"
+
+mkdir -p "$LOGS"
+log "network namespace $NS with $TAP at 192.0.2.1/24"
+ip netns add "$NS"
+ip netns exec "$NS" ip link set lo up
+ip netns exec "$NS" ip tuntap add name "$TAP" mode tap
+ip netns exec "$NS" ip addr add 192.0.2.1/24 dev "$TAP"
+ip netns exec "$NS" ip link set "$TAP" up
+
+ip netns exec "$NS" "$EXAMPLES/chat" --listen 192.0.2.1:8080 >"$LOGS/chat.log" 2>&1 &
+PIDS+=($!)
+ip netns exec "$NS" "$EXAMPLES/tap_node" --tap "$TAP" --server 192.0.2.1:8080 --listen 8081 \
+    >"$LOGS/tap_node.log" 2>&1 &
+PIDS+=($!)
+
+set +e
+timeout "$TIMEOUT" ip netns exec "$NS" "$EXAMPLES/e2e_peer" 2>&1 | tee "$LOGS/peer.log"
+status=${PIPESTATUS[0]}
+set -e
+
+echo "--- tap_node (embassy) log ---"
+cat "$LOGS/tap_node.log"
+echo "--- chat server log (last lines) ---"
+tail -n 20 "$LOGS/chat.log"
+[ "$status" -eq 0 ] || fail "the peer reported failures (exit $status)"
+echo "PASS: embassy-e2e"

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Builds the example firmwares in firmware/ for thumbv7em-none-eabihf (release, opt-level "z", LTO)
+# and prints their flash (.text + .rodata) and static RAM (.data + .bss), the difference the
+# roomwire client makes over the baseline (embassy executor + embassy-net TCP, same in every
+# variant), the bytes of code attributed to each crate, and the client's state size.
+#
+# Targets checked (exit 1 when missed): roomwire-core at most 16 KiB of flash; the client's state
+# at most 2 KiB of RAM beyond the buffers the firmware lends it.
+#
+# Usage: scripts/firmware-size.sh        (run from anywhere; installs the rustup target if missing)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TARGET=thumbv7em-none-eabihf
+CORE_FLASH_LIMIT=$((16 * 1024))
+STATE_RAM_LIMIT=$((2 * 1024))
+
+log() { echo "firmware-size: $*"; }
+fail() {
+    echo "firmware-size: ERROR: $*" >&2
+    echo "FAIL: firmware-size"
+    exit 1
+}
+
+if ! rustup target list --installed | grep -qx "$TARGET"; then
+    log "rustup target add $TARGET"
+    rustup target add "$TARGET"
+fi
+
+cd "$ROOT/firmware"
+BINS=(baseline client ews)
+log "building ${BINS[*]} (release, $TARGET)"
+args=()
+for b in "${BINS[@]}"; do args+=(--bin "$b"); done
+if ! cargo build --release --target "$TARGET" "${args[@]}"; then
+    fail "firmware build failed"
+fi
+
+ELF_DIR="$ROOT/firmware/target/$TARGET/release"
+python3 - "$ELF_DIR" "$CORE_FLASH_LIMIT" "$STATE_RAM_LIMIT" <<'PY' || fail "size limits missed (see above)"
+import struct, sys
+
+elf_dir, core_limit, state_limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+def parse(path):
+    data = open(path, "rb").read()
+    assert data[:4] == b"\x7fELF" and data[4] == 1 and data[5] == 1, "expected a 32-bit little-endian ELF"
+    shoff, = struct.unpack_from("<I", data, 0x20)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
+    sections = []
+    for i in range(shnum):
+        name, typ, flags, addr, off, size, link, info, align, entsize = struct.unpack_from(
+            "<IIIIIIIIII", data, shoff + i * shentsize)
+        sections.append(dict(name=name, type=typ, addr=addr, off=off, size=size, link=link, entsize=entsize))
+    strtab = sections[shstrndx]
+    def cstr(off):
+        end = data.index(b"\0", off)
+        return data[off:end].decode("utf-8", "replace")
+    for s in sections:
+        s["name"] = cstr(strtab["off"] + s["name"])
+    symbols = []
+    for s in sections:
+        if s["type"] != 2:  # SHT_SYMTAB
+            continue
+        names = sections[s["link"]]
+        for j in range(s["size"] // 16):
+            st_name, value, size, info, other, shndx = struct.unpack_from("<IIIBBH", data, s["off"] + j * 16)
+            symbols.append(dict(name=cstr(names["off"] + st_name), value=value, size=size,
+                                type=info & 0xF, shndx=shndx))
+    return data, sections, symbols
+
+def section_sizes(sections):
+    get = lambda n: sum(s["size"] for s in sections if s["name"] == n)
+    flash = get(".text") + get(".rodata")
+    ram = get(".data") + get(".bss")
+    return flash, ram, get(".vector_table")
+
+def read_usize(data, sections, symbols, name):
+    for sym in symbols:
+        if sym["name"] == name:
+            for s in sections:
+                if s["addr"] <= sym["value"] < s["addr"] + s["size"] and s["type"] != 8:
+                    return struct.unpack_from("<I", data, s["off"] + sym["value"] - s["addr"])[0]
+    return None
+
+# Crates whose code is counted, by the (legacy-mangled) symbol names: a generic
+# instantiation counts for the crate of the item it instantiates.
+CRATES = ["roomwire_core", "roomwire_embassy", "embedded_websocket", "serde_json_core", "postcard",
+          "serde", "httparse", "sha1", "base64", "heapless", "embassy_net", "smoltcp", "embassy_executor"]
+
+def by_crate(symbols):
+    totals = dict.fromkeys(CRATES, 0)
+    seen = set()
+    for sym in symbols:
+        if sym["type"] not in (1, 2) or sym["size"] == 0:  # objects and functions
+            continue
+        key = (sym["value"] & ~1, sym["size"])
+        if key in seen:
+            continue
+        seen.add(key)
+        name = sym["name"]
+        for crate in CRATES:
+            if crate in name and not (crate == "serde" and ("serde_json_core" in name)):
+                totals[crate] += sym["size"]
+                break
+    return totals
+
+results = {}
+for b in ["baseline", "client", "ews"]:
+    data, sections, symbols = parse(f"{elf_dir}/{b}")
+    flash, ram, vectors = section_sizes(sections)
+    results[b] = dict(flash=flash, ram=ram, crates=by_crate(symbols), data=data, sections=sections, symbols=symbols)
+
+kib = lambda n: f"{n:7d} B ({n / 1024:5.1f} KiB)"
+print()
+print("== firmware sizes (thumbv7em-none-eabihf, release, opt-level z, LTO) ==")
+print(f"{'firmware':<10} {'flash (.text+.rodata)':>26} {'static RAM (.data+.bss)':>26}")
+for b, r in results.items():
+    print(f"{b:<10} {kib(r['flash']):>26} {kib(r['ram']):>26}")
+base = results["baseline"]
+for b, label in [("client", "roomwire client (core + roomwire-embassy + serde/postcard/JSON)"),
+                 ("ews", "embedded-websocket client (WebSocket + postcard, no rooms)")]:
+    r = results[b]
+    print(f"{b} - baseline: flash {r['flash'] - base['flash']:+d} B, RAM {r['ram'] - base['ram']:+d} B   <- {label}")
+
+print()
+print("== code attributed to each crate (symbol sizes; inlined code counts for its caller) ==")
+print(f"{'crate':<20} {'baseline':>9} {'client':>9} {'ews':>9}")
+for crate in CRATES:
+    row = [results[b]["crates"][crate] for b in ["baseline", "client", "ews"]]
+    if any(row):
+        print(f"{crate:<20} {row[0]:>9} {row[1]:>9} {row[2]:>9}")
+
+c = results["client"]
+state = read_usize(c["data"], c["sections"], c["symbols"], "ROOMWIRE_CLIENT_STATE_SIZE")
+room = read_usize(c["data"], c["sections"], c["symbols"], "ROOMWIRE_ROOM_CLIENT_SIZE")
+conn = read_usize(c["data"], c["sections"], c["symbols"], "ROOMWIRE_CONNECTION_SIZE")
+print()
+print("== client state (size_of on the target) ==")
+print(f"roomwire_embassy::Client<Telemetry, 2 rooms>: {state} B (the core's RoomClient {room} B, Connection {conn} B);")
+print("buffers lent by the firmware: TCP 1024 + 1024, read 512, write 512, message 512, scratch 256")
+
+core_flash = c["crates"]["roomwire_core"]
+delta = c["flash"] - base["flash"]
+ok = True
+print()
+print(f"check: roomwire-core code {core_flash} B <= {core_limit} B: {'ok' if core_flash <= core_limit else 'MISSED'}")
+print(f"check: core + client + serde/postcard/JSON (client - baseline) {delta} B <= {core_limit} B: "
+      f"{'ok' if delta <= core_limit else 'over (informational)'}")
+print(f"check: client state {state} B <= {state_limit} B: {'ok' if state is not None and state <= state_limit else 'MISSED'}")
+ok = core_flash <= core_limit and state is not None and state <= state_limit
+sys.exit(0 if ok else 1)
+PY
+echo "PASS: firmware-size"
