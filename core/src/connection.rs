@@ -421,6 +421,17 @@ impl<K: MaskKeySource> Connection<K> {
         }
     }
 
+    /// The masking key source, e.g. to reseed it.
+    pub fn keys_mut(&mut self) -> &mut K {
+        &mut self.keys
+    }
+
+    /// End the connection and take back its key source, so one random
+    /// generator can serve connection after connection.
+    pub fn into_keys(self) -> K {
+        self.keys
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         self.state
