@@ -8,8 +8,11 @@
 #   lint      cargo fmt --check, clippy (workspace, all targets; and no_std core) with -D warnings
 #   unit      cargo test --workspace
 #   embedded  no_std builds of roomwire-core for thumbv7em-none-eabihf and thumbv6m-none-eabi
+#   firmware  the example firmware for thumbv7em (size report) and the QEMU Cortex-M4 session test
 #   fuzz      every cargo-fuzz target for FUZZ_SECONDS seconds each
 #   autobahn  Autobahn|Testsuite against the server, then the client (scripts/autobahn.sh)
+#   e2e       embassy-net over a TAP device in a network namespace against the tokio chat server,
+#             and the chat demo in headless Chromium
 # Environment:
 #   FUZZ_SECONDS=20   seconds per fuzz target; 0 only replays the seed corpus once
 #   (see scripts/autobahn.sh for the AUTOBAHN_* variables)
@@ -27,7 +30,7 @@ if [ -d "$HOME/.cargo/bin" ]; then
 fi
 export PATH
 
-ALL_STAGES=(setup lint unit embedded fuzz autobahn)
+ALL_STAGES=(setup lint unit embedded firmware fuzz autobahn e2e)
 EMBEDDED_TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi)
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
@@ -136,6 +139,16 @@ stage_fuzz() {
             die "fuzz target $t failed; the crashing input is under fuzz/artifacts/$t/ (reproduce: cd fuzz && cargo +nightly fuzz run $t artifacts/$t/<file>)"
         fi
     done
+}
+
+stage_firmware() {
+    "$ROOT/scripts/firmware-size.sh"
+    "$ROOT/scripts/qemu-test.sh"
+}
+
+stage_e2e() {
+    "$ROOT/scripts/embassy-e2e.sh"
+    "$ROOT/scripts/browser-test.sh"
 }
 
 stage_autobahn() {
