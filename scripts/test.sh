@@ -10,9 +10,11 @@
 #   embedded  no_std builds of roomwire-core for thumbv7em-none-eabihf and thumbv6m-none-eabi
 #   firmware  the example firmware for thumbv7em (size report) and the QEMU Cortex-M4 session test
 #   fuzz      every cargo-fuzz target for FUZZ_SECONDS seconds each
-#   autobahn  Autobahn|Testsuite against the server, then the client (scripts/autobahn.sh)
+#   autobahn  Autobahn|Testsuite against the tokio server and client (scripts/autobahn.sh), then
+#             against the core's client on embassy-net (scripts/autobahn-embassy.sh)
 #   e2e       embassy-net over a TAP device in a network namespace against the tokio chat server,
-#             and the chat demo in headless Chromium
+#             the firmware on QEMU mps2-an386 (LAN9118) joining a room, and the chat demo in
+#             headless Chromium
 # Environment:
 #   FUZZ_SECONDS=20   seconds per fuzz target; 0 only replays the seed corpus once
 #   (see scripts/autobahn.sh for the AUTOBAHN_* variables)
@@ -148,12 +150,14 @@ stage_firmware() {
 
 stage_e2e() {
     "$ROOT/scripts/embassy-e2e.sh"
+    "$ROOT/scripts/qemu-e2e.sh"
     "$ROOT/scripts/browser-test.sh"
 }
 
 stage_autobahn() {
     "$ROOT/scripts/autobahn.sh" server
     "$ROOT/scripts/autobahn.sh" client
+    "$ROOT/scripts/autobahn-embassy.sh"
 }
 
 # --- driver ---------------------------------------------------------------------------------------

@@ -563,6 +563,16 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
                     warn!("roomwire: protocol error, closing with {}", u16::from(e.code));
                     self.ending.get_or_insert(Disconnect::Protocol(e.code));
                 }
+                WsEvent::Ping(_) => {
+                    // Answer each ping of a burst, not only the last: the
+                    // core owes a pong for the latest ping only (RFC 6455
+                    // allows that), so take it now while there is room.
+                    // With the write buffer full, the pongs coalesce.
+                    let free = self.bufs.write.get_mut(self.write.end..).unwrap_or(&mut []);
+                    if let Ok(n) = conn.poll_transmit(free) {
+                        self.write.end += n;
+                    }
+                }
                 _ => {}
             }
         }

@@ -530,6 +530,12 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                         }
                     }
                 }
+                Event::Ping(_) => {
+                    // One pong per ping of a burst (the core owes only the
+                    // latest): write it now.
+                    let n = conn.poll_transmit(shared.frame).unwrap_or(0);
+                    slot.write_now(shared.frame.get(..n).unwrap_or(&[]));
+                }
                 _ => {}
             }
         }
