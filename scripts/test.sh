@@ -32,6 +32,11 @@ if [ -d "$HOME/.cargo/bin" ]; then
 fi
 export PATH
 
+# A fresh CI clone builds everything once: incremental compilation only costs there.
+if [ "${CI:-}" = "true" ]; then
+    export CARGO_INCREMENTAL=0
+fi
+
 ALL_STAGES=(setup lint unit embedded firmware fuzz autobahn e2e)
 EMBEDDED_TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi)
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
