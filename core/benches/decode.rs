@@ -21,7 +21,8 @@
 //! * `parse+apply_mask` (not a contender, a floor): the same copy, then
 //!   `FrameHeader::parse` on the buffer and `apply_mask` on the payload,
 //!   with no decoder state machine; its gap to `roomwire` is the decoder's
-//!   per-call overhead.
+//!   per-call overhead. `parse+proto_mask` is the same with the prototype
+//!   `proto_apply_mask_aligned` (below) in place of `apply_mask`.
 //! * `tungstenite`: `WebSocket::read` (what a tungstenite server calls to
 //!   receive) over an in-memory `Read + Write` stream; the copy is the
 //!   stream's `read` into tungstenite's own input buffer. Its config is the
@@ -48,6 +49,20 @@
 //!
 //! All limits are 2 MiB. Before timing, each contender's output is checked
 //! against the unmasked payload.
+//!
+//! # `mask/*` groups
+//!
+//! `apply_mask` alone, in place, on the payload where the decoder meets it
+//! (inside a copy of the frame, 6/8/8/14 bytes after a 16-aligned start),
+//! against the same bytes 16-aligned, against fastwebsockets' public
+//! `unmask`, and against two safe prototypes for core (`proto_apply_mask`,
+//! `proto_apply_mask_aligned`, below). BENCHMARKS.md has the findings.
+//!
+//! # Min mode
+//!
+//! `ROOMWIRE_BENCH_MIN=300 cargo bench -p roomwire-core --bench decode`
+//! runs every function above without criterion and prints its best batch
+//! mean: see [`min_batches`].
 
 // Benches are not wire-facing: the crate's panic-freedom lints guard the
 // library, not this harness, which asserts freely.
@@ -59,8 +74,10 @@ use std::io::{self, Read, Write};
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use roomwire_core::decoder::{Decoded, DecoderLimits, FrameDecoder, MessageKind, Role};
+use roomwire_core::frame::apply_mask;
 use roomwire_core::handshake::ClientRequest;
 use roomwire_core::{Config, Connection, Event, Instant, Message};
 
@@ -110,8 +127,8 @@ fn limits() -> DecoderLimits {
     DecoderLimits { max_message_size: LIMIT as u64, max_fragments: 4096 }
 }
 
-/// Decode the frame in `buf` (already holding the wire bytes); returns the
-/// payload length seen (and checks it with `f`).
+/// Decode the frame in `buf` (already holding the wire bytes), handing each
+/// payload piece to `f`.
 fn roomwire_decode(dec: &mut FrameDecoder, buf: &mut [u8], mut f: impl FnMut(&[u8])) {
     let mut at = 0;
     loop {
@@ -132,11 +149,13 @@ fn roomwire_decode(dec: &mut FrameDecoder, buf: &mut [u8], mut f: impl FnMut(&[u
 /// Not a contender: the floor under `roomwire`, what is left of a decode
 /// with no decoder state machine at all (parse the header in place with
 /// `FrameHeader::parse`, unmask with `apply_mask`). The gap to `roomwire`
-/// is the decoder's per-call overhead.
-fn parse_and_mask(buf: &mut [u8]) -> &[u8] {
+/// is the decoder's per-call overhead. With `proto_apply_mask_aligned` it
+/// shows what the prototype mask saves in place.
+#[inline(always)]
+fn parse_and_mask(buf: &mut [u8], mask: impl Fn(&mut [u8], [u8; 4], usize) -> usize) -> &[u8] {
     let (header, at) = roomwire_core::FrameHeader::parse(buf).unwrap().unwrap();
     let payload = &mut buf[at..at + header.payload_len as usize];
-    roomwire_core::frame::apply_mask(payload, header.mask.unwrap(), 0);
+    mask(payload, header.mask.unwrap(), 0);
     payload
 }
 
@@ -192,21 +211,23 @@ impl Replay {
         Self { wire, pos: 0 }
     }
 
-    fn fill(&mut self, dst: &mut [u8]) -> usize {
+    /// The next at most `max` bytes of the frame, restarting it when done.
+    fn next(&mut self, max: usize) -> &'static [u8] {
         if self.pos == self.wire.len() {
             self.pos = 0;
         }
-        let src = &self.wire[self.pos..];
-        let n = src.len().min(dst.len());
-        dst[..n].copy_from_slice(&src[..n]);
+        let n = (self.wire.len() - self.pos).min(max);
+        let chunk = &self.wire[self.pos..self.pos + n];
         self.pos += n;
-        n
+        chunk
     }
 }
 
 impl Read for Replay {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(self.fill(buf))
+        let chunk = self.next(buf.len());
+        buf[..chunk.len()].copy_from_slice(chunk);
+        Ok(chunk.len())
     }
 }
 
@@ -221,10 +242,11 @@ impl Write for Replay {
 
 impl tokio::io::AsyncRead for Replay {
     fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        // `initialize_unfilled` zeroes only never-initialized capacity, once.
-        let n = this.fill(buf.initialize_unfilled());
-        buf.advance(n);
+        // `put_slice` copies into the unfilled part without initializing
+        // the rest (`initialize_unfilled` would zero all spare capacity of
+        // fastwebsockets' buffer on every read).
+        let chunk = self.get_mut().next(buf.remaining());
+        buf.put_slice(chunk);
         Poll::Ready(Ok(()))
     }
 }
@@ -290,76 +312,162 @@ async fn fast_read(ws: &mut Fast, f: impl FnOnce(&[u8])) {
 // ------------------------------------------------- apply_mask prototype
 
 /// A candidate replacement for `roomwire_core::frame::apply_mask`, same
-/// contract, safe code only (the crate forbids `unsafe`). Differences:
-///
-/// * the key is rotated to the phase with `u32::rotate_right` instead of
-///   `<[u8; 4]>::rotate_left`, which with a runtime `phase` compiles to
-///   out-of-line `memcpy`/`memmove` calls;
-/// * the body works on 32-byte chunks XORed with a 32-byte key pattern, a
-///   shape LLVM turns into 16-byte (SSE2) or wider vector XORs without
-///   relying on the loop vectoriser, then 8-byte words, then bytes;
-/// * `#[inline]`, so small payloads don't pay a call and the constant
-///   phase 0 of whole frames folds away.
+/// contract and the same word loop, safe code only (the crate forbids
+/// `unsafe`). One difference: the key is rotated to the phase with
+/// `u32::rotate_right` instead of `<[u8; 4]>::rotate_left`, which with a
+/// runtime `phase` compiles to out-of-line `memcpy`/`memmove` calls.
 #[inline]
 pub fn proto_apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     let phase = phase & 3;
     // Byte i of `rotated` is key[(i + phase) % 4], on any endianness.
     let rotated = u32::from_le_bytes(key).rotate_right(8 * phase as u32).to_le_bytes();
-    let pattern: [u8; 32] = core::array::from_fn(|i| rotated[i & 3]);
-    let (chunks, rest) = buf.as_chunks_mut::<32>();
-    for chunk in chunks {
-        for (b, k) in chunk.iter_mut().zip(pattern) {
-            *b ^= k;
-        }
-    }
     // The rotated key twice, in memory order, on any endianness.
     let word = u64::from(u32::from_ne_bytes(rotated)) * 0x1_0000_0001;
-    let (words, tail) = rest.as_chunks_mut::<8>();
+    let (words, tail) = buf.as_chunks_mut::<8>();
     for w in words {
         *w = (u64::from_ne_bytes(*w) ^ word).to_ne_bytes();
     }
-    for (b, k) in tail.iter_mut().zip(pattern) {
+    for (b, k) in tail.iter_mut().zip(rotated.iter().cycle()) {
         *b ^= k;
     }
     (phase + buf.len()) & 3
 }
 
+/// [`proto_apply_mask`] with its bulk aligned: the first up-to-31 bytes,
+/// until `buf` sits on a 32-byte boundary, go through the word/byte path,
+/// so the 16- (or 32-) byte vector loads and stores of the body never
+/// straddle a cache line. A payload starts 2 + 0/2/8 + 4 bytes into a
+/// frame, so in a 16-aligned read buffer it is never 16-aligned.
+/// `align_offset` is safe; a useless answer only costs speed.
+#[inline]
+pub fn proto_apply_mask_aligned(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
+    if buf.len() < 64 {
+        return proto_apply_mask(buf, key, phase);
+    }
+    let head = buf.as_ptr().align_offset(32).min(buf.len());
+    let (head, body) = buf.split_at_mut(head);
+    let phase = proto_apply_mask(head, key, phase);
+    proto_apply_mask(body, key, phase)
+}
+
+type MaskFn = fn(&mut [u8], [u8; 4], usize) -> usize;
+
+fn fast_unmask(buf: &mut [u8], key: [u8; 4], _phase: usize) -> usize {
+    fastwebsockets::unmask(buf, key);
+    0
+}
+
 fn bench_mask(c: &mut Criterion) {
-    // Correctness of the prototype against roomwire's own, all phases and
-    // lengths around the chunk boundaries.
-    for len in 0..100 {
-        for phase in 0..4 {
-            let data: Vec<u8> = (0..len as u8).collect();
-            let (mut a, mut b) = (data.clone(), data.clone());
-            let pa = roomwire_core::frame::apply_mask(&mut a, MASK, phase);
-            let pb = proto_apply_mask(&mut b, MASK, phase);
-            assert_eq!((a, pa), (b, pb), "len {len} phase {phase}");
+    // Correctness of the prototypes against roomwire's own, all phases,
+    // lengths around the chunk boundaries and every alignment.
+    let candidates: [(&str, MaskFn); 2] =
+        [("prototype", proto_apply_mask), ("prototype-aligned", proto_apply_mask_aligned)];
+    let data: Vec<u8> = (0..300u16).map(|i| (i * 7) as u8).collect();
+    for offset in 0..32 {
+        for len in 0..data.len() - offset {
+            for phase in 0..4 {
+                let mut a = data.clone();
+                let pa = apply_mask(&mut a[offset..offset + len], MASK, phase);
+                for (name, f) in candidates {
+                    let mut b = data.clone();
+                    let pb = f(&mut b[offset..offset + len], MASK, phase);
+                    assert_eq!((&a, pa), (&b, pb), "{name} offset {offset} len {len} phase {phase}");
+                }
+            }
         }
     }
+    // (name, function, phase, where): `where` 0 is the payload inside a copy
+    // of the frame, where the decoder unmasks it (6, 8, 8 and 14 bytes into
+    // a 16-aligned allocation, so never 16-aligned); 8 is 8 bytes further
+    // (16-aligned for the 1 KiB and 16 KiB frames); 1 is the payload alone
+    // in its own, 16-aligned, allocation.
+    let contenders: [(&str, MaskFn, usize, usize); 10] = [
+        ("roomwire", apply_mask, 0, 0),
+        ("roomwire-phase1", apply_mask, 1, 0),
+        ("roomwire-16-aligned", apply_mask, 0, 1),
+        ("roomwire-at+8", apply_mask, 0, 8),
+        ("prototype", proto_apply_mask, 0, 0),
+        ("prototype-phase1", proto_apply_mask, 1, 0),
+        ("prototype-16-aligned", proto_apply_mask, 0, 1),
+        ("prototype-aligned", proto_apply_mask_aligned, 0, 0),
+        ("prototype-aligned-phase1", proto_apply_mask_aligned, 1, 0),
+        ("fastwebsockets", fast_unmask, 0, 0),
+    ];
     for (label, len) in SIZES {
-        let mut buf = Wire::new(len).payload;
-        let mut group = c.benchmark_group(format!("mask/{label}"));
-        group.throughput(Throughput::Bytes(len as u64));
-        group.bench_function("roomwire", |b| {
-            b.iter(|| roomwire_core::frame::apply_mask(black_box(&mut buf), black_box(MASK), black_box(0)))
-        });
-        group.bench_function("roomwire-phase1", |b| {
-            b.iter(|| roomwire_core::frame::apply_mask(black_box(&mut buf), black_box(MASK), black_box(1)))
-        });
-        group.bench_function("prototype", |b| {
-            b.iter(|| proto_apply_mask(black_box(&mut buf), black_box(MASK), black_box(0)))
-        });
-        group.bench_function("prototype-phase1", |b| {
-            b.iter(|| proto_apply_mask(black_box(&mut buf), black_box(MASK), black_box(1)))
-        });
-        group.bench_function("fastwebsockets", |b| {
-            b.iter(|| fastwebsockets::unmask(black_box(&mut buf), black_box(MASK)))
-        });
-        group.finish();
+        let mut frame = Wire::new(len).frame;
+        let at = frame.len() - len;
+        let mut alone = Wire::new(len).payload;
+        assert_eq!(alone.as_ptr() as usize % 16, 0, "allocation not 16-aligned");
+        let mut runner = Runner::new(c, "mask", label, len);
+        for (name, f, phase, place) in contenders {
+            let buf: &mut [u8] = match place {
+                1 => &mut alone,
+                off => &mut frame[at + off..],
+            };
+            runner.run(name, || {
+                f(black_box(&mut *buf), black_box(MASK), black_box(phase));
+            });
+        }
     }
 }
 
-// ------------------------------------------------------------------ groups
+// ------------------------------------------------------------------ timing
+
+/// `ROOMWIRE_BENCH_MIN=<batches>`: instead of criterion's estimates, print
+/// for each function the best (minimum) mean time per iteration over that
+/// many batches. On a busy shared machine the minimum is far less sensitive
+/// to preemption than criterion's mean; BENCHMARKS.md uses it to check the
+/// criterion numbers. A batch covers 256 KiB of payload (at least one
+/// iteration), so costs that recur every so many frames are averaged in
+/// rather than dodged: tungstenite walks its 128 KiB input buffer forward
+/// frame by frame, zero-filling what is left of it on each read, and starts
+/// over when it is used up. Filters are ignored in this mode.
+fn min_batches() -> Option<u32> {
+    std::env::var("ROOMWIRE_BENCH_MIN").ok().map(|v| v.parse().unwrap_or(300))
+}
+
+/// One group: criterion's, or the min-of-batches timer.
+struct Runner<'a> {
+    group: Option<BenchmarkGroup<'a, WallTime>>,
+    id: String,
+    len: usize,
+}
+
+impl<'a> Runner<'a> {
+    fn new(c: &'a mut Criterion, kind: &str, label: &str, len: usize) -> Self {
+        let id = format!("{kind}/{label}");
+        let group = min_batches().is_none().then(|| {
+            let mut group = c.benchmark_group(&id);
+            group.throughput(Throughput::Bytes(len as u64));
+            if len >= 1 << 20 {
+                group.sample_size(30);
+            }
+            group
+        });
+        Self { group, id, len }
+    }
+
+    fn run(&mut self, name: &str, mut step: impl FnMut()) {
+        let Some(group) = &mut self.group else {
+            let batches = min_batches().unwrap_or(300);
+            let per_batch = ((256 << 10) / self.len).max(1);
+            let mut best = f64::MAX;
+            for _ in 0..batches {
+                let start = std::time::Instant::now();
+                for _ in 0..per_batch {
+                    step();
+                }
+                best = best.min(start.elapsed().as_nanos() as f64 / per_batch as f64);
+            }
+            let gib_s = self.len as f64 / best / 1.073_741_824;
+            println!("{:<40} min {best:>12.1} ns {gib_s:>8.2} GiB/s", format!("{}/{name}", self.id));
+            return;
+        };
+        group.bench_function(name, |b| b.iter(&mut step));
+    }
+}
+
+// ------------------------------------------------------------------ decode
 
 fn bench_decode(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -390,61 +498,54 @@ fn bench_decode(c: &mut Criterion) {
             assert_eq!(tungstenite_read(&mut tung), expected, "tungstenite {label}");
             assert_eq!(tungstenite_read(&mut tung_8k), expected, "tungstenite-8KiB-buf {label}");
             buf.copy_from_slice(frame);
-            assert_eq!(parse_and_mask(&mut buf), expected, "parse+apply_mask {label}");
+            assert_eq!(parse_and_mask(&mut buf, apply_mask), expected, "parse+apply_mask {label}");
+            buf.copy_from_slice(frame);
+            assert_eq!(parse_and_mask(&mut buf, proto_apply_mask_aligned), expected, "parse+proto_mask {label}");
             poll_once(fast_read(&mut fast, |p| assert_eq!(p, expected, "fastwebsockets {label}")));
             rt.block_on(fast_read(&mut fast_rt, |p| assert_eq!(p, expected, "fastwebsockets-tokio {label}")));
         }
 
-        let mut group = c.benchmark_group(format!("decode/{label}"));
-        group.throughput(Throughput::Bytes(len as u64));
-        if len >= 1 << 20 {
-            group.sample_size(30);
-        }
-        group.bench_function("memcpy", |b| {
-            b.iter(|| {
-                buf.copy_from_slice(black_box(frame));
-                black_box(&mut buf);
-            })
+        let mut runner = Runner::new(c, "decode", label, len);
+        runner.run("memcpy", || {
+            buf.copy_from_slice(black_box(frame));
+            black_box(&mut buf);
         });
-        group.bench_function("roomwire", |b| {
-            b.iter(|| {
-                buf.copy_from_slice(black_box(frame));
-                roomwire_decode(&mut dec, &mut buf, |p| {
-                    black_box(p);
-                });
-            })
+        runner.run("roomwire", || {
+            buf.copy_from_slice(black_box(frame));
+            roomwire_decode(&mut dec, &mut buf, |p| {
+                black_box(p);
+            });
         });
-        group.bench_function("roomwire-connection", |b| {
-            b.iter(|| {
-                buf.copy_from_slice(black_box(frame));
-                connection_decode(&mut conn, &mut buf, |p| {
-                    black_box(p);
-                });
-            })
+        runner.run("roomwire-connection", || {
+            buf.copy_from_slice(black_box(frame));
+            connection_decode(&mut conn, &mut buf, |p| {
+                black_box(p);
+            });
         });
-        group.bench_function("parse+apply_mask", |b| {
-            b.iter(|| {
-                buf.copy_from_slice(black_box(frame));
-                black_box(parse_and_mask(&mut buf));
-            })
+        runner.run("parse+apply_mask", || {
+            buf.copy_from_slice(black_box(frame));
+            black_box(parse_and_mask(&mut buf, apply_mask));
         });
-        group.bench_function("tungstenite", |b| b.iter(|| black_box(tungstenite_read(&mut tung))));
-        group.bench_function("tungstenite-8KiB-buf", |b| b.iter(|| black_box(tungstenite_read(&mut tung_8k))));
-        group.bench_function("fastwebsockets", |b| {
-            b.iter(|| {
-                poll_once(fast_read(&mut fast, |p| {
-                    black_box(p);
-                }))
-            })
+        runner.run("parse+proto_mask", || {
+            buf.copy_from_slice(black_box(frame));
+            black_box(parse_and_mask(&mut buf, proto_apply_mask_aligned));
         });
-        group.bench_function("fastwebsockets-tokio", |b| {
-            b.iter(|| {
-                rt.block_on(fast_read(&mut fast_rt, |p| {
-                    black_box(p);
-                }))
-            })
+        runner.run("tungstenite", || {
+            black_box(tungstenite_read(&mut tung));
         });
-        group.finish();
+        runner.run("tungstenite-8KiB-buf", || {
+            black_box(tungstenite_read(&mut tung_8k));
+        });
+        runner.run("fastwebsockets", || {
+            poll_once(fast_read(&mut fast, |p| {
+                black_box(p);
+            }))
+        });
+        runner.run("fastwebsockets-tokio", || {
+            rt.block_on(fast_read(&mut fast_rt, |p| {
+                black_box(p);
+            }))
+        });
     }
 }
 

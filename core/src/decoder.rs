@@ -245,6 +245,13 @@ impl FrameDecoder {
     /// Move header bytes from `input` into the header buffer until a whole
     /// header is there. Returns the bytes consumed and the header, if done.
     fn take_header(&mut self, input: &[u8]) -> (usize, Option<Result<FrameHeader, ProtocolError>>) {
+        // Fast path: a whole header at the start of the input is parsed in
+        // place. Only headers split across reads go through the buffer.
+        if self.header_len == 0
+            && let Ok(Some((header, len))) = FrameHeader::parse(input)
+        {
+            return (len, Some(Ok(header)));
+        }
         let mut consumed = 0;
         loop {
             let have = usize::from(self.header_len);
