@@ -10,25 +10,27 @@
 //!   refused with 1009 (the script leaves those cases out, each listed with
 //!   that reason in the expected file).
 //!
-//! The loop is the one of `roomwire_embassy::Client` (read into `read`,
-//! feed the core's `Connection`, reassemble into `message`, frame into
-//! `write`, flush, wait for bytes or the connection's next deadline), with
-//! raw messages instead of typed room messages: the room client decodes
-//! every message as its channel's type, so it cannot echo the suite's
-//! arbitrary payloads.
+//! Each connection is a `roomwire_embassy::ws::WebSocket`, the raw layer
+//! the room client (`roomwire_embassy::Client`) runs on: the same loop
+//! (read into `read`, feed the core's `Connection`, reassemble into
+//! `message`, frame into `write`, flush, wait for bytes or the connection's
+//! next deadline, one pong per ping), with raw messages instead of typed
+//! room messages. This example only echoes: each message is copied out of
+//! `message` (borrowed until the next `recv`) and sent back.
 //!
 //! ```text
 //! ip netns exec NS target/debug/examples/autobahn_embassy --tap tap0 --server 192.0.2.1:9001 --agent roomwire-embassy
 //! ```
 
+use core::cell::RefCell;
+
 use embassy_executor::{Executor, Spawner};
-use embassy_futures::select::{Either, select};
-use embassy_net::tcp::{State as TcpState, TcpSocket};
-use embassy_net::{IpAddress, Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
+use embassy_net::tcp::TcpSocket;
+use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
 use embassy_net_tuntap::TunTapDevice;
-use embassy_time::{Duration, Timer, with_timeout};
-use roomwire_core::handshake::ClientRequest;
-use roomwire_core::{Config, Connection, Event, Instant, Message, MessageKind, Received, State};
+use embassy_time::{Duration, with_timeout};
+use roomwire_core::{Config, Message};
+use roomwire_embassy::ws::{self, Error, Event, Options, WebSocket};
 use static_cell::StaticCell;
 
 /// The connection's buffers (see the module docs).
@@ -65,27 +67,22 @@ fn args() -> Args {
     args
 }
 
-fn now() -> Instant {
-    Instant::from_micros(embassy_time::Instant::now().as_micros())
-}
-
-fn to_embassy(at: Instant) -> embassy_time::Instant {
-    embassy_time::Instant::from_micros(at.as_micros())
-}
-
 fn os_key() -> [u8; 4] {
     let mut key = [0u8; 4];
     getrandom::fill(&mut key).expect("OS RNG");
     key
 }
 
-/// Every buffer of one connection.
+type Keys = RefCell<fn() -> [u8; 4]>;
+
+/// Every buffer of the connection, and the echo's copy of a message.
 struct Buffers {
     rx: [u8; TCP_BUFFER],
     tx: [u8; TCP_BUFFER],
     read: [u8; READ_BUFFER],
     write: [u8; WRITE_BUFFER],
     message: [u8; MESSAGE_BUFFER],
+    echo: [u8; MESSAGE_BUFFER],
 }
 
 /// How a connection ended.
@@ -99,180 +96,60 @@ enum End {
     Error(String),
 }
 
+impl From<Error> for End {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Reset => End::Reset,
+            Error::Timeout(timeout) => {
+                println!("  timeout: {timeout:?}");
+                End::Closed
+            }
+            // The suite's protocol violations: the core closed with the code.
+            Error::Protocol(_) => End::Closed,
+            e => End::Error(e.to_string()),
+        }
+    }
+}
+
 /// Runs one WebSocket connection to `target`: echoes every message when
-/// `echo`; returns the first text message (for `/getCaseCount`) and how it
-/// ended.
+/// `echo` is given; returns the first text message (for `/getCaseCount`)
+/// and how it ended.
 async fn connection(
-    stack: Stack<'static>,
+    ws: &mut WebSocket<'static, Keys>,
     server: (Ipv4Address, u16),
     target: &str,
-    echo: bool,
-    b: &mut Buffers,
+    mut echo: Option<&mut [u8]>,
 ) -> (Option<String>, End) {
-    let mut socket = TcpSocket::new(stack, &mut b.rx, &mut b.tx);
-    socket.set_timeout(Some(Duration::from_secs(10)));
-    if let Err(e) = socket.connect((IpAddress::Ipv4(server.0), server.1)).await {
-        return (None, End::Error(format!("TCP connect: {e:?}")));
+    let host = server.0.to_string();
+    if let Err(e) = ws.connect(&host, server.1, target, &[], &[]).await {
+        return (None, End::Error(format!("connect: {e}")));
     }
-    socket.set_nagle_enabled(false);
-
-    let config = Config { max_message_size: MESSAGE_BUFFER as u64, max_fragments: u32::MAX, ..Config::default() };
-    let mut conn = Connection::client(config, now(), os_key as fn() -> [u8; 4]);
-    let host = format!("{}:{}", server.0, server.1);
-    let request = ClientRequest { host: &host, target, protocols: &[], headers: &[] };
-    let mut written = match conn.write_request(&request, &mut b.write) {
-        Ok(n) => n,
-        Err(e) => return (None, End::Error(format!("request: {e:?}"))),
-    };
-
-    let (mut start, mut end) = (0usize, 0usize);
-    let mut len = 0usize;
-    let mut kind = MessageKind::Text;
     let mut first_text = None;
-    let outcome = 'conn: loop {
-        // Feed what was read. After every event, what the connection owes
-        // (a pong, a close frame) goes out first, in order: one pong per
-        // ping, and a pong before the echo of a message it interrupted.
-        while start < end {
-            let Received { consumed, event } = conn.handle_input(now(), &mut b.read[start..end]);
-            start += consumed;
-            let mut complete = false;
-            match event {
-                None if consumed == 0 => break,
-                None => continue,
-                Some(Event::Data { kind: k, payload, message_start, message_end }) => {
-                    if message_start {
-                        len = 0;
-                        kind = k;
-                    }
-                    // The core refuses (1009) any message longer than the buffer.
-                    let Some(dst) = b.message.get_mut(len..len + payload.len()) else {
-                        break 'conn End::Error("message buffer overflow".into());
-                    };
-                    dst.copy_from_slice(payload);
-                    len += payload.len();
-                    complete = message_end;
-                }
-                Some(_) => {}
-            }
-            if let Err(e) = owed(&mut conn, &mut socket, &mut b.write, &mut written).await {
-                break 'conn e;
-            }
-            if complete {
-                let message = match kind {
-                    MessageKind::Text => match std::str::from_utf8(&b.message[..len]) {
-                        Ok(text) => Message::Text(text),
-                        Err(_) => break 'conn End::Error("the core passed invalid UTF-8".into()),
-                    },
-                    MessageKind::Binary => Message::Binary(&b.message[..len]),
-                };
-                if first_text.is_none()
-                    && let Message::Text(text) = message
-                {
-                    first_text = Some(text.to_owned());
-                }
-                if echo && conn.can_send() {
-                    loop {
-                        match conn.send(message, &mut b.write[written..]) {
-                            Ok(n) => {
-                                written += n;
-                                break;
-                            }
-                            Err(_) if written > 0 => {
-                                if let Err(e) = write_all(&mut socket, &b.write[..written]).await {
-                                    break 'conn e;
-                                }
-                                written = 0;
-                            }
-                            // Closing, or larger than the write buffer.
-                            Err(_) => break,
-                        }
-                    }
-                }
-            }
-        }
-        // Owed without input: a keepalive or a close after a timeout.
-        if let Err(e) = owed(&mut conn, &mut socket, &mut b.write, &mut written).await {
-            break 'conn e;
-        }
-        if written > 0 {
-            if let Err(e) = write_all(&mut socket, &b.write[..written]).await {
-                break 'conn e;
-            }
-            written = 0;
-        }
-        if conn.state() == State::Closed {
-            break End::Closed;
-        }
-        // Wait for bytes or the next deadline.
-        if start > 0 {
-            b.read.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
-        }
-        if end == b.read.len() {
-            break End::Error("read buffer full (handshake response too large)".into());
-        }
-        let deadline = conn.poll_timeout().map_or(embassy_time::Instant::MAX, to_embassy);
-        match select(socket.read(&mut b.read[end..]), Timer::at(deadline)).await {
-            Either::First(Ok(0)) | Either::First(Err(_)) => {
-                break if conn.close_received() { End::Closed } else { End::Reset };
-            }
-            Either::First(Ok(n)) => end += n,
-            Either::Second(()) => {
-                if let Some(timeout) = conn.handle_timeout(now()) {
-                    println!("  timeout: {timeout:?}");
-                }
-            }
-        }
-    };
-    // As the room client does: a clean close lets TCP finish, else reset.
-    if matches!(outcome, End::Closed) {
-        socket.close();
-        let _ = with_timeout(Duration::from_secs(2), async {
-            while !matches!(socket.state(), TcpState::Closed | TcpState::TimeWait) {
-                Timer::after_millis(5).await;
-            }
-        })
-        .await;
-    }
-    if socket.state() != TcpState::Closed {
-        socket.abort();
-        let _ = with_timeout(Duration::from_millis(500), socket.flush()).await;
-    }
-    (first_text, outcome)
-}
-
-/// Frames what the connection owes into `write` (after `written` bytes),
-/// writing the buffer out when it is full.
-async fn owed(
-    conn: &mut Connection<fn() -> [u8; 4]>,
-    socket: &mut TcpSocket<'_>,
-    write: &mut [u8],
-    written: &mut usize,
-) -> Result<(), End> {
     loop {
-        match conn.poll_transmit(&mut write[*written..]) {
-            Ok(0) => return Ok(()),
-            Ok(n) => *written += n,
-            Err(_) if *written > 0 => {
-                write_all(socket, &write[..*written]).await?;
-                *written = 0;
-            }
-            Err(e) => return Err(End::Error(format!("write buffer: {e:?}"))),
+        let message = match ws.recv().await {
+            Ok(Event::Message(message)) => message,
+            Ok(Event::Closed(_)) => return (first_text, End::Closed),
+            Ok(_) => continue,
+            Err(e) => return (first_text, e.into()),
+        };
+        if first_text.is_none()
+            && let Message::Text(text) = message
+        {
+            first_text = Some(text.to_owned());
         }
+        let Some(copy) = echo.as_deref_mut() else { continue };
+        // The message is borrowed from the socket's buffer until the next
+        // call: copy it out to send it back.
+        let len = message.payload().len();
+        copy[..len].copy_from_slice(message.payload());
+        let reply = match message {
+            Message::Text(_) => Message::Text(std::str::from_utf8(&copy[..len]).expect("copied text")),
+            Message::Binary(_) => Message::Binary(&copy[..len]),
+        };
+        // Not sent while closing (the connection refuses it); a failed
+        // write ends the connection, reported by the next `recv`.
+        let _ = ws.send(reply).await;
     }
-}
-
-async fn write_all(socket: &mut TcpSocket<'_>, mut bytes: &[u8]) -> Result<(), End> {
-    while !bytes.is_empty() {
-        match with_timeout(Duration::from_secs(10), socket.write(bytes)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return Err(End::Reset),
-            Ok(Ok(n)) => bytes = &bytes[n..],
-            Err(_) => return Err(End::Error("write timed out".into())),
-        }
-    }
-    Ok(())
 }
 
 #[embassy_executor::task]
@@ -283,16 +160,27 @@ async fn net(mut runner: embassy_net::Runner<'static, TunTapDevice>) -> ! {
 #[embassy_executor::task]
 async fn run(stack: Stack<'static>, server: (Ipv4Address, u16), agent: String) {
     static BUFFERS: StaticCell<Buffers> = StaticCell::new();
+    static KEYS: StaticCell<Keys> = StaticCell::new();
     let b = BUFFERS.init(Buffers {
         rx: [0; TCP_BUFFER],
         tx: [0; TCP_BUFFER],
         read: [0; READ_BUFFER],
         write: [0; WRITE_BUFFER],
         message: [0; MESSAGE_BUFFER],
+        echo: [0; MESSAGE_BUFFER],
     });
+    let keys = KEYS.init(RefCell::new(os_key as fn() -> [u8; 4]));
+    let options = Options {
+        websocket: Config { max_message_size: MESSAGE_BUFFER as u64, max_fragments: u32::MAX, ..Config::default() },
+        ..Options::default()
+    };
+    let socket = TcpSocket::new(stack, &mut b.rx, &mut b.tx);
+    let buffers = ws::Buffers { read: &mut b.read, write: &mut b.write, message: &mut b.message };
+    let mut ws = WebSocket::new(stack, socket, keys, buffers, options);
+    let echo = &mut b.echo[..];
     stack.wait_config_up().await;
 
-    let (text, end) = connection(stack, server, "/getCaseCount", false, b).await;
+    let (text, end) = connection(&mut ws, server, "/getCaseCount", None).await;
     let Some(count) = text.and_then(|t| t.trim().parse::<u32>().ok()) else {
         println!("getCaseCount failed: {end:?}");
         std::process::exit(1);
@@ -301,7 +189,7 @@ async fn run(stack: Stack<'static>, server: (Ipv4Address, u16), agent: String) {
     let mut ended = [0u32; 3];
     for case in 1..=count {
         let target = format!("/runCase?case={case}&agent={agent}");
-        let end = match with_timeout(CASE_TIMEOUT, connection(stack, server, &target, true, b)).await {
+        let end = match with_timeout(CASE_TIMEOUT, connection(&mut ws, server, &target, Some(&mut *echo))).await {
             Ok((_, end)) => end,
             Err(_) => End::Error("case timed out".into()),
         };
@@ -320,7 +208,7 @@ async fn run(stack: Stack<'static>, server: (Ipv4Address, u16), agent: String) {
             );
         }
     }
-    let (_, end) = connection(stack, server, &format!("/updateReports?agent={agent}"), false, b).await;
+    let (_, end) = connection(&mut ws, server, &format!("/updateReports?agent={agent}"), None).await;
     println!("reports updated ({end:?})");
     std::process::exit(0);
 }

@@ -8,6 +8,10 @@
 //! any reason it waits a backoff and connects again, asking for the same
 //! rooms. Nothing is allocated.
 //!
+//! The connection itself is a [`WebSocket`] (the raw layer in [`crate::ws`]):
+//! this module adds the core's room logic (handshake target and
+//! subprotocols, typed messages, room requests) and the reconnects.
+//!
 //! Drive it by calling [`Client::next_event`] in a loop: it connects,
 //! reads, answers pings, sends keepalive pings, and returns what happened.
 //! Between two calls, [`Client::send`], [`Client::join`] and
@@ -49,23 +53,16 @@
 
 use core::fmt;
 
-use embassy_futures::select::{Either, select};
-use embassy_net::tcp::{self, State as TcpState, TcpSocket};
-use embassy_net::{IpAddress, Ipv4Address, Stack};
-use embassy_time::{Timer, with_timeout};
+use embassy_net::Stack;
+use embassy_net::tcp::{self, TcpSocket};
+use embassy_time::Timer;
 use roomwire_core::client::{ClientError, ClientEvent, Opened, Requested, RoomClient};
-use roomwire_core::handshake::{ClientRequest, HandshakeError};
-use roomwire_core::{
-    Channel, CloseCode, Config, Connection, Duration, Event as WsEvent, Message, MessageKind, Received, State, Timeout,
-    WireFormat,
-};
+use roomwire_core::handshake::HandshakeError;
+use roomwire_core::{Channel, CloseCode, Config, Duration, Message, MessageKind, State, Timeout, WireFormat};
 
-use crate::keys::{KeyRef, KeySource};
-use crate::time::{duration, now, to_embassy};
-
-/// How long a finished connection may take to close its TCP side cleanly
-/// before it is reset.
-const LINGER: embassy_time::Duration = embassy_time::Duration::from_millis(500);
+use crate::keys::KeySource;
+use crate::time::{duration, now};
+use crate::ws::{self, Next, Options, WebSocket};
 
 /// Where and how to connect.
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +122,8 @@ impl<'a> ClientConfig<'a> {
 /// * `write`: frames waiting for the socket. Must hold the largest frame
 ///   sent (message plus 14 bytes) and the handshake request.
 /// * `message`: one whole received message (reassembly). Larger messages
-///   are refused with close code 1009.
+///   are refused with close code 1009. Also holds the `Host` header while
+///   the request is written.
 /// * `scratch`: working memory: the handshake target, one outgoing message
 ///   while it is encoded, and decoding (a received Alepha message without
 ///   its room label, unescaped JSON strings).
@@ -161,9 +159,6 @@ pub enum Disconnect {
     /// Written data stayed unacknowledged for
     /// [`ClientConfig::write_timeout`].
     WriteTimeout,
-    /// The closing handshake completed; the server's close code, if it
-    /// sent one.
-    Closed(Option<CloseCode>),
     /// The server broke RFC 6455, sent a message the client cannot read,
     /// or one larger than the reassembly buffer: the client closed with
     /// this code.
@@ -174,11 +169,31 @@ pub enum Disconnect {
     /// A buffer is too small for what had to go through it: this many
     /// bytes are needed.
     BufferTooSmall(usize),
+    /// The closing handshake completed; the server's close code, if it
+    /// sent one.
+    Closed(Option<CloseCode>),
     /// The rooms can only change with a new connection (Alepha wire, or a
     /// server that answered without roomwire): reconnecting at once.
     Reconnect,
     /// [`Client::close`] closed it.
     Local,
+}
+
+impl From<ws::Error> for Disconnect {
+    fn from(e: ws::Error) -> Self {
+        match e {
+            ws::Error::Resolve => Self::Resolve,
+            ws::Error::Connect(e) => Self::Connect(e),
+            ws::Error::ConnectTimeout => Self::ConnectTimeout,
+            ws::Error::Handshake(e) => Self::Handshake(e),
+            ws::Error::WriteTimeout => Self::WriteTimeout,
+            ws::Error::Protocol(code) => Self::Protocol(code),
+            ws::Error::Timeout(t) => Self::Timeout(t),
+            ws::Error::BufferTooSmall(n) => Self::BufferTooSmall(n),
+            // Not open: the connection was lost under the call.
+            ws::Error::Reset | ws::Error::NotOpen | ws::Error::Invalid(_) => Self::Reset,
+        }
+    }
 }
 
 impl fmt::Display for Disconnect {
@@ -271,21 +286,6 @@ enum Phase {
     Open,
 }
 
-/// Bytes `start..end` of a buffer are in use.
-#[derive(Debug, Clone, Copy, Default)]
-struct Span {
-    start: usize,
-    end: usize,
-}
-
-/// The message being reassembled in `ClientBuffers::message`.
-#[derive(Debug, Clone, Copy, Default)]
-struct Assembly {
-    len: usize,
-    /// A whole message is there, not yet handed out.
-    ready: bool,
-}
-
 /// What one turn of the loop produced.
 enum Step {
     Connected(WireFormat),
@@ -298,32 +298,30 @@ enum Step {
 /// the [module docs](self).
 ///
 /// The client's own state is the core's [`RoomClient`] (about 70 bytes per
-/// room), its [`Connection`] (about 700 bytes) and a few words; the buffers
-/// are the firmware's.
+/// room), its [`Connection`](roomwire_core::Connection) (about 800 bytes,
+/// in the [`WebSocket`]) and a few words; the buffers are the firmware's.
 pub struct Client<'b, C: Channel, const N: usize, K: KeySource + ?Sized> {
-    stack: Stack<'b>,
-    socket: TcpSocket<'b>,
-    keys: &'b K,
-    config: ClientConfig<'b>,
+    ws: WebSocket<'b, K>,
+    host: &'b str,
+    port: u16,
+    headers: &'b [(&'b str, &'b str)],
+    backoff_min: Duration,
+    backoff_max: Duration,
     rooms: RoomClient<C, N>,
-    conn: Option<Connection<KeyRef<'b, K>>>,
-    bufs: ClientBuffers<'b>,
-    read: Span,
-    write: Span,
-    message: Assembly,
+    scratch: &'b mut [u8],
     phase: Phase,
     backoff: embassy_time::Duration,
     /// Why the current connection is ending (the first cause wins).
     ending: Option<Disconnect>,
-    /// The server's close code, once its close frame arrived.
-    peer_close: Option<Option<CloseCode>>,
+    /// The connection opened; report it once the rooms are requested.
+    announce: bool,
 }
 
 impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> fmt::Debug for Client<'b, C, N, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("host", &self.config.host)
-            .field("port", &self.config.port)
+            .field("host", &self.host)
+            .field("port", &self.port)
             .field("rooms", &self.rooms)
             .field("phase", &self.phase)
             .finish_non_exhaustive()
@@ -344,21 +342,25 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
         config: ClientConfig<'b>,
         rooms: &[&str],
     ) -> Result<Self, ClientError> {
+        let ClientBuffers { read, write, message, scratch } = buffers;
+        let options = Options {
+            websocket: config.websocket,
+            connect_timeout: config.connect_timeout,
+            write_timeout: config.write_timeout,
+        };
         Ok(Self {
-            stack,
-            socket,
-            keys,
+            ws: WebSocket::new(stack, socket, keys, ws::Buffers { read, write, message }, options),
+            host: config.host,
+            port: config.port,
+            headers: config.headers,
+            backoff_min: config.backoff_min,
+            backoff_max: config.backoff_max,
             rooms: RoomClient::with_rooms(config.format, rooms)?,
-            config,
-            conn: None,
-            bufs: buffers,
-            read: Span::default(),
-            write: Span::default(),
-            message: Assembly::default(),
+            scratch,
             phase: Phase::Idle(embassy_time::Instant::from_ticks(0)),
             backoff: duration(config.backoff_min),
             ending: None,
-            peer_close: None,
+            announce: false,
         })
     }
 
@@ -369,7 +371,7 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
 
     /// Whether a connection is open (typed messages can be sent).
     pub fn is_open(&self) -> bool {
-        self.phase == Phase::Open && self.ending.is_none() && self.conn.as_ref().is_some_and(Connection::can_send)
+        self.phase == Phase::Open && self.ending.is_none() && self.ws.can_send()
     }
 
     /// Waits for the next event: connects (after the backoff, if the last
@@ -396,7 +398,7 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
         if !self.is_open() {
             return Err(SendError::NotOpen);
         }
-        let n = self.rooms.send(room, message, self.bufs.scratch)?;
+        let n = self.rooms.send(room, message, self.scratch)?;
         self.send_scratch(n).await
     }
 
@@ -406,13 +408,13 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
     /// Alepha wire the client reconnects with the new rooms
     /// ([`Requested::Reconnect`]).
     pub async fn join(&mut self, room: &str) -> Result<Requested, SendError> {
-        let requested = self.rooms.join(room, self.bufs.scratch)?;
+        let requested = self.rooms.join(room, self.scratch)?;
         self.requested(requested).await
     }
 
     /// Leaves `room`, as [`Client::join`] joins it.
     pub async fn leave(&mut self, room: &str) -> Result<Requested, SendError> {
-        let requested = self.rooms.leave(room, self.bufs.scratch)?;
+        let requested = self.rooms.leave(room, self.scratch)?;
         self.requested(requested).await
     }
 
@@ -421,7 +423,7 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
     /// reconnects.
     pub async fn close(&mut self) {
         self.begin_close(CloseCode::Normal, "", Disconnect::Local);
-        if self.transmit().await.is_err() {
+        if self.ws.flush().await.is_err() {
             self.ending.get_or_insert(Disconnect::Reset);
         }
     }
@@ -438,8 +440,8 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
     /// Frames the `n` bytes at the start of `scratch` as one message and
     /// writes it.
     async fn send_scratch(&mut self, n: usize) -> Result<(), SendError> {
-        let result = match self.queue_scratch(n).await {
-            Ok(()) => self.flush().await,
+        let result = match self.feed_scratch(n).await {
+            Ok(()) => self.ws.flush().await.map_err(Disconnect::from),
             Err(e) => Err(e),
         };
         match result {
@@ -454,137 +456,73 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
 
     /// Queues a close frame; the connection ends when it completes.
     fn begin_close(&mut self, code: CloseCode, reason: &str, why: Disconnect) {
-        let Some(conn) = self.conn.as_mut() else { return };
-        if conn.close(now(), code, reason).is_ok() || conn.state() != State::Open {
+        let Some(state) = self.ws.state() else { return };
+        if self.ws.queue_close(code, reason).is_ok() || state != State::Open {
             self.ending.get_or_insert(why);
         }
     }
 
     async fn step(&mut self) -> Step {
-        match self.phase {
+        let step = match self.phase {
             Phase::Idle(at) => {
                 Timer::at(at).await;
-                match self.start().await {
-                    Ok(()) => Step::Continue,
-                    Err(why) => self.end(why).await,
-                }
+                self.start().await.map(|()| Step::Continue)
             }
             Phase::Handshake | Phase::Open => self.drive().await,
-        }
-    }
-
-    /// One turn on a connection: handle buffered input, write what is
-    /// owed, then wait for input or the next deadline.
-    async fn drive(&mut self) -> Step {
-        let step = self.process_input();
-        if let Err(why) = self.transmit().await {
-            return self.end(why).await;
-        }
-        if let Some(step) = step {
-            return step;
-        }
-        if self.conn.as_ref().is_none_or(|c| c.state() == State::Closed) {
-            let why = self.peer_close.map_or(Disconnect::Reset, Disconnect::Closed);
-            return self.end(why).await;
-        }
-        match self.wait().await {
-            Ok(()) => Step::Continue,
+        };
+        match step {
+            Ok(step) => step,
             Err(why) => self.end(why).await,
         }
     }
 
-    /// Feeds buffered input to the connection until it needs more bytes or
-    /// a whole message is ready.
-    fn process_input(&mut self) -> Option<Step> {
-        let conn = self.conn.as_mut()?;
-        while self.read.start < self.read.end {
-            let Some(input) = self.bufs.read.get_mut(self.read.start..self.read.end) else { break };
-            let Received { consumed, event } = conn.handle_input(now(), input);
-            self.read.start += consumed;
-            let Some(event) = event else {
-                if consumed == 0 {
-                    break;
-                }
-                continue;
-            };
-            match event {
-                WsEvent::Open { protocol } => {
-                    let opened = self.rooms.opened(protocol);
-                    self.phase = Phase::Open;
-                    match opened {
-                        Ok(Opened::Ready) => {
-                            self.backoff = duration(self.config.backoff_min);
-                            debug!("roomwire: connected");
-                            return Some(Step::Connected(self.rooms.format()));
-                        }
-                        Ok(Opened::Reconnect) => {
-                            // No roomwire on this server: ask again for the
-                            // rooms on the Alepha wire.
-                            let _ = conn.close(now(), CloseCode::Normal, "");
-                            self.ending.get_or_insert(Disconnect::Reconnect);
-                        }
-                        Err(_) => {
-                            let _ = conn.close(now(), CloseCode::Protocol, "subprotocol not offered");
-                            self.ending.get_or_insert(Disconnect::Protocol(CloseCode::Protocol));
-                        }
-                    }
-                }
-                WsEvent::HandshakeFailed(e) => {
-                    self.ending.get_or_insert(Disconnect::Handshake(e));
-                }
-                WsEvent::Data { payload, message_start, message_end, .. } => {
-                    if message_start {
-                        self.message.len = 0;
-                    }
-                    let at = self.message.len;
-                    match self.bufs.message.get_mut(at..at + payload.len()) {
-                        Some(dst) => {
-                            dst.copy_from_slice(payload);
-                            self.message.len += payload.len();
-                        }
-                        None => {
-                            // Cannot happen: max_message_size is capped at
-                            // the buffer's length, so the core refuses first.
-                            let _ = conn.close(now(), CloseCode::MessageTooBig, "message too big");
-                            self.ending.get_or_insert(Disconnect::Protocol(CloseCode::MessageTooBig));
-                            self.message.len = 0;
-                            continue;
-                        }
-                    }
-                    if message_end {
-                        self.message.ready = true;
-                        return Some(Step::Message);
-                    }
-                }
-                WsEvent::Close { code, .. } => {
-                    self.peer_close = Some(code);
-                }
-                WsEvent::ProtocolError(e) => {
-                    warn!("roomwire: protocol error, closing with {}", u16::from(e.code));
-                    self.ending.get_or_insert(Disconnect::Protocol(e.code));
-                }
-                WsEvent::Ping(_) => {
-                    // Answer each ping of a burst, not only the last: the
-                    // core owes a pong for the latest ping only (RFC 6455
-                    // allows that), so take it now while there is room.
-                    // With the write buffer full, the pongs coalesce.
-                    let free = self.bufs.write.get_mut(self.write.end..).unwrap_or(&mut []);
-                    if let Ok(n) = conn.poll_transmit(free) {
-                        self.write.end += n;
-                    }
-                }
-                _ => {}
+    /// One turn on a connection: the room requests owed (the ones that
+    /// restore the wanted rooms first, before the connection is reported),
+    /// then the WebSocket's loop up to its next event.
+    async fn drive(&mut self) -> Result<Step, Disconnect> {
+        self.transmit().await?;
+        if self.announce {
+            self.announce = false;
+            return Ok(Step::Connected(self.rooms.format()));
+        }
+        Ok(match self.ws.advance().await? {
+            Next::Open => {
+                self.opened();
+                Step::Continue
+            }
+            Next::Message => Step::Message,
+            Next::Closed(code) => return Err(Disconnect::Closed(code)),
+        })
+    }
+
+    /// The server accepted the upgrade.
+    fn opened(&mut self) {
+        let opened = self.rooms.opened(self.ws.protocol());
+        self.phase = Phase::Open;
+        match opened {
+            Ok(Opened::Ready) => {
+                self.backoff = duration(self.backoff_min);
+                self.announce = true;
+                debug!("roomwire: connected");
+            }
+            Ok(Opened::Reconnect) => {
+                // No roomwire on this server: ask again for the rooms on
+                // the Alepha wire.
+                let _ = self.ws.queue_close(CloseCode::Normal, "");
+                self.ending.get_or_insert(Disconnect::Reconnect);
+            }
+            Err(_) => {
+                let _ = self.ws.queue_close(CloseCode::Protocol, "subprotocol not offered");
+                self.ending.get_or_insert(Disconnect::Protocol(CloseCode::Protocol));
             }
         }
-        None
     }
 
     /// Hands out the reassembled message, decoded by the core.
     fn take_message(&mut self) -> Event<'_, C::In<'_>> {
-        self.message.ready = false;
-        let Self { rooms, bufs, conn, ending, message, .. } = self;
-        let data = bufs.message.get(..message.len).unwrap_or(&[]);
-        match rooms.handle_message(data, bufs.scratch) {
+        let Self { rooms, ws, scratch, ending, .. } = self;
+        let (data, conn) = ws.message_and_connection();
+        match rooms.handle_message(data, scratch) {
             Ok(event) => Event::Room(event),
             Err(error) => {
                 let code = match error {
@@ -592,7 +530,7 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
                     ClientError::Scratch(_) => Some(CloseCode::MessageTooBig),
                     _ => Some(CloseCode::Protocol),
                 };
-                if let (Some(code), Some(conn)) = (code, conn.as_mut()) {
+                if let (Some(code), Some(conn)) = (code, conn) {
                     warn!("roomwire: unreadable message, closing with {}", u16::from(code));
                     if conn.close(now(), code, "unreadable message").is_ok() {
                         ending.get_or_insert(Disconnect::Protocol(code));
@@ -603,260 +541,66 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
         }
     }
 
-    /// Writes what the connection owes (pongs, keepalive pings, close
-    /// frames) and, once open, the requests that restore the wanted rooms.
+    /// Writes, once open, the requests that restore the wanted rooms.
     async fn transmit(&mut self) -> Result<(), Disconnect> {
-        loop {
-            let Some(conn) = self.conn.as_mut() else { return Ok(()) };
-            let free = self.bufs.write.get_mut(self.write.end..).unwrap_or(&mut []);
-            match conn.poll_transmit(free) {
-                Ok(0) => break,
-                Ok(n) => self.write.end += n,
-                Err(e) if self.write.start == self.write.end => return Err(Disconnect::BufferTooSmall(e.required)),
-                Err(_) => self.flush().await?,
-            }
-        }
+        let mut queued = false;
         while self.is_open() {
-            match self.rooms.poll_transmit(self.bufs.scratch) {
+            match self.rooms.poll_transmit(self.scratch) {
                 Ok(0) => break,
-                Ok(n) => self.queue_scratch(n).await?,
+                Ok(n) => self.feed_scratch(n).await?,
                 Err(e) => return Err(Disconnect::BufferTooSmall(e.required)),
             }
+            queued = true;
         }
-        self.flush().await
+        if queued {
+            self.ws.flush().await?;
+        }
+        Ok(())
     }
 
     /// Frames the first `n` bytes of `scratch` as one message (of the
     /// wire's kind) into the write buffer, flushing first if needed.
-    async fn queue_scratch(&mut self, n: usize) -> Result<(), Disconnect> {
-        for _ in 0..2 {
-            let Some(conn) = self.conn.as_mut() else { return Err(Disconnect::Reset) };
-            let payload = self.bufs.scratch.get(..n).unwrap_or(&[]);
-            let message = match self.rooms.message_kind() {
-                MessageKind::Text => match core::str::from_utf8(payload) {
-                    Ok(text) => Message::Text(text),
-                    Err(_) => Message::Binary(payload),
-                },
-                MessageKind::Binary => Message::Binary(payload),
-            };
-            let free = self.bufs.write.get_mut(self.write.end..).unwrap_or(&mut []);
-            match conn.send(message, free) {
-                Ok(len) => {
-                    self.write.end += len;
-                    return Ok(());
-                }
-                Err(roomwire_core::SendError::Buffer(e)) => {
-                    if self.write.start == self.write.end {
-                        return Err(Disconnect::BufferTooSmall(e.required));
-                    }
-                    self.flush().await?;
-                }
-                Err(_) => return Err(Disconnect::Reset),
-            }
-        }
-        Err(Disconnect::BufferTooSmall(self.bufs.write.len() + 1))
-    }
-
-    /// Writes the write buffer out. Cancel safe: progress is recorded
-    /// after every write.
-    async fn flush(&mut self) -> Result<(), Disconnect> {
-        let timeout = duration(self.config.write_timeout);
-        while self.write.start < self.write.end {
-            let pending = self.bufs.write.get(self.write.start..self.write.end).unwrap_or(&[]);
-            match with_timeout(timeout, self.socket.write(pending)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return Err(Disconnect::Reset),
-                Ok(Ok(n)) => self.write.start += n,
-                Err(_) => return Err(Disconnect::WriteTimeout),
-            }
-        }
-        self.write = Span::default();
-        Ok(())
-    }
-
-    /// Waits for bytes from the server or the connection's next deadline.
-    async fn wait(&mut self) -> Result<(), Disconnect> {
-        if self.read.start > 0 {
-            self.bufs.read.copy_within(self.read.start..self.read.end, 0);
-            self.read = Span { start: 0, end: self.read.end - self.read.start };
-        }
-        if self.read.end >= self.bufs.read.len() {
-            // Only a handshake response can fill it: frames stream through.
-            return Err(Disconnect::BufferTooSmall(self.bufs.read.len() + 1));
-        }
-        let Some(conn) = self.conn.as_mut() else { return Err(Disconnect::Reset) };
-        let deadline = conn.poll_timeout().map_or(embassy_time::Instant::MAX, to_embassy);
-        let free = self.bufs.read.get_mut(self.read.end..).unwrap_or(&mut []);
-        match select(self.socket.read(free), Timer::at(deadline)).await {
-            Either::First(Ok(0)) | Either::First(Err(_)) => {
-                Err(self.peer_close.map_or(Disconnect::Reset, Disconnect::Closed))
-            }
-            Either::First(Ok(n)) => {
-                self.read.end += n;
-                Ok(())
-            }
-            Either::Second(()) => match conn.handle_timeout(now()) {
-                Some(timeout) => {
-                    warn!("roomwire: timeout");
-                    Err(Disconnect::Timeout(timeout))
-                }
-                None => Ok(()),
+    async fn feed_scratch(&mut self, n: usize) -> Result<(), Disconnect> {
+        let payload = self.scratch.get(..n).unwrap_or(&[]);
+        let message = match self.rooms.message_kind() {
+            MessageKind::Text => match core::str::from_utf8(payload) {
+                Ok(text) => Message::Text(text),
+                Err(_) => Message::Binary(payload),
             },
-        }
+            MessageKind::Binary => Message::Binary(payload),
+        };
+        Ok(self.ws.feed(message).await?)
     }
 
     /// Opens the TCP connection and sends the upgrade request.
     async fn start(&mut self) -> Result<(), Disconnect> {
-        self.release_socket(false).await;
-        let address = self.resolve().await?;
-        self.socket.set_timeout(Some(duration(self.config.write_timeout)));
-        match with_timeout(duration(self.config.connect_timeout), self.socket.connect((address, self.config.port)))
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Disconnect::Connect(e)),
-            Err(_) => return Err(Disconnect::ConnectTimeout),
-        }
-        self.socket.set_nagle_enabled(false);
-
-        let mut websocket = self.config.websocket;
-        websocket.max_message_size = websocket.max_message_size.min(self.bufs.message.len() as u64);
-        let mut conn = Connection::client(websocket, now(), KeyRef(self.keys));
-        // `Host` (host, or host:port) then the target, in scratch.
-        let scratch = &mut *self.bufs.scratch;
-        let host_len = write_host(self.config.host, self.config.port, scratch)?;
-        let (host, rest) = scratch.split_at_mut(host_len);
-        let target_len =
-            self.rooms.write_target(rest).map_err(|e| Disconnect::BufferTooSmall(e.required + host_len))?;
-        let host = core::str::from_utf8(host).map_err(|_| Disconnect::Resolve)?;
-        let target = core::str::from_utf8(rest.get(..target_len).unwrap_or(&[])).map_err(|_| Disconnect::Resolve)?;
-        let request = ClientRequest { host, target, protocols: self.rooms.protocols(), headers: self.config.headers };
-        let n = match conn.write_request(&request, self.bufs.write) {
-            Ok(n) => n,
-            Err(roomwire_core::SendError::Buffer(e)) => return Err(Disconnect::BufferTooSmall(e.required)),
-            Err(_) => return Err(Disconnect::BufferTooSmall(self.bufs.write.len() + 1)),
-        };
-        debug!("roomwire: connecting");
-        self.write = Span { start: 0, end: n };
-        self.read = Span::default();
-        self.message = Assembly::default();
-        self.conn = Some(conn);
+        let n = self.rooms.write_target(self.scratch).map_err(|e| Disconnect::BufferTooSmall(e.required))?;
+        let target = core::str::from_utf8(self.scratch.get(..n).unwrap_or(&[])).map_err(|_| Disconnect::Resolve)?;
+        self.ws.start(self.host, self.port, target, self.rooms.protocols(), self.headers).await?;
         self.phase = Phase::Handshake;
-        self.flush().await
-    }
-
-    async fn resolve(&self) -> Result<IpAddress, Disconnect> {
-        if let Ok(ip) = self.config.host.parse::<Ipv4Address>() {
-            return Ok(IpAddress::Ipv4(ip));
-        }
-        #[cfg(feature = "dns")]
-        {
-            let found = self
-                .stack
-                .dns_query(self.config.host, embassy_net::dns::DnsQueryType::A)
-                .await
-                .map_err(|_| Disconnect::Resolve)?;
-            found.first().copied().ok_or(Disconnect::Resolve)
-        }
-        #[cfg(not(feature = "dns"))]
-        {
-            let _ = self.stack;
-            Err(Disconnect::Resolve)
-        }
+        Ok(())
     }
 
     /// Ends the current connection (the first recorded cause wins) and
     /// schedules the next one.
     async fn end(&mut self, why: Disconnect) -> Step {
+        // Released first: cancelled there, the next call ends it again.
+        self.ws.abort().await;
         let why = self.ending.take().unwrap_or(why);
-        let clean = self.conn.as_ref().is_some_and(|c| c.state() == State::Closed) && self.peer_close.is_some();
-        self.release_socket(clean).await;
-        self.conn = None;
+        self.announce = false;
         self.rooms.closed();
-        self.read = Span::default();
-        self.write = Span::default();
-        self.message = Assembly::default();
-        self.peer_close = None;
         let wait = if why == Disconnect::Reconnect {
             embassy_time::Duration::from_ticks(0)
         } else {
             // Full backoff, less up to half of it at random, so devices
             // that lost the same server do not come back in step.
-            let jitter = u64::from(u32::from_le_bytes(self.keys.next_key()) % 512);
+            let jitter = u64::from(u32::from_le_bytes(self.ws.keys().next_key()) % 512);
             let wait = self.backoff - self.backoff * (jitter as u32) / 1024;
-            self.backoff = (self.backoff * 2).min(duration(self.config.backoff_max));
+            self.backoff = (self.backoff * 2).min(duration(self.backoff_max));
             wait
         };
         warn!("roomwire: disconnected, retrying in {} ms", wait.as_millis());
         self.phase = Phase::Idle(embassy_time::Instant::now() + wait);
         Step::Disconnected(why)
-    }
-
-    /// Brings the socket back to `Closed`, cleanly when the WebSocket
-    /// closing handshake completed, else with a reset.
-    async fn release_socket(&mut self, clean: bool) {
-        if self.socket.state() == TcpState::Closed {
-            return;
-        }
-        if clean {
-            self.socket.close();
-            let _ = with_timeout(LINGER, async {
-                while !matches!(self.socket.state(), TcpState::Closed | TcpState::TimeWait) {
-                    Timer::after_millis(10).await;
-                }
-            })
-            .await;
-        }
-        if self.socket.state() != TcpState::Closed {
-            self.socket.abort();
-            let _ = with_timeout(LINGER, self.socket.flush()).await;
-        }
-    }
-}
-
-/// Writes the `Host` header value (`host`, or `host:port` unless 80) at
-/// the start of `out`.
-fn write_host(host: &str, port: u16, out: &mut [u8]) -> Result<usize, Disconnect> {
-    let mut digits = [0u8; 5];
-    let mut n = 0;
-    let mut p = port;
-    loop {
-        if let Some(d) = digits.get_mut(n) {
-            *d = b'0' + (p % 10) as u8;
-        }
-        n += 1;
-        p /= 10;
-        if p == 0 {
-            break;
-        }
-    }
-    let port_len = if port == 80 { 0 } else { 1 + n };
-    let total = host.len() + port_len;
-    let dst = out.get_mut(..total).ok_or(Disconnect::BufferTooSmall(total))?;
-    let (name, tail) = dst.split_at_mut(host.len());
-    name.copy_from_slice(host.as_bytes());
-    if let Some((colon, rest)) = tail.split_first_mut() {
-        *colon = b':';
-        for (dst, src) in rest.iter_mut().zip(digits.iter().take(n).rev()) {
-            *dst = *src;
-        }
-    }
-    Ok(total)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-    use super::*;
-
-    #[test]
-    fn host_header() {
-        let mut out = [0u8; 32];
-        let n = write_host("192.0.2.1", 8080, &mut out).unwrap();
-        assert_eq!(&out[..n], b"192.0.2.1:8080");
-        let n = write_host("example.org", 80, &mut out).unwrap();
-        assert_eq!(&out[..n], b"example.org");
-        let n = write_host("h", 7, &mut out).unwrap();
-        assert_eq!(&out[..n], b"h:7");
-        assert_eq!(write_host("192.0.2.1", 8080, &mut out[..4]), Err(Disconnect::BufferTooSmall(14)));
     }
 }

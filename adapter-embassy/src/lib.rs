@@ -9,10 +9,13 @@
 //! protocol decision (framing, close codes, handshake checks, keepalive,
 //! room requests, typed decoding, dispatch and targeting) is the core's.
 //!
+//! * [`ws::WebSocket`]: one raw WebSocket connection (whole text and
+//!   binary messages, keepalive, deadlines, one pong per ping), for any
+//!   WebSocket server;
 //! * [`client::Client`]: joins rooms of a channel on a roomwire or
 //!   Alepha-compatible server; typed send and receive in postcard (the
 //!   default) or JSON; keepalive; reconnects with backoff and restores its
-//!   rooms.
+//!   rooms. Its connection is a [`ws::WebSocket`].
 //! * [`server::Server`]: a few connections (browsers on the Alepha wire,
 //!   or roomwire clients), rooms in a [`FixedRoomTable`](roomwire_core::FixedRoomTable).
 //!
@@ -28,8 +31,9 @@
 //! ## Features
 //!
 //! * `defmt`: logs through `defmt` (nothing is logged without it);
-//! * `dns`: [`client::ClientConfig::host`] may be a name, resolved by the
-//!   stack's DNS client (else an IPv4 literal);
+//! * `dns`: [`client::ClientConfig::host`] (and the host of
+//!   [`ws::WebSocket::connect`]) may be a name, resolved by the stack's DNS
+//!   client (else an IPv4 literal);
 //! * `rand_core_06`, `rand_core_09`: [`RngKeys`] over a `rand_core` RNG.
 #![no_std]
 #![deny(missing_docs)]
@@ -41,8 +45,10 @@ pub mod client;
 mod keys;
 pub mod server;
 mod time;
+pub mod ws;
 
 pub use client::{Client, ClientBuffers, ClientConfig, Disconnect, Event};
 pub use keys::{KeySource, RngKeys, RngKeys09};
 pub use roomwire_core;
 pub use server::{Handler, Server, ServerConfig, SharedBuffers, SlotBuffers};
+pub use ws::WebSocket;

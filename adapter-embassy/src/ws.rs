@@ -1,0 +1,796 @@
+//! The raw WebSocket client: one connection at a time over an embassy-net
+//! [`TcpSocket`], whole text and binary messages, no rooms.
+//!
+//! A [`WebSocket`] owns a TCP socket the firmware created (with its TCP
+//! buffers) and three buffers the firmware lends it ([`Buffers`]). It opens
+//! a connection ([`WebSocket::connect`]), hands out each whole message
+//! ([`WebSocket::recv`], borrowed from the `message` buffer), sends
+//! messages ([`WebSocket::send`]) and closes ([`WebSocket::close`]).
+//! Meanwhile it answers every ping (one pong per ping, also in a burst),
+//! sends keepalive pings, and enforces the handshake, close and keepalive
+//! deadlines of the core's [`Connection`]. Nothing is allocated.
+//!
+//! When a connection ends (the closing handshake completed, or an error),
+//! the socket is released: the same `WebSocket` can connect again. The
+//! room client ([`Client`](crate::client::Client)) is this loop plus the
+//! core's room logic and a reconnect with backoff.
+//!
+//! ```no_run
+//! # async fn run(stack: embassy_net::Stack<'static>) -> Result<(), roomwire_embassy::ws::Error> {
+//! use core::cell::RefCell;
+//! use embassy_net::tcp::TcpSocket;
+//! use roomwire_embassy::roomwire_core::Message;
+//! use roomwire_embassy::ws::{Buffers, Event, Options, WebSocket};
+//!
+//! let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
+//! let (mut read, mut write, mut message) = ([0u8; 512], [0u8; 512], [0u8; 512]);
+//! let mut seed = 1u32; // the firmware's TRNG, really
+//! let keys = RefCell::new(move || { seed = seed.wrapping_mul(747796405).wrapping_add(1); seed.to_le_bytes() });
+//! let socket = TcpSocket::new(stack, &mut rx, &mut tx);
+//! let buffers = Buffers { read: &mut read, write: &mut write, message: &mut message };
+//! let mut ws = WebSocket::new(stack, socket, &keys, buffers, Options::default());
+//! ws.connect("192.0.2.1", 8080, "/echo", &[], &[]).await?;
+//! ws.send(Message::Text("hello")).await?;
+//! loop {
+//!     match ws.recv().await? {
+//!         Event::Message(Message::Text(text)) => { let _ = text; }
+//!         Event::Message(Message::Binary(bytes)) => { let _ = bytes; }
+//!         Event::Closed(_code) => return Ok(()),
+//!         _ => {}
+//!     }
+//! }
+//! # }
+//! ```
+
+use core::fmt;
+
+use embassy_futures::select::{Either, select};
+use embassy_net::tcp::{self, State as TcpState, TcpSocket};
+use embassy_net::{IpAddress, Ipv4Address, Stack};
+use embassy_time::{Timer, with_timeout};
+use roomwire_core::handshake::{ClientRequest, HandshakeError};
+use roomwire_core::{CloseCode, Config, Connection, Duration, Event as WsEvent, Message, Received, State, Timeout};
+
+use crate::keys::{KeyRef, KeySource};
+use crate::time::{duration, now, to_embassy};
+
+/// How long a finished connection may take to close its TCP side cleanly
+/// before it is reset.
+const LINGER: embassy_time::Duration = embassy_time::Duration::from_millis(500);
+
+/// The buffers a [`WebSocket`] works in, lent by the firmware for its
+/// life. Sizes are the firmware's choice:
+///
+/// * `read`: bytes read from the socket. Must hold the server's whole
+///   handshake response (a few hundred bytes); messages stream through it.
+/// * `write`: frames waiting for the socket. Must hold the largest frame
+///   sent (message plus 14 bytes) and the handshake request.
+/// * `message`: one whole received message (reassembly); larger messages
+///   are refused with close code 1009. Also holds the `Host` header while
+///   the request is written.
+#[derive(Debug)]
+pub struct Buffers<'b> {
+    /// Socket input.
+    pub read: &'b mut [u8],
+    /// Socket output.
+    pub write: &'b mut [u8],
+    /// Whole-message reassembly.
+    pub message: &'b mut [u8],
+}
+
+/// A connection's limits and deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The core connection's limits and deadlines. `max_message_size` is
+    /// capped at the `message` buffer's length (a larger message is refused
+    /// with 1009); `keepalive_interval` pings the server that often and
+    /// drops it when a ping goes unanswered until the next one.
+    pub websocket: Config,
+    /// How long a TCP connect may take.
+    pub connect_timeout: Duration,
+    /// How long the server may leave written data unacknowledged before
+    /// the connection is dropped.
+    pub write_timeout: Duration,
+}
+
+impl Default for Options {
+    /// The core's defaults (no keepalive), 10 s connect and write timeouts.
+    fn default() -> Self {
+        Self {
+            websocket: Config::default(),
+            connect_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What [`WebSocket::recv`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'m> {
+    /// The server accepted the upgrade, selecting this subprotocol. Only
+    /// after [`WebSocket::start`] (or a [`WebSocket::connect`] cancelled
+    /// after its request went out): `connect` returns it itself.
+    Open {
+        /// The subprotocol the server selected (one of those offered).
+        protocol: Option<&'m str>,
+    },
+    /// A whole text or binary message, borrowed from the `message` buffer
+    /// until the next call.
+    Message(Message<'m>),
+    /// The closing handshake completed (started by either side); the
+    /// server's close code, if it sent one. The connection is over.
+    Closed(Option<CloseCode>),
+}
+
+/// Why a connection ended or a call failed. Every error but
+/// [`Error::BufferTooSmall`] from [`WebSocket::send`] or
+/// [`WebSocket::feed`], [`Error::NotOpen`] and [`Error::Invalid`] ends the
+/// connection: the socket is released and [`WebSocket::connect`] may be
+/// called again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The host is not an IPv4 literal (without feature `dns`), or its
+    /// name did not resolve.
+    Resolve,
+    /// The TCP connection could not be made.
+    Connect(tcp::ConnectError),
+    /// The TCP connection was not made within [`Options::connect_timeout`].
+    ConnectTimeout,
+    /// The server refused the upgrade, or answered with an invalid one.
+    Handshake(HandshakeError),
+    /// The TCP connection was reset or closed without a close frame.
+    Reset,
+    /// Written data stayed unacknowledged for [`Options::write_timeout`].
+    WriteTimeout,
+    /// The server broke RFC 6455 or a limit (a message larger than the
+    /// `message` buffer: 1009): the connection closed with this code.
+    Protocol(CloseCode),
+    /// A deadline passed: the handshake, the closing handshake, or a
+    /// keepalive ping went unanswered (a server that stopped answering).
+    Timeout(Timeout),
+    /// A buffer is too small for what had to go through it: this many
+    /// bytes are needed.
+    BufferTooSmall(usize),
+    /// No open connection: not connected, still connecting, or closing.
+    NotOpen,
+    /// The core refused the call (a close code that may not be sent, a
+    /// close reason over 123 bytes).
+    Invalid(roomwire_core::SendError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Resolve => f.write_str("host did not resolve"),
+            Self::Connect(e) => write!(f, "TCP connect failed: {e:?}"),
+            Self::ConnectTimeout => f.write_str("TCP connect timed out"),
+            Self::Handshake(e) => fmt::Display::fmt(e, f),
+            Self::Reset => f.write_str("connection reset"),
+            Self::WriteTimeout => f.write_str("write timed out"),
+            Self::Protocol(code) => write!(f, "closed for a protocol error ({})", u16::from(*code)),
+            Self::Timeout(t) => write!(f, "timed out: {t:?}"),
+            Self::BufferTooSmall(n) => write!(f, "buffer too small: {n} bytes required"),
+            Self::NotOpen => f.write_str("connection not open"),
+            Self::Invalid(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// Bytes `start..end` of a buffer are in use.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+/// The message being reassembled in `Buffers::message`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Assembly {
+    len: usize,
+    text: bool,
+}
+
+/// What one turn of the loop produced (borrowing nothing, so that callers
+/// can go on using the socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// The handshake completed; [`WebSocket::protocol`] holds the
+    /// subprotocol.
+    Open,
+    /// A whole message is in the `message` buffer.
+    Message,
+    /// The closing handshake completed; the connection is over.
+    Closed(Option<CloseCode>),
+}
+
+/// A WebSocket client connection over an embassy-net [`TcpSocket`]: see
+/// the [module docs](self).
+///
+/// Its own state is the core's [`Connection`] (about 800 bytes on a 32-bit
+/// target) and a few words; the buffers are the firmware's.
+pub struct WebSocket<'a, K: KeySource + ?Sized> {
+    stack: Stack<'a>,
+    socket: TcpSocket<'a>,
+    keys: &'a K,
+    options: Options,
+    conn: Option<Connection<KeyRef<'a, K>>>,
+    bufs: Buffers<'a>,
+    read: Span,
+    write: Span,
+    message: Assembly,
+    /// The selected subprotocol, in the read buffer (until it is compacted).
+    protocol: Option<Span>,
+    /// An event produced but not yet returned (a call was cancelled while
+    /// writing what the connection owed).
+    pending: Option<Next>,
+    /// The server's close code, once its close frame arrived.
+    peer_close: Option<Option<CloseCode>>,
+    /// Why the connection is failing (the first cause wins).
+    failure: Option<Error>,
+    /// The connection is over: release the socket and report.
+    ended: bool,
+}
+
+impl<K: KeySource + ?Sized> fmt::Debug for WebSocket<'_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("state", &self.state())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
+    /// A WebSocket that will connect on `socket` (a new, unconnected socket
+    /// of `stack`), masking with keys from `keys`. Nothing happens until
+    /// [`WebSocket::connect`] (or [`WebSocket::start`]) is called.
+    pub fn new(stack: Stack<'a>, socket: TcpSocket<'a>, keys: &'a K, buffers: Buffers<'a>, options: Options) -> Self {
+        Self {
+            stack,
+            socket,
+            keys,
+            options,
+            conn: None,
+            bufs: buffers,
+            read: Span::default(),
+            write: Span::default(),
+            message: Assembly::default(),
+            protocol: None,
+            pending: None,
+            peer_close: None,
+            failure: None,
+            ended: false,
+        }
+    }
+
+    /// The limits and deadlines of the next connection.
+    pub fn options_mut(&mut self) -> &mut Options {
+        &mut self.options
+    }
+
+    /// The TCP socket (endpoints, state).
+    pub fn socket(&self) -> &TcpSocket<'a> {
+        &self.socket
+    }
+
+    /// The connection's state; `None` without a connection (never
+    /// connected, or it ended).
+    pub fn state(&self) -> Option<State> {
+        self.conn.as_ref().map(Connection::state)
+    }
+
+    /// Whether messages can be sent now: open, and not closing.
+    pub fn can_send(&self) -> bool {
+        !self.ended && self.conn.as_ref().is_some_and(Connection::can_send)
+    }
+
+    /// The key source (also the client's jitter).
+    pub(crate) fn keys(&self) -> &'a K {
+        self.keys
+    }
+
+    /// Connects to `host:port` and opens a WebSocket on `target` (path and
+    /// query), offering `protocols` (most preferred first) and adding
+    /// `headers` (`Authorization`, `Cookie`, `Origin` …) to the request.
+    /// Returns the subprotocol the server selected.
+    ///
+    /// `host` is an IPv4 literal or (feature `dns`) a name; the `Host`
+    /// header is `host:port` (`host` alone for port 80). A connection
+    /// already open is dropped first.
+    ///
+    /// Cancel safety: [`WebSocket::start`], then waits for
+    /// [`Event::Open`]. Cancelled before the request went out, the attempt
+    /// is abandoned (the next `connect` starts over); after that,
+    /// [`WebSocket::recv`] finishes the handshake and returns
+    /// [`Event::Open`].
+    pub async fn connect(
+        &mut self,
+        host: &str,
+        port: u16,
+        target: &str,
+        protocols: &[&str],
+        headers: &[(&str, &str)],
+    ) -> Result<Option<&str>, Error> {
+        self.start(host, port, target, protocols, headers).await?;
+        loop {
+            if self.advance().await? == Next::Open {
+                return Ok(self.protocol());
+            }
+        }
+    }
+
+    /// Connects as [`WebSocket::connect`] does, but returns once the
+    /// upgrade request is written: [`WebSocket::recv`] then returns
+    /// [`Event::Open`] when the server answers. For callers that race the
+    /// handshake against other work.
+    ///
+    /// Cancel safety: cancelled before the TCP connection is made, the
+    /// attempt is abandoned (the next `start` starts over); once the
+    /// request is being written, `recv` writes the rest.
+    pub async fn start(
+        &mut self,
+        host: &str,
+        port: u16,
+        target: &str,
+        protocols: &[&str],
+        headers: &[(&str, &str)],
+    ) -> Result<(), Error> {
+        self.abort().await;
+        let result = self.open(host, port, target, protocols, headers).await;
+        if result.is_err() {
+            // The reset goes out with the stack's next poll.
+            self.socket.abort();
+            self.reset();
+        }
+        result
+    }
+
+    async fn open(
+        &mut self,
+        host: &str,
+        port: u16,
+        target: &str,
+        protocols: &[&str],
+        headers: &[(&str, &str)],
+    ) -> Result<(), Error> {
+        let address = self.resolve(host).await?;
+        self.socket.set_timeout(Some(duration(self.options.write_timeout)));
+        match with_timeout(duration(self.options.connect_timeout), self.socket.connect((address, port))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Connect(e)),
+            Err(_) => return Err(Error::ConnectTimeout),
+        }
+        self.socket.set_nagle_enabled(false);
+
+        let mut websocket = self.options.websocket;
+        websocket.max_message_size = websocket.max_message_size.min(self.bufs.message.len() as u64);
+        let mut conn = Connection::client(websocket, now(), KeyRef(self.keys));
+        // `Host` (host, or host:port) in the message buffer, idle until open.
+        let host_len = write_host(host, port, self.bufs.message)?;
+        let host =
+            core::str::from_utf8(self.bufs.message.get(..host_len).unwrap_or(&[])).map_err(|_| Error::Resolve)?;
+        let request = ClientRequest { host, target, protocols, headers };
+        let n = match conn.write_request(&request, self.bufs.write) {
+            Ok(n) => n,
+            Err(roomwire_core::SendError::Buffer(e)) => return Err(Error::BufferTooSmall(e.required)),
+            Err(e) => return Err(Error::Invalid(e)),
+        };
+        debug!("roomwire: connecting");
+        self.write = Span { start: 0, end: n };
+        self.conn = Some(conn);
+        self.write_out().await
+    }
+
+    async fn resolve(&self, host: &str) -> Result<IpAddress, Error> {
+        if let Ok(ip) = host.parse::<Ipv4Address>() {
+            return Ok(IpAddress::Ipv4(ip));
+        }
+        #[cfg(feature = "dns")]
+        {
+            let found =
+                self.stack.dns_query(host, embassy_net::dns::DnsQueryType::A).await.map_err(|_| Error::Resolve)?;
+            found.first().copied().ok_or(Error::Resolve)
+        }
+        #[cfg(not(feature = "dns"))]
+        {
+            let _ = self.stack;
+            Err(Error::Resolve)
+        }
+    }
+
+    /// Waits for the next whole message (or the handshake's end, after
+    /// [`WebSocket::start`]): reads, answers pings (one pong per ping),
+    /// sends keepalive pings, writes what [`WebSocket::feed`] queued, and
+    /// enforces the connection's deadlines.
+    ///
+    /// [`Event::Closed`] and every error end the connection (the socket is
+    /// released); a later call returns [`Error::NotOpen`] until the next
+    /// connect.
+    ///
+    /// Cancel safety: dropping the future before it completes loses
+    /// nothing (bytes read stay buffered, bytes being written are written
+    /// by the next call, an event produced is returned by the next call).
+    pub async fn recv(&mut self) -> Result<Event<'_>, Error> {
+        Ok(match self.advance().await? {
+            Next::Open => Event::Open { protocol: self.protocol() },
+            Next::Message => Event::Message(self.message()),
+            Next::Closed(code) => Event::Closed(code),
+        })
+    }
+
+    /// Frames `message` into the write buffer, writing the buffer out
+    /// first if the frame does not fit behind what is queued. The frame
+    /// goes out with the next [`WebSocket::flush`], `send` or `recv`.
+    ///
+    /// Cancel safety: cancelled while the buffer is written out, the
+    /// message is not queued (what was written stays written).
+    pub async fn feed(&mut self, message: Message<'_>) -> Result<(), Error> {
+        for _ in 0..2 {
+            let Some(conn) = self.conn.as_mut().filter(|_| !self.ended) else { return Err(Error::NotOpen) };
+            let free = self.bufs.write.get_mut(self.write.end..).unwrap_or(&mut []);
+            match conn.send(message, free) {
+                Ok(len) => {
+                    self.write.end += len;
+                    return Ok(());
+                }
+                Err(roomwire_core::SendError::Buffer(e)) => {
+                    if self.write.start == self.write.end {
+                        return Err(Error::BufferTooSmall(e.required));
+                    }
+                    self.write_out().await?;
+                }
+                Err(roomwire_core::SendError::NotOpen) => return Err(Error::NotOpen),
+                Err(e) => return Err(Error::Invalid(e)),
+            }
+        }
+        Err(Error::BufferTooSmall(self.bufs.write.len() + 1))
+    }
+
+    /// Sends `message` (as one frame): [`WebSocket::feed`] then
+    /// [`WebSocket::flush`]. Returns once the frame is in the socket's
+    /// buffer.
+    pub async fn send(&mut self, message: Message<'_>) -> Result<(), Error> {
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    /// Writes out what is queued: fed messages, and what the connection
+    /// owes (pongs, keepalive pings, a close frame).
+    ///
+    /// Cancel safety: progress is recorded after every write; the next
+    /// call (or `recv`) writes the rest.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        if self.ended {
+            return Err(self.failure.unwrap_or(Error::NotOpen));
+        }
+        loop {
+            let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+            let free = self.bufs.write.get_mut(self.write.end..).unwrap_or(&mut []);
+            let full = match conn.poll_transmit(free) {
+                Ok(0) => false,
+                Ok(n) => {
+                    self.write.end += n;
+                    continue;
+                }
+                Err(e) if self.write.start == self.write.end => {
+                    return Err(self.fail(Error::BufferTooSmall(e.required)));
+                }
+                Err(_) => true,
+            };
+            self.write_out().await?;
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (at most 123
+    /// bytes) and writes the close frame. [`WebSocket::recv`] finishes it
+    /// (returning [`Event::Closed`] with the server's code) or fails after
+    /// the core's `close_timeout`.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        match self.queue_close(code, reason) {
+            Ok(()) => self.flush().await,
+            Err(roomwire_core::SendError::NotOpen) => Err(Error::NotOpen),
+            Err(e) => Err(Error::Invalid(e)),
+        }
+    }
+
+    /// Drops the connection without a closing handshake (a TCP reset), if
+    /// there is one. The socket is then free for the next connect.
+    pub async fn abort(&mut self) {
+        self.release_socket(false).await;
+        self.reset();
+    }
+
+    /// Queues a close frame (written by the next flush).
+    pub(crate) fn queue_close(&mut self, code: CloseCode, reason: &str) -> Result<(), roomwire_core::SendError> {
+        match self.conn.as_mut().filter(|_| !self.ended) {
+            Some(conn) => conn.close(now(), code, reason),
+            None => Err(roomwire_core::SendError::NotOpen),
+        }
+    }
+
+    /// The subprotocol of the last [`Next::Open`].
+    pub(crate) fn protocol(&self) -> Option<&str> {
+        let span = self.protocol?;
+        core::str::from_utf8(self.bufs.read.get(span.start..span.end)?).ok()
+    }
+
+    /// The last [`Next::Message`].
+    fn message(&self) -> Message<'_> {
+        let data = self.bufs.message.get(..self.message.len).unwrap_or(&[]);
+        if self.message.text {
+            // Cannot fail: the core validates text.
+            if let Ok(text) = core::str::from_utf8(data) {
+                return Message::Text(text);
+            }
+        }
+        Message::Binary(data)
+    }
+
+    /// The last [`Next::Message`]'s bytes, and the connection (to close
+    /// it when the message is unreadable).
+    pub(crate) fn message_and_connection(&mut self) -> (&[u8], Option<&mut Connection<KeyRef<'a, K>>>) {
+        (self.bufs.message.get(..self.message.len).unwrap_or(&[]), self.conn.as_mut())
+    }
+
+    /// One connection's loop, up to its next event: handle buffered input,
+    /// write what is owed, then wait for input or the next deadline.
+    pub(crate) async fn advance(&mut self) -> Result<Next, Error> {
+        loop {
+            if self.ended {
+                // TCP closes cleanly (what was written is delivered first)
+                // once the closing handshake completed, or once the close
+                // frame that fails the connection went out: a reset would
+                // drop it, and what was sent before it.
+                let closed = self.conn.as_ref().is_some_and(|c| c.state() == State::Closed);
+                let clean = closed && (self.peer_close.is_some() || matches!(self.failure, Some(Error::Protocol(_))));
+                self.release_socket(clean).await;
+                let outcome = match (self.failure, self.peer_close) {
+                    (Some(error), _) => Err(error),
+                    (None, Some(code)) => Ok(Next::Closed(code)),
+                    (None, None) => Err(Error::Reset),
+                };
+                self.reset();
+                return outcome;
+            }
+            if self.conn.is_none() {
+                return Err(Error::NotOpen);
+            }
+            if self.pending.is_none() {
+                self.pending = self.process_input();
+            }
+            if self.flush().await.is_err() {
+                continue; // ended
+            }
+            if let Some(next) = self.pending.take() {
+                return Ok(next);
+            }
+            if self.conn.as_ref().is_none_or(|c| c.state() == State::Closed) {
+                self.ended = true;
+                continue;
+            }
+            let _ = self.wait().await; // an error ends the connection
+        }
+    }
+
+    /// Records why the connection is failing (the first cause wins) and
+    /// ends it.
+    fn fail(&mut self, error: Error) -> Error {
+        self.ended = true;
+        *self.failure.get_or_insert(error)
+    }
+
+    /// Feeds buffered input to the connection until it needs more bytes or
+    /// produces an event to report.
+    fn process_input(&mut self) -> Option<Next> {
+        let conn = self.conn.as_mut()?;
+        let base = self.bufs.read.as_ptr() as usize;
+        while self.read.start < self.read.end {
+            let Some(input) = self.bufs.read.get_mut(self.read.start..self.read.end) else { break };
+            let Received { consumed, event } = conn.handle_input(now(), input);
+            self.read.start += consumed;
+            let Some(event) = event else {
+                if consumed == 0 {
+                    break;
+                }
+                continue;
+            };
+            match event {
+                WsEvent::Open { protocol } => {
+                    // The protocol is in the read buffer, which is not
+                    // compacted before the event is returned.
+                    self.protocol = protocol.map(|p| {
+                        let start = (p.as_ptr() as usize).wrapping_sub(base);
+                        Span { start, end: start.wrapping_add(p.len()) }
+                    });
+                    return Some(Next::Open);
+                }
+                WsEvent::HandshakeFailed(e) => {
+                    self.failure.get_or_insert(Error::Handshake(e));
+                }
+                WsEvent::Data { kind, payload, message_start, message_end } => {
+                    if message_start {
+                        self.message = Assembly { len: 0, text: kind == roomwire_core::MessageKind::Text };
+                    }
+                    let at = self.message.len;
+                    match self.bufs.message.get_mut(at..at + payload.len()) {
+                        Some(dst) => {
+                            dst.copy_from_slice(payload);
+                            self.message.len += payload.len();
+                        }
+                        None => {
+                            // Cannot happen: max_message_size is capped at
+                            // the buffer's length, so the core refuses first.
+                            let _ = conn.close(now(), CloseCode::MessageTooBig, "message too big");
+                            self.failure.get_or_insert(Error::Protocol(CloseCode::MessageTooBig));
+                            self.message.len = 0;
+                            continue;
+                        }
+                    }
+                    if message_end {
+                        return Some(Next::Message);
+                    }
+                }
+                WsEvent::Close { code, .. } => {
+                    self.peer_close = Some(code);
+                }
+                WsEvent::ProtocolError(e) => {
+                    warn!("roomwire: protocol error, closing with {}", u16::from(e.code));
+                    self.failure.get_or_insert(Error::Protocol(e.code));
+                }
+                WsEvent::Ping(_) => {
+                    // Answer each ping of a burst, not only the last: the
+                    // core owes a pong for the latest ping only (RFC 6455
+                    // allows that), so take it now while there is room.
+                    // With the write buffer full, the pongs coalesce.
+                    let free = self.bufs.write.get_mut(self.write.end..).unwrap_or(&mut []);
+                    if let Ok(n) = conn.poll_transmit(free) {
+                        self.write.end += n;
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Writes the write buffer out. Cancel safe: progress is recorded
+    /// after every write. A failure ends the connection.
+    async fn write_out(&mut self) -> Result<(), Error> {
+        let timeout = duration(self.options.write_timeout);
+        while self.write.start < self.write.end {
+            let pending = self.bufs.write.get(self.write.start..self.write.end).unwrap_or(&[]);
+            match with_timeout(timeout, self.socket.write(pending)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(self.fail(Error::Reset)),
+                Ok(Ok(n)) => self.write.start += n,
+                Err(_) => return Err(self.fail(Error::WriteTimeout)),
+            }
+        }
+        self.write = Span::default();
+        Ok(())
+    }
+
+    /// Waits for bytes from the server or the connection's next deadline.
+    /// A failure (or the server's end of TCP) ends the connection.
+    async fn wait(&mut self) -> Result<(), Error> {
+        if self.read.start > 0 {
+            self.bufs.read.copy_within(self.read.start..self.read.end, 0);
+            self.read = Span { start: 0, end: self.read.end - self.read.start };
+        }
+        if self.read.end >= self.bufs.read.len() {
+            // Only a handshake response can fill it: frames stream through.
+            return Err(self.fail(Error::BufferTooSmall(self.bufs.read.len() + 1)));
+        }
+        let Some(conn) = self.conn.as_mut() else { return Err(Error::NotOpen) };
+        let deadline = conn.poll_timeout().map_or(embassy_time::Instant::MAX, to_embassy);
+        let free = self.bufs.read.get_mut(self.read.end..).unwrap_or(&mut []);
+        match select(self.socket.read(free), Timer::at(deadline)).await {
+            Either::First(Ok(0)) | Either::First(Err(_)) => {
+                if self.peer_close.is_some() {
+                    self.ended = true;
+                    return Ok(());
+                }
+                Err(self.fail(Error::Reset))
+            }
+            Either::First(Ok(n)) => {
+                self.read.end += n;
+                Ok(())
+            }
+            Either::Second(()) => match conn.handle_timeout(now()) {
+                Some(timeout) => {
+                    warn!("roomwire: timeout");
+                    Err(self.fail(Error::Timeout(timeout)))
+                }
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Forgets the connection (after its socket was released).
+    fn reset(&mut self) {
+        self.conn = None;
+        self.read = Span::default();
+        self.write = Span::default();
+        self.message = Assembly::default();
+        self.protocol = None;
+        self.pending = None;
+        self.peer_close = None;
+        self.failure = None;
+        self.ended = false;
+    }
+
+    /// Brings the socket back to `Closed`: cleanly (FIN, then a reset if
+    /// the server has not finished within [`LINGER`]) or with a reset.
+    async fn release_socket(&mut self, clean: bool) {
+        if self.socket.state() == TcpState::Closed {
+            return;
+        }
+        if clean {
+            self.socket.close();
+            let _ = with_timeout(LINGER, async {
+                while !matches!(self.socket.state(), TcpState::Closed | TcpState::TimeWait) {
+                    Timer::after_millis(10).await;
+                }
+            })
+            .await;
+        }
+        if self.socket.state() != TcpState::Closed {
+            self.socket.abort();
+            let _ = with_timeout(LINGER, self.socket.flush()).await;
+        }
+    }
+}
+
+/// Writes the `Host` header value (`host`, or `host:port` unless 80) at
+/// the start of `out`.
+fn write_host(host: &str, port: u16, out: &mut [u8]) -> Result<usize, Error> {
+    let mut digits = [0u8; 5];
+    let mut n = 0;
+    let mut p = port;
+    loop {
+        if let Some(d) = digits.get_mut(n) {
+            *d = b'0' + (p % 10) as u8;
+        }
+        n += 1;
+        p /= 10;
+        if p == 0 {
+            break;
+        }
+    }
+    let port_len = if port == 80 { 0 } else { 1 + n };
+    let total = host.len() + port_len;
+    let dst = out.get_mut(..total).ok_or(Error::BufferTooSmall(total))?;
+    let (name, tail) = dst.split_at_mut(host.len());
+    name.copy_from_slice(host.as_bytes());
+    if let Some((colon, rest)) = tail.split_first_mut() {
+        *colon = b':';
+        for (dst, src) in rest.iter_mut().zip(digits.iter().take(n).rev()) {
+            *dst = *src;
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn host_header() {
+        let mut out = [0u8; 32];
+        let n = write_host("192.0.2.1", 8080, &mut out).unwrap();
+        assert_eq!(&out[..n], b"192.0.2.1:8080");
+        let n = write_host("example.org", 80, &mut out).unwrap();
+        assert_eq!(&out[..n], b"example.org");
+        let n = write_host("h", 7, &mut out).unwrap();
+        assert_eq!(&out[..n], b"h:7");
+        assert_eq!(write_host("192.0.2.1", 8080, &mut out[..4]), Err(Error::BufferTooSmall(14)));
+    }
+}
