@@ -44,27 +44,11 @@ fail() {
     exit 1
 }
 
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    if ip netns list 2>/dev/null | grep -qw "$NS"; then
-        ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null || true
-        ip netns del "$NS" || true
-    fi
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/netns.sh
+. "$ROOT/scripts/lib/netns.sh"
+trap netns_cleanup EXIT
 
-[ "$(id -u)" -eq 0 ] || fail "must run as root (TAP device and network namespace)"
-[ -e /dev/net/tun ] || fail "/dev/net/tun is missing"
-if ! command -v ip >/dev/null; then
-    log "installing iproute2"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
-fi
+netns_preflight
 [ -f "$EXPECTED" ] || fail "${EXPECTED#"$ROOT"/} is missing"
 "$ROOT/scripts/install-autobahn.sh" || fail "installing Autobahn|Testsuite failed"
 
@@ -88,11 +72,7 @@ print(f"autobahn-embassy: {len(locked['capacity'])} capacity cases listed, {len(
 PY
 
 log "network namespace $NS with $TAP at $HOST/24 (the client is 192.0.2.2)"
-ip netns add "$NS"
-ip netns exec "$NS" ip link set lo up
-ip netns exec "$NS" ip tuntap add name "$TAP" mode tap
-ip netns exec "$NS" ip addr add "$HOST/24" dev "$TAP"
-ip netns exec "$NS" ip link set "$TAP" up
+netns_create_tap "$TAP" "$HOST/24"
 
 ip netns exec "$NS" timeout "$((TIMEOUT + 60))" "$WSTEST" -m fuzzingserver -s "$SPEC" -u 0 >"$W/wstest.log" 2>&1 &
 PIDS+=($!)

@@ -27,28 +27,11 @@ fail() {
     exit 1
 }
 
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    if ip netns list 2>/dev/null | grep -qw "$NS"; then
-        # Anything still running in the namespace goes with it.
-        ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null || true
-        ip netns del "$NS" || true
-    fi
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/netns.sh
+. "$ROOT/scripts/lib/netns.sh"
+trap netns_cleanup EXIT
 
-[ "$(id -u)" -eq 0 ] || fail "must run as root (TAP device and network namespace)"
-[ -e /dev/net/tun ] || fail "/dev/net/tun is missing"
-command -v ip >/dev/null || {
-    log "installing iproute2"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
-}
+netns_preflight
 
 cd "$ROOT"
 log "building the chat server, the TAP node and the peer"
@@ -58,11 +41,7 @@ EXAMPLES="$TARGET_DIR/debug/examples"
 
 mkdir -p "$LOGS"
 log "network namespace $NS with $TAP at 192.0.2.1/24"
-ip netns add "$NS"
-ip netns exec "$NS" ip link set lo up
-ip netns exec "$NS" ip tuntap add name "$TAP" mode tap
-ip netns exec "$NS" ip addr add 192.0.2.1/24 dev "$TAP"
-ip netns exec "$NS" ip link set "$TAP" up
+netns_create_tap "$TAP" 192.0.2.1/24
 
 ip netns exec "$NS" "$EXAMPLES/chat" --listen 192.0.2.1:8080 >"$LOGS/chat.log" 2>&1 &
 PIDS+=($!)

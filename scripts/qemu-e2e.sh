@@ -55,32 +55,11 @@ fail() {
     exit 1
 }
 
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    if ip netns list 2>/dev/null | grep -qw "$NS"; then
-        ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null || true
-        ip netns del "$NS" || true
-    fi
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/netns.sh
+. "$ROOT/scripts/lib/netns.sh"
+trap netns_cleanup EXIT
 
-[ "$(id -u)" -eq 0 ] || fail "must run as root (TAP device and network namespace)"
-[ -e /dev/net/tun ] || fail "/dev/net/tun is missing"
-need_apt=()
-command -v ip >/dev/null || need_apt+=(iproute2)
-command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
-if ((${#need_apt[@]})); then
-    log "installing ${need_apt[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
+netns_preflight qemu-system-arm:qemu-system-arm
 if ! rustup target list --installed | grep -qx "$TARGET"; then
     log "rustup target add $TARGET"
     rustup target add "$TARGET"
@@ -98,11 +77,7 @@ FIRMWARE="$ROOT/firmware/target/$TARGET/release/qemu-room-polled"
 rm -rf "$LOGS"
 mkdir -p "$LOGS"
 log "network namespace $NS with $TAP at $HOST/24 (the firmware is 192.0.2.2)"
-ip netns add "$NS"
-ip netns exec "$NS" ip link set lo up
-ip netns exec "$NS" ip tuntap add name "$TAP" mode tap
-ip netns exec "$NS" ip addr add "$HOST/24" dev "$TAP"
-ip netns exec "$NS" ip link set "$TAP" up
+netns_create_tap "$TAP" "$HOST/24"
 
 in_ns() { ip netns exec "$NS" "$@"; }
 

@@ -36,6 +36,20 @@ async fn connect(url: &str) -> Result<WebSocket<tokio::net::TcpStream>> {
     }
 }
 
+/// A raw TCP connection to the embassy server, retried like [`connect`]:
+/// a slot listens again only once its previous connection is fully closed.
+async fn tcp_connect() -> Result<tokio::net::TcpStream> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::net::TcpStream::connect(EMBASSY_ADDR).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if Instant::now() < deadline => eprintln!("peer: connect {EMBASSY_ADDR}: {e}; retrying"),
+            Err(e) => return Err(format!("connect {EMBASSY_ADDR}: {e}")),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits for an `append` whose content is `content`; returns the frame.
 async fn expect_append<S>(ws: &mut WebSocket<S>, content: &str, within: Duration) -> Result<serde_json::Value>
 where
@@ -82,9 +96,9 @@ async fn embassy_client_on_tokio_server() -> Result<()> {
 /// Bad clients of the embassy server: garbage, a handshake cut short, a
 /// frame cut mid-way.
 async fn bad_clients() -> Result<()> {
-    let mut garbage = tokio::net::TcpStream::connect(EMBASSY_ADDR).await.map_err(|e| e.to_string())?;
+    let mut garbage = tcp_connect().await?;
     garbage.write_all(b"\x00\xffnot http at all\r\n\r\n").await.map_err(|e| e.to_string())?;
-    let mut cut = tokio::net::TcpStream::connect(EMBASSY_ADDR).await.map_err(|e| e.to_string())?;
+    let mut cut = tcp_connect().await?;
     cut.write_all(b"GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgr").await.map_err(|e| e.to_string())?;
     drop(cut);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -93,7 +107,7 @@ async fn bad_clients() -> Result<()> {
     let mut ws = connect(EMBASSY).await?;
     say(&mut ws, "from a client about to vanish").await?;
     drop(ws);
-    let mut half = tokio::net::TcpStream::connect(EMBASSY_ADDR).await.map_err(|e| e.to_string())?;
+    let mut half = tcp_connect().await?;
     half.write_all(
         b"GET /ws/chat?roomId=lobby HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\xfe\x01",
