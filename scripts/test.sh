@@ -12,6 +12,8 @@
 #   fuzz      every cargo-fuzz target for FUZZ_SECONDS seconds each
 #   autobahn  Autobahn|Testsuite against the tokio server and client (scripts/autobahn.sh), then
 #             against the core's client on embassy-net (scripts/autobahn-embassy.sh)
+#   bench     a few-second smoke of the benchmark harness (scripts/bench.sh --smoke): every server
+#             and mode once, and deliberately broken servers that the harness must reject
 #   e2e       embassy-net over a TAP device in a network namespace against the tokio chat server,
 #             the firmware on QEMU mps2-an386 (LAN9118) joining a room, and the chat demo in
 #             headless Chromium
@@ -37,7 +39,7 @@ if [ "${CI:-}" = "true" ]; then
     export CARGO_INCREMENTAL=0
 fi
 
-ALL_STAGES=(setup lint unit embedded firmware fuzz autobahn e2e)
+ALL_STAGES=(setup lint unit embedded firmware fuzz autobahn e2e bench)
 EMBEDDED_TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi)
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
@@ -157,6 +159,10 @@ stage_e2e() {
     "$ROOT/scripts/embassy-e2e.sh"
     "$ROOT/scripts/qemu-e2e.sh"
     "$ROOT/scripts/browser-test.sh"
+}
+
+stage_bench() {
+    "$ROOT/scripts/bench.sh" --smoke
 }
 
 stage_autobahn() {

@@ -653,8 +653,7 @@ impl Server {
             match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let server = self.clone();
-                    tokio::spawn(async move { server.serve_stream(stream, Some(peer)).await });
+                    tokio::spawn(self.serve_future(stream, Some(peer)));
                 }
                 Err(e) => {
                     warn!(error = %e, "accept failed");
@@ -692,6 +691,16 @@ impl Server {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        self.serve_future(stream, peer).await
+    }
+
+    /// The future serving one stream, spawned as is by [`serve`](Self::serve):
+    /// no `async fn` wrapper around it, whose copies of the arguments would
+    /// stay in every connection's task.
+    fn serve_future<S>(&self, stream: S, peer: Option<SocketAddr>) -> impl Future<Output = ()> + Send + 'static
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let span = info_span!(
             "connection",
             ?peer,
@@ -699,6 +708,6 @@ impl Server {
             path = tracing::field::Empty,
             user = tracing::field::Empty
         );
-        conn::serve_stream(self.clone(), Box::new(stream), peer).instrument(span).await
+        conn::serve_stream(self.clone(), Box::new(stream), peer).instrument(span)
     }
 }

@@ -2,27 +2,72 @@
 //! bounded in bytes, and requests to close it.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use roomwire_core::CloseCode;
 use roomwire_core::connection::MAX_CLOSE_REASON;
-use tokio::sync::Notify;
+
+/// Queued frames, oldest first. The first is kept inline: a connection
+/// that keeps up has one frame waiting at a time, and queuing it then
+/// allocates nothing (callgrind, fan-out at 10 k deliveries/s: the
+/// deque's allocation and free were about 8 % of the server's
+/// instructions per delivery).
+#[derive(Default)]
+pub(crate) struct Frames {
+    first: Option<Bytes>,
+    /// Empty while `first` is.
+    rest: VecDeque<Bytes>,
+}
+
+impl Frames {
+    fn push(&mut self, frame: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(frame);
+        } else {
+            self.rest.push_back(frame);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.first.iter().chain(self.rest.iter())
+    }
+}
 
 #[derive(Default)]
 struct State {
-    frames: VecDeque<Bytes>,
+    frames: Frames,
     bytes: usize,
     /// The bound was crossed: the connection is being closed; drop frames.
     overflowed: bool,
     close: Option<(CloseCode, String)>,
     abort: bool,
+    /// Something was pushed or requested since the connection last looked.
+    signalled: bool,
+    /// The connection task waiting for it. Kept under the same lock as the
+    /// frames (rather than in a `tokio::sync::Notify`, which has a lock of
+    /// its own): a push to one of a room's members takes one lock, not two.
+    waker: Option<Waker>,
+}
+
+impl State {
+    /// Mark work pending; the waker to wake once the lock is released.
+    fn signal(&mut self) -> Option<Waker> {
+        self.signalled = true;
+        self.waker.take()
+    }
 }
 
 /// What the connection task takes out of its outbox in one go.
 #[derive(Default)]
 pub(crate) struct Taken {
-    pub(crate) frames: VecDeque<Bytes>,
+    pub(crate) frames: Frames,
     pub(crate) overflowed: bool,
     pub(crate) close: Option<(CloseCode, String)>,
     pub(crate) abort: bool,
@@ -30,14 +75,13 @@ pub(crate) struct Taken {
 
 pub(crate) struct Outbox {
     state: Mutex<State>,
-    notify: Notify,
     limit: usize,
 }
 
 impl Outbox {
     /// An outbox holding at most `limit` bytes of frames.
     pub(crate) fn new(limit: usize) -> Self {
-        Self { state: Mutex::new(State::default()), notify: Notify::new(), limit }
+        Self { state: Mutex::new(State::default()), limit }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -53,14 +97,17 @@ impl Outbox {
         }
         if state.bytes.saturating_add(frame.len()) > self.limit && !state.frames.is_empty() {
             state.overflowed = true;
-            state.frames = VecDeque::new();
+            state.frames = Frames::default();
             state.bytes = 0;
         } else {
             state.bytes += frame.len();
-            state.frames.push_back(frame);
+            state.frames.push(frame);
         }
+        let waker = state.signal();
         drop(state);
-        self.notify.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Ask the connection to close with `code` and `reason` (cut to fit a
@@ -70,14 +117,24 @@ impl Outbox {
         while !reason.is_char_boundary(cut) {
             cut -= 1;
         }
-        self.lock().close.get_or_insert_with(|| (code, reason[..cut].to_owned()));
-        self.notify.notify_one();
+        let mut state = self.lock();
+        state.close.get_or_insert_with(|| (code, reason[..cut].to_owned()));
+        let waker = state.signal();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Ask the connection to stop at once, without a closing handshake.
     pub(crate) fn abort(&self) {
-        self.lock().abort = true;
-        self.notify.notify_one();
+        let mut state = self.lock();
+        state.abort = true;
+        let waker = state.signal();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Take everything pending. Close requests and overflow stay reported
@@ -86,6 +143,8 @@ impl Outbox {
         let mut state = self.lock();
         let frames = std::mem::take(&mut state.frames);
         state.bytes = 0;
+        // Everything pending is taken: nothing left to wake up for.
+        state.signalled = false;
         Taken { frames, overflowed: state.overflowed, close: state.close.take(), abort: state.abort }
     }
 
@@ -94,13 +153,25 @@ impl Outbox {
     pub(crate) fn set_overflowed(&self) {
         let mut state = self.lock();
         state.overflowed = true;
-        state.frames = VecDeque::new();
+        state.frames = Frames::default();
         state.bytes = 0;
     }
 
     /// Wait until something is pushed or requested (returns at once if that
-    /// happened since the last wait).
+    /// happened since the last wait or [`take`](Self::take)).
     pub(crate) async fn notified(&self) {
-        self.notify.notified().await;
+        poll_fn(|cx| self.poll_notified(cx)).await;
+    }
+
+    fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        if state.signalled {
+            state.signalled = false;
+            return Poll::Ready(());
+        }
+        if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            state.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }

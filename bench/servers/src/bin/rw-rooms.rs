@@ -1,0 +1,39 @@
+//! roomwire-tokio room server for the fan-out and idle cells: the room
+//! `Server` (public API only) on the Alepha wire. Clients join with
+//! `/ws/bench?roomId=r`; every message is relayed to every other member of
+//! the sender's room (`reply_with(.., Reply::new().except_self())`), which
+//! adds the `__alephaRoom` label as Alepha does.
+
+use std::borrow::Cow;
+
+use roomwire_tokio::server::{Endpoint, Reply, Server};
+use serde::{Deserialize, Serialize};
+
+/// The bench message: one string field, borrowed from the received frame.
+#[derive(Serialize, Deserialize)]
+pub struct Relay<'a> {
+    #[serde(borrow)]
+    pub p: Cow<'a, str>,
+}
+
+roomwire_tokio::roomwire_core::channel! {
+    /// The bench channel.
+    pub struct Bench { path: "/ws/bench", in: Relay<'a>, out: Relay<'a> }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = roomwire_bench_servers::addr();
+    let server = Server::builder()
+        .endpoint(Endpoint::<Bench>::new(|ctx| {
+            Box::pin(async move {
+                ctx.reply_with(&ctx.message, &Reply::new().except_self())?;
+                Ok(())
+            })
+        }))
+        .build()?;
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    roomwire_bench_servers::ready(&addr);
+    server.serve(listener).await?;
+    Ok(())
+}

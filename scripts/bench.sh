@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# roomwire beside its peers: echo, room fan-out and idle memory, in one run.
+#
+# Usage: scripts/bench.sh [--quick | --smoke] [--rounds N] [--only CELL_SUBSTRING] [--out DIR]
+#   (default)  full run: 3 rounds, echo 1 s warm-up + 5 s, fan-out 2 s + 5 s, idle 10 000 connections
+#   --quick    3 rounds, shorter windows (echo 0.5 + 2 s, fan-out 1 + 2 s)
+#   --smoke    CI: a few seconds on a dev build; one round of small cells (roomwire and every
+#              peer reachable here), then the generator against deliberately broken servers
+#              (duplicate, lost, misrouted messages), each of which must make it fail.
+#              Exits non-zero if anything in the harness breaks.
+#   --rounds N rounds per cell (medians need 3 or more)
+#   --only S   only the cells whose name contains S (e.g. echo, fanout, idle, echo-500x16k)
+#   --out DIR  where results go (default target/bench/<UTC time>)
+#
+# Method: each run starts a fresh server pinned to CPU $SERVER_CPU (default 0) and the load
+# generator (bench/loadgen, one tokio current-thread runtime) pinned to CPU $GEN_CPU (default 1);
+# within a cell the servers alternate, the order rotating every round. Figures come from /proc:
+# server and generator CPU time over the measurement window (every thread, schedstat), the
+# server's VmRSS for idle memory. The summary prints medians per cell and the roomwire/peer ratios.
+# Any run that errors, loses, duplicates or misroutes a message is reported as FAILED (no figure)
+# and makes the script exit 1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+MODE=full
+ROUNDS=""
+ONLY=""
+OUT=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) MODE=quick ;;
+        --smoke) MODE=smoke ;;
+        --rounds) ROUNDS="$2"; shift ;;
+        --only) ONLY="$2"; shift ;;
+        --out) OUT="$2"; shift ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { echo "bench.sh: $*" >&2; }
+die() { echo "bench.sh: ERROR: $*" >&2; exit 1; }
+
+case "$MODE" in
+    full)  ROUNDS="${ROUNDS:-3}"; ECHO_T="--warmup 1 --duration 5"; FAN_T="--warmup 2 --duration 5"; IDLE_N=10000; PROFILE=release ;;
+    quick) ROUNDS="${ROUNDS:-3}"; ECHO_T="--warmup 0.5 --duration 2"; FAN_T="--warmup 1 --duration 2"; IDLE_N=10000; PROFILE=release ;;
+    smoke) ROUNDS="${ROUNDS:-1}"; ECHO_T="--warmup 0.2 --duration 0.4"; FAN_T="--warmup 0.2 --duration 0.4"; IDLE_N=200; PROFILE="${BENCH_PROFILE:-dev}" ;;
+esac
+OUT="${OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)-$MODE}"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.txt"
+: >"$RESULTS"
+
+SERVER_CPU="${SERVER_CPU:-0}"
+GEN_CPU="${GEN_CPU:-1}"
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    PIN_SERVER=(taskset -c "$SERVER_CPU")
+    PIN_GEN=(taskset -c "$GEN_CPU")
+else
+    log "fewer than 2 CPUs or no taskset: not pinning (figures are not comparable to pinned runs)"
+    PIN_SERVER=()
+    PIN_GEN=()
+fi
+
+# --- build ----------------------------------------------------------------------------------------
+log "building the load generator and the servers ($PROFILE)"
+cargo build --quiet --profile "$PROFILE" -p roomwire-loadgen -p roomwire-bench-servers
+if [ "$PROFILE" = dev ]; then BIN="$ROOT/target/debug"; else BIN="$ROOT/target/$PROFILE"; fi
+LOADGEN="$BIN/roomwire-loadgen"
+
+HAVE_NODE=0
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    if [ ! -d bench/node/node_modules/ws ] || [ bench/node/package-lock.json -nt bench/node/node_modules/.package-lock.json ]; then
+        log "npm ci (bench/node)"
+        (cd bench/node && npm ci --no-audit --no-fund --silent) || die "npm ci failed in bench/node"
+    fi
+    HAVE_NODE=1
+else
+    [ "$MODE" = smoke ] || die "node and npm are needed for the Node ws peers"
+    log "node not found: smoke runs without the Node ws peers"
+fi
+
+# --- environment ----------------------------------------------------------------------------------
+CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "command: scripts/bench.sh ${MODE/full/}${ROUNDS:+ (rounds $ROUNDS)}"
+    echo "cpu: $CPU_MODEL, $(nproc) vCPUs; server on CPU $SERVER_CPU, generator on CPU $GEN_CPU"
+    echo "kernel: $(uname -r); $(rustc --version); node $(node --version 2>/dev/null || echo absent)"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} | tee "$OUT/env.txt" >&2
+
+# --- servers --------------------------------------------------------------------------------------
+# name -> command (ADDR is replaced), wire (ws|sio) and request path.
+server_cmd() {
+    case "$1" in
+        roomwire-raw|roomwire-echo) echo "$BIN/rw-echo ADDR" ;;
+        roomwire-rooms) echo "$BIN/rw-rooms ADDR" ;;
+        fastwebsockets) echo "$BIN/fws-echo ADDR" ;;
+        tokio-tungstenite) echo "$BIN/tt-echo ADDR" ;;
+        node-ws) echo "node $ROOT/bench/node/echo.js ADDR" ;;
+        node-ws-rooms) echo "node $ROOT/bench/node/rooms.js ADDR" ;;
+        socketioxide) echo "$BIN/sio-rooms ADDR" ;;
+        faulty-*) echo "$BIN/rw-faulty ${1#faulty-} ADDR" ;;
+        *) die "unknown server $1" ;;
+    esac
+}
+server_wire() {
+    case "$1" in
+        socketioxide) echo "--proto sio --path /socket.io/?EIO=4&transport=websocket" ;;
+        roomwire-rooms|faulty-rooms-*) echo "--proto ws --path /ws/bench?roomId=r" ;;
+        node-ws-rooms) echo "--proto ws --path /?roomId=r" ;;
+        *) echo "--proto ws --path /" ;;
+    esac
+}
+# The name shown in the tables: in every cell the roomwire entry is "roomwire".
+display_name() {
+    case "$1" in
+        roomwire-echo|roomwire-rooms) echo roomwire ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# Listen ports below the ephemeral range, where the generator's client sockets (and their
+# TIME_WAIT) live; a port found busy anyway is skipped (start_server retries).
+LOW_EPHEMERAL="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+PORT=$((10000 + RANDOM % (LOW_EPHEMERAL - 12000)))
+SERVER_PID=""
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+trap stop_server EXIT
+
+start_server() { # name
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        if start_server_once "$1"; then return 0; fi
+        grep -qi "in use" "$OUT/server.log" || return 1
+    done
+    return 1
+}
+
+start_server_once() { # name
+    local cmd
+    PORT=$((PORT + 1))
+    if [ "$PORT" -ge $((LOW_EPHEMERAL - 1)) ]; then PORT=10000; fi
+    ADDR="127.0.0.1:$PORT"
+    cmd="$(server_cmd "$1")"
+    cmd="${cmd//ADDR/$ADDR}"
+    # The background job truncates the log only once it runs: remove the
+    # previous server's log first, and wait for this server's own line.
+    rm -f "$OUT/server.log"
+    # shellcheck disable=SC2086
+    "${PIN_SERVER[@]}" $cmd >"$OUT/server.log" 2>&1 &
+    SERVER_PID=$!
+    local i
+    for i in $(seq 1 200); do
+        if grep -qF "listening on $ADDR" "$OUT/server.log" 2>/dev/null; then return 0; fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+        sleep 0.05
+    done
+    stop_server
+    grep -qi "in use" "$OUT/server.log" || cat "$OUT/server.log" >&2
+    return 1
+}
+
+FAILED=0
+# run_one CELL SERVER ROUND LOADGEN_ARGS... : one fresh server, one generator run.
+run_one() {
+    local cell="$1" server="$2" round="$3"
+    shift 3
+    local shown tag
+    shown="$(display_name "$server")"
+    tag="cell=$cell server=$shown round=$round"
+    if ! start_server "$server"; then
+        echo "FAIL $tag reason=server-did-not-start" >>"$RESULTS"
+        log "FAILED: $tag: server did not start"
+        FAILED=$((FAILED + 1))
+        return 1
+    fi
+    local wire line
+    wire="$(server_wire "$server")"
+    # shellcheck disable=SC2086
+    if line="$("${PIN_GEN[@]}" "$LOADGEN" "$@" $wire --addr "$ADDR" --server-pid "$SERVER_PID" --tag "$tag" 2>"$OUT/loadgen.err")"; then
+        echo "$line" >>"$RESULTS"
+        echo "  $line" >&2
+    else
+        echo "FAIL $tag reason=$(tr ' \n' '_ ' <"$OUT/loadgen.err" | cut -c1-300)" >>"$RESULTS"
+        log "FAILED: $tag: $(cat "$OUT/loadgen.err")"
+        FAILED=$((FAILED + 1))
+        kill -0 "$SERVER_PID" 2>/dev/null || log "(the server had exited)"
+        stop_server
+        cp "$OUT/server.log" "$OUT/failed-$cell-$shown-$round.server.log"
+        return 1
+    fi
+    stop_server
+}
+
+# cell NAME "LOADGEN ARGS" SERVER... : every round, every server, order rotating per round.
+cell() {
+    local name="$1" args="$2"
+    shift 2
+    if [ -n "$ONLY" ] && [[ "$name" != *"$ONLY"* ]]; then return 0; fi
+    local servers=("$@") n=$# round i
+    log "cell $name: ${servers[*]}"
+    for round in $(seq 1 "$ROUNDS"); do
+        for i in $(seq 0 $((n - 1))); do
+            local s="${servers[$(((i + round - 1) % n))]}"
+            # shellcheck disable=SC2086
+            run_one "$name" "$s" "$round" $args || { [ "$MODE" = smoke ] && die "smoke: $name on $s failed"; }
+        done
+    done
+}
+
+ECHO_PEERS=(roomwire-echo fastwebsockets tokio-tungstenite)
+ROOM_PEERS=(roomwire-rooms socketioxide)
+IDLE_SERVERS=(roomwire-rooms roomwire-raw fastwebsockets tokio-tungstenite socketioxide)
+if [ "$HAVE_NODE" = 1 ]; then
+    ECHO_PEERS+=(node-ws)
+    ROOM_PEERS+=(node-ws-rooms)
+    IDLE_SERVERS+=(node-ws)
+fi
+
+if [ "$MODE" = smoke ]; then
+    cell echo-10x20 "echo --conns 10 --size 20 $ECHO_T" "${ECHO_PEERS[@]}"
+    cell echo-4x16k "echo --conns 4 --size 16384 $ECHO_T" roomwire-echo
+    cell fanout-50 "fanout --members 50 --senders 3 --inflight 2 $FAN_T" "${ROOM_PEERS[@]}"
+    cell fanout-50-rate "fanout --members 50 --senders 3 --rate 20000 $FAN_T" roomwire-rooms
+    cell idle-200 "idle --conns $IDLE_N --warmup 0.3" roomwire-rooms socketioxide
+    [ "$FAILED" = 0 ] || die "smoke: $FAILED run(s) failed"
+    "$LOADGEN" summarize "$RESULTS" >"$OUT/summary.txt" || die "smoke: summarize failed"
+    # The harness must refuse to report figures for broken servers.
+    RESULTS="$OUT/faults.txt"
+    for fault in "echo-dup:echo --conns 4 --size 20 $ECHO_T:duplicate" \
+        "rooms-drop:fanout --members 20 --senders 2 --inflight 2 $FAN_T:lost" \
+        "rooms-dup:fanout --members 20 --senders 2 --inflight 2 $FAN_T:duplicate" \
+        "rooms-self:fanout --members 20 --senders 2 --inflight 2 $FAN_T:misrouted"; do
+        IFS=: read -r server args expect <<<"$fault"
+        # shellcheck disable=SC2086
+        if run_one "fault-$server" "faulty-$server" 1 $args 2>/dev/null; then
+            die "smoke: the generator reported a figure for the broken server $server"
+        fi
+        grep -q "$expect" "$OUT/loadgen.err" || die "smoke: broken server $server: expected a '$expect' error, got: $(cat "$OUT/loadgen.err")"
+        log "broken server $server rejected: $(cut -c1-120 "$OUT/loadgen.err")"
+    done
+    log "smoke passed (figures of a dev build, not measurements: $OUT/summary.txt)"
+    exit 0
+fi
+
+cell echo-100x20 "echo --conns 100 --size 20 $ECHO_T" "${ECHO_PEERS[@]}"
+cell echo-10x1k "echo --conns 10 --size 1024 $ECHO_T" "${ECHO_PEERS[@]}"
+cell echo-500x16k "echo --conns 500 --size 16384 $ECHO_T" "${ECHO_PEERS[@]}"
+cell fanout-1000x10x4 "fanout --members 1000 --senders 10 --inflight 4 $FAN_T" "${ROOM_PEERS[@]}"
+cell fanout-1000-rate50k "fanout --members 1000 --senders 10 --rate 50000 $FAN_T" "${ROOM_PEERS[@]}"
+cell idle-10k "idle --conns $IDLE_N --warmup 2" "${IDLE_SERVERS[@]}"
+
+echo
+cat "$OUT/env.txt"
+"$LOADGEN" summarize "$RESULTS" | tee "$OUT/summary.txt"
+"$LOADGEN" summarize "$RESULTS" --markdown >"$OUT/summary.md"
+log "results in $OUT (results.txt, summary.txt, summary.md)"
+if [ "$FAILED" -gt 0 ]; then
+    die "$FAILED run(s) failed: their cells have no figure from those runs"
+fi
