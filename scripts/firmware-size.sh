@@ -37,37 +37,13 @@ if ! cargo build --release --target "$TARGET" "${args[@]}"; then
 fi
 
 ELF_DIR="$ROOT/firmware/target/$TARGET/release"
-python3 - "$ELF_DIR" "$CORE_FLASH_LIMIT" "$STATE_RAM_LIMIT" <<'PY' || fail "size limits missed (see above)"
+python3 - "$ELF_DIR" "$CORE_FLASH_LIMIT" "$STATE_RAM_LIMIT" "$ROOT/scripts" <<'PY' || fail "size limits missed (see above)"
 import struct, sys
 
-elf_dir, core_limit, state_limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+elf_dir, core_limit, state_limit, scripts_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 
-def parse(path):
-    data = open(path, "rb").read()
-    assert data[:4] == b"\x7fELF" and data[4] == 1 and data[5] == 1, "expected a 32-bit little-endian ELF"
-    shoff, = struct.unpack_from("<I", data, 0x20)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
-    sections = []
-    for i in range(shnum):
-        name, typ, flags, addr, off, size, link, info, align, entsize = struct.unpack_from(
-            "<IIIIIIIIII", data, shoff + i * shentsize)
-        sections.append(dict(name=name, type=typ, addr=addr, off=off, size=size, link=link, entsize=entsize))
-    strtab = sections[shstrndx]
-    def cstr(off):
-        end = data.index(b"\0", off)
-        return data[off:end].decode("utf-8", "replace")
-    for s in sections:
-        s["name"] = cstr(strtab["off"] + s["name"])
-    symbols = []
-    for s in sections:
-        if s["type"] != 2:  # SHT_SYMTAB
-            continue
-        names = sections[s["link"]]
-        for j in range(s["size"] // 16):
-            st_name, value, size, info, other, shndx = struct.unpack_from("<IIIBBH", data, s["off"] + j * 16)
-            symbols.append(dict(name=cstr(names["off"] + st_name), value=value, size=size,
-                                type=info & 0xF, shndx=shndx))
-    return data, sections, symbols
+sys.path.insert(0, scripts_dir)
+from elf_sections import parse
 
 def section_sizes(sections):
     get = lambda n: sum(s["size"] for s in sections if s["name"] == n)
