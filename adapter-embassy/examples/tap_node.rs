@@ -82,7 +82,7 @@ async fn client(stack: Stack<'static>, host: &'static str, port: u16) {
     let mut config = ClientConfig::new(host, port);
     config.format = WireFormat::Alepha; // the chat server's In type is an internally tagged union
     config.websocket.keepalive_interval = Some(roomwire_embassy::roomwire_core::Duration::from_secs(5));
-    config.backoff_max = roomwire_embassy::roomwire_core::Duration::from_secs(2);
+    config.reconnect.max = roomwire_embassy::roomwire_core::Duration::from_secs(2);
     let mut client = Client::<Chat, 2, Keys>::new(stack, socket, keys, buffers, config, &["lobby"]).expect("client");
     let mut ticker = Ticker::every(Duration::from_millis(500));
     let mut heard = false;

@@ -4,9 +4,11 @@
 //! A [`Client`] owns a TCP socket the firmware created (with its TCP
 //! buffers), a [`RoomClient`] from the core (the rooms it wants and has
 //! joined), and four buffers the firmware lends it ([`ClientBuffers`]). It
-//! connects, keeps the connection alive, and when the connection ends for
-//! any reason it waits a backoff and connects again, asking for the same
-//! rooms. Nothing is allocated.
+//! connects, keeps the connection alive, and when the connection ends it
+//! connects again after the delay the core's
+//! [`Reconnector`](roomwire_core::reconnect::Reconnector) decides, asking
+//! for the same rooms: the same decisions as the tokio client. Nothing is
+//! allocated.
 //!
 //! The connection itself is a [`WebSocket`] (the raw layer in [`crate::ws`]):
 //! this module adds the core's room logic (handshake target and
@@ -58,6 +60,7 @@ use embassy_net::tcp::{self, TcpSocket};
 use embassy_time::Timer;
 use roomwire_core::client::{ClientError, ClientEvent, Opened, Requested, RoomClient};
 use roomwire_core::handshake::HandshakeError;
+use roomwire_core::reconnect::{Ending, Reconnect, ReconnectPolicy, Reconnector};
 use roomwire_core::{Channel, CloseCode, Config, Duration, Message, MessageKind, State, Timeout, WireFormat};
 
 use crate::keys::KeySource;
@@ -90,15 +93,14 @@ pub struct ClientConfig<'a> {
     /// How long the server may leave written data unacknowledged before
     /// the connection is dropped.
     pub write_timeout: Duration,
-    /// First wait before reconnecting; doubled after each failure.
-    pub backoff_min: Duration,
-    /// Longest wait before reconnecting.
-    pub backoff_max: Duration,
+    /// When to reconnect: the core's policy (exponential from 0.5 s to
+    /// 30 s, full jitter drawn from the key source, unlimited).
+    pub reconnect: ReconnectPolicy,
 }
 
 impl<'a> ClientConfig<'a> {
     /// Connect to `host:port` on the postcard wire, with a 30 s keepalive,
-    /// 10 s connect and write timeouts, and a backoff from 0.5 s to 30 s.
+    /// 10 s connect and write timeouts, and [`ReconnectPolicy::default`].
     pub fn new(host: &'a str, port: u16) -> Self {
         Self {
             host,
@@ -108,8 +110,7 @@ impl<'a> ClientConfig<'a> {
             websocket: Config { keepalive_interval: Some(Duration::from_secs(30)), ..Config::default() },
             connect_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
-            backoff_min: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(30),
+            reconnect: ReconnectPolicy::default(),
         }
     }
 }
@@ -140,7 +141,8 @@ pub struct ClientBuffers<'b> {
 }
 
 /// Why a connection ended (or never opened). The client reconnects on the
-/// next [`Client::next_event`], after a backoff unless noted.
+/// next [`Client::next_event`], after the reconnect policy's delay unless
+/// noted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Disconnect {
@@ -196,6 +198,26 @@ impl From<ws::Error> for Disconnect {
     }
 }
 
+impl Disconnect {
+    /// How the connection ended, as the core's reconnect policy reads it.
+    pub fn ending(self) -> Ending {
+        match self {
+            Self::Handshake(HandshakeError::Rejected { status }) => Ending::Refused(status),
+            Self::Protocol(code) => Ending::Broken(code),
+            Self::Closed(code) => Ending::Closed(code),
+            Self::Reconnect | Self::Local => Ending::Replaced,
+            Self::Resolve
+            | Self::Connect(_)
+            | Self::ConnectTimeout
+            | Self::Handshake(_)
+            | Self::Reset
+            | Self::WriteTimeout
+            | Self::Timeout(_)
+            | Self::BufferTooSmall(_) => Ending::Failed,
+        }
+    }
+}
+
 impl fmt::Display for Disconnect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -236,8 +258,15 @@ pub enum Event<'a, M> {
     /// request, which is only reported.
     Invalid(ClientError),
     /// The connection ended (or could not be made). The next call
-    /// reconnects, after a backoff.
+    /// reconnects, after the delay the reconnect policy decides.
     Disconnected(Disconnect),
+    /// The connection ended in a way that retrying cannot help (a full
+    /// room, refused credentials, an application close code: see
+    /// [`Ending::is_final`]), or the policy's
+    /// [`max_retries`](ReconnectPolicy::max_retries) ran out. The firmware
+    /// decides: calling [`Client::next_event`] again starts over after the
+    /// policy's longest delay.
+    Stopped(Disconnect),
 }
 
 /// Why [`Client::send`], [`Client::join`] or [`Client::leave`] failed.
@@ -291,6 +320,7 @@ enum Step {
     Connected(WireFormat),
     Message,
     Disconnected(Disconnect),
+    Stopped(Disconnect),
     Continue,
 }
 
@@ -305,12 +335,10 @@ pub struct Client<'b, C: Channel, const N: usize, K: KeySource + ?Sized> {
     host: &'b str,
     port: u16,
     headers: &'b [(&'b str, &'b str)],
-    backoff_min: Duration,
-    backoff_max: Duration,
+    reconnector: Reconnector,
     rooms: RoomClient<C, N>,
     scratch: &'b mut [u8],
     phase: Phase,
-    backoff: embassy_time::Duration,
     /// Why the current connection is ending (the first cause wins).
     ending: Option<Disconnect>,
     /// The connection opened; report it once the rooms are requested.
@@ -353,12 +381,10 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
             host: config.host,
             port: config.port,
             headers: config.headers,
-            backoff_min: config.backoff_min,
-            backoff_max: config.backoff_max,
+            reconnector: Reconnector::new(config.reconnect),
             rooms: RoomClient::with_rooms(config.format, rooms)?,
             scratch,
             phase: Phase::Idle(embassy_time::Instant::from_ticks(0)),
-            backoff: duration(config.backoff_min),
             ending: None,
             announce: false,
         })
@@ -386,6 +412,7 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
             match self.step().await {
                 Step::Connected(format) => return Event::Connected { format },
                 Step::Disconnected(why) => return Event::Disconnected(why),
+                Step::Stopped(why) => return Event::Stopped(why),
                 Step::Message => return self.take_message(),
                 Step::Continue => {}
             }
@@ -497,11 +524,11 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
 
     /// The server accepted the upgrade.
     fn opened(&mut self) {
+        self.reconnector.opened(now());
         let opened = self.rooms.opened(self.ws.protocol());
         self.phase = Phase::Open;
         match opened {
             Ok(Opened::Ready) => {
-                self.backoff = duration(self.backoff_min);
                 self.announce = true;
                 debug!("roomwire: connected");
             }
@@ -525,12 +552,7 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
         match rooms.handle_message(data, scratch) {
             Ok(event) => Event::Room(event),
             Err(error) => {
-                let code = match error {
-                    ClientError::UnknownReference(_) => None,
-                    ClientError::Scratch(_) => Some(CloseCode::MessageTooBig),
-                    _ => Some(CloseCode::Protocol),
-                };
-                if let (Some(code), Some(conn)) = (code, conn) {
+                if let (Some(code), Some(conn)) = (error.close_code(rooms.format()), conn) {
                     warn!("roomwire: unreadable message, closing with {}", u16::from(code));
                     if conn.close(now(), code, "unreadable message").is_ok() {
                         ending.get_or_insert(Disconnect::Protocol(code));
@@ -589,18 +611,19 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
         let why = self.ending.take().unwrap_or(why);
         self.announce = false;
         self.rooms.closed();
-        let wait = if why == Disconnect::Reconnect {
-            embassy_time::Duration::from_ticks(0)
-        } else {
-            // Full backoff, less up to half of it at random, so devices
-            // that lost the same server do not come back in step.
-            let jitter = u64::from(u32::from_le_bytes(self.ws.keys().next_key()) % 512);
-            let wait = self.backoff - self.backoff * (jitter as u32) / 1024;
-            self.backoff = (self.backoff * 2).min(duration(self.backoff_max));
-            wait
+        let random = u32::from_le_bytes(self.ws.keys().next_key());
+        let (wait, step) = match self.reconnector.ended(now(), why.ending(), random) {
+            Reconnect::Now => (Duration::ZERO, Step::Disconnected(why)),
+            Reconnect::After(wait) => (wait, Step::Disconnected(why)),
+            Reconnect::Stop(_) => {
+                // Reported to the firmware; if it calls again, start over
+                // at the slowest pace.
+                self.reconnector = Reconnector::new(*self.reconnector.policy());
+                (self.reconnector.policy().max, Step::Stopped(why))
+            }
         };
         warn!("roomwire: disconnected, retrying in {} ms", wait.as_millis());
-        self.phase = Phase::Idle(embassy_time::Instant::now() + wait);
-        Step::Disconnected(why)
+        self.phase = Phase::Idle(embassy_time::Instant::now() + duration(wait));
+        step
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use roomwire_tokio::client::{
-    Backoff, Client, ClientOptions, ConnectError, ConnectionError, ConnectionState, RoomError, SendError,
+    Client, ClientOptions, ConnectError, ConnectionError, ConnectionState, ReconnectPolicy, RoomError, SendError,
 };
 use roomwire_tokio::roomwire_core::channel::Channel;
 use roomwire_tokio::roomwire_core::dispatch::{self, Inbound};
@@ -117,10 +117,10 @@ async fn guard<F: Future>(future: F) -> F::Output {
 
 /// Options with quick retries.
 fn fast() -> ClientOptions {
-    ClientOptions::new().backoff(Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        ..Backoff::default()
+    ClientOptions::new().reconnect(ReconnectPolicy {
+        initial: Duration::from_millis(20).into(),
+        max: Duration::from_millis(200).into(),
+        ..ReconnectPolicy::default()
     })
 }
 
@@ -672,8 +672,12 @@ async fn state_transitions_are_observable() {
 #[tokio::test]
 async fn a_client_out_of_retries_closes_with_the_last_error() {
     let addr = free_addr().await;
-    let backoff = Backoff { initial: Duration::from_millis(5), max_retries: Some(2), ..Backoff::default() };
-    let (client, mut incoming) = Client::<Chat>::connect(&url(addr), ClientOptions::new().backoff(backoff)).unwrap();
+    let backoff = ReconnectPolicy {
+        initial: Duration::from_millis(5).into(),
+        max_retries: Some(2),
+        ..ReconnectPolicy::default()
+    };
+    let (client, mut incoming) = Client::<Chat>::connect(&url(addr), ClientOptions::new().reconnect(backoff)).unwrap();
     let waiting = client.join("a");
     let state = guard(client.state_changes().wait_for(|s| s.is_closed())).await.unwrap().clone();
     let ConnectionState::Closed { error: Some(ConnectionError::WebSocket(error)) } = state else { panic!("{state:?}") };
@@ -700,6 +704,14 @@ enum Behaviour {
     Unanswering,
     /// A working server (Alepha wire, no rooms protocol).
     Fine,
+    /// Complete the handshake (Alepha wire), then close with this code and
+    /// reason.
+    CloseWith(u16, &'static str),
+    /// Answer the upgrade request with this HTTP status.
+    Refuse(u16),
+    /// Alepha wire: send a text frame that is not JSON, then a labelled
+    /// message, then keep the connection open.
+    NotJsonThenMessage,
 }
 
 /// A server acting out `script`, one behaviour per accepted connection;
@@ -745,6 +757,24 @@ async fn act(mut stream: TcpStream, behaviour: Behaviour) {
         }
         Behaviour::Fine => {
             let (mut ws, _) = WebSocket::accept(stream, Config::default()).await.unwrap();
+            while let Some(Ok(_)) = ws.recv().await {}
+        }
+        Behaviour::CloseWith(code, reason) => {
+            let (mut ws, _) = WebSocket::accept(stream, Config::default()).await.unwrap();
+            ws.close(roomwire_core::CloseCode::from(code), reason).await.unwrap();
+            while let Some(Ok(_)) = ws.recv().await {}
+        }
+        Behaviour::Refuse(status) => {
+            read_request(&mut stream).await;
+            let answer = format!("HTTP/1.1 {status} No\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes()).await;
+            std::future::pending::<()>().await;
+        }
+        Behaviour::NotJsonThenMessage => {
+            let (mut ws, _) = WebSocket::accept(stream, Config::default()).await.unwrap();
+            ws.send(roomwire_tokio::MessageRef::Text("not json")).await.unwrap();
+            let labelled = r#"{"type":"system","message":"after","__alephaRoom":"a"}"#;
+            ws.send(roomwire_tokio::MessageRef::Text(labelled)).await.unwrap();
             while let Some(Ok(_)) = ws.recv().await {}
         }
     }
@@ -797,9 +827,9 @@ async fn a_misbehaving_server_makes_the_client_reconnect() {
 /// The error a client with no retry gives up with, facing `behaviour`.
 async fn give_up_on(behaviour: Behaviour, wire: WireFormat) -> ConnectionError {
     let (addr, _accepted) = scripted(vec![behaviour]).await;
-    let backoff = Backoff { max_retries: Some(0), ..Backoff::default() };
+    let backoff = ReconnectPolicy { max_retries: Some(0), ..ReconnectPolicy::default() };
     let (client, _incoming) =
-        Client::<Chat>::connect(&url(addr), impatient().wire(wire).room("a").backoff(backoff)).unwrap();
+        Client::<Chat>::connect(&url(addr), impatient().wire(wire).room("a").reconnect(backoff)).unwrap();
     let state = guard(client.state_changes().wait_for(|s| s.is_closed())).await.unwrap().clone();
     match state {
         ConnectionState::Closed { error: Some(error) } => error,
@@ -820,6 +850,66 @@ async fn each_kind_of_misbehaviour_is_reported() {
     );
     let unanswering = give_up_on(Behaviour::Unanswering, WireFormat::Json).await;
     assert!(matches!(unanswering, ConnectionError::RequestTimeout), "{unanswering:?}");
+}
+
+/// Answers that retrying cannot help stop a client even with the default,
+/// unlimited policy: the error reaches the caller, and no second connection
+/// is attempted (the core's `Ending::is_final`).
+#[tokio::test]
+async fn final_answers_stop_the_client_and_reach_the_caller() {
+    for behaviour in [
+        Behaviour::CloseWith(1008, "Room full"),
+        Behaviour::CloseWith(1008, "Too many rooms"),
+        Behaviour::CloseWith(4000, "kicked"),
+        Behaviour::Refuse(403),
+        Behaviour::Refuse(404),
+    ] {
+        let label = format!("{behaviour:?}");
+        let (addr, mut accepted) = scripted(vec![behaviour, Behaviour::Fine, Behaviour::Fine]).await;
+        let (client, _incoming) =
+            Client::<Chat>::connect(&url(addr), ClientOptions::new().wire(WireFormat::Alepha).room("a")).unwrap();
+        let state = guard(client.state_changes().wait_for(|s| s.is_closed())).await.unwrap().clone();
+        let ConnectionState::Closed { error: Some(error) } = state else { panic!("{label}: {state:?}") };
+        match (&behaviour, &error) {
+            (Behaviour::CloseWith(code, reason), ConnectionError::ClosedByServer { code: Some(got), reason: why }) => {
+                assert_eq!((u16::from(*got), why.as_str()), (*code, *reason), "{label}");
+            }
+            (Behaviour::Refuse(status), ConnectionError::WebSocket(e)) => assert!(
+                matches!(&**e, Error::Handshake(handshake::HandshakeError::Rejected { status: s }) if s == status),
+                "{label}: {e:?}"
+            ),
+            _ => panic!("{label}: {error:?}"),
+        }
+        assert_eq!(accepted.recv().await, Some(0));
+        assert!(accepted.try_recv().is_err(), "{label}: a stopped client connected again");
+    }
+}
+
+/// Endings that may pass (a restart, try again later) are retried.
+#[tokio::test]
+async fn passing_closes_are_retried() {
+    let (addr, mut accepted) =
+        scripted(vec![Behaviour::CloseWith(1013, "Try again later"), Behaviour::CloseWith(1012, ""), Behaviour::Fine])
+            .await;
+    let (client, _incoming) = Client::<Chat>::connect(&url(addr), fast().wire(WireFormat::Alepha).room("a")).unwrap();
+    for i in 0..3 {
+        assert_eq!(guard(accepted.recv()).await, Some(i));
+    }
+    guard(client.state_changes().wait_for(|s| matches!(s, ConnectionState::Connected { .. }))).await.unwrap();
+}
+
+/// On the Alepha wire a frame that is not JSON is dropped (as Alepha's
+/// browser client does), and the connection goes on.
+#[tokio::test]
+async fn alepha_frames_that_are_not_json_are_dropped() {
+    let (addr, mut accepted) = scripted(vec![Behaviour::NotJsonThenMessage]).await;
+    let (client, mut incoming) =
+        Client::<Chat>::connect(&url(addr), fast().wire(WireFormat::Alepha).room("a")).unwrap();
+    let (room, message) = guard(incoming.next()).await.expect("a message");
+    assert_eq!((room.as_deref(), message), (Some("a"), ChatIn::System { message: "after".into() }));
+    assert!(client.state().is_connected(), "{:?}", client.state());
+    assert_eq!(accepted.recv().await, Some(0));
+    assert!(accepted.try_recv().is_err());
 }
 
 // ---------------------------------------------------------------------------

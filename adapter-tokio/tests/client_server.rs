@@ -10,7 +10,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use roomwire_tokio::client::{Backoff, Client, ClientOptions, ConnectionError};
+use roomwire_tokio::client::{Client, ClientOptions, ConnectionError, ReconnectPolicy};
 use roomwire_tokio::roomwire_core::{self, RoomId, WireFormat};
 use roomwire_tokio::server::{ConnectEvent, Emit, Endpoint, HandlerResult, Reply, Server};
 use roomwire_tokio::{CloseCode, ConnectionState};
@@ -85,10 +85,10 @@ async fn guard<F: Future>(future: F) -> F::Output {
 }
 
 fn fast() -> ClientOptions {
-    ClientOptions::new().backoff(Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        ..Backoff::default()
+    ClientOptions::new().reconnect(ReconnectPolicy {
+        initial: Duration::from_millis(20).into(),
+        max: Duration::from_millis(200).into(),
+        ..ReconnectPolicy::default()
     })
 }
 
@@ -281,9 +281,14 @@ async fn the_client_comes_back_after_a_server_restart() {
         let addr = server.addr;
         // A steady first delay: the state seen after the shutdown is the
         // lost connection's, not a later refused attempt's.
-        let steady = Backoff { initial: Duration::from_millis(100), jitter: 0.0, ..Backoff::default() };
+        let steady = ReconnectPolicy {
+            initial: Duration::from_millis(100).into(),
+            jitter_percent: 0,
+            ..ReconnectPolicy::default()
+        };
         let (alice, _alice_in) =
-            Client::<Chat>::connect(&server.url(), ClientOptions::new().backoff(steady).wire(wire).room("a")).unwrap();
+            Client::<Chat>::connect(&server.url(), ClientOptions::new().reconnect(steady).wire(wire).room("a"))
+                .unwrap();
         guard(alice.join("b")).await.unwrap();
         server.connected().await;
 

@@ -35,7 +35,7 @@
 //!
 //! | | roomwire wire ([`WireFormat::Json`], [`WireFormat::Postcard`]) | Alepha wire ([`WireFormat::Alepha`]) |
 //! |---|---|---|
-//! | subprotocol offered | `roomwire.v1.json` or `roomwire.v1.postcard` | none |
+//! | subprotocols offered | `roomwire.probe`, then `roomwire.v1.json` or `roomwire.v1.postcard` | none |
 //! | target | `C::PATH` | `C::PATH?roomIds=a,b` |
 //! | joining a room | a `join` envelope, answered `ok` or `error` | reconnect with a new target |
 //! | sending | a `message` envelope | `{"roomId":"a","message":…}` |
@@ -59,7 +59,7 @@
 //! let mut target = [0u8; 64];
 //! let n = client.write_target(&mut target)?;
 //! assert_eq!(&target[..n], b"/ws/chat"); // rooms are joined after open
-//! assert_eq!(client.protocols(), ["roomwire.v1.json"]);
+//! assert_eq!(client.protocols(), ["roomwire.probe", "roomwire.v1.json"]);
 //!
 //! // The server selected roomwire.v1.json: restore the wanted rooms.
 //! assert_eq!(client.opened(Some("roomwire.v1.json"))?, Opened::Ready);
@@ -102,28 +102,33 @@ use crate::envelope::{self, ClientEnvelope, DecodeError, EncodeError, EnvelopeEr
 use crate::error::InsufficientSize;
 use crate::json::{self, write_escaped_str};
 use crate::room::{CapacityError, RoomId, RoomSet};
-use crate::wire::{PROTOCOL_JSON, PROTOCOL_POSTCARD, WireFormat};
+use crate::wire::{PROTOCOL_JSON, PROTOCOL_POSTCARD, PROTOCOL_PROBE, WireFormat};
 use crate::writer::{Writer, write_twice};
 
 // ---------------------------------------------------------------------------
 // Handshake
 // ---------------------------------------------------------------------------
 
-/// The subprotocols a client offers to get `format`: `[PROTOCOL_POSTCARD]`,
-/// `[PROTOCOL_JSON]`, or none for the Alepha wire (Alepha's browser client
+/// The subprotocols a client offers to get `format`, in order: for the
+/// roomwire wire, [`PROTOCOL_PROBE`] and then `roomwire.v1.postcard` or
+/// `roomwire.v1.json`; none for the Alepha wire (Alepha's browser client
 /// offers none).
+///
+/// The probe comes first so that a server that echoes the first offer
+/// without understanding it (Node's `ws` with default options, as under
+/// Alepha) is recognised at the handshake: see [`RoomClient::opened`].
 ///
 /// ```
 /// use roomwire_core::client::offered_protocols;
-/// use roomwire_core::wire::{WireFormat, PROTOCOL_POSTCARD};
-/// assert_eq!(offered_protocols(WireFormat::Postcard), [PROTOCOL_POSTCARD]);
+/// use roomwire_core::wire::{WireFormat, PROTOCOL_POSTCARD, PROTOCOL_PROBE};
+/// assert_eq!(offered_protocols(WireFormat::Postcard), [PROTOCOL_PROBE, PROTOCOL_POSTCARD]);
 /// assert!(offered_protocols(WireFormat::Alepha).is_empty());
 /// ```
 pub const fn offered_protocols(format: WireFormat) -> &'static [&'static str] {
     match format {
         WireFormat::Alepha => &[],
-        WireFormat::Json => &[PROTOCOL_JSON],
-        WireFormat::Postcard => &[PROTOCOL_POSTCARD],
+        WireFormat::Json => &[PROTOCOL_PROBE, PROTOCOL_JSON],
+        WireFormat::Postcard => &[PROTOCOL_PROBE, PROTOCOL_POSTCARD],
     }
 }
 
@@ -296,6 +301,36 @@ impl fmt::Display for ClientError {
 
 impl core::error::Error for ClientError {}
 
+impl ClientError {
+    /// What a client does when [`RoomClient::handle_message`] fails with
+    /// this error on a connection of `format`: close the connection with
+    /// the returned code, or, for `None`, drop the message and go on. The
+    /// one mapping every adapter uses.
+    ///
+    /// | error | roomwire wire | Alepha wire |
+    /// |---|---|---|
+    /// | [`Envelope`](Self::Envelope): not an envelope | 1002 | (cannot occur) |
+    /// | [`NotJson`](Self::NotJson), [`InvalidLabel`](Self::InvalidLabel) | (cannot occur) | dropped, as Alepha's browser client logs and drops such frames |
+    /// | [`Scratch`](Self::Scratch): the message does not fit the client's memory | 1009 | 1009 |
+    /// | [`UnknownReference`](Self::UnknownReference): a late answer | dropped | (cannot occur) |
+    /// | anything else | dropped | dropped |
+    ///
+    /// ```
+    /// use roomwire_core::client::ClientError;
+    /// use roomwire_core::{CloseCode, WireFormat};
+    /// assert_eq!(ClientError::NotJson.close_code(WireFormat::Alepha), None);
+    /// assert_eq!(ClientError::UnknownReference(9).close_code(WireFormat::Json), None);
+    /// ```
+    pub fn close_code(&self, format: WireFormat) -> Option<crate::CloseCode> {
+        use crate::CloseCode;
+        match (self, format) {
+            (Self::Scratch(_), _) => Some(CloseCode::MessageTooBig),
+            (Self::Envelope(_), WireFormat::Json | WireFormat::Postcard) => Some(CloseCode::Protocol),
+            _ => None,
+        }
+    }
+}
+
 impl From<EncodeError> for ClientError {
     fn from(e: EncodeError) -> Self {
         Self::Encode(e)
@@ -321,7 +356,7 @@ pub enum Opened {
     /// rooms (roomwire wire; on the Alepha wire the handshake did).
     Ready,
     /// The client asked for the roomwire wire but the server answered with
-    /// no subprotocol: it only speaks the Alepha wire, and put this
+    /// no subprotocol, or echoed [`PROTOCOL_PROBE`]: it only speaks the Alepha wire, and put this
     /// connection in the room `"default"`. The client switched to the
     /// Alepha wire; reconnect with the new [`RoomClient::write_target`] to
     /// be in the wanted rooms.
@@ -641,7 +676,9 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     ///   [`poll_transmit`](Self::poll_transmit) to join the wanted ones.
     /// * Alepha wire: the connection is in the rooms of the target, which
     ///   are now [`rooms`](Self::rooms) (`"default"` if none was wanted).
-    /// * Asked for the roomwire wire, got none: see [`Opened::Reconnect`].
+    /// * Asked for the roomwire wire, got none, or got
+    ///   [`PROTOCOL_PROBE`] back (a server that echoes the first offer,
+    ///   such as Alepha's on Node `ws`): see [`Opened::Reconnect`].
     ///
     /// A protocol that was not offered is
     /// [`ClientError::UnexpectedProtocol`] (the connection layer refuses
@@ -663,11 +700,18 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     /// assert_eq!(client.opened(None)?, Opened::Reconnect);
     /// assert_eq!(client.format(), WireFormat::Alepha);
     /// assert!(client.is_joined("default"));
+    ///
+    /// // A server that echoed the probe: the Alepha wire too.
+    /// let mut client = RoomClient::<Chat, 4>::with_rooms(WireFormat::Postcard, &["a"])?;
+    /// assert_eq!(client.opened(Some("roomwire.probe"))?, Opened::Reconnect);
+    /// assert_eq!(client.format(), WireFormat::Alepha);
     /// # Ok::<(), roomwire_core::client::ClientError>(())
     /// ```
     pub fn opened(&mut self, protocol: Option<&str>) -> Result<Opened, ClientError> {
         let format = match protocol {
+            // No subprotocol, or the probe echoed back: an Alepha server.
             None => WireFormat::Alepha,
+            Some(PROTOCOL_PROBE) if self.format != WireFormat::Alepha => WireFormat::Alepha,
             Some(p) if self.protocols().contains(&p) => WireFormat::negotiate(core::iter::once(p)),
             Some(_) => return Err(ClientError::UnexpectedProtocol),
         };

@@ -26,7 +26,8 @@
 //! * [`room`]: room ids and room tables (fixed capacity, or growable);
 //! * [`target`]: who an emit or reply reaches, with which room label;
 //! * [`dispatch`]: the server side (admission, inbound messages, frames);
-//! * [`client`]: the client side (room requests, typed receive).
+//! * [`client`]: the client side (room requests, typed receive);
+//! * [`reconnect`]: when a client connects again, and when it stops.
 //!
 //! `PROTOCOL.md` at the repository root specifies both wires byte for byte.
 //!
@@ -67,6 +68,7 @@ pub mod frame;
 pub mod handshake;
 pub mod json;
 pub mod message;
+pub mod reconnect;
 pub mod room;
 pub mod target;
 pub mod time;

@@ -96,6 +96,30 @@ impl Sub<Instant> for Instant {
     }
 }
 
+/// Whole microseconds of a standard duration (saturating at `u64::MAX`).
+///
+/// ```
+/// let d: roomwire_core::Duration = core::time::Duration::from_millis(1500).into();
+/// assert_eq!(d.as_millis(), 1500);
+/// ```
+impl From<core::time::Duration> for Duration {
+    fn from(d: core::time::Duration) -> Self {
+        Self(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+}
+
+/// The same span as a standard duration.
+///
+/// ```
+/// let d: core::time::Duration = roomwire_core::Duration::from_millis(20).into();
+/// assert_eq!(d, core::time::Duration::from_millis(20));
+/// ```
+impl From<Duration> for core::time::Duration {
+    fn from(d: Duration) -> Self {
+        core::time::Duration::from_micros(d.0)
+    }
+}
+
 impl Add for Duration {
     type Output = Duration;
     fn add(self, rhs: Duration) -> Duration {

@@ -15,6 +15,17 @@ pub const PROTOCOL_POSTCARD: &str = "roomwire.v1.postcard";
 /// Subprotocol name of the roomwire wire in its JSON encoding.
 pub const PROTOCOL_JSON: &str = "roomwire.v1.json";
 
+/// A subprotocol a roomwire client offers **first**, before the one it
+/// wants, and that a roomwire server never selects.
+///
+/// Node's `ws` server, on which Alepha's Node provider runs, answers with
+/// the first subprotocol a client offers when the application sets no
+/// `handleProtocols`, whatever it is, and then speaks the Alepha wire. A
+/// server that selects this name has therefore echoed the offer without
+/// understanding it: the client knows at the handshake, without a round
+/// trip, that the server speaks the Alepha wire (`PROTOCOL.md` section 1).
+pub const PROTOCOL_PROBE: &str = "roomwire.probe";
+
 /// The protocol and encoding of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WireFormat {
@@ -51,12 +62,17 @@ impl WireFormat {
 
     /// Pick the format for a client's offered subprotocols, in its order of
     /// preference. No offer, or no roomwire offer, means the Alepha wire
-    /// (and no `Sec-WebSocket-Protocol` in the answer).
+    /// (and no `Sec-WebSocket-Protocol` in the answer). Unknown names,
+    /// [`PROTOCOL_PROBE`] among them, are skipped.
     ///
     /// ```
     /// use roomwire_core::wire::WireFormat;
     /// assert_eq!(WireFormat::negotiate([].into_iter()), WireFormat::Alepha);
     /// assert_eq!(WireFormat::negotiate(["x", "roomwire.v1.json"].into_iter()), WireFormat::Json);
+    /// assert_eq!(
+    ///     WireFormat::negotiate(["roomwire.probe", "roomwire.v1.postcard"].into_iter()),
+    ///     WireFormat::Postcard
+    /// );
     /// ```
     pub fn negotiate<'a>(offered: impl Iterator<Item = &'a str>) -> WireFormat {
         for protocol in offered {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use roomwire_core::client::{ClientError, ClientEvent, Opened, Requested};
 use roomwire_core::envelope::{self, EncodeError};
-use roomwire_core::{Channel, CloseCode, MessageKind, RoomId, Timeout, WireFormat};
+use roomwire_core::reconnect::{Ending, Reconnect, Reconnector};
+use roomwire_core::{Channel, CloseCode, MessageKind, RoomId, Timeout};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
@@ -18,7 +19,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::backoff::random_unit;
 use super::{ClientOptions, ConnectError, ConnectionError, ConnectionState, Core, Outgoing, RoomError, Shared, lock};
 use crate::config::Config;
 use crate::error::Error;
@@ -246,45 +246,50 @@ where
         driver
     }
 
-    /// Connect, run, reconnect, until closed or out of retries.
+    /// Connect, run, reconnect, until closed or the core's reconnect policy
+    /// stops.
     pub(crate) async fn run(mut self) {
-        let backoff = self.options.backoff;
-        let mut failures: u32 = 0;
+        let origin = Instant::now();
+        let now = move || {
+            roomwire_core::Instant::from_micros(u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX))
+        };
+        let mut reconnector = Reconnector::new(self.options.reconnect);
         let mut gave_up = None;
         loop {
             self.apply_offline();
             if self.shutdown {
                 break;
             }
-            self.state.send_replace(ConnectionState::Connecting { attempt: failures });
+            self.state.send_replace(ConnectionState::Connecting { attempt: reconnector.failures() });
             let error = match self.attempt().await {
                 Attempt::Shutdown => break,
                 Attempt::Failed(error) => error,
                 Attempt::Open(mut ws, protocol) => {
-                    let started = Instant::now();
+                    reconnector.opened(now());
                     let end = self.session(&mut ws, protocol).await;
                     drop(ws);
                     self.core.closed();
                     self.rooms_changed();
                     match end {
                         End::Shutdown => break,
-                        End::Reconnect => continue,
-                        End::Lost(error) => {
-                            if started.elapsed() >= backoff.reset_after {
-                                failures = 0;
-                            }
-                            error
+                        End::Reconnect => {
+                            reconnector.ended(now(), Ending::Replaced, 0);
+                            continue;
                         }
+                        End::Lost(error) => error,
                     }
                 }
             };
-            failures = failures.saturating_add(1);
-            if backoff.gives_up_after(failures) {
-                warn!(%error, failures, "giving up");
-                gave_up = Some(error);
-                break;
-            }
-            let delay = backoff.delay(failures - 1, random_unit());
+            let delay = match reconnector.ended(now(), error.ending(), random_u32()) {
+                Reconnect::Now => continue,
+                Reconnect::After(delay) => Duration::from(delay),
+                Reconnect::Stop(why) => {
+                    warn!(%error, ?why, failures = reconnector.failures(), "giving up");
+                    gave_up = Some(error);
+                    break;
+                }
+            };
+            let failures = reconnector.failures();
             info!(%error, failures, retry_in = ?delay, "connection failed; retrying");
             self.state.send_replace(ConnectionState::Error { error, attempt: failures, retry_in: delay });
             if !self.wait(delay).await {
@@ -561,7 +566,7 @@ where
             IoStep::Message(message) => match self.on_message(message.as_bytes()) {
                 Ok(true) => self.progress(ws).await,
                 Ok(false) => Flow::Continue,
-                Err(error) => Flow::Broken(ConnectionError::Protocol(error), CloseCode::Protocol),
+                Err((error, code)) => Flow::Broken(ConnectionError::Protocol(error), code),
             },
             IoStep::Ended(Some(error)) => Flow::Lost(error.into()),
             IoStep::Ended(None) => Flow::Lost(match ws.peer_close() {
@@ -574,20 +579,22 @@ where
     }
 
     /// One whole message from the server. `Ok(true)` when it answered a
-    /// request; an error when the server broke the roomwire wire.
-    fn on_message(&mut self, data: &[u8]) -> Result<bool, ClientError> {
+    /// request; the error and the close code the core chose for it when
+    /// the connection must end.
+    fn on_message(&mut self, data: &[u8]) -> Result<bool, (ClientError, CloseCode)> {
         if self.scratch.len() < data.len() {
             self.scratch.resize(data.len(), 0);
         }
-        let alepha = self.core.format() == WireFormat::Alepha;
+        let format = self.core.format();
         let event = match self.core.handle_message(data, &mut self.scratch) {
             Ok(event) => event,
-            Err(error) if alepha => {
-                // Alepha's client logs and drops what it cannot read.
-                warn!(%error, "ignoring a server frame");
-                return Ok(false);
-            }
-            Err(error) => return Err(error),
+            Err(error) => match error.close_code(format) {
+                Some(code) => return Err((error, code)),
+                None => {
+                    warn!(%error, "ignoring a server frame");
+                    return Ok(false);
+                }
+            },
         };
         let (kind, room, code, text) = match event {
             ClientEvent::Message { room, message } => {
@@ -884,6 +891,13 @@ where
             let _ = reply.send(());
         }
     }
+}
+
+/// A uniform draw over `u32` from the operating system's generator, for
+/// the reconnect jitter (a fixed value if it fails: only the spread is
+/// lost).
+fn random_u32() -> u32 {
+    getrandom::u32().unwrap_or(u32::MAX / 2)
 }
 
 /// TCP connect (bounded by the handshake timeout) and opening handshake.

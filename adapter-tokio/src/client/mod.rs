@@ -98,8 +98,14 @@
 //!
 //! # Reconnection
 //!
-//! A failed attempt or a lost connection is retried after a [`Backoff`]
-//! delay (exponential, jittered, unlimited by default). On every new
+//! A failed attempt or a lost connection is retried after a delay that the
+//! core's [`ReconnectPolicy`] decides (exponential, with full jitter,
+//! unlimited by default), the same decision as on embassy. Answers that
+//! say retrying cannot help (close 1008 `Room full` or `Too many rooms`,
+//! 1003, an application close code 4000–4999, an upgrade refused with a
+//! 4xx other than 408 and 429) stop the client instead:
+//! [`ConnectionState::Closed`] with the error (see
+//! [`roomwire_core::reconnect`]). On every new
 //! connection the wanted rooms are restored (joins on the roomwire wire,
 //! the handshake URL on the Alepha wire), then the queue is flushed. A
 //! keepalive ping (every 30 s by default, see [`ClientOptions::config`])
@@ -121,7 +127,6 @@
 //! the channel path and URL); each connection opens a `websocket` span
 //! inside it.
 
-mod backoff;
 mod driver;
 
 use std::collections::VecDeque;
@@ -138,12 +143,13 @@ use futures_core::Stream;
 use roomwire_core::channel::Channel;
 use roomwire_core::client::{ClientError, RoomClient};
 use roomwire_core::envelope::{self, EncodeError};
+use roomwire_core::reconnect::Ending;
 use roomwire_core::{CloseCode, RoomId, WireFormat};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::Instrument;
 
-pub use backoff::Backoff;
+pub use roomwire_core::reconnect::ReconnectPolicy;
 
 use crate::config::Config;
 use driver::{Command, Driver, Endpoint};
@@ -183,14 +189,14 @@ pub type Received<C> = (Option<RoomId>, <C as Channel>::In<'static>);
 ///
 /// ```
 /// use std::time::Duration;
-/// use roomwire_tokio::client::{Backoff, ClientOptions};
+/// use roomwire_tokio::client::{ClientOptions, ReconnectPolicy};
 /// use roomwire_tokio::roomwire_core::WireFormat;
 ///
 /// let options = ClientOptions::new()
 ///     .rooms(["lobby", "news"])
 ///     .wire(WireFormat::Postcard)
 ///     .header("Authorization", "Bearer alice")
-///     .backoff(Backoff { initial: Duration::from_millis(100), ..Backoff::default() })
+///     .reconnect(ReconnectPolicy { initial: Duration::from_millis(100).into(), ..ReconnectPolicy::default() })
 ///     .queue_capacity(100);
 /// assert_eq!(options.wanted_rooms(), ["lobby", "news"]);
 /// ```
@@ -199,7 +205,7 @@ pub struct ClientOptions {
     rooms: Vec<String>,
     wire: WireFormat,
     headers: Vec<(String, String)>,
-    backoff: Backoff,
+    reconnect: ReconnectPolicy,
     queue_capacity: usize,
     incoming_capacity: usize,
     request_timeout: Duration,
@@ -214,7 +220,7 @@ impl Default for ClientOptions {
             rooms: Vec::new(),
             wire: WireFormat::Json,
             headers: Vec::new(),
-            backoff: Backoff::default(),
+            reconnect: ReconnectPolicy::default(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             incoming_capacity: DEFAULT_INCOMING_CAPACITY,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -225,7 +231,7 @@ impl Default for ClientOptions {
 
 impl ClientOptions {
     /// The defaults: no room, the roomwire JSON wire, no extra header,
-    /// [`Backoff::default`], a queue of 1000, a keepalive ping every 30 s.
+    /// [`ReconnectPolicy::default`], a queue of 1000, a keepalive ping every 30 s.
     pub fn new() -> Self {
         Self::default()
     }
@@ -262,9 +268,10 @@ impl ClientOptions {
         self
     }
 
-    /// When to reconnect (default [`Backoff::default`]: unlimited).
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+    /// When to reconnect (default [`ReconnectPolicy::default`]: unlimited,
+    /// from 500 ms to 30 s with full jitter).
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = policy;
         self
     }
 
@@ -337,7 +344,10 @@ pub enum ConnectionState {
     },
     /// The client is closed: by [`Client::close`] (or when every handle
     /// and the [`Incoming`] stream were dropped), with `error: None`; or
-    /// it gave up after [`Backoff::max_retries`], with the last error.
+    /// it stopped with an error: one that retrying cannot help
+    /// ([`Ending::is_final`](roomwire_core::reconnect::Ending::is_final),
+    /// such as a full room), or the last after
+    /// [`ReconnectPolicy::max_retries`] failures in a row.
     Closed {
         /// Why it gave up, if it did.
         error: Option<ConnectionError>,
@@ -422,6 +432,25 @@ impl std::error::Error for ConnectionError {
             Self::WebSocket(e) => Some(&**e),
             Self::Protocol(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+impl ConnectionError {
+    /// How the connection ended, as the core's reconnect policy reads it.
+    pub fn ending(&self) -> Ending {
+        use crate::Error;
+        use roomwire_core::handshake::HandshakeError;
+        match self {
+            Self::WebSocket(e) => match &**e {
+                Error::Handshake(HandshakeError::Rejected { status }) => Ending::Refused(*status),
+                Error::Protocol(e) => Ending::Broken(e.code),
+                _ => Ending::Failed,
+            },
+            Self::ClosedByServer { code, .. } => Ending::Closed(*code),
+            Self::Protocol(_) => Ending::Broken(CloseCode::Protocol),
+            Self::RequestTimeout => Ending::Broken(CloseCode::Normal),
+            Self::Target => Ending::Failed,
         }
     }
 }
@@ -706,7 +735,7 @@ where
     /// [`PATH`](Channel::PATH) is appended to (as Alepha's
     /// `WEBSOCKET_URL`). Returns at once: the connection is made by a task
     /// spawned on the current tokio runtime, which retries until it
-    /// succeeds (see [`Backoff`]); watch [`state`](Self::state) or await
+    /// succeeds (see [`ReconnectPolicy`]); watch [`state`](Self::state) or await
     /// [`wait_connected`](Self::wait_connected).
     ///
     /// The connection lives while the [`Client`] (any clone) or the

@@ -23,7 +23,7 @@ use crate::envelope::{self, ClientEnvelope, EncodeError};
 use crate::frame::FrameHeader;
 use crate::room::{FixedRoomTable, MAX_ROOM_ID_LEN, MemberId, RoomId, RoomSet, RoomTable};
 use crate::target::{Directory, FrameKey, SeenBits, Target, resolve};
-use crate::wire::{PROTOCOL_JSON, PROTOCOL_POSTCARD, WireFormat};
+use crate::wire::{PROTOCOL_JSON, PROTOCOL_POSTCARD, PROTOCOL_PROBE, WireFormat};
 
 // ---------------------------------------------------------------------------
 // Channels
@@ -221,12 +221,40 @@ const ROOMWIRE: [(WireFormat, &str); 2] =
 // roomwire wire
 // ---------------------------------------------------------------------------
 
+/// A server that answers with the first offered subprotocol whatever it is
+/// (Node `ws` with no `handleProtocols`, as under Alepha) echoes the probe:
+/// the client recognises the Alepha wire at the handshake, and the next
+/// connection names its rooms in the query and offers nothing.
+#[test]
+fn an_echoing_server_is_recognised_as_alepha() {
+    for (format, _) in ROOMWIRE {
+        let mut client = RoomClient::<Chat, 4>::with_rooms(format, &["a", "b"]).unwrap();
+        let first_offered = client.protocols()[0];
+        assert_eq!(client.opened(Some(first_offered)), Ok(Opened::Reconnect));
+        assert_eq!(client.format(), WireFormat::Alepha);
+        assert!(client.is_joined("default"), "the echoing server put the connection in its default room");
+        client.closed();
+        let mut out = [0u8; 64];
+        let n = client.connect_target(&mut out).unwrap();
+        assert_eq!(&out[..n], b"/ws/chat?roomIds=a,b");
+        assert!(client.protocols().is_empty());
+        assert_eq!(client.opened(None), Ok(Opened::Ready));
+        assert!(client.is_joined("a") && client.is_joined("b"));
+    }
+    // A roomwire server never selects the probe: it picks the real offer.
+    let client = RoomClient::<Chat, 4>::with_rooms(WireFormat::Postcard, &["a"]).unwrap();
+    assert_eq!(WireFormat::negotiate(client.protocols().iter().copied()), WireFormat::Postcard);
+    // On the Alepha wire nothing is offered, so a probe answer is foreign.
+    let mut alepha = RoomClient::<Chat, 4>::with_rooms(WireFormat::Alepha, &["a"]).unwrap();
+    assert_eq!(alepha.opened(Some(PROTOCOL_PROBE)), Err(ClientError::UnexpectedProtocol));
+}
+
 #[test]
 fn roomwire_join_ack_leave_ack() {
     for (format, protocol) in ROOMWIRE {
         let mut table = Table::new();
         let mut client = RoomClient::<Chat, 4>::with_rooms(format, &["a", "b"]).unwrap();
-        assert_eq!(client.protocols(), [protocol]);
+        assert_eq!(client.protocols(), [PROTOCOL_PROBE, protocol]);
         assert_eq!(admit::<Chat, _, 4>(&client, &mut table), format);
         assert!(server_rooms(&table).is_empty(), "no room in the target");
         assert_eq!(client.opened(Some(protocol)), Ok(Opened::Ready));
@@ -510,7 +538,7 @@ fn alepha_target_names_the_rooms() {
     assert_eq!(target(&["a,b", "c"]), "/ws/chat?roomId=a%2Cb&roomId=c");
     assert_eq!(target(&[" pad", "c"]), "/ws/chat?roomId=+pad&roomId=c");
     assert_eq!(offered_protocols(WireFormat::Alepha), [] as [&str; 0]);
-    assert_eq!(offered_protocols(WireFormat::Json), [PROTOCOL_JSON]);
+    assert_eq!(offered_protocols(WireFormat::Json), [PROTOCOL_PROBE, PROTOCOL_JSON]);
 
     // Too small a buffer: nothing written, the size needed.
     let client = RoomClient::<Chat, 8>::with_rooms(WireFormat::Alepha, &["a", "b"]).unwrap();

@@ -337,8 +337,8 @@ async fn app(spawner: Spawner) {
     config.websocket.close_timeout = roomwire_core::Duration::from_secs(2);
     config.connect_timeout = roomwire_core::Duration::from_secs(2);
     config.write_timeout = roomwire_core::Duration::from_secs(3);
-    config.backoff_min = roomwire_core::Duration::from_millis(100);
-    config.backoff_max = roomwire_core::Duration::from_millis(1000);
+    config.reconnect.initial = roomwire_core::Duration::from_millis(100);
+    config.reconnect.max = roomwire_core::Duration::from_millis(1000);
     let Ok(mut client) = Client::<Telemetry, 1, Keys>::new(stack, socket, &keys, buffers, config, &[ROOM]) else {
         fail("client set-up");
     };
