@@ -6,7 +6,9 @@
 # Stages:
 #   setup     rustup targets/components, nightly toolchain, cargo-fuzz, Autobahn|Testsuite
 #   lint      cargo fmt --check, clippy (workspace, all targets; and no_std core) with -D warnings
-#   unit      cargo test --workspace
+#   unit      cargo test --workspace (with the Node peers of tests/alepha-node installed and
+#             required), then the chat_client example against the chat demo and an
+#             Alepha-style Node ws server (scripts/client-peers.sh)
 #   embedded  no_std builds of roomwire-core for thumbv7em-none-eabihf and thumbv6m-none-eabi
 #   firmware  the example firmware for thumbv7em (size report) and the QEMU Cortex-M4 session test
 #   fuzz      every cargo-fuzz target for FUZZ_SECONDS seconds each
@@ -105,8 +107,22 @@ stage_lint() {
     cargo clippy -p roomwire-core --no-default-features -- -D warnings
 }
 
+ensure_node_peers() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        log "apt-get install nodejs npm (the Alepha-style Node peer)"
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    if [ ! -d tests/alepha-node/node_modules/ws ]; then
+        log "npm ci in tests/alepha-node"
+        (cd tests/alepha-node && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}
+
 stage_unit() {
-    cargo test --workspace
+    ensure_node_peers
+    ROOMWIRE_REQUIRE_PEERS=1 cargo test --workspace
+    "$ROOT/scripts/client-peers.sh"
 }
 
 stage_embedded() {

@@ -11,7 +11,12 @@
 //! room lines go to), `/quit` (or end of input) leaves. With `--name`, the
 //! handshake carries `Authorization: Bearer <name>`, which the demo server
 //! takes as the user id (demo only). If the server is not running, the
-//! client keeps retrying, and lines typed meanwhile are sent once it is.
+//! client keeps retrying, and lines typed meanwhile are sent once it is; an
+//! answer that retrying cannot help (a full room, a refused name) stops it.
+//!
+//! It works as it is against an Alepha server on Node too: it asks for the
+//! roomwire wire, sees the server echo its probe subprotocol, and goes on
+//! over the Alepha wire.
 
 use std::time::Duration;
 
@@ -113,7 +118,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ConnectionState::Error { error, retry_in, .. } => {
                     eprintln!("* {error}; retrying in {:.1} s", retry_in.as_secs_f64())
                 }
-                ConnectionState::Closed { .. } => break,
+                ConnectionState::Closed { error: Some(error) } => {
+                    // An answer retrying cannot help (a full room, a
+                    // refused name) or retries ran out: say it and stop.
+                    eprintln!("* stopped: {error}");
+                    std::process::exit(1);
+                }
+                ConnectionState::Closed { error: None } => break,
                 _ => {}
             }
         }

@@ -377,6 +377,8 @@ where
         let format = self.core.format();
         self.shared.set_format(format);
         debug!(?format, "connected");
+        // The rooms first: whoever sees the new state sees its rooms.
+        self.rooms_changed();
         self.state.send_replace(ConnectionState::Connected { format });
         let mut flow = self.progress(ws).await;
         loop {
