@@ -596,7 +596,7 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
 
     /// Opens the TCP connection and sends the upgrade request.
     async fn start(&mut self) -> Result<(), Disconnect> {
-        let n = self.rooms.write_target(self.scratch).map_err(|e| Disconnect::BufferTooSmall(e.required))?;
+        let n = self.rooms.connect_target(self.scratch).map_err(|e| Disconnect::BufferTooSmall(e.required))?;
         let target = core::str::from_utf8(self.scratch.get(..n).unwrap_or(&[])).map_err(|_| Disconnect::Resolve)?;
         self.ws.start(self.host, self.port, target, self.rooms.protocols(), self.headers).await?;
         self.phase = Phase::Handshake;

@@ -1,6 +1,7 @@
 //! Opening a [`WebSocket`]: the server's accept and the client's connect.
 
 use roomwire_core::handshake::{ClientRequest, Request};
+use roomwire_core::url::WsUrl;
 use roomwire_core::{Connection, Event};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -258,94 +259,20 @@ impl WebSocket<TcpStream> {
     /// # Ok(()) }
     /// ```
     pub async fn connect(url: &str, config: Config) -> Result<(Self, Response), Error> {
-        let url = WsUrl::parse(url)?;
+        let url = WsUrl::parse(url).map_err(|e| Error::InvalidUrl(e.as_str()))?;
+        if url.secure {
+            return Err(Error::InvalidUrl("wss:// is not supported here; use connect_with_stream over TLS"));
+        }
+        let path = if url.path.is_empty() { "/" } else { url.path };
+        let target = match url.query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
         let stream = TcpStream::connect((url.host, url.port)).await?;
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr().ok();
         let span = debug_span!("websocket", role = "client", peer = peer.map(tracing::field::display));
-        let request = ClientRequest { host: url.authority, target: &url.target, protocols: &[], headers: &[] };
+        let request = ClientRequest { host: url.authority, target: &target, protocols: &[], headers: &[] };
         Self::connect_inner(stream, &request, config, span).await
-    }
-}
-
-/// The parts of a `ws://` URL.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct WsUrl<'a> {
-    /// `host[:port]` as written: the `Host` header.
-    authority: &'a str,
-    /// Host to connect to, without IPv6 brackets.
-    host: &'a str,
-    port: u16,
-    /// Path and query, starting with `/`.
-    target: String,
-}
-
-impl<'a> WsUrl<'a> {
-    pub(crate) fn parse(url: &'a str) -> Result<Self, Error> {
-        let scheme_end = url.find("://").ok_or(Error::InvalidUrl("missing scheme"))?;
-        let (scheme, rest) = (&url[..scheme_end], &url[scheme_end + 3..]);
-        if scheme.eq_ignore_ascii_case("wss") {
-            return Err(Error::InvalidUrl("wss:// is not supported; use connect_with_stream over TLS"));
-        }
-        if !scheme.eq_ignore_ascii_case("ws") {
-            return Err(Error::InvalidUrl("scheme must be ws"));
-        }
-        let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, target) = rest.split_at(split);
-        if authority.is_empty() {
-            return Err(Error::InvalidUrl("missing host"));
-        }
-        if authority.contains('@') {
-            return Err(Error::InvalidUrl("user information is not supported"));
-        }
-        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-            let (host, after) = bracketed.split_once(']').ok_or(Error::InvalidUrl("unclosed IPv6 bracket"))?;
-            match after {
-                "" => (host, None),
-                _ => (host, Some(after.strip_prefix(':').ok_or(Error::InvalidUrl("bad port"))?)),
-            }
-        } else {
-            match authority.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(Error::InvalidUrl("missing host"));
-        }
-        let port = match port {
-            None => 80,
-            Some(p) => p.parse().map_err(|_| Error::InvalidUrl("bad port"))?,
-        };
-        let target = match target.chars().next() {
-            None => "/".to_owned(),
-            Some('?') => format!("/{target}"),
-            Some(_) => target.to_owned(),
-        };
-        Ok(Self { authority, host, port, target })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::WsUrl;
-
-    #[test]
-    fn parses_ws_urls() {
-        let u = WsUrl::parse("ws://127.0.0.1:9002/runCase?case=3&agent=x").unwrap();
-        assert_eq!(
-            (u.authority, u.host, u.port, u.target.as_str()),
-            ("127.0.0.1:9002", "127.0.0.1", 9002, "/runCase?case=3&agent=x")
-        );
-        let u = WsUrl::parse("WS://example.com").unwrap();
-        assert_eq!((u.host, u.port, u.target.as_str()), ("example.com", 80, "/"));
-        let u = WsUrl::parse("ws://[::1]:8080?x=1#frag").unwrap();
-        assert_eq!((u.authority, u.host, u.port, u.target.as_str()), ("[::1]:8080", "::1", 8080, "/?x=1"));
-        assert!(WsUrl::parse("wss://example.com/").is_err());
-        assert!(WsUrl::parse("http://example.com/").is_err());
-        assert!(WsUrl::parse("ws://:80/").is_err());
-        assert!(WsUrl::parse("ws://h:99999/").is_err());
-        assert!(WsUrl::parse("ws://u@h/").is_err());
     }
 }

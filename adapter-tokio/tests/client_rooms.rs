@@ -919,8 +919,9 @@ async fn alepha_frames_that_are_not_json_are_dropped() {
 #[tokio::test]
 async fn connect_refuses_bad_setups() {
     let connect = |url: &str, options| Client::<Chat>::connect(url, options).map(|_| ());
-    assert!(matches!(connect("wss://h", ClientOptions::new()), Err(ConnectError::InvalidUrl(_))));
-    assert!(matches!(connect("ws://h/x?token=1", ClientOptions::new()), Err(ConnectError::InvalidUrl(_))));
+    assert!(matches!(connect("http://h", ClientOptions::new()), Err(ConnectError::InvalidUrl(_))));
+    assert!(matches!(connect("ws://h/x#frag", ClientOptions::new()), Err(ConnectError::InvalidUrl(_))));
+    assert!(connect("wss://h/x?token=1", ClientOptions::new()).is_ok(), "TLS and a query are fine");
     assert_eq!(connect("ws://h", ClientOptions::new().room("")), Err(ConnectError::InvalidRoom(String::new())));
     let many = (0..=roomwire_tokio::client::MAX_ROOMS).map(|i| i.to_string());
     assert_eq!(connect("ws://h", ClientOptions::new().rooms(many)), Err(ConnectError::TooManyRooms));

@@ -86,6 +86,66 @@ async fn wss_round_trip_over_tokio_rustls() {
     assert_eq!(a.peer_close().unwrap().code, Some(CloseCode::Normal));
 }
 
+/// The room client over `wss://`, with the application's TLS config and a
+/// token in the URL's query, on the Alepha wire and on the roomwire wire:
+/// the server sees the token's user, rooms are joined, messages flow.
+#[tokio::test]
+async fn room_client_over_wss_with_a_query_token() {
+    use futures_util::StreamExt;
+    use roomwire_tokio::client::{Client, ClientOptions};
+    use roomwire_tokio::roomwire_core::WireFormat;
+    use std::borrow::Cow;
+
+    let mut h = harness().await;
+    let (server_tls, client_tls) = tls_configs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = h.server.clone();
+    tokio::spawn(async move {
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_tls);
+        loop {
+            let (tcp, peer) = listener.accept().await.unwrap();
+            let (acceptor, server) = (acceptor.clone(), server.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    server.serve_stream(tls, Some(peer)).await;
+                }
+            });
+        }
+    });
+    let url = format!("wss://localhost:{}/?token=carol", addr.port());
+    // The harness's server type is internally tagged: the JSON wires.
+    for wire in [WireFormat::Alepha, WireFormat::Json] {
+        let options = ClientOptions::new().wire(wire).room("tls-room").tls_config(client_tls.clone());
+        let (client, mut incoming) = Client::<Chat>::connect(&url, options).unwrap();
+        assert_eq!(timeout(LIMIT, client.wait_connected()).await.unwrap(), Some(wire), "{wire:?}");
+        let event = h.next_connect().await;
+        assert_eq!(event.user_id.as_deref(), Some("carol"), "{wire:?}: the query reached the server");
+        timeout(LIMIT, client.join("tls-room")).await.unwrap().unwrap();
+        let (mut raw, _) = h.connect("/ws/chat?roomId=tls-room").await;
+        raw.send(MessageRef::Text(r#"{"roomId":"tls-room","message":{"content":"to carol"}}"#)).await.unwrap();
+        let (room, message) = timeout(LIMIT, incoming.next()).await.unwrap().unwrap();
+        assert_eq!(room.as_deref(), Some("tls-room"));
+        assert!(matches!(&message, ChatIn::Append { content, .. } if content == "to carol"), "{message:?}");
+        client.send("tls-room", &ChatOut { content: Cow::Borrowed("from carol") }).unwrap();
+        assert_eq!(
+            recv_json(&mut raw).await,
+            json!({"type": "append", "content": "from carol", "username": "carol", "__alephaRoom": "tls-room"})
+        );
+        client.close().await;
+        raw.close(CloseCode::Normal, "").await.unwrap();
+    }
+    // A certificate nobody vouches for: the default roots refuse it.
+    let (client, _incoming) = Client::<Chat>::connect(&url, ClientOptions::new()).unwrap();
+    let mut states = client.state_changes();
+    let state = timeout(LIMIT, states.wait_for(|s| matches!(s, roomwire_tokio::ConnectionState::Error { .. })))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+    assert!(format!("{state:?}").contains("Certificate"), "{state:?}");
+}
+
 #[tokio::test]
 async fn mounted_on_an_axum_router() {
     let mut h = harness().await;

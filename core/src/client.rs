@@ -176,20 +176,86 @@ pub fn write_target<C: Channel>(
     rooms: &[RoomId],
     out: &mut [u8],
 ) -> Result<usize, InsufficientSize> {
+    write_target_in::<C>(TargetBase::default(), format, rooms, out)
+}
+
+/// What a client's URL adds to every handshake target: a path prefix
+/// before the channel's path, and a query of the application's (an auth
+/// token, say) before the rooms.
+///
+/// ```
+/// use roomwire_core::client::TargetBase;
+/// use roomwire_core::url::WsUrl;
+/// let url = WsUrl::parse("ws://h/api?token=t")?;
+/// assert_eq!(TargetBase::from(&url), TargetBase { prefix: "/api", query: Some("token=t") });
+/// # Ok::<(), roomwire_core::url::UrlError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TargetBase<'a> {
+    /// Written before the channel's path, as is (no trailing `/`).
+    pub prefix: &'a str,
+    /// Written after `?`, as is, before the rooms of the Alepha wire.
+    pub query: Option<&'a str>,
+}
+
+impl<'a> From<&crate::url::WsUrl<'a>> for TargetBase<'a> {
+    fn from(url: &crate::url::WsUrl<'a>) -> Self {
+        Self { prefix: url.prefix(), query: url.query }
+    }
+}
+
+/// [`write_target`] under a URL's prefix and query: `prefix` + path, then
+/// `?query`, then the rooms (joined to the query with `&`).
+///
+/// ```
+/// use roomwire_core::client::{TargetBase, write_target_in};
+/// use roomwire_core::room::RoomId;
+/// use roomwire_core::wire::WireFormat;
+/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M;
+/// roomwire_core::channel! { /// Chat.
+///     pub struct Chat { path: "/ws/chat", in: M, out: M } }
+///
+/// let base = TargetBase { prefix: "/api", query: Some("token=t") };
+/// let rooms = [RoomId::new("a")?];
+/// let mut out = [0u8; 64];
+/// let n = write_target_in::<Chat>(base, WireFormat::Alepha, &rooms, &mut out)?;
+/// assert_eq!(&out[..n], b"/api/ws/chat?token=t&roomIds=a");
+/// let n = write_target_in::<Chat>(base, WireFormat::Json, &rooms, &mut out)?;
+/// assert_eq!(&out[..n], b"/api/ws/chat?token=t");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_target_in<C: Channel>(
+    base: TargetBase<'_>,
+    format: WireFormat,
+    rooms: &[RoomId],
+    out: &mut [u8],
+) -> Result<usize, InsufficientSize> {
     let query = format == WireFormat::Alepha && !rooms.is_empty();
     let as_list = rooms.iter().all(|room| fits_room_ids_list(room));
     write_twice(out, |w| {
+        w.put(base.prefix.as_bytes());
         w.put(C::PATH.as_bytes());
+        if let Some(own) = base.query {
+            w.put(b"?");
+            w.put(own.as_bytes());
+        }
         if !query {
             return;
         }
+        let first = if base.query.is_some() { b"&".as_slice() } else { b"?".as_slice() };
         for (i, room) in rooms.iter().enumerate() {
-            w.put(match (as_list, i) {
-                (true, 0) => b"?roomIds=".as_slice(),
-                (true, _) => b",",
-                (false, 0) => b"?roomId=",
-                (false, _) => b"&roomId=",
-            });
+            match (as_list, i) {
+                (true, 0) => {
+                    w.put(first);
+                    w.put(b"roomIds=");
+                }
+                (true, _) => w.put(b","),
+                (false, 0) => {
+                    w.put(first);
+                    w.put(b"roomId=");
+                }
+                (false, _) => w.put(b"&roomId="),
+            }
             put_form_encoded(w, room);
         }
     })
@@ -631,7 +697,13 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn connect_target(&mut self, out: &mut [u8]) -> Result<usize, InsufficientSize> {
-        let n = self.write_target(out)?;
+        self.connect_target_in(TargetBase::default(), out)
+    }
+
+    /// [`RoomClient::connect_target`] under a URL's prefix and query
+    /// ([`write_target_in`]).
+    pub fn connect_target_in(&mut self, base: TargetBase<'_>, out: &mut [u8]) -> Result<usize, InsufficientSize> {
+        let n = write_target_in::<C>(base, self.format, self.wanted.as_slice(), out)?;
         self.targeted = Some(self.wanted.clone());
         Ok(n)
     }

@@ -27,7 +27,8 @@
 //! * [`target`]: who an emit or reply reaches, with which room label;
 //! * [`dispatch`]: the server side (admission, inbound messages, frames);
 //! * [`client`]: the client side (room requests, typed receive);
-//! * [`reconnect`]: when a client connects again, and when it stops.
+//! * [`reconnect`]: when a client connects again, and when it stops;
+//! * [`url`]: `ws://` and `wss://` URLs.
 //!
 //! `PROTOCOL.md` at the repository root specifies both wires byte for byte.
 //!
@@ -72,6 +73,7 @@ pub mod reconnect;
 pub mod room;
 pub mod target;
 pub mod time;
+pub mod url;
 pub mod utf8;
 pub mod wire;
 mod writer;

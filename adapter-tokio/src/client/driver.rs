@@ -20,13 +20,16 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{ClientOptions, ConnectError, ConnectionError, ConnectionState, Core, Outgoing, RoomError, Shared, lock};
-use crate::config::Config;
 use crate::error::Error;
 use crate::message::{MessageRef, Response};
 use crate::socket::WebSocket;
+use roomwire_core::client::TargetBase;
 use roomwire_core::handshake::ClientRequest;
+use roomwire_core::url::WsUrl;
 
-type Socket = WebSocket<TcpStream>;
+use super::stream::ClientStream;
+
+type Socket = WebSocket<ClientStream>;
 
 /// The answer to a join or leave.
 type Reply = oneshot::Sender<Result<(), RoomError>>;
@@ -117,9 +120,11 @@ enum WriteError {
     Reject(String),
 }
 
-/// Where to connect: a parsed `ws://host[:port][/prefix]`.
+/// Where to connect: a parsed `ws[s]://host[:port][/prefix][?query]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Endpoint {
+    /// `wss://`.
+    secure: bool,
     /// `host[:port]` as written: the `Host` header.
     authority: String,
     /// The host to connect to, without IPv6 brackets.
@@ -127,54 +132,28 @@ pub(crate) struct Endpoint {
     port: u16,
     /// Path prefix before the channel's path, without a trailing `/`.
     prefix: String,
+    /// The URL's query, carried by every handshake before the rooms.
+    query: Option<String>,
 }
 
 impl Endpoint {
     pub(crate) fn parse(url: &str) -> Result<Self, ConnectError> {
-        let invalid = ConnectError::InvalidUrl;
-        let (scheme, rest) = url.split_once("://").ok_or(invalid("missing scheme"))?;
-        if scheme.eq_ignore_ascii_case("wss") {
-            return Err(invalid("wss:// is not supported: TLS is not built in"));
+        let url = WsUrl::parse(url).map_err(|e| ConnectError::InvalidUrl(e.as_str()))?;
+        if url.secure && !cfg!(feature = "tls") {
+            return Err(ConnectError::InvalidUrl("wss:// needs the `tls` feature of roomwire-tokio"));
         }
-        if !scheme.eq_ignore_ascii_case("ws") {
-            return Err(invalid("scheme must be ws"));
-        }
-        if rest.contains(['?', '#']) {
-            return Err(invalid("no query or fragment: the channel and its rooms make the request target"));
-        }
-        let (authority, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if authority.is_empty() {
-            return Err(invalid("missing host"));
-        }
-        if authority.contains('@') {
-            return Err(invalid("user information is not supported"));
-        }
-        let (host, port) = match authority.strip_prefix('[') {
-            Some(bracketed) => {
-                let (host, after) = bracketed.split_once(']').ok_or(invalid("unclosed IPv6 bracket"))?;
-                match after {
-                    "" => (host, None),
-                    _ => (host, Some(after.strip_prefix(':').ok_or(invalid("bad port"))?)),
-                }
-            }
-            None => match authority.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            },
-        };
-        if host.is_empty() {
-            return Err(invalid("missing host"));
-        }
-        let port = match port {
-            None => 80,
-            Some(port) => port.parse().map_err(|_| invalid("bad port"))?,
-        };
         Ok(Self {
-            authority: authority.to_owned(),
-            host: host.to_owned(),
-            port,
-            prefix: prefix.trim_end_matches('/').to_owned(),
+            secure: url.secure,
+            authority: url.authority.to_owned(),
+            host: url.host.to_owned(),
+            port: url.port,
+            prefix: url.prefix().to_owned(),
+            query: url.query.map(str::to_owned),
         })
+    }
+
+    fn base(&self) -> TargetBase<'_> {
+        TargetBase { prefix: &self.prefix, query: self.query.as_deref() }
     }
 }
 
@@ -311,7 +290,7 @@ where
         let headers: Vec<(&str, &str)> =
             self.options.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
         debug!(target = %target, ?protocols, "connecting");
-        let connect = open(&self.endpoint, &target, protocols, &headers, self.options.config);
+        let connect = open(&self.endpoint, &target, protocols, &headers, &self.options);
         tokio::pin!(connect);
         loop {
             tokio::select! {
@@ -342,11 +321,11 @@ where
         }
     }
 
-    /// The request target: the URL's prefix and the core's target.
+    /// The request target: the core's, under the URL's prefix and query.
     fn target(&mut self) -> Result<String, ConnectionError> {
         let mut buf = vec![0u8; 256];
         loop {
-            match self.core.connect_target(&mut buf) {
+            match self.core.connect_target_in(self.endpoint.base(), &mut buf) {
                 Ok(n) => {
                     buf.truncate(n);
                     break;
@@ -355,8 +334,7 @@ where
                 Err(_) => return Err(ConnectionError::Target),
             }
         }
-        let path = String::from_utf8(buf).map_err(|_| ConnectionError::Target)?;
-        Ok(format!("{}{path}", self.endpoint.prefix))
+        String::from_utf8(buf).map_err(|_| ConnectionError::Target)
     }
 
     /// Run one open connection until it ends.
@@ -902,22 +880,31 @@ fn random_u32() -> u32 {
     getrandom::u32().unwrap_or(u32::MAX / 2)
 }
 
-/// TCP connect (bounded by the handshake timeout) and opening handshake.
+/// TCP connect and TLS for `wss://` (together bounded by the handshake
+/// timeout), then the opening handshake.
 async fn open(
     endpoint: &Endpoint,
     target: &str,
     protocols: &[&str],
     headers: &[(&str, &str)],
-    config: Config,
+    options: &ClientOptions,
 ) -> Result<(Socket, Response), Error> {
-    let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
+    let config = options.config;
+    let connect = async {
+        let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
+        tcp.set_nodelay(true)?;
+        if endpoint.secure {
+            #[cfg(feature = "tls")]
+            return super::stream::tls(tcp, &endpoint.host, options.tls.clone()).await;
+        }
+        Ok::<_, std::io::Error>(ClientStream::Plain(tcp))
+    };
     let stream = match config.core.handshake_timeout {
-        Some(limit) => tokio::time::timeout(Duration::from_micros(limit.as_micros()), connect)
+        Some(limit) => tokio::time::timeout(Duration::from(limit), connect)
             .await
             .map_err(|_| Error::Timeout(Timeout::Handshake))??,
         None => connect.await?,
     };
-    stream.set_nodelay(true)?;
     let request = ClientRequest { host: &endpoint.authority, target, protocols, headers };
     WebSocket::connect_with_stream(stream, &request, config).await
 }
@@ -974,15 +961,17 @@ mod tests {
     fn parses_endpoints() {
         let e = Endpoint::parse("ws://127.0.0.1:8080").unwrap();
         assert_eq!(
-            (e.authority.as_str(), e.host.as_str(), e.port, e.prefix.as_str()),
-            ("127.0.0.1:8080", "127.0.0.1", 8080, "")
+            (e.authority.as_str(), e.host.as_str(), e.port, e.prefix.as_str(), e.secure),
+            ("127.0.0.1:8080", "127.0.0.1", 8080, "", false)
         );
-        let e = Endpoint::parse("WS://example.com/api/").unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.prefix.as_str()), ("example.com", 80, "/api"));
-        let e = Endpoint::parse("ws://[::1]:9000/").unwrap();
-        assert_eq!((e.authority.as_str(), e.host.as_str(), e.port, e.prefix.as_str()), ("[::1]:9000", "::1", 9000, ""));
-        for bad in ["wss://h/", "http://h/", "ws://", "ws://:80", "ws://h:99999", "ws://u@h", "ws://h/?token=x", "h:80"]
-        {
+        let e = Endpoint::parse("WS://example.com/api/?token=t").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.prefix.as_str(), e.query.as_deref()),
+            ("example.com", 80, "/api", Some("token=t"))
+        );
+        let e = Endpoint::parse("wss://[::1]/").unwrap();
+        assert_eq!((e.authority.as_str(), e.host.as_str(), e.port, e.secure), ("[::1]", "::1", 443, true));
+        for bad in ["http://h/", "ws://", "ws://:80", "ws://h:99999", "ws://u@h", "ws://h/#f", "h:80"] {
             assert!(matches!(Endpoint::parse(bad), Err(ConnectError::InvalidUrl(_))), "{bad}");
         }
     }

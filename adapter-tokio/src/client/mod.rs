@@ -128,6 +128,7 @@
 //! inside it.
 
 mod driver;
+mod stream;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -206,6 +207,8 @@ pub struct ClientOptions {
     wire: WireFormat,
     headers: Vec<(String, String)>,
     reconnect: ReconnectPolicy,
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     queue_capacity: usize,
     incoming_capacity: usize,
     request_timeout: Duration,
@@ -221,6 +224,8 @@ impl Default for ClientOptions {
             wire: WireFormat::Json,
             headers: Vec::new(),
             reconnect: ReconnectPolicy::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             incoming_capacity: DEFAULT_INCOMING_CAPACITY,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -272,6 +277,15 @@ impl ClientOptions {
     /// from 500 ms to 30 s with full jitter).
     pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
         self.reconnect = policy;
+        self
+    }
+
+    /// The TLS configuration for `wss://` URLs (default: rustls with the
+    /// Mozilla root certificates of `webpki-roots`). Give one to trust
+    /// your own certificate authority, or to present a client certificate.
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -465,8 +479,8 @@ impl From<crate::Error> for ConnectionError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// The URL is not `ws://host[:port][/prefix]` (no query, no `wss`:
-    /// TLS is not built in).
+    /// The URL is not `ws[s]://host[:port][/prefix][?query]` (`wss://`
+    /// needs the `tls` feature, on by default).
     InvalidUrl(&'static str),
     /// A room of [`ClientOptions::rooms`] is not a valid room id for the
     /// channel.
@@ -730,10 +744,13 @@ where
     C: Channel + 'static,
     C::In<'static>: DeserializeOwned + Send,
 {
-    /// Start a client of channel `C` at `url`, `ws://host[:port]`,
+    /// Start a client of channel `C` at `url`, `ws://host[:port]` or
+    /// `wss://host[:port]` (TLS, see [`ClientOptions::tls_config`]),
     /// optionally followed by a path prefix that the channel's
     /// [`PATH`](Channel::PATH) is appended to (as Alepha's
-    /// `WEBSOCKET_URL`). Returns at once: the connection is made by a task
+    /// `WEBSOCKET_URL`), and by a query that every handshake carries (an
+    /// auth token: `ws://host/?token=…`; on the Alepha wire the rooms
+    /// follow it). Returns at once: the connection is made by a task
     /// spawned on the current tokio runtime, which retries until it
     /// succeeds (see [`ReconnectPolicy`]); watch [`state`](Self::state) or await
     /// [`wait_connected`](Self::wait_connected).
