@@ -584,6 +584,93 @@ async fn reconnecting_after_a_server_restart_restores_the_rooms() {
     }
 }
 
+/// `disconnect` closes the connection but not the client: the state says
+/// so, sends queue up, joins update the wanted rooms, and `reconnect`
+/// connects again at once with every room and the queued messages.
+#[tokio::test]
+async fn disconnect_is_not_final_and_reconnect_restores_everything() {
+    for wire in [WireFormat::Json, WireFormat::Alepha] {
+        let mut server = TestServer::<Chat>::start(Mode::Both).await;
+        let (client, mut incoming) = Client::<Chat>::connect(&server.url(), fast().wire(wire).room("a")).unwrap();
+        guard(client.join("a")).await.unwrap();
+        let (first, _, _) = server.connected().await;
+
+        guard(client.disconnect()).await;
+        assert!(matches!(client.state(), ConnectionState::Disconnected), "{:?}", client.state());
+        assert!(!client.is_closed());
+        assert!(client.rooms().is_empty());
+        client.send("a", &say("queued while away")).unwrap();
+        let joining = client.join("b");
+        // Nothing connects by itself meanwhile.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(matches!(client.state(), ConnectionState::Disconnected));
+
+        client.reconnect();
+        guard(joining).await.unwrap();
+        let (second, format, _) = loop {
+            if let Seen::Connected { id, format, query } = server.next().await {
+                break (id, format, query);
+            }
+        };
+        assert_ne!(first, second);
+        assert_eq!(format, wire);
+        assert_eq!(rooms(&client.wanted_rooms()), ["a", "b"]);
+        loop {
+            if let Seen::Handled { id, room, content } = server.next().await {
+                assert_eq!((id, room.as_str(), content.as_str()), (second, "a", "queued while away"), "{wire:?}");
+                break;
+            }
+        }
+        server.emit(Some("b"), &Chat::system("welcome back"));
+        assert_eq!(
+            guard(incoming.recv()).await.unwrap(),
+            (Some(RoomId::new("b").unwrap()), Chat::system("welcome back"))
+        );
+
+        // `reconnect` on an open connection replaces it.
+        client.reconnect();
+        let third = loop {
+            if let Seen::Connected { id, .. } = server.next().await {
+                break id;
+            }
+        };
+        assert_ne!(third, second);
+        guard(client.close()).await;
+        server.stop().await;
+    }
+}
+
+/// Per-room streams carry their room's messages and the unlabelled ones;
+/// the merged stream still carries everything.
+#[tokio::test]
+async fn per_room_streams_split_the_traffic() {
+    let server = TestServer::<Chat>::start(Mode::Both).await;
+    let (client, mut all) = Client::<Chat>::connect(&server.url(), fast().rooms(["a", "b"])).unwrap();
+    let mut only_a = client.room_messages("a").unwrap();
+    let mut only_b = client.room_messages("b").unwrap();
+    assert!(matches!(client.room_messages(""), Err(RoomError::InvalidRoomId)));
+    guard(client.join("a")).await.unwrap();
+    guard(client.join("b")).await.unwrap();
+    server.emit(Some("a"), &Chat::system("for a"));
+    server.emit(Some("b"), &Chat::system("for b"));
+    server.emit(None, &Chat::system("for everyone"));
+    assert_eq!(guard(only_a.recv()).await.unwrap(), Chat::system("for a"));
+    assert_eq!(guard(only_a.recv()).await.unwrap(), Chat::system("for everyone"));
+    assert_eq!(guard(only_b.recv()).await.unwrap(), Chat::system("for b"));
+    assert_eq!(guard(only_b.recv()).await.unwrap(), Chat::system("for everyone"));
+    for expected in ["for a", "for b", "for everyone"] {
+        assert_eq!(guard(all.recv()).await.unwrap().1, Chat::system(expected));
+    }
+    // A dropped room stream is forgotten; the others go on.
+    drop(only_b);
+    server.emit(Some("b"), &Chat::system("b again"));
+    server.emit(Some("a"), &Chat::system("a again"));
+    assert_eq!(guard(only_a.recv()).await.unwrap(), Chat::system("a again"));
+    guard(client.close()).await;
+    assert_eq!(guard(only_a.recv()).await, None, "the stream ends with the client");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn messages_sent_while_disconnected_are_sent_after_reconnecting() {
     for wire in [WireFormat::Json, WireFormat::Alepha] {

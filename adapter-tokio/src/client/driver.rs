@@ -19,7 +19,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{ClientOptions, ConnectError, ConnectionError, ConnectionState, Core, Outgoing, RoomError, Shared, lock};
+use super::{
+    ClientOptions, ConnectError, ConnectionError, ConnectionState, Core, Outgoing, RoomError, Shared, Sinks, lock,
+};
 use crate::error::Error;
 use crate::message::{MessageRef, Response};
 use crate::socket::WebSocket;
@@ -42,6 +44,10 @@ pub(crate) enum Command {
     Leave { room: String, reply: Reply },
     /// Close the client.
     Close { reply: oneshot::Sender<()> },
+    /// Close the connection and stay disconnected until `Reconnect`.
+    Disconnect { reply: oneshot::Sender<()> },
+    /// Connect again now: close the open connection, or skip the wait.
+    Reconnect,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,14 +87,19 @@ enum Attempt {
     Open(Box<Socket>, Option<String>),
     Failed(ConnectionError),
     Shutdown,
+    /// `disconnect` was called meanwhile.
+    Paused,
 }
 
 /// How a session ended.
 enum End {
     /// Closed on request.
     Shutdown,
-    /// Closed to reconnect at once (new rooms or new wire, Alepha wire).
+    /// Closed to reconnect at once (new rooms or new wire, Alepha wire, or
+    /// `reconnect`).
     Reconnect,
+    /// Closed by `disconnect`.
+    Paused,
     /// Lost: retry after the backoff.
     Lost(ConnectionError),
 }
@@ -98,6 +109,7 @@ enum Flow {
     Continue,
     Reconnect,
     Shutdown,
+    Pause,
     /// The connection is gone.
     Lost(ConnectionError),
     /// The server broke the protocol: close with this code, then retry.
@@ -157,6 +169,13 @@ impl Endpoint {
     }
 }
 
+/// Where the task hands received messages: the merged stream and the
+/// per-room streams.
+pub(crate) struct Outlets<M> {
+    pub(crate) incoming: mpsc::Sender<(Option<RoomId>, M)>,
+    pub(crate) sinks: Sinks<M>,
+}
+
 /// The task: see the [module docs](self).
 pub(crate) struct Driver<C, M>
 where
@@ -169,13 +188,21 @@ where
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
     incoming: mpsc::Sender<(Option<RoomId>, M)>,
+    /// The per-room streams.
+    sinks: Sinks<M>,
     state: watch::Sender<ConnectionState>,
     waiters: Vec<Waiter>,
     /// Joins and leaves waiting for a request slot (or received during a
     /// connection attempt), in order.
     deferred: VecDeque<RoomCommand>,
     close_replies: Vec<oneshot::Sender<()>>,
+    /// Answered once the connection is closed by `disconnect`.
+    disconnect_replies: Vec<oneshot::Sender<()>>,
     shutdown: bool,
+    /// False after `disconnect`, until `reconnect`.
+    online: bool,
+    /// `reconnect` asked to skip the wait before the next attempt.
+    hurry: bool,
     /// Output of the core (requests, frames).
     out: Vec<u8>,
     /// Working memory of the core's decoder.
@@ -200,9 +227,10 @@ where
         core: Core<C, M>,
         shared: Arc<Shared>,
         commands: mpsc::UnboundedReceiver<Command>,
-        incoming: mpsc::Sender<(Option<RoomId>, M)>,
+        outlets: Outlets<M>,
         state: watch::Sender<ConnectionState>,
     ) -> Self {
+        let Outlets { incoming, sinks } = outlets;
         let mut driver = Self {
             endpoint,
             options,
@@ -210,11 +238,15 @@ where
             shared,
             commands,
             incoming,
+            sinks,
             state,
             waiters: Vec::new(),
             deferred: VecDeque::new(),
             close_replies: Vec::new(),
+            disconnect_replies: Vec::new(),
             shutdown: false,
+            online: true,
+            hurry: false,
             out: vec![0; 512],
             scratch: Vec::new(),
             waiting_since: None,
@@ -239,9 +271,24 @@ where
             if self.shutdown {
                 break;
             }
+            if !self.online {
+                for reply in self.disconnect_replies.drain(..) {
+                    let _ = reply.send(());
+                }
+                self.state.send_replace(ConnectionState::Disconnected);
+                if !self.wait_online().await {
+                    break;
+                }
+                reconnector = Reconnector::new(self.options.reconnect);
+            }
+            if std::mem::take(&mut self.hurry) {
+                // `reconnect`: a fresh start.
+                reconnector = Reconnector::new(self.options.reconnect);
+            }
             self.state.send_replace(ConnectionState::Connecting { attempt: reconnector.failures() });
             let error = match self.attempt().await {
                 Attempt::Shutdown => break,
+                Attempt::Paused => continue,
                 Attempt::Failed(error) => error,
                 Attempt::Open(mut ws, protocol) => {
                     reconnector.opened(now());
@@ -251,6 +298,7 @@ where
                     self.rooms_changed();
                     match end {
                         End::Shutdown => break,
+                        End::Paused => continue,
                         End::Reconnect => {
                             reconnector.ended(now(), Ending::Replaced, 0);
                             continue;
@@ -316,6 +364,13 @@ where
                     Some(Command::Leave { room, reply }) => {
                         self.deferred.push_back(RoomCommand { kind: Kind::Leave, room, reply })
                     }
+                    Some(Command::Disconnect { reply }) => {
+                        self.disconnect_replies.push(reply);
+                        self.online = false;
+                        return Attempt::Paused;
+                    }
+                    // Already connecting.
+                    Some(Command::Reconnect) => {}
                 },
             }
         }
@@ -363,7 +418,7 @@ where
             match flow {
                 Flow::Continue => {}
                 Flow::Reconnect => {
-                    debug!("rooms changed on the Alepha wire: reconnecting");
+                    debug!("reconnecting (new rooms on the Alepha wire, or asked to)");
                     self.close_socket(ws).await;
                     return End::Reconnect;
                 }
@@ -371,6 +426,11 @@ where
                     self.flush_outgoing(ws);
                     self.close_socket(ws).await;
                     return End::Shutdown;
+                }
+                Flow::Pause => {
+                    self.flush_outgoing(ws);
+                    self.close_socket(ws).await;
+                    return End::Paused;
                 }
                 Flow::Lost(error) => return End::Lost(error),
                 Flow::Broken(error, code) => {
@@ -388,7 +448,7 @@ where
             }
             // Read while the application keeps up (or is gone), and while no
             // queued message waits for the socket to drain.
-            let room_for_more = self.incoming.is_closed() || self.incoming.capacity() > 0;
+            let room_for_more = (self.incoming.is_closed() || self.incoming.capacity() > 0) && self.sinks_have_room();
             let read = room_for_more && !self.backlog;
             // Answers are only late while they are being read.
             let deadline = self.waiting_since.filter(|_| read).map(|since| since + self.options.request_timeout);
@@ -431,6 +491,15 @@ where
             }
             Command::Join { room, reply } => RoomCommand { kind: Kind::Join, room, reply },
             Command::Leave { room, reply } => RoomCommand { kind: Kind::Leave, room, reply },
+            Command::Disconnect { reply } => {
+                self.disconnect_replies.push(reply);
+                self.online = false;
+                return Flow::Pause;
+            }
+            Command::Reconnect => {
+                self.hurry = true;
+                return Flow::Reconnect;
+            }
         };
         if !self.deferred.is_empty() {
             // Keep the order of requests.
@@ -608,8 +677,24 @@ where
         Ok(true)
     }
 
-    /// Hand a message to the application.
+    /// Whether every live per-room stream can take a message (dropped
+    /// streams are forgotten here).
+    fn sinks_have_room(&self) -> bool {
+        let mut sinks = lock(&self.sinks);
+        sinks.retain(|sink| !sink.tx.is_closed());
+        sinks.iter().all(|sink| sink.tx.capacity() > 0)
+    }
+
+    /// Hand a message to the application: the per-room streams of its room
+    /// (all of them when it has none), then the merged stream.
     fn deliver(&mut self, room: Option<RoomId>, message: M) {
+        for sink in lock(&self.sinks).iter() {
+            if room.as_ref().is_none_or(|room| *room == sink.room) && sink.tx.try_send((sink.clone)(&message)).is_err()
+            {
+                // Only while closing, or a stream dropped meanwhile.
+                debug!(room = %sink.room, "a room stream is not reading: message dropped");
+            }
+        }
         if self.incoming.is_closed() {
             return;
         }
@@ -811,7 +896,34 @@ where
             }
             Command::Join { room, reply } => self.request_offline(RoomCommand { kind: Kind::Join, room, reply }),
             Command::Leave { room, reply } => self.request_offline(RoomCommand { kind: Kind::Leave, room, reply }),
+            Command::Disconnect { reply } => {
+                self.online = false;
+                if self.shutdown {
+                    let _ = reply.send(());
+                } else {
+                    self.disconnect_replies.push(reply);
+                }
+            }
+            Command::Reconnect => {
+                self.online = true;
+                self.hurry = true;
+            }
         }
+    }
+
+    /// Disconnected on request: carry out commands until `reconnect`
+    /// (true) or the end of the client (false).
+    async fn wait_online(&mut self) -> bool {
+        while !self.online {
+            match self.commands.recv().await {
+                None => return false,
+                Some(command) => self.command_offline(command),
+            }
+            if self.shutdown {
+                return false;
+            }
+        }
+        true
     }
 
     fn request_offline(&mut self, command: RoomCommand) {
@@ -822,7 +934,8 @@ where
     }
 
     /// Wait `delay` before the next attempt, carrying out commands; false
-    /// if the client is to shut down.
+    /// if the client is to shut down. `reconnect` and `disconnect` end the
+    /// wait early.
     async fn wait(&mut self, delay: Duration) -> bool {
         let sleep = tokio::time::sleep(delay);
         tokio::pin!(sleep);
@@ -836,6 +949,9 @@ where
                         if self.shutdown {
                             return false;
                         }
+                        if self.hurry || !self.online {
+                            return true;
+                        }
                     }
                 },
             }
@@ -844,7 +960,18 @@ where
 
     /// The end: the client is closed, whoever waits is answered.
     fn finish(self, gave_up: Option<ConnectionError>) {
-        let Self { shared, mut commands, incoming, state, waiters, deferred, mut close_replies, .. } = self;
+        let Self {
+            shared,
+            mut commands,
+            incoming,
+            sinks,
+            state,
+            waiters,
+            deferred,
+            mut close_replies,
+            disconnect_replies,
+            ..
+        } = self;
         shared.closed.store(true, Ordering::Release);
         let unsent = std::mem::take(&mut *lock(&shared.queue)).len();
         if unsent > 0 {
@@ -860,14 +987,16 @@ where
         while let Ok(command) = commands.try_recv() {
             match command {
                 Command::Join { reply, .. } | Command::Leave { reply, .. } => drop(reply.send(Err(RoomError::Closed))),
-                Command::Close { reply } => close_replies.push(reply),
+                Command::Close { reply } | Command::Disconnect { reply } => close_replies.push(reply),
+                Command::Reconnect => {}
             }
         }
-        // The stream ends (after what it holds) before `close` returns.
+        // The streams end (after what they hold) before `close` returns.
         drop(incoming);
+        lock(&sinks).clear();
         debug!("closed");
         state.send_replace(ConnectionState::Closed { error: gave_up });
-        for reply in close_replies {
+        for reply in close_replies.into_iter().chain(disconnect_replies) {
             let _ = reply.send(());
         }
     }

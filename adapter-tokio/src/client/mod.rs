@@ -153,7 +153,7 @@ use tracing::Instrument;
 pub use roomwire_core::reconnect::ReconnectPolicy;
 
 use crate::config::Config;
-use driver::{Command, Driver, Endpoint};
+use driver::{Command, Driver, Endpoint, Outlets};
 
 /// Default bound of the send queue, as Alepha's client: see
 /// [`ClientOptions::queue_capacity`].
@@ -335,6 +335,9 @@ impl ClientOptions {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ConnectionState {
+    /// Disconnected by [`Client::disconnect`], until
+    /// [`Client::reconnect`].
+    Disconnected,
     /// Connecting (TCP, then the opening handshake).
     Connecting {
         /// Consecutive failures before this attempt (0 for the first).
@@ -715,8 +718,21 @@ pub struct Client<C: Channel> {
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
     state: watch::Receiver<ConnectionState>,
+    sinks: Sinks<C::In<'static>>,
+    incoming_capacity: usize,
     channel: PhantomData<fn() -> C>,
 }
+
+/// One [`RoomMessages`] stream, as the task sees it.
+pub(crate) struct RoomSink<M> {
+    pub(crate) room: RoomId,
+    pub(crate) tx: mpsc::Sender<M>,
+    /// `M: Clone` is known where the stream is made, not in the task.
+    pub(crate) clone: fn(&M) -> M,
+}
+
+/// The per-room streams of a client.
+pub(crate) type Sinks<M> = Arc<Mutex<Vec<RoomSink<M>>>>;
 
 impl<C: Channel> Clone for Client<C> {
     fn clone(&self) -> Self {
@@ -724,6 +740,8 @@ impl<C: Channel> Clone for Client<C> {
             shared: self.shared.clone(),
             commands: self.commands.clone(),
             state: self.state.clone(),
+            sinks: self.sinks.clone(),
+            incoming_capacity: self.incoming_capacity,
             channel: PhantomData,
         }
     }
@@ -772,6 +790,8 @@ where
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (incoming_tx, incoming_rx) = mpsc::channel(options.incoming_capacity);
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting { attempt: 0 });
+        let sinks = Sinks::default();
+        let incoming_capacity = options.incoming_capacity;
         let span = tracing::info_span!("room_client", path = C::PATH, url);
         let driver = Driver::<C, C::In<'static>>::new(
             endpoint,
@@ -779,11 +799,18 @@ where
             core,
             shared.clone(),
             command_rx,
-            incoming_tx,
+            Outlets { incoming: incoming_tx, sinks: sinks.clone() },
             state_tx,
         );
         runtime.spawn(driver.run().instrument(span));
-        let client = Self { shared, commands: commands.clone(), state: state_rx, channel: PhantomData };
+        let client = Self {
+            shared,
+            commands: commands.clone(),
+            state: state_rx,
+            sinks,
+            incoming_capacity,
+            channel: PhantomData,
+        };
         Ok((client, Incoming { rx: incoming_rx, _alive: commands }))
     }
 
@@ -861,7 +888,56 @@ where
     }
 }
 
+impl<C> Client<C>
+where
+    C: Channel + 'static,
+    C::In<'static>: Clone + Send,
+{
+    /// A stream of the messages of `room` alone: those labelled with it,
+    /// and those sent to this connection, its user or the whole channel
+    /// (which Alepha's client hands to every room). Each message also goes
+    /// to the merged [`Incoming`] stream; drop that one if you read only
+    /// per-room streams, since the client stops reading the socket while
+    /// any live stream is full (flow control, as for [`Incoming`]).
+    ///
+    /// This does not join the room: call [`join`](Self::join) (or name it
+    /// in [`ClientOptions::rooms`]). The stream ends when the client is
+    /// closed.
+    pub fn room_messages(&self, room: &str) -> Result<RoomMessages<C>, RoomError> {
+        let room = RoomId::new(room).map_err(|_| RoomError::InvalidRoomId)?;
+        let (tx, rx) = mpsc::channel(self.incoming_capacity);
+        lock(&self.sinks).push(RoomSink { room, tx, clone: <C::In<'static> as Clone>::clone });
+        Ok(RoomMessages { rx, _alive: self.commands.clone() })
+    }
+}
+
 impl<C: Channel> Client<C> {
+    /// Close the connection (1000, after writing what is queued for joined
+    /// rooms) and stay disconnected, without closing the client: the
+    /// wanted rooms, the send queue and the [`Incoming`] stream stay,
+    /// joins and leaves update the wanted rooms, and
+    /// [`reconnect`](Self::reconnect) connects again. The state is
+    /// [`ConnectionState::Disconnected`] meanwhile. Resolves once the
+    /// connection is closed.
+    pub fn disconnect(&self) -> impl Future<Output = ()> + Send + 'static + use<C> {
+        let (reply, done) = oneshot::channel();
+        let sent = self.commands.send(Command::Disconnect { reply }).is_ok();
+        async move {
+            if sent {
+                let _ = done.await;
+            }
+        }
+    }
+
+    /// Connect again now: after [`disconnect`](Self::disconnect), or while
+    /// waiting to retry (the wait is skipped), or on an open connection
+    /// (closed with 1000 first). The rooms are restored as after any
+    /// reconnect, and the failure count starts again. No effect once the
+    /// client is closed.
+    pub fn reconnect(&self) {
+        let _ = self.commands.send(Command::Reconnect);
+    }
+
     /// The connection's state now.
     pub fn state(&self) -> ConnectionState {
         self.state.borrow().clone()
@@ -977,6 +1053,38 @@ impl<C: Channel> Incoming<C> {
     /// Poll for the next message (the [`Stream`] implementation).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Received<C>>> {
         self.rx.poll_recv(cx)
+    }
+}
+
+/// The messages of one room, from [`Client::room_messages`]: a [`Stream`]
+/// of the channel's `In` messages (or [`recv`](Self::recv)).
+pub struct RoomMessages<C: Channel> {
+    rx: mpsc::Receiver<C::In<'static>>,
+    /// Keeps the connection alive while the stream is.
+    _alive: mpsc::UnboundedSender<Command>,
+}
+
+impl<C: Channel> fmt::Debug for RoomMessages<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RoomMessages").field("path", &C::PATH).field("waiting", &self.rx.len()).finish()
+    }
+}
+
+impl<C: Channel> Unpin for RoomMessages<C> {}
+
+impl<C: Channel> RoomMessages<C> {
+    /// The next message of the room; `None` once the client is closed.
+    /// Cancel safe.
+    pub async fn recv(&mut self) -> Option<C::In<'static>> {
+        self.rx.recv().await
+    }
+}
+
+impl<C: Channel> Stream for RoomMessages<C> {
+    type Item = C::In<'static>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().rx.poll_recv(cx)
     }
 }
 
