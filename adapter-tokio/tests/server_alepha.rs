@@ -188,7 +188,9 @@ async fn handler_errors_and_panics_answer_the_sender_and_keep_the_connection() {
     say(&mut ws, "lobby", "!fail").await;
     assert_eq!(recv_json(&mut ws).await, json!({"error": "handler boom"}));
     say(&mut ws, "lobby", "!panic").await;
-    assert_eq!(recv_json(&mut ws).await, json!({"error": "handler panicked"}));
+    // Like Alepha for a thrown non-Error (PROTOCOL.md §2.4); the panic's
+    // message stays on the server.
+    assert_eq!(recv_json(&mut ws).await, json!({"error": "Unknown error"}));
     say(&mut ws, "lobby", "!all still open").await;
     assert_eq!(recv_json(&mut ws).await["content"], "still open");
     // The other member saw only the successful reply.

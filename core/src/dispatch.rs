@@ -275,6 +275,25 @@ fn handle_envelope<'a, C: Channel, T: RoomTable>(
     }
 }
 
+/// The text of a handler failure that has none of its own: a handler that
+/// panicked, or an error whose message is empty (Alepha sends the same for
+/// a thrown value that is not an `Error`). A panic's message stays in the
+/// server's logs.
+pub const UNKNOWN_ERROR: &str = "Unknown error";
+
+/// What a sender is told of a handler failure whose message is `text`
+/// (empty for a panic): `text`, or [`UNKNOWN_ERROR`] when it is empty or
+/// only whitespace.
+///
+/// ```
+/// use roomwire_core::dispatch::handler_error_text;
+/// assert_eq!(handler_error_text("boom"), "boom");
+/// assert_eq!(handler_error_text(" "), "Unknown error");
+/// ```
+pub fn handler_error_text(text: &str) -> &str {
+    if text.trim().is_empty() { UNKNOWN_ERROR } else { text }
+}
+
 /// Write the frame telling a sender that the handler failed on its
 /// message: `{"error":"<text>"}` on the Alepha wire (as Alepha does), an
 /// error envelope with [`code::HANDLER_ERROR`] on the roomwire wire. The

@@ -475,13 +475,15 @@ async fn handle(
     let failure = match result {
         Ok(Ok(())) => return Flow::Continue,
         Ok(Err(error)) => error.to_string(),
-        Err(Panicked) => "handler panicked".to_owned(),
+        // The panic's message went to the panic hook (and the logs).
+        Err(Panicked) => String::new(),
     };
     debug!(parent: &span, error = failure, "handler failed");
+    let failure = dispatch::handler_error_text(&failure);
     if pump(ws, outbox, ours) == Flow::Abort {
         return Flow::Abort;
     }
-    let frame = error_frame(session.format, &failure);
+    let frame = error_frame(session.format, failure);
     let _ = ws.feed_fragment(session.format.message_kind(), &frame, true);
     Flow::Continue
 }
