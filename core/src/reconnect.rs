@@ -194,11 +194,12 @@ impl ReconnectPolicy {
             }
             base = base.saturating_mul(multiplier).min(max);
         }
-        // The part taken off: base × jitter × random / 2³², in 128 bits so
-        // that no product overflows.
-        let jitter = u128::from(self.jitter_percent.min(100));
-        let off = u128::from(base) * jitter * u128::from(random) / (100u128 << 32);
-        Duration::from_micros(base.saturating_sub(u64::try_from(off).unwrap_or(base)))
+        // The part taken off: base × f / 2³², with f = jitter × random / 100
+        // (at most 2³²). Split base in halves so that no product overflows
+        // 64 bits (and no 128-bit division is linked into firmware).
+        let f = u64::from(self.jitter_percent.min(100)) * u64::from(random) / 100;
+        let off = (base >> 32) * f + (((base & 0xFFFF_FFFF) * f) >> 32);
+        Duration::from_micros(base.saturating_sub(off))
     }
 
     /// Whether to stop after `failures` failures in a row.
