@@ -41,19 +41,16 @@ fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     (Arc::new(server), Arc::new(client))
 }
 
-#[tokio::test]
-async fn wss_round_trip_over_tokio_rustls() {
-    let h = harness().await;
-    let (server_tls, client_tls) = tls_configs();
+/// `server` behind TLS on a loopback port of its own; its address.
+async fn serve_tls(server: &Server, server_tls: Arc<rustls::ServerConfig>) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = h.server.clone();
+    let server = server.clone();
     tokio::spawn(async move {
         let acceptor = tokio_rustls::TlsAcceptor::from(server_tls);
         loop {
             let (tcp, peer) = listener.accept().await.unwrap();
-            let acceptor = acceptor.clone();
-            let server = server.clone();
+            let (acceptor, server) = (acceptor.clone(), server.clone());
             tokio::spawn(async move {
                 if let Ok(tls) = acceptor.accept(tcp).await {
                     server.serve_stream(tls, Some(peer)).await;
@@ -61,6 +58,14 @@ async fn wss_round_trip_over_tokio_rustls() {
             });
         }
     });
+    addr
+}
+
+#[tokio::test]
+async fn wss_round_trip_over_tokio_rustls() {
+    let h = harness().await;
+    let (server_tls, client_tls) = tls_configs();
+    let addr = serve_tls(&h.server, server_tls).await;
     let connector = tokio_rustls::TlsConnector::from(client_tls);
     let mut clients = Vec::new();
     for _ in 0..2 {
@@ -98,21 +103,7 @@ async fn room_client_over_wss_with_a_query_token() {
 
     let mut h = harness().await;
     let (server_tls, client_tls) = tls_configs();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = h.server.clone();
-    tokio::spawn(async move {
-        let acceptor = tokio_rustls::TlsAcceptor::from(server_tls);
-        loop {
-            let (tcp, peer) = listener.accept().await.unwrap();
-            let (acceptor, server) = (acceptor.clone(), server.clone());
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    server.serve_stream(tls, Some(peer)).await;
-                }
-            });
-        }
-    });
+    let addr = serve_tls(&h.server, server_tls).await;
     let url = format!("wss://localhost:{}/?token=carol", addr.port());
     // The harness's server type is internally tagged: the JSON wires.
     for wire in [WireFormat::Alepha, WireFormat::Json] {
