@@ -203,7 +203,7 @@ impl Disconnect {
     pub fn ending(self) -> Ending {
         match self {
             Self::Handshake(HandshakeError::Rejected { status }) => Ending::Refused(status),
-            Self::Protocol(code) => Ending::Broken(code),
+            Self::Protocol(_) => Ending::Broken,
             Self::Closed(code) => Ending::Closed(code),
             Self::Reconnect | Self::Local => Ending::Replaced,
             Self::Resolve
@@ -538,9 +538,10 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
                 let _ = self.ws.queue_close(CloseCode::Normal, "");
                 self.ending.get_or_insert(Disconnect::Reconnect);
             }
-            Err(_) => {
-                let _ = self.ws.queue_close(CloseCode::Protocol, "subprotocol not offered");
-                self.ending.get_or_insert(Disconnect::Protocol(CloseCode::Protocol));
+            Err(error) => {
+                let code = error.failure_code(self.rooms.format());
+                let _ = self.ws.queue_close(code, "subprotocol not offered");
+                self.ending.get_or_insert(Disconnect::Protocol(code));
             }
         }
     }
@@ -615,12 +616,8 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
         let (wait, step) = match self.reconnector.ended(now(), why.ending(), random) {
             Reconnect::Now => (Duration::ZERO, Step::Disconnected(why)),
             Reconnect::After(wait) => (wait, Step::Disconnected(why)),
-            Reconnect::Stop(_) => {
-                // Reported to the firmware; if it calls again, start over
-                // at the slowest pace.
-                self.reconnector = Reconnector::new(*self.reconnector.policy());
-                (self.reconnector.policy().max, Step::Stopped(why))
-            }
+            // Reported to the firmware; calling again goes on slowly.
+            Reconnect::Stop(_) => (self.reconnector.resume_after_stop(), Step::Stopped(why)),
         };
         warn!("roomwire: disconnected, retrying in {} ms", wait.as_millis());
         self.phase = Phase::Idle(embassy_time::Instant::now() + duration(wait));

@@ -368,8 +368,22 @@ impl fmt::Display for ClientError {
 impl core::error::Error for ClientError {}
 
 impl ClientError {
-    /// What a client does when [`RoomClient::handle_message`] fails with
-    /// this error on a connection of `format`: close the connection with
+    /// The close code for a connection that must end because of this
+    /// error (a failed [`RoomClient::opened`]): [`close_code`](Self::close_code),
+    /// else 1002.
+    ///
+    /// ```
+    /// use roomwire_core::client::ClientError;
+    /// use roomwire_core::{CloseCode, WireFormat};
+    /// assert_eq!(ClientError::UnexpectedProtocol.failure_code(WireFormat::Json), CloseCode::Protocol);
+    /// ```
+    pub fn failure_code(&self, format: WireFormat) -> crate::CloseCode {
+        self.close_code(format).unwrap_or(crate::CloseCode::Protocol)
+    }
+
+    /// What a client does when [`RoomClient::handle_message`] or
+    /// [`RoomClient::opened`] fails with this error on a connection of
+    /// `format`: close the connection with
     /// the returned code, or, for `None`, drop the message and go on. The
     /// one mapping every adapter uses.
     ///
@@ -379,6 +393,7 @@ impl ClientError {
     /// | [`NotJson`](Self::NotJson), [`InvalidLabel`](Self::InvalidLabel) | (cannot occur) | dropped, as Alepha's browser client logs and drops such frames |
     /// | [`Scratch`](Self::Scratch): the message does not fit the client's memory | 1009 | 1009 |
     /// | [`UnknownReference`](Self::UnknownReference): a late answer | dropped | (cannot occur) |
+    /// | [`UnexpectedProtocol`](Self::UnexpectedProtocol), from [`RoomClient::opened`] | 1002 | 1002 |
     /// | anything else | dropped | dropped |
     ///
     /// ```
@@ -391,6 +406,7 @@ impl ClientError {
         use crate::CloseCode;
         match (self, format) {
             (Self::Scratch(_), _) => Some(CloseCode::MessageTooBig),
+            (Self::UnexpectedProtocol, _) => Some(CloseCode::Protocol),
             (Self::Envelope(_), WireFormat::Json | WireFormat::Postcard) => Some(CloseCode::Protocol),
             _ => None,
         }

@@ -65,9 +65,9 @@ pub enum Ending {
     /// The server closed the connection with this close code (`None`: a
     /// close frame without a code, or the stream ended without one).
     Closed(Option<CloseCode>),
-    /// The client closed the connection with this code because the server
-    /// broke the protocol.
-    Broken(CloseCode),
+    /// The client closed the connection because the server broke the
+    /// protocol or stopped answering.
+    Broken,
     /// The client closed the connection to open another at once: the
     /// rooms changed on the Alepha wire, or the server turned out to speak
     /// only the Alepha wire. Not a failure.
@@ -93,7 +93,7 @@ impl Ending {
                 matches!(code, CloseCode::Policy | CloseCode::Unsupported) || (4000..=4999).contains(&u16::from(code))
             }
             Ending::Refused(status) => (400..=499).contains(&status) && status != 408 && status != 429,
-            Ending::Failed | Ending::Closed(None) | Ending::Broken(_) | Ending::Replaced => false,
+            Ending::Failed | Ending::Closed(None) | Ending::Broken | Ending::Replaced => false,
         }
     }
 }
@@ -235,6 +235,22 @@ impl Reconnector {
         self.failures
     }
 
+    /// Forget the failures: the application asked to connect again (after
+    /// a [`Reconnect::Stop`], or to skip a wait).
+    pub fn restart(&mut self) {
+        self.failures = 0;
+        self.opened_at = None;
+    }
+
+    /// After a [`Reconnect::Stop`] that the application chose to ignore:
+    /// the failures are forgotten and the next attempt waits the policy's
+    /// longest delay, so a device that keeps trying a full room does so at
+    /// the slowest pace.
+    pub fn resume_after_stop(&mut self) -> Duration {
+        self.restart();
+        self.policy.max
+    }
+
     /// A connection opened at `now`.
     pub fn opened(&mut self, now: Instant) {
         self.opened_at = Some(now);
@@ -318,7 +334,7 @@ mod tests {
         for status in [408u16, 429, 500, 502, 503, 301] {
             assert!(!Ending::Refused(status).is_final(), "{status}");
         }
-        assert!(!Ending::Broken(CloseCode::Protocol).is_final());
+        assert!(!Ending::Broken.is_final());
         assert!(!Ending::Closed(None).is_final());
     }
 
@@ -344,6 +360,8 @@ mod tests {
         assert_eq!(r.ended(t, Ending::Replaced, 0), Reconnect::Now);
         assert_eq!(r.failures(), 1);
         assert_eq!(r.ended(t, Ending::Closed(Some(CloseCode::Policy)), 0), Reconnect::Stop(Stop::Final));
+        assert_eq!(r.resume_after_stop(), policy.max);
+        assert_eq!(r.failures(), 0);
         let mut forever = Reconnector::new(ReconnectPolicy::default());
         for _ in 0..10_000 {
             assert!(matches!(forever.ended(t, Ending::Failed, 12345), Reconnect::After(_)));

@@ -279,11 +279,10 @@ where
                 if !self.wait_online().await {
                     break;
                 }
-                reconnector = Reconnector::new(self.options.reconnect);
+                reconnector.restart();
             }
             if std::mem::take(&mut self.hurry) {
-                // `reconnect`: a fresh start.
-                reconnector = Reconnector::new(self.options.reconnect);
+                reconnector.restart();
             }
             self.state.send_replace(ConnectionState::Connecting { attempt: reconnector.failures() });
             let error = match self.attempt().await {
@@ -396,7 +395,7 @@ where
     async fn session(&mut self, ws: &mut Socket, protocol: Option<String>) -> End {
         match self.core.opened(protocol.as_deref()) {
             Err(error) => {
-                abort(ws, CloseCode::Protocol).await;
+                abort(ws, error.failure_code(self.core.format())).await;
                 return End::Lost(ConnectionError::Protocol(error));
             }
             Ok(Opened::Reconnect) => {

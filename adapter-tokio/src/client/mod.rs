@@ -418,8 +418,9 @@ pub enum ConnectionError {
         reason: String,
     },
     /// The server broke the rooms protocol (on the roomwire wire, a frame
-    /// that is not an envelope, or an answer to no request; a subprotocol
-    /// the client did not offer). The client closed with 1002.
+    /// that is not an envelope; a subprotocol the client did not offer; a
+    /// message too big for the client). The client closed with the code the core
+    /// chose for it ([`ClientError::close_code`]: 1002, or 1009).
     Protocol(ClientError),
     /// The server did not answer a join or leave within
     /// [`ClientOptions::request_timeout`].
@@ -461,12 +462,11 @@ impl ConnectionError {
         match self {
             Self::WebSocket(e) => match &**e {
                 Error::Handshake(HandshakeError::Rejected { status }) => Ending::Refused(*status),
-                Error::Protocol(e) => Ending::Broken(e.code),
+                Error::Protocol(_) => Ending::Broken,
                 _ => Ending::Failed,
             },
             Self::ClosedByServer { code, .. } => Ending::Closed(*code),
-            Self::Protocol(_) => Ending::Broken(CloseCode::Protocol),
-            Self::RequestTimeout => Ending::Broken(CloseCode::Normal),
+            Self::Protocol(_) | Self::RequestTimeout => Ending::Broken,
             Self::Target => Ending::Failed,
         }
     }
