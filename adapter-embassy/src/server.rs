@@ -27,10 +27,12 @@ use embassy_futures::select::{Either, select, select_array};
 use embassy_net::Stack;
 use embassy_net::tcp::{State as TcpState, TcpSocket};
 use embassy_time::Timer;
+use roomwire_core::admission::{self, Gates};
 use roomwire_core::dispatch::{self, Inbound};
+use roomwire_core::message::{Incoming, MessageReader};
 use roomwire_core::room::{MemberId, RoomId, RoomTable};
 use roomwire_core::target::{Directory, FrameKey, SeenBits, Target, resolve};
-use roomwire_core::{Channel, CloseCode, Config, Connection, Duration, Event, Message, MessageKind, State, WireFormat};
+use roomwire_core::{Channel, Config, Connection, Duration, Event, Message, MessageKind, State, WireFormat};
 
 use crate::time::{duration, now, to_embassy};
 
@@ -109,8 +111,9 @@ struct Slot<'b> {
     format: WireFormat,
     read: &'b mut [u8],
     read_len: usize,
-    message: &'b mut [u8],
-    message_len: usize,
+    /// Whole messages (a fragmented one reassembled in the slot's
+    /// `message` buffer); the core decides 1009.
+    reader: MessageReader<&'b mut [u8]>,
     /// The connection ended: reset the socket at this time (or once its
     /// TCP close completes).
     draining: Option<roomwire_core::Instant>,
@@ -312,8 +315,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             format: WireFormat::Alepha,
             read: b.read,
             read_len: 0,
-            message: b.message,
-            message_len: 0,
+            reader: MessageReader::new(b.message),
             draining: None,
             broken: false,
         });
@@ -381,11 +383,13 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                 return;
             }
             let mut websocket = self.config.websocket;
-            websocket.max_message_size = websocket.max_message_size.min(slot.message.len() as u64);
+            // The core refuses (1009) what the buffers could not hold.
+            let room = slot.reader.storage_mut().len().min(self.shared.inbox.len());
+            websocket.max_message_size = websocket.max_message_size.min(room as u64);
             slot.conn = Some(Connection::server(websocket, now));
             slot.broken = false;
             slot.read_len = 0;
-            slot.message_len = 0;
+            slot.reader.reset();
             slot.socket.set_nagle_enabled(false);
             debug!("roomwire server: connection on slot {}", index);
         }
@@ -444,26 +448,58 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                 break;
             }
             let now = now();
-            let got = conn.handle_input(now, input);
+            let got = slot.reader.read(conn, now, input);
             start += got.consumed;
-            let Some(event) = got.event else {
+            let Some(incoming) = got.incoming else {
                 if got.consumed == 0 {
                     break;
                 }
                 continue;
             };
+            let event = match incoming {
+                Incoming::Message(message) => {
+                    // Into the shared inbox: the handler's context borrows
+                    // every slot, this one too.
+                    let bytes = message.bytes();
+                    // Always fits: max_message_size is capped at its length.
+                    let Some(inbox) = shared.inbox.get_mut(..bytes.len()) else { continue };
+                    inbox.copy_from_slice(bytes);
+                    let format = slot.format;
+                    let inbound =
+                        dispatch::handle_message::<C, T>(format, member, table, inbox, shared.scratch, shared.frame);
+                    match inbound {
+                        Inbound::Message { room, message } => {
+                            let mut ctx = Context::<C> {
+                                slots: slots.as_mut_slice(),
+                                table,
+                                payload: shared.payload,
+                                frame: shared.frame,
+                                channel: core::marker::PhantomData,
+                            };
+                            handler.on_message(&mut ctx, member, &room, message);
+                        }
+                        Inbound::Reply { len, .. } => {
+                            reply(slot, format, shared.frame, shared.payload, len);
+                        }
+                        Inbound::Ignored => {}
+                    }
+                    continue;
+                }
+                Incoming::Event(event) => event,
+            };
             match event {
                 Event::Request(request) => {
-                    let path_ok = request.path() == C::PATH;
+                    // The steps of `admission`, without an application
+                    // decision or a per-user cap (no users here).
                     let format = WireFormat::negotiate(request.protocols());
-                    let admitted =
-                        path_ok.then(|| dispatch::admit::<C, T>(format, member, request.query(), None, table));
+                    let screened = admission::screen(request.path() == C::PATH, Gates::default())
+                        .map(|()| admission::register::<C, T>(format, member, request.query(), None, false, table));
                     let frame = &mut *shared.frame;
-                    let n = match admitted {
-                        None => conn.refuse(404, &[], "no such channel", frame),
-                        Some(admission) => {
+                    let n = match screened {
+                        Err(answer) => conn.refuse(answer.status, &[], answer.body, frame),
+                        Ok(registered) => {
                             let n = conn.accept(now, format.protocol(), &[], frame);
-                            if let Err(refusal) = admission {
+                            if let Err(refusal) = registered {
                                 // As Alepha: accept, then close with the reason.
                                 let _ = conn.close(now, refusal.code, refusal.reason);
                             }
@@ -482,52 +518,6 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                             channel: core::marker::PhantomData,
                         };
                         handler.on_connect(&mut ctx, member, format);
-                    }
-                }
-                Event::Data { payload, message_start, message_end, .. } => {
-                    if message_start {
-                        slot.message_len = 0;
-                    }
-                    let at = slot.message_len;
-                    let Some(dst) = slot.message.get_mut(at..at + payload.len()) else {
-                        // Cannot happen: max_message_size caps messages first.
-                        let _ = conn.close(now, CloseCode::MessageTooBig, "message too big");
-                        continue;
-                    };
-                    dst.copy_from_slice(payload);
-                    slot.message_len += payload.len();
-                    if message_end {
-                        let len = slot.message_len;
-                        let format = slot.format;
-                        let Some(inbox) = shared.inbox.get_mut(..len) else {
-                            let _ = conn.close(now, CloseCode::MessageTooBig, "message too big");
-                            continue;
-                        };
-                        inbox.copy_from_slice(slot.message.get(..len).unwrap_or(&[]));
-                        let inbound = dispatch::handle_message::<C, T>(
-                            format,
-                            member,
-                            table,
-                            inbox,
-                            shared.scratch,
-                            shared.frame,
-                        );
-                        match inbound {
-                            Inbound::Message { room, message } => {
-                                let mut ctx = Context::<C> {
-                                    slots: slots.as_mut_slice(),
-                                    table,
-                                    payload: shared.payload,
-                                    frame: shared.frame,
-                                    channel: core::marker::PhantomData,
-                                };
-                                handler.on_message(&mut ctx, member, &room, message);
-                            }
-                            Inbound::Reply { len, .. } => {
-                                reply(slot, format, shared.frame, shared.payload, len);
-                            }
-                            Inbound::Ignored => {}
-                        }
                     }
                 }
                 Event::Ping(_) => {

@@ -49,7 +49,8 @@ use embassy_net::tcp::{self, State as TcpState, TcpSocket};
 use embassy_net::{IpAddress, Ipv4Address, Stack};
 use embassy_time::{Timer, with_timeout};
 use roomwire_core::handshake::{ClientRequest, HandshakeError};
-use roomwire_core::{CloseCode, Config, Connection, Duration, Event as WsEvent, Message, Received, State, Timeout};
+use roomwire_core::message::{Assembled, Incoming, MessageReader, Read};
+use roomwire_core::{CloseCode, Config, Connection, Duration, Event as WsEvent, Message, State, Timeout};
 
 use crate::keys::{KeyRef, KeySource};
 use crate::time::{duration, now, to_embassy};
@@ -187,11 +188,12 @@ struct Span {
     end: usize,
 }
 
-/// The message being reassembled in `Buffers::message`.
-#[derive(Debug, Clone, Copy, Default)]
-struct Assembly {
-    len: usize,
-    text: bool,
+/// The socket's side of [`Buffers`] (the `message` buffer is the
+/// reader's storage).
+#[derive(Debug)]
+struct SocketBuffers<'b> {
+    read: &'b mut [u8],
+    write: &'b mut [u8],
 }
 
 /// What one turn of the loop produced (borrowing nothing, so that callers
@@ -201,7 +203,8 @@ pub(crate) enum Next {
     /// The handshake completed; [`WebSocket::protocol`] holds the
     /// subprotocol.
     Open,
-    /// A whole message is in the `message` buffer.
+    /// A whole message is in the `message` buffer
+    /// ([`MessageReader::last_message`]).
     Message,
     /// The closing handshake completed; the connection is over.
     Closed(Option<CloseCode>),
@@ -218,10 +221,11 @@ pub struct WebSocket<'a, K: KeySource + ?Sized> {
     keys: &'a K,
     options: Options,
     conn: Option<Connection<KeyRef<'a, K>>>,
-    bufs: Buffers<'a>,
+    bufs: SocketBuffers<'a>,
     read: Span,
     write: Span,
-    message: Assembly,
+    /// Whole messages, reassembled (and 1009 decided) by the core.
+    reader: MessageReader<&'a mut [u8]>,
     /// The selected subprotocol, in the read buffer (until it is compacted).
     protocol: Option<Span>,
     /// An event produced but not yet returned (a call was cancelled while
@@ -249,16 +253,17 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
     /// of `stack`), masking with keys from `keys`. Nothing happens until
     /// [`WebSocket::connect`] (or [`WebSocket::start`]) is called.
     pub fn new(stack: Stack<'a>, socket: TcpSocket<'a>, keys: &'a K, buffers: Buffers<'a>, options: Options) -> Self {
+        let Buffers { read, write, message } = buffers;
         Self {
             stack,
             socket,
             keys,
             options,
             conn: None,
-            bufs: buffers,
+            bufs: SocketBuffers { read, write },
             read: Span::default(),
             write: Span::default(),
-            message: Assembly::default(),
+            reader: MessageReader::copying(message),
             protocol: None,
             pending: None,
             peer_close: None,
@@ -367,12 +372,12 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
         self.socket.set_nagle_enabled(false);
 
         let mut websocket = self.options.websocket;
-        websocket.max_message_size = websocket.max_message_size.min(self.bufs.message.len() as u64);
+        let message = self.reader.storage_mut();
+        websocket.max_message_size = websocket.max_message_size.min(message.len() as u64);
         let mut conn = Connection::client(websocket, now(), KeyRef(self.keys));
         // `Host` (host, or host:port) in the message buffer, idle until open.
-        let host_len = write_host(host, port, self.bufs.message)?;
-        let host =
-            core::str::from_utf8(self.bufs.message.get(..host_len).unwrap_or(&[])).map_err(|_| Error::Resolve)?;
+        let host_len = write_host(host, port, message)?;
+        let host = core::str::from_utf8(message.get(..host_len).unwrap_or(&[])).map_err(|_| Error::Resolve)?;
         let request = ClientRequest { host, target, protocols, headers };
         let n = match conn.write_request(&request, self.bufs.write) {
             Ok(n) => n,
@@ -523,20 +528,17 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
 
     /// The last [`Next::Message`].
     fn message(&self) -> Message<'_> {
-        let data = self.bufs.message.get(..self.message.len).unwrap_or(&[]);
-        if self.message.text {
-            // Cannot fail: the core validates text.
-            if let Ok(text) = core::str::from_utf8(data) {
-                return Message::Text(text);
-            }
+        match self.reader.last_message() {
+            Some(Assembled::Text(text)) => Message::Text(text),
+            Some(Assembled::Binary(bytes)) => Message::Binary(bytes),
+            None => Message::Binary(&[]),
         }
-        Message::Binary(data)
     }
 
     /// The last [`Next::Message`]'s bytes, and the connection (to close
     /// it when the message is unreadable).
     pub(crate) fn message_and_connection(&mut self) -> (&[u8], Option<&mut Connection<KeyRef<'a, K>>>) {
-        (self.bufs.message.get(..self.message.len).unwrap_or(&[]), self.conn.as_mut())
+        (self.reader.last_message().map_or(&[], |m| m.bytes()), self.conn.as_mut())
     }
 
     /// One connection's loop, up to its next event: handle buffered input,
@@ -593,13 +595,17 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
         let base = self.bufs.read.as_ptr() as usize;
         while self.read.start < self.read.end {
             let Some(input) = self.bufs.read.get_mut(self.read.start..self.read.end) else { break };
-            let Received { consumed, event } = conn.handle_input(now(), input);
+            let Read { consumed, incoming } = self.reader.read(conn, now(), input);
             self.read.start += consumed;
-            let Some(event) = event else {
+            let Some(incoming) = incoming else {
                 if consumed == 0 {
                     break;
                 }
                 continue;
+            };
+            let event = match incoming {
+                Incoming::Message(_) => return Some(Next::Message),
+                Incoming::Event(event) => event,
             };
             match event {
                 WsEvent::Open { protocol } => {
@@ -613,29 +619,6 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
                 }
                 WsEvent::HandshakeFailed(e) => {
                     self.failure.get_or_insert(Error::Handshake(e));
-                }
-                WsEvent::Data { kind, payload, message_start, message_end } => {
-                    if message_start {
-                        self.message = Assembly { len: 0, text: kind == roomwire_core::MessageKind::Text };
-                    }
-                    let at = self.message.len;
-                    match self.bufs.message.get_mut(at..at + payload.len()) {
-                        Some(dst) => {
-                            dst.copy_from_slice(payload);
-                            self.message.len += payload.len();
-                        }
-                        None => {
-                            // Cannot happen: max_message_size is capped at
-                            // the buffer's length, so the core refuses first.
-                            let _ = conn.close(now(), CloseCode::MessageTooBig, "message too big");
-                            self.failure.get_or_insert(Error::Protocol(CloseCode::MessageTooBig));
-                            self.message.len = 0;
-                            continue;
-                        }
-                    }
-                    if message_end {
-                        return Some(Next::Message);
-                    }
                 }
                 WsEvent::Close { code, .. } => {
                     self.peer_close = Some(code);
@@ -717,7 +700,7 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
         self.conn = None;
         self.read = Span::default();
         self.write = Span::default();
-        self.message = Assembly::default();
+        self.reader.reset();
         self.protocol = None;
         self.pending = None;
         self.peer_close = None;

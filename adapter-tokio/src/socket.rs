@@ -6,10 +6,10 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use roomwire_core::message::{Assembled, Reassembler, VecStorage};
+use roomwire_core::message::{Assembled, Incoming, MessageReader, VecStorage};
 use roomwire_core::{
-    CloseCode, Connection, Event, InsufficientSize, MaskKeySource, MessageKind, NoMasking, ProtocolError, Role,
-    SendError, State, Timeout,
+    CloseCode, Connection, Event, InsufficientSize, MaskKeySource, MessageKind, NoMasking, Role, SendError, State,
+    Timeout,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant as TokioInstant, Sleep};
@@ -207,7 +207,7 @@ pub struct WebSocket<S> {
     wpos: usize,
     /// Written bytes not yet flushed.
     need_flush: bool,
-    reassembler: Reassembler<VecStorage>,
+    reader: MessageReader<VecStorage>,
     sleep: Option<Pin<Box<Sleep>>>,
     phase: Phase,
     /// The abnormal end to report from `recv`, once.
@@ -241,7 +241,7 @@ impl<S> WebSocket<S> {
             wbuf: Vec::new(),
             wpos: 0,
             need_flush: false,
-            reassembler: Reassembler::new(VecStorage::new(limit, REASSEMBLY_KEEP)),
+            reader: MessageReader::new(VecStorage::new(limit, REASSEMBLY_KEEP)),
             sleep: None,
             phase: Phase::Running,
             pending: None,
@@ -560,12 +560,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         while self.rstart < self.rend {
             let now = self.now();
             let input = &mut self.rbuf[self.rstart..self.rend];
-            let received = with_conn!(&mut self.conn, c => c.handle_input(now, input));
-            let consumed = received.consumed;
+            let read = with_conn!(&mut self.conn, c => self.reader.read(c, now, input));
+            let consumed = read.consumed;
             let mut message = None;
-            let mut too_large = false;
             let mut ping = false;
-            match received.event {
+            match read.incoming {
                 None => {
                     self.rstart += consumed;
                     if consumed == 0 {
@@ -573,36 +572,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                     continue;
                 }
-                // A whole message in one frame (the common case) is copied
-                // once, straight out of the read buffer; the reassembler
-                // would copy it twice (into its storage, then out). The
-                // core has already enforced `max_message_size` and, for
-                // text, validated the UTF-8.
-                Some(Event::Data { kind, payload, message_start: true, message_end: true })
-                    if self.reassembler.pending_len() == 0 =>
-                {
-                    match kind {
-                        MessageKind::Binary => message = Some(Message::Binary(payload.to_vec())),
-                        MessageKind::Text => match std::str::from_utf8(payload) {
-                            Ok(text) => message = Some(Message::Text(text.to_owned())),
-                            Err(_) => too_large = true,
-                        },
-                    }
-                }
-                Some(Event::Data { kind, payload, message_start, message_end }) => {
-                    match self.reassembler.push(kind, payload, message_start, message_end) {
-                        Ok(None) => {}
-                        Ok(Some(Assembled::Text(text))) => message = Some(Message::Text(text.to_owned())),
-                        Ok(Some(Assembled::Binary(bytes))) => message = Some(Message::Binary(bytes.to_vec())),
-                        Err(_) => too_large = true,
-                    }
-                }
-                Some(Event::Ping(_)) => ping = true,
-                Some(Event::Close { code, reason }) => {
+                Some(Incoming::Message(Assembled::Text(text))) => message = Some(Message::Text(text.to_owned())),
+                Some(Incoming::Message(Assembled::Binary(bytes))) => message = Some(Message::Binary(bytes.to_vec())),
+                Some(Incoming::Event(Event::Ping(_))) => ping = true,
+                Some(Incoming::Event(Event::Close { code, reason })) => {
                     debug!(parent: &span, code = code.map(u16::from), reason, "peer closed");
                     self.peer_close = Some(CloseFrame { code, reason: reason.to_owned() });
                 }
-                Some(Event::ProtocolError(error)) => {
+                Some(Incoming::Event(Event::ProtocolError(error))) => {
                     debug!(parent: &span, %error, "protocol error");
                     self.pending.get_or_insert(Error::Protocol(error));
                 }
@@ -615,12 +592,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 // answers every ping while the queue has room, and lets the
                 // core coalesce them when a peer pings faster than it reads.
                 self.pump_transmit();
-            }
-            if too_large {
-                // The core enforces the same limit first; this is a guard.
-                let error = ProtocolError { code: CloseCode::MessageTooBig, reason: "message too big" };
-                let _ = with_conn!(&mut self.conn, c => c.close(now, error.code, error.reason));
-                self.pending.get_or_insert(Error::Protocol(error));
             }
             if message.is_some() {
                 return message;

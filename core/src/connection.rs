@@ -345,6 +345,23 @@ impl fmt::Debug for ControlBuf {
     }
 }
 
+/// One step of [`Connection::read_step`].
+pub(crate) enum Step<'i> {
+    /// An event borrowing the input only.
+    Event(Event<'i>),
+    /// A control frame arrived; its event borrows the connection
+    /// ([`Connection::control_event`]).
+    Control(Control),
+}
+
+/// A complete control frame held by the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control {
+    Ping,
+    Pong,
+    Close,
+}
+
 /// One WebSocket connection, server or client. See the [module docs](self)
 /// for the driving loop.
 #[derive(Debug)]
@@ -460,51 +477,81 @@ impl<K: MaskKeySource> Connection<K> {
     /// Feed bytes read from the peer. See [`Received`] for the contract.
     /// Never panics, whatever `input` holds.
     pub fn handle_input<'a>(&'a mut self, now: Instant, input: &'a mut [u8]) -> Received<'a> {
-        match self.handshake {
-            Handshake::ServerAwaitingRequest => return self.read_request(input),
-            Handshake::ClientAwaitingResponse => return self.read_response(now, input),
+        let (consumed, step) = self.read_step(now, input);
+        let event = match step {
+            None => None,
+            Some(Step::Event(event)) => Some(event),
+            Some(Step::Control(control)) => Some(self.control_event(control)),
+        };
+        Received { consumed, event }
+    }
+
+    /// [`Connection::handle_input`], with the events whose bytes the
+    /// connection holds (control frames) left for [`Self::control_event`]:
+    /// what it returns borrows `input` only, so the caller can still act on
+    /// the connection (close it) while it holds a message's payload.
+    pub(crate) fn read_step<'i>(&mut self, now: Instant, input: &'i mut [u8]) -> (usize, Option<Step<'i>>) {
+        let received = match self.handshake {
+            Handshake::ServerAwaitingRequest => self.read_request(input),
+            Handshake::ClientAwaitingResponse => self.read_response(now, input),
             Handshake::ServerAwaitingDecision | Handshake::ServerRefusing(_) | Handshake::ClientUnsent => {
-                return Received { consumed: 0, event: None };
+                Received { consumed: 0, event: None }
             }
-            Handshake::Done => {}
-        }
+            Handshake::Done => return self.read_frames(now, input),
+        };
+        (received.consumed, received.event.map(Step::Event))
+    }
+
+    fn read_frames<'i>(&mut self, now: Instant, input: &'i mut [u8]) -> (usize, Option<Step<'i>>) {
         if self.state == State::Closed || self.close_received || self.fail_fast {
             // RFC 6455 §5.5.1: nothing after a close frame is processed.
-            return Received { consumed: input.len(), event: None };
+            return (input.len(), None);
         }
         let (consumed, decoded) = self.decoder.decode(input);
-        let event = match decoded {
+        let step = match decoded {
             None => None,
             Some(Decoded::Data { kind, payload, message_start, message_end }) => {
-                Some(Event::Data { kind, payload, message_start, message_end })
+                Some(Step::Event(Event::Data { kind, payload, message_start, message_end }))
             }
             Some(Decoded::Control { opcode, payload, frame_start, frame_end }) => {
                 if frame_start {
                     self.control_in.len = 0;
                 }
                 self.control_in.push(payload);
-                if frame_end { self.control_frame(now, opcode) } else { None }
+                if frame_end { Some(self.control_frame(now, opcode)) } else { None }
             }
             Some(Decoded::Violation(error)) => {
                 self.fail(now, error);
-                Some(Event::ProtocolError(error))
+                Some(Step::Event(Event::ProtocolError(error)))
             }
         };
-        Received { consumed, event }
+        (consumed, step)
     }
 
-    fn control_frame(&mut self, now: Instant, opcode: Opcode) -> Option<Event<'_>> {
+    /// The event of a control frame [`Self::read_step`] completed.
+    pub(crate) fn control_event(&self, control: Control) -> Event<'_> {
+        match control {
+            Control::Ping => Event::Ping(self.control_in.as_slice()),
+            Control::Pong => Event::Pong(self.control_in.as_slice()),
+            Control::Close => {
+                let (code, reason) = parse_close_payload(self.control_in.as_slice()).unwrap_or((None, ""));
+                Event::Close { code, reason }
+            }
+        }
+    }
+
+    fn control_frame<'i>(&mut self, now: Instant, opcode: Opcode) -> Step<'i> {
         match opcode {
             Opcode::Ping => {
                 if self.can_send() {
                     // Only the latest ping needs an answer (§5.5.3).
                     self.pong_out = Some(self.control_in);
                 }
-                Some(Event::Ping(self.control_in.as_slice()))
+                Step::Control(Control::Ping)
             }
             Opcode::Pong => {
                 self.awaiting_pong = false;
-                Some(Event::Pong(self.control_in.as_slice()))
+                Step::Control(Control::Pong)
             }
             _ => match parse_close_payload(self.control_in.as_slice()) {
                 Err(e) => {
@@ -516,7 +563,7 @@ impl<K: MaskKeySource> Connection<K> {
                         },
                     );
                     self.fail(now, error);
-                    Some(Event::ProtocolError(error))
+                    Step::Event(Event::ProtocolError(error))
                 }
                 Ok((code, _)) => {
                     self.close_received = true;
@@ -533,8 +580,7 @@ impl<K: MaskKeySource> Connection<K> {
                         self.close_out = Some(echo);
                         self.state = State::Closing;
                     }
-                    let (code, reason) = parse_close_payload(self.control_in.as_slice()).unwrap_or((None, ""));
-                    Some(Event::Close { code, reason })
+                    Step::Control(Control::Close)
                 }
             },
         }
@@ -581,7 +627,7 @@ impl<K: MaskKeySource> Connection<K> {
 
     /// Queue a close frame for a protocol failure; the connection closes
     /// once it is sent.
-    fn fail(&mut self, now: Instant, error: ProtocolError) {
+    pub(crate) fn fail(&mut self, now: Instant, error: ProtocolError) {
         self.fail_fast = true;
         self.pong_out = None;
         self.ping_out = false;

@@ -13,7 +13,7 @@
 //! * [`handshake`]: the opening handshake, both roles;
 //! * [`connection`]: the connection state machine that ties them together,
 //!   with its driving loop documented on [`Connection`];
-//! * [`message`]: optional reassembly of whole messages;
+//! * [`message`]: whole messages ([`message::MessageReader`]), and 1009;
 //! * [`time`]: time as an input.
 //!
 //! The rooms protocol (Alepha's `$channel` / `$websocket`) on top, shared by
@@ -25,7 +25,8 @@
 //! * [`envelope`]: the roomwire wire (postcard and JSON envelopes);
 //! * [`room`]: room ids and room tables (fixed capacity, or growable);
 //! * [`target`]: who an emit or reply reaches, with which room label;
-//! * [`dispatch`]: the server side (admission, inbound messages, frames);
+//! * [`admission`]: the order of admitting an Upgrade, and its answers;
+//! * [`dispatch`]: the server side (joining rooms, inbound messages, frames);
 //! * [`client`]: the client side (room requests, typed receive);
 //! * [`reconnect`]: when a client connects again, and when it stops;
 //! * [`url`]: `ws://` and `wss://` URLs.
@@ -56,6 +57,7 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod admission;
 pub mod alepha;
 pub mod channel;
 pub mod client;

@@ -5,8 +5,16 @@
 //! [`Reassembler`] collects the chunks of one message into storage the
 //! caller chooses: a borrowed slice or array (fixed, nothing allocated), or
 //! with the `alloc` feature a `Vec<u8>` that grows up to a limit.
+//!
+//! A [`MessageReader`] puts the two together: every adapter reads whole
+//! messages through it, so what happens to a message that does not fit its
+//! storage (close 1009) is decided here, once.
 
+use crate::close::CloseCode;
+use crate::connection::{Connection, Event, MaskKeySource, Step};
 use crate::decoder::MessageKind;
+use crate::error::ProtocolError;
+use crate::time::Instant;
 
 /// A complete message, borrowed from the reassembly buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,9 +25,26 @@ pub enum Assembled<'a> {
     Binary(&'a [u8]),
 }
 
-/// The message does not fit the reassembly storage. Answer with 1009.
+impl<'a> Assembled<'a> {
+    /// The message's bytes (a text message's UTF-8).
+    pub fn bytes(&self) -> &'a [u8] {
+        match self {
+            Assembled::Text(text) => text.as_bytes(),
+            Assembled::Binary(bytes) => bytes,
+        }
+    }
+}
+
+/// The message does not fit the reassembly storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooLarge;
+
+/// The close for a message larger than the reader's storage.
+pub const TOO_BIG: ProtocolError = ProtocolError::new(CloseCode::MessageTooBig, "message too big");
+
+/// The close for text that is not UTF-8 (the decoder refuses it first; a
+/// caller feeding the reassembler unvalidated bytes gets this).
+pub const NOT_UTF8: ProtocolError = ProtocolError::new(CloseCode::Invalid, "text message is not UTF-8");
 
 /// Where a [`Reassembler`] keeps message bytes.
 pub trait Storage {
@@ -29,6 +54,8 @@ pub trait Storage {
     fn store(&mut self, at: usize, data: &[u8]) -> Result<(), TooLarge>;
     /// A message ended: storage may release memory (a no-op for slices).
     fn reset(&mut self) {}
+    /// The largest message it can hold.
+    fn limit(&self) -> usize;
 }
 
 /// Any fixed buffer: `&mut [u8]`, `[u8; N]`, a boxed slice.
@@ -40,6 +67,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Storage for B {
         let end = at.checked_add(data.len()).ok_or(TooLarge)?;
         self.as_mut().get_mut(at..end).ok_or(TooLarge)?.copy_from_slice(data);
         Ok(())
+    }
+    fn limit(&self) -> usize {
+        self.as_ref().len()
     }
 }
 
@@ -82,6 +112,9 @@ impl Storage for VecStorage {
             self.buf.shrink_to(self.keep);
         }
     }
+    fn limit(&self) -> usize {
+        self.limit
+    }
 }
 
 /// Collects [`crate::Event::Data`] chunks into whole messages.
@@ -93,7 +126,7 @@ impl Storage for VecStorage {
 /// assert_eq!(r.push(MessageKind::Text, b"he", true, false), Ok(None));
 /// assert_eq!(r.push(MessageKind::Text, b"llo", false, true), Ok(Some(Assembled::Text("hello"))));
 /// // Too big for the storage.
-/// assert!(r.push(MessageKind::Binary, &[0; 17], true, true).is_err());
+/// assert_eq!(r.push(MessageKind::Binary, &[0; 17], true, true), Err(roomwire_core::message::TOO_BIG));
 /// ```
 #[derive(Debug, Clone)]
 pub struct Reassembler<S> {
@@ -102,12 +135,13 @@ pub struct Reassembler<S> {
     kind: Option<MessageKind>,
     /// The previous message must be released before the next one starts.
     finished: bool,
+    finished_kind: Option<MessageKind>,
 }
 
 impl<S: Storage> Reassembler<S> {
     /// A reassembler over `storage`.
     pub fn new(storage: S) -> Self {
-        Self { storage, len: 0, kind: None, finished: false }
+        Self { storage, len: 0, kind: None, finished: false, finished_kind: None }
     }
 
     /// Add the next chunk of a message (the fields of
@@ -118,7 +152,7 @@ impl<S: Storage> Reassembler<S> {
         payload: &[u8],
         message_start: bool,
         message_end: bool,
-    ) -> Result<Option<Assembled<'_>>, TooLarge> {
+    ) -> Result<Option<Assembled<'_>>, ProtocolError> {
         if message_start || self.finished {
             self.len = 0;
             self.finished = false;
@@ -126,24 +160,25 @@ impl<S: Storage> Reassembler<S> {
             self.kind = Some(kind);
         }
         let kind = self.kind.unwrap_or(kind);
-        if let Err(e) = self.storage.store(self.len, payload) {
+        if self.storage.store(self.len, payload).is_err() {
             self.len = 0;
             self.kind = None;
             self.storage.reset();
-            return Err(e);
+            return Err(TOO_BIG);
         }
         self.len += payload.len();
         if !message_end {
             return Ok(None);
         }
         self.finished = true;
+        self.finished_kind = Some(kind);
         self.kind = None;
         let bytes = self.storage.bytes(self.len);
         Ok(Some(match kind {
             MessageKind::Binary => Assembled::Binary(bytes),
             // The decoder validated the text; a caller feeding unvalidated
             // bytes gets the error instead of a wrong `str`.
-            MessageKind::Text => Assembled::Text(core::str::from_utf8(bytes).map_err(|_| TooLarge)?),
+            MessageKind::Text => Assembled::Text(core::str::from_utf8(bytes).map_err(|_| NOT_UTF8)?),
         }))
     }
 
@@ -151,6 +186,174 @@ impl<S: Storage> Reassembler<S> {
     pub fn pending_len(&self) -> usize {
         if self.finished { 0 } else { self.len }
     }
+
+    /// The message the last [`Reassembler::push`] completed, until the
+    /// next one starts.
+    pub fn finished(&self) -> Option<Assembled<'_>> {
+        if !self.finished {
+            return None;
+        }
+        let bytes = self.storage.bytes(self.len);
+        Some(match self.finished_kind? {
+            MessageKind::Binary => Assembled::Binary(bytes),
+            MessageKind::Text => Assembled::Text(core::str::from_utf8(bytes).ok()?),
+        })
+    }
+
+    /// Drop the message in progress or finished.
+    pub fn reset(&mut self) {
+        self.len = 0;
+        self.kind = None;
+        self.finished = false;
+        self.storage.reset();
+    }
+}
+
+/// What [`MessageReader::read`] found in the input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    /// A whole message.
+    Message(Assembled<'a>),
+    /// Any other connection event ([`Event::Data`] never appears here). A
+    /// message too big for the reader's storage is
+    /// [`Event::ProtocolError`] with [`TOO_BIG`], the close already queued.
+    Event(Event<'a>),
+}
+
+/// What [`MessageReader::read`] did with its input.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Read<'a> {
+    /// Bytes of the input used; drop them from the front of the buffer.
+    pub consumed: usize,
+    /// What the bytes completed, if anything. `None` with `consumed == 0`:
+    /// read more bytes.
+    pub incoming: Option<Incoming<'a>>,
+}
+
+/// Reads whole messages from a [`Connection`], reassembling fragmented
+/// ones into its storage. A message that arrives in one frame (the common
+/// case) is handed out straight from the input, never copied.
+///
+/// A message larger than the storage fails the connection with close 1009
+/// ([`TOO_BIG`]), the same as one over [`crate::Config::max_message_size`].
+///
+/// ```
+/// use roomwire_core::message::{Assembled, Incoming, MessageReader};
+/// use roomwire_core::{Config, Connection, Event, Instant};
+///
+/// let now = Instant::ZERO;
+/// let mut server = Connection::server(Config::default(), now);
+/// # let mut req = *b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// # let _ = server.handle_input(now, &mut req);
+/// # server.accept(now, None, &[], &mut [0; 256]).unwrap();
+/// let mut reader = MessageReader::new([0u8; 64]);
+/// // "hel" then "lo", masked with a zero key, in two frames.
+/// let mut input = *b"\x01\x83\0\0\0\0hel\x80\x82\0\0\0\0lo";
+/// let first = reader.read(&mut server, now, &mut input);
+/// assert_eq!((first.consumed, first.incoming), (9, None));
+/// let second = reader.read(&mut server, now, &mut input[9..]);
+/// assert_eq!(second.incoming, Some(Incoming::Message(Assembled::Text("hello"))));
+///
+/// // A message larger than the storage: close 1009.
+/// let mut big = [0; 108];
+/// big[..4].copy_from_slice(&[0x82, 0xFE, 0, 100]);
+/// let got = reader.read(&mut server, now, &mut big);
+/// assert!(matches!(got.incoming, Some(Incoming::Event(Event::ProtocolError(e))) if u16::from(e.code) == 1009));
+/// ```
+#[derive(Debug, Clone)]
+pub struct MessageReader<S> {
+    reassembler: Reassembler<S>,
+    /// Every message goes through the storage, also one-frame ones.
+    copy_all: bool,
+}
+
+impl<S: Storage> MessageReader<S> {
+    /// A reader reassembling into `storage`.
+    pub fn new(storage: S) -> Self {
+        Self { reassembler: Reassembler::new(storage), copy_all: false }
+    }
+
+    /// A reader that copies every message into `storage`, also one that
+    /// came in one frame, so that it outlives the input buffer: read it
+    /// again with [`MessageReader::last_message`] after the input is
+    /// compacted (what a loop that cannot hold the borrow needs).
+    pub fn copying(storage: S) -> Self {
+        Self { reassembler: Reassembler::new(storage), copy_all: true }
+    }
+
+    /// The message the last [`MessageReader::read`] completed, if the
+    /// storage holds it (always for [`MessageReader::copying`]), until the
+    /// next message starts or [`MessageReader::reset`].
+    pub fn last_message(&self) -> Option<Assembled<'_>> {
+        self.reassembler.finished()
+    }
+
+    /// Forget any message in progress (a new connection starts).
+    pub fn reset(&mut self) {
+        self.reassembler.reset();
+    }
+
+    /// The storage, e.g. as scratch space between connections (call
+    /// [`MessageReader::reset`] before reading again).
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.reassembler.storage
+    }
+
+    /// Bytes of a fragmented message received so far.
+    pub fn pending_len(&self) -> usize {
+        self.reassembler.pending_len()
+    }
+
+    /// Feed `input` (bytes read from the peer) to `conn`, as
+    /// [`Connection::handle_input`] does, and report whole messages
+    /// instead of their chunks. Call again while it returns something.
+    pub fn read<'a, K: MaskKeySource>(
+        &'a mut self,
+        conn: &'a mut Connection<K>,
+        now: Instant,
+        input: &'a mut [u8],
+    ) -> Read<'a> {
+        let (consumed, step) = conn.read_step(now, input);
+        let incoming = match step {
+            None => None,
+            Some(Step::Control(control)) => Some(Incoming::Event(conn.control_event(control))),
+            Some(Step::Event(Event::Data { kind, payload, message_start: true, message_end: true }))
+                if self.reassembler.pending_len() == 0 && !self.copy_all =>
+            {
+                // The same limit as a reassembled message, however it came.
+                match kind {
+                    _ if payload.len() > self.reassembler.storage.limit() => {
+                        Some(Incoming::Event(fail(conn, now, TOO_BIG)))
+                    }
+                    MessageKind::Binary => Some(Incoming::Message(Assembled::Binary(payload))),
+                    MessageKind::Text => match core::str::from_utf8(payload) {
+                        Ok(text) => Some(Incoming::Message(Assembled::Text(text))),
+                        Err(_) => Some(Incoming::Event(fail(conn, now, NOT_UTF8))),
+                    },
+                }
+            }
+            Some(Step::Event(Event::Data { kind, payload, message_start, message_end })) => {
+                match self.reassembler.push(kind, payload, message_start, message_end) {
+                    Ok(None) => None,
+                    Ok(Some(message)) => Some(Incoming::Message(message)),
+                    Err(error) => Some(Incoming::Event(fail(conn, now, error))),
+                }
+            }
+            Some(Step::Event(event)) => Some(Incoming::Event(event)),
+        };
+        Read { consumed, incoming }
+    }
+
+    /// The storage, e.g. to reuse it for another connection.
+    pub fn into_storage(self) -> S {
+        self.reassembler.storage
+    }
+}
+
+fn fail<'a, K: MaskKeySource>(conn: &mut Connection<K>, now: Instant, error: ProtocolError) -> Event<'a> {
+    conn.fail(now, error);
+    Event::ProtocolError(error)
 }
 
 #[cfg(feature = "alloc")]

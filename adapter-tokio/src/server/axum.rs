@@ -92,16 +92,18 @@ impl Server {
             }
             _ => return refusal(400, "Bad Request"),
         };
-        let Some(endpoint) = shared.endpoint(&head.info.path).cloned() else {
-            return refusal(404, "Not Found");
+        let (endpoint, open) = match conn::screen(self, &head.info.path) {
+            Ok(screened) => screened,
+            Err(answer) => return refusal(answer.status, answer.body),
         };
         let span =
             info_span!("connection", path = endpoint.path(), id = tracing::field::Empty, user = tracing::field::Empty);
         let deadline = config.core.handshake_timeout.map(|t| origin + std::time::Duration::from_micros(t.as_micros()));
-        let admitted = match conn::admit(self, endpoint.as_ref(), head, None, deadline).instrument(span.clone()).await {
-            Ok(admitted) => admitted,
-            Err((status, body)) => return refusal(status, &body),
-        };
+        let admitted =
+            match conn::admit(self, endpoint.as_ref(), open, head, None, deadline).instrument(span.clone()).await {
+                Ok(admitted) => admitted,
+                Err((status, body)) => return refusal(status, &body),
+            };
         // The core accepts and writes its 101; hyper sends it.
         let now = Instant::from_micros(
             u64::try_from(TokioInstant::now().saturating_duration_since(origin).as_micros()).unwrap_or(u64::MAX),

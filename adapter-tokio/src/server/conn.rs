@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
+use roomwire_core::admission::{self, Gates, HttpRefusal, OUTBOUND_FULL, SERVER_SHUTDOWN};
 use roomwire_core::room::MemberId;
 use roomwire_core::wire::WireFormat;
 use roomwire_core::{CloseCode, InsufficientSize, dispatch};
@@ -19,7 +20,7 @@ use uuid::Uuid;
 use super::admission::{Admission, Handshake};
 use super::endpoint::{Dispatched, ErasedEndpoint};
 use super::outbox::Outbox;
-use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, MessageEvent, OverUserCap, Session};
+use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, MessageEvent, Session};
 use super::upgrade::RequestHead;
 use super::{Server, Slot, TaskGuard};
 use crate::error::Error;
@@ -92,14 +93,17 @@ async fn handshake(
             return None;
         }
     };
-    let Some(endpoint) = shared.endpoint(&head.info.path).cloned() else {
-        debug!(path = head.info.path, "no endpoint: 404");
-        let _ = ws.answer(Decision::refuse(404, "Not Found")).await;
-        return None;
+    let (endpoint, open) = match screen(&server, &head.info.path) {
+        Ok(screened) => screened,
+        Err(refusal) => {
+            debug!(path = head.info.path, status = refusal.status, "refused");
+            let _ = ws.answer(Decision::refuse(refusal.status, refusal.body)).await;
+            return None;
+        }
     };
     Span::current().record("path", endpoint.path());
     let deadline = ws.handshake_deadline();
-    let admitted = match admit(&server, endpoint.as_ref(), head, peer, deadline).await {
+    let admitted = match admit(&server, endpoint.as_ref(), open, head, peer, deadline).await {
         Ok(admitted) => admitted,
         Err((status, body)) => {
             debug!(status, "refused");
@@ -118,20 +122,30 @@ async fn handshake(
     Some((Box::new(ws), endpoint, admitted))
 }
 
-/// Alepha's `admit`, plus the server's own gates: shutdown, the connection
-/// cap, the handshake deadline. `Err` is the HTTP refusal.
+/// The route and the server's gates (steps 1 and 2 of
+/// [`roomwire_core::admission`]): the endpoint at `path` and a place under
+/// the connection cap.
+pub(crate) fn screen(server: &Server, path: &str) -> Result<(Arc<dyn ErasedEndpoint>, Slot), HttpRefusal> {
+    let shared = &server.shared;
+    let endpoint = shared.endpoint(path).cloned();
+    let open = endpoint.as_ref().and_then(|_| Slot::open(shared));
+    let gates = Gates { shutting_down: shared.closing.is_set(), full: open.is_none() };
+    admission::screen(endpoint.is_some(), gates)?;
+    endpoint.zip(open).ok_or(admission::UNAVAILABLE)
+}
+
+/// The application's decision (step 4 of [`roomwire_core::admission`]),
+/// within the handshake deadline and unless the server starts shutting
+/// down meanwhile. `Err` is the HTTP refusal.
 pub(crate) async fn admit(
     server: &Server,
     endpoint: &dyn ErasedEndpoint,
+    open: Slot,
     head: RequestHead,
     peer: Option<SocketAddr>,
     deadline: Option<TokioInstant>,
 ) -> Result<Admitted, (u16, String)> {
     let shared = &server.shared;
-    if shared.closing.is_set() {
-        return Err((503, "Server shutting down".into()));
-    }
-    let open = Slot::open(shared).ok_or_else(|| (503, "Service Unavailable".to_owned()))?;
     let format = head.format;
     let handshake = Handshake::new(head.info, format, peer);
     let decide = endpoint.policy().admit(&handshake, shared.resolver.as_ref());
@@ -143,8 +157,8 @@ pub(crate) async fn admit(
     };
     let admission = tokio::select! {
         biased;
-        () = shared.closing.wait() => return Err((503, "Server shutting down".into())),
-        admission = decided => admission.ok_or_else(|| (503, "Authorization timed out".to_owned()))?,
+        () = shared.closing.wait() => return Err(owned(admission::SHUTTING_DOWN)),
+        admission = decided => admission.ok_or_else(|| owned(admission::DECISION_TIMED_OUT))?,
     };
     match admission {
         Admission::Refuse { status, body } => Err((status, body)),
@@ -152,6 +166,10 @@ pub(crate) async fn admit(
             Ok(Admitted { format, query: handshake.query().map(str::to_owned), user: user_id, room: room_id, open })
         }
     }
+}
+
+fn owned(refusal: HttpRefusal) -> (u16, String) {
+    (refusal.status, refusal.body.to_owned())
 }
 
 /// Takes a connection out of its endpoint's registry if the task ends
@@ -237,15 +255,14 @@ async fn register(
     let policy = endpoint.policy();
     let registered = {
         let mut state = cell.lock();
-        match state.register(id.clone(), user.clone(), format, outbox.clone(), policy.max_connections_per_user) {
-            Err(OverUserCap) => Err((CloseCode::Policy, "Max connections per user exceeded")),
-            Ok(member) => match endpoint.admit(&mut state.table, format, member, query.as_deref(), room.as_deref()) {
-                Ok(()) => Ok((member, state.rooms_of(member))),
-                Err(refusal) => {
-                    state.unregister(member);
-                    Err((refusal.code, refusal.reason))
-                }
-            },
+        let over_user_cap = state.at_user_cap(user.as_ref(), policy.max_connections_per_user);
+        let member = state.register(id.clone(), user.clone(), format, outbox.clone());
+        match endpoint.register(&mut state.table, format, member, query.as_deref(), room.as_deref(), over_user_cap) {
+            Ok(()) => Ok((member, state.rooms_of(member))),
+            Err(refusal) => {
+                state.unregister(member);
+                Err((refusal.code, refusal.reason))
+            }
         }
     };
     let (member, rooms) = match registered {
@@ -260,7 +277,7 @@ async fn register(
     };
     let registration = Registration { cell: cell.clone(), member: Some(member) };
     if shared.closing.is_set() {
-        outbox.request_close(CloseCode::Away, "Server shutting down");
+        outbox.request_close(SERVER_SHUTDOWN.code, SERVER_SHUTDOWN.reason);
     }
     debug!(?rooms, wire = ?format, "connected");
     let event = ConnectEvent {
@@ -404,7 +421,7 @@ fn pump(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) -> 
     if overflow && ours.is_none() {
         outbox.set_overflowed();
         debug!("slow consumer: closing");
-        close(ws, ours, CloseCode::Again, "Outbound queue full");
+        close(ws, ours, OUTBOUND_FULL.code, OUTBOUND_FULL.reason);
     }
     if let Some((code, reason)) = taken.close {
         close(ws, ours, code, &reason);

@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use roomwire_core::admission;
 use roomwire_core::channel::Channel;
 use roomwire_core::dispatch::{self, Inbound, Membership, Refusal};
 use roomwire_core::room::{MemberId, TableLimits};
@@ -238,14 +239,15 @@ pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
     fn channel_type(&self) -> TypeId;
     fn policy(&self) -> &Policy;
     fn cell(&self) -> &Arc<ChannelCell>;
-    /// `dispatch::admit` for this channel (under the channel lock).
-    fn admit(
+    /// `admission::register` for this channel (under the channel lock).
+    fn register(
         &self,
         table: &mut super::registry::Table,
         format: WireFormat,
         member: MemberId,
         query: Option<&str>,
         room: Option<&str>,
+        over_user_cap: bool,
     ) -> Result<(), Refusal>;
     /// `dispatch::handle_message` for this channel, then the handler.
     fn dispatch<'a>(&'a self, session: &'a Session, data: &'a [u8], out: &mut [u8]) -> Dispatched<'a>;
@@ -277,15 +279,16 @@ where
         &self.cell
     }
 
-    fn admit(
+    fn register(
         &self,
         table: &mut super::registry::Table,
         format: WireFormat,
         member: MemberId,
         query: Option<&str>,
         room: Option<&str>,
+        over_user_cap: bool,
     ) -> Result<(), Refusal> {
-        dispatch::admit::<C, _>(format, member, query, room, table)
+        admission::register::<C, _>(format, member, query, room, over_user_cap, table)
     }
 
     fn dispatch<'a>(&'a self, session: &'a Session, data: &'a [u8], out: &mut [u8]) -> Dispatched<'a> {

@@ -134,6 +134,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use roomwire_core::admission::SERVER_SHUTDOWN;
 use roomwire_core::channel::Channel;
 use roomwire_core::room::TableLimits;
 use roomwire_core::{CloseCode, RoomTable};
@@ -612,7 +613,7 @@ impl Server {
             endpoint
                 .cell()
                 .lock()
-                .for_each_outbox(|outbox| outbox.request_close(CloseCode::Away, "Server shutting down"));
+                .for_each_outbox(|outbox| outbox.request_close(SERVER_SHUTDOWN.code, SERVER_SHUTDOWN.reason));
         }
         if tokio::time::timeout(shared.config.shutdown_timeout, self.tasks_done()).await.is_ok() {
             return;

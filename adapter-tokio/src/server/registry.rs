@@ -88,9 +88,6 @@ pub(crate) struct MemberSlot {
     pub(crate) outbox: Arc<Outbox>,
 }
 
-/// The per-user cap is reached.
-pub(crate) struct OverUserCap;
-
 pub(crate) struct ChannelState {
     pub(crate) table: Table,
     /// By `MemberId`; `None` slots are in `free`.
@@ -159,21 +156,22 @@ impl ChannelState {
         }
     }
 
-    /// Add a connection, unless its user already has `max_per_user`
-    /// connections here.
+    /// Whether `user` already has `max_per_user` connections here.
+    pub(crate) fn at_user_cap(&self, user: Option<&Arc<str>>, max_per_user: Option<usize>) -> bool {
+        match (user, max_per_user) {
+            (Some(user), Some(max)) => self.users.get(user).map_or(0, Vec::len) >= max,
+            _ => false,
+        }
+    }
+
+    /// Add a connection.
     pub(crate) fn register(
         &mut self,
         id: Arc<str>,
         user: Option<Arc<str>>,
         format: WireFormat,
         outbox: Arc<Outbox>,
-        max_per_user: Option<usize>,
-    ) -> Result<MemberId, OverUserCap> {
-        if let (Some(user), Some(max)) = (&user, max_per_user)
-            && self.users.get(user).map_or(0, Vec::len) >= max
-        {
-            return Err(OverUserCap);
-        }
+    ) -> MemberId {
         let member = match self.free.pop() {
             Some(index) => MemberId(index),
             None => {
@@ -193,7 +191,7 @@ impl ChannelState {
         if let Some(slot) = self.members.get_mut(member.0 as usize) {
             *slot = Some(MemberSlot { id, user, format, outbox });
         }
-        Ok(member)
+        member
     }
 
     /// Remove a connection from its rooms and from the registry; returns

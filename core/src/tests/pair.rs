@@ -7,7 +7,7 @@ use std::vec::Vec;
 
 use std::boxed::Box;
 
-use crate::message::{Assembled, Reassembler, Storage, TooLarge};
+use crate::message::{Assembled, Incoming, MessageReader, Storage, TooLarge};
 use crate::{
     CloseCode, Config, Connection, Duration, Event, Instant, MessageKind, ProtocolError, State, Timeout,
     handshake::{ClientRequest, HandshakeError},
@@ -54,18 +54,21 @@ impl Storage for GrowStorage {
         self.0.extend_from_slice(data);
         Ok(())
     }
+    fn limit(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// One side's inbox: bytes not yet consumed, and reassembly.
 pub(crate) struct Inbox {
     pub buf: Vec<u8>,
     pub events: Vec<Seen>,
-    reassembler: Reassembler<GrowStorage>,
+    reader: MessageReader<GrowStorage>,
 }
 
 impl Inbox {
     fn new() -> Self {
-        Self { buf: Vec::new(), events: Vec::new(), reassembler: Reassembler::new(GrowStorage(Vec::new())) }
+        Self { buf: Vec::new(), events: Vec::new(), reader: MessageReader::new(GrowStorage(Vec::new())) }
     }
 }
 
@@ -74,27 +77,26 @@ impl Inbox {
 pub(crate) fn pump<K: crate::MaskKeySource>(conn: &mut Connection<K>, now: Instant, inbox: &mut Inbox) -> bool {
     let mut progress = false;
     loop {
-        let received = conn.handle_input(now, &mut inbox.buf);
-        let consumed = received.consumed;
-        let seen = match received.event {
+        // The same whole-message reader the adapters use.
+        let read = inbox.reader.read(conn, now, &mut inbox.buf);
+        let consumed = read.consumed;
+        let seen = match read.incoming {
             None => None,
-            Some(Event::Request(r)) => {
-                Some(Seen::Request { target: r.target().into(), protocols: r.protocols().map(String::from).collect() })
-            }
-            Some(Event::Open { protocol }) => Some(Seen::Open { protocol: protocol.map(String::from) }),
-            Some(Event::HandshakeFailed(e)) => Some(Seen::HandshakeFailed(e)),
-            Some(Event::Data { kind, payload, message_start, message_end }) => {
-                match inbox.reassembler.push(kind, payload, message_start, message_end) {
-                    Ok(Some(Assembled::Text(t))) => Some(Seen::Text(t.into())),
-                    Ok(Some(Assembled::Binary(b))) => Some(Seen::Binary(b.to_vec())),
-                    Ok(None) => None,
-                    Err(_) => Some(Seen::ProtocolError(ProtocolError::new(CloseCode::MessageTooBig, "reassembly"))),
-                }
-            }
-            Some(Event::Ping(p)) => Some(Seen::Ping(p.to_vec())),
-            Some(Event::Pong(p)) => Some(Seen::Pong(p.to_vec())),
-            Some(Event::Close { code, reason }) => Some(Seen::Close(code, reason.into())),
-            Some(Event::ProtocolError(e)) => Some(Seen::ProtocolError(e)),
+            Some(Incoming::Message(Assembled::Text(t))) => Some(Seen::Text(t.into())),
+            Some(Incoming::Message(Assembled::Binary(b))) => Some(Seen::Binary(b.to_vec())),
+            Some(Incoming::Event(event)) => match event {
+                Event::Request(r) => Some(Seen::Request {
+                    target: r.target().into(),
+                    protocols: r.protocols().map(String::from).collect(),
+                }),
+                Event::Open { protocol } => Some(Seen::Open { protocol: protocol.map(String::from) }),
+                Event::HandshakeFailed(e) => Some(Seen::HandshakeFailed(e)),
+                Event::Ping(p) => Some(Seen::Ping(p.to_vec())),
+                Event::Pong(p) => Some(Seen::Pong(p.to_vec())),
+                Event::Close { code, reason } => Some(Seen::Close(code, reason.into())),
+                Event::ProtocolError(e) => Some(Seen::ProtocolError(e)),
+                Event::Data { .. } => unreachable!("the reader reports whole messages"),
+            },
         };
         let had_event = seen.is_some() || consumed > 0;
         if let Some(seen) = seen {

@@ -1,0 +1,121 @@
+//! Admitting an Upgrade request to a channel: the one order of steps every
+//! roomwire server follows (the tokio server, its axum mount and the
+//! embassy server), with every answer a client can get on the way.
+//!
+//! 1. **Route** ([`screen`]): the request path must name a channel, else
+//!    404 ([`NOT_FOUND`]).
+//! 2. **Server gates** ([`screen`]): a server that is shutting down answers
+//!    503 ([`SHUTTING_DOWN`]); one at its connection cap 503
+//!    ([`UNAVAILABLE`]).
+//! 3. **Wire**: the subprotocols offered choose the wire
+//!    ([`WireFormat::negotiate`]).
+//! 4. **The application's decision** (authorize, resolve the user): accept
+//!    with an optional user and room, or refuse with any status. A
+//!    decision that misses the handshake deadline is 503
+//!    ([`DECISION_TIMED_OUT`]).
+//! 5. **101**, selecting the wire's subprotocol
+//!    ([`WireFormat::protocol`]).
+//! 6. **Registration** ([`register`]): over the per-user connection cap
+//!    the connection is closed with 1008 ([`USER_CAP`]); then it joins its
+//!    rooms ([`dispatch::admit`]), and a refusal there closes it with
+//!    1008 and the reason. Alepha accepts first and closes after, so a
+//!    browser sees the reason; roomwire does the same.
+//!
+//! Once open, a connection can still be closed by the server for two
+//! reasons of its own: [`SERVER_SHUTDOWN`] and [`OUTBOUND_FULL`].
+
+use crate::channel::Channel;
+use crate::close::CloseCode;
+use crate::dispatch::{self, Refusal};
+use crate::room::{MemberId, RoomTable};
+use crate::wire::WireFormat;
+
+/// An HTTP answer instead of the 101: a status and a `text/plain` body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpRefusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// The response body.
+    pub body: &'static str,
+}
+
+/// No channel at the request's path.
+pub const NOT_FOUND: HttpRefusal = HttpRefusal { status: 404, body: "Not Found" };
+/// The server is shutting down: no new connections.
+pub const SHUTTING_DOWN: HttpRefusal = HttpRefusal { status: 503, body: "Server shutting down" };
+/// The server holds as many connections as it may.
+pub const UNAVAILABLE: HttpRefusal = HttpRefusal { status: 503, body: "Service Unavailable" };
+/// The application did not decide before the handshake deadline.
+pub const DECISION_TIMED_OUT: HttpRefusal = HttpRefusal { status: 503, body: "Authorization timed out" };
+
+/// The user already has as many connections as the endpoint allows.
+pub const USER_CAP: Refusal = Refusal { code: CloseCode::Policy, reason: "Max connections per user exceeded" };
+/// The server is shutting down: every open connection is closed with this.
+pub const SERVER_SHUTDOWN: Refusal = Refusal { code: CloseCode::Away, reason: "Server shutting down" };
+/// The client reads slower than the server must send: its outbound queue
+/// is full, so it is closed rather than let its backlog grow.
+pub const OUTBOUND_FULL: Refusal = Refusal { code: CloseCode::Again, reason: "Outbound queue full" };
+
+/// The server's own state, as [`screen`] needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Gates {
+    /// The server is shutting down.
+    pub shutting_down: bool,
+    /// The server is at its connection cap.
+    pub full: bool,
+}
+
+/// Steps 1 and 2: whether a request for a channel (`found`: its path
+/// names one) may go on to the application's decision.
+///
+/// ```
+/// use roomwire_core::admission::{screen, Gates, NOT_FOUND, SHUTTING_DOWN};
+/// assert_eq!(screen(true, Gates::default()), Ok(()));
+/// assert_eq!(screen(false, Gates { shutting_down: true, full: true }), Err(NOT_FOUND));
+/// assert_eq!(screen(true, Gates { shutting_down: true, full: true }), Err(SHUTTING_DOWN));
+/// ```
+pub fn screen(found: bool, gates: Gates) -> Result<(), HttpRefusal> {
+    if !found {
+        Err(NOT_FOUND)
+    } else if gates.shutting_down {
+        Err(SHUTTING_DOWN)
+    } else if gates.full {
+        Err(UNAVAILABLE)
+    } else {
+        Ok(())
+    }
+}
+
+/// Step 6: after the 101, put `member` in its rooms: refused with
+/// [`USER_CAP`] when `over_user_cap`, else as [`dispatch::admit`] decides
+/// (the query's rooms on the Alepha wire, or the application's `room`).
+/// On refusal the member is in no room; close the connection with the
+/// refusal's code and reason.
+///
+/// ```
+/// use roomwire_core::admission::{register, USER_CAP};
+/// use roomwire_core::room::{FixedRoomTable, MemberId, RoomTable};
+/// use roomwire_core::wire::WireFormat;
+/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M;
+/// roomwire_core::channel! { /// A channel.
+///     pub struct Chat { path: "/ws/chat", in: M, out: M } }
+/// let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
+/// register::<Chat, _>(WireFormat::Alepha, MemberId(1), Some("roomId=a"), None, false, &mut table).unwrap();
+/// assert!(table.is_in_room(MemberId(1), "a"));
+/// let over = register::<Chat, _>(WireFormat::Alepha, MemberId(2), Some("roomId=a"), None, true, &mut table);
+/// assert_eq!(over, Err(USER_CAP));
+/// assert!(!table.is_in_room(MemberId(2), "a"));
+/// ```
+pub fn register<C: Channel, T: RoomTable>(
+    format: WireFormat,
+    member: MemberId,
+    query: Option<&str>,
+    room: Option<&str>,
+    over_user_cap: bool,
+    table: &mut T,
+) -> Result<(), Refusal> {
+    if over_user_cap {
+        return Err(USER_CAP);
+    }
+    dispatch::admit::<C, T>(format, member, query, room, table)
+}
