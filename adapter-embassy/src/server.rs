@@ -31,7 +31,7 @@ use roomwire_core::admission::{self, Gates};
 use roomwire_core::dispatch::{self, Inbound};
 use roomwire_core::message::{Incoming, MessageReader};
 use roomwire_core::room::{MemberId, RoomId, RoomTable};
-use roomwire_core::target::{Directory, FrameKey, SeenBits, Target, resolve};
+use roomwire_core::target::{Directory, FrameKey, Members, SeenBits, Target, resolve};
 use roomwire_core::{Channel, Config, Connection, Duration, Event, Message, MessageKind, State, WireFormat};
 
 use crate::time::{duration, now, to_embassy};
@@ -166,26 +166,11 @@ impl Directory for Live<'_, '_> {
 /// What a [`Handler`] can do: emit typed messages.
 pub struct Context<'c, 'b, C: Channel> {
     slots: &'c mut [Slot<'b>],
-    table: &'c dyn RoomLookup,
+    table: &'c dyn Members,
     payload: &'c mut [u8],
     frame: &'c mut [u8],
     channel: core::marker::PhantomData<fn() -> C>,
 }
-
-/// The room table as targeting needs it (object safe).
-trait RoomLookup {
-    fn members(&self, room: &str) -> &[MemberId];
-}
-
-impl<T: RoomTable> RoomLookup for T {
-    fn members(&self, room: &str) -> &[MemberId] {
-        RoomTable::members(self, room)
-    }
-}
-
-/// A read-only view of a [`RoomLookup`] as a table for
-/// [`resolve`](roomwire_core::target::resolve), which only reads members.
-struct Members<'t>(&'t dyn RoomLookup);
 
 impl<C: Channel> fmt::Debug for Context<'_, '_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -198,10 +183,10 @@ impl<C: Channel> Context<'_, '_, C> {
     /// with the first targeted room it is in); returns how many were
     /// reached. A message too large for the `payload` or `frame` buffer
     /// reaches no one.
-    pub fn emit(&mut self, target: &Target<'_>, message: &C::In<'_>) -> usize {
+    pub fn emit<R: AsRef<str>, U: AsRef<str>>(&mut self, target: &Target<'_, R, U>, message: &C::In<'_>) -> usize {
         let mut deliveries: heapless::Vec<(MemberId, Option<&str>), 32> = heapless::Vec::new();
         let mut seen = SeenBits::<1>::new();
-        resolve(target, &Members(self.table), &Live(self.slots), &mut seen, |member, label| {
+        resolve(target, self.table, &Live(self.slots), &mut seen, |member, label| {
             let _ = deliveries.push((member, label));
         });
         let mut reached = 0;
@@ -232,50 +217,12 @@ impl<C: Channel> Context<'_, '_, C> {
     /// Alepha's `reply`: emit to `room` (the room the message was handled
     /// in), except the sender when `except_self`.
     pub fn reply(&mut self, from: MemberId, room: &str, except_self: bool, message: &C::In<'_>) -> usize {
-        let rooms = [room];
-        let target = Target {
-            rooms: &rooms,
-            except_connection: if except_self { Some(from) } else { None },
-            ..Target::default()
-        };
-        self.emit(&target, message)
+        let mut one = [""];
+        self.emit(&Target::reply(&mut one, from, room, None, except_self), message)
     }
 
     fn format_of(&self, member: MemberId) -> Option<WireFormat> {
         self.slots.get(member.0 as usize).filter(|s| s.is_open()).map(|s| s.format)
-    }
-}
-
-impl RoomTable for Members<'_> {
-    fn limits(&self) -> roomwire_core::TableLimits {
-        roomwire_core::TableLimits::UNLIMITED
-    }
-    fn join(&mut self, _: MemberId, _: &RoomId) -> Result<roomwire_core::Joined, roomwire_core::JoinError> {
-        Err(roomwire_core::JoinError::TooManyRooms)
-    }
-    fn leave(&mut self, _: MemberId, _: &str) -> bool {
-        false
-    }
-    fn leave_all(&mut self, _: MemberId) -> usize {
-        0
-    }
-    fn is_in_room(&self, member: MemberId, room: &str) -> bool {
-        self.0.members(room).contains(&member)
-    }
-    fn members(&self, room: &str) -> &[MemberId] {
-        self.0.members(room)
-    }
-    fn rooms_of(&self, _: MemberId) -> impl Iterator<Item = &RoomId> {
-        core::iter::empty()
-    }
-    fn rooms(&self) -> impl Iterator<Item = (&RoomId, usize)> {
-        core::iter::empty()
-    }
-    fn room_count(&self) -> usize {
-        0
-    }
-    fn member_count(&self) -> usize {
-        0
     }
 }
 

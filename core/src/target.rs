@@ -25,37 +25,67 @@ use crate::wire::WireFormat;
 
 /// Who a message reaches (Alepha's `EmitOptions`, minus the message).
 ///
+/// Names are anything that is a `str`: `&str` by default, or the `String`s
+/// an application already holds, with no list to build (`R` for rooms, `U`
+/// for users).
+///
 /// ```
 /// use roomwire_core::target::Target;
 /// use roomwire_core::room::MemberId;
 /// // emit({ roomIds: ["a", "b"], exceptConnectionIds: [ws7] })
 /// let t = Target { rooms: &["a", "b"], except_connections: &[MemberId(7)], ..Target::default() };
 /// assert!(!t.is_channel_wide());
-/// assert!(Target::default().is_channel_wide());
+/// assert!(Target::<&str>::default().is_channel_wide());
+/// let owned = [String::from("a")];
+/// let t = Target { rooms: &owned, ..Target::default() };
+/// # let _ = t;
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Target<'a> {
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target<'a, R = &'a str, U = &'a str> {
     /// Rooms whose members are reached, in label priority order.
-    pub rooms: &'a [&'a str],
+    pub rooms: &'a [R],
     /// Users whose connections are reached.
-    pub users: &'a [&'a str],
+    pub users: &'a [U],
     /// Connections reached directly.
     pub connections: &'a [MemberId],
     /// Connections never reached.
     pub except_connections: &'a [MemberId],
     /// Users whose connections are never reached.
-    pub except_users: &'a [&'a str],
+    pub except_users: &'a [U],
     /// One more excluded connection: the sender of a `reply` with
     /// `exceptSelf` (kept apart so a reply needs no buffer to join lists).
     pub except_connection: Option<MemberId>,
 }
 
-impl<'a> Target<'a> {
+impl<R, U> Default for Target<'_, R, U> {
+    fn default() -> Self {
+        Target {
+            rooms: &[],
+            users: &[],
+            connections: &[],
+            except_connections: &[],
+            except_users: &[],
+            except_connection: None,
+        }
+    }
+}
+
+impl<R, U> Clone for Target<'_, R, U> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R, U> Copy for Target<'_, R, U> {}
+
+impl<R, U> Target<'_, R, U> {
     /// Whether no room, user or connection is named: the whole channel.
     pub fn is_channel_wide(&self) -> bool {
         self.rooms.is_empty() && self.users.is_empty() && self.connections.is_empty()
     }
+}
 
+impl<'a> Target<'a> {
     /// The target of a `reply` from `sender`, whose message was handled in
     /// `sender_room`: `room` if given, else `sender_room`; with `except_self`
     /// the sender is excluded.
@@ -85,6 +115,18 @@ impl<'a> Target<'a> {
             except_connection: if except_self { Some(sender) } else { None },
             ..Target::default()
         }
+    }
+}
+
+/// Who is in a room: all [`resolve`] needs of a room table.
+pub trait Members {
+    /// The members of `room` (empty if there is no such room).
+    fn members(&self, room: &str) -> &[MemberId];
+}
+
+impl<T: RoomTable + ?Sized> Members for T {
+    fn members(&self, room: &str) -> &[MemberId] {
+        RoomTable::members(self, room)
     }
 }
 
@@ -234,8 +276,8 @@ pub struct FrameKey<'a> {
 /// // Member 1 is in both rooms: once, labelled with the first targeted room.
 /// assert_eq!(got, [(1, Some("b")), (0, Some("a"))]);
 /// ```
-pub fn resolve<'t, T: RoomTable, D: Directory>(
-    target: &Target<'t>,
+pub fn resolve<'t, R: AsRef<str>, U: AsRef<str>, T: Members + ?Sized, D: Directory>(
+    target: &Target<'t, R, U>,
     table: &T,
     directory: &D,
     seen: &mut impl SeenSet,
@@ -246,7 +288,7 @@ pub fn resolve<'t, T: RoomTable, D: Directory>(
         target.except_connection == Some(member)
             || target.except_connections.contains(&member)
             || (!target.except_users.is_empty()
-                && directory.user_of(member).is_some_and(|user| target.except_users.contains(&user)))
+                && directory.user_of(member).is_some_and(|user| target.except_users.iter().any(|u| u.as_ref() == user)))
     };
     let mut count = 0;
     let mut reach = |member: MemberId, label: Option<&'t str>| {
@@ -258,13 +300,14 @@ pub fn resolve<'t, T: RoomTable, D: Directory>(
     if target.is_channel_wide() {
         directory.for_each_connection(|member| reach(member, None));
     } else {
-        for &room in target.rooms {
+        for room in target.rooms {
+            let room = room.as_ref();
             for &member in table.members(room) {
                 reach(member, Some(room));
             }
         }
-        for &user in target.users {
-            directory.for_each_connection_of_user(user, |member| reach(member, None));
+        for user in target.users {
+            directory.for_each_connection_of_user(user.as_ref(), |member| reach(member, None));
         }
         for &member in target.connections {
             if directory.contains(member) {

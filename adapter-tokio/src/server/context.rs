@@ -1,6 +1,5 @@
 //! The handler's view of one message: Alepha's `WebSocketHandlerContext`.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use roomwire_core::RoomId;
@@ -135,11 +134,11 @@ impl<'a, C: Channel> Context<'a, C> {
     pub fn reply_with(&self, message: &C::In<'_>, options: &Reply) -> Result<usize, EmitError> {
         let room = options.room.as_deref().unwrap_or(self.room.as_str());
         let spec = Spec {
-            rooms: Cow::Borrowed(std::slice::from_ref(&room)),
-            users: Cow::Borrowed(&[]),
+            rooms: std::slice::from_ref(&room),
+            users: &[],
             connections: &[],
             except_connections: &options.except_connections,
-            except_users: emit::strs(&options.except_users),
+            except_users: &options.except_users,
             except_member: options.except_self.then_some(self.session.member),
         };
         emit::deliver(&self.session.cell, &spec, message)

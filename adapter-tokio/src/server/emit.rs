@@ -1,7 +1,6 @@
 //! Emitting: resolve a target with the core, encode once per (wire
 //! format, label), queue the shared frame to every recipient.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 
@@ -134,29 +133,23 @@ impl From<EncodeError> for EmitError {
 }
 
 /// A target with borrowed lists: from an [`Emit`] or a reply.
-pub(crate) struct Spec<'a> {
-    pub(crate) rooms: Cow<'a, [&'a str]>,
-    pub(crate) users: Cow<'a, [&'a str]>,
+pub(crate) struct Spec<'a, R = String, U = String> {
+    pub(crate) rooms: &'a [R],
+    pub(crate) users: &'a [U],
     pub(crate) connections: &'a [String],
     pub(crate) except_connections: &'a [String],
-    pub(crate) except_users: Cow<'a, [&'a str]>,
+    pub(crate) except_users: &'a [U],
     pub(crate) except_member: Option<MemberId>,
-}
-
-/// Borrowed string slices as the core's `&[&str]` (allocates only when
-/// the list is not empty).
-pub(crate) fn strs(list: &[String]) -> Cow<'_, [&str]> {
-    if list.is_empty() { Cow::Borrowed(&[]) } else { Cow::Owned(list.iter().map(String::as_str).collect()) }
 }
 
 impl<'a> Spec<'a> {
     pub(crate) fn from_emit(emit: &'a Emit) -> Self {
         Self {
-            rooms: strs(&emit.rooms),
-            users: strs(&emit.users),
+            rooms: &emit.rooms,
+            users: &emit.users,
             connections: &emit.connections,
             except_connections: &emit.except_connections,
-            except_users: strs(&emit.except_users),
+            except_users: &emit.except_users,
             except_member: None,
         }
     }
@@ -211,13 +204,13 @@ fn frame(key: FrameKey<'_>, payload: &[u8]) -> Bytes {
 }
 
 /// Resolve `spec` on `cell`'s connections and queue `message` to each.
-pub(crate) fn deliver<M: Serialize + ?Sized>(
+pub(crate) fn deliver<M: Serialize + ?Sized, R: AsRef<str>, U: AsRef<str>>(
     cell: &ChannelCell,
-    spec: &Spec<'_>,
+    spec: &Spec<'_, R, U>,
     message: &M,
 ) -> Result<usize, EmitError> {
     let span = match spec.rooms.first() {
-        Some(room) => debug_span!("room", room = *room, channel = cell.path),
+        Some(room) => debug_span!("room", room = room.as_ref(), channel = cell.path),
         None => debug_span!("emit", channel = cell.path),
     };
     let _entered = span.enter();
@@ -234,9 +227,9 @@ pub(crate) fn deliver<M: Serialize + ?Sized>(
     })
 }
 
-fn deliver_with<M: Serialize + ?Sized>(
+fn deliver_with<M: Serialize + ?Sized, R: AsRef<str>, U: AsRef<str>>(
     cell: &ChannelCell,
-    spec: &Spec<'_>,
+    spec: &Spec<'_, R, U>,
     message: &M,
     json: &mut Vec<u8>,
 ) -> Result<usize, EmitError> {
@@ -257,11 +250,11 @@ fn deliver_with<M: Serialize + ?Sized>(
         return Ok(0);
     }
     let target = Target {
-        rooms: &spec.rooms,
-        users: &spec.users,
+        rooms: spec.rooms,
+        users: spec.users,
         connections: &connections,
         except_connections: &except_connections,
-        except_users: &spec.except_users,
+        except_users: spec.except_users,
         except_connection: spec.except_member,
     };
     let (table, view, seen) = state.parts();
