@@ -183,7 +183,7 @@ impl<C: Channel> Context<'_, '_, C> {
     /// with the first targeted room it is in); returns how many were
     /// reached. A message too large for the `payload` or `frame` buffer
     /// reaches no one.
-    pub fn emit<R: AsRef<str>, U: AsRef<str>>(&mut self, target: &Target<'_, R, U>, message: &C::In<'_>) -> usize {
+    pub fn emit(&mut self, target: &Target<'_>, message: &C::In<'_>) -> usize {
         let mut deliveries: heapless::Vec<(MemberId, Option<&str>), 32> = heapless::Vec::new();
         let mut seen = SeenBits::<1>::new();
         resolve(target, self.table, &Live(self.slots), &mut seen, |member, label| {

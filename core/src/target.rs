@@ -33,11 +33,11 @@ use crate::wire::WireFormat;
 /// use roomwire_core::target::Target;
 /// use roomwire_core::room::MemberId;
 /// // emit({ roomIds: ["a", "b"], exceptConnectionIds: [ws7] })
-/// let t = Target { rooms: &["a", "b"], except_connections: &[MemberId(7)], ..Target::default() };
+/// let t: Target = Target { rooms: &["a", "b"], except_connections: &[MemberId(7)], ..Target::default() };
 /// assert!(!t.is_channel_wide());
 /// assert!(Target::<&str>::default().is_channel_wide());
 /// let owned = [String::from("a")];
-/// let t = Target { rooms: &owned, ..Target::default() };
+/// let t: Target<String, String> = Target { rooms: &owned, ..Target::default() };
 /// # let _ = t;
 /// ```
 #[derive(Debug, PartialEq, Eq)]
@@ -271,7 +271,7 @@ pub struct FrameKey<'a> {
 ///     table.join(MemberId(m), &RoomId::new(r).unwrap()).unwrap();
 /// }
 /// let mut got = Vec::new();
-/// let target = Target { rooms: &["b", "a"], except_connection: Some(MemberId(2)), ..Target::default() };
+/// let target: Target = Target { rooms: &["b", "a"], except_connection: Some(MemberId(2)), ..Target::default() };
 /// resolve(&target, &table, &NoUsers, &mut SeenBits::<1>::new(), |m, label| got.push((m.0, label)));
 /// // Member 1 is in both rooms: once, labelled with the first targeted room.
 /// assert_eq!(got, [(1, Some("b")), (0, Some("a"))]);
