@@ -6,7 +6,9 @@
 #   1. the embassy client joins room lobby on the tokio chat server and exchanges typed messages
 #      both ways with a tokio client in that room;
 #   2. tokio clients join room lobby on the embassy server and talk through it, and the server
-#      survives garbage, a cut handshake and a cut frame from other clients.
+#      survives garbage, a cut handshake and a cut frame from other clients;
+#   3. the embassy server passes the conformance sessions (tests/src/conformance.rs) that the
+#      tokio server and the core alone pass in `cargo test`.
 # The namespace (and every process started in it) is removed afterwards, also on failure.
 #
 # Usage: sudo scripts/embassy-e2e.sh        (E2E_TIMEOUT=120 bounds the peer's run, in seconds)
@@ -37,6 +39,7 @@ cd "$ROOT"
 log "building the chat server, the TAP node and the peer"
 cargo build -p roomwire-tokio --example chat || fail "building the chat server failed"
 cargo build -p roomwire-embassy --example tap_node --example e2e_peer || fail "building the examples failed"
+cargo build -p roomwire-tests --bin conformance || fail "building the conformance sessions failed"
 EXAMPLES="$TARGET_DIR/debug/examples"
 
 mkdir -p "$LOGS"
@@ -53,6 +56,14 @@ set +e
 timeout "$TIMEOUT" ip netns exec "$NS" "$EXAMPLES/e2e_peer" 2>&1 | tee "$LOGS/peer.log"
 status=${PIPESTATUS[0]}
 set -e
+
+if [ "$status" -eq 0 ]; then
+    log "conformance sessions against the embassy server (192.0.2.2:8081)"
+    set +e
+    timeout "$TIMEOUT" ip netns exec "$NS" "$TARGET_DIR/debug/conformance" 192.0.2.2:8081 2>&1 | tee "$LOGS/conformance.log"
+    status=${PIPESTATUS[0]}
+    set -e
+fi
 
 echo "--- tap_node (embassy) log ---"
 cat "$LOGS/tap_node.log"

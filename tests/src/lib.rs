@@ -1,1 +1,3 @@
 //! Cross-crate and real-peer tests live in `tests/`.
+
+pub mod conformance;
