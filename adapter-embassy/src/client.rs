@@ -58,7 +58,7 @@ use core::fmt;
 use embassy_net::Stack;
 use embassy_net::tcp::{self, TcpSocket};
 use embassy_time::Timer;
-use roomwire_core::client::{ClientError, ClientEvent, Opened, Requested, RoomClient};
+use roomwire_core::client::{CLOSE_LEAVING, ClientError, ClientEvent, Opened, Requested, RoomClient};
 use roomwire_core::handshake::HandshakeError;
 use roomwire_core::reconnect::{Ending, Reconnect, ReconnectPolicy, Reconnector};
 use roomwire_core::{Channel, CloseCode, Config, Duration, Message, MessageKind, State, Timeout, WireFormat};
@@ -449,7 +449,7 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
     /// it, reports [`Disconnect::Local`], and on the call after that
     /// reconnects.
     pub async fn close(&mut self) {
-        self.begin_close(CloseCode::Normal, "", Disconnect::Local);
+        self.begin_close(CLOSE_LEAVING, "", Disconnect::Local);
         if self.ws.flush().await.is_err() {
             self.ending.get_or_insert(Disconnect::Reset);
         }
@@ -458,7 +458,7 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
     async fn requested(&mut self, requested: Requested) -> Result<Requested, SendError> {
         match requested {
             Requested::Sent { len, .. } => self.send_scratch(len).await?,
-            Requested::Reconnect => self.begin_close(CloseCode::Normal, "", Disconnect::Reconnect),
+            Requested::Reconnect => self.begin_close(CLOSE_LEAVING, "", Disconnect::Reconnect),
             Requested::NotSent => {}
         }
         Ok(requested)
@@ -535,7 +535,7 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
             Ok(Opened::Reconnect) => {
                 // No roomwire on this server: ask again for the rooms on
                 // the Alepha wire.
-                let _ = self.ws.queue_close(CloseCode::Normal, "");
+                let _ = self.ws.queue_close(CLOSE_LEAVING, "");
                 self.ending.get_or_insert(Disconnect::Reconnect);
             }
             Err(error) => {

@@ -10,9 +10,9 @@
 //! 3. **Wire**: the subprotocols offered choose the wire
 //!    ([`WireFormat::negotiate`]).
 //! 4. **The application's decision** (authorize, resolve the user): accept
-//!    with an optional user and room, or refuse with any status. A
-//!    decision that misses the handshake deadline is 503
-//!    ([`DECISION_TIMED_OUT`]).
+//!    with an optional user and room, or refuse with any status (a
+//!    `secure` endpoint without a user: [`UNAUTHORIZED`]). A decision that
+//!    misses the handshake deadline is 503 ([`DECISION_TIMED_OUT`]).
 //! 5. **101**, selecting the wire's subprotocol
 //!    ([`WireFormat::protocol`]).
 //! 6. **Registration** ([`register`]): over the per-user connection cap
@@ -45,6 +45,14 @@ pub const NOT_FOUND: HttpRefusal = HttpRefusal { status: 404, body: "Not Found" 
 pub const SHUTTING_DOWN: HttpRefusal = HttpRefusal { status: 503, body: "Server shutting down" };
 /// The server holds as many connections as it may.
 pub const UNAVAILABLE: HttpRefusal = HttpRefusal { status: 503, body: "Service Unavailable" };
+/// A `secure` endpoint and no user: the application's decision found no
+/// credentials.
+pub const UNAUTHORIZED: HttpRefusal = HttpRefusal { status: 401, body: "Unauthorized" };
+/// The request reached an upgrade handler but is no WebSocket Upgrade the
+/// core could read (a framework routed it there).
+pub const BAD_REQUEST: HttpRefusal = HttpRefusal { status: 400, body: "Bad Request" };
+/// The server could not write its own answer.
+pub const INTERNAL_ERROR: HttpRefusal = HttpRefusal { status: 500, body: "Internal Server Error" };
 /// The application did not decide before the handshake deadline.
 pub const DECISION_TIMED_OUT: HttpRefusal = HttpRefusal { status: 503, body: "Authorization timed out" };
 

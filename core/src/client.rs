@@ -105,6 +105,16 @@ use crate::room::{CapacityError, RoomId, RoomSet};
 use crate::wire::{PROTOCOL_JSON, PROTOCOL_POSTCARD, PROTOCOL_PROBE, WireFormat};
 use crate::writer::{Writer, write_twice};
 
+/// The close a client sends when it leaves on its own: the application
+/// disconnects or reconnects, or the server speaks no roomwire (then the
+/// client reconnects on the Alepha wire, [`Opened::Reconnect`]).
+pub const CLOSE_LEAVING: crate::CloseCode = crate::CloseCode::Normal;
+
+/// The close a client sends when the server leaves a join or leave
+/// unanswered past the client's request timeout: the connection is
+/// replaced (the reconnect policy decides when), not failed.
+pub const CLOSE_REQUEST_TIMEOUT: crate::CloseCode = crate::CloseCode::Normal;
+
 // ---------------------------------------------------------------------------
 // Handshake
 // ---------------------------------------------------------------------------

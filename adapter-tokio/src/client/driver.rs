@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use roomwire_core::client::{ClientError, ClientEvent, Opened, Requested};
+use roomwire_core::client::{CLOSE_LEAVING, CLOSE_REQUEST_TIMEOUT, ClientError, ClientEvent, Opened, Requested};
 use roomwire_core::envelope::{self, EncodeError};
 use roomwire_core::reconnect::{Ending, Reconnect, Reconnector};
 use roomwire_core::{Channel, CloseCode, MessageKind, RoomId, Timeout};
@@ -470,7 +470,7 @@ where
                 // given back at once).
                 () = async move { drop(incoming.reserve().await) }, if !room_for_more => Flow::Continue,
                 () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    Flow::Broken(ConnectionError::RequestTimeout, CloseCode::Normal)
+                    Flow::Broken(ConnectionError::RequestTimeout, CLOSE_REQUEST_TIMEOUT)
                 }
             };
             if !read && let Some(since) = self.waiting_since.as_mut() {
@@ -859,7 +859,7 @@ where
     /// The closing handshake (1000), delivering what the server sent before
     /// its answer; bounded by the close timeout.
     async fn close_socket(&mut self, ws: &mut Socket) {
-        if ws.close(CloseCode::Normal, "").await.is_err() {
+        if ws.close(CLOSE_LEAVING, "").await.is_err() {
             return;
         }
         while let Some(result) = ws.recv().await {

@@ -16,6 +16,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use hyper_util::rt::TokioIo;
+use roomwire_core::admission::{self, HttpRefusal};
 use roomwire_core::{Connection, Event, Instant, SendError};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, Span, debug, info_span};
@@ -68,10 +69,10 @@ impl Server {
     pub async fn upgrade(&self, mut request: Request) -> Response {
         let shared = &self.shared;
         if shared.closing.is_set() {
-            return refusal(503, "Server shutting down");
+            return answer(admission::SHUTTING_DOWN);
         }
         let Some(handshake_slot) = Slot::handshake(shared) else {
-            return refusal(503, "Service Unavailable");
+            return answer(admission::UNAVAILABLE);
         };
         let config = shared.config.socket;
         let origin = TokioInstant::now();
@@ -90,11 +91,11 @@ impl Server {
                 }
                 .unwrap_or_else(|| refusal(error.status(), &error.to_string()));
             }
-            _ => return refusal(400, "Bad Request"),
+            _ => return answer(admission::BAD_REQUEST),
         };
         let (endpoint, open) = match conn::screen(self, &head.info.path) {
             Ok(screened) => screened,
-            Err(answer) => return refusal(answer.status, answer.body),
+            Err(refused) => return answer(refused),
         };
         let span =
             info_span!("connection", path = endpoint.path(), id = tracing::field::Empty, user = tracing::field::Empty);
@@ -115,9 +116,9 @@ impl Server {
                 other => break other,
             }
         };
-        let Ok(n) = written else { return refusal(500, "Internal Server Error") };
+        let Ok(n) = written else { return answer(admission::INTERNAL_ERROR) };
         let Some(response) = response_from(out.get(..n).unwrap_or(&[])) else {
-            return refusal(500, "Internal Server Error");
+            return answer(admission::INTERNAL_ERROR);
         };
         let on_upgrade = hyper::upgrade::on(&mut request);
         let server = self.clone();
@@ -174,6 +175,11 @@ fn request_head(request: &Request) -> Vec<u8> {
 }
 
 /// A response the core wrote (its 101, or a refusal) as an
+/// One of the core's HTTP answers, as hyper's response.
+fn answer(refused: HttpRefusal) -> Response {
+    refusal(refused.status, refused.body)
+}
+
 /// `http::Response`; hyper frames the body itself.
 fn response_from(bytes: &[u8]) -> Option<Response> {
     let text = std::str::from_utf8(bytes).ok()?;

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use roomwire_core::admission;
+use roomwire_core::admission::{self, UNAUTHORIZED};
 use roomwire_core::channel::Channel;
 use roomwire_core::dispatch::{self, Inbound, Membership, Refusal};
 use roomwire_core::room::{MemberId, TableLimits};
@@ -65,7 +65,7 @@ impl Policy {
             None => None,
         };
         match user {
-            None if self.secure => Admission::refuse(401, "Unauthorized"),
+            None if self.secure => Admission::refuse(UNAUTHORIZED.status, UNAUTHORIZED.body),
             user => Admission::Accept { user_id: user, room_id: None },
         }
     }
