@@ -7,7 +7,7 @@
 //! frame by frame, and asserts the exact answer: HTTP status, frames, close
 //! codes and reasons. Every server must give the same answers, so the
 //! expectations hold no adapter's name: the tokio server
-//! (`tests/tests/conformance.rs`, in process), the embassy server on an
+//! (`tests/tests/server_conformance.rs`, in process), the embassy server on an
 //! embassy-net stack (`scripts/embassy-e2e.sh`, through the `conformance`
 //! binary), and the core driven with no adapter at all (the same test file,
 //! over an in-memory transport).
