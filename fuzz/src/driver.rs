@@ -15,6 +15,7 @@
 //! the reads were split.
 
 use roomwire_core::handshake::HandshakeError;
+use roomwire_core::message::{Incoming, MessageReader};
 use roomwire_core::{
     Config, Connection, Duration, Event, Instant, MaskKeySource, MessageKind, ProtocolError, SendError, State, Timeout,
 };
@@ -101,7 +102,16 @@ pub struct Driver<K> {
     pub items: Vec<Item>,
     /// Every byte the connection gave to send (101/refusal, frames).
     pub tx: Vec<u8>,
+    /// Read whole messages through the core's reader (storage of
+    /// [`READER_LIMIT`] bytes) instead of chunk by chunk.
+    reader: Option<MessageReader<Vec<u8>>>,
+    /// The most bytes a message reached, complete or not.
+    pub longest: usize,
 }
+
+/// The reader's storage in [`compare_splits`]: small, so that fuzzed
+/// messages overflow it.
+pub const READER_LIMIT: usize = 96;
 
 impl<K: MaskKeySource> Driver<K> {
     /// Drive `conn`, answering requests with `answer`.
@@ -115,7 +125,16 @@ impl<K: MaskKeySource> Driver<K> {
             late: false,
             items: Vec::new(),
             tx: Vec::new(),
+            reader: None,
+            longest: 0,
         }
+    }
+
+    /// Read through a [`MessageReader`] with [`READER_LIMIT`] bytes of
+    /// storage, as every adapter does.
+    pub fn with_reader(mut self) -> Self {
+        self.reader = Some(MessageReader::new(vec![0; READER_LIMIT]));
+        self
     }
 
     /// The connection, e.g. to write the client's request.
@@ -142,12 +161,23 @@ impl<K: MaskKeySource> Driver<K> {
         let mut stalled = 0;
         loop {
             let len = self.pending.len();
-            let (consumed, event) = {
-                let got = self.conn.handle_input(self.now, &mut self.pending[..]);
-                (got.consumed, got.event.map(own))
+            let (consumed, event) = match self.reader.as_mut() {
+                None => {
+                    let got = self.conn.handle_input(self.now, &mut self.pending[..]);
+                    (got.consumed, got.event.map(own))
+                }
+                Some(reader) => {
+                    let got = reader.read(&mut self.conn, self.now, &mut self.pending[..]);
+                    (got.consumed, got.incoming.map(own_incoming))
+                }
             };
             assert!(consumed <= len, "consumed {consumed} of {len}");
             let state = self.conn.state();
+            if event.is_none() && self.reader.is_some() && consumed > 0 && consumed < len {
+                // A chunk of a message went into the reader's storage.
+                self.pending.drain(..consumed);
+                continue;
+            }
             let Some(event) = event else {
                 assert!(
                     consumed == len || (consumed == 0 && state == State::Connecting),
@@ -210,6 +240,7 @@ impl<K: MaskKeySource> Driver<K> {
                 };
                 assert_eq!(*open_kind, kind, "message changed kind");
                 bytes.extend_from_slice(&payload);
+                self.longest = self.longest.max(bytes.len());
                 if message_end {
                     let Some((kind, bytes)) = self.message.take() else { unreachable!() };
                     if kind == MessageKind::Text {
@@ -285,6 +316,23 @@ impl<K: MaskKeySource> Driver<K> {
             assert_eq!(self.conn.poll_transmit(&mut buf), Ok(0), "a closed connection transmitted");
         }
         (self.items, self.tx)
+    }
+}
+
+/// What a [`MessageReader`] read, copied out of its borrow: a whole
+/// message is one complete data event.
+fn own_incoming(incoming: Incoming<'_>) -> Owned {
+    match incoming {
+        Incoming::Message(message) => Owned::Data {
+            kind: match message {
+                roomwire_core::message::Assembled::Text(_) => MessageKind::Text,
+                roomwire_core::message::Assembled::Binary(_) => MessageKind::Binary,
+            },
+            payload: message.bytes().to_vec(),
+            message_start: true,
+            message_end: true,
+        },
+        Incoming::Event(event) => own(event),
     }
 }
 
@@ -365,4 +413,46 @@ pub fn compare_splits<K: MaskKeySource>(
     let (split_items, split_tx) = split.finish();
     assert_eq!(whole_items, split_items, "transcript depends on the split (chunk lengths {lens:?})");
     assert!(whole_tx == split_tx, "transmitted bytes depend on the split:\n whole {whole_tx:?}\n split {split_tx:?}");
+
+    // The same input, split the same way, read through the core's
+    // MessageReader: the same transcript, until a message outgrows its
+    // storage; then close 1009, and only then.
+    let mut read = make().with_reader();
+    let mut rest = input;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let seed = lens.get(i % lens.len().max(1)).copied().unwrap_or(0);
+        let n = (usize::from(seed) + 1).min(rest.len());
+        let (chunk, after) = rest.split_at(n);
+        read.feed(chunk);
+        read.advance(u64::from(seed) * 3 + 1, timeouts && seed & 1 == 1);
+        rest = after;
+        i += 1;
+    }
+    let (read_items, read_tx) = read.finish();
+    // A reader keeps an unfinished message to itself.
+    let whole_items: Vec<Item> =
+        whole_items.into_iter().filter(|item| !matches!(item, Item::PartialMessage(..))).collect();
+    let differ = whole_items.iter().zip(&read_items).position(|(w, r)| w != r);
+    match differ {
+        None => {
+            assert_eq!(whole_items, read_items, "the reader changed the transcript");
+            assert!(whole_tx == read_tx, "the reader changed the transmitted bytes");
+        }
+        Some(at) => {
+            // The decoder's own limit gives the same item in both runs, so
+            // the first difference is the reader's.
+            let item = &read_items[at];
+            assert_eq!(*item, Item::ProtocolError(1009, "message too big"), "the reader changed the transcript");
+            let longest = whole_longest(make, input);
+            assert!(longest > READER_LIMIT, "1009 from the reader, yet no message exceeded {READER_LIMIT} bytes");
+        }
+    }
+}
+
+/// The longest message (complete or not) of `input` read whole.
+fn whole_longest<K: MaskKeySource>(mut make: impl FnMut() -> Driver<K>, input: &[u8]) -> usize {
+    let mut whole = make();
+    whole.feed(input);
+    whole.longest
 }
