@@ -387,7 +387,11 @@ fn own(event: Event<'_>) -> Owned {
 /// Feed `input` to a fresh driver from `make` in chunks whose lengths cycle
 /// through `lens` (each 1..=256; time advances per chunk, with a checked
 /// timeout after it when `timeouts`), and whole; assert the transcripts
-/// and transmitted bytes are equal.
+/// and transmitted bytes are equal. A third run, split the same way, reads
+/// whole messages through the core's `MessageReader`
+/// ([`Driver::with_reader`]), as the adapters do: its transcript must be
+/// the same up to the first message that outgrows the reader's storage,
+/// which must then be closed with 1009.
 pub fn compare_splits<K: MaskKeySource>(
     mut make: impl FnMut() -> Driver<K>,
     input: &[u8],
