@@ -1007,6 +1007,37 @@ pub fn encode_payload<T: Serialize + ?Sized>(
     }
 }
 
+/// [`encode_payload`] into a growable buffer (feature `std`): `out` is
+/// cleared and receives exactly the payload, growing as it is written, so
+/// no caller guesses sizes or retries.
+///
+/// ```
+/// use roomwire_core::envelope::encode_payload_to_vec;
+/// use roomwire_core::wire::WireFormat;
+/// #[derive(serde::Serialize)]
+/// struct Chat<'a> { content: &'a str }
+/// let mut out = Vec::new();
+/// encode_payload_to_vec(WireFormat::Json, &Chat { content: &"x".repeat(1000) }, &mut out)?;
+/// assert_eq!(out.len(), 1000 + r#"{"content":""}"#.len());
+/// # Ok::<(), roomwire_core::envelope::EncodeError>(())
+/// ```
+#[cfg(feature = "std")]
+pub fn encode_payload_to_vec<T: Serialize + ?Sized>(
+    format: WireFormat,
+    value: &T,
+    out: &mut alloc::vec::Vec<u8>,
+) -> Result<(), EncodeError> {
+    out.clear();
+    match Encoding::from(format) {
+        Encoding::Postcard => {
+            let taken = core::mem::take(out);
+            *out = postcard::to_extend(value, taken).map_err(|_| EncodeError::Unsupported)?;
+        }
+        Encoding::Json => serde_json::to_writer(&mut *out, value).map_err(|_| EncodeError::Unsupported)?,
+    }
+    Ok(())
+}
+
 #[cfg(feature = "std")]
 fn encode_json<T: Serialize + ?Sized>(value: &T, out: &mut [u8]) -> Result<usize, EncodeError> {
     let capacity = out.len();

@@ -840,10 +840,6 @@ where
                 Err(ClientError::Encode(EncodeError::InsufficientSize(e))) if e.required > self.out.len() => {
                     self.out.resize(e.required, 0)
                 }
-                Err(ClientError::Encode(EncodeError::BufferFull)) => {
-                    let len = self.out.len() * 2;
-                    self.out.resize(len, 0);
-                }
                 Err(error) => return Err(WriteError::Reject(error.to_string())),
             }
         };

@@ -1003,18 +1003,9 @@ impl<C: Channel> Client<C> {
 /// Encode `message` as a payload of `format` into a new buffer of the exact
 /// size.
 fn encode_payload<T: serde::Serialize + ?Sized>(format: WireFormat, message: &T) -> Result<Vec<u8>, EncodeError> {
-    let mut payload = vec![0; 256];
-    loop {
-        match envelope::encode_payload(format, message, &mut payload) {
-            Ok(n) => {
-                payload.truncate(n);
-                return Ok(payload);
-            }
-            Err(EncodeError::InsufficientSize(e)) if e.required > payload.len() => payload.resize(e.required, 0),
-            Err(EncodeError::BufferFull) => payload.resize(payload.len() * 2, 0),
-            Err(e) => return Err(e),
-        }
-    }
+    let mut payload = Vec::new();
+    envelope::encode_payload_to_vec(format, message, &mut payload)?;
+    Ok(payload)
 }
 
 // ---------------------------------------------------------------------------

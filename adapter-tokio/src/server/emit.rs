@@ -160,33 +160,6 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The payload of `message` in `format`'s encoding, into `buf`.
-fn encode_payload_into<M: Serialize + ?Sized>(
-    format: WireFormat,
-    message: &M,
-    buf: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    if buf.len() < 256 {
-        buf.resize(256, 0);
-    }
-    loop {
-        match envelope::encode_payload(format, message, buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(());
-            }
-            Err(EncodeError::InsufficientSize(InsufficientSize { required })) if required > buf.len() => {
-                buf.resize(required, 0)
-            }
-            Err(EncodeError::BufferFull) => {
-                let len = buf.len().saturating_mul(2);
-                buf.resize(len, 0);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// One complete frame for every recipient with `key`.
 fn frame(key: FrameKey<'_>, payload: &[u8]) -> Bytes {
     // Room for the header, the payload and a label or envelope; grown to
@@ -234,11 +207,11 @@ fn deliver_with<M: Serialize + ?Sized, R: AsRef<str>, U: AsRef<str>>(
     json: &mut Vec<u8>,
 ) -> Result<usize, EmitError> {
     // JSON (Alepha and roomwire JSON share it) is encoded outside the lock.
-    encode_payload_into(WireFormat::Json, message, json)?;
+    envelope::encode_payload_to_vec(WireFormat::Json, message, json)?;
     let mut state = cell.lock();
     let mut postcard = Vec::new();
     if state.postcard_members > 0 {
-        encode_payload_into(WireFormat::Postcard, message, &mut postcard)?;
+        envelope::encode_payload_to_vec(WireFormat::Postcard, message, &mut postcard)?;
     }
     let map = |ids: &[String]| -> Vec<MemberId> { ids.iter().filter_map(|id| state.member_of(id)).collect() };
     let connections = map(spec.connections);
