@@ -178,7 +178,11 @@ impl<C: Channel> fmt::Debug for Context<'_, '_, C> {
     }
 }
 
-impl<C: Channel> Context<'_, '_, C> {
+impl<'c, 'b, C: Channel> Context<'c, 'b, C> {
+    fn new(slots: &'c mut [Slot<'b>], table: &'c dyn Members, payload: &'c mut [u8], frame: &'c mut [u8]) -> Self {
+        Context { slots, table, payload, frame, channel: core::marker::PhantomData }
+    }
+
     /// Sends `message` to everyone `target` reaches (each once, labelled
     /// with the first targeted room it is in); returns how many were
     /// reached. A message too large for the `payload` or `frame` buffer
@@ -416,13 +420,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                         dispatch::handle_message::<C, T>(format, member, table, inbox, shared.scratch, shared.frame);
                     match inbound {
                         Inbound::Message { room, message } => {
-                            let mut ctx = Context::<C> {
-                                slots: slots.as_mut_slice(),
-                                table,
-                                payload: shared.payload,
-                                frame: shared.frame,
-                                channel: core::marker::PhantomData,
-                            };
+                            let mut ctx = Context::<C>::new(slots.as_mut_slice(), table, shared.payload, shared.frame);
                             handler.on_message(&mut ctx, member, &room, message);
                         }
                         Inbound::Reply { len, .. } => {
@@ -457,13 +455,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                     let n = n.unwrap_or(0);
                     let sent = slot.write_now(shared.frame.get(..n).unwrap_or(&[]));
                     if sent && slot.is_open() {
-                        let mut ctx = Context::<C> {
-                            slots: slots.as_mut_slice(),
-                            table,
-                            payload: shared.payload,
-                            frame: shared.frame,
-                            channel: core::marker::PhantomData,
-                        };
+                        let mut ctx = Context::<C>::new(slots.as_mut_slice(), table, shared.payload, shared.frame);
                         handler.on_connect(&mut ctx, member, format);
                     }
                 }

@@ -402,38 +402,14 @@ pub fn compare_splits<K: MaskKeySource>(
     whole.feed(input);
     let (whole_items, whole_tx) = whole.finish();
 
-    let mut split = make();
-    let mut rest = input;
-    let mut i = 0;
-    while !rest.is_empty() {
-        let seed = lens.get(i % lens.len().max(1)).copied().unwrap_or(0);
-        let n = (usize::from(seed) + 1).min(rest.len());
-        let (chunk, after) = rest.split_at(n);
-        split.feed(chunk);
-        split.advance(u64::from(seed) * 3 + 1, timeouts && seed & 1 == 1);
-        rest = after;
-        i += 1;
-    }
-    let (split_items, split_tx) = split.finish();
+    let (split_items, split_tx) = feed_split(make(), input, lens, timeouts).finish();
     assert_eq!(whole_items, split_items, "transcript depends on the split (chunk lengths {lens:?})");
     assert!(whole_tx == split_tx, "transmitted bytes depend on the split:\n whole {whole_tx:?}\n split {split_tx:?}");
 
     // The same input, split the same way, read through the core's
     // MessageReader: the same transcript, until a message outgrows its
     // storage; then close 1009, and only then.
-    let mut read = make().with_reader();
-    let mut rest = input;
-    let mut i = 0;
-    while !rest.is_empty() {
-        let seed = lens.get(i % lens.len().max(1)).copied().unwrap_or(0);
-        let n = (usize::from(seed) + 1).min(rest.len());
-        let (chunk, after) = rest.split_at(n);
-        read.feed(chunk);
-        read.advance(u64::from(seed) * 3 + 1, timeouts && seed & 1 == 1);
-        rest = after;
-        i += 1;
-    }
-    let (read_items, read_tx) = read.finish();
+    let (read_items, read_tx) = feed_split(make().with_reader(), input, lens, timeouts).finish();
     // A reader keeps an unfinished message to itself.
     let whole_items: Vec<Item> =
         whole_items.into_iter().filter(|item| !matches!(item, Item::PartialMessage(..))).collect();
@@ -452,6 +428,23 @@ pub fn compare_splits<K: MaskKeySource>(
             assert!(longest > READER_LIMIT, "1009 from the reader, yet no message exceeded {READER_LIMIT} bytes");
         }
     }
+}
+
+/// Feed `input` to `driver` in chunks whose lengths cycle through `lens`,
+/// time advancing per chunk (see [`compare_splits`]).
+fn feed_split<K: MaskKeySource>(mut driver: Driver<K>, input: &[u8], lens: &[u8], timeouts: bool) -> Driver<K> {
+    let mut rest = input;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let seed = lens.get(i % lens.len().max(1)).copied().unwrap_or(0);
+        let n = (usize::from(seed) + 1).min(rest.len());
+        let (chunk, after) = rest.split_at(n);
+        driver.feed(chunk);
+        driver.advance(u64::from(seed) * 3 + 1, timeouts && seed & 1 == 1);
+        rest = after;
+        i += 1;
+    }
+    driver
 }
 
 /// The longest message (complete or not) of `input` read whole.
