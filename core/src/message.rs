@@ -133,15 +133,15 @@ pub struct Reassembler<S> {
     storage: S,
     len: usize,
     kind: Option<MessageKind>,
-    /// The previous message must be released before the next one starts.
+    /// The previous message must be released before the next one starts;
+    /// `kind` is then its kind.
     finished: bool,
-    finished_kind: Option<MessageKind>,
 }
 
 impl<S: Storage> Reassembler<S> {
     /// A reassembler over `storage`.
     pub fn new(storage: S) -> Self {
-        Self { storage, len: 0, kind: None, finished: false, finished_kind: None }
+        Self { storage, len: 0, kind: None, finished: false }
     }
 
     /// Add the next chunk of a message (the fields of
@@ -171,15 +171,8 @@ impl<S: Storage> Reassembler<S> {
             return Ok(None);
         }
         self.finished = true;
-        self.finished_kind = Some(kind);
-        self.kind = None;
-        let bytes = self.storage.bytes(self.len);
-        Ok(Some(match kind {
-            MessageKind::Binary => Assembled::Binary(bytes),
-            // The decoder validated the text; a caller feeding unvalidated
-            // bytes gets the error instead of a wrong `str`.
-            MessageKind::Text => Assembled::Text(core::str::from_utf8(bytes).map_err(|_| NOT_UTF8)?),
-        }))
+        self.kind = Some(kind);
+        assembled(kind, self.storage.bytes(self.len)).map(Some)
     }
 
     /// Bytes of the message in progress.
@@ -193,11 +186,7 @@ impl<S: Storage> Reassembler<S> {
         if !self.finished {
             return None;
         }
-        let bytes = self.storage.bytes(self.len);
-        Some(match self.finished_kind? {
-            MessageKind::Binary => Assembled::Binary(bytes),
-            MessageKind::Text => Assembled::Text(core::str::from_utf8(bytes).ok()?),
-        })
+        assembled(self.kind?, self.storage.bytes(self.len)).ok()
     }
 
     /// Drop the message in progress or finished.
@@ -322,15 +311,14 @@ impl<S: Storage> MessageReader<S> {
                 if self.reassembler.pending_len() == 0 && !self.copy_all =>
             {
                 // The same limit as a reassembled message, however it came.
-                match kind {
-                    _ if payload.len() > self.reassembler.storage.limit() => {
-                        Some(Incoming::Event(fail(conn, now, TOO_BIG)))
-                    }
-                    MessageKind::Binary => Some(Incoming::Message(Assembled::Binary(payload))),
-                    MessageKind::Text => match core::str::from_utf8(payload) {
-                        Ok(text) => Some(Incoming::Message(Assembled::Text(text))),
-                        Err(_) => Some(Incoming::Event(fail(conn, now, NOT_UTF8))),
-                    },
+                let whole = if payload.len() > self.reassembler.storage.limit() {
+                    Err(TOO_BIG)
+                } else {
+                    assembled(kind, payload)
+                };
+                match whole {
+                    Ok(message) => Some(Incoming::Message(message)),
+                    Err(error) => Some(Incoming::Event(fail(conn, now, error))),
                 }
             }
             Some(Step::Event(Event::Data { kind, payload, message_start, message_end })) => {
@@ -348,6 +336,15 @@ impl<S: Storage> MessageReader<S> {
     /// The storage, e.g. to reuse it for another connection.
     pub fn into_storage(self) -> S {
         self.reassembler.storage
+    }
+}
+
+/// A whole message of `kind`. The decoder validated the text; a caller
+/// feeding unvalidated bytes gets [`NOT_UTF8`] instead of a wrong `str`.
+fn assembled(kind: MessageKind, bytes: &[u8]) -> Result<Assembled<'_>, ProtocolError> {
+    match kind {
+        MessageKind::Binary => Ok(Assembled::Binary(bytes)),
+        MessageKind::Text => core::str::from_utf8(bytes).map(Assembled::Text).map_err(|_| NOT_UTF8),
     }
 }
 
@@ -377,6 +374,7 @@ impl Reassembler<VecStorage> {
         }
         self.finished = false;
         self.len = 0;
+        self.kind = None;
         Some(core::mem::take(&mut self.storage.buf))
     }
 }
