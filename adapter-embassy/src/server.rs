@@ -27,7 +27,7 @@ use embassy_futures::select::{Either, select, select_array};
 use embassy_net::Stack;
 use embassy_net::tcp::{State as TcpState, TcpSocket};
 use embassy_time::Timer;
-use roomwire_core::admission::{self, Gates};
+use roomwire_core::admission::{self, Answer, Gates};
 use roomwire_core::dispatch::{self, Inbound};
 use roomwire_core::message::{Incoming, MessageReader};
 use roomwire_core::room::{MemberId, RoomId, RoomTable};
@@ -434,26 +434,22 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             };
             match event {
                 Event::Request(request) => {
-                    // The steps of `admission`, without an application
-                    // decision or a per-user cap (no users here).
-                    let format = WireFormat::negotiate(request.protocols());
-                    let screened = admission::screen(request.path() == C::PATH, Gates::default())
-                        .map(|()| admission::register::<C, T>(format, member, request.query(), None, false, table));
                     let frame = &mut *shared.frame;
-                    let n = match screened {
-                        Err(answer) => conn.refuse(answer.status, &[], answer.body, frame),
-                        Ok(registered) => {
+                    let n = match admission::answer::<C, T>(&request, Gates::default(), member, table) {
+                        Answer::Refuse(refusal) => conn.refuse(refusal.status, &[], refusal.body, frame),
+                        Answer::Accept { format, close } => {
+                            slot.format = format;
                             let n = conn.accept(now, format.protocol(), &[], frame);
-                            if let Err(refusal) = registered {
+                            if let Some(close) = close {
                                 // As Alepha: accept, then close with the reason.
-                                let _ = conn.close(now, refusal.code, refusal.reason);
+                                let _ = conn.close(now, close.code, close.reason);
                             }
                             n
                         }
                     };
-                    slot.format = format;
                     let n = n.unwrap_or(0);
                     let sent = slot.write_now(shared.frame.get(..n).unwrap_or(&[]));
+                    let format = slot.format;
                     if sent && slot.is_open() {
                         let mut ctx = Context::<C>::new(slots.as_mut_slice(), table, shared.payload, shared.frame);
                         handler.on_connect(&mut ctx, member, format);

@@ -6,34 +6,15 @@ use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 
-use roomwire_core::admission::{self, Gates};
+use roomwire_core::admission::{self, Answer, Gates};
 use roomwire_core::dispatch::{self, Inbound};
 use roomwire_core::envelope::encode_payload;
 use roomwire_core::message::{Incoming, MessageReader};
 use roomwire_core::room::{FixedRoomTable, MemberId, RoomTable};
 use roomwire_core::target::{Directory, FrameKey, SeenBits, Target, resolve};
 use roomwire_core::{Config, Connection, Event, Instant, State, WireFormat};
+use roomwire_tests::chat::{Chat, ChatIn};
 use roomwire_tests::conformance::{self, Connect, Stream, Tcp};
-use serde::{Deserialize, Serialize};
-
-/// Client → server.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChatOut<'a> {
-    #[serde(borrow)]
-    content: &'a str,
-}
-
-/// Server → client.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ChatIn {
-    Append { content: String, username: String },
-}
-
-roomwire_core::channel! {
-    /// The chat channel of the sessions.
-    pub struct Chat { path: "/ws/chat", in: ChatIn, out: ChatOut<'a> }
-}
 
 fn report(server: &str, results: Vec<(&'static str, Result<(), conformance::Failure>)>) {
     let failed: Vec<String> = results
@@ -49,10 +30,8 @@ async fn the_tokio_server_conforms() {
     let server = Server::builder()
         .endpoint(Endpoint::<Chat>::new(|ctx| {
             Box::pin(async move {
-                let line = ChatIn::Append {
-                    content: ctx.message.content.to_owned(),
-                    username: ctx.connection_id().to_owned(),
-                };
+                let line =
+                    ChatIn::Append { content: ctx.message.content.clone(), username: ctx.connection_id().to_owned() };
                 ctx.reply_with(&line, &Reply::new().except_self())?;
                 Ok(())
             })
@@ -187,20 +166,17 @@ impl Hub {
             match read.incoming {
                 None => {}
                 Some(Incoming::Event(Event::Request(request))) => {
-                    let format = WireFormat::negotiate(request.protocols());
-                    let screened = admission::screen(request.path() == conformance::PATH, Gates::default())
-                        .map(|()| admission::register::<Chat, _>(format, member, request.query(), None, false, table));
-                    let n = match screened {
-                        Err(answer) => slot.conn.refuse(answer.status, &[], answer.body, &mut frame),
-                        Ok(registered) => {
+                    let n = match admission::answer::<Chat, _>(&request, Gates::default(), member, table) {
+                        Answer::Refuse(refusal) => slot.conn.refuse(refusal.status, &[], refusal.body, &mut frame),
+                        Answer::Accept { format, close } => {
+                            slot.format = format;
                             let n = slot.conn.accept(now, format.protocol(), &[], &mut frame);
-                            if let Err(refusal) = registered {
-                                let _ = slot.conn.close(now, refusal.code, refusal.reason);
+                            if let Some(close) = close {
+                                let _ = slot.conn.close(now, close.code, close.reason);
                             }
                             n
                         }
                     };
-                    slot.format = format;
                     slot.output.extend_from_slice(&frame[..n.unwrap_or(0)]);
                 }
                 Some(Incoming::Message(message)) => {
@@ -209,8 +185,7 @@ impl Hub {
                     let mut scratch = [0u8; 1024];
                     match dispatch::handle_message::<Chat, _>(format, member, table, &data, &mut scratch, &mut frame) {
                         Inbound::Message { room, message } => {
-                            let line =
-                                ChatIn::Append { content: message.content.into(), username: format!("m{index}") };
+                            let line = ChatIn::Append { content: message.content, username: format!("m{index}") };
                             input.drain(..consumed);
                             slots[index].input = input;
                             reply(table, slots, member, room.as_str(), &line);
