@@ -1,3 +1,4 @@
 //! Cross-crate and real-peer tests live in `tests/`.
 
+pub mod chat;
 pub mod conformance;

@@ -20,30 +20,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use roomwire_tests::chat::{Chat, ChatIn, Say};
 use roomwire_tokio::client::{Client, ClientOptions, ConnectionState, Incoming};
-use roomwire_tokio::roomwire_core::{self, WireFormat};
-use serde::{Deserialize, Serialize};
+use roomwire_tokio::roomwire_core::WireFormat;
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(15);
-
-/// Client → server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Say {
-    pub content: String,
-}
-
-/// Server → client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ChatIn {
-    Append { content: String, username: String },
-}
-
-roomwire_core::channel! {
-    /// The chat channel the Node server serves.
-    pub struct Chat { path: "/ws/chat", in: ChatIn, out: Say }
-}
 
 /// The Node server process, killed on drop.
 struct NodeServer {
