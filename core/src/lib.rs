@@ -73,6 +73,7 @@ pub mod json;
 pub mod message;
 pub mod reconnect;
 pub mod room;
+pub mod session;
 pub mod target;
 pub mod time;
 pub mod url;

@@ -11,7 +11,7 @@
 //! storage (close 1009) is decided here, once.
 
 use crate::close::CloseCode;
-use crate::connection::{Connection, Event, MaskKeySource, Step};
+use crate::connection::{Connection, Control, Event, MaskKeySource, Step};
 use crate::decoder::MessageKind;
 use crate::error::ProtocolError;
 use crate::time::Instant;
@@ -220,6 +220,16 @@ pub struct Read<'a> {
     pub incoming: Option<Incoming<'a>>,
 }
 
+/// One step of [`MessageReader::step`].
+pub(crate) enum ReadStep<'a> {
+    /// A whole message, from the input or the reader's storage.
+    Message(Assembled<'a>),
+    /// A control frame; its event borrows the connection.
+    Control(Control),
+    /// Any other event, borrowing the input.
+    Event(Event<'a>),
+}
+
 /// Reads whole messages from a [`Connection`], reassembling fragmented
 /// ones into its storage. A message that arrives in one frame (the common
 /// case) is handed out straight from the input, never copied.
@@ -303,10 +313,29 @@ impl<S: Storage> MessageReader<S> {
         now: Instant,
         input: &'a mut [u8],
     ) -> Read<'a> {
+        let (consumed, step) = self.step(conn, now, input);
+        let incoming = step.map(|step| match step {
+            ReadStep::Message(message) => Incoming::Message(message),
+            ReadStep::Control(control) => Incoming::Event(conn.control_event(control)),
+            ReadStep::Event(event) => Incoming::Event(event),
+        });
+        Read { consumed, incoming }
+    }
+
+    /// [`MessageReader::read`], with control frames left for
+    /// [`Connection::control_event`]: what it returns borrows the input
+    /// and the reader only, so the caller can still act on the connection
+    /// (close it) while it holds a message.
+    pub(crate) fn step<'a, K: MaskKeySource>(
+        &'a mut self,
+        conn: &mut Connection<K>,
+        now: Instant,
+        input: &'a mut [u8],
+    ) -> (usize, Option<ReadStep<'a>>) {
         let (consumed, step) = conn.read_step(now, input);
-        let incoming = match step {
+        let step = match step {
             None => None,
-            Some(Step::Control(control)) => Some(Incoming::Event(conn.control_event(control))),
+            Some(Step::Control(control)) => Some(ReadStep::Control(control)),
             Some(Step::Event(Event::Data { kind, payload, message_start: true, message_end: true }))
                 if self.reassembler.pending_len() == 0 && !self.copy_all =>
             {
@@ -317,20 +346,20 @@ impl<S: Storage> MessageReader<S> {
                     assembled(kind, payload)
                 };
                 match whole {
-                    Ok(message) => Some(Incoming::Message(message)),
-                    Err(error) => Some(Incoming::Event(fail(conn, now, error))),
+                    Ok(message) => Some(ReadStep::Message(message)),
+                    Err(error) => Some(ReadStep::Event(fail(conn, now, error))),
                 }
             }
             Some(Step::Event(Event::Data { kind, payload, message_start, message_end })) => {
                 match self.reassembler.push(kind, payload, message_start, message_end) {
                     Ok(None) => None,
-                    Ok(Some(message)) => Some(Incoming::Message(message)),
-                    Err(error) => Some(Incoming::Event(fail(conn, now, error))),
+                    Ok(Some(message)) => Some(ReadStep::Message(message)),
+                    Err(error) => Some(ReadStep::Event(fail(conn, now, error))),
                 }
             }
-            Some(Step::Event(event)) => Some(Incoming::Event(event)),
+            Some(Step::Event(event)) => Some(ReadStep::Event(event)),
         };
-        Read { consumed, incoming }
+        (consumed, step)
     }
 
     /// The storage, e.g. to reuse it for another connection.
@@ -376,5 +405,30 @@ impl Reassembler<VecStorage> {
         self.len = 0;
         self.kind = None;
         Some(core::mem::take(&mut self.storage.buf))
+    }
+}
+
+/// Working memory for decoding a message, sized by what it decodes: a
+/// fixed slice is used as it is (a message it cannot hold fails to decode
+/// with [`ClientError::Scratch`](crate::client::ClientError::Scratch)); a
+/// `Vec` (feature `alloc`) grows to the message's length.
+pub trait Scratch {
+    /// At least `len` bytes if this scratch can grow, else all it has.
+    fn space(&mut self, len: usize) -> &mut [u8];
+}
+
+impl Scratch for [u8] {
+    fn space(&mut self, _len: usize) -> &mut [u8] {
+        self
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Scratch for alloc::vec::Vec<u8> {
+    fn space(&mut self, len: usize) -> &mut [u8] {
+        if self.len() < len {
+            self.resize(len, 0);
+        }
+        self
     }
 }
