@@ -263,6 +263,9 @@ enum Phase {
 }
 
 /// The connection, or the key source between connections.
+// Inline on purpose: the core has no heap to box the connection in, and
+// the idle variant is only held between connections.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Link<K> {
     Idle(K),

@@ -2,3 +2,4 @@
 
 pub mod chat;
 pub mod conformance;
+pub mod core_server;
