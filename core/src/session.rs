@@ -9,7 +9,7 @@
 //! | the adapter | the session |
 //! |---|---|
 //! | opens a transport when [`poll`](ClientSession::poll) says [`Output::Connect`], then calls [`start`](ClientSession::start) and writes the upgrade request | writes the request target (rooms, prefix, query) and the subprotocols; gives up at the connect deadline |
-//! | passes bytes read to [`handle_input`](ClientSession::handle_input) | answers the handshake, detects an Alepha server, restores the rooms, decodes messages, closes with the right code for whatever the server broke |
+//! | passes bytes read to [`handle_input`](ClientSession::handle_input), and takes each whole message with [`take_message`](ClientSession::take_message) | answers the handshake, detects an Alepha server, restores the rooms, reassembles and decodes messages, closes with the right code for whatever the server broke |
 //! | writes what [`poll_transmit`](ClientSession::poll_transmit) returns | frames room requests, pongs, keepalive pings and closes |
 //! | sleeps until [`poll_timeout`](ClientSession::poll_timeout), then calls [`handle_timeout`](ClientSession::handle_timeout) | handshake, keepalive, close and request deadlines |
 //! | reports a broken transport with [`transport_failed`](ClientSession::transport_failed) | |
@@ -239,14 +239,13 @@ pub enum SessionEvent<'a, M> {
 
 /// What [`ClientSession::handle_input`] did with its input.
 #[must_use]
-#[derive(Debug)]
-pub struct Input<'a, M> {
-    /// Bytes used; drop them from the front of the buffer (after handling
-    /// the event, which may borrow them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Input {
+    /// Bytes used; drop them from the front of the buffer. `0` with no
+    /// message: read more.
     pub consumed: usize,
-    /// What the bytes meant, if anything. `None` with `consumed == 0`:
-    /// read more.
-    pub event: Option<SessionEvent<'a, M>>,
+    /// A whole message arrived: [`ClientSession::take_message`] decodes it.
+    pub message: bool,
 }
 
 /// Where the session is.
@@ -307,6 +306,8 @@ pub struct ClientSession<C: Channel, const N: usize, K, S> {
     /// not since.
     offline: bool,
     requests: RequestClock,
+    /// [`ClientSession::handle_input`] completed a message not yet taken.
+    message_ready: bool,
 }
 
 impl<C: Channel, const N: usize, K, S> fmt::Debug for ClientSession<C, N, K, S> {
@@ -330,7 +331,7 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
         Self {
             config,
             link: Link::Idle(keys),
-            reader: MessageReader::new(storage),
+            reader: MessageReader::copying(storage),
             reconnector: Reconnector::new(config.reconnect),
             rooms,
             phase: Phase::Connecting(now + config.connect_timeout),
@@ -340,6 +341,7 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
             announce: false,
             offline: false,
             requests: RequestClock::Idle,
+            message_ready: false,
         }
     }
 
@@ -479,90 +481,101 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
         self.finish(now);
     }
 
-    /// Feed bytes read from the transport. Call again on the rest while
-    /// `consumed > 0`; see [`Input`]. Messages are decoded with `scratch`
-    /// (a `Vec<u8>` grows as needed; a slice too small for a message
-    /// closes the connection with 1009).
-    pub fn handle_input<'a, T: Scratch + ?Sized>(
-        &'a mut self,
-        now: Instant,
-        input: &'a mut [u8],
-        scratch: &'a mut T,
-    ) -> Input<'a, C::In<'a>> {
-        let Self { link, reader, rooms, ending, reason, announce, requests, config, .. } = self;
+    /// Feed bytes read from the transport: the handshake's answer, frames.
+    /// Drop `consumed` bytes from the front of the buffer and call again on
+    /// the rest while `consumed > 0`; when [`Input::message`] is set, take
+    /// the message with [`take_message`](Self::take_message) first.
+    pub fn handle_input(&mut self, now: Instant, input: &mut [u8]) -> Input {
+        if self.message_ready {
+            // The last message was not taken: it is dropped.
+            self.message_ready = false;
+        }
+        let Self { link, reader, rooms, ending, reason, announce, .. } = self;
         let Link::Live(conn) = link else {
-            return Input { consumed: 0, event: None };
+            return Input { consumed: 0, message: false };
         };
         let (consumed, step) = reader.step(conn, now, input);
-        let event = match step {
-            None => None,
+        let mut message = false;
+        match step {
+            None => {}
             Some(ReadStep::Control(Control::Close)) => {
                 if let Event::Close { code, reason: text } = conn.control_event(Control::Close) {
                     reason.clear();
                     let _ = reason.push_str(text);
                     ending.get_or_insert(Disconnect::Closed(code));
                 }
-                None
             }
-            Some(ReadStep::Control(Control::Ping | Control::Pong)) => None,
-            Some(ReadStep::Event(Event::Open { protocol })) => {
-                match rooms.opened(protocol) {
-                    Ok(Opened::Ready) => *announce = true,
-                    Ok(Opened::Reconnect) => {
-                        // No roomwire on this server: ask again for the
-                        // rooms on the Alepha wire.
-                        let _ = conn.close(now, CLOSE_LEAVING, "");
-                        ending.get_or_insert(Disconnect::Replaced);
-                    }
-                    Err(error) => {
-                        let _ = conn.close(now, error.failure_code(rooms.format()), "subprotocol not offered");
-                        ending.get_or_insert(Disconnect::Rooms(error));
-                    }
+            Some(ReadStep::Control(Control::Ping | Control::Pong)) => {}
+            Some(ReadStep::Event(Event::Open { protocol })) => match rooms.opened(protocol) {
+                Ok(Opened::Ready) => *announce = true,
+                Ok(Opened::Reconnect) => {
+                    // No roomwire on this server: ask again for the rooms
+                    // on the Alepha wire.
+                    let _ = conn.close(now, CLOSE_LEAVING, "");
+                    ending.get_or_insert(Disconnect::Replaced);
                 }
-                None
-            }
+                Err(error) => {
+                    let _ = conn.close(now, error.failure_code(rooms.format()), "subprotocol not offered");
+                    ending.get_or_insert(Disconnect::Rooms(error));
+                }
+            },
             Some(ReadStep::Event(Event::HandshakeFailed(error))) => {
                 ending.get_or_insert(Disconnect::Handshake(error));
-                None
             }
             Some(ReadStep::Event(Event::ProtocolError(error))) => {
                 ending.get_or_insert(Disconnect::Protocol(error.code));
-                None
             }
-            Some(ReadStep::Event(_)) => None,
-            Some(ReadStep::Message(message)) => {
-                let data = message.bytes();
-                let format = rooms.format();
-                match rooms.handle_message(data, scratch.space(data.len())) {
-                    Ok(event) => {
-                        let answer = matches!(
-                            event,
-                            ClientEvent::Joined(_)
-                                | ClientEvent::Left(_)
-                                | ClientEvent::JoinFailed { .. }
-                                | ClientEvent::LeaveFailed { .. }
-                        );
-                        if answer {
-                            // Each answer gives the server a new period for the rest.
-                            *requests = RequestClock::Idle;
-                            if rooms.pending_requests() > 0 {
-                                start_clock(requests, config.request_timeout, now);
-                            }
-                        }
-                        Some(SessionEvent::Room(event))
-                    }
-                    Err(error) => {
-                        if let Some(code) = error.close_code(format)
-                            && conn.close(now, code, "unreadable message").is_ok()
-                        {
-                            ending.get_or_insert(Disconnect::Rooms(error));
-                        }
-                        Some(SessionEvent::Invalid(error))
+            Some(ReadStep::Event(_)) => {}
+            // Copied into the reader's storage: the input can be compacted
+            // before the message is taken.
+            Some(ReadStep::Message(_)) => message = true,
+        }
+        self.message_ready = message;
+        Input { consumed, message }
+    }
+
+    /// Decode the message [`handle_input`](Self::handle_input) reported,
+    /// with `scratch` as working memory (a `Vec<u8>` grows as needed; a
+    /// slice too small for the message closes the connection with 1009).
+    /// `None` if there is none, or it was taken.
+    pub fn take_message<'a, T: Scratch + ?Sized>(
+        &'a mut self,
+        now: Instant,
+        scratch: &'a mut T,
+    ) -> Option<SessionEvent<'a, C::In<'a>>> {
+        if !core::mem::take(&mut self.message_ready) {
+            return None;
+        }
+        let Self { link, reader, rooms, ending, requests, config, .. } = self;
+        let data = reader.last_message()?.bytes();
+        let format = rooms.format();
+        Some(match rooms.handle_message(data, scratch.space(data.len())) {
+            Ok(event) => {
+                let answer = matches!(
+                    event,
+                    ClientEvent::Joined(_)
+                        | ClientEvent::Left(_)
+                        | ClientEvent::JoinFailed { .. }
+                        | ClientEvent::LeaveFailed { .. }
+                );
+                if answer {
+                    // Each answer gives the server a new period for the rest.
+                    *requests = RequestClock::Idle;
+                    if rooms.pending_requests() > 0 {
+                        start_clock(requests, config.request_timeout, now);
                     }
                 }
+                SessionEvent::Room(event)
             }
-        };
-        Input { consumed, event }
+            Err(error) => {
+                if let (Some(code), Link::Live(conn)) = (error.close_code(format), link)
+                    && conn.close(now, code, "unreadable message").is_ok()
+                {
+                    ending.get_or_insert(Disconnect::Rooms(error));
+                }
+                SessionEvent::Invalid(error)
+            }
+        })
     }
 
     /// Write the next bytes to send into `out` (a buffer of 256 bytes
@@ -792,6 +805,7 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
         };
         self.rooms.closed();
         self.reader.reset();
+        self.message_ready = false;
         self.announce = false;
         self.requests = RequestClock::Idle;
         let random = match &mut self.link {

@@ -115,10 +115,9 @@ impl Driven {
     fn read_input(&mut self) -> bool {
         let mut moved = false;
         loop {
-            let input = &mut self.input;
-            let got = self.session.handle_input(self.now, input, &mut self.scratch);
-            let consumed = got.consumed;
-            let seen = match got.event {
+            let got = self.session.handle_input(self.now, &mut self.input);
+            self.input.drain(..got.consumed);
+            let seen = match self.session.take_message(self.now, &mut self.scratch) {
                 Some(SessionEvent::Room(ClientEvent::Message { room, message: ChatIn::Append { content, .. } })) => {
                     Some(format!("message {} {content}", room.as_deref().unwrap_or("-")))
                 }
@@ -126,11 +125,9 @@ impl Driven {
                 Some(SessionEvent::Invalid(error)) => Some(format!("invalid {error}")),
                 None => None,
             };
-            let any = seen.is_some();
             self.seen.extend(seen);
-            self.input.drain(..consumed);
-            moved |= consumed > 0 || any;
-            if consumed == 0 && !any {
+            moved |= got.consumed > 0 || got.message;
+            if got.consumed == 0 && !got.message {
                 return moved;
             }
         }
