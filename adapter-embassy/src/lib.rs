@@ -45,6 +45,7 @@ pub mod client;
 mod keys;
 pub mod server;
 mod time;
+mod transport;
 pub mod ws;
 
 pub use client::{Client, ClientBuffers, ClientConfig, Disconnect, Event};

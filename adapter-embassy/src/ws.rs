@@ -44,20 +44,15 @@
 
 use core::fmt;
 
-use embassy_futures::select::{Either, select};
-use embassy_net::tcp::{self, State as TcpState, TcpSocket};
-use embassy_net::{IpAddress, Ipv4Address, Stack};
-use embassy_time::{Timer, with_timeout};
+use embassy_net::Stack;
+use embassy_net::tcp::{self, TcpSocket};
 use roomwire_core::handshake::{ClientRequest, HandshakeError};
 use roomwire_core::message::{Assembled, Incoming, MessageReader, Read};
 use roomwire_core::{CloseCode, Config, Connection, Duration, Event as WsEvent, Message, State, Timeout};
 
 use crate::keys::{KeyRef, KeySource};
 use crate::time::{duration, now, to_embassy};
-
-/// How long a finished connection may take to close its TCP side cleanly
-/// before it is reset.
-const LINGER: embassy_time::Duration = embassy_time::Duration::from_millis(500);
+use crate::transport::{Transport, Woke};
 
 /// The buffers a [`WebSocket`] works in, lent by the firmware for its
 /// life. Sizes are the firmware's choice:
@@ -181,25 +176,10 @@ impl fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
-/// Bytes `start..end` of a buffer are in use.
-#[derive(Debug, Clone, Copy, Default)]
-struct Span {
-    start: usize,
-    end: usize,
-}
-
-/// The socket's side of [`Buffers`] (the `message` buffer is the
-/// reader's storage).
-#[derive(Debug)]
-struct SocketBuffers<'b> {
-    read: &'b mut [u8],
-    write: &'b mut [u8],
-}
-
 /// What one turn of the loop produced (borrowing nothing, so that callers
 /// can go on using the socket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Next {
+enum Next {
     /// The handshake completed; [`WebSocket::protocol`] holds the
     /// subprotocol.
     Open,
@@ -216,18 +196,12 @@ pub(crate) enum Next {
 /// Its own state is the core's [`Connection`] (about 800 bytes on a 32-bit
 /// target) and a few words; the buffers are the firmware's.
 pub struct WebSocket<'a, K: KeySource + ?Sized> {
-    stack: Stack<'a>,
-    socket: TcpSocket<'a>,
+    link: Transport<'a>,
     keys: &'a K,
     options: Options,
     conn: Option<Connection<KeyRef<'a, K>>>,
-    bufs: SocketBuffers<'a>,
-    read: Span,
-    write: Span,
     /// Whole messages, reassembled (and 1009 decided) by the core.
     reader: MessageReader<&'a mut [u8]>,
-    /// The selected subprotocol, in the read buffer (until it is compacted).
-    protocol: Option<Span>,
     /// An event produced but not yet returned (a call was cancelled while
     /// writing what the connection owed).
     pending: Option<Next>,
@@ -255,16 +229,11 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
     pub fn new(stack: Stack<'a>, socket: TcpSocket<'a>, keys: &'a K, buffers: Buffers<'a>, options: Options) -> Self {
         let Buffers { read, write, message } = buffers;
         Self {
-            stack,
-            socket,
+            link: Transport::new(stack, socket, read, write, duration(options.write_timeout)),
             keys,
             options,
             conn: None,
-            bufs: SocketBuffers { read, write },
-            read: Span::default(),
-            write: Span::default(),
             reader: MessageReader::copying(message),
-            protocol: None,
             pending: None,
             peer_close: None,
             failure: None,
@@ -279,7 +248,7 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
 
     /// The TCP socket (endpoints, state).
     pub fn socket(&self) -> &TcpSocket<'a> {
-        &self.socket
+        self.link.socket()
     }
 
     /// The connection's state; `None` without a connection (never
@@ -291,11 +260,6 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
     /// Whether messages can be sent now: open, and not closing.
     pub fn can_send(&self) -> bool {
         !self.ended && self.conn.as_ref().is_some_and(Connection::can_send)
-    }
-
-    /// The key source (also the client's jitter).
-    pub(crate) fn keys(&self) -> &'a K {
-        self.keys
     }
 
     /// Connects to `host:port` and opens a WebSocket on `target` (path and
@@ -347,8 +311,7 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
         self.abort().await;
         let result = self.open(host, port, target, protocols, headers).await;
         if result.is_err() {
-            // The reset goes out with the stack's next poll.
-            self.socket.abort();
+            self.link.release(false).await;
             self.reset();
         }
         result
@@ -362,14 +325,9 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
         protocols: &[&str],
         headers: &[(&str, &str)],
     ) -> Result<(), Error> {
-        let address = self.resolve(host).await?;
-        self.socket.set_timeout(Some(duration(self.options.write_timeout)));
-        match with_timeout(duration(self.options.connect_timeout), self.socket.connect((address, port))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::Connect(e)),
-            Err(_) => return Err(Error::ConnectTimeout),
-        }
-        self.socket.set_nagle_enabled(false);
+        self.link.set_write_timeout(duration(self.options.write_timeout));
+        let deadline = embassy_time::Instant::now() + duration(self.options.connect_timeout);
+        self.link.open(host, port, deadline).await?;
 
         let mut websocket = self.options.websocket;
         let message = self.reader.storage_mut();
@@ -379,32 +337,15 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
         let host_len = write_host(host, port, message)?;
         let host = core::str::from_utf8(message.get(..host_len).unwrap_or(&[])).map_err(|_| Error::Resolve)?;
         let request = ClientRequest { host, target, protocols, headers };
-        let n = match conn.write_request(&request, self.bufs.write) {
+        let n = match conn.write_request(&request, self.link.spare()) {
             Ok(n) => n,
             Err(roomwire_core::SendError::Buffer(e)) => return Err(Error::BufferTooSmall(e.required)),
             Err(e) => return Err(Error::Invalid(e)),
         };
         debug!("roomwire: connecting");
-        self.write = Span { start: 0, end: n };
+        self.link.wrote(n);
         self.conn = Some(conn);
         self.write_out().await
-    }
-
-    async fn resolve(&self, host: &str) -> Result<IpAddress, Error> {
-        if let Ok(ip) = host.parse::<Ipv4Address>() {
-            return Ok(IpAddress::Ipv4(ip));
-        }
-        #[cfg(feature = "dns")]
-        {
-            let found =
-                self.stack.dns_query(host, embassy_net::dns::DnsQueryType::A).await.map_err(|_| Error::Resolve)?;
-            found.first().copied().ok_or(Error::Resolve)
-        }
-        #[cfg(not(feature = "dns"))]
-        {
-            let _ = self.stack;
-            Err(Error::Resolve)
-        }
     }
 
     /// Waits for the next whole message (or the handshake's end, after
@@ -436,14 +377,13 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
     pub async fn feed(&mut self, message: Message<'_>) -> Result<(), Error> {
         for _ in 0..2 {
             let Some(conn) = self.conn.as_mut().filter(|_| !self.ended) else { return Err(Error::NotOpen) };
-            let free = self.bufs.write.get_mut(self.write.end..).unwrap_or(&mut []);
-            match conn.send(message, free) {
+            match conn.send(message, self.link.spare()) {
                 Ok(len) => {
-                    self.write.end += len;
+                    self.link.wrote(len);
                     return Ok(());
                 }
                 Err(roomwire_core::SendError::Buffer(e)) => {
-                    if self.write.start == self.write.end {
+                    if !self.link.has_output() {
                         return Err(Error::BufferTooSmall(e.required));
                     }
                     self.write_out().await?;
@@ -452,7 +392,7 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
                 Err(e) => return Err(Error::Invalid(e)),
             }
         }
-        Err(Error::BufferTooSmall(self.bufs.write.len() + 1))
+        Err(Error::BufferTooSmall(self.link.spare().len() + 1))
     }
 
     /// Sends `message` (as one frame): [`WebSocket::feed`] then
@@ -474,14 +414,13 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
         }
         loop {
             let Some(conn) = self.conn.as_mut() else { return Ok(()) };
-            let free = self.bufs.write.get_mut(self.write.end..).unwrap_or(&mut []);
-            let full = match conn.poll_transmit(free) {
+            let full = match conn.poll_transmit(self.link.spare()) {
                 Ok(0) => false,
                 Ok(n) => {
-                    self.write.end += n;
+                    self.link.wrote(n);
                     continue;
                 }
-                Err(e) if self.write.start == self.write.end => {
+                Err(e) if !self.link.has_output() => {
                     return Err(self.fail(Error::BufferTooSmall(e.required)));
                 }
                 Err(_) => true,
@@ -508,22 +447,21 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
     /// Drops the connection without a closing handshake (a TCP reset), if
     /// there is one. The socket is then free for the next connect.
     pub async fn abort(&mut self) {
-        self.release_socket(false).await;
+        self.link.release(false).await;
         self.reset();
     }
 
     /// Queues a close frame (written by the next flush).
-    pub(crate) fn queue_close(&mut self, code: CloseCode, reason: &str) -> Result<(), roomwire_core::SendError> {
+    fn queue_close(&mut self, code: CloseCode, reason: &str) -> Result<(), roomwire_core::SendError> {
         match self.conn.as_mut().filter(|_| !self.ended) {
             Some(conn) => conn.close(now(), code, reason),
             None => Err(roomwire_core::SendError::NotOpen),
         }
     }
 
-    /// The subprotocol of the last [`Next::Open`].
-    pub(crate) fn protocol(&self) -> Option<&str> {
-        let span = self.protocol?;
-        core::str::from_utf8(self.bufs.read.get(span.start..span.end)?).ok()
+    /// The subprotocol the server selected.
+    fn protocol(&self) -> Option<&str> {
+        self.conn.as_ref()?.protocol()
     }
 
     /// The last [`Next::Message`].
@@ -535,15 +473,9 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
         }
     }
 
-    /// The last [`Next::Message`]'s bytes, and the connection (to close
-    /// it when the message is unreadable).
-    pub(crate) fn message_and_connection(&mut self) -> (&[u8], Option<&mut Connection<KeyRef<'a, K>>>) {
-        (self.reader.last_message().map_or(&[], |m| m.bytes()), self.conn.as_mut())
-    }
-
     /// One connection's loop, up to its next event: handle buffered input,
     /// write what is owed, then wait for input or the next deadline.
-    pub(crate) async fn advance(&mut self) -> Result<Next, Error> {
+    async fn advance(&mut self) -> Result<Next, Error> {
         loop {
             if self.ended {
                 // TCP closes cleanly (what was written is delivered first)
@@ -552,7 +484,7 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
                 // drop it, and what was sent before it.
                 let closed = self.conn.as_ref().is_some_and(|c| c.state() == State::Closed);
                 let clean = closed && (self.peer_close.is_some() || matches!(self.failure, Some(Error::Protocol(_))));
-                self.release_socket(clean).await;
+                self.link.release(clean).await;
                 let outcome = match (self.failure, self.peer_close) {
                     (Some(error), _) => Err(error),
                     (None, Some(code)) => Ok(Next::Closed(code)),
@@ -591,148 +523,108 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
     /// Feeds buffered input to the connection until it needs more bytes or
     /// produces an event to report.
     fn process_input(&mut self) -> Option<Next> {
-        let conn = self.conn.as_mut()?;
-        let base = self.bufs.read.as_ptr() as usize;
-        while self.read.start < self.read.end {
-            let Some(input) = self.bufs.read.get_mut(self.read.start..self.read.end) else { break };
+        loop {
+            let conn = self.conn.as_mut()?;
+            let input = self.link.input();
+            if input.is_empty() {
+                return None;
+            }
             let Read { consumed, incoming } = self.reader.read(conn, now(), input);
-            self.read.start += consumed;
-            let Some(incoming) = incoming else {
-                if consumed == 0 {
-                    break;
+            let seen = incoming.map(|incoming| match incoming {
+                // Copied into the message buffer: the input can move.
+                Incoming::Message(_) => Seen::Message,
+                Incoming::Event(WsEvent::Open { .. }) => Seen::Open,
+                Incoming::Event(WsEvent::HandshakeFailed(e)) => Seen::Failed(Error::Handshake(e)),
+                Incoming::Event(WsEvent::Close { code, .. }) => Seen::Close(code),
+                Incoming::Event(WsEvent::ProtocolError(e)) => Seen::Failed(Error::Protocol(e.code)),
+                Incoming::Event(WsEvent::Ping(_)) => Seen::Ping,
+                Incoming::Event(_) => Seen::Other,
+            });
+            self.link.consume(consumed);
+            match seen {
+                None if consumed == 0 => return None,
+                None | Some(Seen::Other) => {}
+                Some(Seen::Message) => return Some(Next::Message),
+                Some(Seen::Open) => return Some(Next::Open),
+                Some(Seen::Close(code)) => self.peer_close = Some(code),
+                Some(Seen::Failed(error)) => {
+                    if let Error::Protocol(code) = error {
+                        warn!("roomwire: protocol error, closing with {}", u16::from(code));
+                    }
+                    self.failure.get_or_insert(error);
                 }
-                continue;
-            };
-            let event = match incoming {
-                Incoming::Message(_) => return Some(Next::Message),
-                Incoming::Event(event) => event,
-            };
-            match event {
-                WsEvent::Open { protocol } => {
-                    // The protocol is in the read buffer, which is not
-                    // compacted before the event is returned.
-                    self.protocol = protocol.map(|p| {
-                        let start = (p.as_ptr() as usize).wrapping_sub(base);
-                        Span { start, end: start.wrapping_add(p.len()) }
-                    });
-                    return Some(Next::Open);
-                }
-                WsEvent::HandshakeFailed(e) => {
-                    self.failure.get_or_insert(Error::Handshake(e));
-                }
-                WsEvent::Close { code, .. } => {
-                    self.peer_close = Some(code);
-                }
-                WsEvent::ProtocolError(e) => {
-                    warn!("roomwire: protocol error, closing with {}", u16::from(e.code));
-                    self.failure.get_or_insert(Error::Protocol(e.code));
-                }
-                WsEvent::Ping(_) => {
+                Some(Seen::Ping) => {
                     // Answer each ping of a burst, not only the last: the
                     // core owes a pong for the latest ping only (RFC 6455
                     // allows that), so take it now while there is room.
                     // With the write buffer full, the pongs coalesce.
-                    let free = self.bufs.write.get_mut(self.write.end..).unwrap_or(&mut []);
-                    if let Ok(n) = conn.poll_transmit(free) {
-                        self.write.end += n;
+                    if let Some(conn) = self.conn.as_mut()
+                        && let Ok(n) = conn.poll_transmit(self.link.spare())
+                    {
+                        self.link.wrote(n);
                     }
                 }
-                _ => {}
             }
         }
-        None
     }
 
     /// Writes the write buffer out. Cancel safe: progress is recorded
     /// after every write. A failure ends the connection.
     async fn write_out(&mut self) -> Result<(), Error> {
-        let timeout = duration(self.options.write_timeout);
-        while self.write.start < self.write.end {
-            let pending = self.bufs.write.get(self.write.start..self.write.end).unwrap_or(&[]);
-            match with_timeout(timeout, self.socket.write(pending)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return Err(self.fail(Error::Reset)),
-                Ok(Ok(n)) => self.write.start += n,
-                Err(_) => return Err(self.fail(Error::WriteTimeout)),
-            }
+        match self.link.write_out().await {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.fail(error)),
         }
-        self.write = Span::default();
-        Ok(())
     }
 
     /// Waits for bytes from the server or the connection's next deadline.
     /// A failure (or the server's end of TCP) ends the connection.
     async fn wait(&mut self) -> Result<(), Error> {
-        if self.read.start > 0 {
-            self.bufs.read.copy_within(self.read.start..self.read.end, 0);
-            self.read = Span { start: 0, end: self.read.end - self.read.start };
-        }
-        if self.read.end >= self.bufs.read.len() {
-            // Only a handshake response can fill it: frames stream through.
-            return Err(self.fail(Error::BufferTooSmall(self.bufs.read.len() + 1)));
-        }
-        let Some(conn) = self.conn.as_mut() else { return Err(Error::NotOpen) };
+        let Some(conn) = self.conn.as_ref() else { return Err(Error::NotOpen) };
         let deadline = conn.poll_timeout().map_or(embassy_time::Instant::MAX, to_embassy);
-        let free = self.bufs.read.get_mut(self.read.end..).unwrap_or(&mut []);
-        match select(self.socket.read(free), Timer::at(deadline)).await {
-            Either::First(Ok(0)) | Either::First(Err(_)) => {
-                if self.peer_close.is_some() {
-                    self.ended = true;
-                    return Ok(());
-                }
-                Err(self.fail(Error::Reset))
-            }
-            Either::First(Ok(n)) => {
-                self.read.end += n;
-                Ok(())
-            }
-            Either::Second(()) => match conn.handle_timeout(now()) {
+        match self.link.read(deadline).await {
+            Ok(Woke::Input) => Ok(()),
+            Ok(Woke::Deadline) => match self.conn.as_mut().and_then(|conn| conn.handle_timeout(now())) {
                 Some(timeout) => {
                     warn!("roomwire: timeout");
                     Err(self.fail(Error::Timeout(timeout)))
                 }
                 None => Ok(()),
             },
+            Err(Error::Reset) if self.peer_close.is_some() => {
+                self.ended = true;
+                Ok(())
+            }
+            Err(error) => Err(self.fail(error)),
         }
     }
 
     /// Forgets the connection (after its socket was released).
     fn reset(&mut self) {
         self.conn = None;
-        self.read = Span::default();
-        self.write = Span::default();
+        self.link.clear();
         self.reader.reset();
-        self.protocol = None;
         self.pending = None;
         self.peer_close = None;
         self.failure = None;
         self.ended = false;
     }
+}
 
-    /// Brings the socket back to `Closed`: cleanly (FIN, then a reset if
-    /// the server has not finished within [`LINGER`]) or with a reset.
-    async fn release_socket(&mut self, clean: bool) {
-        if self.socket.state() == TcpState::Closed {
-            return;
-        }
-        if clean {
-            self.socket.close();
-            let _ = with_timeout(LINGER, async {
-                while !matches!(self.socket.state(), TcpState::Closed | TcpState::TimeWait) {
-                    Timer::after_millis(10).await;
-                }
-            })
-            .await;
-        }
-        if self.socket.state() != TcpState::Closed {
-            self.socket.abort();
-            let _ = with_timeout(LINGER, self.socket.flush()).await;
-        }
-    }
+/// What one step of the input was, borrowing nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Message,
+    Open,
+    Close(Option<CloseCode>),
+    Failed(Error),
+    Ping,
+    Other,
 }
 
 /// Writes the `Host` header value (`host`, or `host:port` unless 80) at
 /// the start of `out`.
-fn write_host(host: &str, port: u16, out: &mut [u8]) -> Result<usize, Error> {
+pub(crate) fn write_host(host: &str, port: u16, out: &mut [u8]) -> Result<usize, Error> {
     let mut digits = [0u8; 5];
     let mut n = 0;
     let mut p = port;

@@ -376,6 +376,8 @@ pub struct Connection<K = NoMasking> {
     accept: [u8; 28],
     offered: [u8; MAX_OFFERED_PROTOCOLS],
     offered_len: u8,
+    /// Client: where in `offered` the protocol the server selected is.
+    selected: Option<(u8, u8)>,
     /// Incoming control frame being assembled.
     control_in: ControlBuf,
     /// Payload of the pong owed for the latest ping.
@@ -423,6 +425,7 @@ impl<K: MaskKeySource> Connection<K> {
             accept: [0; 28],
             offered: [0; MAX_OFFERED_PROTOCOLS],
             offered_len: 0,
+            selected: None,
             control_in: ControlBuf::EMPTY,
             pong_out: None,
             ping_out: false,
@@ -462,6 +465,14 @@ impl<K: MaskKeySource> Connection<K> {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Client: the subprotocol the server selected, once open (one of those
+    /// offered). Kept by the connection, so it outlives the input buffer.
+    pub fn protocol(&self) -> Option<&str> {
+        let (start, len) = self.selected?;
+        let (start, len) = (usize::from(start), usize::from(len));
+        core::str::from_utf8(self.offered.get(start..start + len)?).ok()
     }
 
     /// Whether messages can be sent now.
@@ -607,6 +618,14 @@ impl<K: MaskKeySource> Connection<K> {
         match handshake::parse_response(input, self.config.max_handshake_size, &self.accept, offered) {
             Ok(None) => Received { consumed: 0, event: None },
             Ok(Some((response, len))) => {
+                self.selected = response.protocol.and_then(|p| {
+                    let mut at = 0;
+                    offered.split(',').find_map(|offer| {
+                        let start = at;
+                        at += offer.len() + 1;
+                        (offer == p).then_some((start as u8, offer.len() as u8))
+                    })
+                });
                 self.open(now);
                 Received { consumed: len, event: Some(Event::Open { protocol: response.protocol }) }
             }

@@ -165,6 +165,24 @@ impl Disconnect {
     }
 }
 
+impl Disconnect {
+    /// Whether a close frame ended the connection (sent, or exchanged):
+    /// close the transport gracefully so that it is delivered, with what
+    /// was sent before it. Otherwise reset it.
+    ///
+    /// ```
+    /// use roomwire_core::session::{Disconnect, TransportError};
+    /// assert!(Disconnect::Closed(None).is_clean());
+    /// assert!(!Disconnect::Transport(TransportError::Reset).is_clean());
+    /// ```
+    pub fn is_clean(self) -> bool {
+        matches!(
+            self,
+            Self::Closed(_) | Self::Protocol(_) | Self::Rooms(_) | Self::RequestTimeout | Self::Replaced | Self::Local
+        )
+    }
+}
+
 impl fmt::Display for Disconnect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
