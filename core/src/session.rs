@@ -48,7 +48,7 @@ use crate::close::CloseCode;
 use crate::connection::{Config, Connection, Control, Event, MaskKeySource, SendError, State, Timeout};
 use crate::decoder::MessageKind;
 use crate::envelope::EncodeError;
-use crate::error::InsufficientSize;
+use crate::error::{InsufficientSize, ProtocolError};
 use crate::frame::apply_mask;
 use crate::handshake::{ClientRequest, HandshakeError};
 use crate::message::{MessageReader, ReadStep, Scratch, Storage};
@@ -127,8 +127,8 @@ pub enum Disconnect {
     /// [`CLOSE_REQUEST_TIMEOUT`].
     RequestTimeout,
     /// The server broke RFC 6455, or sent a message larger than the
-    /// reader's storage: the client closed with this code.
-    Protocol(CloseCode),
+    /// reader's storage: the client closed with this error's code.
+    Protocol(ProtocolError),
     /// The server broke the rooms protocol: the client closed with
     /// [`ClientError::failure_code`] (1002, or 1009 for a message it
     /// cannot hold).
@@ -197,7 +197,7 @@ impl fmt::Display for Disconnect {
             Self::Timeout(Timeout::Close) => f.write_str("closing handshake timed out"),
             Self::Timeout(Timeout::Keepalive) => f.write_str("server stopped answering pings"),
             Self::RequestTimeout => f.write_str("server did not answer a room request in time"),
-            Self::Protocol(code) => write!(f, "server broke the WebSocket protocol (closed with {})", u16::from(*code)),
+            Self::Protocol(e) => write!(f, "server broke the WebSocket protocol ({e})"),
             Self::Rooms(e) => write!(f, "server broke the rooms protocol: {e}"),
             Self::Closed(Some(code)) => write!(f, "server closed the connection ({})", u16::from(*code)),
             Self::Closed(None) => f.write_str("server closed the connection"),
@@ -541,7 +541,7 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
                 ending.get_or_insert(Disconnect::Handshake(error));
             }
             Some(ReadStep::Event(Event::ProtocolError(error))) => {
-                ending.get_or_insert(Disconnect::Protocol(error.code));
+                ending.get_or_insert(Disconnect::Protocol(error));
             }
             Some(ReadStep::Event(_)) => {}
             // Copied into the reader's storage: the input can be compacted

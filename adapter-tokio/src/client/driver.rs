@@ -1,37 +1,46 @@
-//! The connection task of a [`Client`](super::Client): it owns the socket
-//! and the core's [`RoomClient`](roomwire_core::RoomClient), connects,
-//! reconnects, moves requests, messages and answers.
+//! The connection task of a [`Client`](super::Client): a loop that moves
+//! bytes between the stream (TCP, or TLS) and the core's
+//! [`ClientSession`], time into it, and requests, messages and answers
+//! between it and the handles. Every protocol decision (the handshake, the
+//! rooms restored, the close code for what the server broke, the request
+//! deadline, when to reconnect) is the session's, as in the embassy
+//! client.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use roomwire_core::client::{CLOSE_LEAVING, CLOSE_REQUEST_TIMEOUT, ClientError, ClientEvent, Opened, Requested};
+use roomwire_core::client::{ClientError, ClientEvent, Requested, TargetBase};
 use roomwire_core::envelope::{self, EncodeError};
-use roomwire_core::reconnect::{Ending, Reconnect, Reconnector};
-use roomwire_core::{Channel, CloseCode, MessageKind, RoomId, Timeout};
+use roomwire_core::message::VecStorage;
+use roomwire_core::session::{ClientSession, Disconnect, Next, Output, SessionConfig, SessionEvent, TransportError};
+use roomwire_core::url::WsUrl;
+use roomwire_core::{Channel, InsufficientSize, RoomId, Timeout};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{
-    ClientOptions, ConnectError, ConnectionError, ConnectionState, Core, Outgoing, RoomError, Shared, Sinks, lock,
+    ClientOptions, ConnectError, ConnectionError, ConnectionState, Core, MAX_ROOMS, Outgoing, Owned, RoomError, Shared,
+    Sinks, lock,
 };
 use crate::error::Error;
-use crate::message::{MessageRef, Response};
-use crate::socket::WebSocket;
-use roomwire_core::client::TargetBase;
-use roomwire_core::handshake::ClientRequest;
-use roomwire_core::url::WsUrl;
+use crate::socket::RandomKeys;
 
 use super::stream::ClientStream;
 
-type Socket = WebSocket<ClientStream>;
+type Session<C, M> = ClientSession<Owned<C, M>, MAX_ROOMS, RandomKeys, VecStorage>;
+
+/// A stream being opened.
+type Opening = Pin<Box<dyn Future<Output = io::Result<ClientStream>> + Send>>;
 
 /// The answer to a join or leave.
 type Reply = oneshot::Sender<Result<(), RoomError>>;
@@ -72,64 +81,24 @@ struct Waiter {
 
 /// What [`Driver::request`] did.
 enum Request {
-    /// Send the request of this length, at the start of `out`.
-    Send(usize),
-    /// Nothing to send.
-    Nothing,
-    /// Alepha wire: reconnect with the new rooms.
-    Reconnect,
+    /// Done: written to the output, or nothing to send.
+    Done,
     /// Every request slot is taken: try again after an answer.
     Deferred(RoomCommand),
 }
 
-/// What a connection attempt gave.
-enum Attempt {
-    Open(Box<Socket>, Option<String>),
-    Failed(ConnectionError),
-    Shutdown,
-    /// `disconnect` was called meanwhile.
-    Paused,
+/// An open stream, split so that reading and writing wait together.
+struct Link {
+    reader: ReadHalf<ClientStream>,
+    writer: WriteHalf<ClientStream>,
+    /// Bytes read and not consumed by the session yet.
+    input: Vec<u8>,
 }
 
-/// How a session ended.
-enum End {
-    /// Closed on request.
-    Shutdown,
-    /// Closed to reconnect at once (new rooms or new wire, Alepha wire, or
-    /// `reconnect`).
-    Reconnect,
-    /// Closed by `disconnect`.
-    Paused,
-    /// Lost: retry after the backoff.
-    Lost(ConnectionError),
-}
-
-/// What the session does after one step.
-enum Flow {
-    Continue,
-    Reconnect,
-    Shutdown,
-    Pause,
-    /// The connection is gone.
-    Lost(ConnectionError),
-    /// The server broke the protocol: close with this code, then retry.
-    Broken(ConnectionError, CloseCode),
-}
-
-/// What one round of socket I/O gave.
-enum IoStep {
-    Message(crate::Message),
-    /// `recv` ended: `None` after a close handshake, else the error.
-    Ended(Option<Error>),
-    Flushed(Result<(), Error>),
-}
-
-/// Why a queued message was not written.
-enum WriteError {
-    /// The socket cannot take it now: keep it.
-    Retry,
-    /// It cannot be sent: discard it.
-    Reject(String),
+/// Why the stream stopped.
+enum Io {
+    Read(io::Result<usize>),
+    Wrote(io::Result<usize>),
 }
 
 /// Where to connect: a parsed `ws[s]://host[:port][/prefix][?query]`.
@@ -184,7 +153,7 @@ where
 {
     endpoint: Endpoint,
     options: ClientOptions,
-    core: Core<C, M>,
+    session: Session<C, M>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
     incoming: mpsc::Sender<(Option<RoomId>, M)>,
@@ -192,28 +161,22 @@ where
     sinks: Sinks<M>,
     state: watch::Sender<ConnectionState>,
     waiters: Vec<Waiter>,
-    /// Joins and leaves waiting for a request slot (or received during a
-    /// connection attempt), in order.
+    /// Joins and leaves waiting for a request slot, in order.
     deferred: VecDeque<RoomCommand>,
     close_replies: Vec<oneshot::Sender<()>>,
     /// Answered once the connection is closed by `disconnect`.
     disconnect_replies: Vec<oneshot::Sender<()>>,
     shutdown: bool,
-    /// False after `disconnect`, until `reconnect`.
-    online: bool,
-    /// `reconnect` asked to skip the wait before the next attempt.
-    hurry: bool,
-    /// Output of the core (requests, frames).
+    /// Bytes for the stream: the session's frames, then queued messages.
     out: Vec<u8>,
     /// Working memory of the core's decoder.
     scratch: Vec<u8>,
-    /// Since when the server owes an answer to a request (reset by each
-    /// answer).
-    waiting_since: Option<Instant>,
     /// The send queue should be looked at.
     scan: bool,
-    /// Queued messages wait for the socket to drain.
-    backlog: bool,
+    /// The last I/O error, for the error reported with the disconnect.
+    io_error: Option<io::Error>,
+    /// When the session's clock started.
+    origin: Instant,
 }
 
 impl<C, M> Driver<C, M>
@@ -229,12 +192,24 @@ where
         commands: mpsc::UnboundedReceiver<Command>,
         outlets: Outlets<M>,
         state: watch::Sender<ConnectionState>,
-    ) -> Self {
+    ) -> io::Result<Self> {
         let Outlets { incoming, sinks } = outlets;
+        let websocket = options.config.core;
+        let config = SessionConfig {
+            websocket,
+            // TCP and TLS, as the handshake, within the handshake timeout.
+            connect_timeout: websocket.handshake_timeout.unwrap_or(roomwire_core::Duration::from_secs(3600)),
+            request_timeout: Some(options.request_timeout.into()),
+            reconnect: options.reconnect,
+        };
+        let limit = usize::try_from(websocket.max_message_size).unwrap_or(usize::MAX);
+        let storage = VecStorage::new(limit, 64 * 1024);
+        let origin = Instant::now();
+        let session = ClientSession::new(config, core, RandomKeys::new()?, storage, roomwire_core::Instant::ZERO);
         let mut driver = Self {
             endpoint,
             options,
-            core,
+            session,
             shared,
             commands,
             incoming,
@@ -245,409 +220,234 @@ where
             close_replies: Vec::new(),
             disconnect_replies: Vec::new(),
             shutdown: false,
-            online: true,
-            hurry: false,
-            out: vec![0; 512],
+            out: Vec::new(),
             scratch: Vec::new(),
-            waiting_since: None,
             scan: false,
-            backlog: false,
+            io_error: None,
+            origin,
         };
         driver.rooms_changed();
-        driver
+        Ok(driver)
+    }
+
+    /// Now, on the session's clock.
+    fn now(&self) -> roomwire_core::Instant {
+        roomwire_core::Instant::from_micros(u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// A session deadline on tokio's clock.
+    fn deadline(&self) -> Option<Instant> {
+        self.session.poll_timeout().map(|at| self.origin + Duration::from_micros(at.as_micros()))
     }
 
     /// Connect, run, reconnect, until closed or the core's reconnect policy
     /// stops.
     pub(crate) async fn run(mut self) {
-        let origin = Instant::now();
-        let now = move || {
-            roomwire_core::Instant::from_micros(u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX))
-        };
-        let mut reconnector = Reconnector::new(self.options.reconnect);
+        let mut link: Option<Link> = None;
+        let mut opening: Option<Opening> = None;
         let mut gave_up = None;
-        loop {
-            self.apply_offline();
-            if self.shutdown {
-                break;
-            }
-            if !self.online {
-                for reply in self.disconnect_replies.drain(..) {
-                    let _ = reply.send(());
-                }
-                self.state.send_replace(ConnectionState::Disconnected);
-                if !self.wait_online().await {
-                    break;
-                }
-                reconnector.restart();
-            }
-            if std::mem::take(&mut self.hurry) {
-                reconnector.restart();
-            }
-            self.state.send_replace(ConnectionState::Connecting { attempt: reconnector.failures() });
-            let error = match self.attempt().await {
-                Attempt::Shutdown => break,
-                Attempt::Paused => continue,
-                Attempt::Failed(error) => error,
-                Attempt::Open(mut ws, protocol) => {
-                    reconnector.opened(now());
-                    let end = self.session(&mut ws, protocol).await;
-                    drop(ws);
-                    self.core.closed();
-                    self.rooms_changed();
-                    match end {
-                        End::Shutdown => break,
-                        End::Paused => continue,
-                        End::Reconnect => {
-                            reconnector.ended(now(), Ending::Replaced, 0);
-                            continue;
+        'run: loop {
+            while let Some(output) = self.session.poll(self.now()) {
+                match output {
+                    Output::Connect => {
+                        let attempt = self.session.reconnector().failures();
+                        self.state.send_replace(ConnectionState::Connecting { attempt });
+                        debug!(attempt, "connecting");
+                        opening = Some(Box::pin(open_stream(self.endpoint.clone(), self.options.clone())));
+                    }
+                    Output::Connected { format } => {
+                        self.shared.set_format(format);
+                        debug!(?format, "connected");
+                        // The rooms first: whoever sees the new state sees its rooms.
+                        self.rooms_changed();
+                        self.state.send_replace(ConnectionState::Connected { format });
+                        self.retry_deferred();
+                        self.scan = true;
+                    }
+                    Output::Disconnected { why, next } => {
+                        opening = None;
+                        if let Some(link) = link.take() {
+                            self.release(link, why.is_clean()).await;
                         }
-                        End::Lost(error) => error,
+                        self.out.clear();
+                        // A wire change (Alepha server) applies to what is sent next.
+                        self.shared.set_format(self.session.format());
+                        self.rooms_changed();
+                        let error = self.connection_error(why);
+                        match next {
+                            Next::After(delay) => {
+                                let Some(error) = error else {
+                                    debug!(%why, "reconnecting at once");
+                                    continue;
+                                };
+                                let failures = self.session.reconnector().failures();
+                                let retry_in = Duration::from(delay);
+                                info!(%error, failures, ?retry_in, "connection failed; retrying");
+                                self.state.send_replace(ConnectionState::Error { error, attempt: failures, retry_in });
+                            }
+                            Next::Offline => {
+                                for reply in self.disconnect_replies.drain(..) {
+                                    let _ = reply.send(());
+                                }
+                                if !self.shutdown {
+                                    self.state.send_replace(ConnectionState::Disconnected);
+                                }
+                            }
+                            Next::Stopped(stop) => {
+                                warn!(%why, ?stop, failures = self.session.reconnector().failures(), "giving up");
+                                gave_up = error;
+                                break 'run;
+                            }
+                        }
                     }
                 }
-            };
-            let delay = match reconnector.ended(now(), error.ending(), random_u32()) {
-                Reconnect::Now => continue,
-                Reconnect::After(delay) => Duration::from(delay),
-                Reconnect::Stop(why) => {
-                    warn!(%error, ?why, failures = reconnector.failures(), "giving up");
-                    gave_up = Some(error);
-                    break;
-                }
-            };
-            let failures = reconnector.failures();
-            info!(%error, failures, retry_in = ?delay, "connection failed; retrying");
-            self.state.send_replace(ConnectionState::Error { error, attempt: failures, retry_in: delay });
-            if !self.wait(delay).await {
+            }
+            if self.shutdown && !self.session.is_live() {
                 break;
             }
+            let deadline = self.deadline();
+            let Some(live) = link.as_mut() else {
+                // Connecting, waiting to, or offline.
+                tokio::select! {
+                    biased;
+                    command = self.commands.recv() => self.command(command),
+                    opened = async {
+                        match opening.as_mut() {
+                            Some(opening) => opening.await,
+                            None => std::future::pending().await,
+                        }
+                    }, if opening.is_some() => {
+                        opening = None;
+                        match opened {
+                            Ok(stream) => link = Some(self.start(stream)),
+                            Err(error) => {
+                                let now = self.now();
+                                self.io_error = Some(error);
+                                self.session.transport_failed(now, TransportError::Connect);
+                            }
+                        }
+                    }
+                    () = sleep_until(deadline) => {
+                        let now = self.now();
+                        self.session.handle_timeout(now);
+                    }
+                }
+                continue;
+            };
+            self.transmit();
+            if self.scan {
+                self.flush_outgoing();
+            }
+            // Read while the application keeps up (or is gone), and while
+            // the output is not backed up.
+            let room_for_more = (self.incoming.is_closed() || self.incoming.capacity() > 0) && self.sinks_have_room();
+            let backlog = self.out.len() >= self.backlog_limit();
+            let read = room_for_more && !backlog;
+            let now = self.now();
+            self.session.set_reading(now, read);
+            let deadline = self.deadline();
+            let incoming = &self.incoming;
+            let chunk = self.options.config.max_read_chunk.max(4096);
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => self.command(command),
+                () = self.shared.notify.notified() => self.scan = true,
+                io = async {
+                    live.input.reserve(chunk);
+                    Io::Read(live.reader.read_buf(&mut live.input).await)
+                }, if read => self.on_io(live, io).await,
+                io = async { Io::Wrote(live.writer.write(&self.out).await) }, if !self.out.is_empty() => {
+                    self.on_io(live, io).await
+                }
+                // Wakes up when the application made room (the permit is
+                // given back at once).
+                () = async move { drop(incoming.reserve().await) }, if !room_for_more => {}
+                () = sleep_until(deadline) => {
+                    let now = self.now();
+                    self.session.handle_timeout(now);
+                }
+            }
+        }
+        if let Some(link) = link.take() {
+            self.release(link, false).await;
         }
         self.finish(gave_up);
     }
 
-    /// One connection attempt: TCP, then the opening handshake for the
-    /// wanted rooms. Joins and leaves that arrive meanwhile wait for its
-    /// outcome (on the Alepha wire the rooms are those of the target).
-    async fn attempt(&mut self) -> Attempt {
-        let target = match self.target() {
-            Ok(target) => target,
-            Err(error) => return Attempt::Failed(error),
-        };
-        let protocols = self.core.protocols();
+    /// The stream is open: the upgrade request goes out first.
+    fn start(&mut self, stream: ClientStream) -> Link {
+        let (reader, writer) = tokio::io::split(stream);
+        let now = self.now();
+        let base = self.endpoint.base();
         let headers: Vec<(&str, &str)> =
             self.options.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
-        debug!(target = %target, ?protocols, "connecting");
-        let connect = open(&self.endpoint, &target, protocols, &headers, &self.options);
-        tokio::pin!(connect);
+        let session = &mut self.session;
+        let authority = &self.endpoint.authority;
+        let written = grow(&mut self.out, 512, |out| session.start(now, &base, authority, &headers, out));
+        if let Err(e) = written {
+            self.session.transport_failed(now, TransportError::BufferTooSmall(e.required));
+        }
+        Link { reader, writer, input: Vec::new() }
+    }
+
+    /// Bytes moved on the stream.
+    async fn on_io(&mut self, link: &mut Link, io: Io) {
+        let now = self.now();
+        match io {
+            Io::Read(Ok(0)) => {
+                // Whatever came before the end was read.
+                self.session.transport_failed(now, TransportError::Reset);
+            }
+            Io::Read(Ok(_)) => self.read_input(link),
+            Io::Wrote(Ok(n)) => {
+                self.out.drain(..n.min(self.out.len()));
+                if self.out.is_empty()
+                    && let Err(error) = link.writer.flush().await
+                {
+                    self.lost(error);
+                }
+            }
+            Io::Read(Err(error)) | Io::Wrote(Err(error)) => self.lost(error),
+        }
+    }
+
+    fn lost(&mut self, error: io::Error) {
+        let now = self.now();
+        debug!(%error, "stream failed");
+        self.io_error = Some(error);
+        self.session.transport_failed(now, TransportError::Reset);
+    }
+
+    /// Hand the input to the session, and its messages on.
+    fn read_input(&mut self, link: &mut Link) {
         loop {
-            tokio::select! {
-                result = &mut connect => {
-                    return match result {
-                        Ok((ws, response)) => Attempt::Open(Box::new(ws), response.protocol),
-                        Err(error) => Attempt::Failed(error.into()),
-                    };
-                }
-                command = self.commands.recv() => match command {
-                    None => {
-                        self.shutdown = true;
-                        return Attempt::Shutdown;
-                    }
-                    Some(Command::Close { reply }) => {
-                        self.close_replies.push(reply);
-                        self.shutdown = true;
-                        return Attempt::Shutdown;
-                    }
-                    Some(Command::Join { room, reply }) => {
-                        self.deferred.push_back(RoomCommand { kind: Kind::Join, room, reply })
-                    }
-                    Some(Command::Leave { room, reply }) => {
-                        self.deferred.push_back(RoomCommand { kind: Kind::Leave, room, reply })
-                    }
-                    Some(Command::Disconnect { reply }) => {
-                        self.disconnect_replies.push(reply);
-                        self.online = false;
-                        return Attempt::Paused;
-                    }
-                    // Already connecting.
-                    Some(Command::Reconnect) => {}
-                },
+            let now = self.now();
+            let input = self.session.handle_input(now, &mut link.input);
+            link.input.drain(..input.consumed);
+            if input.message {
+                self.take_message();
+            } else if input.consumed == 0 {
+                return;
             }
         }
     }
 
-    /// The request target: the core's, under the URL's prefix and query.
-    fn target(&mut self) -> Result<String, ConnectionError> {
-        let mut buf = vec![0u8; 256];
-        loop {
-            match self.core.connect_target_in(self.endpoint.base(), &mut buf) {
-                Ok(n) => {
-                    buf.truncate(n);
-                    break;
-                }
-                Err(e) if e.required > buf.len() => buf.resize(e.required, 0),
-                Err(_) => return Err(ConnectionError::Target),
+    /// The message the session just read: to the application, or to the
+    /// waiters of a request.
+    fn take_message(&mut self) {
+        let now = self.now();
+        let event = match self.session.take_message(now, &mut self.scratch) {
+            None => return,
+            Some(SessionEvent::Invalid(error)) => {
+                warn!(%error, "unreadable server message");
+                return;
             }
-        }
-        String::from_utf8(buf).map_err(|_| ConnectionError::Target)
-    }
-
-    /// Run one open connection until it ends.
-    async fn session(&mut self, ws: &mut Socket, protocol: Option<String>) -> End {
-        match self.core.opened(protocol.as_deref()) {
-            Err(error) => {
-                abort(ws, error.failure_code(self.core.format())).await;
-                return End::Lost(ConnectionError::Protocol(error));
-            }
-            Ok(Opened::Reconnect) => {
-                info!("the server does not speak the roomwire wire: reconnecting on the Alepha wire");
-                self.shared.set_format(self.core.format());
-                self.close_socket(ws).await;
-                return End::Reconnect;
-            }
-            Ok(Opened::Ready) => {}
-        }
-        let format = self.core.format();
-        self.shared.set_format(format);
-        debug!(?format, "connected");
-        // The rooms first: whoever sees the new state sees its rooms.
-        self.rooms_changed();
-        self.state.send_replace(ConnectionState::Connected { format });
-        let mut flow = self.progress(ws).await;
-        loop {
-            match flow {
-                Flow::Continue => {}
-                Flow::Reconnect => {
-                    debug!("reconnecting (new rooms on the Alepha wire, or asked to)");
-                    self.close_socket(ws).await;
-                    return End::Reconnect;
-                }
-                Flow::Shutdown => {
-                    self.flush_outgoing(ws);
-                    self.close_socket(ws).await;
-                    return End::Shutdown;
-                }
-                Flow::Pause => {
-                    self.flush_outgoing(ws);
-                    self.close_socket(ws).await;
-                    return End::Paused;
-                }
-                Flow::Lost(error) => return End::Lost(error),
-                Flow::Broken(error, code) => {
-                    warn!(%error, "closing the connection");
-                    abort(ws, code).await;
-                    return End::Lost(error);
-                }
-            }
-            if self.backlog && ws.queued() == 0 {
-                self.backlog = false;
-                self.scan = true;
-            }
-            if self.scan {
-                self.flush_outgoing(ws);
-            }
-            // Read while the application keeps up (or is gone), and while no
-            // queued message waits for the socket to drain.
-            let room_for_more = (self.incoming.is_closed() || self.incoming.capacity() > 0) && self.sinks_have_room();
-            let read = room_for_more && !self.backlog;
-            // Answers are only late while they are being read.
-            let deadline = self.waiting_since.filter(|_| read).map(|since| since + self.options.request_timeout);
-            let incoming = &self.incoming;
-            flow = tokio::select! {
-                biased;
-                command = self.commands.recv() => match command {
-                    None => {
-                        self.shutdown = true;
-                        Flow::Shutdown
-                    }
-                    Some(command) => self.command(command, ws).await,
-                },
-                () = self.shared.notify.notified() => {
-                    self.scan = true;
-                    Flow::Continue
-                }
-                step = io_step(ws, read) => self.on_io(step, ws).await,
-                // Wakes up when the application made room (the permit is
-                // given back at once).
-                () = async move { drop(incoming.reserve().await) }, if !room_for_more => Flow::Continue,
-                () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    Flow::Broken(ConnectionError::RequestTimeout, CLOSE_REQUEST_TIMEOUT)
-                }
-            };
-            if !read && let Some(since) = self.waiting_since.as_mut() {
-                // The request clock stands still while nothing is read.
-                *since = Instant::now();
-            }
-        }
-    }
-
-    /// A command on an open connection.
-    async fn command(&mut self, command: Command, ws: &mut Socket) -> Flow {
-        let command = match command {
-            Command::Close { reply } => {
-                self.close_replies.push(reply);
-                self.shutdown = true;
-                return Flow::Shutdown;
-            }
-            Command::Join { room, reply } => RoomCommand { kind: Kind::Join, room, reply },
-            Command::Leave { room, reply } => RoomCommand { kind: Kind::Leave, room, reply },
-            Command::Disconnect { reply } => {
-                self.disconnect_replies.push(reply);
-                self.online = false;
-                return Flow::Pause;
-            }
-            Command::Reconnect => {
-                self.hurry = true;
-                return Flow::Reconnect;
-            }
-        };
-        if !self.deferred.is_empty() {
-            // Keep the order of requests.
-            self.deferred.push_back(command);
-            return Flow::Continue;
-        }
-        match self.request(command) {
-            Request::Send(len) => self.feed_request(ws, len).await,
-            Request::Nothing => Flow::Continue,
-            Request::Reconnect => Flow::Reconnect,
-            Request::Deferred(command) => {
-                self.deferred.push_back(command);
-                Flow::Continue
-            }
-        }
-    }
-
-    /// Let the core take a join or leave; register who waits for it.
-    fn request(&mut self, command: RoomCommand) -> Request {
-        let RoomCommand { kind, room, reply } = command;
-        let result = loop {
-            let result = match kind {
-                Kind::Join => self.core.join(&room, &mut self.out),
-                Kind::Leave => self.core.leave(&room, &mut self.out),
-            };
-            match result {
-                Err(ClientError::Encode(EncodeError::InsufficientSize(e))) if e.required > self.out.len() => {
-                    self.out.resize(e.required, 0)
-                }
-                other => break other,
-            }
-        };
-        let request = match result {
-            Ok(Requested::Sent { len, .. }) => {
-                self.waiting_since.get_or_insert_with(Instant::now);
-                Request::Send(len)
-            }
-            Ok(Requested::NotSent) => Request::Nothing,
-            Ok(Requested::Reconnect) => Request::Reconnect,
-            Err(ClientError::TooManyPending { .. }) => return Request::Deferred(RoomCommand { kind, room, reply }),
-            Err(error) => {
-                let _ = reply.send(Err(match error {
-                    ClientError::InvalidRoomId => RoomError::InvalidRoomId,
-                    ClientError::TooManyRooms(_) => RoomError::TooManyRooms,
-                    other => RoomError::Client(other),
-                }));
-                return Request::Nothing;
-            }
-        };
-        match RoomId::new(&room) {
-            Ok(room) => self.waiters.push(Waiter { kind, room, reply }),
-            // The core accepted the room id: cannot happen.
-            Err(_) => drop(reply.send(Err(RoomError::InvalidRoomId))),
-        }
-        self.rooms_changed();
-        request
-    }
-
-    /// Queue the request of `len` bytes at the start of `out`.
-    async fn feed_request(&mut self, ws: &mut Socket, len: usize) -> Flow {
-        let kind = self.core.message_kind();
-        match feed(ws, kind, self.out.get(..len).unwrap_or_default()).await {
-            Ok(()) => Flow::Continue,
-            Err(error) => Flow::Lost(error.into()),
-        }
-    }
-
-    /// After the connection opened or the server answered a request: send
-    /// what the core wants sent (the joins that restore the wanted rooms),
-    /// retry deferred requests, settle waiters, look at the send queue.
-    async fn progress(&mut self, ws: &mut Socket) -> Flow {
-        let kind = self.core.message_kind();
-        loop {
-            let len = loop {
-                match self.core.poll_transmit(&mut self.out) {
-                    Ok(len) => break len,
-                    Err(e) => {
-                        let len = e.required.max(self.out.len() + 1);
-                        self.out.resize(len, 0);
-                    }
-                }
-            };
-            if len == 0 {
-                break;
-            }
-            self.waiting_since.get_or_insert_with(Instant::now);
-            if let Err(error) = feed(ws, kind, self.out.get(..len).unwrap_or_default()).await {
-                return Flow::Lost(error.into());
-            }
-        }
-        while let Some(command) = self.deferred.pop_front() {
-            let flow = match self.request(command) {
-                Request::Send(len) => self.feed_request(ws, len).await,
-                Request::Nothing => Flow::Continue,
-                Request::Reconnect => Flow::Reconnect,
-                Request::Deferred(command) => {
-                    self.deferred.push_front(command);
-                    break;
-                }
-            };
-            if !matches!(flow, Flow::Continue) {
-                return flow;
-            }
-        }
-        self.rooms_changed();
-        self.scan = true;
-        Flow::Continue
-    }
-
-    /// One round of socket I/O.
-    async fn on_io(&mut self, step: IoStep, ws: &mut Socket) -> Flow {
-        match step {
-            IoStep::Message(message) => match self.on_message(message.as_bytes()) {
-                Ok(true) => self.progress(ws).await,
-                Ok(false) => Flow::Continue,
-                Err((error, code)) => Flow::Broken(ConnectionError::Protocol(error), code),
-            },
-            IoStep::Ended(Some(error)) => Flow::Lost(error.into()),
-            IoStep::Ended(None) => Flow::Lost(match ws.peer_close() {
-                Some(close) => ConnectionError::ClosedByServer { code: close.code, reason: close.reason.clone() },
-                None => ConnectionError::ClosedByServer { code: None, reason: String::new() },
-            }),
-            IoStep::Flushed(Ok(())) => Flow::Continue,
-            IoStep::Flushed(Err(error)) => Flow::Lost(error.into()),
-        }
-    }
-
-    /// One whole message from the server. `Ok(true)` when it answered a
-    /// request; the error and the close code the core chose for it when
-    /// the connection must end.
-    fn on_message(&mut self, data: &[u8]) -> Result<bool, (ClientError, CloseCode)> {
-        if self.scratch.len() < data.len() {
-            self.scratch.resize(data.len(), 0);
-        }
-        let format = self.core.format();
-        let event = match self.core.handle_message(data, &mut self.scratch) {
-            Ok(event) => event,
-            Err(error) => match error.close_code(format) {
-                Some(code) => return Err((error, code)),
-                None => {
-                    warn!(%error, "ignoring a server frame");
-                    return Ok(false);
-                }
-            },
+            Some(SessionEvent::Room(event)) => event,
         };
         let (kind, room, code, text) = match event {
             ClientEvent::Message { room, message } => {
                 self.deliver(room, message);
-                return Ok(false);
+                return;
             }
             ClientEvent::Joined(room) => {
                 debug!(%room, "joined");
@@ -661,19 +461,173 @@ where
             ClientEvent::LeaveFailed { room, code, text } => (Kind::Leave, room, Some(code), text.to_string()),
             ClientEvent::ServerError { code, text } => {
                 warn!(code, %text, "server error");
-                return Ok(false);
+                return;
             }
             ClientEvent::DecodeFailed { room, error } => {
                 warn!(room = room.as_deref(), %error, "ignoring a message that does not decode");
-                return Ok(false);
+                return;
             }
         };
         if let Some(code) = code {
             warn!(%room, code, %text, ?kind, "refused by the server");
             self.fail_waiters(kind, &room, code, &text);
         }
-        self.waiting_since = (self.core.pending_requests() > 0).then(Instant::now);
-        Ok(true)
+        // An answer frees a request slot, and may open a room to the
+        // queued messages.
+        self.retry_deferred();
+        self.rooms_changed();
+        self.scan = true;
+    }
+
+    /// Write what the session owes: pongs, pings, closes, the requests
+    /// that restore the rooms.
+    fn transmit(&mut self) {
+        let now = self.now();
+        loop {
+            let session = &mut self.session;
+            match grow(&mut self.out, 256, |out| session.poll_transmit(now, out)) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    self.session.transport_failed(now, TransportError::BufferTooSmall(e.required));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A command from a handle.
+    fn command(&mut self, command: Option<Command>) {
+        let now = self.now();
+        let command = match command {
+            None | Some(Command::Close { .. }) => {
+                if let Some(Command::Close { reply }) = command {
+                    self.close_replies.push(reply);
+                }
+                self.shutdown = true;
+                self.session.disconnect(now);
+                return;
+            }
+            Some(Command::Disconnect { reply }) => {
+                if self.shutdown || !self.session.wants_transport() && !self.is_waiting() {
+                    let _ = reply.send(());
+                } else {
+                    self.disconnect_replies.push(reply);
+                }
+                self.session.disconnect(now);
+                return;
+            }
+            Some(Command::Reconnect) => {
+                self.session.reconnect(now);
+                return;
+            }
+            Some(Command::Join { room, reply }) => RoomCommand { kind: Kind::Join, room, reply },
+            Some(Command::Leave { room, reply }) => RoomCommand { kind: Kind::Leave, room, reply },
+        };
+        if !self.deferred.is_empty() {
+            // Keep the order of requests.
+            self.deferred.push_back(command);
+            return;
+        }
+        if let Request::Deferred(command) = self.request(command) {
+            self.deferred.push_back(command);
+        }
+    }
+
+    /// Whether the session waits to connect again (not offline).
+    fn is_waiting(&self) -> bool {
+        self.session.poll_timeout().is_some()
+    }
+
+    /// Let the session take a join or leave; register who waits for it.
+    fn request(&mut self, command: RoomCommand) -> Request {
+        let RoomCommand { kind, room, reply } = command;
+        let now = self.now();
+        let session = &mut self.session;
+        let result = grow_client(
+            &mut self.out,
+            128,
+            |out| match kind {
+                Kind::Join => session.join(now, &room, out),
+                Kind::Leave => session.leave(now, &room, out),
+            },
+            requested_len,
+        );
+        match result {
+            Ok(_) => {}
+            Err(ClientError::TooManyPending { .. }) => return Request::Deferred(RoomCommand { kind, room, reply }),
+            Err(error) => {
+                let _ = reply.send(Err(match error {
+                    ClientError::InvalidRoomId => RoomError::InvalidRoomId,
+                    ClientError::TooManyRooms(_) => RoomError::TooManyRooms,
+                    other => RoomError::Client(other),
+                }));
+                return Request::Done;
+            }
+        }
+        match RoomId::new(&room) {
+            Ok(room) => self.waiters.push(Waiter { kind, room, reply }),
+            // The core accepted the room id: cannot happen.
+            Err(_) => drop(reply.send(Err(RoomError::InvalidRoomId))),
+        }
+        self.rooms_changed();
+        Request::Done
+    }
+
+    /// Retry the requests that waited for a slot, in order.
+    fn retry_deferred(&mut self) {
+        while let Some(command) = self.deferred.pop_front() {
+            if let Request::Deferred(command) = self.request(command) {
+                self.deferred.push_front(command);
+                break;
+            }
+        }
+    }
+
+    /// The error a connection's end is reported with; `None` when it was
+    /// not a failure.
+    fn connection_error(&mut self, why: Disconnect) -> Option<ConnectionError> {
+        let io = self.io_error.take();
+        let socket = |error: Error| Some(ConnectionError::WebSocket(Arc::new(error)));
+        match why {
+            Disconnect::Replaced | Disconnect::Local => None,
+            Disconnect::Transport(_) => match io {
+                Some(io) => socket(Error::Io(io)),
+                None => socket(Error::Closed),
+            },
+            Disconnect::ConnectTimeout => socket(Error::Timeout(Timeout::Handshake)),
+            Disconnect::Handshake(error) => socket(Error::Handshake(error)),
+            Disconnect::Timeout(timeout) => socket(Error::Timeout(timeout)),
+            Disconnect::RequestTimeout => Some(ConnectionError::RequestTimeout),
+            Disconnect::Protocol(error) => socket(Error::Protocol(error)),
+            Disconnect::Rooms(error) => Some(ConnectionError::Protocol(error)),
+            Disconnect::Closed(code) => {
+                Some(ConnectionError::ClosedByServer { code, reason: self.session.close_reason().to_owned() })
+            }
+            _ => socket(Error::Closed),
+        }
+    }
+
+    /// Write what is left (the close frame) and end the stream: cleanly
+    /// after a closing handshake, bounded by the close timeout.
+    async fn release(&mut self, mut link: Link, clean: bool) {
+        if !clean {
+            return;
+        }
+        let limit = Duration::from(self.options.config.core.close_timeout);
+        let out = std::mem::take(&mut self.out);
+        let _ = tokio::time::timeout(limit, async {
+            link.writer.write_all(&out).await?;
+            link.writer.shutdown().await
+        })
+        .await;
+    }
+
+    /// The most bytes queued for the stream before queued messages wait:
+    /// half the outbound limit, leaving room for requests and control
+    /// frames.
+    fn backlog_limit(&self) -> usize {
+        (self.options.config.max_outbound / 2).max(1)
     }
 
     /// Whether every live per-room stream can take a message (dropped
@@ -722,15 +676,15 @@ where
         {
             let mut rooms = lock(&self.shared.rooms);
             rooms.joined.clear();
-            rooms.joined.extend(self.core.rooms().iter().cloned());
+            rooms.joined.extend(self.session.rooms().rooms().iter().cloned());
             rooms.wanted.clear();
-            rooms.wanted.extend(self.core.wanted().iter().cloned());
+            rooms.wanted.extend(self.session.rooms().wanted().iter().cloned());
         }
         let mut i = 0;
         while i < self.waiters.len() {
             let outcome = self.waiters.get(i).and_then(|w| {
-                let joined = self.core.is_joined(&w.room);
-                let wanted = self.core.wanted().contains(&w.room);
+                let joined = self.session.rooms().is_joined(&w.room);
+                let wanted = self.session.rooms().wanted().contains(&w.room);
                 match w.kind {
                     Kind::Join if joined => Some(Ok(())),
                     Kind::Join if !wanted => Some(Err(RoomError::Superseded)),
@@ -747,26 +701,22 @@ where
                 None => i += 1,
             }
         }
-        if self.core.pending_requests() == 0 {
-            self.waiting_since = None;
-        }
     }
 
     /// Write the queued messages whose room is joined; keep those whose
     /// room is wanted but not joined yet; discard the others.
-    fn flush_outgoing(&mut self, ws: &mut Socket) {
+    fn flush_outgoing(&mut self) {
         self.scan = false;
         let mut batch = std::mem::take(&mut *lock(&self.shared.queue));
         if batch.is_empty() {
             return;
         }
-        // Leave room in the socket's queue for requests and control frames.
-        let limit = (ws.config().max_outbound / 2).max(1);
         let mut keep = VecDeque::new();
         let mut rejected = 0u64;
         while let Some(item) = batch.pop_front() {
-            if !self.core.is_joined(&item.room) {
-                if self.core.wanted().contains(&item.room) {
+            let rooms = self.session.rooms();
+            if !rooms.is_joined(&item.room) {
+                if rooms.wanted().contains(&item.room) {
                     keep.push_back(item);
                 } else {
                     debug!(room = %item.room, "message for a room not wanted: discarded");
@@ -774,23 +724,14 @@ where
                 }
                 continue;
             }
-            if ws.queued() >= limit {
-                self.backlog = true;
+            if self.out.len() >= self.backlog_limit() || !self.session.is_open() {
                 keep.push_back(item);
                 keep.extend(batch.drain(..));
                 break;
             }
-            match self.write_message(ws, &item) {
-                Ok(()) => {}
-                Err(WriteError::Retry) => {
-                    keep.push_back(item);
-                    keep.extend(batch.drain(..));
-                    break;
-                }
-                Err(WriteError::Reject(reason)) => {
-                    warn!(room = %item.room, %reason, "message discarded");
-                    rejected += 1;
-                }
+            if let Err(reason) = self.write_message(&item) {
+                warn!(room = %item.room, %reason, "message discarded");
+                rejected += 1;
             }
         }
         if rejected > 0 {
@@ -816,141 +757,22 @@ where
         }
     }
 
-    /// Frame a queued message for the current connection and queue it on
-    /// the socket.
-    fn write_message(&mut self, ws: &mut Socket, item: &Outgoing) -> Result<(), WriteError> {
+    /// Frame a queued message for the current connection.
+    fn write_message(&mut self, item: &Outgoing) -> Result<(), String> {
         // The payload was encoded by `send` as a valid `Out`. In the same
         // encoding the core frames it as it is; otherwise (the wire changed
         // on reconnect) decoding it back lets the core re-encode it.
-        let same_encoding = item.format.is_json() == self.core.format().is_json();
-        let message = if same_encoding {
-            None
+        let same_encoding = item.format.is_json() == self.session.format().is_json();
+        let session = &mut self.session;
+        let hint = item.payload.len() + item.room.len() + 64;
+        let written = if same_encoding {
+            grow_client(&mut self.out, hint, |out| session.send_encoded(&item.room, &item.payload, out), |n| n)
         } else {
             let message = envelope::decode_payload::<C::Out<'_>>(item.format, &item.payload, &mut [])
-                .map_err(|e| WriteError::Reject(e.to_string()))?;
-            Some(message)
+                .map_err(|e| e.to_string())?;
+            grow_client(&mut self.out, hint, |out| session.send(&item.room, &message, out), |n| n)
         };
-        let len = loop {
-            let sent = match &message {
-                None => self.core.send_encoded(&item.room, &item.payload, &mut self.out),
-                Some(message) => self.core.send(&item.room, message, &mut self.out),
-            };
-            match sent {
-                Ok(len) => break len,
-                Err(ClientError::Encode(EncodeError::InsufficientSize(e))) if e.required > self.out.len() => {
-                    self.out.resize(e.required, 0)
-                }
-                Err(error) => return Err(WriteError::Reject(error.to_string())),
-            }
-        };
-        let frame = self.out.get(..len).unwrap_or_default();
-        let message = message_ref(self.core.message_kind(), frame).map_err(WriteError::Reject)?;
-        match ws.feed(message) {
-            Ok(()) => Ok(()),
-            Err(Error::QueueFull | Error::Closed) => Err(WriteError::Retry),
-            Err(error) => Err(WriteError::Reject(error.to_string())),
-        }
-    }
-
-    /// The closing handshake (1000), delivering what the server sent before
-    /// its answer; bounded by the close timeout.
-    async fn close_socket(&mut self, ws: &mut Socket) {
-        if ws.close(CLOSE_LEAVING, "").await.is_err() {
-            return;
-        }
-        while let Some(result) = ws.recv().await {
-            if let Ok(message) = result {
-                let _ = self.on_message(message.as_bytes());
-            }
-        }
-    }
-
-    /// Between connections: carry out the commands received so far (the
-    /// core only updates the wanted rooms while disconnected).
-    fn apply_offline(&mut self) {
-        for command in std::mem::take(&mut self.deferred) {
-            self.request_offline(command);
-        }
-        loop {
-            match self.commands.try_recv() {
-                Ok(command) => self.command_offline(command),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    self.shutdown = true;
-                    break;
-                }
-            }
-        }
-    }
-
-    fn command_offline(&mut self, command: Command) {
-        match command {
-            Command::Close { reply } => {
-                self.close_replies.push(reply);
-                self.shutdown = true;
-            }
-            Command::Join { room, reply } => self.request_offline(RoomCommand { kind: Kind::Join, room, reply }),
-            Command::Leave { room, reply } => self.request_offline(RoomCommand { kind: Kind::Leave, room, reply }),
-            Command::Disconnect { reply } => {
-                self.online = false;
-                if self.shutdown {
-                    let _ = reply.send(());
-                } else {
-                    self.disconnect_replies.push(reply);
-                }
-            }
-            Command::Reconnect => {
-                self.online = true;
-                self.hurry = true;
-            }
-        }
-    }
-
-    /// Disconnected on request: carry out commands until `reconnect`
-    /// (true) or the end of the client (false).
-    async fn wait_online(&mut self) -> bool {
-        while !self.online {
-            match self.commands.recv().await {
-                None => return false,
-                Some(command) => self.command_offline(command),
-            }
-            if self.shutdown {
-                return false;
-            }
-        }
-        true
-    }
-
-    fn request_offline(&mut self, command: RoomCommand) {
-        // Disconnected, the core sends nothing and needs no request slot.
-        if let Request::Deferred(command) = self.request(command) {
-            let _ = command.reply.send(Err(RoomError::Client(ClientError::TooManyPending { capacity: 0 })));
-        }
-    }
-
-    /// Wait `delay` before the next attempt, carrying out commands; false
-    /// if the client is to shut down. `reconnect` and `disconnect` end the
-    /// wait early.
-    async fn wait(&mut self, delay: Duration) -> bool {
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = &mut sleep => return true,
-                command = self.commands.recv() => match command {
-                    None => return false,
-                    Some(command) => {
-                        self.command_offline(command);
-                        if self.shutdown {
-                            return false;
-                        }
-                        if self.hurry || !self.online {
-                            return true;
-                        }
-                    }
-                },
-            }
-        }
+        written.map(drop).map_err(|e| e.to_string())
     }
 
     /// The end: the client is closed, whoever waits is answered.
@@ -997,83 +819,84 @@ where
     }
 }
 
-/// A uniform draw over `u32` from the operating system's generator, for
-/// the reconnect jitter (a fixed value if it fails: only the spread is
-/// lost).
-fn random_u32() -> u32 {
-    getrandom::u32().unwrap_or(u32::MAX / 2)
-}
-
-/// TCP connect and TLS for `wss://` (together bounded by the handshake
-/// timeout), then the opening handshake.
-async fn open(
-    endpoint: &Endpoint,
-    target: &str,
-    protocols: &[&str],
-    headers: &[(&str, &str)],
-    options: &ClientOptions,
-) -> Result<(Socket, Response), Error> {
-    let config = options.config;
-    let connect = async {
-        let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
-        tcp.set_nodelay(true)?;
-        if endpoint.secure {
-            #[cfg(feature = "tls")]
-            return super::stream::tls(tcp, &endpoint.host, options.tls.clone()).await;
+/// Append to `out` what `write` writes into spare room (at least `hint`
+/// bytes, grown to what it says it needs).
+fn grow(
+    out: &mut Vec<u8>,
+    hint: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, InsufficientSize>,
+) -> Result<usize, InsufficientSize> {
+    let at = out.len();
+    let mut room = hint;
+    loop {
+        out.resize(at + room, 0);
+        match write(&mut out[at..]) {
+            Ok(n) => {
+                out.truncate(at + n);
+                return Ok(n);
+            }
+            Err(e) if e.required > room => room = e.required,
+            Err(e) => {
+                out.truncate(at);
+                return Err(e);
+            }
         }
-        Ok::<_, std::io::Error>(ClientStream::Plain(tcp))
-    };
-    let stream = match config.core.handshake_timeout {
-        Some(limit) => tokio::time::timeout(Duration::from(limit), connect)
-            .await
-            .map_err(|_| Error::Timeout(Timeout::Handshake))??,
-        None => connect.await?,
-    };
-    let request = ClientRequest { host: &endpoint.authority, target, protocols, headers };
-    WebSocket::connect_with_stream(stream, &request, config).await
-}
-
-/// Read a message (and write what is queued meanwhile), or only write.
-async fn io_step(ws: &mut Socket, read: bool) -> IoStep {
-    if read {
-        match ws.recv().await {
-            Some(Ok(message)) => IoStep::Message(message),
-            Some(Err(error)) => IoStep::Ended(Some(error)),
-            None => IoStep::Ended(None),
-        }
-    } else if ws.queued() > 0 {
-        IoStep::Flushed(ws.flush().await)
-    } else {
-        std::future::pending().await
     }
 }
 
-/// Queue one message of `kind`, writing what is queued first if the
-/// socket's queue is full.
-async fn feed(ws: &mut Socket, kind: MessageKind, bytes: &[u8]) -> Result<(), Error> {
-    let message = message_ref(kind, bytes).map_err(|_| Error::Send(roomwire_core::SendError::InvalidState))?;
-    match ws.feed(message) {
-        Err(Error::QueueFull) => {
-            ws.flush().await?;
-            ws.feed(message)
+/// [`grow`] for the calls that fail with a [`ClientError`]; `len` says
+/// how much of the spare room a result filled.
+fn grow_client<T: Copy>(
+    out: &mut Vec<u8>,
+    hint: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<T, ClientError>,
+    len: impl Fn(T) -> usize,
+) -> Result<T, ClientError> {
+    let mut outcome = None;
+    let written = grow(out, hint, |buf| match write(buf) {
+        Ok(value) => {
+            outcome = Some(Ok(value));
+            Ok(len(value))
         }
-        other => other,
+        Err(ClientError::Encode(EncodeError::InsufficientSize(e))) => Err(e),
+        Err(error) => {
+            outcome = Some(Err(error));
+            Ok(0)
+        }
+    });
+    match (written, outcome) {
+        (Ok(_), Some(outcome)) => outcome,
+        (Err(e), _) => Err(ClientError::from(e)),
+        (Ok(_), None) => Err(ClientError::NotOpen),
     }
 }
 
-/// The core's output as a message of `kind` (its JSON is always UTF-8).
-fn message_ref(kind: MessageKind, bytes: &[u8]) -> Result<MessageRef<'_>, String> {
-    match kind {
-        MessageKind::Text => std::str::from_utf8(bytes).map(MessageRef::Text).map_err(|e| e.to_string()),
-        MessageKind::Binary => Ok(MessageRef::Binary(bytes)),
+/// The bytes a join or leave wrote.
+fn requested_len(requested: Requested) -> usize {
+    match requested {
+        Requested::Sent { len, .. } => len,
+        Requested::NotSent | Requested::Reconnect => 0,
     }
 }
 
-/// Close with `code` without waiting for the answer (the server broke the
-/// protocol or stopped answering).
-async fn abort(ws: &mut Socket, code: CloseCode) {
-    let limit = Duration::from_micros(ws.config().core.close_timeout.as_micros());
-    let _ = tokio::time::timeout(limit, ws.close(code, "")).await;
+/// Sleep until `deadline`, or forever.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// TCP connect, and TLS for `wss://`.
+async fn open_stream(endpoint: Endpoint, options: ClientOptions) -> io::Result<ClientStream> {
+    let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
+    tcp.set_nodelay(true)?;
+    if endpoint.secure {
+        #[cfg(feature = "tls")]
+        return super::stream::tls(tcp, &endpoint.host, options.tls.clone()).await;
+    }
+    let _ = options;
+    Ok(ClientStream::Plain(tcp))
 }
 
 #[cfg(test)]

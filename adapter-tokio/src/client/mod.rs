@@ -492,6 +492,9 @@ pub enum ConnectError {
     TooManyRooms,
     /// Not called from within a tokio runtime.
     NoRuntime,
+    /// The operating system's random number generator (masking keys,
+    /// handshake nonces) failed.
+    Random(String),
 }
 
 impl fmt::Display for ConnectError {
@@ -501,6 +504,7 @@ impl fmt::Display for ConnectError {
             Self::InvalidRoom(room) => write!(f, "invalid room id {room:?}"),
             Self::TooManyRooms => write!(f, "more than {MAX_ROOMS} rooms"),
             Self::NoRuntime => f.write_str("no tokio runtime"),
+            Self::Random(e) => write!(f, "random number generator: {e}"),
         }
     }
 }
@@ -801,7 +805,8 @@ where
             command_rx,
             Outlets { incoming: incoming_tx, sinks: sinks.clone() },
             state_tx,
-        );
+        )
+        .map_err(|e| ConnectError::Random(e.to_string()))?;
         runtime.spawn(driver.run().instrument(span));
         let client = Self {
             shared,
