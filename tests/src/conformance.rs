@@ -84,7 +84,8 @@ impl From<io::Error> for Failure {
     }
 }
 
-type Outcome = Result<(), Failure>;
+/// What a session gives: `Ok`, or what went wrong.
+pub type Outcome = Result<(), Failure>;
 
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {

@@ -1,5 +1,7 @@
 //! Cross-crate and real-peer tests live in `tests/`.
 
 pub mod chat;
+pub mod client_conformance;
 pub mod conformance;
 pub mod core_server;
+pub mod session_client;
