@@ -39,7 +39,7 @@ cd "$ROOT"
 log "building the chat server, the TAP node and the peer"
 cargo build -p roomwire-tokio --example chat || fail "building the chat server failed"
 cargo build -p roomwire-embassy --example tap_node --example e2e_peer || fail "building the examples failed"
-cargo build -p roomwire-tests --bin conformance || fail "building the conformance sessions failed"
+cargo build -p roomwire-tests --bin conformance --bin client_conformance || fail "building the conformance sessions failed"
 EXAMPLES="$TARGET_DIR/debug/examples"
 
 mkdir -p "$LOGS"
@@ -50,7 +50,8 @@ ip netns exec "$NS" "$EXAMPLES/chat" --listen 192.0.2.1:8080 >"$LOGS/chat.log" 2
 PIDS+=($!)
 ip netns exec "$NS" "$EXAMPLES/tap_node" --tap "$TAP" --server 192.0.2.1:8080 --listen 8081 \
     >"$LOGS/tap_node.log" 2>&1 &
-PIDS+=($!)
+TAP_NODE=$!
+PIDS+=($TAP_NODE)
 
 set +e
 timeout "$TIMEOUT" ip netns exec "$NS" "$EXAMPLES/e2e_peer" 2>&1 | tee "$LOGS/peer.log"
@@ -61,6 +62,18 @@ if [ "$status" -eq 0 ]; then
     log "conformance sessions against the embassy server (192.0.2.2:8081)"
     set +e
     timeout "$TIMEOUT" ip netns exec "$NS" "$TARGET_DIR/debug/conformance" 192.0.2.2:8081 2>&1 | tee "$LOGS/conformance.log"
+    status=${PIPESTATUS[0]}
+    set -e
+fi
+
+if [ "$status" -eq 0 ]; then
+    # The TAP device is the client's now: one node per session.
+    kill "$TAP_NODE" 2>/dev/null || true
+    wait "$TAP_NODE" 2>/dev/null || true
+    log "client conformance sessions against the embassy client (scripted servers on 192.0.2.1)"
+    set +e
+    timeout "$TIMEOUT" ip netns exec "$NS" "$TARGET_DIR/debug/client_conformance" 192.0.2.1 \
+        "$EXAMPLES/tap_node" --tap "$TAP" 2>&1 | tee "$LOGS/client_conformance.log"
     status=${PIPESTATUS[0]}
     set -e
 fi

@@ -7,7 +7,10 @@
 //! ```
 //!
 //! The client sends `hello from embassy` until it receives `hello from
-//! tokio`, then answers `ack from embassy`. The server replies each chat
+//! tokio`, then answers `ack from embassy` (with `--silent` it sends
+//! nothing: the client conformance sessions script the server byte by
+//! byte). `--wire json|alepha` and `--rooms a,b` choose its wire and
+//! rooms. The server replies each chat
 //! message to its room, except the sender, as `append` (username
 //! `member-N`). Progress goes to stdout, one line per step.
 
@@ -34,14 +37,37 @@ struct Args {
     tap: String,
     server: Option<(String, u16)>,
     listen: Option<u16>,
+    wire: WireFormat,
+    rooms: Vec<String>,
+    silent: bool,
 }
 
 fn args() -> Args {
-    let mut args = Args { tap: "tap0".into(), server: None, listen: None };
+    let mut args = Args {
+        tap: "tap0".into(),
+        server: None,
+        listen: None,
+        // The chat server's In type is an internally tagged union: JSON.
+        wire: WireFormat::Alepha,
+        rooms: vec!["lobby".into()],
+        silent: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
+        if arg == "--silent" {
+            args.silent = true;
+            continue;
+        }
         let value = it.next().unwrap_or_default();
         match arg.as_str() {
+            "--wire" => {
+                args.wire = match value.as_str() {
+                    "json" => WireFormat::Json,
+                    "postcard" => WireFormat::Postcard,
+                    _ => WireFormat::Alepha,
+                }
+            }
+            "--rooms" => args.rooms = value.split(',').map(str::to_owned).collect(),
             "--tap" => args.tap = value,
             "--server" => {
                 let (host, port) = value.rsplit_once(':').expect("--server HOST:PORT");
@@ -68,8 +94,18 @@ fn os_key() -> [u8; 4] {
     key
 }
 
+/// What the client is asked to do.
+struct ClientArgs {
+    host: &'static str,
+    port: u16,
+    wire: WireFormat,
+    rooms: &'static [&'static str],
+    silent: bool,
+}
+
 #[embassy_executor::task]
-async fn client(stack: Stack<'static>, host: &'static str, port: u16) {
+async fn client(stack: Stack<'static>, args: ClientArgs) {
+    let ClientArgs { host, port, wire, rooms, silent } = args;
     static KEYS: StaticCell<Keys> = StaticCell::new();
     static TCP: StaticCell<([u8; 4096], [u8; 4096])> = StaticCell::new();
     type Buffers = ([u8; 1024], [u8; 1024], [u8; 1024], [u8; 1024]);
@@ -80,10 +116,10 @@ async fn client(stack: Stack<'static>, host: &'static str, port: u16) {
     let socket = TcpSocket::new(stack, rx, tx);
     let buffers = ClientBuffers { read, write, message, scratch };
     let mut config = ClientConfig::new(host, port);
-    config.format = WireFormat::Alepha; // the chat server's In type is an internally tagged union
+    config.format = wire;
     config.websocket.keepalive_interval = Some(roomwire_embassy::roomwire_core::Duration::from_secs(5));
     config.reconnect.max = roomwire_embassy::roomwire_core::Duration::from_secs(2);
-    let mut client = Client::<Chat, 2, Keys>::new(stack, socket, keys, buffers, config, &["lobby"]).expect("client");
+    let mut client = Client::<Chat, 2, Keys>::new(stack, socket, keys, buffers, config, rooms).expect("client");
     let mut ticker = Ticker::every(Duration::from_millis(500));
     let mut heard = false;
     loop {
@@ -91,7 +127,7 @@ async fn client(stack: Stack<'static>, host: &'static str, port: u16) {
             Either::First(Event::Connected { format }) => println!("client: connected ({format:?})"),
             Either::First(Event::Room(ClientEvent::Message { room, message })) => {
                 println!("client: {} in {:?}: {:?} from {:?}", message.kind, room, message.content, message.username);
-                if message.content == Some("hello from tokio") && !heard {
+                if message.content == Some("hello from tokio") && !heard && !silent {
                     heard = true;
                     let sent = client.send("lobby", &ChatOut { content: "ack from embassy" }).await;
                     println!("client: sent ack ({sent:?})");
@@ -100,9 +136,10 @@ async fn client(stack: Stack<'static>, host: &'static str, port: u16) {
             Either::First(Event::Room(other)) => println!("client: {other:?}"),
             Either::First(Event::Invalid(e)) => println!("client: invalid message: {e}"),
             Either::First(Event::Disconnected(why)) => println!("client: disconnected: {why}"),
+            Either::First(Event::Stopped(why)) => println!("client: stopped: {why}"),
             Either::First(_) => {}
             Either::Second(()) => {
-                if !heard && client.is_open() {
+                if !heard && !silent && client.is_open() {
                     let _ = client.send("lobby", &ChatOut { content: "hello from embassy" }).await;
                 }
             }
@@ -173,7 +210,10 @@ fn main() {
         spawner.spawn(net(runner).unwrap());
         if let Some((host, port)) = args.server {
             let host: &'static str = Box::leak(host.into_boxed_str());
-            spawner.spawn(client(stack, host, port).unwrap());
+            let rooms: Vec<&'static str> = args.rooms.into_iter().map(|r| &*Box::leak(r.into_boxed_str())).collect();
+            let rooms: &'static [&'static str] = Box::leak(rooms.into_boxed_slice());
+            let client_args = ClientArgs { host, port, wire: args.wire, rooms, silent: args.silent };
+            spawner.spawn(client(stack, client_args).unwrap());
         }
         if let Some(port) = args.listen {
             spawner.spawn(server(stack, port).unwrap());

@@ -26,6 +26,12 @@ use crate::conformance::{Failure, Outcome};
 pub trait Launch {
     /// Starts one client.
     fn launch(&mut self, url: &str, wire: WireFormat, rooms: &[&str]) -> Box<dyn Any>;
+
+    /// The address the scripted servers listen on, reachable from the
+    /// client.
+    fn server_ip(&self) -> &str {
+        "127.0.0.1"
+    }
 }
 
 /// How long a client has to act.
@@ -57,9 +63,9 @@ pub struct Frame {
 }
 
 impl Script {
-    /// A listener on a free loopback port.
-    pub fn new() -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// A listener on a free port of `ip`.
+    pub fn new(ip: &str) -> io::Result<Self> {
+        let listener = TcpListener::bind((ip, 0))?;
         listener.set_nonblocking(true)?;
         Ok(Self { listener })
     }
@@ -330,7 +336,7 @@ pub fn run(launch: &mut dyn Launch) -> Vec<(&'static str, Outcome)> {
 }
 
 fn offers_probe_and_joins(launch: &mut dyn Launch) -> Outcome {
-    let script = Script::new().map_err(io_failure)?;
+    let script = Script::new(launch.server_ip()).map_err(io_failure)?;
     let _client = launch.launch(&script.url(), WireFormat::Json, &["a", "b"]);
     let mut conn = script.upgrade(Some(Some(PROTOCOL_JSON)))?;
     check(conn.offered.first().map(String::as_str) == Some(PROTOCOL_PROBE), || {
@@ -342,7 +348,7 @@ fn offers_probe_and_joins(launch: &mut dyn Launch) -> Outcome {
 }
 
 fn not_an_envelope(launch: &mut dyn Launch) -> Outcome {
-    let script = Script::new().map_err(io_failure)?;
+    let script = Script::new(launch.server_ip()).map_err(io_failure)?;
     let _client = launch.launch(&script.url(), WireFormat::Json, &["a"]);
     let mut conn = script.upgrade(Some(Some(PROTOCOL_JSON)))?;
     conn.accept_joins(&["a"])?;
@@ -351,7 +357,7 @@ fn not_an_envelope(launch: &mut dyn Launch) -> Outcome {
 }
 
 fn alepha_query_and_not_json(launch: &mut dyn Launch) -> Outcome {
-    let script = Script::new().map_err(io_failure)?;
+    let script = Script::new(launch.server_ip()).map_err(io_failure)?;
     let _client = launch.launch(&script.url(), WireFormat::Alepha, &["a", "b"]);
     let mut conn = script.upgrade(Some(None))?;
     check(conn.offered.is_empty(), || format!("offered {:?} on the Alepha wire", conn.offered))?;
@@ -363,7 +369,7 @@ fn alepha_query_and_not_json(launch: &mut dyn Launch) -> Outcome {
 }
 
 fn over_the_limit(launch: &mut dyn Launch) -> Outcome {
-    let script = Script::new().map_err(io_failure)?;
+    let script = Script::new(launch.server_ip()).map_err(io_failure)?;
     let _client = launch.launch(&script.url(), WireFormat::Alepha, &["a"]);
     let mut conn = script.upgrade(Some(None))?;
     // A header announcing 64 MiB: over every client's limit.
@@ -374,7 +380,7 @@ fn over_the_limit(launch: &mut dyn Launch) -> Outcome {
 }
 
 fn masked_server_frame(launch: &mut dyn Launch) -> Outcome {
-    let script = Script::new().map_err(io_failure)?;
+    let script = Script::new(launch.server_ip()).map_err(io_failure)?;
     let _client = launch.launch(&script.url(), WireFormat::Alepha, &["a"]);
     let mut conn = script.upgrade(Some(None))?;
     conn.send_raw(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i'])?;
@@ -382,7 +388,7 @@ fn masked_server_frame(launch: &mut dyn Launch) -> Outcome {
 }
 
 fn echoing_server(launch: &mut dyn Launch) -> Outcome {
-    let script = Script::new().map_err(io_failure)?;
+    let script = Script::new(launch.server_ip()).map_err(io_failure)?;
     let _client = launch.launch(&script.url(), WireFormat::Json, &["a"]);
     let mut first = script.upgrade(None)?;
     // The client recognises the echoed probe and leaves.
@@ -393,7 +399,7 @@ fn echoing_server(launch: &mut dyn Launch) -> Outcome {
 }
 
 fn restart_reconnects(launch: &mut dyn Launch) -> Outcome {
-    let script = Script::new().map_err(io_failure)?;
+    let script = Script::new(launch.server_ip()).map_err(io_failure)?;
     let _client = launch.launch(&script.url(), WireFormat::Json, &["a"]);
     let mut conn = script.upgrade(Some(Some(PROTOCOL_JSON)))?;
     conn.accept_joins(&["a"])?;
@@ -403,7 +409,7 @@ fn restart_reconnects(launch: &mut dyn Launch) -> Outcome {
 }
 
 fn policy_close_is_final(launch: &mut dyn Launch) -> Outcome {
-    let script = Script::new().map_err(io_failure)?;
+    let script = Script::new(launch.server_ip()).map_err(io_failure)?;
     let _client = launch.launch(&script.url(), WireFormat::Alepha, &["a"]);
     let mut conn = script.upgrade(Some(None))?;
     conn.close(1008)?;
@@ -411,7 +417,7 @@ fn policy_close_is_final(launch: &mut dyn Launch) -> Outcome {
 }
 
 fn refusals(launch: &mut dyn Launch) -> Outcome {
-    let script = Script::new().map_err(io_failure)?;
+    let script = Script::new(launch.server_ip()).map_err(io_failure)?;
     let client = launch.launch(&script.url(), WireFormat::Alepha, &["a"]);
     script.refuse(503)?;
     script.refuse(404)?;
