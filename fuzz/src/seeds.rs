@@ -171,6 +171,23 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let n = write_refusal(401, &[], "no", &mut out).unwrap_or_else(|e| panic!("{e:?}"));
     add("client_connection", "refused", client(0x00, &out[..n]));
     add("client_connection", "no-answer", client(0x00, b""));
+
+    // client_session: flags (bits 0-1: the 101; bit 2: Alepha wire; bit 3:
+    // a join during the handshake), 4 chunk lengths, wire.
+    let session = |flags: u8, wire: &[u8]| cat(&[&[flags], lens, wire]);
+    let ok = |reference: u8| unmasked(true, 0x1, format!(r#"{{"type":"ok","ref":{reference}}}"#).as_bytes());
+    let push = unmasked(true, 0x1, br#"{"type":"push","room":"a","data":{"content":"hi"}}"#);
+    add("client_session", "json-joins", session(0x01 | 0x08, &cat(&[&ok(1), &ok(2), &ok(3), &push])));
+    add("client_session", "json-not-an-envelope", session(0x01, &unmasked(true, 0x1, b"nope")));
+    add(
+        "client_session",
+        "alepha",
+        session(0x02 | 0x04, &unmasked(true, 0x1, br#"{"content":"hi","__alephaRoom":"a"}"#)),
+    );
+    add("client_session", "alepha-not-json", session(0x02 | 0x04, &unmasked(true, 0x1, b"not json")));
+    add("client_session", "probe-echoed", session(0x03, &unmasked(true, 0x8, &close(1000, ""))));
+    add("client_session", "close-1008", session(0x02 | 0x04, &unmasked(true, 0x8, &close(1008, "Room full"))));
+    add("client_session", "no-answer", session(0x00, b""));
     seeds
 }
 
@@ -188,6 +205,7 @@ pub fn replay(target: &str, data: &[u8]) {
         "handshake_response" => crate::handshake_response::run(data),
         "server_connection" => crate::server_connection::run(data),
         "client_connection" => crate::client_connection::run(data),
+        "client_session" => crate::client_session::run(data),
         other => panic!("unknown target {other}"),
     }
 }
