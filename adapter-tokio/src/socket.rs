@@ -780,23 +780,41 @@ pub(crate) fn close_timeout(config: &Config) -> std::time::Duration {
 pub(crate) fn encode_into(
     wbuf: &mut Vec<u8>,
     room: usize,
-    mut write: impl FnMut(&mut [u8]) -> Result<usize, SendError>,
+    write: impl FnMut(&mut [u8]) -> Result<usize, SendError>,
 ) -> Result<usize, SendError> {
     reuse_write_buffer(wbuf);
-    let start = wbuf.len();
+    let needs = |e: &SendError| match e {
+        SendError::Buffer(InsufficientSize { required }) => Some(*required),
+        _ => None,
+    };
+    append_with(wbuf, room, needs, write)
+}
+
+/// Append to `out` what `write` puts into spare room: `room` bytes at
+/// first, then as many as an error says are needed (`needs`), until it
+/// fits. On another error nothing is appended.
+pub(crate) fn append_with<E>(
+    out: &mut Vec<u8>,
+    room: usize,
+    needs: impl Fn(&E) -> Option<usize>,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
+) -> Result<usize, E> {
+    let start = out.len();
     let mut room = room;
     loop {
-        wbuf.resize(start + room, 0);
-        match write(&mut wbuf[start..]) {
+        out.resize(start + room, 0);
+        match write(&mut out[start..]) {
             Ok(n) => {
-                wbuf.truncate(start + n);
+                out.truncate(start + n);
                 return Ok(n);
             }
-            Err(SendError::Buffer(InsufficientSize { required })) if required > room => room = required,
-            Err(e) => {
-                wbuf.truncate(start);
-                return Err(e);
-            }
+            Err(e) => match needs(&e) {
+                Some(required) if required > room => room = required,
+                _ => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            },
         }
     }
 }

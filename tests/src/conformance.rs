@@ -510,3 +510,20 @@ pub const SESSIONS: &[Session] = &[
 pub fn run(connect: &mut dyn Connect) -> Vec<(&'static str, Outcome)> {
     SESSIONS.iter().map(|(name, session)| (*name, session(connect))).collect()
 }
+
+/// Print each session's outcome as `PASS`/`FAIL` lines and the count of
+/// failures; the process exit code for it (`0`: all passed).
+pub fn print_report(results: Vec<(&'static str, Outcome)>) -> i32 {
+    let mut failed = 0;
+    for (name, outcome) in results {
+        match outcome {
+            Ok(()) => println!("PASS  {name}"),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  {name}: {e}");
+            }
+        }
+    }
+    println!("{failed} failed");
+    i32::from(failed > 0)
+}

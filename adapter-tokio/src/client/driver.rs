@@ -33,7 +33,7 @@ use super::{
     Sinks, lock,
 };
 use crate::error::Error;
-use crate::socket::RandomKeys;
+use crate::socket::{RandomKeys, append_with};
 
 use super::stream::ClientStream;
 
@@ -824,24 +824,9 @@ where
 fn grow(
     out: &mut Vec<u8>,
     hint: usize,
-    mut write: impl FnMut(&mut [u8]) -> Result<usize, InsufficientSize>,
+    write: impl FnMut(&mut [u8]) -> Result<usize, InsufficientSize>,
 ) -> Result<usize, InsufficientSize> {
-    let at = out.len();
-    let mut room = hint;
-    loop {
-        out.resize(at + room, 0);
-        match write(&mut out[at..]) {
-            Ok(n) => {
-                out.truncate(at + n);
-                return Ok(n);
-            }
-            Err(e) if e.required > room => room = e.required,
-            Err(e) => {
-                out.truncate(at);
-                return Err(e);
-            }
-        }
-    }
+    append_with(out, hint, |e: &InsufficientSize| Some(e.required), write)
 }
 
 /// [`grow`] for the calls that fail with a [`ClientError`]; `len` says

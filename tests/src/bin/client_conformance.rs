@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use roomwire_core::WireFormat;
 use roomwire_tests::client_conformance::{self, Launch};
+use roomwire_tests::conformance::print_report;
 
 struct Processes {
     ip: String,
@@ -56,16 +57,5 @@ fn main() {
         std::process::exit(2);
     };
     let mut launch = Processes { ip, program, args: args.collect() };
-    let mut failed = 0;
-    for (name, outcome) in client_conformance::run(&mut launch) {
-        match outcome {
-            Ok(()) => println!("PASS  {name}"),
-            Err(e) => {
-                failed += 1;
-                println!("FAIL  {name}: {e}");
-            }
-        }
-    }
-    println!("{failed} failed");
-    std::process::exit(i32::from(failed > 0));
+    std::process::exit(print_report(client_conformance::run(&mut launch)));
 }

@@ -7,23 +7,12 @@
 //!
 //! Prints one line per session; exits with 1 if any failed.
 
-use roomwire_tests::conformance::{Tcp, run};
+use roomwire_tests::conformance::{Tcp, print_report, run};
 
 fn main() {
     let Some(addr) = std::env::args().nth(1) else {
         eprintln!("usage: conformance HOST:PORT");
         std::process::exit(2);
     };
-    let mut failed = 0;
-    for (name, outcome) in run(&mut Tcp(addr)) {
-        match outcome {
-            Ok(()) => println!("PASS  {name}"),
-            Err(e) => {
-                failed += 1;
-                println!("FAIL  {name}: {e}");
-            }
-        }
-    }
-    println!("{failed} failed");
-    std::process::exit(i32::from(failed > 0));
+    std::process::exit(print_report(run(&mut Tcp(addr))));
 }
