@@ -228,6 +228,7 @@ enum Step {
     Continue,
 }
 
+#[derive(Clone, Copy)]
 enum Report {
     Connected(WireFormat),
     Disconnected(Disconnect),
@@ -249,6 +250,9 @@ pub struct Client<'b, C: Channel, const N: usize, K: KeySource + ?Sized> {
     query: Option<&'b str>,
     headers: &'b [(&'b str, &'b str)],
     scratch: &'b mut [u8],
+    /// A connection ended: release the socket (cleanly or not), then
+    /// report. Kept until reported, so a cancelled call loses nothing.
+    ended: Option<(Report, bool)>,
 }
 
 impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> fmt::Debug for Client<'b, C, N, K> {
@@ -291,6 +295,7 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
             query: config.query,
             headers: config.headers,
             scratch,
+            ended: None,
         })
     }
 
@@ -425,6 +430,12 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
     /// One turn: write what is owed, report what the session decided, read
     /// what arrived, else wait for bytes or the next deadline.
     async fn step(&mut self) -> Step {
+        if let Some((report, clean)) = self.ended {
+            self.link.release(clean).await;
+            self.link.clear();
+            self.ended = None;
+            return Step::Report(report);
+        }
         if self.session.is_live() {
             let _ = self.transmit().await;
         }
@@ -437,16 +448,17 @@ impl<'b, C: Channel, const N: usize, K: KeySource + ?Sized> Client<'b, C, N, K> 
                     Step::Report(Report::Connected(format))
                 }
                 Output::Disconnected { why, next } => {
-                    self.link.release(why.is_clean()).await;
-                    self.link.clear();
-                    match next {
-                        Next::Stopped(_) => Step::Report(Report::Stopped(why)),
+                    let report = match next {
+                        Next::Stopped(_) => Report::Stopped(why),
                         Next::After(wait) => {
                             warn!("roomwire: disconnected, retrying in {} ms", wait.as_millis());
-                            Step::Report(Report::Disconnected(why))
+                            Report::Disconnected(why)
                         }
-                        Next::Offline => Step::Report(Report::Disconnected(why)),
-                    }
+                        Next::Offline => Report::Disconnected(why),
+                    };
+                    // Reported by the next turn, once the socket is released.
+                    self.ended = Some((report, why.is_clean()));
+                    Step::Continue
                 }
             };
         }
