@@ -393,6 +393,13 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
         matches!(self.phase, Phase::Connecting(_) | Phase::Live)
     }
 
+    /// Whether the session stays disconnected until
+    /// [`reconnect`](Self::reconnect) ([`disconnect`](Self::disconnect)
+    /// was called and the connection is over).
+    pub fn is_offline(&self) -> bool {
+        self.phase == Phase::Offline
+    }
+
     /// Whether the transport is open and carrying the handshake or a
     /// connection ([`ClientSession::start`] was called).
     pub fn is_live(&self) -> bool {
@@ -504,10 +511,8 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
     /// the rest while `consumed > 0`; when [`Input::message`] is set, take
     /// the message with [`take_message`](Self::take_message) first.
     pub fn handle_input(&mut self, now: Instant, input: &mut [u8]) -> Input {
-        if self.message_ready {
-            // The last message was not taken: it is dropped.
-            self.message_ready = false;
-        }
+        // A message not taken by now is dropped.
+        self.message_ready = false;
         let Self { link, reader, rooms, ending, reason, announce, .. } = self;
         let Link::Live(conn) = link else {
             return Input { consumed: 0, message: false };

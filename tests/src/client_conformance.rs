@@ -19,7 +19,7 @@ use roomwire_core::envelope::{self, ClientEnvelope, ServerEnvelope};
 use roomwire_core::handshake::accept_key;
 use roomwire_core::wire::{PROTOCOL_JSON, PROTOCOL_PROBE};
 
-use crate::conformance::{Failure, Outcome};
+use crate::conformance::{Failure, Frame, Outcome, frame, op, parse_frame};
 
 /// Starts a client under test: connect to `url` (`ws://127.0.0.1:PORT`)
 /// on `wire`, wanting `rooms`. Dropping what it returns stops the client.
@@ -51,15 +51,6 @@ pub struct Upgraded {
     pub offered: Vec<String>,
     /// Frames read ahead.
     buf: Vec<u8>,
-}
-
-/// A frame from the client, unmasked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
-    /// The opcode.
-    pub opcode: u8,
-    /// The unmasked payload.
-    pub payload: Vec<u8>,
 }
 
 impl Script {
@@ -155,21 +146,8 @@ fn io_failure(e: io::Error) -> Failure {
 }
 
 /// A server frame: unmasked, one frame.
-pub fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => frame.push(n as u8),
-        n if n <= 0xFFFF => {
-            frame.push(126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(payload);
-    frame
+fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    frame(true, opcode, payload, false)
 }
 
 impl Upgraded {
@@ -180,13 +158,13 @@ impl Upgraded {
 
     /// Send one text frame.
     pub fn text(&mut self, text: &str) -> Outcome {
-        self.send_raw(&server_frame(0x1, text.as_bytes()))
+        self.send_raw(&server_frame(op::TEXT, text.as_bytes()))
     }
 
-    /// The next frame from the client (masked, as a client must).
+    /// The next frame from the client, unmasked (it must be masked).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, Failure> {
         loop {
-            if let Some((frame, used)) = parse_client_frame(&self.buf)? {
+            if let Some((frame, used)) = parse_frame(&self.buf, true)? {
                 self.buf.drain(..used);
                 return Ok(Some(frame));
             }
@@ -202,13 +180,14 @@ impl Upgraded {
         }
     }
 
-    /// The next data frame, answering pings on the way.
-    pub fn next_data(&mut self) -> Result<Frame, Failure> {
+    /// The next data frame's payload, answering pings on the way.
+    pub fn next_data(&mut self) -> Result<Vec<u8>, Failure> {
         loop {
             match self.next_frame()? {
-                Some(frame) if frame.opcode == 0x9 => self.send_raw(&server_frame(0xA, &frame.payload))?,
-                Some(frame) if frame.opcode == 0xA => {}
-                Some(frame) => return Ok(frame),
+                Some(Frame::Ping(payload)) => self.send_raw(&server_frame(op::PONG, &payload))?,
+                Some(Frame::Pong(_)) => {}
+                Some(Frame::Data(_, _, payload)) => return Ok(payload),
+                Some(Frame::Close(code, _)) => return Err(Failure(format!("the client closed with {code:?}"))),
                 None => return Err(Failure("the client closed TCP".into())),
             }
         }
@@ -219,15 +198,10 @@ impl Upgraded {
     pub fn expect_close(&mut self, code: u16) -> Outcome {
         loop {
             match self.next_frame()? {
-                Some(frame) if frame.opcode == 0x8 => {
-                    let got = frame.payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                Some(Frame::Close(got, _)) => {
                     // Echoed, as a server does: the closing handshake ends.
-                    let _ = self.send_raw(&server_frame(0x8, frame.payload.get(..2).unwrap_or_default()));
-                    return if got == Some(code) {
-                        Ok(())
-                    } else {
-                        Err(Failure(format!("closed with {got:?}, expected {code}")))
-                    };
+                    let _ = self.send_raw(&server_frame(op::CLOSE, &got.map(u16::to_be_bytes).unwrap_or_default()));
+                    return check(got == Some(code), || format!("closed with {got:?}, expected {code}"));
                 }
                 Some(_) => {}
                 None => return Err(Failure(format!("TCP closed without a close frame (expected {code})"))),
@@ -237,11 +211,11 @@ impl Upgraded {
 
     /// The client must still answer: a ping gets its pong.
     pub fn expect_alive(&mut self) -> Outcome {
-        self.send_raw(&server_frame(0x9, b"alive?"))?;
+        self.send_raw(&server_frame(op::PING, b"alive?"))?;
         loop {
             match self.next_frame()? {
-                Some(frame) if frame.opcode == 0xA && frame.payload == b"alive?" => return Ok(()),
-                Some(frame) if frame.opcode == 0x8 => return Err(Failure("the client closed".into())),
+                Some(Frame::Pong(payload)) if payload == b"alive?" => return Ok(()),
+                Some(Frame::Close(..)) => return Err(Failure("the client closed".into())),
                 Some(_) => {}
                 None => return Err(Failure("the client closed TCP".into())),
             }
@@ -253,8 +227,8 @@ impl Upgraded {
     pub fn accept_joins(&mut self, rooms: &[&str]) -> Outcome {
         let mut left: Vec<&str> = rooms.to_vec();
         while !left.is_empty() {
-            let frame = self.next_data()?;
-            let request = match envelope::decode_client(WireFormat::Json, &frame.payload) {
+            let payload = self.next_data()?;
+            let request = match envelope::decode_client(WireFormat::Json, &payload) {
                 Ok(ClientEnvelope::Join { reference, room }) => {
                     left.retain(|r| *r != room.as_str());
                     reference
@@ -271,11 +245,10 @@ impl Upgraded {
 
     /// Close with `code` and read the client's answer.
     pub fn close(&mut self, code: u16) -> Outcome {
-        self.send_raw(&server_frame(0x8, &code.to_be_bytes()))?;
+        self.send_raw(&server_frame(op::CLOSE, &code.to_be_bytes()))?;
         loop {
             match self.next_frame()? {
-                Some(frame) if frame.opcode == 0x8 => {
-                    let got = frame.payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                Some(Frame::Close(got, _)) => {
                     return check(got == Some(code), || format!("echoed {got:?}, expected {code}"));
                 }
                 Some(_) => {}
@@ -283,31 +256,6 @@ impl Upgraded {
             }
         }
     }
-}
-
-/// Parse one client frame from the start of `buf`: `None` if incomplete.
-fn parse_client_frame(buf: &[u8]) -> Result<Option<(Frame, usize)>, Failure> {
-    if buf.len() < 2 {
-        return Ok(None);
-    }
-    let opcode = buf[0] & 0x0F;
-    if buf[1] & 0x80 == 0 {
-        return Err(Failure("an unmasked client frame".into()));
-    }
-    let (len, mut at) = match buf[1] & 0x7F {
-        126 if buf.len() >= 4 => (u64::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
-        127 if buf.len() >= 10 => (u64::from_be_bytes(buf[2..10].try_into().unwrap_or_default()), 10),
-        126 | 127 => return Ok(None),
-        n => (u64::from(n), 2),
-    };
-    let len = usize::try_from(len).map_err(|_| Failure("a huge frame".into()))?;
-    if buf.len() < at + 4 + len {
-        return Ok(None);
-    }
-    let key = [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]];
-    at += 4;
-    let payload = buf[at..at + len].iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
-    Ok(Some((Frame { opcode, payload }, at + len)))
 }
 
 fn check(condition: bool, why: impl FnOnce() -> String) -> Outcome {

@@ -95,7 +95,7 @@ macro_rules! ensure {
     };
 }
 
-/// A frame from the server.
+/// A frame, as [`parse_frame`] reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// A data frame: FIN, opcode, payload.
@@ -314,20 +314,37 @@ impl Client {
 /// Parse one server frame (unmasked) from `buf`: the frame and the bytes
 /// it used, or `None` if more bytes are needed.
 fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, Failure> {
+    parse_frame(buf, false)
+}
+
+/// Parse one frame from the start of `buf` (`None`: incomplete). A frame
+/// `from_client` must be masked and is unmasked; a server's must not be.
+pub fn parse_frame(buf: &[u8], from_client: bool) -> Result<Option<(Frame, usize)>, Failure> {
     let [b0, b1, ..] = *buf else { return Ok(None) };
-    ensure!(b1 & 0x80 == 0, "the server masked a frame");
-    ensure!(b0 & 0x70 == 0, "the server set reserved bits");
-    let (len, at) = match b1 & 0x7F {
+    if from_client {
+        ensure!(b1 & 0x80 != 0, "the client sent an unmasked frame");
+    } else {
+        ensure!(b1 & 0x80 == 0, "the server masked a frame");
+    }
+    ensure!(b0 & 0x70 == 0, "reserved bits set");
+    let (len, mut at) = match b1 & 0x7F {
         126 if buf.len() >= 4 => (u64::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
         127 if buf.len() >= 10 => (u64::from_be_bytes(buf[2..10].try_into().unwrap_or_default()), 10),
         126 | 127 => return Ok(None),
         n => (u64::from(n), 2),
     };
+    let key = if from_client {
+        let Some(key) = buf.get(at..at + 4) else { return Ok(None) };
+        at += 4;
+        [key[0], key[1], key[2], key[3]]
+    } else {
+        [0; 4]
+    };
     let end = at + usize::try_from(len).map_err(|_| Failure("huge frame".into()))?;
     if buf.len() < end {
         return Ok(None);
     }
-    let payload = buf[at..end].to_vec();
+    let payload: Vec<u8> = buf[at..end].iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
     let fin = b0 & 0x80 != 0;
     let frame = match b0 & 0x0F {
         op::PONG => Frame::Pong(payload),

@@ -509,7 +509,7 @@ where
                 return;
             }
             Some(Command::Disconnect { reply }) => {
-                if self.shutdown || !self.session.wants_transport() && !self.is_waiting() {
+                if self.shutdown || self.session.is_offline() {
                     let _ = reply.send(());
                 } else {
                     self.disconnect_replies.push(reply);
@@ -532,11 +532,6 @@ where
         if let Request::Deferred(command) = self.request(command) {
             self.deferred.push_back(command);
         }
-    }
-
-    /// Whether the session waits to connect again (not offline).
-    fn is_waiting(&self) -> bool {
-        self.session.poll_timeout().is_some()
     }
 
     /// Let the session take a join or leave; register who waits for it.

@@ -144,7 +144,6 @@ use futures_core::Stream;
 use roomwire_core::channel::Channel;
 use roomwire_core::client::{ClientError, RoomClient};
 use roomwire_core::envelope::{self, EncodeError};
-use roomwire_core::reconnect::Ending;
 use roomwire_core::{CloseCode, RoomId, WireFormat};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -450,24 +449,6 @@ impl std::error::Error for ConnectionError {
             Self::WebSocket(e) => Some(&**e),
             Self::Protocol(e) => Some(e),
             _ => None,
-        }
-    }
-}
-
-impl ConnectionError {
-    /// How the connection ended, as the core's reconnect policy reads it.
-    pub fn ending(&self) -> Ending {
-        use crate::Error;
-        use roomwire_core::handshake::HandshakeError;
-        match self {
-            Self::WebSocket(e) => match &**e {
-                Error::Handshake(HandshakeError::Rejected { status }) => Ending::Refused(*status),
-                Error::Protocol(_) => Ending::Broken,
-                _ => Ending::Failed,
-            },
-            Self::ClosedByServer { code, .. } => Ending::Closed(*code),
-            Self::Protocol(_) | Self::RequestTimeout => Ending::Broken,
-            Self::Target => Ending::Failed,
         }
     }
 }
