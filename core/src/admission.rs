@@ -43,6 +43,14 @@ pub struct HttpRefusal {
     pub body: &'static str,
 }
 
+impl core::fmt::Display for HttpRefusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "refused with HTTP {}: {}", self.status, self.body)
+    }
+}
+
+impl core::error::Error for HttpRefusal {}
+
 /// No channel at the request's path.
 pub const NOT_FOUND: HttpRefusal = HttpRefusal { status: 404, body: "Not Found" };
 /// The server is shutting down: no new connections.

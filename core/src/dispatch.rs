@@ -47,6 +47,14 @@ pub struct Refusal {
     pub reason: &'static str,
 }
 
+impl core::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "closed with {}: {}", u16::from(self.code), self.reason)
+    }
+}
+
+impl core::error::Error for Refusal {}
+
 /// Join `member` to the rooms its handshake asks for.
 ///
 /// * Alepha wire: `room_override` (from an authorization hook) if given,

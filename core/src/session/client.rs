@@ -1,5 +1,4 @@
-//! The client session: a reconnecting room client, with every decision
-//! made here and nothing done.
+//! The client session: a reconnecting room client.
 //!
 //! A [`ClientSession`] owns the WebSocket [`Connection`], the whole-message
 //! [`MessageReader`], the [`RoomClient`] (the rooms wanted and joined) and
