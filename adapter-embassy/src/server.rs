@@ -27,10 +27,11 @@ use embassy_futures::select::{Either, select, select_array};
 use embassy_net::Stack;
 use embassy_net::tcp::{State as TcpState, TcpSocket};
 use embassy_time::Timer;
-use roomwire_core::admission::{self, Answer, Gates};
+use roomwire_core::admission::Gates;
 use roomwire_core::dispatch::{self, Inbound};
 use roomwire_core::message::{Incoming, MessageReader};
 use roomwire_core::room::{MemberId, RoomId, RoomTable};
+use roomwire_core::session::ServerSession;
 use roomwire_core::target::{Directory, FrameKey, Members, SeenBits, Target, resolve};
 use roomwire_core::{Channel, Config, Connection, Duration, Event, Message, MessageKind, State, WireFormat};
 
@@ -108,7 +109,8 @@ pub trait Handler<C: Channel> {
 struct Slot<'b> {
     socket: TcpSocket<'b>,
     conn: Option<Connection>,
-    format: WireFormat,
+    /// The connection's rooms-layer state, from its request on.
+    session: Option<ServerSession>,
     read: &'b mut [u8],
     read_len: usize,
     /// Whole messages (a fragmented one reassembled in the slot's
@@ -124,6 +126,11 @@ struct Slot<'b> {
 impl Slot<'_> {
     fn is_open(&self) -> bool {
         !self.broken && self.conn.as_ref().is_some_and(Connection::can_send)
+    }
+
+    /// The wire of an open connection.
+    fn format(&self) -> Option<WireFormat> {
+        self.session.as_ref().filter(|_| self.is_open()).map(ServerSession::format)
     }
 
     /// Writes `frame` whole, without waiting, or resets a client too slow
@@ -196,18 +203,16 @@ impl<'c, 'b, C: Channel> Context<'c, 'b, C> {
         let mut reached = 0;
         for json in [true, false] {
             let format = if json { WireFormat::Alepha } else { WireFormat::Postcard };
-            if !deliveries.iter().any(|(m, _)| self.format_of(*m).is_some_and(|f| f.is_json() == json)) {
+            let format_of = |m: MemberId| self.slots.get(m.0 as usize).and_then(Slot::format);
+            if !deliveries.iter().any(|(m, _)| format_of(*m).is_some_and(|f| f.is_json() == json)) {
                 continue;
             }
             let Ok(len) = roomwire_core::envelope::encode_payload(format, message, self.payload) else { continue };
             let payload = self.payload.get(..len).unwrap_or(&[]);
             for &(member, label) in &deliveries {
                 let Some(slot) = self.slots.get_mut(member.0 as usize) else { continue };
-                if !slot.is_open() || slot.format.is_json() != json {
-                    continue;
-                }
-                let Ok(range) = dispatch::encode_frame(FrameKey { format: slot.format, label }, payload, self.frame)
-                else {
+                let Some(format) = slot.format().filter(|f| f.is_json() == json) else { continue };
+                let Ok(range) = dispatch::encode_frame(FrameKey { format, label }, payload, self.frame) else {
                     continue;
                 };
                 if slot.write_now(self.frame.get(range).unwrap_or(&[])) {
@@ -223,10 +228,6 @@ impl<'c, 'b, C: Channel> Context<'c, 'b, C> {
     pub fn reply(&mut self, from: MemberId, room: &str, except_self: bool, message: &C::In<'_>) -> usize {
         let mut one = [""];
         self.emit(&Target::reply(&mut one, from, room, None, except_self), message)
-    }
-
-    fn format_of(&self, member: MemberId) -> Option<WireFormat> {
-        self.slots.get(member.0 as usize).filter(|s| s.is_open()).map(|s| s.format)
     }
 }
 
@@ -263,7 +264,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
         let slots = slots.map(|b| Slot {
             socket: TcpSocket::new(stack, b.rx, b.tx),
             conn: None,
-            format: WireFormat::Alepha,
+            session: None,
             read: b.read,
             read_len: 0,
             reader: MessageReader::new(b.message),
@@ -338,6 +339,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             let room = slot.reader.storage_mut().len().min(self.shared.inbox.len());
             websocket.max_message_size = websocket.max_message_size.min(room as u64);
             slot.conn = Some(Connection::server(websocket, now));
+            slot.session = None;
             slot.broken = false;
             slot.read_len = 0;
             slot.reader.reset();
@@ -370,8 +372,9 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             // before the buffer filled; a full buffer otherwise means a
             // stuck peer.
             let was_open = slot.conn.take().is_some();
-            self.table.leave_all(member);
-            let Some(slot) = self.slots.get_mut(index) else { return };
+            if let Some(session) = slot.session.as_mut() {
+                session.leave(&mut self.table);
+            }
             if closed && !eof && !slot.broken {
                 slot.socket.close();
             } else {
@@ -415,10 +418,9 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                     // Always fits: max_message_size is capped at its length.
                     let Some(inbox) = shared.inbox.get_mut(..bytes.len()) else { continue };
                     inbox.copy_from_slice(bytes);
-                    let format = slot.format;
-                    let inbound =
-                        dispatch::handle_message::<C, T>(format, member, table, inbox, shared.scratch, shared.frame);
-                    match inbound {
+                    let Some(session) = slot.session.as_mut() else { continue };
+                    let format = session.format();
+                    match session.handle_message::<C, T>(table, inbox, shared.scratch, shared.frame) {
                         Inbound::Message { room, message } => {
                             let mut ctx = Context::<C>::new(slots.as_mut_slice(), table, shared.payload, shared.frame);
                             handler.on_message(&mut ctx, member, &room, message);
@@ -434,22 +436,23 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             };
             match event {
                 Event::Request(request) => {
+                    let mut session = ServerSession::new(&request);
+                    let screened = session.screen(request.path() == C::PATH, Gates::default());
+                    if screened.is_ok() {
+                        // Registered before the 101 (there is no application
+                        // decision here), while the request is at hand; a
+                        // refusal is a close after the 101.
+                        let _ = session.register::<C, T>(member, request.query(), None, false, table);
+                    }
                     let frame = &mut *shared.frame;
-                    let n = match admission::answer::<C, T>(&request, Gates::default(), member, table) {
-                        Answer::Refuse(refusal) => conn.refuse(refusal.status, &[], refusal.body, frame),
-                        Answer::Accept { format, close } => {
-                            slot.format = format;
-                            let n = conn.accept(now, format.protocol(), &[], frame);
-                            if let Some(close) = close {
-                                // As Alepha: accept, then close with the reason.
-                                let _ = conn.close(now, close.code, close.reason);
-                            }
-                            n
-                        }
+                    let n = match screened {
+                        Ok(()) => session.accept(conn, now, frame).ok(),
+                        Err(refusal) => conn.refuse(refusal.status, &[], refusal.body, frame).ok(),
                     };
                     let n = n.unwrap_or(0);
+                    let format = session.format();
+                    slot.session = Some(session);
                     let sent = slot.write_now(shared.frame.get(..n).unwrap_or(&[]));
-                    let format = slot.format;
                     if sent && slot.is_open() {
                         let mut ctx = Context::<C>::new(slots.as_mut_slice(), table, shared.payload, shared.frame);
                         handler.on_connect(&mut ctx, member, format);

@@ -21,8 +21,12 @@
 //!    1008 and the reason. Alepha accepts first and closes after, so a
 //!    browser sees the reason; roomwire does the same.
 //!
-//! A server with no application decision and no users (the embassy
-//! server) takes all the steps at once with [`answer`].
+//! A server takes these steps through a
+//! [`ServerSession`](crate::session::ServerSession), which holds the
+//! order; the functions here are its parts. A server with no application
+//! decision (the embassy server) registers before the 101, which is the
+//! same to the client: the close of a refused registration still follows
+//! the 101.
 //!
 //! Once open, a connection can still be closed by the server for two
 //! reasons of its own: [`SERVER_SHUTDOWN`] and [`OUTBOUND_FULL`].
@@ -30,7 +34,6 @@
 use crate::channel::Channel;
 use crate::close::CloseCode;
 use crate::dispatch::{self, Refusal};
-use crate::handshake::Request;
 use crate::room::{MemberId, RoomTable};
 use crate::wire::WireFormat;
 
@@ -138,56 +141,4 @@ pub fn register<C: Channel, T: RoomTable>(
         return Err(USER_CAP);
     }
     dispatch::admit::<C, T>(format, member, query, room, table)
-}
-
-/// How a server answers an Upgrade request: with an HTTP refusal, or with
-/// 101 on the wire the client asked for, closing at once when registration
-/// refused the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
-    /// Answer with this refusal ([`crate::Connection::refuse`]).
-    Refuse(HttpRefusal),
-    /// Accept on `format` ([`crate::Connection::accept`] with
-    /// [`WireFormat::protocol`]), then close with `close` if given.
-    Accept {
-        /// The wire the connection speaks.
-        format: WireFormat,
-        /// The close to send right after the 101.
-        close: Option<Refusal>,
-    },
-}
-
-/// Every step for a server with no application decision and no users:
-/// route to channel `C`, the server's `gates`, the wire, then registration
-/// of `member` in `table`.
-///
-/// ```
-/// use roomwire_core::admission::{answer, Answer, Gates, NOT_FOUND};
-/// use roomwire_core::handshake::parse_request;
-/// use roomwire_core::room::{FixedRoomTable, MemberId};
-/// use roomwire_core::wire::WireFormat;
-/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M;
-/// roomwire_core::channel! { /// A channel.
-///     pub struct Chat { path: "/ws/chat", in: M, out: M } }
-/// let raw = b"GET /ws/chat?roomId=a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-///             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-/// let (request, _) = parse_request(raw, 1024).unwrap().unwrap();
-/// let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
-/// let got = answer::<Chat, _>(&request, Gates::default(), MemberId(0), &mut table);
-/// assert_eq!(got, Answer::Accept { format: WireFormat::Alepha, close: None });
-/// ```
-pub fn answer<C: Channel, T: RoomTable>(
-    request: &Request<'_>,
-    gates: Gates,
-    member: MemberId,
-    table: &mut T,
-) -> Answer {
-    let format = WireFormat::negotiate(request.protocols());
-    match screen(request.path() == C::PATH, gates) {
-        Err(refusal) => Answer::Refuse(refusal),
-        Ok(()) => {
-            let close = register::<C, T>(format, member, request.query(), None, false, table).err();
-            Answer::Accept { format, close }
-        }
-    }
 }

@@ -7,13 +7,14 @@ use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 
-use roomwire_core::admission::{self, Answer, Gates};
+use roomwire_core::admission::Gates;
 use roomwire_core::dispatch::{self, Inbound};
 use roomwire_core::envelope::encode_payload;
 use roomwire_core::message::{Incoming, MessageReader};
-use roomwire_core::room::{FixedRoomTable, MemberId, RoomTable};
+use roomwire_core::room::{FixedRoomTable, MemberId};
+use roomwire_core::session::ServerSession;
 use roomwire_core::target::{Directory, FrameKey, SeenBits, Target, resolve};
-use roomwire_core::{Config, Connection, Event, Instant, State, WireFormat};
+use roomwire_core::{Channel, Config, Connection, Event, Instant, State, WireFormat};
 
 use crate::chat::{Chat, ChatIn};
 use crate::conformance::{Connect, Stream};
@@ -33,7 +34,7 @@ struct Hub {
 struct Slot {
     conn: Connection,
     reader: MessageReader<[u8; 4096]>,
-    format: WireFormat,
+    session: ServerSession,
     input: Vec<u8>,
     output: Vec<u8>,
 }
@@ -67,7 +68,7 @@ impl Connect for CoreServer {
         let fresh = Slot {
             conn: Connection::server(Config { max_message_size: 4096, ..Config::default() }, now),
             reader: MessageReader::new([0; 4096]),
-            format: WireFormat::Alepha,
+            session: ServerSession::on_wire(WireFormat::Alepha),
             input: Vec::new(),
             output: Vec::new(),
         };
@@ -131,24 +132,23 @@ impl Hub {
             match read.incoming {
                 None => {}
                 Some(Incoming::Event(Event::Request(request))) => {
-                    let n = match admission::answer::<Chat, _>(&request, Gates::default(), member, table) {
-                        Answer::Refuse(refusal) => slot.conn.refuse(refusal.status, &[], refusal.body, &mut frame),
-                        Answer::Accept { format, close } => {
-                            slot.format = format;
-                            let n = slot.conn.accept(now, format.protocol(), &[], &mut frame);
-                            if let Some(close) = close {
-                                let _ = slot.conn.close(now, close.code, close.reason);
-                            }
-                            n
-                        }
+                    let mut session = ServerSession::new(&request);
+                    let screened = session.screen(request.path() == Chat::PATH, Gates::default());
+                    if screened.is_ok() {
+                        let _ = session.register::<Chat, _>(member, request.query(), None, false, table);
+                    }
+                    let n = match screened {
+                        Ok(()) => session.accept(&mut slot.conn, now, &mut frame).ok(),
+                        Err(refusal) => slot.conn.refuse(refusal.status, &[], refusal.body, &mut frame).ok(),
                     };
+                    slot.session = session;
                     slot.output.extend_from_slice(&frame[..n.unwrap_or(0)]);
                 }
                 Some(Incoming::Message(message)) => {
                     let data = message.bytes().to_vec();
-                    let format = slot.format;
+                    let format = slot.session.format();
                     let mut scratch = [0u8; 1024];
-                    match dispatch::handle_message::<Chat, _>(format, member, table, &data, &mut scratch, &mut frame) {
+                    match slot.session.handle_message::<Chat, _>(table, &data, &mut scratch, &mut frame) {
                         Inbound::Message { room, message } => {
                             let line = ChatIn::Append { content: message.content, username: format!("m{index}") };
                             input.drain(..consumed);
@@ -183,7 +183,7 @@ impl Hub {
                 slot.output.extend_from_slice(&frame[..n]);
             }
             if slot.conn.state() == State::Closed {
-                table.leave_all(member);
+                slot.session.leave(table);
             }
             handled |= consumed > 0;
             if !handled || slot.input.is_empty() {
@@ -202,9 +202,10 @@ fn reply(table: &FixedRoomTable<8, 8, 8, 4>, slots: &mut [Slot], from: MemberId,
     for (member, label) in deliveries {
         let slot = &mut slots[member.0 as usize];
         let mut payload = [0u8; 1024];
-        let Ok(len) = encode_payload(slot.format, line, &mut payload) else { continue };
+        let Ok(len) = encode_payload(slot.session.format(), line, &mut payload) else { continue };
         let mut frame = [0u8; 2048];
-        if let Ok(range) = dispatch::encode_frame(FrameKey { format: slot.format, label }, &payload[..len], &mut frame)
+        if let Ok(range) =
+            dispatch::encode_frame(FrameKey { format: slot.session.format(), label }, &payload[..len], &mut frame)
         {
             slot.output.extend_from_slice(&frame[range]);
         }

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use hyper_util::rt::TokioIo;
 use roomwire_core::admission::{self, HttpRefusal};
+use roomwire_core::session::StepError;
 use roomwire_core::{Connection, Event, Instant, SendError};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, Span, debug, info_span};
@@ -24,7 +25,7 @@ use tracing::{Instrument, Span, debug, info_span};
 use super::conn::{self, BoxStream};
 use super::upgrade::RequestHead;
 use super::{Server, Slot, TaskGuard};
-use crate::socket::WebSocket;
+use crate::socket::{WebSocket, append_with};
 
 impl Server {
     /// A router with one route per endpoint path, upgrading the requests
@@ -79,7 +80,7 @@ impl Server {
         let mut connection = Connection::server(config.core, Instant::ZERO);
         let mut head = request_head(&request);
         let received = connection.handle_input(Instant::ZERO, &mut head);
-        let head = match received.event {
+        let mut head = match received.event {
             Some(Event::Request(request)) => RequestHead::from_request(&request),
             Some(Event::HandshakeFailed(error)) => {
                 // The core's own refusal (status, headers such as
@@ -93,14 +94,14 @@ impl Server {
             }
             _ => return answer(admission::BAD_REQUEST),
         };
-        let (endpoint, open) = match conn::screen(self, &head.info.path) {
+        let (endpoint, open) = match conn::screen(self, &mut head.session, &head.info.path) {
             Ok(screened) => screened,
             Err(refused) => return answer(refused),
         };
         let span =
             info_span!("connection", path = endpoint.path(), id = tracing::field::Empty, user = tracing::field::Empty);
         let deadline = config.core.handshake_timeout.map(|t| origin + std::time::Duration::from_micros(t.as_micros()));
-        let admitted =
+        let mut admitted =
             match conn::admit(self, endpoint.as_ref(), open, head, None, deadline).instrument(span.clone()).await {
                 Ok(admitted) => admitted,
                 Err((status, body)) => return refusal(status, &body),
@@ -109,15 +110,16 @@ impl Server {
         let now = Instant::from_micros(
             u64::try_from(TokioInstant::now().saturating_duration_since(origin).as_micros()).unwrap_or(u64::MAX),
         );
-        let mut out = vec![0u8; 512];
-        let written = loop {
-            match connection.accept(now, admitted.format.protocol(), &[], &mut out) {
-                Err(SendError::Buffer(e)) if e.required > out.len() => out.resize(e.required, 0),
-                other => break other,
-            }
+        let mut out = Vec::new();
+        let needs = |e: &StepError| match e {
+            StepError::Send(SendError::Buffer(e)) => Some(e.required),
+            _ => None,
         };
-        let Ok(n) = written else { return answer(admission::INTERNAL_ERROR) };
-        let Some(response) = response_from(out.get(..n).unwrap_or(&[])) else {
+        let accepted = append_with(&mut out, 512, needs, |out| admitted.session.accept(&mut connection, now, out));
+        if accepted.is_err() {
+            return answer(admission::INTERNAL_ERROR);
+        }
+        let Some(response) = response_from(&out) else {
             return answer(admission::INTERNAL_ERROR);
         };
         let on_upgrade = hyper::upgrade::on(&mut request);

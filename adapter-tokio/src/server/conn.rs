@@ -8,10 +8,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use roomwire_core::admission::{self, Gates, HttpRefusal, OUTBOUND_FULL, SERVER_SHUTDOWN};
+use roomwire_core::admission::{Gates, HttpRefusal, SERVER_SHUTDOWN};
 use roomwire_core::room::MemberId;
-use roomwire_core::wire::WireFormat;
-use roomwire_core::{CloseCode, InsufficientSize, dispatch};
+use roomwire_core::session::{ServerClose, ServerSession, Undecided};
+use roomwire_core::{CloseCode, InsufficientSize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, Span, debug, debug_span, trace};
@@ -20,24 +20,22 @@ use uuid::Uuid;
 use super::admission::{Admission, Handshake};
 use super::endpoint::{Dispatched, ErasedEndpoint};
 use super::outbox::Outbox;
-use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, MessageEvent, Session};
+use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, MessageEvent, Registered};
 use super::upgrade::RequestHead;
 use super::{Server, Slot, TaskGuard};
 use crate::error::Error;
-use crate::message::{Decision, Message};
-use crate::socket::WebSocket;
+use crate::message::Message;
+use crate::socket::{WebSocket, append_with};
 
 /// Any stream, boxed: one connection type for TCP, TLS, upgraded HTTP.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + ?Sized> Stream for T {}
 pub(crate) type BoxStream = Box<dyn Stream>;
 
-/// Longest handler error text sent back; longer is cut.
-const MAX_ERROR_TEXT: usize = 1024;
-
 /// What admission decided, for a connection about to be accepted.
 pub(crate) struct Admitted {
-    pub(crate) format: WireFormat,
+    /// The connection's session, past its application decision.
+    pub(crate) session: ServerSession,
     query: Option<String>,
     user: Option<String>,
     room: Option<String>,
@@ -86,33 +84,32 @@ async fn handshake(
         () = shared.closing.wait() => return None,
         read = WebSocket::read_request(stream, shared.config.socket) => read,
     };
-    let (mut ws, head) = match read {
+    let (mut ws, mut head) = match read {
         Ok(read) => read,
         Err(error) => {
             debug!(%error, "handshake failed");
             return None;
         }
     };
-    let (endpoint, open) = match screen(&server, &head.info.path) {
+    let (endpoint, open) = match screen(&server, &mut head.session, &head.info.path) {
         Ok(screened) => screened,
         Err(refusal) => {
             debug!(path = head.info.path, status = refusal.status, "refused");
-            let _ = ws.answer(Decision::refuse(refusal.status, refusal.body)).await;
+            let _ = ws.refuse_request(refusal.status, refusal.body).await;
             return None;
         }
     };
     Span::current().record("path", endpoint.path());
     let deadline = ws.handshake_deadline();
-    let admitted = match admit(&server, endpoint.as_ref(), open, head, peer, deadline).await {
+    let mut admitted = match admit(&server, endpoint.as_ref(), open, head, peer, deadline).await {
         Ok(admitted) => admitted,
         Err((status, body)) => {
             debug!(status, "refused");
-            let _ = ws.answer(Decision::refuse(status, body)).await;
+            let _ = ws.refuse_request(status, &body).await;
             return None;
         }
     };
-    let protocol = admitted.format.protocol().map(str::to_owned);
-    if let Err(error) = ws.answer(Decision::Accept { protocol, headers: Vec::new() }).await {
+    if let Err(error) = ws.accept_request(&mut admitted.session).await {
         debug!(%error, "could not send the 101");
         return None;
     }
@@ -122,16 +119,20 @@ async fn handshake(
     Some((Box::new(ws), endpoint, admitted))
 }
 
-/// The route and the server's gates (steps 1 and 2 of
-/// [`roomwire_core::admission`]): the endpoint at `path` and a place under
-/// the connection cap.
-pub(crate) fn screen(server: &Server, path: &str) -> Result<(Arc<dyn ErasedEndpoint>, Slot), HttpRefusal> {
+/// The route and the server's gates ([`ServerSession::screen`]): the
+/// endpoint at `path` and a place under the connection cap.
+pub(crate) fn screen(
+    server: &Server,
+    session: &mut ServerSession,
+    path: &str,
+) -> Result<(Arc<dyn ErasedEndpoint>, Slot), HttpRefusal> {
     let shared = &server.shared;
     let endpoint = shared.endpoint(path).cloned();
     let open = endpoint.as_ref().and_then(|_| Slot::open(shared));
     let gates = Gates { shutting_down: shared.closing.is_set(), full: open.is_none() };
-    admission::screen(endpoint.is_some(), gates)?;
-    endpoint.zip(open).ok_or(admission::UNAVAILABLE)
+    session.screen(endpoint.is_some(), gates)?;
+    // Both are there: the session screened on them.
+    endpoint.zip(open).ok_or(roomwire_core::admission::INTERNAL_ERROR)
 }
 
 /// The application's decision (step 4 of [`roomwire_core::admission`]),
@@ -146,8 +147,8 @@ pub(crate) async fn admit(
     deadline: Option<TokioInstant>,
 ) -> Result<Admitted, (u16, String)> {
     let shared = &server.shared;
-    let format = head.format;
-    let handshake = Handshake::new(head.info, format, peer);
+    let RequestHead { info, mut session } = head;
+    let handshake = Handshake::new(info, session.format(), peer);
     let decide = endpoint.policy().admit(&handshake, shared.resolver.as_ref());
     let decided = async {
         match deadline {
@@ -157,13 +158,13 @@ pub(crate) async fn admit(
     };
     let admission = tokio::select! {
         biased;
-        () = shared.closing.wait() => return Err(owned(admission::SHUTTING_DOWN)),
-        admission = decided => admission.ok_or_else(|| owned(admission::DECISION_TIMED_OUT))?,
+        () = shared.closing.wait() => return Err(owned(session.refusal(Undecided::ShuttingDown))),
+        admission = decided => admission.ok_or_else(|| owned(session.refusal(Undecided::TimedOut)))?,
     };
     match admission {
         Admission::Refuse { status, body } => Err((status, body)),
         Admission::Accept { user_id, room_id } => {
-            Ok(Admitted { format, query: handshake.query().map(str::to_owned), user: user_id, room: room_id, open })
+            Ok(Admitted { session, query: handshake.query().map(str::to_owned), user: user_id, room: room_id, open })
         }
     }
 }
@@ -215,7 +216,7 @@ pub(crate) fn run_open(
 struct Running {
     ws: Box<WebSocket<BoxStream>>,
     endpoint: Arc<dyn ErasedEndpoint>,
-    session: Session,
+    registered: Registered,
     outbox: Arc<Outbox>,
     registration: Registration,
     /// Its place under the server's connection cap.
@@ -227,8 +228,8 @@ type Registering = Pin<Box<dyn Future<Output = Option<Running>> + Send>>;
 async fn run_registered(registering: Registering) {
     let Some(mut running) = registering.await else { return };
     let end = {
-        let Running { ws, endpoint, session, outbox, .. } = &mut running;
-        run_loop(ws, endpoint.as_ref(), session, outbox).await
+        let Running { ws, endpoint, registered, outbox, .. } = &mut running;
+        run_loop(ws, endpoint.as_ref(), registered, outbox).await
     };
     Box::pin(unregister(running, end)).await;
 }
@@ -242,7 +243,8 @@ async fn register(
     admitted: Admitted,
 ) -> Option<Running> {
     let shared = server.shared.clone();
-    let Admitted { format, query, user, room, open } = admitted;
+    let Admitted { mut session, query, user, room, open } = admitted;
+    let format = session.format();
     let id: Arc<str> = format!("ws-{}", Uuid::new_v4()).into();
     let user: Option<Arc<str>> = user.map(Into::into);
     let span = Span::current();
@@ -257,7 +259,14 @@ async fn register(
         let mut state = cell.lock();
         let over_user_cap = state.at_user_cap(user.as_ref(), policy.max_connections_per_user);
         let member = state.register(id.clone(), user.clone(), format, outbox.clone());
-        match endpoint.register(&mut state.table, format, member, query.as_deref(), room.as_deref(), over_user_cap) {
+        match endpoint.register(
+            &mut session,
+            &mut state.table,
+            member,
+            query.as_deref(),
+            room.as_deref(),
+            over_user_cap,
+        ) {
             Ok(()) => Ok((member, state.rooms_of(member))),
             Err(refusal) => {
                 state.unregister(member);
@@ -292,30 +301,30 @@ async fn register(
     if let Some(hook) = &policy.on_connect {
         hook(server.clone(), event).await;
     }
-    let session = Session { id, user, member, format, cell, server };
-    Some(Running { ws, endpoint, session, outbox, registration, _open: open })
+    let registered = Registered { id, user, member, session, cell, server };
+    Some(Running { ws, endpoint, registered, outbox, registration, _open: open })
 }
 
 /// The connection has ended: leave the rooms, call the disconnect hooks.
 async fn unregister(running: Running, end: End) {
-    let Running { ws, endpoint, session, mut registration, _open, .. } = running;
+    let Running { ws, endpoint, registered, mut registration, _open, .. } = running;
     let rooms = registration.unregister();
     debug!(code = end.code.map(u16::from), reason = end.reason, "disconnected");
     let event = DisconnectEvent {
-        connection_id: session.id.to_string(),
-        user_id: session.user.as_deref().map(str::to_owned),
+        connection_id: registered.id.to_string(),
+        user_id: registered.user.as_deref().map(str::to_owned),
         rooms,
         path: endpoint.path(),
         code: end.code,
         reason: end.reason,
     };
     drop(ws);
-    let shared = &session.server.shared;
+    let shared = &registered.server.shared;
     if let Some(hook) = &shared.hooks.disconnect {
         hook(&event);
     }
     if let Some(hook) = &endpoint.policy().on_disconnect {
-        hook(session.server.clone(), event).await;
+        hook(registered.server.clone(), event).await;
     }
 }
 
@@ -338,7 +347,7 @@ type OurClose = Option<(CloseCode, String)>;
 async fn run_loop(
     ws: &mut WebSocket<BoxStream>,
     endpoint: &dyn ErasedEndpoint,
-    session: &Session,
+    registered: &Registered,
     outbox: &Outbox,
 ) -> End {
     /// Outbox turns (since `recv` last returned) after which `recv`, which
@@ -385,7 +394,7 @@ async fn run_loop(
                 // Boxed: its state (the handler's future, its select) is
                 // allocated per message rather than held by every idle
                 // connection's task; the handler's future is boxed anyway.
-                if Box::pin(handle(ws, endpoint, session, outbox, &mut ours, message)).await == Flow::Abort {
+                if Box::pin(handle(ws, endpoint, registered, outbox, &mut ours, message)).await == Flow::Abort {
                     return End { code: None, reason: "Server shutting down".into() };
                 }
             }
@@ -421,7 +430,8 @@ fn pump(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) -> 
     if overflow && ours.is_none() {
         outbox.set_overflowed();
         debug!("slow consumer: closing");
-        close(ws, ours, OUTBOUND_FULL.code, OUTBOUND_FULL.reason);
+        let full = ServerClose::OutboundFull.refusal();
+        close(ws, ours, full.code, full.reason);
     }
     if let Some((code, reason)) = taken.close {
         close(ws, ours, code, &reason);
@@ -439,20 +449,20 @@ fn close(ws: &mut WebSocket<BoxStream>, ours: &mut OurClose, code: CloseCode, re
 async fn handle(
     ws: &mut WebSocket<BoxStream>,
     endpoint: &dyn ErasedEndpoint,
-    session: &Session,
+    registered: &Registered,
     outbox: &Outbox,
     ours: &mut OurClose,
     message: Message,
 ) -> Flow {
     let data = message.as_bytes();
-    if let Some(hook) = &session.server.shared.hooks.message {
-        hook(&MessageEvent { connection_id: &session.id, path: endpoint.path(), data });
+    if let Some(hook) = &registered.server.shared.hooks.message {
+        hook(&MessageEvent { connection_id: &registered.id, path: endpoint.path(), data });
     }
     // The reply buffer lives in this block only (not across the awaits of
     // a handler, which would grow every connection's task).
     let (room, future) = {
         let mut out = [0u8; 1024];
-        match endpoint.dispatch(session, data, &mut out) {
+        match endpoint.dispatch(registered, data, &mut out) {
             Dispatched::Ignored => {
                 trace!("message ignored (not JSON)");
                 return Flow::Continue;
@@ -465,7 +475,8 @@ async fn handle(
                 if pump(ws, outbox, ours) == Flow::Abort {
                     return Flow::Abort;
                 }
-                let _ = ws.feed_fragment(session.format.message_kind(), out.get(..len).unwrap_or(&[]), true);
+                let _ =
+                    ws.feed_fragment(registered.session.format().message_kind(), out.get(..len).unwrap_or(&[]), true);
                 return Flow::Continue;
             }
             Dispatched::Handler { room, future } => (room, future),
@@ -492,39 +503,19 @@ async fn handle(
     let failure = match result {
         Ok(Ok(())) => return Flow::Continue,
         Ok(Err(error)) => error.to_string(),
-        // The panic's message went to the panic hook (and the logs).
+        // The panic's message went to the panic hook (and the logs); the
+        // sender gets the session's text for an error without one.
         Err(Panicked) => String::new(),
     };
     debug!(parent: &span, error = failure, "handler failed");
-    let failure = dispatch::handler_error_text(&failure);
     if pump(ws, outbox, ours) == Flow::Abort {
         return Flow::Abort;
     }
-    let frame = error_frame(session.format, failure);
-    let _ = ws.feed_fragment(session.format.message_kind(), &frame, true);
+    let mut frame = Vec::new();
+    let needs = |e: &InsufficientSize| Some(e.required);
+    let _ = append_with(&mut frame, 256, needs, |out| registered.session.handler_failed(Some(&failure), out));
+    let _ = ws.feed_fragment(registered.session.format().message_kind(), &frame, true);
     Flow::Continue
-}
-
-/// The frame telling the sender its message failed in the handler:
-/// `{"error":"<text>"}` on the Alepha wire (as Alepha), an error envelope
-/// with code 4006 (`HANDLER_ERROR`) on the roomwire wire.
-fn error_frame(format: WireFormat, text: &str) -> Vec<u8> {
-    let mut cut = text.len().min(MAX_ERROR_TEXT);
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let text = &text[..cut];
-    let mut out = vec![0u8; 2 * text.len() + 64];
-    loop {
-        match dispatch::write_handler_error(format, text, &mut out) {
-            Ok(n) => {
-                out.truncate(n);
-                return out;
-            }
-            Err(InsufficientSize { required }) if required > out.len() => out.resize(required, 0),
-            Err(_) => return Vec::new(),
-        }
-    }
 }
 
 /// The handler panicked.

@@ -8,7 +8,7 @@ use roomwire_core::wire::WireFormat;
 
 use super::Server;
 use super::emit::{self, EmitError, Spec};
-use super::registry::Session;
+use super::registry::Registered;
 
 /// Options of [`Context::reply_with`]: Alepha's `reply` options without
 /// the message.
@@ -73,7 +73,7 @@ pub struct Context<'a, C: Channel> {
     /// The validated client message (Alepha's `message`).
     pub message: C::Out<'a>,
     room: RoomId,
-    session: &'a Session,
+    registered: &'a Registered,
 }
 
 impl<C: Channel> fmt::Debug for Context<'_, C> {
@@ -87,18 +87,18 @@ impl<C: Channel> fmt::Debug for Context<'_, C> {
 }
 
 impl<'a, C: Channel> Context<'a, C> {
-    pub(crate) fn new(message: C::Out<'a>, room: RoomId, session: &'a Session) -> Self {
-        Self { message, room, session }
+    pub(crate) fn new(message: C::Out<'a>, room: RoomId, registered: &'a Registered) -> Self {
+        Self { message, room, registered }
     }
 
     /// The sender's connection id, `ws-<uuid v4>`.
     pub fn connection_id(&self) -> &'a str {
-        &self.session.id
+        &self.registered.id
     }
 
     /// The sender's user, if authenticated.
     pub fn user_id(&self) -> Option<&'a str> {
-        self.session.user.as_deref()
+        self.registered.user.as_deref()
     }
 
     /// The room the message is handled in: the one the frame names if the
@@ -109,12 +109,12 @@ impl<'a, C: Channel> Context<'a, C> {
 
     /// The wire the sender speaks.
     pub fn wire(&self) -> WireFormat {
-        self.session.format
+        self.registered.session.format()
     }
 
     /// The server, to emit elsewhere or look connections up.
     pub fn server(&self) -> &'a Server {
-        &self.session.server
+        &self.registered.server
     }
 
     /// The message, consuming the context.
@@ -139,8 +139,8 @@ impl<'a, C: Channel> Context<'a, C> {
             connections: &[],
             except_connections: &options.except_connections,
             except_users: &options.except_users,
-            except_member: options.except_self.then_some(self.session.member),
+            except_member: options.except_self.then_some(self.registered.member),
         };
-        emit::deliver(&self.session.cell, &spec, message)
+        emit::deliver(&self.registered.cell, &spec, message)
     }
 }

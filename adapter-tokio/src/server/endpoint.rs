@@ -6,16 +6,16 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use roomwire_core::admission::{self, UNAUTHORIZED};
+use roomwire_core::admission::UNAUTHORIZED;
 use roomwire_core::channel::Channel;
-use roomwire_core::dispatch::{self, Inbound, Membership, Refusal};
+use roomwire_core::dispatch::{Inbound, Membership, Refusal};
 use roomwire_core::room::{MemberId, TableLimits};
-use roomwire_core::wire::WireFormat;
+use roomwire_core::session::ServerSession;
 
 use super::Server;
 use super::admission::{Admission, Handshake};
 use super::context::Context;
-use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, Session};
+use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, Registered};
 
 /// A boxed, sendable future borrowing for `'a`: what handlers return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -239,18 +239,18 @@ pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
     fn channel_type(&self) -> TypeId;
     fn policy(&self) -> &Policy;
     fn cell(&self) -> &Arc<ChannelCell>;
-    /// `admission::register` for this channel (under the channel lock).
+    /// [`ServerSession::register`] for this channel (under the channel lock).
     fn register(
         &self,
+        session: &mut ServerSession,
         table: &mut super::registry::Table,
-        format: WireFormat,
         member: MemberId,
         query: Option<&str>,
         room: Option<&str>,
         over_user_cap: bool,
     ) -> Result<(), Refusal>;
     /// `dispatch::handle_message` for this channel, then the handler.
-    fn dispatch<'a>(&'a self, session: &'a Session, data: &'a [u8], out: &mut [u8]) -> Dispatched<'a>;
+    fn dispatch<'a>(&'a self, registered: &'a Registered, data: &'a [u8], out: &mut [u8]) -> Dispatched<'a>;
 }
 
 struct Typed<C: Channel> {
@@ -281,25 +281,25 @@ where
 
     fn register(
         &self,
+        session: &mut ServerSession,
         table: &mut super::registry::Table,
-        format: WireFormat,
         member: MemberId,
         query: Option<&str>,
         room: Option<&str>,
         over_user_cap: bool,
     ) -> Result<(), Refusal> {
-        admission::register::<C, _>(format, member, query, room, over_user_cap, table)
+        session.register::<C, _>(member, query, room, over_user_cap, table)
     }
 
-    fn dispatch<'a>(&'a self, session: &'a Session, data: &'a [u8], out: &mut [u8]) -> Dispatched<'a> {
+    fn dispatch<'a>(&'a self, registered: &'a Registered, data: &'a [u8], out: &mut [u8]) -> Dispatched<'a> {
         let inbound = {
             let mut state = self.cell.lock();
             // With `std`, JSON strings are unescaped by serde_json: no scratch.
-            dispatch::handle_message::<C, _>(session.format, session.member, &mut state.table, data, &mut [], out)
+            registered.session.handle_message::<C, _>(&mut state.table, data, &mut [], out)
         };
         match inbound {
             Inbound::Message { room, message } => {
-                let context = Context::new(message, room.clone(), session);
+                let context = Context::new(message, room.clone(), registered);
                 Dispatched::Handler { room, future: (self.handler)(context) }
             }
             Inbound::Reply { len, membership } => Dispatched::Reply { len, membership },

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use roomwire_core::CloseCode;
 use roomwire_core::room::{GrowableRoomTable, MemberId, RoomTable, TableLimits};
+use roomwire_core::session::ServerSession;
 use roomwire_core::target::{Directory, SeenVec};
 use roomwire_core::wire::WireFormat;
 
@@ -303,13 +304,13 @@ impl ChannelCell {
     }
 }
 
-/// What a connection's handler context needs: who it is, where its
-/// endpoint's state lives, the server.
-pub(crate) struct Session {
+/// A registered connection, as its handler context needs it: who it is,
+/// its core session, where its endpoint's state lives, the server.
+pub(crate) struct Registered {
     pub(crate) id: Arc<str>,
     pub(crate) user: Option<Arc<str>>,
     pub(crate) member: MemberId,
-    pub(crate) format: WireFormat,
+    pub(crate) session: ServerSession,
     pub(crate) cell: Arc<ChannelCell>,
     pub(crate) server: Server,
 }

@@ -7,15 +7,15 @@
 //! connection waits in its "awaiting decision" state, its handshake
 //! deadline still running.
 
-use roomwire_core::wire::WireFormat;
-use roomwire_core::{CloseCode, Event, Instant};
+use roomwire_core::session::{ServerSession, StepError};
+use roomwire_core::{CloseCode, Event, Instant, SendError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant as TokioInstant;
 use tracing::debug;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::message::{Decision, HandshakeInfo};
+use crate::message::HandshakeInfo;
 use crate::socket::{Conn, Io, WebSocket, close_timeout, encode_into, with_conn};
 
 /// Room first reserved for a handshake answer.
@@ -24,20 +24,22 @@ const ANSWER_ROOM: usize = 512;
 /// A valid Upgrade request, owned.
 pub(crate) struct RequestHead {
     pub(crate) info: HandshakeInfo,
-    /// The wire the client's subprotocol offer selects.
-    pub(crate) format: WireFormat,
+    /// The connection's session, its wire chosen by the subprotocols
+    /// offered.
+    pub(crate) session: ServerSession,
 }
 
 impl RequestHead {
     pub(crate) fn from_request(request: &roomwire_core::handshake::Request<'_>) -> Self {
-        Self { info: HandshakeInfo::from_request(request), format: WireFormat::negotiate(request.protocols()) }
+        Self { info: HandshakeInfo::from_request(request), session: ServerSession::new(request) }
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Server: read the Upgrade request from `stream` and let the core
     /// validate it; the connection then waits for
-    /// [`answer`](Self::answer). Invalid requests are answered by the core
+    /// [`accept_request`](Self::accept_request) or
+    /// [`refuse_request`](Self::refuse_request). Invalid requests are answered by the core
     /// (400, 426, 431 …) and a request not complete within the handshake
     /// timeout gets 408; the stream is shut down in those cases.
     pub(crate) async fn read_request(stream: S, config: Config) -> Result<(Self, RequestHead), Error> {
@@ -85,28 +87,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    /// Server: answer the request read by [`read_request`](Self::read_request).
-    /// An acceptance writes the 101 and returns once it is sent; a refusal
-    /// writes the status, shuts the stream down and fails with
-    /// [`Error::Refused`].
-    pub(crate) async fn answer(&mut self, decision: Decision) -> Result<(), Error> {
+    /// Answer 101 on the session's wire ([`ServerSession::accept`]).
+    pub(crate) async fn accept_request(&mut self, session: &mut ServerSession) -> Result<(), Error> {
         let now = self.now();
         let deadline = TokioInstant::now() + close_timeout(&self.config);
         let WebSocket { conn, wbuf, .. } = self;
         let Conn::Server(c) = conn else { return Err(Error::Closed) };
-        match decision {
-            Decision::Accept { protocol, headers } => {
-                let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-                encode_into(wbuf, ANSWER_ROOM, |out| c.accept(now, protocol.as_deref(), &headers, out))?;
-                self.flush_until(deadline).await
-            }
-            Decision::Refuse { status, headers, body } => {
-                let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-                encode_into(wbuf, ANSWER_ROOM, |out| c.refuse(status, &headers, &body, out))?;
-                self.abandon().await;
-                Err(Error::Refused { status })
-            }
-        }
+        encode_into(wbuf, ANSWER_ROOM, |out| {
+            session.accept(c, now, out).map_err(|e| match e {
+                StepError::Send(e) => e,
+                StepError::Order(_) => SendError::InvalidState,
+            })
+        })?;
+        self.flush_until(deadline).await
+    }
+
+    /// Refuse the request with `status` and `body`, then drop the stream.
+    pub(crate) async fn refuse_request(&mut self, status: u16, body: &str) -> Result<(), Error> {
+        let WebSocket { conn, wbuf, .. } = self;
+        let Conn::Server(c) = conn else { return Err(Error::Closed) };
+        encode_into(wbuf, ANSWER_ROOM, |out| c.refuse(status, &[], body, out))?;
+        self.abandon().await;
+        Err(Error::Refused { status })
     }
 
     /// The handshake deadline of a connection still in its handshake.

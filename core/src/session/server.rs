@@ -284,37 +284,11 @@ impl ServerSession {
         registered
     }
 
-    /// Every admission step at once, for a server with no application
-    /// decision and no users: screen, register `member` with the request's
-    /// `query`, then accept (the 101 goes to `out`, and the close of a
-    /// refused registration after it). `Err`: answer with the refusal
-    /// ([`Connection::refuse`]).
-    #[allow(clippy::too_many_arguments)]
-    pub fn admit<C: Channel, T: RoomTable, K: MaskKeySource>(
-        &mut self,
-        conn: &mut Connection<K>,
-        now: Instant,
-        found: bool,
-        gates: Gates,
-        member: MemberId,
-        query: Option<&str>,
-        table: &mut T,
-        out: &mut [u8],
-    ) -> Result<usize, HttpRefusal> {
-        self.screen(found, gates)?;
-        // A refused registration is a close queued after the 101.
-        let _ = self.register::<C, T>(member, query, None, false, table);
-        self.accept(conn, now, out).map_err(|_| {
-            self.leave(table);
-            admission::INTERNAL_ERROR
-        })
-    }
-
     /// Handle one whole message of the connection (see
     /// [`dispatch::handle_message`]). Before registration, or after the
     /// session ended, the message is [`Inbound::Ignored`].
     pub fn handle_message<'a, C: Channel, T: RoomTable>(
-        &mut self,
+        &self,
         table: &mut T,
         data: &'a [u8],
         scratch: &'a mut [u8],
@@ -496,18 +470,9 @@ mod tests {
         let (mut conn, mut session, _) = open("/ws/chat", None);
         let mut out = [0u8; 512];
         let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
-        session
-            .admit::<Chat, _, _>(
-                &mut conn,
-                Instant::ZERO,
-                true,
-                Gates::default(),
-                MemberId(0),
-                None,
-                &mut table,
-                &mut out,
-            )
-            .unwrap();
+        session.screen(true, Gates::default()).unwrap();
+        session.register::<Chat, _>(MemberId(0), None, None, false, &mut table).unwrap();
+        session.accept(&mut conn, Instant::ZERO, &mut out).unwrap();
         assert!(session.close(&mut conn, Instant::ZERO, ServerClose::OutboundFull));
         assert!(!session.close(&mut conn, Instant::ZERO, ServerClose::Shutdown));
         assert_eq!(session.closing(ServerClose::Shutdown), None);
