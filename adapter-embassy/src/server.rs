@@ -425,8 +425,8 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                             let mut ctx = Context::<C>::new(slots.as_mut_slice(), table, shared.payload, shared.frame);
                             handler.on_message(&mut ctx, member, &room, message);
                         }
-                        Inbound::Reply { len, .. } => {
-                            reply(slot, format, shared.frame, shared.payload, len);
+                        Inbound::Answer { len, .. } => {
+                            send_answer(slot, format, shared.frame, shared.payload, len);
                         }
                         Inbound::Ignored => {}
                     }
@@ -493,9 +493,9 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
     }
 }
 
-/// Frames the `len`-byte reply at the start of `body` for the sender
+/// Frames the `len`-byte answer at the start of `body` for the sender
 /// (through `framed`) and writes it.
-fn reply(slot: &mut Slot<'_>, format: WireFormat, body: &[u8], framed: &mut [u8], len: usize) {
+fn send_answer(slot: &mut Slot<'_>, format: WireFormat, body: &[u8], framed: &mut [u8], len: usize) {
     let Some(conn) = slot.conn.as_mut() else { return };
     let bytes = body.get(..len).unwrap_or(&[]);
     let message = match format.message_kind() {

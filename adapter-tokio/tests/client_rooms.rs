@@ -289,7 +289,8 @@ where
         let mut hub = hub.lock().unwrap();
         let id = hub.next;
         hub.next += 1;
-        dispatch::admit::<T, _>(format, MemberId(id), info.query.as_deref(), None, &mut hub.table).unwrap();
+        dispatch::join_handshake_rooms::<T, _>(format, MemberId(id), info.query.as_deref(), None, &mut hub.table)
+            .unwrap();
         hub.conns.insert(id, Conn { format, tx });
         id
     };
@@ -352,7 +353,7 @@ where
             deliver(table, conns, Some(room.as_str()), Some(id), &reply);
             None
         }
-        Inbound::Reply { len, .. } => Some(message_of(format, out[..len].to_vec())),
+        Inbound::Answer { len, .. } => Some(message_of(format, out[..len].to_vec())),
         Inbound::Ignored => None,
     }
 }

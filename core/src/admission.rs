@@ -17,7 +17,7 @@
 //!    ([`WireFormat::protocol`]).
 //! 6. **Registration** ([`register`]): over the per-user connection cap
 //!    the connection is closed with 1008 ([`USER_CAP`]); then it joins its
-//!    rooms ([`dispatch::admit`]), and a refusal there closes it with
+//!    rooms ([`dispatch::join_handshake_rooms`]), and a refusal there closes it with
 //!    1008 and the reason. Alepha accepts first and closes after, so a
 //!    browser sees the reason; roomwire does the same.
 //!
@@ -110,7 +110,7 @@ pub fn screen(found: bool, gates: Gates) -> Result<(), HttpRefusal> {
 }
 
 /// Step 6: after the 101, put `member` in its rooms: refused with
-/// [`USER_CAP`] when `over_user_cap`, else as [`dispatch::admit`] decides
+/// [`USER_CAP`] when `over_user_cap`, else as [`dispatch::join_handshake_rooms`] decides
 /// (the query's rooms on the Alepha wire, or the application's `room`).
 /// On refusal the member is in no room; close the connection with the
 /// refusal's code and reason.
@@ -140,5 +140,5 @@ pub fn register<C: Channel, T: RoomTable>(
     if over_user_cap {
         return Err(USER_CAP);
     }
-    dispatch::admit::<C, T>(format, member, query, room, table)
+    dispatch::join_handshake_rooms::<C, T>(format, member, query, room, table)
 }

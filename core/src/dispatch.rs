@@ -3,7 +3,7 @@
 //!
 //! Adapters call these three steps and only move the bytes:
 //!
-//! 1. [`admit`] at the handshake: on the Alepha wire the rooms come from
+//! 1. [`join_handshake_rooms`] at the handshake: on the Alepha wire the rooms come from
 //!    the query (`roomId`, `roomIds`, else `"default"`), or from an
 //!    authorization hook's override; on the roomwire wire a connection
 //!    starts in no room and joins with envelopes.
@@ -67,7 +67,7 @@ impl core::error::Error for Refusal {}
 /// On refusal the member is in no room.
 ///
 /// ```
-/// use roomwire_core::dispatch::admit;
+/// use roomwire_core::dispatch::join_handshake_rooms;
 /// use roomwire_core::room::{FixedRoomTable, MemberId, RoomTable};
 /// use roomwire_core::wire::WireFormat;
 /// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M;
@@ -75,12 +75,12 @@ impl core::error::Error for Refusal {}
 ///     pub struct Chat { path: "/ws/chat", in: M, out: M } }
 ///
 /// let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
-/// admit::<Chat, _>(WireFormat::Alepha, MemberId(1), Some("roomIds=a,b"), None, &mut table).unwrap();
+/// join_handshake_rooms::<Chat, _>(WireFormat::Alepha, MemberId(1), Some("roomIds=a,b"), None, &mut table).unwrap();
 /// assert_eq!(table.rooms_of(MemberId(1)).map(|r| r.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-/// admit::<Chat, _>(WireFormat::Alepha, MemberId(2), None, None, &mut table).unwrap();
+/// join_handshake_rooms::<Chat, _>(WireFormat::Alepha, MemberId(2), None, None, &mut table).unwrap();
 /// assert!(table.is_in_room(MemberId(2), "default"));
 /// ```
-pub fn admit<C: Channel, T: RoomTable>(
+pub fn join_handshake_rooms<C: Channel, T: RoomTable>(
     format: WireFormat,
     member: MemberId,
     query: Option<&str>,
@@ -155,7 +155,7 @@ pub enum Inbound<M> {
     /// only, as one WebSocket message of kind
     /// [`WireFormat::message_kind`]: an acknowledgement or an error frame.
     /// The connection stays open.
-    Reply {
+    Answer {
         /// Bytes written to `out`.
         len: usize,
         /// The membership change acknowledged, if any.
@@ -171,7 +171,7 @@ pub enum Inbound<M> {
 /// `out` receives any reply and must hold at least 256 bytes.
 ///
 /// ```
-/// use roomwire_core::dispatch::{admit, handle_message, Inbound};
+/// use roomwire_core::dispatch::{join_handshake_rooms, handle_message, Inbound};
 /// use roomwire_core::room::{FixedRoomTable, MemberId};
 /// use roomwire_core::wire::WireFormat;
 ///
@@ -181,7 +181,7 @@ pub enum Inbound<M> {
 ///     pub struct Chat { path: "/ws/chat", in: Say<'a>, out: Say<'a> } }
 ///
 /// let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
-/// admit::<Chat, _>(WireFormat::Alepha, MemberId(1), Some("roomId=lobby"), None, &mut table).unwrap();
+/// join_handshake_rooms::<Chat, _>(WireFormat::Alepha, MemberId(1), Some("roomId=lobby"), None, &mut table).unwrap();
 /// let mut out = [0u8; 256];
 /// let frame = br#"{"roomId":"elsewhere","message":{"content":"hi"}}"#;
 /// match handle_message::<Chat, _>(WireFormat::Alepha, MemberId(1), &mut table, frame, &mut [0; 64], &mut out) {
@@ -191,7 +191,7 @@ pub enum Inbound<M> {
 /// }
 /// let bad = br#"{"message":{"nope":1}}"#;
 /// match handle_message::<Chat, _>(WireFormat::Alepha, MemberId(1), &mut table, bad, &mut [0; 64], &mut out) {
-///     Inbound::Reply { len, .. } => assert!(out[..len].starts_with(br#"{"error":"Message validation failed: "#)),
+///     Inbound::Answer { len, .. } => assert!(out[..len].starts_with(br#"{"error":"Message validation failed: "#)),
 ///     other => panic!("{other:?}"),
 /// }
 /// ```
@@ -229,7 +229,7 @@ fn handle_alepha<'a, C: Channel, T: RoomTable>(
     };
     match alepha::decode_message::<C>(frame.message, scratch) {
         Ok(message) => Inbound::Message { room, message },
-        Err(error) => Inbound::Reply {
+        Err(error) => Inbound::Answer {
             len: error_frame(WireFormat::Alepha, None, code::VALIDATION_FAILED, &error, out),
             membership: None,
         },
@@ -244,7 +244,7 @@ fn handle_envelope<'a, C: Channel, T: RoomTable>(
     scratch: &'a mut [u8],
     out: &mut [u8],
 ) -> Inbound<C::Out<'a>> {
-    let reply = |len, membership| Inbound::Reply { len, membership };
+    let reply = |len, membership| Inbound::Answer { len, membership };
     let envelope = match envelope::decode_client(format, data) {
         Ok(envelope) => envelope,
         Err(e) => return reply(error_frame(format, e.reference, e.code, e.reason, out), None),

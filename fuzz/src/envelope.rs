@@ -72,7 +72,7 @@ pub fn run(data: &[u8]) {
     let mut table = FixedRoomTable::<4, 4, 3, 3>::new();
     let member = MemberId(selector as u32 % 4);
     let query = if selector & 0x80 != 0 { Some("roomIds=a,b") } else { None };
-    let _ = dispatch::admit::<Fuzz, _>(format, member, query, None, &mut table);
+    let _ = dispatch::join_handshake_rooms::<Fuzz, _>(format, member, query, None, &mut table);
     for _ in 0..2 {
         let mut scratch = [0u8; 64];
         let mut reply = [0u8; 256];
@@ -80,7 +80,7 @@ pub fn run(data: &[u8]) {
             Inbound::Message { room, .. } => {
                 assert!(format == WireFormat::Alepha || table.is_in_room(member, &room));
             }
-            Inbound::Reply { len, .. } => assert!(len > 0 && len <= reply.len(), "reply must be written"),
+            Inbound::Answer { len, .. } => assert!(len > 0 && len <= reply.len(), "reply must be written"),
             Inbound::Ignored => assert_eq!(format, WireFormat::Alepha),
         }
         for (room, size) in table.rooms() {

@@ -156,7 +156,7 @@ impl Hub {
                             reply(table, slots, member, room.as_str(), &line);
                             continue;
                         }
-                        Inbound::Reply { len, .. } => {
+                        Inbound::Answer { len, .. } => {
                             let message = match format.message_kind() {
                                 roomwire_core::MessageKind::Text => {
                                     roomwire_core::Message::Text(std::str::from_utf8(&frame[..len]).expect("text"))

@@ -103,7 +103,7 @@ enum Io {
 
 /// Where to connect: a parsed `ws[s]://host[:port][/prefix][?query]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Endpoint {
+pub(crate) struct ServerUrl {
     /// `wss://`.
     secure: bool,
     /// `host[:port]` as written: the `Host` header.
@@ -117,7 +117,7 @@ pub(crate) struct Endpoint {
     query: Option<String>,
 }
 
-impl Endpoint {
+impl ServerUrl {
     pub(crate) fn parse(url: &str) -> Result<Self, ConnectError> {
         let url = WsUrl::parse(url).map_err(|e| ConnectError::InvalidUrl(e.as_str()))?;
         if url.secure && !cfg!(feature = "tls") {
@@ -151,7 +151,7 @@ where
     C: Channel,
     M: Serialize + DeserializeOwned,
 {
-    endpoint: Endpoint,
+    endpoint: ServerUrl,
     options: ClientOptions,
     session: Session<C, M>,
     shared: Arc<Shared>,
@@ -185,7 +185,7 @@ where
     M: Serialize + DeserializeOwned + Send + 'static,
 {
     pub(crate) fn new(
-        endpoint: Endpoint,
+        endpoint: ServerUrl,
         options: ClientOptions,
         core: Core<C, M>,
         shared: Arc<Shared>,
@@ -868,7 +868,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// TCP connect, and TLS for `wss://`.
-async fn open_stream(endpoint: Endpoint, options: ClientOptions) -> io::Result<ClientStream> {
+async fn open_stream(endpoint: ServerUrl, options: ClientOptions) -> io::Result<ClientStream> {
     let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
     tcp.set_nodelay(true)?;
     if endpoint.secure {
@@ -881,25 +881,25 @@ async fn open_stream(endpoint: Endpoint, options: ClientOptions) -> io::Result<C
 
 #[cfg(test)]
 mod tests {
-    use super::Endpoint;
+    use super::ServerUrl;
     use crate::client::ConnectError;
 
     #[test]
     fn parses_endpoints() {
-        let e = Endpoint::parse("ws://127.0.0.1:8080").unwrap();
+        let e = ServerUrl::parse("ws://127.0.0.1:8080").unwrap();
         assert_eq!(
             (e.authority.as_str(), e.host.as_str(), e.port, e.prefix.as_str(), e.secure),
             ("127.0.0.1:8080", "127.0.0.1", 8080, "", false)
         );
-        let e = Endpoint::parse("WS://example.com/api/?token=t").unwrap();
+        let e = ServerUrl::parse("WS://example.com/api/?token=t").unwrap();
         assert_eq!(
             (e.host.as_str(), e.port, e.prefix.as_str(), e.query.as_deref()),
             ("example.com", 80, "/api", Some("token=t"))
         );
-        let e = Endpoint::parse("wss://[::1]/").unwrap();
+        let e = ServerUrl::parse("wss://[::1]/").unwrap();
         assert_eq!((e.authority.as_str(), e.host.as_str(), e.port, e.secure), ("[::1]", "::1", 443, true));
         for bad in ["http://h/", "ws://", "ws://:80", "ws://h:99999", "ws://u@h", "ws://h/#f", "h:80"] {
-            assert!(matches!(Endpoint::parse(bad), Err(ConnectError::InvalidUrl(_))), "{bad}");
+            assert!(matches!(ServerUrl::parse(bad), Err(ConnectError::InvalidUrl(_))), "{bad}");
         }
     }
 }

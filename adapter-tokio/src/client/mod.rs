@@ -152,7 +152,7 @@ use tracing::Instrument;
 pub use roomwire_core::reconnect::ReconnectPolicy;
 
 use crate::config::Config;
-use driver::{Command, Driver, Endpoint, Outlets};
+use driver::{Command, Driver, Outlets, ServerUrl};
 
 /// Default bound of the send queue, as Alepha's client: see
 /// [`ClientOptions::queue_capacity`].
@@ -761,7 +761,7 @@ where
     /// The connection lives while the [`Client`] (any clone) or the
     /// [`Incoming`] stream does, or until [`close`](Self::close).
     pub fn connect(url: &str, options: ClientOptions) -> Result<(Self, Incoming<C>), ConnectError> {
-        let endpoint = Endpoint::parse(url)?;
+        let endpoint = ServerUrl::parse(url)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConnectError::NoRuntime)?;
         if let Some(room) =
             options.rooms.iter().find(|room| Core::<C, C::In<'static>>::with_rooms(options.wire, &[room]).is_err())

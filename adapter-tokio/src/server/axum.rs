@@ -24,7 +24,7 @@ use tracing::{Instrument, Span, debug, info_span};
 
 use super::conn::{self, BoxStream};
 use super::upgrade::RequestHead;
-use super::{Server, Slot, TaskGuard};
+use super::{Permit, Server, TaskGuard};
 use crate::socket::{WebSocket, append_with};
 
 impl Server {
@@ -72,7 +72,7 @@ impl Server {
         if shared.closing.is_set() {
             return answer(admission::SHUTTING_DOWN);
         }
-        let Some(handshake_slot) = Slot::handshake(shared) else {
+        let Some(handshake_permit) = Permit::handshake(shared) else {
             return answer(admission::UNAVAILABLE);
         };
         let config = shared.config.socket;
@@ -102,7 +102,7 @@ impl Server {
             info_span!("connection", path = endpoint.path(), id = tracing::field::Empty, user = tracing::field::Empty);
         let deadline = config.core.handshake_timeout.map(|t| origin + std::time::Duration::from_micros(t.as_micros()));
         let mut admitted =
-            match conn::admit(self, endpoint.as_ref(), open, head, None, deadline).instrument(span.clone()).await {
+            match conn::decide(self, endpoint.as_ref(), open, head, None, deadline).instrument(span.clone()).await {
                 Ok(admitted) => admitted,
                 Err((status, body)) => return refusal(status, &body),
             };
@@ -140,7 +140,7 @@ impl Server {
                         return;
                     }
                 };
-                drop(handshake_slot);
+                drop(handshake_permit);
                 let stream: BoxStream = Box::new(TokioIo::new(upgraded));
                 let ws = Box::new(WebSocket::from_accepted(stream, connection, config, origin));
                 conn::run_open(server, endpoint, ws, admitted).await;

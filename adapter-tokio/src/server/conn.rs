@@ -22,7 +22,7 @@ use super::endpoint::{Dispatched, ErasedEndpoint};
 use super::outbox::Outbox;
 use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, MessageEvent, Registered};
 use super::upgrade::RequestHead;
-use super::{Server, Slot, TaskGuard};
+use super::{Permit, Server, TaskGuard};
 use crate::error::Error;
 use crate::message::Message;
 use crate::socket::{WebSocket, append_with};
@@ -40,7 +40,7 @@ pub(crate) struct Admitted {
     user: Option<String>,
     room: Option<String>,
     /// Its place under the server's connection cap.
-    open: Slot,
+    open: Permit,
 }
 
 /// Serve one accepted stream, start to end.
@@ -75,7 +75,7 @@ async fn handshake(
     if shared.closing.is_set() {
         return None;
     }
-    let Some(handshake_slot) = Slot::handshake(shared) else {
+    let Some(handshake_permit) = Permit::handshake(shared) else {
         debug!("too many handshakes in progress: dropping the stream");
         return None;
     };
@@ -101,7 +101,7 @@ async fn handshake(
     };
     Span::current().record("path", endpoint.path());
     let deadline = ws.handshake_deadline();
-    let mut admitted = match admit(&server, endpoint.as_ref(), open, head, peer, deadline).await {
+    let mut admitted = match decide(&server, endpoint.as_ref(), open, head, peer, deadline).await {
         Ok(admitted) => admitted,
         Err((status, body)) => {
             debug!(status, "refused");
@@ -113,7 +113,7 @@ async fn handshake(
         debug!(%error, "could not send the 101");
         return None;
     }
-    drop(handshake_slot);
+    drop(handshake_permit);
     // Boxed: moved from future to future, it would otherwise take room in
     // each (async fn arguments are stored twice).
     Some((Box::new(ws), endpoint, admitted))
@@ -125,10 +125,10 @@ pub(crate) fn screen(
     server: &Server,
     session: &mut ServerSession,
     path: &str,
-) -> Result<(Arc<dyn ErasedEndpoint>, Slot), HttpRefusal> {
+) -> Result<(Arc<dyn ErasedEndpoint>, Permit), HttpRefusal> {
     let shared = &server.shared;
     let endpoint = shared.endpoint(path).cloned();
-    let open = endpoint.as_ref().and_then(|_| Slot::open(shared));
+    let open = endpoint.as_ref().and_then(|_| Permit::open(shared));
     let gates = Gates { shutting_down: shared.closing.is_set(), full: open.is_none() };
     session.screen(endpoint.is_some(), gates)?;
     // Both are there: the session screened on them.
@@ -138,10 +138,10 @@ pub(crate) fn screen(
 /// The application's decision (step 4 of [`roomwire_core::admission`]),
 /// within the handshake deadline and unless the server starts shutting
 /// down meanwhile. `Err` is the HTTP refusal.
-pub(crate) async fn admit(
+pub(crate) async fn decide(
     server: &Server,
     endpoint: &dyn ErasedEndpoint,
-    open: Slot,
+    open: Permit,
     head: RequestHead,
     peer: Option<SocketAddr>,
     deadline: Option<TokioInstant>,
@@ -149,7 +149,7 @@ pub(crate) async fn admit(
     let shared = &server.shared;
     let RequestHead { info, mut session } = head;
     let handshake = Handshake::new(info, session.format(), peer);
-    let decide = endpoint.policy().admit(&handshake, shared.resolver.as_ref());
+    let decide = endpoint.policy().decide(&handshake, shared.resolver.as_ref());
     let decided = async {
         match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, decide).await.ok(),
@@ -220,7 +220,7 @@ struct Running {
     outbox: Arc<Outbox>,
     registration: Registration,
     /// Its place under the server's connection cap.
-    _open: Slot,
+    _open: Permit,
 }
 
 type Registering = Pin<Box<dyn Future<Output = Option<Running>> + Send>>;
@@ -467,7 +467,7 @@ async fn handle(
                 trace!("message ignored (not JSON)");
                 return Flow::Continue;
             }
-            Dispatched::Reply { len, membership } => {
+            Dispatched::Answer { len, membership } => {
                 if let Some(membership) = membership {
                     debug!(?membership, "membership changed");
                 }

@@ -56,7 +56,7 @@ impl Policy {
     /// Alepha's `admit`: `authorize` alone decides if there is one;
     /// otherwise the user comes from the resolver (the endpoint's, else the
     /// server's) and a `secure` endpoint refuses anonymous users with 401.
-    pub(crate) async fn admit(&self, handshake: &Handshake, server_resolver: Option<&Resolver>) -> Admission {
+    pub(crate) async fn decide(&self, handshake: &Handshake, server_resolver: Option<&Resolver>) -> Admission {
         if let Some(authorize) = &self.authorize {
             return authorize(handshake).await;
         }
@@ -226,7 +226,7 @@ where
 /// What one client message calls for.
 pub(crate) enum Dispatched<'a> {
     /// Send the reply written in `out` to the sender.
-    Reply { len: usize, membership: Option<Membership> },
+    Answer { len: usize, membership: Option<Membership> },
     /// Nothing.
     Ignored,
     /// Run the handler's future, for a message handled in `room`.
@@ -302,7 +302,7 @@ where
                 let context = Context::new(message, room.clone(), registered);
                 Dispatched::Handler { room, future: (self.handler)(context) }
             }
-            Inbound::Reply { len, membership } => Dispatched::Reply { len, membership },
+            Inbound::Answer { len, membership } => Dispatched::Answer { len, membership },
             Inbound::Ignored => Dispatched::Ignored,
         }
     }

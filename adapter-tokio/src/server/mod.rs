@@ -443,13 +443,14 @@ impl Drop for TaskGuard {
     }
 }
 
-/// A slot under a counter's cap, given back on drop.
-pub(crate) struct Slot {
+/// A place under one of the server's caps (open connections, handshakes
+/// in progress), given back on drop.
+pub(crate) struct Permit {
     shared: Arc<Shared>,
     open: bool,
 }
 
-impl Slot {
+impl Permit {
     fn take(shared: &Arc<Shared>, open: bool) -> Option<Self> {
         let (counter, max) = if open {
             (&shared.open, shared.config.max_connections)
@@ -460,18 +461,18 @@ impl Slot {
         Some(Self { shared: shared.clone(), open })
     }
 
-    /// A slot among the open connections, if the cap allows.
+    /// A place among the open connections, if the cap allows.
     pub(crate) fn open(shared: &Arc<Shared>) -> Option<Self> {
         Self::take(shared, true)
     }
 
-    /// A slot among the handshakes in progress, if the cap allows.
+    /// A place among the handshakes in progress, if the cap allows.
     pub(crate) fn handshake(shared: &Arc<Shared>) -> Option<Self> {
         Self::take(shared, false)
     }
 }
 
-impl Drop for Slot {
+impl Drop for Permit {
     fn drop(&mut self) {
         let counter = if self.open { &self.shared.open } else { &self.shared.handshakes };
         counter.fetch_sub(1, Ordering::SeqCst);

@@ -106,7 +106,7 @@ impl Hub {
         let format = WireFormat::negotiate(protocols.iter().copied());
         let id = self.members.len();
         let query = (!query.is_empty()).then_some(query);
-        dispatch::admit::<Chat, _>(format, MemberId(id as u32), query, None, &mut self.table).unwrap();
+        dispatch::join_handshake_rooms::<Chat, _>(format, MemberId(id as u32), query, None, &mut self.table).unwrap();
         self.members.push(Member { pair, format, user: user.map(String::from), open: true });
         id
     }
@@ -177,7 +177,7 @@ impl Hub {
                 );
                 self.emit(&target, &reply);
             }
-            Inbound::Reply { len, .. } => {
+            Inbound::Answer { len, .. } => {
                 let frame = out[..len].to_vec();
                 let m = &mut self.members[id];
                 let mut buf = std::vec![0u8; frame.len() + 14];
@@ -475,8 +475,14 @@ fn roomwire_wire_joins_leaves_and_pushes_in_both_encodings() {
 #[test]
 fn too_many_rooms_in_the_query_is_refused_with_1008() {
     let mut table = FixedRoomTable::<4, 4, 2, 2>::new();
-    let refusal = dispatch::admit::<Chat, _>(WireFormat::Alepha, MemberId(0), Some("roomIds=a,b,c"), None, &mut table)
-        .unwrap_err();
+    let refusal = dispatch::join_handshake_rooms::<Chat, _>(
+        WireFormat::Alepha,
+        MemberId(0),
+        Some("roomIds=a,b,c"),
+        None,
+        &mut table,
+    )
+    .unwrap_err();
     assert_eq!(refusal.code, CloseCode::Policy);
     assert_eq!(table.room_count(), 0, "a refused connection holds no room");
 }

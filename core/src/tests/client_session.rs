@@ -125,7 +125,7 @@ fn serve<S: TestChannel>(format: WireFormat, table: &mut Table, data: &[u8]) -> 
     let mut out = [0u8; 256];
     match dispatch::handle_message::<S, _>(format, ME, table, data, &mut scratch, &mut out) {
         Inbound::Message { room, message } => Served::Handled { room: room.to_string(), content: S::content(&message) },
-        Inbound::Reply { len, .. } => Served::Reply(out[..len].to_vec()),
+        Inbound::Answer { len, .. } => Served::Reply(out[..len].to_vec()),
         Inbound::Ignored => Served::Ignored,
     }
 }
@@ -138,7 +138,7 @@ fn admit<S: Channel, C: Channel, const N: usize>(client: &RoomClient<C, N>, tabl
     let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
     assert_eq!(path, S::PATH);
     let format = WireFormat::negotiate(client.protocols().iter().copied());
-    dispatch::admit::<S, _>(format, ME, query, None, table).unwrap();
+    dispatch::join_handshake_rooms::<S, _>(format, ME, query, None, table).unwrap();
     format
 }
 
@@ -498,7 +498,7 @@ fn a_server_without_roomwire_falls_back_to_the_alepha_wire() {
     let mut table = Table::new();
     let mut target = [0u8; 64];
     let n = client.write_target(&mut target).unwrap();
-    dispatch::admit::<Chat, _>(WireFormat::Alepha, ME, None, None, &mut table).unwrap();
+    dispatch::join_handshake_rooms::<Chat, _>(WireFormat::Alepha, ME, None, None, &mut table).unwrap();
     assert_eq!(&target[..n], b"/ws/chat");
     assert_eq!(client.opened(None), Ok(Opened::Reconnect));
     assert_eq!(client.format(), WireFormat::Alepha);
@@ -681,7 +681,14 @@ fn b86_a_push_labelled_room_a_is_for_room_a_only() {
     let mut table = Table::new();
     let mut client = RoomClient::<Chat, 4>::with_rooms(WireFormat::Alepha, &["room-a", "room-b"]).unwrap();
     admit::<Chat, _, 4>(&client, &mut table);
-    dispatch::admit::<Chat, _>(WireFormat::Alepha, MemberId(2), Some("roomIds=room-b"), None, &mut table).unwrap();
+    dispatch::join_handshake_rooms::<Chat, _>(
+        WireFormat::Alepha,
+        MemberId(2),
+        Some("roomIds=room-b"),
+        None,
+        &mut table,
+    )
+    .unwrap();
     client.opened(None).unwrap();
 
     let frames = emit(&table, &Target { rooms: &["room-a"], ..Target::default() }, &say("for a"));
