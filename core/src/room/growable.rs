@@ -1,0 +1,371 @@
+//! The growable room table (feature `alloc`).
+
+use alloc::vec::Vec;
+use core::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashMap};
+
+use super::{JoinError, Joined, MemberId, RoomId, RoomTable, TableLimits};
+
+/// A room; its key is its index in `GrowableRoomTable::slab`.
+#[derive(Debug, Clone)]
+struct Room {
+    id: RoomId,
+    /// In no particular order (leaving is a `swap_remove`).
+    members: Vec<MemberId>,
+}
+
+/// A member's rooms, by key, in join order. `None` marks a room left
+/// since the last compaction.
+#[derive(Debug, Clone, Default)]
+struct Member {
+    rooms: Vec<Option<u32>>,
+    /// The `Some` entries of `rooms`.
+    live: usize,
+}
+
+/// Where one membership sits on each side.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    /// Index in `Room::members`.
+    in_room: u32,
+    /// Index in `Member::rooms`.
+    in_member: u32,
+}
+
+/// Rooms whose member list has at least this capacity give memory back
+/// when they drop below a quarter of it.
+const SHRINK_ABOVE: usize = 64;
+
+fn index(key: u32) -> usize {
+    usize::try_from(key).unwrap_or(usize::MAX)
+}
+
+/// A growable room table (feature `alloc`), for servers with many
+/// connections and large rooms.
+///
+/// Every membership operation is O(1) amortized, except
+/// [`leave_all`](RoomTable::leave_all), which is linear in the rooms the
+/// member leaves (see the [module documentation](super) for the layout).
+/// The members of a room are a contiguous slice in no particular order.
+/// Optional [`TableLimits`] bound it; by default it has none. Each
+/// membership costs about 30 bytes (a position entry, a slot in the
+/// room's slice and one in the member's list), each room about 170
+/// (its id is stored twice: in the name index and in the room).
+///
+/// `S` hashes room ids and member handles. The default, foldhash, is
+/// fast and randomly seeded but only minimally resistant to collision
+/// attacks; where clients choose room names and `std` is available,
+/// [`with_limits_and_hasher`](Self::with_limits_and_hasher) can take
+/// `std::hash::RandomState` (SipHash) instead.
+///
+/// ```
+/// use roomwire_core::room::{GrowableRoomTable, Joined, MemberId, RoomId, RoomTable};
+///
+/// let mut table = GrowableRoomTable::new();
+/// let lobby = RoomId::new("lobby").unwrap();
+/// for m in 0..10_000 {
+///     assert_eq!(table.join(MemberId(m), &lobby), Ok(Joined::Added));
+/// }
+/// assert_eq!(table.room_size("lobby"), 10_000);
+/// assert_eq!(table.members("lobby").len(), 10_000); // one slice
+/// assert!(table.leave(MemberId(42), "lobby"));
+/// assert_eq!(table.member_count(), 9_999);
+/// ```
+#[derive(Debug, Clone)]
+pub struct GrowableRoomTable<S = DefaultHashBuilder> {
+    /// Room id → key.
+    by_name: HashMap<RoomId, u32, S>,
+    /// Rooms by key; `None` slots are listed in `free`.
+    slab: Vec<Option<Room>>,
+    free: Vec<u32>,
+    members: HashMap<MemberId, Member, S>,
+    /// Every membership, by (room key, member).
+    positions: HashMap<(u32, MemberId), Position, S>,
+    limits: TableLimits,
+}
+
+impl GrowableRoomTable {
+    /// An empty table without limits.
+    ///
+    /// ```
+    /// use roomwire_core::room::{GrowableRoomTable, RoomTable, TableLimits};
+    /// let table = GrowableRoomTable::new();
+    /// assert_eq!(table.limits(), TableLimits::UNLIMITED);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty table with `limits`.
+    ///
+    /// ```
+    /// use roomwire_core::room::{GrowableRoomTable, JoinError, MemberId, RoomId, RoomTable, TableLimits};
+    /// let mut table =
+    ///     GrowableRoomTable::with_limits(TableLimits { max_rooms_per_member: 1, ..TableLimits::UNLIMITED });
+    /// table.join(MemberId(1), &RoomId::new("a").unwrap()).unwrap();
+    /// assert_eq!(table.join(MemberId(1), &RoomId::new("b").unwrap()), Err(JoinError::MemberFull));
+    /// ```
+    pub fn with_limits(limits: TableLimits) -> Self {
+        Self { limits, ..Self::default() }
+    }
+}
+
+impl<S: Default> Default for GrowableRoomTable<S> {
+    fn default() -> Self {
+        Self {
+            by_name: HashMap::default(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            members: HashMap::default(),
+            positions: HashMap::default(),
+            limits: TableLimits::UNLIMITED,
+        }
+    }
+}
+
+impl<S: BuildHasher + Clone> GrowableRoomTable<S> {
+    /// An empty table with `limits`, hashing with `hasher`.
+    ///
+    /// ```
+    /// use roomwire_core::room::{GrowableRoomTable, MemberId, RoomId, RoomTable, TableLimits};
+    /// let mut table = GrowableRoomTable::with_limits_and_hasher(TableLimits::UNLIMITED, std::hash::RandomState::new());
+    /// table.join(MemberId(1), &RoomId::new("a").unwrap()).unwrap();
+    /// assert!(table.is_in_room(MemberId(1), "a"));
+    /// ```
+    pub fn with_limits_and_hasher(limits: TableLimits, hasher: S) -> Self {
+        Self {
+            by_name: HashMap::with_hasher(hasher.clone()),
+            slab: Vec::new(),
+            free: Vec::new(),
+            members: HashMap::with_hasher(hasher.clone()),
+            positions: HashMap::with_hasher(hasher),
+            limits,
+        }
+    }
+}
+
+impl<S: BuildHasher> GrowableRoomTable<S> {
+    /// Gives back memory kept from busier times: hash tables, room
+    /// slots and member lists shrink to what is in use.
+    ///
+    /// ```
+    /// use roomwire_core::room::{GrowableRoomTable, MemberId, RoomId, RoomTable};
+    /// let mut table = GrowableRoomTable::new();
+    /// for m in 0..1000 {
+    ///     table.join(MemberId(m), &RoomId::new("a").unwrap()).unwrap();
+    /// }
+    /// for m in 0..1000 {
+    ///     table.leave_all(MemberId(m));
+    /// }
+    /// table.shrink_to_fit();
+    /// assert_eq!(table.room_count(), 0);
+    /// ```
+    pub fn shrink_to_fit(&mut self) {
+        while matches!(self.slab.last(), Some(None)) {
+            self.slab.pop();
+        }
+        let len = self.slab.len();
+        self.free.retain(|&key| index(key) < len);
+        self.slab.shrink_to_fit();
+        self.free.shrink_to_fit();
+        for room in self.slab.iter_mut().flatten() {
+            room.members.shrink_to_fit();
+        }
+        for (&member, entry) in &mut self.members {
+            compact(member, entry, &mut self.positions);
+            entry.rooms.shrink_to_fit();
+        }
+        self.by_name.shrink_to_fit();
+        self.members.shrink_to_fit();
+        self.positions.shrink_to_fit();
+    }
+
+    fn room(&self, key: u32) -> Option<&Room> {
+        self.slab.get(index(key)).and_then(Option::as_ref)
+    }
+
+    /// Removes the membership at `in_room` from room `key`, fixing the
+    /// position of the member moved into its place, and deletes the room
+    /// if it is now empty.
+    fn unlink_room_side(&mut self, key: u32, in_room: u32) {
+        let Some(slot) = self.slab.get_mut(index(key)) else { return };
+        let Some(room) = slot.as_mut() else { return };
+        let at = index(in_room);
+        if at < room.members.len() {
+            room.members.swap_remove(at);
+            if let Some(&moved) = room.members.get(at)
+                && let Some(position) = self.positions.get_mut(&(key, moved))
+            {
+                position.in_room = in_room;
+            }
+        }
+        if room.members.is_empty() {
+            if let Some(room) = slot.take() {
+                self.by_name.remove(room.id.as_str());
+            }
+            self.free.push(key);
+        } else {
+            let capacity = room.members.capacity();
+            if capacity >= SHRINK_ABOVE && room.members.len() < capacity / 4 {
+                room.members.shrink_to(capacity / 2);
+            }
+        }
+    }
+
+    /// Tombstones the room at `in_member` in `member`'s list, forgetting
+    /// the member if it is now in no room and compacting its list once it
+    /// is mostly tombstones.
+    fn unlink_member_side(&mut self, member: MemberId, in_member: u32) {
+        let Some(entry) = self.members.get_mut(&member) else { return };
+        if entry.rooms.get_mut(index(in_member)).and_then(Option::take).is_some() {
+            entry.live = entry.live.saturating_sub(1);
+        }
+        if entry.live == 0 {
+            self.members.remove(&member);
+            return;
+        }
+        while matches!(entry.rooms.last(), Some(None)) {
+            entry.rooms.pop();
+        }
+        if entry.rooms.len().saturating_sub(entry.live) > entry.live {
+            compact(member, entry, &mut self.positions);
+        }
+    }
+}
+
+/// Drops the tombstones of `member`'s list and records the new positions.
+/// Runs after at least as many leaves as there are rooms left, so it is
+/// O(1) amortized per leave.
+fn compact<S: BuildHasher>(
+    member: MemberId,
+    entry: &mut Member,
+    positions: &mut HashMap<(u32, MemberId), Position, S>,
+) {
+    entry.rooms.retain(Option::is_some);
+    entry.live = entry.rooms.len();
+    for (i, key) in entry.rooms.iter().enumerate() {
+        if let (Some(key), Ok(i)) = (key, u32::try_from(i))
+            && let Some(position) = positions.get_mut(&(*key, member))
+        {
+            position.in_member = i;
+        }
+    }
+}
+
+impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
+    fn limits(&self) -> TableLimits {
+        self.limits
+    }
+
+    fn join(&mut self, member: MemberId, room: &RoomId) -> Result<Joined, JoinError> {
+        // Check everything first, in the order documented on
+        // `JoinError`; change nothing unless the join succeeds.
+        let existing = self.by_name.get(room.as_str()).copied();
+        let (key, room_len) = match existing {
+            Some(key) => {
+                if self.positions.contains_key(&(key, member)) {
+                    return Ok(Joined::AlreadyMember);
+                }
+                (key, self.room(key).map_or(0, |r| r.members.len()))
+            }
+            None => {
+                if self.by_name.len() >= self.limits.max_rooms {
+                    return Err(JoinError::TooManyRooms);
+                }
+                let key = match self.free.last() {
+                    Some(&key) => key,
+                    None => u32::try_from(self.slab.len()).map_err(|_| JoinError::TooManyRooms)?,
+                };
+                (key, 0)
+            }
+        };
+        if room_len >= self.limits.max_members_per_room {
+            return Err(JoinError::RoomFull);
+        }
+        let in_room = u32::try_from(room_len).map_err(|_| JoinError::RoomFull)?;
+        let (joined, listed) = match self.members.get(&member) {
+            Some(entry) => (entry.live, entry.rooms.len()),
+            None if self.members.len() >= self.limits.max_members => return Err(JoinError::TooManyMembers),
+            None => (0, 0),
+        };
+        if joined >= self.limits.max_rooms_per_member {
+            return Err(JoinError::MemberFull);
+        }
+        let in_member = u32::try_from(listed).map_err(|_| JoinError::MemberFull)?;
+
+        // Commit.
+        if existing.is_none() {
+            let new_room = Some(Room { id: room.clone(), members: Vec::new() });
+            if self.free.last() == Some(&key) {
+                self.free.pop();
+                if let Some(slot) = self.slab.get_mut(index(key)) {
+                    *slot = new_room;
+                }
+            } else {
+                self.slab.push(new_room);
+            }
+            self.by_name.insert(room.clone(), key);
+        }
+        if let Some(r) = self.slab.get_mut(index(key)).and_then(Option::as_mut) {
+            r.members.push(member);
+        }
+        let entry = self.members.entry(member).or_default();
+        entry.rooms.push(Some(key));
+        entry.live += 1;
+        self.positions.insert((key, member), Position { in_room, in_member });
+        Ok(Joined::Added)
+    }
+
+    fn leave(&mut self, member: MemberId, room: &str) -> bool {
+        let Some(&key) = self.by_name.get(room) else { return false };
+        let Some(position) = self.positions.remove(&(key, member)) else { return false };
+        self.unlink_room_side(key, position.in_room);
+        self.unlink_member_side(member, position.in_member);
+        true
+    }
+
+    fn leave_all(&mut self, member: MemberId) -> usize {
+        let Some(entry) = self.members.remove(&member) else { return 0 };
+        let mut left = 0;
+        for key in entry.rooms.into_iter().flatten() {
+            if let Some(position) = self.positions.remove(&(key, member)) {
+                self.unlink_room_side(key, position.in_room);
+                left += 1;
+            }
+        }
+        left
+    }
+
+    fn is_in_room(&self, member: MemberId, room: &str) -> bool {
+        self.by_name.get(room).is_some_and(|&key| self.positions.contains_key(&(key, member)))
+    }
+
+    fn members(&self, room: &str) -> &[MemberId] {
+        self.by_name.get(room).and_then(|&key| self.room(key)).map_or(&[], |r| r.members.as_slice())
+    }
+
+    fn rooms_of(&self, member: MemberId) -> impl Iterator<Item = &RoomId> {
+        self.members
+            .get(&member)
+            .into_iter()
+            .flat_map(|entry| entry.rooms.iter().flatten())
+            .filter_map(|&key| self.room(key).map(|r| &r.id))
+    }
+
+    fn rooms(&self) -> impl Iterator<Item = (&RoomId, usize)> {
+        self.slab.iter().flatten().map(|r| (&r.id, r.members.len()))
+    }
+
+    fn room_count(&self) -> usize {
+        self.by_name.len()
+    }
+
+    fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    fn room_count_of(&self, member: MemberId) -> usize {
+        self.members.get(&member).map_or(0, |entry| entry.live)
+    }
+}
