@@ -55,7 +55,7 @@ use embassy_net::Stack;
 use embassy_net::tcp::TcpSocket;
 use embassy_time::Timer;
 use roomwire_core::client::{ClientError, ClientEvent, Requested, RoomClient, TargetBase};
-use roomwire_core::envelope::EncodeError;
+use roomwire_core::payload::EncodeError;
 use roomwire_core::reconnect::ReconnectPolicy;
 use roomwire_core::session::{ClientSession, Next, Output, SessionConfig, SessionEvent, TransportError};
 use roomwire_core::{Channel, Config, Duration, WireFormat};

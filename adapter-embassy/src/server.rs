@@ -207,7 +207,7 @@ impl<'c, 'b, C: Channel> Context<'c, 'b, C> {
             if !deliveries.iter().any(|(m, _)| format_of(*m).is_some_and(|f| f.is_json() == json)) {
                 continue;
             }
-            let Ok(len) = roomwire_core::envelope::encode_payload(format, message, self.payload) else { continue };
+            let Ok(len) = roomwire_core::payload::encode_payload(format, message, self.payload) else { continue };
             let payload = self.payload.get(..len).unwrap_or(&[]);
             for &(member, label) in &deliveries {
                 let Some(slot) = self.slots.get_mut(member.0 as usize) else { continue };

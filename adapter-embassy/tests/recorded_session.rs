@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use roomwire_core::envelope::{self, ServerEnvelope};
 use roomwire_core::handshake::ClientRequest;
+use roomwire_core::payload;
 use roomwire_core::target::FrameKey;
 use roomwire_core::{CloseCode, Config, Connection, Event, Instant, Message, MessageKind, RoomClient, WireFormat};
 use serde::{Deserialize, Serialize};
@@ -73,7 +74,7 @@ fn session(format: WireFormat) -> Vec<u8> {
 
     let payload = |message: &Command<'_>| {
         let mut buf = [0u8; 256];
-        let n = envelope::encode_payload(format, message, &mut buf).unwrap();
+        let n = payload::encode_payload(format, message, &mut buf).unwrap();
         buf[..n].to_vec()
     };
     let mut push = |session: &mut Vec<u8>, room: Option<&str>, message: &Command<'_>| {

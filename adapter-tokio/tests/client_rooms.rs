@@ -20,7 +20,7 @@ use roomwire_tokio::roomwire_core::channel::Channel;
 use roomwire_tokio::roomwire_core::dispatch::{self, Inbound};
 use roomwire_tokio::roomwire_core::room::{GrowableRoomTable, MemberId, RoomTable, TableLimits};
 use roomwire_tokio::roomwire_core::target::FrameKey;
-use roomwire_tokio::roomwire_core::{self, RoomId, Timeout, WireFormat, envelope, handshake};
+use roomwire_tokio::roomwire_core::{self, RoomId, Timeout, WireFormat, envelope, handshake, payload};
 use roomwire_tokio::{Config, Decision, Error, Message, MessageKind, WebSocket};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -375,7 +375,7 @@ fn deliver<M: Serialize>(
 ) {
     let encode = |format| {
         let mut payload = vec![0u8; 4096];
-        let n = envelope::encode_payload(format, message, &mut payload).unwrap();
+        let n = payload::encode_payload(format, message, &mut payload).unwrap();
         payload.truncate(n);
         payload
     };

@@ -6,6 +6,7 @@ mod server_support;
 
 use roomwire_tokio::roomwire_core::RoomId;
 use roomwire_tokio::roomwire_core::envelope::{self, ClientEnvelope, ServerEnvelope, code};
+use roomwire_tokio::roomwire_core::payload;
 use roomwire_tokio::roomwire_core::wire::{PROTOCOL_JSON, PROTOCOL_POSTCARD, WireFormat};
 use roomwire_tokio::server::Emit;
 use roomwire_tokio::{Message, MessageRef};
@@ -29,7 +30,7 @@ async fn send(ws: &mut Client, format: WireFormat, envelope: &ClientEnvelope<'_>
 
 async fn message(ws: &mut Client, format: WireFormat, to: &str, content: &str) {
     let mut payload = vec![0u8; 256];
-    let n = envelope::encode_payload(format, &ChatOut { content: content.into() }, &mut payload).unwrap();
+    let n = payload::encode_payload(format, &ChatOut { content: content.into() }, &mut payload).unwrap();
     send(ws, format, &ClientEnvelope::Message { room: room(to), payload: &payload[..n] }).await;
 }
 
@@ -57,7 +58,7 @@ async fn next(ws: &mut Client, format: WireFormat) -> Got {
 /// The payload of `message` as `format` encodes it.
 fn payload(format: WireFormat, message: &ChatIn) -> Vec<u8> {
     let mut out = vec![0u8; 256];
-    let n = envelope::encode_payload(format, message, &mut out).unwrap();
+    let n = payload::encode_payload(format, message, &mut out).unwrap();
     out.truncate(n);
     out
 }

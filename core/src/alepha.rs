@@ -20,7 +20,7 @@
 //! * A client strips the marker before handing the payload on
 //!   ([`split_server_frame`]).
 //!
-//! Typed messages are JSON ([`decode_message`], [`encode_payload`]).
+//! Typed messages are JSON ([`decode_message`](crate::payload::decode_message), [`encode_payload`](crate::payload::encode_payload)).
 //! `PROTOCOL.md` at the repository root specifies the wire in full.
 //!
 //! ```
@@ -47,14 +47,15 @@
 use core::fmt;
 
 use crate::channel::Channel;
-use crate::envelope::{self, room_from_raw};
+use crate::envelope::room_from_raw;
 use crate::error::InsufficientSize;
 use crate::json::{self, EscapingWriter, RawStr, write_escaped_str};
+use crate::payload;
 use crate::room::{MAX_ROOM_ID_LEN, RoomId, RoomSet};
 use crate::wire::WireFormat;
 use crate::writer::write_twice;
 
-pub use crate::envelope::{DecodeError, EncodeError, MessageError};
+pub use crate::payload::{DecodeError, EncodeError, MessageError};
 
 /// The room of a connection whose handshake names none.
 pub const DEFAULT_ROOM: &str = "default";
@@ -396,7 +397,7 @@ pub fn resolve_room<'r, const N: usize>(claimed: Option<&str>, joined: &'r RoomS
 /// (`Message validation failed: ...`).
 ///
 /// With `std`, `serde_json` decodes; without, `serde-json-core`, which
-/// unescapes strings into `scratch` (see [`envelope::decode_payload`]).
+/// unescapes strings into `scratch` (see [`payload::decode_payload`]).
 ///
 /// ```
 /// use roomwire_core::alepha::decode_message;
@@ -414,7 +415,7 @@ pub fn resolve_room<'r, const N: usize>(claimed: Option<&str>, joined: &'r RoomS
 /// # Ok::<(), roomwire_core::alepha::MessageError>(())
 /// ```
 pub fn decode_message<'a, C: Channel>(raw: &'a [u8], scratch: &mut [u8]) -> Result<C::Out<'a>, MessageError> {
-    envelope::decode_message::<C>(WireFormat::Alepha, raw, scratch)
+    payload::decode_message::<C>(WireFormat::Alepha, raw, scratch)
 }
 
 /// Encodes a server message of channel `C` as JSON (the payload for
@@ -437,7 +438,7 @@ pub fn decode_message<'a, C: Channel>(raw: &'a [u8], scratch: &mut [u8]) -> Resu
 /// # Ok::<(), roomwire_core::alepha::EncodeError>(())
 /// ```
 pub fn encode_payload<C: Channel>(message: &C::In<'_>, out: &mut [u8]) -> Result<usize, EncodeError> {
-    envelope::encode_payload(WireFormat::Alepha, message, out)
+    payload::encode_payload(WireFormat::Alepha, message, out)
 }
 
 // ---------------------------------------------------------------------------
@@ -455,7 +456,7 @@ pub fn encode_payload<C: Channel>(message: &C::In<'_>, out: &mut [u8]) -> Result
 /// a connection or to the whole channel carry no label.
 ///
 /// `payload_json` is trusted to be valid JSON (it comes from
-/// [`encode_payload`]): only its outer braces are looked at. If `out` is
+/// [`encode_payload`](crate::payload::encode_payload)): only its outer braces are looked at. If `out` is
 /// too small, nothing is written.
 ///
 /// ```

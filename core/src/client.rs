@@ -98,9 +98,11 @@ use serde::Serialize;
 use crate::MessageKind;
 use crate::alepha::{self, DEFAULT_ROOM, SplitError};
 use crate::channel::Channel;
-use crate::envelope::{self, ClientEnvelope, DecodeError, EncodeError, EnvelopeError, ServerEnvelope, Text};
+use crate::envelope::{self, ClientEnvelope, EnvelopeError, ServerEnvelope, Text};
 use crate::error::InsufficientSize;
 use crate::json::{self, write_escaped_str};
+use crate::payload;
+use crate::payload::{DecodeError, EncodeError};
 use crate::room::{CapacityError, RoomId, RoomSet};
 use crate::wire::{PROTOCOL_JSON, PROTOCOL_POSTCARD, PROTOCOL_PROBE, WireFormat};
 use crate::writer::{Writer, write_twice};
@@ -1026,7 +1028,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     /// message, and an Alepha server would handle it in another room (its
     /// connection's first), which is never what the caller meant. The
     /// message must pass [`Channel::validate`]. Without `std`, JSON is
-    /// encoded by `serde-json-core` (see [`envelope::encode_payload`]).
+    /// encoded by `serde-json-core` (see [`payload::encode_payload`]).
     ///
     /// ```
     /// use roomwire_core::client::{ClientError, RoomClient};
@@ -1126,7 +1128,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     /// is rebuilt there without its `__alephaRoom` member, so the message
     /// decodes exactly as it was sent (at most the frame's length is
     /// needed). Without `std`, JSON strings with escapes are unescaped into
-    /// what remains of it (see [`envelope::decode_payload`]); with `std`,
+    /// what remains of it (see [`payload::decode_payload`]); with `std`,
     /// or for postcard, nothing more is needed. A `scratch` of the
     /// frame's length plus the longest escaped string is always enough.
     ///
@@ -1208,7 +1210,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
                 }
             }
             ServerEnvelope::Push { room, payload } => {
-                Ok(match envelope::decode_payload::<C::In<'a>>(format, payload, scratch) {
+                Ok(match payload::decode_payload::<C::In<'a>>(format, payload, scratch) {
                     Ok(message) => ClientEvent::Message { room, message },
                     Err(error) => ClientEvent::DecodeFailed { room, error },
                 })
@@ -1236,7 +1238,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         if stripped && room.is_none() {
             return Err(ClientError::InvalidLabel);
         }
-        Ok(match envelope::decode_payload::<C::In<'a>>(WireFormat::Alepha, payload, unescape) {
+        Ok(match payload::decode_payload::<C::In<'a>>(WireFormat::Alepha, payload, unescape) {
             Ok(message) => ClientEvent::Message { room, message },
             Err(error) => ClientEvent::DecodeFailed { room, error },
         })
@@ -1275,7 +1277,7 @@ fn finish_frame<T: Serialize + ?Sized>(
         Ok(head) => head,
         // Measure the payload for an exact answer where the encoder can.
         Err(e) => {
-            return Err(match envelope::encode_payload(format, value, &mut []) {
+            return Err(match payload::encode_payload(format, value, &mut []) {
                 Ok(n) => EncodeError::InsufficientSize(InsufficientSize { required: e.required + n }),
                 Err(payload) => grow(payload, e.required),
             });
@@ -1284,12 +1286,12 @@ fn finish_frame<T: Serialize + ?Sized>(
     let end = out.len().checked_sub(suffix.len()).filter(|&end| end >= head);
     let Some(body) = end.and_then(|end| out.get_mut(head..end)) else {
         return Err(grow(
-            envelope::encode_payload(format, value, &mut [])
+            payload::encode_payload(format, value, &mut [])
                 .map_or_else(|e| e, |n| EncodeError::InsufficientSize(InsufficientSize { required: n })),
             overhead(head),
         ));
     };
-    let n = envelope::encode_payload(format, value, body).map_err(|e| grow(e, overhead(head)))?;
+    let n = payload::encode_payload(format, value, body).map_err(|e| grow(e, overhead(head)))?;
     let total = overhead(head) + n;
     let tail =
         out.get_mut(head + n..total).ok_or(EncodeError::InsufficientSize(InsufficientSize { required: total }))?;
@@ -1374,7 +1376,7 @@ mod tests {
             // Same bytes as the envelope encoder with a pre-encoded payload.
             if format != WireFormat::Alepha {
                 let mut payload = [0u8; 64];
-                let p = envelope::encode_payload(format, &say, &mut payload).unwrap();
+                let p = payload::encode_payload(format, &say, &mut payload).unwrap();
                 let mut expected = [0u8; 128];
                 let e = envelope::encode_client(
                     format,

@@ -26,6 +26,7 @@ use crate::close::CloseCode;
 use crate::envelope::{self, ClientEnvelope, code};
 use crate::error::InsufficientSize;
 use crate::frame::FrameHeader;
+use crate::payload;
 use crate::room::{JoinError, MemberId, RoomId, RoomSet, RoomTable};
 use crate::target::FrameKey;
 use crate::wire::WireFormat;
@@ -275,7 +276,7 @@ fn handle_envelope<'a, C: Channel, T: RoomTable>(
             if !table.is_in_room(member, &room) {
                 return reply(error_frame(format, None, code::NOT_A_MEMBER, "Not a member of that room", out), None);
             }
-            match envelope::decode_message::<C>(format, payload, scratch) {
+            match payload::decode_message::<C>(format, payload, scratch) {
                 Ok(message) => Inbound::Message { room, message },
                 Err(error) => reply(error_frame(format, None, code::VALIDATION_FAILED, &error, out), None),
             }

@@ -71,6 +71,7 @@ pub mod frame;
 pub mod handshake;
 pub mod json;
 pub mod message;
+pub mod payload;
 pub mod reconnect;
 pub mod room;
 pub mod session;

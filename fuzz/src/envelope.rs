@@ -10,6 +10,7 @@
 
 use roomwire_core::dispatch::{self, Inbound};
 use roomwire_core::envelope::{self, ClientEnvelope, ServerEnvelope};
+use roomwire_core::payload;
 use roomwire_core::room::{FixedRoomTable, MemberId, RoomTable};
 use roomwire_core::wire::WireFormat;
 use serde::{Deserialize, Serialize};
@@ -54,7 +55,7 @@ pub fn run(data: &[u8]) {
             let again = envelope::decode_client(format, &out[..n]).expect("re-encoded envelope decodes");
             assert_eq!(again, env);
             if let ClientEnvelope::Message { payload, .. } = env {
-                let _ = envelope::decode_payload::<Out<'_>>(format, payload, &mut [0u8; 128]);
+                let _ = payload::decode_payload::<Out<'_>>(format, payload, &mut [0u8; 128]);
             }
         }
         if let Ok(env) = envelope::decode_server(format, body) {
@@ -62,7 +63,7 @@ pub fn run(data: &[u8]) {
             let again = envelope::decode_server(format, &out[..n]).expect("re-encoded envelope decodes");
             assert_eq!(again, env);
             if let ServerEnvelope::Push { payload, .. } = env {
-                let _ = envelope::decode_payload::<Out<'_>>(format, payload, &mut [0u8; 128]);
+                let _ = payload::decode_payload::<Out<'_>>(format, payload, &mut [0u8; 128]);
             }
         }
     }

@@ -9,8 +9,8 @@ use std::rc::Rc;
 
 use roomwire_core::admission::Gates;
 use roomwire_core::dispatch::{self, Inbound};
-use roomwire_core::envelope::encode_payload;
 use roomwire_core::message::{Incoming, MessageReader};
+use roomwire_core::payload::encode_payload;
 use roomwire_core::room::{FixedRoomTable, MemberId};
 use roomwire_core::session::ServerSession;
 use roomwire_core::target::{Directory, FrameKey, SeenBits, Target, resolve};

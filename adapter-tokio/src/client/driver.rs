@@ -15,8 +15,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use roomwire_core::client::{ClientError, ClientEvent, Requested, TargetBase};
-use roomwire_core::envelope::{self, EncodeError};
 use roomwire_core::message::VecStorage;
+use roomwire_core::payload;
+use roomwire_core::payload::EncodeError;
 use roomwire_core::session::{ClientSession, Disconnect, Next, Output, SessionConfig, SessionEvent, TransportError};
 use roomwire_core::url::WsUrl;
 use roomwire_core::{Channel, InsufficientSize, RoomId, Timeout};
@@ -763,7 +764,7 @@ where
         let written = if same_encoding {
             grow_client(&mut self.out, hint, |out| session.send_encoded(&item.room, &item.payload, out), |n| n)
         } else {
-            let message = envelope::decode_payload::<C::Out<'_>>(item.format, &item.payload, &mut [])
+            let message = payload::decode_payload::<C::Out<'_>>(item.format, &item.payload, &mut [])
                 .map_err(|e| e.to_string())?;
             grow_client(&mut self.out, hint, |out| session.send(&item.room, &message, out), |n| n)
         };

@@ -143,7 +143,8 @@ use std::time::Duration;
 use futures_core::Stream;
 use roomwire_core::channel::Channel;
 use roomwire_core::client::{ClientError, RoomClient};
-use roomwire_core::envelope::{self, EncodeError};
+use roomwire_core::payload;
+use roomwire_core::payload::EncodeError;
 use roomwire_core::{CloseCode, RoomId, WireFormat};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -990,7 +991,7 @@ impl<C: Channel> Client<C> {
 /// size.
 fn encode_payload<T: serde::Serialize + ?Sized>(format: WireFormat, message: &T) -> Result<Vec<u8>, EncodeError> {
     let mut payload = Vec::new();
-    envelope::encode_payload_to_vec(format, message, &mut payload)?;
+    payload::encode_payload_to_vec(format, message, &mut payload)?;
     Ok(payload)
 }
 

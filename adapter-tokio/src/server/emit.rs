@@ -7,7 +7,8 @@ use std::fmt;
 use bytes::Bytes;
 use roomwire_core::InsufficientSize;
 use roomwire_core::dispatch::{self, MAX_SERVER_HEADER};
-use roomwire_core::envelope::{self, EncodeError};
+use roomwire_core::payload;
+use roomwire_core::payload::EncodeError;
 use roomwire_core::room::MemberId;
 use roomwire_core::target::{FrameKey, Target, resolve};
 use roomwire_core::wire::WireFormat;
@@ -207,11 +208,11 @@ fn deliver_with<M: Serialize + ?Sized, R: AsRef<str>, U: AsRef<str>>(
     json: &mut Vec<u8>,
 ) -> Result<usize, EmitError> {
     // JSON (Alepha and roomwire JSON share it) is encoded outside the lock.
-    envelope::encode_payload_to_vec(WireFormat::Json, message, json)?;
+    payload::encode_payload_to_vec(WireFormat::Json, message, json)?;
     let mut state = cell.lock();
     let mut postcard = Vec::new();
     if state.postcard_members > 0 {
-        envelope::encode_payload_to_vec(WireFormat::Postcard, message, &mut postcard)?;
+        payload::encode_payload_to_vec(WireFormat::Postcard, message, &mut postcard)?;
     }
     let map = |ids: &[String]| -> Vec<MemberId> { ids.iter().filter_map(|id| state.member_of(id)).collect() };
     let connections = map(spec.connections);

@@ -37,7 +37,7 @@ impl Place {
 /// It holds at most `ROOMS` rooms of at most `PER_ROOM` members each, and at
 /// most `MEMBERS` distinct members in at most `PER_MEMBER` rooms each. The
 /// slots of emptied rooms and departed members are reused. Lookups are
-/// linear scans (see the [module documentation](self) for costs). Members of
+/// linear scans (see the [module documentation](crate::room) for costs). Members of
 /// a room are listed in join order.
 ///
 /// Every slot is reserved up front. On a 64-bit target the table takes

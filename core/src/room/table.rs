@@ -106,7 +106,7 @@ impl Default for TableLimits {
 
 /// Room memberships, indexed both ways: room → members and member → rooms.
 ///
-/// See the [module documentation](self) for the guarantees every
+/// See the [module documentation](crate::room) for the guarantees every
 /// implementation gives (join order, idempotent joins, no empty rooms,
 /// errors instead of panics) and for the costs of each implementation.
 ///

@@ -46,11 +46,11 @@ use crate::client::{
 use crate::close::CloseCode;
 use crate::connection::{Config, Connection, Control, Event, MaskKeySource, SendError, State, Timeout};
 use crate::decoder::MessageKind;
-use crate::envelope::EncodeError;
 use crate::error::{InsufficientSize, ProtocolError};
 use crate::frame::apply_mask;
 use crate::handshake::{ClientRequest, HandshakeError};
 use crate::message::{MessageReader, ReadStep, Scratch, Storage};
+use crate::payload::EncodeError;
 use crate::reconnect::{Ending, Reconnect, ReconnectPolicy, Reconnector, Stop};
 use crate::time::{Duration, Instant};
 use crate::wire::WireFormat;

@@ -9,8 +9,8 @@
 //!   server chooses (the tokio server, its axum mount and the embassy
 //!   server drive it).
 
-mod client;
-mod server;
+pub mod client;
+pub mod server;
 
 pub use client::*;
 pub use server::*;

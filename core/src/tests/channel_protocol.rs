@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::pair::{Pair, Seen};
 use crate::dispatch::{self, Inbound};
 use crate::envelope::{self, ClientEnvelope};
+use crate::payload;
 use crate::room::{FixedRoomTable, MemberId, RoomId, RoomTable};
 use crate::target::{Directory, FrameKey, SeenBits, Target, resolve};
 use crate::wire::{PROTOCOL_JSON, PROTOCOL_POSTCARD, WireFormat};
@@ -191,9 +192,9 @@ impl Hub {
     /// `emit`: resolve, encode once per (format, label), queue raw frames.
     fn emit(&mut self, target: &Target<'_>, message: &ChatIn<'_>) {
         let mut json = [0u8; 512];
-        let json_len = envelope::encode_payload(WireFormat::Json, message, &mut json).unwrap();
+        let json_len = payload::encode_payload(WireFormat::Json, message, &mut json).unwrap();
         let mut postcard = [0u8; 512];
-        let postcard_len = envelope::encode_payload(WireFormat::Postcard, message, &mut postcard).unwrap();
+        let postcard_len = payload::encode_payload(WireFormat::Postcard, message, &mut postcard).unwrap();
         let mut deliveries: Vec<(MemberId, Option<String>)> = Vec::new();
         resolve(target, &self.table, &*self, &mut SeenBits::<1>::new(), |m, label| {
             deliveries.push((m, label.map(String::from)))
@@ -432,7 +433,7 @@ fn roomwire_wire_joins_leaves_and_pushes_in_both_encodings() {
         assert_eq!(acks.len(), 2);
         // A message in the joined room reaches the Alepha client, labelled.
         let mut payload = [0u8; 64];
-        let n = envelope::encode_payload(format, &ChatOut { content: "from rw" }, &mut payload).unwrap();
+        let n = payload::encode_payload(format, &ChatOut { content: "from rw" }, &mut payload).unwrap();
         send(&mut hub, ClientEnvelope::Message { room: lobby.clone(), payload: &payload[..n] });
         assert_eq!(hub.handled.last().unwrap(), &(rw, "lobby".into(), "from rw".into()));
         assert_eq!(

@@ -19,8 +19,10 @@ use crate::alepha::{self, rooms_from_query};
 use crate::channel::Channel;
 use crate::client::{ClientError, ClientEvent, Opened, Requested, RoomClient, offered_protocols, write_target};
 use crate::dispatch::{self, Inbound};
-use crate::envelope::{self, ClientEnvelope, EncodeError};
+use crate::envelope::{self, ClientEnvelope};
 use crate::frame::FrameHeader;
+use crate::payload;
+use crate::payload::EncodeError;
 use crate::room::{FixedRoomTable, MAX_ROOM_ID_LEN, MemberId, RoomId, RoomSet, RoomTable};
 use crate::target::{Directory, FrameKey, SeenBits, Target, resolve};
 use crate::wire::{PROTOCOL_JSON, PROTOCOL_POSTCARD, PROTOCOL_PROBE, WireFormat};
@@ -146,7 +148,7 @@ fn admit<S: Channel, C: Channel, const N: usize>(client: &RoomClient<C, N>, tabl
 /// the complete frame `dispatch::encode_frame` writes.
 fn push(format: WireFormat, label: Option<&str>, message: &impl Serialize) -> Vec<u8> {
     let mut payload = [0u8; 256];
-    let n = envelope::encode_payload(format, message, &mut payload).unwrap();
+    let n = payload::encode_payload(format, message, &mut payload).unwrap();
     let mut out = [0u8; 512];
     let range = dispatch::encode_frame(FrameKey { format, label }, &payload[..n], &mut out).unwrap();
     let frame = &out[range];
@@ -728,7 +730,7 @@ fn b87_the_message_has_no_room_marker() {
     let frame = push(WireFormat::Alepha, Some("room-a"), &say("hello"));
     assert_eq!(frame, br#"{"content":"hello","__alephaRoom":"room-a"}"#);
     // `Say` denies unknown fields: the marker would not decode.
-    assert!(envelope::decode_payload::<Say<'_>>(WireFormat::Alepha, &frame, &mut [0u8; 64]).is_err());
+    assert!(payload::decode_payload::<Say<'_>>(WireFormat::Alepha, &frame, &mut [0u8; 64]).is_err());
     let mut scratch = [0u8; 64];
     match client.handle_message(&frame, &mut scratch).unwrap() {
         ClientEvent::Message { room, message } => {

@@ -20,10 +20,11 @@ use crate::alepha::{
     resolve_room, rooms_from_query, split_server_frame, write_error_frame, write_server_frame,
 };
 use crate::envelope::{
-    self, ClientEnvelope, EncodeError, EnvelopeError, ServerEnvelope, Text, code, decode_client, decode_payload,
-    decode_server, encode_client, encode_payload, encode_server, push_suffix, write_error, write_push,
-    write_push_prefix,
+    ClientEnvelope, EnvelopeError, ServerEnvelope, Text, code, decode_client, decode_server, encode_client,
+    encode_server, push_suffix, write_error, write_push, write_push_prefix,
 };
+use crate::payload;
+use crate::payload::{EncodeError, decode_payload, encode_payload};
 use crate::room::{MAX_ROOM_ID_LEN, RoomId, RoomSet};
 use crate::wire::{PROTOCOL_JSON, PROTOCOL_POSTCARD, WireFormat};
 use crate::{InsufficientSize, json};
@@ -294,7 +295,7 @@ fn typed_payloads_of_goldens() {
     else {
         panic!()
     };
-    assert_eq!(envelope::decode_message::<ChatChannel>(WireFormat::Postcard, payload, &mut []).unwrap(), HI);
+    assert_eq!(payload::decode_message::<ChatChannel>(WireFormat::Postcard, payload, &mut []).unwrap(), HI);
 }
 
 /// The postcard encoding is postcard's own for the equivalent serde enums,
@@ -390,7 +391,7 @@ fn write_error_equals_encoded_error() {
         }
     }
     // A Display error as the text, e.g. a validation failure.
-    let err = envelope::decode_message::<ChatChannel>(WireFormat::Json, b"{}", &mut []).unwrap_err();
+    let err = payload::decode_message::<ChatChannel>(WireFormat::Json, b"{}", &mut []).unwrap_err();
     let mut out = [0u8; 256];
     let n = write_error(WireFormat::Json, None, code::VALIDATION_FAILED, &err, &mut out).unwrap();
     let ServerEnvelope::Error { code: 4005, text, reference: None } =
@@ -682,7 +683,7 @@ proptest! {
         struct Msg { content: String, n: u32 }
         let msg = Msg { content, n: 7 };
         let mut payload = [0u8; 256];
-        let n = envelope::encode_payload(WireFormat::Alepha, &msg, &mut payload).unwrap();
+        let n = payload::encode_payload(WireFormat::Alepha, &msg, &mut payload).unwrap();
         let mut frame = [0u8; 512];
         let m = write_server_frame(&payload[..n], Some(&room), &mut frame).unwrap();
         prop_assert!(json::validate(&frame[..m]).is_ok());
@@ -923,7 +924,7 @@ fn typed_round_trip_internally_tagged() {
     for format in [WireFormat::Postcard, WireFormat::Json] {
         let mut buf = [0u8; 128];
         let n = encode_payload(format, &ChatOut::Say { content: "hi".into() }, &mut buf).unwrap();
-        let msg = envelope::decode_message::<Tagged>(format, &buf[..n], &mut []);
+        let msg = payload::decode_message::<Tagged>(format, &buf[..n], &mut []);
         // Postcard is not self-describing: internally tagged enums cannot
         // be deserialized from it (use externally tagged enums there).
         match format {
