@@ -2,7 +2,7 @@
 //!
 //! A [`Client`] connects to one channel of a room server, is in a set of
 //! rooms, sends typed messages to them and receives the server's typed
-//! messages as a [`Stream`] ([`Incoming`]). Every protocol decision (the
+//! messages as a [`Stream`](futures_core::Stream) ([`Incoming`]). Every protocol decision (the
 //! handshake target and subprotocols, join and leave requests, restoring
 //! rooms after a reconnect, encoding and decoding frames) is made by the
 //! sans-IO [`RoomClient`] of the core; this module adds the socket, the
@@ -128,31 +128,34 @@
 //! inside it.
 
 mod driver;
+mod error;
+mod incoming;
+mod options;
 mod stream;
+
+pub use error::{ConnectError, ConnectionError, ConnectionState, RoomError, SendError};
+pub use incoming::{Incoming, RoomMessages};
+pub use options::ClientOptions;
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_core::Stream;
 use roomwire_core::channel::Channel;
-use roomwire_core::client::{ClientError, RoomClient};
+use roomwire_core::client::RoomClient;
 use roomwire_core::payload;
 use roomwire_core::payload::EncodeError;
-use roomwire_core::{CloseCode, RoomId, WireFormat};
+use roomwire_core::{RoomId, WireFormat};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::Instrument;
 
 pub use roomwire_core::reconnect::ReconnectPolicy;
 
-use crate::config::Config;
 use driver::{Command, Driver, Outlets, ServerUrl};
 
 /// Default bound of the send queue, as Alepha's client: see
@@ -180,391 +183,6 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// One received message: the room it was sent to (`None`: to this
 /// connection, its user or the whole channel) and the message.
 pub type Received<C> = (Option<RoomId>, <C as Channel>::In<'static>);
-
-// ---------------------------------------------------------------------------
-// Options
-// ---------------------------------------------------------------------------
-
-/// How a [`Client`] connects: rooms, wire, headers, reconnection, queue
-/// bounds and the connection's configuration. Built with chained calls:
-///
-/// ```
-/// use std::time::Duration;
-/// use roomwire_tokio::client::{ClientOptions, ReconnectPolicy};
-/// use roomwire_tokio::roomwire_core::WireFormat;
-///
-/// let options = ClientOptions::new()
-///     .rooms(["lobby", "news"])
-///     .wire(WireFormat::Postcard)
-///     .header("Authorization", "Bearer alice")
-///     .reconnect(ReconnectPolicy { initial: Duration::from_millis(100).into(), ..ReconnectPolicy::default() })
-///     .queue_capacity(100);
-/// assert_eq!(options.wanted_rooms(), ["lobby", "news"]);
-/// ```
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    rooms: Vec<String>,
-    wire: WireFormat,
-    headers: Vec<(String, String)>,
-    reconnect: ReconnectPolicy,
-    #[cfg(feature = "tls")]
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-    queue_capacity: usize,
-    incoming_capacity: usize,
-    request_timeout: Duration,
-    config: Config,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        let mut config = Config::default();
-        config.core.keepalive_interval = Some(roomwire_core::Duration::from_secs(DEFAULT_KEEPALIVE.as_secs()));
-        Self {
-            rooms: Vec::new(),
-            wire: WireFormat::Json,
-            headers: Vec::new(),
-            reconnect: ReconnectPolicy::default(),
-            #[cfg(feature = "tls")]
-            tls: None,
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
-            incoming_capacity: DEFAULT_INCOMING_CAPACITY,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            config,
-        }
-    }
-}
-
-impl ClientOptions {
-    /// The defaults: no room, the roomwire JSON wire, no extra header,
-    /// [`ReconnectPolicy::default`], a queue of 1000, a keepalive ping every 30 s.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Add a room to be in from the start (in order; the first is the
-    /// connection's default room on the Alepha wire). With no room, an
-    /// Alepha server puts the connection in its room `"default"`.
-    pub fn room(mut self, room: impl Into<String>) -> Self {
-        self.rooms.push(room.into());
-        self
-    }
-
-    /// Add several rooms, as [`room`](Self::room).
-    pub fn rooms<I>(mut self, rooms: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-    {
-        self.rooms.extend(rooms.into_iter().map(Into::into));
-        self
-    }
-
-    /// The wire to ask for (default [`WireFormat::Json`]); see the
-    /// [module docs](self#wires).
-    pub fn wire(mut self, wire: WireFormat) -> Self {
-        self.wire = wire;
-        self
-    }
-
-    /// Add a header to every handshake request (`Authorization`, `Cookie`,
-    /// `Origin` …).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// When to reconnect (default [`ReconnectPolicy::default`]: unlimited,
-    /// from 500 ms to 30 s with full jitter).
-    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
-        self.reconnect = policy;
-        self
-    }
-
-    /// The TLS configuration for `wss://` URLs (default: rustls with the
-    /// Mozilla root certificates of `webpki-roots`). Give one to trust
-    /// your own certificate authority, or to present a client certificate.
-    #[cfg(feature = "tls")]
-    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
-        self.tls = Some(config);
-        self
-    }
-
-    /// Bound of the send queue (default 1000, at least 1): when full, the
-    /// oldest message is dropped and counted in [`Client::dropped`].
-    pub fn queue_capacity(mut self, capacity: usize) -> Self {
-        self.queue_capacity = capacity.max(1);
-        self
-    }
-
-    /// How many received messages may wait for the application (default
-    /// 1024, at least 1) before the client stops reading the socket.
-    pub fn incoming_capacity(mut self, capacity: usize) -> Self {
-        self.incoming_capacity = capacity.max(1);
-        self
-    }
-
-    /// How long the server has to answer a join or leave on the roomwire
-    /// wire (default 10 s) before the connection is deemed dead and
-    /// replaced.
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// The connection's configuration: protocol limits, deadlines and
-    /// buffer bounds. The default is [`Config::default`] with a keepalive
-    /// ping every 30 s (`core.keepalive_interval`); its
-    /// `core.handshake_timeout` also bounds the TCP connect.
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// The rooms given so far.
-    pub fn wanted_rooms(&self) -> &[String] {
-        &self.rooms
-    }
-}
-
-// ---------------------------------------------------------------------------
-// State and errors
-// ---------------------------------------------------------------------------
-
-/// Where a [`Client`]'s connection is (Alepha's `isConnecting`,
-/// `isConnected`, `isError` and `error`, as one value).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum ConnectionState {
-    /// Disconnected by [`Client::disconnect`], until
-    /// [`Client::reconnect`].
-    Disconnected,
-    /// Connecting (TCP, then the opening handshake).
-    Connecting {
-        /// Consecutive failures before this attempt (0 for the first).
-        attempt: u32,
-    },
-    /// Connected. On the roomwire wire, the wanted rooms are being joined
-    /// (see [`Client::rooms`] and [`Client::join`]).
-    Connected {
-        /// The wire the server selected.
-        format: WireFormat,
-    },
-    /// The last attempt failed or the connection was lost; the next
-    /// attempt starts after `retry_in`.
-    Error {
-        /// What went wrong.
-        error: ConnectionError,
-        /// Consecutive failures so far (1 after the first).
-        attempt: u32,
-        /// The delay before the next attempt.
-        retry_in: Duration,
-    },
-    /// The client is closed: by [`Client::close`] (or when every handle
-    /// and the [`Incoming`] stream were dropped), with `error: None`; or
-    /// it stopped with an error: one that retrying cannot help
-    /// ([`Ending::is_final`](roomwire_core::reconnect::Ending::is_final),
-    /// such as a full room), or the last after
-    /// [`ReconnectPolicy::max_retries`] failures in a row.
-    Closed {
-        /// Why it gave up, if it did.
-        error: Option<ConnectionError>,
-    },
-}
-
-impl ConnectionState {
-    /// Whether a connection attempt is in progress.
-    pub fn is_connecting(&self) -> bool {
-        matches!(self, Self::Connecting { .. })
-    }
-
-    /// Whether the client is connected.
-    pub fn is_connected(&self) -> bool {
-        matches!(self, Self::Connected { .. })
-    }
-
-    /// Whether the client is waiting to retry after an error.
-    pub fn is_error(&self) -> bool {
-        matches!(self, Self::Error { .. })
-    }
-
-    /// Whether the client is closed for good.
-    pub fn is_closed(&self) -> bool {
-        matches!(self, Self::Closed { .. })
-    }
-
-    /// The error of an [`Error`](Self::Error) or of a
-    /// [`Closed`](Self::Closed) client that gave up.
-    pub fn error(&self) -> Option<&ConnectionError> {
-        match self {
-            Self::Error { error, .. } | Self::Closed { error: Some(error) } => Some(error),
-            _ => None,
-        }
-    }
-}
-
-/// Why a connection attempt failed or a connection ended.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum ConnectionError {
-    /// The socket failed: TCP connect, the opening handshake (refused,
-    /// invalid, timed out), a frame the server should not have sent, an
-    /// I/O error, a keepalive ping left unanswered.
-    WebSocket(Arc<crate::Error>),
-    /// The server closed the connection with a close frame.
-    ClosedByServer {
-        /// Its close code (`None`: an empty close frame).
-        code: Option<CloseCode>,
-        /// Its reason.
-        reason: String,
-    },
-    /// The server broke the rooms protocol (on the roomwire wire, a frame
-    /// that is not an envelope; a subprotocol the client did not offer; a
-    /// message too big for the client). The client closed with the code the core
-    /// chose for it ([`ClientError::close_code`]: 1002, or 1009).
-    Protocol(ClientError),
-    /// The server did not answer a join or leave within
-    /// [`ClientOptions::request_timeout`].
-    RequestTimeout,
-    /// The handshake request target could not be built.
-    Target,
-}
-
-impl fmt::Display for ConnectionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::WebSocket(e) => fmt::Display::fmt(e, f),
-            Self::ClosedByServer { code: Some(code), reason } => {
-                write!(f, "server closed the connection ({}: {reason:?})", u16::from(*code))
-            }
-            Self::ClosedByServer { code: None, .. } => f.write_str("server closed the connection"),
-            Self::Protocol(e) => write!(f, "server broke the rooms protocol: {e}"),
-            Self::RequestTimeout => f.write_str("server did not answer a room request in time"),
-            Self::Target => f.write_str("cannot build the handshake request target"),
-        }
-    }
-}
-
-impl std::error::Error for ConnectionError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::WebSocket(e) => Some(&**e),
-            Self::Protocol(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<crate::Error> for ConnectionError {
-    fn from(e: crate::Error) -> Self {
-        Self::WebSocket(Arc::new(e))
-    }
-}
-
-/// Why [`Client::connect`] refused to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The URL is not `ws[s]://host[:port][/prefix][?query]` (`wss://`
-    /// needs the `tls` feature, on by default).
-    InvalidUrl(&'static str),
-    /// A room of [`ClientOptions::rooms`] is not a valid room id for the
-    /// channel.
-    InvalidRoom(String),
-    /// More rooms than [`MAX_ROOMS`].
-    TooManyRooms,
-    /// Not called from within a tokio runtime.
-    NoRuntime,
-    /// The operating system's random number generator (masking keys,
-    /// handshake nonces) failed.
-    Random(String),
-}
-
-impl fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
-            Self::InvalidRoom(room) => write!(f, "invalid room id {room:?}"),
-            Self::TooManyRooms => write!(f, "more than {MAX_ROOMS} rooms"),
-            Self::NoRuntime => f.write_str("no tokio runtime"),
-            Self::Random(e) => write!(f, "random number generator: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ConnectError {}
-
-/// Why [`Client::send`] refused a message. Nothing was queued.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SendError {
-    /// The room id is empty or too long.
-    InvalidRoomId,
-    /// The channel's [`validate`](Channel::validate) refused the message,
-    /// with this reason.
-    Invalid(&'static str),
-    /// The message has no encoding in the wire's format.
-    Encode(EncodeError),
-    /// The client is closed.
-    Closed,
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::InvalidRoomId => f.write_str("invalid room id"),
-            Self::Invalid(reason) => write!(f, "Message validation failed: {reason}"),
-            Self::Encode(e) => write!(f, "cannot encode the message: {e}"),
-            Self::Closed => f.write_str("client closed"),
-        }
-    }
-}
-
-impl std::error::Error for SendError {}
-
-/// Why a [`Client::join`] or [`Client::leave`] failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RoomError {
-    /// The room id is empty, too long, or refused by the channel's
-    /// [`validate_room_id`](Channel::validate_room_id).
-    InvalidRoomId,
-    /// The client already wants [`MAX_ROOMS`] rooms.
-    TooManyRooms,
-    /// The server refused (roomwire wire); for a join, the room is no
-    /// longer wanted.
-    Refused {
-        /// One of the [error codes](roomwire_core::envelope::code).
-        code: u16,
-        /// The server's explanation.
-        text: String,
-    },
-    /// A later leave (of a join) or join (of a leave) of the same room
-    /// overrode this request before it completed.
-    Superseded,
-    /// The core refused the request for another reason.
-    Client(ClientError),
-    /// The client closed before the request completed.
-    Closed,
-}
-
-impl fmt::Display for RoomError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::InvalidRoomId => f.write_str("invalid room id"),
-            Self::TooManyRooms => write!(f, "more than {MAX_ROOMS} rooms"),
-            Self::Refused { code, text } => write!(f, "refused by the server ({code}): {text}"),
-            Self::Superseded => f.write_str("superseded by a later request for the same room"),
-            Self::Client(e) => fmt::Display::fmt(e, f),
-            Self::Closed => f.write_str("client closed"),
-        }
-    }
-}
-
-impl std::error::Error for RoomError {}
-
-// ---------------------------------------------------------------------------
-// Shared state between the handles and the task
-// ---------------------------------------------------------------------------
 
 /// A message waiting to be written: its room and its payload, encoded in
 /// the payload encoding of `format`.
@@ -998,78 +616,3 @@ fn encode_payload<T: serde::Serialize + ?Sized>(format: WireFormat, message: &T)
 // ---------------------------------------------------------------------------
 // The receive stream
 // ---------------------------------------------------------------------------
-
-/// The messages the server sends to a [`Client`], as a [`Stream`] of
-/// [`Received`] `(room, message)` (or with [`recv`](Self::recv)). Ends when
-/// the client is closed.
-pub struct Incoming<C: Channel> {
-    rx: mpsc::Receiver<Received<C>>,
-    /// Keeps the connection alive while the stream is.
-    _alive: mpsc::UnboundedSender<Command>,
-}
-
-impl<C: Channel> fmt::Debug for Incoming<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Incoming").field("path", &C::PATH).field("waiting", &self.rx.len()).finish()
-    }
-}
-
-// No field is structurally pinned.
-impl<C: Channel> Unpin for Incoming<C> {}
-
-impl<C: Channel> Incoming<C> {
-    /// The next message; `None` once the client is closed. Cancel safe.
-    pub async fn recv(&mut self) -> Option<Received<C>> {
-        self.rx.recv().await
-    }
-
-    /// The next message if one is waiting.
-    pub fn try_recv(&mut self) -> Option<Received<C>> {
-        self.rx.try_recv().ok()
-    }
-
-    /// Poll for the next message (the [`Stream`] implementation).
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Received<C>>> {
-        self.rx.poll_recv(cx)
-    }
-}
-
-/// The messages of one room, from [`Client::room_messages`]: a [`Stream`]
-/// of the channel's `In` messages (or [`recv`](Self::recv)).
-pub struct RoomMessages<C: Channel> {
-    rx: mpsc::Receiver<C::In<'static>>,
-    /// Keeps the connection alive while the stream is.
-    _alive: mpsc::UnboundedSender<Command>,
-}
-
-impl<C: Channel> fmt::Debug for RoomMessages<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RoomMessages").field("path", &C::PATH).field("waiting", &self.rx.len()).finish()
-    }
-}
-
-impl<C: Channel> Unpin for RoomMessages<C> {}
-
-impl<C: Channel> RoomMessages<C> {
-    /// The next message of the room; `None` once the client is closed.
-    /// Cancel safe.
-    pub async fn recv(&mut self) -> Option<C::In<'static>> {
-        self.rx.recv().await
-    }
-}
-
-impl<C: Channel> Stream for RoomMessages<C> {
-    type Item = C::In<'static>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().rx.poll_recv(cx)
-    }
-}
-
-impl<C: Channel> Stream for Incoming<C> {
-    type Item = Received<C>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().rx.poll_recv(cx)
-    }
-}
