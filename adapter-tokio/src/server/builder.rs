@@ -1,0 +1,237 @@
+//! Building a server: its limits, its endpoints, its hooks.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use roomwire_core::channel::Channel;
+use roomwire_core::room::TableLimits;
+use tokio::sync::Notify;
+
+use super::endpoint::{ErasedEndpoint, Resolver};
+use super::{ConnectEvent, DisconnectEvent, Endpoint, Handshake, MessageEvent, Server, Shared, Signal, endpoint};
+
+/// Server-wide limits and deadlines. Every field has a safe default.
+///
+/// ```
+/// use std::time::Duration;
+/// use roomwire_tokio::server::ServerConfig;
+/// use roomwire_tokio::roomwire_core::Duration as CoreDuration;
+///
+/// let mut config = ServerConfig::default();
+/// config.socket.core.max_message_size = 64 * 1024; // Alepha's maxPayload
+/// config.socket.core.keepalive_interval = Some(CoreDuration::from_secs(10));
+/// config.max_connections = 50_000;
+/// config.shutdown_timeout = Duration::from_secs(2);
+/// assert_eq!(ServerConfig::default().socket.core.max_message_size, 1 << 20);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Per-connection limits, enforced by the core and the raw layer:
+    /// `core.max_message_size` (Alepha's `maxPayload`, default 1 MiB, over
+    /// it the connection closes with 1009), `core.handshake_timeout`
+    /// (default 10 s, then 408), `core.close_timeout`,
+    /// `core.keepalive_interval` (here default **30 s**: a ping every
+    /// interval, a client that did not answer the previous one is dropped
+    /// and its slots freed) and `max_outbound`, the bound of the outbound
+    /// queue (default 4 MiB, see the [module docs](super#backpressure)).
+    pub socket: crate::Config,
+    /// Most open WebSocket connections on this server; an upgrade beyond
+    /// it is refused with 503. Default 100 000.
+    pub max_connections: usize,
+    /// Most connections still in their opening handshake (reading the
+    /// request, authorizing); a stream beyond it is dropped without an
+    /// answer. With `handshake_timeout`, this bounds what slow or silent
+    /// clients hold. Default 1024.
+    pub max_handshakes: usize,
+    /// Room limits of each endpoint's room table (per connection, per
+    /// room, rooms and members per endpoint). Default: at most 32 rooms
+    /// per connection, no other limit.
+    pub rooms: TableLimits,
+    /// How long [`Server::shutdown`] waits for the closing handshakes
+    /// before dropping the remaining connections. Default 5 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let mut socket = crate::Config::default();
+        socket.core.keepalive_interval = Some(roomwire_core::Duration::from_secs(30));
+        Self {
+            socket,
+            max_connections: 100_000,
+            max_handshakes: 1024,
+            rooms: TableLimits { max_rooms_per_member: 32, ..TableLimits::UNLIMITED },
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why [`ServerBuilder::build`] refused the endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Two endpoints have the same path.
+    DuplicatePath(&'static str),
+    /// An endpoint declares both `authorize` and `secure`: an endpoint has
+    /// one way in (as in Alepha).
+    AuthorizeAndSecure(&'static str),
+    /// A `secure` endpoint has no way to learn who the user is: give it (or
+    /// the server) a `resolve_user` hook.
+    SecureWithoutResolver(&'static str),
+    /// An endpoint path does not start with `/`.
+    InvalidPath(&'static str),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::DuplicatePath(p) => write!(f, "two endpoints on {p}"),
+            BuildError::AuthorizeAndSecure(p) => write!(
+                f,
+                "WebSocket endpoint {p} declares both authorize and secure. An endpoint has one way in: \
+                 authorize decides alone, secure refuses anonymous users"
+            ),
+            BuildError::SecureWithoutResolver(p) => {
+                write!(f, "secure WebSocket endpoint {p} has no resolve_user hook (on it or on the server)")
+            }
+            BuildError::InvalidPath(p) => write!(f, "endpoint path {p:?} does not start with '/'"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Server-level observers: called synchronously, for every endpoint
+/// (Alepha's `websocket:connect`, `websocket:disconnect` and
+/// `websocket:message` events).
+#[derive(Default)]
+pub(crate) struct Hooks {
+    pub(crate) connect: Option<Observer<ConnectEvent>>,
+    pub(crate) disconnect: Option<Observer<DisconnectEvent>>,
+    pub(crate) message: Option<MessageObserver>,
+}
+
+type Observer<E> = Box<dyn Fn(&E) + Send + Sync>;
+type MessageObserver = Box<dyn for<'a> Fn(&MessageEvent<'a>) + Send + Sync>;
+
+/// Builds a [`Server`]: endpoints, configuration, server-wide hooks.
+///
+/// ```
+/// use roomwire_tokio::server::{Endpoint, Server, ServerConfig};
+/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M;
+/// roomwire_tokio::roomwire_core::channel! { /// A channel.
+///     pub struct Ping { path: "/ws/ping", in: M, out: M } }
+///
+/// let server = Server::builder()
+///     .config(ServerConfig::default())
+///     .endpoint(Endpoint::<Ping>::new(|_ctx| Box::pin(async { Ok(()) })))
+///     .on_connect(|event| println!("{} joined {:?}", event.connection_id, event.rooms))
+///     .build()
+///     .unwrap();
+/// assert_eq!(server.connection_count(), 0);
+/// ```
+#[must_use]
+pub struct ServerBuilder {
+    pub(super) config: ServerConfig,
+    pub(super) endpoints: Vec<Arc<dyn ErasedEndpoint>>,
+    pub(super) hooks: Hooks,
+    pub(super) resolver: Option<Resolver>,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let paths: Vec<&str> = self.endpoints.iter().map(|e| e.path()).collect();
+        f.debug_struct("ServerBuilder").field("config", &self.config).field("endpoints", &paths).finish()
+    }
+}
+
+impl ServerBuilder {
+    /// Use `config` (replacing the default).
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Register an endpoint.
+    pub fn endpoint<C: Channel + 'static>(mut self, endpoint: Endpoint<C>) -> Self
+    where
+        for<'a> C::Out<'a>: Send,
+    {
+        self.endpoints.push(endpoint.into_erased(self.config.rooms));
+        self
+    }
+
+    /// The server's user resolver: how endpoints without `authorize` or
+    /// their own resolver learn the user of a handshake (Alepha's
+    /// `resolveUserId`, which reads the `Authorization` header or the
+    /// cookie). `None` means anonymous. Without any resolver every
+    /// connection is anonymous.
+    pub fn resolve_user<F, Fut>(mut self, resolve: F) -> Self
+    where
+        F: Fn(&Handshake) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<String>> + Send + 'static,
+    {
+        self.resolver = Some(endpoint::resolver(resolve));
+        self
+    }
+
+    /// Called when a connection is registered and in its rooms, before its
+    /// endpoint's `on_connect`.
+    pub fn on_connect(mut self, hook: impl Fn(&ConnectEvent) + Send + Sync + 'static) -> Self {
+        self.hooks.connect = Some(Box::new(hook));
+        self
+    }
+
+    /// Called when a connection has ended and left its rooms, before its
+    /// endpoint's `on_disconnect`.
+    pub fn on_disconnect(mut self, hook: impl Fn(&DisconnectEvent) + Send + Sync + 'static) -> Self {
+        self.hooks.disconnect = Some(Box::new(hook));
+        self
+    }
+
+    /// Called with every whole message a client sends, before it is
+    /// decoded (so also for messages that turn out invalid).
+    pub fn on_message(mut self, hook: impl Fn(&MessageEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.hooks.message = Some(Box::new(hook));
+        self
+    }
+
+    /// Check the endpoints and build the server.
+    pub fn build(self) -> Result<Server, BuildError> {
+        let mut by_path = HashMap::new();
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
+            let path = endpoint.path();
+            if !path.starts_with('/') {
+                return Err(BuildError::InvalidPath(path));
+            }
+            if by_path.insert(path, index).is_some() {
+                return Err(BuildError::DuplicatePath(path));
+            }
+            let policy = endpoint.policy();
+            if policy.authorize.is_some() && policy.secure {
+                return Err(BuildError::AuthorizeAndSecure(path));
+            }
+            if policy.secure && policy.resolver.is_none() && self.resolver.is_none() {
+                return Err(BuildError::SecureWithoutResolver(path));
+            }
+        }
+        Ok(Server {
+            shared: Arc::new(Shared {
+                config: self.config,
+                endpoints: self.endpoints,
+                by_path,
+                hooks: self.hooks,
+                resolver: self.resolver,
+                open: AtomicUsize::new(0),
+                handshakes: AtomicUsize::new(0),
+                tasks: AtomicUsize::new(0),
+                idle: Notify::new(),
+                closing: Signal::default(),
+            }),
+        })
+    }
+}
