@@ -8,22 +8,24 @@
 //!    503 ([`SHUTTING_DOWN`]); one at its connection cap 503
 //!    ([`UNAVAILABLE`]).
 //! 3. **Wire**: the subprotocols offered choose the wire
-//!    ([`WireFormat::negotiate`]).
+//!    ([`WireFormat::negotiate`](crate::WireFormat::negotiate)).
 //! 4. **The application's decision** (authorize, resolve the user): accept
 //!    with an optional user and room, or refuse with any status (a
 //!    `secure` endpoint without a user: [`UNAUTHORIZED`]). A decision that
 //!    misses the handshake deadline is 503 ([`DECISION_TIMED_OUT`]).
 //! 5. **101**, selecting the wire's subprotocol
-//!    ([`WireFormat::protocol`]).
-//! 6. **Registration** ([`register`]): over the per-user connection cap
-//!    the connection is closed with 1008 ([`USER_CAP`]); then it joins its
-//!    rooms ([`dispatch::join_handshake_rooms`]), and a refusal there closes it with
-//!    1008 and the reason. Alepha accepts first and closes after, so a
+//!    ([`WireFormat::protocol`](crate::WireFormat::protocol)).
+//! 6. **Registration**
+//!    ([`ServerSession::register`](crate::session::ServerSession::register)):
+//!    over the per-user connection cap the connection is closed with 1008
+//!    ([`USER_CAP`]); then it joins its rooms
+//!    ([`dispatch::join_handshake_rooms`](crate::dispatch::join_handshake_rooms)), and a refusal there closes it
+//!    with 1008 and the reason. Alepha accepts first and closes after, so a
 //!    browser sees the reason; roomwire does the same.
 //!
 //! A server takes these steps through a
 //! [`ServerSession`](crate::session::ServerSession), which holds the
-//! order; the functions here are its parts. A server with no application
+//! order; the answers here are its parts. A server with no application
 //! decision (the embassy server) registers before the 101, which is the
 //! same to the client: the close of a refused registration still follows
 //! the 101.
@@ -31,11 +33,8 @@
 //! Once open, a connection can still be closed by the server for two
 //! reasons of its own: [`SERVER_SHUTDOWN`] and [`OUTBOUND_FULL`].
 
-use crate::channel::Channel;
 use crate::close::CloseCode;
-use crate::dispatch::{self, Refusal};
-use crate::room::{MemberId, RoomTable};
-use crate::wire::WireFormat;
+use crate::dispatch::Refusal;
 
 /// An HTTP answer instead of the 101: a status and a `text/plain` body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,38 +106,4 @@ pub fn screen(found: bool, gates: Gates) -> Result<(), HttpRefusal> {
     } else {
         Ok(())
     }
-}
-
-/// Step 6: after the 101, put `member` in its rooms: refused with
-/// [`USER_CAP`] when `over_user_cap`, else as [`dispatch::join_handshake_rooms`] decides
-/// (the query's rooms on the Alepha wire, or the application's `room`).
-/// On refusal the member is in no room; close the connection with the
-/// refusal's code and reason.
-///
-/// ```
-/// use roomwire_core::admission::{register, USER_CAP};
-/// use roomwire_core::room::{FixedRoomTable, MemberId, RoomTable};
-/// use roomwire_core::wire::WireFormat;
-/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M;
-/// roomwire_core::channel! { /// A channel.
-///     pub struct Chat { path: "/ws/chat", in: M, out: M } }
-/// let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
-/// register::<Chat, _>(WireFormat::Alepha, MemberId(1), Some("roomId=a"), None, false, &mut table).unwrap();
-/// assert!(table.is_in_room(MemberId(1), "a"));
-/// let over = register::<Chat, _>(WireFormat::Alepha, MemberId(2), Some("roomId=a"), None, true, &mut table);
-/// assert_eq!(over, Err(USER_CAP));
-/// assert!(!table.is_in_room(MemberId(2), "a"));
-/// ```
-pub fn register<C: Channel, T: RoomTable>(
-    format: WireFormat,
-    member: MemberId,
-    query: Option<&str>,
-    room: Option<&str>,
-    over_user_cap: bool,
-    table: &mut T,
-) -> Result<(), Refusal> {
-    if over_user_cap {
-        return Err(USER_CAP);
-    }
-    dispatch::join_handshake_rooms::<C, T>(format, member, query, room, table)
 }

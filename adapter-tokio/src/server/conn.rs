@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use roomwire_core::admission::{Gates, HttpRefusal, SERVER_SHUTDOWN};
+use roomwire_core::admission::{Gates, HttpRefusal};
 use roomwire_core::room::MemberId;
 use roomwire_core::session::{ServerClose, ServerSession, Undecided};
 use roomwire_core::{CloseCode, InsufficientSize};
@@ -286,7 +286,8 @@ async fn register(
     };
     let registration = Registration { cell: cell.clone(), member: Some(member) };
     if shared.closing.is_set() {
-        outbox.request_close(SERVER_SHUTDOWN.code, SERVER_SHUTDOWN.reason);
+        let shutdown = ServerClose::Shutdown.refusal();
+        outbox.request_close(shutdown.code, shutdown.reason);
     }
     debug!(?rooms, wire = ?format, "connected");
     let event = ConnectEvent {

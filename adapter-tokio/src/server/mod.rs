@@ -135,8 +135,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use roomwire_core::admission::SERVER_SHUTDOWN;
 use roomwire_core::channel::Channel;
+use roomwire_core::session::ServerClose;
 use roomwire_core::{CloseCode, RoomTable};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -283,11 +283,9 @@ impl Server {
     pub async fn shutdown(&self) {
         let shared = &self.shared;
         shared.closing.set();
+        let shutdown = ServerClose::Shutdown.refusal();
         for endpoint in &shared.endpoints {
-            endpoint
-                .cell()
-                .lock()
-                .for_each_outbox(|outbox| outbox.request_close(SERVER_SHUTDOWN.code, SERVER_SHUTDOWN.reason));
+            endpoint.cell().lock().for_each_outbox(|outbox| outbox.request_close(shutdown.code, shutdown.reason));
         }
         if tokio::time::timeout(shared.config.shutdown_timeout, self.tasks_done()).await.is_ok() {
             return;

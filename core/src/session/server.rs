@@ -260,7 +260,10 @@ impl ServerSession {
     }
 
     /// Step 6, before or after the 101: put the connection, as `member`,
-    /// in its rooms (see [`admission::register`]). On refusal the member is
+    /// in its rooms: refused with [`admission::USER_CAP`] when
+    /// `over_user_cap`, else as [`dispatch::join_handshake_rooms`] decides
+    /// (the query's rooms on the Alepha wire, or the application's
+    /// `room`). On refusal the member is
     /// in no room and the connection must close with the refusal's code
     /// and reason right after its 101 (as Alepha does for its limits):
     /// [`accept`](Self::accept) queues that close if it comes later; if
@@ -276,7 +279,11 @@ impl ServerSession {
         if !self.screened || self.member.is_some() || self.ours.is_some() || self.ended {
             return Err(OUT_OF_ORDER);
         }
-        let registered = admission::register::<C, T>(self.format, member, query, room, over_user_cap, table);
+        let registered = if over_user_cap {
+            Err(admission::USER_CAP)
+        } else {
+            dispatch::join_handshake_rooms::<C, T>(self.format, member, query, room, table)
+        };
         match registered {
             Ok(()) => self.member = Some(member),
             Err(refusal) => self.ours = Some(refusal),
