@@ -11,7 +11,7 @@ use tracing::{debug, debug_span};
 use crate::config::Config;
 use crate::error::Error;
 use crate::message::{Decision, HandshakeInfo, Response};
-use crate::socket::{Conn, Io, RandomKeys, WebSocket, close_timeout, encode_into, with_conn};
+use crate::socket::{Io, RandomKeys, WebSocket, close_timeout, encode_into, server_conn};
 
 /// Room first reserved for a handshake request or response.
 const HANDSHAKE_ROOM: usize = 512;
@@ -76,7 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         F: FnOnce(&Request<'_>) -> Decision,
     {
         let origin = TokioInstant::now();
-        let conn = Conn::Server(Connection::server(config.core, roomwire_core::Instant::ZERO));
+        let conn = server_conn(config.core);
         let span = debug_span!("websocket", role = "server");
         let mut ws = WebSocket::new(stream, conn, config, origin, span);
         let mut decide = Some(decide);
@@ -125,11 +125,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ) -> Result<(Self, Response), Error> {
         let origin = TokioInstant::now();
         let keys = RandomKeys::new()?;
-        let conn = Conn::Client(Connection::client(config.core, roomwire_core::Instant::ZERO, keys));
+        let conn = Connection::client(config.core, roomwire_core::Instant::ZERO, keys);
         let mut ws = WebSocket::new(stream, conn, config, origin, span);
         {
             let WebSocket { conn, wbuf, .. } = &mut ws;
-            with_conn!(conn, c => encode_into(wbuf, HANDSHAKE_ROOM, |out| c.write_request(request, out)))?;
+            encode_into(wbuf, HANDSHAKE_ROOM, |out| conn.write_request(request, out))?;
         }
         let mut no_decision: Option<fn(&Request<'_>) -> Decision> = None;
         match ws.handshake(&mut no_decision).await? {
@@ -186,57 +186,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         let now = self.now();
         let WebSocket { conn, rbuf, rstart, rend, wbuf, .. } = self;
-        match conn {
-            Conn::Server(c) => {
-                let received = c.handle_input(now, &mut rbuf[*rstart..*rend]);
-                let consumed = received.consumed;
-                let (mut info, decision) = match received.event {
-                    None => return Ok(Found::Nothing),
-                    Some(Event::Request(request)) => {
-                        let info = HandshakeInfo::from_request(&request);
-                        let decision = match decide.take() {
-                            Some(decide) => decide(&request),
-                            None => Decision::accept(),
-                        };
-                        (info, decision)
-                    }
-                    Some(Event::HandshakeFailed(error)) => {
-                        *rstart += consumed;
-                        self.pump_transmit(); // the refusal
-                        return Err(Error::Handshake(error));
-                    }
-                    Some(_) => return Err(Error::Closed),
+        let received = conn.handle_input(now, &mut rbuf[*rstart..*rend]);
+        let consumed = received.consumed;
+        let (mut info, decision) = match received.event {
+            None => return Ok(Found::Nothing),
+            // Server: the request, judged by `decide`.
+            Some(Event::Request(request)) => {
+                let info = HandshakeInfo::from_request(&request);
+                let decision = match decide.take() {
+                    Some(decide) => decide(&request),
+                    None => Decision::accept(),
                 };
-                *rstart += consumed;
-                match decision {
-                    Decision::Accept { protocol, headers } => {
-                        let headers: Vec<(&str, &str)> =
-                            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-                        encode_into(wbuf, HANDSHAKE_ROOM, |out| c.accept(now, protocol.as_deref(), &headers, out))?;
-                        info.protocol = protocol;
-                        Ok(Found::Done(Outcome::Accepted(info)))
-                    }
-                    Decision::Refuse { status, headers, body } => {
-                        let headers: Vec<(&str, &str)> =
-                            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-                        encode_into(wbuf, HANDSHAKE_ROOM, |out| c.refuse(status, &headers, &body, out))?;
-                        Err(Error::Refused { status })
-                    }
-                }
+                (info, decision)
             }
-            Conn::Client(c) => {
-                let received = c.handle_input(now, &mut rbuf[*rstart..*rend]);
-                let consumed = received.consumed;
-                let outcome = match received.event {
-                    None => return Ok(Found::Nothing),
-                    Some(Event::Open { protocol }) => {
-                        Ok(Found::Done(Outcome::Open(Response { protocol: protocol.map(str::to_owned) })))
-                    }
-                    Some(Event::HandshakeFailed(error)) => Err(Error::Handshake(error)),
-                    Some(_) => Err(Error::Closed),
-                };
+            // Client: the server's 101.
+            Some(Event::Open { protocol }) => {
+                let response = Response { protocol: protocol.map(str::to_owned) };
                 *rstart += consumed;
-                outcome
+                return Ok(Found::Done(Outcome::Open(response)));
+            }
+            Some(Event::HandshakeFailed(error)) => {
+                *rstart += consumed;
+                self.pump_transmit(); // a server's refusal
+                return Err(Error::Handshake(error));
+            }
+            Some(_) => return Err(Error::Closed),
+        };
+        *rstart += consumed;
+        match decision {
+            Decision::Accept { protocol, headers } => {
+                let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                encode_into(wbuf, HANDSHAKE_ROOM, |out| conn.accept(now, protocol.as_deref(), &headers, out))?;
+                info.protocol = protocol;
+                Ok(Found::Done(Outcome::Accepted(info)))
+            }
+            Decision::Refuse { status, headers, body } => {
+                let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                encode_into(wbuf, HANDSHAKE_ROOM, |out| conn.refuse(status, &headers, &body, out))?;
+                Err(Error::Refused { status })
             }
         }
     }

@@ -8,8 +8,7 @@ use std::task::{Context, Poll, ready};
 
 use roomwire_core::message::{Assembled, Incoming, MessageReader, VecStorage};
 use roomwire_core::{
-    CloseCode, Connection, Event, InsufficientSize, MaskKeySource, MessageKind, NoMasking, Role, SendError, State,
-    Timeout,
+    CloseCode, Connection, Event, InsufficientSize, MaskKeySource, MessageKind, Role, SendError, State, Timeout,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant as TokioInstant, Sleep};
@@ -67,52 +66,55 @@ fn reuse_write_buffer(wbuf: &mut Vec<u8>) {
 }
 
 /// Client masking keys and handshake nonces from the operating system's
-/// CSPRNG (RFC 6455 §10.3), fetched 256 bytes at a time.
+/// CSPRNG (RFC 6455 §10.3), fetched 256 bytes at a time. A server's source
+/// is empty and stays so: servers never mask.
 pub(crate) struct RandomKeys {
-    buf: Box<[u8; 256]>,
+    buf: Option<Box<[u8; 256]>>,
     pos: usize,
 }
 
 impl RandomKeys {
+    /// A client's source, filled now so that a failing generator is an
+    /// error at connect time rather than a panic later.
     pub(crate) fn new() -> io::Result<Self> {
         let mut buf = Box::new([0u8; 256]);
         getrandom::fill(buf.as_mut_slice()).map_err(|e| io::Error::other(format!("random number generator: {e}")))?;
-        Ok(Self { buf, pos: 0 })
+        Ok(Self { buf: Some(buf), pos: 0 })
+    }
+
+    /// A server's source: no allocation, no randomness drawn.
+    pub(crate) const fn unused() -> Self {
+        Self { buf: None, pos: 0 }
     }
 }
 
 impl MaskKeySource for RandomKeys {
     fn next_key(&mut self) -> [u8; 4] {
-        if self.pos + 4 > self.buf.len() {
+        let buf = self.buf.get_or_insert_with(|| {
+            self.pos = usize::MAX;
+            Box::new([0u8; 256])
+        });
+        if self.pos.saturating_add(4) > buf.len() {
             // The source worked when the connection was created; a later
             // failure of the OS generator leaves no safe key to use.
             #[allow(clippy::expect_used)]
-            getrandom::fill(self.buf.as_mut_slice()).expect("operating system random number generator failed");
+            getrandom::fill(buf.as_mut_slice()).expect("operating system random number generator failed");
             self.pos = 0;
         }
         let mut key = [0u8; 4];
-        key.copy_from_slice(&self.buf[self.pos..self.pos + 4]);
+        key.copy_from_slice(&buf[self.pos..self.pos + 4]);
         self.pos += 4;
         key
     }
 }
 
-/// The core connection of either role.
-pub(crate) enum Conn {
-    Server(Connection<NoMasking>),
-    Client(Connection<RandomKeys>),
-}
+/// The core connection of either role (the role is a value of it).
+pub(crate) type Conn = Connection<RandomKeys>;
 
-/// Run `$body` with `$c` bound to the core connection, whatever its role.
-macro_rules! with_conn {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            Conn::Server($c) => $body,
-            Conn::Client($c) => $body,
-        }
-    };
+/// A server's core connection, waiting for the Upgrade request.
+pub(crate) fn server_conn(config: roomwire_core::Config) -> Conn {
+    Connection::with_role(Role::Server, config, roomwire_core::Instant::ZERO, RandomKeys::unused())
 }
-pub(crate) use with_conn;
 
 /// Where the adapter is in the life of the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,13 +254,13 @@ impl<S> WebSocket<S> {
 
     /// Server or client.
     pub fn role(&self) -> Role {
-        with_conn!(&self.conn, c => c.role())
+        self.conn.role()
     }
 
     /// The core's view of the connection: `Open` while messages flow,
     /// `Closing` during the closing handshake, `Closed` after.
     pub fn state(&self) -> State {
-        with_conn!(&self.conn, c => c.state())
+        self.conn.state()
     }
 
     /// The configuration.
@@ -290,14 +292,13 @@ impl<S> WebSocket<S> {
 
     /// The core's next deadline on tokio's clock.
     pub(crate) fn core_deadline(&self) -> Option<TokioInstant> {
-        with_conn!(&self.conn, c => c.poll_timeout())
-            .map(|d| self.origin + std::time::Duration::from_micros(d.as_micros()))
+        self.conn.poll_timeout().map(|d| self.origin + std::time::Duration::from_micros(d.as_micros()))
     }
 
     /// Let the core handle its deadline.
     pub(crate) fn handle_timeout(&mut self) -> Option<Timeout> {
         let now = self.now();
-        with_conn!(&mut self.conn, c => c.handle_timeout(now))
+        self.conn.handle_timeout(now)
     }
 
     /// Move everything the core wants sent (pongs, keepalive pings, close
@@ -305,7 +306,7 @@ impl<S> WebSocket<S> {
     pub(crate) fn pump_transmit(&mut self) {
         let Self { conn, wbuf, .. } = self;
         loop {
-            let written = with_conn!(conn, c => encode_into(wbuf, TRANSMIT_ROOM, |out| Ok(c.poll_transmit(out)?)));
+            let written = encode_into(wbuf, TRANSMIT_ROOM, |out| Ok(conn.poll_transmit(out)?));
             if !matches!(written, Ok(n) if n > 0) {
                 break;
             }
@@ -333,7 +334,7 @@ impl<S> WebSocket<S> {
         self.check_room(message.payload().len())?;
         let Self { conn, wbuf, .. } = self;
         let room = message.payload().len() + MAX_FRAME_HEADER;
-        with_conn!(conn, c => encode_into(wbuf, room, |out| c.send(message, out)))?;
+        encode_into(wbuf, room, |out| conn.send(message, out))?;
         Ok(())
     }
 
@@ -346,7 +347,7 @@ impl<S> WebSocket<S> {
         self.check_room(payload.len())?;
         let Self { conn, wbuf, .. } = self;
         let room = payload.len() + MAX_FRAME_HEADER;
-        with_conn!(conn, c => encode_into(wbuf, room, |out| c.send_fragment(kind, payload, fin, out)))?;
+        encode_into(wbuf, room, |out| conn.send_fragment(kind, payload, fin, out))?;
         Ok(())
     }
 
@@ -356,7 +357,7 @@ impl<S> WebSocket<S> {
     pub fn feed_ping(&mut self, payload: &[u8]) -> Result<(), Error> {
         let Self { conn, wbuf, .. } = self;
         let room = payload.len() + MAX_FRAME_HEADER;
-        with_conn!(conn, c => encode_into(wbuf, room, |out| c.ping(payload, out)))?;
+        encode_into(wbuf, room, |out| conn.ping(payload, out))?;
         Ok(())
     }
 
@@ -414,7 +415,7 @@ impl<S> WebSocket<S> {
     }
 
     fn check_room(&self, payload: usize) -> Result<(), Error> {
-        if !with_conn!(&self.conn, c => c.can_send()) {
+        if !self.conn.can_send() {
             return Err(Error::Closed);
         }
         let queued = self.queued();
@@ -486,7 +487,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// ```
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         let now = self.now();
-        with_conn!(&mut self.conn, c => c.close(now, code, reason))?;
+        self.conn.close(now, code, reason)?;
         debug!(parent: &self.span, code = u16::from(code), reason, "closing");
         self.flush().await
     }
@@ -560,7 +561,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         while self.rstart < self.rend {
             let now = self.now();
             let input = &mut self.rbuf[self.rstart..self.rend];
-            let read = with_conn!(&mut self.conn, c => self.reader.read(c, now, input));
+            let read = self.reader.read(&mut self.conn, now, input);
             let consumed = read.consumed;
             let mut message = None;
             let mut ping = false;
@@ -816,5 +817,25 @@ pub(crate) fn append_with<E>(
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_connection_draws_no_randomness_and_a_client_fresh_keys() {
+        let mut server = server_conn(roomwire_core::Config::default());
+        assert_eq!(server.role(), Role::Server);
+        assert!(server.keys_mut().buf.is_none(), "a server's key source holds nothing");
+
+        let mut keys = RandomKeys::unused();
+        let drawn: Vec<[u8; 4]> = (0..130).map(|_| keys.next_key()).collect();
+        assert!(keys.buf.is_some(), "first use fills the source");
+        // 130 keys span two refills of 64; the OS generator does not repeat
+        // 520 bytes.
+        assert!(drawn.windows(2).any(|w| w[0] != w[1]));
+        assert_ne!(drawn[..64], drawn[64..128]);
     }
 }

@@ -401,7 +401,7 @@ pub struct Connection<K = NoMasking> {
 impl Connection<NoMasking> {
     /// A server connection waiting for the client's Upgrade request.
     pub fn server(config: Config, now: Instant) -> Self {
-        Self::new(Role::Server, config, now, NoMasking, Handshake::ServerAwaitingRequest)
+        Self::with_role(Role::Server, config, now, NoMasking)
     }
 }
 
@@ -410,10 +410,26 @@ impl<K: MaskKeySource> Connection<K> {
     /// [`Connection::write_request`]. `keys` supplies masking keys and the
     /// handshake nonce.
     pub fn client(config: Config, now: Instant, keys: K) -> Self {
-        Self::new(Role::Client, config, now, keys, Handshake::ClientUnsent)
+        Self::with_role(Role::Client, config, now, keys)
     }
 
-    fn new(role: Role, config: Config, now: Instant, keys: K, handshake: Handshake) -> Self {
+    /// A connection whose role is a value, for an adapter that keeps
+    /// connections of both roles in one type. A server never draws from
+    /// `keys` (servers do not mask), so a key source that fetches its
+    /// randomness on first use costs a server nothing.
+    ///
+    /// ```
+    /// use roomwire_core::{Config, Connection, Instant, Role};
+    /// let keys = || [1, 2, 3, 4];
+    /// let server = Connection::with_role(Role::Server, Config::default(), Instant::ZERO, keys);
+    /// let client = Connection::with_role(Role::Client, Config::default(), Instant::ZERO, keys);
+    /// assert_eq!((server.role(), client.role()), (Role::Server, Role::Client));
+    /// ```
+    pub fn with_role(role: Role, config: Config, now: Instant, keys: K) -> Self {
+        let handshake = match role {
+            Role::Server => Handshake::ServerAwaitingRequest,
+            Role::Client => Handshake::ClientUnsent,
+        };
         let limits = DecoderLimits { max_message_size: config.max_message_size, max_fragments: config.max_fragments };
         Self {
             role,

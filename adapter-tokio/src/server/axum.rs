@@ -18,7 +18,7 @@ use axum::routing::any;
 use hyper_util::rt::TokioIo;
 use roomwire_core::admission::{self, HttpRefusal};
 use roomwire_core::session::StepError;
-use roomwire_core::{Connection, Event, Instant, SendError};
+use roomwire_core::{Event, Instant, SendError};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, Span, debug, info_span};
 
@@ -77,7 +77,7 @@ impl Server {
         };
         let config = shared.config.socket;
         let origin = TokioInstant::now();
-        let mut connection = Connection::server(config.core, Instant::ZERO);
+        let mut connection = crate::socket::server_conn(config.core);
         let mut head = request_head(&request);
         let received = connection.handle_input(Instant::ZERO, &mut head);
         let mut head = match received.event {

@@ -8,7 +8,7 @@
 //! deadline still running.
 
 use roomwire_core::session::{ServerSession, StepError};
-use roomwire_core::{CloseCode, Event, Instant, SendError};
+use roomwire_core::{CloseCode, Event, SendError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant as TokioInstant;
 use tracing::debug;
@@ -16,7 +16,7 @@ use tracing::debug;
 use crate::config::Config;
 use crate::error::Error;
 use crate::message::HandshakeInfo;
-use crate::socket::{Conn, Io, WebSocket, close_timeout, encode_into, with_conn};
+use crate::socket::{Io, WebSocket, close_timeout, encode_into, server_conn};
 
 /// Room first reserved for a handshake answer.
 const ANSWER_ROOM: usize = 512;
@@ -44,14 +44,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// timeout gets 408; the stream is shut down in those cases.
     pub(crate) async fn read_request(stream: S, config: Config) -> Result<(Self, RequestHead), Error> {
         let origin = TokioInstant::now();
-        let conn = Conn::Server(roomwire_core::Connection::server(config.core, Instant::ZERO));
+        let conn = server_conn(config.core);
         let mut ws = WebSocket::new(stream, conn, config, origin, tracing::Span::current());
         loop {
             if ws.rstart < ws.rend {
                 let now = ws.now();
                 let WebSocket { conn, rbuf, rstart, rend, .. } = &mut ws;
-                let Conn::Server(c) = conn else { return Err(Error::Closed) };
-                let received = c.handle_input(now, &mut rbuf[*rstart..*rend]);
+                let received = conn.handle_input(now, &mut rbuf[*rstart..*rend]);
                 let consumed = received.consumed;
                 let outcome = match received.event {
                     None => None,
@@ -92,9 +91,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let now = self.now();
         let deadline = TokioInstant::now() + close_timeout(&self.config);
         let WebSocket { conn, wbuf, .. } = self;
-        let Conn::Server(c) = conn else { return Err(Error::Closed) };
         encode_into(wbuf, ANSWER_ROOM, |out| {
-            session.accept(c, now, out).map_err(|e| match e {
+            session.accept(conn, now, out).map_err(|e| match e {
                 StepError::Send(e) => e,
                 StepError::Order(_) => SendError::InvalidState,
             })
@@ -105,8 +103,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Refuse the request with `status` and `body`, then drop the stream.
     pub(crate) async fn refuse_request(&mut self, status: u16, body: &str) -> Result<(), Error> {
         let WebSocket { conn, wbuf, .. } = self;
-        let Conn::Server(c) = conn else { return Err(Error::Closed) };
-        encode_into(wbuf, ANSWER_ROOM, |out| c.refuse(status, &[], body, out))?;
+        encode_into(wbuf, ANSWER_ROOM, |out| conn.refuse(status, &[], body, out))?;
         self.abandon().await;
         Err(Error::Refused { status })
     }
@@ -120,7 +117,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// writes it). Fails like [`close`](Self::close).
     pub(crate) fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         let now = self.now();
-        with_conn!(&mut self.conn, c => c.close(now, code, reason))?;
+        self.conn.close(now, code, reason)?;
         debug!(code = u16::from(code), reason, "closing");
         Ok(())
     }
@@ -130,12 +127,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 impl<S> WebSocket<S> {
     /// A server connection whose handshake was completed elsewhere (the
     /// axum integration): `conn` has accepted the request and is open.
-    pub(crate) fn from_accepted(
-        stream: S,
-        conn: roomwire_core::Connection,
-        config: Config,
-        origin: TokioInstant,
-    ) -> Self {
-        WebSocket::new(stream, Conn::Server(conn), config, origin, tracing::Span::current())
+    pub(crate) fn from_accepted(stream: S, conn: crate::socket::Conn, config: Config, origin: TokioInstant) -> Self {
+        WebSocket::new(stream, conn, config, origin, tracing::Span::current())
     }
 }
