@@ -71,6 +71,7 @@ pub mod frame;
 pub mod handshake;
 pub mod json;
 pub mod message;
+mod nesting;
 pub mod payload;
 pub mod reconnect;
 pub mod room;

@@ -14,6 +14,7 @@ use crate::channel::Channel;
 use crate::envelope::Encoding;
 use crate::error::InsufficientSize;
 use crate::json;
+use crate::nesting::{Bounded, Nesting};
 use crate::wire::WireFormat;
 #[cfg(feature = "std")]
 use crate::writer::Writer;
@@ -67,6 +68,7 @@ enum DecodeRepr {
     #[cfg(not(feature = "std"))]
     Serde(serde_json_core::de::Error),
     Postcard(postcard::Error),
+    TooDeep,
     TrailingBytes,
 }
 
@@ -84,6 +86,7 @@ impl fmt::Display for DecodeError {
             DecodeRepr::Json(e) => fmt::Display::fmt(e, f),
             DecodeRepr::Serde(e) => fmt::Display::fmt(e, f),
             DecodeRepr::Postcard(e) => fmt::Display::fmt(e, f),
+            DecodeRepr::TooDeep => write!(f, "message nested deeper than {} levels", json::MAX_DEPTH),
             DecodeRepr::TrailingBytes => f.write_str("trailing bytes after the message"),
         }
     }
@@ -183,8 +186,10 @@ fn encode_json<T: Serialize + ?Sized>(value: &T, out: &mut [u8]) -> Result<usize
 /// Decodes a typed message from the payload of `format` (see
 /// [`encode_payload`]). `T` may borrow strings from `payload`.
 ///
-/// The whole payload must be consumed. JSON is first checked by
-/// [`json::validate`] (so nesting is bounded by [`json::MAX_DEPTH`]);
+/// The whole payload must be consumed. Nesting is bounded by
+/// [`json::MAX_DEPTH`] in both formats (JSON is first checked by
+/// [`json::validate`]; postcard is counted as it decodes), so a recursive
+/// type cannot be made to exhaust the stack;
 /// without `std`, escaped strings are unescaped into `scratch`, which must
 /// hold the longest escaped string of the message (escaped strings cannot
 /// be borrowed as `&str`, with or without `std`).
@@ -208,7 +213,13 @@ pub fn decode_payload<'a, T: Deserialize<'a>>(
 ) -> Result<T, DecodeError> {
     match Encoding::from(format) {
         Encoding::Postcard => {
-            let (value, rest) = postcard::take_from_bytes(payload).map_err(|e| DecodeError(DecodeRepr::Postcard(e)))?;
+            // postcard has no nesting limit of its own: the same as JSON's.
+            let nesting = Nesting::new(json::MAX_DEPTH);
+            let mut deserializer = postcard::Deserializer::from_bytes(payload);
+            let value = T::deserialize(Bounded::new(&mut deserializer, &nesting)).map_err(|e| {
+                DecodeError(if nesting.exceeded() { DecodeRepr::TooDeep } else { DecodeRepr::Postcard(e) })
+            })?;
+            let rest = deserializer.finalize().map_err(|e| DecodeError(DecodeRepr::Postcard(e)))?;
             if rest.is_empty() { Ok(value) } else { Err(DecodeError(DecodeRepr::TrailingBytes)) }
         }
         Encoding::Json => {
