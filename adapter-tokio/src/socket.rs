@@ -732,13 +732,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Write the whole outbound queue, then flush the stream.
     fn poll_write_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.wpos < self.wbuf.len() {
-            match ready!(Pin::new(&mut self.stream).poll_write(cx, &self.wbuf[self.wpos..])) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.wbuf[self.wpos..]) {
+                Poll::Pending => {
+                    self.drop_written();
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
                     self.wpos += n;
                     self.need_flush = true;
                 }
-                Err(e) => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             }
         }
         self.wbuf.clear();
@@ -751,6 +755,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.need_flush = false;
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// A peer reading slightly behind never lets the queue empty, so the
+    /// buffer would keep every byte ever sent to it: once the written
+    /// prefix is as long as what is left, drop it. Each byte is moved at
+    /// most once per byte written before it, and the buffer stays under
+    /// twice the queue's bound ([`Config::max_outbound`] plus one frame).
+    fn drop_written(&mut self) {
+        if self.wpos > 0 && self.wpos >= self.wbuf.len() - self.wpos {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
     }
 
     /// Write everything queued, giving up at `deadline` (used for handshake
@@ -837,5 +853,46 @@ mod tests {
         // 520 bytes.
         assert!(drawn.windows(2).any(|w| w[0] != w[1]));
         assert_ne!(drawn[..64], drawn[64..128]);
+    }
+
+    /// A peer reading slightly behind, never letting the queue empty: the
+    /// write buffer holds what is unwritten (under twice the queue's
+    /// bound), not every byte ever sent.
+    #[tokio::test]
+    async fn a_reader_that_stays_behind_cannot_grow_the_write_buffer() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut peer, stream) = tokio::io::duplex(1024);
+        let config = Config { max_outbound: 32 * 1024, ..Config::default() };
+        let server = tokio::spawn(WebSocket::accept(stream, config));
+        peer.write_all(
+            b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let (mut ws, _) = server.await.unwrap().unwrap();
+        let mut response = Vec::new();
+        while !response.ends_with(b"\r\n\r\n") {
+            response.push(peer.read_u8().await.unwrap());
+        }
+        let payload = [7u8; 1000];
+        let mut sent = 0usize;
+        let mut most = 0usize;
+        let mut chunk = [0u8; 1004];
+        // Eight frames of backlog (the pipe holds one), then one frame out
+        // for one frame in: the queue never empties.
+        for _ in 0..8 {
+            ws.feed(MessageRef::Binary(&payload)).unwrap();
+        }
+        for round in 0..1500 {
+            ws.feed(MessageRef::Binary(&payload)).unwrap();
+            sent += 1004;
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(1), ws.flush()).await;
+            peer.read_exact(&mut chunk).await.unwrap();
+            assert!(ws.queued() > 0, "the queue emptied (round {round})");
+            most = most.max(ws.wbuf.len());
+        }
+        assert!(sent > 1_500_000);
+        assert!(most < 2 * (32 * 1024 + 1004), "write buffer grew to {most} B");
     }
 }
