@@ -118,6 +118,12 @@ pub(crate) struct Hooks {
 type Observer<E> = Box<dyn Fn(&E) + Send + Sync>;
 type MessageObserver = Box<dyn for<'a> Fn(&MessageEvent<'a>) + Send + Sync>;
 
+/// An endpoint waiting for the server's room limits.
+pub(super) struct PendingEndpoint {
+    path: &'static str,
+    erase: Box<dyn FnOnce(TableLimits) -> Arc<dyn ErasedEndpoint> + Send>,
+}
+
 /// Builds a [`Server`]: endpoints, configuration, server-wide hooks.
 ///
 /// ```
@@ -137,14 +143,16 @@ type MessageObserver = Box<dyn for<'a> Fn(&MessageEvent<'a>) + Send + Sync>;
 #[must_use]
 pub struct ServerBuilder {
     pub(super) config: ServerConfig,
-    pub(super) endpoints: Vec<Arc<dyn ErasedEndpoint>>,
+    /// Endpoints as registered; their room tables are made at
+    /// [`build`](Self::build), with the configuration as it is then.
+    pub(super) endpoints: Vec<PendingEndpoint>,
     pub(super) hooks: Hooks,
     pub(super) resolver: Option<Resolver>,
 }
 
 impl fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let paths: Vec<&str> = self.endpoints.iter().map(|e| e.path()).collect();
+        let paths: Vec<&str> = self.endpoints.iter().map(|e| e.path).collect();
         f.debug_struct("ServerBuilder").field("config", &self.config).field("endpoints", &paths).finish()
     }
 }
@@ -161,7 +169,8 @@ impl ServerBuilder {
     where
         for<'a> C::Out<'a>: Send,
     {
-        self.endpoints.push(endpoint.into_erased(self.config.rooms));
+        let path = C::PATH;
+        self.endpoints.push(PendingEndpoint { path, erase: Box::new(move |limits| endpoint.into_erased(limits)) });
         self
     }
 
@@ -202,8 +211,11 @@ impl ServerBuilder {
 
     /// Check the endpoints and build the server.
     pub fn build(self) -> Result<Server, BuildError> {
+        let limits = self.config.rooms;
+        let endpoints: Vec<Arc<dyn ErasedEndpoint>> =
+            self.endpoints.into_iter().map(|pending| (pending.erase)(limits)).collect();
         let mut by_path = HashMap::new();
-        for (index, endpoint) in self.endpoints.iter().enumerate() {
+        for (index, endpoint) in endpoints.iter().enumerate() {
             let path = endpoint.path();
             if !path.starts_with('/') {
                 return Err(BuildError::InvalidPath(path));
@@ -222,7 +234,7 @@ impl ServerBuilder {
         Ok(Server {
             shared: Arc::new(Shared {
                 config: self.config,
-                endpoints: self.endpoints,
+                endpoints,
                 by_path,
                 hooks: self.hooks,
                 resolver: self.resolver,
