@@ -68,7 +68,9 @@ fi
 # --- build ----------------------------------------------------------------------------------------
 log "building the load generator and the servers ($PROFILE)"
 cargo build --quiet --profile "$PROFILE" -p roomwire-loadgen -p roomwire-bench-servers
-if [ "$PROFILE" = dev ]; then BIN="$ROOT/target/debug"; else BIN="$ROOT/target/$PROFILE"; fi
+# Where cargo put them: CARGO_TARGET_DIR (relative to the repo, as cargo reads it here) or target/.
+TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
+if [ "$PROFILE" = dev ]; then BIN="$TARGET_DIR/debug"; else BIN="$TARGET_DIR/$PROFILE"; fi
 LOADGEN="$BIN/roomwire-loadgen"
 
 HAVE_NODE=0

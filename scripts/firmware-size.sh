@@ -32,7 +32,8 @@ BINS=(baseline client ews)
 log "building ${BINS[*]} (release, $TARGET)"
 args=()
 for b in "${BINS[@]}"; do args+=(--bin "$b"); done
-if ! cargo build --release --target "$TARGET" "${args[@]}"; then
+# The ELFs are looked for below, whatever CARGO_TARGET_DIR says.
+if ! cargo build --release --target "$TARGET" --target-dir "$ROOT/firmware/target" "${args[@]}"; then
     fail "firmware build failed"
 fi
 

@@ -67,7 +67,7 @@ fi
 
 cd "$ROOT"
 log "building the firmware (qemu-room, release) and the tokio peer"
-(cd firmware && cargo build --release --target "$TARGET" --no-default-features --features qemu --bin qemu-room) ||
+(cd firmware && cargo build --release --target "$TARGET" --target-dir "$ROOT/firmware/target" --no-default-features --features qemu --bin qemu-room) ||
     fail "building the firmware failed"
 cp "$ROOT/firmware/target/$TARGET/release/qemu-room" "$ROOT/firmware/target/$TARGET/release/qemu-room-polled"
 cargo build -p roomwire-embassy --example telemetry_peer || fail "building the tokio peer failed"
@@ -193,7 +193,7 @@ log "lossy-link run passed in $((SECONDS - START)) s"
 # --- the interrupt-driven build -------------------------------------------------------------------
 if [ "$IRQ_RUN" != 0 ]; then
     log "interrupt-driven receive (feature qemu-irq): step 2 alone"
-    (cd firmware && cargo build --release --target "$TARGET" --no-default-features --features qemu-irq --bin qemu-room) ||
+    (cd firmware && cargo build --release --target "$TARGET" --target-dir "$ROOT/firmware/target" --no-default-features --features qemu-irq --bin qemu-room) ||
         fail "building the qemu-irq firmware failed"
     cp "$ROOT/firmware/target/$TARGET/release/qemu-room" "$ROOT/firmware/target/$TARGET/release/qemu-room-irq"
     START=$SECONDS

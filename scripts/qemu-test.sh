@@ -31,7 +31,7 @@ if ! command -v qemu-system-arm >/dev/null 2>&1; then
 fi
 
 cd "$ROOT/firmware"
-cargo build --release --target "$TARGET" --bin qemu-decode || fail "build failed"
+cargo build --release --target "$TARGET" --target-dir "$ROOT/firmware/target" --bin qemu-decode || fail "build failed"
 ELF="$ROOT/firmware/target/$TARGET/release/qemu-decode"
 
 log "running $ELF on mps2-an386 (timeout ${TIMEOUT}s)"
