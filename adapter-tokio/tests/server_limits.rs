@@ -151,7 +151,10 @@ async fn room_limits_apply_whatever_the_builder_order() {
     let mut h = harness_with(config(|c| c.rooms.max_rooms_per_member = 2), |e| e).await;
     let (mut ok, _) = h.connect("/ws/chat?roomIds=a,b").await;
     let (mut over, _) = h.try_connect("/ws/chat?roomIds=a,b,c", &[], &[]).await.expect("101, then the close");
-    assert_eq!(closed_with(&mut over).await, Some((Some(CloseCode::Policy), "Too many rooms for this connection".to_owned())));
+    assert_eq!(
+        closed_with(&mut over).await,
+        Some((Some(CloseCode::Policy), "Too many rooms for this connection".to_owned()))
+    );
     h.server.emit::<Chat>(&Emit::to_room("b"), &ChatIn::System { message: "still here".into() }).unwrap();
     assert!(recv_text(&mut ok).await.contains("still here"));
 }
