@@ -55,7 +55,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Listen on `port` with the default limits and a 30 s keepalive.
     pub fn new(port: u16) -> Self {
-        Self { port, websocket: Config { keepalive_interval: Some(Duration::from_secs(30)), ..Config::default() } }
+        Self { port, websocket: roomwire_core::session::connection_config() }
     }
 }
 

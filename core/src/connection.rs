@@ -109,16 +109,21 @@ pub struct Config {
     pub keepalive_interval: Option<Duration>,
 }
 
+impl Config {
+    /// The defaults, as a constant (see each field).
+    pub const DEFAULT: Config = Config {
+        max_message_size: 1 << 20,
+        max_fragments: 4096,
+        max_handshake_size: 8 * 1024,
+        handshake_timeout: Some(Duration::from_secs(10)),
+        close_timeout: Duration::from_secs(5),
+        keepalive_interval: None,
+    };
+}
+
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            max_message_size: 1 << 20,
-            max_fragments: 4096,
-            max_handshake_size: 8 * 1024,
-            handshake_timeout: Some(Duration::from_secs(10)),
-            close_timeout: Duration::from_secs(5),
-            keepalive_interval: None,
-        }
+        Self::DEFAULT
     }
 }
 

@@ -174,7 +174,7 @@ pub const MAX_ROOMS: usize = 32;
 
 /// Default keepalive interval of a client connection: see
 /// [`ClientOptions::config`].
-pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_micros(roomwire_core::session::KEEPALIVE.as_micros());
 
 /// Default time the server has to answer a join or leave: see
 /// [`ClientOptions::request_timeout`].

@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use roomwire_core::WireFormat;
 
-use super::{
-    DEFAULT_INCOMING_CAPACITY, DEFAULT_KEEPALIVE, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, ReconnectPolicy,
-};
+use super::{DEFAULT_INCOMING_CAPACITY, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, ReconnectPolicy};
 use crate::config::Config;
 
 /// How a [`Client`](super::Client) connects: rooms, wire, headers, reconnection, queue
@@ -41,8 +39,7 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        let mut config = Config::default();
-        config.core.keepalive_interval = Some(roomwire_core::Duration::from_secs(DEFAULT_KEEPALIVE.as_secs()));
+        let config = Config { core: roomwire_core::session::connection_config(), ..Config::default() };
         Self {
             rooms: Vec::new(),
             wire: WireFormat::Json,

@@ -58,8 +58,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        let mut socket = crate::Config::default();
-        socket.core.keepalive_interval = Some(roomwire_core::Duration::from_secs(30));
+        let socket = crate::Config { core: roomwire_core::session::connection_config(), ..crate::Config::default() };
         Self {
             socket,
             max_connections: 100_000,

@@ -82,7 +82,7 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
-            websocket: Config { keepalive_interval: Some(Duration::from_secs(30)), ..Config::default() },
+            websocket: super::connection_config(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Some(Duration::from_secs(10)),
             reconnect: ReconnectPolicy::default(),

@@ -12,5 +12,28 @@
 pub mod client;
 pub mod server;
 
+use crate::connection::Config;
+use crate::time::Duration;
+
+/// How often a room session pings its peer, on both sides: long enough to
+/// cost nothing on an idle link, short enough that a peer gone without a
+/// close (a phone out of coverage, a reset MCU) is noticed, and its slot
+/// and per-user count freed, within two intervals (a ping left unanswered
+/// until the next one ends the connection).
+pub const KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// The core's [`Config`] defaults with the room sessions' [`KEEPALIVE`]:
+/// what every room client and room server starts from.
+///
+/// ```
+/// use roomwire_core::session::{self, KEEPALIVE};
+/// assert_eq!(session::connection_config().keepalive_interval, Some(KEEPALIVE));
+/// ```
+pub const fn connection_config() -> Config {
+    let mut config = Config::DEFAULT;
+    config.keepalive_interval = Some(KEEPALIVE);
+    config
+}
+
 pub use client::*;
 pub use server::*;
