@@ -420,7 +420,8 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                     inbox.copy_from_slice(bytes);
                     let Some(session) = slot.session.as_mut() else { continue };
                     let format = session.format();
-                    match session.handle_message::<C, T>(table, inbox, shared.scratch, shared.frame) {
+                    let state = slot.conn.as_ref().map_or(State::Closed, Connection::state);
+                    match session.handle_message::<C, T>(state, table, inbox, shared.scratch, shared.frame) {
                         Inbound::Message { room, message } => {
                             let mut ctx = Context::<C>::new(slots.as_mut_slice(), table, shared.payload, shared.frame);
                             handler.on_message(&mut ctx, member, &room, message);

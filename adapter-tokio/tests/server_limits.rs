@@ -158,3 +158,19 @@ async fn room_limits_apply_whatever_the_builder_order() {
     h.server.emit::<Chat>(&Emit::to_room("b"), &ChatIn::System { message: "still here".into() }).unwrap();
     assert!(recv_text(&mut ok).await.contains("still here"));
 }
+
+/// Once the server has decided to close a connection, what the client
+/// still sends reaches no handler.
+#[tokio::test]
+async fn no_handler_runs_after_the_server_closes() {
+    let mut h = harness().await;
+    let (mut ws, event) = h.connect("/ws/chat?roomId=room").await;
+    assert!(h.server.close_connection(&event.connection_id, CloseCode::Policy, "bye"));
+    for n in 0..20 {
+        say(&mut ws, "room", &format!("after the close {n}")).await;
+    }
+    assert_eq!(closed_with(&mut ws).await, Some((Some(CloseCode::Policy), "bye".to_owned())));
+    let gone = h.next_disconnect().await;
+    assert_eq!(gone.connection_id, event.connection_id);
+    assert!(h.handled.try_recv().is_err(), "a handler ran after the close");
+}

@@ -535,6 +535,12 @@ impl<K: MaskKeySource> Connection<K> {
     }
 
     fn read_frames<'i>(&mut self, now: Instant, input: &'i mut [u8]) -> (usize, Option<Step<'i>>) {
+        if self.state == State::Closing && self.close_deadline.is_some_and(|d| now >= d) {
+            // The close deadline holds whatever the peer sends: one that
+            // keeps the input full cannot keep an adapter that reads before
+            // it looks at its timer from ever ending the connection.
+            self.state = State::Closed;
+        }
         if self.state == State::Closed || self.close_received || self.fail_fast {
             // RFC 6455 §5.5.1: nothing after a close frame is processed.
             return (input.len(), None);

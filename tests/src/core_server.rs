@@ -148,7 +148,13 @@ impl Hub {
                     let data = message.bytes().to_vec();
                     let format = slot.session.format();
                     let mut scratch = [0u8; 1024];
-                    match slot.session.handle_message::<Chat, _>(table, &data, &mut scratch, &mut frame) {
+                    match slot.session.handle_message::<Chat, _>(
+                        slot.conn.state(),
+                        table,
+                        &data,
+                        &mut scratch,
+                        &mut frame,
+                    ) {
                         Inbound::Message { room, message } => {
                             let line = ChatIn::Append { content: message.content, username: format!("m{index}") };
                             input.drain(..consumed);

@@ -463,7 +463,7 @@ async fn handle(
     // a handler, which would grow every connection's task).
     let (room, future) = {
         let mut out = [0u8; 1024];
-        match endpoint.dispatch(registered, data, &mut out) {
+        match endpoint.dispatch(registered, ws.state(), data, &mut out) {
             Dispatched::Ignored => {
                 trace!("message ignored (not JSON)");
                 return Flow::Continue;

@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use roomwire_core::State;
 use roomwire_core::admission::UNAUTHORIZED;
 use roomwire_core::channel::Channel;
 use roomwire_core::dispatch::{Inbound, Membership, Refusal};
@@ -250,7 +251,15 @@ pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
         over_user_cap: bool,
     ) -> Result<(), Refusal>;
     /// `dispatch::handle_message` for this channel, then the handler.
-    fn dispatch<'a>(&'a self, registered: &'a Registered, data: &'a [u8], out: &mut [u8]) -> Dispatched<'a>;
+    /// [`ServerSession::handle_message`] for this channel: the message of
+    /// a connection in `state`.
+    fn dispatch<'a>(
+        &'a self,
+        registered: &'a Registered,
+        state: State,
+        data: &'a [u8],
+        out: &mut [u8],
+    ) -> Dispatched<'a>;
 }
 
 struct Typed<C: Channel> {
@@ -291,11 +300,17 @@ where
         session.register::<C, _>(member, query, room, over_user_cap, table)
     }
 
-    fn dispatch<'a>(&'a self, registered: &'a Registered, data: &'a [u8], out: &mut [u8]) -> Dispatched<'a> {
+    fn dispatch<'a>(
+        &'a self,
+        registered: &'a Registered,
+        state: State,
+        data: &'a [u8],
+        out: &mut [u8],
+    ) -> Dispatched<'a> {
         let inbound = {
-            let mut state = self.cell.lock();
+            let mut cell = self.cell.lock();
             // With `std`, JSON strings are unescaped by serde_json: no scratch.
-            registered.session.handle_message::<C, _>(&mut state.table, data, &mut [], out)
+            registered.session.handle_message::<C, _>(state, &mut cell.table, data, &mut [], out)
         };
         match inbound {
             Inbound::Message { room, message } => {

@@ -50,7 +50,7 @@
 //! session.register::<Chat, _>(MemberId(0), query.as_deref(), None, false, &mut table)?;
 //! assert!(table.is_in_room(MemberId(0), "lobby"));
 //! let message = br#"{"message":{"content":"hi"}}"#;
-//! match session.handle_message::<Chat, _>(&mut table, message, &mut [0; 64], &mut out) {
+//! match session.handle_message::<Chat, _>(conn.state(), &mut table, message, &mut [0; 64], &mut out) {
 //!     Inbound::Message { room, message } => assert_eq!((room.as_str(), message.content), ("lobby", "hi")),
 //!     other => panic!("{other:?}"),
 //! }
@@ -61,7 +61,7 @@ use core::fmt;
 
 use crate::admission::{self, Gates, HttpRefusal};
 use crate::channel::Channel;
-use crate::connection::{Connection, MaskKeySource, SendError};
+use crate::connection::{Connection, MaskKeySource, SendError, State};
 use crate::dispatch::{self, Inbound, Refusal};
 use crate::error::InsufficientSize;
 use crate::handshake::Request;
@@ -292,17 +292,22 @@ impl ServerSession {
     }
 
     /// Handle one whole message of the connection (see
-    /// [`dispatch::handle_message`]). Before registration, or after the
-    /// session ended, the message is [`Inbound::Ignored`].
+    /// [`dispatch::handle_message`]); `state` is the connection's
+    /// ([`Connection::state`]). Only an open connection's messages are
+    /// handled: before registration, after the session ended, and once
+    /// either side has started the closing handshake (the server's close
+    /// is final: no handler runs for what the client sends after it), the
+    /// message is [`Inbound::Ignored`].
     pub fn handle_message<'a, C: Channel, T: RoomTable>(
         &self,
+        state: State,
         table: &mut T,
         data: &'a [u8],
         scratch: &'a mut [u8],
         out: &mut [u8],
     ) -> Inbound<C::Out<'a>> {
         match (self.phase(), self.member) {
-            (ServerPhase::Open, Some(member)) => {
+            (ServerPhase::Open, Some(member)) if state == State::Open => {
                 dispatch::handle_message::<C, T>(self.format, member, table, data, scratch, out)
             }
             _ => Inbound::Ignored,
@@ -407,12 +412,32 @@ mod tests {
         let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
         // No message is handled before registration.
         assert!(matches!(
-            session.handle_message::<Chat, _>(&mut table, br#"{"type":"join","room":"a"}"#, &mut [0; 64], &mut out),
+            session.handle_message::<Chat, _>(
+                conn.state(),
+                &mut table,
+                br#"{"type":"join","room":"a"}"#,
+                &mut [0; 64],
+                &mut out
+            ),
             Inbound::Ignored
         ));
         session.register::<Chat, _>(MemberId(3), query.as_deref(), None, false, &mut table).unwrap();
         assert_eq!(session.phase(), ServerPhase::Open);
         assert_eq!(session.member(), Some(MemberId(3)));
+        let join = br#"{"type":"join","room":"a","ref":1}"#;
+        assert!(matches!(
+            session.handle_message::<Chat, _>(conn.state(), &mut table, join, &mut [0; 64], &mut out),
+            Inbound::Answer { .. }
+        ));
+        // Once the connection closes (here the application's close), what
+        // the client still sends is not handled.
+        conn.close(Instant::ZERO, crate::CloseCode::Normal, "bye").unwrap();
+        let join = br#"{"type":"join","room":"b","ref":2}"#;
+        assert!(matches!(
+            session.handle_message::<Chat, _>(conn.state(), &mut table, join, &mut [0; 64], &mut out),
+            Inbound::Ignored
+        ));
+        assert!(!table.is_in_room(MemberId(3), "b"));
     }
 
     #[test]

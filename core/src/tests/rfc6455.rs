@@ -397,6 +397,35 @@ fn close_timeout_closes_a_silent_peer() {
     assert_eq!(pair.server.state(), State::Closed);
 }
 
+/// A peer that answers our close with more data, never with its close,
+/// cannot postpone the close deadline by keeping the input full: an
+/// adapter that feeds input before it looks at its timer still ends the
+/// connection on time.
+#[test]
+fn the_close_deadline_holds_while_the_peer_keeps_sending() {
+    let mut pair = Pair::new(Config::default(), 64);
+    pair.connect();
+    pair.server.close(pair.now, CloseCode::Normal, "").unwrap();
+    let _ = transmit(&mut pair.server);
+    let mut data = Vec::new();
+    let mut messages = 0;
+    for _ in 0..10 {
+        // A second passes between reads, and every read has a new frame.
+        pair.now = pair.now + Duration::from_secs(1);
+        let mut frame = client_frame(0x82, b"still talking");
+        let received = pair.server.handle_input(pair.now, &mut frame);
+        if let Some(Event::Data { .. }) = received.event {
+            messages += 1;
+        }
+        data.push(pair.server.state());
+    }
+    // Until the deadline (5 s), data is still read (RFC 6455 allows it);
+    // from the deadline on, nothing is, and the connection is closed.
+    assert_eq!(messages, 4);
+    assert_eq!(data[3], State::Closing);
+    assert!(data[4..].iter().all(|s| *s == State::Closed), "{data:?}");
+}
+
 #[test]
 fn keepalive_pings_and_drops_a_silent_peer() {
     let config = Config { keepalive_interval: Some(Duration::from_secs(30)), ..Config::default() };
