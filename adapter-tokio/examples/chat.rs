@@ -117,6 +117,8 @@ fn server() -> Server {
                 })
             })
             .secure()
+            // Signed-in browsers only from this server's own pages.
+            .same_origin()
             .max_connections_per_user(2),
         )
         .on_connect(

@@ -174,3 +174,51 @@ async fn no_handler_runs_after_the_server_closes() {
     assert_eq!(gone.connection_id, event.connection_id);
     assert!(h.handled.try_recv().is_err(), "a handler ran after the close");
 }
+
+/// Cross-site WebSocket hijacking: a page of another site cannot open a
+/// cookie-authenticated endpoint that allows only its own origin.
+#[tokio::test]
+async fn endpoints_refuse_foreign_origins_with_403() {
+    let h = harness_with(|b| b, |e| e.same_origin()).await;
+    let own = format!("http://{}", h.addr);
+    let auth = ("Authorization", "Bearer alice");
+    let refused = h.try_connect("/ws/secure-chat", &[], &[auth, ("Origin", "https://evil.example")]).await;
+    assert!(
+        matches!(
+            refused,
+            Err(roomwire_tokio::Error::Handshake(roomwire_tokio::roomwire_core::handshake::HandshakeError::Rejected {
+                status: 403
+            }))
+        ),
+        "{refused:?}"
+    );
+    let refused = h.try_connect("/ws/secure-chat", &[], &[auth, ("Origin", "null")]).await;
+    assert!(
+        matches!(
+            refused,
+            Err(roomwire_tokio::Error::Handshake(roomwire_tokio::roomwire_core::handshake::HandshakeError::Rejected {
+                status: 403
+            }))
+        ),
+        "{refused:?}"
+    );
+    // Its own pages, and programs (no Origin), get in; the open endpoint
+    // allows every origin.
+    assert!(h.try_connect("/ws/secure-chat", &[], &[auth, ("Origin", &own)]).await.is_ok());
+    assert!(h.try_connect("/ws/secure-chat", &[], &[auth]).await.is_ok());
+    assert!(h.try_connect("/ws/chat", &[], &[("Origin", "https://evil.example")]).await.is_ok());
+
+    let h = harness_with(|b| b, |e| e.allowed_origins(["https://app.example"])).await;
+    let allowed = h.try_connect("/ws/secure-chat", &[], &[auth, ("Origin", "https://app.example")]).await;
+    assert!(allowed.is_ok());
+    let refused = h.try_connect("/ws/secure-chat", &[], &[auth, ("Origin", &own)]).await;
+    assert!(
+        matches!(
+            refused,
+            Err(roomwire_tokio::Error::Handshake(roomwire_tokio::roomwire_core::handshake::HandshakeError::Rejected {
+                status: 403
+            }))
+        ),
+        "{refused:?}"
+    );
+}

@@ -7,6 +7,9 @@
 //! 2. **Server gates** ([`screen`]): a server that is shutting down answers
 //!    503 ([`SHUTTING_DOWN`]); one at its connection cap 503
 //!    ([`UNAVAILABLE`]).
+//!    A browser from an origin the endpoint does not allow gets 403
+//!    ([`FORBIDDEN_ORIGIN`], see [`Origins`]), before any hook sees its
+//!    cookies.
 //! 3. **Wire**: the subprotocols offered choose the wire
 //!    ([`WireFormat::negotiate`](crate::WireFormat::negotiate)).
 //! 4. **The application's decision** (authorize, resolve the user): accept
@@ -78,6 +81,9 @@ pub const SERVER_SHUTDOWN: Refusal = Refusal { code: CloseCode::Away, reason: "S
 /// is full, so it is closed rather than let its backlog grow.
 pub const OUTBOUND_FULL: Refusal = Refusal { code: CloseCode::Again, reason: "Outbound queue full" };
 
+/// A browser page from an origin the endpoint does not allow.
+pub const FORBIDDEN_ORIGIN: HttpRefusal = HttpRefusal { status: 403, body: "Origin not allowed" };
+
 /// The server's own state, as [`screen`] needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Gates {
@@ -85,16 +91,77 @@ pub struct Gates {
     pub shutting_down: bool,
     /// The server is at its connection cap.
     pub full: bool,
+    /// The request's `Origin` is not one the endpoint allows
+    /// ([`Origins::allows`]).
+    pub foreign_origin: bool,
+}
+
+/// Which web pages may open a connection to an endpoint.
+///
+/// A browser sends its cookies with a WebSocket handshake whatever page
+/// opens it, so an endpoint that authenticates by cookie can be used by any
+/// site the user visits (cross-site WebSocket hijacking) unless it checks
+/// the `Origin` header, which browsers always send and pages cannot forge.
+/// Requests without `Origin` come from programs, not from pages, and pass:
+/// they carry no ambient credentials. Names are anything that is a `str`
+/// (`&str` or `String`).
+///
+/// ```
+/// use roomwire_core::admission::Origins;
+/// let host = Some("chat.example");
+/// assert!(Origins::<&str>::SameHost.allows(Some("https://chat.example"), host));
+/// assert!(!Origins::<&str>::SameHost.allows(Some("https://evil.example"), host));
+/// assert!(Origins::<&str>::SameHost.allows(None, host)); // not a browser
+/// let list = ["https://app.example"];
+/// assert!(Origins::Only(&list).allows(Some("https://APP.example"), host));
+/// assert!(!Origins::Only(&list).allows(Some("null"), host));
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+pub enum Origins<'a, S = &'a str> {
+    /// Every origin (the default, and Alepha's behaviour).
+    Any,
+    /// Pages served by the host the request names: the origin's
+    /// `host[:port]` equals the `Host` header.
+    SameHost,
+    /// Exactly these origins (`scheme://host[:port]`, compared without
+    /// regard to ASCII case).
+    Only(&'a [S]),
+}
+
+impl<S> Clone for Origins<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Origins<'_, S> {}
+
+impl<S: AsRef<str>> Origins<'_, S> {
+    /// Whether a request with this `Origin` header (`None`: absent) and
+    /// this `Host` header may go on.
+    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else { return true };
+        match self {
+            Origins::Any => true,
+            Origins::SameHost => {
+                let authority = origin.split_once("://").map(|(_, rest)| rest);
+                matches!((authority, host), (Some(a), Some(h)) if !a.is_empty() && a.eq_ignore_ascii_case(h.trim()))
+            }
+            Origins::Only(list) => list.iter().any(|allowed| allowed.as_ref().eq_ignore_ascii_case(origin.trim())),
+        }
+    }
 }
 
 /// Steps 1 and 2: whether a request for a channel (`found`: its path
 /// names one) may go on to the application's decision.
 ///
 /// ```
-/// use roomwire_core::admission::{screen, Gates, NOT_FOUND, SHUTTING_DOWN};
+/// use roomwire_core::admission::{screen, Gates, FORBIDDEN_ORIGIN, NOT_FOUND, SHUTTING_DOWN};
 /// assert_eq!(screen(true, Gates::default()), Ok(()));
-/// assert_eq!(screen(false, Gates { shutting_down: true, full: true }), Err(NOT_FOUND));
-/// assert_eq!(screen(true, Gates { shutting_down: true, full: true }), Err(SHUTTING_DOWN));
+/// let all = Gates { shutting_down: true, full: true, foreign_origin: true };
+/// assert_eq!(screen(false, all), Err(NOT_FOUND));
+/// assert_eq!(screen(true, all), Err(SHUTTING_DOWN));
+/// assert_eq!(screen(true, Gates { foreign_origin: true, ..Gates::default() }), Err(FORBIDDEN_ORIGIN));
 /// ```
 pub fn screen(found: bool, gates: Gates) -> Result<(), HttpRefusal> {
     if !found {
@@ -103,6 +170,8 @@ pub fn screen(found: bool, gates: Gates) -> Result<(), HttpRefusal> {
         Err(SHUTTING_DOWN)
     } else if gates.full {
         Err(UNAVAILABLE)
+    } else if gates.foreign_origin {
+        Err(FORBIDDEN_ORIGIN)
     } else {
         Ok(())
     }

@@ -94,7 +94,7 @@ impl Server {
             }
             _ => return answer(admission::BAD_REQUEST),
         };
-        let (endpoint, open) = match conn::screen(self, &mut head.session, &head.info.path) {
+        let (endpoint, open) = match conn::screen(self, &mut head.session, &head.info) {
             Ok(screened) => screened,
             Err(refused) => return answer(refused),
         };

@@ -24,7 +24,7 @@ use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, MessageEvent, 
 use super::upgrade::RequestHead;
 use super::{Permit, Server, TaskGuard};
 use crate::error::Error;
-use crate::message::Message;
+use crate::message::{HandshakeInfo, Message};
 use crate::socket::{WebSocket, append_with};
 
 /// Any stream, boxed: one connection type for TCP, TLS, upgraded HTTP.
@@ -91,7 +91,7 @@ async fn handshake(
             return None;
         }
     };
-    let (endpoint, open) = match screen(&server, &mut head.session, &head.info.path) {
+    let (endpoint, open) = match screen(&server, &mut head.session, &head.info) {
         Ok(screened) => screened,
         Err(refusal) => {
             debug!(path = head.info.path, status = refusal.status, "refused");
@@ -120,16 +120,20 @@ async fn handshake(
 }
 
 /// The route and the server's gates ([`ServerSession::screen`]): the
-/// endpoint at `path` and a place under the connection cap.
+/// endpoint at the request's path, a place under the connection cap and an
+/// origin the endpoint allows.
 pub(crate) fn screen(
     server: &Server,
     session: &mut ServerSession,
-    path: &str,
+    request: &HandshakeInfo,
 ) -> Result<(Arc<dyn ErasedEndpoint>, Permit), HttpRefusal> {
     let shared = &server.shared;
-    let endpoint = shared.endpoint(path).cloned();
+    let endpoint = shared.endpoint(&request.path).cloned();
     let open = endpoint.as_ref().and_then(|_| Permit::open(shared));
-    let gates = Gates { shutting_down: shared.closing.is_set(), full: open.is_none() };
+    let foreign_origin = endpoint.as_ref().is_some_and(|endpoint| {
+        !endpoint.policy().allows_origin(request.header_str("origin"), request.header_str("host"))
+    });
+    let gates = Gates { shutting_down: shared.closing.is_set(), full: open.is_none(), foreign_origin };
     session.screen(endpoint.is_some(), gates)?;
     // Both are there: the session screened on them.
     endpoint.zip(open).ok_or(roomwire_core::admission::INTERNAL_ERROR)

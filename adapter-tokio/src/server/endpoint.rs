@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use roomwire_core::State;
-use roomwire_core::admission::UNAUTHORIZED;
+use roomwire_core::admission::{Origins, UNAUTHORIZED};
 use roomwire_core::channel::Channel;
 use roomwire_core::dispatch::{Inbound, Membership, Refusal};
 use roomwire_core::room::{MemberId, TableLimits};
@@ -49,11 +49,29 @@ pub(crate) struct Policy {
     pub(crate) resolver: Option<Resolver>,
     pub(crate) secure: bool,
     pub(crate) max_connections_per_user: Option<usize>,
+    /// `None`: every origin.
+    pub(crate) origins: Option<AllowedOrigins>,
     pub(crate) on_connect: Option<ConnectHook>,
     pub(crate) on_disconnect: Option<DisconnectHook>,
 }
 
+/// The web pages allowed to open an endpoint's connections.
+#[derive(Debug, Clone)]
+pub(crate) enum AllowedOrigins {
+    SameHost,
+    Only(Vec<String>),
+}
+
 impl Policy {
+    /// The core's check of the request's `Origin` ([`Origins::allows`]).
+    pub(crate) fn allows_origin(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        match &self.origins {
+            None => Origins::<&str>::Any.allows(origin, host),
+            Some(AllowedOrigins::SameHost) => Origins::<&str>::SameHost.allows(origin, host),
+            Some(AllowedOrigins::Only(list)) => Origins::Only(list).allows(origin, host),
+        }
+    }
+
     /// Alepha's `admit`: `authorize` alone decides if there is one;
     /// otherwise the user comes from the resolver (the endpoint's, else the
     /// server's) and a `secure` endpoint refuses anonymous users with 401.
@@ -183,6 +201,32 @@ where
     /// Refuse anonymous upgrades with HTTP 401 "Unauthorized".
     pub fn secure(mut self) -> Self {
         self.policy.secure = true;
+        self
+    }
+
+    /// Accept browsers only from pages of the host the request names (the
+    /// `Origin` header's `host[:port]` equals `Host`); others get 403
+    /// "Origin not allowed" before any hook runs. Requests without
+    /// `Origin` (not from a browser) pass. Use it on every endpoint that
+    /// authenticates by cookie: a browser sends its cookies with a
+    /// WebSocket whatever page opens it.
+    ///
+    /// ```
+    /// use roomwire_tokio::server::Endpoint;
+    /// # roomwire_tokio::roomwire_core::channel! { pub struct Inbox { path: "/ws/inbox", in: (), out: () } }
+    /// let inbox = Endpoint::<Inbox>::new(|_ctx| Box::pin(async { Ok(()) })).secure().same_origin();
+    /// # let _ = inbox;
+    /// ```
+    pub fn same_origin(mut self) -> Self {
+        self.policy.origins = Some(AllowedOrigins::SameHost);
+        self
+    }
+
+    /// Accept browsers only from these origins (`scheme://host[:port]`,
+    /// e.g. `https://app.example`); others get 403 as with
+    /// [`same_origin`](Self::same_origin).
+    pub fn allowed_origins<I: IntoIterator<Item = S>, S: Into<String>>(mut self, origins: I) -> Self {
+        self.policy.origins = Some(AllowedOrigins::Only(origins.into_iter().map(Into::into).collect()));
         self
     }
 

@@ -446,7 +446,10 @@ mod tests {
         assert_eq!(session.screen(false, Gates::default()), Err(admission::NOT_FOUND));
         assert_eq!(session.phase(), ServerPhase::Ended);
         let (_, mut session, _) = open("/ws/chat", None);
-        assert_eq!(session.screen(true, Gates { shutting_down: true, full: false }), Err(admission::SHUTTING_DOWN));
+        assert_eq!(
+            session.screen(true, Gates { shutting_down: true, ..Gates::default() }),
+            Err(admission::SHUTTING_DOWN)
+        );
         let (_, mut session, _) = open("/ws/chat", None);
         session.screen(true, Gates::default()).unwrap();
         assert_eq!(session.refusal(Undecided::TimedOut), admission::DECISION_TIMED_OUT);
