@@ -421,7 +421,14 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                     let Some(session) = slot.session.as_mut() else { continue };
                     let format = session.format();
                     let state = slot.conn.as_ref().map_or(State::Closed, Connection::state);
-                    match session.handle_message::<C, T>(state, table, inbox, shared.scratch, shared.frame) {
+                    match session.handle_message::<C, T>(
+                        state,
+                        table,
+                        &roomwire_core::dispatch::AnyRoom,
+                        inbox,
+                        shared.scratch,
+                        shared.frame,
+                    ) {
                         Inbound::Message { room, message } => {
                             let mut ctx = Context::<C>::new(slots.as_mut_slice(), table, shared.payload, shared.frame);
                             handler.on_message(&mut ctx, member, &room, message);
@@ -443,7 +450,14 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                         // Registered before the 101 (there is no application
                         // decision here), while the request is at hand; a
                         // refusal is a close after the 101.
-                        let _ = session.register::<C, T>(member, request.query(), None, false, table);
+                        let _ = session.register::<C, T>(
+                            member,
+                            request.query(),
+                            None,
+                            false,
+                            &roomwire_core::dispatch::AnyRoom,
+                            table,
+                        );
                     }
                     let frame = &mut *shared.frame;
                     let n = match screened {

@@ -289,8 +289,15 @@ where
         let mut hub = hub.lock().unwrap();
         let id = hub.next;
         hub.next += 1;
-        dispatch::join_handshake_rooms::<T, _>(format, MemberId(id), info.query.as_deref(), None, &mut hub.table)
-            .unwrap();
+        dispatch::join_handshake_rooms::<T, _>(
+            format,
+            MemberId(id),
+            info.query.as_deref(),
+            None,
+            &roomwire_core::dispatch::AnyRoom,
+            &mut hub.table,
+        )
+        .unwrap();
         hub.conns.insert(id, Conn { format, tx });
         id
     };
@@ -345,7 +352,15 @@ where
 {
     let mut hub = hub.lock().unwrap();
     let Hub { table, conns, .. } = &mut *hub;
-    match dispatch::handle_message::<T, _>(format, MemberId(id), table, data, scratch, out) {
+    match dispatch::handle_message::<T, _>(
+        format,
+        MemberId(id),
+        table,
+        &roomwire_core::dispatch::AnyRoom,
+        data,
+        scratch,
+        out,
+    ) {
         Inbound::Message { room, message } => {
             let content = T::content(&message);
             seen.send(Seen::Handled { id, room: room.to_string(), content: content.clone() }).unwrap();

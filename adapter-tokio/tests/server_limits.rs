@@ -222,3 +222,29 @@ async fn endpoints_refuse_foreign_origins_with_403() {
         "{refused:?}"
     );
 }
+
+/// An endpoint that confines each user to its own inbox: neither the
+/// handshake's rooms (Alepha wire) nor a `join` (roomwire wire) escapes it.
+#[tokio::test]
+async fn authorize_room_confines_joins_on_both_wires() {
+    let own_inbox = |a: &roomwire_tokio::server::RoomAccess<'_>| {
+        a.user_id.is_some_and(|u| a.room.strip_prefix("inbox:") == Some(u))
+    };
+    let mut h = harness_with(|b| b, move |e| e.authorize_room(own_inbox)).await;
+    let alice = [("Authorization", "Bearer alice")];
+    // Alepha wire: the rooms of the query.
+    let (_own, event) = h.connect_with("/ws/secure-chat?roomId=inbox:alice", &[], &alice).await;
+    assert_eq!(event.rooms, ["inbox:alice"]);
+    let (mut other, _) = h.try_connect("/ws/secure-chat?roomId=inbox:bob", &[], &alice).await.unwrap();
+    assert_eq!(closed_with(&mut other).await, Some((Some(CloseCode::Policy), "Room not allowed".to_owned())));
+    // roomwire wire: joins.
+    let (mut ws, _) = h.connect_with("/ws/secure-chat", &["roomwire.v1.json"], &alice).await;
+    send_text(&mut ws, r#"{"type":"join","room":"inbox:bob","ref":1}"#).await;
+    let refused = recv_json(&mut ws).await;
+    assert_eq!((refused["type"].as_str(), refused["code"].as_u64()), (Some("error"), Some(4007)), "{refused}");
+    send_text(&mut ws, r#"{"type":"join","room":"inbox:alice","ref":2}"#).await;
+    let joined = recv_json(&mut ws).await;
+    assert_eq!((joined["type"].as_str(), joined["ref"].as_u64()), (Some("ok"), Some(2)), "{joined}");
+    let rooms = h.server.connections().into_iter().map(|c| c.rooms).collect::<Vec<_>>();
+    assert!(rooms.iter().all(|r| r.iter().all(|room| room == "inbox:alice")), "{rooms:?}");
+}

@@ -76,9 +76,9 @@ impl core::error::Error for Refusal {}
 ///     pub struct Chat { path: "/ws/chat", in: M, out: M } }
 ///
 /// let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
-/// join_handshake_rooms::<Chat, _>(WireFormat::Alepha, MemberId(1), Some("roomIds=a,b"), None, &mut table).unwrap();
+/// join_handshake_rooms::<Chat, _>(WireFormat::Alepha, MemberId(1), Some("roomIds=a,b"), None, &roomwire_core::dispatch::AnyRoom, &mut table).unwrap();
 /// assert_eq!(table.rooms_of(MemberId(1)).map(|r| r.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-/// join_handshake_rooms::<Chat, _>(WireFormat::Alepha, MemberId(2), None, None, &mut table).unwrap();
+/// join_handshake_rooms::<Chat, _>(WireFormat::Alepha, MemberId(2), None, None, &roomwire_core::dispatch::AnyRoom, &mut table).unwrap();
 /// assert!(table.is_in_room(MemberId(2), "default"));
 /// ```
 pub fn join_handshake_rooms<C: Channel, T: RoomTable>(
@@ -86,6 +86,7 @@ pub fn join_handshake_rooms<C: Channel, T: RoomTable>(
     member: MemberId,
     query: Option<&str>,
     room_override: Option<&str>,
+    gate: &impl RoomGate,
     table: &mut T,
 ) -> Result<(), Refusal> {
     const INVALID: Refusal = Refusal { code: CloseCode::Policy, reason: "Invalid room id" };
@@ -106,6 +107,9 @@ pub fn join_handshake_rooms<C: Channel, T: RoomTable>(
         }
         (_, None) => return Ok(()),
     }
+    if rooms.iter().any(|room| !gate.allows(room)) {
+        return Err(ROOM_NOT_ALLOWED);
+    }
     for room in rooms.iter() {
         if let Err(e) = table.join(member, room) {
             table.leave_all(member);
@@ -121,6 +125,49 @@ fn join_error_code(e: JoinError) -> u16 {
         _ => code::ROOM_FULL,
     }
 }
+
+/// The application's rule on which rooms a connection may be in, beyond the
+/// channel's [`validate_room_id`](Channel::validate_room_id) (which knows the
+/// room id alone): an adapter builds one per connection from what it knows
+/// of it (its user, its id). It is asked for every room a connection would
+/// join: those its handshake names, on both wires, and every `join` on the
+/// roomwire wire. A refused handshake room closes the connection with 1008
+/// [`ROOM_NOT_ALLOWED`]; a refused `join` is answered with
+/// [`code::ROOM_NOT_ALLOWED`] and the connection stays.
+///
+/// Any `Fn(&RoomId) -> bool` is a gate; [`AnyRoom`] allows every room.
+///
+/// ```
+/// use roomwire_core::dispatch::RoomGate;
+/// use roomwire_core::RoomId;
+/// let user = "alice";
+/// let own_inbox = |room: &RoomId| room.as_str().strip_prefix("inbox:") == Some(user);
+/// assert!(own_inbox.allows(&RoomId::new("inbox:alice").unwrap()));
+/// assert!(!own_inbox.allows(&RoomId::new("inbox:bob").unwrap()));
+/// ```
+pub trait RoomGate {
+    /// Whether the connection may be in `room`.
+    fn allows(&self, room: &RoomId) -> bool;
+}
+
+impl<F: Fn(&RoomId) -> bool> RoomGate for F {
+    fn allows(&self, room: &RoomId) -> bool {
+        self(room)
+    }
+}
+
+/// The gate of an application with no rule of its own: every room.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnyRoom;
+
+impl RoomGate for AnyRoom {
+    fn allows(&self, _: &RoomId) -> bool {
+        true
+    }
+}
+
+/// A room its handshake named is not allowed to the connection.
+pub const ROOM_NOT_ALLOWED: Refusal = Refusal { code: CloseCode::Policy, reason: "Room not allowed" };
 
 fn join_error_text(e: JoinError) -> &'static str {
     match e {
@@ -182,16 +229,16 @@ pub enum Inbound<M> {
 ///     pub struct Chat { path: "/ws/chat", in: Say<'a>, out: Say<'a> } }
 ///
 /// let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
-/// join_handshake_rooms::<Chat, _>(WireFormat::Alepha, MemberId(1), Some("roomId=lobby"), None, &mut table).unwrap();
+/// join_handshake_rooms::<Chat, _>(WireFormat::Alepha, MemberId(1), Some("roomId=lobby"), None, &roomwire_core::dispatch::AnyRoom, &mut table).unwrap();
 /// let mut out = [0u8; 256];
 /// let frame = br#"{"roomId":"elsewhere","message":{"content":"hi"}}"#;
-/// match handle_message::<Chat, _>(WireFormat::Alepha, MemberId(1), &mut table, frame, &mut [0; 64], &mut out) {
+/// match handle_message::<Chat, _>(WireFormat::Alepha, MemberId(1), &mut table, &roomwire_core::dispatch::AnyRoom, frame, &mut [0; 64], &mut out) {
 ///     // A room the connection did not join is never honoured.
 ///     Inbound::Message { room, message } => assert_eq!((room.as_str(), message.content), ("lobby", "hi")),
 ///     other => panic!("{other:?}"),
 /// }
 /// let bad = br#"{"message":{"nope":1}}"#;
-/// match handle_message::<Chat, _>(WireFormat::Alepha, MemberId(1), &mut table, bad, &mut [0; 64], &mut out) {
+/// match handle_message::<Chat, _>(WireFormat::Alepha, MemberId(1), &mut table, &roomwire_core::dispatch::AnyRoom, bad, &mut [0; 64], &mut out) {
 ///     Inbound::Answer { len, .. } => assert!(out[..len].starts_with(br#"{"error":"Message validation failed: "#)),
 ///     other => panic!("{other:?}"),
 /// }
@@ -200,13 +247,16 @@ pub fn handle_message<'a, C: Channel, T: RoomTable>(
     format: WireFormat,
     member: MemberId,
     table: &mut T,
+    gate: &impl RoomGate,
     data: &'a [u8],
     scratch: &'a mut [u8],
     out: &mut [u8],
 ) -> Inbound<C::Out<'a>> {
     match format {
         WireFormat::Alepha => handle_alepha::<C, T>(member, table, data, scratch, out),
-        WireFormat::Json | WireFormat::Postcard => handle_envelope::<C, T>(format, member, table, data, scratch, out),
+        WireFormat::Json | WireFormat::Postcard => {
+            handle_envelope::<C, T>(format, member, table, gate, data, scratch, out)
+        }
     }
 }
 
@@ -241,6 +291,7 @@ fn handle_envelope<'a, C: Channel, T: RoomTable>(
     format: WireFormat,
     member: MemberId,
     table: &mut T,
+    gate: &impl RoomGate,
     data: &'a [u8],
     scratch: &'a mut [u8],
     out: &mut [u8],
@@ -257,6 +308,10 @@ fn handle_envelope<'a, C: Channel, T: RoomTable>(
                     error_frame(format, Some(reference), code::INVALID_ROOM_ID, "Invalid room id", out),
                     None,
                 );
+            }
+            if !table.is_in_room(member, &room) && !gate.allows(&room) {
+                let text = ROOM_NOT_ALLOWED.reason;
+                return reply(error_frame(format, Some(reference), code::ROOM_NOT_ALLOWED, text, out), None);
             }
             match table.join(member, &room) {
                 Ok(joined) => {

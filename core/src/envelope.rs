@@ -81,6 +81,9 @@ pub mod code {
     pub const VALIDATION_FAILED: u16 = 4005;
     /// The server's handler failed on this message.
     pub const HANDLER_ERROR: u16 = 4006;
+    /// The application does not let this connection into that room (its
+    /// user may be confined to some rooms, e.g. its own inbox).
+    pub const ROOM_NOT_ALLOWED: u16 = 4007;
     /// Reserved: too many requests or messages.
     pub const RATE_LIMITED: u16 = 4029;
 
@@ -101,6 +104,7 @@ pub mod code {
             NOT_A_MEMBER => "not a member of that room",
             VALIDATION_FAILED => "message validation failed",
             HANDLER_ERROR => "handler error",
+            ROOM_NOT_ALLOWED => "room not allowed",
             RATE_LIMITED => "rate limited",
             _ => "error",
         }

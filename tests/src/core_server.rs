@@ -135,7 +135,14 @@ impl Hub {
                     let mut session = ServerSession::new(&request);
                     let screened = session.screen(request.path() == Chat::PATH, Gates::default());
                     if screened.is_ok() {
-                        let _ = session.register::<Chat, _>(member, request.query(), None, false, table);
+                        let _ = session.register::<Chat, _>(
+                            member,
+                            request.query(),
+                            None,
+                            false,
+                            &roomwire_core::dispatch::AnyRoom,
+                            table,
+                        );
                     }
                     let n = match screened {
                         Ok(()) => session.accept(&mut slot.conn, now, &mut frame).ok(),
@@ -151,6 +158,7 @@ impl Hub {
                     match slot.session.handle_message::<Chat, _>(
                         slot.conn.state(),
                         table,
+                        &roomwire_core::dispatch::AnyRoom,
                         &data,
                         &mut scratch,
                         &mut frame,

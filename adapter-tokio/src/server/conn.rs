@@ -266,7 +266,7 @@ async fn register(
         match endpoint.register(
             &mut session,
             &mut state.table,
-            member,
+            (member, user.as_deref(), &id),
             query.as_deref(),
             room.as_deref(),
             over_user_cap,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use roomwire_core::State;
 use roomwire_core::admission::{Origins, UNAUTHORIZED};
 use roomwire_core::channel::Channel;
-use roomwire_core::dispatch::{Inbound, Membership, Refusal};
-use roomwire_core::room::{MemberId, TableLimits};
+use roomwire_core::dispatch::{Inbound, Membership, Refusal, RoomGate};
+use roomwire_core::room::{MemberId, RoomId, TableLimits};
 use roomwire_core::session::ServerSession;
 
 use super::Server;
@@ -51,8 +51,34 @@ pub(crate) struct Policy {
     pub(crate) max_connections_per_user: Option<usize>,
     /// `None`: every origin.
     pub(crate) origins: Option<AllowedOrigins>,
+    /// `None`: every room the channel's ids allow.
+    pub(crate) rooms: Option<RoomRule>,
     pub(crate) on_connect: Option<ConnectHook>,
     pub(crate) on_disconnect: Option<DisconnectHook>,
+}
+
+/// Who asks to be in a room: what [`Endpoint::authorize_room`] decides on.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RoomAccess<'a> {
+    /// The connection's user, if it has one.
+    pub user_id: Option<&'a str>,
+    /// The connection's id.
+    pub connection_id: &'a str,
+    /// The room.
+    pub room: &'a str,
+}
+
+pub(crate) type RoomRule = Arc<dyn Fn(&RoomAccess<'_>) -> bool + Send + Sync>;
+
+impl Policy {
+    /// The core's [`RoomGate`] for one connection: this endpoint's rule,
+    /// asked about that connection.
+    pub(crate) fn room_gate<'a>(&'a self, user_id: Option<&'a str>, connection_id: &'a str) -> impl RoomGate + 'a {
+        move |room: &RoomId| {
+            self.rooms.as_ref().is_none_or(|rule| rule(&RoomAccess { user_id, connection_id, room: room.as_str() }))
+        }
+    }
 }
 
 /// The web pages allowed to open an endpoint's connections.
@@ -230,6 +256,28 @@ where
         self
     }
 
+    /// Which rooms a connection may be in, beyond the channel's
+    /// `validate_room_id`: asked, under the endpoint's lock (keep it
+    /// quick), for every room a connection would join: those its
+    /// handshake names (query rooms, or the room `authorize` chose) and
+    /// each `join` on the roomwire wire. A refused handshake room closes
+    /// the connection with 1008 "Room not allowed"; a refused `join` is
+    /// answered with error 4007 and the connection stays.
+    ///
+    /// ```
+    /// use roomwire_tokio::server::Endpoint;
+    /// # roomwire_tokio::roomwire_core::channel! { pub struct Inbox { path: "/ws/inbox", in: (), out: () } }
+    /// // A user's connections may only be in the user's own inbox.
+    /// let inbox = Endpoint::<Inbox>::new(|_ctx| Box::pin(async { Ok(()) }))
+    ///     .secure()
+    ///     .authorize_room(|access| access.user_id.is_some_and(|u| access.room.strip_prefix("inbox:") == Some(u)));
+    /// # let _ = inbox;
+    /// ```
+    pub fn authorize_room(mut self, rule: impl Fn(&RoomAccess<'_>) -> bool + Send + Sync + 'static) -> Self {
+        self.policy.rooms = Some(Arc::new(rule));
+        self
+    }
+
     /// At most `max` open connections per user on this endpoint (anonymous
     /// connections are not counted). The next one is accepted, then closed
     /// with 1008 "Max connections per user exceeded".
@@ -289,7 +337,8 @@ pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
         &self,
         session: &mut ServerSession,
         table: &mut super::registry::Table,
-        member: MemberId,
+        // The member, its user and its connection id.
+        who: (MemberId, Option<&str>, &str),
         query: Option<&str>,
         room: Option<&str>,
         over_user_cap: bool,
@@ -336,12 +385,13 @@ where
         &self,
         session: &mut ServerSession,
         table: &mut super::registry::Table,
-        member: MemberId,
+        (member, user_id, connection_id): (MemberId, Option<&str>, &str),
         query: Option<&str>,
         room: Option<&str>,
         over_user_cap: bool,
     ) -> Result<(), Refusal> {
-        session.register::<C, _>(member, query, room, over_user_cap, table)
+        let gate = self.policy.room_gate(user_id, connection_id);
+        session.register::<C, _>(member, query, room, over_user_cap, &gate, table)
     }
 
     fn dispatch<'a>(
@@ -354,7 +404,8 @@ where
         let inbound = {
             let mut cell = self.cell.lock();
             // With `std`, JSON strings are unescaped by serde_json: no scratch.
-            registered.session.handle_message::<C, _>(state, &mut cell.table, data, &mut [], out)
+            let gate = self.policy.room_gate(registered.user.as_deref(), &registered.id);
+            registered.session.handle_message::<C, _>(state, &mut cell.table, &gate, data, &mut [], out)
         };
         match inbound {
             Inbound::Message { room, message } => {

@@ -145,7 +145,7 @@ use tracing::{Instrument, debug, info_span, warn};
 pub use admission::{Admission, Handshake};
 pub use context::{Context, Reply};
 pub use emit::{Emit, EmitError};
-pub use endpoint::{BoxFuture, Endpoint, HandlerError, HandlerResult};
+pub use endpoint::{BoxFuture, Endpoint, HandlerError, HandlerResult, RoomAccess};
 pub use registry::{ConnectEvent, ConnectionInfo, DisconnectEvent, MessageEvent};
 
 pub(crate) use builder::Hooks;

@@ -47,10 +47,10 @@
 //! let n = session.accept(&mut conn, now, &mut out)?;
 //! assert!(out[..n].starts_with(b"HTTP/1.1 101"));
 //! let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
-//! session.register::<Chat, _>(MemberId(0), query.as_deref(), None, false, &mut table)?;
+//! session.register::<Chat, _>(MemberId(0), query.as_deref(), None, false, &roomwire_core::dispatch::AnyRoom, &mut table)?;
 //! assert!(table.is_in_room(MemberId(0), "lobby"));
 //! let message = br#"{"message":{"content":"hi"}}"#;
-//! match session.handle_message::<Chat, _>(conn.state(), &mut table, message, &mut [0; 64], &mut out) {
+//! match session.handle_message::<Chat, _>(conn.state(), &mut table, &roomwire_core::dispatch::AnyRoom, message, &mut [0; 64], &mut out) {
 //!     Inbound::Message { room, message } => assert_eq!((room.as_str(), message.content), ("lobby", "hi")),
 //!     other => panic!("{other:?}"),
 //! }
@@ -62,7 +62,7 @@ use core::fmt;
 use crate::admission::{self, Gates, HttpRefusal};
 use crate::channel::Channel;
 use crate::connection::{Connection, MaskKeySource, SendError, State};
-use crate::dispatch::{self, Inbound, Refusal};
+use crate::dispatch::{self, Inbound, Refusal, RoomGate};
 use crate::error::InsufficientSize;
 use crate::handshake::Request;
 use crate::room::{MemberId, RoomTable};
@@ -274,6 +274,7 @@ impl ServerSession {
         query: Option<&str>,
         room: Option<&str>,
         over_user_cap: bool,
+        gate: &impl RoomGate,
         table: &mut T,
     ) -> Result<(), Refusal> {
         if !self.screened || self.member.is_some() || self.ours.is_some() || self.ended {
@@ -282,7 +283,7 @@ impl ServerSession {
         let registered = if over_user_cap {
             Err(admission::USER_CAP)
         } else {
-            dispatch::join_handshake_rooms::<C, T>(self.format, member, query, room, table)
+            dispatch::join_handshake_rooms::<C, T>(self.format, member, query, room, gate, table)
         };
         match registered {
             Ok(()) => self.member = Some(member),
@@ -302,13 +303,14 @@ impl ServerSession {
         &self,
         state: State,
         table: &mut T,
+        gate: &impl RoomGate,
         data: &'a [u8],
         scratch: &'a mut [u8],
         out: &mut [u8],
     ) -> Inbound<C::Out<'a>> {
         match (self.phase(), self.member) {
             (ServerPhase::Open, Some(member)) if state == State::Open => {
-                dispatch::handle_message::<C, T>(self.format, member, table, data, scratch, out)
+                dispatch::handle_message::<C, T>(self.format, member, table, gate, data, scratch, out)
             }
             _ => Inbound::Ignored,
         }
@@ -415,18 +417,28 @@ mod tests {
             session.handle_message::<Chat, _>(
                 conn.state(),
                 &mut table,
+                &crate::dispatch::AnyRoom,
                 br#"{"type":"join","room":"a"}"#,
                 &mut [0; 64],
                 &mut out
             ),
             Inbound::Ignored
         ));
-        session.register::<Chat, _>(MemberId(3), query.as_deref(), None, false, &mut table).unwrap();
+        session
+            .register::<Chat, _>(MemberId(3), query.as_deref(), None, false, &crate::dispatch::AnyRoom, &mut table)
+            .unwrap();
         assert_eq!(session.phase(), ServerPhase::Open);
         assert_eq!(session.member(), Some(MemberId(3)));
         let join = br#"{"type":"join","room":"a","ref":1}"#;
         assert!(matches!(
-            session.handle_message::<Chat, _>(conn.state(), &mut table, join, &mut [0; 64], &mut out),
+            session.handle_message::<Chat, _>(
+                conn.state(),
+                &mut table,
+                &crate::dispatch::AnyRoom,
+                join,
+                &mut [0; 64],
+                &mut out
+            ),
             Inbound::Answer { .. }
         ));
         // Once the connection closes (here the application's close), what
@@ -434,7 +446,14 @@ mod tests {
         conn.close(Instant::ZERO, crate::CloseCode::Normal, "bye").unwrap();
         let join = br#"{"type":"join","room":"b","ref":2}"#;
         assert!(matches!(
-            session.handle_message::<Chat, _>(conn.state(), &mut table, join, &mut [0; 64], &mut out),
+            session.handle_message::<Chat, _>(
+                conn.state(),
+                &mut table,
+                &crate::dispatch::AnyRoom,
+                join,
+                &mut [0; 64],
+                &mut out
+            ),
             Inbound::Ignored
         ));
         assert!(!table.is_in_room(MemberId(3), "b"));
@@ -465,7 +484,14 @@ mod tests {
         // Registered before the 101 (as a server without an application
         // decision does): the 101 carries the close after it.
         let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
-        let got = session.register::<Chat, _>(MemberId(0), query.as_deref(), None, false, &mut table);
+        let got = session.register::<Chat, _>(
+            MemberId(0),
+            query.as_deref(),
+            None,
+            false,
+            &crate::dispatch::AnyRoom,
+            &mut table,
+        );
         assert_eq!(got.unwrap_err().reason, "Too many rooms");
         assert_eq!(session.our_close().map(|r| r.reason), Some("Too many rooms"));
         let n = session.accept(&mut conn, Instant::ZERO, &mut out).unwrap();
@@ -478,11 +504,21 @@ mod tests {
         let (mut conn, mut session, query) = open("/ws/chat", None);
         session.screen(true, Gates::default()).unwrap();
         session.accept(&mut conn, Instant::ZERO, &mut out).unwrap();
-        let got = session.register::<Chat, _>(MemberId(1), query.as_deref(), None, true, &mut table);
+        let got = session.register::<Chat, _>(
+            MemberId(1),
+            query.as_deref(),
+            None,
+            true,
+            &crate::dispatch::AnyRoom,
+            &mut table,
+        );
         assert_eq!(got, Err(admission::USER_CAP));
         assert!(!table.is_in_room(MemberId(1), "default"));
         // A second registration is out of order.
-        assert_eq!(session.register::<Chat, _>(MemberId(1), None, None, false, &mut table), Err(OUT_OF_ORDER));
+        assert_eq!(
+            session.register::<Chat, _>(MemberId(1), None, None, false, &crate::dispatch::AnyRoom, &mut table),
+            Err(OUT_OF_ORDER)
+        );
     }
 
     #[test]
@@ -506,7 +542,7 @@ mod tests {
         let mut out = [0u8; 512];
         let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
         session.screen(true, Gates::default()).unwrap();
-        session.register::<Chat, _>(MemberId(0), None, None, false, &mut table).unwrap();
+        session.register::<Chat, _>(MemberId(0), None, None, false, &crate::dispatch::AnyRoom, &mut table).unwrap();
         session.accept(&mut conn, Instant::ZERO, &mut out).unwrap();
         assert!(session.close(&mut conn, Instant::ZERO, ServerClose::OutboundFull));
         assert!(!session.close(&mut conn, Instant::ZERO, ServerClose::Shutdown));

@@ -107,7 +107,15 @@ impl Hub {
         let format = WireFormat::negotiate(protocols.iter().copied());
         let id = self.members.len();
         let query = (!query.is_empty()).then_some(query);
-        dispatch::join_handshake_rooms::<Chat, _>(format, MemberId(id as u32), query, None, &mut self.table).unwrap();
+        dispatch::join_handshake_rooms::<Chat, _>(
+            format,
+            MemberId(id as u32),
+            query,
+            None,
+            &crate::dispatch::AnyRoom,
+            &mut self.table,
+        )
+        .unwrap();
         self.members.push(Member { pair, format, user: user.map(String::from), open: true });
         id
     }
@@ -157,6 +165,7 @@ impl Hub {
             format,
             MemberId(id as u32),
             &mut self.table,
+            &crate::dispatch::AnyRoom,
             data,
             &mut scratch,
             &mut out,
@@ -481,6 +490,7 @@ fn too_many_rooms_in_the_query_is_refused_with_1008() {
         MemberId(0),
         Some("roomIds=a,b,c"),
         None,
+        &crate::dispatch::AnyRoom,
         &mut table,
     )
     .unwrap_err();

@@ -125,7 +125,7 @@ enum Served {
 fn serve<S: TestChannel>(format: WireFormat, table: &mut Table, data: &[u8]) -> Served {
     let mut scratch = [0u8; 256];
     let mut out = [0u8; 256];
-    match dispatch::handle_message::<S, _>(format, ME, table, data, &mut scratch, &mut out) {
+    match dispatch::handle_message::<S, _>(format, ME, table, &crate::dispatch::AnyRoom, data, &mut scratch, &mut out) {
         Inbound::Message { room, message } => Served::Handled { room: room.to_string(), content: S::content(&message) },
         Inbound::Answer { len, .. } => Served::Reply(out[..len].to_vec()),
         Inbound::Ignored => Served::Ignored,
@@ -140,7 +140,7 @@ fn admit<S: Channel, C: Channel, const N: usize>(client: &RoomClient<C, N>, tabl
     let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
     assert_eq!(path, S::PATH);
     let format = WireFormat::negotiate(client.protocols().iter().copied());
-    dispatch::join_handshake_rooms::<S, _>(format, ME, query, None, table).unwrap();
+    dispatch::join_handshake_rooms::<S, _>(format, ME, query, None, &crate::dispatch::AnyRoom, table).unwrap();
     format
 }
 
@@ -500,7 +500,15 @@ fn a_server_without_roomwire_falls_back_to_the_alepha_wire() {
     let mut table = Table::new();
     let mut target = [0u8; 64];
     let n = client.write_target(&mut target).unwrap();
-    dispatch::join_handshake_rooms::<Chat, _>(WireFormat::Alepha, ME, None, None, &mut table).unwrap();
+    dispatch::join_handshake_rooms::<Chat, _>(
+        WireFormat::Alepha,
+        ME,
+        None,
+        None,
+        &crate::dispatch::AnyRoom,
+        &mut table,
+    )
+    .unwrap();
     assert_eq!(&target[..n], b"/ws/chat");
     assert_eq!(client.opened(None), Ok(Opened::Reconnect));
     assert_eq!(client.format(), WireFormat::Alepha);
@@ -688,6 +696,7 @@ fn b86_a_push_labelled_room_a_is_for_room_a_only() {
         MemberId(2),
         Some("roomIds=room-b"),
         None,
+        &crate::dispatch::AnyRoom,
         &mut table,
     )
     .unwrap();
