@@ -80,6 +80,11 @@ roomwire_tokio::roomwire_core::channel! {
     pub struct SecureChat { path: "/ws/secure-chat", in: ChatIn, out: ChatOut<'a> }
 }
 
+roomwire_tokio::roomwire_core::channel! {
+    /// Each signed-in user's inbox: the room `inbox:<user>` and no other.
+    pub struct Inbox { path: "/ws/inbox", in: ChatIn, out: ChatOut<'a> }
+}
+
 /// The seed's handler: `append` to the sender's room, except the sender.
 fn append(content: &str, user: Option<&str>, connection: &str) -> ChatIn {
     ChatIn::Append { content: content.to_owned(), username: user.unwrap_or(connection).to_owned() }
@@ -120,6 +125,23 @@ fn server() -> Server {
             // Signed-in browsers only from this server's own pages.
             .same_origin()
             .max_connections_per_user(2),
+        )
+        .endpoint(
+            Endpoint::<Inbox>::new(|ctx| {
+                Box::pin(async move {
+                    // A note to oneself, seen by one's other connections.
+                    let line = append(&ctx.message.content, ctx.user_id(), ctx.connection_id());
+                    ctx.reply_with(&line, &Reply::new().except_self())?;
+                    Ok(())
+                })
+            })
+            .secure()
+            .same_origin()
+            // Alepha clients name their room in the query (`?roomId=inbox:alice`),
+            // roomwire clients join it: either way, only their own.
+            .authorize_room(|access| {
+                access.user_id.is_some_and(|user| access.room.strip_prefix("inbox:") == Some(user))
+            }),
         )
         .on_connect(
             |e| tracing::info!(id = e.connection_id, user = e.user_id, rooms = ?e.rooms, path = e.path, "connect"),
