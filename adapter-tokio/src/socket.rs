@@ -82,19 +82,17 @@ impl RandomKeys {
         Ok(Self { buf: Some(buf), pos: 0 })
     }
 
-    /// A server's source: no allocation, no randomness drawn.
+    /// A server's source: no allocation, no randomness drawn (it starts
+    /// exhausted, so a first use would fill it).
     pub(crate) const fn unused() -> Self {
-        Self { buf: None, pos: 0 }
+        Self { buf: None, pos: 256 }
     }
 }
 
 impl MaskKeySource for RandomKeys {
     fn next_key(&mut self) -> [u8; 4] {
-        let buf = self.buf.get_or_insert_with(|| {
-            self.pos = usize::MAX;
-            Box::new([0u8; 256])
-        });
-        if self.pos.saturating_add(4) > buf.len() {
+        let buf = self.buf.get_or_insert_with(|| Box::new([0u8; 256]));
+        if self.pos + 4 > buf.len() {
             // The source worked when the connection was created; a later
             // failure of the OS generator leaves no safe key to use.
             #[allow(clippy::expect_used)]

@@ -535,12 +535,10 @@ impl<K: MaskKeySource> Connection<K> {
     }
 
     fn read_frames<'i>(&mut self, now: Instant, input: &'i mut [u8]) -> (usize, Option<Step<'i>>) {
-        if self.state == State::Closing && self.close_deadline.is_some_and(|d| now >= d) {
-            // The close deadline holds whatever the peer sends: one that
-            // keeps the input full cannot keep an adapter that reads before
-            // it looks at its timer from ever ending the connection.
-            self.state = State::Closed;
-        }
+        // The close deadline holds whatever the peer sends: one that keeps
+        // the input full cannot keep an adapter that reads before it looks
+        // at its timer from ever ending the connection.
+        self.close_if_past_deadline(now);
         if self.state == State::Closed || self.close_received || self.fail_fast {
             // RFC 6455 §5.5.1: nothing after a close frame is processed.
             return (input.len(), None);
@@ -917,12 +915,19 @@ impl<K: MaskKeySource> Connection<K> {
                 self.next_ping = self.config.keepalive_interval.map(|i| now + i);
                 None
             }
-            State::Closing if due(self.close_deadline) => {
-                self.state = State::Closed;
-                Some(Timeout::Close)
-            }
+            State::Closing => self.close_if_past_deadline(now).then_some(Timeout::Close),
             _ => None,
         }
+    }
+
+    /// Closing, and the peer's close did not come in time: closed. Returns
+    /// whether it closed now.
+    fn close_if_past_deadline(&mut self, now: Instant) -> bool {
+        let past = self.state == State::Closing && self.close_deadline.is_some_and(|d| now >= d);
+        if past {
+            self.state = State::Closed;
+        }
+        past
     }
 
     fn next_mask(&mut self) -> Option<[u8; 4]> {

@@ -343,7 +343,6 @@ pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
         room: Option<&str>,
         over_user_cap: bool,
     ) -> Result<(), Refusal>;
-    /// `dispatch::handle_message` for this channel, then the handler.
     /// [`ServerSession::handle_message`] for this channel: the message of
     /// a connection in `state`.
     fn dispatch<'a>(
