@@ -421,9 +421,9 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                     let Some(session) = slot.session.as_mut() else { continue };
                     let format = session.format();
                     let state = slot.conn.as_ref().map_or(State::Closed, Connection::state);
-                    match session.handle_message::<C, T>(
+                    match session.handle_message::<C, _>(
                         state,
-                        table,
+                        &mut *table,
                         &roomwire_core::dispatch::AnyRoom,
                         inbox,
                         shared.scratch,
@@ -450,13 +450,13 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                         // Registered before the 101 (there is no application
                         // decision here), while the request is at hand; a
                         // refusal is a close after the 101.
-                        let _ = session.register::<C, T>(
+                        let _ = session.register::<C, _>(
                             member,
                             request.query(),
                             None,
                             false,
                             &roomwire_core::dispatch::AnyRoom,
-                            table,
+                            &mut *table,
                         );
                     }
                     let frame = &mut *shared.frame;

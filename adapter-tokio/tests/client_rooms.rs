@@ -355,7 +355,7 @@ where
     match dispatch::handle_message::<T, _>(
         format,
         MemberId(id),
-        table,
+        &mut *table,
         &roomwire_core::dispatch::AnyRoom,
         data,
         scratch,

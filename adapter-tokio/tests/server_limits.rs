@@ -225,6 +225,63 @@ async fn authorize_room_confines_joins_on_both_wires() {
     assert!(rooms.iter().all(|r| r.iter().all(|room| room == "inbox:alice")), "{rooms:?}");
 }
 
+/// The application's room gate runs without the endpoint's lock: while it
+/// takes its time over one connection's join, other connections of the
+/// endpoint connect, join and receive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_room_gate_holds_up_no_other_connection() {
+    use std::sync::{Arc, Condvar, Mutex};
+    // (entered, released, returned)
+    let held = Arc::new((Mutex::new((false, false, false)), Condvar::new()));
+    let gate = {
+        let held = held.clone();
+        move |a: &roomwire_tokio::server::RoomAccess<'_>| {
+            if a.room == "hold" {
+                let (lock, changed) = &*held;
+                let mut state = lock.lock().unwrap();
+                state.0 = true;
+                changed.notify_all();
+                // Blocking without stalling the runtime's other tasks:
+                // what is measured is the endpoint's lock alone.
+                let waited = tokio::task::block_in_place(|| changed.wait_timeout_while(state, 2 * LIMIT, |s| !s.1));
+                waited.unwrap().0.2 = true;
+            }
+            true
+        }
+    };
+    let mut h = harness_with(|b| b, move |e| e.authorize_room(gate)).await;
+    let (mut slow, _) =
+        h.connect_with("/ws/secure-chat", &["roomwire.v1.json"], &[("Authorization", "Bearer a")]).await;
+    send_text(&mut slow, r#"{"type":"join","room":"hold","ref":1}"#).await;
+    let entered = held.clone();
+    tokio::task::spawn_blocking(move || {
+        let (lock, changed) = &*entered;
+        let state = changed.wait_timeout_while(lock.lock().unwrap(), LIMIT, |s| !s.0).unwrap().0;
+        assert!(state.0, "the gate was never asked");
+    })
+    .await
+    .unwrap();
+    let other = async {
+        let (mut ws, event) =
+            h.connect_with("/ws/secure-chat?roomId=lobby", &[], &[("Authorization", "Bearer b")]).await;
+        assert_eq!(event.rooms, ["lobby"]);
+        h.mark(&event.connection_id, "served");
+        expect_marker(&mut ws, "served").await;
+    };
+    let served = timeout(LIMIT, other).await;
+    let (lock, changed) = &*held;
+    let gate_returned_first = {
+        let mut state = lock.lock().unwrap();
+        state.1 = true;
+        state.2
+    };
+    changed.notify_all();
+    served.expect("another connection waited for the gate");
+    assert!(!gate_returned_first, "another connection was served only once the gate returned");
+    let joined = recv_json(&mut slow).await;
+    assert_eq!((joined["type"].as_str(), joined["ref"].as_u64()), (Some("ok"), Some(1)), "{joined}");
+}
+
 /// The HTTP status of a refused handshake.
 fn refused_status<T>(result: &Result<T, roomwire_tokio::Error>) -> Option<u16> {
     use roomwire_tokio::roomwire_core::handshake::HandshakeError;

@@ -27,7 +27,7 @@ use crate::envelope::{self, ClientEnvelope, code};
 use crate::error::InsufficientSize;
 use crate::frame::FrameHeader;
 use crate::payload;
-use crate::room::{JoinError, MemberId, RoomId, RoomSet, RoomTable};
+use crate::room::{JoinError, MemberId, RoomId, RoomSet, RoomTable, TableAccess};
 use crate::target::FrameKey;
 use crate::wire::WireFormat;
 
@@ -81,13 +81,13 @@ impl core::error::Error for Refusal {}
 /// join_handshake_rooms::<Chat, _>(WireFormat::Alepha, MemberId(2), None, None, &roomwire_core::dispatch::AnyRoom, &mut table).unwrap();
 /// assert!(table.is_in_room(MemberId(2), "default"));
 /// ```
-pub fn join_handshake_rooms<C: Channel, T: RoomTable>(
+pub fn join_handshake_rooms<C: Channel, A: TableAccess>(
     format: WireFormat,
     member: MemberId,
     query: Option<&str>,
     room_override: Option<&str>,
     gate: &impl RoomGate,
-    table: &mut T,
+    mut table: A,
 ) -> Result<(), Refusal> {
     const INVALID: Refusal = Refusal { code: CloseCode::Policy, reason: "Invalid room id" };
     let mut rooms = RoomSet::<MAX_QUERY_ROOMS>::new();
@@ -110,13 +110,16 @@ pub fn join_handshake_rooms<C: Channel, T: RoomTable>(
     if rooms.iter().any(|room| !gate.allows(room)) {
         return Err(ROOM_NOT_ALLOWED);
     }
-    for room in rooms.iter() {
-        if let Err(e) = table.join(member, room) {
-            table.leave_all(member);
-            return Err(Refusal { code: CloseCode::Policy, reason: join_error_text(e) });
+    // All the rooms in one step: another connection never sees half of them.
+    table.with(|table| {
+        for room in rooms.iter() {
+            if let Err(e) = table.join(member, room) {
+                table.leave_all(member);
+                return Err(Refusal { code: CloseCode::Policy, reason: join_error_text(e) });
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn join_error_code(e: JoinError) -> u16 {
@@ -243,26 +246,26 @@ pub enum Inbound<M> {
 ///     other => panic!("{other:?}"),
 /// }
 /// ```
-pub fn handle_message<'a, C: Channel, T: RoomTable>(
+pub fn handle_message<'a, C: Channel, A: TableAccess>(
     format: WireFormat,
     member: MemberId,
-    table: &mut T,
+    table: A,
     gate: &impl RoomGate,
     data: &'a [u8],
     scratch: &'a mut [u8],
     out: &mut [u8],
 ) -> Inbound<C::Out<'a>> {
     match format {
-        WireFormat::Alepha => handle_alepha::<C, T>(member, table, data, scratch, out),
+        WireFormat::Alepha => handle_alepha::<C, A>(member, table, data, scratch, out),
         WireFormat::Json | WireFormat::Postcard => {
-            handle_envelope::<C, T>(format, member, table, gate, data, scratch, out)
+            handle_envelope::<C, A>(format, member, table, gate, data, scratch, out)
         }
     }
 }
 
-fn handle_alepha<'a, C: Channel, T: RoomTable>(
+fn handle_alepha<'a, C: Channel, A: TableAccess>(
     member: MemberId,
-    table: &T,
+    mut table: A,
     data: &'a [u8],
     scratch: &'a mut [u8],
     out: &mut [u8],
@@ -270,11 +273,13 @@ fn handle_alepha<'a, C: Channel, T: RoomTable>(
     let Ok(frame) = alepha::parse_client_frame(data) else {
         return Inbound::Ignored;
     };
-    let room = frame
-        .claimed_room
-        .filter(|claimed| table.is_in_room(member, claimed))
-        .or_else(|| table.first_room(member).cloned())
-        .or_else(|| RoomId::new(alepha::DEFAULT_ROOM).ok());
+    let room = table.with(|table| {
+        frame
+            .claimed_room
+            .filter(|claimed| table.is_in_room(member, claimed))
+            .or_else(|| table.first_room(member).cloned())
+    });
+    let room = room.or_else(|| RoomId::new(alepha::DEFAULT_ROOM).ok());
     let Some(room) = room else {
         return Inbound::Ignored;
     };
@@ -287,10 +292,10 @@ fn handle_alepha<'a, C: Channel, T: RoomTable>(
     }
 }
 
-fn handle_envelope<'a, C: Channel, T: RoomTable>(
+fn handle_envelope<'a, C: Channel, A: TableAccess>(
     format: WireFormat,
     member: MemberId,
-    table: &mut T,
+    mut table: A,
     gate: &impl RoomGate,
     data: &'a [u8],
     scratch: &'a mut [u8],
@@ -309,11 +314,13 @@ fn handle_envelope<'a, C: Channel, T: RoomTable>(
                     None,
                 );
             }
-            if !table.is_in_room(member, &room) && !gate.allows(&room) {
+            // The application's gate runs outside the table step: it is
+            // the application's code, and may take its time.
+            if !table.with(|table| table.is_in_room(member, &room)) && !gate.allows(&room) {
                 let text = ROOM_NOT_ALLOWED.reason;
                 return reply(error_frame(format, Some(reference), code::ROOM_NOT_ALLOWED, text, out), None);
             }
-            match table.join(member, &room) {
+            match table.with(|table| table.join(member, &room)) {
                 Ok(joined) => {
                     let membership = matches!(joined, crate::room::Joined::Added).then_some(Membership::Joined(room));
                     reply(ok_frame(format, reference, out), membership)
@@ -324,11 +331,11 @@ fn handle_envelope<'a, C: Channel, T: RoomTable>(
             }
         }
         ClientEnvelope::Leave { reference, room } => {
-            let membership = table.leave(member, &room).then_some(Membership::Left(room));
+            let membership = table.with(|table| table.leave(member, &room)).then_some(Membership::Left(room));
             reply(ok_frame(format, reference, out), membership)
         }
         ClientEnvelope::Message { room, payload } => {
-            if !table.is_in_room(member, &room) {
+            if !table.with(|table| table.is_in_room(member, &room)) {
                 return reply(error_frame(format, None, code::NOT_A_MEMBER, "Not a member of that room", out), None);
             }
             match payload::decode_message::<C>(format, payload, scratch) {

@@ -141,7 +141,7 @@ impl Hub {
                             None,
                             false,
                             &roomwire_core::dispatch::AnyRoom,
-                            table,
+                            &mut *table,
                         );
                     }
                     let n = match screened {
@@ -157,7 +157,7 @@ impl Hub {
                     let mut scratch = [0u8; 1024];
                     match slot.session.handle_message::<Chat, _>(
                         slot.conn.state(),
-                        table,
+                        &mut *table,
                         &roomwire_core::dispatch::AnyRoom,
                         &data,
                         &mut scratch,

@@ -259,23 +259,26 @@ async fn register(
     let outbox = Arc::new(Outbox::new(shared.config.socket.max_outbound));
     let cell = endpoint.cell().clone();
     let policy = endpoint.policy();
-    let registered = {
+    // The cap is checked and the slot taken in one step; the rooms are
+    // joined after it, without the lock while the application's room gate
+    // runs.
+    let (over_user_cap, member) = {
         let mut state = cell.lock();
         let over_user_cap = state.at_user_cap(user.as_ref(), policy.max_connections_per_user);
-        let member = state.register(id.clone(), user.clone(), format, outbox.clone());
-        match endpoint.register(
-            &mut session,
-            &mut state.table,
-            (member, user.as_deref(), &id),
-            query.as_deref(),
-            room.as_deref(),
-            over_user_cap,
-        ) {
-            Ok(()) => Ok((member, state.rooms_of(member))),
-            Err(refusal) => {
-                state.unregister(member);
-                Err((refusal.code, refusal.reason))
-            }
+        (over_user_cap, state.register(id.clone(), user.clone(), format, outbox.clone()))
+    };
+    let registered = match endpoint.register(
+        &mut session,
+        &cell,
+        (member, user.as_deref(), &id),
+        query.as_deref(),
+        room.as_deref(),
+        over_user_cap,
+    ) {
+        Ok(()) => Ok((member, cell.lock().rooms_of(member))),
+        Err(refusal) => {
+            cell.lock().unregister(member);
+            Err((refusal.code, refusal.reason))
         }
     };
     let (member, rooms) = match registered {

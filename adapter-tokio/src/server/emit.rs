@@ -207,11 +207,18 @@ fn deliver_with<M: Serialize + ?Sized, R: AsRef<str>, U: AsRef<str>>(
     message: &M,
     json: &mut Vec<u8>,
 ) -> Result<usize, EmitError> {
-    // JSON (Alepha and roomwire JSON share it) is encoded outside the lock.
+    // Payloads are encoded outside the lock: JSON (Alepha and roomwire JSON
+    // share it) always, postcard if a postcard client is connected. Only a
+    // postcard client that registered in between makes it encode under
+    // the lock.
     payload::encode_payload_to_vec(WireFormat::Json, message, json)?;
-    let mut state = cell.lock();
     let mut postcard = Vec::new();
-    if state.postcard_members > 0 {
+    let postcard_encoded = cell.lock().postcard_members > 0;
+    if postcard_encoded {
+        payload::encode_payload_to_vec(WireFormat::Postcard, message, &mut postcard)?;
+    }
+    let mut state = cell.lock();
+    if state.postcard_members > 0 && !postcard_encoded {
         payload::encode_payload_to_vec(WireFormat::Postcard, message, &mut postcard)?;
     }
     let map = |ids: &[String]| -> Vec<MemberId> { ids.iter().filter_map(|id| state.member_of(id)).collect() };

@@ -332,11 +332,12 @@ pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
     fn channel_type(&self) -> TypeId;
     fn policy(&self) -> &Policy;
     fn cell(&self) -> &Arc<ChannelCell>;
-    /// [`ServerSession::register`] for this channel (under the channel lock).
+    /// [`ServerSession::register`] for this channel (locking `cell` for
+    /// each membership step).
     fn register(
         &self,
         session: &mut ServerSession,
-        table: &mut super::registry::Table,
+        cell: &ChannelCell,
         // The member, its user and its connection id.
         who: (MemberId, Option<&str>, &str),
         query: Option<&str>,
@@ -383,14 +384,14 @@ where
     fn register(
         &self,
         session: &mut ServerSession,
-        table: &mut super::registry::Table,
+        cell: &ChannelCell,
         (member, user_id, connection_id): (MemberId, Option<&str>, &str),
         query: Option<&str>,
         room: Option<&str>,
         over_user_cap: bool,
     ) -> Result<(), Refusal> {
         let gate = self.policy.room_gate(user_id, connection_id);
-        session.register::<C, _>(member, query, room, over_user_cap, &gate, table)
+        session.register::<C, _>(member, query, room, over_user_cap, &gate, cell)
     }
 
     fn dispatch<'a>(
@@ -400,12 +401,10 @@ where
         data: &'a [u8],
         out: &mut [u8],
     ) -> Dispatched<'a> {
-        let inbound = {
-            let mut cell = self.cell.lock();
-            // With `std`, JSON strings are unescaped by serde_json: no scratch.
-            let gate = self.policy.room_gate(registered.user.as_deref(), &registered.id);
-            registered.session.handle_message::<C, _>(state, &mut cell.table, &gate, data, &mut [], out)
-        };
+        // With `std`, JSON strings are unescaped by serde_json: no scratch.
+        // The endpoint's lock is taken for each membership step only.
+        let gate = self.policy.room_gate(registered.user.as_deref(), &registered.id);
+        let inbound = registered.session.handle_message::<C, _>(state, &*self.cell, &gate, data, &mut [], out);
         match inbound {
             Inbound::Message { room, message } => {
                 let context = Context::new(message, room.clone(), registered);

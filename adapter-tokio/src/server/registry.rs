@@ -6,7 +6,7 @@ use std::hash::RandomState;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use roomwire_core::CloseCode;
-use roomwire_core::room::{GrowableRoomTable, MemberId, RoomTable, TableLimits};
+use roomwire_core::room::{GrowableRoomTable, MemberId, RoomTable, TableAccess, TableLimits};
 use roomwire_core::session::ServerSession;
 use roomwire_core::target::{Directory, SeenVec};
 use roomwire_core::wire::WireFormat;
@@ -301,6 +301,17 @@ impl ChannelCell {
     /// code panics) leaves consistent data, so poisoning is ignored.
     pub(crate) fn lock(&self) -> MutexGuard<'_, ChannelState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The core reads and changes memberships through this, one step at a
+/// time: the lock is held for the step, never while a client's message is
+/// decoded or the application's room gate runs.
+impl TableAccess for &ChannelCell {
+    type Table = Table;
+
+    fn with<R>(&mut self, step: impl FnOnce(&mut Table) -> R) -> R {
+        step(&mut self.lock().table)
     }
 }
 

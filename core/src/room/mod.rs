@@ -99,4 +99,4 @@ pub use fixed::FixedRoomTable;
 pub use growable::GrowableRoomTable;
 pub use id::{MAX_ROOM_ID_LEN, MemberId, RoomId, RoomIdError};
 pub use set::{CapacityError, RoomSet};
-pub use table::{JoinError, Joined, RoomTable, TableLimits};
+pub use table::{JoinError, Joined, RoomTable, TableAccess, TableLimits};

@@ -320,3 +320,48 @@ pub trait RoomTable {
         }
     }
 }
+
+/// A room table lent one membership step at a time.
+///
+/// The server side of a channel ([`crate::dispatch`],
+/// [`crate::session::ServerSession`]) reads and changes memberships only
+/// inside [`with`](Self::with), and decodes messages and asks the
+/// application's [`RoomGate`](crate::dispatch::RoomGate) outside it. A
+/// single-threaded server passes `&mut table`; a server whose table is
+/// shared behind a lock takes the lock in `with`, so the lock is held for
+/// the membership step alone, never for decoding a client's message.
+///
+/// ```
+/// use roomwire_core::room::{FixedRoomTable, MemberId, RoomId, RoomTable, TableAccess};
+/// use std::sync::Mutex;
+///
+/// struct Shared<'a>(&'a Mutex<FixedRoomTable<4, 4, 4, 4>>);
+/// impl TableAccess for Shared<'_> {
+///     type Table = FixedRoomTable<4, 4, 4, 4>;
+///     fn with<R>(&mut self, step: impl FnOnce(&mut Self::Table) -> R) -> R {
+///         step(&mut self.0.lock().unwrap())
+///     }
+/// }
+///
+/// let table = Mutex::new(FixedRoomTable::new());
+/// let lobby = RoomId::new("lobby").unwrap();
+/// Shared(&table).with(|t| t.join(MemberId(1), &lobby)).unwrap();
+/// let mut direct = FixedRoomTable::<4, 4, 4, 4>::new();
+/// (&mut direct).with(|t| t.join(MemberId(1), &lobby)).unwrap();
+/// assert!(table.lock().unwrap().is_in_room(MemberId(1), "lobby") && direct.is_in_room(MemberId(1), "lobby"));
+/// ```
+pub trait TableAccess {
+    /// The table lent.
+    type Table: RoomTable;
+
+    /// Run one membership step on the table.
+    fn with<R>(&mut self, step: impl FnOnce(&mut Self::Table) -> R) -> R;
+}
+
+impl<T: RoomTable> TableAccess for &mut T {
+    type Table = T;
+
+    fn with<R>(&mut self, step: impl FnOnce(&mut T) -> R) -> R {
+        step(self)
+    }
+}

@@ -65,7 +65,7 @@ use crate::connection::{Connection, MaskKeySource, SendError, State};
 use crate::dispatch::{self, Inbound, Refusal, RoomGate};
 use crate::error::InsufficientSize;
 use crate::handshake::Request;
-use crate::room::{MemberId, RoomTable};
+use crate::room::{MemberId, RoomTable, TableAccess};
 use crate::time::Instant;
 use crate::wire::WireFormat;
 
@@ -268,14 +268,14 @@ impl ServerSession {
     /// and reason right after its 101 (as Alepha does for its limits):
     /// [`accept`](Self::accept) queues that close if it comes later; if
     /// the 101 was already written, close with the refusal returned.
-    pub fn register<C: Channel, T: RoomTable>(
+    pub fn register<C: Channel, A: TableAccess>(
         &mut self,
         member: MemberId,
         query: Option<&str>,
         room: Option<&str>,
         over_user_cap: bool,
         gate: &impl RoomGate,
-        table: &mut T,
+        table: A,
     ) -> Result<(), Refusal> {
         if !self.screened || self.member.is_some() || self.ours.is_some() || self.ended {
             return Err(OUT_OF_ORDER);
@@ -283,7 +283,7 @@ impl ServerSession {
         let registered = if over_user_cap {
             Err(admission::USER_CAP)
         } else {
-            dispatch::join_handshake_rooms::<C, T>(self.format, member, query, room, gate, table)
+            dispatch::join_handshake_rooms::<C, A>(self.format, member, query, room, gate, table)
         };
         match registered {
             Ok(()) => self.member = Some(member),
@@ -299,10 +299,10 @@ impl ServerSession {
     /// either side has started the closing handshake (the server's close
     /// is final: no handler runs for what the client sends after it), the
     /// message is [`Inbound::Ignored`].
-    pub fn handle_message<'a, C: Channel, T: RoomTable>(
+    pub fn handle_message<'a, C: Channel, A: TableAccess>(
         &self,
         state: State,
-        table: &mut T,
+        table: A,
         gate: &impl RoomGate,
         data: &'a [u8],
         scratch: &'a mut [u8],
@@ -310,7 +310,7 @@ impl ServerSession {
     ) -> Inbound<C::Out<'a>> {
         match (self.phase(), self.member) {
             (ServerPhase::Open, Some(member)) if state == State::Open => {
-                dispatch::handle_message::<C, T>(self.format, member, table, gate, data, scratch, out)
+                dispatch::handle_message::<C, A>(self.format, member, table, gate, data, scratch, out)
             }
             _ => Inbound::Ignored,
         }

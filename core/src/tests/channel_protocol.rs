@@ -497,3 +497,94 @@ fn too_many_rooms_in_the_query_is_refused_with_1008() {
     assert_eq!(refusal.code, CloseCode::Policy);
     assert_eq!(table.room_count(), 0, "a refused connection holds no room");
 }
+
+/// A server that shares its table behind a lock holds it for membership
+/// steps only: a client's message is decoded, and the application's room
+/// gate asked, outside every step, on both wires and at the handshake.
+#[test]
+fn messages_are_decoded_and_gates_asked_outside_the_table_step() {
+    use crate::room::TableAccess;
+    use core::cell::Cell;
+
+    std::thread_local! { static IN_STEP: Cell<bool> = const { Cell::new(false) }; }
+    fn outside() -> bool {
+        !IN_STEP.with(Cell::get)
+    }
+    /// Counts the steps; flags the time inside one.
+    struct Watched<'a>(&'a mut FixedRoomTable<8, 4, 4, 4>, usize);
+    impl TableAccess for &mut Watched<'_> {
+        type Table = FixedRoomTable<8, 4, 4, 4>;
+        fn with<R>(&mut self, step: impl FnOnce(&mut Self::Table) -> R) -> R {
+            self.1 += 1;
+            IN_STEP.with(|s| s.set(true));
+            let result = step(self.0);
+            IN_STEP.with(|s| s.set(false));
+            result
+        }
+    }
+    /// A message whose decoding reports whether it ran inside a step.
+    #[derive(Debug)]
+    pub struct Probe(bool);
+    impl<'de> Deserialize<'de> for Probe {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            serde::de::IgnoredAny::deserialize(d)?;
+            Ok(Probe(outside()))
+        }
+    }
+    impl Serialize for Probe {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_unit()
+        }
+    }
+    crate::channel! { /// Probe.
+    pub struct Probed { path: "/p", in: ChatOut<'a>, out: Probe } }
+    let gate = |_: &RoomId| outside();
+    let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
+    let mut watched = Watched(&mut table, 0);
+    let mut out = [0u8; 256];
+    dispatch::join_handshake_rooms::<Probed, _>(
+        WireFormat::Alepha,
+        MemberId(0),
+        Some("roomId=a"),
+        None,
+        &gate,
+        &mut watched,
+    )
+    .expect("the gate ran inside the table step");
+    let alepha = dispatch::handle_message::<Probed, _>(
+        WireFormat::Alepha,
+        MemberId(0),
+        &mut watched,
+        &gate,
+        &alepha_frame("a", "x"),
+        &mut [0; 64],
+        &mut out,
+    );
+    assert!(matches!(alepha, Inbound::Message { message: Probe(true), .. }), "{alepha:?}");
+    let join = br#"{"type":"join","room":"b","ref":1}"#;
+    let joined = dispatch::handle_message::<Probed, _>(
+        WireFormat::Json,
+        MemberId(1),
+        &mut watched,
+        &gate,
+        join,
+        &mut [0; 64],
+        &mut out,
+    );
+    assert!(
+        matches!(joined, Inbound::Answer { membership: Some(_), .. }),
+        "the gate ran inside the table step: {joined:?}"
+    );
+    let say = br#"{"type":"message","room":"b","data":{"content":"x"}}"#;
+    let said = dispatch::handle_message::<Probed, _>(
+        WireFormat::Json,
+        MemberId(1),
+        &mut watched,
+        &gate,
+        say,
+        &mut [0; 64],
+        &mut out,
+    );
+    assert!(matches!(said, Inbound::Message { message: Probe(true), .. }), "{said:?}");
+    assert!(watched.1 >= 4, "memberships were read and changed through the accessor");
+}
