@@ -118,18 +118,61 @@ async fn a_slow_handshake_gets_408() {
     assert!(answer.starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&answer));
 }
 
+/// The handshake places: one address holds at most its share (429 beyond
+/// it), the server at most its cap (503 beyond it); both answered without
+/// reading the request, and the places come back.
 #[tokio::test]
-async fn handshakes_beyond_the_cap_are_dropped() {
-    let h = harness_with(config(|c| c.max_handshakes = 1), |e| e).await;
-    let mut stalled = TcpStream::connect(h.addr).await.unwrap();
-    stalled.write_all(b"GET /ws/chat HTTP/1.1\r\n").await.unwrap();
-    // Wait until the server holds that handshake: a second stream is then
-    // dropped without an answer.
-    let mut dropped = TcpStream::connect(h.addr).await.unwrap();
-    let mut buf = [0u8; 64];
-    let n = timeout(LIMIT, dropped.read(&mut buf)).await.expect("not dropped").unwrap_or(0);
-    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf[..n]));
-    drop(stalled);
+async fn handshakes_beyond_the_caps_are_answered_429_and_503() {
+    let h = harness_with(
+        config(|c| {
+            c.max_handshakes = 3;
+            c.max_handshakes_per_address = 2;
+        }),
+        |e| e,
+    )
+    .await;
+    let stalled = [stall(h.addr, [127, 0, 0, 1]).await, stall(h.addr, [127, 0, 0, 1]).await];
+    assert_eq!(refused_from(h.addr, [127, 0, 0, 1]).await, "HTTP/1.1 429 Too Many Requests");
+    // Another address still finds a place: the server's last.
+    let third = stall(h.addr, [127, 0, 0, 2]).await;
+    assert_eq!(refused_from(h.addr, [127, 0, 0, 3]).await, "HTTP/1.1 503 Service Unavailable");
+    drop((stalled, third));
+    // The places come back once the server sees those streams end.
+    let served = async {
+        loop {
+            match h.try_connect("/ws/chat", &[], &[]).await {
+                Ok(_) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    timeout(LIMIT, served).await.expect("the places never came back");
+}
+
+/// A stream from `ip` that starts a request and stops: it holds a place.
+async fn stall(addr: std::net::SocketAddr, ip: [u8; 4]) -> TcpStream {
+    let mut tcp = connect_from(addr, ip).await;
+    tcp.write_all(b"GET /ws/chat HTTP/1.1\r\n").await.unwrap();
+    // Its place is taken before any later stream's: one accept loop, and
+    // this runtime runs the tasks it spawns in order.
+    tcp
+}
+
+/// The status line a stream from `ip` is answered with, whole request sent.
+async fn refused_from(addr: std::net::SocketAddr, ip: [u8; 4]) -> String {
+    let mut tcp = connect_from(addr, ip).await;
+    let request = "GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    timeout(LIMIT, tcp.read_to_end(&mut answer)).await.expect("never answered").expect("reset before the answer");
+    String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+}
+
+async fn connect_from(addr: std::net::SocketAddr, ip: [u8; 4]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((std::net::Ipv4Addr::from(ip), 0).into()).unwrap();
+    socket.connect(addr).await.unwrap()
 }
 
 #[tokio::test]

@@ -2,6 +2,14 @@
 //! roomwire server follows (the tokio server, its axum mount and the
 //! embassy server), with every answer a client can get on the way.
 //!
+//! 0. **A place to handshake** ([`handshake_place`]), before a byte of the
+//!    request is read: a server holding as many handshakes in progress
+//!    as it may answers 503 ([`HANDSHAKES_FULL`]); one address holding as
+//!    many as it may, 429 ([`ADDRESS_BUSY`]). A client that then sends
+//!    nothing is answered 408 at the connection's
+//!    [`first_byte_timeout`](crate::Config::first_byte_timeout), one that
+//!    does not finish its request at the
+//!    [`handshake_timeout`](crate::Config::handshake_timeout).
 //! 1. **Route** ([`screen`]): the request path must name a channel, else
 //!    404 ([`NOT_FOUND`]).
 //! 2. **Server gates** ([`screen`]): a server that is shutting down answers
@@ -80,6 +88,47 @@ pub const SERVER_SHUTDOWN: Refusal = Refusal { code: CloseCode::Away, reason: "S
 /// The client reads slower than the server must send: its outbound queue
 /// is full, so it is closed rather than let its backlog grow.
 pub const OUTBOUND_FULL: Refusal = Refusal { code: CloseCode::Again, reason: "Outbound queue full" };
+
+/// As many handshakes are in progress as the server allows.
+pub const HANDSHAKES_FULL: HttpRefusal = HttpRefusal { status: 503, body: "Too many handshakes in progress" };
+/// As many handshakes from the client's address are in progress as the
+/// server allows one address.
+pub const ADDRESS_BUSY: HttpRefusal = HttpRefusal { status: 429, body: "Too many handshakes from this address" };
+
+/// Handshakes in progress, as [`handshake_place`] weighs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HandshakeLoad {
+    /// In progress on the whole server.
+    pub in_progress: usize,
+    /// The server's cap.
+    pub max: usize,
+    /// In progress from the new stream's address (0 if the address is
+    /// unknown).
+    pub from_address: usize,
+    /// The cap for one address.
+    pub max_per_address: usize,
+}
+
+/// Whether a new stream may start its handshake (step 0): the address's
+/// cap first, so that one busy address is told so (429) rather than that
+/// the server is full (503).
+///
+/// ```
+/// use roomwire_core::admission::{handshake_place, HandshakeLoad, ADDRESS_BUSY, HANDSHAKES_FULL};
+/// let load = HandshakeLoad { in_progress: 10, max: 1024, from_address: 2, max_per_address: 32 };
+/// assert_eq!(handshake_place(load), Ok(()));
+/// assert_eq!(handshake_place(HandshakeLoad { from_address: 32, ..load }), Err(ADDRESS_BUSY));
+/// assert_eq!(handshake_place(HandshakeLoad { in_progress: 1024, ..load }), Err(HANDSHAKES_FULL));
+/// ```
+pub fn handshake_place(load: HandshakeLoad) -> Result<(), HttpRefusal> {
+    if load.from_address >= load.max_per_address {
+        Err(ADDRESS_BUSY)
+    } else if load.in_progress >= load.max {
+        Err(HANDSHAKES_FULL)
+    } else {
+        Ok(())
+    }
+}
 
 /// A browser page from an origin the endpoint does not allow.
 pub const FORBIDDEN_ORIGIN: HttpRefusal = HttpRefusal { status: 403, body: "Origin not allowed" };

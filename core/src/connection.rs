@@ -101,6 +101,11 @@ pub struct Config {
     pub max_handshake_size: usize,
     /// How long the opening handshake may take. Default 10 s.
     pub handshake_timeout: Option<Duration>,
+    /// Server: how long to wait for the first byte of the request; a
+    /// client silent that long is answered 408 as at `handshake_timeout`.
+    /// Shorter than the whole handshake, so connections that never speak
+    /// free their place soon. Default 3 s.
+    pub first_byte_timeout: Option<Duration>,
     /// How long to wait for the peer's close frame after sending ours.
     /// Default 5 s.
     pub close_timeout: Duration,
@@ -116,6 +121,7 @@ impl Config {
         max_fragments: 4096,
         max_handshake_size: 8 * 1024,
         handshake_timeout: Some(Duration::from_secs(10)),
+        first_byte_timeout: Some(Duration::from_secs(3)),
         close_timeout: Duration::from_secs(5),
         keepalive_interval: None,
     };
@@ -398,6 +404,8 @@ pub struct Connection<K = NoMasking> {
     /// A fragmented outgoing message is in progress.
     sending: bool,
     handshake_deadline: Option<Instant>,
+    /// Server, until the request's first byte: the deadline for it.
+    first_byte_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
     next_ping: Option<Instant>,
     awaiting_pong: bool,
@@ -456,6 +464,10 @@ impl<K: MaskKeySource> Connection<K> {
             fail_fast: false,
             sending: false,
             handshake_deadline: config.handshake_timeout.map(|t| now + t),
+            first_byte_deadline: match role {
+                Role::Server => config.first_byte_timeout.map(|t| now + t),
+                Role::Client => None,
+            },
             close_deadline: None,
             next_ping: None,
             awaiting_pong: false,
@@ -623,6 +635,9 @@ impl<K: MaskKeySource> Connection<K> {
     }
 
     fn read_request<'a>(&mut self, input: &'a [u8]) -> Received<'a> {
+        if !input.is_empty() {
+            self.first_byte_deadline = None;
+        }
         match handshake::parse_request(input, self.config.max_handshake_size) {
             Ok(None) => Received { consumed: 0, event: None },
             Ok(Some((request, len))) => {
@@ -882,7 +897,10 @@ impl<K: MaskKeySource> Connection<K> {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Connecting => self.handshake_deadline,
+            State::Connecting => match (self.handshake_deadline, self.first_byte_deadline) {
+                (Some(whole), Some(first)) => Some(whole.min(first)),
+                (whole, first) => whole.or(first),
+            },
             State::Open => self.next_ping,
             State::Closing => self.close_deadline,
             State::Closed => None,
@@ -895,7 +913,7 @@ impl<K: MaskKeySource> Connection<K> {
     pub fn handle_timeout(&mut self, now: Instant) -> Option<Timeout> {
         let due = |deadline: Option<Instant>| deadline.is_some_and(|d| now >= d);
         match self.state {
-            State::Connecting if due(self.handshake_deadline) => {
+            State::Connecting if due(self.handshake_deadline) || due(self.first_byte_deadline) => {
                 if self.handshake == Handshake::ServerAwaitingRequest {
                     // Answer slow or silent clients with 408, then close.
                     self.handshake = Handshake::ServerRefusing(HandshakeError::Timeout);

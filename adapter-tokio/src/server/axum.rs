@@ -9,9 +9,11 @@
 //! `http::Response` for hyper to send, then drives the same core
 //! connection, now open, over the upgraded stream.
 
+use std::net::SocketAddr;
+
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -72,8 +74,12 @@ impl Server {
         if shared.closing.is_set() {
             return answer(admission::SHUTTING_DOWN);
         }
-        let Some(handshake_permit) = Permit::handshake(shared) else {
-            return answer(admission::UNAVAILABLE);
+        // The peer, if the application serves with
+        // `into_make_service_with_connect_info::<SocketAddr>()`.
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+        let handshake_permit = match Permit::handshake(shared, peer) {
+            Ok(permit) => permit,
+            Err(refused) => return answer(refused),
         };
         let config = shared.config.socket;
         let origin = TokioInstant::now();
@@ -102,7 +108,7 @@ impl Server {
             info_span!("connection", path = endpoint.path(), id = tracing::field::Empty, user = tracing::field::Empty);
         let deadline = config.core.handshake_timeout.map(|t| origin + std::time::Duration::from_micros(t.as_micros()));
         let mut admitted =
-            match conn::decide(self, endpoint.as_ref(), open, head, None, deadline).instrument(span.clone()).await {
+            match conn::decide(self, endpoint.as_ref(), open, head, peer, deadline).instrument(span.clone()).await {
                 Ok(admitted) => admitted,
                 Err((status, body)) => return refusal(status, &body),
             };

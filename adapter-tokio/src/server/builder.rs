@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use roomwire_core::channel::Channel;
@@ -43,10 +43,17 @@ pub struct ServerConfig {
     /// it is refused with 503. Default 100 000.
     pub max_connections: usize,
     /// Most connections still in their opening handshake (reading the
-    /// request, authorizing); a stream beyond it is dropped without an
-    /// answer. With `handshake_timeout`, this bounds what slow or silent
+    /// request, authorizing); a stream beyond it is answered 503 without
+    /// its request being read. With `core.first_byte_timeout` (default
+    /// 3 s) and `core.handshake_timeout`, this bounds what slow or silent
     /// clients hold. Default 1024.
     pub max_handshakes: usize,
+    /// Most of those from one address (an IPv4 address, an IPv6 /64); a
+    /// stream beyond it is answered 429, so one host cannot take every
+    /// place. Addresses behind one NAT share it: it is well above what
+    /// real clients use (a handshake takes a round trip or two).
+    /// Default 32.
+    pub max_handshakes_per_address: usize,
     /// Room limits of each endpoint's room table (per connection, per
     /// room, rooms and members per endpoint). Default: at most 32 rooms
     /// per connection, no other limit.
@@ -63,6 +70,7 @@ impl Default for ServerConfig {
             socket,
             max_connections: 100_000,
             max_handshakes: 1024,
+            max_handshakes_per_address: 32,
             rooms: TableLimits { max_rooms_per_member: 32, ..TableLimits::UNLIMITED },
             shutdown_timeout: Duration::from_secs(5),
         }
@@ -238,7 +246,7 @@ impl ServerBuilder {
                 hooks: self.hooks,
                 resolver: self.resolver,
                 open: AtomicUsize::new(0),
-                handshakes: AtomicUsize::new(0),
+                handshakes: Mutex::default(),
                 tasks: AtomicUsize::new(0),
                 idle: Notify::new(),
                 closing: Signal::default(),

@@ -12,7 +12,7 @@ use roomwire_core::admission::{Gates, HttpRefusal};
 use roomwire_core::room::MemberId;
 use roomwire_core::session::{ServerClose, ServerSession, Undecided};
 use roomwire_core::{CloseCode, InsufficientSize};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, Span, debug, debug_span, trace};
 use uuid::Uuid;
@@ -75,9 +75,13 @@ async fn handshake(
     if shared.closing.is_set() {
         return None;
     }
-    let Some(handshake_permit) = Permit::handshake(shared) else {
-        debug!("too many handshakes in progress: dropping the stream");
-        return None;
+    let handshake_permit = match Permit::handshake(shared, peer) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            debug!(status = refusal.status, "no place to handshake");
+            refuse_unread(stream, refusal).await;
+            return None;
+        }
     };
     let read = tokio::select! {
         biased;
@@ -117,6 +121,32 @@ async fn handshake(
     // Boxed: moved from future to future, it would otherwise take room in
     // each (async fn arguments are stored twice).
     Some((Box::new(ws), endpoint, admitted))
+}
+
+/// Answer `refusal` on a stream whose request was not read, and close it.
+/// What the client sent meanwhile is read and dropped before the close:
+/// closing with unread input would reset the connection, and the reset
+/// can reach the client before the answer does. A second at most, so a
+/// peer that neither reads nor closes holds nothing for long.
+async fn refuse_unread(mut stream: BoxStream, refusal: HttpRefusal) {
+    let mut answer = [0u8; 256];
+    let Ok(n) = roomwire_core::handshake::write_refusal(refusal.status, &[], refusal.body, &mut answer) else {
+        return;
+    };
+    let lingering = async {
+        stream.write_all(answer.get(..n).unwrap_or_default()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        let mut left = 16 * 1024usize;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), lingering).await;
 }
 
 /// The route and the server's gates ([`ServerSession::screen`]): the

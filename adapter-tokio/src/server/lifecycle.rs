@@ -2,8 +2,11 @@
 //! tasks, its places under the caps.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use roomwire_core::admission::{self, HandshakeLoad, HttpRefusal};
 
 use tokio::sync::Notify;
 
@@ -47,7 +50,7 @@ pub(crate) struct Shared {
     /// Open WebSocket connections (counted from the decision to accept).
     pub(super) open: AtomicUsize,
     /// Connections in their opening handshake.
-    pub(super) handshakes: AtomicUsize,
+    pub(super) handshakes: Mutex<Handshakes>,
     /// Tasks serving a stream, whatever their stage.
     pub(crate) tasks: AtomicUsize,
     pub(crate) idle: Notify,
@@ -79,38 +82,99 @@ impl Drop for TaskGuard {
     }
 }
 
+/// The handshakes in progress, on the whole server and per address.
+#[derive(Default)]
+pub(crate) struct Handshakes {
+    total: usize,
+    /// Only addresses with a handshake in progress: at most `total` entries.
+    by_address: HashMap<AddressKey, usize>,
+}
+
+/// What counts as one address for the per-address cap: an IPv4 address, or
+/// an IPv6 /64 (what one subscriber is usually given, so one host cannot
+/// multiply its share by changing its low 64 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AddressKey {
+    V4(u32),
+    V6(u64),
+}
+
+impl AddressKey {
+    fn of(peer: SocketAddr) -> Self {
+        match peer.ip().to_canonical() {
+            IpAddr::V4(ip) => Self::V4(u32::from(ip)),
+            IpAddr::V6(ip) => Self::V6((u128::from(ip) >> 64) as u64),
+        }
+    }
+}
+
 /// A place under one of the server's caps (open connections, handshakes
 /// in progress), given back on drop.
 pub(crate) struct Permit {
     shared: Arc<Shared>,
-    open: bool,
+    kind: PermitKind,
+}
+
+enum PermitKind {
+    Open,
+    Handshake(Option<AddressKey>),
 }
 
 impl Permit {
-    fn take(shared: &Arc<Shared>, open: bool) -> Option<Self> {
-        let (counter, max) = if open {
-            (&shared.open, shared.config.max_connections)
-        } else {
-            (&shared.handshakes, shared.config.max_handshakes)
-        };
-        counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1)).ok()?;
-        Some(Self { shared: shared.clone(), open })
-    }
-
     /// A place among the open connections, if the cap allows.
     pub(crate) fn open(shared: &Arc<Shared>) -> Option<Self> {
-        Self::take(shared, true)
+        let max = shared.config.max_connections;
+        shared.open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(Self { shared: shared.clone(), kind: PermitKind::Open })
     }
 
-    /// A place among the handshakes in progress, if the cap allows.
-    pub(crate) fn handshake(shared: &Arc<Shared>) -> Option<Self> {
-        Self::take(shared, false)
+    /// A place among the handshakes in progress for a stream from `peer`,
+    /// or the core's answer when there is none
+    /// ([`admission::handshake_place`]).
+    pub(crate) fn handshake(shared: &Arc<Shared>, peer: Option<SocketAddr>) -> Result<Self, HttpRefusal> {
+        let key = peer.map(AddressKey::of);
+        let config = &shared.config;
+        let mut handshakes = shared.handshakes();
+        let load = HandshakeLoad {
+            in_progress: handshakes.total,
+            max: config.max_handshakes,
+            from_address: key.and_then(|key| handshakes.by_address.get(&key).copied()).unwrap_or(0),
+            max_per_address: config.max_handshakes_per_address,
+        };
+        admission::handshake_place(load)?;
+        handshakes.total += 1;
+        if let Some(key) = key {
+            *handshakes.by_address.entry(key).or_insert(0) += 1;
+        }
+        Ok(Self { shared: shared.clone(), kind: PermitKind::Handshake(key) })
+    }
+}
+
+impl Shared {
+    fn handshakes(&self) -> std::sync::MutexGuard<'_, Handshakes> {
+        // Counting only: a poisoned lock holds consistent counts.
+        self.handshakes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let counter = if self.open { &self.shared.open } else { &self.shared.handshakes };
-        counter.fetch_sub(1, Ordering::SeqCst);
+        match self.kind {
+            PermitKind::Open => {
+                self.shared.open.fetch_sub(1, Ordering::SeqCst);
+            }
+            PermitKind::Handshake(key) => {
+                let mut handshakes = self.shared.handshakes();
+                handshakes.total = handshakes.total.saturating_sub(1);
+                if let Some(key) = key
+                    && let Some(count) = handshakes.by_address.get_mut(&key)
+                {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        handshakes.by_address.remove(&key);
+                    }
+                }
+            }
+        }
     }
 }

@@ -447,9 +447,22 @@ fn keepalive_pings_and_drops_a_silent_peer() {
 }
 
 #[test]
+fn a_client_that_never_speaks_is_answered_408_at_the_first_byte_timeout() {
+    let mut server = Connection::server(Config::default(), Instant::ZERO);
+    assert_eq!(server.poll_timeout(), Some(Instant::from_millis(3_000)));
+    assert_eq!(server.handle_timeout(Instant::from_millis(2_999)), None);
+    assert_eq!(server.handle_timeout(Instant::from_millis(3_000)), Some(Timeout::Handshake));
+    assert!(transmit(&mut server).starts_with(b"HTTP/1.1 408 "));
+    assert_eq!(server.state(), State::Closed);
+}
+
+#[test]
 fn handshake_timeout_answers_408() {
     let mut server = Connection::server(Config::default(), Instant::ZERO);
+    // One byte of the request: the whole handshake's deadline holds.
+    assert_eq!(server.handle_input(Instant::from_millis(1), &mut b"G".to_vec()).consumed, 0);
     assert_eq!(server.poll_timeout(), Some(Instant::from_millis(10_000)));
+    assert_eq!(server.handle_timeout(Instant::from_millis(3_000)), None);
     assert_eq!(server.handle_timeout(Instant::from_millis(9_999)), None);
     assert_eq!(server.handle_timeout(Instant::from_millis(10_000)), Some(Timeout::Handshake));
     assert!(transmit(&mut server).starts_with(b"HTTP/1.1 408 "));
