@@ -35,9 +35,12 @@
 //! ```
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Html;
 use axum::routing::{get, post};
 use roomwire_tokio::server::{Emit, Endpoint, Handshake, Reply, Server};
@@ -151,24 +154,44 @@ fn server() -> Server {
         .expect("valid endpoints")
 }
 
+/// The longest announcement, in bytes; longer bodies are refused with 413.
+const MAX_ANNOUNCEMENT: usize = 4 * 1024;
+
 /// `POST /rooms/{roomId}/announce`: the seed's `broadcastAnnouncement`.
-async fn announce(State(server): State<Server>, Path(room): Path<String>, body: String) -> String {
+/// Only an operator announces: a request from this machine, or, when
+/// `ROOMWIRE_ANNOUNCE_TOKEN` is set, one bearing that token
+/// (`Authorization: Bearer …`) from anywhere.
+async fn announce(
+    State(server): State<Server>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    body: String,
+) -> (StatusCode, String) {
+    let bearer = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let allowed = match std::env::var("ROOMWIRE_ANNOUNCE_TOKEN") {
+        Ok(token) if !token.is_empty() => bearer == Some(token.as_str()),
+        _ => peer.ip().to_canonical().is_loopback(),
+    };
+    if !allowed {
+        return (StatusCode::FORBIDDEN, "announcements come from the operator only\n".to_owned());
+    }
     let message = ChatIn::System { message: body };
     let target = Emit::to_room(room);
     let mut reached = 0;
     for sent in [server.emit::<Chat>(&target, &message), server.emit::<SecureChat>(&target, &message)] {
         match sent {
             Ok(n) => reached += n,
-            Err(e) => return format!("error: {e}\n"),
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("error: {e}\n")),
         }
     }
-    format!("delivered to {reached} connection(s)\n")
+    (StatusCode::OK, format!("delivered to {reached} connection(s)\n"))
 }
 
 fn app(server: Server) -> Router {
     Router::new()
         .route("/", get(|| async { Html(include_str!("chat/index.html")) }))
-        .route("/rooms/{roomId}/announce", post(announce))
+        .route("/rooms/{roomId}/announce", post(announce).layer(DefaultBodyLimit::max(MAX_ANNOUNCEMENT)))
         .merge(server.router())
         .with_state(server)
 }
@@ -204,13 +227,13 @@ async fn main() -> std::io::Result<()> {
     let server = server();
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("chat: http://{}/  (Ctrl-C to stop)", listener.local_addr()?);
-    let shutdown = {
-        let server = server.clone();
-        async move {
-            let _ = tokio::signal::ctrl_c().await;
-            println!("shutting down");
-            server.shutdown().await;
-        }
-    };
-    axum::serve(listener, app(server)).with_graceful_shutdown(shutdown).await
+    // `serve_router`, not `axum::serve`: a time limit on request headers,
+    // and the peer's address for the handshake caps and `announce`.
+    tokio::select! {
+        served = server.serve_router(listener, app(server.clone())) => return served,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    println!("shutting down");
+    server.shutdown().await;
+    Ok(())
 }

@@ -44,20 +44,6 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-async fn serve(listener: TcpListener, server: Server, tls: Arc<rustls::ServerConfig>) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    while let Ok((tcp, peer)) = listener.accept().await {
-        let acceptor = acceptor.clone();
-        let server = server.clone();
-        tokio::spawn(async move {
-            match acceptor.accept(tcp).await {
-                Ok(stream) => server.serve_stream(stream, Some(peer)).await,
-                Err(e) => eprintln!("{peer}: TLS handshake failed: {e}"),
-            }
-        });
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -86,7 +72,7 @@ async fn main() -> Result<(), Error> {
         let port = listener.local_addr()?.port();
         println!("serving wss://localhost:{port}/ws/echo (certificate in {cert_path}); Ctrl-C to stop");
         tokio::select! {
-            () = serve(listener, server.clone(), Arc::new(tls)) => {}
+            served = server.serve_tls(listener, tokio_rustls::TlsAcceptor::from(Arc::new(tls))) => served?,
             _ = tokio::signal::ctrl_c() => server.shutdown().await,
         }
         return Ok(());
@@ -99,7 +85,9 @@ async fn main() -> Result<(), Error> {
     // Round trip: serve on a free port, connect a client trusting the certificate.
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    tokio::spawn(serve(listener, server.clone(), Arc::new(tls)));
+    let serving = server.clone();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    tokio::spawn(async move { serving.serve_tls(listener, acceptor).await });
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert)?;

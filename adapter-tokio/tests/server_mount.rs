@@ -5,9 +5,10 @@ mod server_support;
 
 use std::sync::Arc;
 
+use roomwire_tokio::roomwire_core::Duration as CoreDuration;
 use roomwire_tokio::roomwire_core::handshake::HandshakeError;
 use roomwire_tokio::roomwire_core::wire::PROTOCOL_JSON;
-use roomwire_tokio::server::{Emit, Server};
+use roomwire_tokio::server::{Emit, Server, ServerConfig};
 use roomwire_tokio::{ClientRequest, CloseCode, Config, Error, Message, MessageRef, WebSocket};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::json;
@@ -41,24 +42,89 @@ fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     (Arc::new(server), Arc::new(client))
 }
 
-/// `server` behind TLS on a loopback port of its own; its address.
+/// `server` behind TLS on a loopback port of its own
+/// ([`Server::serve_tls`]); its address.
 async fn serve_tls(server: &Server, server_tls: Arc<rustls::ServerConfig>) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = server.clone();
-    tokio::spawn(async move {
-        let acceptor = tokio_rustls::TlsAcceptor::from(server_tls);
-        loop {
-            let (tcp, peer) = listener.accept().await.unwrap();
-            let (acceptor, server) = (acceptor.clone(), server.clone());
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    server.serve_stream(tls, Some(peer)).await;
-                }
-            });
-        }
-    });
+    tokio::spawn(async move { server.serve_tls(listener, tokio_rustls::TlsAcceptor::from(server_tls)).await });
     addr
+}
+
+fn limits(
+    change: impl FnOnce(&mut ServerConfig),
+) -> impl FnOnce(roomwire_tokio::server::ServerBuilder) -> roomwire_tokio::server::ServerBuilder {
+    let mut config = ServerConfig::default();
+    change(&mut config);
+    move |b| b.config(config)
+}
+
+/// Whether the server ends `tcp` within [`LIMIT`] (an answer, then the
+/// end, or the end alone); the bytes it sent.
+async fn ended(mut tcp: TcpStream) -> Vec<u8> {
+    let mut answer = Vec::new();
+    match timeout(LIMIT, tcp.read_to_end(&mut answer)).await.expect("the server kept the stream") {
+        Ok(_) => answer,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => answer,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// TLS gets the limits of plain TCP: a client that never starts its TLS
+/// handshake is dropped at the first-byte deadline, one that stops within
+/// it at the handshake deadline, and the server goes on serving.
+#[tokio::test]
+async fn serve_tls_bounds_the_tls_handshake() {
+    let h = harness_with(
+        limits(|c| {
+            c.socket.core.first_byte_timeout = Some(CoreDuration::from_millis(200));
+            c.socket.core.handshake_timeout = Some(CoreDuration::from_millis(400));
+        }),
+        |e| e,
+    )
+    .await;
+    let (server_tls, client_tls) = tls_configs();
+    let addr = serve_tls(&h.server, server_tls).await;
+    let silent = TcpStream::connect(addr).await.unwrap();
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01]).await.unwrap(); // the start of a ClientHello
+    assert!(ended(silent).await.is_empty());
+    assert!(ended(stalled).await.is_empty());
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(client_tls);
+    let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let request = ClientRequest { host: "localhost", target: "/ws/chat", protocols: &[], headers: &[] };
+    timeout(LIMIT, WebSocket::connect_with_stream(tls, &request, Config::default())).await.unwrap().unwrap();
+}
+
+/// `serve_router` gives an axum application the limits `axum::serve` does
+/// not: a header that never ends closes the connection at the handshake
+/// deadline, and the peer's address reaches the handshake caps.
+#[tokio::test]
+async fn serve_router_bounds_headers_and_knows_the_peer() {
+    let h = harness_with(
+        limits(|c| {
+            c.socket.core.handshake_timeout = Some(CoreDuration::from_millis(300));
+            c.max_handshakes_per_address = 0;
+        }),
+        |e| e,
+    )
+    .await;
+    let app = axum::Router::new().merge(h.server.router());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = h.server.clone();
+    tokio::spawn(async move { server.serve_router(listener, app).await });
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /ws/chat HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let answer = ended(slow).await;
+    assert!(answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&answer));
+    // No place for any address: the peer was known.
+    match try_connect(addr, "/ws/chat", &[], &[]).await {
+        Err(Error::Handshake(HandshakeError::Rejected { status: 429 })) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
 }
 
 #[tokio::test]

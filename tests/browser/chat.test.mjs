@@ -181,6 +181,21 @@ test('POST /rooms/A/announce shows up as a system message in pages 1 and 2 only'
   assert.equal(await line(users.carol.page, news).count(), 0, `carol (room B) saw room A's announcement; log: ${await logOf(users.carol.page)}`);
 });
 
+test('an announcement over 4 KiB is refused with 413 and reaches nobody', async () => {
+  const big = `too long ${RUN} ` + 'x'.repeat(8 * 1024);
+  const res = await fetch(new URL(`rooms/${encodeURIComponent(ROOM_A)}/announce`, CHAT_URL), {
+    method: 'POST',
+    headers: { 'content-type': 'text/plain' },
+    body: big,
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  assert.equal(res.status, 413);
+  const marker = `after the refused announcement ${RUN}`;
+  assert.equal(await announce(ROOM_A, marker), 'delivered to 2 connection(s)');
+  await waitForLine('alice', marker, 'system');
+  assert.equal(await line(users.alice.page, `too long ${RUN}`).count(), 0);
+});
+
 test('page 2 screenshot, and no page errors', async () => {
   const file = path.join(SCREENSHOT_DIR, 'page2.png');
   await users.bob.page.screenshot({ path: file, fullPage: true });

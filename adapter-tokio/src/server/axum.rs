@@ -33,15 +33,17 @@ impl Server {
     /// A router with one route per endpoint path, upgrading the requests
     /// it receives ([`upgrade`](Self::upgrade)). Merge it into an
     /// application's router; it works with any router state `S`. The
-    /// application must be served with upgrades enabled (`axum::serve`
-    /// does).
+    /// application must be served with upgrades enabled: `axum::serve`
+    /// does, but sets no time limit on reading a request's header and
+    /// gives no peer address; [`serve_router`](Self::serve_router) serves
+    /// it with the limits of [`serve`](Self::serve).
     ///
     /// ```no_run
     /// # async fn f(server: roomwire_tokio::Server) -> std::io::Result<()> {
     /// use axum::{Router, routing::get};
     /// let app = Router::new().route("/", get(|| async { "hello" })).merge(server.router());
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-    /// axum::serve(listener, app).await
+    /// server.serve_router(listener, app).await // or axum::serve, without those limits
     /// # }
     /// ```
     pub fn router<S>(&self) -> Router<S>
@@ -60,6 +62,48 @@ impl Server {
             );
         }
         router
+    }
+
+    /// Serve `app` (an application's router holding this server's
+    /// [`router`](Self::router)) from `listener` until
+    /// [`shutdown`](Self::shutdown), with the limits of
+    /// [`serve`](Self::serve) that `axum::serve` does not set: a request's
+    /// header must arrive within `core.handshake_timeout` (else the
+    /// connection is closed), the peer's address reaches `authorize` and
+    /// the per-address handshake cap (as `ConnectInfo<SocketAddr>`), and
+    /// accept errors never end the loop.
+    ///
+    /// ```no_run
+    /// # async fn f(server: roomwire_tokio::Server) -> std::io::Result<()> {
+    /// use axum::{Router, routing::get};
+    /// let app = Router::new().route("/", get(|| async { "hello" })).merge(server.router());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// server.serve_router(listener, app).await
+    /// # }
+    /// ```
+    pub async fn serve_router(&self, listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new());
+        if let Some(limit) = self.shared.config.socket.core.handshake_timeout {
+            http.header_read_timeout(conn::to_std(limit));
+        }
+        self.accept_loop(listener, |tcp, peer| {
+            let app = app.clone();
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                tower_service::Service::call(&mut app.clone(), request)
+            });
+            let serving = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+            let closing = self.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    // Upgraded connections live on in their own tasks.
+                    () = closing.shared.closing.wait() => {}
+                    served = serving => if let Err(error) = served { debug!(%error, "HTTP connection ended") },
+                }
+            });
+        })
+        .await
     }
 
     /// Upgrade one request to a WebSocket connection of the endpoint its
@@ -106,7 +150,7 @@ impl Server {
         };
         let span =
             info_span!("connection", path = endpoint.path(), id = tracing::field::Empty, user = tracing::field::Empty);
-        let deadline = config.core.handshake_timeout.map(|t| origin + std::time::Duration::from_micros(t.as_micros()));
+        let deadline = config.core.handshake_timeout.map(|t| origin + conn::to_std(t));
         let mut admitted =
             match conn::decide(self, endpoint.as_ref(), open, head, peer, deadline).instrument(span.clone()).await {
                 Ok(admitted) => admitted,
@@ -134,15 +178,28 @@ impl Server {
         tokio::spawn(
             async move {
                 let _task = task;
+                // hyper hands the stream over once the 101 is out; a client
+                // that does not take it holds its places no longer than
+                // the handshake's deadline.
+                let upgrading = async {
+                    match deadline {
+                        Some(deadline) => tokio::time::timeout_at(deadline, on_upgrade).await.ok(),
+                        None => Some(on_upgrade.await),
+                    }
+                };
                 let upgraded = tokio::select! {
                     biased;
                     () = server.shared.closing.wait() => return,
-                    upgraded = on_upgrade => upgraded,
+                    upgraded = upgrading => upgraded,
                 };
                 let upgraded = match upgraded {
-                    Ok(upgraded) => upgraded,
-                    Err(error) => {
+                    Some(Ok(upgraded)) => upgraded,
+                    Some(Err(error)) => {
                         debug!(%error, "upgrade failed");
+                        return;
+                    }
+                    None => {
+                        debug!("upgrade not done by the handshake deadline");
                         return;
                     }
                 };

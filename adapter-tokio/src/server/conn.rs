@@ -32,6 +32,16 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + ?Sized> Stream for T {}
 pub(crate) type BoxStream = Box<dyn Stream>;
 
+/// A stream as it was accepted.
+pub(crate) enum Incoming {
+    /// Ready for its HTTP request.
+    Ready(BoxStream),
+    /// To be wrapped first (a TLS handshake), once it has a place to
+    /// handshake and within the handshake's time. Without a place it is
+    /// dropped: a client expecting TLS could not read an HTTP answer.
+    Wrapped(Pin<Box<dyn Future<Output = std::io::Result<BoxStream>> + Send>>),
+}
+
 /// What admission decided, for a connection about to be accepted.
 pub(crate) struct Admitted {
     /// The connection's session, past its application decision.
@@ -49,7 +59,7 @@ pub(crate) struct Admitted {
 /// its whole life (async fn arguments are kept beside the body's state).
 pub(crate) fn serve_stream(
     server: Server,
-    stream: BoxStream,
+    stream: Incoming,
     peer: Option<SocketAddr>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let task = TaskGuard::new(&server.shared);
@@ -68,7 +78,7 @@ pub(crate) fn serve_stream(
 /// Read the request, admit, answer. `None`: refused or failed (answered).
 async fn handshake(
     server: Server,
-    stream: BoxStream,
+    incoming: Incoming,
     peer: Option<SocketAddr>,
 ) -> Option<(Box<WebSocket<BoxStream>>, Arc<dyn ErasedEndpoint>, Admitted)> {
     let shared = &server.shared;
@@ -79,8 +89,32 @@ async fn handshake(
         Ok(permit) => permit,
         Err(refusal) => {
             debug!(status = refusal.status, "no place to handshake");
-            refuse_unread(stream, refusal).await;
+            if let Incoming::Ready(stream) = incoming {
+                refuse_unread(stream, refusal).await;
+            }
             return None;
+        }
+    };
+    let stream = match incoming {
+        Incoming::Ready(stream) => stream,
+        Incoming::Wrapped(wrapping) => {
+            let limit = shared.config.socket.core.handshake_timeout.map(to_std);
+            let wrapped = tokio::select! {
+                biased;
+                () = shared.closing.wait() => return None,
+                wrapped = within(limit, wrapping) => wrapped,
+            };
+            match wrapped {
+                Some(Ok(stream)) => stream,
+                Some(Err(error)) => {
+                    debug!(%error, "stream not wrapped");
+                    return None;
+                }
+                None => {
+                    debug!("stream not wrapped in time");
+                    return None;
+                }
+            }
         }
     };
     let read = tokio::select! {
@@ -121,6 +155,19 @@ async fn handshake(
     // Boxed: moved from future to future, it would otherwise take room in
     // each (async fn arguments are stored twice).
     Some((Box::new(ws), endpoint, admitted))
+}
+
+/// `future`'s output, or `None` if `limit` passed first.
+pub(crate) async fn within<T>(limit: Option<std::time::Duration>, future: impl Future<Output = T>) -> Option<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, future).await.ok(),
+        None => Some(future.await),
+    }
+}
+
+/// The core's duration as tokio's.
+pub(crate) fn to_std(duration: roomwire_core::Duration) -> std::time::Duration {
+    std::time::Duration::from_micros(duration.as_micros())
 }
 
 /// Answer `refusal` on a stream whose request was not read, and close it.

@@ -139,10 +139,11 @@ use roomwire_core::channel::Channel;
 use roomwire_core::session::ServerClose;
 use roomwire_core::{CloseCode, RoomTable};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tracing::{Instrument, debug, info_span, warn};
 
 pub use admission::{Admission, Handshake};
+use conn::Incoming;
 pub use context::{Context, Reply};
 pub use emit::{Emit, EmitError};
 pub use endpoint::{BoxFuture, Endpoint, HandlerError, HandlerResult, RoomAccess};
@@ -315,6 +316,58 @@ impl Server {
     /// itself (such as too many open files) is logged and retried after a
     /// short pause.
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
+        self.accept_loop(listener, |stream, peer| {
+            tokio::spawn(self.serve_future(Incoming::Ready(Box::new(stream)), Some(peer)));
+        })
+        .await
+    }
+
+    /// Accept TLS connections (`wss://`) from `listener` until
+    /// [`shutdown`](Self::shutdown), with the limits of
+    /// [`serve`](Self::serve): the TLS handshake takes a place among the
+    /// handshakes in progress (per address too) and must see its first
+    /// byte within `core.first_byte_timeout` and end within
+    /// `core.handshake_timeout`; a stream with no place is closed without
+    /// an answer (its client expects TLS, not HTTP). Accept errors never
+    /// end the loop.
+    ///
+    /// ```no_run
+    /// # async fn f(server: roomwire_tokio::server::Server, tls: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+    /// server.serve_tls(listener, tokio_rustls::TlsAcceptor::from(tls)).await
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub async fn serve_tls(&self, listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> io::Result<()> {
+        let first_byte = self.shared.config.socket.core.first_byte_timeout.map(conn::to_std);
+        self.accept_loop(listener, |tcp, peer| {
+            let acceptor = acceptor.clone();
+            let wrapping = async move {
+                // A client that never starts its TLS handshake holds its
+                // place no longer than one that never starts its request.
+                let mut first = [0u8; 1];
+                match conn::within(first_byte, tcp.peek(&mut first)).await {
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Err(error),
+                    None => return Err(io::ErrorKind::TimedOut.into()),
+                }
+                let tls = acceptor.accept(tcp).await?;
+                Ok::<conn::BoxStream, io::Error>(Box::new(tls))
+            };
+            tokio::spawn(self.serve_future(Incoming::Wrapped(Box::pin(wrapping)), Some(peer)));
+        })
+        .await
+    }
+
+    /// Accept from `listener` until shutdown, handing each stream
+    /// (`TCP_NODELAY` set) to `serve`. An error of the listener itself
+    /// (such as too many open files) is logged and retried after a pause:
+    /// the server goes on serving the connections it has.
+    pub(crate) async fn accept_loop(
+        &self,
+        listener: TcpListener,
+        serve: impl Fn(TcpStream, SocketAddr),
+    ) -> io::Result<()> {
         let local = listener.local_addr().ok();
         debug!(?local, "serving");
         loop {
@@ -326,7 +379,7 @@ impl Server {
             match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(self.serve_future(stream, Some(peer)));
+                    serve(stream, peer);
                 }
                 Err(e) => {
                     warn!(error = %e, "accept failed");
@@ -364,16 +417,13 @@ impl Server {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        self.serve_future(stream, peer).await
+        self.serve_future(Incoming::Ready(Box::new(stream)), peer).await
     }
 
     /// The future serving one stream, spawned as is by [`serve`](Self::serve):
     /// no `async fn` wrapper around it, whose copies of the arguments would
     /// stay in every connection's task.
-    fn serve_future<S>(&self, stream: S, peer: Option<SocketAddr>) -> impl Future<Output = ()> + Send + 'static
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    fn serve_future(&self, stream: Incoming, peer: Option<SocketAddr>) -> impl Future<Output = ()> + Send + 'static {
         let span = info_span!(
             "connection",
             ?peer,
@@ -381,6 +431,6 @@ impl Server {
             path = tracing::field::Empty,
             user = tracing::field::Empty
         );
-        conn::serve_stream(self.clone(), Box::new(stream), peer).instrument(span)
+        conn::serve_stream(self.clone(), stream, peer).instrument(span)
     }
 }
