@@ -169,6 +169,11 @@ test('POST /rooms/A/announce shows up as a system message in pages 1 and 2 only'
   assert.equal(await announce(ROOM_A, news), 'delivered to 2 connection(s)');
   await waitForLine('alice', news, 'system');
   await waitForLine('bob', news, 'system');
+  // The reply to alice's message went to everyone in room A except her:
+  // had it reached her too, it would be on her page before this
+  // announcement (one connection's frames arrive in order).
+  const echoed = users.alice.page.locator('#log li.append', { hasText: HELLO });
+  assert.equal(await echoed.count(), 0, `alice received her own message; log: ${await logOf(users.alice.page)}`);
   for (const name of ['alice', 'bob']) {
     const got = users[name].page.locator('#log li.system', { hasText: news });
     assert.equal(await got.locator('.text').textContent(), news);
