@@ -143,7 +143,86 @@ async fn tokio_clients_on_embassy_server() -> Result<()> {
     let mut c = connect(EMBASSY).await?;
     say(&mut c, "new slot").await?;
     expect_append(&mut a, "new slot", Duration::from_secs(10)).await?;
+    expect_append(&mut b, "new slot", Duration::from_secs(10)).await?;
     println!("peer: freed slots are reused");
+    drop(c);
+    flood(&mut a, &mut b).await
+}
+
+/// One client sends a thousand small messages in one write, as fast as
+/// TCP takes them; the reader of its room, reading as fast as it can, gets
+/// every reply once and in order, and neither is reset: the sender is
+/// slowed to the pace of the room, not its readers cut off.
+async fn flood<S>(speaker: &mut WebSocket<S>, reader: &mut WebSocket<S>) -> Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const MESSAGES: usize = 1000;
+    // A raw client: its frames are built here (masked with a zero key) so
+    // all of them go out at once.
+    let mut sender = tcp_connect().await?;
+    sender
+        .write_all(
+            b"GET /ws/chat?roomId=lobby HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        match timeout(Duration::from_secs(10), sender.read(&mut byte)).await {
+            Ok(Ok(1)) => response.push(byte[0]),
+            other => return Err(format!("flood: no 101: {other:?}")),
+        }
+    }
+    if !response.starts_with(b"HTTP/1.1 101") {
+        return Err(format!("flood: {}", String::from_utf8_lossy(&response)));
+    }
+    let mut frames = Vec::new();
+    for i in 0..MESSAGES {
+        let payload = format!(r#"{{"roomId":"lobby","message":{{"content":"f{i}"}}}}"#);
+        frames.extend_from_slice(&[0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0]);
+        frames.extend_from_slice(payload.as_bytes());
+    }
+    let send = async { sender.write_all(&frames).await.map_err(|e| format!("flood: send: {e}")) };
+    let read = async {
+        for i in 0..MESSAGES {
+            let message = match timeout(Duration::from_secs(30), reader.recv()).await {
+                Err(_) => return Err(format!("flood: reply {i} never came")),
+                Ok(None) => return Err(format!("flood: the reader was closed after {i} replies")),
+                Ok(Some(Err(e))) => return Err(format!("flood: the reader failed after {i} replies: {e}")),
+                Ok(Some(Ok(m))) => m,
+            };
+            let Message::Text(text) = message else { return Err(format!("flood: {message:?}")) };
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{text}: {e}"))?;
+            if value["content"] != format!("f{i}") {
+                return Err(format!("flood: reply {i} was {text}"));
+            }
+        }
+        Ok(())
+    };
+    // The speaker is in the room too: it reads its copies the same way.
+    let speaker_reads = async {
+        for i in 0..MESSAGES {
+            expect_append(speaker, &format!("f{i}"), Duration::from_secs(30)).await?;
+        }
+        Ok::<_, String>(())
+    };
+    let (sent, read, heard) = tokio::join!(send, read, speaker_reads);
+    sent?;
+    read?;
+    heard?;
+    println!("peer: {MESSAGES} messages sent in one write: each reached both readers once, in order");
+    say(reader, "after the flood").await?;
+    expect_append(speaker, "after the flood", Duration::from_secs(10)).await?;
+    // And the sender is still served.
+    let last = r#"{"roomId":"lobby","message":{"content":"last"}}"#;
+    sender.write_all(&[0x81, 0x80 | last.len() as u8, 0, 0, 0, 0]).await.map_err(|e| e.to_string())?;
+    sender.write_all(last.as_bytes()).await.map_err(|e| e.to_string())?;
+    expect_append(reader, "last", Duration::from_secs(10)).await?;
+    println!("peer: the readers and the sender are all still connected after the flood");
     Ok(())
 }
 

@@ -16,9 +16,19 @@
 //! `error` envelope, or close 1008 on the Alepha wire), a message larger
 //! than a slot's `message` buffer is refused with close 1009, a handshake
 //! larger than `read` with HTTP 431, a silent client with 408 and a dead
-//! one by keepalive. A client whose TCP send buffer cannot take a frame is
-//! too slow for a device with fixed buffers: it is reset. When all slots
-//! are busy, new connections wait in the stack's SYN handling.
+//! one by keepalive. When all slots are busy, new connections wait in the
+//! stack's SYN handling.
+//!
+//! **Senders wait for readers.** Before a client's next message is
+//! handled, every open connection's TCP send buffer must have room for a
+//! whole frame (the `frame` buffer, or the socket's whole send buffer if
+//! smaller). If one has not, the sender's input waits, in its buffers and
+//! then in TCP's window, so a client sending many small messages is slowed
+//! to the pace of the room instead of overflowing its readers. A reader
+//! that keeps its send buffer that full for [`SLOW_READER_GRACE`] is too
+//! slow for a device with fixed buffers and is reset, as is one that
+//! cannot take a frame when it is written (a handler emitting more than
+//! one frame's worth per message).
 
 use core::fmt;
 
@@ -40,6 +50,13 @@ use crate::time::{duration, now, to_embassy};
 /// How long a closed connection may take to finish its TCP close before
 /// its slot is reset and reused.
 const LINGER: Duration = Duration::from_millis(500);
+
+/// How long a connection may keep its send buffer too full to take a
+/// frame, holding back every sender, before it is reset.
+pub const SLOW_READER_GRACE: Duration = Duration::from_secs(5);
+
+/// While a sender is held back, how often the server looks again.
+const HELD_RECHECK: Duration = Duration::from_millis(5);
 
 /// The server's settings.
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +138,10 @@ struct Slot<'b> {
     draining: Option<roomwire_core::Instant>,
     /// The socket was reset (client too slow): clean up on the next turn.
     broken: bool,
+    /// Input waits until every reader has room (see the module docs).
+    held: bool,
+    /// Since when the send buffer has had no room for a frame.
+    short_since: Option<roomwire_core::Instant>,
 }
 
 impl Slot<'_> {
@@ -131,6 +152,13 @@ impl Slot<'_> {
     /// The wire of an open connection.
     fn format(&self) -> Option<WireFormat> {
         self.session.as_ref().filter(|_| self.is_open()).map(ServerSession::format)
+    }
+
+    /// Whether the send buffer can take `need` bytes now (at most its whole
+    /// capacity); a slot not open needs no room.
+    fn has_room(&self, need: usize) -> bool {
+        let capacity = self.socket.send_capacity();
+        !self.is_open() || capacity.saturating_sub(self.socket.send_queue()) >= need.min(capacity)
     }
 
     /// Writes `frame` whole, without waiting, or resets a client too slow
@@ -270,6 +298,8 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             reader: MessageReader::new(b.message),
             draining: None,
             broken: false,
+            held: false,
+            short_since: None,
         });
         Self { slots, table, shared, config, channel: core::marker::PhantomData }
     }
@@ -299,6 +329,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
     }
 
     fn next_deadline(&self) -> Option<roomwire_core::Instant> {
+        let held = self.slots.iter().any(|s| s.held).then(|| now() + HELD_RECHECK);
         self.slots
             .iter()
             .filter_map(|s| match (&s.conn, s.draining) {
@@ -306,13 +337,33 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                 (Some(conn), None) => conn.poll_timeout(),
                 (None, None) => None,
             })
+            .chain(held)
             .min()
     }
 
     /// Handles everything ready on every slot, without waiting.
     fn turn(&mut self, handler: &mut impl Handler<C>) {
+        self.watch_readers(now());
         for index in 0..N {
             self.service(index, handler);
+        }
+    }
+
+    /// Resets the readers that have held every sender back too long.
+    fn watch_readers(&mut self, now: roomwire_core::Instant) {
+        let need = self.shared.frame.len();
+        for slot in &mut self.slots {
+            if slot.has_room(need) {
+                slot.short_since = None;
+                continue;
+            }
+            let since = *slot.short_since.get_or_insert(now);
+            if now >= since + SLOW_READER_GRACE {
+                warn!("roomwire server: client too slow, resetting it");
+                slot.socket.abort();
+                slot.broken = true;
+                slot.short_since = None;
+            }
         }
     }
 
@@ -341,15 +392,19 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             slot.conn = Some(Connection::server(websocket, now));
             slot.session = None;
             slot.broken = false;
+            slot.held = false;
+            slot.short_since = None;
             slot.read_len = 0;
             slot.reader.reset();
             slot.socket.set_nagle_enabled(false);
             debug!("roomwire server: connection on slot {}", index);
         }
         let mut eof = false;
-        // Read what is there.
+        // Read what is there, unless the slot's input is held back: then
+        // it waits in the socket, and TCP slows the sender.
         if let Some(free) = slot.read.get_mut(slot.read_len..)
             && !free.is_empty()
+            && !slot.held
         {
             match poll_once(slot.socket.read(free)) {
                 core::task::Poll::Ready(Ok(0)) | core::task::Poll::Ready(Err(_)) => eof = true,
@@ -367,7 +422,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
         self.transmit(index);
         let Some(slot) = self.slots.get_mut(index) else { return };
         let closed = slot.conn.as_ref().is_none_or(|c| c.state() == State::Closed);
-        if eof || closed || slot.broken || slot.read_len == slot.read.len() {
+        if eof || closed || slot.broken || (slot.read_len == slot.read.len() && !slot.held) {
             // A request too large for `read` was refused by the core (431)
             // before the buffer filled; a full buffer otherwise means a
             // stuck peer.
@@ -382,6 +437,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             }
             slot.draining = Some(now + LINGER);
             slot.read_len = 0;
+            slot.held = false;
             if was_open {
                 handler.on_disconnect(member);
             }
@@ -394,7 +450,15 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
         let mut start = 0;
         loop {
             let Self { slots, table, shared, .. } = self;
+            let need = shared.frame.len();
+            let readers_have_room = slots.iter().all(|s| s.has_room(need));
             let Some(slot) = slots.get_mut(index) else { return };
+            // An open connection's next message waits until every reader
+            // can take what handling it may send.
+            slot.held = slot.session.is_some() && slot.is_open() && !readers_have_room;
+            if slot.held {
+                break;
+            }
             let Some(conn) = slot.conn.as_mut() else { return };
             let end = slot.read_len;
             let Some(input) = slot.read.get_mut(start..end) else { break };
@@ -528,7 +592,8 @@ fn send_answer(slot: &mut Slot<'_>, format: WireFormat, body: &[u8], framed: &mu
 /// Waits until the slot has something to do: a connection to accept, or
 /// bytes to read.
 async fn wait(slot: &mut Slot<'_>, port: u16) {
-    if slot.draining.is_some() {
+    // Held input is looked at again on the server's timer.
+    if slot.draining.is_some() || slot.held {
         core::future::pending::<()>().await;
     }
     if slot.conn.is_none() {
