@@ -57,6 +57,7 @@ impl fmt::Display for Error {
             Error::Timeout(Timeout::Handshake) => f.write_str("opening handshake timed out"),
             Error::Timeout(Timeout::Close) => f.write_str("closing handshake timed out"),
             Error::Timeout(Timeout::Keepalive) => f.write_str("peer did not answer keepalive ping"),
+            Error::Timeout(Timeout::Message) => f.write_str("peer did not finish a message in time"),
             Error::Closed => f.write_str("connection closed"),
             Error::QueueFull => f.write_str("outbound queue full"),
             Error::Send(e) => write!(f, "cannot send: {e}"),

@@ -325,6 +325,51 @@ async fn a_slow_room_gate_holds_up_no_other_connection() {
     assert_eq!((joined["type"].as_str(), joined["ref"].as_u64()), (Some("ok"), Some(1)), "{joined}");
 }
 
+/// A handler that never returns is cancelled at the handler deadline and
+/// its sender told so; meanwhile its connection answers pings, and after
+/// it the connection is served as before.
+#[tokio::test]
+async fn a_hung_handler_is_cancelled_and_its_connection_stays_alive_meanwhile() {
+    let h = harness_with(config(|c| c.handler_timeout = Some(Duration::from_secs(2))), |e| e).await;
+    let mut raw = TcpStream::connect(h.addr).await.unwrap();
+    raw.write_all(
+        b"GET /ws/chat?roomId=r HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(timeout(LIMIT, raw.read_u8()).await.unwrap().unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    // Masked with a zero key: the payload as is.
+    let frame =
+        |opcode: u8, payload: &[u8]| [&[0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0], payload].concat();
+    let started = tokio::time::Instant::now();
+    raw.write_all(&frame(1, br#"{"roomId":"r","message":{"content":"!hang"}}"#)).await.unwrap();
+    raw.write_all(&frame(9, b"alive?")).await.unwrap();
+    let pong = timeout(LIMIT, read_frame(&mut raw)).await.expect("no pong while the handler ran");
+    assert_eq!(pong, (0x8a, b"alive?".to_vec()));
+    assert!(started.elapsed() < Duration::from_secs(2), "the pong waited for the handler");
+    let (b0, error) = timeout(LIMIT, read_frame(&mut raw)).await.expect("the hung handler was never cancelled");
+    assert_eq!(b0, 0x81);
+    assert!(String::from_utf8_lossy(&error).contains("Handler timed out"), "{}", String::from_utf8_lossy(&error));
+    raw.write_all(&frame(1, br#"{"roomId":"r","message":{"content":"!all again"}}"#)).await.unwrap();
+    let (_, reply) = timeout(LIMIT, read_frame(&mut raw)).await.expect("not served after the cancelled handler");
+    assert!(String::from_utf8_lossy(&reply).contains("again"), "{}", String::from_utf8_lossy(&reply));
+}
+
+/// One short unmasked frame from the server: its first byte and payload.
+async fn read_frame(raw: &mut TcpStream) -> (u8, Vec<u8>) {
+    let b0 = raw.read_u8().await.unwrap();
+    let len = raw.read_u8().await.unwrap() as usize;
+    assert!(len < 126);
+    let mut payload = vec![0u8; len];
+    raw.read_exact(&mut payload).await.unwrap();
+    (b0, payload)
+}
+
 /// The HTTP status of a refused handshake.
 fn refused_status<T>(result: &Result<T, roomwire_tokio::Error>) -> Option<u16> {
     use roomwire_tokio::roomwire_core::handshake::HandshakeError;

@@ -109,6 +109,10 @@ pub struct Config {
     /// How long to wait for the peer's close frame after sending ours.
     /// Default 5 s.
     pub close_timeout: Duration,
+    /// How long a message may take from its first byte to its last; a
+    /// peer that starts a message and does not finish it in time (holding
+    /// its reassembly buffer) is failed with 1008. Default 60 s.
+    pub message_timeout: Option<Duration>,
     /// Send a ping this often once open; a peer that has not answered the
     /// previous ping by the next one is dropped. Default off.
     pub keepalive_interval: Option<Duration>,
@@ -123,6 +127,7 @@ impl Config {
         handshake_timeout: Some(Duration::from_secs(10)),
         first_byte_timeout: Some(Duration::from_secs(3)),
         close_timeout: Duration::from_secs(5),
+        message_timeout: Some(Duration::from_secs(60)),
         keepalive_interval: None,
     };
 }
@@ -155,7 +160,13 @@ pub enum Timeout {
     Close,
     /// The peer did not answer a keepalive ping before the next one was due.
     Keepalive,
+    /// The peer did not finish a message within
+    /// [`Config::message_timeout`]: failed with 1008.
+    Message,
 }
+
+/// The close of a message not finished in time.
+const MESSAGE_TOO_SLOW: ProtocolError = ProtocolError::new(CloseCode::Policy, "Message not completed in time");
 
 /// Supplies client masking keys (RFC 6455 §5.3). Any `FnMut() -> [u8; 4]`
 /// is one. Keys must be unpredictable: use a cryptographic RNG.
@@ -406,6 +417,8 @@ pub struct Connection<K = NoMasking> {
     handshake_deadline: Option<Instant>,
     /// Server, until the request's first byte: the deadline for it.
     first_byte_deadline: Option<Instant>,
+    /// A message has begun: when it must be complete.
+    message_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
     next_ping: Option<Instant>,
     awaiting_pong: bool,
@@ -468,6 +481,7 @@ impl<K: MaskKeySource> Connection<K> {
                 Role::Server => config.first_byte_timeout.map(|t| now + t),
                 Role::Client => None,
             },
+            message_deadline: None,
             close_deadline: None,
             next_ping: None,
             awaiting_pong: false,
@@ -559,6 +573,11 @@ impl<K: MaskKeySource> Connection<K> {
         let step = match decoded {
             None => None,
             Some(Decoded::Data { kind, payload, message_start, message_end }) => {
+                if message_end {
+                    self.message_deadline = None;
+                } else if message_start {
+                    self.message_deadline = self.config.message_timeout.map(|t| now + t);
+                }
                 Some(Step::Event(Event::Data { kind, payload, message_start, message_end }))
             }
             Some(Decoded::Control { opcode, payload, frame_start, frame_end }) => {
@@ -901,7 +920,10 @@ impl<K: MaskKeySource> Connection<K> {
                 (Some(whole), Some(first)) => Some(whole.min(first)),
                 (whole, first) => whole.or(first),
             },
-            State::Open => self.next_ping,
+            State::Open => match (self.next_ping, self.message_deadline) {
+                (Some(ping), Some(message)) => Some(ping.min(message)),
+                (ping, message) => ping.or(message),
+            },
             State::Closing => self.close_deadline,
             State::Closed => None,
         }
@@ -922,6 +944,11 @@ impl<K: MaskKeySource> Connection<K> {
                     self.state = State::Closed;
                 }
                 Some(Timeout::Handshake)
+            }
+            State::Open if due(self.message_deadline) => {
+                self.message_deadline = None;
+                self.fail(now, MESSAGE_TOO_SLOW);
+                Some(Timeout::Message)
             }
             State::Open if due(self.next_ping) => {
                 if self.awaiting_pong {

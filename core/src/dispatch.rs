@@ -352,6 +352,10 @@ fn handle_envelope<'a, C: Channel, A: TableAccess>(
 /// server's logs.
 pub const UNKNOWN_ERROR: &str = "Unknown error";
 
+/// The text of a handler failure when the handler did not finish within
+/// the server's handler deadline (it was cancelled).
+pub const HANDLER_TIMED_OUT: &str = "Handler timed out";
+
 /// What a sender is told of a handler failure whose message is `text`
 /// (empty for a panic): `text`, or [`UNKNOWN_ERROR`] when it is empty or
 /// only whitespace.

@@ -58,6 +58,12 @@ pub struct ServerConfig {
     /// room, rooms and members per endpoint). Default: at most 32 rooms
     /// per connection, no other limit.
     pub rooms: TableLimits,
+    /// How long a handler may run for one message; then it is cancelled
+    /// (its future dropped) and the sender told `Handler timed out` as
+    /// for a handler error. While a handler runs, its connection goes on
+    /// answering pings and keeping its deadlines. Default 60 s; `None`:
+    /// no limit.
+    pub handler_timeout: Option<Duration>,
     /// How long [`Server::shutdown`] waits for the closing handshakes
     /// before dropping the remaining connections. Default 5 s.
     pub shutdown_timeout: Duration,
@@ -71,6 +77,7 @@ impl Default for ServerConfig {
             max_connections: 100_000,
             max_handshakes: 1024,
             max_handshakes_per_address: 32,
+            handler_timeout: Some(Duration::from_secs(60)),
             rooms: TableLimits { max_rooms_per_member: 32, ..TableLimits::UNLIMITED },
             shutdown_timeout: Duration::from_secs(5),
         }

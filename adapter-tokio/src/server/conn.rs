@@ -442,6 +442,7 @@ async fn run_loop(
     let mut ours: OurClose = None;
     let mut error: Option<Error> = None;
     let mut outbox_turns = 0;
+    let mut read_ahead: ReadAhead = None;
     loop {
         if pump(ws, outbox, &mut ours) == Flow::Abort {
             return End { code: None, reason: "Server shutting down".into() };
@@ -451,7 +452,9 @@ async fn run_loop(
         // poll. With `recv` first, every delivery cost two polls of the
         // socket (callgrind, fan-out at 10 k deliveries/s: about 15 % of the
         // server's instructions per delivery).
-        let received = if outbox_turns < OUTBOX_TURNS {
+        let received = if let Some(received) = read_ahead.take() {
+            received
+        } else if outbox_turns < OUTBOX_TURNS {
             tokio::select! {
                 biased;
                 () = outbox.notified() => {
@@ -479,7 +482,8 @@ async fn run_loop(
                 // Boxed: its state (the handler's future, its select) is
                 // allocated per message rather than held by every idle
                 // connection's task; the handler's future is boxed anyway.
-                if Box::pin(handle(ws, endpoint, registered, outbox, &mut ours, message)).await == Flow::Abort {
+                let handling = handle(ws, endpoint, registered, outbox, &mut ours, &mut read_ahead, message);
+                if Box::pin(handling).await == Flow::Abort {
                     return End { code: None, reason: "Server shutting down".into() };
                 }
             }
@@ -530,6 +534,30 @@ fn close(ws: &mut WebSocket<BoxStream>, ours: &mut OurClose, code: CloseCode, re
     }
 }
 
+/// What was read while a handler ran: the client's next message (or the
+/// end of its input), handled after it.
+type ReadAhead = Option<Option<Result<Message, Error>>>;
+
+/// The connection's I/O while a handler runs.
+enum HandlerIo {
+    Received(Option<Result<Message, Error>>),
+    Flushed(bool),
+}
+
+/// While a handler runs: read on until the client's next whole message is
+/// held (so pings are answered, deadlines kept and a close seen, while
+/// messages are still handled one at a time, in order); once one is held,
+/// only write.
+async fn handler_io(ws: &mut WebSocket<BoxStream>, read: bool, write: bool) -> HandlerIo {
+    if read {
+        HandlerIo::Received(ws.recv().await)
+    } else if write && ws.queued() > 0 {
+        HandlerIo::Flushed(ws.flush().await.is_ok())
+    } else {
+        std::future::pending().await
+    }
+}
+
 /// Handle one whole client message.
 async fn handle(
     ws: &mut WebSocket<BoxStream>,
@@ -537,6 +565,7 @@ async fn handle(
     registered: &Registered,
     outbox: &Outbox,
     ours: &mut OurClose,
+    read_ahead: &mut ReadAhead,
     message: Message,
 ) -> Flow {
     let data = message.as_bytes();
@@ -570,27 +599,39 @@ async fn handle(
     let span = debug_span!("message", room = room.as_str());
     let future = CatchUnwind(future).instrument(span.clone());
     tokio::pin!(future);
+    let limit = registered.server.shared.config.handler_timeout;
+    let deadline = tokio::time::sleep(limit.unwrap_or_default());
+    tokio::pin!(deadline);
     let mut write_failed = false;
-    // While the handler runs, keep the connection's output moving; read
-    // nothing more from the client.
+    // While the handler runs, keep the connection alive: its output moving,
+    // its input read up to the next message.
     let result = loop {
         tokio::select! {
             biased;
-            result = &mut future => break result,
+            result = &mut future => break Some(result),
+            () = &mut deadline, if limit.is_some() => break None,
             () = outbox.notified() => {
                 if pump(ws, outbox, ours) == Flow::Abort {
                     return Flow::Abort;
                 }
             }
-            written = ws.flush(), if !write_failed && ws.queued() > 0 => write_failed = written.is_err(),
+            io = handler_io(ws, read_ahead.is_none(), !write_failed) => match io {
+                HandlerIo::Received(received) => *read_ahead = Some(received),
+                HandlerIo::Flushed(ok) => write_failed = !ok,
+            },
         }
     };
     let failure = match result {
-        Ok(Ok(())) => return Flow::Continue,
-        Ok(Err(error)) => error.to_string(),
+        Some(Ok(Ok(()))) => return Flow::Continue,
+        Some(Ok(Err(error))) => error.to_string(),
         // The panic's message went to the panic hook (and the logs); the
         // sender gets the session's text for an error without one.
-        Err(Panicked) => String::new(),
+        Some(Err(Panicked)) => String::new(),
+        // Cancelled: dropping its future ends it at its current await.
+        None => {
+            tracing::warn!(parent: &span, "handler timed out");
+            roomwire_core::dispatch::HANDLER_TIMED_OUT.to_owned()
+        }
     };
     debug!(parent: &span, error = failure, "handler failed");
     if pump(ws, outbox, ours) == Flow::Abort {

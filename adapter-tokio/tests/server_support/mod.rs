@@ -56,7 +56,7 @@ pub struct Handled {
 /// The test handler's decision: the seed's `append` reply (except self),
 /// or with a command prefix: `!all x` replies to the room including the
 /// sender, `!to:ROOM x` replies to ROOM, `!fail` returns an error,
-/// `!panic` panics.
+/// `!panic` panics, `!hang` never returns.
 fn decide(content: &str, username: &str) -> Result<(Reply, ChatIn), &'static str> {
     let append = |text: &str| ChatIn::Append { content: text.to_owned(), username: username.to_owned() };
     if let Some(rest) = content.strip_prefix("!all ") {
@@ -87,6 +87,9 @@ macro_rules! handler {
                     room_id: ctx.room_id().to_owned(),
                     content: ctx.message.content.to_string(),
                 });
+                if ctx.message.content == "!hang" {
+                    std::future::pending::<()>().await;
+                }
                 let username = ctx.user_id().unwrap_or(ctx.connection_id());
                 let (options, line) = decide(&ctx.message.content, username)?;
                 ctx.reply_with(&line, &options)?;

@@ -195,6 +195,7 @@ impl fmt::Display for Disconnect {
             Self::Timeout(Timeout::Handshake) => f.write_str("opening handshake timed out"),
             Self::Timeout(Timeout::Close) => f.write_str("closing handshake timed out"),
             Self::Timeout(Timeout::Keepalive) => f.write_str("server stopped answering pings"),
+            Self::Timeout(Timeout::Message) => f.write_str("server did not finish a message in time"),
             Self::RequestTimeout => f.write_str("server did not answer a room request in time"),
             Self::Protocol(e) => write!(f, "server broke the WebSocket protocol ({e})"),
             Self::Rooms(e) => write!(f, "server broke the rooms protocol: {e}"),

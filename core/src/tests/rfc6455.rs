@@ -512,3 +512,35 @@ fn open_server(config: Config) -> Connection {
     pair.connect();
     pair.server
 }
+
+/// A message begun and not finished within `message_timeout` fails the
+/// connection with 1008, whatever else the peer keeps sending (pings); a
+/// message finished in time clears the deadline.
+#[test]
+fn a_message_left_unfinished_fails_with_1008_at_the_message_timeout() {
+    let config = Config { message_timeout: Some(Duration::from_secs(60)), ..Config::default() };
+    let mut pair = Pair::new(config, 4096);
+    pair.connect();
+    // A whole fragmented message in time: no deadline left.
+    pair.to_server.extend(client_frame(0x01, b"he"));
+    pair.drive();
+    pair.advance(Duration::from_secs(59));
+    pair.to_server.extend(client_frame(0x80, b"llo"));
+    pair.drive();
+    assert_eq!(pair.server.poll_timeout(), None);
+    assert!(pair.server_in.events.iter().any(|e| matches!(e, Seen::Text(t) if t == "hello")));
+    // Begun, then only pings.
+    pair.to_server.extend(client_frame(0x02, &[1; 100]));
+    pair.drive();
+    assert_eq!(pair.server.poll_timeout(), Some(pair.now + Duration::from_secs(60)));
+    for _ in 0..5 {
+        pair.advance(Duration::from_secs(10));
+        pair.to_server.extend(client_frame(0x89, b"still here"));
+        pair.drive();
+    }
+    assert_eq!(pair.server.state(), State::Open);
+    pair.advance(Duration::from_secs(10));
+    assert_eq!(pair.server_in.events.last(), Some(&Seen::Timeout(Timeout::Message)));
+    assert_eq!(close_code_of(&transmit(&mut pair.server)), Some(1008));
+    assert_eq!(pair.server.state(), State::Closed);
+}
