@@ -360,6 +360,36 @@ async fn a_hung_handler_is_cancelled_and_its_connection_stays_alive_meanwhile() 
     assert!(String::from_utf8_lossy(&reply).contains("again"), "{}", String::from_utf8_lossy(&reply));
 }
 
+/// A connection refused for its user's cap has the user's other
+/// connections checked at once: a dead one (its peer gone without a word)
+/// is closed within the probe's window, not at the next keepalive, and the
+/// user's next attempt is admitted.
+#[tokio::test]
+async fn a_refusal_at_the_user_cap_clears_the_users_dead_connections() {
+    let mut h = harness_with(|b| b, |e| e.max_connections_per_user(1)).await;
+    let mut dead = TcpStream::connect(h.addr).await.unwrap();
+    dead.write_all(
+        b"GET /ws/secure-chat?roomId=r HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\
+          Upgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let gone = h.next_connect().await;
+    // From now on `dead` reads and writes nothing.
+    let alice = [("Authorization", "Bearer alice")];
+    let (mut refused, _) = h.try_connect("/ws/secure-chat?roomId=r", &[], &alice).await.unwrap();
+    let (code, reason) = closed_with(&mut refused).await.unwrap();
+    assert_eq!((code, reason.as_str()), (Some(CloseCode::Policy), "Max connections per user exceeded"));
+    let started = tokio::time::Instant::now();
+    let event = h.next_disconnect().await;
+    assert_eq!(event.connection_id, gone.connection_id);
+    assert!(started.elapsed() < Duration::from_secs(8), "the dead connection lasted until keepalive");
+    let (_ws, event) = h.connect_with("/ws/secure-chat?roomId=r", &[], &alice).await;
+    assert_eq!(event.user_id.as_deref(), Some("alice"));
+    drop(dead);
+}
+
 /// One short unmasked frame from the server: its first byte and payload.
 async fn read_frame(raw: &mut TcpStream) -> (u8, Vec<u8>) {
     let b0 = raw.read_u8().await.unwrap();

@@ -82,7 +82,17 @@ pub const INTERNAL_ERROR: HttpRefusal = HttpRefusal { status: 500, body: "Intern
 pub const DECISION_TIMED_OUT: HttpRefusal = HttpRefusal { status: 503, body: "Authorization timed out" };
 
 /// The user already has as many connections as the endpoint allows.
+///
+/// Some of them may be dead (a phone that lost its network and reconnects)
+/// and would stand in the way until keepalive notices. So a server that
+/// refuses a connection for the cap also checks the user's other
+/// connections ([`Connection::check_alive`](crate::Connection::check_alive)
+/// within [`USER_CAP_PROBE`]): the dead ones close, and the client's next
+/// attempt finds room.
 pub const USER_CAP: Refusal = Refusal { code: CloseCode::Policy, reason: "Max connections per user exceeded" };
+/// How long a user's connections get to answer the ping of a
+/// [`USER_CAP`] refusal.
+pub const USER_CAP_PROBE: crate::Duration = crate::Duration::from_secs(5);
 /// The server is shutting down: every open connection is closed with this.
 pub const SERVER_SHUTDOWN: Refusal = Refusal { code: CloseCode::Away, reason: "Server shutting down" };
 /// The client reads slower than the server must send: its outbound queue

@@ -850,6 +850,24 @@ impl<K: MaskKeySource> Connection<K> {
         Ok(self.write_frame(Opcode::Ping, true, payload, out)?)
     }
 
+    /// Make sure the peer is still there, sooner than keepalive would: a
+    /// ping now (unless one is already unanswered), and the connection
+    /// closes with [`Timeout::Keepalive`] if no pong comes `within`. A
+    /// server uses it when a connection that may be dead stands in a live
+    /// one's way (see [`admission::USER_CAP_PROBE`](crate::admission::USER_CAP_PROBE)).
+    /// Does nothing unless open.
+    pub fn check_alive(&mut self, now: Instant, within: Duration) {
+        if self.state != State::Open {
+            return;
+        }
+        if !self.awaiting_pong {
+            self.ping_out = true;
+            self.awaiting_pong = true;
+        }
+        let deadline = now + within;
+        self.next_ping = Some(self.next_ping.map_or(deadline, |at| at.min(deadline)));
+    }
+
     /// Start the closing handshake: queue a close frame with `code` and
     /// `reason` (at most 123 bytes), sent by [`Connection::poll_transmit`].
     /// The connection is closed when the peer answers or

@@ -354,7 +354,17 @@ async fn register(
     ) {
         Ok(()) => Ok((member, cell.lock().rooms_of(member))),
         Err(refusal) => {
-            cell.lock().unregister(member);
+            let mut state = cell.lock();
+            state.unregister(member);
+            if over_user_cap && let Some(user) = &user {
+                // Some of the user's connections may be dead: find out now,
+                // so that the client's next attempt finds room.
+                for other in state.members_of_user(user) {
+                    if let Some(slot) = state.slot(other) {
+                        slot.outbox.request_check_alive();
+                    }
+                }
+            }
             Err((refusal.code, refusal.reason))
         }
     };
@@ -524,6 +534,9 @@ fn pump(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) -> 
     }
     if let Some((code, reason)) = taken.close {
         close(ws, ours, code, &reason);
+    }
+    if taken.check_alive {
+        ws.check_alive(roomwire_core::admission::USER_CAP_PROBE);
     }
     Flow::Continue
 }

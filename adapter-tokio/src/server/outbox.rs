@@ -48,6 +48,8 @@ struct State {
     overflowed: bool,
     close: Option<(CloseCode, String)>,
     abort: bool,
+    /// Check that the peer is still there.
+    check_alive: bool,
     /// Something was pushed or requested since the connection last looked.
     signalled: bool,
     /// The connection task waiting for it. Kept under the same lock as the
@@ -71,6 +73,7 @@ pub(crate) struct Taken {
     pub(crate) overflowed: bool,
     pub(crate) close: Option<(CloseCode, String)>,
     pub(crate) abort: bool,
+    pub(crate) check_alive: bool,
 }
 
 pub(crate) struct Outbox {
@@ -126,6 +129,17 @@ impl Outbox {
         }
     }
 
+    /// Ask the connection to check that its peer is still there.
+    pub(crate) fn request_check_alive(&self) {
+        let mut state = self.lock();
+        state.check_alive = true;
+        let waker = state.signal();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
     /// Ask the connection to stop at once, without a closing handshake.
     pub(crate) fn abort(&self) {
         let mut state = self.lock();
@@ -145,7 +159,8 @@ impl Outbox {
         state.bytes = 0;
         // Everything pending is taken: nothing left to wake up for.
         state.signalled = false;
-        Taken { frames, overflowed: state.overflowed, close: state.close.take(), abort: state.abort }
+        let check_alive = std::mem::take(&mut state.check_alive);
+        Taken { frames, overflowed: state.overflowed, close: state.close.take(), abort: state.abort, check_alive }
     }
 
     /// Mark the outbox as over its bound (the connection's own write buffer

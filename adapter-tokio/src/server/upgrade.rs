@@ -121,6 +121,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         debug!(code = u16::from(code), reason, "closing");
         Ok(())
     }
+
+    /// Ping the peer now; close if it does not answer `within`
+    /// ([`Connection::check_alive`](roomwire_core::Connection::check_alive)).
+    pub(crate) fn check_alive(&mut self, within: roomwire_core::Duration) {
+        let now = self.now();
+        self.conn.check_alive(now, within);
+        self.pump_transmit();
+    }
 }
 
 #[cfg(feature = "axum")]

@@ -544,3 +544,25 @@ fn a_message_left_unfinished_fails_with_1008_at_the_message_timeout() {
     assert_eq!(close_code_of(&transmit(&mut pair.server)), Some(1008));
     assert_eq!(pair.server.state(), State::Closed);
 }
+
+/// `check_alive`: a ping now; no pong within the window closes the
+/// connection, a pong keeps it.
+#[test]
+fn check_alive_pings_now_and_closes_without_a_pong_in_time() {
+    for answers in [true, false] {
+        let mut pair =
+            Pair::new(Config { keepalive_interval: Some(Duration::from_secs(30)), ..Config::default() }, 4096);
+        pair.connect();
+        pair.server.check_alive(pair.now, Duration::from_secs(5));
+        assert_eq!(pair.server.poll_timeout(), Some(pair.now + Duration::from_secs(5)));
+        let ping = transmit(&mut pair.server);
+        assert_eq!(ping.first(), Some(&0x89));
+        if answers {
+            pair.to_client.extend(ping);
+            pair.drive();
+        }
+        pair.advance(Duration::from_secs(5));
+        let expected = if answers { State::Open } else { State::Closed };
+        assert_eq!(pair.server.state(), expected, "answered: {answers}");
+    }
+}
