@@ -155,6 +155,48 @@ async fn roomwire_server_fails_a_bad_tungstenite_frame_with_1007() {
     }
 }
 
+/// A stream that keeps a copy of every byte read from it.
+struct Recording {
+    inner: TcpStream,
+    heard: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl tokio::io::AsyncRead for Recording {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let new = buf.filled()[before..].to_vec();
+        self.heard.lock().unwrap().extend_from_slice(&new);
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Recording {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// A tungstenite echo server for one connection; returns the close frame it got.
 async fn tungstenite_echo_once(listener: TcpListener) -> Option<CloseFrame> {
     let (stream, _) = listener.accept().await.unwrap();
@@ -177,7 +219,13 @@ async fn tungstenite_echo_once(listener: TcpListener) -> Option<CloseFrame> {
 async fn roomwire_client_and_tungstenite_server() {
     let (listener, url) = listener().await;
     let server = tokio::spawn(tungstenite_echo_once(listener));
-    let (mut ws, response) = timeout(LIMIT, WebSocket::connect(&url, Config::default())).await.unwrap().unwrap();
+    // Every byte the server sends is recorded, to see its pong.
+    let tcp = TcpStream::connect(url.trim_start_matches("ws://").split('/').next().unwrap()).await.unwrap();
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stream = Recording { inner: tcp, heard: heard.clone() };
+    let request = roomwire_tokio::ClientRequest { host: "localhost", target: "/", protocols: &[], headers: &[] };
+    let (mut ws, response) =
+        timeout(LIMIT, WebSocket::connect_with_stream(stream, &request, Config::default())).await.unwrap().unwrap();
     assert_eq!(response.protocol, None);
 
     let big = big_payload(200 * 1024);
@@ -195,11 +243,13 @@ async fn roomwire_client_and_tungstenite_server() {
     let echoed = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
     assert_eq!(echoed, Message::from(b"abcdefg".to_vec()));
 
-    // Our ping is answered by tungstenite (observed as liveness: the next
-    // message still flows).
-    ws.ping(b"hi").await.unwrap();
+    // Our ping is answered by tungstenite: its pong (unmasked, payload
+    // "ping-42") is on the wire before the echo of the next message.
+    ws.ping(b"ping-42").await.unwrap();
     ws.send(MessageRef::Text("after ping")).await.unwrap();
     assert_eq!(timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap(), Message::from("after ping"));
+    let pong = [&[0x8a, 7][..], b"ping-42"].concat();
+    assert!(heard.lock().unwrap().windows(pong.len()).any(|w| w == pong), "no pong for our ping");
 
     // We close; tungstenite sees our code and reason.
     ws.close(CloseCode::Normal, "done").await.unwrap();
