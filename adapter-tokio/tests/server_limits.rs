@@ -202,6 +202,50 @@ async fn room_limits_apply_whatever_the_builder_order() {
     assert!(recv_text(&mut ok).await.contains("still here"));
 }
 
+/// A full room, a server that holds no more rooms and one that holds no
+/// more members (PROTOCOL.md 3.4, 4): 1008 with the reason at an Alepha
+/// handshake, error 4003 on a roomwire `join`, whose connection stays.
+#[tokio::test]
+async fn full_rooms_and_a_full_server_answer_1008_and_4003() {
+    let closed = |reason: &str| Some((Some(CloseCode::Policy), reason.to_owned()));
+    let join = |reference: u32, room: &str| format!(r#"{{"type":"join","room":"{room}","ref":{reference}}}"#);
+    let mut h = harness_with(
+        config(|c| {
+            c.rooms.max_members_per_room = 1;
+            c.rooms.max_rooms = 2;
+        }),
+        |e| e,
+    )
+    .await;
+    let (a, a_event) = h.connect("/ws/chat?roomId=a").await;
+    let (mut full, _) = h.try_connect("/ws/chat?roomId=a", &[], &[]).await.unwrap();
+    assert_eq!(closed_with(&mut full).await, closed("Room full"));
+    let (_b, _) = h.connect("/ws/chat?roomId=b").await;
+    let (mut no_room, _) = h.try_connect("/ws/chat?roomId=c", &[], &[]).await.unwrap();
+    assert_eq!(closed_with(&mut no_room).await, closed("Too many rooms on this server"));
+    let (mut rw, _) = h.connect_with("/ws/chat", &["roomwire.v1.json"], &[]).await;
+    for (reference, room) in [(1, "a"), (2, "c")] {
+        send_text(&mut rw, &join(reference, room)).await;
+        let refused = recv_json(&mut rw).await;
+        assert_eq!((refused["type"].as_str(), refused["code"].as_u64()), (Some("error"), Some(4003)), "{refused}");
+        assert_eq!(refused["ref"].as_u64(), Some(u64::from(reference)));
+    }
+    // Room a frees up: the same connection now joins it.
+    drop(a);
+    assert_eq!(h.next_disconnect().await.connection_id, a_event.connection_id);
+    send_text(&mut rw, &join(3, "a")).await;
+    assert_eq!(recv_json(&mut rw).await, serde_json::json!({"type": "ok", "ref": 3}));
+
+    let mut h = harness_with(config(|c| c.rooms.max_members = 1), |e| e).await;
+    let (_a, _) = h.connect("/ws/chat?roomId=a").await;
+    let (mut over, _) = h.try_connect("/ws/chat?roomId=z", &[], &[]).await.unwrap();
+    assert_eq!(closed_with(&mut over).await, closed("Server full"));
+    let (mut rw, _) = h.connect_with("/ws/chat", &["roomwire.v1.json"], &[]).await;
+    send_text(&mut rw, &join(1, "a")).await;
+    let refused = recv_json(&mut rw).await;
+    assert_eq!((refused["code"].as_u64(), refused["text"].as_str()), (Some(4003), Some("Server full")), "{refused}");
+}
+
 /// Once the server has decided to close a connection, what the client
 /// still sends reaches no handler.
 #[tokio::test]
