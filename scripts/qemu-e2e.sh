@@ -33,6 +33,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 NS="roomwire-qemu-$$"
 TAP=tap0
 HOST=192.0.2.1
+GUEST=192.0.2.2
 PORT=8080
 URL="ws://$HOST:$PORT"
 TIMEOUT="${QEMU_E2E_TIMEOUT:-120}"
@@ -105,6 +106,22 @@ start_qemu() { # ELF LOG [NETWORK OPTIONS...]: by default the NIC is on the TAP 
     PIDS+=("$QEMU_PID")
 }
 
+# How many of the firmware's connections the server has seen end (its user is the peer's address).
+firmware_ends() { grep -c "^server: disconnect .* user Some(\"$GUEST\")" "$LOGS/server.log" || true; }
+# After $1 such ends, the server must see the firmware's last connection end with its close frame
+# (1000), not a dropped link; waits for the server's log (up to 10 s).
+expect_clean_close() {
+    local line=""
+    for _ in $(seq 100); do
+        line="$(grep "^server: disconnect .* user Some(\"$GUEST\")" "$LOGS/server.log" | tail -n 1)"
+        if [ "$(firmware_ends)" -gt "$1" ] && [[ "$line" == *"code Some(Normal)"* ]]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    fail "the firmware's last connection did not end with a clean close (last seen: ${line:-none})"
+}
+
 wait_qemu() { # LOG: QEMU's exit status must be 0 (semihosting EXIT_SUCCESS)
     local status=0
     wait "$QEMU_PID" || status=$?
@@ -140,8 +157,10 @@ status=0
 wait "$HOSTILE_PID" || status=$?
 sed 's/^/  /' "$LOGS/hostile.log"
 [ "$status" -eq 0 ] || fail "the hostile server did not see the firmware through every mode"
+# The hostile server reports a mode done only once the firmware has closed or reset the
+# connection (it fails the run if the firmware stays).
 for mode in ${MODES//,/ }; do
-    grep -q "^hostile: $mode to .*: \(the client left\|closed mid-frame\)" "$LOGS/hostile.log" ||
+    grep -q "^hostile: $mode to .*the client left after" "$LOGS/hostile.log" ||
         fail "hostile mode $mode: the firmware did not leave"
 done
 
@@ -158,17 +177,19 @@ kill -9 "$SERVER_PID"
 wait "$SERVER_PID" 2>/dev/null || true
 sleep 1
 start_server
+ENDS_BEFORE="$(firmware_ends)"
 operator operator-2.log --id 2 --readings 3 --expect-set-point 21500 --set-point 19000 \
     --min-connections $((CONNECTIONS + 1)) --last
 wait_qemu qemu.log
 grep -q "connected #.* (reconnected)" "$LOGS/qemu.log" || fail "the firmware did not report a reconnect"
-for why in "server broke the WebSocket protocol (reserved opcode (1002))" "connection reset" \
-    "opening handshake timed out" "server stopped answering pings"; do
-    # bad-frame, cut-frame (and the killed server), silent, stall
+for why in "server broke the WebSocket protocol (reserved opcode (1002))" "connection ended mid-frame" \
+    "connection reset" "opening handshake timed out" "server stopped answering pings"; do
+    # bad-frame, cut-frame, the killed server, silent, stall
     grep -qF "disconnected: $why" "$LOGS/qemu.log" || fail "the firmware did not report '$why'"
 done
 grep -qF "disconnected: server refused the upgrade with 200" "$LOGS/qemu.log" ||
     fail "the firmware did not report the garbage answer"
+expect_clean_close "$ENDS_BEFORE"
 log "polled run passed in $((SECONDS - START)) s"
 
 # --- 4. a lossy link ------------------------------------------------------------------------------
@@ -181,13 +202,15 @@ PIDS+=("$LINK_PID")
 sleep 0.3
 start_qemu "$FIRMWARE" "$LOGS/qemu-lossy.log" \
     -netdev socket,id=n0,udp=127.0.0.1:9100,localaddr=127.0.0.1:9101 -net nic,model=lan9118,netdev=n0
+ENDS_BEFORE="$(firmware_ends)"
 operator operator-lossy.log --id 3 --readings 10 --expect-set-point 20000 --set-point 20500 --last
 wait_qemu qemu-lossy.log
 kill "$LINK_PID"
 wait "$LINK_PID" 2>/dev/null || true
 sed 's/^/  /' "$LOGS/lossy-link.log"
-grep -q "dropped; from the guest .* [1-9][0-9]* dropped" "$LOGS/lossy-link.log" ||
-    log "(no frame happened to be dropped towards the host this time)"
+grep -q "to the guest [0-9]* passed, [1-9][0-9]* dropped; from the guest [0-9]* passed, [1-9][0-9]* dropped" \
+    "$LOGS/lossy-link.log" || fail "the lossy link dropped nothing in one direction: the run proved nothing"
+expect_clean_close "$ENDS_BEFORE"
 log "lossy-link run passed in $((SECONDS - START)) s"
 
 # --- the interrupt-driven build -------------------------------------------------------------------

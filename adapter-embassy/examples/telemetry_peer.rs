@@ -105,8 +105,14 @@ async fn server(listen: &str) -> std::io::Result<()> {
                 Ok(())
             })
         }))
-        .on_connect(|e| println!("server: connect {} rooms {:?}", e.connection_id, e.rooms))
-        .on_disconnect(|e| println!("server: disconnect {} code {:?}", e.connection_id, e.code))
+        // The user is the peer's address: the end-to-end script tells the
+        // firmware's connections from the operators' by it.
+        .resolve_user(|handshake| {
+            let user = handshake.peer_addr().map(|peer| peer.ip().to_string());
+            async move { user }
+        })
+        .on_connect(|e| println!("server: connect {} rooms {:?} user {:?}", e.connection_id, e.rooms, e.user_id))
+        .on_disconnect(|e| println!("server: disconnect {} code {:?} user {:?}", e.connection_id, e.code, e.user_id))
         .build()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let listener = TcpListener::bind(listen).await?;
@@ -252,15 +258,16 @@ async fn upgrade(stream: &mut TcpStream, key: &str) -> Result<()> {
     stream.write_all(response.as_bytes()).await.map_err(|e| e.to_string())
 }
 
-/// Reads until the client closes (or `limit` passes); returns the bytes read.
-async fn drain(stream: &mut TcpStream, limit: Duration) -> usize {
+/// Reads until the client leaves: Ok if it closed or reset the
+/// connection within `limit`, an error if it was still there.
+async fn drain(stream: &mut TcpStream, limit: Duration) -> Result<()> {
     let mut buf = [0u8; 1024];
-    let mut total = 0;
     let end = Instant::now() + limit;
     loop {
         match tokio::time::timeout_at(end, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return total,
-            Ok(Ok(n)) => total += n,
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Err(_) => return Err(format!("the client was still connected after {limit:?}")),
         }
     }
 }
@@ -274,27 +281,29 @@ async fn misbehave(stream: &mut TcpStream, mode: &str) -> Result<String> {
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n\x00\xffgarbage\x81\x7f")
                 .await
                 .map_err(|e| e.to_string())?;
-            drain(stream, Duration::from_secs(10)).await;
+            drain(stream, Duration::from_secs(10)).await?;
         }
         "bad-frame" => {
             upgrade(stream, &key).await?;
             // FIN + reserved opcode 0x3, then a junk length.
             stream.write_all(&[0x83, 0x05, 1, 2, 3, 4, 5]).await.map_err(|e| e.to_string())?;
-            drain(stream, Duration::from_secs(10)).await;
+            drain(stream, Duration::from_secs(10)).await?;
         }
         "cut-frame" => {
             upgrade(stream, &key).await?;
-            // A binary frame announcing 100 bytes, 10 sent, then gone.
+            // A binary frame announcing 100 bytes, 10 sent, then our end
+            // of the stream: the client must see it end mid-frame, and go.
             stream.write_all(&[0x82, 100, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).await.map_err(|e| e.to_string())?;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return Ok("closed mid-frame".into());
+            stream.shutdown().await.map_err(|e| e.to_string())?;
+            drain(stream, Duration::from_secs(10)).await?;
+            return Ok(format!("closed mid-frame; the client left after {} ms", started.elapsed().as_millis()));
         }
         "silent" => {
-            drain(stream, Duration::from_secs(20)).await;
+            drain(stream, Duration::from_secs(20)).await?;
         }
         "stall" => {
             upgrade(stream, &key).await?;
-            drain(stream, Duration::from_secs(20)).await;
+            drain(stream, Duration::from_secs(20)).await?;
         }
         other => return Err(format!("unknown mode {other:?}")),
     }
@@ -309,7 +318,7 @@ async fn hostile(listen: &str, modes: &[&str]) -> Result<()> {
             .await
             .map_err(|_| format!("no client for {mode}"))?
             .map_err(|e| e.to_string())?;
-        let outcome = misbehave(&mut stream, mode).await?;
+        let outcome = misbehave(&mut stream, mode).await.map_err(|e| format!("{mode}: {e}"))?;
         println!("hostile: {mode} to {peer}: {outcome}");
     }
     Ok(())

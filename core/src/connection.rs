@@ -850,6 +850,12 @@ impl<K: MaskKeySource> Connection<K> {
         Ok(self.write_frame(Opcode::Ping, true, payload, out)?)
     }
 
+    /// Whether part of a frame has been received and not the rest: a
+    /// transport that ends now ends mid-frame.
+    pub fn is_mid_frame(&self) -> bool {
+        !self.decoder.is_idle()
+    }
+
     /// Make sure the peer is still there, sooner than keepalive would: a
     /// ping now (unless one is already unanswered), and the connection
     /// closes with [`Timeout::Keepalive`] if no pong comes `within`. A

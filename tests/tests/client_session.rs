@@ -239,6 +239,24 @@ fn a_lost_transport_reconnects_after_the_backoff_and_restores_the_rooms() {
     assert!(client.session.rooms().is_joined("a") && client.session.rooms().is_joined("b"), "{seen:?}");
 }
 
+/// A transport that ends halfway through a server frame is reported as
+/// such, not as a plain reset.
+#[test]
+fn a_transport_ending_mid_frame_is_told_apart_from_a_reset() {
+    let mut server = CoreServer::default();
+    let mut client = Driven::new(WireFormat::Json, &["a"], 6);
+    client.run(&mut server);
+    // A binary frame announcing 100 bytes, 10 of them received.
+    let mut cut = vec![0x82, 100];
+    cut.extend_from_slice(&[7; 10]);
+    let got = client.session.handle_input(client.now, &mut cut);
+    assert_eq!(got.consumed, cut.len());
+    client.session.transport_failed(client.now, TransportError::Reset);
+    let Some(Output::Disconnected { why, .. }) = client.session.poll(client.now) else { panic!("not disconnected") };
+    assert_eq!(why, Disconnect::Transport(TransportError::Truncated));
+    assert_eq!(why.to_string(), "connection ended mid-frame");
+}
+
 #[test]
 fn a_room_change_on_the_alepha_wire_reconnects_at_once() {
     let mut server = CoreServer::default();

@@ -101,6 +101,10 @@ pub enum TransportError {
     Connect,
     /// The transport broke: reset, or ended without a closing handshake.
     Reset,
+    /// The transport ended in the middle of a frame from the server (a
+    /// server gone mid-write, a cut link). Adapters report
+    /// [`Reset`](Self::Reset); the session tells the two apart.
+    Truncated,
     /// Written data stayed unacknowledged too long.
     WriteTimeout,
     /// A buffer of the adapter is too small for what had to go through it:
@@ -188,6 +192,7 @@ impl fmt::Display for Disconnect {
             Self::Transport(TransportError::Resolve) => f.write_str("host did not resolve"),
             Self::Transport(TransportError::Connect) => f.write_str("connect failed"),
             Self::Transport(TransportError::Reset) => f.write_str("connection reset"),
+            Self::Transport(TransportError::Truncated) => f.write_str("connection ended mid-frame"),
             Self::Transport(TransportError::WriteTimeout) => f.write_str("write timed out"),
             Self::Transport(TransportError::BufferTooSmall(n)) => write!(f, "buffer too small: {n} bytes required"),
             Self::ConnectTimeout => f.write_str("connect timed out"),
@@ -502,6 +507,10 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
         if !self.wants_transport() {
             return;
         }
+        let error = match (&self.link, error) {
+            (Link::Live(conn), TransportError::Reset) if conn.is_mid_frame() => TransportError::Truncated,
+            (_, error) => error,
+        };
         self.ending.get_or_insert(Disconnect::Transport(error));
         self.finish(now);
     }
