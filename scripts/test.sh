@@ -19,6 +19,9 @@
 #   e2e       embassy-net over a TAP device in a network namespace against the tokio chat server,
 #             the firmware on QEMU mps2-an386 (LAN9118) joining a room, and the chat demo in
 #             headless Chromium
+#   soak      the reliability soak, short (scripts/soak.sh --smoke): 600 connections in 10 rooms
+#             with churn, slow, stopped and vanishing peers, floods and 1 MiB messages, every
+#             message accounted for; the full run is scripts/soak.sh (RELIABILITY.md)
 # Environment:
 #   FUZZ_SECONDS=20   seconds per fuzz target; 0 only replays the seed corpus once
 #   (see scripts/autobahn.sh for the AUTOBAHN_* variables)
@@ -41,7 +44,7 @@ if [ "${CI:-}" = "true" ]; then
     export CARGO_INCREMENTAL=0
 fi
 
-ALL_STAGES=(setup lint unit embedded firmware fuzz autobahn e2e bench)
+ALL_STAGES=(setup lint unit embedded firmware fuzz autobahn e2e bench soak)
 EMBEDDED_TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi)
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
@@ -177,6 +180,10 @@ stage_e2e() {
     "$ROOT/scripts/embassy-e2e.sh"
     "$ROOT/scripts/qemu-e2e.sh"
     "$ROOT/scripts/browser-test.sh"
+}
+
+stage_soak() {
+    "$ROOT/scripts/soak.sh" --smoke
 }
 
 stage_bench() {

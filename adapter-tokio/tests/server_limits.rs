@@ -127,6 +127,7 @@ async fn handshakes_beyond_the_caps_are_answered_429_and_503() {
         config(|c| {
             c.max_handshakes = 3;
             c.max_handshakes_per_address = 2;
+            c.address_cap_on_loopback = true;
         }),
         |e| e,
     )

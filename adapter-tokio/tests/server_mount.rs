@@ -107,6 +107,7 @@ async fn serve_router_bounds_headers_and_knows_the_peer() {
         limits(|c| {
             c.socket.core.handshake_timeout = Some(CoreDuration::from_millis(300));
             c.max_handshakes_per_address = 0;
+            c.address_cap_on_loopback = true;
         }),
         |e| e,
     )

@@ -54,6 +54,11 @@ pub struct ServerConfig {
     /// real clients use (a handshake takes a round trip or two).
     /// Default 32.
     pub max_handshakes_per_address: usize,
+    /// Whether loopback peers (127.0.0.0/8, ::1) are held to
+    /// `max_handshakes_per_address` too. Default `false`: behind a reverse
+    /// proxy on the same host every client arrives from the proxy's
+    /// loopback address, and the proxy is where per-client limits belong.
+    pub address_cap_on_loopback: bool,
     /// Room limits of each endpoint's room table (per connection, per
     /// room, rooms and members per endpoint). Default: at most 32 rooms
     /// per connection, no other limit.
@@ -77,6 +82,7 @@ impl Default for ServerConfig {
             max_connections: 100_000,
             max_handshakes: 1024,
             max_handshakes_per_address: 32,
+            address_cap_on_loopback: false,
             handler_timeout: Some(Duration::from_secs(60)),
             rooms: TableLimits { max_rooms_per_member: 32, ..TableLimits::UNLIMITED },
             shutdown_timeout: Duration::from_secs(5),

@@ -132,8 +132,11 @@ impl Permit {
     /// or the core's answer when there is none
     /// ([`admission::handshake_place`]).
     pub(crate) fn handshake(shared: &Arc<Shared>, peer: Option<SocketAddr>) -> Result<Self, HttpRefusal> {
-        let key = peer.map(AddressKey::of);
         let config = &shared.config;
+        // Behind a reverse proxy on the same host every client has the
+        // proxy's loopback address: no per-address cap for it, unless asked.
+        let key =
+            peer.filter(|p| config.address_cap_on_loopback || !p.ip().to_canonical().is_loopback()).map(AddressKey::of);
         let mut handshakes = shared.handshakes();
         let load = HandshakeLoad {
             in_progress: handshakes.total,

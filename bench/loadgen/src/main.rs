@@ -5,6 +5,8 @@
 //! roomwire-loadgen fanout --addr A --server-pid P --path '/ws/bench?roomId=r' [--proto ws|sio]
 //!                         --members M --senders K --inflight W [--rate DELIVERIES_PER_S] [--size S]
 //! roomwire-loadgen idle   --addr A --server-pid P [--path ..] [--proto ws|sio] --conns C
+//! roomwire-loadgen soak   --addr A --server-pid P --conns C --rooms R --duration s --rate MSG_PER_S
+//!                         [--max-rss-mib M]   (the rw-soak server; see soak.rs)
 //! roomwire-loadgen summarize RESULTS_FILE [--markdown]
 //! ```
 //!
@@ -15,6 +17,7 @@
 //! connection, or stalls. Results are one line, `RESULT key=value …`
 //! (plus the `--tag` text), for `summarize`.
 
+mod soak;
 mod stats;
 mod summarize;
 mod wire;
@@ -51,11 +54,13 @@ struct Args {
     rate: f64,
     tag: String,
     connect_parallel: usize,
+    rooms: usize,
+    max_rss_mib: u64,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: roomwire-loadgen echo|fanout|idle --addr HOST:PORT --server-pid PID [options]\n       \
+        "usage: roomwire-loadgen echo|fanout|idle|soak --addr HOST:PORT --server-pid PID [options]\n       \
          roomwire-loadgen summarize RESULTS [--markdown]\n(see the source header for the options)"
     );
     std::process::exit(2)
@@ -80,6 +85,8 @@ fn parse_args() -> Args {
         rate: 0.0,
         tag: String::new(),
         connect_parallel: 128,
+        rooms: 100,
+        max_rss_mib: 0,
     };
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| {
@@ -111,6 +118,8 @@ fn parse_args() -> Args {
             "--rate" => a.rate = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
             "--tag" => a.tag = value.clone(),
             "--connect-parallel" => a.connect_parallel = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
+            "--rooms" => a.rooms = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
+            "--max-rss-mib" => a.max_rss_mib = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
             _ => {
                 eprintln!("unknown option {flag}");
                 usage()
@@ -150,6 +159,7 @@ fn main() {
             "echo" => echo(&args).await,
             "fanout" => fanout(&args).await,
             "idle" => idle(&args).await,
+            "soak" => soak::soak(&args).await,
             _ => usage(),
         }
     });

@@ -32,7 +32,18 @@ pub fn err(msg: impl Into<String>) -> io::Error {
 /// response (a server may speak first). For socket.io, also completes the
 /// engine.io open and the namespace connect.
 pub async fn connect(addr: SocketAddr, path: &str, proto: Proto, key: [u8; 4]) -> io::Result<(TcpStream, Vec<u8>)> {
-    let mut stream = TcpStream::connect(addr).await?;
+    let stream = TcpStream::connect(addr).await?;
+    upgrade(stream, addr, path, proto, key).await
+}
+
+/// [`connect`] on a stream already connected to `addr`.
+pub async fn upgrade(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    proto: Proto,
+    key: [u8; 4],
+) -> io::Result<(TcpStream, Vec<u8>)> {
     stream.set_nodelay(true)?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
