@@ -165,6 +165,9 @@ pub enum Timeout {
     Message,
 }
 
+/// How a connection reads an Upgrade request (see `Connection::read_request`).
+type ReadRequest<K> = for<'a> fn(&mut Connection<K>, &'a [u8]) -> Received<'a>;
+
 /// The close of a message not finished in time.
 const MESSAGE_TOO_SLOW: ProtocolError = ProtocolError::new(CloseCode::Policy, "Message not completed in time");
 
@@ -389,6 +392,10 @@ pub(crate) enum Control {
 #[derive(Debug)]
 pub struct Connection<K = NoMasking> {
     role: Role,
+    /// Reads an Upgrade request: the parser for a server, nothing for a
+    /// client. A pointer rather than a call, so that a program that only
+    /// makes clients (firmware) links no request parser.
+    read_request: ReadRequest<K>,
     config: Config,
     keys: K,
     state: State,
@@ -436,7 +443,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// [`Connection::write_request`]. `keys` supplies masking keys and the
     /// handshake nonce.
     pub fn client(config: Config, now: Instant, keys: K) -> Self {
-        Self::with_role(Role::Client, config, now, keys)
+        Self::build(Role::Client, config, now, keys, Self::no_request)
     }
 
     /// A connection whose role is a value, for an adapter that keeps
@@ -452,6 +459,13 @@ impl<K: MaskKeySource> Connection<K> {
     /// assert_eq!((server.role(), client.role()), (Role::Server, Role::Client));
     /// ```
     pub fn with_role(role: Role, config: Config, now: Instant, keys: K) -> Self {
+        match role {
+            Role::Server => Self::build(role, config, now, keys, Self::read_request),
+            Role::Client => Self::build(role, config, now, keys, Self::no_request),
+        }
+    }
+
+    fn build(role: Role, config: Config, now: Instant, keys: K, read_request: ReadRequest<K>) -> Self {
         let handshake = match role {
             Role::Server => Handshake::ServerAwaitingRequest,
             Role::Client => Handshake::ClientUnsent,
@@ -459,6 +473,7 @@ impl<K: MaskKeySource> Connection<K> {
         let limits = DecoderLimits { max_message_size: config.max_message_size, max_fragments: config.max_fragments };
         Self {
             role,
+            read_request,
             config,
             keys,
             state: State::Connecting,
@@ -550,7 +565,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// the connection (close it) while it holds a message's payload.
     pub(crate) fn read_step<'i>(&mut self, now: Instant, input: &'i mut [u8]) -> (usize, Option<Step<'i>>) {
         let received = match self.handshake {
-            Handshake::ServerAwaitingRequest => self.read_request(input),
+            Handshake::ServerAwaitingRequest => (self.read_request)(self, input),
             Handshake::ClientAwaitingResponse => self.read_response(now, input),
             Handshake::ServerAwaitingDecision | Handshake::ServerRefusing(_) | Handshake::ClientUnsent => {
                 Received { consumed: 0, event: None }
@@ -651,6 +666,11 @@ impl<K: MaskKeySource> Connection<K> {
                 }
             },
         }
+    }
+
+    /// A client never awaits a request.
+    fn no_request<'a>(&mut self, _: &'a [u8]) -> Received<'a> {
+        Received { consumed: 0, event: None }
     }
 
     fn read_request<'a>(&mut self, input: &'a [u8]) -> Received<'a> {
