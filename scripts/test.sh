@@ -108,6 +108,11 @@ stage_lint() {
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p roomwire-core --no-default-features -- -D warnings
+    # The library alone with each optional feature, as a dependent builds it (the tests' own
+    # dependencies turn on features a dependent may not have).
+    cargo clippy -p roomwire-tokio --features axum -- -D warnings
+    cargo clippy -p roomwire-tokio --no-default-features -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --quiet -p roomwire-core -p roomwire-tokio --features roomwire-tokio/axum --no-deps
 }
 
 ensure_node_peers() {

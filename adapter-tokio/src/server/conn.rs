@@ -39,6 +39,8 @@ pub(crate) enum Incoming {
     /// To be wrapped first (a TLS handshake), once it has a place to
     /// handshake and within the handshake's time. Without a place it is
     /// dropped: a client expecting TLS could not read an HTTP answer.
+    /// (Made by `serve_tls`, feature `tls`.)
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Wrapped(Pin<Box<dyn Future<Output = std::io::Result<BoxStream>> + Send>>),
 }
 
