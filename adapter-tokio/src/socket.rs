@@ -511,7 +511,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Phase::Running => {}
             }
             let message = self.process_input();
-            self.pump_transmit();
+            // Over the queue's bound, nothing more is queued (the core
+            // keeps the one pong owed) and nothing more is read: a peer
+            // that does not read is held back by TCP, not buffered for.
+            let over = self.queued() >= self.config.max_outbound;
+            if !over {
+                self.pump_transmit();
+            }
             if let Some(message) = message {
                 return Some(Ok(message));
             }
@@ -522,7 +528,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 continue;
             }
             let deadline = self.core_deadline();
-            match self.drive(true, deadline).await {
+            match self.drive(!over, deadline).await {
                 Ok(Io::Read(0)) => {
                     debug!(parent: &self.span, "peer closed the stream without a close handshake");
                     self.fail(Error::Io(io::ErrorKind::UnexpectedEof.into()));
@@ -593,6 +599,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.pump_transmit();
             }
             if message.is_some() {
+                // Copied out: a reassembly buffer grown for a large
+                // fragmented message shrinks back now, not with the next
+                // fragmented one.
+                self.reader.reset();
                 return message;
             }
         }
@@ -892,5 +902,96 @@ mod tests {
         }
         assert!(sent > 1_500_000);
         assert!(most < 2 * (32 * 1024 + 1004), "write buffer grew to {most} B");
+    }
+
+    /// A server socket after the upgrade on a small pipe, and the peer.
+    async fn accepted(config: Config) -> (WebSocket<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut peer, stream) = tokio::io::duplex(1024);
+        let server = tokio::spawn(WebSocket::accept(stream, config));
+        peer.write_all(
+            b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let (ws, _) = server.await.unwrap().unwrap();
+        let mut response = Vec::new();
+        while !response.ends_with(b"\r\n\r\n") {
+            response.push(peer.read_u8().await.unwrap());
+        }
+        (ws, peer)
+    }
+
+    /// A masked client frame (zero key: the payload as is).
+    fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![b0];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&[0; 4]);
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// A peer that never reads and keeps sending pings between messages:
+    /// each message handed out used to queue the pong owed, past the
+    /// queue's bound, so the write buffer grew with every pair. Over the
+    /// bound the socket stops reading and sending pongs; TCP holds the
+    /// peer back.
+    #[tokio::test]
+    async fn pings_from_a_peer_that_never_reads_cannot_grow_the_write_buffer() {
+        use tokio::io::AsyncWriteExt;
+        let config = Config { max_outbound: 32 * 1024, ..Config::default() };
+        let (mut ws, mut peer) = accepted(config).await;
+        let mut pair = client_frame(0x81, b"");
+        pair.extend(client_frame(0x89, &[5; 125]));
+        let writer = tokio::spawn(async move {
+            for _ in 0..20_000 {
+                if peer.write_all(&pair).await.is_err() {
+                    break;
+                }
+            }
+            peer
+        });
+        let mut most = 0;
+        for _ in 0..20_000 {
+            match tokio::time::timeout(std::time::Duration::from_millis(20), ws.recv()).await {
+                Ok(Some(Ok(_))) => most = most.max(ws.wbuf.len()),
+                _ => break,
+            }
+        }
+        assert!(most < 2 * (32 * 1024 + 1004), "write buffer grew to {most} B");
+        writer.abort();
+    }
+
+    /// After a large fragmented message the reassembly buffer shrinks back
+    /// to what it keeps between messages, without waiting for the next
+    /// fragmented one.
+    #[tokio::test]
+    async fn the_reassembly_buffer_shrinks_after_a_large_fragmented_message() {
+        use tokio::io::AsyncWriteExt;
+        let (mut ws, mut peer) = accepted(Config::default()).await;
+        let half = vec![b'a'; 512 * 1024];
+        let writer = tokio::spawn(async move {
+            peer.write_all(&client_frame(0x01, &half)).await.unwrap();
+            peer.write_all(&client_frame(0x80, &half)).await.unwrap();
+            peer
+        });
+        match ws.recv().await {
+            Some(Ok(Message::Text(text))) => assert_eq!(text.len(), 1024 * 1024),
+            other => panic!("{other:?}"),
+        }
+        let _peer = writer.await.unwrap();
+        let kept = ws.reader.storage_mut().capacity();
+        assert!(kept <= REASSEMBLY_KEEP, "the reassembly buffer kept {kept} B");
     }
 }

@@ -435,6 +435,34 @@ async fn a_refusal_at_the_user_cap_clears_the_users_dead_connections() {
     drop(dead);
 }
 
+/// A client that never reads and sends what earns it an answer (here
+/// malformed envelopes, each answered with an error) fills its queue with
+/// answers: it is a slow consumer like any other, closed with 1013, not
+/// kept with its answers dropped in silence.
+#[tokio::test]
+async fn answers_to_a_client_that_never_reads_close_it_with_1013() {
+    let mut h = harness_with(config(|c| c.socket.max_outbound = 32 * 1024), |e| e).await;
+    let mut raw = TcpStream::connect(h.addr).await.unwrap();
+    raw.write_all(
+        b"GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Protocol: roomwire.v1.json\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let event = h.next_connect().await;
+    // Never read from here on. A masked text frame "x" (zero key), many.
+    let garbage: Vec<u8> = std::iter::repeat_n([0x81u8, 0x81, 0, 0, 0, 0, b'x'], 20_000).flatten().collect();
+    let writer = tokio::spawn(async move {
+        let _ = raw.write_all(&garbage).await;
+        raw
+    });
+    let gone = h.next_disconnect().await;
+    assert_eq!(gone.connection_id, event.connection_id);
+    assert_eq!((gone.code, gone.reason.as_str()), (Some(CloseCode::Again), "Outbound queue full"));
+    writer.abort();
+}
+
 /// One short unmasked frame from the server: its first byte and payload.
 async fn read_frame(raw: &mut TcpStream) -> (u8, Vec<u8>) {
     let b0 = raw.read_u8().await.unwrap();

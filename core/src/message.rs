@@ -91,6 +91,11 @@ impl VecStorage {
     pub fn new(limit: usize, keep: usize) -> Self {
         Self { buf: alloc::vec::Vec::new(), limit, keep }
     }
+
+    /// The bytes it holds allocated now.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
 }
 
 #[cfg(feature = "alloc")]
@@ -332,6 +337,13 @@ impl<S: Storage> MessageReader<S> {
         now: Instant,
         input: &'a mut [u8],
     ) -> (usize, Option<ReadStep<'a>>) {
+        if self.reassembler.finished {
+            // The last reassembled message has been handed out: give its
+            // room back now (a growable storage shrinks to what it keeps),
+            // not when the next fragmented message starts, which may be
+            // never.
+            self.reassembler.reset();
+        }
         let (consumed, step) = conn.read_step(now, input);
         let step = match step {
             None => None,

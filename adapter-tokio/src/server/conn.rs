@@ -11,7 +11,7 @@ use std::task::{Context as TaskContext, Poll};
 use roomwire_core::admission::{Gates, HttpRefusal};
 use roomwire_core::room::MemberId;
 use roomwire_core::session::{ServerClose, ServerSession, Undecided};
-use roomwire_core::{CloseCode, InsufficientSize};
+use roomwire_core::{CloseCode, InsufficientSize, MessageKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, Span, debug, debug_span, trace};
@@ -528,11 +528,8 @@ fn pump(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) -> 
             Err(_) => break,
         }
     }
-    if overflow && ours.is_none() {
-        outbox.set_overflowed();
-        debug!("slow consumer: closing");
-        let full = ServerClose::OutboundFull.refusal();
-        close(ws, ours, full.code, full.reason);
+    if overflow {
+        slow_consumer(ws, outbox, ours);
     }
     if let Some((code, reason)) = taken.close {
         close(ws, ours, code, &reason);
@@ -541,6 +538,27 @@ fn pump(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) -> 
         ws.check_alive(roomwire_core::admission::USER_CAP_PROBE);
     }
     Flow::Continue
+}
+
+/// The connection's queues are full: it reads slower than the server must
+/// send. Drop what is queued for it and close it with 1013.
+fn slow_consumer(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) {
+    if ours.is_some() {
+        return;
+    }
+    outbox.set_overflowed();
+    debug!("slow consumer: closing");
+    let full = ServerClose::OutboundFull.refusal();
+    close(ws, ours, full.code, full.reason);
+}
+
+/// Queue an answer for the sender alone (an acknowledgement, an error). A
+/// sender too far behind to take it is a slow consumer like any other:
+/// its answer is not dropped in silence.
+fn answer(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose, kind: MessageKind, body: &[u8]) {
+    if let Err(Error::QueueFull) = ws.feed_fragment(kind, body, true) {
+        slow_consumer(ws, outbox, ours);
+    }
 }
 
 fn close(ws: &mut WebSocket<BoxStream>, ours: &mut OurClose, code: CloseCode, reason: &str) {
@@ -604,8 +622,8 @@ async fn handle(
                 if pump(ws, outbox, ours) == Flow::Abort {
                     return Flow::Abort;
                 }
-                let _ =
-                    ws.feed_fragment(registered.session.format().message_kind(), out.get(..len).unwrap_or(&[]), true);
+                let kind = registered.session.format().message_kind();
+                answer(ws, outbox, ours, kind, out.get(..len).unwrap_or(&[]));
                 return Flow::Continue;
             }
             Dispatched::Handler { room, future } => (room, future),
@@ -655,7 +673,7 @@ async fn handle(
     let mut frame = Vec::new();
     let needs = |e: &InsufficientSize| Some(e.required);
     let _ = append_with(&mut frame, 256, needs, |out| registered.session.handler_failed(Some(&failure), out));
-    let _ = ws.feed_fragment(registered.session.format().message_kind(), &frame, true);
+    answer(ws, outbox, ours, registered.session.format().message_kind(), &frame);
     Flow::Continue
 }
 
