@@ -421,16 +421,22 @@ where
 
     /// Hand the input to the session, and its messages on.
     fn read_input(&mut self, link: &mut Link) {
+        // What was consumed is dropped once, at the end: dropping it after
+        // each frame would move the rest of the buffer once per frame, and
+        // a server sending many tiny frames would make that quadratic.
+        let mut at = 0;
         loop {
             let now = self.now();
-            let input = self.session.handle_input(now, &mut link.input);
-            link.input.drain(..input.consumed);
+            let rest = link.input.get_mut(at..).unwrap_or_default();
+            let input = self.session.handle_input(now, rest);
+            at += input.consumed;
             if input.message {
                 self.take_message();
             } else if input.consumed == 0 {
-                return;
+                break;
             }
         }
+        link.input.drain(..at);
     }
 
     /// The message the session just read: to the application, or to the
