@@ -815,6 +815,8 @@ enum Behaviour {
     /// Alepha wire: send a text frame that is not JSON, then a labelled
     /// message, then keep the connection open.
     NotJsonThenMessage,
+    /// Alepha wire: this many labelled messages in one write.
+    Burst(usize),
 }
 
 /// A server acting out `script`, one behaviour per accepted connection;
@@ -871,6 +873,17 @@ async fn act(mut stream: TcpStream, behaviour: Behaviour) {
             read_request(&mut stream).await;
             let answer = format!("HTTP/1.1 {status} No\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             let _ = stream.write_all(answer.as_bytes()).await;
+            std::future::pending::<()>().await;
+        }
+        Behaviour::Burst(n) => {
+            accept_by_hand(&mut stream).await;
+            let mut frames = Vec::new();
+            for i in 0..n {
+                let text = format!(r#"{{"type":"system","message":"{i}","__alephaRoom":"a"}}"#);
+                frames.extend_from_slice(&[0x81, text.len() as u8]);
+                frames.extend_from_slice(text.as_bytes());
+            }
+            let _ = stream.write_all(&frames).await;
             std::future::pending::<()>().await;
         }
         Behaviour::NotJsonThenMessage => {
@@ -1013,6 +1026,23 @@ async fn alepha_frames_that_are_not_json_are_dropped() {
     assert!(client.state().is_connected(), "{:?}", client.state());
     assert_eq!(accepted.recv().await, Some(0));
     assert!(accepted.try_recv().is_err());
+}
+
+/// A burst larger than the application's queue, arriving while the
+/// application is not reading: every message is kept (in the socket and
+/// its buffers) until the application takes it, none dropped.
+#[tokio::test]
+async fn a_burst_beyond_the_incoming_queue_waits_for_the_application() {
+    const BURST: usize = 3000;
+    let (addr, _accepted) = scripted(vec![Behaviour::Burst(BURST)]).await;
+    let (client, mut incoming) =
+        Client::<Chat>::connect(&url(addr), fast().wire(WireFormat::Alepha).room("a").incoming_capacity(64)).unwrap();
+    guard(client.state_changes().wait_for(|s| matches!(s, ConnectionState::Connected { .. }))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..BURST {
+        let (_, message) = guard(incoming.next()).await.expect("a message");
+        assert_eq!(message, ChatIn::System { message: i.to_string() }, "message {i}");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -341,7 +341,12 @@ where
             }
             // Read while the application keeps up (or is gone), and while
             // the output is not backed up.
-            let room_for_more = (self.incoming.is_closed() || self.incoming.capacity() > 0) && self.sinks_have_room();
+            let mut room_for_more = self.room_for_more();
+            if room_for_more && !live.input.is_empty() {
+                // Input left unread when the application fell behind.
+                self.read_input(live);
+                room_for_more = self.room_for_more();
+            }
             let backlog = self.out.len() >= self.backlog_limit();
             let read = room_for_more && !backlog;
             let now = self.now();
@@ -425,7 +430,10 @@ where
         // each frame would move the rest of the buffer once per frame, and
         // a server sending many tiny frames would make that quadratic.
         let mut at = 0;
-        loop {
+        // A message goes on only where there is room for it: otherwise
+        // the input waits here, and reading stops until the application
+        // catches up.
+        while self.room_for_more() {
             let now = self.now();
             let rest = link.input.get_mut(at..).unwrap_or_default();
             let input = self.session.handle_input(now, rest);
@@ -630,6 +638,12 @@ where
     /// frames.
     fn backlog_limit(&self) -> usize {
         (self.options.config.max_outbound / 2).max(1)
+    }
+
+    /// Whether the application can take another message: on the merged
+    /// stream (unless it is gone) and on every per-room stream.
+    fn room_for_more(&self) -> bool {
+        (self.incoming.is_closed() || self.incoming.capacity() > 0) && self.sinks_have_room()
     }
 
     /// Whether every live per-room stream can take a message (dropped
