@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use roomwire_tokio::roomwire_core::Duration as CoreDuration;
 use roomwire_tokio::server::{Emit, ServerConfig};
-use roomwire_tokio::{CloseCode, Message};
+use roomwire_tokio::{CloseCode, Message, WebSocket};
 use server_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -148,6 +148,37 @@ async fn handshakes_beyond_the_caps_are_answered_429_and_503() {
         }
     };
     timeout(LIMIT, served).await.expect("the places never came back");
+}
+
+/// With a cap on open connections per address, one host cannot take every
+/// place: beyond its share it gets 429, others still get in, and a place
+/// comes back when one of its connections ends.
+#[tokio::test]
+async fn open_connections_beyond_an_address_cap_get_429() {
+    let mut h = harness_with(
+        config(|c| {
+            c.max_connections_per_address = Some(2);
+            c.address_cap_on_loopback = true;
+        }),
+        |e| e,
+    )
+    .await;
+    let addr = h.addr;
+    let open_from = |ip: [u8; 4]| async move {
+        let tcp = connect_from(addr, ip).await;
+        let request = roomwire_tokio::ClientRequest { host: "x", target: "/ws/chat", protocols: &[], headers: &[] };
+        WebSocket::connect_with_stream(tcp, &request, roomwire_tokio::Config::default()).await.map(|(ws, _)| ws)
+    };
+    let first = open_from([127, 0, 0, 2]).await.unwrap();
+    let _second = open_from([127, 0, 0, 2]).await.unwrap();
+    assert_eq!(refused_status(&open_from([127, 0, 0, 2]).await), Some(429));
+    let _other = open_from([127, 0, 0, 3]).await.unwrap();
+    for _ in 0..3 {
+        h.next_connect().await;
+    }
+    drop(first);
+    h.next_disconnect().await;
+    open_from([127, 0, 0, 2]).await.expect("the place came back");
 }
 
 /// A stream from `ip` that starts a request and stops: it holds a place.

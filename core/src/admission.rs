@@ -14,7 +14,8 @@
 //!    404 ([`NOT_FOUND`]).
 //! 2. **Server gates** ([`screen`]): a server that is shutting down answers
 //!    503 ([`SHUTTING_DOWN`]); one at its connection cap 503
-//!    ([`UNAVAILABLE`]).
+//!    ([`UNAVAILABLE`]); one whose client's address holds as many open
+//!    connections as one address may, 429 ([`ADDRESS_FULL`]).
 //!    A browser from an origin the endpoint does not allow gets 403
 //!    ([`FORBIDDEN_ORIGIN`], see [`Origins`]), before any hook sees its
 //!    cookies.
@@ -105,6 +106,10 @@ pub const HANDSHAKES_FULL: HttpRefusal = HttpRefusal { status: 503, body: "Too m
 /// server allows one address.
 pub const ADDRESS_BUSY: HttpRefusal = HttpRefusal { status: 429, body: "Too many handshakes from this address" };
 
+/// The client's address already holds as many open connections as the
+/// server allows one address.
+pub const ADDRESS_FULL: HttpRefusal = HttpRefusal { status: 429, body: "Too many connections from this address" };
+
 /// Handshakes in progress, as [`handshake_place`] weighs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HandshakeLoad {
@@ -150,6 +155,9 @@ pub struct Gates {
     pub shutting_down: bool,
     /// The server is at its connection cap.
     pub full: bool,
+    /// The client's address holds as many open connections as the server
+    /// allows one address.
+    pub address_full: bool,
     /// The request's `Origin` is not one the endpoint allows
     /// ([`Origins::allows`]).
     pub foreign_origin: bool,
@@ -229,6 +237,8 @@ pub fn screen(found: bool, gates: Gates) -> Result<(), HttpRefusal> {
         Err(SHUTTING_DOWN)
     } else if gates.full {
         Err(UNAVAILABLE)
+    } else if gates.address_full {
+        Err(ADDRESS_FULL)
     } else if gates.foreign_origin {
         Err(FORBIDDEN_ORIGIN)
     } else {

@@ -144,7 +144,7 @@ impl Server {
             }
             _ => return answer(admission::BAD_REQUEST),
         };
-        let (endpoint, open) = match conn::screen(self, &mut head.session, &head.info) {
+        let (endpoint, open) = match conn::screen(self, &mut head.session, &head.info, peer) {
             Ok(screened) => screened,
             Err(refused) => return answer(refused),
         };

@@ -54,8 +54,14 @@ pub struct ServerConfig {
     /// real clients use (a handshake takes a round trip or two).
     /// Default 32.
     pub max_handshakes_per_address: usize,
+    /// Most open connections from one address (an IPv4 address, an IPv6
+    /// /64); an upgrade beyond it is refused with 429, so one host cannot
+    /// take every place under `max_connections`. Default `None` (no cap):
+    /// many users can share one IPv4 address behind a carrier's NAT, so
+    /// the right figure depends on who the clients are.
+    pub max_connections_per_address: Option<usize>,
     /// Whether loopback peers (127.0.0.0/8, ::1) are held to
-    /// `max_handshakes_per_address` too. Default `false`: behind a reverse
+    /// `max_handshakes_per_address` and `max_connections_per_address` too. Default `false`: behind a reverse
     /// proxy on the same host every client arrives from the proxy's
     /// loopback address, and the proxy is where per-client limits belong.
     pub address_cap_on_loopback: bool,
@@ -82,6 +88,7 @@ impl Default for ServerConfig {
             max_connections: 100_000,
             max_handshakes: 1024,
             max_handshakes_per_address: 32,
+            max_connections_per_address: None,
             address_cap_on_loopback: false,
             handler_timeout: Some(Duration::from_secs(60)),
             rooms: TableLimits { max_rooms_per_member: 32, ..TableLimits::UNLIMITED },
@@ -260,6 +267,7 @@ impl ServerBuilder {
                 resolver: self.resolver,
                 open: AtomicUsize::new(0),
                 handshakes: Mutex::default(),
+                open_by_address: Mutex::default(),
                 tasks: AtomicUsize::new(0),
                 idle: Notify::new(),
                 closing: Signal::default(),

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::admission::{Admission, Handshake};
 use super::endpoint::{Dispatched, ErasedEndpoint};
+use super::lifecycle::NoPlace;
 use super::outbox::Outbox;
 use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, MessageEvent, Registered};
 use super::upgrade::RequestHead;
@@ -131,7 +132,7 @@ async fn handshake(
             return None;
         }
     };
-    let (endpoint, open) = match screen(&server, &mut head.session, &head.info) {
+    let (endpoint, open) = match screen(&server, &mut head.session, &head.info, peer) {
         Ok(screened) => screened,
         Err(refusal) => {
             debug!(path = head.info.path, status = refusal.status, "refused");
@@ -199,23 +200,29 @@ async fn refuse_unread(mut stream: BoxStream, refusal: HttpRefusal) {
 }
 
 /// The route and the server's gates ([`ServerSession::screen`]): the
-/// endpoint at the request's path, a place under the connection cap and an
-/// origin the endpoint allows.
+/// endpoint at the request's path, a place under the connection caps (the
+/// server's, `peer`'s address's) and an origin the endpoint allows.
 pub(crate) fn screen(
     server: &Server,
     session: &mut ServerSession,
     request: &HandshakeInfo,
+    peer: Option<SocketAddr>,
 ) -> Result<(Arc<dyn ErasedEndpoint>, Permit), HttpRefusal> {
     let shared = &server.shared;
     let endpoint = shared.endpoint(&request.path).cloned();
-    let open = endpoint.as_ref().and_then(|_| Permit::open(shared));
+    let open = endpoint.as_ref().map(|_| Permit::open(shared, peer));
     let foreign_origin = endpoint.as_ref().is_some_and(|endpoint| {
         !endpoint.policy().allows_origin(request.header_str("origin"), request.header_str("host"))
     });
-    let gates = Gates { shutting_down: shared.closing.is_set(), full: open.is_none(), foreign_origin };
+    let gates = Gates {
+        shutting_down: shared.closing.is_set(),
+        full: matches!(open, Some(Err(NoPlace::Full))),
+        address_full: matches!(open, Some(Err(NoPlace::AddressFull))),
+        foreign_origin,
+    };
     session.screen(endpoint.is_some(), gates)?;
     // Both are there: the session screened on them.
-    endpoint.zip(open).ok_or(roomwire_core::admission::INTERNAL_ERROR)
+    endpoint.zip(open.and_then(Result::ok)).ok_or(roomwire_core::admission::INTERNAL_ERROR)
 }
 
 /// The application's decision (step 4 of [`roomwire_core::admission`]),

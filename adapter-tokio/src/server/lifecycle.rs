@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub(super) open: AtomicUsize,
     /// Connections in their opening handshake.
     pub(super) handshakes: Mutex<Handshakes>,
+    /// Open connections per address, when they are capped.
+    pub(super) open_by_address: Mutex<HashMap<AddressKey, usize>>,
     /// Tasks serving a stream, whatever their stage.
     pub(crate) tasks: AtomicUsize,
     pub(crate) idle: Notify,
@@ -94,7 +96,7 @@ pub(crate) struct Handshakes {
 /// an IPv6 /64 (what one subscriber is usually given, so one host cannot
 /// multiply its share by changing its low 64 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum AddressKey {
+pub(crate) enum AddressKey {
     V4(u32),
     V6(u64),
 }
@@ -116,16 +118,43 @@ pub(crate) struct Permit {
 }
 
 enum PermitKind {
-    Open,
+    Open(Option<AddressKey>),
     Handshake(Option<AddressKey>),
 }
 
+/// Why there is no place among the open connections.
+pub(crate) enum NoPlace {
+    /// The server's cap.
+    Full,
+    /// The cap of the client's address.
+    AddressFull,
+}
+
 impl Permit {
-    /// A place among the open connections, if the cap allows.
-    pub(crate) fn open(shared: &Arc<Shared>) -> Option<Self> {
-        let max = shared.config.max_connections;
-        shared.open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1)).ok()?;
-        Some(Self { shared: shared.clone(), kind: PermitKind::Open })
+    /// A place among the open connections for a client from `peer`, if
+    /// the server's cap and its address's allow.
+    pub(crate) fn open(shared: &Arc<Shared>, peer: Option<SocketAddr>) -> Result<Self, NoPlace> {
+        let config = &shared.config;
+        let max = config.max_connections;
+        shared
+            .open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .map_err(|_| NoPlace::Full)?;
+        // From here the place is held: dropping the permit gives it back.
+        let mut permit = Self { shared: shared.clone(), kind: PermitKind::Open(None) };
+        if let (Some(cap), Some(key)) = (config.max_connections_per_address, shared.address_key(peer)) {
+            let mut open = shared.open_by_address();
+            let count = open.entry(key).or_insert(0);
+            if *count >= cap {
+                if *count == 0 {
+                    open.remove(&key);
+                }
+                return Err(NoPlace::AddressFull);
+            }
+            *count += 1;
+            permit.kind = PermitKind::Open(Some(key));
+        }
+        Ok(permit)
     }
 
     /// A place among the handshakes in progress for a stream from `peer`,
@@ -133,10 +162,7 @@ impl Permit {
     /// ([`admission::handshake_place`]).
     pub(crate) fn handshake(shared: &Arc<Shared>, peer: Option<SocketAddr>) -> Result<Self, HttpRefusal> {
         let config = &shared.config;
-        // Behind a reverse proxy on the same host every client has the
-        // proxy's loopback address: no per-address cap for it, unless asked.
-        let key =
-            peer.filter(|p| config.address_cap_on_loopback || !p.ip().to_canonical().is_loopback()).map(AddressKey::of);
+        let key = shared.address_key(peer);
         let mut handshakes = shared.handshakes();
         let load = HandshakeLoad {
             in_progress: handshakes.total,
@@ -158,13 +184,34 @@ impl Shared {
         // Counting only: a poisoned lock holds consistent counts.
         self.handshakes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    fn open_by_address(&self) -> std::sync::MutexGuard<'_, HashMap<AddressKey, usize>> {
+        self.open_by_address.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The key `peer` is counted under for the per-address caps, if any.
+    /// Behind a reverse proxy on the same host every client has the
+    /// proxy's loopback address: loopback is not capped, unless asked.
+    fn address_key(&self, peer: Option<SocketAddr>) -> Option<AddressKey> {
+        let capped = |p: &SocketAddr| self.config.address_cap_on_loopback || !p.ip().to_canonical().is_loopback();
+        peer.filter(capped).map(AddressKey::of)
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         match self.kind {
-            PermitKind::Open => {
+            PermitKind::Open(key) => {
                 self.shared.open.fetch_sub(1, Ordering::SeqCst);
+                if let Some(key) = key {
+                    let mut open = self.shared.open_by_address();
+                    if let Some(count) = open.get_mut(&key) {
+                        *count = count.saturating_sub(1);
+                        if *count == 0 {
+                            open.remove(&key);
+                        }
+                    }
+                }
             }
             PermitKind::Handshake(key) => {
                 let mut handshakes = self.shared.handshakes();
