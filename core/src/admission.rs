@@ -223,12 +223,13 @@ impl<S: AsRef<str>> Origins<'_, S> {
 /// names one) may go on to the application's decision.
 ///
 /// ```
-/// use roomwire_core::admission::{screen, Gates, FORBIDDEN_ORIGIN, NOT_FOUND, SHUTTING_DOWN};
+/// use roomwire_core::admission::{screen, Gates, ADDRESS_FULL, FORBIDDEN_ORIGIN, NOT_FOUND, SHUTTING_DOWN};
 /// assert_eq!(screen(true, Gates::default()), Ok(()));
-/// let all = Gates { shutting_down: true, full: true, foreign_origin: true };
+/// let all = Gates { shutting_down: true, full: true, address_full: true, foreign_origin: true };
 /// assert_eq!(screen(false, all), Err(NOT_FOUND));
 /// assert_eq!(screen(true, all), Err(SHUTTING_DOWN));
 /// assert_eq!(screen(true, Gates { foreign_origin: true, ..Gates::default() }), Err(FORBIDDEN_ORIGIN));
+/// assert_eq!(screen(true, Gates { address_full: true, ..Gates::default() }), Err(ADDRESS_FULL));
 /// ```
 pub fn screen(found: bool, gates: Gates) -> Result<(), HttpRefusal> {
     if !found {
