@@ -868,21 +868,9 @@ mod tests {
     /// bound), not every byte ever sent.
     #[tokio::test]
     async fn a_reader_that_stays_behind_cannot_grow_the_write_buffer() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut peer, stream) = tokio::io::duplex(1024);
+        use tokio::io::AsyncReadExt;
         let config = Config { max_outbound: 32 * 1024, ..Config::default() };
-        let server = tokio::spawn(WebSocket::accept(stream, config));
-        peer.write_all(
-            b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        let (mut ws, _) = server.await.unwrap().unwrap();
-        let mut response = Vec::new();
-        while !response.ends_with(b"\r\n\r\n") {
-            response.push(peer.read_u8().await.unwrap());
-        }
+        let (mut ws, mut peer) = accepted(config).await;
         let payload = [7u8; 1000];
         let mut sent = 0usize;
         let mut most = 0usize;

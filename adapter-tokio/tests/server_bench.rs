@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use roomwire_tokio::server::{Emit, Endpoint, Server};
 use roomwire_tokio::{Config, Message, WebSocket};
 use server_support::{Chat, ChatIn};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 async fn server() -> (Server, std::net::SocketAddr) {
@@ -117,21 +116,7 @@ async fn idle_memory_per_connection() {
 
 /// A client that only does the handshake, then holds its socket.
 async fn handshake(addr: std::net::SocketAddr) -> TcpStream {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(
-        b"GET /ws/chat?roomId=idle HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut answer = Vec::new();
-    let mut byte = [0u8; 1];
-    while !answer.ends_with(b"\r\n\r\n") {
-        tcp.read_exact(&mut byte).await.unwrap();
-        answer.push(byte[0]);
-    }
-    assert!(answer.starts_with(b"HTTP/1.1 101"));
-    tcp
+    server_support::raw_upgrade(addr, "/ws/chat?roomId=idle", "").await
 }
 
 #[tokio::test]

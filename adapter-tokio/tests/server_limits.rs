@@ -6,20 +6,12 @@ mod server_support;
 use std::time::Duration;
 
 use roomwire_tokio::roomwire_core::Duration as CoreDuration;
-use roomwire_tokio::server::{Emit, ServerConfig};
+use roomwire_tokio::server::Emit;
 use roomwire_tokio::{CloseCode, Message, WebSocket};
 use server_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-fn config(
-    change: impl FnOnce(&mut ServerConfig),
-) -> impl FnOnce(roomwire_tokio::server::ServerBuilder) -> roomwire_tokio::server::ServerBuilder {
-    let mut config = ServerConfig::default();
-    change(&mut config);
-    move |b| b.config(config)
-}
 
 #[tokio::test]
 async fn a_slow_consumer_is_closed_with_1013_while_its_room_keeps_receiving() {
@@ -193,9 +185,7 @@ async fn stall(addr: std::net::SocketAddr, ip: [u8; 4]) -> TcpStream {
 /// The status line a stream from `ip` is answered with, whole request sent.
 async fn refused_from(addr: std::net::SocketAddr, ip: [u8; 4]) -> String {
     let mut tcp = connect_from(addr, ip).await;
-    let request = "GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    tcp.write_all(request.as_bytes()).await.unwrap();
+    tcp.write_all(&raw_request("/ws/chat", "")).await.unwrap();
     let mut answer = Vec::new();
     timeout(LIMIT, tcp.read_to_end(&mut answer)).await.expect("never answered").expect("reset before the answer");
     String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
@@ -407,18 +397,7 @@ async fn a_slow_room_gate_holds_up_no_other_connection() {
 #[tokio::test]
 async fn a_hung_handler_is_cancelled_and_its_connection_stays_alive_meanwhile() {
     let h = harness_with(config(|c| c.handler_timeout = Some(Duration::from_secs(2))), |e| e).await;
-    let mut raw = TcpStream::connect(h.addr).await.unwrap();
-    raw.write_all(
-        b"GET /ws/chat?roomId=r HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(timeout(LIMIT, raw.read_u8()).await.unwrap().unwrap());
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut raw = raw_upgrade(h.addr, "/ws/chat?roomId=r", "").await;
     // Masked with a zero key: the payload as is.
     let frame =
         |opcode: u8, payload: &[u8]| [&[0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0], payload].concat();
@@ -443,14 +422,7 @@ async fn a_hung_handler_is_cancelled_and_its_connection_stays_alive_meanwhile() 
 #[tokio::test]
 async fn a_refusal_at_the_user_cap_clears_the_users_dead_connections() {
     let mut h = harness_with(|b| b, |e| e.max_connections_per_user(1)).await;
-    let mut dead = TcpStream::connect(h.addr).await.unwrap();
-    dead.write_all(
-        b"GET /ws/secure-chat?roomId=r HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\
-          Upgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    let dead = raw_upgrade(h.addr, "/ws/secure-chat?roomId=r", "Authorization: Bearer alice\r\n").await;
     let gone = h.next_connect().await;
     // From now on `dead` reads and writes nothing.
     let alice = [("Authorization", "Bearer alice")];
@@ -473,14 +445,7 @@ async fn a_refusal_at_the_user_cap_clears_the_users_dead_connections() {
 #[tokio::test]
 async fn answers_to_a_client_that_never_reads_close_it_with_1013() {
     let mut h = harness_with(config(|c| c.socket.max_outbound = 32 * 1024), |e| e).await;
-    let mut raw = TcpStream::connect(h.addr).await.unwrap();
-    raw.write_all(
-        b"GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Protocol: roomwire.v1.json\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    let mut raw = raw_upgrade(h.addr, "/ws/chat", "Sec-WebSocket-Protocol: roomwire.v1.json\r\n").await;
     let event = h.next_connect().await;
     // Never read from here on. A masked text frame "x" (zero key), many.
     let garbage: Vec<u8> = std::iter::repeat_n([0x81u8, 0x81, 0, 0, 0, 0, b'x'], 20_000).flatten().collect();

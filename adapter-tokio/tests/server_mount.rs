@@ -8,7 +8,7 @@ use std::sync::Arc;
 use roomwire_tokio::roomwire_core::Duration as CoreDuration;
 use roomwire_tokio::roomwire_core::handshake::HandshakeError;
 use roomwire_tokio::roomwire_core::wire::PROTOCOL_JSON;
-use roomwire_tokio::server::{Emit, Server, ServerConfig};
+use roomwire_tokio::server::{Emit, Server};
 use roomwire_tokio::{ClientRequest, CloseCode, Config, Error, Message, MessageRef, WebSocket};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::json;
@@ -52,14 +52,6 @@ async fn serve_tls(server: &Server, server_tls: Arc<rustls::ServerConfig>) -> st
     addr
 }
 
-fn limits(
-    change: impl FnOnce(&mut ServerConfig),
-) -> impl FnOnce(roomwire_tokio::server::ServerBuilder) -> roomwire_tokio::server::ServerBuilder {
-    let mut config = ServerConfig::default();
-    change(&mut config);
-    move |b| b.config(config)
-}
-
 /// Whether the server ends `tcp` within [`LIMIT`] (an answer, then the
 /// end, or the end alone); the bytes it sent.
 async fn ended(mut tcp: TcpStream) -> Vec<u8> {
@@ -77,7 +69,7 @@ async fn ended(mut tcp: TcpStream) -> Vec<u8> {
 #[tokio::test]
 async fn serve_tls_bounds_the_tls_handshake() {
     let h = harness_with(
-        limits(|c| {
+        config(|c| {
             c.socket.core.first_byte_timeout = Some(CoreDuration::from_millis(200));
             c.socket.core.handshake_timeout = Some(CoreDuration::from_millis(400));
         }),
@@ -104,7 +96,7 @@ async fn serve_tls_bounds_the_tls_handshake() {
 #[tokio::test]
 async fn serve_router_bounds_headers_and_knows_the_peer() {
     let h = harness_with(
-        limits(|c| {
+        config(|c| {
             c.socket.core.handshake_timeout = Some(CoreDuration::from_millis(300));
             c.max_handshakes_per_address = 0;
             c.address_cap_on_loopback = true;

@@ -272,3 +272,37 @@ pub fn is_ws_uuid(id: &str) -> bool {
         && groups[2].starts_with('4')
         && matches!(groups[3].chars().next(), Some('8' | '9' | 'a' | 'b'))
 }
+
+/// An Upgrade request written by hand, for clients that misbehave: for
+/// `target`, with `headers` (each `Name: value\r\n`).
+pub fn raw_request(target: &str, headers: &str) -> Vec<u8> {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{headers}\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A raw client upgraded to `target` (the 101 read and checked); what it
+/// sends from then on is the test's to write, frame by frame.
+pub async fn raw_upgrade(addr: SocketAddr, target: &str, headers: &str) -> TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(&raw_request(target, headers)).await.expect("request");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(timeout(LIMIT, tcp.read_u8()).await.expect("no answer").expect("answer"));
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    tcp
+}
+
+/// A builder change for [`harness_with`]: the default server configuration
+/// changed by `change`.
+pub fn config(
+    change: impl FnOnce(&mut roomwire_tokio::server::ServerConfig),
+) -> impl FnOnce(ServerBuilder) -> ServerBuilder {
+    let mut config = roomwire_tokio::server::ServerConfig::default();
+    change(&mut config);
+    move |b| b.config(config)
+}
