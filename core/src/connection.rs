@@ -429,6 +429,9 @@ pub struct Connection<K = NoMasking> {
     close_deadline: Option<Instant>,
     next_ping: Option<Instant>,
     awaiting_pong: bool,
+    /// The payload of our latest keepalive ping: only a pong that echoes
+    /// it answers (RFC 6455 §5.5.3; a peer may send pongs unasked).
+    ping_nonce: u32,
 }
 
 impl Connection<NoMasking> {
@@ -500,6 +503,7 @@ impl<K: MaskKeySource> Connection<K> {
             close_deadline: None,
             next_ping: None,
             awaiting_pong: false,
+            ping_nonce: 0,
         }
     }
 
@@ -632,7 +636,9 @@ impl<K: MaskKeySource> Connection<K> {
                 Step::Control(Control::Ping)
             }
             Opcode::Pong => {
-                self.awaiting_pong = false;
+                if self.control_in.as_slice() == self.ping_nonce.to_be_bytes() {
+                    self.awaiting_pong = false;
+                }
                 Step::Control(Control::Pong)
             }
             _ => match parse_close_payload(self.control_in.as_slice()) {
@@ -887,8 +893,7 @@ impl<K: MaskKeySource> Connection<K> {
             return;
         }
         if !self.awaiting_pong {
-            self.ping_out = true;
-            self.awaiting_pong = true;
+            self.start_ping();
         }
         let deadline = now + within;
         self.next_ping = Some(self.next_ping.map_or(deadline, |at| at.min(deadline)));
@@ -940,7 +945,8 @@ impl<K: MaskKeySource> Connection<K> {
             return Ok(n);
         }
         if self.ping_out {
-            let n = self.write_frame(Opcode::Ping, true, &[], out)?;
+            let nonce = self.ping_nonce.to_be_bytes();
+            let n = self.write_frame(Opcode::Ping, true, &nonce, out)?;
             self.ping_out = false;
             return Ok(n);
         }
@@ -999,14 +1005,20 @@ impl<K: MaskKeySource> Connection<K> {
                     self.state = State::Closed;
                     return Some(Timeout::Keepalive);
                 }
-                self.ping_out = true;
-                self.awaiting_pong = true;
+                self.start_ping();
                 self.next_ping = self.config.keepalive_interval.map(|i| now + i);
                 None
             }
             State::Closing => self.close_if_past_deadline(now).then_some(Timeout::Close),
             _ => None,
         }
+    }
+
+    /// Queue a keepalive ping with a fresh payload, and wait for its pong.
+    fn start_ping(&mut self) {
+        self.ping_nonce = self.ping_nonce.wrapping_add(1);
+        self.ping_out = true;
+        self.awaiting_pong = true;
     }
 
     /// Closing, and the peer's close did not come in time: closed. Returns

@@ -431,11 +431,11 @@ fn keepalive_pings_and_drops_a_silent_peer() {
     let config = Config { keepalive_interval: Some(Duration::from_secs(30)), ..Config::default() };
     let mut pair = Pair::with_configs(Config::default(), config, 64);
     pair.connect();
-    for _ in 0..3 {
+    for nonce in 1..=3u32 {
         pair.advance(Duration::from_secs(30));
         pair.drive();
-        assert_eq!(pair.client_in.events.pop(), Some(Seen::Ping(Vec::new())));
-        assert_eq!(pair.server_in.events.pop(), Some(Seen::Pong(Vec::new())));
+        assert_eq!(pair.client_in.events.pop(), Some(Seen::Ping(nonce.to_be_bytes().to_vec())));
+        assert_eq!(pair.server_in.events.pop(), Some(Seen::Pong(nonce.to_be_bytes().to_vec())));
         assert_eq!(pair.server.state(), State::Open);
     }
     // Now the client goes silent: the ping goes out, no pong comes back.
@@ -565,4 +565,24 @@ fn check_alive_pings_now_and_closes_without_a_pong_in_time() {
         let expected = if answers { State::Open } else { State::Closed };
         assert_eq!(pair.server.state(), expected, "answered: {answers}");
     }
+}
+
+/// Only the pong that echoes our keepalive ping answers it: pongs the peer
+/// sends unasked, or for other pings, do not keep a connection alive.
+#[test]
+fn keepalive_counts_only_the_pong_to_its_own_ping() {
+    let config = Config { keepalive_interval: Some(Duration::from_secs(30)), ..Config::default() };
+    let mut pair = Pair::with_configs(Config::default(), config, 4096);
+    pair.connect();
+    pair.advance(Duration::from_secs(30));
+    let ping = transmit(&mut pair.server);
+    assert_eq!(ping.first(), Some(&0x89));
+    // The client does not read the ping; it sends pongs of its own.
+    for payload in [&b""[..], b"\0\0\0\x02", b"anything"] {
+        pair.to_server.extend(client_frame(0x8A, payload));
+    }
+    pair.drive();
+    pair.advance(Duration::from_secs(30));
+    assert_eq!(pair.server_in.events.last(), Some(&Seen::Timeout(Timeout::Keepalive)));
+    assert_eq!(pair.server.state(), State::Closed);
 }
