@@ -586,3 +586,28 @@ fn keepalive_counts_only_the_pong_to_its_own_ping() {
     assert_eq!(pair.server_in.events.last(), Some(&Seen::Timeout(Timeout::Keepalive)));
     assert_eq!(pair.server.state(), State::Closed);
 }
+
+/// A request that arrives a byte at a time is read when its header
+/// section ends (the end found across reads), and one broken in the
+/// middle is refused then; what is no HTTP at all is refused at once.
+#[test]
+fn a_request_sent_a_byte_at_a_time_is_read_at_its_end() {
+    let good = b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let broken = b"GET /ws HTTP/1.1\r\nHost: h\r\nBad Header\r\nUpgrade: websocket\r\n\r\n";
+    for (raw, expect_request) in [(&good[..], true), (&broken[..], false)] {
+        let mut server = Connection::server(Config::default(), Instant::ZERO);
+        for end in 1..raw.len() {
+            let mut input = raw[..end].to_vec();
+            let got = server.handle_input(Instant::ZERO, &mut input);
+            assert!(got.event.is_none() && got.consumed == 0, "at {end} of {}", raw.len());
+        }
+        let mut input = raw.to_vec();
+        let got = server.handle_input(Instant::ZERO, &mut input);
+        match got.event {
+            Some(Event::Request(_)) => assert!(expect_request),
+            Some(Event::HandshakeFailed(e)) => assert!(!expect_request && e.status() == 400, "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
