@@ -65,14 +65,14 @@ pub struct ServerConfig {
     pub port: u16,
     /// Limits and deadlines of each connection (`max_message_size` is
     /// capped at the slot's `message` buffer). Default: 10 s handshake
-    /// timeout, 30 s keepalive.
+    /// timeout, 30 s keepalive, 60 s to finish a message.
     pub websocket: Config,
 }
 
 impl ServerConfig {
     /// Listen on `port` with the default limits and a 30 s keepalive.
     pub fn new(port: u16) -> Self {
-        Self { port, websocket: roomwire_core::session::connection_config() }
+        Self { port, websocket: roomwire_core::session::server_connection_config() }
     }
 }
 

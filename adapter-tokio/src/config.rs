@@ -31,7 +31,10 @@ pub struct Config {
     /// message with [`Error::QueueFull`](crate::Error::QueueFull) when the
     /// queue is not empty and the encoded message would take it over this
     /// bound; a message is always accepted into an empty queue, however
-    /// large. Control frames (pongs, close) are never refused.
+    /// large. Control frames (pongs, close) are never refused; but while
+    /// the queue is at or over this bound the connection reads nothing more
+    /// and queues no pong, so a peer that does not read is slowed by TCP
+    /// and dropped by keepalive rather than buffered for.
     pub max_outbound: usize,
     /// Largest single read from the stream (default 64 KiB). The read buffer
     /// starts at 4 KiB and doubles up to this size while reads fill it.

@@ -207,6 +207,8 @@ pub struct WebSocket<S> {
     wpos: usize,
     /// Written bytes not yet flushed.
     need_flush: bool,
+    /// See [`WebSocket::hold_close`].
+    hold_close: bool,
     reader: MessageReader<VecStorage>,
     sleep: Option<Pin<Box<Sleep>>>,
     phase: Phase,
@@ -241,6 +243,7 @@ impl<S> WebSocket<S> {
             wbuf: Vec::new(),
             wpos: 0,
             need_flush: false,
+            hold_close: false,
             reader: MessageReader::new(VecStorage::new(limit, REASSEMBLY_KEEP)),
             sleep: None,
             phase: Phase::Running,
@@ -511,11 +514,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Phase::Running => {}
             }
             let message = self.process_input();
-            // Over the queue's bound, nothing more is queued (the core
-            // keeps the one pong owed) and nothing more is read: a peer
-            // that does not read is held back by TCP, not buffered for.
-            let over = self.queued() >= self.config.max_outbound;
-            if !over {
+            // Over the queue's bound, no pong is queued (the core keeps the
+            // one owed) and nothing more is read: a peer that does not read
+            // is held back by TCP, not buffered for. Once closing, what the
+            // core owes (the close frame) goes out whatever the queue holds.
+            let queued = self.queued();
+            let over = queued > 0 && queued >= self.config.max_outbound;
+            if !over || self.state() != State::Open {
                 self.pump_transmit();
             }
             if let Some(message) = message {
@@ -528,7 +533,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 continue;
             }
             let deadline = self.core_deadline();
-            match self.drive(!over, deadline).await {
+            // While the application is busy with a message, a close from the
+            // peer waits unread, so that the answer goes out before the
+            // closing handshake (RFC 6455 §5.5.1 lets the echo wait).
+            let close_waits = self.hold_close && self.close_is_next();
+            let read = !over && !close_waits;
+            match self.drive(read, deadline).await {
                 Ok(Io::Read(0)) => {
                     debug!(parent: &self.span, "peer closed the stream without a close handshake");
                     self.fail(Error::Io(io::ErrorKind::UnexpectedEof.into()));
@@ -558,11 +568,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.phase = Phase::Done;
     }
 
+    /// Whether the next buffered byte starts a close frame: the decoder is
+    /// between frames, and the low nibble of a frame's first byte is its
+    /// opcode.
+    fn close_is_next(&self) -> bool {
+        !self.conn.is_mid_frame() && self.rbuf.get(self.rstart).is_some_and(|b| b & 0x0f == 0x8)
+    }
+
+    /// While `hold` (the application is busy with a message, such as a
+    /// server's handler), [`recv`](Self::recv) leaves a close from the peer
+    /// unread: pings are still answered and deadlines kept.
+    pub(crate) fn hold_close(&mut self, hold: bool) {
+        self.hold_close = hold;
+    }
+
     /// Feed buffered input to the core until a whole message is ready or the
     /// input is used up.
     fn process_input(&mut self) -> Option<Message> {
         let span = self.span.clone();
         while self.rstart < self.rend {
+            if self.hold_close && self.close_is_next() {
+                break;
+            }
             let now = self.now();
             let input = &mut self.rbuf[self.rstart..self.rend];
             let read = self.reader.read(&mut self.conn, now, input);

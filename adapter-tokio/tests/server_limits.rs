@@ -459,6 +459,25 @@ async fn answers_to_a_client_that_never_reads_close_it_with_1013() {
     writer.abort();
 }
 
+/// A client that sends a message and closes at once gets the handler's
+/// answer before the closing handshake (here the answer of a handler cut
+/// off by its deadline): its close waits unread while the handler runs.
+#[tokio::test]
+async fn a_close_right_after_a_message_waits_for_the_handlers_answer() {
+    let h = harness_with(config(|c| c.handler_timeout = Some(Duration::from_millis(500))), |e| e).await;
+    let mut raw = raw_upgrade(h.addr, "/ws/chat?roomId=r", "").await;
+    let frame =
+        |opcode: u8, payload: &[u8]| [&[0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0], payload].concat();
+    let mut both = frame(1, br#"{"roomId":"r","message":{"content":"!hang"}}"#);
+    both.extend(frame(8, &1000u16.to_be_bytes()));
+    raw.write_all(&both).await.unwrap();
+    let (b0, answer) = timeout(LIMIT, read_frame(&mut raw)).await.expect("no answer");
+    assert_eq!(b0, 0x81, "the close came before the answer");
+    assert!(String::from_utf8_lossy(&answer).contains("Handler timed out"), "{}", String::from_utf8_lossy(&answer));
+    let (b0, code) = timeout(LIMIT, read_frame(&mut raw)).await.expect("no close");
+    assert_eq!((b0, code.as_slice()), (0x88, &1000u16.to_be_bytes()[..]));
+}
+
 /// One short unmasked frame from the server: its first byte and payload.
 async fn read_frame(raw: &mut TcpStream) -> (u8, Vec<u8>) {
     let b0 = raw.read_u8().await.unwrap();

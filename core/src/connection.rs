@@ -111,7 +111,9 @@ pub struct Config {
     pub close_timeout: Duration,
     /// How long a message may take from its first byte to its last; a
     /// peer that starts a message and does not finish it in time (holding
-    /// its reassembly buffer) is failed with 1008. Default 60 s.
+    /// its reassembly buffer) is failed with 1008. Default off; room
+    /// servers set it ([`session::server_connection_config`](crate::session::server_connection_config):
+    /// 60 s), where many idle connections could each hold a message begun.
     pub message_timeout: Option<Duration>,
     /// Send a ping this often once open; a peer that has not answered the
     /// previous ping by the next one is dropped. Default off.
@@ -127,7 +129,7 @@ impl Config {
         handshake_timeout: Some(Duration::from_secs(10)),
         first_byte_timeout: Some(Duration::from_secs(3)),
         close_timeout: Duration::from_secs(5),
-        message_timeout: Some(Duration::from_secs(60)),
+        message_timeout: None,
         keepalive_interval: None,
     };
 }
@@ -671,6 +673,9 @@ impl<K: MaskKeySource> Connection<K> {
                         }
                         self.close_out = Some(echo);
                         self.state = State::Closing;
+                        // The echo may not get out (a peer that stopped
+                        // reading): the connection ends by this time anyway.
+                        self.close_deadline = Some(now + self.config.close_timeout);
                     }
                     Step::Control(Control::Close)
                 }
@@ -694,8 +699,12 @@ impl<K: MaskKeySource> Connection<K> {
         // searching only the bytes not searched yet: a request sent a byte
         // at a time costs its length, not its length squared.
         let first = self.request_scanned == 0;
-        let from = usize::from(self.request_scanned).saturating_sub(3);
-        let ended = input.get(from..).is_some_and(|rest| rest.windows(4).any(|w| w == b"\r\n\r\n"));
+        let from = usize::from(self.request_scanned).saturating_sub(2);
+        // `\n\r\n` ends a header section in `\r\n\r\n`; `\n\n` with bare LF
+        // line endings, which the parser accepts too.
+        let ended = input
+            .get(from..)
+            .is_some_and(|rest| rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n"));
         if !first && !ended && input.len() <= self.config.max_handshake_size {
             self.request_scanned = u16::try_from(input.len()).unwrap_or(u16::MAX);
             return Received { consumed: 0, event: None };

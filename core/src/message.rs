@@ -288,7 +288,8 @@ impl<S: Storage> MessageReader<S> {
 
     /// The message the last [`MessageReader::read`] completed, if the
     /// storage holds it (always for [`MessageReader::copying`]), until the
-    /// next message starts or [`MessageReader::reset`].
+    /// next call of [`MessageReader::read`] (which gives its room back) or
+    /// [`MessageReader::reset`].
     pub fn last_message(&self) -> Option<Assembled<'_>> {
         self.reassembler.finished()
     }

@@ -71,9 +71,11 @@ pub struct ServerConfig {
     pub rooms: TableLimits,
     /// How long a handler may run for one message; then it is cancelled
     /// (its future dropped) and the sender told `Handler timed out` as
-    /// for a handler error. While a handler runs, its connection goes on
-    /// answering pings and keeping its deadlines. Default 60 s; `None`:
-    /// no limit.
+    /// for a handler error. While a handler runs, its connection reads on
+    /// up to the client's next message, answering pings and keeping its
+    /// deadlines meanwhile (then it only writes until the handler ends); a
+    /// close from the client waits until the handler's answer is out.
+    /// Default 60 s; `None`: no limit.
     pub handler_timeout: Option<Duration>,
     /// How long [`Server::shutdown`] waits for the closing handshakes
     /// before dropping the remaining connections. Default 5 s.
@@ -82,7 +84,8 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        let socket = crate::Config { core: roomwire_core::session::connection_config(), ..crate::Config::default() };
+        let socket =
+            crate::Config { core: roomwire_core::session::server_connection_config(), ..crate::Config::default() };
         Self {
             socket,
             max_connections: 100_000,
@@ -268,6 +271,7 @@ impl ServerBuilder {
                 open: AtomicUsize::new(0),
                 handshakes: Mutex::default(),
                 open_by_address: Mutex::default(),
+                answering: AtomicUsize::new(0),
                 tasks: AtomicUsize::new(0),
                 idle: Notify::new(),
                 closing: Signal::default(),

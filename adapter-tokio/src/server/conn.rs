@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 
 use roomwire_core::admission::{Gates, HttpRefusal};
@@ -92,7 +93,11 @@ async fn handshake(
         Ok(permit) => permit,
         Err(refusal) => {
             debug!(status = refusal.status, "no place to handshake");
-            if let Incoming::Ready(stream) = incoming {
+            // Answered while few such answers are under way; in a flood,
+            // dropped at once like a stream that expects TLS.
+            if let Incoming::Ready(stream) = incoming
+                && let Some(_answering) = Answering::take(shared)
+            {
                 refuse_unread(stream, refusal).await;
             }
             return None;
@@ -160,6 +165,27 @@ async fn handshake(
     Some((Box::new(ws), endpoint, admitted))
 }
 
+/// Refusals answered to streams with no place to handshake, under way at
+/// once: each holds its stream for up to a quarter of a second.
+const MAX_ANSWERING: usize = 64;
+
+/// A place among the refusals under way, given back on drop.
+struct Answering(Arc<super::Shared>);
+
+impl Answering {
+    fn take(shared: &Arc<super::Shared>) -> Option<Self> {
+        let counter = &shared.answering;
+        counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < MAX_ANSWERING).then_some(n + 1)).ok()?;
+        Some(Self(shared.clone()))
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.answering.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// `future`'s output, or `None` if `limit` passed first.
 pub(crate) async fn within<T>(limit: Option<std::time::Duration>, future: impl Future<Output = T>) -> Option<T> {
     match limit {
@@ -174,10 +200,11 @@ pub(crate) fn to_std(duration: roomwire_core::Duration) -> std::time::Duration {
 }
 
 /// Answer `refusal` on a stream whose request was not read, and close it.
-/// What the client sent meanwhile is read and dropped before the close:
-/// closing with unread input would reset the connection, and the reset
-/// can reach the client before the answer does. A second at most, so a
-/// peer that neither reads nor closes holds nothing for long.
+/// What the client sent meanwhile (up to 16 KiB) is read and dropped
+/// before the close: closing with unread input would reset the
+/// connection, and the reset can reach the client before the answer does.
+/// A quarter of a second at most, so a peer that neither reads nor closes
+/// holds nothing for long.
 async fn refuse_unread(mut stream: BoxStream, refusal: HttpRefusal) {
     let mut answer = [0u8; 256];
     let Ok(n) = roomwire_core::handshake::write_refusal(refusal.status, &[], refusal.body, &mut answer) else {
@@ -196,7 +223,7 @@ async fn refuse_unread(mut stream: BoxStream, refusal: HttpRefusal) {
         }
         Ok::<_, std::io::Error>(())
     };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), lingering).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(250), lingering).await;
 }
 
 /// The route and the server's gates ([`ServerSession::screen`]): the
@@ -644,7 +671,9 @@ async fn handle(
     tokio::pin!(deadline);
     let mut write_failed = false;
     // While the handler runs, keep the connection alive: its output moving,
-    // its input read up to the next message.
+    // its input read up to the next message, or up to the client's close,
+    // which waits until the handler's answer is out.
+    ws.hold_close(true);
     let result = loop {
         tokio::select! {
             biased;
@@ -661,6 +690,7 @@ async fn handle(
             },
         }
     };
+    ws.hold_close(false);
     let failure = match result {
         Some(Ok(Ok(()))) => return Flow::Continue,
         Some(Ok(Err(error))) => error.to_string(),

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(super) handshakes: Mutex<Handshakes>,
     /// Open connections per address, when they are capped.
     pub(super) open_by_address: Mutex<HashMap<AddressKey, usize>>,
+    /// Refusals being answered to streams with no place to handshake.
+    pub(crate) answering: AtomicUsize,
     /// Tasks serving a stream, whatever their stage.
     pub(crate) tasks: AtomicUsize,
     pub(crate) idle: Notify,

@@ -327,9 +327,11 @@ impl Server {
     /// [`serve`](Self::serve): the TLS handshake takes a place among the
     /// handshakes in progress (per address too) and must see its first
     /// byte within `core.first_byte_timeout` and end within
-    /// `core.handshake_timeout`; a stream with no place is closed without
-    /// an answer (its client expects TLS, not HTTP). Accept errors never
-    /// end the loop.
+    /// `core.handshake_timeout`, after which the HTTP request has the same
+    /// deadlines again (so a place is held at most twice
+    /// `handshake_timeout`); a stream with no place is closed without an
+    /// answer (its client expects TLS, not HTTP). Accept errors never end
+    /// the loop.
     ///
     /// ```no_run
     /// # async fn f(server: roomwire_tokio::server::Server, tls: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {

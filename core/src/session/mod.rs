@@ -35,5 +35,23 @@ pub const fn connection_config() -> Config {
     config
 }
 
+/// How long a room server lets a client take over one message.
+pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// [`connection_config`] for a room server: also [`MESSAGE_TIMEOUT`], so
+/// that a client that begins a message and never ends it does not hold
+/// its reassembly buffer for the connection's life.
+///
+/// ```
+/// use roomwire_core::session::{self, MESSAGE_TIMEOUT};
+/// assert_eq!(session::server_connection_config().message_timeout, Some(MESSAGE_TIMEOUT));
+/// assert_eq!(session::connection_config().message_timeout, None);
+/// ```
+pub const fn server_connection_config() -> Config {
+    let mut config = connection_config();
+    config.message_timeout = Some(MESSAGE_TIMEOUT);
+    config
+}
+
 pub use client::*;
 pub use server::*;

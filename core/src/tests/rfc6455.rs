@@ -595,7 +595,9 @@ fn a_request_sent_a_byte_at_a_time_is_read_at_its_end() {
     let good = b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     let broken = b"GET /ws HTTP/1.1\r\nHost: h\r\nBad Header\r\nUpgrade: websocket\r\n\r\n";
-    for (raw, expect_request) in [(&good[..], true), (&broken[..], false)] {
+    let bare_lf = b"GET /ws HTTP/1.1\nHost: h\nUpgrade: websocket\nConnection: Upgrade\n\
+                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nSec-WebSocket-Version: 13\n\n";
+    for (raw, expect_request) in [(&good[..], true), (&broken[..], false), (&bare_lf[..], true)] {
         let mut server = Connection::server(Config::default(), Instant::ZERO);
         for end in 1..raw.len() {
             let mut input = raw[..end].to_vec();
@@ -610,4 +612,21 @@ fn a_request_sent_a_byte_at_a_time_is_read_at_its_end() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// The peer's close starts the close deadline: if our echo cannot get out
+/// (a peer that stopped reading), the connection still ends.
+#[test]
+fn a_close_received_ends_the_connection_by_the_close_timeout() {
+    let mut pair = Pair::new(Config::default(), 4096);
+    pair.connect();
+    pair.to_server.extend(client_frame(0x88, &1000u16.to_be_bytes()));
+    pair.server_in.buf.append(&mut pair.to_server);
+    super::pair::pump(&mut pair.server, pair.now, &mut pair.server_in);
+    assert_eq!(pair.server.state(), State::Closing);
+    assert_eq!(pair.server.poll_timeout(), Some(pair.now + Config::default().close_timeout));
+    // The echo is never taken out (never written).
+    pair.now = pair.now + Config::default().close_timeout;
+    assert_eq!(pair.server.handle_timeout(pair.now), Some(Timeout::Close));
+    assert_eq!(pair.server.state(), State::Closed);
 }
