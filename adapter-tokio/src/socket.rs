@@ -988,6 +988,16 @@ mod tests {
         writer.abort();
     }
 
+    /// A bound of zero still reads (an empty queue is never over it).
+    #[tokio::test]
+    async fn a_zero_queue_bound_still_reads() {
+        use tokio::io::AsyncWriteExt;
+        let (mut ws, mut peer) = accepted(Config { max_outbound: 0, ..Config::default() }).await;
+        peer.write_all(&client_frame(0x81, b"hi")).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), ws.recv()).await.expect("not read");
+        assert!(matches!(got, Some(Ok(Message::Text(ref t))) if t == "hi"), "{got:?}");
+    }
+
     /// After a large fragmented message the reassembly buffer shrinks back
     /// to what it keeps between messages, without waiting for the next
     /// fragmented one.
