@@ -398,19 +398,16 @@ async fn a_slow_room_gate_holds_up_no_other_connection() {
 async fn a_hung_handler_is_cancelled_and_its_connection_stays_alive_meanwhile() {
     let h = harness_with(config(|c| c.handler_timeout = Some(Duration::from_secs(2))), |e| e).await;
     let mut raw = raw_upgrade(h.addr, "/ws/chat?roomId=r", "").await;
-    // Masked with a zero key: the payload as is.
-    let frame =
-        |opcode: u8, payload: &[u8]| [&[0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0], payload].concat();
     let started = tokio::time::Instant::now();
-    raw.write_all(&frame(1, br#"{"roomId":"r","message":{"content":"!hang"}}"#)).await.unwrap();
-    raw.write_all(&frame(9, b"alive?")).await.unwrap();
+    raw.write_all(&masked(1, br#"{"roomId":"r","message":{"content":"!hang"}}"#)).await.unwrap();
+    raw.write_all(&masked(9, b"alive?")).await.unwrap();
     let pong = timeout(LIMIT, read_frame(&mut raw)).await.expect("no pong while the handler ran");
     assert_eq!(pong, (0x8a, b"alive?".to_vec()));
     assert!(started.elapsed() < Duration::from_secs(2), "the pong waited for the handler");
     let (b0, error) = timeout(LIMIT, read_frame(&mut raw)).await.expect("the hung handler was never cancelled");
     assert_eq!(b0, 0x81);
     assert!(String::from_utf8_lossy(&error).contains("Handler timed out"), "{}", String::from_utf8_lossy(&error));
-    raw.write_all(&frame(1, br#"{"roomId":"r","message":{"content":"!all again"}}"#)).await.unwrap();
+    raw.write_all(&masked(1, br#"{"roomId":"r","message":{"content":"!all again"}}"#)).await.unwrap();
     let (_, reply) = timeout(LIMIT, read_frame(&mut raw)).await.expect("not served after the cancelled handler");
     assert!(String::from_utf8_lossy(&reply).contains("again"), "{}", String::from_utf8_lossy(&reply));
 }
@@ -466,16 +463,20 @@ async fn answers_to_a_client_that_never_reads_close_it_with_1013() {
 async fn a_close_right_after_a_message_waits_for_the_handlers_answer() {
     let h = harness_with(config(|c| c.handler_timeout = Some(Duration::from_millis(500))), |e| e).await;
     let mut raw = raw_upgrade(h.addr, "/ws/chat?roomId=r", "").await;
-    let frame =
-        |opcode: u8, payload: &[u8]| [&[0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0], payload].concat();
-    let mut both = frame(1, br#"{"roomId":"r","message":{"content":"!hang"}}"#);
-    both.extend(frame(8, &1000u16.to_be_bytes()));
+    let mut both = masked(1, br#"{"roomId":"r","message":{"content":"!hang"}}"#);
+    both.extend(masked(8, &1000u16.to_be_bytes()));
     raw.write_all(&both).await.unwrap();
     let (b0, answer) = timeout(LIMIT, read_frame(&mut raw)).await.expect("no answer");
     assert_eq!(b0, 0x81, "the close came before the answer");
     assert!(String::from_utf8_lossy(&answer).contains("Handler timed out"), "{}", String::from_utf8_lossy(&answer));
     let (b0, code) = timeout(LIMIT, read_frame(&mut raw)).await.expect("no close");
     assert_eq!((b0, code.as_slice()), (0x88, &1000u16.to_be_bytes()[..]));
+}
+
+/// A short client frame, final, masked with a zero key (the payload as is).
+fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    [&[0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0], payload].concat()
 }
 
 /// One short unmasked frame from the server: its first byte and payload.
