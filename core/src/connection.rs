@@ -426,9 +426,6 @@ pub struct Connection<K = NoMasking> {
     handshake_deadline: Option<Instant>,
     /// Server, until the request's first byte: the deadline for it.
     first_byte_deadline: Option<Instant>,
-    /// Server, reading the request: how many of its bytes were searched
-    /// for the end of the header section.
-    request_scanned: u16,
     /// A message has begun: when it must be complete.
     message_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
@@ -504,7 +501,6 @@ impl<K: MaskKeySource> Connection<K> {
                 Role::Server => config.first_byte_timeout.map(|t| now + t),
                 Role::Client => None,
             },
-            request_scanned: 0,
             message_deadline: None,
             close_deadline: None,
             next_ping: None,
@@ -692,28 +688,8 @@ impl<K: MaskKeySource> Connection<K> {
         if !input.is_empty() {
             self.first_byte_deadline = None;
         }
-        // The adapter passes the whole request so far on every read: parse
-        // its first bytes (so that what is no HTTP at all, such as a TLS
-        // hello, is refused at once), then again only once its header
-        // section has ended (or it is over the size limit, for the 431),
-        // searching only the bytes not searched yet: a request sent a byte
-        // at a time costs its length, not its length squared.
-        let first = self.request_scanned == 0;
-        let from = usize::from(self.request_scanned).saturating_sub(2);
-        // `\n\r\n` ends a header section in `\r\n\r\n`; `\n\n` with bare LF
-        // line endings, which the parser accepts too.
-        let ended = input
-            .get(from..)
-            .is_some_and(|rest| rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n"));
-        if !first && !ended && input.len() <= self.config.max_handshake_size {
-            self.request_scanned = u16::try_from(input.len()).unwrap_or(u16::MAX);
-            return Received { consumed: 0, event: None };
-        }
         match handshake::parse_request(input, self.config.max_handshake_size) {
-            Ok(None) => {
-                self.request_scanned = u16::try_from(input.len()).unwrap_or(u16::MAX);
-                Received { consumed: 0, event: None }
-            }
+            Ok(None) => Received { consumed: 0, event: None },
             Ok(Some((request, len))) => {
                 self.accept = request.accept_key();
                 self.handshake = Handshake::ServerAwaitingDecision;
