@@ -508,27 +508,16 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             };
             match event {
                 Event::Request(request) => {
-                    let mut session = ServerSession::new(&request);
-                    let screened = session.screen(request.path() == C::PATH, Gates::default());
-                    if screened.is_ok() {
-                        // Registered before the 101 (there is no application
-                        // decision here), while the request is at hand; a
-                        // refusal is a close after the 101.
-                        let _ = session.register::<C, _>(
-                            member,
-                            request.query(),
-                            None,
-                            false,
-                            &roomwire_core::dispatch::AnyRoom,
-                            &mut *table,
-                        );
-                    }
-                    let frame = &mut *shared.frame;
-                    let n = match screened {
-                        Ok(()) => session.accept(conn, now, frame).ok(),
-                        Err(refusal) => conn.refuse(refusal.status, &[], refusal.body, frame).ok(),
-                    };
-                    let n = n.unwrap_or(0);
+                    // Registered before the 101 (there is no application
+                    // decision here), while the request is at hand.
+                    let (mut session, screened) = ServerSession::admit::<C, _>(
+                        &request,
+                        Gates::default(),
+                        member,
+                        &roomwire_core::dispatch::AnyRoom,
+                        &mut *table,
+                    );
+                    let n = session.answer(screened, conn, now, shared.frame);
                     let format = session.format();
                     slot.session = Some(session);
                     let sent = slot.write_now(shared.frame.get(..n).unwrap_or(&[]));

@@ -103,48 +103,44 @@ fn demo_user(handshake: &Handshake) -> Option<String> {
     (!name.is_empty() && name.len() <= 64).then(|| name.to_owned())
 }
 
+/// The handler of every endpoint here (one body for three channel types):
+/// the sender's line, as `append`, to its room except itself.
+macro_rules! relay {
+    () => {
+        |ctx| {
+            Box::pin(async move {
+                let line = append(&ctx.message.content, ctx.user_id(), ctx.connection_id());
+                ctx.reply_with(&line, &Reply::new().except_self())?;
+                Ok(())
+            })
+        }
+    };
+}
+
 fn server() -> Server {
     Server::builder()
         .resolve_user(|handshake| {
             let user = demo_user(handshake);
             async move { user }
         })
-        .endpoint(Endpoint::<Chat>::new(|ctx| {
-            Box::pin(async move {
-                let line = append(&ctx.message.content, ctx.user_id(), ctx.connection_id());
-                ctx.reply_with(&line, &Reply::new().except_self())?;
-                Ok(())
-            })
-        }))
+        .endpoint(Endpoint::<Chat>::new(relay!()))
         .endpoint(
-            Endpoint::<SecureChat>::new(|ctx| {
-                Box::pin(async move {
-                    let line = append(&ctx.message.content, ctx.user_id(), ctx.connection_id());
-                    ctx.reply_with(&line, &Reply::new().except_self())?;
-                    Ok(())
-                })
-            })
-            .secure()
-            // Signed-in browsers only from this server's own pages.
-            .same_origin()
-            .max_connections_per_user(2),
+            Endpoint::<SecureChat>::new(relay!())
+                .secure()
+                // Signed-in browsers only from this server's own pages.
+                .same_origin()
+                .max_connections_per_user(2),
         )
         .endpoint(
-            Endpoint::<Inbox>::new(|ctx| {
-                Box::pin(async move {
-                    // A note to oneself, seen by one's other connections.
-                    let line = append(&ctx.message.content, ctx.user_id(), ctx.connection_id());
-                    ctx.reply_with(&line, &Reply::new().except_self())?;
-                    Ok(())
-                })
-            })
-            .secure()
-            .same_origin()
-            // Alepha clients name their room in the query (`?roomId=inbox:alice`),
-            // roomwire clients join it: either way, only their own.
-            .authorize_room(|access| {
-                access.user_id.is_some_and(|user| access.room.strip_prefix("inbox:") == Some(user))
-            }),
+            // A note to oneself, seen by one's other connections.
+            Endpoint::<Inbox>::new(relay!())
+                .secure()
+                .same_origin()
+                // Alepha clients name their room in the query (`?roomId=inbox:alice`),
+                // roomwire clients join it: either way, only their own.
+                .authorize_room(|access| {
+                    access.user_id.is_some_and(|user| access.room.strip_prefix("inbox:") == Some(user))
+                }),
         )
         .on_connect(
             |e| tracing::info!(id = e.connection_id, user = e.user_id, rooms = ?e.rooms, path = e.path, "connect"),

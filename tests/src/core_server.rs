@@ -14,7 +14,7 @@ use roomwire_core::payload::encode_payload;
 use roomwire_core::room::{FixedRoomTable, MemberId};
 use roomwire_core::session::ServerSession;
 use roomwire_core::target::{Directory, FrameKey, SeenBits, Target, resolve};
-use roomwire_core::{Channel, Config, Connection, Event, Instant, State, WireFormat};
+use roomwire_core::{Config, Connection, Event, Instant, State, WireFormat};
 
 use crate::chat::{Chat, ChatIn};
 use crate::conformance::{Connect, Stream};
@@ -132,24 +132,16 @@ impl Hub {
             match read.incoming {
                 None => {}
                 Some(Incoming::Event(Event::Request(request))) => {
-                    let mut session = ServerSession::new(&request);
-                    let screened = session.screen(request.path() == Chat::PATH, Gates::default());
-                    if screened.is_ok() {
-                        let _ = session.register::<Chat, _>(
-                            member,
-                            request.query(),
-                            None,
-                            false,
-                            &roomwire_core::dispatch::AnyRoom,
-                            &mut *table,
-                        );
-                    }
-                    let n = match screened {
-                        Ok(()) => session.accept(&mut slot.conn, now, &mut frame).ok(),
-                        Err(refusal) => slot.conn.refuse(refusal.status, &[], refusal.body, &mut frame).ok(),
-                    };
+                    let (mut session, screened) = ServerSession::admit::<Chat, _>(
+                        &request,
+                        Gates::default(),
+                        member,
+                        &roomwire_core::dispatch::AnyRoom,
+                        &mut *table,
+                    );
+                    let n = session.answer(screened, &mut slot.conn, now, &mut frame);
                     slot.session = session;
-                    slot.output.extend_from_slice(&frame[..n.unwrap_or(0)]);
+                    slot.output.extend_from_slice(&frame[..n]);
                 }
                 Some(Incoming::Message(message)) => {
                     let data = message.bytes().to_vec();

@@ -52,7 +52,7 @@ pub(crate) struct Shared {
     /// Connections in their opening handshake.
     pub(super) handshakes: Mutex<Handshakes>,
     /// Open connections per address, when they are capped.
-    pub(super) open_by_address: Mutex<HashMap<AddressKey, usize>>,
+    pub(super) open_by_address: Mutex<PerAddress>,
     /// Refusals being answered to streams with no place to handshake.
     pub(crate) answering: AtomicUsize,
     /// Tasks serving a stream, whatever their stage.
@@ -90,8 +90,31 @@ impl Drop for TaskGuard {
 #[derive(Default)]
 pub(crate) struct Handshakes {
     total: usize,
-    /// Only addresses with a handshake in progress: at most `total` entries.
-    by_address: HashMap<AddressKey, usize>,
+    by_address: PerAddress,
+}
+
+/// A count per address; only addresses counted now are kept, so there are
+/// never more entries than what is counted.
+#[derive(Default)]
+pub(crate) struct PerAddress(HashMap<AddressKey, usize>);
+
+impl PerAddress {
+    fn count(&self, key: AddressKey) -> usize {
+        self.0.get(&key).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, key: AddressKey) {
+        *self.0.entry(key).or_insert(0) += 1;
+    }
+
+    fn remove(&mut self, key: AddressKey) {
+        if let Some(count) = self.0.get_mut(&key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.0.remove(&key);
+            }
+        }
+    }
 }
 
 /// What counts as one address for the per-address cap: an IPv4 address, or
@@ -146,14 +169,10 @@ impl Permit {
         let mut permit = Self { shared: shared.clone(), kind: PermitKind::Open(None) };
         if let (Some(cap), Some(key)) = (config.max_connections_per_address, shared.address_key(peer)) {
             let mut open = shared.open_by_address();
-            let count = open.entry(key).or_insert(0);
-            if *count >= cap {
-                if *count == 0 {
-                    open.remove(&key);
-                }
+            if open.count(key) >= cap {
                 return Err(NoPlace::AddressFull);
             }
-            *count += 1;
+            open.add(key);
             permit.kind = PermitKind::Open(Some(key));
         }
         Ok(permit)
@@ -169,13 +188,13 @@ impl Permit {
         let load = HandshakeLoad {
             in_progress: handshakes.total,
             max: config.max_handshakes,
-            from_address: key.and_then(|key| handshakes.by_address.get(&key).copied()).unwrap_or(0),
+            from_address: key.map_or(0, |key| handshakes.by_address.count(key)),
             max_per_address: config.max_handshakes_per_address,
         };
         admission::handshake_place(load)?;
         handshakes.total += 1;
         if let Some(key) = key {
-            *handshakes.by_address.entry(key).or_insert(0) += 1;
+            handshakes.by_address.add(key);
         }
         Ok(Self { shared: shared.clone(), kind: PermitKind::Handshake(key) })
     }
@@ -187,7 +206,7 @@ impl Shared {
         self.handshakes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn open_by_address(&self) -> std::sync::MutexGuard<'_, HashMap<AddressKey, usize>> {
+    fn open_by_address(&self) -> std::sync::MutexGuard<'_, PerAddress> {
         self.open_by_address.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -206,25 +225,14 @@ impl Drop for Permit {
             PermitKind::Open(key) => {
                 self.shared.open.fetch_sub(1, Ordering::SeqCst);
                 if let Some(key) = key {
-                    let mut open = self.shared.open_by_address();
-                    if let Some(count) = open.get_mut(&key) {
-                        *count = count.saturating_sub(1);
-                        if *count == 0 {
-                            open.remove(&key);
-                        }
-                    }
+                    self.shared.open_by_address().remove(key);
                 }
             }
             PermitKind::Handshake(key) => {
                 let mut handshakes = self.shared.handshakes();
                 handshakes.total = handshakes.total.saturating_sub(1);
-                if let Some(key) = key
-                    && let Some(count) = handshakes.by_address.get_mut(&key)
-                {
-                    *count = count.saturating_sub(1);
-                    if *count == 0 {
-                        handshakes.by_address.remove(&key);
-                    }
+                if let Some(key) = key {
+                    handshakes.by_address.remove(key);
                 }
             }
         }

@@ -180,6 +180,45 @@ impl ServerSession {
         Self::on_wire(WireFormat::negotiate(request.protocols()))
     }
 
+    /// The admission of a server that asks the application nothing (the
+    /// embassy server): a session for `request`, [`screen`](Self::screen)ed
+    /// on channel `C`'s path and `gates`, then [`register`](Self::register)ed
+    /// with the rooms the request names while it is at hand (a refusal
+    /// there closes the connection after the 101). Answer with
+    /// [`answer`](Self::answer).
+    pub fn admit<C: Channel, A: TableAccess>(
+        request: &Request<'_>,
+        gates: Gates,
+        member: MemberId,
+        gate: &impl RoomGate,
+        table: A,
+    ) -> (Self, Result<(), HttpRefusal>) {
+        let mut session = Self::new(request);
+        let screened = session.screen(request.path() == C::PATH, gates);
+        if screened.is_ok() {
+            // A refusal here is the session's to send after the 101.
+            let _ = session.register::<C, _>(member, request.query(), None, false, gate, table);
+        }
+        (session, screened)
+    }
+
+    /// The answer to [`admit`](Self::admit)'s request: the 101, or the
+    /// HTTP refusal, written into `out`. Returns the bytes written (none if
+    /// `out` is too small).
+    pub fn answer<K: MaskKeySource>(
+        &mut self,
+        screened: Result<(), HttpRefusal>,
+        conn: &mut Connection<K>,
+        now: Instant,
+        out: &mut [u8],
+    ) -> usize {
+        let written = match screened {
+            Ok(()) => self.accept(conn, now, out).ok(),
+            Err(refusal) => conn.refuse(refusal.status, &[], refusal.body, out).ok(),
+        };
+        written.unwrap_or(0)
+    }
+
     /// A session for a request whose wire was already negotiated
     /// ([`WireFormat::negotiate`]), for adapters that keep the request's
     /// parts rather than the request.
