@@ -29,7 +29,8 @@
 //! * [`dispatch`]: the server side (joining rooms, inbound messages, frames);
 //! * [`client`]: the client side (room requests, typed receive);
 //! * [`reconnect`]: when a client connects again, and when it stops;
-//! * [`url`]: `ws://` and `wss://` URLs.
+//! * [`url`]: `ws://` and `wss://` URLs;
+//! * [`cluster`]: rooms across many nodes (what nodes tell each other).
 //!
 //! `PROTOCOL.md` at the repository root specifies both wires byte for byte.
 //!
@@ -62,6 +63,7 @@ pub mod alepha;
 pub mod channel;
 pub mod client;
 pub mod close;
+pub mod cluster;
 pub mod connection;
 pub mod decoder;
 pub mod dispatch;

@@ -73,11 +73,26 @@ pub fn run(data: &[u8]) {
     let mut table = FixedRoomTable::<4, 4, 3, 3>::new();
     let member = MemberId(selector as u32 % 4);
     let query = if selector & 0x80 != 0 { Some("roomIds=a,b") } else { None };
-    let _ = dispatch::join_handshake_rooms::<Fuzz, _>(format, member, query, None, &roomwire_core::dispatch::AnyRoom, &mut table);
+    let _ = dispatch::join_handshake_rooms::<Fuzz, _>(
+        format,
+        member,
+        query,
+        None,
+        &roomwire_core::dispatch::AnyRoom,
+        &mut table,
+    );
     for _ in 0..2 {
         let mut scratch = [0u8; 64];
         let mut reply = [0u8; 256];
-        match dispatch::handle_message::<Fuzz, _>(format, member, &mut table, &roomwire_core::dispatch::AnyRoom, body, &mut scratch, &mut reply) {
+        match dispatch::handle_message::<Fuzz, _>(
+            format,
+            member,
+            &mut table,
+            &roomwire_core::dispatch::AnyRoom,
+            body,
+            &mut scratch,
+            &mut reply,
+        ) {
             Inbound::Message { room, .. } => {
                 assert!(format == WireFormat::Alepha || table.is_in_room(member, &room));
             }

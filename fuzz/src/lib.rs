@@ -13,6 +13,7 @@
 pub mod alepha_wire;
 pub mod client_connection;
 pub mod client_session;
+pub mod cluster_message;
 pub mod driver;
 pub mod envelope;
 pub mod frame_decoder;

@@ -2,6 +2,7 @@
 //! `cargo +nightly run --example gen_seeds` (from `fuzz/`), which also
 //! replays each seed through its harness.
 
+use roomwire_core::cluster::{self, Body, ClusterMessage, EmitBody, Origin};
 use roomwire_core::frame::apply_mask;
 use roomwire_core::handshake::{self, write_accept, write_refusal};
 use roomwire_core::{FrameHeader, Opcode};
@@ -188,6 +189,34 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     add("client_session", "probe-echoed", session(0x03, &unmasked(true, 0x8, &close(1000, ""))));
     add("client_session", "close-1008", session(0x02 | 0x04, &unmasked(true, 0x8, &close(1008, "Room full"))));
     add("client_session", "no-answer", session(0x00, b""));
+
+    // cluster_message: an emit to two rooms with exclusions and both
+    // payloads, and a close.
+    let rooms: &[&str] = &["lobby", "b"];
+    let emit = ClusterMessage {
+        origin: Origin { node: 0x1b4e_28ba_0000_0001, seq: 3, multi: true },
+        path: "/ws/chat",
+        body: Body::Emit(EmitBody {
+            rooms,
+            users: &["alice"],
+            connections: &[],
+            except_connections: &["ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff"],
+            except_users: &[],
+            json: br#"{"type":"append","content":"hi"}"#,
+            postcard: Some(b"\x00\x02hi"),
+        }),
+    };
+    let close: ClusterMessage<'_, &[&str]> = ClusterMessage {
+        origin: Origin { node: 7, seq: 0, multi: false },
+        path: "/ws/chat",
+        body: Body::Close { connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff", code: 4000, reason: "kicked" },
+    };
+    for (name, message) in [("emit", emit), ("close", close)] {
+        let mut bytes = vec![0; cluster::encoded_len(&message)];
+        let n = cluster::encode(&message, &mut bytes).unwrap_or_else(|e| panic!("{e}"));
+        bytes.truncate(n);
+        add("cluster_message", name, bytes);
+    }
     seeds
 }
 
@@ -206,6 +235,7 @@ pub fn replay(target: &str, data: &[u8]) {
         "server_connection" => crate::server_connection::run(data),
         "client_connection" => crate::client_connection::run(data),
         "client_session" => crate::client_session::run(data),
+        "cluster_message" => crate::cluster_message::run(data),
         other => panic!("unknown target {other}"),
     }
 }

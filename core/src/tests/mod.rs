@@ -3,6 +3,7 @@
 
 mod channel_protocol;
 mod client_session;
+mod cluster;
 pub(crate) mod pair;
 mod rfc6455;
 mod room_model;

@@ -1,0 +1,441 @@
+//! The messages nodes of a cluster send each other, byte for byte.
+//!
+//! One message is encoded once by the node that publishes it and carries
+//! everything a receiving node needs to deliver it to its own connections:
+//! the channel path, the whole target (rooms, users, connections and the
+//! exclusions) and the payload already serialized (JSON always, postcard
+//! when it has an encoding). A receiving node resolves the target against
+//! its own connections only, so the same bytes serve every node.
+//!
+//! Layout (integers little-endian; `len` is an unsigned LEB128 of at most
+//! five bytes; a string is `len` bytes of UTF-8; a list is a `len` count of
+//! strings):
+//!
+//! ```text
+//! "RWC" 0x01        magic and version
+//! kind    u8        1 emit, 2 close a connection
+//! flags   u8        bit 0: published on more than one topic (deduplicate)
+//!                   bit 1: a postcard payload follows the JSON one
+//! origin  u64       the publishing node
+//! seq     u64       the publisher's sequence number (of multi-topic
+//!                   messages, for deduplication)
+//! path    string    the channel
+//! emit:   rooms, users, connections, except_connections, except_users
+//!         (five lists), json (len + bytes), [postcard (len + bytes)]
+//! close:  connection (string), code u16, reason (string)
+//! ```
+//!
+//! Decoding borrows from the input, allocates nothing, and validates every
+//! string up front; any other input is a [`DecodeError`].
+
+use core::fmt;
+use core::str;
+
+use crate::error::InsufficientSize;
+
+const MAGIC: [u8; 4] = *b"RWC\x01";
+const KIND_EMIT: u8 = 1;
+const KIND_CLOSE: u8 = 2;
+const FLAG_MULTI: u8 = 1;
+const FLAG_POSTCARD: u8 = 2;
+
+/// Who published a message and its place in the publisher's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The publishing node's id (random per process start).
+    pub node: u64,
+    /// Its sequence number. Only messages published on more than one
+    /// topic need one (see [`SeqWindow`](super::SeqWindow)); others carry 0.
+    pub seq: u64,
+    /// Whether the message was published on more than one topic, so that
+    /// a node may receive it more than once and must deduplicate it.
+    pub multi: bool,
+}
+
+/// A cluster message, decoded (borrowing the input) or to encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterMessage<'a, L = StrList<'a>> {
+    /// Who published it.
+    pub origin: Origin,
+    /// The channel (endpoint path) it is for.
+    pub path: &'a str,
+    /// What it asks.
+    pub body: Body<'a, L>,
+}
+
+/// What a cluster message asks of the nodes that receive it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body<'a, L = StrList<'a>> {
+    /// Deliver a message to the matching connections.
+    Emit(EmitBody<'a, L>),
+    /// Close a connection, wherever it is.
+    Close {
+        /// The connection id.
+        connection: &'a str,
+        /// The close code (as sent on the wire).
+        code: u16,
+        /// The close reason.
+        reason: &'a str,
+    },
+}
+
+/// An emit: its target and its payload, serialized once.
+///
+/// `L` is a list of strings: [`StrList`] when decoded, any
+/// `&[impl AsRef<str>]` when encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmitBody<'a, L = StrList<'a>> {
+    /// Rooms whose connections are reached, in label priority order.
+    pub rooms: L,
+    /// Users whose connections are reached.
+    pub users: L,
+    /// Connections reached, by id.
+    pub connections: L,
+    /// Connections never reached.
+    pub except_connections: L,
+    /// Users whose connections are never reached.
+    pub except_users: L,
+    /// The payload as JSON (both JSON wires share it).
+    pub json: &'a [u8],
+    /// The payload as postcard, if it has a postcard encoding.
+    pub postcard: Option<&'a [u8]>,
+}
+
+/// A list of strings in a decoded message, already checked to be UTF-8.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct StrList<'a> {
+    bytes: &'a [u8],
+    len: usize,
+}
+
+impl<'a> StrList<'a> {
+    /// How many strings.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The strings, in order.
+    pub fn iter(&self) -> StrListIter<'a> {
+        StrListIter { reader: Reader { bytes: self.bytes }, left: self.len }
+    }
+}
+
+impl fmt::Debug for StrList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> IntoIterator for StrList<'a> {
+    type Item = &'a str;
+    type IntoIter = StrListIter<'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// The strings of a [`StrList`].
+#[derive(Debug, Clone)]
+pub struct StrListIter<'a> {
+    reader: Reader<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for StrListIter<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // Checked when the message was decoded.
+        self.reader.string().ok()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+/// Why bytes are not a cluster message. Nothing is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not this format, or another version of it.
+    Magic,
+    /// A message kind this version does not know.
+    Kind(u8),
+    /// The input ends inside the message.
+    Truncated,
+    /// A length does not fit in 32 bits (or takes more than five bytes).
+    Length,
+    /// A string is not UTF-8.
+    Utf8,
+    /// Bytes follow the end of the message.
+    Trailing,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Magic => f.write_str("not a roomwire cluster message (magic or version)"),
+            DecodeError::Kind(kind) => write!(f, "unknown cluster message kind {kind}"),
+            DecodeError::Truncated => f.write_str("cluster message truncated"),
+            DecodeError::Length => f.write_str("cluster message length out of range"),
+            DecodeError::Utf8 => f.write_str("cluster message string is not UTF-8"),
+            DecodeError::Trailing => f.write_str("bytes after the cluster message"),
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+#[derive(Debug, Clone)]
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if n > self.bytes.len() {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let (&b, rest) = self.bytes.split_first().ok_or(DecodeError::Truncated)?;
+        self.bytes = rest;
+        Ok(b)
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(le))
+    }
+
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let mut value: u32 = 0;
+        for shift in [0u32, 7, 14, 21, 28] {
+            let b = self.byte()?;
+            let bits = u32::from(b & 0x7f);
+            if shift == 28 && bits > 0x0f {
+                return Err(DecodeError::Length);
+            }
+            value |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(value as usize);
+            }
+        }
+        Err(DecodeError::Length)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.len()?;
+        self.take(n)
+    }
+
+    fn string(&mut self) -> Result<&'a str, DecodeError> {
+        str::from_utf8(self.bytes()?).map_err(|_| DecodeError::Utf8)
+    }
+
+    fn list(&mut self) -> Result<StrList<'a>, DecodeError> {
+        let len = self.len()?;
+        let start = self.bytes;
+        for _ in 0..len {
+            self.string()?;
+        }
+        let used = start.len() - self.bytes.len();
+        Ok(StrList { bytes: start.get(..used).ok_or(DecodeError::Truncated)?, len })
+    }
+}
+
+/// Decode one cluster message.
+///
+/// ```
+/// use roomwire_core::cluster::{Body, ClusterMessage, EmitBody, Origin, decode, encode, encoded_len};
+/// let message = ClusterMessage {
+///     origin: Origin { node: 7, seq: 0, multi: false },
+///     path: "/ws/chat",
+///     body: Body::Emit(EmitBody {
+///         rooms: &["lobby"][..],
+///         users: &[][..],
+///         connections: &[][..],
+///         except_connections: &["ws-1"][..],
+///         except_users: &[][..],
+///         json: br#"{"text":"hi"}"#,
+///         postcard: None,
+///     }),
+/// };
+/// let mut buf = vec![0; encoded_len(&message)];
+/// let n = encode(&message, &mut buf).unwrap();
+/// let decoded = decode(&buf[..n]).unwrap();
+/// let Body::Emit(emit) = decoded.body else { unreachable!() };
+/// assert_eq!(emit.rooms.iter().collect::<Vec<_>>(), ["lobby"]);
+/// assert_eq!(emit.except_connections.iter().next(), Some("ws-1"));
+/// assert_eq!(emit.json, br#"{"text":"hi"}"#);
+/// ```
+pub fn decode(input: &[u8]) -> Result<ClusterMessage<'_>, DecodeError> {
+    let mut r = Reader { bytes: input };
+    if r.take(4).map_err(|_| DecodeError::Magic)? != MAGIC {
+        return Err(DecodeError::Magic);
+    }
+    let kind = r.byte()?;
+    let flags = r.byte()?;
+    let node = r.u64()?;
+    let seq = r.u64()?;
+    let origin = Origin { node, seq, multi: flags & FLAG_MULTI != 0 };
+    let path = r.string()?;
+    let body = match kind {
+        KIND_EMIT => {
+            let rooms = r.list()?;
+            let users = r.list()?;
+            let connections = r.list()?;
+            let except_connections = r.list()?;
+            let except_users = r.list()?;
+            let json = r.bytes()?;
+            let postcard = if flags & FLAG_POSTCARD != 0 { Some(r.bytes()?) } else { None };
+            Body::Emit(EmitBody { rooms, users, connections, except_connections, except_users, json, postcard })
+        }
+        KIND_CLOSE => {
+            let connection = r.string()?;
+            let code = u16::from_le_bytes([r.byte()?, r.byte()?]);
+            let reason = r.string()?;
+            Body::Close { connection, code, reason }
+        }
+        other => return Err(DecodeError::Kind(other)),
+    };
+    if !r.bytes.is_empty() {
+        return Err(DecodeError::Trailing);
+    }
+    Ok(ClusterMessage { origin, path, body })
+}
+
+fn len_of_len(n: usize) -> usize {
+    let mut bytes = 1;
+    let mut n = n >> 7;
+    while n > 0 {
+        bytes += 1;
+        n >>= 7;
+    }
+    bytes
+}
+
+fn len_of_bytes(b: &[u8]) -> usize {
+    len_of_len(b.len()) + b.len()
+}
+
+fn len_of_list<S: AsRef<str>>(list: &[S]) -> usize {
+    len_of_len(list.len()) + list.iter().map(|s| len_of_bytes(s.as_ref().as_bytes())).sum::<usize>()
+}
+
+/// The exact size of `message` encoded.
+pub fn encoded_len<S: AsRef<str>>(message: &ClusterMessage<'_, &[S]>) -> usize {
+    let head = MAGIC.len() + 2 + 16 + len_of_bytes(message.path.as_bytes());
+    head + match &message.body {
+        Body::Emit(e) => {
+            len_of_list(e.rooms)
+                + len_of_list(e.users)
+                + len_of_list(e.connections)
+                + len_of_list(e.except_connections)
+                + len_of_list(e.except_users)
+                + len_of_bytes(e.json)
+                + e.postcard.map_or(0, len_of_bytes)
+        }
+        Body::Close { connection, reason, .. } => {
+            len_of_bytes(connection.as_bytes()) + 2 + len_of_bytes(reason.as_bytes())
+        }
+    }
+}
+
+struct Writer<'o> {
+    out: &'o mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        let end = self.at.checked_add(bytes.len()).ok_or(())?;
+        self.out.get_mut(self.at..end).ok_or(())?.copy_from_slice(bytes);
+        self.at = end;
+        Ok(())
+    }
+
+    fn len(&mut self, mut n: usize) -> Result<(), ()> {
+        if u32::try_from(n).is_err() {
+            return Err(());
+        }
+        loop {
+            let low = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                return self.put(&[low]);
+            }
+            self.put(&[low | 0x80])?;
+        }
+    }
+
+    fn bytes(&mut self, b: &[u8]) -> Result<(), ()> {
+        self.len(b.len())?;
+        self.put(b)
+    }
+
+    fn list<S: AsRef<str>>(&mut self, list: &[S]) -> Result<(), ()> {
+        self.len(list.len())?;
+        list.iter().try_for_each(|s| self.bytes(s.as_ref().as_bytes()))
+    }
+}
+
+/// Encode `message` into `out`; returns the bytes written. `out` must hold
+/// [`encoded_len`] bytes. (Every length must fit in 32 bits.)
+pub fn encode<S: AsRef<str>>(message: &ClusterMessage<'_, &[S]>, out: &mut [u8]) -> Result<usize, InsufficientSize> {
+    let required = encoded_len(message);
+    let short = InsufficientSize { required };
+    let mut w = Writer { out, at: 0 };
+    let mut flags = if message.origin.multi { FLAG_MULTI } else { 0 };
+    let kind = match &message.body {
+        Body::Emit(e) => {
+            if e.postcard.is_some() {
+                flags |= FLAG_POSTCARD;
+            }
+            KIND_EMIT
+        }
+        Body::Close { .. } => KIND_CLOSE,
+    };
+    let written = (|| {
+        w.put(&MAGIC)?;
+        w.put(&[kind, flags])?;
+        w.put(&message.origin.node.to_le_bytes())?;
+        w.put(&message.origin.seq.to_le_bytes())?;
+        w.bytes(message.path.as_bytes())?;
+        match &message.body {
+            Body::Emit(e) => {
+                w.list(e.rooms)?;
+                w.list(e.users)?;
+                w.list(e.connections)?;
+                w.list(e.except_connections)?;
+                w.list(e.except_users)?;
+                w.bytes(e.json)?;
+                if let Some(postcard) = e.postcard {
+                    w.bytes(postcard)?;
+                }
+            }
+            Body::Close { connection, code, reason } => {
+                w.bytes(connection.as_bytes())?;
+                w.put(&code.to_le_bytes())?;
+                w.bytes(reason.as_bytes())?;
+            }
+        }
+        Ok::<usize, ()>(w.at)
+    })();
+    written.map_err(|()| short)
+}

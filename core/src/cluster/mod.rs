@@ -1,0 +1,36 @@
+//! Rooms across many nodes: what one roomwire node says to the others over
+//! a message bus (Redis pub/sub), and what it listens to.
+//!
+//! Every decision of the cluster protocol lives here; a backplane adapter
+//! only moves bytes between a bus and a server:
+//!
+//! * [`message`](mod@message): the cluster message, encoded once per emit
+//!   whatever the number of nodes and recipients;
+//! * [`topic`]: which topic carries which traffic ([`Topic`]), and the node
+//!   tag inside connection ids ([`connection_id`], [`node_tag_of`]);
+//! * [`interest`]: which rooms a node has members in, as they change
+//!   ([`WatchedTable`]): a node subscribes to a room's topic only then;
+//! * [`window`]: deduplication of a message published on several topics
+//!   ([`SeqWindow`]).
+//!
+//! # Routing
+//!
+//! An emit is published on the topics of the rooms it names, of the users
+//! it names and of the nodes holding the connections it names; an emit
+//! naming none of them (the whole channel) on the channel's topic. Each
+//! receiving node resolves the whole target against its own connections,
+//! so a connection reached through several of the named rooms, users or
+//! itself still gets the message once; a node that hears the message on
+//! several topics delivers the first copy and drops the others (the
+//! message is marked `multi` and numbered for that). Messages from one
+//! publisher to one room stay in order: they share that room's topic.
+
+pub mod interest;
+pub mod message;
+pub mod topic;
+pub mod window;
+
+pub use interest::{RoomWatcher, WatchedTable};
+pub use message::{Body, ClusterMessage, DecodeError, EmitBody, Origin, StrList, decode, encode, encoded_len};
+pub use topic::{Topic, connection_id, node_tag_of};
+pub use window::{Seen, SeqWindow};

@@ -1,0 +1,251 @@
+//! The cluster protocol: message bytes, deduplication, interest.
+
+use std::string::{String, ToString};
+use std::vec::Vec;
+use std::{format, vec};
+
+use proptest::prelude::*;
+
+use crate::cluster::*;
+use crate::room::{GrowableRoomTable, MemberId, RoomId, RoomTable};
+
+fn emit<'a>(
+    lists: &'a [Vec<String>; 5],
+    json: &'a [u8],
+    postcard: Option<&'a [u8]>,
+) -> ClusterMessage<'a, &'a [String]> {
+    ClusterMessage {
+        origin: Origin { node: 0x0102_0304_0506_0708, seq: 42, multi: true },
+        path: "/ws/chat",
+        body: Body::Emit(EmitBody {
+            rooms: &lists[0],
+            users: &lists[1],
+            connections: &lists[2],
+            except_connections: &lists[3],
+            except_users: &lists[4],
+            json,
+            postcard,
+        }),
+    }
+}
+
+fn encoded<S: AsRef<str>>(message: &ClusterMessage<'_, &[S]>) -> Vec<u8> {
+    let mut buf = vec![0; encoded_len(message)];
+    let n = encode(message, &mut buf).unwrap();
+    assert_eq!(n, buf.len(), "encoded_len is exact");
+    buf
+}
+
+fn strings(list: StrList<'_>) -> Vec<String> {
+    list.iter().map(str::to_string).collect()
+}
+
+#[test]
+fn an_emit_round_trips_with_every_list_and_both_payloads() {
+    let lists = [
+        vec!["a".to_string(), "b:c".to_string()],
+        vec!["alice".to_string()],
+        vec!["ws-1".to_string()],
+        vec![],
+        vec!["bob".to_string(), "é".to_string()],
+    ];
+    let bytes = encoded(&emit(&lists, br#"{"x":1}"#, Some(&[1, 2, 3])));
+    assert_eq!(&bytes[..4], b"RWC\x01");
+    let m = decode(&bytes).unwrap();
+    assert_eq!(m.origin, Origin { node: 0x0102_0304_0506_0708, seq: 42, multi: true });
+    assert_eq!(m.path, "/ws/chat");
+    let Body::Emit(e) = m.body else { panic!("not an emit") };
+    assert_eq!(
+        [
+            strings(e.rooms),
+            strings(e.users),
+            strings(e.connections),
+            strings(e.except_connections),
+            strings(e.except_users)
+        ],
+        lists
+    );
+    assert_eq!(e.json, br#"{"x":1}"#);
+    assert_eq!(e.postcard, Some(&[1u8, 2, 3][..]));
+}
+
+#[test]
+fn a_close_round_trips() {
+    let m: ClusterMessage<'_, &[&str]> = ClusterMessage {
+        origin: Origin { node: 9, seq: 0, multi: false },
+        path: "/ws/chat",
+        body: Body::Close { connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff", code: 4000, reason: "kicked" },
+    };
+    let bytes = encoded(&m);
+    let d = decode(&bytes).unwrap();
+    assert_eq!(
+        d.body,
+        Body::Close { connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff", code: 4000, reason: "kicked" }
+    );
+    assert!(!d.origin.multi);
+}
+
+#[test]
+fn every_cut_of_a_message_is_refused_and_so_are_extra_bytes() {
+    let lists = [vec!["room".to_string()], vec![], vec![], vec!["ws-2".to_string()], vec![]];
+    let bytes = encoded(&emit(&lists, b"{}", Some(b"pc")));
+    for cut in 0..bytes.len() {
+        assert!(decode(&bytes[..cut]).is_err(), "cut at {cut} decoded");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(decode(&longer), Err(DecodeError::Trailing));
+    let mut other_version = bytes.clone();
+    other_version[3] = 2;
+    assert_eq!(decode(&other_version), Err(DecodeError::Magic));
+    let mut other_kind = bytes;
+    other_kind[4] = 9;
+    assert_eq!(decode(&other_kind), Err(DecodeError::Kind(9)));
+}
+
+#[test]
+fn bad_strings_and_lengths_are_refused() {
+    let lists = [vec!["ab".to_string()], vec![], vec![], vec![], vec![]];
+    let bytes = encoded(&emit(&lists, b"{}", None));
+    // The room's bytes follow magic (4), kind and flags (2), origin (16),
+    // the path (1 + 8) and the rooms' count (1) and length (1).
+    let room_at = 4 + 2 + 16 + 9 + 2;
+    assert_eq!(&bytes[room_at..room_at + 2], b"ab");
+    let mut not_utf8 = bytes.clone();
+    not_utf8[room_at] = 0xff;
+    assert_eq!(decode(&not_utf8), Err(DecodeError::Utf8));
+    // A length of six LEB128 bytes, or one over 32 bits.
+    let mut head = bytes[..22].to_vec();
+    head.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x00]);
+    assert_eq!(decode(&head), Err(DecodeError::Length));
+    let mut head = bytes[..22].to_vec();
+    head.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x1f]);
+    assert_eq!(decode(&head), Err(DecodeError::Length));
+    // A count far beyond the input ends in Truncated, not in a long loop
+    // or an allocation.
+    let mut huge = bytes[..31].to_vec();
+    huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    assert_eq!(decode(&huge), Err(DecodeError::Truncated));
+}
+
+#[test]
+fn encoding_into_a_short_buffer_says_how_much_it_needs() {
+    let lists = [vec!["a".to_string()], vec![], vec![], vec![], vec![]];
+    let m = emit(&lists, b"{}", None);
+    let need = encoded_len(&m);
+    let mut short = vec![0; need - 1];
+    assert_eq!(encode(&m, &mut short).unwrap_err().required, need);
+}
+
+proptest! {
+    #[test]
+    fn any_bytes_decode_to_a_message_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = decode(&bytes);
+        let mut framed = b"RWC\x01".to_vec();
+        framed.extend_from_slice(&bytes);
+        if let Ok(m) = decode(&framed) {
+            // What decodes, encodes to bytes that decode the same (the
+            // lengths in the input need not be minimal).
+            if let Body::Emit(e) = m.body {
+                let lists: [Vec<&str>; 5] = [e.rooms, e.users, e.connections, e.except_connections, e.except_users]
+                    .map(|l| l.iter().collect());
+                let again = ClusterMessage {
+                    origin: m.origin,
+                    path: m.path,
+                    body: Body::Emit(EmitBody {
+                        rooms: &lists[0][..], users: &lists[1][..], connections: &lists[2][..],
+                        except_connections: &lists[3][..], except_users: &lists[4][..],
+                        json: e.json, postcard: e.postcard,
+                    }),
+                };
+                let bytes = encoded(&again);
+                let back = decode(&bytes).unwrap();
+                prop_assert_eq!((back.origin, back.path), (m.origin, m.path));
+                let Body::Emit(b) = back.body else { panic!("not an emit") };
+                prop_assert_eq!((strings(b.rooms), b.json, b.postcard), (strings(e.rooms), e.json, e.postcard));
+            }
+        }
+    }
+
+    #[test]
+    fn emits_round_trip(
+        lists in proptest::array::uniform5(proptest::collection::vec(".{0,12}", 0..4)),
+        json in proptest::collection::vec(any::<u8>(), 0..300),
+        node in any::<u64>(), seq in any::<u64>(), multi in any::<bool>(),
+    ) {
+        let mut m = emit(&lists, &json, None);
+        m.origin = Origin { node, seq, multi };
+        let bytes = encoded(&m);
+        let d = decode(&bytes).unwrap();
+        prop_assert_eq!(d.origin, m.origin);
+        let Body::Emit(e) = d.body else { panic!("not an emit") };
+        prop_assert_eq!(strings(e.rooms), lists[0].clone());
+        prop_assert_eq!(strings(e.except_users), lists[4].clone());
+        prop_assert_eq!(e.json, &json[..]);
+    }
+
+    #[test]
+    fn the_window_says_fresh_once_per_sequence_number(seqs in proptest::collection::vec(0u64..3000, 1..400)) {
+        let mut window = SeqWindow::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut top = 0u64;
+        for seq in seqs {
+            let verdict = window.accept(seq);
+            let first = seen.insert(seq);
+            top = top.max(seq);
+            match verdict {
+                Seen::Fresh => prop_assert!(first, "{} fresh twice", seq),
+                Seen::Duplicate => prop_assert!(!first, "{} new but called a duplicate", seq),
+                Seen::Stale => prop_assert!(top - seq >= window::WINDOW),
+            }
+        }
+    }
+}
+
+#[test]
+fn node_tags_survive_in_connection_ids_and_other_ids_have_none() {
+    let id = connection_id(0xdead_beef, [0x11; 16]);
+    assert_eq!(id.as_str(), "ws-deadbeef-1111-4111-9111-111111111111");
+    assert_eq!(node_tag_of(&id), Some(0xdead_beef));
+    for other in ["ws-", "ws-DEADBEEF-x", "ws-deadbee", "conn-deadbeef", "ws-+eadbeef"] {
+        assert_eq!(node_tag_of(other), None, "{other}");
+    }
+}
+
+#[test]
+fn topics_of_different_paths_and_rooms_never_share_a_name() {
+    let a = Topic::Room { path: "/x:r:y", room: "z" }.to_string();
+    let b = Topic::Room { path: "/x", room: "y:r:z" }.to_string();
+    assert_ne!(a, b);
+    assert_ne!(Topic::User { path: "/p", user: "r" }.to_string(), Topic::Room { path: "/p", room: "r" }.to_string());
+    assert_eq!(Topic::User { path: "/p", user: "u" }.to_string(), "rw:2:/p:u:u");
+}
+
+#[derive(Default)]
+struct Log(Vec<String>);
+
+impl RoomWatcher for Log {
+    fn opened(&mut self, room: &RoomId) {
+        self.0.push(format!("+{}", room.as_str()));
+    }
+    fn closed(&mut self, room: &RoomId) {
+        self.0.push(format!("-{}", room.as_str()));
+    }
+}
+
+#[test]
+fn a_watched_table_reports_each_room_opening_and_closing_once() {
+    let mut t = WatchedTable::new(GrowableRoomTable::new(), Log::default());
+    let (a, b) = (RoomId::new("a").unwrap(), RoomId::new("b").unwrap());
+    t.join(MemberId(1), &a).unwrap();
+    t.join(MemberId(1), &a).unwrap();
+    t.join(MemberId(2), &a).unwrap();
+    t.join(MemberId(2), &b).unwrap();
+    assert!(!t.leave(MemberId(3), "a"));
+    t.leave_all(MemberId(1));
+    t.leave_all(MemberId(2));
+    t.join(MemberId(1), &b).unwrap();
+    assert!(t.leave(MemberId(1), "b"));
+    assert_eq!(t.watcher().0, ["+a", "+b", "-a", "-b", "+b", "-b"]);
+    assert_eq!(t.room_count(), 0);
+}
