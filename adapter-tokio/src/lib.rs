@@ -56,6 +56,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod backplane;
 pub mod client;
 mod config;
 mod error;

@@ -10,8 +10,10 @@ use roomwire_core::channel::Channel;
 use roomwire_core::room::TableLimits;
 use tokio::sync::Notify;
 
+use super::cluster::Node;
 use super::endpoint::{ErasedEndpoint, Resolver};
 use super::{ConnectEvent, DisconnectEvent, Endpoint, Handshake, MessageEvent, Server, Shared, Signal, endpoint};
+use crate::backplane::{Backplane, Link};
 
 /// Server-wide limits and deadlines. Every field has a safe default.
 ///
@@ -114,6 +116,9 @@ pub enum BuildError {
     SecureWithoutResolver(&'static str),
     /// An endpoint path does not start with `/`.
     InvalidPath(&'static str),
+    /// A backplane was given but `build` was called outside a tokio
+    /// runtime, where its task cannot start.
+    NoRuntime,
 }
 
 impl fmt::Display for BuildError {
@@ -129,6 +134,7 @@ impl fmt::Display for BuildError {
                 write!(f, "secure WebSocket endpoint {p} has no resolve_user hook (on it or on the server)")
             }
             BuildError::InvalidPath(p) => write!(f, "endpoint path {p:?} does not start with '/'"),
+            BuildError::NoRuntime => f.write_str("a server with a backplane is built inside a tokio runtime"),
         }
     }
 }
@@ -151,7 +157,7 @@ type MessageObserver = Box<dyn for<'a> Fn(&MessageEvent<'a>) + Send + Sync>;
 /// An endpoint waiting for the server's room limits.
 pub(super) struct PendingEndpoint {
     path: &'static str,
-    erase: Box<dyn FnOnce(TableLimits) -> Arc<dyn ErasedEndpoint> + Send>,
+    erase: Box<dyn FnOnce(TableLimits, Arc<Node>) -> Arc<dyn ErasedEndpoint> + Send>,
 }
 
 /// Builds a [`Server`]: endpoints, configuration, server-wide hooks.
@@ -178,6 +184,7 @@ pub struct ServerBuilder {
     pub(super) endpoints: Vec<PendingEndpoint>,
     pub(super) hooks: Hooks,
     pub(super) resolver: Option<Resolver>,
+    pub(super) backplane: Option<Arc<dyn Backplane>>,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -200,7 +207,8 @@ impl ServerBuilder {
         for<'a> C::Out<'a>: Send,
     {
         let path = C::PATH;
-        self.endpoints.push(PendingEndpoint { path, erase: Box::new(move |limits| endpoint.into_erased(limits)) });
+        self.endpoints
+            .push(PendingEndpoint { path, erase: Box::new(move |limits, node| endpoint.into_erased(limits, node)) });
         self
     }
 
@@ -239,11 +247,26 @@ impl ServerBuilder {
         self
     }
 
+    /// Join a cluster: emits, replies and `close_connection` reach the
+    /// connections of every server on the same bus, and this server hears
+    /// only the traffic of rooms and users it holds (see
+    /// [`crate::backplane`]). Building then needs a tokio runtime (the
+    /// backplane runs in its own task until [`Server::shutdown`]).
+    pub fn backplane(mut self, backplane: impl Backplane) -> Self {
+        self.backplane = Some(Arc::new(backplane));
+        self
+    }
+
     /// Check the endpoints and build the server.
     pub fn build(self) -> Result<Server, BuildError> {
         let limits = self.config.rooms;
+        let runtime = match &self.backplane {
+            Some(_) => Some(tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?),
+            None => None,
+        };
+        let node = Node::new(self.backplane.as_ref().map(|_| Link::new()));
         let endpoints: Vec<Arc<dyn ErasedEndpoint>> =
-            self.endpoints.into_iter().map(|pending| (pending.erase)(limits)).collect();
+            self.endpoints.into_iter().map(|pending| (pending.erase)(limits, node.clone())).collect();
         let mut by_path = HashMap::new();
         for (index, endpoint) in endpoints.iter().enumerate() {
             let path = endpoint.path();
@@ -261,21 +284,25 @@ impl ServerBuilder {
                 return Err(BuildError::SecureWithoutResolver(path));
             }
         }
-        Ok(Server {
-            shared: Arc::new(Shared {
-                config: self.config,
-                endpoints,
-                by_path,
-                hooks: self.hooks,
-                resolver: self.resolver,
-                open: AtomicUsize::new(0),
-                handshakes: Mutex::default(),
-                open_by_address: Mutex::default(),
-                answering: AtomicUsize::new(0),
-                tasks: AtomicUsize::new(0),
-                idle: Notify::new(),
-                closing: Signal::default(),
-            }),
-        })
+        let shared = Arc::new(Shared {
+            config: self.config,
+            endpoints,
+            by_path,
+            hooks: self.hooks,
+            resolver: self.resolver,
+            open: AtomicUsize::new(0),
+            handshakes: Mutex::default(),
+            open_by_address: Mutex::default(),
+            answering: AtomicUsize::new(0),
+            tasks: AtomicUsize::new(0),
+            idle: Notify::new(),
+            closing: Signal::default(),
+            node: node.clone(),
+        });
+        node.attach(&shared);
+        if let (Some(backplane), Some(runtime), Some(link)) = (self.backplane, runtime, &node.link) {
+            runtime.spawn(backplane.run(link.clone()));
+        }
+        Ok(Server { shared })
     }
 }

@@ -16,7 +16,6 @@ use roomwire_core::{CloseCode, InsufficientSize, MessageKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, Span, debug, debug_span, trace};
-use uuid::Uuid;
 
 use super::admission::{Admission, Handshake};
 use super::endpoint::{Dispatched, ErasedEndpoint};
@@ -362,7 +361,7 @@ async fn register(
     let shared = server.shared.clone();
     let Admitted { mut session, query, user, room, open } = admitted;
     let format = session.format();
-    let id: Arc<str> = format!("ws-{}", Uuid::new_v4()).into();
+    let id = shared.node.connection_id();
     let user: Option<Arc<str>> = user.map(Into::into);
     let span = Span::current();
     span.record("id", &*id);

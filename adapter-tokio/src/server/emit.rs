@@ -13,7 +13,7 @@ use roomwire_core::room::MemberId;
 use roomwire_core::target::{FrameKey, Target, resolve};
 use roomwire_core::wire::WireFormat;
 use serde::Serialize;
-use tracing::{debug_span, trace};
+use tracing::{debug, debug_span, trace};
 
 use super::registry::ChannelCell;
 
@@ -133,12 +133,13 @@ impl From<EncodeError> for EmitError {
     }
 }
 
-/// A target with borrowed lists: from an [`Emit`] or a reply.
+/// A target with borrowed lists: from an [`Emit`], a reply, or another
+/// node's emit.
 pub(crate) struct Spec<'a, R = String, U = String> {
     pub(crate) rooms: &'a [R],
     pub(crate) users: &'a [U],
-    pub(crate) connections: &'a [String],
-    pub(crate) except_connections: &'a [String],
+    pub(crate) connections: &'a [U],
+    pub(crate) except_connections: &'a [U],
     pub(crate) except_users: &'a [U],
     pub(crate) except_member: Option<MemberId>,
 }
@@ -153,6 +154,22 @@ impl<'a> Spec<'a> {
             except_users: &emit.except_users,
             except_member: None,
         }
+    }
+}
+
+/// The postcard payload of a delivery.
+pub(crate) enum Payloads<'m> {
+    /// Encoded already, or `None`: it has none (postcard recipients are
+    /// skipped).
+    Encoded(Option<&'m [u8]>),
+    /// Encoded only if a postcard recipient shows up.
+    Typed(&'m dyn Fn(&mut Vec<u8>) -> Result<(), EncodeError>),
+}
+
+impl<'m> Payloads<'m> {
+    /// The postcard payload another node sent along, if any.
+    pub(crate) fn remote(postcard: Option<&'m [u8]>) -> Self {
+        Payloads::Encoded(postcard)
     }
 }
 
@@ -177,7 +194,9 @@ fn frame(key: FrameKey<'_>, payload: &[u8]) -> Bytes {
     }
 }
 
-/// Resolve `spec` on `cell`'s connections and queue `message` to each.
+/// Resolve `spec` on `cell`'s connections and queue `message` to each;
+/// with a backplane, publish it to the other nodes too. Returns how many
+/// connections of this node it reached.
 pub(crate) fn deliver<M: Serialize + ?Sized, R: AsRef<str>, U: AsRef<str>>(
     cell: &ChannelCell,
     spec: &Spec<'_, R, U>,
@@ -190,7 +209,7 @@ pub(crate) fn deliver<M: Serialize + ?Sized, R: AsRef<str>, U: AsRef<str>>(
     let _entered = span.enter();
     SCRATCH.with(|scratch| {
         let mut json = scratch.try_borrow_mut().map_or_else(|_| Vec::new(), |mut s| std::mem::take(&mut *s));
-        let result = deliver_with(cell, spec, message, &mut json);
+        let result = encode_and_deliver(cell, spec, message, &mut json);
         json.clear();
         if json.capacity() <= 64 * 1024
             && let Ok(mut s) = scratch.try_borrow_mut()
@@ -201,33 +220,61 @@ pub(crate) fn deliver<M: Serialize + ?Sized, R: AsRef<str>, U: AsRef<str>>(
     })
 }
 
-fn deliver_with<M: Serialize + ?Sized, R: AsRef<str>, U: AsRef<str>>(
+fn encode_and_deliver<M: Serialize + ?Sized, R: AsRef<str>, U: AsRef<str>>(
     cell: &ChannelCell,
     spec: &Spec<'_, R, U>,
     message: &M,
     json: &mut Vec<u8>,
 ) -> Result<usize, EmitError> {
     // Payloads are encoded outside the lock: JSON (Alepha and roomwire JSON
-    // share it) always, postcard if a postcard client is connected. Only a
-    // postcard client that registered in between makes it encode under
-    // the lock.
+    // share it) always, postcard if a postcard client is connected here or
+    // other nodes may have some. Only a postcard client that registered in
+    // between makes it encode under the lock.
     payload::encode_payload_to_vec(WireFormat::Json, message, json)?;
+    let clustered = cell.node.link.is_some();
+    let local_postcard = cell.lock().postcard_members > 0;
     let mut postcard = Vec::new();
-    let postcard_encoded = cell.lock().postcard_members > 0;
-    if postcard_encoded {
-        payload::encode_payload_to_vec(WireFormat::Postcard, message, &mut postcard)?;
+    let has_postcard = (local_postcard || clustered)
+        && match payload::encode_payload_to_vec(WireFormat::Postcard, message, &mut postcard) {
+            Ok(()) => true,
+            Err(e) if local_postcard => return Err(e.into()),
+            Err(_) => false,
+        };
+    let typed = |out: &mut Vec<u8>| payload::encode_payload_to_vec(WireFormat::Postcard, message, out);
+    let payloads = if has_postcard { Payloads::Encoded(Some(&postcard)) } else { Payloads::Typed(&typed) };
+    let count = deliver_encoded(cell, spec, json, payloads)?;
+    if clustered {
+        let except_self = spec.except_member.and_then(|m| cell.lock().slot(m).map(|slot| slot.id.clone()));
+        cell.node.publish(cell.path, spec, except_self.as_deref(), json, has_postcard.then_some(&postcard[..]));
     }
+    Ok(count)
+}
+
+/// Resolve `spec` on `cell`'s connections and queue the payloads, framed
+/// once per (wire format, label), to each.
+pub(crate) fn deliver_encoded<R: AsRef<str>, U: AsRef<str>>(
+    cell: &ChannelCell,
+    spec: &Spec<'_, R, U>,
+    json: &[u8],
+    payloads: Payloads<'_>,
+) -> Result<usize, EmitError> {
     let mut state = cell.lock();
-    if state.postcard_members > 0 && !postcard_encoded {
-        payload::encode_payload_to_vec(WireFormat::Postcard, message, &mut postcard)?;
-    }
-    let map = |ids: &[String]| -> Vec<MemberId> { ids.iter().filter_map(|id| state.member_of(id)).collect() };
+    let mut encoded_here = Vec::new();
+    let postcard: Option<&[u8]> = match payloads {
+        Payloads::Encoded(postcard) => postcard,
+        Payloads::Typed(encode) if state.postcard_members > 0 => {
+            encode(&mut encoded_here)?;
+            Some(&encoded_here)
+        }
+        Payloads::Typed(_) => None,
+    };
+    let map = |ids: &[U]| -> Vec<MemberId> { ids.iter().filter_map(|id| state.member_of(id.as_ref())).collect() };
     let connections = map(spec.connections);
     let except_connections = map(spec.except_connections);
     let named = !(spec.rooms.is_empty() && spec.users.is_empty() && spec.connections.is_empty());
     if named && spec.rooms.is_empty() && spec.users.is_empty() && connections.is_empty() {
-        // Only connections of other endpoints (or closed ones) were named:
-        // nobody here, and certainly not the whole channel.
+        // Only connections of other endpoints or nodes (or closed ones)
+        // were named: nobody here, and certainly not the whole channel.
         return Ok(0);
     }
     let target = Target {
@@ -244,22 +291,30 @@ fn deliver_with<M: Serialize + ?Sized, R: AsRef<str>, U: AsRef<str>>(
     // come grouped by label.
     let mut label_now: Option<Option<&str>> = None;
     let mut frames: [Option<Bytes>; 3] = [None, None, None];
+    let mut skipped = 0usize;
     let count = resolve(&target, table, &view, seen, |member, label| {
         let Some(Some(slot)) = members.get(member.0 as usize) else { return };
         if label_now != Some(label) {
             label_now = Some(label);
             frames = [None, None, None];
         }
-        let (index, payload) = match slot.format {
-            WireFormat::Alepha => (0, json.as_slice()),
-            WireFormat::Json => (1, json.as_slice()),
-            WireFormat::Postcard => (2, postcard.as_slice()),
+        let (index, payload) = match (slot.format, postcard) {
+            (WireFormat::Alepha, _) => (0, json),
+            (WireFormat::Json, _) => (1, json),
+            (WireFormat::Postcard, Some(postcard)) => (2, postcard),
+            (WireFormat::Postcard, None) => {
+                skipped += 1;
+                return;
+            }
         };
         if let Some(cached) = frames.get_mut(index) {
             let frame = cached.get_or_insert_with(|| frame(FrameKey { format: slot.format, label }, payload));
             slot.outbox.push(frame.clone());
         }
     });
-    trace!(recipients = count, "emitted");
-    Ok(count)
+    if skipped > 0 {
+        debug!(skipped, "no postcard encoding of this message: postcard recipients skipped");
+    }
+    trace!(recipients = count - skipped, "emitted");
+    Ok(count - skipped)
 }

@@ -15,6 +15,7 @@ use roomwire_core::session::ServerSession;
 
 use super::Server;
 use super::admission::{Admission, Handshake};
+use super::cluster::Node;
 use super::context::Context;
 use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, Registered};
 
@@ -307,11 +308,11 @@ where
         self
     }
 
-    pub(crate) fn into_erased(self, limits: TableLimits) -> Arc<dyn ErasedEndpoint> {
+    pub(crate) fn into_erased(self, limits: TableLimits, node: Arc<Node>) -> Arc<dyn ErasedEndpoint> {
         Arc::new(Typed::<C> {
             handler: self.handler,
             policy: self.policy,
-            cell: Arc::new(ChannelCell::new(C::PATH, limits)),
+            cell: Arc::new(ChannelCell::new(C::PATH, limits, node)),
         })
     }
 }

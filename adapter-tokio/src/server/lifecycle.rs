@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) idle: Notify,
     /// Shutdown started: stop accepting, close everything with 1001.
     pub(crate) closing: Signal,
+    /// This server as a node of its cluster (alone without a backplane).
+    pub(crate) node: Arc<super::cluster::Node>,
 }
 
 impl Shared {

@@ -118,6 +118,7 @@ mod admission;
 #[cfg(feature = "axum")]
 mod axum;
 mod builder;
+mod cluster;
 mod conn;
 mod context;
 mod emit;
@@ -180,6 +181,7 @@ impl Server {
             endpoints: Vec::new(),
             hooks: Hooks::default(),
             resolver: None,
+            backplane: None,
         }
     }
 
@@ -259,6 +261,10 @@ impl Server {
     /// bytes; longer is cut at a character boundary). Returns false if no
     /// such connection is open. The connection leaves its rooms when the
     /// closing handshake ends.
+    ///
+    /// With a backplane, a connection of another node (its id carries that
+    /// node's tag) is closed by that node: true then means the request was
+    /// published, on every endpoint's behalf.
     pub fn close_connection(&self, id: &str, code: CloseCode, reason: &str) -> bool {
         for endpoint in &self.shared.endpoints {
             if let Some(outbox) = endpoint.cell().lock().outbox_of(id) {
@@ -266,8 +272,21 @@ impl Server {
                 return true;
             }
         }
+        let node = &self.shared.node;
+        let mut published = false;
+        for endpoint in &self.shared.endpoints {
+            published |= node.close_remote(endpoint.path(), id, code, reason);
+        }
+        if published {
+            return true;
+        }
         warn!(connection = id, "close_connection: no such connection");
         false
+    }
+
+    /// The backplane's state and counters; `None` without a backplane.
+    pub fn backplane_stats(&self) -> Option<crate::backplane::BackplaneStats> {
+        self.shared.node.link.as_ref().map(crate::backplane::Link::stats)
     }
 
     /// Whether [`shutdown`](Self::shutdown) has started.
@@ -288,14 +307,17 @@ impl Server {
         for endpoint in &shared.endpoints {
             endpoint.cell().lock().for_each_outbox(|outbox| outbox.request_close(shutdown.code, shutdown.reason));
         }
-        if tokio::time::timeout(shared.config.shutdown_timeout, self.tasks_done()).await.is_ok() {
-            return;
+        if tokio::time::timeout(shared.config.shutdown_timeout, self.tasks_done()).await.is_err() {
+            debug!("shutdown timeout: dropping the remaining connections");
+            for endpoint in &shared.endpoints {
+                endpoint.cell().lock().for_each_outbox(|outbox| outbox.abort());
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks_done()).await;
         }
-        debug!("shutdown timeout: dropping the remaining connections");
-        for endpoint in &shared.endpoints {
-            endpoint.cell().lock().for_each_outbox(|outbox| outbox.abort());
+        // The backplane's task ends.
+        if let Some(link) = &shared.node.link {
+            link.close();
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks_done()).await;
     }
 
     async fn tasks_done(&self) {

@@ -6,17 +6,20 @@ use std::hash::RandomState;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use roomwire_core::CloseCode;
+use roomwire_core::cluster::WatchedTable;
 use roomwire_core::room::{GrowableRoomTable, MemberId, RoomTable, TableAccess, TableLimits};
 use roomwire_core::session::ServerSession;
 use roomwire_core::target::{Directory, SeenVec};
 use roomwire_core::wire::WireFormat;
 
 use super::Server;
+use super::cluster::{Node, RoomInterest};
 use super::outbox::Outbox;
 
 /// An endpoint's room table. Clients choose room names, so it hashes with
-/// `RandomState` (SipHash, randomly keyed) against hash flooding.
-pub(crate) type Table = GrowableRoomTable<RandomState>;
+/// `RandomState` (SipHash, randomly keyed) against hash flooding. Rooms
+/// opening and closing tell the backplane which room topics to hear.
+pub(crate) type Table = WatchedTable<GrowableRoomTable<RandomState>, RoomInterest>;
 
 /// An open connection, as the server's lookups report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +184,11 @@ impl ChannelState {
             }
         };
         if let Some(user) = &user {
-            self.users.entry(user.clone()).or_default().push(member);
+            let connections = self.users.entry(user.clone()).or_default();
+            if connections.is_empty() {
+                self.table.watcher().user(user, true);
+            }
+            connections.push(member);
         }
         self.by_id.insert(id.clone(), member);
         if format == WireFormat::Postcard {
@@ -210,6 +217,7 @@ impl ChannelState {
             list.retain(|&m| m != member);
             if list.is_empty() {
                 self.users.remove(user);
+                self.table.watcher().user(user, false);
             }
         }
         if slot.format == WireFormat::Postcard {
@@ -229,7 +237,7 @@ impl ChannelState {
             self.free.push(member.0);
         }
         if self.by_id.is_empty() {
-            self.table.shrink_to_fit();
+            self.table.table_mut().shrink_to_fit();
             self.members.shrink_to_fit();
             self.free.shrink_to_fit();
         }
@@ -277,15 +285,22 @@ impl Directory for View<'_> {
 /// An endpoint's shared state.
 pub(crate) struct ChannelCell {
     pub(crate) path: &'static str,
+    /// This server as a node of its cluster.
+    pub(crate) node: Arc<Node>,
     state: Mutex<ChannelState>,
 }
 
 impl ChannelCell {
-    pub(crate) fn new(path: &'static str, limits: TableLimits) -> Self {
+    pub(crate) fn new(path: &'static str, limits: TableLimits, node: Arc<Node>) -> Self {
+        let interest = RoomInterest { link: node.link.clone().map(|link| (link, path)) };
         Self {
             path,
+            node,
             state: Mutex::new(ChannelState {
-                table: GrowableRoomTable::with_limits_and_hasher(limits, RandomState::new()),
+                table: WatchedTable::new(
+                    GrowableRoomTable::with_limits_and_hasher(limits, RandomState::new()),
+                    interest,
+                ),
                 members: Vec::new(),
                 free: Vec::new(),
                 by_id: HashMap::default(),

@@ -1,0 +1,319 @@
+//! What a server and its backplane share: the messages to publish, the
+//! topics to hear, the delivery of what is heard, and the counters.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::server::Signal;
+
+/// At most this many bytes wait to be published; beyond it, messages are
+/// dropped and counted (a bus slower than the emits cannot grow memory).
+const MAX_PENDING_BYTES: usize = 64 << 20;
+
+/// One message to publish on each of its topics.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    /// The topics, in order.
+    pub topics: Vec<String>,
+    /// The message (a [`roomwire_core::cluster`] message).
+    pub bytes: Bytes,
+}
+
+/// A backplane's counters and state, as [`Server::backplane_stats`](crate::Server::backplane_stats)
+/// reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackplaneStats {
+    /// Whether the backplane is connected to its bus.
+    pub connected: bool,
+    /// Times it connected again after losing the bus.
+    pub reconnects: u64,
+    /// Messages published (each counted once, whatever its topics).
+    pub published: u64,
+    /// Messages not published: the bus was disconnected or too slow, or a
+    /// publish failed.
+    pub publish_dropped: u64,
+    /// Messages received from other nodes and delivered.
+    pub received: u64,
+    /// Messages received again on a second topic, and dropped.
+    pub duplicates: u64,
+    /// Messages dropped because they arrived too late to be told apart
+    /// from duplicates, or the node could not track their origin.
+    pub stale: u64,
+    /// Messages on the bus that were not cluster messages of this version.
+    pub invalid: u64,
+    /// Topics currently wanted.
+    pub subscriptions: usize,
+}
+
+type Receiver = Box<dyn Fn(&str, &[u8]) + Send + Sync>;
+
+#[derive(Default)]
+struct Pending {
+    queue: VecDeque<Publish>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Interest {
+    wanted: HashSet<String>,
+    /// Changes not yet taken by the backplane: `true` subscribe.
+    changes: HashMap<String, bool>,
+}
+
+#[derive(Default)]
+struct Counters {
+    reconnects: AtomicU64,
+    published: AtomicU64,
+    publish_dropped: AtomicU64,
+    received: AtomicU64,
+    duplicates: AtomicU64,
+    stale: AtomicU64,
+    invalid: AtomicU64,
+}
+
+struct Inner {
+    pending: Mutex<Pending>,
+    pending_ready: Notify,
+    interest: Mutex<Interest>,
+    interest_ready: Notify,
+    receiver: OnceLock<Receiver>,
+    connected: AtomicBool,
+    ever_connected: AtomicBool,
+    counters: Counters,
+    closed: Signal,
+}
+
+/// The two-way link between a server and its [`Backplane`](super::Backplane).
+///
+/// Cloning is cheap; every clone is the same link.
+#[derive(Clone)]
+pub struct Link {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link").field("stats", &self.stats()).finish()
+    }
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Link {
+    /// A link with nothing pending, not connected.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pending: Mutex::default(),
+                pending_ready: Notify::new(),
+                interest: Mutex::default(),
+                interest_ready: Notify::new(),
+                receiver: OnceLock::new(),
+                connected: AtomicBool::new(false),
+                ever_connected: AtomicBool::new(false),
+                counters: Counters::default(),
+                closed: Signal::default(),
+            }),
+        }
+    }
+
+    // The backplane's side.
+
+    /// Wait for messages to publish and take up to `max` of them, oldest
+    /// first. Empty once the link is closed.
+    pub async fn next_publishes(&self, max: usize) -> Vec<Publish> {
+        loop {
+            let ready = self.inner.pending_ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            let taken = self.take_publishes(max);
+            if !taken.is_empty() || self.is_closed() {
+                return taken;
+            }
+            tokio::select! {
+                () = ready => {}
+                () = self.inner.closed.wait() => {}
+            }
+        }
+    }
+
+    /// Take up to `max` messages to publish without waiting.
+    pub fn take_publishes(&self, max: usize) -> Vec<Publish> {
+        let mut pending = lock(&self.inner.pending);
+        let n = max.min(pending.queue.len());
+        let taken: Vec<Publish> = pending.queue.drain(..n).collect();
+        pending.bytes -= taken.iter().map(|p| p.bytes.len()).sum::<usize>();
+        taken
+    }
+
+    /// Count `n` messages taken but not published (the bus failed them).
+    pub fn publish_failed(&self, n: usize) {
+        self.inner.counters.publish_dropped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Count `n` messages published.
+    pub fn published(&self, n: usize) {
+        self.inner.counters.published.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Every topic the server wants to hear now (to subscribe again after
+    /// a reconnect). Takes the pending changes too: they are in it.
+    pub fn interest(&self) -> Vec<String> {
+        let mut interest = lock(&self.inner.interest);
+        interest.changes.clear();
+        interest.wanted.iter().cloned().collect()
+    }
+
+    /// Wait until the wanted topics change (or the link closes), then take
+    /// the changes: `(subscribe, unsubscribe)`.
+    pub async fn interest_changes(&self) -> (Vec<String>, Vec<String>) {
+        loop {
+            let ready = self.inner.interest_ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            let changes = self.take_interest_changes();
+            if !changes.0.is_empty() || !changes.1.is_empty() || self.is_closed() {
+                return changes;
+            }
+            tokio::select! {
+                () = ready => {}
+                () = self.inner.closed.wait() => {}
+            }
+        }
+    }
+
+    /// Take the changes to the wanted topics without waiting.
+    pub fn take_interest_changes(&self) -> (Vec<String>, Vec<String>) {
+        let mut interest = lock(&self.inner.interest);
+        let mut subscribe = Vec::new();
+        let mut unsubscribe = Vec::new();
+        for (topic, wanted) in interest.changes.drain() {
+            if wanted { subscribe.push(topic) } else { unsubscribe.push(topic) }
+        }
+        (subscribe, unsubscribe)
+    }
+
+    /// Hand a message received on `topic` to the server.
+    pub fn receive(&self, topic: &str, bytes: &[u8]) {
+        if let Some(receiver) = self.inner.receiver.get() {
+            receiver(topic, bytes);
+        }
+    }
+
+    /// Say whether the bus is reachable. While it is not, messages to
+    /// publish are dropped (and counted) instead of queued.
+    pub fn set_connected(&self, connected: bool) {
+        let was = self.inner.connected.swap(connected, Ordering::SeqCst);
+        if was == connected {
+            return;
+        }
+        if connected {
+            if self.inner.ever_connected.swap(true, Ordering::SeqCst) {
+                self.inner.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                info!("backplane connected again");
+            } else {
+                info!("backplane connected");
+            }
+        } else {
+            warn!("backplane disconnected: cross-node messages are dropped until it is back");
+            // What waits would reach other nodes late or never: drop it.
+            let dropped = self.take_publishes(usize::MAX).len();
+            self.publish_failed(dropped);
+        }
+    }
+
+    /// Whether the server has shut down.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_set()
+    }
+
+    /// Resolves once the server has shut down.
+    pub async fn closed(&self) {
+        self.inner.closed.wait().await;
+    }
+
+    /// The counters and state.
+    pub fn stats(&self) -> BackplaneStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        BackplaneStats {
+            connected: self.inner.connected.load(Ordering::SeqCst),
+            reconnects: get(&c.reconnects),
+            published: get(&c.published),
+            publish_dropped: get(&c.publish_dropped),
+            received: get(&c.received),
+            duplicates: get(&c.duplicates),
+            stale: get(&c.stale),
+            invalid: get(&c.invalid),
+            subscriptions: lock(&self.inner.interest).wanted.len(),
+        }
+    }
+
+    // The server's side.
+
+    pub(crate) fn publish(&self, topics: Vec<String>, bytes: Bytes) {
+        if bytes.is_empty() || !self.inner.connected.load(Ordering::SeqCst) {
+            self.publish_failed(1);
+            return;
+        }
+        let mut pending = lock(&self.inner.pending);
+        if pending.bytes + bytes.len() > MAX_PENDING_BYTES {
+            drop(pending);
+            self.publish_failed(1);
+            return;
+        }
+        pending.bytes += bytes.len();
+        pending.queue.push_back(Publish { topics, bytes });
+        drop(pending);
+        self.inner.pending_ready.notify_one();
+    }
+
+    pub(crate) fn want(&self, topic: String, wanted: bool) {
+        let mut interest = lock(&self.inner.interest);
+        let changed = if wanted { interest.wanted.insert(topic.clone()) } else { interest.wanted.remove(&topic) };
+        if changed {
+            interest.changes.insert(topic, wanted);
+            drop(interest);
+            self.inner.interest_ready.notify_one();
+        }
+    }
+
+    pub(crate) fn set_receiver(&self, receiver: impl Fn(&str, &[u8]) + Send + Sync + 'static) {
+        let _ = self.inner.receiver.set(Box::new(receiver));
+    }
+
+    pub(crate) fn close(&self) {
+        self.inner.closed.set();
+    }
+
+    pub(crate) fn count_received(&self) {
+        self.inner.counters.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_duplicate(&self) {
+        self.inner.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_stale(&self) {
+        self.inner.counters.stale.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_invalid(&self) {
+        self.inner.counters.invalid.fetch_add(1, Ordering::Relaxed);
+    }
+}

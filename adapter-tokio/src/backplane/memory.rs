@@ -1,0 +1,153 @@
+//! Servers of one process joined into a cluster, without a network.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{Backplane, Link};
+use crate::server::BoxFuture;
+
+/// A bus in memory: every [`MemoryBackplane`] of one bus hears what the
+/// others publish on the topics it subscribes to, in publish order.
+///
+/// ```
+/// use roomwire_tokio::backplane::MemoryBus;
+/// use roomwire_tokio::server::Server;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let bus = MemoryBus::new();
+/// let a = Server::builder().backplane(bus.backplane()).build().unwrap();
+/// let b = Server::builder().backplane(bus.backplane()).build().unwrap();
+/// # let _ = (a, b);
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryBus {
+    nodes: Arc<Mutex<Nodes>>,
+}
+
+#[derive(Default)]
+struct Nodes {
+    next: usize,
+    links: HashMap<usize, Link>,
+    topics: HashMap<String, HashSet<usize>>,
+    /// Nodes cut off the bus (a partition, in tests).
+    cut: HashSet<usize>,
+}
+
+impl std::fmt::Debug for MemoryBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBus").field("nodes", &self.lock().links.len()).finish()
+    }
+}
+
+impl MemoryBus {
+    /// An empty bus.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Nodes> {
+        self.nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A backplane for one more server on this bus.
+    pub fn backplane(&self) -> MemoryBackplane {
+        let mut nodes = self.lock();
+        let id = nodes.next;
+        nodes.next += 1;
+        MemoryBackplane { bus: self.clone(), id }
+    }
+
+    /// How many nodes hear `topic`.
+    pub fn subscribers(&self, topic: &str) -> usize {
+        self.lock().topics.get(topic).map_or(0, HashSet::len)
+    }
+
+    /// Cut `backplane`'s node off the bus (or join it again): while cut, it
+    /// is disconnected, hears nothing and publishes nothing.
+    pub fn set_cut(&self, backplane: &MemoryBackplane, cut: bool) {
+        let link = {
+            let mut nodes = self.lock();
+            if cut {
+                nodes.cut.insert(backplane.id);
+            } else {
+                nodes.cut.remove(&backplane.id);
+            }
+            nodes.links.get(&backplane.id).cloned()
+        };
+        if let Some(link) = link {
+            link.set_connected(!cut);
+        }
+    }
+
+    fn deliver(&self, from: usize, topic: &str, bytes: &[u8]) -> bool {
+        let links: Vec<Link> = {
+            let nodes = self.lock();
+            if nodes.cut.contains(&from) {
+                return false;
+            }
+            let Some(ids) = nodes.topics.get(topic) else { return true };
+            ids.iter().filter(|id| !nodes.cut.contains(id)).filter_map(|id| nodes.links.get(id).cloned()).collect()
+        };
+        for link in links {
+            link.receive(topic, bytes);
+        }
+        true
+    }
+}
+
+/// One server's place on a [`MemoryBus`].
+#[derive(Debug, Clone)]
+pub struct MemoryBackplane {
+    bus: MemoryBus,
+    id: usize,
+}
+
+impl MemoryBackplane {
+    fn apply(&self, subscribe: Vec<String>, unsubscribe: Vec<String>) {
+        let mut nodes = self.bus.lock();
+        for topic in subscribe {
+            nodes.topics.entry(topic).or_default().insert(self.id);
+        }
+        for topic in unsubscribe {
+            if let Some(ids) = nodes.topics.get_mut(&topic) {
+                ids.remove(&self.id);
+                if ids.is_empty() {
+                    nodes.topics.remove(&topic);
+                }
+            }
+        }
+    }
+}
+
+impl Backplane for MemoryBackplane {
+    fn run(self: Arc<Self>, link: Link) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            {
+                let mut nodes = self.bus.lock();
+                nodes.links.insert(self.id, link.clone());
+            }
+            self.apply(link.interest(), Vec::new());
+            let cut = self.bus.lock().cut.contains(&self.id);
+            link.set_connected(!cut);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = link.closed() => break,
+                    (subscribe, unsubscribe) = link.interest_changes() => self.apply(subscribe, unsubscribe),
+                    publishes = link.next_publishes(256) => {
+                        for publish in publishes {
+                            let sent = publish.topics.iter().all(|topic| self.bus.deliver(self.id, topic, &publish.bytes));
+                            if sent { link.published(1) } else { link.publish_failed(1) }
+                        }
+                    }
+                }
+            }
+            let mut nodes = self.bus.lock();
+            nodes.links.remove(&self.id);
+            for ids in nodes.topics.values_mut() {
+                ids.remove(&self.id);
+            }
+            nodes.topics.retain(|_, ids| !ids.is_empty());
+        })
+    }
+}

@@ -1,0 +1,49 @@
+//! Rooms across many servers: the message bus between the nodes of a
+//! cluster.
+//!
+//! A [`Server`](crate::Server) built with a [`Backplane`]
+//! ([`ServerBuilder::backplane`](crate::server::ServerBuilder::backplane))
+//! keeps its whole API; its emits, replies and `close_connection` reach
+//! the connections of every node. What crosses the bus, and which node
+//! hears what, is decided by [`roomwire_core::cluster`]: a node subscribes
+//! to a room's topic only while it has members in that room, to a user's
+//! topic while it holds a connection of that user, to its channels' topics
+//! and to its own node topic; an emit is encoded once and published on the
+//! topics of its target.
+//!
+//! A backplane implementation only moves bytes: it takes what to publish
+//! and what to (un)subscribe from its [`Link`], hands what it receives back
+//! to the link, and says whether it is connected. [`MemoryBus`] connects
+//! servers in one process (tests); the `roomwire-redis` crate connects them
+//! over Redis.
+//!
+//! # Delivery
+//!
+//! Each node delivers its own emits to its own connections at once,
+//! whatever the bus does, and other nodes' emits as the bus brings them.
+//! While a backplane is disconnected, what would cross it is dropped and
+//! counted ([`BackplaneStats::publish_dropped`]), never queued for later
+//! and never duplicated.
+
+mod link;
+mod memory;
+
+pub use link::{BackplaneStats, Link, Publish};
+pub use memory::{MemoryBackplane, MemoryBus};
+
+use std::sync::Arc;
+
+use crate::server::BoxFuture;
+
+/// A message bus between the nodes of a cluster.
+///
+/// `run` is spawned once, when the server is built, and should return
+/// when [`Link::closed`] resolves (the server shut down). It publishes
+/// what [`Link::next_publishes`] yields, keeps the subscriptions
+/// [`Link::interest`] names (again after every reconnect), hands every
+/// received message to [`Link::receive`], and reports its state with
+/// [`Link::set_connected`].
+pub trait Backplane: Send + Sync + 'static {
+    /// Move bytes between `link` and the bus until the link closes.
+    fn run(self: Arc<Self>, link: Link) -> BoxFuture<'static, ()>;
+}

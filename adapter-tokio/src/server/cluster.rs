@@ -1,0 +1,271 @@
+//! This server as a node of a cluster: its identity, what it publishes for
+//! an emit, and what it does with what other nodes publish. Every rule
+//! (message bytes, topics, deduplication) is the core's
+//! ([`roomwire_core::cluster`]); this moves bytes between the endpoints and
+//! the [`Link`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use roomwire_core::CloseCode;
+use roomwire_core::cluster::{self, Body, ClusterMessage, EmitBody, Origin, RoomWatcher, Seen, SeqWindow, Topic};
+use roomwire_core::room::RoomId;
+use tracing::{debug, trace};
+
+use super::emit::{self, Payloads, Spec};
+use super::lifecycle::Shared;
+use crate::backplane::Link;
+
+/// Origins tracked for deduplication at most; one silent for a minute is
+/// forgotten first.
+const MAX_ORIGINS: usize = 4096;
+const ORIGIN_IDLE: Duration = Duration::from_secs(60);
+
+/// This node: its id, the tag in its connection ids, its link if any.
+pub(crate) struct Node {
+    pub(crate) id: u64,
+    pub(crate) tag: u32,
+    seq: AtomicU64,
+    pub(crate) link: Option<Link>,
+    windows: Mutex<HashMap<u64, (SeqWindow, Instant)>>,
+    server: OnceLock<Weak<Shared>>,
+}
+
+impl Node {
+    pub(crate) fn new(link: Option<Link>) -> Arc<Self> {
+        let mut random = [0u8; 8];
+        let _ = getrandom::fill(&mut random);
+        let id = u64::from_le_bytes(random);
+        Arc::new(Self {
+            id,
+            tag: (id >> 32) as u32,
+            seq: AtomicU64::new(1),
+            link,
+            windows: Mutex::default(),
+            server: OnceLock::new(),
+        })
+    }
+
+    /// Start hearing this node's topics and handing what it hears to
+    /// `shared`'s endpoints.
+    pub(crate) fn attach(self: &Arc<Self>, shared: &Arc<Shared>) {
+        let Some(link) = &self.link else { return };
+        let _ = self.server.set(Arc::downgrade(shared));
+        link.want(Topic::Node { tag: self.tag }.to_string(), true);
+        for endpoint in &shared.endpoints {
+            link.want(Topic::Channel { path: endpoint.path() }.to_string(), true);
+        }
+        let node = Arc::downgrade(self);
+        link.set_receiver(move |topic, bytes| {
+            if let Some(node) = node.upgrade() {
+                node.receive(topic, bytes);
+            }
+        });
+    }
+
+    /// A fresh connection id carrying this node's tag.
+    pub(crate) fn connection_id(&self) -> Arc<str> {
+        let mut random = [0u8; 16];
+        if getrandom::fill(&mut random).is_err() {
+            random = *uuid::Uuid::new_v4().as_bytes();
+        }
+        cluster::connection_id(self.tag, random).as_str().into()
+    }
+
+    /// Publish an emit that this node has delivered to its own connections
+    /// to the nodes that may hold others.
+    pub(crate) fn publish<R: AsRef<str>, U: AsRef<str>>(
+        &self,
+        path: &'static str,
+        spec: &Spec<'_, R, U>,
+        except_self: Option<&str>,
+        json: &[u8],
+        postcard: Option<&[u8]>,
+    ) {
+        let Some(link) = &self.link else { return };
+        let mut topics: Vec<String> = Vec::new();
+        let channel_wide = spec.rooms.is_empty() && spec.users.is_empty() && spec.connections.is_empty();
+        if channel_wide {
+            topics.push(Topic::Channel { path }.to_string());
+        }
+        topics.extend(spec.rooms.iter().map(|room| Topic::Room { path, room: room.as_ref() }.to_string()));
+        topics.extend(spec.users.iter().map(|user| Topic::User { path, user: user.as_ref() }.to_string()));
+        let mut tags: Vec<u32> = Vec::new();
+        let mut untagged = false;
+        for id in spec.connections {
+            match cluster::node_tag_of(id.as_ref()) {
+                Some(tag) if tag == self.tag => {}
+                Some(tag) if !tags.contains(&tag) => tags.push(tag),
+                Some(_) => {}
+                None => untagged = true,
+            }
+        }
+        topics.extend(tags.into_iter().map(|tag| Topic::Node { tag }.to_string()));
+        if untagged && !channel_wide {
+            // An id no node minted as ours: every node looks.
+            topics.push(Topic::Channel { path }.to_string());
+        }
+        if topics.is_empty() {
+            return;
+        }
+        fn to_str<U: AsRef<str>>(list: &[U]) -> Vec<&str> {
+            list.iter().map(AsRef::as_ref).collect()
+        }
+        let rooms: Vec<&str> = spec.rooms.iter().map(AsRef::as_ref).collect();
+        let users = to_str(spec.users);
+        let connections = to_str(spec.connections);
+        let mut except_connections = to_str(spec.except_connections);
+        except_connections.extend(except_self);
+        let except_users = to_str(spec.except_users);
+        let multi = topics.len() > 1;
+        let message = ClusterMessage {
+            origin: Origin {
+                node: self.id,
+                seq: if multi { self.seq.fetch_add(1, Ordering::Relaxed) } else { 0 },
+                multi,
+            },
+            path,
+            body: Body::Emit(EmitBody {
+                rooms: &rooms[..],
+                users: &users[..],
+                connections: &connections[..],
+                except_connections: &except_connections[..],
+                except_users: &except_users[..],
+                json,
+                postcard,
+            }),
+        };
+        link.publish(topics, encode(&message));
+    }
+
+    /// Ask the node holding connection `id` to close it. False if no
+    /// node's tag is in the id, or it is this node's, or there is no bus.
+    pub(crate) fn close_remote(&self, path: &'static str, id: &str, code: CloseCode, reason: &str) -> bool {
+        let Some(link) = &self.link else { return false };
+        let Some(tag) = cluster::node_tag_of(id).filter(|&tag| tag != self.tag) else { return false };
+        let message: ClusterMessage<'_, &[&str]> = ClusterMessage {
+            origin: Origin { node: self.id, seq: 0, multi: false },
+            path,
+            body: Body::Close { connection: id, code: code.into(), reason },
+        };
+        link.publish(vec![Topic::Node { tag }.to_string()], encode(&message));
+        true
+    }
+
+    fn receive<'a>(&self, topic: &str, bytes: &'a [u8]) {
+        let Some(link) = &self.link else { return };
+        let message = match cluster::decode(bytes) {
+            Ok(message) => message,
+            Err(error) => {
+                debug!(topic, %error, "not a cluster message");
+                link.count_invalid();
+                return;
+            }
+        };
+        if message.origin.node == self.id {
+            // Delivered here when it was published.
+            return;
+        }
+        if message.origin.multi {
+            match self.seen(message.origin) {
+                Seen::Fresh => {}
+                Seen::Duplicate => return link.count_duplicate(),
+                Seen::Stale => return link.count_stale(),
+            }
+        }
+        let Some(shared) = self.server.get().and_then(Weak::upgrade) else { return };
+        let Some(endpoint) = shared.endpoint(message.path) else {
+            trace!(path = message.path, "cluster message for a channel not served here");
+            return;
+        };
+        match message.body {
+            Body::Emit(e) => {
+                let list = |l: cluster::StrList<'a>| -> Vec<&'a str> { l.iter().collect() };
+                let (rooms, users, connections) = (list(e.rooms), list(e.users), list(e.connections));
+                let (except_connections, except_users) = (list(e.except_connections), list(e.except_users));
+                // Only room ids this node could hold are looked up.
+                let rooms: Vec<&str> = rooms.into_iter().filter(|r| RoomId::new(r).is_ok()).collect();
+                let spec = Spec {
+                    rooms: &rooms,
+                    users: &users,
+                    connections: &connections,
+                    except_connections: &except_connections,
+                    except_users: &except_users,
+                    except_member: None,
+                };
+                match emit::deliver_encoded(endpoint.cell(), &spec, e.json, Payloads::remote(e.postcard)) {
+                    Ok(reached) => trace!(topic, reached, "delivered from another node"),
+                    Err(error) => debug!(topic, %error, "not delivered from another node"),
+                }
+                link.count_received();
+            }
+            Body::Close { connection, code, reason } => {
+                let code = CloseCode::from(code);
+                if !code.is_valid_on_wire() {
+                    link.count_invalid();
+                    return;
+                }
+                if let Some(outbox) = endpoint.cell().lock().outbox_of(connection) {
+                    outbox.request_close(code, reason);
+                }
+                link.count_received();
+            }
+        }
+    }
+
+    fn seen(&self, origin: Origin) -> Seen {
+        let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        if !windows.contains_key(&origin.node) && windows.len() >= MAX_ORIGINS {
+            windows.retain(|_, (_, last)| now.duration_since(*last) < ORIGIN_IDLE);
+            if windows.len() >= MAX_ORIGINS {
+                return Seen::Stale;
+            }
+        }
+        let (window, last) = windows.entry(origin.node).or_insert_with(|| (SeqWindow::new(), now));
+        *last = now;
+        window.accept(origin.seq)
+    }
+}
+
+fn encode<S: AsRef<str>>(message: &ClusterMessage<'_, &[S]>) -> Bytes {
+    let mut bytes = vec![0u8; cluster::encoded_len(message)];
+    match cluster::encode(message, &mut bytes) {
+        Ok(n) => bytes.truncate(n),
+        // encoded_len is exact; an over-long list (4 GiB) cannot be sent.
+        Err(_) => bytes.clear(),
+    }
+    Bytes::from(bytes)
+}
+
+/// Tells the link which room topics this node wants, as rooms of an
+/// endpoint open and close.
+#[derive(Default)]
+pub(crate) struct RoomInterest {
+    pub(crate) link: Option<(Link, &'static str)>,
+}
+
+impl RoomInterest {
+    pub(crate) fn user(&self, user: &str, wanted: bool) {
+        if let Some((link, path)) = &self.link {
+            link.want(Topic::User { path, user }.to_string(), wanted);
+        }
+    }
+}
+
+impl RoomWatcher for RoomInterest {
+    fn opened(&mut self, room: &RoomId) {
+        if let Some((link, path)) = &self.link {
+            link.want(Topic::Room { path, room: room.as_str() }.to_string(), true);
+        }
+    }
+
+    fn closed(&mut self, room: &RoomId) {
+        if let Some((link, path)) = &self.link {
+            link.want(Topic::Room { path, room: room.as_str() }.to_string(), false);
+        }
+    }
+}

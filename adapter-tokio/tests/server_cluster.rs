@@ -1,0 +1,191 @@
+//! Servers joined by a backplane keep the whole emit API across nodes:
+//! rooms, users, connections, exclusions, the whole channel, close, in
+//! order and exactly once; a node hears only the rooms it has members in;
+//! a node cut off the bus goes on serving its own connections. Over the
+//! in-memory bus (the Redis backplane runs the same tests against a real
+//! redis-server in the `tests` crate).
+
+mod server_support;
+
+use std::time::Duration;
+
+use roomwire_tokio::CloseCode;
+use roomwire_tokio::backplane::{MemoryBackplane, MemoryBus};
+use roomwire_tokio::roomwire_core::cluster::Topic;
+use roomwire_tokio::server::Emit;
+use serde_json::json;
+use server_support::*;
+
+async fn node(bus: &MemoryBus) -> (Harness, MemoryBackplane) {
+    let backplane = bus.backplane();
+    let given = backplane.clone();
+    (harness_with(move |b| b.backplane(given), |e| e).await, backplane)
+}
+
+/// Wait until `n` nodes hear `topic`.
+async fn heard_by(bus: &MemoryBus, topic: Topic<'_>, n: usize) {
+    let name = topic.to_string();
+    tokio::time::timeout(LIMIT, async {
+        while bus.subscribers(&name) != n {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name} heard by {} nodes, not {n}", bus.subscribers(&name)));
+}
+
+fn room(room: &str) -> Topic<'_> {
+    Topic::Room { path: "/ws/chat", room }
+}
+
+fn system(message: &str) -> ChatIn {
+    ChatIn::System { message: message.into() }
+}
+
+#[tokio::test]
+async fn a_reply_reaches_the_rooms_members_on_the_other_node_once() {
+    let bus = MemoryBus::new();
+    let (mut a, _) = node(&bus).await;
+    let (mut b, _) = node(&bus).await;
+    let (mut ca, ea) = a.connect("/ws/chat?roomId=room-1").await;
+    let (mut cb, eb) = b.connect("/ws/chat?roomId=room-1").await;
+    heard_by(&bus, room("room-1"), 2).await;
+    say(&mut ca, "room-1", "hello").await;
+    assert_eq!(
+        recv_json(&mut cb).await,
+        json!({"type": "append", "content": "hello", "username": ea.connection_id, "__alephaRoom": "room-1"})
+    );
+    // Except self held across nodes too: the sender got nothing.
+    a.mark(&ea.connection_id, "after");
+    expect_marker(&mut ca, "after").await;
+    // A server emit on b reaches a's member and b's, once each.
+    assert_eq!(b.server.emit::<Chat>(&Emit::to_room("room-1"), &system("both")).unwrap(), 1);
+    let labelled = json!({"type": "system", "message": "both", "__alephaRoom": "room-1"});
+    assert_eq!(recv_json(&mut ca).await, labelled);
+    assert_eq!(recv_json(&mut cb).await, labelled);
+    // Nothing more: a fence from a, through the bus, comes next on b.
+    a.server.emit::<Chat>(&Emit::to_connection(eb.connection_id.clone()), &system("fence")).unwrap();
+    expect_marker(&mut cb, "fence").await;
+    assert_eq!(a.server.backplane_stats().unwrap().duplicates, 0);
+}
+
+#[tokio::test]
+async fn users_connections_exclusions_and_the_whole_channel_cross_nodes() {
+    let bus = MemoryBus::new();
+    let (a, _) = node(&bus).await;
+    let (mut b, _) = node(&bus).await;
+    let (mut alice, e_alice) = b.connect("/ws/chat?roomId=r&token=alice").await;
+    let (mut bob, e_bob) = b.connect("/ws/chat?roomId=r&token=bob").await;
+    heard_by(&bus, Topic::User { path: "/ws/chat", user: "alice" }, 1).await;
+    heard_by(&bus, room("r"), 1).await;
+
+    a.server.emit::<Chat>(&Emit::to_user("alice"), &system("to alice")).unwrap();
+    expect_marker(&mut alice, "to alice").await;
+    a.server.emit::<Chat>(&Emit::to_connection(e_bob.connection_id.clone()), &system("to bob")).unwrap();
+    expect_marker(&mut bob, "to bob").await;
+    a.server
+        .emit::<Chat>(&Emit::to_room("r").except_connection(e_alice.connection_id.clone()), &system("not alice"))
+        .unwrap();
+    a.server.emit::<Chat>(&Emit::to_room("r").except_user("bob"), &system("not bob")).unwrap();
+    a.server.emit::<Chat>(&Emit::new(), &system("everyone")).unwrap();
+    let labelled = |m: &str| json!({"type": "system", "message": m, "__alephaRoom": "r"});
+    assert_eq!(recv_json(&mut bob).await, labelled("not alice"));
+    expect_marker(&mut bob, "everyone").await;
+    assert_eq!(recv_json(&mut alice).await, labelled("not bob"));
+    expect_marker(&mut alice, "everyone").await;
+    // The user and the room named together: alice once, through either.
+    a.server.emit::<Chat>(&Emit::to_room("r").user("alice"), &system("once")).unwrap();
+    assert_eq!(recv_json(&mut alice).await, labelled("once"));
+    assert_eq!(recv_json(&mut bob).await, labelled("once"));
+    b.mark(&e_alice.connection_id, "end");
+    expect_marker(&mut alice, "end").await;
+    assert!(b.server.backplane_stats().unwrap().duplicates >= 1, "heard on the room's and the user's topics");
+}
+
+#[tokio::test]
+async fn a_connection_in_two_named_rooms_gets_an_emit_once_and_order_holds() {
+    let bus = MemoryBus::new();
+    let (a, _) = node(&bus).await;
+    let (mut b, _) = node(&bus).await;
+    let (mut both, e) = b.connect("/ws/chat?roomIds=x,y").await;
+    heard_by(&bus, room("y"), 1).await;
+    for i in 0..200 {
+        let target = if i % 2 == 0 { Emit::to_room("x").room("y") } else { Emit::to_room("y") };
+        a.server.emit::<Chat>(&target, &system(&i.to_string())).unwrap();
+    }
+    for i in 0..200 {
+        let got = recv_json(&mut both).await;
+        let label = if i % 2 == 0 { "x" } else { "y" };
+        assert_eq!(got, json!({"type": "system", "message": i.to_string(), "__alephaRoom": label}));
+    }
+    b.mark(&e.connection_id, "end");
+    expect_marker(&mut both, "end").await;
+    let stats = b.server.backplane_stats().unwrap();
+    assert_eq!((stats.received, stats.duplicates, stats.stale), (200, 100, 0));
+}
+
+#[tokio::test]
+async fn a_node_without_members_of_a_room_hears_none_of_its_traffic() {
+    let bus = MemoryBus::new();
+    let (a, _) = node(&bus).await;
+    let (mut b, _) = node(&bus).await;
+    let (mut c, _) = node(&bus).await;
+    let (mut member, _) = b.connect("/ws/chat?roomId=busy").await;
+    let (_elsewhere, _) = c.connect("/ws/chat?roomId=quiet").await;
+    heard_by(&bus, room("busy"), 1).await;
+    for i in 0..50 {
+        a.server.emit::<Chat>(&Emit::to_room("busy"), &system(&i.to_string())).unwrap();
+    }
+    for _ in 0..50 {
+        recv_json(&mut member).await;
+    }
+    assert_eq!(b.server.backplane_stats().unwrap().received, 50);
+    assert_eq!(c.server.backplane_stats().unwrap().received, 0, "c has no member of busy");
+    // When the last member leaves, its node stops hearing the room.
+    drop(member);
+    b.next_disconnect().await;
+    heard_by(&bus, room("busy"), 0).await;
+}
+
+#[tokio::test]
+async fn close_connection_closes_a_connection_of_another_node() {
+    let bus = MemoryBus::new();
+    let (a, _) = node(&bus).await;
+    let (mut b, _) = node(&bus).await;
+    let (mut victim, e) = b.connect("/ws/chat?roomId=r").await;
+    tokio::time::timeout(LIMIT, async {
+        while b.server.backplane_stats().unwrap().subscriptions < 3 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap();
+    heard_by(&bus, Topic::Node { tag: u32::from_str_radix(&e.connection_id[3..11], 16).unwrap() }, 1).await;
+    assert!(a.server.close_connection(&e.connection_id, CloseCode::from(4000), "kicked"));
+    assert_eq!(closed_with(&mut victim).await, Some((Some(CloseCode::from(4000)), "kicked".into())));
+    assert!(!a.server.close_connection("ws-unknown", CloseCode::Normal, ""), "no node's id");
+}
+
+#[tokio::test]
+async fn a_node_cut_off_the_bus_serves_its_own_and_counts_what_it_drops() {
+    let bus = MemoryBus::new();
+    let (mut a, backplane_a) = node(&bus).await;
+    let (mut b, _) = node(&bus).await;
+    let (mut ca, ea) = a.connect("/ws/chat?roomId=r").await;
+    let (mut cb, eb) = b.connect("/ws/chat?roomId=r").await;
+    heard_by(&bus, room("r"), 2).await;
+    bus.set_cut(&backplane_a, true);
+    assert!(!a.server.backplane_stats().unwrap().connected);
+    assert_eq!(a.server.emit::<Chat>(&Emit::to_room("r"), &system("local only")).unwrap(), 1);
+    assert_eq!(recv_json(&mut ca).await["message"], "local only");
+    assert_eq!(a.server.backplane_stats().unwrap().publish_dropped, 1);
+    bus.set_cut(&backplane_a, false);
+    let stats = a.server.backplane_stats().unwrap();
+    assert!(stats.connected);
+    assert_eq!(stats.reconnects, 1);
+    // Back: the next message crosses; the dropped one never arrives.
+    a.server.emit::<Chat>(&Emit::to_connection(eb.connection_id.clone()), &system("back")).unwrap();
+    expect_marker(&mut cb, "back").await;
+    a.mark(&ea.connection_id, "end");
+    expect_marker(&mut ca, "end").await;
+}
