@@ -189,3 +189,45 @@ async fn a_node_cut_off_the_bus_serves_its_own_and_counts_what_it_drops() {
     a.mark(&ea.connection_id, "end");
     expect_marker(&mut ca, "end").await;
 }
+
+#[tokio::test]
+async fn room_user_and_channel_queries_answer_for_the_whole_cluster() {
+    let bus = MemoryBus::new();
+    let (mut a, _) = node(&bus).await;
+    let (mut b, _) = node(&bus).await;
+    let (mut c, _) = node(&bus).await;
+    let (_a1, ea) = a.connect("/ws/chat?roomId=r").await;
+    let (_b1, eb1) = b.connect("/ws/chat?roomId=r&token=alice").await;
+    let (_b2, eb2) = b.connect("/ws/chat?roomIds=r,s").await;
+    let (_c1, ec) = c.connect("/ws/chat?roomId=other&token=alice").await;
+    heard_by(&bus, room("r"), 2).await;
+    heard_by(&bus, Topic::User { path: "/ws/chat", user: "alice" }, 2).await;
+    heard_by(&bus, Topic::Channel { path: "/ws/chat" }, 3).await;
+    let ids = |answer: &roomwire_tokio::server::ClusterConnections| {
+        let mut ids: Vec<String> = answer.connections.iter().map(|i| i.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let in_r = c.server.cluster_room_connections("r").await;
+    assert!(in_r.complete);
+    assert_eq!(
+        ids(&in_r),
+        sorted(vec![ea.connection_id.clone(), eb1.connection_id.clone(), eb2.connection_id.clone()])
+    );
+    let both = in_r.connections.iter().find(|i| i.id == eb2.connection_id).unwrap();
+    assert_eq!(both.rooms, ["r", "s"]);
+    let alice = a.server.cluster_user_connections("alice").await;
+    assert!(alice.complete);
+    assert_eq!(ids(&alice), sorted(vec![eb1.connection_id.clone(), ec.connection_id.clone()]));
+    assert!(alice.connections.iter().all(|i| i.user_id.as_deref() == Some("alice")));
+    let all = b.server.cluster_connections().await;
+    assert!(all.complete);
+    assert_eq!(all.connections.len(), 4);
+    assert!(a.server.cluster_room_connections("nobody-here").await.connections.is_empty());
+    // The local lookups stay local.
+    assert_eq!(a.server.room_connections("r").len(), 1);
+}

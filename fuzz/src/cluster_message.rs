@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 
-use roomwire_core::cluster::{self, Body, ClusterMessage, EmitBody, Seen, SeqWindow};
+use roomwire_core::cluster::{self, Body, ClusterMessage, Connection, EmitBody, Encodable, Seen, SeqWindow};
 
 /// Run one input.
 pub fn run(data: &[u8]) {
@@ -28,7 +28,9 @@ pub fn run(data: &[u8]) {
 
 fn check_round_trip(message: &ClusterMessage<'_>) {
     let lists: [Vec<&str>; 5];
-    let again: ClusterMessage<'_, &[&str]> = ClusterMessage {
+    let rooms: Vec<Vec<&str>>;
+    let connections: Vec<Connection<'_, &[&str]>>;
+    let again: Encodable<'_, &str> = ClusterMessage {
         origin: message.origin,
         path: message.path,
         body: match message.body {
@@ -47,6 +49,16 @@ fn check_round_trip(message: &ClusterMessage<'_>) {
                 })
             }
             Body::Close { connection, code, reason } => Body::Close { connection, code, reason },
+            Body::Query { asker, query, reply_to, about } => Body::Query { asker, query, reply_to, about },
+            Body::Answer { asker, query, connections: list } => {
+                rooms = list.iter().map(|c| c.rooms.iter().collect()).collect();
+                connections = list
+                    .iter()
+                    .zip(&rooms)
+                    .map(|(c, rooms)| Connection { id: c.id, user: c.user, wire: c.wire, rooms: &rooms[..] })
+                    .collect();
+                Body::Answer { asker, query, connections: &connections }
+            }
         },
     };
     let mut bytes = vec![0; cluster::encoded_len(&again)];

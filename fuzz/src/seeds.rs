@@ -2,9 +2,10 @@
 //! `cargo +nightly run --example gen_seeds` (from `fuzz/`), which also
 //! replays each seed through its harness.
 
-use roomwire_core::cluster::{self, Body, ClusterMessage, EmitBody, Origin};
+use roomwire_core::cluster::{self, About, Body, ClusterMessage, Connection, EmitBody, Encodable, Origin};
 use roomwire_core::frame::apply_mask;
 use roomwire_core::handshake::{self, write_accept, write_refusal};
+use roomwire_core::wire::WireFormat;
 use roomwire_core::{FrameHeader, Opcode};
 
 /// RFC 6455 §5.7: a single-frame unmasked text message "Hello".
@@ -206,12 +207,28 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             postcard: Some(b"\x00\x02hi"),
         }),
     };
-    let close: ClusterMessage<'_, &[&str]> = ClusterMessage {
+    let close: Encodable<'_, &str> = ClusterMessage {
         origin: Origin { node: 7, seq: 0, multi: false },
         path: "/ws/chat",
         body: Body::Close { connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff", code: 4000, reason: "kicked" },
     };
-    for (name, message) in [("emit", emit), ("close", close)] {
+    let query: Encodable<'_, &str> = ClusterMessage {
+        origin: Origin { node: 7, seq: 0, multi: false },
+        path: "/ws/chat",
+        body: Body::Query { asker: 7, query: 1, reply_to: 0x1b4e_28ba, about: About::Room("lobby") },
+    };
+    let answered = [Connection {
+        id: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff",
+        user: Some("alice"),
+        wire: WireFormat::Json,
+        rooms,
+    }];
+    let answer: Encodable<'_, &str> = ClusterMessage {
+        origin: Origin { node: 8, seq: 0, multi: false },
+        path: "/ws/chat",
+        body: Body::Answer { asker: 7, query: 1, connections: &answered },
+    };
+    for (name, message) in [("emit", emit), ("close", close), ("query", query), ("answer", answer)] {
         let mut bytes = vec![0; cluster::encoded_len(&message)];
         let n = cluster::encode(&message, &mut bytes).unwrap_or_else(|e| panic!("{e}"));
         bytes.truncate(n);

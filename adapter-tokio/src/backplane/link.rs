@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tracing::{info, warn};
 
 use crate::server::Signal;
@@ -17,12 +17,30 @@ use crate::server::Signal;
 const MAX_PENDING_BYTES: usize = 64 << 20;
 
 /// One message to publish on each of its topics.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Publish {
     /// The topics, in order.
     pub topics: Vec<String>,
     /// The message (a [`roomwire_core::cluster`] message).
     pub bytes: Bytes,
+    /// Who waits to learn how many nodes heard it (a query).
+    receivers: Option<oneshot::Sender<usize>>,
+}
+
+impl Publish {
+    /// Whether the server waits for [`report_receivers`](Self::report_receivers):
+    /// a query, published on one topic, whose asker counts the answers it
+    /// should get.
+    pub fn wants_receivers(&self) -> bool {
+        self.receivers.is_some()
+    }
+
+    /// Say how many nodes (subscribers) received it on its first topic.
+    pub fn report_receivers(&mut self, receivers: usize) {
+        if let Some(tx) = self.receivers.take() {
+            let _ = tx.send(receivers);
+        }
+    }
 }
 
 /// A backplane's counters and state, as [`Server::backplane_stats`](crate::Server::backplane_stats)
@@ -267,6 +285,19 @@ impl Link {
     // The server's side.
 
     pub(crate) fn publish(&self, topics: Vec<String>, bytes: Bytes) {
+        self.enqueue(Publish { topics, bytes, receivers: None });
+    }
+
+    /// Publish and learn how many nodes heard it (`Err` if it was not
+    /// published).
+    pub(crate) fn publish_counted(&self, topic: String, bytes: Bytes) -> oneshot::Receiver<usize> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Publish { topics: vec![topic], bytes, receivers: Some(tx) });
+        rx
+    }
+
+    fn enqueue(&self, publish: Publish) {
+        let Publish { topics, bytes, receivers } = publish;
         if bytes.is_empty() || !self.inner.connected.load(Ordering::SeqCst) {
             self.publish_failed(1);
             return;
@@ -278,7 +309,7 @@ impl Link {
             return;
         }
         pending.bytes += bytes.len();
-        pending.queue.push_back(Publish { topics, bytes });
+        pending.queue.push_back(Publish { topics, bytes, receivers });
         drop(pending);
         self.inner.pending_ready.notify_one();
     }

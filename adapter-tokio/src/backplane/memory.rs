@@ -79,19 +79,20 @@ impl MemoryBus {
         }
     }
 
-    fn deliver(&self, from: usize, topic: &str, bytes: &[u8]) -> bool {
+    /// How many nodes heard it; `None` if `from` is cut off.
+    fn deliver(&self, from: usize, topic: &str, bytes: &[u8]) -> Option<usize> {
         let links: Vec<Link> = {
             let nodes = self.lock();
             if nodes.cut.contains(&from) {
-                return false;
+                return None;
             }
-            let Some(ids) = nodes.topics.get(topic) else { return true };
+            let Some(ids) = nodes.topics.get(topic) else { return Some(0) };
             ids.iter().filter(|id| !nodes.cut.contains(id)).filter_map(|id| nodes.links.get(id).cloned()).collect()
         };
-        for link in links {
+        for link in &links {
             link.receive(topic, bytes);
         }
-        true
+        Some(links.len())
     }
 }
 
@@ -135,9 +136,16 @@ impl Backplane for MemoryBackplane {
                     () = link.closed() => break,
                     (subscribe, unsubscribe) = link.interest_changes() => self.apply(subscribe, unsubscribe),
                     publishes = link.next_publishes(256) => {
-                        for publish in publishes {
-                            let sent = publish.topics.iter().all(|topic| self.bus.deliver(self.id, topic, &publish.bytes));
-                            if sent { link.published(1) } else { link.publish_failed(1) }
+                        for mut publish in publishes {
+                            let heard: Option<Vec<usize>> =
+                                publish.topics.iter().map(|topic| self.bus.deliver(self.id, topic, &publish.bytes)).collect();
+                            match heard {
+                                Some(heard) => {
+                                    publish.report_receivers(heard.first().copied().unwrap_or(0));
+                                    link.published(1);
+                                }
+                                None => link.publish_failed(1),
+                            }
                         }
                     }
                 }

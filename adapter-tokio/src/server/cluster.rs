@@ -11,12 +11,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use roomwire_core::CloseCode;
-use roomwire_core::cluster::{self, Body, ClusterMessage, EmitBody, Origin, RoomWatcher, Seen, SeqWindow, Topic};
+use roomwire_core::cluster::{
+    self, About, Body, ClusterMessage, Connection, EmitBody, Encodable, Origin, QUERY_TIMEOUT, RoomWatcher, Seen,
+    SeqWindow, Topic,
+};
 use roomwire_core::room::RoomId;
 use tracing::{debug, trace};
 
+use tokio::sync::mpsc;
+
 use super::emit::{self, Payloads, Spec};
 use super::lifecycle::Shared;
+use super::registry::ConnectionInfo;
 use crate::backplane::Link;
 
 /// Origins tracked for deduplication at most; one silent for a minute is
@@ -32,6 +38,99 @@ pub(crate) struct Node {
     pub(crate) link: Option<Link>,
     windows: Mutex<HashMap<u64, (SeqWindow, Instant)>>,
     server: OnceLock<Weak<Shared>>,
+    next_query: AtomicU64,
+    /// Queries of this node waiting for answers, by number.
+    queries: Mutex<HashMap<u64, mpsc::UnboundedSender<Vec<ConnectionInfo>>>>,
+}
+
+/// The connections of the whole cluster that a query matched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterConnections {
+    /// The connections, node by node.
+    pub connections: Vec<ConnectionInfo>,
+    /// Whether every node that heard the query answered in time (false
+    /// too while the backplane is disconnected: then only this node's
+    /// connections are listed).
+    pub complete: bool,
+}
+
+/// What a query asks about (owned, to be asked across an await).
+pub(crate) enum Asked {
+    Channel,
+    Room(String),
+    User(String),
+}
+
+impl Asked {
+    fn about(&self) -> About<'_> {
+        match self {
+            Asked::Channel => About::Channel,
+            Asked::Room(room) => About::Room(room),
+            Asked::User(user) => About::User(user),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn topic_of(path: &'static str, about: About<'_>) -> String {
+    match about {
+        About::Channel => Topic::Channel { path }.to_string(),
+        About::Room(room) => Topic::Room { path, room }.to_string(),
+        About::User(user) => Topic::User { path, user }.to_string(),
+    }
+}
+
+/// Ask every node (this one included, through the bus, so that the count
+/// of nodes that heard the query is the count of answers to wait for).
+pub(crate) async fn query(shared: &Arc<Shared>, asked: Asked) -> ClusterConnections {
+    let about = asked.about();
+    let local = || -> Vec<ConnectionInfo> {
+        shared.endpoints.iter().flat_map(|e| e.cell().lock().infos(e.path(), about)).collect()
+    };
+    let node = &shared.node;
+    let Some(link) = &node.link else { return ClusterConnections { connections: local(), complete: true } };
+    if !link.stats().connected {
+        return ClusterConnections { connections: local(), complete: false };
+    }
+    let number = node.next_query.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    lock(&node.queries).insert(number, tx);
+    let deadline = tokio::time::Instant::now() + QUERY_TIMEOUT;
+    let mut expected = 0usize;
+    let mut complete = true;
+    for endpoint in &shared.endpoints {
+        let path = endpoint.path();
+        let message: Encodable<'_, &str> = ClusterMessage {
+            origin: Origin { node: node.id, seq: 0, multi: false },
+            path,
+            body: Body::Query { asker: node.id, query: number, reply_to: node.tag, about },
+        };
+        let heard = link.publish_counted(topic_of(path, about), encode(&message));
+        match tokio::time::timeout_at(deadline, heard).await {
+            Ok(Ok(n)) => expected += n,
+            _ => complete = false,
+        }
+    }
+    let mut connections = Vec::new();
+    let mut answers = 0;
+    while answers < expected {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(answer)) => {
+                connections.extend(answer);
+                answers += 1;
+            }
+            _ => {
+                complete = false;
+                break;
+            }
+        }
+    }
+    lock(&node.queries).remove(&number);
+    ClusterConnections { connections, complete }
 }
 
 impl Node {
@@ -46,6 +145,8 @@ impl Node {
             link,
             windows: Mutex::default(),
             server: OnceLock::new(),
+            next_query: AtomicU64::new(1),
+            queries: Mutex::default(),
         })
     }
 
@@ -146,7 +247,7 @@ impl Node {
     pub(crate) fn close_remote(&self, path: &'static str, id: &str, code: CloseCode, reason: &str) -> bool {
         let Some(link) = &self.link else { return false };
         let Some(tag) = cluster::node_tag_of(id).filter(|&tag| tag != self.tag) else { return false };
-        let message: ClusterMessage<'_, &[&str]> = ClusterMessage {
+        let message: Encodable<'_, &str> = ClusterMessage {
             origin: Origin { node: self.id, seq: 0, multi: false },
             path,
             body: Body::Close { connection: id, code: code.into(), reason },
@@ -165,7 +266,7 @@ impl Node {
                 return;
             }
         };
-        if message.origin.node == self.id {
+        if message.origin.node == self.id && matches!(message.body, Body::Emit(_) | Body::Close { .. }) {
             // Delivered here when it was published.
             return;
         }
@@ -213,6 +314,39 @@ impl Node {
                 }
                 link.count_received();
             }
+            Body::Query { asker, query, reply_to, about } => {
+                let path = endpoint.path();
+                let infos = endpoint.cell().lock().infos(path, about);
+                let answered: Vec<Connection<'_, &[String]>> = infos
+                    .iter()
+                    .map(|i| Connection { id: &i.id, user: i.user_id.as_deref(), wire: i.wire, rooms: &i.rooms[..] })
+                    .collect();
+                let answer: Encodable<'_, String> = ClusterMessage {
+                    origin: Origin { node: self.id, seq: 0, multi: false },
+                    path,
+                    body: Body::Answer { asker, query, connections: &answered },
+                };
+                link.publish(vec![Topic::Node { tag: reply_to }.to_string()], encode(&answer));
+            }
+            Body::Answer { asker, query, connections } => {
+                if asker != self.id {
+                    return;
+                }
+                let path = endpoint.path();
+                let infos = connections
+                    .iter()
+                    .map(|c| ConnectionInfo {
+                        id: c.id.to_owned(),
+                        user_id: c.user.map(str::to_owned),
+                        path,
+                        rooms: c.rooms.iter().map(str::to_owned).collect(),
+                        wire: c.wire,
+                    })
+                    .collect();
+                if let Some(waiting) = lock(&self.queries).get(&query) {
+                    let _ = waiting.send(infos);
+                }
+            }
         }
     }
 
@@ -231,7 +365,7 @@ impl Node {
     }
 }
 
-fn encode<S: AsRef<str>>(message: &ClusterMessage<'_, &[S]>) -> Bytes {
+fn encode<S: AsRef<str>>(message: &Encodable<'_, S>) -> Bytes {
     let mut bytes = vec![0u8; cluster::encoded_len(message)];
     match cluster::encode(message, &mut bytes) {
         Ok(n) => bytes.truncate(n),

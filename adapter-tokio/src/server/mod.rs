@@ -136,9 +136,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use roomwire_core::CloseCode;
 use roomwire_core::channel::Channel;
+use roomwire_core::cluster::About;
 use roomwire_core::session::ServerClose;
-use roomwire_core::{CloseCode, RoomTable};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tracing::{Instrument, debug, info_span, warn};
@@ -152,6 +153,7 @@ pub use registry::{ConnectEvent, ConnectionInfo, DisconnectEvent, MessageEvent};
 
 pub(crate) use builder::Hooks;
 pub use builder::{BuildError, ServerBuilder, ServerConfig};
+pub use cluster::ClusterConnections;
 pub(crate) use lifecycle::{Permit, Shared, Signal, TaskGuard};
 
 /// The room server, and its cloneable handle: emit, look up and close
@@ -212,13 +214,9 @@ impl Server {
         emit::deliver(endpoint.cell(), &emit::Spec::from_emit(target), message)
     }
 
-    /// Every open connection, on every endpoint.
+    /// Every open connection of this server, on every endpoint.
     pub fn connections(&self) -> Vec<ConnectionInfo> {
-        let mut all = Vec::new();
-        for endpoint in &self.shared.endpoints {
-            endpoint.cell().lock().for_each_info(endpoint.path(), |info| all.push(info));
-        }
-        all
+        self.local_infos(About::Channel)
     }
 
     /// How many connections are open (registered in their endpoint).
@@ -226,35 +224,51 @@ impl Server {
         self.shared.endpoints.iter().map(|e| e.cell().lock().len()).sum()
     }
 
-    /// The connection with this id, if it is open.
+    /// The connection with this id, if it is open on this server.
     pub fn connection(&self, id: &str) -> Option<ConnectionInfo> {
         self.shared.endpoints.iter().find_map(|e| e.cell().lock().info_of(e.path(), id))
     }
 
-    /// The connections in `room`, on every endpoint (rooms are per
-    /// endpoint; the same room name on two endpoints is two rooms, both
-    /// listed). Empty for an unknown room.
+    /// The connections of this server in `room`, on every endpoint (rooms
+    /// are per endpoint; the same room name on two endpoints is two rooms,
+    /// both listed). Empty for an unknown room.
     pub fn room_connections(&self, room: &str) -> Vec<ConnectionInfo> {
+        self.local_infos(About::Room(room))
+    }
+
+    /// The connections of `user` on this server, on every endpoint.
+    pub fn user_connections(&self, user: &str) -> Vec<ConnectionInfo> {
+        self.local_infos(About::User(user))
+    }
+
+    fn local_infos(&self, about: About<'_>) -> Vec<ConnectionInfo> {
         let mut found = Vec::new();
         for endpoint in &self.shared.endpoints {
-            let state = endpoint.cell().lock();
-            for &member in state.table.members(room) {
-                found.extend(state.info_of_member(endpoint.path(), member));
-            }
+            found.extend(endpoint.cell().lock().infos(endpoint.path(), about));
         }
         found
     }
 
-    /// The connections of `user`, on every endpoint.
-    pub fn user_connections(&self, user: &str) -> Vec<ConnectionInfo> {
-        let mut found = Vec::new();
-        for endpoint in &self.shared.endpoints {
-            let state = endpoint.cell().lock();
-            for member in state.members_of_user(user) {
-                found.extend(state.info_of_member(endpoint.path(), member));
-            }
-        }
-        found
+    /// Every open connection of the cluster: [`connections`](Self::connections)
+    /// asked of every node over the backplane (of this server alone without
+    /// one). Each node answers within [`QUERY_TIMEOUT`](roomwire_core::cluster::QUERY_TIMEOUT)
+    /// or the answer is marked incomplete.
+    pub async fn cluster_connections(&self) -> ClusterConnections {
+        cluster::query(&self.shared, cluster::Asked::Channel).await
+    }
+
+    /// The connections in `room` on every node of the cluster, as
+    /// [`cluster_connections`](Self::cluster_connections) asks (only nodes
+    /// with members of the room are asked).
+    pub async fn cluster_room_connections(&self, room: &str) -> ClusterConnections {
+        cluster::query(&self.shared, cluster::Asked::Room(room.to_owned())).await
+    }
+
+    /// The connections of `user` on every node of the cluster, as
+    /// [`cluster_connections`](Self::cluster_connections) asks (only nodes
+    /// holding connections of the user are asked).
+    pub async fn cluster_user_connections(&self, user: &str) -> ClusterConnections {
+        cluster::query(&self.shared, cluster::Asked::User(user.to_owned())).await
     }
 
     /// Close the connection `id` with `code` and `reason` (at most 123

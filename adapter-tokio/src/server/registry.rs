@@ -6,7 +6,7 @@ use std::hash::RandomState;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use roomwire_core::CloseCode;
-use roomwire_core::cluster::WatchedTable;
+use roomwire_core::cluster::{About, WatchedTable};
 use roomwire_core::room::{GrowableRoomTable, MemberId, RoomTable, TableAccess, TableLimits};
 use roomwire_core::session::ServerSession;
 use roomwire_core::target::{Directory, SeenVec};
@@ -152,6 +152,21 @@ impl ChannelState {
                 f(info);
             }
         }
+    }
+
+    /// This endpoint's connections a cluster query asks about.
+    pub(crate) fn infos(&self, path: &'static str, about: About<'_>) -> Vec<ConnectionInfo> {
+        let mut found = Vec::new();
+        match about {
+            About::Channel => self.for_each_info(path, |info| found.push(info)),
+            About::Room(room) => {
+                found.extend(self.table.members(room).iter().filter_map(|&m| self.info_of_member(path, m)));
+            }
+            About::User(user) => {
+                found.extend(self.members_of_user(user).into_iter().filter_map(|m| self.info_of_member(path, m)));
+            }
+        }
+        found
     }
 
     pub(crate) fn for_each_outbox(&self, mut f: impl FnMut(&Outbox)) {

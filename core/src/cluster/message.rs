@@ -13,7 +13,7 @@
 //!
 //! ```text
 //! "RWC" 0x01        magic and version
-//! kind    u8        1 emit, 2 close a connection
+//! kind    u8        1 emit, 2 close a connection, 3 query, 4 answer
 //! flags   u8        bit 0: published on more than one topic (deduplicate)
 //!                   bit 1: a postcard payload follows the JSON one
 //! origin  u64       the publishing node
@@ -23,6 +23,11 @@
 //! emit:   rooms, users, connections, except_connections, except_users
 //!         (five lists), json (len + bytes), [postcard (len + bytes)]
 //! close:  connection (string), code u16, reason (string)
+//! query:  asker u64, query u64, reply_to u32 (the asker's node tag),
+//!         about u8 (0 the channel, 1 a room, 2 a user), [room or user]
+//! answer: asker u64, query u64, a count of connections, each:
+//!         id (string), has_user u8, [user (string)], wire u8
+//!         (0 Alepha, 1 JSON, 2 postcard), rooms (list)
 //! ```
 //!
 //! Decoding borrows from the input, allocates nothing, and validates every
@@ -32,10 +37,13 @@ use core::fmt;
 use core::str;
 
 use crate::error::InsufficientSize;
+use crate::wire::WireFormat;
 
 const MAGIC: [u8; 4] = *b"RWC\x01";
 const KIND_EMIT: u8 = 1;
 const KIND_CLOSE: u8 = 2;
+const KIND_QUERY: u8 = 3;
+const KIND_ANSWER: u8 = 4;
 const FLAG_MULTI: u8 = 1;
 const FLAG_POSTCARD: u8 = 2;
 
@@ -53,19 +61,47 @@ pub struct Origin {
 }
 
 /// A cluster message, decoded (borrowing the input) or to encode.
+///
+/// `L` is a list of strings and `C` a list of connections: [`StrList`]
+/// and [`ConnectionList`] when decoded, `&[impl AsRef<str>]` and
+/// `&[Connection<&[impl AsRef<str>]>]` when encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClusterMessage<'a, L = StrList<'a>> {
+pub struct ClusterMessage<'a, L = StrList<'a>, C = ConnectionList<'a>> {
     /// Who published it.
     pub origin: Origin,
     /// The channel (endpoint path) it is for.
     pub path: &'a str,
     /// What it asks.
-    pub body: Body<'a, L>,
+    pub body: Body<'a, L, C>,
+}
+
+/// Which connections a [`Body::Query`] asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum About<'a> {
+    /// Every connection of the channel.
+    Channel,
+    /// The connections in a room.
+    Room(&'a str),
+    /// The connections of a user.
+    User(&'a str),
+}
+
+/// One connection in a [`Body::Answer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection<'a, L = StrList<'a>> {
+    /// Its id.
+    pub id: &'a str,
+    /// Its user, if any.
+    pub user: Option<&'a str>,
+    /// The wire it speaks.
+    pub wire: WireFormat,
+    /// Its rooms, in join order.
+    pub rooms: L,
 }
 
 /// What a cluster message asks of the nodes that receive it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Body<'a, L = StrList<'a>> {
+pub enum Body<'a, L = StrList<'a>, C = ConnectionList<'a>> {
     /// Deliver a message to the matching connections.
     Emit(EmitBody<'a, L>),
     /// Close a connection, wherever it is.
@@ -76,6 +112,27 @@ pub enum Body<'a, L = StrList<'a>> {
         code: u16,
         /// The close reason.
         reason: &'a str,
+    },
+    /// Which of your connections match? Every node that hears it answers,
+    /// with none if none match, on the asker's node topic.
+    Query {
+        /// The asking node's id.
+        asker: u64,
+        /// The asker's number for this query.
+        query: u64,
+        /// The asker's node tag (where answers go).
+        reply_to: u32,
+        /// What is asked.
+        about: About<'a>,
+    },
+    /// One node's answer to a query.
+    Answer {
+        /// The asking node's id (another node with the same tag ignores it).
+        asker: u64,
+        /// The asker's number for the query.
+        query: u64,
+        /// The matching connections of the answering node.
+        connections: C,
     },
 }
 
@@ -164,6 +221,46 @@ impl<'a> Iterator for StrListIter<'a> {
     }
 }
 
+/// The connections of a decoded [`Body::Answer`], already checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionList<'a> {
+    bytes: &'a [u8],
+    len: usize,
+}
+
+impl<'a> ConnectionList<'a> {
+    /// How many connections.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The connections, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Connection<'a>> + use<'a> {
+        let mut reader = Reader { bytes: self.bytes };
+        // Checked when the message was decoded.
+        (0..self.len).map_while(move |_| reader.connection().ok())
+    }
+}
+
+impl fmt::Debug for ConnectionList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+fn wire_byte(wire: WireFormat) -> u8 {
+    match wire {
+        WireFormat::Alepha => 0,
+        WireFormat::Json => 1,
+        WireFormat::Postcard => 2,
+    }
+}
+
 /// Why bytes are not a cluster message. Nothing is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecodeError {
@@ -179,6 +276,8 @@ pub enum DecodeError {
     Utf8,
     /// Bytes follow the end of the message.
     Trailing,
+    /// A field holds a value this version does not know.
+    Value,
 }
 
 impl fmt::Display for DecodeError {
@@ -190,6 +289,7 @@ impl fmt::Display for DecodeError {
             DecodeError::Length => f.write_str("cluster message length out of range"),
             DecodeError::Utf8 => f.write_str("cluster message string is not UTF-8"),
             DecodeError::Trailing => f.write_str("bytes after the cluster message"),
+            DecodeError::Value => f.write_str("cluster message field out of range"),
         }
     }
 }
@@ -246,6 +346,39 @@ impl<'a> Reader<'a> {
 
     fn string(&mut self) -> Result<&'a str, DecodeError> {
         str::from_utf8(self.bytes()?).map_err(|_| DecodeError::Utf8)
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let mut le = [0u8; 4];
+        le.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(le))
+    }
+
+    fn connection(&mut self) -> Result<Connection<'a>, DecodeError> {
+        let id = self.string()?;
+        let user = match self.byte()? {
+            0 => None,
+            1 => Some(self.string()?),
+            _ => return Err(DecodeError::Value),
+        };
+        let wire = match self.byte()? {
+            0 => WireFormat::Alepha,
+            1 => WireFormat::Json,
+            2 => WireFormat::Postcard,
+            _ => return Err(DecodeError::Value),
+        };
+        let rooms = self.list()?;
+        Ok(Connection { id, user, wire, rooms })
+    }
+
+    fn connections(&mut self) -> Result<ConnectionList<'a>, DecodeError> {
+        let len = self.len()?;
+        let start = self.bytes;
+        for _ in 0..len {
+            self.connection()?;
+        }
+        let used = start.len() - self.bytes.len();
+        Ok(ConnectionList { bytes: start.get(..used).ok_or(DecodeError::Truncated)?, len })
     }
 
     fn list(&mut self) -> Result<StrList<'a>, DecodeError> {
@@ -312,6 +445,24 @@ pub fn decode(input: &[u8]) -> Result<ClusterMessage<'_>, DecodeError> {
             let reason = r.string()?;
             Body::Close { connection, code, reason }
         }
+        KIND_QUERY => {
+            let asker = r.u64()?;
+            let query = r.u64()?;
+            let reply_to = r.u32()?;
+            let about = match r.byte()? {
+                0 => About::Channel,
+                1 => About::Room(r.string()?),
+                2 => About::User(r.string()?),
+                _ => return Err(DecodeError::Value),
+            };
+            Body::Query { asker, query, reply_to, about }
+        }
+        KIND_ANSWER => {
+            let asker = r.u64()?;
+            let query = r.u64()?;
+            let connections = r.connections()?;
+            Body::Answer { asker, query, connections }
+        }
         other => return Err(DecodeError::Kind(other)),
     };
     if !r.bytes.is_empty() {
@@ -338,8 +489,15 @@ fn len_of_list<S: AsRef<str>>(list: &[S]) -> usize {
     len_of_len(list.len()) + list.iter().map(|s| len_of_bytes(s.as_ref().as_bytes())).sum::<usize>()
 }
 
+/// A message to encode: lists of strings are slices of `S`.
+pub type Encodable<'a, S> = ClusterMessage<'a, &'a [S], &'a [Connection<'a, &'a [S]>]>;
+
+fn len_of_connection<S: AsRef<str>>(c: &Connection<'_, &[S]>) -> usize {
+    len_of_bytes(c.id.as_bytes()) + 1 + c.user.map_or(0, |u| len_of_bytes(u.as_bytes())) + 1 + len_of_list(c.rooms)
+}
+
 /// The exact size of `message` encoded.
-pub fn encoded_len<S: AsRef<str>>(message: &ClusterMessage<'_, &[S]>) -> usize {
+pub fn encoded_len<S: AsRef<str>>(message: &Encodable<'_, S>) -> usize {
     let head = MAGIC.len() + 2 + 16 + len_of_bytes(message.path.as_bytes());
     head + match &message.body {
         Body::Emit(e) => {
@@ -353,6 +511,18 @@ pub fn encoded_len<S: AsRef<str>>(message: &ClusterMessage<'_, &[S]>) -> usize {
         }
         Body::Close { connection, reason, .. } => {
             len_of_bytes(connection.as_bytes()) + 2 + len_of_bytes(reason.as_bytes())
+        }
+        Body::Query { about, .. } => {
+            8 + 8
+                + 4
+                + 1
+                + match about {
+                    About::Channel => 0,
+                    About::Room(s) | About::User(s) => len_of_bytes(s.as_bytes()),
+                }
+        }
+        Body::Answer { connections, .. } => {
+            16 + len_of_len(connections.len()) + connections.iter().map(len_of_connection).sum::<usize>()
         }
     }
 }
@@ -397,7 +567,7 @@ impl Writer<'_> {
 
 /// Encode `message` into `out`; returns the bytes written. `out` must hold
 /// [`encoded_len`] bytes. (Every length must fit in 32 bits.)
-pub fn encode<S: AsRef<str>>(message: &ClusterMessage<'_, &[S]>, out: &mut [u8]) -> Result<usize, InsufficientSize> {
+pub fn encode<S: AsRef<str>>(message: &Encodable<'_, S>, out: &mut [u8]) -> Result<usize, InsufficientSize> {
     let required = encoded_len(message);
     let short = InsufficientSize { required };
     let mut w = Writer { out, at: 0 };
@@ -410,6 +580,8 @@ pub fn encode<S: AsRef<str>>(message: &ClusterMessage<'_, &[S]>, out: &mut [u8])
             KIND_EMIT
         }
         Body::Close { .. } => KIND_CLOSE,
+        Body::Query { .. } => KIND_QUERY,
+        Body::Answer { .. } => KIND_ANSWER,
     };
     let written = (|| {
         w.put(&MAGIC)?;
@@ -433,6 +605,39 @@ pub fn encode<S: AsRef<str>>(message: &ClusterMessage<'_, &[S]>, out: &mut [u8])
                 w.bytes(connection.as_bytes())?;
                 w.put(&code.to_le_bytes())?;
                 w.bytes(reason.as_bytes())?;
+            }
+            Body::Query { asker, query, reply_to, about } => {
+                w.put(&asker.to_le_bytes())?;
+                w.put(&query.to_le_bytes())?;
+                w.put(&reply_to.to_le_bytes())?;
+                match about {
+                    About::Channel => w.put(&[0])?,
+                    About::Room(room) => {
+                        w.put(&[1])?;
+                        w.bytes(room.as_bytes())?;
+                    }
+                    About::User(user) => {
+                        w.put(&[2])?;
+                        w.bytes(user.as_bytes())?;
+                    }
+                }
+            }
+            Body::Answer { asker, query, connections } => {
+                w.put(&asker.to_le_bytes())?;
+                w.put(&query.to_le_bytes())?;
+                w.len(connections.len())?;
+                for c in connections.iter() {
+                    w.bytes(c.id.as_bytes())?;
+                    match c.user {
+                        Some(user) => {
+                            w.put(&[1])?;
+                            w.bytes(user.as_bytes())?;
+                        }
+                        None => w.put(&[0])?,
+                    }
+                    w.put(&[wire_byte(c.wire)])?;
+                    w.list(c.rooms)?;
+                }
             }
         }
         Ok::<usize, ()>(w.at)

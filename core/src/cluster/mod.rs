@@ -25,12 +25,22 @@
 //! message is marked `multi` and numbered for that). Messages from one
 //! publisher to one room stay in order: they share that room's topic.
 
+use core::time::Duration;
+
 pub mod interest;
 pub mod message;
 pub mod topic;
 pub mod window;
 
 pub use interest::{RoomWatcher, WatchedTable};
-pub use message::{Body, ClusterMessage, DecodeError, EmitBody, Origin, StrList, decode, encode, encoded_len};
+pub use message::{
+    About, Body, ClusterMessage, Connection, ConnectionList, DecodeError, EmitBody, Encodable, Origin, StrList, decode,
+    encode, encoded_len,
+};
 pub use topic::{Topic, connection_id, node_tag_of};
 pub use window::{Seen, SeqWindow};
+
+/// How long a node waits for the answers to a cluster-wide query (and
+/// for the bus to say how many nodes will answer); a node silent that long
+/// makes the answer incomplete.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);

@@ -9,11 +9,7 @@ use proptest::prelude::*;
 use crate::cluster::*;
 use crate::room::{GrowableRoomTable, MemberId, RoomId, RoomTable};
 
-fn emit<'a>(
-    lists: &'a [Vec<String>; 5],
-    json: &'a [u8],
-    postcard: Option<&'a [u8]>,
-) -> ClusterMessage<'a, &'a [String]> {
+fn emit<'a>(lists: &'a [Vec<String>; 5], json: &'a [u8], postcard: Option<&'a [u8]>) -> Encodable<'a, String> {
     ClusterMessage {
         origin: Origin { node: 0x0102_0304_0506_0708, seq: 42, multi: true },
         path: "/ws/chat",
@@ -29,7 +25,7 @@ fn emit<'a>(
     }
 }
 
-fn encoded<S: AsRef<str>>(message: &ClusterMessage<'_, &[S]>) -> Vec<u8> {
+fn encoded<S: AsRef<str>>(message: &Encodable<'_, S>) -> Vec<u8> {
     let mut buf = vec![0; encoded_len(message)];
     let n = encode(message, &mut buf).unwrap();
     assert_eq!(n, buf.len(), "encoded_len is exact");
@@ -71,7 +67,7 @@ fn an_emit_round_trips_with_every_list_and_both_payloads() {
 
 #[test]
 fn a_close_round_trips() {
-    let m: ClusterMessage<'_, &[&str]> = ClusterMessage {
+    let m: Encodable<'_, &str> = ClusterMessage {
         origin: Origin { node: 9, seq: 0, multi: false },
         path: "/ws/chat",
         body: Body::Close { connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff", code: 4000, reason: "kicked" },
@@ -149,7 +145,7 @@ proptest! {
             if let Body::Emit(e) = m.body {
                 let lists: [Vec<&str>; 5] = [e.rooms, e.users, e.connections, e.except_connections, e.except_users]
                     .map(|l| l.iter().collect());
-                let again = ClusterMessage {
+                let again: Encodable<'_, &str> = ClusterMessage {
                     origin: m.origin,
                     path: m.path,
                     body: Body::Emit(EmitBody {
@@ -248,4 +244,52 @@ fn a_watched_table_reports_each_room_opening_and_closing_once() {
     assert!(t.leave(MemberId(1), "b"));
     assert_eq!(t.watcher().0, ["+a", "+b", "-a", "-b", "+b", "-b"]);
     assert_eq!(t.room_count(), 0);
+}
+
+#[test]
+fn queries_and_answers_round_trip_and_every_cut_is_refused() {
+    use crate::wire::WireFormat;
+    for about in [About::Channel, About::Room("lobby"), About::User("alice")] {
+        let m: Encodable<'_, &str> = ClusterMessage {
+            origin: Origin { node: 1, seq: 0, multi: false },
+            path: "/ws/chat",
+            body: Body::Query { asker: 1, query: 77, reply_to: 0xabcd_ef01, about },
+        };
+        let bytes = encoded(&m);
+        assert_eq!(decode(&bytes).unwrap().body, Body::Query { asker: 1, query: 77, reply_to: 0xabcd_ef01, about });
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err());
+        }
+    }
+    let rooms: &[&str] = &["a", "b"];
+    let connections = [
+        Connection { id: "ws-1", user: Some("alice"), wire: WireFormat::Alepha, rooms },
+        Connection { id: "ws-2", user: None, wire: WireFormat::Postcard, rooms: &[] },
+    ];
+    let m: Encodable<'_, &str> = ClusterMessage {
+        origin: Origin { node: 2, seq: 0, multi: false },
+        path: "/ws/chat",
+        body: Body::Answer { asker: 1, query: 77, connections: &connections },
+    };
+    let bytes = encoded(&m);
+    let Body::Answer { asker, query, connections: got } = decode(&bytes).unwrap().body else { panic!("not an answer") };
+    assert_eq!((asker, query, got.len()), (1, 77, 2));
+    let got: Vec<(String, Option<String>, WireFormat, Vec<String>)> =
+        got.iter().map(|c| (c.id.to_string(), c.user.map(str::to_string), c.wire, strings(c.rooms))).collect();
+    assert_eq!(
+        got,
+        [
+            ("ws-1".to_string(), Some("alice".to_string()), WireFormat::Alepha, vec!["a".to_string(), "b".to_string()]),
+            ("ws-2".to_string(), None, WireFormat::Postcard, vec![]),
+        ]
+    );
+    for cut in 0..bytes.len() {
+        assert!(decode(&bytes[..cut]).is_err());
+    }
+    // A wire or user flag this version does not know.
+    let mut bad = bytes.clone();
+    let last_wire = bad.len() - 2;
+    assert_eq!(bad[last_wire], 2, "ws-2's wire (postcard), then its empty room list");
+    bad[last_wire] = 9;
+    assert_eq!(decode(&bad), Err(DecodeError::Value));
 }
