@@ -6,7 +6,7 @@
 # Stages:
 #   setup     rustup targets/components, nightly toolchain, cargo-fuzz, Autobahn|Testsuite
 #   lint      cargo fmt --check, clippy (workspace, all targets; and no_std core) with -D warnings
-#   unit      cargo test --workspace (with the Node peers of tests/alepha-node installed and
+#   unit      cargo test --workspace (with the Node peers of tests/alepha-node and redis-server installed and
 #             required), then the chat_client example against the chat demo and an
 #             Alepha-style Node ws server (scripts/client-peers.sh)
 #   embedded  no_std builds of roomwire-core for thumbv7em-none-eabihf and thumbv6m-none-eabi
@@ -127,8 +127,18 @@ ensure_node_peers() {
     fi
 }
 
+ensure_redis() {
+    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+        log "apt-get install redis-server (the backplane's real Redis; tests start their own on free ports)"
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    fi
+    # Debian's package may start a service on 6379; the tests never use it.
+}
+
 stage_unit() {
     ensure_node_peers
+    ensure_redis
     ROOMWIRE_REQUIRE_PEERS=1 cargo test --workspace
     "$ROOT/scripts/client-peers.sh"
 }

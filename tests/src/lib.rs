@@ -4,4 +4,5 @@ pub mod chat;
 pub mod client_conformance;
 pub mod conformance;
 pub mod core_server;
+pub mod redis_server;
 pub mod session_client;

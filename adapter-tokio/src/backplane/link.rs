@@ -57,6 +57,9 @@ pub struct BackplaneStats {
     /// Messages not published: the bus was disconnected or too slow, or a
     /// publish failed.
     pub publish_dropped: u64,
+    /// Messages handed to the bus whose outcome is unknown: the bus
+    /// failed before confirming them (each reached every node or none).
+    pub publish_unconfirmed: u64,
     /// Messages received from other nodes and delivered.
     pub received: u64,
     /// Messages received again on a second topic, and dropped.
@@ -90,6 +93,7 @@ struct Counters {
     reconnects: AtomicU64,
     published: AtomicU64,
     publish_dropped: AtomicU64,
+    publish_unconfirmed: AtomicU64,
     received: AtomicU64,
     duplicates: AtomicU64,
     stale: AtomicU64,
@@ -184,6 +188,12 @@ impl Link {
         self.inner.counters.publish_dropped.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// Count `n` messages handed to the bus that it did not confirm (the
+    /// connection failed with them in flight).
+    pub fn publish_unconfirmed(&self, n: usize) {
+        self.inner.counters.publish_unconfirmed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// Count `n` messages published.
     pub fn published(&self, n: usize) {
         self.inner.counters.published.fetch_add(n as u64, Ordering::Relaxed);
@@ -274,6 +284,7 @@ impl Link {
             reconnects: get(&c.reconnects),
             published: get(&c.published),
             publish_dropped: get(&c.publish_dropped),
+            publish_unconfirmed: get(&c.publish_unconfirmed),
             received: get(&c.received),
             duplicates: get(&c.duplicates),
             stale: get(&c.stale),

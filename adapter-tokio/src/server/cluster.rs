@@ -99,7 +99,7 @@ pub(crate) async fn query(shared: &Arc<Shared>, asked: Asked) -> ClusterConnecti
     let number = node.next_query.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::unbounded_channel();
     lock(&node.queries).insert(number, tx);
-    let deadline = tokio::time::Instant::now() + QUERY_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + Duration::from(QUERY_TIMEOUT);
     let mut expected = 0usize;
     let mut complete = true;
     for endpoint in &shared.endpoints {

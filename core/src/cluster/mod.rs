@@ -25,7 +25,9 @@
 //! message is marked `multi` and numbered for that). Messages from one
 //! publisher to one room stay in order: they share that room's topic.
 
-use core::time::Duration;
+use crate::time::Duration;
+
+use crate::reconnect::ReconnectPolicy;
 
 pub mod interest;
 pub mod message;
@@ -44,3 +46,24 @@ pub use window::{Seen, SeqWindow};
 /// for the bus to say how many nodes will answer); a node silent that long
 /// makes the answer incomplete.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How a backplane connects to its bus again after losing it: at once
+/// (within 100 ms), backing off to every 2 s, forever; a bus that stayed
+/// up 10 s counts as healthy again. Cross-node messages are dropped (and
+/// counted) meanwhile, so the wait is short.
+pub const BUS_RECONNECT: ReconnectPolicy = ReconnectPolicy {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(2),
+    multiplier: 2,
+    jitter_percent: 50,
+    max_retries: None,
+    reset_after: Duration::from_secs(10),
+};
+
+/// How often a backplane checks that its bus answers.
+pub const BUS_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long the bus may take to answer a command (a heartbeat, a
+/// publish, a subscription) before the backplane takes it as lost: a
+/// paused bus is told from a slow one by this.
+pub const BUS_TIMEOUT: Duration = Duration::from_secs(2);

@@ -1,0 +1,149 @@
+//! A Redis Cluster: sharded pub/sub, each channel on the shard that owns
+//! its slot.
+
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{ProtocolVersion, PushKind, Value};
+use roomwire_core::cluster::{BUS_HEARTBEAT, BUS_TIMEOUT};
+use roomwire_tokio::backplane::{Link, Publish};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::{BATCH, Ended, within};
+
+pub(crate) fn client(nodes: Vec<String>) -> Result<ClusterClient, redis::RedisError> {
+    // The push sender is per connection: set at each session.
+    ClusterClientBuilder::new(nodes)
+        .use_protocol(ProtocolVersion::RESP3)
+        .connection_timeout(BUS_TIMEOUT.into())
+        .response_timeout(BUS_TIMEOUT.into())
+        .build()
+}
+
+/// Subscribe `channels`, one command each (channels of different slots
+/// cannot share one), all in flight at once.
+async fn ssubscribe(con: &ClusterConnection, channels: &[String]) -> Result<(), String> {
+    let results = join_all(channels.iter().map(|channel| {
+        let mut con = con.clone();
+        async move { within("ssubscribe", con.ssubscribe(channel)).await }
+    }))
+    .await;
+    results.into_iter().collect()
+}
+
+async fn sunsubscribe(con: &ClusterConnection, channels: &[String]) -> Result<(), String> {
+    let results = join_all(channels.iter().map(|channel| {
+        let mut con = con.clone();
+        async move { within("sunsubscribe", con.sunsubscribe(channel)).await }
+    }))
+    .await;
+    results.into_iter().collect()
+}
+
+pub(crate) async fn session(client: &ClusterClient, link: &Link) -> Ended {
+    let (tx, mut pushes) = mpsc::unbounded_channel();
+    let config = redis::cluster::ClusterConfig::new().set_push_sender(tx);
+    let con = match tokio::select! {
+        () = link.closed() => return Ended::Closed,
+        con = within("connect", client.get_async_connection_with_config(config)) => con,
+    } {
+        Ok(con) => con,
+        Err(why) => return Ended::Lost(why),
+    };
+    let wanted = link.interest();
+    if let Err(why) = ssubscribe(&con, &wanted).await {
+        return Ended::Lost(why);
+    }
+    debug!(channels = wanted.len(), "redis cluster backplane subscribed");
+    link.set_connected(true);
+    let mut heartbeat = tokio::time::interval(BUS_HEARTBEAT.into());
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let step = tokio::select! {
+            biased;
+            () = link.closed() => return Ended::Closed,
+            push = pushes.recv() => match push {
+                None => Err("connection closed".to_owned()),
+                Some(push) if push.kind == PushKind::Disconnection => {
+                    // One shard's connection dropped; the client connects
+                    // again by itself but restores shard subscriptions only
+                    // partly: subscribe to everything again (harmless where
+                    // still subscribed), as a fresh session.
+                    Err("a shard's connection was lost".to_owned())
+                }
+                Some(push) => {
+                    if push.kind == PushKind::SMessage
+                        && let [Value::BulkString(channel), Value::BulkString(payload)] = push.data.as_slice()
+                    {
+                        link.receive(&String::from_utf8_lossy(channel), payload);
+                    }
+                    Ok(())
+                }
+            },
+            (subscribe, unsubscribe) = link.interest_changes() => {
+                match ssubscribe(&con, &subscribe).await {
+                    Ok(()) => sunsubscribe(&con, &unsubscribe).await,
+                    Err(why) => Err(why),
+                }
+            }
+            publishes = link.next_publishes(BATCH) => publish(&con, link, publishes).await,
+            _ = heartbeat.tick() => {
+                let mut con = con.clone();
+                within("heartbeat", redis::cmd("PING").query_async::<Value>(&mut con)).await.map(drop)
+            }
+        };
+        if let Err(why) = step {
+            return Ended::Lost(why);
+        }
+    }
+}
+
+/// `SPUBLISH` each message on each topic, all in flight at once in order
+/// (a pipeline cannot span slots).
+async fn publish(con: &ClusterConnection, link: &Link, mut publishes: Vec<Publish>) -> Result<(), String> {
+    if publishes.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let sends = publishes.iter().flat_map(|p| {
+        p.topics.iter().map(move |topic| {
+            let mut con = con.clone();
+            let bytes = p.bytes.clone();
+            async move {
+                within("spublish", redis::cmd("SPUBLISH").arg(topic).arg(bytes.as_ref()).query_async::<i64>(&mut con))
+                    .await
+            }
+        })
+    });
+    let results = join_all(sends).await;
+    let mut at = 0;
+    let mut failed = 0;
+    let mut error = None;
+    for p in &mut publishes {
+        let mine = results.get(at..at + p.topics.len()).unwrap_or_default();
+        at += p.topics.len();
+        match mine.iter().find_map(|r| r.as_ref().err()) {
+            Some(why) => {
+                failed += 1;
+                error.get_or_insert_with(|| why.clone());
+            }
+            None => {
+                if let Some(Ok(n)) = mine.first() {
+                    p.report_receivers(usize::try_from(*n).unwrap_or(0));
+                }
+            }
+        }
+    }
+    link.published(publishes.len() - failed);
+    debug!(n = publishes.len(), elapsed = ?started.elapsed(), "spublished");
+    match error {
+        Some(why) => {
+            link.publish_unconfirmed(failed);
+            Err(why)
+        }
+        None => Ok(()),
+    }
+}

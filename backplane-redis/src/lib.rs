@@ -1,0 +1,168 @@
+//! # roomwire-redis
+//!
+//! A [`Backplane`] over Redis: roomwire servers that share a Redis (a single
+//! server, or a Redis Cluster) serve the same rooms, users and connections.
+//! Each server hears a room's traffic only while it has members in that
+//! room: one Redis channel per room, per user and per node, subscribed and
+//! unsubscribed as the server's rooms open and close
+//! ([`roomwire_core::cluster`] decides the names and the bytes).
+//!
+//! ```no_run
+//! use roomwire_redis::RedisBackplane;
+//! use roomwire_tokio::server::Server;
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::builder()
+//!     // .endpoint(...)
+//!     .backplane(RedisBackplane::new("redis://127.0.0.1:6379")?)
+//!     .build()?;
+//! server.listen("0.0.0.0:8080").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Single server and cluster
+//!
+//! [`RedisBackplane::new`] talks to one Redis server over one RESP3
+//! connection (commands and pushes together) with classic pub/sub
+//! (`PUBLISH`, `SUBSCRIBE`): on one server it is the same as sharded pub/sub.
+//! [`RedisBackplane::cluster`] talks to a Redis Cluster with sharded pub/sub
+//! (`SPUBLISH`, `SSUBSCRIBE`): a room's messages go to the shard that owns
+//! its channel's slot and no further, instead of to every shard.
+//!
+//! # Faults
+//!
+//! The backplane checks the bus every [`BUS_HEARTBEAT`] and gives any
+//! command [`BUS_TIMEOUT`]; a bus that fails, closes or pauses longer is
+//! taken as lost: the server keeps serving its own connections, what would
+//! cross nodes is dropped and counted, and the backplane connects again
+//! ([`BUS_RECONNECT`]) and subscribes again to everything its server
+//! wants. [`Server::backplane_stats`](roomwire_tokio::Server::backplane_stats)
+//! reports the state and the counts.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod cluster;
+mod single;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use roomwire_core::cluster::{BUS_RECONNECT, BUS_TIMEOUT};
+use roomwire_tokio::backplane::{Backplane, Link};
+use roomwire_tokio::server::BoxFuture;
+use tracing::warn;
+
+#[doc(no_inline)]
+pub use redis::RedisError;
+#[doc(no_inline)]
+pub use roomwire_core::cluster::BUS_HEARTBEAT;
+
+/// At most this many messages are published in one pipeline.
+const BATCH: usize = 512;
+/// At most this many channels are subscribed in one command.
+const SUBSCRIBE_CHUNK: usize = 1024;
+
+/// A Redis backplane: give it to
+/// [`ServerBuilder::backplane`](roomwire_tokio::server::ServerBuilder::backplane).
+pub struct RedisBackplane {
+    target: Target,
+}
+
+enum Target {
+    Single(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+impl fmt::Debug for RedisBackplane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.target {
+            Target::Single(_) => "single",
+            Target::Cluster(_) => "cluster",
+        };
+        f.debug_struct("RedisBackplane").field("redis", &kind).finish()
+    }
+}
+
+/// Add RESP3 to a `redis://` URL (pushes and commands share a connection).
+fn with_resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    // A URL without a path needs one before its query.
+    let base = match url.split_once("://") {
+        Some((_, rest)) if !rest.contains('/') && !url.contains('?') => format!("{url}/"),
+        _ => url.to_owned(),
+    };
+    format!("{base}{separator}protocol=resp3")
+}
+
+impl RedisBackplane {
+    /// A backplane over one Redis server (7 or later), such as
+    /// `redis://127.0.0.1:6379` or `rediss://user:pass@host:6380/0`. No
+    /// connection is made until the server starts it.
+    pub fn new(url: &str) -> Result<Self, RedisError> {
+        Ok(Self { target: Target::Single(redis::Client::open(with_resp3(url).as_str())?) })
+    }
+
+    /// A backplane over a Redis Cluster, from some of its nodes' URLs (the
+    /// others are discovered).
+    pub fn cluster<I, S>(nodes: I) -> Result<Self, RedisError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
+        Ok(Self { target: Target::Cluster(Box::new(cluster::client(nodes)?)) })
+    }
+}
+
+/// How a session with the bus ended.
+enum Ended {
+    /// The server shut down.
+    Closed,
+    /// The bus failed; connect again.
+    Lost(String),
+}
+
+impl Backplane for RedisBackplane {
+    fn run(self: Arc<Self>, link: Link) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let mut failures = 0u32;
+            loop {
+                let started = Instant::now();
+                let ended = match &self.target {
+                    Target::Single(client) => single::session(client, &link).await,
+                    Target::Cluster(client) => cluster::session(client, &link).await,
+                };
+                link.set_connected(false);
+                let why = match ended {
+                    Ended::Closed => return,
+                    Ended::Lost(why) => why,
+                };
+                if started.elapsed() >= BUS_RECONNECT.reset_after.into() {
+                    failures = 0;
+                }
+                let mut random = [0u8; 4];
+                let _ = getrandom::fill(&mut random);
+                let delay = BUS_RECONNECT.delay(failures, u32::from_le_bytes(random));
+                failures = failures.saturating_add(1);
+                warn!(%why, ?delay, "redis backplane lost its bus; connecting again");
+                tokio::select! {
+                    () = link.closed() => return,
+                    () = tokio::time::sleep(delay.into()) => {}
+                }
+            }
+        })
+    }
+}
+
+/// `fut` within [`BUS_TIMEOUT`], its error or the timeout as text.
+async fn within<T>(what: &str, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+    match tokio::time::timeout(BUS_TIMEOUT.into(), fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(format!("{what}: {error}")),
+        Err(_) => Err(format!("{what}: no answer within {:?}", Duration::from(BUS_TIMEOUT))),
+    }
+}

@@ -1,0 +1,277 @@
+//! The Redis backplane against a real `redis-server` (and a real
+//! three-master Redis Cluster): servers on one Redis serve the same rooms,
+//! users and connections, exactly once and in order; a node hears only the
+//! rooms it has members in (Redis's own subscriber counts say so); a Redis
+//! killed and restarted, or paused, costs the cross-node messages of the
+//! outage (dropped and counted, never duplicated) and nothing else.
+//!
+//! The servers are in this process, each with its own Redis connection
+//! (Redis sees them as separate nodes); `redis_nodes.rs` runs them as
+//! separate processes.
+
+#[path = "../../adapter-tokio/tests/server_support/mod.rs"]
+mod server_support;
+
+use std::time::Duration;
+
+use roomwire_redis::RedisBackplane;
+use roomwire_tests::redis_server::{RedisCluster, RedisServer};
+use roomwire_tokio::CloseCode;
+use roomwire_tokio::roomwire_core::cluster::Topic;
+use roomwire_tokio::server::Emit;
+use serde_json::json;
+use server_support::*;
+
+async fn node(backplane: RedisBackplane) -> Harness {
+    let harness = harness_with(move |b| b.backplane(backplane), |e| e).await;
+    connected(&harness).await;
+    harness
+}
+
+async fn connected(h: &Harness) {
+    tokio::time::timeout(LIMIT, async {
+        while !h.server.backplane_stats().unwrap().connected {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the backplane did not connect to Redis");
+}
+
+/// Wait until `n` subscribers hear `topic`, as Redis counts them.
+async fn heard_by(count: impl Fn(&str) -> usize, topic: Topic<'_>, n: usize) {
+    let name = topic.to_string();
+    tokio::time::timeout(LIMIT, async {
+        while count(&name) != n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name} heard by {} subscribers, not {n}", count(&name)));
+}
+
+fn room(room: &str) -> Topic<'_> {
+    Topic::Room { path: "/ws/chat", room }
+}
+
+fn system(message: &str) -> ChatIn {
+    ChatIn::System { message: message.into() }
+}
+
+#[tokio::test]
+async fn every_target_kind_crosses_nodes_once_over_redis() {
+    let Some(redis) = RedisServer::start() else { return };
+    let mut a = node(RedisBackplane::new(&redis.url()).unwrap()).await;
+    let mut b = node(RedisBackplane::new(&redis.url()).unwrap()).await;
+    let (mut ca, ea) = a.connect("/ws/chat?roomId=r").await;
+    let (mut alice, e_alice) = b.connect("/ws/chat?roomId=r&token=alice").await;
+    let (mut bob, e_bob) = b.connect("/ws/chat?roomIds=r,s&token=bob").await;
+    let subs = |t: &str| redis.subscribers(t);
+    heard_by(subs, room("r"), 2).await;
+    heard_by(subs, room("s"), 1).await;
+    heard_by(subs, Topic::User { path: "/ws/chat", user: "alice" }, 1).await;
+
+    // A client's reply on a reaches b's members with the sender's id.
+    say(&mut ca, "r", "hello").await;
+    let hello = json!({"type": "append", "content": "hello", "username": ea.connection_id, "__alephaRoom": "r"});
+    assert_eq!(recv_json(&mut alice).await, hello);
+    assert_eq!(recv_json(&mut bob).await, hello);
+    // Users, connections, exclusions, the whole channel, two rooms at once.
+    a.server.emit::<Chat>(&Emit::to_user("alice"), &system("to alice")).unwrap();
+    a.server.emit::<Chat>(&Emit::to_connection(e_bob.connection_id.clone()), &system("to bob")).unwrap();
+    a.server.emit::<Chat>(&Emit::to_room("r").except_user("bob"), &system("not bob")).unwrap();
+    a.server
+        .emit::<Chat>(&Emit::to_room("r").room("s").except_connection(e_alice.connection_id.clone()), &system("r+s"))
+        .unwrap();
+    a.server.emit::<Chat>(&Emit::new(), &system("everyone")).unwrap();
+    let in_r = |m: &str| json!({"type": "system", "message": m, "__alephaRoom": "r"});
+    expect_marker(&mut alice, "to alice").await;
+    assert_eq!(recv_json(&mut alice).await, in_r("not bob"));
+    expect_marker(&mut alice, "everyone").await;
+    expect_marker(&mut bob, "to bob").await;
+    assert_eq!(recv_json(&mut bob).await, in_r("r+s"));
+    expect_marker(&mut bob, "everyone").await;
+    // a's own member got the room emits and the channel-wide one, once.
+    assert_eq!(recv_json(&mut ca).await, in_r("not bob"));
+    assert_eq!(recv_json(&mut ca).await, in_r("r+s"));
+    expect_marker(&mut ca, "everyone").await;
+    for (h, id, ws) in [(&b, &e_alice.connection_id, &mut alice), (&b, &e_bob.connection_id, &mut bob)] {
+        h.mark(id, "end");
+        expect_marker(ws, "end").await;
+    }
+    // Close across nodes.
+    assert!(a.server.close_connection(&e_bob.connection_id, CloseCode::from(4000), "bye"));
+    assert_eq!(closed_with(&mut bob).await, Some((Some(CloseCode::from(4000)), "bye".into())));
+    b.next_disconnect().await;
+}
+
+#[tokio::test]
+async fn a_node_hears_only_rooms_it_has_members_in_and_order_holds() {
+    let Some(redis) = RedisServer::start() else { return };
+    let a = node(RedisBackplane::new(&redis.url()).unwrap()).await;
+    let mut b = node(RedisBackplane::new(&redis.url()).unwrap()).await;
+    let mut c = node(RedisBackplane::new(&redis.url()).unwrap()).await;
+    let (mut member, e) = b.connect("/ws/chat?roomIds=x,y").await;
+    let (_quiet, _) = c.connect("/ws/chat?roomId=elsewhere").await;
+    let subs = |t: &str| redis.subscribers(t);
+    heard_by(subs, room("x"), 1).await;
+    heard_by(subs, room("y"), 1).await;
+    for i in 0..300 {
+        let target =
+            if i % 3 == 0 { Emit::to_room("x").room("y") } else { Emit::to_room(if i % 2 == 0 { "x" } else { "y" }) };
+        a.server.emit::<Chat>(&target, &system(&i.to_string())).unwrap();
+    }
+    for i in 0..300 {
+        let got = recv_json(&mut member).await;
+        assert_eq!(got["message"], i.to_string(), "in publish order, once each");
+    }
+    b.mark(&e.connection_id, "end");
+    expect_marker(&mut member, "end").await;
+    let (sb, sc) = (b.server.backplane_stats().unwrap(), c.server.backplane_stats().unwrap());
+    assert_eq!((sb.received, sb.duplicates, sb.stale), (300, 100, 0));
+    assert_eq!(sc.received, 0, "c has no member of x or y and heard none of it");
+    drop(member);
+    b.next_disconnect().await;
+    heard_by(subs, room("x"), 0).await;
+    heard_by(subs, room("y"), 0).await;
+}
+
+#[tokio::test]
+async fn queries_span_the_nodes_over_redis() {
+    let Some(redis) = RedisServer::start() else { return };
+    let mut a = node(RedisBackplane::new(&redis.url()).unwrap()).await;
+    let mut b = node(RedisBackplane::new(&redis.url()).unwrap()).await;
+    let (_a1, _) = a.connect("/ws/chat?roomId=r&token=alice").await;
+    let (_b1, _) = b.connect("/ws/chat?roomId=r&token=alice").await;
+    let (_b2, _) = b.connect("/ws/chat?roomId=s").await;
+    let subs = |t: &str| redis.subscribers(t);
+    heard_by(subs, room("r"), 2).await;
+    heard_by(subs, Topic::User { path: "/ws/chat", user: "alice" }, 2).await;
+    heard_by(subs, Topic::Channel { path: "/ws/chat" }, 2).await;
+    let in_r = a.server.cluster_room_connections("r").await;
+    assert!(in_r.complete);
+    assert_eq!(in_r.connections.len(), 2);
+    assert_eq!(b.server.cluster_user_connections("alice").await.connections.len(), 2);
+    let all = a.server.cluster_connections().await;
+    assert!(all.complete);
+    assert_eq!(all.connections.len(), 3);
+}
+
+/// Emit `n` numbered messages from `a` to room `r`, a millisecond apart.
+async fn numbered(a: &Harness, from: usize, n: usize) {
+    for i in from..from + n {
+        a.server.emit::<Chat>(&Emit::to_room("r"), &system(&i.to_string())).unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Read numbered messages until `last` arrives; they must rise strictly.
+async fn rising_until(ws: &mut Client, last: usize) -> usize {
+    let mut seen = 0;
+    let mut previous: Option<usize> = None;
+    loop {
+        let got = recv_json(ws).await;
+        let n: usize = got["message"].as_str().unwrap().parse().unwrap();
+        assert!(previous.is_none_or(|p| n > p), "{n} after {previous:?}: duplicated or out of order");
+        previous = Some(n);
+        seen += 1;
+        if n == last {
+            return seen;
+        }
+    }
+}
+
+async fn outage_costs_only_the_outage(
+    fault: impl FnOnce(&mut RedisServer),
+    outage: Duration,
+    heal: impl FnOnce(&mut RedisServer),
+    redis: &mut RedisServer,
+) {
+    let mut a = node(RedisBackplane::new(&redis.url()).unwrap()).await;
+    let mut b = node(RedisBackplane::new(&redis.url()).unwrap()).await;
+    let (mut local, _) = a.connect("/ws/chat?roomId=r").await;
+    let (mut remote, _) = b.connect("/ws/chat?roomId=r").await;
+    heard_by(|t| redis.subscribers(t), room("r"), 2).await;
+    let before = a.server.backplane_stats().unwrap();
+    // Traffic, the fault in the middle of it, more traffic during it.
+    let sending = numbered(&a, 0, 200);
+    tokio::pin!(sending);
+    tokio::time::timeout(Duration::from_millis(100), &mut sending).await.ok();
+    fault(redis);
+    sending.await;
+    numbered(&a, 200, 500).await;
+    tokio::time::sleep(outage).await;
+    heal(redis);
+    connected(&a).await;
+    connected(&b).await;
+    heard_by(|t| redis.subscribers(t), room("r"), 2).await;
+    numbered(&a, 700, 1).await;
+    // Local delivery never stopped: all 701, in order.
+    assert_eq!(rising_until(&mut local, 700).await, 701);
+    // Across: what b got is what a's backplane says it published (plus at
+    // most what was in flight when the bus failed), never a duplicate.
+    let crossed = rising_until(&mut remote, 700).await as u64;
+    let after = a.server.backplane_stats().unwrap();
+    let published = after.published - before.published;
+    let unconfirmed = after.publish_unconfirmed - before.publish_unconfirmed;
+    let dropped = after.publish_dropped - before.publish_dropped;
+    assert!(dropped > 0, "the outage dropped nothing: {after:?}");
+    assert!(crossed >= published && crossed <= published + unconfirmed, "{crossed} crossed, {after:?}");
+    assert_eq!(published + unconfirmed + dropped, 701, "every message accounted for: {after:?}");
+    assert!(after.reconnects >= 1 && b.server.backplane_stats().unwrap().reconnects >= 1);
+}
+
+#[tokio::test]
+async fn redis_killed_and_restarted_mid_traffic() {
+    let Some(mut redis) = RedisServer::start() else { return };
+    outage_costs_only_the_outage(RedisServer::kill, Duration::ZERO, RedisServer::restart, &mut redis).await;
+}
+
+#[tokio::test]
+async fn redis_paused_mid_traffic() {
+    let Some(mut redis) = RedisServer::start() else { return };
+    // Paused longer than the bus timeout: the backplane takes the bus as
+    // lost, then finds it again.
+    outage_costs_only_the_outage(|r| r.pause(), Duration::from_secs(3), |r| r.resume(), &mut redis).await;
+}
+
+#[tokio::test]
+async fn a_redis_cluster_carries_rooms_on_their_shards() {
+    let Some(cluster) = RedisCluster::start() else { return };
+    let mut a = node(RedisBackplane::cluster(cluster.urls()).unwrap()).await;
+    let mut b = node(RedisBackplane::cluster(cluster.urls()).unwrap()).await;
+    let rooms = ["a", "b", "c", "d", "e", "f"];
+    let query = format!("/ws/chat?roomIds={}&token=alice", rooms.join(","));
+    let (mut ca, _) = a.connect("/ws/chat?roomId=a").await;
+    let (mut cb, eb) = b.connect(&query).await;
+    for r in rooms {
+        heard_by(|t| cluster.subscribers(t), room(r), if r == "a" { 2 } else { 1 }).await;
+    }
+    // The rooms' channels live on more than one shard.
+    let shards = cluster.nodes.iter().filter(|n| rooms.iter().any(|r| n.subscribers(&room(r).to_string()) > 0)).count();
+    assert!(shards >= 2, "all six rooms on one shard");
+    for r in rooms {
+        a.server.emit::<Chat>(&Emit::to_room(r), &system(r)).unwrap();
+    }
+    a.server.emit::<Chat>(&Emit::to_user("alice"), &system("alice")).unwrap();
+    // In order per room; rooms on different shards arrive in any order.
+    let mut got = Vec::new();
+    for _ in 0..=rooms.len() {
+        got.push(recv_json(&mut cb).await);
+    }
+    let mut expected: Vec<serde_json::Value> =
+        rooms.iter().map(|r| json!({"type": "system", "message": r, "__alephaRoom": r})).collect();
+    expected.push(json!({"type": "system", "message": "alice"}));
+    let key = |v: &serde_json::Value| v.to_string();
+    got.sort_by_key(key);
+    expected.sort_by_key(key);
+    assert_eq!(got, expected);
+    assert_eq!(recv_json(&mut ca).await["message"], "a");
+    say(&mut ca, "a", "from a").await;
+    assert_eq!(recv_json(&mut cb).await["content"], "from a");
+    let found = a.server.cluster_room_connections("c").await;
+    assert!(found.complete);
+    assert_eq!(found.connections.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), [eb.connection_id.as_str()]);
+    b.mark(&eb.connection_id, "end");
+    expect_marker(&mut cb, "end").await;
+}
