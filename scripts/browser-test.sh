@@ -7,8 +7,11 @@
 # runner: three pages in three browser contexts, two in room A and one in
 # room B; a message typed in the first reaches the second and not the third;
 # POST /rooms/A/announce reaches the first two. A screenshot of page 2 goes to
-# .work/browser/page2.png. Exits non-zero on any failure, printing the tail of
-# the server log.
+# .work/browser/page2.png. Then the same chat as two nodes behind one
+# redis-server (started here, on a free port): tests/browser/cluster.test.mjs
+# puts alice on node 1 and bob and carol on node 2, and checks that rooms,
+# the except-sender reply and announcements span both nodes. Exits non-zero
+# on any failure, printing the tail of every server log.
 #
 # Idempotent: a second run installs nothing. Env: CHROMIUM (default
 # /usr/bin/chromium), BROWSER_TEST_SKIP_BUILD=1 to use an already built example.
@@ -58,21 +61,29 @@ if [[ "${BROWSER_TEST_SKIP_BUILD:-0}" != 1 ]]; then
 fi
 [[ -x "$CHAT_BIN" ]] || { log "no chat example at $CHAT_BIN"; exit 1; }
 
-SERVER_LOG="$WORK/server.log"
-SERVER_PID=""
+# Every process started here, stopped on exit; logs shown on failure.
+PIDS=()
+LOGS=()
+REDIS_PID=""
 status=0
+stop() { # PID: SIGINT (the example's graceful shutdown, Ctrl-C), SIGKILL after 5 s
+    local pid="$1"
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -INT "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
 cleanup() {
     status=$?
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        # SIGINT is the example's graceful shutdown (Ctrl-C); SIGKILL after 5 s.
-        kill -INT "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    local pid log
+    for pid in "${PIDS[@]}"; do stop "$pid"; done
+    [[ -n "$REDIS_PID" ]] && { kill -KILL "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true; }
     if ((status != 0)); then
-        log "FAILED (exit $status); server log tail ($SERVER_LOG):"
-        tail -n 40 "$SERVER_LOG" 2>/dev/null | sed 's/^/  | /' >&2 || true
+        for log in "${LOGS[@]}"; do
+            log "FAILED (exit $status); server log tail ($log):"
+            tail -n 40 "$log" 2>/dev/null | sed 's/^/  | /' >&2 || true
+        done
     fi
     exit "$status"
 }
@@ -80,26 +91,52 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Port 0: the OS picks a free port and the example prints the address it got
-# ("chat: http://127.0.0.1:PORT/ ..."), so no other process can take it meanwhile.
-: >"$SERVER_LOG"
-NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$CHAT_BIN" --listen 127.0.0.1:0 >"$SERVER_LOG" 2>&1 &
-SERVER_PID=$!
+# start_chat LOG [ARGS...]: start the chat example on a free port and set
+# CHAT_URL to its address. Port 0: the OS picks a free port and the example
+# prints the address it got ("chat: http://127.0.0.1:PORT/ ..."), so no other
+# process can take it meanwhile.
+start_chat() {
+    local log="$1" pid
+    shift
+    : >"$log"
+    NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$CHAT_BIN" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    LOGS+=("$log")
+    CHAT_URL=""
+    for _ in $(seq 300); do # up to 30 s
+        kill -0 "$pid" 2>/dev/null || { log "the chat example exited early"; exit 1; }
+        CHAT_URL="$(grep -o -m1 'http://127\.0\.0\.1:[0-9]*/' "$log" || true)"
+        [[ -n "$CHAT_URL" ]] && curl -fsS -o /dev/null --max-time 2 "$CHAT_URL" && break
+        sleep 0.1
+    done
+    if [[ -z "$CHAT_URL" ]] || ! curl -fsS -o /dev/null --max-time 2 "$CHAT_URL"; then
+        log "the chat example did not answer HTTP within 30 s"
+        exit 1
+    fi
+    log "chat example up at $CHAT_URL (pid $pid) $*"
+}
 
-CHAT_URL=""
-for _ in $(seq 300); do # up to 30 s
-    kill -0 "$SERVER_PID" 2>/dev/null || { log "the chat example exited early"; exit 1; }
-    CHAT_URL="$(grep -o -m1 'http://127\.0\.0\.1:[0-9]*/' "$SERVER_LOG" || true)"
-    [[ -n "$CHAT_URL" ]] && curl -fsS -o /dev/null --max-time 2 "$CHAT_URL" && break
-    sleep 0.1
-done
-if [[ -z "$CHAT_URL" ]] || ! curl -fsS -o /dev/null --max-time 2 "$CHAT_URL"; then
-    log "the chat example did not answer HTTP within 30 s"
-    exit 1
-fi
-log "chat example up at $CHAT_URL (pid $SERVER_PID)"
+start_chat "$WORK/server.log"
 
 # --- 3. The test ------------------------------------------------------------------
 export CHAT_URL SCREENSHOT_DIR="$WORK"
 # --test-timeout: a hung browser cannot stall the run (every wait inside has its own 10 s guard).
 node --test --test-reporter=spec --test-timeout=120000 "$TESTS/chat.test.mjs"
+
+# --- 4. Two nodes behind one Redis -----------------------------------------------
+command -v redis-server >/dev/null 2>&1 || {
+    log "installing redis-server (apt)"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+}
+REDIS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+start_chat "$WORK/node1.log" --redis "redis://127.0.0.1:$REDIS_PORT"
+CHAT_URL_1="$CHAT_URL"
+start_chat "$WORK/node2.log" --redis "redis://127.0.0.1:$REDIS_PORT"
+CHAT_URL_2="$CHAT_URL"
+export CHAT_URL_1 CHAT_URL_2 REDIS_PORT
+node --test --test-reporter=spec --test-timeout=120000 "$TESTS/cluster.test.mjs"

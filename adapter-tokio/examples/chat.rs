@@ -5,7 +5,19 @@
 //! ```
 //!
 //! Then open <http://127.0.0.1:8080/> in a few tabs. Without `--listen`
-//! it serves the same address. Routes (one axum router):
+//! it serves the same address.
+//!
+//! Two or more nodes behind one Redis serve the same rooms (a user on one
+//! node chats with a user on the other):
+//!
+//! ```text
+//! cargo run --release -p roomwire-tokio --example chat -- --listen 127.0.0.1:8080 --redis redis://127.0.0.1:6379
+//! cargo run --release -p roomwire-tokio --example chat -- --listen 127.0.0.1:8081 --redis redis://127.0.0.1:6379
+//! ```
+//!
+//! (`--redis-cluster URL` instead, once per node of a Redis Cluster.)
+//! Without `--redis` it is a single node, all in memory. Routes (one axum
+//! router):
 //!
 //! * `GET /`: the chat page (plain JS, the browser's own `WebSocket`,
 //!   Alepha wire).
@@ -43,6 +55,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Html;
 use axum::routing::{get, post};
+use roomwire_redis::RedisBackplane;
 use roomwire_tokio::server::{Emit, Endpoint, Handshake, Reply, Server};
 use serde::{Deserialize, Serialize};
 
@@ -117,8 +130,13 @@ macro_rules! relay {
     };
 }
 
-fn server() -> Server {
-    Server::builder()
+fn server(backplane: Option<RedisBackplane>) -> Server {
+    let builder = Server::builder();
+    let builder = match backplane {
+        Some(backplane) => builder.backplane(backplane),
+        None => builder,
+    };
+    builder
         .resolve_user(|handshake| {
             let user = demo_user(handshake);
             async move { user }
@@ -181,7 +199,8 @@ async fn announce(
             Err(e) => return (StatusCode::BAD_REQUEST, format!("error: {e}\n")),
         }
     }
-    (StatusCode::OK, format!("delivered to {reached} connection(s)\n"))
+    let cluster = if server.backplane_stats().is_some() { " on this node, and published to the others" } else { "" };
+    (StatusCode::OK, format!("delivered to {reached} connection(s){cluster}\n"))
 }
 
 fn app(server: Server) -> Router {
@@ -192,17 +211,31 @@ fn app(server: Server) -> Router {
         .with_state(server)
 }
 
-fn listen_address() -> Result<String, String> {
+const USAGE: &str =
+    "usage: chat [--listen ADDR] [--redis URL | --redis-cluster URL...]   (default 127.0.0.1:8080, in memory)";
+
+/// The address to listen on, and the backplane if any.
+fn arguments() -> Result<(String, Option<RedisBackplane>), String> {
     let mut args = std::env::args().skip(1);
     let mut listen = "127.0.0.1:8080".to_owned();
+    let mut redis = None;
+    let mut cluster = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().ok_or("--listen needs an address")?,
-            "-h" | "--help" => return Err("usage: chat [--listen ADDR]   (default 127.0.0.1:8080)".into()),
-            other => return Err(format!("unknown argument {other:?}; usage: chat [--listen ADDR]")),
+            "--redis" => redis = Some(args.next().ok_or("--redis needs a URL (redis://host:port)")?),
+            "--redis-cluster" => cluster.push(args.next().ok_or("--redis-cluster needs a URL")?),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}; {USAGE}")),
         }
     }
-    Ok(listen)
+    let backplane = match (redis, cluster.is_empty()) {
+        (Some(_), false) => return Err(format!("--redis or --redis-cluster, not both; {USAGE}")),
+        (Some(url), true) => Some(RedisBackplane::new(&url).map_err(|e| format!("--redis {url}: {e}"))?),
+        (None, false) => Some(RedisBackplane::cluster(&cluster).map_err(|e| format!("--redis-cluster: {e}"))?),
+        (None, true) => None,
+    };
+    Ok((listen, backplane))
 }
 
 #[tokio::main]
@@ -213,14 +246,14 @@ async fn main() -> std::io::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let listen = match listen_address() {
-        Ok(listen) => listen,
+    let (listen, backplane) = match arguments() {
+        Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("{message}");
             std::process::exit(2);
         }
     };
-    let server = server();
+    let server = server(backplane);
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("chat: http://{}/  (Ctrl-C to stop)", listener.local_addr()?);
     // `serve_router`, not `axum::serve`: a time limit on request headers,

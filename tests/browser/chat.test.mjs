@@ -17,118 +17,24 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { WAIT_MS, announce as announceTo, close, launch, line, logOf, openAndJoin as openAt, send, users, waitForLine } from './pages.mjs';
 
 const CHAT_URL = process.env.CHAT_URL;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || path.join(REPO, '.work', 'browser');
-// Every wait for something to appear is guarded by this.
-const WAIT_MS = 10_000;
 
 // Unique per run, so a stray page from another run could never match.
 const RUN = `${process.pid}-${Date.now().toString(36)}`;
 const ROOM_A = `alpha-${RUN}`;
 const ROOM_B = `bravo-${RUN}`;
 
-let browser;
-/** @type {Record<string, {page: import('playwright-core').Page, errors: string[], room: string}>} */
-const users = {};
-
-/** A line of `#log` whose text contains `text`. */
-const line = (page, text) => page.locator('#log li', { hasText: text });
-
-/** Every line of `#log`, as text, for failure messages. */
-const logOf = async (page) => (await page.locator('#log li').allInnerTexts()).join(' | ') || '(empty)';
-
-async function waitForLine(name, text, kind) {
-  const { page } = users[name];
-  const selector = kind ? `#log li.${kind}` : '#log li';
-  try {
-    await page.locator(selector, { hasText: text }).first().waitFor({ state: 'visible', timeout: WAIT_MS });
-  } catch (e) {
-    throw new Error(`${name}: no ${kind || ''} line with ${JSON.stringify(text)} within ${WAIT_MS} ms; log: ${await logOf(page)}`, { cause: e });
-  }
-}
-
-async function announce(room, body) {
-  const res = await fetch(new URL(`rooms/${encodeURIComponent(room)}/announce`, CHAT_URL), {
-    method: 'POST',
-    headers: { 'content-type': 'text/plain' },
-    body,
-    signal: AbortSignal.timeout(WAIT_MS),
-  });
-  assert.equal(res.status, 200, `POST /rooms/${room}/announce answered ${res.status}`);
-  return (await res.text()).trim();
-}
-
-async function send(name, text) {
-  const { page } = users[name];
-  await page.fill('#message', text);
-  await page.click('#send');
-  // The page shows the sender's own line itself (the server replies except-self).
-  await waitForLine(name, text, 'mine');
-  assert.equal(await page.inputValue('#message'), '', `${name}: the message box was not cleared after sending`);
-}
-
-async function openAndJoin(name, room) {
-  const context = await browser.newContext({ viewport: { width: 900, height: 720 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    // A failed load is logged as a console error too; it is checked below with its URL.
-    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(`console: ${m.text()}`);
-  });
-  page.on('response', (r) => {
-    // The page has no icon: the browser's own GET /favicon.ico gets a 404, which is fine.
-    if (r.status() >= 400 && new URL(r.url()).pathname !== '/favicon.ico') errors.push(`HTTP ${r.status()} for ${r.url()}`);
-  });
-  page.on('requestfailed', (r) => errors.push(`request failed: ${r.url()} (${r.failure()?.errorText})`));
-  users[name] = { page, errors, room };
-
-  const res = await page.goto(CHAT_URL, { waitUntil: 'load' });
-  assert.equal(res?.status(), 200, `${name}: GET / answered ${res?.status()}`);
-  assert.equal(await page.title(), 'roomwire chat');
-  assert.equal(await page.isDisabled('#message'), true, `${name}: the message box is enabled before joining`);
-
-  await page.fill('#name', name);
-  await page.fill('#room', room);
-  await page.selectOption('#endpoint', '/ws/chat');
-  await page.click('#connect');
-  try {
-    await page.waitForFunction(
-      (want) => document.getElementById('status').textContent === want,
-      `connected to ${room} as ${name}`,
-      { timeout: WAIT_MS },
-    );
-  } catch (e) {
-    throw new Error(`${name}: did not connect to ${room}; status: ${await page.textContent('#status')}`, { cause: e });
-  }
-  assert.equal(await page.isEnabled('#message'), true, `${name}: the message box is still disabled after joining`);
-}
+const announce = (room, body) => announceTo(CHAT_URL, room, body);
+const openAndJoin = (name, room) => openAt(CHAT_URL, name, room);
 
 before(async () => {
   assert.ok(CHAT_URL, 'set CHAT_URL to the chat example, e.g. http://127.0.0.1:8080/ (scripts/browser-test.sh does)');
   mkdirSync(SCREENSHOT_DIR, { recursive: true });
-  // launch() gives the browser a fresh temporary profile (user data dir) of
-  // its own and deletes it on close; it refuses a --user-data-dir argument.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 60_000,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--no-first-run',
-      '--disable-sync',
-      '--disable-quic',
-    ],
-  });
+  await launch();
   // One after the other: the three pages are three separate contexts (no
   // shared cookies or storage), like three different people.
   await openAndJoin('alice', ROOM_A);
@@ -136,9 +42,7 @@ before(async () => {
   await openAndJoin('carol', ROOM_B);
 });
 
-after(async () => {
-  await browser?.close();
-});
+after(close);
 
 const HELLO = `hello from alice ${RUN}`;
 
