@@ -429,6 +429,55 @@ impl<'a> Members<'a> {
     }
 }
 
+/// If `doc` is a valid JSON array, an iterator over its elements' raw
+/// values (without surrounding whitespace), in order; `Ok(None)` if it is
+/// valid JSON of another kind.
+///
+/// ```
+/// use roomwire_core::json::array_elements;
+///
+/// let elements: Vec<_> = array_elements(br#"[ "a", {"b":[1]} ,2]"#)?.unwrap().collect();
+/// assert_eq!(elements, [&br#""a""#[..], br#"{"b":[1]}"#, b"2"]);
+/// assert_eq!(array_elements(b"[]")?.unwrap().count(), 0);
+/// assert!(array_elements(b"{}")?.is_none());
+/// # Ok::<(), roomwire_core::json::JsonError>(())
+/// ```
+pub fn array_elements(doc: &[u8]) -> Result<Option<Elements<'_>>, JsonError> {
+    match validate(doc)? {
+        JsonKind::Array => Ok(Some(Elements { doc, pos: skip_ws(doc, 0) })),
+        _ => Ok(None),
+    }
+}
+
+/// Iterator over the elements of a validated array: see
+/// [`array_elements`].
+#[derive(Debug, Clone)]
+pub struct Elements<'a> {
+    doc: &'a [u8],
+    /// At the opening bracket, or just past the previous element.
+    pos: usize,
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let doc = self.doc;
+        let i = skip_ws(doc, self.pos);
+        match doc.get(i) {
+            Some(b'[' | b',') => {}
+            _ => return None,
+        }
+        let value_at = skip_ws(doc, i + 1);
+        if doc.get(value_at) == Some(&b']') {
+            return None; // `[]`
+        }
+        let (_, value_end) = scan_value(doc, value_at).ok()?;
+        self.pos = value_end;
+        doc.get(value_at..value_end)
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Strings
 // ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 //! Asserts:
 //! * decoding never panics, and what decodes re-encodes to bytes that
 //!   decode to the same message;
+//! * decoding the same bytes as an Alepha broadcast never panics;
 //! * the window, fed the input's bytes as sequence numbers, calls each
 //!   number fresh at most once.
 
@@ -15,6 +16,10 @@ use roomwire_core::cluster::{self, Body, ClusterMessage, Connection, EmitBody, E
 pub fn run(data: &[u8]) {
     if let Ok(message) = cluster::decode(data) {
         check_round_trip(&message);
+    }
+    // The same bytes as heard on Alepha's topic.
+    if let Ok(b) = cluster::decode_alepha(data) {
+        let _ = b.rooms.iter().chain(b.users.iter()).map(|s| s.to_string()).count();
     }
     let mut window = SeqWindow::new();
     let mut fresh = HashSet::new();

@@ -11,7 +11,9 @@
 //! * [`interest`]: which rooms a node has members in, as they change
 //!   ([`WatchedTable`]): a node subscribes to a room's topic only then;
 //! * [`window`]: deduplication of a message published on several topics
-//!   ([`SeqWindow`]).
+//!   ([`SeqWindow`]);
+//! * [`alepha`](mod@alepha): Alepha's cluster wire (one topic, JSON), to join
+//!   a cluster of Alepha Node servers.
 //!
 //! # Routing
 //!
@@ -29,11 +31,15 @@ use crate::time::Duration;
 
 use crate::reconnect::ReconnectPolicy;
 
+pub mod alepha;
 pub mod interest;
 pub mod message;
 pub mod topic;
 pub mod window;
 
+pub use alepha::{
+    ALEPHA_TOPIC, AlephaBroadcast, AlephaTopicError, JsonStrings, decode_alepha, encode_alepha, encode_alepha_max_len,
+};
 pub use interest::{RoomWatcher, WatchedTable};
 pub use message::{
     About, Body, ClusterMessage, Connection, ConnectionList, DecodeError, EmitBody, Encodable, Origin, StrList, decode,

@@ -293,3 +293,47 @@ fn queries_and_answers_round_trip_and_every_cut_is_refused() {
     bad[last_wire] = 9;
     assert_eq!(decode(&bad), Err(DecodeError::Value));
 }
+
+#[test]
+fn alepha_broadcasts_decode_as_alepha_publishes_them_and_round_trip() {
+    let heard = br#"{"payload":{"channelPath":"/ws/chat","roomIds":["a","b\"c"],"userIds":null,"exceptUserIds":["al\u0069ce"],"message":{"type":"append","content":"hi"}}}"#;
+    let b = decode_alepha(heard).unwrap();
+    assert_eq!(b.channel_path, "/ws/chat");
+    assert_eq!(b.rooms.iter().map(|s| s.to_string()).collect::<Vec<_>>(), ["a", "b\"c"]);
+    assert!(b.users.is_empty() && b.connections.is_empty() && b.except_connections.is_empty());
+    assert!(b.except_users.iter().next().unwrap().eq_str("alice"));
+    assert_eq!(b.message, br#"{"type":"append","content":"hi"}"#);
+    // Encoded back, it decodes the same.
+    let rooms: Vec<String> = b.rooms.iter().map(|s| s.to_string()).collect();
+    let except_users: Vec<String> = b.except_users.iter().map(|s| s.to_string()).collect();
+    let none: &[String] = &[];
+    let again = AlephaBroadcast {
+        channel_path: b.channel_path,
+        rooms: &rooms[..],
+        users: none,
+        connections: none,
+        except_connections: none,
+        except_users: &except_users[..],
+        message: b.message,
+    };
+    let mut out = vec![0; encode_alepha_max_len(&again)];
+    let n = encode_alepha(&again, &mut out).unwrap();
+    let back = decode_alepha(&out[..n]).unwrap();
+    assert_eq!(back.rooms.iter().map(|s| s.to_string()).collect::<Vec<_>>(), rooms);
+    assert_eq!(back.message, b.message);
+}
+
+#[test]
+fn alepha_broadcasts_that_cannot_be_delivered_say_why() {
+    assert!(matches!(decode_alepha(b"{\"payload\":"), Err(AlephaTopicError::Json(_))));
+    let cases: [(&[u8], AlephaTopicError); 5] = [
+        (br#"{"other":{}}"#, AlephaTopicError::NoPayload),
+        (br#"{"payload":[]}"#, AlephaTopicError::NoPayload),
+        (br#"{"payload":{"message":1}}"#, AlephaTopicError::ChannelPath),
+        (br#"{"payload":{"channelPath":"/p","roomIds":["a",1],"message":1}}"#, AlephaTopicError::List),
+        (br#"{"payload":{"channelPath":"/p"}}"#, AlephaTopicError::NoMessage),
+    ];
+    for (input, error) in cases {
+        assert_eq!(decode_alepha(input).map(|_| ()), Err(error), "{}", String::from_utf8_lossy(input));
+    }
+}
