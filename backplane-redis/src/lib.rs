@@ -49,7 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roomwire_core::cluster::{BUS_RECONNECT, BUS_TIMEOUT};
-use roomwire_tokio::backplane::{Backplane, Link};
+use roomwire_tokio::backplane::{Backplane, ClusterWire, Link};
 use roomwire_tokio::server::BoxFuture;
 use tracing::warn;
 
@@ -67,6 +67,7 @@ const SUBSCRIBE_CHUNK: usize = 1024;
 /// [`ServerBuilder::backplane`](roomwire_tokio::server::ServerBuilder::backplane).
 pub struct RedisBackplane {
     target: Target,
+    wire: ClusterWire,
 }
 
 enum Target {
@@ -103,7 +104,16 @@ impl RedisBackplane {
     /// `redis://127.0.0.1:6379` or `rediss://user:pass@host:6380/0`. No
     /// connection is made until the server starts it.
     pub fn new(url: &str) -> Result<Self, RedisError> {
-        Ok(Self { target: Target::Single(redis::Client::open(with_resp3(url).as_str())?) })
+        Ok(Self { target: Target::Single(redis::Client::open(with_resp3(url).as_str())?), wire: ClusterWire::Roomwire })
+    }
+
+    /// A backplane that joins a cluster of Alepha Node servers on their
+    /// Redis: every emit and reply is published as Alepha publishes it (on
+    /// `topic:websocket:broadcast`, JSON) and every node hears all of them,
+    /// Alepha's and roomwire's alike, so a cluster can move to roomwire
+    /// one node at a time. See [`ClusterWire::Alepha`] for what it lacks.
+    pub fn alepha(url: &str) -> Result<Self, RedisError> {
+        Ok(Self { wire: ClusterWire::Alepha, ..Self::new(url)? })
     }
 
     /// A backplane over a Redis Cluster, from some of its nodes' URLs (the
@@ -114,7 +124,7 @@ impl RedisBackplane {
         S: AsRef<str>,
     {
         let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
-        Ok(Self { target: Target::Cluster(Box::new(cluster::client(nodes)?)) })
+        Ok(Self { target: Target::Cluster(Box::new(cluster::client(nodes)?)), wire: ClusterWire::Roomwire })
     }
 }
 
@@ -127,6 +137,10 @@ enum Ended {
 }
 
 impl Backplane for RedisBackplane {
+    fn wire(&self) -> ClusterWire {
+        self.wire
+    }
+
     fn run(self: Arc<Self>, link: Link) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let mut failures = 0u32;

@@ -1,5 +1,6 @@
 //! Cross-crate and real-peer tests live in `tests/`.
 
+pub mod alepha_node;
 pub mod chat;
 pub mod client_conformance;
 pub mod conformance;

@@ -14,80 +14,16 @@
 //! it). Without them the tests say so and pass, unless
 //! `ROOMWIRE_REQUIRE_PEERS=1` (set by `scripts/test.sh`), where they fail.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use roomwire_tests::alepha_node::NodeServer;
 use roomwire_tests::chat::{Chat, ChatIn, Say};
 use roomwire_tokio::client::{Client, ClientOptions, ConnectionState, Incoming};
 use roomwire_tokio::roomwire_core::WireFormat;
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(15);
-
-/// The Node server process, killed on drop.
-struct NodeServer {
-    child: Child,
-    port: u16,
-}
-
-impl NodeServer {
-    /// Starts the server on `port` (0: any); `None` when Node or the `ws`
-    /// package is missing and the peers are not required.
-    fn start(port: u16) -> Option<Self> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("alepha-node");
-        let required = std::env::var("ROOMWIRE_REQUIRE_PEERS").is_ok_and(|v| v == "1");
-        if !dir.join("node_modules/ws").is_dir() {
-            assert!(!required, "tests/alepha-node/node_modules missing: run npm ci there");
-            eprintln!("SKIPPED: no tests/alepha-node/node_modules (npm ci there, or run scripts/test.sh)");
-            return None;
-        }
-        let spawned = Command::new("node")
-            .arg("server.js")
-            .arg(format!("127.0.0.1:{port}"))
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                assert!(!required, "cannot start node: {e}");
-                eprintln!("SKIPPED: cannot start node: {e}");
-                return None;
-            }
-        };
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().expect("the server printed nothing").unwrap();
-        let port = first.strip_prefix("listening on ").expect(&first).parse().unwrap();
-        // Keep reading its log so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                eprintln!("node: {line}");
-            }
-        });
-        Some(Self { child, port })
-    }
-
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port
-    }
-}
-
-impl Drop for NodeServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn rooms(client: &Client<Chat>) -> Vec<String> {
     client.rooms().iter().map(|r| r.as_str().to_owned()).collect()

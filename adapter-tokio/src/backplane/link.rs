@@ -265,6 +265,11 @@ impl Link {
         }
     }
 
+    /// Whether the bus is reachable (as the backplane last said).
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::SeqCst)
+    }
+
     /// Whether the server has shut down.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.is_set()

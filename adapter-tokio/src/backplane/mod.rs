@@ -33,6 +33,8 @@ pub use memory::{MemoryBackplane, MemoryBus};
 
 use std::sync::Arc;
 
+pub use roomwire_core::cluster::ClusterWire;
+
 use crate::server::BoxFuture;
 
 /// A message bus between the nodes of a cluster.
@@ -46,4 +48,11 @@ use crate::server::BoxFuture;
 pub trait Backplane: Send + Sync + 'static {
     /// Move bytes between `link` and the bus until the link closes.
     fn run(self: Arc<Self>, link: Link) -> BoxFuture<'static, ()>;
+
+    /// What the nodes on this bus say to each other: roomwire's cluster
+    /// messages (the default), or Alepha's, to share a bus with Alepha
+    /// Node servers.
+    fn wire(&self) -> ClusterWire {
+        ClusterWire::Roomwire
+    }
 }

@@ -264,7 +264,8 @@ impl ServerBuilder {
             Some(_) => Some(tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?),
             None => None,
         };
-        let node = Node::new(self.backplane.as_ref().map(|_| Link::new()));
+        let wire = self.backplane.as_ref().map(|b| b.wire()).unwrap_or_default();
+        let node = Node::new(self.backplane.as_ref().map(|_| Link::new()), wire);
         let endpoints: Vec<Arc<dyn ErasedEndpoint>> =
             self.endpoints.into_iter().map(|pending| (pending.erase)(limits, node.clone())).collect();
         let mut by_path = HashMap::new();

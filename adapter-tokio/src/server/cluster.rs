@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use roomwire_core::CloseCode;
 use roomwire_core::cluster::{
-    self, About, Body, ClusterMessage, Connection, EmitBody, Encodable, Origin, QUERY_TIMEOUT, RoomWatcher, Seen,
-    SeqWindow, Topic,
+    self, ALEPHA_TOPIC, About, AlephaBroadcast, Body, ClusterMessage, ClusterWire, Connection, EmitBody, Encodable,
+    Origin, QUERY_TIMEOUT, RoomWatcher, Seen, SeqWindow, Topic,
 };
 use roomwire_core::room::RoomId;
 use tracing::{debug, trace};
@@ -24,6 +24,10 @@ use super::emit::{self, Payloads, Spec};
 use super::lifecycle::Shared;
 use super::registry::ConnectionInfo;
 use crate::backplane::Link;
+
+/// Own broadcasts remembered on the Alepha wire, to know their echoes.
+const MAX_OWN_ECHOES: usize = 4096;
+const OWN_ECHO_AGE: Duration = Duration::from_secs(10);
 
 /// Origins tracked for deduplication at most; one silent for a minute is
 /// forgotten first.
@@ -36,6 +40,11 @@ pub(crate) struct Node {
     pub(crate) tag: u32,
     seq: AtomicU64,
     pub(crate) link: Option<Link>,
+    wire: ClusterWire,
+    /// Alepha wire: what this node published and has not heard back yet
+    /// (a hash of the bytes, and when), oldest first. Alepha's topic
+    /// carries no origin, and every node hears its own broadcasts.
+    own_echoes: Mutex<std::collections::VecDeque<(u64, Instant)>>,
     windows: Mutex<HashMap<u64, (SeqWindow, Instant)>>,
     server: OnceLock<Weak<Shared>>,
     next_query: AtomicU64,
@@ -93,6 +102,10 @@ pub(crate) async fn query(shared: &Arc<Shared>, asked: Asked) -> ClusterConnecti
     };
     let node = &shared.node;
     let Some(link) = &node.link else { return ClusterConnections { connections: local(), complete: true } };
+    if node.wire == ClusterWire::Alepha {
+        // Alepha nodes answer no queries.
+        return ClusterConnections { connections: local(), complete: false };
+    }
     if !link.stats().connected {
         return ClusterConnections { connections: local(), complete: false };
     }
@@ -134,7 +147,7 @@ pub(crate) async fn query(shared: &Arc<Shared>, asked: Asked) -> ClusterConnecti
 }
 
 impl Node {
-    pub(crate) fn new(link: Option<Link>) -> Arc<Self> {
+    pub(crate) fn new(link: Option<Link>, wire: ClusterWire) -> Arc<Self> {
         let mut random = [0u8; 8];
         let _ = getrandom::fill(&mut random);
         let id = u64::from_le_bytes(random);
@@ -143,6 +156,8 @@ impl Node {
             tag: (id >> 32) as u32,
             seq: AtomicU64::new(1),
             link,
+            wire,
+            own_echoes: Mutex::default(),
             windows: Mutex::default(),
             server: OnceLock::new(),
             next_query: AtomicU64::new(1),
@@ -155,9 +170,14 @@ impl Node {
     pub(crate) fn attach(self: &Arc<Self>, shared: &Arc<Shared>) {
         let Some(link) = &self.link else { return };
         let _ = self.server.set(Arc::downgrade(shared));
-        link.want(Topic::Node { tag: self.tag }.to_string(), true);
-        for endpoint in &shared.endpoints {
-            link.want(Topic::Channel { path: endpoint.path() }.to_string(), true);
+        match self.wire {
+            ClusterWire::Roomwire => {
+                link.want(Topic::Node { tag: self.tag }.to_string(), true);
+                for endpoint in &shared.endpoints {
+                    link.want(Topic::Channel { path: endpoint.path() }.to_string(), true);
+                }
+            }
+            ClusterWire::Alepha => link.want(ALEPHA_TOPIC.to_owned(), true),
         }
         let node = Arc::downgrade(self);
         link.set_receiver(move |topic, bytes| {
@@ -165,6 +185,12 @@ impl Node {
                 node.receive(topic, bytes);
             }
         });
+    }
+
+    /// The link, if rooms and users opening and closing change what this
+    /// node hears (not on the Alepha wire, where every node hears all).
+    pub(crate) fn interest_link(&self) -> Option<Link> {
+        self.link.clone().filter(|_| self.wire == ClusterWire::Roomwire)
     }
 
     /// A fresh connection id carrying this node's tag.
@@ -187,6 +213,9 @@ impl Node {
         postcard: Option<&[u8]>,
     ) {
         let Some(link) = &self.link else { return };
+        if self.wire == ClusterWire::Alepha {
+            return self.publish_alepha(link, path, spec, except_self, json);
+        }
         let mut topics: Vec<String> = Vec::new();
         let channel_wide = spec.rooms.is_empty() && spec.users.is_empty() && spec.connections.is_empty();
         if channel_wide {
@@ -242,10 +271,100 @@ impl Node {
         link.publish(topics, encode(&message));
     }
 
+    fn publish_alepha<R: AsRef<str>, U: AsRef<str>>(
+        &self,
+        link: &Link,
+        path: &'static str,
+        spec: &Spec<'_, R, U>,
+        except_self: Option<&str>,
+        json: &[u8],
+    ) {
+        fn to_str<S: AsRef<str>>(list: &[S]) -> Vec<&str> {
+            list.iter().map(AsRef::as_ref).collect()
+        }
+        let mut except_connections = to_str(spec.except_connections);
+        except_connections.extend(except_self);
+        let (rooms, users, connections) = (to_str(spec.rooms), to_str(spec.users), to_str(spec.connections));
+        let except_users = to_str(spec.except_users);
+        let broadcast = AlephaBroadcast {
+            channel_path: path,
+            rooms: &rooms[..],
+            users: &users[..],
+            connections: &connections[..],
+            except_connections: &except_connections[..],
+            except_users: &except_users[..],
+            message: json,
+        };
+        let mut bytes = vec![0u8; cluster::encode_alepha_max_len(&broadcast)];
+        let Ok(n) = cluster::encode_alepha(&broadcast, &mut bytes) else { return link.publish_failed(1) };
+        bytes.truncate(n);
+        if link.is_connected() {
+            let mut echoes = lock(&self.own_echoes);
+            if echoes.len() >= MAX_OWN_ECHOES {
+                echoes.pop_front();
+            }
+            echoes.push_back((hash_of(&bytes), Instant::now()));
+        }
+        link.publish(vec![ALEPHA_TOPIC.to_owned()], Bytes::from(bytes));
+    }
+
+    /// Whether `bytes` heard on the Alepha topic are this node's own
+    /// broadcast coming back (forgotten then, with any older one never
+    /// heard back).
+    fn own_echo(&self, bytes: &[u8]) -> bool {
+        let hash = hash_of(bytes);
+        let mut echoes = lock(&self.own_echoes);
+        let now = Instant::now();
+        while echoes.front().is_some_and(|&(_, at)| now.duration_since(at) > OWN_ECHO_AGE) {
+            echoes.pop_front();
+        }
+        match echoes.iter().position(|&(h, _)| h == hash) {
+            Some(at) => {
+                echoes.drain(..=at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn receive_alepha(&self, link: &Link, bytes: &[u8]) {
+        if self.own_echo(bytes) {
+            return;
+        }
+        let broadcast = match cluster::decode_alepha(bytes) {
+            Ok(broadcast) => broadcast,
+            Err(error) => {
+                debug!(%error, "not an Alepha broadcast");
+                return link.count_invalid();
+            }
+        };
+        let Some(shared) = self.server.get().and_then(Weak::upgrade) else { return };
+        let Some(endpoint) = shared.endpoint(broadcast.channel_path) else { return };
+        let list = |l: cluster::JsonStrings<'_>| -> Vec<String> { l.iter().map(|s| s.to_string()).collect() };
+        let rooms: Vec<String> = list(broadcast.rooms).into_iter().filter(|r| RoomId::new(r).is_ok()).collect();
+        let (users, connections) = (list(broadcast.users), list(broadcast.connections));
+        let (except_connections, except_users) = (list(broadcast.except_connections), list(broadcast.except_users));
+        let spec = Spec {
+            rooms: &rooms,
+            users: &users,
+            connections: &connections,
+            except_connections: &except_connections,
+            except_users: &except_users,
+            except_member: None,
+        };
+        // Alepha sends JSON only: postcard connections are skipped.
+        match emit::deliver_encoded(endpoint.cell(), &spec, broadcast.message, Payloads::remote(None)) {
+            Ok(reached) => trace!(reached, "delivered from an Alepha node"),
+            Err(error) => debug!(%error, "not delivered from an Alepha node"),
+        }
+        link.count_received();
+    }
+
     /// Ask the node holding connection `id` to close it. False if no
     /// node's tag is in the id, or it is this node's, or there is no bus.
     pub(crate) fn close_remote(&self, path: &'static str, id: &str, code: CloseCode, reason: &str) -> bool {
-        let Some(link) = &self.link else { return false };
+        let Some(link) = self.interest_link() else { return false };
+        let link = &link;
         let Some(tag) = cluster::node_tag_of(id).filter(|&tag| tag != self.tag) else { return false };
         let message: Encodable<'_, &str> = ClusterMessage {
             origin: Origin { node: self.id, seq: 0, multi: false },
@@ -258,6 +377,12 @@ impl Node {
 
     fn receive<'a>(&self, topic: &str, bytes: &'a [u8]) {
         let Some(link) = &self.link else { return };
+        if self.wire == ClusterWire::Alepha {
+            if topic == ALEPHA_TOPIC {
+                self.receive_alepha(link, bytes);
+            }
+            return;
+        }
         let message = match cluster::decode(bytes) {
             Ok(message) => message,
             Err(error) => {
@@ -363,6 +488,11 @@ impl Node {
         *last = now;
         window.accept(origin.seq)
     }
+}
+
+fn hash_of(bytes: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(bytes)
 }
 
 fn encode<S: AsRef<str>>(message: &Encodable<'_, S>) -> Bytes {

@@ -307,7 +307,7 @@ pub(crate) struct ChannelCell {
 
 impl ChannelCell {
     pub(crate) fn new(path: &'static str, limits: TableLimits, node: Arc<Node>) -> Self {
-        let interest = RoomInterest { link: node.link.clone().map(|link| (link, path)) };
+        let interest = RoomInterest { link: node.interest_link().map(|link| (link, path)) };
         Self {
             path,
             node,

@@ -56,7 +56,11 @@ impl<'a> JsonStrings<'a> {
     /// [`RawStr::eq_str`], decode with [`RawStr::unescape_into`] or
     /// `to_string`).
     pub fn iter(&self) -> impl Iterator<Item = RawStr<'a>> + use<'a> {
-        self.array.and_then(|a| json::array_elements(a).ok().flatten()).into_iter().flatten().filter_map(json::as_string)
+        self.array
+            .and_then(|a| json::array_elements(a).ok().flatten())
+            .into_iter()
+            .flatten()
+            .filter_map(json::as_string)
     }
 
     /// Whether there are none.

@@ -48,6 +48,19 @@ pub use message::{
 pub use topic::{Topic, connection_id, node_tag_of};
 pub use window::{Seen, SeqWindow};
 
+/// What nodes of a cluster say to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClusterWire {
+    /// roomwire's: [`message`](mod@message) bytes on per-room, per-user,
+    /// per-channel and per-node [`Topic`]s; nodes hear only what they hold.
+    #[default]
+    Roomwire,
+    /// Alepha's: JSON on the one [`ALEPHA_TOPIC`], which every node hears
+    /// whole; for a cluster that has Alepha Node servers in it. No
+    /// cluster-wide `close_connection` or queries (Alepha has none).
+    Alepha,
+}
+
 /// How long a node waits for the answers to a cluster-wide query (and
 /// for the bus to say how many nodes will answer); a node silent that long
 /// makes the answer incomplete.
