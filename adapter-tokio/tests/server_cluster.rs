@@ -231,3 +231,59 @@ async fn room_user_and_channel_queries_answer_for_the_whole_cluster() {
     // The local lookups stay local.
     assert_eq!(a.server.room_connections("r").len(), 1);
 }
+
+#[tokio::test]
+async fn the_per_user_cap_counts_the_users_connections_on_every_node() {
+    let bus = MemoryBus::new();
+    let capped = |e: roomwire_tokio::server::Endpoint<SecureChat>| e.max_connections_per_user(2);
+    let mut a = harness_with(
+        {
+            let b = bus.backplane();
+            move |x| x.backplane(b)
+        },
+        capped,
+    )
+    .await;
+    let mut b = harness_with(
+        {
+            let b = bus.backplane();
+            move |x| x.backplane(b)
+        },
+        capped,
+    )
+    .await;
+    for h in [&a, &b] {
+        tokio::time::timeout(LIMIT, async {
+            while !h.server.backplane_stats().unwrap().connected {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+    let (first, _) = a.connect("/ws/secure-chat?token=alice").await;
+    let (_second, _) = b.connect("/ws/secure-chat?token=alice").await;
+    // A third anywhere is over the cap: accepted, then closed with 1008.
+    let (mut third, _) = a.try_connect("/ws/secure-chat?token=alice", &[], &[]).await.unwrap();
+    assert_eq!(
+        closed_with(&mut third).await,
+        Some((Some(CloseCode::Policy), "Max connections per user exceeded".into()))
+    );
+    let (mut fourth, _) = b.try_connect("/ws/secure-chat?token=alice", &[], &[]).await.unwrap();
+    assert_eq!(closed_with(&mut fourth).await.unwrap().0, Some(CloseCode::Policy));
+    // Another user is not affected; a place freed on a is taken on b.
+    let (_bob, _) = b.connect("/ws/secure-chat?token=bob").await;
+    drop(first);
+    a.next_disconnect().await;
+    // The place is given back on the bus a moment after the disconnect:
+    // try until a connection stays open.
+    let mut taken = false;
+    for _ in 0..50 {
+        let (mut ws, _) = b.try_connect("/ws/secure-chat?token=alice", &[], &[]).await.unwrap();
+        if tokio::time::timeout(Duration::from_millis(300), ws.recv()).await.is_err() {
+            taken = true;
+            break;
+        }
+    }
+    assert!(taken, "the freed place was never taken");
+}

@@ -8,11 +8,11 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{ProtocolVersion, PushKind, Value};
 use roomwire_core::cluster::{BUS_HEARTBEAT, BUS_TIMEOUT};
-use roomwire_tokio::backplane::{Link, Publish};
+use roomwire_tokio::backplane::{LeaseRequest, Link, Publish};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{BATCH, Ended, within};
+use super::{BATCH, Ended, answer, lease_commands, within};
 
 pub(crate) fn client(nodes: Vec<String>) -> Result<ClusterClient, redis::RedisError> {
     // The push sender is per connection: set at each session.
@@ -90,6 +90,7 @@ pub(crate) async fn session(client: &ClusterClient, link: &Link) -> Ended {
                 }
             }
             publishes = link.next_publishes(BATCH) => publish(&con, link, publishes).await,
+            leases = link.next_leases() => leases_concurrently(&con, leases).await,
             _ = heartbeat.tick() => {
                 let mut con = con.clone();
                 within("heartbeat", redis::cmd("PING").query_async::<Value>(&mut con)).await.map(drop)
@@ -99,6 +100,22 @@ pub(crate) async fn session(client: &ClusterClient, link: &Link) -> Ended {
             return Ended::Lost(why);
         }
     }
+}
+
+/// Each lease command on its key's shard, all in flight at once.
+async fn leases_concurrently(con: &ClusterConnection, requests: Vec<LeaseRequest>) -> Result<(), String> {
+    let results = join_all(lease_commands(requests).into_iter().map(|(cmd, to)| {
+        let mut con = con.clone();
+        async move {
+            let reply = within("lease", cmd.query_async::<Value>(&mut con)).await;
+            if let Ok(reply) = &reply {
+                answer(to, reply);
+            }
+            reply.map(drop)
+        }
+    }))
+    .await;
+    results.into_iter().collect()
 }
 
 /// `SPUBLISH` each message on each topic, all in flight at once in order

@@ -49,8 +49,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roomwire_core::cluster::{BUS_RECONNECT, BUS_TIMEOUT};
-use roomwire_tokio::backplane::{Backplane, ClusterWire, Link};
+use roomwire_tokio::backplane::{Backplane, ClusterWire, LeaseRequest, Link};
 use roomwire_tokio::server::BoxFuture;
+use tokio::sync::oneshot;
 use tracing::warn;
 
 #[doc(no_inline)]
@@ -125,6 +126,63 @@ impl RedisBackplane {
     {
         let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
         Ok(Self { target: Target::Cluster(Box::new(cluster::client(nodes)?)), wire: ClusterWire::Roomwire })
+    }
+}
+
+/// A user's places under a cluster-wide cap: a sorted set of connection
+/// ids scored by expiry, in Redis's own clock (`TIME`), so that no node's
+/// clock matters. Take a place if fewer than the cap are unexpired.
+const ACQUIRE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1";
+
+/// Extend (or add back) a place.
+const RENEW: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1";
+
+/// One command per lease request, with where its answer goes (an acquire).
+fn lease_commands(requests: Vec<LeaseRequest>) -> Vec<(redis::Cmd, Option<oneshot::Sender<bool>>)> {
+    let mut commands = Vec::new();
+    for request in requests {
+        match request {
+            LeaseRequest::Acquire { key, member, cap, ttl, answer } => {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(ACQUIRE).arg(1).arg(key).arg(member).arg(cap).arg(ttl.as_millis() as u64);
+                commands.push((cmd, Some(answer)));
+            }
+            LeaseRequest::Renew { places, ttl } => {
+                for (key, member) in places {
+                    let mut cmd = redis::cmd("EVAL");
+                    cmd.arg(RENEW).arg(1).arg(key).arg(member).arg(ttl.as_millis() as u64);
+                    commands.push((cmd, None));
+                }
+            }
+            LeaseRequest::Release { key, member } => {
+                let mut cmd = redis::cmd("ZREM");
+                cmd.arg(key).arg(member);
+                commands.push((cmd, None));
+            }
+            // A request of a later version: its answer (if any) is dropped,
+            // and the server decides alone.
+            _ => {}
+        }
+    }
+    commands
+}
+
+/// Hand an acquire its answer (an integer reply, 1 granted).
+fn answer(to: Option<oneshot::Sender<bool>>, reply: &redis::Value) {
+    if let Some(to) = to {
+        let _ = to.send(matches!(reply, redis::Value::Int(1)));
     }
 }
 

@@ -8,7 +8,9 @@ use roomwire_tokio::backplane::Link;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{BATCH, Ended, SUBSCRIBE_CHUNK, within};
+use roomwire_tokio::backplane::LeaseRequest;
+
+use super::{BATCH, Ended, SUBSCRIBE_CHUNK, answer, lease_commands, within};
 
 pub(crate) async fn session(client: &redis::Client, link: &Link) -> Ended {
     let (tx, mut pushes) = mpsc::unbounded_channel();
@@ -52,12 +54,30 @@ pub(crate) async fn session(client: &redis::Client, link: &Link) -> Ended {
             },
             (subscribe, unsubscribe) = link.interest_changes() => change(&mut con, subscribe, unsubscribe).await,
             publishes = link.next_publishes(BATCH) => publish(&mut con, link, publishes).await,
+            leases = link.next_leases() => leases_pipelined(&mut con, leases).await,
             _ = heartbeat.tick() => within("heartbeat", redis::cmd("PING").query_async::<Value>(&mut con)).await.map(drop),
         };
         if let Err(why) = step {
             return Ended::Lost(why);
         }
     }
+}
+
+async fn leases_pipelined(con: &mut MultiplexedConnection, requests: Vec<LeaseRequest>) -> Result<(), String> {
+    let commands = lease_commands(requests);
+    if commands.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for (cmd, _) in &commands {
+        pipe.add_command(cmd.clone());
+    }
+    // Unanswered acquires (dropped senders) make their servers count alone.
+    let replies = within("leases", pipe.query_async::<Vec<Value>>(con)).await?;
+    for ((_, to), reply) in commands.into_iter().zip(&replies) {
+        answer(to, reply);
+    }
+    Ok(())
 }
 
 async fn change(

@@ -275,3 +275,76 @@ async fn a_redis_cluster_carries_rooms_on_their_shards() {
     b.mark(&eb.connection_id, "end");
     expect_marker(&mut cb, "end").await;
 }
+
+/// `(member, expiry ms)` of a lease set, and Redis's clock in ms.
+fn places(redis: &RedisServer, key: &str) -> (Vec<(String, u64)>, u64) {
+    let listed = redis.cli(&["zrange", key, "0", "-1", "withscores"]).unwrap_or_default();
+    let lines: Vec<&str> = listed.lines().filter(|l| !l.is_empty()).collect();
+    let places = lines.chunks(2).map(|p| (p[0].to_owned(), p[1].parse().unwrap())).collect();
+    let time = redis.cli(&["time"]).unwrap();
+    let mut t = time.lines().map(|l| l.trim().parse::<u64>().unwrap());
+    let now = t.next().unwrap() * 1000 + t.next().unwrap() / 1000;
+    (places, now)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_user_cap_spans_nodes_and_a_dead_nodes_places_expire() {
+    let Some(redis) = RedisServer::start() else { return };
+    let url = redis.url();
+    let capped = |e: roomwire_tokio::server::Endpoint<SecureChat>| e.max_connections_per_user(2);
+    let mut a = harness_with(
+        {
+            let url = url.clone();
+            move |x| x.backplane(RedisBackplane::new(&url).unwrap())
+        },
+        capped,
+    )
+    .await;
+    connected(&a).await;
+    // Node b runs in a runtime of its own, dropped at once later: a node
+    // that dies without a word (nothing of it reaches Redis any more).
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
+    let b_thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let b = harness_with(move |x| x.backplane(RedisBackplane::new(&url).unwrap()), capped).await;
+            connected(&b).await;
+            addr_tx.send(b.addr).unwrap();
+            let _ = kill_rx.await;
+        });
+        drop(runtime);
+    });
+    let b_addr = addr_rx.await.unwrap();
+    let (mut on_a, ea) = a.connect("/ws/secure-chat?token=alice").await;
+    // Read on (answering pings): the refusal below has the server check
+    // that alice's other connections are alive.
+    let reading = tokio::spawn(async move { while on_a.recv().await.is_some() {} });
+    let (_on_b, _) = try_connect(b_addr, "/ws/secure-chat?token=alice", &[], &[]).await.unwrap();
+    let key = roomwire_tokio::roomwire_core::cluster::lease_key("/ws/secure-chat", "alice").to_string();
+    tokio::time::timeout(LIMIT, async {
+        while places(&redis, &key).0.len() != 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("two places leased");
+    let (mut third, _) = a.try_connect("/ws/secure-chat?token=alice", &[], &[]).await.unwrap();
+    assert_eq!(closed_with(&mut third).await.unwrap().0, Some(CloseCode::Policy), "the cap counts b's connection");
+
+    kill_tx.send(()).unwrap();
+    b_thread.join().unwrap();
+    let (before, now) = places(&redis, &key);
+    assert_eq!(before.len(), 2, "b died without giving its place back");
+    for (_, expiry) in &before {
+        assert!(*expiry <= now + 30_000, "a place outlives the lease time: {before:?} at {now}");
+    }
+    // a renews its own place (every 10 s); b's is never renewed and expires.
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    let (after, _) = places(&redis, &key);
+    let expiry = |list: &[(String, u64)], id: &str| list.iter().find(|(m, _)| m == id).map(|(_, e)| *e);
+    assert!(expiry(&after, &ea.connection_id) > expiry(&before, &ea.connection_id), "a's place was not renewed");
+    let dead = before.iter().find(|(m, _)| *m != ea.connection_id).unwrap();
+    assert_eq!(expiry(&after, &dead.0), Some(dead.1), "the dead node's place was renewed");
+    assert!(!reading.is_finished(), "a's connection ended");
+}

@@ -75,6 +75,44 @@ pub struct BackplaneStats {
 
 type Receiver = Box<dyn Fn(&str, &[u8]) + Send + Sync>;
 
+/// A request about the places users hold under a cluster-wide per-user
+/// cap: each is a set per (endpoint, user) of connection ids with an
+/// expiry ([`roomwire_core::cluster::lease_key`]), kept by the bus (a
+/// Redis sorted set), expiries in the bus's own clock.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LeaseRequest {
+    /// Drop the expired places of `key`; if fewer than `cap` remain, add
+    /// `member` for `ttl` and answer true, else answer false.
+    Acquire {
+        /// The set.
+        key: String,
+        /// The connection id.
+        member: String,
+        /// The cap.
+        cap: usize,
+        /// How long the place lasts unless renewed.
+        ttl: std::time::Duration,
+        /// Where the answer goes (dropped unanswered: the server decides
+        /// alone, as if the bus were down).
+        answer: oneshot::Sender<bool>,
+    },
+    /// Extend (or add back) these places by `ttl`.
+    Renew {
+        /// `(key, member)` pairs.
+        places: Vec<(String, String)>,
+        /// The new lifetime.
+        ttl: std::time::Duration,
+    },
+    /// Give a place up.
+    Release {
+        /// The set.
+        key: String,
+        /// The connection id.
+        member: String,
+    },
+}
+
 #[derive(Default)]
 struct Pending {
     queue: VecDeque<Publish>,
@@ -105,6 +143,8 @@ struct Inner {
     pending_ready: Notify,
     interest: Mutex<Interest>,
     interest_ready: Notify,
+    leases: Mutex<VecDeque<LeaseRequest>>,
+    leases_ready: Notify,
     receiver: OnceLock<Receiver>,
     connected: AtomicBool,
     ever_connected: AtomicBool,
@@ -145,6 +185,8 @@ impl Link {
                 pending_ready: Notify::new(),
                 interest: Mutex::default(),
                 interest_ready: Notify::new(),
+                leases: Mutex::default(),
+                leases_ready: Notify::new(),
                 receiver: OnceLock::new(),
                 connected: AtomicBool::new(false),
                 ever_connected: AtomicBool::new(false),
@@ -236,6 +278,23 @@ impl Link {
         (subscribe, unsubscribe)
     }
 
+    /// Wait for lease requests (or the link to close) and take them all.
+    pub async fn next_leases(&self) -> Vec<LeaseRequest> {
+        loop {
+            let ready = self.inner.leases_ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            let taken: Vec<LeaseRequest> = lock(&self.inner.leases).drain(..).collect();
+            if !taken.is_empty() || self.is_closed() {
+                return taken;
+            }
+            tokio::select! {
+                () = ready => {}
+                () = self.inner.closed.wait() => {}
+            }
+        }
+    }
+
     /// Hand a message received on `topic` to the server.
     pub fn receive(&self, topic: &str, bytes: &[u8]) {
         if let Some(receiver) = self.inner.receiver.get() {
@@ -262,6 +321,7 @@ impl Link {
             // What waits would reach other nodes late or never: drop it.
             let dropped = self.take_publishes(usize::MAX).len();
             self.publish_failed(dropped);
+            lock(&self.inner.leases).clear();
         }
     }
 
@@ -328,6 +388,20 @@ impl Link {
         pending.queue.push_back(Publish { topics, bytes, receivers });
         drop(pending);
         self.inner.pending_ready.notify_one();
+    }
+
+    /// Queue a lease request; dropped (so an acquire is answered by
+    /// nobody) while the bus is unreachable.
+    pub(crate) fn lease(&self, request: LeaseRequest) {
+        if !self.is_connected() {
+            return;
+        }
+        let mut leases = lock(&self.inner.leases);
+        // Bounded by the handshakes in progress, the disconnects since the
+        // last turn of the backplane and one renewal.
+        leases.push_back(request);
+        drop(leases);
+        self.inner.leases_ready.notify_one();
     }
 
     pub(crate) fn want(&self, topic: String, wanted: bool) {

@@ -2,8 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use super::{Backplane, Link};
+use super::{Backplane, LeaseRequest, Link};
 use crate::server::BoxFuture;
 
 /// A bus in memory: every [`MemoryBackplane`] of one bus hears what the
@@ -31,6 +32,8 @@ struct Nodes {
     topics: HashMap<String, HashSet<usize>>,
     /// Nodes cut off the bus (a partition, in tests).
     cut: HashSet<usize>,
+    /// Lease sets: key → member → expiry.
+    leases: HashMap<String, HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for MemoryBus {
@@ -120,6 +123,35 @@ impl MemoryBackplane {
     }
 }
 
+impl MemoryBackplane {
+    fn lease(&self, request: LeaseRequest) {
+        let mut nodes = self.bus.lock();
+        let now = Instant::now();
+        match request {
+            LeaseRequest::Acquire { key, member, cap, ttl, answer } => {
+                let places = nodes.leases.entry(key).or_default();
+                places.retain(|_, expiry| *expiry > now);
+                let granted = places.len() < cap;
+                if granted {
+                    places.insert(member, now + ttl);
+                }
+                let _ = answer.send(granted);
+            }
+            LeaseRequest::Renew { places, ttl } => {
+                for (key, member) in places {
+                    nodes.leases.entry(key).or_default().insert(member, now + ttl);
+                }
+            }
+            LeaseRequest::Release { key, member } => {
+                if let Some(places) = nodes.leases.get_mut(&key) {
+                    places.remove(&member);
+                }
+            }
+        }
+        nodes.leases.retain(|_, places| !places.is_empty());
+    }
+}
+
 impl Backplane for MemoryBackplane {
     fn run(self: Arc<Self>, link: Link) -> BoxFuture<'static, ()> {
         Box::pin(async move {
@@ -135,6 +167,7 @@ impl Backplane for MemoryBackplane {
                     biased;
                     () = link.closed() => break,
                     (subscribe, unsubscribe) = link.interest_changes() => self.apply(subscribe, unsubscribe),
+                    leases = link.next_leases() => leases.into_iter().for_each(|request| self.lease(request)),
                     publishes = link.next_publishes(256) => {
                         for mut publish in publishes {
                             let heard: Option<Vec<usize>> =

@@ -28,7 +28,7 @@
 mod link;
 mod memory;
 
-pub use link::{BackplaneStats, Link, Publish};
+pub use link::{BackplaneStats, LeaseRequest, Link, Publish};
 pub use memory::{MemoryBackplane, MemoryBus};
 
 use std::sync::Arc;
@@ -43,7 +43,9 @@ use crate::server::BoxFuture;
 /// when [`Link::closed`] resolves (the server shut down). It publishes
 /// what [`Link::next_publishes`] yields, keeps the subscriptions
 /// [`Link::interest`] names (again after every reconnect), hands every
-/// received message to [`Link::receive`], and reports its state with
+/// received message to [`Link::receive`], answers [`Link::next_leases`]
+/// (cluster-wide per-user caps; a bus without leases may drop them, and
+/// each server then caps its own connections), and reports its state with
 /// [`Link::set_connected`].
 pub trait Backplane: Send + Sync + 'static {
     /// Move bytes between `link` and the bus until the link closes.

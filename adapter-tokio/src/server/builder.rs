@@ -300,7 +300,7 @@ impl ServerBuilder {
             closing: Signal::default(),
             node: node.clone(),
         });
-        node.attach(&shared);
+        node.attach(&shared, runtime.as_ref());
         if let (Some(backplane), Some(runtime), Some(link)) = (self.backplane, runtime, &node.link) {
             runtime.spawn(backplane.run(link.clone()));
         }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use roomwire_core::CloseCode;
 use roomwire_core::cluster::{
-    self, ALEPHA_TOPIC, About, AlephaBroadcast, Body, ClusterMessage, ClusterWire, Connection, EmitBody, Encodable,
-    Origin, QUERY_TIMEOUT, RoomWatcher, Seen, SeqWindow, Topic,
+    self, ALEPHA_TOPIC, About, AlephaBroadcast, BUS_TIMEOUT, Body, ClusterMessage, ClusterWire, Connection, EmitBody,
+    Encodable, LEASE_RENEW, LEASE_TTL, Origin, QUERY_TIMEOUT, RoomWatcher, Seen, SeqWindow, Topic,
 };
 use roomwire_core::room::RoomId;
 use tracing::{debug, trace};
@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::emit::{self, Payloads, Spec};
 use super::lifecycle::Shared;
 use super::registry::ConnectionInfo;
-use crate::backplane::Link;
+use crate::backplane::{LeaseRequest, Link};
 
 /// Own broadcasts remembered on the Alepha wire, to know their echoes.
 const MAX_OWN_ECHOES: usize = 4096;
@@ -167,9 +167,12 @@ impl Node {
 
     /// Start hearing this node's topics and handing what it hears to
     /// `shared`'s endpoints.
-    pub(crate) fn attach(self: &Arc<Self>, shared: &Arc<Shared>) {
+    pub(crate) fn attach(self: &Arc<Self>, shared: &Arc<Shared>, runtime: Option<&tokio::runtime::Handle>) {
         let Some(link) = &self.link else { return };
         let _ = self.server.set(Arc::downgrade(shared));
+        if let Some(runtime) = runtime {
+            self.spawn_lease_renewal(runtime);
+        }
         match self.wire {
             ClusterWire::Roomwire => {
                 link.want(Topic::Node { tag: self.tag }.to_string(), true);
@@ -183,6 +186,71 @@ impl Node {
         link.set_receiver(move |topic, bytes| {
             if let Some(node) = node.upgrade() {
                 node.receive(topic, bytes);
+            }
+        });
+    }
+
+    /// Take a place for connection `id` of `user` under the cluster-wide
+    /// cap `cap` of the endpoint at `path`: whether it was granted, or
+    /// `None` if there is no bus or it did not answer in time (the caller
+    /// then counts this node's connections only).
+    pub(crate) async fn acquire_lease(&self, path: &'static str, user: &str, id: &str, cap: usize) -> Option<bool> {
+        let link = self.link.as_ref()?;
+        if !link.is_connected() {
+            return None;
+        }
+        let (answer, granted) = tokio::sync::oneshot::channel();
+        link.lease(LeaseRequest::Acquire {
+            key: cluster::lease_key(path, user).to_string(),
+            member: id.to_owned(),
+            cap,
+            ttl: LEASE_TTL.into(),
+            answer,
+        });
+        tokio::time::timeout(BUS_TIMEOUT.into(), granted).await.ok()?.ok()
+    }
+
+    /// Give up the place of connection `id` of `user` (it ended).
+    pub(crate) fn release_lease(&self, path: &'static str, user: &str, id: &str) {
+        if let Some(link) = &self.link {
+            link.lease(LeaseRequest::Release {
+                key: cluster::lease_key(path, user).to_string(),
+                member: id.to_owned(),
+            });
+        }
+    }
+
+    /// Renew, every [`LEASE_RENEW`], the places of this node's open
+    /// connections under cluster-wide per-user caps (adding back any the
+    /// bus lost, after an outage longer than [`LEASE_TTL`] say).
+    fn spawn_lease_renewal(self: &Arc<Self>, runtime: &tokio::runtime::Handle) {
+        let Some(link) = self.link.clone() else { return };
+        let node = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut every = tokio::time::interval(LEASE_RENEW.into());
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = link.closed() => return,
+                    _ = every.tick() => {}
+                }
+                let Some(node) = node.upgrade() else { return };
+                let Some(shared) = node.server.get().and_then(Weak::upgrade) else { return };
+                let mut places = Vec::new();
+                for endpoint in &shared.endpoints {
+                    if endpoint.policy().max_connections_per_user.is_none() {
+                        continue;
+                    }
+                    let path = endpoint.path();
+                    endpoint.cell().lock().for_each_info(path, |info| {
+                        if let Some(user) = &info.user_id {
+                            places.push((cluster::lease_key(path, user).to_string(), info.id));
+                        }
+                    });
+                }
+                if !places.is_empty() {
+                    link.lease(LeaseRequest::Renew { places, ttl: LEASE_TTL.into() });
+                }
             }
         });
     }

@@ -294,10 +294,16 @@ fn owned(refusal: HttpRefusal) -> (u16, String) {
 struct Registration {
     cell: Arc<ChannelCell>,
     member: Option<MemberId>,
+    /// The connection's place under a cluster-wide per-user cap: its user
+    /// and id.
+    lease: Option<(Arc<str>, Arc<str>)>,
 }
 
 impl Registration {
     fn unregister(&mut self) -> Vec<String> {
+        if let Some((user, id)) = self.lease.take() {
+            self.cell.node.release_lease(self.cell.path, &user, &id);
+        }
         self.member.take().map(|member| self.cell.lock().unregister(member)).unwrap_or_default()
     }
 }
@@ -374,9 +380,19 @@ async fn register(
     // The cap is checked and the slot taken in one step; the rooms are
     // joined after it, without the lock while the application's room gate
     // runs.
+    // With a backplane, the cap counts the user's connections on every
+    // node (a place leased on the bus); if the bus cannot say, this node's.
+    let leased = match (&user, policy.max_connections_per_user) {
+        (Some(user), Some(cap)) => cell.node.acquire_lease(cell.path, user, &id, cap).await,
+        _ => None,
+    };
+    let lease = (leased == Some(true)).then(|| user.clone().map(|u| (u, id.clone()))).flatten();
     let (over_user_cap, member) = {
         let mut state = cell.lock();
-        let over_user_cap = state.at_user_cap(user.as_ref(), policy.max_connections_per_user);
+        let over_user_cap = match leased {
+            Some(granted) => !granted,
+            None => state.at_user_cap(user.as_ref(), policy.max_connections_per_user),
+        };
         (over_user_cap, state.register(id.clone(), user.clone(), format, outbox.clone()))
     };
     let registered = match endpoint.register(
@@ -389,6 +405,9 @@ async fn register(
     ) {
         Ok(()) => Ok((member, cell.lock().rooms_of(member))),
         Err(refusal) => {
+            if let Some((user, id)) = &lease {
+                cell.node.release_lease(cell.path, user, id);
+            }
             let mut state = cell.lock();
             state.unregister(member);
             if over_user_cap && let Some(user) = &user {
@@ -413,7 +432,7 @@ async fn register(
             return None;
         }
     };
-    let registration = Registration { cell: cell.clone(), member: Some(member) };
+    let registration = Registration { cell: cell.clone(), member: Some(member), lease };
     if shared.closing.is_set() {
         let shutdown = ServerClose::Shutdown.refusal();
         outbox.request_close(shutdown.code, shutdown.reason);

@@ -86,3 +86,27 @@ pub const BUS_HEARTBEAT: Duration = Duration::from_secs(1);
 /// publish, a subscription) before the backplane takes it as lost: a
 /// paused bus is told from a slow one by this.
 pub const BUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a connection's place under a cluster-wide per-user cap lasts
+/// unless its node renews it: a node that dies holds its users' places
+/// this long at most.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// How often a node renews the places of its open connections.
+pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+
+/// The name of the set of places a user holds under an endpoint's
+/// cluster-wide per-user cap (a Redis sorted set: connection id, expiry).
+///
+/// ```
+/// assert_eq!(roomwire_core::cluster::lease_key("/ws/chat", "alice").to_string(), "rw:8:/ws/chat:lease:alice");
+/// ```
+pub fn lease_key<'a>(path: &'a str, user: &'a str) -> impl core::fmt::Display + 'a {
+    struct Key<'a>(&'a str, &'a str);
+    impl core::fmt::Display for Key<'_> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            write!(f, "rw:{}:{}:lease:{}", self.0.len(), self.0, self.1)
+        }
+    }
+    Key(path, user)
+}
