@@ -1,0 +1,44 @@
+//! One roomwire node of a cluster, as a process the fault tests start and
+//! kill: the chat channel (`/ws/chat`, Alepha wire or roomwire wire), whose
+//! handler replies to the sender's room except the sender (`username` is
+//! the connection id), with the Redis backplane.
+//!
+//! ```text
+//! rw_node --redis redis://127.0.0.1:6379 [--listen 127.0.0.1:0]
+//! ```
+//!
+//! Prints `listening on PORT` once it accepts connections.
+
+use roomwire_redis::RedisBackplane;
+use roomwire_tests::chat::{Chat, ChatIn};
+use roomwire_tokio::server::{Endpoint, Reply, Server};
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut listen = "127.0.0.1:0".to_owned();
+    let mut redis = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => listen = args.next().expect("--listen ADDR"),
+            "--redis" => redis = args.next(),
+            other => panic!("unknown argument {other}; usage: rw_node --redis URL [--listen ADDR]"),
+        }
+    }
+    let redis = redis.expect("--redis URL");
+    let server = Server::builder()
+        .endpoint(Endpoint::<Chat>::new(|ctx| {
+            Box::pin(async move {
+                let line =
+                    ChatIn::Append { content: ctx.message.content.clone(), username: ctx.connection_id().to_owned() };
+                ctx.reply_with(&line, &Reply::new().except_self())?;
+                Ok(())
+            })
+        }))
+        .backplane(RedisBackplane::new(&redis).expect("a redis:// URL"))
+        .build()
+        .expect("valid endpoints");
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    println!("listening on {}", listener.local_addr()?.port());
+    server.serve(listener).await
+}

@@ -1,0 +1,116 @@
+//! Three roomwire nodes as separate processes (`rw_node`) on one real
+//! redis-server: a node killed (SIGKILL) in the middle of a room's traffic
+//! costs its own connections and nothing else: the other nodes' members
+//! get every message, in order, once; Redis drops the dead node's
+//! subscriptions; a node started again on its port serves the room again.
+
+#[path = "../../adapter-tokio/tests/server_support/mod.rs"]
+mod server_support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use roomwire_tests::redis_server::RedisServer;
+use roomwire_tokio::roomwire_core::cluster::Topic;
+use server_support::*;
+
+/// A node process, killed on drop.
+struct NodeProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl NodeProcess {
+    fn start(redis: &RedisServer, port: u16) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rw_node"))
+            .args(["--redis", &redis.url(), "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start rw_node");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("rw_node printed nothing").unwrap();
+        let port: u16 = first.strip_prefix("listening on ").expect(&first).parse().unwrap();
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        Self { child, addr: SocketAddr::from(([127, 0, 0, 1], port)) }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn join(node: &NodeProcess, room: &str) -> Client {
+    try_connect(node.addr, &format!("/ws/chat?roomId={room}"), &[], &[]).await.expect("connect").0
+}
+
+async fn subscribers_become(redis: &RedisServer, topic: &str, n: usize) {
+    tokio::time::timeout(LIMIT, async {
+        while redis.subscribers(topic) != n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{topic}: {} subscribers, not {n}", redis.subscribers(topic)));
+}
+
+/// The contents of the next `n` appends, in arrival order.
+async fn appends(ws: &mut Client, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        got.push(recv_json(ws).await["content"].as_str().unwrap().to_owned());
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_traffic_costs_only_its_own_connections() {
+    let Some(redis) = RedisServer::start() else { return };
+    let a = NodeProcess::start(&redis, 0);
+    let mut b = NodeProcess::start(&redis, 0);
+    let c = NodeProcess::start(&redis, 0);
+    let topic = Topic::Room { path: "/ws/chat", room: "r" }.to_string();
+    let mut sender = join(&a, "r").await;
+    let mut on_a = join(&a, "r").await;
+    let mut on_b = join(&b, "r").await;
+    let mut on_c = join(&c, "r").await;
+    subscribers_become(&redis, &topic, 3).await;
+
+    let expected: Vec<String> = (0..300).map(|i| i.to_string()).collect();
+    for (i, line) in expected.iter().enumerate() {
+        say(&mut sender, "r", line).await;
+        if i == 100 {
+            b.kill();
+        }
+    }
+    assert_eq!(appends(&mut on_c, 300).await, expected, "c: every message, in order");
+    assert_eq!(appends(&mut on_a, 300).await, expected, "a: every message, in order");
+    // b's client lost its connection without a close frame.
+    assert_eq!(closed_with(&mut on_b).await, None);
+    subscribers_become(&redis, &topic, 2).await;
+
+    // b again, on the same port: its new member hears the room again.
+    let port = b.addr.port();
+    let b = NodeProcess::start(&redis, port);
+    let mut again = join(&b, "r").await;
+    subscribers_become(&redis, &topic, 3).await;
+    say(&mut sender, "r", "after").await;
+    for ws in [&mut again, &mut on_a, &mut on_c] {
+        assert_eq!(appends(ws, 1).await, ["after"]);
+    }
+    // Once each, and never to the sender: a fence from c comes next
+    // everywhere else.
+    say(&mut on_c, "r", "fence").await;
+    for ws in [&mut sender, &mut on_a, &mut again] {
+        assert_eq!(appends(ws, 1).await, ["fence"]);
+    }
+}
