@@ -106,14 +106,16 @@ server_cmd() {
         node-ws) echo "node $ROOT/bench/node/echo.js ADDR" ;;
         node-ws-rooms) echo "node $ROOT/bench/node/rooms.js ADDR" ;;
         socketioxide) echo "$BIN/sio-rooms ADDR" ;;
+        roomwire-2nodes) echo "$ROOT/bench/cluster.sh $BIN/rw-rooms ADDR" ;;
+        socketioxide-2nodes) echo "$ROOT/bench/cluster.sh $BIN/sio-rooms ADDR" ;;
         faulty-*) echo "$BIN/rw-faulty ${1#faulty-} ADDR" ;;
         *) die "unknown server $1" ;;
     esac
 }
 server_wire() {
     case "$1" in
-        socketioxide) echo "--proto sio --path /socket.io/?EIO=4&transport=websocket" ;;
-        roomwire-rooms|faulty-rooms-*) echo "--proto ws --path /ws/bench?roomId=r" ;;
+        socketioxide|socketioxide-2nodes) echo "--proto sio --path /socket.io/?EIO=4&transport=websocket" ;;
+        roomwire-rooms|roomwire-2nodes|faulty-rooms-*) echo "--proto ws --path /ws/bench?roomId=r" ;;
         node-ws-rooms) echo "--proto ws --path /?roomId=r" ;;
         *) echo "--proto ws --path /" ;;
     esac
@@ -187,10 +189,15 @@ run_one() {
         FAILED=$((FAILED + 1))
         return 1
     fi
-    local wire line
+    local wire line target
     wire="$(server_wire "$server")"
+    # A cluster (bench/cluster.sh): two nodes, both measured, and its Redis.
+    target="--server-pid $SERVER_PID"
+    if read -r _ addr2 pids redis_pid < <(grep -m1 '^cluster ' "$OUT/server.log"); then
+        target="--addr2 $addr2 --server-pid $pids --redis-pid $redis_pid"
+    fi
     # shellcheck disable=SC2086
-    if line="$("${PIN_GEN[@]}" "$LOADGEN" "$@" $wire --addr "$ADDR" --server-pid "$SERVER_PID" --tag "$tag" 2>"$OUT/loadgen.err")"; then
+    if line="$("${PIN_GEN[@]}" "$LOADGEN" "$@" $wire --addr "$ADDR" $target --tag "$tag" 2>"$OUT/loadgen.err")"; then
         echo "$line" >>"$RESULTS"
         echo "  $line" >&2
     else
@@ -236,6 +243,9 @@ if [ "$MODE" = smoke ]; then
     cell fanout-50 "fanout --members 50 --senders 3 --inflight 2 $FAN_T" "${ROOM_PEERS[@]}"
     cell fanout-50-rate "fanout --members 50 --senders 3 --rate 20000 $FAN_T" roomwire-rooms
     cell idle-200 "idle --conns $IDLE_N --warmup 0.3" roomwire-rooms socketioxide
+    if command -v redis-server >/dev/null; then
+        cell cluster-50 "fanout --members 50 --senders 3 --inflight 2 $FAN_T" roomwire-2nodes socketioxide-2nodes
+    fi
     [ "$FAILED" = 0 ] || die "smoke: $FAILED run(s) failed"
     "$LOADGEN" summarize "$RESULTS" >"$OUT/summary.txt" || die "smoke: summarize failed"
     # The harness must refuse to report figures for broken servers.
@@ -261,6 +271,15 @@ cell echo-10x1k "echo --conns 10 --size 1024 $ECHO_T" "${ECHO_PEERS[@]}"
 cell echo-500x16k "echo --conns 500 --size 16384 $ECHO_T" "${ECHO_PEERS[@]}"
 cell fanout-1000x10x4 "fanout --members 1000 --senders 10 --inflight 4 $FAN_T" "${ROOM_PEERS[@]}"
 cell fanout-1000-rate50k "fanout --members 1000 --senders 10 --rate 50000 $FAN_T" "${ROOM_PEERS[@]}"
+# Two nodes behind one Redis, one room of 1000 split across them, 10 senders; beside one node.
+# Nodes and Redis share the server CPU.
+if command -v redis-server >/dev/null; then
+    CLUSTER_PEERS=(roomwire-rooms roomwire-2nodes socketioxide socketioxide-2nodes)
+    cell cluster-1000x10x4 "fanout --members 1000 --senders 10 --inflight 4 $FAN_T" "${CLUSTER_PEERS[@]}"
+    cell cluster-1000-rate20k "fanout --members 1000 --senders 10 --rate 20000 $FAN_T" "${CLUSTER_PEERS[@]}"
+else
+    log "no redis-server: no cluster cells"
+fi
 cell idle-10k "idle --conns $IDLE_N --warmup 2" "${IDLE_SERVERS[@]}"
 
 echo

@@ -4,6 +4,8 @@
 //! roomwire-loadgen echo   --addr A --server-pid P [--path /] --conns N --size S [--warmup s] [--duration s]
 //! roomwire-loadgen fanout --addr A --server-pid P --path '/ws/bench?roomId=r' [--proto ws|sio]
 //!                         --members M --senders K --inflight W [--rate DELIVERIES_PER_S] [--size S]
+//!                         [--addr2 B --redis-pid R]   (a cluster: members alternate between A and
+//!                         B; P may list every node, `P1,P2`; R is the bus, measured apart)
 //! roomwire-loadgen idle   --addr A --server-pid P [--path ..] [--proto ws|sio] --conns C
 //! roomwire-loadgen soak   --addr A --server-pid P --conns C --rooms R --duration s --rate MSG_PER_S
 //!                         [--max-rss-mib M]   (the rw-soak server; see soak.rs)
@@ -41,6 +43,10 @@ use wire::{OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Proto, err};
 struct Args {
     mode: String,
     addr: SocketAddr,
+    /// A second node of the same cluster: odd members connect there.
+    addr2: Option<SocketAddr>,
+    /// The cluster's bus (redis-server), whose CPU is reported apart.
+    redis_pid: String,
     path: String,
     proto: Proto,
     server_pid: String,
@@ -72,6 +78,8 @@ fn parse_args() -> Args {
     let mut a = Args {
         mode,
         addr: "127.0.0.1:9001".parse().unwrap_or_else(|_| usage()),
+        addr2: None,
+        redis_pid: String::new(),
         path: "/".into(),
         proto: Proto::Ws,
         server_pid: String::new(),
@@ -99,6 +107,8 @@ fn parse_args() -> Args {
         }
         match flag.as_str() {
             "--addr" => a.addr = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
+            "--addr2" => a.addr2 = Some(value.parse().unwrap_or_else(|e| bad(&flag, &value, e))),
+            "--redis-pid" => a.redis_pid = value.clone(),
             "--path" => a.path = value.clone(),
             "--proto" => {
                 a.proto = match value.as_str() {
@@ -184,8 +194,13 @@ async fn connect_all(args: &Args, n: usize, first_index: usize) -> io::Result<Ve
         let batch = args.connect_parallel.min(n - i);
         let handles: Vec<_> = (0..batch)
             .map(|j| {
-                let (addr, path, proto) = (args.addr, args.path.clone(), args.proto);
-                let key = wire::key_for(first_index + i + j);
+                let index = first_index + i + j;
+                let addr = match args.addr2 {
+                    Some(second) if index % 2 == 1 => second,
+                    _ => args.addr,
+                };
+                let (path, proto) = (args.path.clone(), args.proto);
+                let key = wire::key_for(index);
                 tokio::task::spawn_local(async move {
                     tokio::time::timeout(Duration::from_secs(10), wire::connect(addr, &path, proto, key)).await
                 })
@@ -523,8 +538,9 @@ async fn fanout(args: &Args) -> io::Result<String> {
     }
     let conns = connect_all(args, m, 0).await?;
     // Every member is in the room (the server may still be registering the
-    // last ones when their 101 arrives): give it a moment.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // last ones when their 101 arrives; a cluster's nodes subscribing to
+    // the room on their bus): give it a moment.
+    tokio::time::sleep(Duration::from_millis(if args.addr2.is_some() { 1000 } else { 300 })).await;
     let closed_loop = args.rate <= 0.0;
     let senders = (0..k)
         .map(|_| SenderState {
@@ -591,10 +607,12 @@ async fn fanout(args: &Args) -> io::Result<String> {
     }
     watch(args.warmup, &shared.error).await?;
     let start = CpuMark::take(&args.server_pid)?;
+    let redis_start = if args.redis_pid.is_empty() { 0 } else { stats::cpu_ns(&args.redis_pid)? };
     let (d0, c0) = (shared.deliveries.get(), shared.completed.get());
     shared.measuring.set(true);
     watch(args.duration, &shared.error).await?;
     let end = CpuMark::take(&args.server_pid)?;
+    let redis_cpu = if args.redis_pid.is_empty() { 0.0 } else { (stats::cpu_ns(&args.redis_pid)? - redis_start) as f64 / 1e9 };
     let (deliveries, completed) = (shared.deliveries.get() - d0, shared.completed.get() - c0);
     shared.measuring.set(false);
     shared.stop.set(true);
@@ -630,9 +648,14 @@ async fn fanout(args: &Args) -> io::Result<String> {
         return Err(err(format!("offered {:.0} deliveries/s, the server delivered only {deliv_per_s:.0}", args.rate)));
     }
     let state = shared.state.borrow();
+    let redis = if args.redis_pid.is_empty() {
+        String::new()
+    } else {
+        format!(" redis_cpu={:.3} redis_us_per_msg={:.3}", redis_cpu / secs, redis_cpu * 1e6 / completed.max(1) as f64)
+    };
     Ok(format!(
         "mode=fanout members={m} senders={k} inflight={} rate={} msgs={completed} deliveries={deliveries} secs={secs:.3} \
-         deliv_per_s={deliv_per_s:.0} server_cpu={:.3} us_per_delivery={:.3} gen_cpu={:.3} p50_us={} p99_us={}",
+         deliv_per_s={deliv_per_s:.0} server_cpu={:.3} us_per_delivery={:.3} gen_cpu={:.3} p50_us={} p99_us={}{redis}",
         if closed_loop { args.inflight.to_string() } else { "-".into() },
         args.rate,
         server_cpu / secs,

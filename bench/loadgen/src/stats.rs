@@ -64,7 +64,16 @@ impl Histogram {
 
 /// CPU time of every thread of `pid` (`self` for this process), in
 /// nanoseconds, from `/proc/PID/task/*/schedstat`.
-pub fn cpu_ns(pid: &str) -> io::Result<u64> {
+pub fn cpu_ns(pids: &str) -> io::Result<u64> {
+    // Several processes (the nodes of a cluster): `P1,P2`, summed.
+    let mut total = 0u64;
+    for pid in pids.split(',').filter(|p| !p.is_empty()) {
+        total += cpu_ns_of(pid)?;
+    }
+    Ok(total)
+}
+
+fn cpu_ns_of(pid: &str) -> io::Result<u64> {
     let mut total = 0u64;
     for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let path = entry?.path().join("schedstat");

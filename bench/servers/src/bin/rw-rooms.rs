@@ -3,6 +3,9 @@
 //! `/ws/bench?roomId=r`; every message is relayed to every other member of
 //! the sender's room (`reply_with(.., Reply::new().except_self())`), which
 //! adds the `__alephaRoom` label as Alepha does.
+//!
+//! With `BENCH_REDIS=redis://…` it is one node of a cluster on that Redis
+//! (the roomwire-redis backplane).
 
 use std::borrow::Cow;
 
@@ -24,7 +27,11 @@ roomwire_tokio::roomwire_core::channel! {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = roomwire_bench_servers::addr();
-    let server = Server::builder()
+    let builder = match std::env::var("BENCH_REDIS") {
+        Ok(url) => Server::builder().backplane(roomwire_redis::RedisBackplane::new(&url)?),
+        Err(_) => Server::builder(),
+    };
+    let server = builder
         .endpoint(Endpoint::<Bench>::new(|ctx| {
             Box::pin(async move {
                 ctx.reply_with(&ctx.message, &Reply::new().except_self())?;
