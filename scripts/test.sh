@@ -112,7 +112,7 @@ stage_lint() {
     # dependencies turn on features a dependent may not have).
     cargo clippy -p roomwire-tokio --features axum -- -D warnings
     cargo clippy -p roomwire-tokio --no-default-features -- -D warnings
-    RUSTDOCFLAGS="-D warnings" cargo doc --quiet -p roomwire-core -p roomwire-tokio --features roomwire-tokio/axum --no-deps
+    RUSTDOCFLAGS="-D warnings" cargo doc --quiet -p roomwire-core -p roomwire-tokio -p roomwire-redis --features roomwire-tokio/axum --no-deps
 }
 
 ensure_node_peers() {

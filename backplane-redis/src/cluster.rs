@@ -6,13 +6,13 @@ use std::time::Instant;
 use futures_util::future::join_all;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{ProtocolVersion, PushKind, Value};
-use roomwire_core::cluster::{BUS_HEARTBEAT, BUS_TIMEOUT};
+use redis::{ProtocolVersion, PushInfo, PushKind, Value};
+use roomwire_core::cluster::BUS_TIMEOUT;
 use roomwire_tokio::backplane::{LeaseRequest, Link, Publish};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{BATCH, Ended, answer, lease_commands, within};
+use super::{Bus, Ended, answer, lease_commands, within};
 
 pub(crate) fn client(nodes: Vec<String>) -> Result<ClusterClient, redis::RedisError> {
     // The push sender is per connection: set at each session.
@@ -43,62 +43,46 @@ async fn sunsubscribe(con: &ClusterConnection, channels: &[String]) -> Result<()
     results.into_iter().collect()
 }
 
-pub(crate) async fn session(client: &ClusterClient, link: &Link) -> Ended {
-    let (tx, mut pushes) = mpsc::unbounded_channel();
+/// A cluster connection (it routes each command to its slot's shard).
+pub(crate) struct Sharded(ClusterConnection);
+
+pub(crate) async fn connect(
+    client: &ClusterClient,
+    link: &Link,
+) -> Result<(Sharded, mpsc::UnboundedReceiver<PushInfo>), Ended> {
+    let (tx, pushes) = mpsc::unbounded_channel();
     let config = redis::cluster::ClusterConfig::new().set_push_sender(tx);
-    let con = match tokio::select! {
-        () = link.closed() => return Ended::Closed,
-        con = within("connect", client.get_async_connection_with_config(config)) => con,
-    } {
-        Ok(con) => con,
-        Err(why) => return Ended::Lost(why),
-    };
-    let wanted = link.interest();
-    if let Err(why) = ssubscribe(&con, &wanted).await {
-        return Ended::Lost(why);
+    tokio::select! {
+        () = link.closed() => Err(Ended::Closed),
+        con = within("connect", client.get_async_connection_with_config(config)) => match con {
+            Ok(con) => Ok((Sharded(con), pushes)),
+            Err(why) => Err(Ended::Lost(why)),
+        },
     }
-    debug!(channels = wanted.len(), "redis cluster backplane subscribed");
-    link.set_connected(true);
-    let mut heartbeat = tokio::time::interval(BUS_HEARTBEAT.into());
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let step = tokio::select! {
-            biased;
-            () = link.closed() => return Ended::Closed,
-            push = pushes.recv() => match push {
-                None => Err("connection closed".to_owned()),
-                Some(push) if push.kind == PushKind::Disconnection => {
-                    // One shard's connection dropped; the client connects
-                    // again by itself but restores shard subscriptions only
-                    // partly: subscribe to everything again (harmless where
-                    // still subscribed), as a fresh session.
-                    Err("a shard's connection was lost".to_owned())
-                }
-                Some(push) => {
-                    if push.kind == PushKind::SMessage
-                        && let [Value::BulkString(channel), Value::BulkString(payload)] = push.data.as_slice()
-                    {
-                        link.receive(&String::from_utf8_lossy(channel), payload);
-                    }
-                    Ok(())
-                }
-            },
-            (subscribe, unsubscribe) = link.interest_changes() => {
-                match ssubscribe(&con, &subscribe).await {
-                    Ok(()) => sunsubscribe(&con, &unsubscribe).await,
-                    Err(why) => Err(why),
-                }
-            }
-            publishes = link.next_publishes(BATCH) => publish(&con, link, publishes).await,
-            leases = link.next_leases() => leases_concurrently(&con, leases).await,
-            _ = heartbeat.tick() => {
-                let mut con = con.clone();
-                within("heartbeat", redis::cmd("PING").query_async::<Value>(&mut con)).await.map(drop)
-            }
-        };
-        if let Err(why) = step {
-            return Ended::Lost(why);
-        }
+}
+
+impl Bus for Sharded {
+    const MESSAGE: PushKind = PushKind::SMessage;
+
+    async fn subscribe(&mut self, channels: &[String]) -> Result<(), String> {
+        ssubscribe(&self.0, channels).await
+    }
+
+    async fn unsubscribe(&mut self, channels: &[String]) -> Result<(), String> {
+        sunsubscribe(&self.0, channels).await
+    }
+
+    async fn publish(&mut self, link: &Link, publishes: Vec<Publish>) -> Result<(), String> {
+        publish(&self.0, link, publishes).await
+    }
+
+    async fn leases(&mut self, requests: Vec<LeaseRequest>) -> Result<(), String> {
+        leases_concurrently(&self.0, requests).await
+    }
+
+    async fn ping(&mut self) -> Result<(), String> {
+        let mut con = self.0.clone();
+        within("heartbeat", redis::cmd("PING").query_async::<Value>(&mut con)).await.map(drop)
     }
 }
 

@@ -48,16 +48,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roomwire_core::cluster::{BUS_RECONNECT, BUS_TIMEOUT};
-use roomwire_tokio::backplane::{Backplane, ClusterWire, LeaseRequest, Link};
+use redis::{PushInfo, PushKind, Value};
+use roomwire_core::cluster::{BUS_HEARTBEAT, BUS_RECONNECT, BUS_TIMEOUT};
+use roomwire_tokio::backplane::{Backplane, ClusterWire, LeaseRequest, Link, Publish};
 use roomwire_tokio::server::BoxFuture;
-use tokio::sync::oneshot;
-use tracing::warn;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
 
 #[doc(no_inline)]
 pub use redis::RedisError;
-#[doc(no_inline)]
-pub use roomwire_core::cluster::BUS_HEARTBEAT;
 
 /// At most this many messages are published in one pipeline.
 const BATCH: usize = 512;
@@ -205,8 +204,14 @@ impl Backplane for RedisBackplane {
             loop {
                 let started = Instant::now();
                 let ended = match &self.target {
-                    Target::Single(client) => single::session(client, &link).await,
-                    Target::Cluster(client) => cluster::session(client, &link).await,
+                    Target::Single(client) => match single::connect(client, &link).await {
+                        Ok((bus, pushes)) => session(bus, pushes, &link).await,
+                        Err(ended) => ended,
+                    },
+                    Target::Cluster(client) => match cluster::connect(client, &link).await {
+                        Ok((bus, pushes)) => session(bus, pushes, &link).await,
+                        Err(ended) => ended,
+                    },
                 };
                 link.set_connected(false);
                 let why = match ended {
@@ -227,6 +232,69 @@ impl Backplane for RedisBackplane {
                 }
             }
         })
+    }
+}
+
+/// One way of talking to Redis (one server, or a cluster): what the
+/// session loop asks of it.
+trait Bus {
+    /// The push kind of a message on a subscribed channel.
+    const MESSAGE: PushKind;
+    async fn subscribe(&mut self, channels: &[String]) -> Result<(), String>;
+    async fn unsubscribe(&mut self, channels: &[String]) -> Result<(), String>;
+    async fn publish(&mut self, link: &Link, publishes: Vec<Publish>) -> Result<(), String>;
+    async fn leases(&mut self, requests: Vec<LeaseRequest>) -> Result<(), String>;
+    async fn ping(&mut self) -> Result<(), String>;
+}
+
+/// Connected to Redis (`bus`, whose pushes arrive on `pushes`): subscribe
+/// to everything the server wants, then move bytes until the server shuts
+/// down or the bus fails.
+async fn session<B: Bus>(mut bus: B, mut pushes: mpsc::UnboundedReceiver<PushInfo>, link: &Link) -> Ended {
+    // Everything wanted now; what changes meanwhile comes as changes.
+    let wanted = link.interest();
+    for chunk in wanted.chunks(SUBSCRIBE_CHUNK) {
+        if let Err(why) = bus.subscribe(chunk).await {
+            return Ended::Lost(why);
+        }
+    }
+    debug!(channels = wanted.len(), "redis backplane subscribed");
+    link.set_connected(true);
+    let mut heartbeat = tokio::time::interval(BUS_HEARTBEAT.into());
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let step = tokio::select! {
+            biased;
+            () = link.closed() => return Ended::Closed,
+            push = pushes.recv() => match push {
+                None => Err("connection closed".to_owned()),
+                // On a cluster, one shard's connection: the client connects
+                // again by itself but restores shard subscriptions only
+                // partly, so the session starts over and subscribes to
+                // everything again (harmless where still subscribed).
+                Some(push) if push.kind == PushKind::Disconnection => Err("connection lost".to_owned()),
+                Some(push) => {
+                    if push.kind == B::MESSAGE
+                        && let [Value::BulkString(channel), Value::BulkString(payload)] = push.data.as_slice()
+                    {
+                        link.receive(&String::from_utf8_lossy(channel), payload);
+                    }
+                    Ok(())
+                }
+            },
+            (subscribe, unsubscribe) = link.interest_changes() => {
+                match bus.subscribe(&subscribe).await {
+                    Ok(()) => bus.unsubscribe(&unsubscribe).await,
+                    Err(why) => Err(why),
+                }
+            }
+            publishes = link.next_publishes(BATCH) => bus.publish(link, publishes).await,
+            leases = link.next_leases() => bus.leases(leases).await,
+            _ = heartbeat.tick() => bus.ping().await,
+        };
+        if let Err(why) = step {
+            return Ended::Lost(why);
+        }
     }
 }
 

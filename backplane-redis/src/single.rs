@@ -2,64 +2,60 @@
 //! messages (pushes) of the subscriptions.
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, PushKind, Value};
-use roomwire_core::cluster::{BUS_HEARTBEAT, BUS_TIMEOUT};
-use roomwire_tokio::backplane::Link;
+use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
+use roomwire_core::cluster::BUS_TIMEOUT;
+use roomwire_tokio::backplane::{LeaseRequest, Link, Publish};
 use tokio::sync::mpsc;
-use tracing::debug;
 
-use roomwire_tokio::backplane::LeaseRequest;
+use super::{Bus, Ended, SUBSCRIBE_CHUNK, answer, lease_commands, within};
 
-use super::{BATCH, Ended, SUBSCRIBE_CHUNK, answer, lease_commands, within};
+/// One RESP3 connection, for commands and pushes.
+pub(crate) struct Single(MultiplexedConnection);
 
-pub(crate) async fn session(client: &redis::Client, link: &Link) -> Ended {
-    let (tx, mut pushes) = mpsc::unbounded_channel();
+type Connected<B> = Result<(B, mpsc::UnboundedReceiver<PushInfo>), Ended>;
+
+pub(crate) async fn connect(client: &redis::Client, link: &Link) -> Connected<Single> {
+    let (tx, pushes) = mpsc::unbounded_channel();
     let config = AsyncConnectionConfig::new()
         .set_push_sender(tx)
         .set_connection_timeout(Some(BUS_TIMEOUT.into()))
         .set_response_timeout(Some(BUS_TIMEOUT.into()));
-    let mut con = match tokio::select! {
-        () = link.closed() => return Ended::Closed,
-        con = within("connect", client.get_multiplexed_async_connection_with_config(&config)) => con,
-    } {
-        Ok(con) => con,
-        Err(why) => return Ended::Lost(why),
-    };
-    // Everything wanted now; what changes meanwhile comes as changes.
-    let wanted = link.interest();
-    for chunk in wanted.chunks(SUBSCRIBE_CHUNK) {
-        if let Err(why) = within("subscribe", con.subscribe(chunk)).await {
-            return Ended::Lost(why);
-        }
+    tokio::select! {
+        () = link.closed() => Err(Ended::Closed),
+        con = within("connect", client.get_multiplexed_async_connection_with_config(&config)) => match con {
+            Ok(con) => Ok((Single(con), pushes)),
+            Err(why) => Err(Ended::Lost(why)),
+        },
     }
-    debug!(channels = wanted.len(), "redis backplane subscribed");
-    link.set_connected(true);
-    let mut heartbeat = tokio::time::interval(BUS_HEARTBEAT.into());
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let step = tokio::select! {
-            biased;
-            () = link.closed() => return Ended::Closed,
-            push = pushes.recv() => match push {
-                None => Err("connection closed".to_owned()),
-                Some(push) if push.kind == PushKind::Disconnection => Err("connection lost".to_owned()),
-                Some(push) => {
-                    if push.kind == PushKind::Message
-                        && let [Value::BulkString(channel), Value::BulkString(payload)] = push.data.as_slice()
-                    {
-                        link.receive(&String::from_utf8_lossy(channel), payload);
-                    }
-                    Ok(())
-                }
-            },
-            (subscribe, unsubscribe) = link.interest_changes() => change(&mut con, subscribe, unsubscribe).await,
-            publishes = link.next_publishes(BATCH) => publish(&mut con, link, publishes).await,
-            leases = link.next_leases() => leases_pipelined(&mut con, leases).await,
-            _ = heartbeat.tick() => within("heartbeat", redis::cmd("PING").query_async::<Value>(&mut con)).await.map(drop),
-        };
-        if let Err(why) = step {
-            return Ended::Lost(why);
+}
+
+impl Bus for Single {
+    const MESSAGE: PushKind = PushKind::Message;
+
+    async fn subscribe(&mut self, channels: &[String]) -> Result<(), String> {
+        for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
+            within("subscribe", self.0.subscribe(chunk)).await?;
         }
+        Ok(())
+    }
+
+    async fn unsubscribe(&mut self, channels: &[String]) -> Result<(), String> {
+        for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
+            within("unsubscribe", self.0.unsubscribe(chunk)).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish(&mut self, link: &Link, publishes: Vec<Publish>) -> Result<(), String> {
+        publish(&mut self.0, link, publishes).await
+    }
+
+    async fn leases(&mut self, requests: Vec<LeaseRequest>) -> Result<(), String> {
+        leases_pipelined(&mut self.0, requests).await
+    }
+
+    async fn ping(&mut self) -> Result<(), String> {
+        within("heartbeat", redis::cmd("PING").query_async::<Value>(&mut self.0)).await.map(drop)
     }
 }
 
@@ -80,25 +76,7 @@ async fn leases_pipelined(con: &mut MultiplexedConnection, requests: Vec<LeaseRe
     Ok(())
 }
 
-async fn change(
-    con: &mut MultiplexedConnection,
-    subscribe: Vec<String>,
-    unsubscribe: Vec<String>,
-) -> Result<(), String> {
-    for chunk in subscribe.chunks(SUBSCRIBE_CHUNK) {
-        within("subscribe", con.subscribe(chunk)).await?;
-    }
-    for chunk in unsubscribe.chunks(SUBSCRIBE_CHUNK) {
-        within("unsubscribe", con.unsubscribe(chunk)).await?;
-    }
-    Ok(())
-}
-
-async fn publish(
-    con: &mut MultiplexedConnection,
-    link: &Link,
-    mut publishes: Vec<roomwire_tokio::backplane::Publish>,
-) -> Result<(), String> {
+async fn publish(con: &mut MultiplexedConnection, link: &Link, mut publishes: Vec<Publish>) -> Result<(), String> {
     if publishes.is_empty() {
         return Ok(());
     }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use super::emit::{self, Payloads, Spec};
 use super::lifecycle::Shared;
-use super::registry::ConnectionInfo;
+use super::registry::{ChannelCell, ConnectionInfo};
 use crate::backplane::{LeaseRequest, Link};
 
 /// Own broadcasts remembered on the Alepha wire, to know their echoes.
@@ -409,19 +409,16 @@ impl Node {
         let Some(shared) = self.server.get().and_then(Weak::upgrade) else { return };
         let Some(endpoint) = shared.endpoint(broadcast.channel_path) else { return };
         let list = |l: cluster::JsonStrings<'_>| -> Vec<String> { l.iter().map(|s| s.to_string()).collect() };
-        let rooms: Vec<String> = list(broadcast.rooms).into_iter().filter(|r| RoomId::new(r).is_ok()).collect();
-        let (users, connections) = (list(broadcast.users), list(broadcast.connections));
-        let (except_connections, except_users) = (list(broadcast.except_connections), list(broadcast.except_users));
-        let spec = Spec {
-            rooms: &rooms,
-            users: &users,
-            connections: &connections,
-            except_connections: &except_connections,
-            except_users: &except_users,
-            except_member: None,
-        };
+        let lists = [
+            broadcast.rooms,
+            broadcast.users,
+            broadcast.connections,
+            broadcast.except_connections,
+            broadcast.except_users,
+        ]
+        .map(list);
         // Alepha sends JSON only: postcard connections are skipped.
-        match emit::deliver_encoded(endpoint.cell(), &spec, broadcast.message, Payloads::remote(None)) {
+        match deliver_heard(endpoint.cell(), lists, broadcast.message, None) {
             Ok(reached) => trace!(reached, "delivered from an Alepha node"),
             Err(error) => debug!(%error, "not delivered from an Alepha node"),
         }
@@ -477,20 +474,9 @@ impl Node {
         };
         match message.body {
             Body::Emit(e) => {
-                let list = |l: cluster::StrList<'a>| -> Vec<&'a str> { l.iter().collect() };
-                let (rooms, users, connections) = (list(e.rooms), list(e.users), list(e.connections));
-                let (except_connections, except_users) = (list(e.except_connections), list(e.except_users));
-                // Only room ids this node could hold are looked up.
-                let rooms: Vec<&str> = rooms.into_iter().filter(|r| RoomId::new(r).is_ok()).collect();
-                let spec = Spec {
-                    rooms: &rooms,
-                    users: &users,
-                    connections: &connections,
-                    except_connections: &except_connections,
-                    except_users: &except_users,
-                    except_member: None,
-                };
-                match emit::deliver_encoded(endpoint.cell(), &spec, e.json, Payloads::remote(e.postcard)) {
+                let lists = [e.rooms, e.users, e.connections, e.except_connections, e.except_users]
+                    .map(|l| l.iter().collect::<Vec<&'a str>>());
+                match deliver_heard(endpoint.cell(), lists, e.json, e.postcard) {
                     Ok(reached) => trace!(topic, reached, "delivered from another node"),
                     Err(error) => debug!(topic, %error, "not delivered from another node"),
                 }
@@ -556,6 +542,29 @@ impl Node {
         *last = now;
         window.accept(origin.seq)
     }
+}
+
+/// Deliver what another node published (the five target lists: rooms,
+/// users, connections, excluded connections, excluded users) to this
+/// node's connections of `cell`.
+fn deliver_heard<S: AsRef<str>>(
+    cell: &ChannelCell,
+    lists: [Vec<S>; 5],
+    json: &[u8],
+    postcard: Option<&[u8]>,
+) -> Result<usize, emit::EmitError> {
+    let [rooms, users, connections, except_connections, except_users] = lists;
+    // Only room ids this node could hold are looked up.
+    let rooms: Vec<S> = rooms.into_iter().filter(|r| RoomId::new(r.as_ref()).is_ok()).collect();
+    let spec = Spec {
+        rooms: &rooms,
+        users: &users,
+        connections: &connections,
+        except_connections: &except_connections,
+        except_users: &except_users,
+        except_member: None,
+    };
+    emit::deliver_encoded(cell, &spec, json, Payloads::remote(postcard))
 }
 
 fn hash_of(bytes: &[u8]) -> u64 {

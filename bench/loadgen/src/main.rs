@@ -612,7 +612,8 @@ async fn fanout(args: &Args) -> io::Result<String> {
     shared.measuring.set(true);
     watch(args.duration, &shared.error).await?;
     let end = CpuMark::take(&args.server_pid)?;
-    let redis_cpu = if args.redis_pid.is_empty() { 0.0 } else { (stats::cpu_ns(&args.redis_pid)? - redis_start) as f64 / 1e9 };
+    let redis_cpu =
+        if args.redis_pid.is_empty() { 0.0 } else { (stats::cpu_ns(&args.redis_pid)? - redis_start) as f64 / 1e9 };
     let (deliveries, completed) = (shared.deliveries.get() - d0, shared.completed.get() - c0);
     shared.measuring.set(false);
     shared.stop.set(true);
