@@ -28,3 +28,18 @@ roomwire_core::channel! {
     /// The chat channel.
     pub struct Chat { path: "/ws/chat", in: ChatIn, out: Say }
 }
+
+/// The chat endpoint of the tokio server: the handler replies `append` to
+/// the sender's room, except the sender, with `username` the connection id
+/// (as every chat server of these tests does).
+pub fn tokio_endpoint() -> roomwire_tokio::server::Endpoint<Chat> {
+    use roomwire_tokio::server::{Endpoint, Reply};
+    Endpoint::<Chat>::new(|ctx| {
+        Box::pin(async move {
+            let line =
+                ChatIn::Append { content: ctx.message.content.clone(), username: ctx.connection_id().to_owned() };
+            ctx.reply_with(&line, &Reply::new().except_self())?;
+            Ok(())
+        })
+    })
+}

@@ -2,7 +2,6 @@
 //! tokio server, and against the core alone over an in-memory transport.
 //! The embassy server runs the same sessions in `scripts/embassy-e2e.sh`.
 
-use roomwire_tests::chat::{Chat, ChatIn};
 use roomwire_tests::conformance::{self, Tcp};
 use roomwire_tests::core_server::CoreServer;
 
@@ -16,18 +15,8 @@ fn report(server: &str, results: Vec<(&'static str, Result<(), conformance::Fail
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tokio_server_conforms() {
-    use roomwire_tokio::server::{Endpoint, Reply, Server};
-    let server = Server::builder()
-        .endpoint(Endpoint::<Chat>::new(|ctx| {
-            Box::pin(async move {
-                let line =
-                    ChatIn::Append { content: ctx.message.content.clone(), username: ctx.connection_id().to_owned() };
-                ctx.reply_with(&line, &Reply::new().except_self())?;
-                Ok(())
-            })
-        }))
-        .build()
-        .expect("valid endpoints");
+    use roomwire_tokio::server::Server;
+    let server = Server::builder().endpoint(roomwire_tests::chat::tokio_endpoint()).build().expect("valid endpoints");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address").to_string();
     let serving = tokio::spawn({

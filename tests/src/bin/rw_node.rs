@@ -10,8 +10,7 @@
 //! Prints `listening on PORT` once it accepts connections.
 
 use roomwire_redis::RedisBackplane;
-use roomwire_tests::chat::{Chat, ChatIn};
-use roomwire_tokio::server::{Endpoint, Reply, Server};
+use roomwire_tokio::server::Server;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -27,14 +26,7 @@ async fn main() -> std::io::Result<()> {
     }
     let redis = redis.expect("--redis URL");
     let server = Server::builder()
-        .endpoint(Endpoint::<Chat>::new(|ctx| {
-            Box::pin(async move {
-                let line =
-                    ChatIn::Append { content: ctx.message.content.clone(), username: ctx.connection_id().to_owned() };
-                ctx.reply_with(&line, &Reply::new().except_self())?;
-                Ok(())
-            })
-        }))
+        .endpoint(roomwire_tests::chat::tokio_endpoint())
         .backplane(RedisBackplane::new(&redis).expect("a redis:// URL"))
         .build()
         .expect("valid endpoints");
