@@ -6,13 +6,12 @@ use std::time::Instant;
 use futures_util::future::join_all;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{ProtocolVersion, PushKind, Value};
 use roomwire_core::cluster::BUS_TIMEOUT;
 use roomwire_tokio::backplane::{LeaseRequest, Link, Publish};
-use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{Bus, Ended, answer, lease_commands, within};
+use super::{Bus, Ended, Pushes, answer, lease_commands, push_channel, within};
 
 pub(crate) fn client(nodes: Vec<String>) -> Result<ClusterClient, redis::RedisError> {
     // The push sender is per connection: set at each session.
@@ -20,6 +19,9 @@ pub(crate) fn client(nodes: Vec<String>) -> Result<ClusterClient, redis::RedisEr
         .use_protocol(ProtocolVersion::RESP3)
         .connection_timeout(BUS_TIMEOUT.into())
         .response_timeout(BUS_TIMEOUT.into())
+        // A command retried after it ran would publish twice: a failed
+        // command fails the session instead, which counts it unconfirmed.
+        .retries(0)
         .build()
 }
 
@@ -44,14 +46,12 @@ async fn sunsubscribe(con: &ClusterConnection, channels: &[String]) -> Result<()
 }
 
 /// A cluster connection (it routes each command to its slot's shard).
+#[derive(Clone)]
 pub(crate) struct Sharded(ClusterConnection);
 
-pub(crate) async fn connect(
-    client: &ClusterClient,
-    link: &Link,
-) -> Result<(Sharded, mpsc::UnboundedReceiver<PushInfo>), Ended> {
-    let (tx, pushes) = mpsc::unbounded_channel();
-    let config = redis::cluster::ClusterConfig::new().set_push_sender(tx);
+pub(crate) async fn connect(client: &ClusterClient, link: &Link) -> Result<(Sharded, Pushes), Ended> {
+    let (sender, pushes) = push_channel(link);
+    let config = redis::cluster::ClusterConfig::new().set_push_sender(sender);
     tokio::select! {
         () = link.closed() => Err(Ended::Closed),
         con = within("connect", client.get_async_connection_with_config(config)) => match con {

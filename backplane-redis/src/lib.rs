@@ -130,12 +130,13 @@ impl RedisBackplane {
 
 /// A user's places under a cluster-wide cap: a sorted set of connection
 /// ids scored by expiry, in Redis's own clock (`TIME`), so that no node's
-/// clock matters. Take a place if fewer than the cap are unexpired.
+/// clock matters. Take a place if fewer than the cap are unexpired (or
+/// keep the one this connection holds: asking twice is asking once).
 const ACQUIRE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1";
@@ -235,9 +236,10 @@ impl Backplane for RedisBackplane {
     }
 }
 
-/// One way of talking to Redis (one server, or a cluster): what the
-/// session loop asks of it.
-trait Bus {
+/// One way of talking to Redis (one server, or a cluster): what a
+/// session asks of it. Clones share the connection; each loop of a session
+/// has its own, so that no command waits behind another kind.
+trait Bus: Clone {
     /// The push kind of a message on a subscribed channel.
     const MESSAGE: PushKind;
     async fn subscribe(&mut self, channels: &[String]) -> Result<(), String>;
@@ -247,10 +249,40 @@ trait Bus {
     async fn ping(&mut self) -> Result<(), String>;
 }
 
-/// Connected to Redis (`bus`, whose pushes arrive on `pushes`): subscribe
-/// to everything the server wants, then move bytes until the server shuts
-/// down or the bus fails.
-async fn session<B: Bus>(mut bus: B, mut pushes: mpsc::UnboundedReceiver<PushInfo>, link: &Link) -> Ended {
+/// At most this many messages heard wait to be handed to the server;
+/// beyond, they are dropped and counted (a bus faster than this node
+/// cannot grow its memory).
+const MAX_PENDING_PUSHES: usize = 65_536;
+
+/// Where a connection's pushes go: a bounded queue, and a flag for the
+/// connection's loss (never dropped).
+struct Pushes {
+    queue: mpsc::Receiver<PushInfo>,
+    lost: Arc<tokio::sync::Notify>,
+}
+
+/// The push sender to give a connection, and what its session reads.
+fn push_channel(link: &Link) -> (impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static, Pushes) {
+    let (tx, queue) = mpsc::channel(MAX_PENDING_PUSHES);
+    let lost = Arc::new(tokio::sync::Notify::new());
+    let (on_loss, link) = (lost.clone(), link.clone());
+    let sender = move |push: PushInfo| {
+        if push.kind == PushKind::Disconnection {
+            on_loss.notify_one();
+        } else if tx.try_send(push).is_err() {
+            link.receive_dropped(1);
+        }
+        // Never an error: the connection would stop handing pushes over.
+        Ok(())
+    };
+    (sender, Pushes { queue, lost })
+}
+
+/// Connected to Redis (`bus`, whose pushes arrive in `pushes`): subscribe
+/// to everything the server wants, then run four loops at once until the
+/// server shuts down or one fails: messages heard, messages to publish
+/// (in order), subscriptions and the heartbeat, lease requests.
+async fn session<B: Bus>(mut bus: B, pushes: Pushes, link: &Link) -> Ended {
     // Everything wanted now; what changes meanwhile comes as changes.
     let wanted = link.interest();
     for chunk in wanted.chunks(SUBSCRIBE_CHUNK) {
@@ -260,40 +292,90 @@ async fn session<B: Bus>(mut bus: B, mut pushes: mpsc::UnboundedReceiver<PushInf
     }
     debug!(channels = wanted.len(), "redis backplane subscribed");
     link.set_connected(true);
-    let mut heartbeat = tokio::time::interval(BUS_HEARTBEAT.into());
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let step = tokio::select! {
-            biased;
-            () = link.closed() => return Ended::Closed,
-            push = pushes.recv() => match push {
-                None => Err("connection closed".to_owned()),
+    let Pushes { mut queue, lost } = pushes;
+    let hearing = async {
+        loop {
+            tokio::select! {
+                push = queue.recv() => match push {
+                    Some(push) if push.kind == B::MESSAGE => {
+                        if let [Value::BulkString(channel), Value::BulkString(payload)] = push.data.as_slice() {
+                            link.receive(&String::from_utf8_lossy(channel), payload);
+                        }
+                    }
+                    Some(_) => {}
+                    None => return "connection closed".to_owned(),
+                },
                 // On a cluster, one shard's connection: the client connects
                 // again by itself but restores shard subscriptions only
                 // partly, so the session starts over and subscribes to
                 // everything again (harmless where still subscribed).
-                Some(push) if push.kind == PushKind::Disconnection => Err("connection lost".to_owned()),
-                Some(push) => {
-                    if push.kind == B::MESSAGE
-                        && let [Value::BulkString(channel), Value::BulkString(payload)] = push.data.as_slice()
-                    {
-                        link.receive(&String::from_utf8_lossy(channel), payload);
-                    }
-                    Ok(())
-                }
-            },
-            (subscribe, unsubscribe) = link.interest_changes() => {
-                match bus.subscribe(&subscribe).await {
-                    Ok(()) => bus.unsubscribe(&unsubscribe).await,
-                    Err(why) => Err(why),
-                }
+                () = lost.notified() => return "connection lost".to_owned(),
             }
-            publishes = link.next_publishes(BATCH) => bus.publish(link, publishes).await,
-            leases = link.next_leases() => bus.leases(leases).await,
-            _ = heartbeat.tick() => bus.ping().await,
-        };
-        if let Err(why) = step {
-            return Ended::Lost(why);
+        }
+    };
+    // The other three end (Ok) once the server has shut down and what it
+    // left to send is sent: the places its last connections gave back,
+    // its last messages.
+    let mut publisher = bus.clone();
+    let publishing = async move {
+        loop {
+            let publishes = link.next_publishes(BATCH).await;
+            if publishes.is_empty() && link.is_closed() {
+                return Ok(());
+            }
+            // A batch in flight when the session ends (another loop failed)
+            // is cut off here: it reached every node or none.
+            let mut in_flight = InFlight { link, messages: publishes.len() };
+            let published = publisher.publish(link, publishes).await;
+            in_flight.messages = 0;
+            published?;
+        }
+    };
+    let mut leaser = bus.clone();
+    let leasing = async move {
+        loop {
+            let requests = link.next_leases().await;
+            if requests.is_empty() && link.is_closed() {
+                return Ok(());
+            }
+            leaser.leases(requests).await?;
+        }
+    };
+    let mut subscriber = bus;
+    let subscribing = async move {
+        let mut heartbeat = tokio::time::interval(BUS_HEARTBEAT.into());
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = link.closed() => return Ok(()),
+                (subscribe, unsubscribe) = link.interest_changes() => {
+                    subscriber.subscribe(&subscribe).await?;
+                    subscriber.unsubscribe(&unsubscribe).await?;
+                }
+                _ = heartbeat.tick() => subscriber.ping().await?,
+            }
+        }
+    };
+    tokio::select! {
+        why = hearing => Ended::Lost(why),
+        done = async { tokio::try_join!(publishing, leasing, subscribing) } => match done {
+            Ok(_) => Ended::Closed,
+            Err(why) => Ended::Lost(why),
+        },
+    }
+}
+
+/// Messages handed to the bus and not yet confirmed or failed: counted
+/// unconfirmed if the publish is dropped before it says.
+struct InFlight<'l> {
+    link: &'l Link,
+    messages: usize,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.messages > 0 {
+            self.link.publish_unconfirmed(self.messages);
         }
     }
 }

@@ -2,22 +2,20 @@
 //! messages (pushes) of the subscriptions.
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
+use redis::{AsyncConnectionConfig, PushKind, Value};
 use roomwire_core::cluster::BUS_TIMEOUT;
 use roomwire_tokio::backplane::{LeaseRequest, Link, Publish};
-use tokio::sync::mpsc;
 
-use super::{Bus, Ended, SUBSCRIBE_CHUNK, answer, lease_commands, within};
+use super::{Bus, Ended, Pushes, SUBSCRIBE_CHUNK, answer, lease_commands, push_channel, within};
 
 /// One RESP3 connection, for commands and pushes.
+#[derive(Clone)]
 pub(crate) struct Single(MultiplexedConnection);
 
-type Connected<B> = Result<(B, mpsc::UnboundedReceiver<PushInfo>), Ended>;
-
-pub(crate) async fn connect(client: &redis::Client, link: &Link) -> Connected<Single> {
-    let (tx, pushes) = mpsc::unbounded_channel();
+pub(crate) async fn connect(client: &redis::Client, link: &Link) -> Result<(Single, Pushes), Ended> {
+    let (sender, pushes) = push_channel(link);
     let config = AsyncConnectionConfig::new()
-        .set_push_sender(tx)
+        .set_push_sender(sender)
         .set_connection_timeout(Some(BUS_TIMEOUT.into()))
         .set_response_timeout(Some(BUS_TIMEOUT.into()));
     tokio::select! {

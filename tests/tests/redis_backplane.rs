@@ -348,3 +348,69 @@ async fn the_per_user_cap_spans_nodes_and_a_dead_nodes_places_expire() {
     assert_eq!(expiry(&after, &dead.0), Some(dead.1), "the dead node's place was renewed");
     assert!(!reading.is_finished(), "a's connection ended");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_holds_under_publish_load_and_shutdown_gives_places_back() {
+    let Some(redis) = RedisServer::start() else { return };
+    let capped = |e: roomwire_tokio::server::Endpoint<SecureChat>| e.max_connections_per_user(2);
+    let url = redis.url();
+    let mut a = harness_with(
+        {
+            let url = url.clone();
+            move |x| x.backplane(RedisBackplane::new(&url).unwrap())
+        },
+        capped,
+    )
+    .await;
+    let mut b = harness_with(move |x| x.backplane(RedisBackplane::new(&url).unwrap()), capped).await;
+    connected(&a).await;
+    connected(&b).await;
+    // b has a member in the room a floods, so a publishes all the time.
+    let (mut listener, _) = b.connect("/ws/chat?roomId=flood").await;
+    heard_by(|t| redis.subscribers(t), room("flood"), 1).await;
+    let flooding = {
+        let server = a.server.clone();
+        // About 20 000 messages a second: always some waiting to be
+        // published, as on a busy server.
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(1));
+            loop {
+                every.tick().await;
+                for _ in 0..20 {
+                    let _ = server.emit::<Chat>(&Emit::to_room("flood"), &system("x"));
+                }
+            }
+        })
+    };
+    let draining = tokio::spawn(async move { while listener.recv().await.is_some() {} });
+    // Meanwhile the per-user cap is asked of the bus, and answered.
+    let (mut first, _) = a.connect("/ws/secure-chat?token=alice").await;
+    let (_second, _) = b.connect("/ws/secure-chat?token=alice").await;
+    let reading = tokio::spawn(async move { while first.recv().await.is_some() {} });
+    let (mut third, _) = a.try_connect("/ws/secure-chat?token=alice", &[], &[]).await.unwrap();
+    assert_eq!(
+        closed_with(&mut third).await.unwrap().0,
+        Some(CloseCode::Policy),
+        "the cap was decided by a alone: the lease was not answered under load"
+    );
+    flooding.abort();
+    draining.abort();
+    // A node that shuts down gives its places back on its way out.
+    let key = roomwire_tokio::roomwire_core::cluster::lease_key("/ws/secure-chat", "alice").to_string();
+    tokio::time::timeout(LIMIT, async {
+        while places(&redis, &key).0.len() != 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("two places");
+    a.server.shutdown().await;
+    reading.abort();
+    tokio::time::timeout(Duration::from_secs(3), async {
+        while places(&redis, &key).0.len() != 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a's place was not given back at shutdown");
+}

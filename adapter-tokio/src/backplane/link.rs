@@ -12,9 +12,18 @@ use tracing::{info, warn};
 
 use crate::server::Signal;
 
-/// At most this many bytes wait to be published; beyond it, messages are
-/// dropped and counted (a bus slower than the emits cannot grow memory).
+/// At most this many bytes wait to be published (a message counted once
+/// per topic, with the topic's name); beyond it, messages are dropped and
+/// counted (a bus slower than the emits cannot grow memory).
 const MAX_PENDING_BYTES: usize = 64 << 20;
+
+/// What one call of [`Link::take_publishes`] hands over, on the wire, at
+/// most (one larger message alone goes over it): a batch is one round trip
+/// to the bus, within its timeout.
+pub const BATCH_BYTES: usize = 1 << 20;
+
+/// At most this many lease requests wait for the backplane.
+const MAX_PENDING_LEASES: usize = 65_536;
 
 /// One message to publish on each of its topics.
 #[derive(Debug)]
@@ -62,6 +71,9 @@ pub struct BackplaneStats {
     pub publish_unconfirmed: u64,
     /// Messages received from other nodes and delivered.
     pub received: u64,
+    /// Messages the bus brought faster than this node could take them in
+    /// (more than a backplane's bound waiting), dropped.
+    pub receive_dropped: u64,
     /// Messages received again on a second topic, and dropped.
     pub duplicates: u64,
     /// Messages dropped because they arrived too late to be told apart
@@ -133,6 +145,7 @@ struct Counters {
     publish_dropped: AtomicU64,
     publish_unconfirmed: AtomicU64,
     received: AtomicU64,
+    receive_dropped: AtomicU64,
     duplicates: AtomicU64,
     stale: AtomicU64,
     invalid: AtomicU64,
@@ -170,6 +183,12 @@ impl Default for Link {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// What a message costs on the wire: its bytes and its topic once per
+/// topic it is published on.
+fn wire_size(publish: &Publish) -> usize {
+    publish.topics.iter().map(|t| t.len() + publish.bytes.len()).sum()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -216,12 +235,18 @@ impl Link {
         }
     }
 
-    /// Take up to `max` messages to publish without waiting.
+    /// Take up to `max` messages to publish without waiting, and no more
+    /// than about [`BATCH_BYTES`] of them on the wire (at least one).
     pub fn take_publishes(&self, max: usize) -> Vec<Publish> {
         let mut pending = lock(&self.inner.pending);
-        let n = max.min(pending.queue.len());
-        let taken: Vec<Publish> = pending.queue.drain(..n).collect();
-        pending.bytes -= taken.iter().map(|p| p.bytes.len()).sum::<usize>();
+        let mut taken = Vec::new();
+        let mut size = 0;
+        while taken.len() < max && (taken.is_empty() || size < BATCH_BYTES) {
+            let Some(publish) = pending.queue.pop_front() else { break };
+            size += wire_size(&publish);
+            taken.push(publish);
+        }
+        pending.bytes -= size;
         taken
     }
 
@@ -234,6 +259,12 @@ impl Link {
     /// connection failed with them in flight).
     pub fn publish_unconfirmed(&self, n: usize) {
         self.inner.counters.publish_unconfirmed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Count `n` messages heard but dropped before reaching the server
+    /// (the backplane's receive queue was full).
+    pub fn receive_dropped(&self, n: usize) {
+        self.inner.counters.receive_dropped.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Count `n` messages published.
@@ -278,13 +309,18 @@ impl Link {
         (subscribe, unsubscribe)
     }
 
+    /// Take the lease requests waiting, without waiting.
+    pub fn take_leases(&self) -> Vec<LeaseRequest> {
+        lock(&self.inner.leases).drain(..).collect()
+    }
+
     /// Wait for lease requests (or the link to close) and take them all.
     pub async fn next_leases(&self) -> Vec<LeaseRequest> {
         loop {
             let ready = self.inner.leases_ready.notified();
             tokio::pin!(ready);
             ready.as_mut().enable();
-            let taken: Vec<LeaseRequest> = lock(&self.inner.leases).drain(..).collect();
+            let taken = self.take_leases();
             if !taken.is_empty() || self.is_closed() {
                 return taken;
             }
@@ -351,6 +387,7 @@ impl Link {
             publish_dropped: get(&c.publish_dropped),
             publish_unconfirmed: get(&c.publish_unconfirmed),
             received: get(&c.received),
+            receive_dropped: get(&c.receive_dropped),
             duplicates: get(&c.duplicates),
             stale: get(&c.stale),
             invalid: get(&c.invalid),
@@ -360,8 +397,9 @@ impl Link {
 
     // The server's side.
 
-    pub(crate) fn publish(&self, topics: Vec<String>, bytes: Bytes) {
-        self.enqueue(Publish { topics, bytes, receivers: None });
+    /// Queue a message; false if it was dropped (and counted).
+    pub(crate) fn publish(&self, topics: Vec<String>, bytes: Bytes) -> bool {
+        self.enqueue(Publish { topics, bytes, receivers: None })
     }
 
     /// Publish and learn how many nodes heard it (`Err` if it was not
@@ -372,22 +410,23 @@ impl Link {
         rx
     }
 
-    fn enqueue(&self, publish: Publish) {
-        let Publish { topics, bytes, receivers } = publish;
-        if bytes.is_empty() || !self.inner.connected.load(Ordering::SeqCst) {
+    fn enqueue(&self, publish: Publish) -> bool {
+        if publish.bytes.is_empty() || !self.inner.connected.load(Ordering::SeqCst) {
             self.publish_failed(1);
-            return;
+            return false;
         }
+        let size = wire_size(&publish);
         let mut pending = lock(&self.inner.pending);
-        if pending.bytes + bytes.len() > MAX_PENDING_BYTES {
+        if pending.bytes + size > MAX_PENDING_BYTES {
             drop(pending);
             self.publish_failed(1);
-            return;
+            return false;
         }
-        pending.bytes += bytes.len();
-        pending.queue.push_back(Publish { topics, bytes, receivers });
+        pending.bytes += size;
+        pending.queue.push_back(publish);
         drop(pending);
         self.inner.pending_ready.notify_one();
+        true
     }
 
     /// Queue a lease request; dropped (so an acquire is answered by
@@ -397,8 +436,12 @@ impl Link {
             return;
         }
         let mut leases = lock(&self.inner.leases);
-        // Bounded by the handshakes in progress, the disconnects since the
-        // last turn of the backplane and one renewal.
+        // A backplane drains these as they come; one that cannot keep up
+        // loses the excess (an unanswered acquire makes its server count
+        // alone; a lost release or renewal ends in the place's expiry).
+        if leases.len() >= MAX_PENDING_LEASES {
+            return;
+        }
         leases.push_back(request);
         drop(leases);
         self.inner.leases_ready.notify_one();
@@ -408,7 +451,17 @@ impl Link {
         let mut interest = lock(&self.inner.interest);
         let changed = if wanted { interest.wanted.insert(topic.clone()) } else { interest.wanted.remove(&topic) };
         if changed {
-            interest.changes.insert(topic, wanted);
+            // A change that undoes one the backplane has not taken yet
+            // leaves the bus as it is: forget both, so that churn while the
+            // bus is away costs nothing.
+            match interest.changes.get(&topic) {
+                Some(&pending) if pending != wanted => {
+                    interest.changes.remove(&topic);
+                }
+                _ => {
+                    interest.changes.insert(topic, wanted);
+                }
+            }
             drop(interest);
             self.inner.interest_ready.notify_one();
         }
@@ -436,5 +489,39 @@ impl Link {
 
     pub(crate) fn count_invalid(&self) {
         self.inner.counters.invalid.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn churn_while_the_bus_is_away_leaves_no_change_behind() {
+        let link = Link::new();
+        for i in 0..1000 {
+            link.want(format!("room-{i}"), true);
+            link.want(format!("room-{i}"), false);
+        }
+        link.want("kept".into(), true);
+        assert_eq!(link.take_interest_changes(), (vec!["kept".to_owned()], vec![]));
+        link.want("kept".into(), false);
+        link.want("kept".into(), true);
+        assert_eq!(link.take_interest_changes(), (vec![], vec![]), "undone before taken");
+        assert_eq!(link.interest(), ["kept"]);
+    }
+
+    #[test]
+    fn a_batch_stops_near_batch_bytes_and_the_pending_count_follows() {
+        let link = Link::new();
+        link.set_connected(true);
+        let big = Bytes::from(vec![1u8; BATCH_BYTES / 3]);
+        for _ in 0..5 {
+            assert!(link.publish(vec!["t".into()], big.clone()));
+        }
+        let first = link.take_publishes(usize::MAX);
+        assert_eq!(first.len(), 3, "a batch stops once it reaches BATCH_BYTES");
+        assert_eq!(link.take_publishes(usize::MAX).len(), 2);
+        assert_eq!(lock(&link.inner.pending).bytes, 0);
     }
 }

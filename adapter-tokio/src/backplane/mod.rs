@@ -28,7 +28,7 @@
 mod link;
 mod memory;
 
-pub use link::{BackplaneStats, LeaseRequest, Link, Publish};
+pub use link::{BATCH_BYTES, BackplaneStats, LeaseRequest, Link, Publish};
 pub use memory::{MemoryBackplane, MemoryBus};
 
 use std::sync::Arc;

@@ -26,7 +26,10 @@ use super::registry::{ChannelCell, ConnectionInfo};
 use crate::backplane::{LeaseRequest, Link};
 
 /// Own broadcasts remembered on the Alepha wire, to know their echoes.
-const MAX_OWN_ECHOES: usize = 4096;
+const MAX_OWN_ECHOES: usize = 65_536;
+
+/// Places renewed in one request (one bus round trip each).
+const RENEW_CHUNK: usize = 1024;
 const OWN_ECHO_AGE: Duration = Duration::from_secs(10);
 
 /// Origins tracked for deduplication at most; one silent for a minute is
@@ -236,20 +239,22 @@ impl Node {
                 }
                 let Some(node) = node.upgrade() else { return };
                 let Some(shared) = node.server.get().and_then(Weak::upgrade) else { return };
-                let mut places = Vec::new();
                 for endpoint in &shared.endpoints {
                     if endpoint.policy().max_connections_per_user.is_none() {
                         continue;
                     }
                     let path = endpoint.path();
-                    endpoint.cell().lock().for_each_info(path, |info| {
-                        if let Some(user) = &info.user_id {
-                            places.push((cluster::lease_key(path, user).to_string(), info.id));
-                        }
+                    // Queued under the endpoint's lock, as releases are: a
+                    // connection that ended is either released after this
+                    // renewal or not listed in it.
+                    let state = endpoint.cell().lock();
+                    let mut places = Vec::new();
+                    state.for_each_user_connection(|user, id| {
+                        places.push((cluster::lease_key(path, user).to_string(), id.to_owned()));
                     });
-                }
-                if !places.is_empty() {
-                    link.lease(LeaseRequest::Renew { places, ttl: LEASE_TTL.into() });
+                    for chunk in places.chunks(RENEW_CHUNK) {
+                        link.lease(LeaseRequest::Renew { places: chunk.to_vec(), ttl: LEASE_TTL.into() });
+                    }
                 }
             }
         });
@@ -366,14 +371,20 @@ impl Node {
         let mut bytes = vec![0u8; cluster::encode_alepha_max_len(&broadcast)];
         let Ok(n) = cluster::encode_alepha(&broadcast, &mut bytes) else { return link.publish_failed(1) };
         bytes.truncate(n);
-        if link.is_connected() {
-            let mut echoes = lock(&self.own_echoes);
-            if echoes.len() >= MAX_OWN_ECHOES {
-                echoes.pop_front();
-            }
-            echoes.push_back((hash_of(&bytes), Instant::now()));
+        let hash = hash_of(&bytes);
+        // Remembered before it can echo, forgotten if it was not queued.
+        let mut echoes = lock(&self.own_echoes);
+        if echoes.len() >= MAX_OWN_ECHOES {
+            echoes.pop_front();
         }
-        link.publish(vec![ALEPHA_TOPIC.to_owned()], Bytes::from(bytes));
+        echoes.push_back((hash, Instant::now()));
+        drop(echoes);
+        if !link.publish(vec![ALEPHA_TOPIC.to_owned()], Bytes::from(bytes)) {
+            let mut echoes = lock(&self.own_echoes);
+            if let Some(at) = echoes.iter().rposition(|&(h, _)| h == hash) {
+                echoes.remove(at);
+            }
+        }
     }
 
     /// Whether `bytes` heard on the Alepha topic are this node's own
@@ -385,6 +396,11 @@ impl Node {
         let now = Instant::now();
         while echoes.front().is_some_and(|&(_, at)| now.duration_since(at) > OWN_ECHO_AGE) {
             echoes.pop_front();
+        }
+        // Echoes come back in publish order: almost always the oldest.
+        if echoes.front().is_some_and(|&(h, _)| h == hash) {
+            echoes.pop_front();
+            return true;
         }
         match echoes.iter().position(|&(h, _)| h == hash) {
             Some(at) => {

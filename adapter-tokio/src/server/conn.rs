@@ -294,17 +294,22 @@ fn owned(refusal: HttpRefusal) -> (u16, String) {
 struct Registration {
     cell: Arc<ChannelCell>,
     member: Option<MemberId>,
-    /// The connection's place under a cluster-wide per-user cap: its user
-    /// and id.
+    /// Under a cluster-wide per-user cap: the connection's user and id,
+    /// whose place is given back when it ends (whether it was granted at
+    /// admission or added back by a renewal since).
     lease: Option<(Arc<str>, Arc<str>)>,
 }
 
 impl Registration {
     fn unregister(&mut self) -> Vec<String> {
+        let Some(member) = self.member.take() else { return Vec::new() };
+        let mut state = self.cell.lock();
+        // Under the endpoint's lock, as renewals are queued: a renewal
+        // queued after this release cannot list the connection.
         if let Some((user, id)) = self.lease.take() {
             self.cell.node.release_lease(self.cell.path, &user, &id);
         }
-        self.member.take().map(|member| self.cell.lock().unregister(member)).unwrap_or_default()
+        state.unregister(member)
     }
 }
 
@@ -386,7 +391,8 @@ async fn register(
         (Some(user), Some(cap)) => cell.node.acquire_lease(cell.path, user, &id, cap).await,
         _ => None,
     };
-    let lease = (leased == Some(true)).then(|| user.clone().map(|u| (u, id.clone()))).flatten();
+    let capped = policy.max_connections_per_user.is_some() && cell.node.link.is_some();
+    let lease = user.clone().filter(|_| capped).map(|u| (u, id.clone()));
     let (over_user_cap, member) = {
         let mut state = cell.lock();
         let over_user_cap = match leased {
@@ -405,10 +411,10 @@ async fn register(
     ) {
         Ok(()) => Ok((member, cell.lock().rooms_of(member))),
         Err(refusal) => {
+            let mut state = cell.lock();
             if let Some((user, id)) = &lease {
                 cell.node.release_lease(cell.path, user, id);
             }
-            let mut state = cell.lock();
             state.unregister(member);
             if over_user_cap && let Some(user) = &user {
                 // Some of the user's connections may be dead: find out now,

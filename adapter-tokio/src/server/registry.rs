@@ -169,6 +169,17 @@ impl ChannelState {
         found
     }
 
+    /// Every connection that has a user: `(user, connection id)`.
+    pub(crate) fn for_each_user_connection(&self, mut f: impl FnMut(&str, &str)) {
+        for (user, members) in &self.users {
+            for member in members {
+                if let Some(slot) = self.slot(*member) {
+                    f(user, &slot.id);
+                }
+            }
+        }
+    }
+
     pub(crate) fn for_each_outbox(&self, mut f: impl FnMut(&Outbox)) {
         for slot in self.members.iter().flatten() {
             f(&slot.outbox);
