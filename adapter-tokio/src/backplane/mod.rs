@@ -22,8 +22,8 @@
 //! Each node delivers its own emits to its own connections at once,
 //! whatever the bus does, and other nodes' emits as the bus brings them.
 //! While a backplane is disconnected, what would cross it is dropped and
-//! counted ([`BackplaneStats::publish_dropped`]), never queued for later
-//! and never duplicated.
+//! counted ([`BackplaneStats::publish_dropped`]), never queued for later.
+//! `PROTOCOL.md` (section 9) says what is guaranteed, and where.
 
 mod link;
 mod memory;
