@@ -447,6 +447,11 @@ impl Link {
         self.inner.leases_ready.notify_one();
     }
 
+    /// Whether the server wants to hear `topic` now.
+    pub(crate) fn is_wanted(&self, topic: &str) -> bool {
+        lock(&self.inner.interest).wanted.contains(topic)
+    }
+
     pub(crate) fn want(&self, topic: String, wanted: bool) {
         let mut interest = lock(&self.inner.interest);
         let changed = if wanted { interest.wanted.insert(topic.clone()) } else { interest.wanted.remove(&topic) };

@@ -34,6 +34,9 @@ struct Nodes {
     cut: HashSet<usize>,
     /// Lease sets: key → member → expiry.
     leases: HashMap<String, HashMap<String, Instant>>,
+    /// Topics held back (a slow server, in tests): their messages wait
+    /// here, in order.
+    held: HashMap<String, Vec<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for MemoryBus {
@@ -60,6 +63,27 @@ impl MemoryBus {
         MemoryBackplane { bus: self.clone(), id }
     }
 
+    /// Hold `topic`'s messages back (or let them go, in order): a topic
+    /// that lags behind the others, as on a slower server.
+    pub fn hold(&self, topic: &str, hold: bool) {
+        let waiting = {
+            let mut nodes = self.lock();
+            if hold {
+                nodes.held.entry(topic.to_owned()).or_default();
+                return;
+            }
+            nodes.held.remove(topic).unwrap_or_default()
+        };
+        for bytes in waiting {
+            self.send(topic, &bytes);
+        }
+    }
+
+    /// How many messages wait on held `topic`.
+    pub fn held(&self, topic: &str) -> usize {
+        self.lock().held.get(topic).map_or(0, Vec::len)
+    }
+
     /// How many nodes hear `topic`.
     pub fn subscribers(&self, topic: &str) -> usize {
         self.lock().topics.get(topic).map_or(0, HashSet::len)
@@ -82,20 +106,32 @@ impl MemoryBus {
         }
     }
 
-    /// How many nodes heard it; `None` if `from` is cut off.
+    /// How many nodes heard it (or will, on a held topic); `None` if
+    /// `from` is cut off.
     fn deliver(&self, from: usize, topic: &str, bytes: &[u8]) -> Option<usize> {
-        let links: Vec<Link> = {
-            let nodes = self.lock();
+        {
+            let mut nodes = self.lock();
             if nodes.cut.contains(&from) {
                 return None;
             }
-            let Some(ids) = nodes.topics.get(topic) else { return Some(0) };
+            if let Some(waiting) = nodes.held.get_mut(topic) {
+                waiting.push(bytes.to_vec());
+                return Some(nodes.topics.get(topic).map_or(0, HashSet::len));
+            }
+        }
+        Some(self.send(topic, bytes))
+    }
+
+    fn send(&self, topic: &str, bytes: &[u8]) -> usize {
+        let links: Vec<Link> = {
+            let nodes = self.lock();
+            let Some(ids) = nodes.topics.get(topic) else { return 0 };
             ids.iter().filter(|id| !nodes.cut.contains(id)).filter_map(|id| nodes.links.get(id).cloned()).collect()
         };
         for link in &links {
             link.receive(topic, bytes);
         }
-        Some(links.len())
+        links.len()
     }
 }
 

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use roomwire_core::CloseCode;
+use roomwire_core::cluster::order::{Copy, Heard, Sequencer};
 use roomwire_core::cluster::{
     self, ALEPHA_TOPIC, About, AlephaBroadcast, BUS_TIMEOUT, Body, ClusterMessage, ClusterWire, Connection, EmitBody,
-    Encodable, LEASE_RENEW, LEASE_TTL, Origin, QUERY_TIMEOUT, RoomWatcher, Seen, SeqWindow, Topic,
+    Encodable, LEASE_RENEW, LEASE_TTL, Origin, QUERY_TIMEOUT, RoomWatcher, Topic,
 };
 use roomwire_core::room::RoomId;
 use tracing::{debug, trace};
@@ -32,11 +33,6 @@ const MAX_OWN_ECHOES: usize = 65_536;
 const RENEW_CHUNK: usize = 1024;
 const OWN_ECHO_AGE: Duration = Duration::from_secs(10);
 
-/// Origins tracked for deduplication at most; one silent for a minute is
-/// forgotten first.
-const MAX_ORIGINS: usize = 4096;
-const ORIGIN_IDLE: Duration = Duration::from_secs(60);
-
 /// This node: its id, the tag in its connection ids, its link if any.
 pub(crate) struct Node {
     pub(crate) id: u64,
@@ -48,7 +44,10 @@ pub(crate) struct Node {
     /// (a hash of the bytes, and when), oldest first. Alepha's topic
     /// carries no origin, and every node hears its own broadcasts.
     own_echoes: Mutex<std::collections::VecDeque<(u64, Instant)>>,
-    windows: Mutex<HashMap<u64, (SeqWindow, Instant)>>,
+    /// Other nodes' emits and closes, put in their publishers' order.
+    sequencer: Mutex<Sequencer<Vec<u8>>>,
+    /// The sequencer's time origin.
+    epoch: Instant,
     server: OnceLock<Weak<Shared>>,
     next_query: AtomicU64,
     /// Queries of this node waiting for answers, by number.
@@ -161,7 +160,8 @@ impl Node {
             link,
             wire,
             own_echoes: Mutex::default(),
-            windows: Mutex::default(),
+            sequencer: Mutex::new(Sequencer::new()),
+            epoch: Instant::now(),
             server: OnceLock::new(),
             next_query: AtomicU64::new(1),
             queries: Mutex::default(),
@@ -175,6 +175,7 @@ impl Node {
         let _ = self.server.set(Arc::downgrade(shared));
         if let Some(runtime) = runtime {
             self.spawn_lease_renewal(runtime);
+            self.spawn_hold_expiry(runtime, link.clone());
         }
         match self.wire {
             ClusterWire::Roomwire => {
@@ -260,6 +261,24 @@ impl Node {
         });
     }
 
+    /// Let out, now and then, messages that waited too long for copies
+    /// that did not come.
+    fn spawn_hold_expiry(self: &Arc<Self>, runtime: &tokio::runtime::Handle, link: Link) {
+        let node = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    () = link.closed() => return,
+                    _ = every.tick() => {}
+                }
+                let Some(node) = node.upgrade() else { return };
+                let now = node.now();
+                lock(&node.sequencer).expire(now, &mut |b: Vec<u8>| node.apply(&b));
+            }
+        });
+    }
+
     /// The link, if rooms and users opening and closing change what this
     /// node hears (not on the Alepha wire, where every node hears all).
     pub(crate) fn interest_link(&self) -> Option<Link> {
@@ -290,27 +309,7 @@ impl Node {
             return self.publish_alepha(link, path, spec, except_self, json);
         }
         let mut topics: Vec<String> = Vec::new();
-        let channel_wide = spec.rooms.is_empty() && spec.users.is_empty() && spec.connections.is_empty();
-        if channel_wide {
-            topics.push(Topic::Channel { path }.to_string());
-        }
-        topics.extend(spec.rooms.iter().map(|room| Topic::Room { path, room: room.as_ref() }.to_string()));
-        topics.extend(spec.users.iter().map(|user| Topic::User { path, user: user.as_ref() }.to_string()));
-        let mut tags: Vec<u32> = Vec::new();
-        let mut untagged = false;
-        for id in spec.connections {
-            match cluster::node_tag_of(id.as_ref()) {
-                Some(tag) if tag == self.tag => {}
-                Some(tag) if !tags.contains(&tag) => tags.push(tag),
-                Some(_) => {}
-                None => untagged = true,
-            }
-        }
-        topics.extend(tags.into_iter().map(|tag| Topic::Node { tag }.to_string()));
-        if untagged && !channel_wide {
-            // An id no node minted as ours: every node looks.
-            topics.push(Topic::Channel { path }.to_string());
-        }
+        cluster::emit_topics(path, spec.rooms, spec.users, spec.connections, self.tag, |t| topics.push(t.to_string()));
         if topics.is_empty() {
             return;
         }
@@ -456,7 +455,7 @@ impl Node {
         true
     }
 
-    fn receive<'a>(&self, topic: &str, bytes: &'a [u8]) {
+    fn receive(&self, topic: &str, bytes: &[u8]) {
         let Some(link) = &self.link else { return };
         if self.wire == ClusterWire::Alepha {
             if topic == ALEPHA_TOPIC {
@@ -476,12 +475,35 @@ impl Node {
             // Delivered here when it was published.
             return;
         }
-        if message.origin.multi {
-            match self.seen(message.origin) {
-                Seen::Fresh => {}
-                Seen::Duplicate => return link.count_duplicate(),
-                Seen::Stale => return link.count_stale(),
+        if let Body::Emit(_) | Body::Close { .. } = message.body {
+            // Emits and closes go out in their publisher's order on every
+            // topic (see roomwire_core::cluster::order).
+            let copy = match (&message.body, message.origin.multi) {
+                (Body::Emit(e), true) => {
+                    let (rooms, users, connections) = (
+                        e.rooms.iter().collect::<Vec<_>>(),
+                        e.users.iter().collect::<Vec<_>>(),
+                        e.connections.iter().collect::<Vec<_>>(),
+                    );
+                    let mut expected = 0;
+                    let publisher_tag = (message.origin.node >> 32) as u32;
+                    cluster::emit_topics(message.path, &rooms, &users, &connections, publisher_tag, |t| {
+                        expected += usize::from(link.is_wanted(&t.to_string()));
+                    });
+                    Copy::Multi { seq: message.origin.seq, expected: expected.max(1) }
+                }
+                _ => Copy::Single,
+            };
+            let mut sequencer = lock(&self.sequencer);
+            let now = self.now();
+            let heard = sequencer
+                .heard(now, message.origin.node, topic, copy, bytes.to_vec(), &mut |b: Vec<u8>| self.apply(&b));
+            match heard {
+                Heard::Duplicate => link.count_duplicate(),
+                Heard::Stale => link.count_stale(),
+                Heard::Delivered | Heard::Held => {}
             }
+            return;
         }
         let Some(shared) = self.server.get().and_then(Weak::upgrade) else { return };
         let Some(endpoint) = shared.endpoint(message.path) else {
@@ -489,26 +511,7 @@ impl Node {
             return;
         };
         match message.body {
-            Body::Emit(e) => {
-                let lists = [e.rooms, e.users, e.connections, e.except_connections, e.except_users]
-                    .map(|l| l.iter().collect::<Vec<&'a str>>());
-                match deliver_heard(endpoint.cell(), lists, e.json, e.postcard) {
-                    Ok(reached) => trace!(topic, reached, "delivered from another node"),
-                    Err(error) => debug!(topic, %error, "not delivered from another node"),
-                }
-                link.count_received();
-            }
-            Body::Close { connection, code, reason } => {
-                let code = CloseCode::from(code);
-                if !code.is_valid_on_wire() {
-                    link.count_invalid();
-                    return;
-                }
-                if let Some(outbox) = endpoint.cell().lock().outbox_of(connection) {
-                    outbox.request_close(code, reason);
-                }
-                link.count_received();
-            }
+            Body::Emit(_) | Body::Close { .. } => {}
             Body::Query { asker, query, reply_to, about } => {
                 let path = endpoint.path();
                 let infos = endpoint.cell().lock().infos(path, about);
@@ -545,18 +548,44 @@ impl Node {
         }
     }
 
-    fn seen(&self, origin: Origin) -> Seen {
-        let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
-        if !windows.contains_key(&origin.node) && windows.len() >= MAX_ORIGINS {
-            windows.retain(|_, (_, last)| now.duration_since(*last) < ORIGIN_IDLE);
-            if windows.len() >= MAX_ORIGINS {
-                return Seen::Stale;
+    /// Deliver an emit or close another node published (bytes already
+    /// checked when heard).
+    fn apply(&self, bytes: &[u8]) {
+        let Some(link) = &self.link else { return };
+        let Ok(message) = cluster::decode(bytes) else { return };
+        let Some(shared) = self.server.get().and_then(Weak::upgrade) else { return };
+        let Some(endpoint) = shared.endpoint(message.path) else {
+            trace!(path = message.path, "cluster message for a channel not served here");
+            return;
+        };
+        match message.body {
+            Body::Emit(e) => {
+                let lists = [e.rooms, e.users, e.connections, e.except_connections, e.except_users]
+                    .map(|l| l.iter().collect::<Vec<&str>>());
+                match deliver_heard(endpoint.cell(), lists, e.json, e.postcard) {
+                    Ok(reached) => trace!(reached, "delivered from another node"),
+                    Err(error) => debug!(%error, "not delivered from another node"),
+                }
+                link.count_received();
             }
+            Body::Close { connection, code, reason } => {
+                let code = CloseCode::from(code);
+                if !code.is_valid_on_wire() {
+                    link.count_invalid();
+                    return;
+                }
+                if let Some(outbox) = endpoint.cell().lock().outbox_of(connection) {
+                    outbox.request_close(code, reason);
+                }
+                link.count_received();
+            }
+            Body::Query { .. } | Body::Answer { .. } => {}
         }
-        let (window, last) = windows.entry(origin.node).or_insert_with(|| (SeqWindow::new(), now));
-        *last = now;
-        window.accept(origin.seq)
+    }
+
+    /// Now, on the sequencer's clock.
+    fn now(&self) -> roomwire_core::time::Instant {
+        roomwire_core::time::Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
     }
 }
 

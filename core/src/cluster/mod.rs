@@ -12,6 +12,8 @@
 //!   ([`WatchedTable`]): a node subscribes to a room's topic only then;
 //! * [`window`]: deduplication of a message published on several topics
 //!   ([`SeqWindow`]);
+//! * `order` (feature `alloc`): publish order across topics on different
+//!   servers (a Redis Cluster's shards);
 //! * [`alepha`](mod@alepha): Alepha's cluster wire (one topic, JSON), to join
 //!   a cluster of Alepha Node servers.
 //!
@@ -23,9 +25,11 @@
 //! receiving node resolves the whole target against its own connections,
 //! so a connection reached through several of the named rooms, users or
 //! itself still gets the message once; a node that hears the message on
-//! several topics delivers the first copy and drops the others (the
-//! message is marked `multi` and numbered for that). Messages from one
-//! publisher to one room stay in order: they share that room's topic.
+//! several topics delivers it once, when the last copy it expects comes
+//! (the message is marked `multi` and numbered for that), so that every
+//! earlier message on each of those topics goes first (`order`). Messages
+//! from one publisher to one room stay in order: they share that room's
+//! topic, and a multi message waits for its copy on it.
 
 use crate::time::Duration;
 
@@ -34,6 +38,8 @@ use crate::reconnect::ReconnectPolicy;
 pub mod alepha;
 pub mod interest;
 pub mod message;
+#[cfg(feature = "alloc")]
+pub mod order;
 pub mod topic;
 pub mod window;
 
@@ -45,7 +51,7 @@ pub use message::{
     About, Body, ClusterMessage, Connection, ConnectionList, DecodeError, EmitBody, Encodable, Origin, StrList, decode,
     encode, encoded_len,
 };
-pub use topic::{Topic, connection_id, node_tag_of};
+pub use topic::{Topic, connection_id, emit_topics, node_tag_of};
 pub use window::{Seen, SeqWindow};
 
 /// What nodes of a cluster say to each other.

@@ -337,3 +337,81 @@ fn alepha_broadcasts_that_cannot_be_delivered_say_why() {
         assert_eq!(decode_alepha(input).map(|_| ()), Err(error), "{}", String::from_utf8_lossy(input));
     }
 }
+
+mod order {
+    use std::collections::BTreeSet;
+    use std::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use crate::cluster::order::{Copy, HOLD_LIMIT, Sequencer};
+    use crate::time::Instant;
+
+    const TOPICS: [&str; 3] = ["a", "b", "c"];
+
+    /// Messages 0..n, each to a non-empty subset of the topics (a bit
+    /// mask), and an interleaving of the three topics' streams.
+    fn scenario() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        proptest::collection::vec(1u8..8, 1..40).prop_flat_map(|masks| {
+            let copies: usize = masks.iter().map(|m| m.count_ones() as usize).sum();
+            (Just(masks), proptest::collection::vec(0u8..3, copies * 3))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn every_message_once_in_publish_order_on_every_topic((masks, picks) in scenario()) {
+            // Each topic's stream, in publish order.
+            let mut streams: Vec<Vec<usize>> = TOPICS.iter().enumerate()
+                .map(|(t, _)| (0..masks.len()).filter(|&m| masks[m] & (1 << t) != 0).collect())
+                .collect();
+            for s in &mut streams { s.reverse(); }
+            let mut seq = Sequencer::new();
+            let mut out: Vec<usize> = Vec::new();
+            let now = Instant::from_micros(0);
+            let feed = |t: usize, streams: &mut Vec<Vec<usize>>, seq: &mut Sequencer<usize>, out: &mut Vec<usize>| {
+                if let Some(m) = streams[t].pop() {
+                    let n = masks[m].count_ones() as usize;
+                    let copy = if n == 1 { Copy::Single } else { Copy::Multi { seq: m as u64, expected: n } };
+                    seq.heard(now, 7, TOPICS[t], copy, m, &mut |d| out.push(d));
+                }
+            };
+            for &p in &picks {
+                feed(p as usize, &mut streams, &mut seq, &mut out);
+            }
+            for t in 0..3 {
+                while !streams[t].is_empty() {
+                    feed(t, &mut streams, &mut seq, &mut out);
+                }
+            }
+            prop_assert_eq!(seq.held(), 0, "all copies heard: nothing waits");
+            let unique: BTreeSet<usize> = out.iter().copied().collect();
+            prop_assert_eq!(unique.len(), out.len(), "delivered twice: {:?}", out);
+            prop_assert_eq!(out.len(), masks.len(), "not all delivered: {:?}", out);
+            for (t, name) in TOPICS.iter().enumerate() {
+                let on_t: Vec<usize> = out.iter().copied().filter(|&m| masks[m] & (1 << t) != 0).collect();
+                prop_assert!(on_t.windows(2).all(|w| w[0] < w[1]), "topic {} out of order: {:?}", name, on_t);
+            }
+        }
+    }
+
+    #[test]
+    fn a_copy_that_never_comes_holds_its_message_no_longer_than_the_hold_limit() {
+        let mut seq = Sequencer::new();
+        let mut out = Vec::new();
+        let t0 = Instant::from_micros(0);
+        // m1 to a and b is heard on a only (its node left b meanwhile); m2
+        // to a waits behind it.
+        seq.heard(t0, 7, "a", Copy::Multi { seq: 1, expected: 2 }, 1, &mut |d| out.push(d));
+        seq.heard(t0, 7, "a", Copy::Single, 2, &mut |d| out.push(d));
+        assert!(out.is_empty());
+        seq.expire(Instant::from_micros(HOLD_LIMIT.as_micros() - 1), &mut |d| out.push(d));
+        assert!(out.is_empty());
+        seq.expire(Instant::from_micros(HOLD_LIMIT.as_micros()), &mut |d| out.push(d));
+        assert_eq!(out, [1, 2]);
+        // Its copy on b, late: a duplicate.
+        seq.heard(t0, 7, "b", Copy::Multi { seq: 1, expected: 2 }, 1, &mut |d| out.push(d));
+        assert_eq!(out, [1, 2]);
+        assert_eq!(seq.held(), 0);
+    }
+}
