@@ -289,6 +289,7 @@ async fn session<B: Bus>(mut bus: B, pushes: Pushes, link: &Link) -> Ended {
         if let Err(why) = bus.subscribe(chunk).await {
             return Ended::Lost(why);
         }
+        link.confirm_subscribed(chunk);
     }
     debug!(channels = wanted.len(), "redis backplane subscribed");
     link.set_connected(true);
@@ -350,6 +351,8 @@ async fn session<B: Bus>(mut bus: B, pushes: Pushes, link: &Link) -> Ended {
                 () = link.closed() => return Ok(()),
                 (subscribe, unsubscribe) = link.interest_changes() => {
                     subscriber.subscribe(&subscribe).await?;
+                    link.confirm_subscribed(&subscribe);
+                    link.confirm_unsubscribed(&unsubscribe);
                     subscriber.unsubscribe(&unsubscribe).await?;
                 }
                 _ = heartbeat.tick() => subscriber.ping().await?,

@@ -86,6 +86,7 @@ pub struct BackplaneStats {
 }
 
 type Receiver = Box<dyn Fn(&str, &[u8]) + Send + Sync>;
+type Forgetter = Box<dyn Fn(&str) + Send + Sync>;
 
 /// A request about the places users hold under a cluster-wide per-user
 /// cap: each is a set per (endpoint, user) of connection ids with an
@@ -159,6 +160,10 @@ struct Inner {
     leases: Mutex<VecDeque<LeaseRequest>>,
     leases_ready: Notify,
     receiver: OnceLock<Receiver>,
+    /// Told when the node stops hearing a topic.
+    forgetter: OnceLock<Forgetter>,
+    /// Topics the bus confirmed subscribed, and since when.
+    subscribed: Mutex<HashMap<String, std::time::Instant>>,
     connected: AtomicBool,
     ever_connected: AtomicBool,
     counters: Counters,
@@ -207,6 +212,8 @@ impl Link {
                 leases: Mutex::default(),
                 leases_ready: Notify::new(),
                 receiver: OnceLock::new(),
+                forgetter: OnceLock::new(),
+                subscribed: Mutex::default(),
                 connected: AtomicBool::new(false),
                 ever_connected: AtomicBool::new(false),
                 counters: Counters::default(),
@@ -331,6 +338,29 @@ impl Link {
         }
     }
 
+    /// Say the bus confirmed these subscriptions: copies of messages on
+    /// them are expected from now on (after a short grace).
+    pub fn confirm_subscribed(&self, topics: &[String]) {
+        let now = std::time::Instant::now();
+        let mut subscribed = lock(&self.inner.subscribed);
+        for topic in topics {
+            subscribed.entry(topic.clone()).or_insert(now);
+        }
+    }
+
+    /// Say these topics are being unsubscribed (call it before asking the
+    /// bus): their copies are no longer expected.
+    pub fn confirm_unsubscribed(&self, topics: &[String]) {
+        let mut subscribed = lock(&self.inner.subscribed);
+        for topic in topics {
+            subscribed.remove(topic);
+        }
+        drop(subscribed);
+        if let Some(forget) = self.inner.forgetter.get() {
+            topics.iter().for_each(|t| forget(t));
+        }
+    }
+
     /// Hand a message received on `topic` to the server.
     pub fn receive(&self, topic: &str, bytes: &[u8]) {
         if let Some(receiver) = self.inner.receiver.get() {
@@ -354,6 +384,10 @@ impl Link {
             }
         } else {
             warn!("backplane disconnected: cross-node messages are dropped until it is back");
+            let lost: Vec<String> = lock(&self.inner.subscribed).drain().map(|(t, _)| t).collect();
+            if let Some(forget) = self.inner.forgetter.get() {
+                lost.iter().for_each(|t| forget(t));
+            }
             // What waits would reach other nodes late or never: drop it.
             let dropped = self.take_publishes(usize::MAX).len();
             self.publish_failed(dropped);
@@ -447,9 +481,13 @@ impl Link {
         self.inner.leases_ready.notify_one();
     }
 
-    /// Whether the server wants to hear `topic` now.
-    pub(crate) fn is_wanted(&self, topic: &str) -> bool {
-        lock(&self.inner.interest).wanted.contains(topic)
+    /// Whether the bus confirmed `topic` subscribed at least `grace` ago.
+    pub(crate) fn heard_since(&self, topic: &str, grace: std::time::Duration) -> bool {
+        lock(&self.inner.subscribed).get(topic).is_some_and(|since| since.elapsed() >= grace)
+    }
+
+    pub(crate) fn set_forgetter(&self, forget: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.inner.forgetter.set(Box::new(forget));
     }
 
     pub(crate) fn want(&self, topic: String, wanted: bool) {

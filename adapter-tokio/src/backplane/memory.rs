@@ -143,16 +143,22 @@ pub struct MemoryBackplane {
 }
 
 impl MemoryBackplane {
-    fn apply(&self, subscribe: Vec<String>, unsubscribe: Vec<String>) {
+    fn apply(&self, link: &Link, subscribe: Vec<String>, unsubscribe: Vec<String>) {
+        link.confirm_unsubscribed(&unsubscribe);
+        self.subscribe(&subscribe, &unsubscribe);
+        link.confirm_subscribed(&subscribe);
+    }
+
+    fn subscribe(&self, subscribe: &[String], unsubscribe: &[String]) {
         let mut nodes = self.bus.lock();
         for topic in subscribe {
-            nodes.topics.entry(topic).or_default().insert(self.id);
+            nodes.topics.entry(topic.clone()).or_default().insert(self.id);
         }
         for topic in unsubscribe {
-            if let Some(ids) = nodes.topics.get_mut(&topic) {
+            if let Some(ids) = nodes.topics.get_mut(topic) {
                 ids.remove(&self.id);
                 if ids.is_empty() {
-                    nodes.topics.remove(&topic);
+                    nodes.topics.remove(topic);
                 }
             }
         }
@@ -196,14 +202,14 @@ impl Backplane for MemoryBackplane {
                 let mut nodes = self.bus.lock();
                 nodes.links.insert(self.id, link.clone());
             }
-            self.apply(link.interest(), Vec::new());
+            self.apply(&link, link.interest(), Vec::new());
             let cut = self.bus.lock().cut.contains(&self.id);
             link.set_connected(!cut);
             loop {
                 tokio::select! {
                     biased;
                     () = link.closed() => break,
-                    (subscribe, unsubscribe) = link.interest_changes() => self.apply(subscribe, unsubscribe),
+                    (subscribe, unsubscribe) = link.interest_changes() => self.apply(&link, subscribe, unsubscribe),
                     leases = link.next_leases() => leases.into_iter().for_each(|request| self.lease(request)),
                     publishes = link.next_publishes(256) => {
                         for mut publish in publishes {

@@ -14,7 +14,7 @@ use roomwire_core::CloseCode;
 use roomwire_core::cluster::order::{Copy, Heard, Sequencer};
 use roomwire_core::cluster::{
     self, ALEPHA_TOPIC, About, AlephaBroadcast, BUS_TIMEOUT, Body, ClusterMessage, ClusterWire, Connection, EmitBody,
-    Encodable, LEASE_RENEW, LEASE_TTL, Origin, QUERY_TIMEOUT, RoomWatcher, Topic,
+    Encodable, LEASE_RENEW, LEASE_TTL, Origin, QUERY_TIMEOUT, RoomWatcher, SUBSCRIBE_GRACE, Topic,
 };
 use roomwire_core::room::RoomId;
 use tracing::{debug, trace};
@@ -186,6 +186,12 @@ impl Node {
             }
             ClusterWire::Alepha => link.want(ALEPHA_TOPIC.to_owned(), true),
         }
+        let forgetting = Arc::downgrade(self);
+        link.set_forgetter(move |topic| {
+            if let Some(node) = forgetting.upgrade() {
+                lock(&node.sequencer).forget_topic(topic, &mut |b: Vec<u8>| node.apply(&b));
+            }
+        });
         let node = Arc::downgrade(self);
         link.set_receiver(move |topic, bytes| {
             if let Some(node) = node.upgrade() {
@@ -310,6 +316,9 @@ impl Node {
         }
         let mut topics: Vec<String> = Vec::new();
         cluster::emit_topics(path, spec.rooms, spec.users, spec.connections, self.tag, |t| topics.push(t.to_string()));
+        // Each once (a topic may come twice); the order does not matter.
+        topics.sort_unstable();
+        topics.dedup();
         if topics.is_empty() {
             return;
         }
@@ -485,14 +494,25 @@ impl Node {
                         e.users.iter().collect::<Vec<_>>(),
                         e.connections.iter().collect::<Vec<_>>(),
                     );
-                    let mut expected = 0;
+                    // The copies to wait for: on the topics this node has
+                    // heard a while (a copy published before its
+                    // subscription reached the bus never comes).
+                    let mut topics = std::collections::BTreeSet::new();
                     let publisher_tag = (message.origin.node >> 32) as u32;
                     cluster::emit_topics(message.path, &rooms, &users, &connections, publisher_tag, |t| {
-                        expected += usize::from(link.is_wanted(&t.to_string()));
+                        topics.insert(t.to_string());
                     });
-                    Copy::Multi { seq: message.origin.seq, expected: expected.max(1) }
+                    let grace = Duration::from(SUBSCRIBE_GRACE);
+                    topics.retain(|t| link.heard_since(t, grace));
+                    Some((message.origin.seq, topics))
                 }
-                _ => Copy::Single,
+                _ => None,
+            };
+            let expected: Vec<&str> =
+                copy.as_ref().map(|(_, t)| t.iter().map(String::as_str).collect()).unwrap_or_default();
+            let copy = match &copy {
+                Some((seq, _)) => Copy::Multi { seq: *seq, expected: &expected },
+                None => Copy::Single,
             };
             let mut sequencer = lock(&self.sequencer);
             let now = self.now();

@@ -116,3 +116,8 @@ pub fn lease_key<'a>(path: &'a str, user: &'a str) -> impl core::fmt::Display + 
     }
     Key(path, user)
 }
+
+/// How long after its subscription is confirmed a node expects a topic's
+/// copies of a multi-topic message: copies published just before the
+/// subscription reached the bus never come, and should not be waited for.
+pub const SUBSCRIBE_GRACE: Duration = Duration::from_millis(200);

@@ -1,16 +1,17 @@
 //! Delivery in publish order across topics: a message published on several
-//! topics (an emit to two rooms) is delivered once every copy this node
-//! expects has reached the head of its topic's queue, so that every earlier
-//! message of the same publisher on each of those topics is delivered
-//! first. Topics on different servers (a Redis Cluster's shards) may run
-//! at different paces; this puts each publisher's messages back in order
-//! for every room.
+//! topics (an emit to two rooms) is delivered once its copy on every topic
+//! this node expects it on has reached the head of that topic's queue, so
+//! that every earlier message of the same publisher on each of those
+//! topics is delivered first. Topics on different servers (a Redis
+//! Cluster's shards) may run at different paces; this puts each
+//! publisher's messages back in order for every room.
 //!
 //! Sans-IO: time is passed in, and a held message waits at most
-//! [`HOLD_LIMIT`] for copies that do not come (a subscription that ended,
-//! a copy the bus lost), then goes out anyway.
+//! [`HOLD_LIMIT`] for copies that do not come (a copy the bus lost), then
+//! goes out anyway; a topic the node stops hearing is no longer waited for
+//! ([`Sequencer::forget_topic`]).
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -20,9 +21,9 @@ use crate::time::{Duration, Instant};
 /// The longest a message waits for its other copies.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(2);
 
-/// At most this many messages wait, over all publishers; the oldest goes
-/// out early beyond it.
-pub const MAX_HELD: usize = 65_536;
+/// At most this many messages wait (held, or queued behind one that is),
+/// over all publishers; beyond, the oldest held message goes out early.
+pub const MAX_WAITING: usize = 65_536;
 
 /// At most this many publishers are tracked; one silent for a minute with
 /// nothing waiting is forgotten first.
@@ -32,17 +33,17 @@ const ORIGIN_IDLE: Duration = Duration::from_secs(60);
 
 /// What a heard copy is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Copy {
+pub enum Copy<'t> {
     /// A message published on one topic only.
     Single,
     /// One copy of a message published on several topics: its number, and
-    /// on how many of those topics this node should hear it (those it
-    /// subscribes to; at least the one it came on).
+    /// the topics this node should hear it on (those of its topics the node
+    /// is subscribed to; the one it came on is always counted).
     Multi {
         /// The publisher's number for it.
         seq: u64,
-        /// Copies this node expects.
-        expected: usize,
+        /// The topics its copies are expected on.
+        expected: &'t [&'t str],
     },
 }
 
@@ -55,8 +56,7 @@ pub enum Heard {
     Held,
     /// A later copy of a message already delivered: dropped.
     Duplicate,
-    /// Too far behind to be told from a duplicate, or from a publisher
-    /// that cannot be tracked: dropped.
+    /// Too far behind to be told from a duplicate: dropped.
     Stale,
 }
 
@@ -67,8 +67,8 @@ enum Entry<T> {
 
 struct Held<T> {
     item: T,
-    /// Expected copies not yet at the head of their queue.
-    waiting: usize,
+    /// Expected topics whose copy has not reached its queue's head.
+    waiting: BTreeSet<String>,
     since: Instant,
 }
 
@@ -96,7 +96,7 @@ impl<T> Origin<T> {
 /// let mut s = Sequencer::new();
 /// // m2 (rooms a and c) is heard on c first: it waits for its copy on a,
 /// // behind which m1 (room a only) is still on its way.
-/// let m2 = Copy::Multi { seq: 2, expected: 2 };
+/// let m2 = Copy::Multi { seq: 2, expected: &["a", "c"] };
 /// assert_eq!(s.heard(now, 7, "c", m2, "m2", &mut |m| out.push(m)), Heard::Held);
 /// assert_eq!(s.heard(now, 7, "a", Copy::Single, "m1", &mut |m| out.push(m)), Heard::Delivered);
 /// assert_eq!(s.heard(now, 7, "a", m2, "m2", &mut |m| out.push(m)), Heard::Delivered);
@@ -104,7 +104,8 @@ impl<T> Origin<T> {
 /// ```
 pub struct Sequencer<T> {
     origins: BTreeMap<u64, Origin<T>>,
-    held: usize,
+    /// Held messages and queued entries, over all publishers.
+    waiting: usize,
 }
 
 impl<T> Default for Sequencer<T> {
@@ -116,12 +117,12 @@ impl<T> Default for Sequencer<T> {
 impl<T> Sequencer<T> {
     /// Nothing heard yet.
     pub const fn new() -> Self {
-        Self { origins: BTreeMap::new(), held: 0 }
+        Self { origins: BTreeMap::new(), waiting: 0 }
     }
 
-    /// Messages waiting.
+    /// Messages held, over all publishers.
     pub fn held(&self) -> usize {
-        self.held
+        self.origins.values().map(|o| o.held.len()).sum()
     }
 
     /// A copy of a message of publisher `origin`, heard on `topic`;
@@ -131,19 +132,23 @@ impl<T> Sequencer<T> {
         now: Instant,
         origin: u64,
         topic: &str,
-        copy: Copy,
+        copy: Copy<'_>,
         item: T,
         deliver: &mut impl FnMut(T),
     ) -> Heard {
         if !self.origins.contains_key(&origin) && self.origins.len() >= MAX_ORIGINS {
             self.origins.retain(|_, o| !(o.idle() && now.saturating_duration_since(o.last) >= ORIGIN_IDLE));
             if self.origins.len() >= MAX_ORIGINS {
+                // Untracked: what needs no ordering goes out; the rest
+                // cannot be told from a duplicate.
+                if copy == Copy::Single {
+                    deliver(item);
+                    return Heard::Delivered;
+                }
                 return Heard::Stale;
             }
         }
-        if self.held >= MAX_HELD {
-            self.release_oldest(deliver);
-        }
+        while self.waiting >= MAX_WAITING && self.release_oldest(deliver) {}
         let o = self.origins.entry(origin).or_insert_with(|| Origin {
             queues: BTreeMap::new(),
             held: BTreeMap::new(),
@@ -165,71 +170,98 @@ impl<T> Sequencer<T> {
                         Seen::Duplicate => return Heard::Duplicate,
                         Seen::Stale => return Heard::Stale,
                     }
-                    if expected <= 1 && !queued {
+                    let mut waiting: BTreeSet<String> = expected.iter().map(|t| String::from(*t)).collect();
+                    waiting.insert(String::from(topic));
+                    if waiting.len() == 1 && !queued {
                         deliver(item);
                         return Heard::Delivered;
                     }
-                    o.held.insert(seq, Held { item, waiting: expected.max(1), since: now });
-                    self.held += 1;
+                    o.held.insert(seq, Held { item, waiting, since: now });
+                    self.waiting = self.waiting.saturating_add(1);
                 }
                 Entry::Copy { seq, counted: false }
             }
         };
         o.queues.entry(String::from(topic)).or_default().push_back(entry);
-        let before = self.held;
-        let delivered_any = pump(o, topic, deliver, &mut self.held);
-        if delivered_any || self.held < before { Heard::Delivered } else { Heard::Held }
+        self.waiting = self.waiting.saturating_add(1);
+        if pump(o, topic, deliver, &mut self.waiting) { Heard::Delivered } else { Heard::Held }
     }
 
-    /// Let out what waited longer than [`HOLD_LIMIT`] (call it now and
-    /// then, as time passes).
-    pub fn expire(&mut self, now: Instant, deliver: &mut impl FnMut(T)) {
+    /// This node no longer hears `topic`: held messages stop waiting for a
+    /// copy there (those it was all they waited for go out).
+    pub fn forget_topic(&mut self, topic: &str, deliver: &mut impl FnMut(T)) {
         for o in self.origins.values_mut() {
-            while let Some((&seq, held)) = o.held.first_key_value() {
-                if now.saturating_duration_since(held.since) < HOLD_LIMIT {
-                    break;
+            let mut ready = Vec::new();
+            for (&seq, h) in o.held.iter_mut() {
+                if h.waiting.remove(topic) && h.waiting.is_empty() {
+                    ready.push(seq);
                 }
-                force(o, seq, deliver, &mut self.held);
+            }
+            for seq in ready {
+                force(o, seq, deliver, &mut self.waiting);
             }
         }
     }
 
-    fn release_oldest(&mut self, deliver: &mut impl FnMut(T)) {
+    /// Let out what waited longer than [`HOLD_LIMIT`] (call it now and
+    /// then, as time passes), oldest number first.
+    pub fn expire(&mut self, now: Instant, deliver: &mut impl FnMut(T)) {
+        for o in self.origins.values_mut() {
+            let late: Vec<u64> = o
+                .held
+                .iter()
+                .filter(|(_, h)| now.saturating_duration_since(h.since) >= HOLD_LIMIT)
+                .map(|(&seq, _)| seq)
+                .collect();
+            for seq in late {
+                force(o, seq, deliver, &mut self.waiting);
+            }
+        }
+    }
+
+    /// Let out the held message heard first; false if none is held.
+    fn release_oldest(&mut self, deliver: &mut impl FnMut(T)) -> bool {
         let oldest = self
             .origins
             .iter()
-            .filter_map(|(&origin, o)| o.held.iter().next().map(|(&seq, h)| (h.since, origin, seq)))
+            .flat_map(|(&origin, o)| o.held.iter().map(move |(&seq, h)| (h.since, origin, seq)))
             .min_by_key(|&(since, _, _)| since);
-        if let Some((_, origin, seq)) = oldest
-            && let Some(o) = self.origins.get_mut(&origin)
-        {
-            force(o, seq, deliver, &mut self.held);
+        match oldest {
+            Some((_, origin, seq)) => match self.origins.get_mut(&origin) {
+                Some(o) => {
+                    force(o, seq, deliver, &mut self.waiting);
+                    true
+                }
+                None => false,
+            },
+            None => false,
         }
     }
 }
 
 /// Deliver held message `seq` now, wherever its copies are, and whatever
 /// it was holding up.
-fn force<T>(o: &mut Origin<T>, seq: u64, deliver: &mut impl FnMut(T), held: &mut usize) {
+fn force<T>(o: &mut Origin<T>, seq: u64, deliver: &mut impl FnMut(T), waiting: &mut usize) {
     let Some(h) = o.held.remove(&seq) else { return };
-    *held -= 1;
+    *waiting = waiting.saturating_sub(1);
     deliver(h.item);
     let mut touched = Vec::new();
     for (topic, queue) in o.queues.iter_mut() {
         let before = queue.len();
         queue.retain(|e| !matches!(e, Entry::Copy { seq: s, .. } if *s == seq));
         if queue.len() != before {
+            *waiting = waiting.saturating_sub(before - queue.len());
             touched.push(topic.clone());
         }
     }
     for topic in touched {
-        pump(o, &topic, deliver, held);
+        pump(o, &topic, deliver, waiting);
     }
 }
 
 /// Deliver from the head of `topic`'s queue, and of any queue a delivery
 /// unblocks, while they can go. Whether anything was delivered.
-fn pump<T>(o: &mut Origin<T>, topic: &str, deliver: &mut impl FnMut(T), held: &mut usize) -> bool {
+fn pump<T>(o: &mut Origin<T>, topic: &str, deliver: &mut impl FnMut(T), waiting: &mut usize) -> bool {
     let mut work: Vec<String> = Vec::new();
     work.push(String::from(topic));
     let mut delivered = false;
@@ -242,6 +274,7 @@ fn pump<T>(o: &mut Origin<T>, topic: &str, deliver: &mut impl FnMut(T), held: &m
                 }
                 Some(Entry::Single(_)) => {
                     if let Some(Entry::Single(item)) = queue.pop_front() {
+                        *waiting = waiting.saturating_sub(1);
                         deliver(item);
                         delivered = true;
                     }
@@ -250,30 +283,32 @@ fn pump<T>(o: &mut Origin<T>, topic: &str, deliver: &mut impl FnMut(T), held: &m
                 Some(Entry::Copy { seq, counted }) => {
                     let seq = *seq;
                     let Some(h) = o.held.get_mut(&seq) else {
-                        // Delivered already (forced, or fewer copies
-                        // expected than came): a leftover copy.
+                        // Delivered already: a leftover copy.
                         queue.pop_front();
+                        *waiting = waiting.saturating_sub(1);
                         continue;
                     };
                     if !*counted {
                         *counted = true;
-                        h.waiting = h.waiting.saturating_sub(1);
+                        h.waiting.remove(&topic);
                     }
-                    if h.waiting > 0 {
+                    if !h.waiting.is_empty() {
                         break;
                     }
                     seq
                 }
             };
-            // Every counted copy of it is at the head of its queue: out.
+            // Every expected copy of it is at the head of its queue: out,
+            // with its copies at the heads of other queues.
             if let Some(h) = o.held.remove(&ready_seq) {
-                *held -= 1;
+                *waiting = waiting.saturating_sub(1);
                 deliver(h.item);
                 delivered = true;
             }
             for (other, queue) in o.queues.iter_mut() {
                 if matches!(queue.front(), Some(Entry::Copy { seq, counted: true }) if *seq == ready_seq) {
                     queue.pop_front();
+                    *waiting = waiting.saturating_sub(1);
                     if *other != topic {
                         work.push(other.clone());
                     }

@@ -111,12 +111,14 @@ pub fn connection_id(tag: u32, random: [u8; 16]) -> heapless::String<39> {
     id
 }
 
-/// The topics an emit is published on, each once, in this order: the
-/// channel's if it names no room, user or connection; each room's; each
-/// user's; the node topic of each named connection not held by the
-/// publisher (`publisher_tag`), and the channel's for a connection id
-/// with no tag. The publisher publishes on them and a receiver computes
-/// the same list to know which copies of a message to expect.
+/// The topics an emit is published on, in this order: the channel's if it
+/// names no room, user or connection; each room's; each user's; the node
+/// topic of each named connection not held by the publisher
+/// (`publisher_tag`), and the channel's for a connection id with no tag.
+/// A topic may come more than once (a room named twice, two connections
+/// of one node): callers publish on, or expect, each once. The publisher
+/// publishes on them and a receiver computes the same list to know which
+/// copies of a message to expect. Linear in the lists.
 ///
 /// ```
 /// use roomwire_core::cluster::{Topic, connection_id, emit_topics};
@@ -125,6 +127,7 @@ pub fn connection_id(tag: u32, random: [u8; 16]) -> heapless::String<39> {
 /// let mut topics = Vec::new();
 /// emit_topics("/p", &["a"], &["u"], &[mine.as_str(), theirs.as_str()], 1, |t| topics.push(t.to_string()));
 /// assert_eq!(topics, ["rw:2:/p:r:a", "rw:2:/p:u:u", "rw:node:00000002"]);
+/// let _ = Topic::Channel { path: "/p" };
 /// ```
 pub fn emit_topics<'a, R: AsRef<str>, U: AsRef<str>, C: AsRef<str>>(
     path: &'a str,
@@ -138,26 +141,17 @@ pub fn emit_topics<'a, R: AsRef<str>, U: AsRef<str>, C: AsRef<str>>(
     if channel_wide {
         topic(Topic::Channel { path });
     }
-    for (i, room) in rooms.iter().enumerate() {
-        if !rooms.iter().take(i).any(|r| r.as_ref() == room.as_ref()) {
-            topic(Topic::Room { path, room: room.as_ref() });
-        }
+    for room in rooms {
+        topic(Topic::Room { path, room: room.as_ref() });
     }
-    for (i, user) in users.iter().enumerate() {
-        if !users.iter().take(i).any(|u| u.as_ref() == user.as_ref()) {
-            topic(Topic::User { path, user: user.as_ref() });
-        }
+    for user in users {
+        topic(Topic::User { path, user: user.as_ref() });
     }
     let mut untagged = false;
-    for (i, id) in connections.iter().enumerate() {
+    for id in connections {
         match node_tag_of(id.as_ref()) {
             Some(tag) if tag == publisher_tag => {}
-            Some(tag) => {
-                let seen = connections.iter().take(i).any(|c| node_tag_of(c.as_ref()) == Some(tag));
-                if !seen {
-                    topic(Topic::Node { tag });
-                }
-            }
+            Some(tag) => topic(Topic::Node { tag }),
             None => untagged = true,
         }
     }

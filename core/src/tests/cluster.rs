@@ -371,8 +371,8 @@ mod order {
             let now = Instant::from_micros(0);
             let feed = |t: usize, streams: &mut Vec<Vec<usize>>, seq: &mut Sequencer<usize>, out: &mut Vec<usize>| {
                 if let Some(m) = streams[t].pop() {
-                    let n = masks[m].count_ones() as usize;
-                    let copy = if n == 1 { Copy::Single } else { Copy::Multi { seq: m as u64, expected: n } };
+                    let expected: Vec<&str> = (0..3).filter(|&u| masks[m] & (1 << u) != 0).map(|u| TOPICS[u]).collect();
+                    let copy = if expected.len() == 1 { Copy::Single } else { Copy::Multi { seq: m as u64, expected: &expected } };
                     seq.heard(now, 7, TOPICS[t], copy, m, &mut |d| out.push(d));
                 }
             };
@@ -402,7 +402,8 @@ mod order {
         let t0 = Instant::from_micros(0);
         // m1 to a and b is heard on a only (its node left b meanwhile); m2
         // to a waits behind it.
-        seq.heard(t0, 7, "a", Copy::Multi { seq: 1, expected: 2 }, 1, &mut |d| out.push(d));
+        let both = Copy::Multi { seq: 1, expected: &["a", "b"] };
+        seq.heard(t0, 7, "a", both, 1, &mut |d| out.push(d));
         seq.heard(t0, 7, "a", Copy::Single, 2, &mut |d| out.push(d));
         assert!(out.is_empty());
         seq.expire(Instant::from_micros(HOLD_LIMIT.as_micros() - 1), &mut |d| out.push(d));
@@ -410,8 +411,34 @@ mod order {
         seq.expire(Instant::from_micros(HOLD_LIMIT.as_micros()), &mut |d| out.push(d));
         assert_eq!(out, [1, 2]);
         // Its copy on b, late: a duplicate.
-        seq.heard(t0, 7, "b", Copy::Multi { seq: 1, expected: 2 }, 1, &mut |d| out.push(d));
+        seq.heard(t0, 7, "b", both, 1, &mut |d| out.push(d));
         assert_eq!(out, [1, 2]);
         assert_eq!(seq.held(), 0);
+    }
+
+    #[test]
+    fn a_topic_the_node_leaves_is_no_longer_waited_for() {
+        let mut seq = Sequencer::new();
+        let mut out = Vec::new();
+        let t0 = Instant::from_micros(0);
+        seq.heard(t0, 7, "a", Copy::Multi { seq: 1, expected: &["a", "b"] }, 1, &mut |d| out.push(d));
+        seq.heard(t0, 7, "a", Copy::Single, 2, &mut |d| out.push(d));
+        assert!(out.is_empty());
+        seq.forget_topic("b", &mut |d| out.push(d));
+        assert_eq!(out, [1, 2], "out at once, not at the hold limit");
+    }
+
+    #[test]
+    fn expiry_is_by_age_whatever_the_numbers() {
+        let mut seq = Sequencer::new();
+        let mut out = Vec::new();
+        // 5 is heard first, 3 later: 5 expires first.
+        seq.heard(Instant::from_micros(0), 7, "a", Copy::Multi { seq: 5, expected: &["a", "b"] }, 5, &mut |d| {
+            out.push(d)
+        });
+        let later = Instant::from_micros(HOLD_LIMIT.as_micros() - 100);
+        seq.heard(later, 7, "c", Copy::Multi { seq: 3, expected: &["c", "d"] }, 3, &mut |d| out.push(d));
+        seq.expire(Instant::from_micros(HOLD_LIMIT.as_micros()), &mut |d| out.push(d));
+        assert_eq!(out, [5]);
     }
 }
