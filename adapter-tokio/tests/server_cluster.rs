@@ -101,15 +101,22 @@ async fn users_connections_exclusions_and_the_whole_channel_cross_nodes() {
     expect_marker(&mut alice, "end").await;
 }
 
-#[tokio::test]
-async fn a_connection_in_two_named_rooms_gets_an_emit_once_and_order_holds() {
+/// Two nodes, and a member of rooms x and y on the second, whose node has
+/// heard both rooms long enough to expect copies on both (SUBSCRIBE_GRACE).
+async fn member_of_x_and_y() -> (MemoryBus, Harness, Harness, Client, roomwire_tokio::server::ConnectEvent) {
     let bus = MemoryBus::new();
     let (a, _) = node(&bus).await;
     let (mut b, _) = node(&bus).await;
-    let (mut both, e) = b.connect("/ws/chat?roomIds=x,y").await;
+    let (both, e) = b.connect("/ws/chat?roomIds=x,y").await;
+    heard_by(&bus, room("x"), 1).await;
     heard_by(&bus, room("y"), 1).await;
-    // Copies are expected on topics heard for a moment (SUBSCRIBE_GRACE).
     tokio::time::sleep(Duration::from_millis(300)).await;
+    (bus, a, b, both, e)
+}
+
+#[tokio::test]
+async fn a_connection_in_two_named_rooms_gets_an_emit_once_and_order_holds() {
+    let (_bus, a, b, mut both, e) = member_of_x_and_y().await;
     for i in 0..200 {
         let target = if i % 2 == 0 { Emit::to_room("x").room("y") } else { Emit::to_room("y") };
         a.server.emit::<Chat>(&target, &system(&i.to_string())).unwrap();
@@ -293,13 +300,7 @@ async fn the_per_user_cap_counts_the_users_connections_on_every_node() {
 
 #[tokio::test]
 async fn a_topic_that_lags_cannot_reorder_a_rooms_messages() {
-    let bus = MemoryBus::new();
-    let (a, _) = node(&bus).await;
-    let (mut b, _) = node(&bus).await;
-    let (mut both, e) = b.connect("/ws/chat?roomIds=x,y").await;
-    heard_by(&bus, room("y"), 1).await;
-    // Copies are expected on topics heard for a moment (SUBSCRIBE_GRACE).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (bus, a, b, mut both, e) = member_of_x_and_y().await;
     // Room x's topic lags (as a slower shard would): m1 to x waits there;
     // m2 to x and y reaches b on y first.
     bus.hold(&room("x").to_string(), true);

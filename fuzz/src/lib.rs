@@ -14,6 +14,7 @@ pub mod alepha_wire;
 pub mod client_connection;
 pub mod client_session;
 pub mod cluster_message;
+pub mod cluster_order;
 pub mod driver;
 pub mod envelope;
 pub mod frame_decoder;

@@ -228,6 +228,9 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         path: "/ws/chat",
         body: Body::Answer { asker: 7, query: 1, connections: &answered },
     };
+    // cluster_order: 8 messages to mixed topics, interleaved; then lossy.
+    add("cluster_order", "interleaved", vec![8, 1, 3, 7, 2, 6, 4, 5, 1, 2, 0, 1, 2, 2, 1, 0, 0, 1, 2, 2]);
+    add("cluster_order", "lossy", vec![0x88, 3, 3, 7, 6, 5, 1, 2, 4, 0xf0, 1, 2, 0xf2, 1, 0]);
     for (name, message) in [("emit", emit), ("close", close), ("query", query), ("answer", answer)] {
         let mut bytes = vec![0; cluster::encoded_len(&message)];
         let n = cluster::encode(&message, &mut bytes).unwrap_or_else(|e| panic!("{e}"));
@@ -253,6 +256,7 @@ pub fn replay(target: &str, data: &[u8]) {
         "client_connection" => crate::client_connection::run(data),
         "client_session" => crate::client_session::run(data),
         "cluster_message" => crate::cluster_message::run(data),
+        "cluster_order" => crate::cluster_order::run(data),
         other => panic!("unknown target {other}"),
     }
 }
