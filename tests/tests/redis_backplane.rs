@@ -418,3 +418,48 @@ async fn the_cap_holds_under_publish_load_and_shutdown_gives_places_back() {
     .await
     .expect("a's place was not given back at shutdown");
 }
+
+#[tokio::test]
+async fn a_redis_cluster_shard_killed_and_restarted_mid_traffic() {
+    let Some(mut cluster) = RedisCluster::start() else { return };
+    let mut a = node(RedisBackplane::cluster(cluster.urls()).unwrap()).await;
+    let mut b = node(RedisBackplane::cluster(cluster.urls()).unwrap()).await;
+    let (mut local, _) = a.connect("/ws/chat?roomId=r").await;
+    let (mut remote, _) = b.connect("/ws/chat?roomId=r").await;
+    heard_by(|t| cluster.subscribers(t), room("r"), 2).await;
+    let shard = cluster.nodes.iter().position(|n| n.subscribers(&room("r").to_string()) > 0).unwrap();
+    let before = a.server.backplane_stats().unwrap();
+    numbered(&a, 0, 100).await;
+    // The shard that carries room r dies: without replicas the cluster
+    // refuses every command until it is back.
+    cluster.nodes[shard].kill();
+    numbered(&a, 100, 400).await;
+    cluster.nodes[shard].restart();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !cluster.nodes.iter().all(|n| n.cli(&["cluster", "info"]).is_some_and(|i| i.contains("cluster_state:ok"))) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the cluster did not heal");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while cluster.subscribers(&room("r").to_string()) != 2
+            || !a.server.backplane_stats().unwrap().connected
+            || !b.server.backplane_stats().unwrap().connected
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the nodes did not subscribe again");
+    numbered(&a, 500, 1).await;
+    assert_eq!(rising_until(&mut local, 500).await, 501, "local delivery never stopped");
+    let crossed = rising_until(&mut remote, 500).await as u64;
+    let after = a.server.backplane_stats().unwrap();
+    let published = after.published - before.published;
+    let unconfirmed = after.publish_unconfirmed - before.publish_unconfirmed;
+    let dropped = after.publish_dropped - before.publish_dropped;
+    assert!(dropped > 0, "the outage dropped nothing: {after:?}");
+    assert!(crossed >= published && crossed <= published + unconfirmed, "{crossed} crossed, {after:?}");
+    assert_eq!(published + unconfirmed + dropped, 501, "every message accounted for: {after:?}");
+}
