@@ -436,7 +436,8 @@ async fn a_redis_cluster_shard_killed_and_restarted_mid_traffic() {
     numbered(&a, 100, 400).await;
     cluster.nodes[shard].restart();
     tokio::time::timeout(Duration::from_secs(30), async {
-        while !cluster.nodes.iter().all(|n| n.cli(&["cluster", "info"]).is_some_and(|i| i.contains("cluster_state:ok"))) {
+        while !cluster.nodes.iter().all(|n| n.cli(&["cluster", "info"]).is_some_and(|i| i.contains("cluster_state:ok")))
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
