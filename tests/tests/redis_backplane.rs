@@ -17,6 +17,7 @@ use std::time::Duration;
 use roomwire_redis::RedisBackplane;
 use roomwire_tests::redis_server::{RedisCluster, RedisServer};
 use roomwire_tokio::CloseCode;
+use roomwire_tokio::backplane::BackplaneStats;
 use roomwire_tokio::roomwire_core::cluster::Topic;
 use roomwire_tokio::server::Emit;
 use serde_json::json;
@@ -185,6 +186,19 @@ async fn rising_until(ws: &mut Client, last: usize) -> usize {
     }
 }
 
+/// Across an outage, `sent` messages of a node whose backplane counted
+/// `before` then `after`: what the other node got (`crossed`) is what was
+/// published, plus at most what was in flight when the bus failed, never a
+/// duplicate; every message is published, dropped or unconfirmed.
+fn accounted(before: &BackplaneStats, after: &BackplaneStats, crossed: u64, sent: u64) {
+    let published = after.published - before.published;
+    let unconfirmed = after.publish_unconfirmed - before.publish_unconfirmed;
+    let dropped = after.publish_dropped - before.publish_dropped;
+    assert!(dropped > 0, "the outage dropped nothing: {after:?}");
+    assert!(crossed >= published && crossed <= published + unconfirmed, "{crossed} crossed, {after:?}");
+    assert_eq!(published + unconfirmed + dropped, sent, "every message accounted for: {after:?}");
+}
+
 async fn outage_costs_only_the_outage(
     fault: impl FnOnce(&mut RedisServer),
     outage: Duration,
@@ -212,16 +226,9 @@ async fn outage_costs_only_the_outage(
     numbered(&a, 700, 1).await;
     // Local delivery never stopped: all 701, in order.
     assert_eq!(rising_until(&mut local, 700).await, 701);
-    // Across: what b got is what a's backplane says it published (plus at
-    // most what was in flight when the bus failed), never a duplicate.
     let crossed = rising_until(&mut remote, 700).await as u64;
     let after = a.server.backplane_stats().unwrap();
-    let published = after.published - before.published;
-    let unconfirmed = after.publish_unconfirmed - before.publish_unconfirmed;
-    let dropped = after.publish_dropped - before.publish_dropped;
-    assert!(dropped > 0, "the outage dropped nothing: {after:?}");
-    assert!(crossed >= published && crossed <= published + unconfirmed, "{crossed} crossed, {after:?}");
-    assert_eq!(published + unconfirmed + dropped, 701, "every message accounted for: {after:?}");
+    accounted(&before, &after, crossed, 701);
     assert!(after.reconnects >= 1 && b.server.backplane_stats().unwrap().reconnects >= 1);
 }
 
@@ -456,11 +463,5 @@ async fn a_redis_cluster_shard_killed_and_restarted_mid_traffic() {
     numbered(&a, 500, 1).await;
     assert_eq!(rising_until(&mut local, 500).await, 501, "local delivery never stopped");
     let crossed = rising_until(&mut remote, 500).await as u64;
-    let after = a.server.backplane_stats().unwrap();
-    let published = after.published - before.published;
-    let unconfirmed = after.publish_unconfirmed - before.publish_unconfirmed;
-    let dropped = after.publish_dropped - before.publish_dropped;
-    assert!(dropped > 0, "the outage dropped nothing: {after:?}");
-    assert!(crossed >= published && crossed <= published + unconfirmed, "{crossed} crossed, {after:?}");
-    assert_eq!(published + unconfirmed + dropped, 501, "every message accounted for: {after:?}");
+    accounted(&before, &a.server.backplane_stats().unwrap(), crossed, 501);
 }
