@@ -515,6 +515,12 @@ impl Node {
                 None => Copy::Single,
             };
             let mut sequencer = lock(&self.sequencer);
+            if copy == Copy::Single && !sequencer.is_queued(message.origin.node, topic) {
+                // Nothing of its publisher waits on this topic: out at once,
+                // as decoded (the common case: no copy, no second decode).
+                self.apply_message(message);
+                return;
+            }
             let now = self.now();
             let heard = sequencer
                 .heard(now, message.origin.node, topic, copy, bytes.to_vec(), &mut |b: Vec<u8>| self.apply(&b));
@@ -571,8 +577,14 @@ impl Node {
     /// Deliver an emit or close another node published (bytes already
     /// checked when heard).
     fn apply(&self, bytes: &[u8]) {
+        if let Ok(message) = cluster::decode(bytes) {
+            self.apply_message(message);
+        }
+    }
+
+    /// Deliver an emit or close another node published.
+    fn apply_message(&self, message: ClusterMessage<'_>) {
         let Some(link) = &self.link else { return };
-        let Ok(message) = cluster::decode(bytes) else { return };
         let Some(shared) = self.server.get().and_then(Weak::upgrade) else { return };
         let Some(endpoint) = shared.endpoint(message.path) else {
             trace!(path = message.path, "cluster message for a channel not served here");

@@ -120,6 +120,17 @@ impl<T> Sequencer<T> {
         Self { origins: BTreeMap::new(), waiting: 0 }
     }
 
+    /// Whether something of `origin` waits on `topic` (a single-topic
+    /// message heard there now would wait too).
+    ///
+    /// ```
+    /// use roomwire_core::cluster::order::Sequencer;
+    /// assert!(!Sequencer::<()>::new().is_queued(7, "a"));
+    /// ```
+    pub fn is_queued(&self, origin: u64, topic: &str) -> bool {
+        self.origins.get(&origin).and_then(|o| o.queues.get(topic)).is_some_and(|q| !q.is_empty())
+    }
+
     /// Messages held, over all publishers.
     pub fn held(&self) -> usize {
         self.origins.values().map(|o| o.held.len()).sum()

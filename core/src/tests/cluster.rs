@@ -406,6 +406,7 @@ mod order {
         seq.heard(t0, 7, "a", both, 1, &mut |d| out.push(d));
         seq.heard(t0, 7, "a", Copy::Single, 2, &mut |d| out.push(d));
         assert!(out.is_empty());
+        assert!(seq.is_queued(7, "a") && !seq.is_queued(7, "b") && !seq.is_queued(8, "a"));
         seq.expire(Instant::from_micros(HOLD_LIMIT.as_micros() - 1), &mut |d| out.push(d));
         assert!(out.is_empty());
         seq.expire(Instant::from_micros(HOLD_LIMIT.as_micros()), &mut |d| out.push(d));
