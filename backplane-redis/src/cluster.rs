@@ -25,21 +25,18 @@ pub(crate) fn client(nodes: Vec<String>) -> Result<ClusterClient, redis::RedisEr
         .build()
 }
 
-/// Subscribe `channels`, one command each (channels of different slots
-/// cannot share one), all in flight at once.
-async fn ssubscribe(con: &ClusterConnection, channels: &[String]) -> Result<(), String> {
+/// Subscribe (or unsubscribe) `channels`, one command each (channels of
+/// different slots cannot share one), all in flight at once.
+async fn each_channel(con: &ClusterConnection, channels: &[String], subscribe: bool) -> Result<(), String> {
     let results = join_all(channels.iter().map(|channel| {
         let mut con = con.clone();
-        async move { within("ssubscribe", con.ssubscribe(channel)).await }
-    }))
-    .await;
-    results.into_iter().collect()
-}
-
-async fn sunsubscribe(con: &ClusterConnection, channels: &[String]) -> Result<(), String> {
-    let results = join_all(channels.iter().map(|channel| {
-        let mut con = con.clone();
-        async move { within("sunsubscribe", con.sunsubscribe(channel)).await }
+        async move {
+            if subscribe {
+                within("ssubscribe", con.ssubscribe(channel)).await
+            } else {
+                within("sunsubscribe", con.sunsubscribe(channel)).await
+            }
+        }
     }))
     .await;
     results.into_iter().collect()
@@ -65,11 +62,11 @@ impl Bus for Sharded {
     const MESSAGE: PushKind = PushKind::SMessage;
 
     async fn subscribe(&mut self, channels: &[String]) -> Result<(), String> {
-        ssubscribe(&self.0, channels).await
+        each_channel(&self.0, channels, true).await
     }
 
     async fn unsubscribe(&mut self, channels: &[String]) -> Result<(), String> {
-        sunsubscribe(&self.0, channels).await
+        each_channel(&self.0, channels, false).await
     }
 
     async fn publish(&mut self, link: &Link, publishes: Vec<Publish>) -> Result<(), String> {

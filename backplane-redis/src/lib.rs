@@ -285,12 +285,10 @@ fn push_channel(link: &Link) -> (impl Fn(PushInfo) -> Result<(), ()> + Send + Sy
 async fn session<B: Bus>(mut bus: B, pushes: Pushes, link: &Link) -> Ended {
     // Everything wanted now; what changes meanwhile comes as changes.
     let wanted = link.interest();
-    for chunk in wanted.chunks(SUBSCRIBE_CHUNK) {
-        if let Err(why) = bus.subscribe(chunk).await {
-            return Ended::Lost(why);
-        }
-        link.confirm_subscribed(chunk);
+    if let Err(why) = bus.subscribe(&wanted).await {
+        return Ended::Lost(why);
     }
+    link.confirm_subscribed(&wanted);
     debug!(channels = wanted.len(), "redis backplane subscribed");
     link.set_connected(true);
     let Pushes { mut queue, lost } = pushes;

@@ -298,6 +298,17 @@ fn places(redis: &RedisServer, key: &str) -> (Vec<(String, u64)>, u64) {
     (places, now)
 }
 
+/// Wait, at most `limit`, until lease set `key` holds `n` places.
+async fn places_become(redis: &RedisServer, key: &str, n: usize, limit: Duration, why: &str) {
+    tokio::time::timeout(limit, async {
+        while places(redis, key).0.len() != n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect(why);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_per_user_cap_spans_nodes_and_a_dead_nodes_places_expire() {
     let Some(redis) = RedisServer::start() else { return };
@@ -333,13 +344,7 @@ async fn the_per_user_cap_spans_nodes_and_a_dead_nodes_places_expire() {
     let reading = tokio::spawn(async move { while on_a.recv().await.is_some() {} });
     let (_on_b, _) = try_connect(b_addr, "/ws/secure-chat?token=alice", &[], &[]).await.unwrap();
     let key = roomwire_tokio::roomwire_core::cluster::lease_key("/ws/secure-chat", "alice").to_string();
-    tokio::time::timeout(LIMIT, async {
-        while places(&redis, &key).0.len() != 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("two places leased");
+    places_become(&redis, &key, 2, LIMIT, "two places leased").await;
     let (mut third, _) = a.try_connect("/ws/secure-chat?token=alice", &[], &[]).await.unwrap();
     assert_eq!(closed_with(&mut third).await.unwrap().0, Some(CloseCode::Policy), "the cap counts b's connection");
 
@@ -408,22 +413,10 @@ async fn the_cap_holds_under_publish_load_and_shutdown_gives_places_back() {
     draining.abort();
     // A node that shuts down gives its places back on its way out.
     let key = roomwire_tokio::roomwire_core::cluster::lease_key("/ws/secure-chat", "alice").to_string();
-    tokio::time::timeout(LIMIT, async {
-        while places(&redis, &key).0.len() != 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("two places");
+    places_become(&redis, &key, 2, LIMIT, "two places").await;
     a.server.shutdown().await;
     reading.abort();
-    tokio::time::timeout(Duration::from_secs(3), async {
-        while places(&redis, &key).0.len() != 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("a's place was not given back at shutdown");
+    places_become(&redis, &key, 1, Duration::from_secs(3), "a's place was not given back at shutdown").await;
 }
 
 #[tokio::test]

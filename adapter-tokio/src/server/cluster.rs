@@ -14,7 +14,7 @@ use roomwire_core::CloseCode;
 use roomwire_core::cluster::order::{Copy, Heard, Sequencer};
 use roomwire_core::cluster::{
     self, ALEPHA_TOPIC, About, AlephaBroadcast, BUS_TIMEOUT, Body, ClusterMessage, ClusterWire, Connection, EmitBody,
-    Encodable, LEASE_RENEW, LEASE_TTL, Origin, QUERY_TIMEOUT, RoomWatcher, SUBSCRIBE_GRACE, Topic,
+    Encodable, LEASE_RENEW, LEASE_TTL, Origin, OwnEchoes, QUERY_TIMEOUT, RoomWatcher, SUBSCRIBE_GRACE, Topic,
 };
 use roomwire_core::room::RoomId;
 use tracing::{debug, trace};
@@ -26,12 +26,8 @@ use super::lifecycle::Shared;
 use super::registry::{ChannelCell, ConnectionInfo};
 use crate::backplane::{LeaseRequest, Link};
 
-/// Own broadcasts remembered on the Alepha wire, to know their echoes.
-const MAX_OWN_ECHOES: usize = 65_536;
-
 /// Places renewed in one request (one bus round trip each).
 const RENEW_CHUNK: usize = 1024;
-const OWN_ECHO_AGE: Duration = Duration::from_secs(10);
 
 /// This node: its id, the tag in its connection ids, its link if any.
 pub(crate) struct Node {
@@ -43,7 +39,7 @@ pub(crate) struct Node {
     /// Alepha wire: what this node published and has not heard back yet
     /// (a hash of the bytes, and when), oldest first. Alepha's topic
     /// carries no origin, and every node hears its own broadcasts.
-    own_echoes: Mutex<std::collections::VecDeque<(u64, Instant)>>,
+    own_echoes: Mutex<OwnEchoes>,
     /// Other nodes' emits and closes, put in their publishers' order.
     sequencer: Mutex<Sequencer<Vec<u8>>>,
     /// The sequencer's time origin.
@@ -322,15 +318,7 @@ impl Node {
         if topics.is_empty() {
             return;
         }
-        fn to_str<U: AsRef<str>>(list: &[U]) -> Vec<&str> {
-            list.iter().map(AsRef::as_ref).collect()
-        }
-        let rooms: Vec<&str> = spec.rooms.iter().map(AsRef::as_ref).collect();
-        let users = to_str(spec.users);
-        let connections = to_str(spec.connections);
-        let mut except_connections = to_str(spec.except_connections);
-        except_connections.extend(except_self);
-        let except_users = to_str(spec.except_users);
+        let [rooms, users, connections, except_connections, except_users] = target_lists(spec, except_self);
         let multi = topics.len() > 1;
         let message = ClusterMessage {
             origin: Origin {
@@ -360,13 +348,7 @@ impl Node {
         except_self: Option<&str>,
         json: &[u8],
     ) {
-        fn to_str<S: AsRef<str>>(list: &[S]) -> Vec<&str> {
-            list.iter().map(AsRef::as_ref).collect()
-        }
-        let mut except_connections = to_str(spec.except_connections);
-        except_connections.extend(except_self);
-        let (rooms, users, connections) = (to_str(spec.rooms), to_str(spec.users), to_str(spec.connections));
-        let except_users = to_str(spec.except_users);
+        let [rooms, users, connections, except_connections, except_users] = target_lists(spec, except_self);
         let broadcast = AlephaBroadcast {
             channel_path: path,
             rooms: &rooms[..],
@@ -381,46 +363,14 @@ impl Node {
         bytes.truncate(n);
         let hash = hash_of(&bytes);
         // Remembered before it can echo, forgotten if it was not queued.
-        let mut echoes = lock(&self.own_echoes);
-        if echoes.len() >= MAX_OWN_ECHOES {
-            echoes.pop_front();
-        }
-        echoes.push_back((hash, Instant::now()));
-        drop(echoes);
+        lock(&self.own_echoes).published(hash, self.now());
         if !link.publish(vec![ALEPHA_TOPIC.to_owned()], Bytes::from(bytes)) {
-            let mut echoes = lock(&self.own_echoes);
-            if let Some(at) = echoes.iter().rposition(|&(h, _)| h == hash) {
-                echoes.remove(at);
-            }
-        }
-    }
-
-    /// Whether `bytes` heard on the Alepha topic are this node's own
-    /// broadcast coming back (forgotten then, with any older one never
-    /// heard back).
-    fn own_echo(&self, bytes: &[u8]) -> bool {
-        let hash = hash_of(bytes);
-        let mut echoes = lock(&self.own_echoes);
-        let now = Instant::now();
-        while echoes.front().is_some_and(|&(_, at)| now.duration_since(at) > OWN_ECHO_AGE) {
-            echoes.pop_front();
-        }
-        // Echoes come back in publish order: almost always the oldest.
-        if echoes.front().is_some_and(|&(h, _)| h == hash) {
-            echoes.pop_front();
-            return true;
-        }
-        match echoes.iter().position(|&(h, _)| h == hash) {
-            Some(at) => {
-                echoes.drain(..=at);
-                true
-            }
-            None => false,
+            lock(&self.own_echoes).unpublished(hash);
         }
     }
 
     fn receive_alepha(&self, link: &Link, bytes: &[u8]) {
-        if self.own_echo(bytes) {
+        if lock(&self.own_echoes).is_echo(hash_of(bytes), self.now()) {
             return;
         }
         let broadcast = match cluster::decode_alepha(bytes) {
@@ -449,7 +399,8 @@ impl Node {
         link.count_received();
     }
 
-    /// Ask the node holding connection `id` to close it. False if no
+    /// Ask the node holding connection `id` to close it (it looks the id
+    /// up in all its endpoints; `path` is this node's first). False if no
     /// node's tag is in the id, or it is this node's, or there is no bus.
     pub(crate) fn close_remote(&self, path: &'static str, id: &str, code: CloseCode, reason: &str) -> bool {
         let Some(link) = self.interest_link() else { return false };
@@ -586,6 +537,14 @@ impl Node {
     fn apply_message(&self, message: ClusterMessage<'_>) {
         let Some(link) = &self.link else { return };
         let Some(shared) = self.server.get().and_then(Weak::upgrade) else { return };
+        if let Body::Close { connection, code, reason } = message.body {
+            let code = CloseCode::from(code);
+            if !code.is_valid_on_wire() {
+                return link.count_invalid();
+            }
+            shared.close_local(connection, code, reason);
+            return link.count_received();
+        }
         let Some(endpoint) = shared.endpoint(message.path) else {
             trace!(path = message.path, "cluster message for a channel not served here");
             return;
@@ -600,18 +559,7 @@ impl Node {
                 }
                 link.count_received();
             }
-            Body::Close { connection, code, reason } => {
-                let code = CloseCode::from(code);
-                if !code.is_valid_on_wire() {
-                    link.count_invalid();
-                    return;
-                }
-                if let Some(outbox) = endpoint.cell().lock().outbox_of(connection) {
-                    outbox.request_close(code, reason);
-                }
-                link.count_received();
-            }
-            Body::Query { .. } | Body::Answer { .. } => {}
+            Body::Close { .. } | Body::Query { .. } | Body::Answer { .. } => {}
         }
     }
 
@@ -619,6 +567,21 @@ impl Node {
     fn now(&self) -> roomwire_core::time::Instant {
         roomwire_core::time::Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
     }
+}
+
+/// The five target lists of an emit as another node reads them: rooms,
+/// users, connections, excluded connections (the sender of a reply except
+/// self among them), excluded users.
+fn target_lists<'s, R: AsRef<str>, U: AsRef<str>>(
+    spec: &'s Spec<'_, R, U>,
+    except_self: Option<&'s str>,
+) -> [Vec<&'s str>; 5] {
+    fn strs<S: AsRef<str>>(list: &[S]) -> Vec<&str> {
+        list.iter().map(AsRef::as_ref).collect()
+    }
+    let mut except_connections = strs(spec.except_connections);
+    except_connections.extend(except_self);
+    [strs(spec.rooms), strs(spec.users), strs(spec.connections), except_connections, strs(spec.except_users)]
 }
 
 /// Deliver what another node published (the five target lists: rooms,
@@ -641,7 +604,7 @@ fn deliver_heard<S: AsRef<str>>(
         except_users: &except_users,
         except_member: None,
     };
-    emit::deliver_encoded(cell, &spec, json, Payloads::remote(postcard))
+    emit::deliver_encoded(cell, &spec, json, Payloads::Encoded(postcard))
 }
 
 fn hash_of(bytes: &[u8]) -> u64 {

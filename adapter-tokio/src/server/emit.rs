@@ -166,13 +166,6 @@ pub(crate) enum Payloads<'m> {
     Typed(&'m dyn Fn(&mut Vec<u8>) -> Result<(), EncodeError>),
 }
 
-impl<'m> Payloads<'m> {
-    /// The postcard payload another node sent along, if any.
-    pub(crate) fn remote(postcard: Option<&'m [u8]>) -> Self {
-        Payloads::Encoded(postcard)
-    }
-}
-
 thread_local! {
     /// Where payloads are serialized before being copied into frames.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };

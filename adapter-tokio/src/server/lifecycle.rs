@@ -68,6 +68,18 @@ impl Shared {
     pub(crate) fn endpoint(&self, path: &str) -> Option<&Arc<dyn ErasedEndpoint>> {
         self.by_path.get(path).and_then(|&i| self.endpoints.get(i))
     }
+
+    /// Close connection `id` of this server, whichever its endpoint;
+    /// false if it is not open here.
+    pub(crate) fn close_local(&self, id: &str, code: roomwire_core::CloseCode, reason: &str) -> bool {
+        for endpoint in &self.endpoints {
+            if let Some(outbox) = endpoint.cell().lock().outbox_of(id) {
+                outbox.request_close(code, reason);
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// Counts a task serving a stream; shutdown waits for none to remain.

@@ -280,17 +280,14 @@ impl Server {
     /// node's tag) is closed by that node: true then means the request was
     /// published, on every endpoint's behalf.
     pub fn close_connection(&self, id: &str, code: CloseCode, reason: &str) -> bool {
-        for endpoint in &self.shared.endpoints {
-            if let Some(outbox) = endpoint.cell().lock().outbox_of(id) {
-                outbox.request_close(code, reason);
-                return true;
-            }
+        if self.shared.close_local(id, code, reason) {
+            return true;
         }
-        let node = &self.shared.node;
-        let mut published = false;
-        for endpoint in &self.shared.endpoints {
-            published |= node.close_remote(endpoint.path(), id, code, reason);
-        }
+        let published = self
+            .shared
+            .endpoints
+            .first()
+            .is_some_and(|first| self.shared.node.close_remote(first.path(), id, code, reason));
         if published {
             return true;
         }

@@ -235,3 +235,75 @@ pub fn encode_alepha<S: AsRef<str>>(b: &AlephaBroadcast<'_, &[S]>, out: &mut [u8
     put(b"}}", &mut at, out)?;
     Ok(at)
 }
+
+/// What a node published on [`ALEPHA_TOPIC`] and has not heard back yet,
+/// to tell its own broadcasts when they come back: Alepha's messages carry
+/// no origin, and every node hears its own. A broadcast is known by a hash
+/// of its bytes (the caller's), remembered for [`OWN_ECHO_AGE`], at most
+/// [`MAX_OWN_ECHOES`] at once; an echo later than that is taken for
+/// another node's message.
+///
+/// ```
+/// use roomwire_core::cluster::OwnEchoes;
+/// use roomwire_core::time::Instant;
+/// let (mut echoes, now) = (OwnEchoes::new(), Instant::from_micros(0));
+/// echoes.published(1, now);
+/// echoes.published(2, now);
+/// assert!(echoes.is_echo(2, now), "1 never came back: forgotten with 2");
+/// assert!(!echoes.is_echo(1, now));
+/// ```
+#[cfg(feature = "alloc")]
+#[derive(Debug, Default)]
+pub struct OwnEchoes {
+    /// Hash and when, oldest first.
+    sent: alloc::collections::VecDeque<(u64, crate::time::Instant)>,
+}
+
+/// How long a node remembers a broadcast of its own.
+pub const OWN_ECHO_AGE: crate::time::Duration = crate::time::Duration::from_secs(10);
+
+/// How many broadcasts of its own a node remembers at most.
+pub const MAX_OWN_ECHOES: usize = 65_536;
+
+#[cfg(feature = "alloc")]
+impl OwnEchoes {
+    /// None yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Broadcast `hash` was handed to the bus at `now`.
+    pub fn published(&mut self, hash: u64, now: crate::time::Instant) {
+        if self.sent.len() >= MAX_OWN_ECHOES {
+            self.sent.pop_front();
+        }
+        self.sent.push_back((hash, now));
+    }
+
+    /// Broadcast `hash`, the latest, never reached the bus after all.
+    pub fn unpublished(&mut self, hash: u64) {
+        if let Some(at) = self.sent.iter().rposition(|&(h, _)| h == hash) {
+            self.sent.remove(at);
+        }
+    }
+
+    /// Whether `hash`, heard at `now`, is one of ours coming back
+    /// (forgotten then, with any older one never heard back).
+    pub fn is_echo(&mut self, hash: u64, now: crate::time::Instant) -> bool {
+        while self.sent.front().is_some_and(|&(_, at)| now.saturating_duration_since(at) > OWN_ECHO_AGE) {
+            self.sent.pop_front();
+        }
+        // Echoes come back in publish order: almost always the oldest.
+        if self.sent.front().is_some_and(|&(h, _)| h == hash) {
+            self.sent.pop_front();
+            return true;
+        }
+        match self.sent.iter().position(|&(h, _)| h == hash) {
+            Some(at) => {
+                self.sent.drain(..=at);
+                true
+            }
+            None => false,
+        }
+    }
+}

@@ -371,24 +371,26 @@ impl<'a> Reader<'a> {
         Ok(Connection { id, user, wire, rooms })
     }
 
-    fn connections(&mut self) -> Result<ConnectionList<'a>, DecodeError> {
+    /// A count, then that many items each read (and so checked) by
+    /// `item`: the bytes they span and the count.
+    fn counted<T>(&mut self, item: fn(&mut Self) -> Result<T, DecodeError>) -> Result<(&'a [u8], usize), DecodeError> {
         let len = self.len()?;
         let start = self.bytes;
         for _ in 0..len {
-            self.connection()?;
+            item(self)?;
         }
         let used = start.len() - self.bytes.len();
-        Ok(ConnectionList { bytes: start.get(..used).ok_or(DecodeError::Truncated)?, len })
+        Ok((start.get(..used).ok_or(DecodeError::Truncated)?, len))
+    }
+
+    fn connections(&mut self) -> Result<ConnectionList<'a>, DecodeError> {
+        let (bytes, len) = self.counted(Self::connection)?;
+        Ok(ConnectionList { bytes, len })
     }
 
     fn list(&mut self) -> Result<StrList<'a>, DecodeError> {
-        let len = self.len()?;
-        let start = self.bytes;
-        for _ in 0..len {
-            self.string()?;
-        }
-        let used = start.len() - self.bytes.len();
-        Ok(StrList { bytes: start.get(..used).ok_or(DecodeError::Truncated)?, len })
+        let (bytes, len) = self.counted(Self::string)?;
+        Ok(StrList { bytes, len })
     }
 }
 

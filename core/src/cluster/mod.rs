@@ -43,8 +43,11 @@ pub mod order;
 pub mod topic;
 pub mod window;
 
+#[cfg(feature = "alloc")]
+pub use alepha::OwnEchoes;
 pub use alepha::{
-    ALEPHA_TOPIC, AlephaBroadcast, AlephaTopicError, JsonStrings, decode_alepha, encode_alepha, encode_alepha_max_len,
+    ALEPHA_TOPIC, AlephaBroadcast, AlephaTopicError, JsonStrings, MAX_OWN_ECHOES, OWN_ECHO_AGE, decode_alepha,
+    encode_alepha, encode_alepha_max_len,
 };
 pub use interest::{RoomWatcher, WatchedTable};
 pub use message::{
