@@ -30,6 +30,8 @@
 //! * [`client`]: the client side (room requests, typed receive);
 //! * [`reconnect`]: when a client connects again, and when it stops;
 //! * [`url`]: `ws://` and `wss://` URLs;
+//! * [`stateful`]: stateful rooms (Alepha's `$room`): their lifecycle and
+//!   tick loop;
 //! * [`cluster`]: rooms across many nodes (what nodes tell each other).
 //!
 //! `PROTOCOL.md` at the repository root specifies both wires byte for byte.
@@ -78,6 +80,7 @@ pub mod payload;
 pub mod reconnect;
 pub mod room;
 pub mod session;
+pub mod stateful;
 pub mod target;
 pub mod time;
 pub mod url;
