@@ -46,6 +46,7 @@ use crate::error::InsufficientSize;
 use crate::json;
 use crate::payload::{self, MessageError};
 use crate::room::{RoomId, RoomSet};
+use crate::target::FrameKey;
 use crate::time::{Duration, Instant};
 use crate::wire::WireFormat;
 
@@ -274,6 +275,25 @@ pub fn write_rejection<E: core::fmt::Display + ?Sized>(
         WireFormat::Alepha => alepha::write_error_frame(text, out),
         _ => envelope::write_error(format, reference, code, text, out),
     }
+}
+
+/// The key of the frames a stateful room sends a connection speaking
+/// `format` (see [`crate::dispatch::encode_frame`]): never labelled on the
+/// Alepha wire (Alepha's `$room` frames are the bare message); labelled
+/// with the room on the roomwire wire, whose pushes always name one.
+///
+/// ```
+/// use roomwire_core::stateful::frame_key;
+/// use roomwire_core::wire::WireFormat;
+/// assert_eq!(frame_key(WireFormat::Alepha, "r").label, None);
+/// assert_eq!(frame_key(WireFormat::Postcard, "r").label, Some("r"));
+/// ```
+pub fn frame_key(format: WireFormat, room: &str) -> FrameKey<'_> {
+    let label = match format {
+        WireFormat::Alepha => None,
+        WireFormat::Json | WireFormat::Postcard => Some(room),
+    };
+    FrameKey { format, label }
 }
 
 // ---------------------------------------------------------------------------

@@ -101,7 +101,7 @@ impl Handshake {
 }
 
 /// `application/x-www-form-urlencoded` decoding.
-fn form_decode(raw: &str) -> Cow<'_, str> {
+pub(crate) fn form_decode(raw: &str) -> Cow<'_, str> {
     if !raw.contains(['%', '+']) {
         return Cow::Borrowed(raw);
     }

@@ -212,6 +212,20 @@ impl ServerBuilder {
         self
     }
 
+    /// Register a stateful room endpoint (Alepha's `$room`).
+    pub fn room<C, S, D>(mut self, room: super::RoomEndpoint<C, S, D>) -> Self
+    where
+        C: Channel + 'static,
+        for<'a> C::Out<'a>: Send,
+        S: Send + 'static,
+        D: Default + Send + 'static,
+    {
+        let path = C::PATH;
+        self.endpoints
+            .push(PendingEndpoint { path, erase: Box::new(move |limits, node| room.into_erased(limits, node)) });
+        self
+    }
+
     /// The server's user resolver: how endpoints without `authorize` or
     /// their own resolver learn the user of a handshake (Alepha's
     /// `resolveUserId`, which reads the `Authorization` header or the

@@ -22,6 +22,7 @@ use super::endpoint::{Dispatched, ErasedEndpoint};
 use super::lifecycle::NoPlace;
 use super::outbox::Outbox;
 use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, MessageEvent, Registered};
+use super::stateful::Joining;
 use super::upgrade::RequestHead;
 use super::{Permit, Server, TaskGuard};
 use crate::error::Error;
@@ -439,6 +440,29 @@ async fn register(
         }
     };
     let registration = Registration { cell: cell.clone(), member: Some(member), lease };
+    // A stateful room's connection joins its room's task (its state may be
+    // built then); refused, it is closed with 1011.
+    let joining = Joining {
+        id: id.clone(),
+        user_id: user.clone(),
+        query: query_pairs(query.as_deref()),
+        format,
+        outbox: outbox.clone(),
+    };
+    let seat = match rooms.first().and_then(|room| endpoint.join_room(&server, joining, room)) {
+        None => None,
+        Some(joining) => match joining.await {
+            Some(seat) => Some(seat),
+            None => {
+                let failed = roomwire_core::stateful::JOIN_FAILED;
+                debug!(code = u16::from(failed.code), reason = failed.reason, "room join failed");
+                if ws.start_close(failed.code, failed.reason).is_ok() {
+                    while ws.recv().await.is_some() {}
+                }
+                return None;
+            }
+        },
+    };
     if shared.closing.is_set() {
         let shutdown = ServerClose::Shutdown.refusal();
         outbox.request_close(shutdown.code, shutdown.reason);
@@ -456,13 +480,15 @@ async fn register(
     if let Some(hook) = &policy.on_connect {
         hook(server.clone(), event).await;
     }
-    let registered = Registered { id, user, member, session, cell, server };
+    let registered = Registered { id, user, member, session, cell, server, seat };
     Some(Running { ws, endpoint, registered, outbox, registration, _open: open })
 }
 
 /// The connection has ended: leave the rooms, call the disconnect hooks.
 async fn unregister(running: Running, end: End) {
-    let Running { ws, endpoint, registered, mut registration, _open, .. } = running;
+    let Running { ws, endpoint, mut registered, mut registration, _open, .. } = running;
+    // Its stateful room first (`on_leave` runs in the room's task).
+    drop(registered.seat.take());
     let rooms = registration.unregister();
     debug!(code = end.code.map(u16::from), reason = end.reason, "disconnected");
     let event = DisconnectEvent {
@@ -481,6 +507,20 @@ async fn unregister(running: Running, end: End) {
     if let Some(hook) = &endpoint.policy().on_disconnect {
         hook(registered.server.clone(), event).await;
     }
+}
+
+/// A handshake query's parameters, first value per name, percent-decoded
+/// (what a stateful room's connection shows as its query).
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = super::admission::form_decode(name);
+        if !pairs.iter().any(|(seen, _)| *seen == name) {
+            pairs.push((name.into_owned(), super::admission::form_decode(value).into_owned()));
+        }
+    }
+    pairs
 }
 
 /// How a connection ended.
@@ -739,11 +779,11 @@ async fn handle(
 }
 
 /// The handler panicked.
-struct Panicked;
+pub(crate) struct Panicked;
 
 /// Turns a panic of the handler into an error for the sender rather than
 /// the end of the connection task.
-struct CatchUnwind<F>(F);
+pub(crate) struct CatchUnwind<F>(pub(crate) F);
 
 impl<F: Future + Unpin> Future for CatchUnwind<F> {
     type Output = Result<F::Output, Panicked>;

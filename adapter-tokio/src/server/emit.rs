@@ -172,7 +172,7 @@ thread_local! {
 }
 
 /// One complete frame for every recipient with `key`.
-fn frame(key: FrameKey<'_>, payload: &[u8]) -> Bytes {
+pub(crate) fn frame(key: FrameKey<'_>, payload: &[u8]) -> Bytes {
     // Room for the header, the payload and a label or envelope; grown to
     // what the core asks for if short.
     let mut out = vec![0u8; MAX_SERVER_HEADER + payload.len() + 96 + key.label.map_or(0, |l| 2 * l.len())];

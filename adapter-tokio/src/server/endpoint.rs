@@ -117,6 +117,133 @@ impl Policy {
     }
 }
 
+/// The admission rules and hooks of an endpoint, the same on
+/// [`Endpoint`] and [`RoomEndpoint`](super::RoomEndpoint): builder
+/// methods that fill the endpoint's `policy`.
+macro_rules! admission_methods {
+    () => {
+        /// The authorization hook: it sees the handshake (path, query, headers
+        /// including `Authorization` and `Cookie`, peer address) and accepts,
+        /// with an optional user id and an optional room that **replaces** the
+        /// rooms the URL asked for, or refuses with an HTTP status. It alone
+        /// decides (no resolver runs). It runs within the handshake timeout; a
+        /// hook still running then is answered with 503.
+        ///
+        /// The hook takes the handshake by reference and returns a `'static`
+        /// future: copy what it needs out of the handshake before the `async`
+        /// block (see the example on [`Endpoint`](crate::server::Endpoint)).
+        pub fn authorize<F, Fut>(mut self, authorize: F) -> Self
+        where
+            F: Fn(&$crate::server::Handshake) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = $crate::server::Admission> + Send + 'static,
+        {
+            self.policy.authorize = Some(std::sync::Arc::new(move |handshake| Box::pin(authorize(handshake))));
+            self
+        }
+
+        /// How this endpoint learns the user of a handshake when it has no
+        /// `authorize` hook (overrides the server's
+        /// [`resolve_user`](super::ServerBuilder::resolve_user)). `None` means
+        /// anonymous.
+        pub fn resolve_user<F, Fut>(mut self, resolve: F) -> Self
+        where
+            F: Fn(&$crate::server::Handshake) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = Option<String>> + Send + 'static,
+        {
+            self.policy.resolver = Some($crate::server::endpoint::resolver(resolve));
+            self
+        }
+
+        /// Refuse anonymous upgrades with HTTP 401 "Unauthorized".
+        pub fn secure(mut self) -> Self {
+            self.policy.secure = true;
+            self
+        }
+
+        /// Accept browsers only from pages of the host the request names (the
+        /// `Origin` header's `host[:port]` equals `Host`); others get 403
+        /// "Origin not allowed" before any hook runs. Requests without
+        /// `Origin` (not from a browser) pass. Use it on every endpoint that
+        /// authenticates by cookie: a browser sends its cookies with a
+        /// WebSocket whatever page opens it.
+        ///
+        /// ```
+        /// use roomwire_tokio::server::Endpoint;
+        /// # roomwire_tokio::roomwire_core::channel! { pub struct Inbox { path: "/ws/inbox", in: (), out: () } }
+        /// let inbox = Endpoint::<Inbox>::new(|_ctx| Box::pin(async { Ok(()) })).secure().same_origin();
+        /// # let _ = inbox;
+        /// ```
+        pub fn same_origin(mut self) -> Self {
+            self.policy.origins = Some($crate::server::endpoint::AllowedOrigins::SameHost);
+            self
+        }
+
+        /// Accept browsers only from these origins (`scheme://host[:port]`,
+        /// e.g. `https://app.example`); others get 403 as with
+        /// [`same_origin`](Self::same_origin).
+        pub fn allowed_origins<I: IntoIterator<Item = O>, O: Into<String>>(mut self, origins: I) -> Self {
+            self.policy.origins =
+                Some($crate::server::endpoint::AllowedOrigins::Only(origins.into_iter().map(Into::into).collect()));
+            self
+        }
+
+        /// Which rooms a connection may be in, beyond the channel's
+        /// `validate_room_id`: asked, under the endpoint's lock (keep it
+        /// quick), for every room a connection would join: those its
+        /// handshake names (query rooms, or the room `authorize` chose) and
+        /// each `join` on the roomwire wire. A refused handshake room closes
+        /// the connection with 1008 "Room not allowed"; a refused `join` is
+        /// answered with error 4007 and the connection stays.
+        ///
+        /// ```
+        /// use roomwire_tokio::server::Endpoint;
+        /// # roomwire_tokio::roomwire_core::channel! { pub struct Inbox { path: "/ws/inbox", in: (), out: () } }
+        /// // A user's connections may only be in the user's own inbox.
+        /// let inbox = Endpoint::<Inbox>::new(|_ctx| Box::pin(async { Ok(()) }))
+        ///     .secure()
+        ///     .authorize_room(|access| access.user_id.is_some_and(|u| access.room.strip_prefix("inbox:") == Some(u)));
+        /// # let _ = inbox;
+        /// ```
+        pub fn authorize_room(
+            mut self,
+            rule: impl Fn(&$crate::server::RoomAccess<'_>) -> bool + Send + Sync + 'static,
+        ) -> Self {
+            self.policy.rooms = Some(std::sync::Arc::new(rule));
+            self
+        }
+
+        /// At most `max` open connections per user on this endpoint (anonymous
+        /// connections are not counted). The next one is accepted, then closed
+        /// with 1008 "Max connections per user exceeded".
+        pub fn max_connections_per_user(mut self, max: usize) -> Self {
+            self.policy.max_connections_per_user = Some(max);
+            self
+        }
+
+        /// Run after a connection is registered and in its rooms, before its
+        /// first message is read. Errors are the hook's business (log them).
+        pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
+        where
+            F: Fn($crate::server::Server, $crate::server::ConnectEvent) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = ()> + Send + 'static,
+        {
+            self.policy.on_connect = Some(std::sync::Arc::new(move |server, event| Box::pin(hook(server, event))));
+            self
+        }
+
+        /// Run after a connection has ended and left its rooms.
+        pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
+        where
+            F: Fn($crate::server::Server, $crate::server::DisconnectEvent) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = ()> + Send + 'static,
+        {
+            self.policy.on_disconnect = Some(std::sync::Arc::new(move |server, event| Box::pin(hook(server, event))));
+            self
+        }
+    };
+}
+pub(crate) use admission_methods;
+
 /// One endpoint: Alepha's `$websocket({ channel, handler, … })`.
 ///
 /// `C` is the [`Channel`] (its `PATH` is the endpoint's path, matched
@@ -193,120 +320,7 @@ where
         Self { handler: Arc::new(handler), policy: Policy::default(), _channel: PhantomData }
     }
 
-    /// The authorization hook: it sees the handshake (path, query, headers
-    /// including `Authorization` and `Cookie`, peer address) and accepts,
-    /// with an optional user id and an optional room that **replaces** the
-    /// rooms the URL asked for, or refuses with an HTTP status. It alone
-    /// decides (no resolver runs). It runs within the handshake timeout; a
-    /// hook still running then is answered with 503.
-    ///
-    /// The hook takes the handshake by reference and returns a `'static`
-    /// future: copy what it needs out of the handshake before the `async`
-    /// block (see the example on [`Endpoint`]).
-    pub fn authorize<F, Fut>(mut self, authorize: F) -> Self
-    where
-        F: Fn(&Handshake) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Admission> + Send + 'static,
-    {
-        self.policy.authorize = Some(Arc::new(move |handshake| Box::pin(authorize(handshake))));
-        self
-    }
-
-    /// How this endpoint learns the user of a handshake when it has no
-    /// `authorize` hook (overrides the server's
-    /// [`resolve_user`](super::ServerBuilder::resolve_user)). `None` means
-    /// anonymous.
-    pub fn resolve_user<F, Fut>(mut self, resolve: F) -> Self
-    where
-        F: Fn(&Handshake) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Option<String>> + Send + 'static,
-    {
-        self.policy.resolver = Some(resolver(resolve));
-        self
-    }
-
-    /// Refuse anonymous upgrades with HTTP 401 "Unauthorized".
-    pub fn secure(mut self) -> Self {
-        self.policy.secure = true;
-        self
-    }
-
-    /// Accept browsers only from pages of the host the request names (the
-    /// `Origin` header's `host[:port]` equals `Host`); others get 403
-    /// "Origin not allowed" before any hook runs. Requests without
-    /// `Origin` (not from a browser) pass. Use it on every endpoint that
-    /// authenticates by cookie: a browser sends its cookies with a
-    /// WebSocket whatever page opens it.
-    ///
-    /// ```
-    /// use roomwire_tokio::server::Endpoint;
-    /// # roomwire_tokio::roomwire_core::channel! { pub struct Inbox { path: "/ws/inbox", in: (), out: () } }
-    /// let inbox = Endpoint::<Inbox>::new(|_ctx| Box::pin(async { Ok(()) })).secure().same_origin();
-    /// # let _ = inbox;
-    /// ```
-    pub fn same_origin(mut self) -> Self {
-        self.policy.origins = Some(AllowedOrigins::SameHost);
-        self
-    }
-
-    /// Accept browsers only from these origins (`scheme://host[:port]`,
-    /// e.g. `https://app.example`); others get 403 as with
-    /// [`same_origin`](Self::same_origin).
-    pub fn allowed_origins<I: IntoIterator<Item = S>, S: Into<String>>(mut self, origins: I) -> Self {
-        self.policy.origins = Some(AllowedOrigins::Only(origins.into_iter().map(Into::into).collect()));
-        self
-    }
-
-    /// Which rooms a connection may be in, beyond the channel's
-    /// `validate_room_id`: asked, under the endpoint's lock (keep it
-    /// quick), for every room a connection would join: those its
-    /// handshake names (query rooms, or the room `authorize` chose) and
-    /// each `join` on the roomwire wire. A refused handshake room closes
-    /// the connection with 1008 "Room not allowed"; a refused `join` is
-    /// answered with error 4007 and the connection stays.
-    ///
-    /// ```
-    /// use roomwire_tokio::server::Endpoint;
-    /// # roomwire_tokio::roomwire_core::channel! { pub struct Inbox { path: "/ws/inbox", in: (), out: () } }
-    /// // A user's connections may only be in the user's own inbox.
-    /// let inbox = Endpoint::<Inbox>::new(|_ctx| Box::pin(async { Ok(()) }))
-    ///     .secure()
-    ///     .authorize_room(|access| access.user_id.is_some_and(|u| access.room.strip_prefix("inbox:") == Some(u)));
-    /// # let _ = inbox;
-    /// ```
-    pub fn authorize_room(mut self, rule: impl Fn(&RoomAccess<'_>) -> bool + Send + Sync + 'static) -> Self {
-        self.policy.rooms = Some(Arc::new(rule));
-        self
-    }
-
-    /// At most `max` open connections per user on this endpoint (anonymous
-    /// connections are not counted). The next one is accepted, then closed
-    /// with 1008 "Max connections per user exceeded".
-    pub fn max_connections_per_user(mut self, max: usize) -> Self {
-        self.policy.max_connections_per_user = Some(max);
-        self
-    }
-
-    /// Run after a connection is registered and in its rooms, before its
-    /// first message is read. Errors are the hook's business (log them).
-    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn(Server, ConnectEvent) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.policy.on_connect = Some(Arc::new(move |server, event| Box::pin(hook(server, event))));
-        self
-    }
-
-    /// Run after a connection has ended and left its rooms.
-    pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn(Server, DisconnectEvent) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.policy.on_disconnect = Some(Arc::new(move |server, event| Box::pin(hook(server, event))));
-        self
-    }
+    admission_methods!();
 
     pub(crate) fn into_erased(self, limits: TableLimits, node: Arc<Node>) -> Arc<dyn ErasedEndpoint> {
         Arc::new(Typed::<C> {
@@ -354,6 +368,23 @@ pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
         data: &'a [u8],
         out: &mut [u8],
     ) -> Dispatched<'a>;
+    /// A stateful room's endpoint: put the registered connection in its
+    /// `room`'s task (`None`: this endpoint has no stateful rooms). The
+    /// future ends with the connection's seat, or `None` if the join
+    /// failed (close with [`roomwire_core::stateful::JOIN_FAILED`]).
+    fn join_room(
+        &self,
+        server: &Server,
+        joining: super::stateful::Joining,
+        room: &str,
+    ) -> Option<BoxFuture<'static, Option<super::stateful::Seat>>> {
+        let _ = (server, joining, room);
+        None
+    }
+    /// A stateful room's endpoint: its rooms.
+    fn rooms(&self) -> Option<&Arc<super::stateful::RoomHost>> {
+        None
+    }
 }
 
 struct Typed<C: Channel> {

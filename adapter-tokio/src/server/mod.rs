@@ -126,6 +126,7 @@ mod endpoint;
 mod lifecycle;
 mod outbox;
 mod registry;
+mod stateful;
 mod upgrade;
 
 use std::any::TypeId;
@@ -150,6 +151,7 @@ pub use context::{Context, Reply};
 pub use emit::{Emit, EmitError};
 pub use endpoint::{BoxFuture, Endpoint, HandlerError, HandlerResult, RoomAccess};
 pub use registry::{ConnectEvent, ConnectionInfo, DisconnectEvent, MessageEvent};
+pub use stateful::{CallError, Room, RoomConnection, RoomEndpoint};
 
 pub(crate) use builder::Hooks;
 pub use builder::{BuildError, ServerBuilder, ServerConfig};

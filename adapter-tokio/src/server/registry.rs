@@ -365,4 +365,6 @@ pub(crate) struct Registered {
     pub(crate) session: ServerSession,
     pub(crate) cell: Arc<ChannelCell>,
     pub(crate) server: Server,
+    /// Its place in its stateful room (stateful room endpoints only).
+    pub(crate) seat: Option<super::stateful::Seat>,
 }

@@ -1,0 +1,588 @@
+//! Stateful rooms: Alepha's `$room` on tokio.
+//!
+//! A [`RoomEndpoint`] serves a channel whose connections each sit in one
+//! room with state: built on the room's first join or [`call`](Server::call),
+//! changed by the callbacks (`on_join`, `on_message`, `on_tick`,
+//! `on_leave`, `on_empty`, methods), and discarded when the last member
+//! leaves. The rules (which room, how messages are read and refused, when
+//! the state is built, ticked, torn down and evicted) are the core's
+//! [`roomwire_core::stateful`]; this module runs them.
+//!
+//! # One task per room
+//!
+//! Each live room is owned by one task, which holds its state and runs its
+//! callbacks **one at a time**, in the order their inputs came: joins,
+//! leaves, messages, calls, beats. No lock guards the state and none is
+//! held across an await. A callback that awaits holds the room meanwhile:
+//! a tick still running when the next beat falls due makes that beat skip
+//! (with a warning), and messages wait their turn. A join that comes during
+//! a teardown waits for it; concurrent leavers share one teardown.
+//!
+//! Each connection has at most one message in its room's queue (it waits
+//! for the room to handle it before reading the next: TCP backpressure),
+//! so a room's queue is bounded by its connections and pending calls.
+//!
+//! # What survives what
+//!
+//! The state lives in memory only: it is discarded when the room empties
+//! (after `on_empty`), when a headless room is evicted
+//! ([`IDLE_TTL`](roomwire_core::stateful::IDLE_TTL) after its last call)
+//! and at [`Server::shutdown`] (without `on_empty`; running callbacks are
+//! cancelled). An application that wants state to outlive those stores it
+//! from `on_empty` or a method, and loads it in the state factory.
+//!
+//! ```no_run
+//! use roomwire_tokio::server::{RoomEndpoint, Server};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! pub struct Inc { pub by: u32 }
+//! #[derive(Serialize, Deserialize)]
+//! pub struct Count { pub value: u64 }
+//!
+//! roomwire_tokio::roomwire_core::channel! {
+//!     /// A shared counter.
+//!     pub struct Counter { path: "/ws/counter", in: Count, out: Inc }
+//! }
+//!
+//! #[derive(Default)]
+//! struct Total { value: u64, sent: u64 }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let counter = RoomEndpoint::<Counter, Total>::new(|_room_id| async { Ok(Total::default()) })
+//!     .tick_hz(10)
+//!     .on_message(|room, _from, inc| Box::pin(async move {
+//!         room.state.value += u64::from(inc.by);
+//!         Ok(())
+//!     }))
+//!     .on_tick(|room, _dt| Box::pin(async move {
+//!         if room.state.value != room.state.sent {
+//!             room.state.sent = room.state.value;
+//!             room.broadcast(&Count { value: room.state.value })?;
+//!         }
+//!         Ok(())
+//!     }))
+//!     .method("reset", |room, (): ()| Box::pin(async move {
+//!         Ok(std::mem::take(&mut room.state.value))
+//!     }));
+//! let server = Server::builder().room(counter).build()?;
+//! let old: u64 = server.call::<Counter, _, _>("lobby", "reset", &()).await?;
+//! # let _ = old;
+//! # Ok(()) }
+//! ```
+
+mod room;
+mod task;
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::RandomState;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use roomwire_core::State;
+use roomwire_core::channel::Channel;
+use roomwire_core::dispatch::Refusal;
+use roomwire_core::room::{MemberId, TableLimits};
+use roomwire_core::session::ServerSession;
+use roomwire_core::stateful::{self, RoomInbound};
+use roomwire_core::wire::WireFormat;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+
+pub(crate) use room::{Encoded, Joining};
+pub use room::{Room, RoomConnection};
+
+use super::cluster::Node;
+use super::endpoint::{BoxFuture, Dispatched, ErasedEndpoint, HandlerError, HandlerResult, Policy};
+use super::registry::{ChannelCell, Registered};
+use super::{EmitError, Server};
+
+type StateFactory<S> = dyn Fn(&str) -> BoxFuture<'static, Result<S, HandlerError>> + Send + Sync;
+type OnJoin<C, S, D> = dyn for<'a> Fn(&'a mut Room<C, S, D>, &'a str) -> BoxFuture<'a, HandlerResult> + Send + Sync;
+type OnMessage<C, S, D> = dyn for<'a> Fn(&'a mut Room<C, S, D>, &'a str, <C as Channel>::Out<'a>) -> BoxFuture<'a, HandlerResult>
+    + Send
+    + Sync;
+type OnTick<C, S, D> = dyn for<'a> Fn(&'a mut Room<C, S, D>, Duration) -> BoxFuture<'a, HandlerResult> + Send + Sync;
+type OnLeave<C, S, D> =
+    dyn for<'a> Fn(&'a mut Room<C, S, D>, RoomConnection<D>) -> BoxFuture<'a, HandlerResult> + Send + Sync;
+type OnEmpty<C, S, D> = dyn for<'a> Fn(&'a mut Room<C, S, D>) -> BoxFuture<'a, HandlerResult> + Send + Sync;
+type Method<C, S, D> =
+    dyn for<'a> Fn(&'a mut Room<C, S, D>, &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, CallError>> + Send + Sync;
+
+/// A stateful room's callbacks, shared by its rooms' tasks.
+pub(crate) struct Callbacks<C: Channel, S, D> {
+    state: Arc<StateFactory<S>>,
+    tick_hz: u32,
+    on_join: Option<Arc<OnJoin<C, S, D>>>,
+    on_message: Option<Arc<OnMessage<C, S, D>>>,
+    on_tick: Option<Arc<OnTick<C, S, D>>>,
+    on_leave: Option<Arc<OnLeave<C, S, D>>>,
+    on_empty: Option<Arc<OnEmpty<C, S, D>>>,
+    methods: HashMap<String, Arc<Method<C, S, D>>>,
+}
+
+/// A stateful room endpoint: Alepha's `$room({ channel, state, tickHz,
+/// onJoin, onMessage, onTick, onLeave, onEmpty, methods, … })`.
+///
+/// `C` is the channel (its path; clients send `C::Out`, the room sends
+/// `C::In`), `S` the room's state, `D` the data kept per connection
+/// ([`RoomConnection::data`], `()` if none). Every admission rule of an
+/// [`Endpoint`](super::Endpoint) applies the same way (`authorize`,
+/// `secure`, `resolve_user`, origins, `authorize_room`,
+/// `max_connections_per_user`, the connect hooks) and so do the server's
+/// limits. A connection is in one room: the first its handshake names
+/// (`?roomId=…`), or the one `authorize` chose, else `"default"`.
+///
+/// Callbacks take the [`Room`] by `&mut` and return a boxed future:
+/// `|room, …| Box::pin(async move { …; Ok(()) })`. See the
+/// [module docs](self) for the lifecycle and an example.
+#[must_use]
+pub struct RoomEndpoint<C: Channel, S, D = ()> {
+    callbacks: Callbacks<C, S, D>,
+    policy: Policy,
+}
+
+impl<C: Channel, S, D> fmt::Debug for RoomEndpoint<C, S, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut methods: Vec<&str> = self.callbacks.methods.keys().map(String::as_str).collect();
+        methods.sort_unstable();
+        f.debug_struct("RoomEndpoint")
+            .field("path", &C::PATH)
+            .field("tick_hz", &self.callbacks.tick_hz)
+            .field("methods", &methods)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, S, D> RoomEndpoint<C, S, D>
+where
+    C: Channel + 'static,
+    for<'a> C::Out<'a>: Send,
+    S: Send + 'static,
+    D: Default + Send + 'static,
+{
+    /// A stateful room whose state `state(room_id)` builds, on the room's
+    /// first join or call. A failure is not remembered: the next join or
+    /// call builds again; the joining connection is closed with 1011 "Room
+    /// join failed", the call fails with [`CallError::Failed`].
+    pub fn new<F, Fut>(state: F) -> Self
+    where
+        F: Fn(&str) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, HandlerError>> + Send + 'static,
+    {
+        let state: Arc<StateFactory<S>> = Arc::new(move |room: &str| Box::pin(state(room)));
+        Self {
+            callbacks: Callbacks {
+                state,
+                tick_hz: 0,
+                on_join: None,
+                on_message: None,
+                on_tick: None,
+                on_leave: None,
+                on_empty: None,
+                methods: HashMap::new(),
+            },
+            policy: Policy::default(),
+        }
+    }
+
+    /// Tick `on_tick` `hz` times a second while the room has members (0,
+    /// the default: never; at most
+    /// [`MAX_TICK_HZ`](roomwire_core::stateful::MAX_TICK_HZ)). Beats keep
+    /// their phase; one that falls due while the previous tick still runs
+    /// is skipped, with a warning.
+    pub fn tick_hz(mut self, hz: u32) -> Self {
+        self.callbacks.tick_hz = hz;
+        self
+    }
+
+    /// After a connection joined (it is in `room.connections()`; set its
+    /// `data` here). An error closes the connection with 1011 "Room join
+    /// failed"; it then leaves as any other (`on_leave`).
+    pub fn on_join<F>(mut self, f: F) -> Self
+    where
+        F: for<'a> Fn(&'a mut Room<C, S, D>, &'a str) -> BoxFuture<'a, HandlerResult> + Send + Sync + 'static,
+    {
+        self.callbacks.on_join = Some(Arc::new(f));
+        self
+    }
+
+    /// A valid client message from the connection with this id. An error
+    /// is sent to that connection alone (`{"error": "<text>"}` on the
+    /// Alepha wire); the connection stays. Messages that fail to decode or
+    /// validate never reach it: the sender gets the validation error.
+    pub fn on_message<F>(mut self, f: F) -> Self
+    where
+        F: for<'a> Fn(&'a mut Room<C, S, D>, &'a str, C::Out<'a>) -> BoxFuture<'a, HandlerResult>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.callbacks.on_message = Some(Arc::new(f));
+        self
+    }
+
+    /// Each beat of the tick loop, with the real time since the previous
+    /// beat. Errors and panics are logged and never stop the loop.
+    pub fn on_tick<F>(mut self, f: F) -> Self
+    where
+        F: for<'a> Fn(&'a mut Room<C, S, D>, Duration) -> BoxFuture<'a, HandlerResult> + Send + Sync + 'static,
+    {
+        self.callbacks.on_tick = Some(Arc::new(f));
+        self
+    }
+
+    /// After a connection left (it is no longer in the room; its
+    /// [`RoomConnection`] is handed over). Errors are logged.
+    pub fn on_leave<F>(mut self, f: F) -> Self
+    where
+        F: for<'a> Fn(&'a mut Room<C, S, D>, RoomConnection<D>) -> BoxFuture<'a, HandlerResult> + Send + Sync + 'static,
+    {
+        self.callbacks.on_leave = Some(Arc::new(f));
+        self
+    }
+
+    /// The last connection left: the loop has stopped, and the state is
+    /// discarded after this returns. Errors are logged. Not called on
+    /// eviction or shutdown.
+    pub fn on_empty<F>(mut self, f: F) -> Self
+    where
+        F: for<'a> Fn(&'a mut Room<C, S, D>) -> BoxFuture<'a, HandlerResult> + Send + Sync + 'static,
+    {
+        self.callbacks.on_empty = Some(Arc::new(f));
+        self
+    }
+
+    /// A method `name`, called from server code with
+    /// [`Server::call`]: its arguments `A` and result `R` travel as JSON
+    /// (so a call works the same from any node of a cluster). An error is
+    /// the call's [`CallError::Failed`].
+    pub fn method<A, R, F>(mut self, name: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: for<'a> Fn(&'a mut Room<C, S, D>, A) -> BoxFuture<'a, Result<R, HandlerError>> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let method: Arc<Method<C, S, D>> = Arc::new(move |room, args| {
+            let f = f.clone();
+            Box::pin(async move {
+                let args: A = serde_json::from_slice(args).map_err(|e| CallError::Arguments(e.to_string()))?;
+                let result = f(room, args).await.map_err(|e| CallError::Failed(e.to_string()))?;
+                serde_json::to_vec(&result).map_err(|e| CallError::Result(e.to_string()))
+            })
+        });
+        self.callbacks.methods.insert(name.into(), method);
+        self
+    }
+
+    super::endpoint::admission_methods!();
+
+    pub(crate) fn into_erased(self, limits: TableLimits, node: Arc<Node>) -> Arc<dyn ErasedEndpoint> {
+        let callbacks = Arc::new(self.callbacks);
+        let spawn: Arc<Spawn> = Arc::new(move |host, server, room, inputs| {
+            Box::pin(task::run::<C, S, D>(callbacks.clone(), host, server, room, inputs))
+        });
+        Arc::new(Typed::<C> {
+            policy: self.policy,
+            cell: Arc::new(ChannelCell::new(C::PATH, limits, node)),
+            host: Arc::new(RoomHost { rooms: Mutex::default(), spawn }),
+            _channel: PhantomData,
+        })
+    }
+}
+
+/// Why a [`Server::call`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No stateful room endpoint of this server serves the channel.
+    UnknownChannel(&'static str),
+    /// The room has no such method (Alepha's "Room method '…' is not
+    /// defined on this room.").
+    UnknownMethod(String),
+    /// The arguments do not encode, or do not decode as the method's.
+    Arguments(String),
+    /// The result does not encode, or does not decode as the caller's.
+    Result(String),
+    /// The state could not be built, or the method returned this error.
+    Failed(String),
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::UnknownChannel(path) => write!(f, "no stateful room endpoint serves the channel {path}"),
+            CallError::UnknownMethod(name) => fmt::Display::fmt(&stateful::UnknownMethod(name), f),
+            CallError::Arguments(e) => write!(f, "bad arguments: {e}"),
+            CallError::Result(e) => write!(f, "bad result: {e}"),
+            CallError::Failed(e) => f.write_str(e),
+            CallError::ShuttingDown => f.write_str("the server is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// What a room's task is asked to do.
+pub(crate) enum Input {
+    Join { joining: Joining, done: oneshot::Sender<bool> },
+    Leave { id: Arc<str> },
+    Message { id: Arc<str>, format: WireFormat, payload: Vec<u8>, done: oneshot::Sender<Result<(), String>> },
+    Call { method: String, args: Vec<u8>, done: oneshot::Sender<Result<Vec<u8>, CallError>> },
+    Broadcast { encoded: Encoded, except: Vec<String> },
+}
+
+type Spawn =
+    dyn Fn(Arc<RoomHost>, Server, Arc<str>, mpsc::UnboundedReceiver<Input>) -> BoxFuture<'static, ()> + Send + Sync;
+
+/// An endpoint's live rooms: each room's task, by room id.
+pub(crate) struct RoomHost {
+    rooms: Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<Input>, RandomState>>,
+    spawn: Arc<Spawn>,
+}
+
+impl RoomHost {
+    /// Hand `input` to `room`'s task, starting it if `start` and it is not
+    /// running. Returns the input if no task took it.
+    pub(crate) fn send(
+        self: &Arc<Self>,
+        server: &Server,
+        room: &str,
+        input: Input,
+        start: bool,
+    ) -> Result<mpsc::UnboundedSender<Input>, Input> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(inputs) = rooms.get(room) {
+            // Sent under the lock: a task retires (under the same lock)
+            // only with its queue empty, so nothing sent is lost.
+            return match inputs.send(input) {
+                Ok(()) => Ok(inputs.clone()),
+                Err(mpsc::error::SendError(input)) => Err(input),
+            };
+        }
+        if !start || server.shared.closing.is_set() {
+            return Err(input);
+        }
+        let (inputs, receiver) = mpsc::unbounded_channel();
+        let room: Arc<str> = room.into();
+        let _ = inputs.send(input);
+        rooms.insert(room.clone(), inputs.clone());
+        tokio::spawn((self.spawn)(self.clone(), server.clone(), room, receiver));
+        Ok(inputs)
+    }
+
+    /// The task of `room` has nothing left (no state, no member): it ends
+    /// if its queue is empty. Returns whether it must end.
+    pub(crate) fn retire(&self, room: &str, inputs: &mpsc::UnboundedReceiver<Input>) -> bool {
+        let mut rooms = self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !inputs.is_empty() {
+            return false;
+        }
+        rooms.remove(room);
+        true
+    }
+
+    /// The task of `room` ends (shutdown).
+    pub(crate) fn forget(&self, room: &str) {
+        self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(room);
+    }
+
+    /// How many rooms have a task.
+    pub(crate) fn len(&self) -> usize {
+        self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Call `method` of `room` with JSON `args`.
+    pub(crate) async fn call(
+        self: &Arc<Self>,
+        server: &Server,
+        room: &str,
+        method: &str,
+        args: Vec<u8>,
+    ) -> Result<Vec<u8>, CallError> {
+        let (done, answer) = oneshot::channel();
+        let input = Input::Call { method: method.to_owned(), args, done };
+        if self.send(server, room, input, true).is_err() {
+            return Err(CallError::ShuttingDown);
+        }
+        answer.await.unwrap_or(Err(CallError::ShuttingDown))
+    }
+}
+
+/// A connection's place in its room: its task's queue. Dropping it (the
+/// connection ended, or its task was cancelled, even while it was still
+/// joining) tells the room it left.
+pub(crate) struct Seat {
+    id: Arc<str>,
+    room: roomwire_core::RoomId,
+    inputs: mpsc::UnboundedSender<Input>,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let _ = self.inputs.send(Input::Leave { id: self.id.clone() });
+    }
+}
+
+struct Typed<C: Channel> {
+    policy: Policy,
+    cell: Arc<ChannelCell>,
+    host: Arc<RoomHost>,
+    _channel: PhantomData<fn() -> C>,
+}
+
+impl<C: Channel + 'static> ErasedEndpoint for Typed<C>
+where
+    for<'a> C::Out<'a>: Send,
+{
+    fn path(&self) -> &'static str {
+        C::PATH
+    }
+
+    fn channel_type(&self) -> TypeId {
+        TypeId::of::<C>()
+    }
+
+    fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn cell(&self) -> &Arc<ChannelCell> {
+        &self.cell
+    }
+
+    fn register(
+        &self,
+        session: &mut ServerSession,
+        cell: &ChannelCell,
+        (member, user_id, connection_id): (MemberId, Option<&str>, &str),
+        query: Option<&str>,
+        room: Option<&str>,
+        over_user_cap: bool,
+    ) -> Result<(), Refusal> {
+        let gate = self.policy.room_gate(user_id, connection_id);
+        let room = stateful::handshake_room::<C>(query, room);
+        let room = match room {
+            Ok(room) => room,
+            Err(refusal) => {
+                // The session closes with it.
+                let _ = session.register::<C, _>(member, None, Some(""), over_user_cap, &gate, cell);
+                return Err(refusal);
+            }
+        };
+        session.register::<C, _>(member, query, Some(room.as_str()), over_user_cap, &gate, cell)
+    }
+
+    fn dispatch<'a>(
+        &'a self,
+        registered: &'a Registered,
+        state: State,
+        data: &'a [u8],
+        out: &mut [u8],
+    ) -> Dispatched<'a> {
+        let Some(seat) = registered.seat.as_ref() else { return Dispatched::Ignored };
+        if state != State::Open || registered.session.phase() != roomwire_core::session::ServerPhase::Open {
+            return Dispatched::Ignored;
+        }
+        let format = registered.session.format();
+        let payload = match stateful::handle_message::<C>(format, &seat.room, data, &mut [], out) {
+            RoomInbound::Message(_) => payload_of(format, data),
+            RoomInbound::Reject { len } => return Dispatched::Answer { len, membership: None },
+            RoomInbound::Ignored => return Dispatched::Ignored,
+        };
+        let (done, outcome) = oneshot::channel();
+        let input = Input::Message { id: seat.id.clone(), format, payload, done };
+        let sent = seat.inputs.send(input).is_ok();
+        let future = Box::pin(async move {
+            if !sent {
+                return Err(HandlerError::from("Room closed"));
+            }
+            match outcome.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(text)) => Err(HandlerError::from(text)),
+                Err(_) => Err(HandlerError::from("Room closed")),
+            }
+        });
+        Dispatched::Handler { room: seat.room.clone(), future }
+    }
+
+    fn join_room(&self, server: &Server, joining: Joining, room: &str) -> Option<BoxFuture<'static, Option<Seat>>> {
+        let (done, joined) = oneshot::channel();
+        let id = joining.id.clone();
+        let room_id = roomwire_core::RoomId::new(room).ok()?;
+        let sent = self.host.send(server, room, Input::Join { joining, done }, true);
+        Some(Box::pin(async move {
+            // Made before the answer comes: cancelled meanwhile, the
+            // connection still leaves after its join.
+            let seat = Seat { id, room: room_id, inputs: sent.ok()? };
+            joined.await.ok().filter(|joined| *joined).map(|_| seat)
+        }))
+    }
+
+    fn rooms(&self) -> Option<&Arc<RoomHost>> {
+        Some(&self.host)
+    }
+}
+
+/// The raw payload of a message the core accepted: what the room's task
+/// decodes (again) for `on_message`.
+fn payload_of(format: WireFormat, data: &[u8]) -> Vec<u8> {
+    let payload = match format {
+        WireFormat::Alepha => stateful::alepha_payload(data).ok(),
+        WireFormat::Json | WireFormat::Postcard => match roomwire_core::envelope::decode_client(format, data) {
+            Ok(roomwire_core::envelope::ClientEnvelope::Message { payload, .. }) => Some(payload),
+            _ => None,
+        },
+    };
+    payload.unwrap_or_default().to_vec()
+}
+
+impl Server {
+    /// Call `method` of the stateful room `room` of channel `C` with
+    /// `args` (Alepha's `$room.call(roomId, method, …args)`), building the
+    /// room's state first if it has none. Returns the method's result.
+    pub async fn call<C: Channel + 'static, A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        room: &str,
+        method: &str,
+        args: &A,
+    ) -> Result<R, CallError> {
+        let host = self.room_host::<C>().ok_or(CallError::UnknownChannel(C::PATH))?;
+        let args = serde_json::to_vec(args).map_err(|e| CallError::Arguments(e.to_string()))?;
+        let result = host.call(self, room, method, args).await?;
+        serde_json::from_slice(&result).map_err(|e| CallError::Result(e.to_string()))
+    }
+
+    /// Send `message` to every connection of the stateful room `room` of
+    /// channel `C` but those in `except` (Alepha's `$room.broadcast(roomId,
+    /// message, { exceptConnectionIds })`). A room with no task (no state,
+    /// no member) is not started for it: returns false then.
+    pub fn broadcast_to_room<C: Channel + 'static>(
+        &self,
+        room: &str,
+        message: &C::In<'_>,
+        except: &[&str],
+    ) -> Result<bool, EmitError> {
+        let host = self.room_host::<C>().ok_or(EmitError::UnknownChannel(C::PATH))?;
+        let encoded = Encoded::new(message, true).or_else(|_| Encoded::new(message, false))?;
+        let except = except.iter().map(|&id| id.to_owned()).collect();
+        Ok(host.send(self, room, Input::Broadcast { encoded, except }, false).is_ok())
+    }
+
+    /// How many stateful rooms of channel `C` have a task on this server
+    /// (live rooms, and rooms finishing their teardown).
+    pub fn live_rooms<C: Channel + 'static>(&self) -> usize {
+        self.room_host::<C>().map_or(0, |host| host.len())
+    }
+
+    fn room_host<C: Channel + 'static>(&self) -> Option<&Arc<RoomHost>> {
+        self.shared.endpoint(C::PATH).filter(|e| e.channel_type() == TypeId::of::<C>()).and_then(|e| e.rooms())
+    }
+}

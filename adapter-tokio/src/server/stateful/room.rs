@@ -1,0 +1,235 @@
+//! What a stateful room's callbacks see: its state, its connections, and
+//! ways to reach them.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use roomwire_core::CloseCode;
+use roomwire_core::channel::Channel;
+use roomwire_core::payload;
+use roomwire_core::stateful::frame_key;
+use roomwire_core::wire::WireFormat;
+
+use super::super::Server;
+use super::super::emit::{EmitError, frame};
+use super::super::outbox::Outbox;
+
+/// One connection of a stateful room (Alepha's `RoomConnection`).
+pub struct RoomConnection<D = ()> {
+    id: Arc<str>,
+    user_id: Option<Arc<str>>,
+    query: Vec<(String, String)>,
+    /// The application's data for this connection, `D::default()` when it
+    /// joins; set it in `on_join`, read it in any later callback.
+    pub data: D,
+    pub(crate) format: WireFormat,
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+impl<D> RoomConnection<D> {
+    /// `ws-<uuid v4>`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The authenticated user, if any.
+    pub fn user_id(&self) -> Option<&str> {
+        self.user_id.as_deref()
+    }
+
+    /// The first value of query parameter `name` in the connection's
+    /// handshake URL, percent-decoded. Untrusted: the client chose it.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    /// Every query parameter of the handshake, first value per name, in
+    /// order.
+    pub fn query_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.query.iter().map(|(key, value)| (key.as_str(), value.as_str()))
+    }
+
+    /// The wire the connection speaks.
+    pub fn wire(&self) -> WireFormat {
+        self.format
+    }
+}
+
+impl<D: fmt::Debug> fmt::Debug for RoomConnection<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RoomConnection")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("data", &self.data)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection about to join, as its connection task describes it.
+pub(crate) struct Joining {
+    pub(crate) id: Arc<str>,
+    pub(crate) user_id: Option<Arc<str>>,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) format: WireFormat,
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+impl Joining {
+    pub(crate) fn into_connection<D: Default>(self) -> RoomConnection<D> {
+        let Joining { id, user_id, query, format, outbox } = self;
+        RoomConnection { id, user_id, query, data: D::default(), format, outbox }
+    }
+}
+
+/// A message encoded for every wire: JSON always, postcard if the
+/// message has a postcard encoding.
+pub(crate) struct Encoded {
+    pub(crate) json: Vec<u8>,
+    pub(crate) postcard: Option<Vec<u8>>,
+}
+
+impl Encoded {
+    /// `message` encoded (postcard only if `postcard` asks).
+    pub(crate) fn new<M: serde::Serialize + ?Sized>(message: &M, postcard: bool) -> Result<Self, EmitError> {
+        let mut json = Vec::new();
+        payload::encode_payload_to_vec(WireFormat::Json, message, &mut json)?;
+        let postcard = if postcard {
+            let mut bytes = Vec::new();
+            payload::encode_payload_to_vec(WireFormat::Postcard, message, &mut bytes)?;
+            Some(bytes)
+        } else {
+            None
+        };
+        Ok(Self { json, postcard })
+    }
+}
+
+/// A live stateful room, as its callbacks see it (Alepha's `RoomContext`):
+/// `state` is the room's, owned by the room's task, so callbacks change it
+/// freely (`room.state.count += 1`) without locks; the connections are in
+/// join order.
+///
+/// Frames sent with [`send`](Self::send) and [`broadcast`](Self::broadcast)
+/// are the channel's `In` type, never labelled with the room on the
+/// Alepha wire (as Alepha's `$room` sends them).
+pub struct Room<C: Channel, S, D = ()> {
+    /// The room's state, built by the endpoint's state factory.
+    pub state: S,
+    room_id: Arc<str>,
+    pub(crate) connections: Vec<RoomConnection<D>>,
+    postcard_members: usize,
+    server: Server,
+    _channel: PhantomData<fn() -> C>,
+}
+
+impl<C: Channel, S: fmt::Debug, D: fmt::Debug> fmt::Debug for Room<C, S, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Room")
+            .field("room_id", &self.room_id)
+            .field("state", &self.state)
+            .field("connections", &self.connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Channel, S, D> Room<C, S, D> {
+    pub(crate) fn new(room_id: Arc<str>, state: S, server: Server) -> Self {
+        Self { state, room_id, connections: Vec::new(), postcard_members: 0, server, _channel: PhantomData }
+    }
+
+    /// The room id.
+    pub fn room_id(&self) -> &str {
+        &self.room_id
+    }
+
+    /// How many connections are in the room.
+    pub fn size(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// The connections, in join order.
+    pub fn connections(&self) -> &[RoomConnection<D>] {
+        &self.connections
+    }
+
+    /// The connection `id`, if it is in the room.
+    pub fn connection(&self, id: &str) -> Option<&RoomConnection<D>> {
+        self.connections.iter().find(|c| &*c.id == id)
+    }
+
+    /// The connection `id`, to change its `data`.
+    pub fn connection_mut(&mut self, id: &str) -> Option<&mut RoomConnection<D>> {
+        self.connections.iter_mut().find(|c| &*c.id == id)
+    }
+
+    /// The server (to emit on other channels, look up connections …).
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    pub(crate) fn add(&mut self, connection: RoomConnection<D>) {
+        if connection.format == WireFormat::Postcard {
+            self.postcard_members += 1;
+        }
+        self.connections.push(connection);
+    }
+
+    pub(crate) fn remove(&mut self, id: &str) -> Option<RoomConnection<D>> {
+        let index = self.connections.iter().position(|c| &*c.id == id)?;
+        let connection = self.connections.remove(index);
+        if connection.format == WireFormat::Postcard {
+            self.postcard_members -= 1;
+        }
+        Some(connection)
+    }
+
+    /// Send `message` to the connection `id` alone. Returns whether it is
+    /// in the room. Fails if the message cannot be encoded.
+    pub fn send(&self, id: &str, message: &C::In<'_>) -> Result<bool, EmitError> {
+        let Some(connection) = self.connection(id) else { return Ok(false) };
+        let encoded = Encoded::new(message, connection.format == WireFormat::Postcard)?;
+        Ok(self.deliver(&encoded, |c| &*c.id == id) == 1)
+    }
+
+    /// Send `message` to every connection of the room. Returns how many
+    /// it reached.
+    pub fn broadcast(&self, message: &C::In<'_>) -> Result<usize, EmitError> {
+        self.broadcast_except(message, &[])
+    }
+
+    /// Send `message` to every connection of the room but those in
+    /// `except` (Alepha's `exceptConnectionIds`).
+    pub fn broadcast_except(&self, message: &C::In<'_>, except: &[&str]) -> Result<usize, EmitError> {
+        let encoded = Encoded::new(message, self.postcard_members > 0)?;
+        Ok(self.deliver(&encoded, |c| !except.contains(&&*c.id)))
+    }
+
+    /// Close the connection `id` with `code` and `reason` (Alepha's
+    /// `room.close`). It leaves the room when its closing handshake ends.
+    pub fn close(&self, id: &str, code: CloseCode, reason: &str) -> bool {
+        self.server.close_connection(id, code, reason)
+    }
+
+    /// Queue `encoded` to the connections `to` picks, framed once per wire.
+    pub(crate) fn deliver(&self, encoded: &Encoded, to: impl Fn(&RoomConnection<D>) -> bool) -> usize {
+        let mut frames: [Option<Bytes>; 3] = [None, None, None];
+        let mut count = 0;
+        for connection in self.connections.iter().filter(|c| to(c)) {
+            let (index, payload) = match (connection.format, &encoded.postcard) {
+                (WireFormat::Alepha, _) => (0, &encoded.json),
+                (WireFormat::Json, _) => (1, &encoded.json),
+                (WireFormat::Postcard, Some(postcard)) => (2, postcard),
+                (WireFormat::Postcard, None) => continue,
+            };
+            if let Some(cached) = frames.get_mut(index) {
+                let key = frame_key(connection.format, &self.room_id);
+                let frame = cached.get_or_insert_with(|| frame(key, payload));
+                connection.outbox.push(frame.clone());
+                count += 1;
+            }
+        }
+        count
+    }
+}
