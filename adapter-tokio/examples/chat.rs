@@ -33,6 +33,16 @@
 //! * `POST /rooms/{roomId}/announce` with a text body: emits
 //!   `{"type":"system","message": <body>}` to that room on both endpoints
 //!   (the seed's `broadcastAnnouncement`).
+//! * `/ws/counter?roomId=R`: a stateful room (Alepha's `$room`) ticking at
+//!   10 Hz, whose state is a counter starting at 0. A client sends
+//!   `{"type":"inc","by":N}` (N an integer from 1 to 100; anything else is
+//!   answered `{"error": …}`); a member that joins receives
+//!   `{"type":"count","value":V,"members":M}` at once, and every member
+//!   receives it on each tick where the value or the member count changed.
+//!   When the last member leaves the counter is discarded (a later join
+//!   starts at 0).
+//! * `POST /rooms/{roomId}/counter/reset`: calls the counter room's `reset`
+//!   method (back to 0) and answers the value it had.
 //!
 //! **Demo-only authentication**: the user id is whatever follows
 //! `Authorization: Bearer ` or, for browsers (which cannot set headers on a
@@ -44,6 +54,7 @@
 //!
 //! ```text
 //! curl -X POST --data 'maintenance at noon' http://127.0.0.1:8080/rooms/lobby/announce
+//! curl -X POST http://127.0.0.1:8080/rooms/lobby/counter/reset
 //! ```
 
 use std::borrow::Cow;
@@ -56,7 +67,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Html;
 use axum::routing::{get, post};
 use roomwire_redis::RedisBackplane;
-use roomwire_tokio::server::{Emit, Endpoint, Handshake, Reply, Server};
+use roomwire_tokio::server::{Emit, Endpoint, Handshake, Reply, RoomEndpoint, Server};
 use serde::{Deserialize, Serialize};
 
 /// Client → server (Alepha's `out`). Borrows the text from the frame when
@@ -99,6 +110,90 @@ roomwire_tokio::roomwire_core::channel! {
 roomwire_tokio::roomwire_core::channel! {
     /// Each signed-in user's inbox: the room `inbox:<user>` and no other.
     pub struct Inbox { path: "/ws/inbox", in: ChatIn, out: ChatOut<'a> }
+}
+
+/// Counter room, client → server.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CounterCommand {
+    /// Add `by` (1 to 100) to the counter.
+    Inc {
+        /// How much.
+        by: u32,
+    },
+}
+
+/// Counter room, server → client.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CounterEvent {
+    /// The counter and how many are in the room.
+    Count {
+        /// The counter.
+        value: u64,
+        /// The room's members.
+        members: usize,
+    },
+}
+
+/// The counter room's channel: its commands are checked beyond their shape.
+pub struct CounterRoom;
+
+impl roomwire_tokio::roomwire_core::Channel for CounterRoom {
+    const PATH: &'static str = "/ws/counter";
+    type In<'a> = CounterEvent;
+    type Out<'a> = CounterCommand;
+
+    fn validate(message: &CounterCommand) -> Result<(), &'static str> {
+        match message {
+            CounterCommand::Inc { by: 1..=100 } => Ok(()),
+            CounterCommand::Inc { .. } => Err("by must be an integer from 1 to 100"),
+        }
+    }
+}
+
+/// A counter room's state.
+#[derive(Debug, Default)]
+struct Counter {
+    value: u64,
+    /// What the members were last told (value, members).
+    told: Option<(u64, usize)>,
+}
+
+impl Counter {
+    fn event(&self, members: usize) -> CounterEvent {
+        CounterEvent::Count { value: self.value, members }
+    }
+}
+
+/// The counter room: 10 Hz, changes sent on the tick after them.
+fn counter_room() -> RoomEndpoint<CounterRoom, Counter> {
+    RoomEndpoint::<CounterRoom, Counter>::new(|_room| async { Ok(Counter::default()) })
+        .tick_hz(10)
+        .on_join(|room, id| {
+            Box::pin(async move {
+                room.send(id, &room.state.event(room.size()))?;
+                Ok(())
+            })
+        })
+        .on_message(|room, _id, command| {
+            Box::pin(async move {
+                let CounterCommand::Inc { by } = command;
+                room.state.value = room.state.value.saturating_add(u64::from(by));
+                Ok(())
+            })
+        })
+        .on_tick(|room, _dt| {
+            Box::pin(async move {
+                let now = (room.state.value, room.size());
+                if room.state.told != Some(now) {
+                    room.state.told = Some(now);
+                    room.broadcast(&room.state.event(now.1))?;
+                }
+                Ok(())
+            })
+        })
+        .method("reset", |room, (): ()| Box::pin(async move { Ok(std::mem::take(&mut room.state.value)) }))
 }
 
 /// The seed's handler: `append` to the sender's room, except the sender.
@@ -160,6 +255,7 @@ fn server(backplane: Option<RedisBackplane>) -> Server {
                     access.user_id.is_some_and(|user| access.room.strip_prefix("inbox:") == Some(user))
                 }),
         )
+        .room(counter_room())
         .on_connect(
             |e| tracing::info!(id = e.connection_id, user = e.user_id, rooms = ?e.rooms, path = e.path, "connect"),
         )
@@ -171,10 +267,39 @@ fn server(backplane: Option<RedisBackplane>) -> Server {
 /// The longest announcement, in bytes; longer bodies are refused with 413.
 const MAX_ANNOUNCEMENT: usize = 4 * 1024;
 
-/// `POST /rooms/{roomId}/announce`: the seed's `broadcastAnnouncement`.
-/// Only an operator announces: a request from this machine, or, when
-/// `ROOMWIRE_ANNOUNCE_TOKEN` is set, one bearing that token
-/// (`Authorization: Bearer …`) from anywhere.
+/// Whether a request comes from the operator: from this machine, or, when
+/// `ROOMWIRE_ANNOUNCE_TOKEN` is set, bearing that token (`Authorization:
+/// Bearer …`) from anywhere.
+fn operator(peer: SocketAddr, headers: &HeaderMap) -> bool {
+    let bearer = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match std::env::var("ROOMWIRE_ANNOUNCE_TOKEN") {
+        Ok(token) if !token.is_empty() => bearer == Some(token.as_str()),
+        _ => peer.ip().to_canonical().is_loopback(),
+    }
+}
+
+/// `POST /rooms/{roomId}/counter/reset`: the counter room's `reset`
+/// method; answers the value it had. Operator only, as `announce`.
+async fn reset_counter(
+    State(server): State<Server>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> (StatusCode, String) {
+    if !operator(peer, &headers) {
+        return (StatusCode::FORBIDDEN, "resets come from the operator only\n".to_owned());
+    }
+    if !<CounterRoom as roomwire_tokio::roomwire_core::Channel>::validate_room_id(&room) {
+        return (StatusCode::BAD_REQUEST, "invalid room id\n".to_owned());
+    }
+    match server.call::<CounterRoom, _, u64>(&room, "reset", &()).await {
+        Ok(value) => (StatusCode::OK, format!("{value}\n")),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("error: {e}\n")),
+    }
+}
+
+/// `POST /rooms/{roomId}/announce`: the seed's `broadcastAnnouncement`,
+/// from the operator only.
 async fn announce(
     State(server): State<Server>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -182,12 +307,7 @@ async fn announce(
     Path(room): Path<String>,
     body: String,
 ) -> (StatusCode, String) {
-    let bearer = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let allowed = match std::env::var("ROOMWIRE_ANNOUNCE_TOKEN") {
-        Ok(token) if !token.is_empty() => bearer == Some(token.as_str()),
-        _ => peer.ip().to_canonical().is_loopback(),
-    };
-    if !allowed {
+    if !operator(peer, &headers) {
         return (StatusCode::FORBIDDEN, "announcements come from the operator only\n".to_owned());
     }
     let message = ChatIn::System { message: body };
@@ -207,6 +327,7 @@ fn app(server: Server) -> Router {
     Router::new()
         .route("/", get(|| async { Html(include_str!("chat/index.html")) }))
         .route("/rooms/{roomId}/announce", post(announce).layer(DefaultBodyLimit::max(MAX_ANNOUNCEMENT)))
+        .route("/rooms/{roomId}/counter/reset", post(reset_counter))
         .merge(server.router())
         .with_state(server)
 }

@@ -113,3 +113,37 @@ export async function launch() {
 export async function close() {
   await browser?.close();
 }
+
+/** Join the counter room `room` on `name`'s page, through the page's form. */
+export async function joinCounter(name, room) {
+  const { page } = users[name];
+  await page.fill('#counter-room', room);
+  await page.click('#counter-join');
+  await page.locator('#inc-1:enabled').waitFor({ timeout: WAIT_MS });
+}
+
+/** Wait until `name`'s page shows the counter at `value` with `members` members. */
+export async function waitForCount(name, value, members) {
+  const { page } = users[name];
+  const want = [String(value), `${members} member${members === 1 ? '' : 's'}`];
+  try {
+    await page.waitForFunction(
+      ([v, m]) => document.getElementById('counter-value').textContent === v && document.getElementById('counter-members').textContent === m,
+      want,
+      { timeout: WAIT_MS },
+    );
+  } catch (e) {
+    const shown = `${await page.textContent('#counter-value')} / ${await page.textContent('#counter-members')} / ${await page.textContent('#counter-status')}`;
+    throw new Error(`${name}: the counter never showed ${want.join(' / ')}; it shows ${shown}`, { cause: e });
+  }
+}
+
+/** POST /rooms/{room}/counter/reset; the value the counter had. */
+export async function resetCounter(url, room) {
+  const res = await fetch(new URL(`rooms/${encodeURIComponent(room)}/counter/reset`, url), {
+    method: 'POST',
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  assert.equal(res.status, 200, `POST /rooms/${room}/counter/reset answered ${res.status}`);
+  return Number((await res.text()).trim());
+}
