@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# roomwire beside its peers: echo, room fan-out and idle memory, in one run.
+# roomwire beside its peers: echo, room fan-out and idle memory, in one run; then stateful
+# rooms' tick loops (rooms x members x tick rate, roomwire only).
 #
 # Usage: scripts/bench.sh [--quick | --smoke] [--rounds N] [--only CELL_SUBSTRING] [--out DIR]
 #   (default)  full run: 3 rounds, echo 1 s warm-up + 5 s, fan-out 2 s + 5 s, idle 10 000 connections
@@ -237,6 +238,30 @@ if [ "$HAVE_NODE" = 1 ]; then
     IDLE_SERVERS+=(node-ws)
 fi
 
+# --- stateful rooms: rooms x members x tick rate on one core (roomwire only; no Rust peer has
+# stateful rooms). rw-ticks runs server and clients in one process, on the two pinned CPUs.
+TICKS="$OUT/ticks.txt"
+tick_cells() {
+: >"$TICKS"
+case "$MODE" in
+    smoke) TICK_CELLS=("--rooms 20 --members 2 --hz 20") ; TICK_T="--warmup 0.2 --duration 0.5" ;;
+    quick) TICK_CELLS=("--rooms 100 --members 10 --hz 20" "--rooms 1000 --members 4 --hz 20" "--rooms 1000 --members 1 --hz 10 --quiet") ; TICK_T="--warmup 1 --duration 2" ;;
+    full)  TICK_CELLS=("--rooms 10 --members 10 --hz 20" "--rooms 100 --members 10 --hz 20" "--rooms 100 --members 10 --hz 60" "--rooms 500 --members 10 --hz 10" "--rooms 1000 --members 4 --hz 20" "--rooms 1000 --members 1 --hz 10 --quiet" "--rooms 8000 --members 1 --hz 10 --quiet") ; TICK_T="--warmup 1 --duration 5" ;;
+esac
+if [ -z "$ONLY" ] || [[ ticks == *"$ONLY"* ]]; then
+    for tick_cell in "${TICK_CELLS[@]}"; do
+        # shellcheck disable=SC2086
+        if line="$(ulimit -n 20000 2>/dev/null; timeout 120 taskset -c "$SERVER_CPU,$GEN_CPU" "$BIN/rw-ticks" $tick_cell $TICK_T)" \
+            && [[ "$line" == *"ticks/s="* && "$line" != *"ticks/s=0 "* ]]; then
+            echo "$line" | tee -a "$TICKS" >&2
+        else
+            log "FAILED: rw-ticks $tick_cell"
+            FAILED=$((FAILED + 1))
+        fi
+    done
+fi
+}
+
 if [ "$MODE" = smoke ]; then
     cell echo-10x20 "echo --conns 10 --size 20 $ECHO_T" "${ECHO_PEERS[@]}"
     cell echo-4x16k "echo --conns 4 --size 16384 $ECHO_T" roomwire-echo
@@ -246,6 +271,7 @@ if [ "$MODE" = smoke ]; then
     if command -v redis-server >/dev/null; then
         cell cluster-50 "fanout --members 50 --senders 3 --inflight 2 $FAN_T" roomwire-2nodes socketioxide-2nodes
     fi
+    tick_cells
     [ "$FAILED" = 0 ] || die "smoke: $FAILED run(s) failed"
     "$LOADGEN" summarize "$RESULTS" >"$OUT/summary.txt" || die "smoke: summarize failed"
     # The harness must refuse to report figures for broken servers.
@@ -282,8 +308,11 @@ else
 fi
 cell idle-10k "idle --conns $IDLE_N --warmup 2" "${IDLE_SERVERS[@]}"
 
+tick_cells
+
 echo
 cat "$OUT/env.txt"
+[ -s "$TICKS" ] && { echo "stateful rooms (rw-ticks):"; cat "$TICKS"; }
 "$LOADGEN" summarize "$RESULTS" | tee "$OUT/summary.txt"
 "$LOADGEN" summarize "$RESULTS" --markdown >"$OUT/summary.md"
 log "results in $OUT (results.txt, summary.txt, summary.md)"

@@ -8,7 +8,8 @@
 //! (`--quiet`: ticks change nothing and send nothing, the cost of ticking
 //! alone). Printed, one line: ticks/s, deliveries/s received, the server
 //! thread's CPU (share of one core, from `/proc/thread-self/schedstat`),
-//! and the jitter of `dt` (|dt − period|) at p50, p99, p99.9 and max.
+//! the jitter of `dt` (|dt − period|) and how late each beat started after
+//! its scheduled time, at p50, p99, p99.9 and max.
 //!
 //! ```text
 //! cargo run --release -p roomwire-bench-servers --bin rw-ticks -- --rooms 1000 --members 10 --hz 10 --duration 5
@@ -36,6 +37,13 @@ pub struct Frame {
 roomwire_tokio::roomwire_core::channel! {
     /// The ticking room.
     pub struct Ticking { path: "/ws/tick", in: Frame, out: Nothing }
+}
+
+/// A room's state: its beat count, and when its loop started.
+#[derive(Default)]
+struct Beats {
+    n: u64,
+    start: Option<Instant>,
 }
 
 struct Args {
@@ -76,6 +84,8 @@ fn main() {
     let period = Duration::from_secs(1) / args.hz.max(1);
     // Jitter samples, µs, while measuring.
     let jitter = Arc::new(Mutex::new(Vec::<u32>::new()));
+    // How late each beat started after its scheduled time, µs.
+    let late = Arc::new(Mutex::new(Vec::<u32>::new()));
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ticks = Arc::new(AtomicU64::new(0));
     let received = Arc::new(AtomicU64::new(0));
@@ -83,18 +93,25 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let (server, addr) = runtime.block_on(async {
         let (jitter, measuring, ticks, quiet) = (jitter.clone(), measuring.clone(), ticks.clone(), args.quiet);
-        let room =
-            RoomEndpoint::<Ticking, u64>::new(|_room| async { Ok(0) }).tick_hz(args.hz).on_tick(move |room, dt| {
-                let (jitter, measuring, ticks) = (jitter.clone(), measuring.clone(), ticks.clone());
+        let late = late.clone();
+        let room = RoomEndpoint::<Ticking, Beats>::new(|_room| async { Ok(Beats::default()) })
+            .tick_hz(args.hz)
+            .on_tick(move |room, dt| {
+                let (jitter, late, measuring, ticks) = (jitter.clone(), late.clone(), measuring.clone(), ticks.clone());
                 Box::pin(async move {
+                    // The loop started one period before its first beat.
+                    let now = Instant::now();
+                    let start = *room.state.start.get_or_insert(now - dt);
                     if measuring.load(Ordering::Relaxed) {
                         let off = dt.abs_diff(period).as_micros();
                         jitter.lock().expect("jitter").push(u32::try_from(off).unwrap_or(u32::MAX));
+                        let behind = (now - start).as_micros() % period.as_micros();
+                        late.lock().expect("late").push(u32::try_from(behind).unwrap_or(u32::MAX));
                         ticks.fetch_add(1, Ordering::Relaxed);
                     }
                     if !quiet {
-                        room.state += 1;
-                        room.broadcast(&Frame { n: room.state, members: room.size() })?;
+                        room.state.n += 1;
+                        room.broadcast(&Frame { n: room.state.n, members: room.size() })?;
                     }
                     Ok(())
                 })
@@ -153,12 +170,15 @@ fn main() {
         measuring.store(false, Ordering::SeqCst);
         let (cpu1, wall1, got1) = (thread_cpu(), Instant::now(), received.load(Ordering::SeqCst));
         let seconds = (wall1 - wall0).as_secs_f64();
-        let mut samples = std::mem::take(&mut *jitter.lock().expect("jitter"));
-        samples.sort_unstable();
-        let at = |q: f64| samples.get(((samples.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
+        let quantiles = |samples: &Mutex<Vec<u32>>| {
+            let mut samples = std::mem::take(&mut *samples.lock().expect("samples"));
+            samples.sort_unstable();
+            let at = |q: f64| samples.get(((samples.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
+            format!("p50={} p99={} p99.9={} max={}", at(0.5), at(0.99), at(0.999), samples.last().copied().unwrap_or(0))
+        };
         println!(
             "rooms={} members={} hz={} quiet={} ticks/s={:.0} deliveries/s={:.0} server_cpu={:.1}% \
-             jitter_us p50={} p99={} p99.9={} max={} live_rooms={}",
+             jitter_us {} late_us {} live_rooms={}",
             args.rooms,
             args.members,
             args.hz,
@@ -166,10 +186,8 @@ fn main() {
             ticks.load(Ordering::SeqCst) as f64 / seconds,
             (got1 - got0) as f64 / seconds,
             100.0 * (cpu1 - cpu0).as_secs_f64() / seconds,
-            at(0.5),
-            at(0.99),
-            at(0.999),
-            samples.last().copied().unwrap_or(0),
+            quantiles(&jitter),
+            quantiles(&late),
             server.live_rooms::<Ticking>(),
         );
         server.shutdown().await;
