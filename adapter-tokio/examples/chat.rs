@@ -15,7 +15,8 @@
 //! cargo run --release -p roomwire-tokio --example chat -- --listen 127.0.0.1:8081 --redis redis://127.0.0.1:6379
 //! ```
 //!
-//! (`--redis-cluster URL` instead, once per node of a Redis Cluster.)
+//! (`--redis-cluster URL` instead, once per node of a Redis Cluster.) The
+//! counter room is still per node: each node holds its own counter.
 //! Without `--redis` it is a single node, all in memory. Routes (one axum
 //! router):
 //!

@@ -15,6 +15,7 @@ pub mod client_connection;
 pub mod client_session;
 pub mod cluster_message;
 pub mod cluster_order;
+pub mod stateful_room;
 pub mod driver;
 pub mod envelope;
 pub mod frame_decoder;

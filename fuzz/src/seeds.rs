@@ -231,6 +231,10 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     // cluster_order: 8 messages to mixed topics, interleaved; then lossy.
     add("cluster_order", "interleaved", vec![8, 1, 3, 7, 2, 6, 4, 5, 1, 2, 0, 1, 2, 2, 1, 0, 0, 1, 2, 2]);
     add("cluster_order", "lossy", vec![0x88, 3, 3, 7, 6, 5, 1, 2, 4, 0xf0, 1, 2, 0xf2, 1, 0]);
+    // stateful_room: 20 Hz; a counter message; joins, time, beats, leaves.
+    add("stateful_room", "inc", cat(&[&[20], br#"{"type":"inc","by":3}"#]));
+    add("stateful_room", "envelope", cat(&[&[10], br#"{"type":"message","room":"r","data":{"by":1}}"#]));
+    add("stateful_room", "schedule", vec![20, 0, 0, 0x1b, 0x2b, 1, 0x47, 1, 2, 0xff, 0xff, 0x03, 0]);
     for (name, message) in [("emit", emit), ("close", close), ("query", query), ("answer", answer)] {
         let mut bytes = vec![0; cluster::encoded_len(&message)];
         let n = cluster::encode(&message, &mut bytes).unwrap_or_else(|e| panic!("{e}"));
@@ -257,6 +261,7 @@ pub fn replay(target: &str, data: &[u8]) {
         "client_session" => crate::client_session::run(data),
         "cluster_message" => crate::cluster_message::run(data),
         "cluster_order" => crate::cluster_order::run(data),
+        "stateful_room" => crate::stateful_room::run(data),
         other => panic!("unknown target {other}"),
     }
 }
