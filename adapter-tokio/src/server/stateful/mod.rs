@@ -1,75 +1,4 @@
-//! Stateful rooms: Alepha's `$room` on tokio.
-//!
-//! A [`RoomEndpoint`] serves a channel whose connections each sit in one
-//! room with state: built on the room's first join or [`call`](Server::call),
-//! changed by the callbacks (`on_join`, `on_message`, `on_tick`,
-//! `on_leave`, `on_empty`, methods), and discarded when the last member
-//! leaves. The rules (which room, how messages are read and refused, when
-//! the state is built, ticked, torn down and evicted) are the core's
-//! [`roomwire_core::stateful`]; this module runs them.
-//!
-//! # One task per room
-//!
-//! Each live room is owned by one task, which holds its state and runs its
-//! callbacks **one at a time**, in the order their inputs came: joins,
-//! leaves, messages, calls, beats. No lock guards the state and none is
-//! held across an await. A callback that awaits holds the room meanwhile:
-//! a tick still running when the next beat falls due makes that beat skip
-//! (with a warning), and messages wait their turn. A join that comes during
-//! a teardown waits for it; concurrent leavers share one teardown.
-//!
-//! Each connection has at most one message in its room's queue (it waits
-//! for the room to handle it before reading the next: TCP backpressure),
-//! so a room's queue is bounded by its connections and pending calls.
-//!
-//! # What survives what
-//!
-//! The state lives in memory only: it is discarded when the room empties
-//! (after `on_empty`), when a headless room is evicted
-//! ([`IDLE_TTL`](roomwire_core::stateful::IDLE_TTL) after its last call)
-//! and at [`Server::shutdown`] (without `on_empty`; running callbacks are
-//! cancelled). An application that wants state to outlive those stores it
-//! from `on_empty` or a method, and loads it in the state factory.
-//!
-//! ```no_run
-//! use roomwire_tokio::server::{RoomEndpoint, Server};
-//! use serde::{Deserialize, Serialize};
-//!
-//! #[derive(Serialize, Deserialize)]
-//! pub struct Inc { pub by: u32 }
-//! #[derive(Serialize, Deserialize)]
-//! pub struct Count { pub value: u64 }
-//!
-//! roomwire_tokio::roomwire_core::channel! {
-//!     /// A shared counter.
-//!     pub struct Counter { path: "/ws/counter", in: Count, out: Inc }
-//! }
-//!
-//! #[derive(Default)]
-//! struct Total { value: u64, sent: u64 }
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let counter = RoomEndpoint::<Counter, Total>::new(|_room_id| async { Ok(Total::default()) })
-//!     .tick_hz(10)
-//!     .on_message(|room, _from, inc| Box::pin(async move {
-//!         room.state.value += u64::from(inc.by);
-//!         Ok(())
-//!     }))
-//!     .on_tick(|room, _dt| Box::pin(async move {
-//!         if room.state.value != room.state.sent {
-//!             room.state.sent = room.state.value;
-//!             room.broadcast(&Count { value: room.state.value })?;
-//!         }
-//!         Ok(())
-//!     }))
-//!     .method("reset", |room, (): ()| Box::pin(async move {
-//!         Ok(std::mem::take(&mut room.state.value))
-//!     }));
-//! let server = Server::builder().room(counter).build()?;
-//! let old: u64 = server.call::<Counter, _, _>("lobby", "reset", &()).await?;
-//! # let _ = old;
-//! # Ok(()) }
-//! ```
+//! Stateful rooms: Alepha's `$room` on tokio (see [`RoomEndpoint`]).
 
 mod room;
 mod task;
@@ -138,8 +67,77 @@ pub(crate) struct Callbacks<C: Channel, S, D> {
 /// (`?roomId=…`), or the one `authorize` chose, else `"default"`.
 ///
 /// Callbacks take the [`Room`] by `&mut` and return a boxed future:
-/// `|room, …| Box::pin(async move { …; Ok(()) })`. See the
-/// [module docs](self) for the lifecycle and an example.
+/// `|room, …| Box::pin(async move { …; Ok(()) })`.
+///
+/// A room's state is built on its first join or [`call`](Server::call),
+/// changed by the callbacks (`on_join`, `on_message`, `on_tick`,
+/// `on_leave`, `on_empty`, methods), and discarded when the last member
+/// leaves. The rules (which room, how messages are read and refused, when
+/// the state is built, ticked, torn down and evicted) are the core's
+/// [`roomwire_core::stateful`]; the endpoint runs them.
+///
+/// # One task per room
+///
+/// Each live room is owned by one task, which holds its state and runs its
+/// callbacks **one at a time**, in the order their inputs came: joins,
+/// leaves, messages, calls, beats. No lock guards the state and none is
+/// held across an await. A callback that awaits holds the room meanwhile:
+/// a tick still running when the next beat falls due makes that beat skip
+/// (with a warning), and messages wait their turn. A join that comes during
+/// a teardown waits for it; concurrent leavers share one teardown.
+///
+/// Each connection has at most one message in its room's queue (it waits
+/// for the room to handle it before reading the next: TCP backpressure),
+/// so a room's queue is bounded by its connections and pending calls.
+///
+/// # What survives what
+///
+/// The state lives in memory only: it is discarded when the room empties
+/// (after `on_empty`), when a headless room is evicted
+/// ([`IDLE_TTL`](roomwire_core::stateful::IDLE_TTL) after its last call)
+/// and at [`Server::shutdown`] (without `on_empty`; running callbacks are
+/// cancelled). An application that wants state to outlive those stores it
+/// from `on_empty` or a method, and loads it in the state factory.
+///
+/// ```no_run
+/// use roomwire_tokio::server::{RoomEndpoint, Server};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// pub struct Inc { pub by: u32 }
+/// #[derive(Serialize, Deserialize)]
+/// pub struct Count { pub value: u64 }
+///
+/// roomwire_tokio::roomwire_core::channel! {
+///     /// A shared counter.
+///     pub struct Counter { path: "/ws/counter", in: Count, out: Inc }
+/// }
+///
+/// #[derive(Default)]
+/// struct Total { value: u64, sent: u64 }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let counter = RoomEndpoint::<Counter, Total>::new(|_room_id| async { Ok(Total::default()) })
+///     .tick_hz(10)
+///     .on_message(|room, _from, inc| Box::pin(async move {
+///         room.state.value += u64::from(inc.by);
+///         Ok(())
+///     }))
+///     .on_tick(|room, _dt| Box::pin(async move {
+///         if room.state.value != room.state.sent {
+///             room.state.sent = room.state.value;
+///             room.broadcast(&Count { value: room.state.value })?;
+///         }
+///         Ok(())
+///     }))
+///     .method("reset", |room, (): ()| Box::pin(async move {
+///         Ok(std::mem::take(&mut room.state.value))
+///     }));
+/// let server = Server::builder().room(counter).build()?;
+/// let old: u64 = server.call::<Counter, _, _>("lobby", "reset", &()).await?;
+/// # let _ = old;
+/// # Ok(()) }
+/// ```
 #[must_use]
 pub struct RoomEndpoint<C: Channel, S, D = ()> {
     callbacks: Callbacks<C, S, D>,
