@@ -15,8 +15,10 @@
 //! cargo run --release -p roomwire-tokio --example chat -- --listen 127.0.0.1:8081 --redis redis://127.0.0.1:6379
 //! ```
 //!
-//! (`--redis-cluster URL` instead, once per node of a Redis Cluster.) The
-//! counter room is still per node: each node holds its own counter.
+//! (`--redis-cluster URL` instead, once per node of a Redis Cluster.) A
+//! counter room is owned by one node of the cluster at a time: members on
+//! every node share its one counter; if that node dies, another takes the
+//! room over (within about 8 s) with a new counter at 0.
 //! Without `--redis` it is a single node, all in memory. Routes (one axum
 //! router):
 //!
@@ -68,7 +70,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Html;
 use axum::routing::{get, post};
 use roomwire_redis::RedisBackplane;
-use roomwire_tokio::server::{Emit, Endpoint, Handshake, Reply, RoomEndpoint, Server};
+use roomwire_tokio::server::{Emit, Endpoint, Handshake, Reply, Server};
+
+#[path = "chat/counter.rs"]
+mod counter;
+use counter::{CounterRoom, counter_room};
 use serde::{Deserialize, Serialize};
 
 /// Client → server (Alepha's `out`). Borrows the text from the frame when
@@ -111,90 +117,6 @@ roomwire_tokio::roomwire_core::channel! {
 roomwire_tokio::roomwire_core::channel! {
     /// Each signed-in user's inbox: the room `inbox:<user>` and no other.
     pub struct Inbox { path: "/ws/inbox", in: ChatIn, out: ChatOut<'a> }
-}
-
-/// Counter room, client → server.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum CounterCommand {
-    /// Add `by` (1 to 100) to the counter.
-    Inc {
-        /// How much.
-        by: u32,
-    },
-}
-
-/// Counter room, server → client.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum CounterEvent {
-    /// The counter and how many are in the room.
-    Count {
-        /// The counter.
-        value: u64,
-        /// The room's members.
-        members: usize,
-    },
-}
-
-/// The counter room's channel: its commands are checked beyond their shape.
-pub struct CounterRoom;
-
-impl roomwire_tokio::roomwire_core::Channel for CounterRoom {
-    const PATH: &'static str = "/ws/counter";
-    type In<'a> = CounterEvent;
-    type Out<'a> = CounterCommand;
-
-    fn validate(message: &CounterCommand) -> Result<(), &'static str> {
-        match message {
-            CounterCommand::Inc { by: 1..=100 } => Ok(()),
-            CounterCommand::Inc { .. } => Err("by must be an integer from 1 to 100"),
-        }
-    }
-}
-
-/// A counter room's state.
-#[derive(Debug, Default)]
-struct Counter {
-    value: u64,
-    /// What the members were last told (value, members).
-    told: Option<(u64, usize)>,
-}
-
-impl Counter {
-    fn event(&self, members: usize) -> CounterEvent {
-        CounterEvent::Count { value: self.value, members }
-    }
-}
-
-/// The counter room: 10 Hz, changes sent on the tick after them.
-fn counter_room() -> RoomEndpoint<CounterRoom, Counter> {
-    RoomEndpoint::<CounterRoom, Counter>::new(|_room| async { Ok(Counter::default()) })
-        .tick_hz(10)
-        .on_join(|room, id| {
-            Box::pin(async move {
-                room.send(id, &room.state.event(room.size()))?;
-                Ok(())
-            })
-        })
-        .on_message(|room, _id, command| {
-            Box::pin(async move {
-                let CounterCommand::Inc { by } = command;
-                room.state.value = room.state.value.saturating_add(u64::from(by));
-                Ok(())
-            })
-        })
-        .on_tick(|room, _dt| {
-            Box::pin(async move {
-                let now = (room.state.value, room.size());
-                if room.state.told != Some(now) {
-                    room.state.told = Some(now);
-                    room.broadcast(&room.state.event(now.1))?;
-                }
-                Ok(())
-            })
-        })
-        .method("reset", |room, (): ()| Box::pin(async move { Ok(std::mem::take(&mut room.state.value)) }))
 }
 
 /// The seed's handler: `append` to the sender's room, except the sender.

@@ -626,3 +626,124 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
         self.clone()
     }
 }
+
+// ---------------------------------------------------------------------------
+// Across a cluster: one owner per room, members on any node.
+// ---------------------------------------------------------------------------
+
+use roomwire_tokio::backplane::{MemoryBackplane, MemoryBus};
+
+fn node(bus: &MemoryBus, tick_hz: u32) -> (Harness, MemoryBackplane) {
+    let backplane = bus.backplane();
+    let given = backplane.clone();
+    (harness_with(tick_hz, move |endpoint, builder| builder.room(endpoint).backplane(given)), backplane)
+}
+
+/// The next frame that is not a `{"players": n}` notice.
+async fn next_not_players(ws: &mut Client) -> Value {
+    loop {
+        let frame = recv_json(ws).await;
+        if frame.get("players").is_none() {
+            return frame;
+        }
+    }
+}
+
+/// Read until `{"players": n}`.
+async fn players(ws: &mut Client, n: usize) {
+    timeout(LIMIT, async { while recv_json(ws).await != json!({"players": n}) {} })
+        .await
+        .unwrap_or_else(|_| panic!("never {{\"players\": {n}}}"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn members_on_two_nodes_share_one_state_on_its_owner() {
+    let bus = MemoryBus::new();
+    let (a, _) = node(&bus, 0);
+    let (b, _) = node(&bus, 0);
+    let (mut ca, _) = a.join("/ws/game?roomId=x").await;
+    // b's member joins the room a owns: on_join runs on a.
+    let mut cb = b.connect("/ws/game?roomId=x").await;
+    players(&mut cb, 2).await;
+    players(&mut ca, 2).await;
+    assert_eq!(a.log.count("factory x"), 1);
+    assert_eq!(b.log.count("factory"), 0, "no state on b");
+    assert_eq!(b.server.live_rooms::<Game>(), 1, "b stands in for a");
+    let cb_id = a.log.entries().iter().rev().find_map(|e| e.strip_prefix("join ").map(str::to_owned)).unwrap();
+    let cb_id = cb_id.split(' ').next().unwrap().to_owned();
+    // b's member's messages reach a's state; answers come back to it alone.
+    send(&mut cb, json!({"cmd": "move"})).await;
+    send(&mut cb, json!({"cmd": "echo", "arg": "via a"})).await;
+    assert_eq!(next_not_players(&mut cb).await, json!({"echo": "via a"}));
+    send(&mut cb, json!({"cmd": "bad"})).await;
+    assert_eq!(next_not_players(&mut cb).await, json!({"error": "bad shape"}), "checked on b");
+    send(&mut cb, json!({"cmd": "fail"})).await;
+    assert_eq!(next_not_players(&mut cb).await, json!({"error": "handler boom"}), "failed on a");
+    send(&mut ca, json!({"cmd": "all", "arg": "from a"})).await;
+    assert_eq!(next_not_players(&mut cb).await, json!({"all": "from a"}));
+    // Calls and broadcasts from b's code reach a's state.
+    assert_eq!(b.server.call::<Game, _, u32>("x", "moveCount", &()).await, Ok(1));
+    assert_eq!(b.server.call::<Game, _, ()>("x", "nope", &()).await, Err(CallError::UnknownMethod("nope".into())));
+    assert!(b.server.broadcast_to_room::<Game>("x", &json!({"server": "b"}), &[&cb_id]).unwrap());
+    assert_eq!(next_not_players(&mut ca).await, json!({"server": "b"}));
+    send(&mut cb, json!({"cmd": "echo", "arg": "fence"})).await;
+    assert_eq!(next_not_players(&mut cb).await, json!({"echo": "fence"}), "the broadcast skipped cb");
+    // b's member leaves: on_leave on a.
+    cb.close(CloseCode::Normal, "").await.unwrap();
+    players(&mut ca, 1).await;
+    assert!(a.log.entries().contains(&format!("leave {cb_id}  size=1")), "{:?}", a.log.entries());
+    timeout(LIMIT, async {
+        while b.server.live_rooms::<Game>() > 0 {
+            sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("b's stand-in ends with its last member");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_owner_is_cut_off_the_room_moves_with_a_new_state() {
+    let bus = MemoryBus::new();
+    let (a, a_plane) = node(&bus, 0);
+    let (b, _) = node(&bus, 0);
+    let (mut ca, _) = a.join("/ws/game?roomId=m").await;
+    let mut cb = b.connect("/ws/game?roomId=m").await;
+    players(&mut cb, 2).await;
+    for _ in 0..3 {
+        send(&mut cb, json!({"cmd": "move"})).await;
+    }
+    send(&mut cb, json!({"cmd": "echo", "arg": "moved"})).await;
+    assert_eq!(next_not_players(&mut cb).await, json!({"echo": "moved"}));
+    assert_eq!(b.server.call::<Game, _, u32>("m", "moveCount", &()).await, Ok(3));
+    // a goes silent (its claim is no longer renewed).
+    bus.set_cut(&a_plane, true);
+    sleep(Duration::from_secs(10)).await;
+    // b took the room over: a new state (nothing survives), its member
+    // joined again.
+    timeout(LIMIT, async {
+        while b.log.count("factory m") == 0 {
+            sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("b never took the room");
+    assert_eq!(b.server.call::<Game, _, u32>("m", "moveCount", &()).await, Ok(0));
+    send(&mut cb, json!({"cmd": "move"})).await;
+    send(&mut cb, json!({"cmd": "echo", "arg": "on b"})).await;
+    assert_eq!(next_not_players(&mut cb).await, json!({"echo": "on b"}));
+    assert_eq!(b.server.call::<Game, _, u32>("m", "moveCount", &()).await, Ok(1));
+    // a comes back: it lost the room; its member joins b's.
+    bus.set_cut(&a_plane, false);
+    timeout(LIMIT, async {
+        while b.log.entries().iter().filter(|e| e.starts_with("join ")).count() < 2 {
+            sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("a's member never joined b: {:?}", b.log.entries()));
+    send(&mut ca, json!({"cmd": "move"})).await;
+    send(&mut ca, json!({"cmd": "echo", "arg": "a again"})).await;
+    assert_eq!(next_not_players(&mut ca).await, json!({"echo": "a again"}));
+    assert_eq!(a.server.call::<Game, _, u32>("m", "moveCount", &()).await, Ok(2), "one state, on b");
+    assert_eq!(a.log.count("empty"), 0, "a's state went without on_empty");
+}

@@ -149,27 +149,60 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1";
 
-/// One command per lease request, with where its answer goes (an acquire).
-fn lease_commands(requests: Vec<LeaseRequest>) -> Vec<(redis::Cmd, Option<oneshot::Sender<bool>>)> {
+/// Claim a key (a stateful room's owner): take it if nobody holds it (or
+/// renew it if the caller does), in Redis's own clock (`PX`); answer the
+/// holder.
+const CLAIM: &str = r"
+local h = redis.call('GET', KEYS[1])
+if not h or h == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return h";
+
+/// Give a claimed key up if the caller holds it.
+const DISCLAIM: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1";
+
+/// Where a lease command's answer goes.
+enum Answer {
+    None,
+    Granted(oneshot::Sender<bool>),
+    Holder(oneshot::Sender<String>),
+}
+
+/// One command per lease request, with where its answer goes.
+fn lease_commands(requests: Vec<LeaseRequest>) -> Vec<(redis::Cmd, Answer)> {
     let mut commands = Vec::new();
     for request in requests {
         match request {
             LeaseRequest::Acquire { key, member, cap, ttl, answer } => {
                 let mut cmd = redis::cmd("EVAL");
                 cmd.arg(ACQUIRE).arg(1).arg(key).arg(member).arg(cap).arg(ttl.as_millis() as u64);
-                commands.push((cmd, Some(answer)));
+                commands.push((cmd, Answer::Granted(answer)));
             }
             LeaseRequest::Renew { places, ttl } => {
                 for (key, member) in places {
                     let mut cmd = redis::cmd("EVAL");
                     cmd.arg(RENEW).arg(1).arg(key).arg(member).arg(ttl.as_millis() as u64);
-                    commands.push((cmd, None));
+                    commands.push((cmd, Answer::None));
                 }
             }
             LeaseRequest::Release { key, member } => {
                 let mut cmd = redis::cmd("ZREM");
                 cmd.arg(key).arg(member);
-                commands.push((cmd, None));
+                commands.push((cmd, Answer::None));
+            }
+            LeaseRequest::Claim { key, holder, ttl, answer } => {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(CLAIM).arg(1).arg(key).arg(holder).arg(ttl.as_millis() as u64);
+                commands.push((cmd, Answer::Holder(answer)));
+            }
+            LeaseRequest::Disclaim { key, holder } => {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(DISCLAIM).arg(1).arg(key).arg(holder);
+                commands.push((cmd, Answer::None));
             }
             // A request of a later version: its answer (if any) is dropped,
             // and the server decides alone.
@@ -179,10 +212,21 @@ fn lease_commands(requests: Vec<LeaseRequest>) -> Vec<(redis::Cmd, Option<onesho
     commands
 }
 
-/// Hand an acquire its answer (an integer reply, 1 granted).
-fn answer(to: Option<oneshot::Sender<bool>>, reply: &redis::Value) {
-    if let Some(to) = to {
-        let _ = to.send(matches!(reply, redis::Value::Int(1)));
+/// Hand a lease command its answer: an acquire an integer reply (1
+/// granted), a claim the holder (a bulk string).
+fn answer(to: Answer, reply: &redis::Value) {
+    match to {
+        Answer::None => {}
+        Answer::Granted(to) => {
+            let _ = to.send(matches!(reply, redis::Value::Int(1)));
+        }
+        Answer::Holder(to) => {
+            if let redis::Value::BulkString(holder) = reply
+                && let Ok(holder) = std::str::from_utf8(holder)
+            {
+                let _ = to.send(holder.to_owned());
+            }
+        }
     }
 }
 

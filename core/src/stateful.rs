@@ -278,22 +278,21 @@ pub fn write_rejection<E: core::fmt::Display + ?Sized>(
 }
 
 /// The key of the frames a stateful room sends a connection speaking
-/// `format` (see [`crate::dispatch::encode_frame`]): never labelled on the
-/// Alepha wire (Alepha's `$room` frames are the bare message); labelled
-/// with the room on the roomwire wire, whose pushes always name one.
+/// `format` (see [`crate::dispatch::encode_frame`]): never labelled, on
+/// either wire. A stateful room's connection is in one room, so its frames
+/// need no room name; on the Alepha wire they are the bare message, as
+/// Alepha's `$room` sends them; on the roomwire wire a push without a room.
+/// The same frames whether the room is owned by the connection's node or
+/// another (which reaches it by connection id).
 ///
 /// ```
 /// use roomwire_core::stateful::frame_key;
 /// use roomwire_core::wire::WireFormat;
-/// assert_eq!(frame_key(WireFormat::Alepha, "r").label, None);
-/// assert_eq!(frame_key(WireFormat::Postcard, "r").label, Some("r"));
+/// assert_eq!(frame_key(WireFormat::Alepha).label, None);
+/// assert_eq!(frame_key(WireFormat::Postcard).label, None);
 /// ```
-pub fn frame_key(format: WireFormat, room: &str) -> FrameKey<'_> {
-    let label = match format {
-        WireFormat::Alepha => None,
-        WireFormat::Json | WireFormat::Postcard => Some(room),
-    };
-    FrameKey { format, label }
+pub fn frame_key(format: WireFormat) -> FrameKey<'static> {
+    FrameKey { format, label: None }
 }
 
 // ---------------------------------------------------------------------------

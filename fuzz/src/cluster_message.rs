@@ -10,7 +10,9 @@
 
 use std::collections::HashSet;
 
-use roomwire_core::cluster::{self, Body, ClusterMessage, Connection, EmitBody, Encodable, Seen, SeqWindow};
+use roomwire_core::cluster::{
+    self, Body, ClusterMessage, Connection, EmitBody, Encodable, RoomBody, RoomOp, Seen, SeqWindow,
+};
 
 /// Run one input.
 pub fn run(data: &[u8]) {
@@ -35,6 +37,7 @@ fn check_round_trip(message: &ClusterMessage<'_>) {
     let lists: [Vec<&str>; 5];
     let rooms: Vec<Vec<&str>>;
     let connections: Vec<Connection<'_, &[&str]>>;
+    let room_list: Vec<&str>;
     let again: Encodable<'_, &str> = ClusterMessage {
         origin: message.origin,
         path: message.path,
@@ -63,6 +66,24 @@ fn check_round_trip(message: &ClusterMessage<'_>) {
                     .map(|(c, rooms)| Connection { id: c.id, user: c.user, wire: c.wire, rooms: &rooms[..] })
                     .collect();
                 Body::Answer { asker, query, connections: &connections }
+            }
+            Body::Room(room) => {
+                let op = match room.op {
+                    RoomOp::Join { connection, user, wire, query } => RoomOp::Join { connection, user, wire, query },
+                    RoomOp::Leave { connection } => RoomOp::Leave { connection },
+                    RoomOp::Message { connection, wire, payload } => RoomOp::Message { connection, wire, payload },
+                    RoomOp::Call { method, args } => RoomOp::Call { method, args },
+                    RoomOp::Broadcast { except, json, postcard } => {
+                        room_list = except.iter().collect();
+                        RoomOp::Broadcast { except: &room_list[..], json, postcard }
+                    }
+                    RoomOp::Members { connections } => {
+                        room_list = connections.iter().collect();
+                        RoomOp::Members { connections: &room_list[..] }
+                    }
+                    RoomOp::Outcome { status, body } => RoomOp::Outcome { status, body },
+                };
+                Body::Room(RoomBody { reply_to: room.reply_to, request: room.request, room: room.room, op })
             }
         },
     };

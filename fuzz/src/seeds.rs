@@ -2,7 +2,9 @@
 //! `cargo +nightly run --example gen_seeds` (from `fuzz/`), which also
 //! replays each seed through its harness.
 
-use roomwire_core::cluster::{self, About, Body, ClusterMessage, Connection, EmitBody, Encodable, Origin};
+use roomwire_core::cluster::{
+    self, About, Body, ClusterMessage, Connection, EmitBody, Encodable, Origin, RoomBody, RoomOp,
+};
 use roomwire_core::frame::apply_mask;
 use roomwire_core::handshake::{self, write_accept, write_refusal};
 use roomwire_core::wire::WireFormat;
@@ -235,7 +237,30 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     add("stateful_room", "inc", cat(&[&[20], br#"{"type":"inc","by":3}"#]));
     add("stateful_room", "envelope", cat(&[&[10], br#"{"type":"message","room":"r","data":{"by":1}}"#]));
     add("stateful_room", "schedule", vec![20, 0, 0, 0x1b, 0x2b, 1, 0x47, 1, 2, 0xff, 0xff, 0x03, 0]);
-    for (name, message) in [("emit", emit), ("close", close), ("query", query), ("answer", answer)] {
+    let members = ["ws-1", "ws-2"];
+    let room: Encodable<'_, &str> = ClusterMessage {
+        origin: Origin { node: 8, seq: 0, multi: false },
+        path: "/ws/counter",
+        body: Body::Room(RoomBody {
+            reply_to: 7,
+            request: 3,
+            room: "r",
+            op: RoomOp::Broadcast { except: &members[..], json: b"{}", postcard: Some(b"\x00") },
+        }),
+    };
+    let join: Encodable<'_, &str> = ClusterMessage {
+        origin: Origin { node: 8, seq: 0, multi: false },
+        path: "/ws/counter",
+        body: Body::Room(RoomBody {
+            reply_to: 7,
+            request: 4,
+            room: "r",
+            op: RoomOp::Join { connection: "ws-1", user: Some("ann"), wire: WireFormat::Alepha, query: "roomId=r" },
+        }),
+    };
+    for (name, message) in
+        [("emit", emit), ("close", close), ("query", query), ("answer", answer), ("room", room), ("room-join", join)]
+    {
         let mut bytes = vec![0; cluster::encoded_len(&message)];
         let n = cluster::encode(&message, &mut bytes).unwrap_or_else(|e| panic!("{e}"));
         bytes.truncate(n);

@@ -101,6 +101,11 @@ impl RedisServer {
         cli(self.port, args)
     }
 
+    /// The string at `key` (`GET`), `None` if there is none.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.cli(&["get", key]).map(|out| out.trim().to_owned()).filter(|value| !value.is_empty())
+    }
+
     /// How many subscribers a channel has (`PUBSUB NUMSUB`, or
     /// `PUBSUB SHARDNUMSUB` on a cluster node).
     pub fn subscribers(&self, channel: &str) -> usize {

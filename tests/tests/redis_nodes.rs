@@ -114,3 +114,79 @@ async fn a_node_killed_mid_traffic_costs_only_its_own_connections() {
         assert_eq!(appends(ws, 1).await, ["fence"]);
     }
 }
+
+async fn counter(node: &NodeProcess, room: &str) -> Client {
+    try_connect(node.addr, &format!("/ws/counter?roomId={room}"), &[], &[]).await.expect("connect").0
+}
+
+/// Read counts until one shows `value` and `members`.
+async fn count_becomes(ws: &mut Client, value: u64, members: usize) {
+    let want = serde_json::json!({"type": "count", "value": value, "members": members});
+    let mut seen = Vec::new();
+    let reached = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let frame = recv_json(ws).await;
+            if frame == want {
+                return;
+            }
+            seen.push(frame);
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "never {want}; saw {seen:?}");
+}
+
+async fn inc(ws: &mut Client, by: u32) {
+    send_text(ws, &serde_json::json!({"type": "inc", "by": by}).to_string()).await;
+}
+
+/// The demo's counter room on three node processes: one owner, members on
+/// every node sharing its counter; the owner killed (SIGKILL): the room
+/// moves to another node within the claim's lifetime, with a new counter at
+/// 0 (nothing survives: the demo stores nothing), and the members of the
+/// other nodes go on in it without reconnecting.
+#[tokio::test]
+async fn a_stateful_room_has_one_owner_and_moves_when_it_is_killed() {
+    let Some(redis) = RedisServer::start() else { return };
+    let mut a = NodeProcess::start(&redis, 0);
+    let b = NodeProcess::start(&redis, 0);
+    let c = NodeProcess::start(&redis, 0);
+    let mut on_a = counter(&a, "hall").await;
+    count_becomes(&mut on_a, 0, 1).await;
+    // a took the room (the first join): the claim names a's tag.
+    let key = roomwire_tokio::roomwire_core::cluster::room_owner_key("/ws/counter", "hall").to_string();
+    let owner_a = redis.get(&key).expect("the room has an owner");
+    let mut on_b = counter(&b, "hall").await;
+    let mut on_c = counter(&c, "hall").await;
+    count_becomes(&mut on_c, 0, 3).await;
+    inc(&mut on_a, 1).await;
+    inc(&mut on_b, 10).await;
+    inc(&mut on_c, 100).await;
+    for ws in [&mut on_a, &mut on_b, &mut on_c] {
+        count_becomes(ws, 111, 3).await;
+    }
+    assert_eq!(redis.get(&key).as_deref(), Some(owner_a.as_str()), "still one owner");
+
+    a.kill();
+    // b or c takes the room once a's claim expires; its members join it
+    // again (a new counter) and the dead node's member is gone.
+    count_becomes(&mut on_b, 0, 2).await;
+    count_becomes(&mut on_c, 0, 2).await;
+    let owner = redis.get(&key).expect("a new owner");
+    assert_ne!(owner, owner_a);
+    inc(&mut on_b, 5).await;
+    inc(&mut on_c, 2).await;
+    count_becomes(&mut on_b, 7, 2).await;
+    count_becomes(&mut on_c, 7, 2).await;
+    // The emptied room is given up: the next join anywhere starts at 0.
+    drop((on_b, on_c));
+    tokio::time::timeout(LIMIT, async {
+        while redis.get(&key).is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the emptied room's claim is given up");
+    let mut again = counter(&c, "hall").await;
+    count_becomes(&mut again, 0, 1).await;
+}

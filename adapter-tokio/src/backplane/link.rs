@@ -124,6 +124,27 @@ pub enum LeaseRequest {
         /// The connection id.
         member: String,
     },
+    /// Make `holder` the holder of `key` for `ttl` if it has none or
+    /// already is (then its time starts again); answer who holds it now.
+    /// The owner of a stateful room ([`roomwire_core::cluster::room_owner_key`]).
+    Claim {
+        /// The key.
+        key: String,
+        /// Who asks (a node tag, as text).
+        holder: String,
+        /// How long the claim lasts unless claimed again.
+        ttl: std::time::Duration,
+        /// Where the holder goes (dropped unanswered: the bus could not
+        /// say).
+        answer: oneshot::Sender<String>,
+    },
+    /// Give `key` up if `holder` holds it.
+    Disclaim {
+        /// The key.
+        key: String,
+        /// Who gives it up.
+        holder: String,
+    },
 }
 
 #[derive(Default)]

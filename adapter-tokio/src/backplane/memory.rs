@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use super::{Backplane, LeaseRequest, Link};
 use crate::server::BoxFuture;
@@ -34,6 +34,8 @@ struct Nodes {
     cut: HashSet<usize>,
     /// Lease sets: key → member → expiry.
     leases: HashMap<String, HashMap<String, Instant>>,
+    /// Claims: key → (holder, expiry).
+    claims: HashMap<String, (String, Instant)>,
     /// Topics held back (a slow server, in tests): their messages wait
     /// here, in order.
     held: HashMap<String, Vec<Vec<u8>>>,
@@ -188,6 +190,18 @@ impl MemoryBackplane {
             LeaseRequest::Release { key, member } => {
                 if let Some(places) = nodes.leases.get_mut(&key) {
                     places.remove(&member);
+                }
+            }
+            LeaseRequest::Claim { key, holder, ttl, answer } => {
+                let claims = nodes.claims.entry(key).or_insert_with(|| (holder.clone(), now));
+                if claims.1 <= now || claims.0 == holder {
+                    *claims = (holder, now + ttl);
+                }
+                let _ = answer.send(claims.0.clone());
+            }
+            LeaseRequest::Disclaim { key, holder } => {
+                if nodes.claims.get(&key).is_some_and(|(h, _)| *h == holder) {
+                    nodes.claims.remove(&key);
                 }
             }
         }

@@ -14,7 +14,8 @@ use roomwire_core::CloseCode;
 use roomwire_core::cluster::order::{Copy, Heard, Sequencer};
 use roomwire_core::cluster::{
     self, ALEPHA_TOPIC, About, AlephaBroadcast, BUS_TIMEOUT, Body, ClusterMessage, ClusterWire, Connection, EmitBody,
-    Encodable, LEASE_RENEW, LEASE_TTL, Origin, OwnEchoes, QUERY_TIMEOUT, RoomWatcher, SUBSCRIBE_GRACE, Topic,
+    Encodable, LEASE_RENEW, LEASE_TTL, Origin, OwnEchoes, QUERY_TIMEOUT, ROOM_LEASE_TTL, RoomBody, RoomWatcher,
+    SUBSCRIBE_GRACE, Topic,
 };
 use roomwire_core::room::RoomId;
 use tracing::{debug, trace};
@@ -281,6 +282,67 @@ impl Node {
         });
     }
 
+    /// Who owns the stateful room `room` of the endpoint at `path`, taking
+    /// it if nobody does (or renewing it if this node does): the owner's
+    /// tag, or `None` if there is no bus or it did not answer in time.
+    pub(crate) async fn claim_room(&self, path: &str, room: &str) -> Option<u32> {
+        let link = self.interest_link()?;
+        // A node just started (or reconnecting) waits a moment for its bus
+        // rather than take a room another node may hold.
+        let connected = async {
+            while !link.is_connected() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(BUS_TIMEOUT.into(), connected).await.ok()?;
+        let (answer, holder) = tokio::sync::oneshot::channel();
+        link.lease(LeaseRequest::Claim {
+            key: cluster::room_owner_key(path, room).to_string(),
+            holder: format!("{:08x}", self.tag),
+            ttl: ROOM_LEASE_TTL.into(),
+            answer,
+        });
+        let holder = tokio::time::timeout(BUS_TIMEOUT.into(), holder).await.ok()?.ok()?;
+        u32::from_str_radix(&holder, 16).ok()
+    }
+
+    /// Give up the ownership of `room` (it emptied, or the server stops).
+    pub(crate) fn disclaim_room(&self, path: &str, room: &str) {
+        if let Some(link) = self.interest_link() {
+            let key = cluster::room_owner_key(path, room).to_string();
+            link.lease(LeaseRequest::Disclaim { key, holder: format!("{:08x}", self.tag) });
+        }
+    }
+
+    /// Send a stateful room's request or answer to the node `tag`.
+    pub(crate) fn send_room(&self, tag: u32, path: &str, body: RoomBody<'_, &[&str]>) {
+        let Some(link) = self.interest_link() else { return };
+        let message: Encodable<'_, &str> =
+            ClusterMessage { origin: Origin { node: self.id, seq: 0, multi: false }, path, body: Body::Room(body) };
+        link.publish(vec![Topic::Node { tag }.to_string()], encode(&message));
+    }
+
+    /// Send a frame's payloads to connections `ids`, all of node `tag`
+    /// (a stateful room's members there): one single-topic emit.
+    pub(crate) fn emit_to_node(&self, tag: u32, path: &str, ids: &[&str], json: &[u8], postcard: Option<&[u8]>) {
+        let Some(link) = self.interest_link() else { return };
+        let none: &[&str] = &[];
+        let message = ClusterMessage {
+            origin: Origin { node: self.id, seq: 0, multi: false },
+            path,
+            body: Body::Emit(EmitBody {
+                rooms: none,
+                users: none,
+                connections: ids,
+                except_connections: none,
+                except_users: none,
+                json,
+                postcard,
+            }),
+        };
+        link.publish(vec![Topic::Node { tag }.to_string()], encode(&message));
+    }
+
     /// The link, if rooms and users opening and closing change what this
     /// node hears (not on the Alepha wire, where every node hears all).
     pub(crate) fn interest_link(&self) -> Option<Link> {
@@ -489,6 +551,10 @@ impl Node {
         };
         match message.body {
             Body::Emit(_) | Body::Close { .. } => {}
+            Body::Room(room) => match endpoint.rooms() {
+                Some(host) => host.heard(&super::Server { shared: shared.clone() }, room),
+                None => trace!(path = message.path, "room traffic for an endpoint without stateful rooms"),
+            },
             Body::Query { asker, query, reply_to, about } => {
                 let path = endpoint.path();
                 let infos = endpoint.cell().lock().infos(path, about);
@@ -559,7 +625,7 @@ impl Node {
                 }
                 link.count_received();
             }
-            Body::Close { .. } | Body::Query { .. } | Body::Answer { .. } => {}
+            Body::Close { .. } | Body::Query { .. } | Body::Answer { .. } | Body::Room(_) => {}
         }
     }
 

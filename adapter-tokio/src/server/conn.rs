@@ -22,7 +22,7 @@ use super::endpoint::{Dispatched, ErasedEndpoint};
 use super::lifecycle::NoPlace;
 use super::outbox::Outbox;
 use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, MessageEvent, Registered};
-use super::stateful::Joining;
+use super::stateful::{Joining, Place};
 use super::upgrade::RequestHead;
 use super::{Permit, Server, TaskGuard};
 use crate::error::Error;
@@ -442,13 +442,7 @@ async fn register(
     let registration = Registration { cell: cell.clone(), member: Some(member), lease };
     // A stateful room's connection joins its room's task (its state may be
     // built then); refused, it is closed with 1011.
-    let joining = Joining {
-        id: id.clone(),
-        user_id: user.clone(),
-        query: query_pairs(query.as_deref()),
-        format,
-        outbox: outbox.clone(),
-    };
+    let joining = Joining { id: id.clone(), user_id: user.clone(), query, format, place: Place::Here(outbox.clone()) };
     let seat = match rooms.first().and_then(|room| endpoint.join_room(&server, joining, room)) {
         None => None,
         Some(joining) => match joining.await {
@@ -507,20 +501,6 @@ async fn unregister(running: Running, end: End) {
     if let Some(hook) = &endpoint.policy().on_disconnect {
         hook(registered.server.clone(), event).await;
     }
-}
-
-/// A handshake query's parameters, first value per name, percent-decoded
-/// (what a stateful room's connection shows as its query).
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = super::admission::form_decode(name);
-        if !pairs.iter().any(|(seen, _)| *seen == name) {
-            pairs.push((name.into_owned(), super::admission::form_decode(value).into_owned()));
-        }
-    }
-    pairs
 }
 
 /// How a connection ended.

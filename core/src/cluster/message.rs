@@ -28,6 +28,18 @@
 //! answer: asker u64, query u64, a count of connections, each:
 //!         id (string), has_user u8, [user (string)], wire u8
 //!         (0 Alepha, 1 JSON, 2 postcard), rooms (list)
+//! room:   reply_to u32 (the asker's node tag), request u64, room (string),
+//!         op u8, then by op:
+//!         0 join:      connection (string), has_user u8, [user (string)],
+//!                      wire u8, query (string)
+//!         1 leave:     connection (string)
+//!         2 message:   connection (string), wire u8, payload (len + bytes)
+//!         3 call:      method (string), args (len + bytes)
+//!         4 broadcast: except (list), json (len + bytes),
+//!                      [postcard (len + bytes), if flag bit 1]
+//!         5 members:   connections (list)
+//!         6 outcome:   status u8 (0 failed, 1 done, 2 not the owner),
+//!                      body (len + bytes)
 //! ```
 //!
 //! Decoding borrows from the input, allocates nothing, and validates every
@@ -44,6 +56,7 @@ const KIND_EMIT: u8 = 1;
 const KIND_CLOSE: u8 = 2;
 const KIND_QUERY: u8 = 3;
 const KIND_ANSWER: u8 = 4;
+const KIND_ROOM: u8 = 6;
 const FLAG_MULTI: u8 = 1;
 const FLAG_POSTCARD: u8 = 2;
 
@@ -99,6 +112,91 @@ pub struct Connection<'a, L = StrList<'a>> {
     pub rooms: L,
 }
 
+/// A stateful room's traffic between the node that owns the room and the
+/// nodes with members in it ([`crate::stateful`] across a cluster): sent
+/// to one node's topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomBody<'a, L = StrList<'a>> {
+    /// The asking node's tag: where an [`RoomOp::Outcome`] goes.
+    pub reply_to: u32,
+    /// The asker's number for this request (0: no outcome wanted).
+    pub request: u64,
+    /// The room.
+    pub room: &'a str,
+    /// What is asked or answered.
+    pub op: RoomOp<'a, L>,
+}
+
+/// What a [`RoomBody`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomOp<'a, L = StrList<'a>> {
+    /// A connection of the asker joins the room (answered).
+    Join {
+        /// Its id.
+        connection: &'a str,
+        /// Its user, if any.
+        user: Option<&'a str>,
+        /// The wire it speaks.
+        wire: WireFormat,
+        /// Its handshake query (without `?`).
+        query: &'a str,
+    },
+    /// A connection of the asker left the room.
+    Leave {
+        /// Its id.
+        connection: &'a str,
+    },
+    /// A client message, checked by the asker, for `on_message` (answered).
+    Message {
+        /// The sender.
+        connection: &'a str,
+        /// The wire it was sent on (how the payload is encoded).
+        wire: WireFormat,
+        /// The payload.
+        payload: &'a [u8],
+    },
+    /// A method call (answered with its JSON result).
+    Call {
+        /// The method.
+        method: &'a str,
+        /// The JSON arguments.
+        args: &'a [u8],
+    },
+    /// A server-side broadcast to the room's members.
+    Broadcast {
+        /// Connections not reached.
+        except: L,
+        /// The message as JSON.
+        json: &'a [u8],
+        /// The message as postcard, if it has that encoding.
+        postcard: Option<&'a [u8]>,
+    },
+    /// Every connection the asker has in the room now: the owner drops the
+    /// asker's others (joins or leaves lost on the way).
+    Members {
+        /// The connection ids.
+        connections: L,
+    },
+    /// The answer to request `request` of the node `reply_to` names.
+    Outcome {
+        /// How it went.
+        status: RoomStatus,
+        /// A call's JSON result, or a failure's text.
+        body: &'a [u8],
+    },
+}
+
+/// How a room request went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomStatus {
+    /// It failed; the body is the error text.
+    Failed,
+    /// Done; the body is a call's result (empty otherwise).
+    Done,
+    /// The receiving node does not own the room: ask who does again.
+    NotOwner,
+}
+
 /// What a cluster message asks of the nodes that receive it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body<'a, L = StrList<'a>, C = ConnectionList<'a>> {
@@ -134,6 +232,8 @@ pub enum Body<'a, L = StrList<'a>, C = ConnectionList<'a>> {
         /// The matching connections of the answering node.
         connections: C,
     },
+    /// A stateful room's request or answer.
+    Room(RoomBody<'a, L>),
 }
 
 /// An emit: its target and its payload, serialized once.
@@ -354,19 +454,27 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(le))
     }
 
+    fn optional_string(&mut self) -> Result<Option<&'a str>, DecodeError> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.string()?)),
+            _ => Err(DecodeError::Value),
+        }
+    }
+
+    fn wire(&mut self) -> Result<WireFormat, DecodeError> {
+        match self.byte()? {
+            0 => Ok(WireFormat::Alepha),
+            1 => Ok(WireFormat::Json),
+            2 => Ok(WireFormat::Postcard),
+            _ => Err(DecodeError::Value),
+        }
+    }
+
     fn connection(&mut self) -> Result<Connection<'a>, DecodeError> {
         let id = self.string()?;
-        let user = match self.byte()? {
-            0 => None,
-            1 => Some(self.string()?),
-            _ => return Err(DecodeError::Value),
-        };
-        let wire = match self.byte()? {
-            0 => WireFormat::Alepha,
-            1 => WireFormat::Json,
-            2 => WireFormat::Postcard,
-            _ => return Err(DecodeError::Value),
-        };
+        let user = self.optional_string()?;
+        let wire = self.wire()?;
         let rooms = self.list()?;
         Ok(Connection { id, user, wire, rooms })
     }
@@ -465,6 +573,48 @@ pub fn decode(input: &[u8]) -> Result<ClusterMessage<'_>, DecodeError> {
             let connections = r.connections()?;
             Body::Answer { asker, query, connections }
         }
+        KIND_ROOM => {
+            let reply_to = r.u32()?;
+            let request = r.u64()?;
+            let room = r.string()?;
+            let op = match r.byte()? {
+                0 => {
+                    let connection = r.string()?;
+                    let user = r.optional_string()?;
+                    let wire = r.wire()?;
+                    let query = r.string()?;
+                    RoomOp::Join { connection, user, wire, query }
+                }
+                1 => RoomOp::Leave { connection: r.string()? },
+                2 => {
+                    let connection = r.string()?;
+                    let wire = r.wire()?;
+                    RoomOp::Message { connection, wire, payload: r.bytes()? }
+                }
+                3 => {
+                    let method = r.string()?;
+                    RoomOp::Call { method, args: r.bytes()? }
+                }
+                4 => {
+                    let except = r.list()?;
+                    let json = r.bytes()?;
+                    let postcard = if flags & FLAG_POSTCARD != 0 { Some(r.bytes()?) } else { None };
+                    RoomOp::Broadcast { except, json, postcard }
+                }
+                5 => RoomOp::Members { connections: r.list()? },
+                6 => {
+                    let status = match r.byte()? {
+                        0 => RoomStatus::Failed,
+                        1 => RoomStatus::Done,
+                        2 => RoomStatus::NotOwner,
+                        _ => return Err(DecodeError::Value),
+                    };
+                    RoomOp::Outcome { status, body: r.bytes()? }
+                }
+                _ => return Err(DecodeError::Value),
+            };
+            Body::Room(RoomBody { reply_to, request, room, op })
+        }
         other => return Err(DecodeError::Kind(other)),
     };
     if !r.bytes.is_empty() {
@@ -526,6 +676,25 @@ pub fn encoded_len<S: AsRef<str>>(message: &Encodable<'_, S>) -> usize {
         Body::Answer { connections, .. } => {
             16 + len_of_len(connections.len()) + connections.iter().map(len_of_connection).sum::<usize>()
         }
+        Body::Room(room) => {
+            let str_len = |s: &str| len_of_bytes(s.as_bytes());
+            4 + 8
+                + str_len(room.room)
+                + 1
+                + match &room.op {
+                    RoomOp::Join { connection, user, query, .. } => {
+                        str_len(connection) + 1 + user.map_or(0, str_len) + 1 + str_len(query)
+                    }
+                    RoomOp::Leave { connection } => str_len(connection),
+                    RoomOp::Message { connection, payload, .. } => str_len(connection) + 1 + len_of_bytes(payload),
+                    RoomOp::Call { method, args } => str_len(method) + len_of_bytes(args),
+                    RoomOp::Broadcast { except, json, postcard } => {
+                        len_of_list(except) + len_of_bytes(json) + postcard.map_or(0, len_of_bytes)
+                    }
+                    RoomOp::Members { connections } => len_of_list(connections),
+                    RoomOp::Outcome { body, .. } => 1 + len_of_bytes(body),
+                }
+        }
     }
 }
 
@@ -584,6 +753,12 @@ pub fn encode<S: AsRef<str>>(message: &Encodable<'_, S>, out: &mut [u8]) -> Resu
         Body::Close { .. } => KIND_CLOSE,
         Body::Query { .. } => KIND_QUERY,
         Body::Answer { .. } => KIND_ANSWER,
+        Body::Room(room) => {
+            if matches!(room.op, RoomOp::Broadcast { postcard: Some(_), .. }) {
+                flags |= FLAG_POSTCARD;
+            }
+            KIND_ROOM
+        }
     };
     let written = (|| {
         w.put(&MAGIC)?;
@@ -639,6 +814,62 @@ pub fn encode<S: AsRef<str>>(message: &Encodable<'_, S>, out: &mut [u8]) -> Resu
                     }
                     w.put(&[wire_byte(c.wire)])?;
                     w.list(c.rooms)?;
+                }
+            }
+            Body::Room(room) => {
+                w.put(&room.reply_to.to_le_bytes())?;
+                w.put(&room.request.to_le_bytes())?;
+                w.bytes(room.room.as_bytes())?;
+                match &room.op {
+                    RoomOp::Join { connection, user, wire, query } => {
+                        w.put(&[0])?;
+                        w.bytes(connection.as_bytes())?;
+                        match user {
+                            Some(user) => {
+                                w.put(&[1])?;
+                                w.bytes(user.as_bytes())?;
+                            }
+                            None => w.put(&[0])?,
+                        }
+                        w.put(&[wire_byte(*wire)])?;
+                        w.bytes(query.as_bytes())?;
+                    }
+                    RoomOp::Leave { connection } => {
+                        w.put(&[1])?;
+                        w.bytes(connection.as_bytes())?;
+                    }
+                    RoomOp::Message { connection, wire, payload } => {
+                        w.put(&[2])?;
+                        w.bytes(connection.as_bytes())?;
+                        w.put(&[wire_byte(*wire)])?;
+                        w.bytes(payload)?;
+                    }
+                    RoomOp::Call { method, args } => {
+                        w.put(&[3])?;
+                        w.bytes(method.as_bytes())?;
+                        w.bytes(args)?;
+                    }
+                    RoomOp::Broadcast { except, json, postcard } => {
+                        w.put(&[4])?;
+                        w.list(except)?;
+                        w.bytes(json)?;
+                        if let Some(postcard) = postcard {
+                            w.bytes(postcard)?;
+                        }
+                    }
+                    RoomOp::Members { connections } => {
+                        w.put(&[5])?;
+                        w.list(connections)?;
+                    }
+                    RoomOp::Outcome { status, body } => {
+                        let status = match status {
+                            RoomStatus::Failed => 0,
+                            RoomStatus::Done => 1,
+                            RoomStatus::NotOwner => 2,
+                        };
+                        w.put(&[6, status])?;
+                        w.bytes(body)?;
+                    }
                 }
             }
         }

@@ -51,8 +51,8 @@ pub use alepha::{
 };
 pub use interest::{RoomWatcher, WatchedTable};
 pub use message::{
-    About, Body, ClusterMessage, Connection, ConnectionList, DecodeError, EmitBody, Encodable, Origin, StrList, decode,
-    encode, encoded_len,
+    About, Body, ClusterMessage, Connection, ConnectionList, DecodeError, EmitBody, Encodable, Origin, RoomBody,
+    RoomOp, RoomStatus, StrList, decode, encode, encoded_len,
 };
 pub use topic::{Topic, connection_id, emit_topics, node_tag_of};
 pub use window::{Seen, SeqWindow};
@@ -118,6 +118,36 @@ pub fn lease_key<'a>(path: &'a str, user: &'a str) -> impl core::fmt::Display + 
         }
     }
     Key(path, user)
+}
+
+/// How long a node's ownership of a stateful room lasts unless renewed: a
+/// node that dies holds its rooms this long at most, then the next node
+/// with members in a room takes it (with a new state).
+pub const ROOM_LEASE_TTL: Duration = Duration::from_secs(6);
+
+/// How often the owner of a stateful room renews its ownership, and how
+/// often every other node with members in the room asks who owns it (and
+/// takes it if nobody does) and tells the owner which members it has.
+pub const ROOM_LEASE_RENEW: Duration = Duration::from_secs(2);
+
+/// How long a node waits for the owner of a stateful room to answer a
+/// join, a message or a call before failing it.
+pub const ROOM_REQUEST_TIMEOUT: Duration = QUERY_TIMEOUT;
+
+/// The key naming the node that owns a stateful room (a Redis string: the
+/// owner's node tag, expiring after [`ROOM_LEASE_TTL`] unless renewed).
+///
+/// ```
+/// assert_eq!(roomwire_core::cluster::room_owner_key("/ws/counter", "r1").to_string(), "rw:11:/ws/counter:owner:r1");
+/// ```
+pub fn room_owner_key<'a>(path: &'a str, room: &'a str) -> impl core::fmt::Display + 'a {
+    struct Key<'a>(&'a str, &'a str);
+    impl core::fmt::Display for Key<'_> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            write!(f, "rw:{}:{}:owner:{}", self.0.len(), self.0, self.1)
+        }
+    }
+    Key(path, room)
 }
 
 /// How long after its subscription is confirmed a node expects a topic's

@@ -82,6 +82,36 @@ fn a_close_round_trips() {
 }
 
 #[test]
+fn every_room_operation_round_trips() {
+    use crate::wire::WireFormat;
+    let except = ["ws-1", "ws-2"];
+    let ops: [RoomOp<'_, &[&str]>; 8] = [
+        RoomOp::Join { connection: "ws-1", user: Some("ann"), wire: WireFormat::Postcard, query: "roomId=r&name=x" },
+        RoomOp::Join { connection: "ws-1", user: None, wire: WireFormat::Alepha, query: "" },
+        RoomOp::Leave { connection: "ws-1" },
+        RoomOp::Message { connection: "ws-1", wire: WireFormat::Json, payload: br#"{"by":1}"# },
+        RoomOp::Call { method: "reset", args: b"null" },
+        RoomOp::Broadcast { except: &except, json: b"{}", postcard: Some(&[0]) },
+        RoomOp::Members { connections: &except },
+        RoomOp::Outcome { status: RoomStatus::NotOwner, body: b"why" },
+    ];
+    for op in ops {
+        let m: Encodable<'_, &str> = ClusterMessage {
+            origin: Origin { node: 3, seq: 0, multi: false },
+            path: "/ws/counter",
+            body: Body::Room(RoomBody { reply_to: 0xdead_beef, request: 42, room: "r", op }),
+        };
+        let bytes = encoded(&m);
+        let Body::Room(back) = decode(&bytes).unwrap().body else { panic!("not a room message") };
+        assert_eq!((back.reply_to, back.request, back.room), (0xdead_beef, 42, "r"));
+        assert_eq!(format!("{:?}", back.op).replace("StrList", ""), format!("{op:?}").replace("StrList", ""), "{op:?}");
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut} decoded");
+        }
+    }
+}
+
+#[test]
 fn every_cut_of_a_message_is_refused_and_so_are_extra_bytes() {
     let lists = [vec!["room".to_string()], vec![], vec![], vec!["ws-2".to_string()], vec![]];
     let bytes = encoded(&emit(&lists, b"{}", Some(b"pc")));

@@ -1,7 +1,8 @@
 //! One roomwire node of a cluster, as a process the fault tests start and
 //! kill: the chat channel (`/ws/chat`, Alepha wire or roomwire wire), whose
 //! handler replies to the sender's room except the sender (`username` is
-//! the connection id), with the Redis backplane.
+//! the connection id), and the demo's counter room (`/ws/counter`), with
+//! the Redis backplane.
 //!
 //! ```text
 //! rw_node --redis redis://127.0.0.1:6379 [--listen 127.0.0.1:0]
@@ -27,6 +28,7 @@ async fn main() -> std::io::Result<()> {
     let redis = redis.expect("--redis URL");
     let server = Server::builder()
         .endpoint(roomwire_tests::chat::tokio_endpoint())
+        .room(roomwire_tests::counter::counter_room())
         .backplane(RedisBackplane::new(&redis).expect("a redis:// URL"))
         .build()
         .expect("valid endpoints");

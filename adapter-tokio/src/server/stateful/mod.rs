@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use roomwire_core::State;
 use roomwire_core::channel::Channel;
+use roomwire_core::cluster::{RoomBody, RoomOp, RoomStatus};
 use roomwire_core::dispatch::Refusal;
 use roomwire_core::room::{MemberId, TableLimits};
 use roomwire_core::session::ServerSession;
@@ -22,7 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
-pub(crate) use room::{Encoded, Joining};
+pub(crate) use room::{Encoded, Joining, Place};
 pub use room::{Room, RoomConnection};
 
 use super::cluster::Node;
@@ -288,7 +289,7 @@ where
         Arc::new(Typed::<C> {
             policy: self.policy,
             cell: Arc::new(ChannelCell::new(C::PATH, limits, node)),
-            host: Arc::new(RoomHost { rooms: Mutex::default(), spawn }),
+            host: Arc::new(RoomHost { path: C::PATH, rooms: Mutex::default(), spawn }),
             _channel: PhantomData,
         })
     }
@@ -328,13 +329,53 @@ impl fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// What a room's task is asked to do.
+/// What a room's task is asked to do: by this node's connections and code,
+/// or (`Remote`, `Outcome`) by other nodes of the cluster.
 pub(crate) enum Input {
-    Join { joining: Joining, done: oneshot::Sender<bool> },
-    Leave { id: Arc<str> },
-    Message { id: Arc<str>, format: WireFormat, payload: Vec<u8>, done: oneshot::Sender<Result<(), String>> },
-    Call { method: String, args: Vec<u8>, done: oneshot::Sender<Result<Vec<u8>, CallError>> },
+    Join {
+        joining: Joining,
+        done: Option<oneshot::Sender<bool>>,
+    },
+    Leave {
+        id: Arc<str>,
+    },
+    Message {
+        id: Arc<str>,
+        format: WireFormat,
+        payload: Vec<u8>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Call {
+        method: String,
+        args: Vec<u8>,
+        done: oneshot::Sender<Result<Vec<u8>, CallError>>,
+    },
+    Broadcast {
+        encoded: Encoded,
+        except: Vec<String>,
+    },
+    /// A request of node `from` to this node as the room's owner.
+    Remote {
+        from: u32,
+        request: u64,
+        op: RemoteOp,
+    },
+    /// The owner's answer to this node's request `request`.
+    Outcome {
+        request: u64,
+        status: RoomStatus,
+        body: Vec<u8>,
+    },
+}
+
+/// A request of another node, owned.
+pub(crate) enum RemoteOp {
+    Join(Joining),
+    Leave(Arc<str>),
+    Message { id: Arc<str>, format: WireFormat, payload: Vec<u8> },
+    Call { method: String, args: Vec<u8> },
     Broadcast { encoded: Encoded, except: Vec<String> },
+    Members(Vec<String>),
 }
 
 type Spawn =
@@ -342,6 +383,7 @@ type Spawn =
 
 /// An endpoint's live rooms: each room's task, by room id.
 pub(crate) struct RoomHost {
+    path: &'static str,
     rooms: Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<Input>, RandomState>>,
     spawn: Arc<Spawn>,
 }
@@ -395,6 +437,54 @@ impl RoomHost {
     /// How many rooms have a task.
     pub(crate) fn len(&self) -> usize {
         self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// What another node sent about one of this endpoint's rooms.
+    pub(crate) fn heard(self: &Arc<Self>, server: &Server, body: RoomBody<'_>) {
+        let RoomBody { reply_to: from, request, room, op } = body;
+        let (input, start) = match op {
+            RoomOp::Outcome { status, body } => (Input::Outcome { request, status, body: body.to_vec() }, false),
+            op => {
+                let op = match op {
+                    RoomOp::Join { connection, user, wire, query } => RemoteOp::Join(Joining {
+                        id: connection.into(),
+                        user_id: user.map(Into::into),
+                        query: Some(query.to_owned()),
+                        format: wire,
+                        place: Place::Node(from),
+                    }),
+                    RoomOp::Leave { connection } => RemoteOp::Leave(connection.into()),
+                    RoomOp::Message { connection, wire, payload } => {
+                        RemoteOp::Message { id: connection.into(), format: wire, payload: payload.to_vec() }
+                    }
+                    RoomOp::Call { method, args } => RemoteOp::Call { method: method.to_owned(), args: args.to_vec() },
+                    RoomOp::Broadcast { except, json, postcard } => RemoteOp::Broadcast {
+                        encoded: Encoded { json: json.to_vec(), postcard: postcard.map(<[u8]>::to_vec) },
+                        except: except.iter().map(str::to_owned).collect(),
+                    },
+                    RoomOp::Members { connections } => {
+                        RemoteOp::Members(connections.iter().map(str::to_owned).collect())
+                    }
+                    RoomOp::Outcome { .. } => return,
+                };
+                // A room with no task here is started for what could make
+                // this node its owner (a join, a message, a call).
+                let start = matches!(op, RemoteOp::Join(_) | RemoteOp::Message { .. } | RemoteOp::Call { .. });
+                (Input::Remote { from, request, op }, start)
+            }
+        };
+        if let Err(Input::Remote { from, request, .. }) = self.send(server, room, input, start)
+            && request != 0
+        {
+            // Not started (shutting down): tell the asker to look again.
+            let body = RoomBody {
+                reply_to: server.shared.node.tag,
+                request,
+                room,
+                op: RoomOp::Outcome { status: RoomStatus::NotOwner, body: &[] },
+            };
+            server.shared.node.send_room(from, self.path, body);
+        }
     }
 
     /// Call `method` of `room` with JSON `args`.
@@ -515,7 +605,7 @@ where
         let (done, joined) = oneshot::channel();
         let id = joining.id.clone();
         let room_id = roomwire_core::RoomId::new(room).ok()?;
-        let sent = self.host.send(server, room, Input::Join { joining, done }, true);
+        let sent = self.host.send(server, room, Input::Join { joining, done: Some(done) }, true);
         Some(Box::pin(async move {
             // Made before the answer comes: cancelled meanwhile, the
             // connection still leaves after its join.

@@ -25,7 +25,18 @@ pub struct RoomConnection<D = ()> {
     /// joins; set it in `on_join`, read it in any later callback.
     pub data: D,
     pub(crate) format: WireFormat,
-    pub(crate) outbox: Arc<Outbox>,
+    /// Where its frames go: its outbox on this node, or the node holding
+    /// it (its tag).
+    pub(crate) place: Place,
+}
+
+/// Where a room's connection is.
+#[derive(Clone)]
+pub(crate) enum Place {
+    /// On this node.
+    Here(Arc<Outbox>),
+    /// On another node of the cluster (its tag).
+    Node(u32),
 }
 
 impl<D> RoomConnection<D> {
@@ -55,6 +66,12 @@ impl<D> RoomConnection<D> {
     pub fn wire(&self) -> WireFormat {
         self.format
     }
+
+    /// Whether the connection is on this server (not on another node of
+    /// the cluster).
+    pub fn is_local(&self) -> bool {
+        matches!(self.place, Place::Here(_))
+    }
 }
 
 impl<D: fmt::Debug> fmt::Debug for RoomConnection<D> {
@@ -67,20 +84,46 @@ impl<D: fmt::Debug> fmt::Debug for RoomConnection<D> {
     }
 }
 
-/// A connection about to join, as its connection task describes it.
+/// A connection about to join, as its connection task (or its node)
+/// describes it.
+#[derive(Clone)]
 pub(crate) struct Joining {
     pub(crate) id: Arc<str>,
     pub(crate) user_id: Option<Arc<str>>,
-    pub(crate) query: Vec<(String, String)>,
+    /// The handshake query, as sent (without `?`).
+    pub(crate) query: Option<String>,
     pub(crate) format: WireFormat,
-    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) place: Place,
 }
 
 impl Joining {
     pub(crate) fn into_connection<D: Default>(self) -> RoomConnection<D> {
-        let Joining { id, user_id, query, format, outbox } = self;
-        RoomConnection { id, user_id, query, data: D::default(), format, outbox }
+        let Joining { id, user_id, query, format, place } = self;
+        let query = query_pairs(query.as_deref());
+        RoomConnection { id, user_id, query, data: D::default(), format, place }
     }
+
+    /// Close this connection (a local one) with 1011 "Room join failed".
+    pub(crate) fn refuse(&self) {
+        if let Place::Here(outbox) = &self.place {
+            let failed = roomwire_core::stateful::JOIN_FAILED;
+            outbox.request_close(failed.code, failed.reason);
+        }
+    }
+}
+
+/// A handshake query's parameters, first value per name, percent-decoded
+/// (what a stateful room's connection shows as its query).
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = crate::server::admission::form_decode(name);
+        if !pairs.iter().any(|(seen, _)| *seen == name) {
+            pairs.push((name.into_owned(), crate::server::admission::form_decode(value).into_owned()));
+        }
+    }
+    pairs
 }
 
 /// A message encoded for every wire: JSON always, postcard if the
@@ -212,10 +255,12 @@ impl<C: Channel, S, D> Room<C, S, D> {
         self.server.close_connection(id, code, reason)
     }
 
-    /// Queue `encoded` to the connections `to` picks, framed once per wire.
+    /// Queue `encoded` to the connections `to` picks, framed once per wire
+    /// for this node's, sent once per other node for theirs.
     pub(crate) fn deliver(&self, encoded: &Encoded, to: impl Fn(&RoomConnection<D>) -> bool) -> usize {
         let mut frames: [Option<Bytes>; 3] = [None, None, None];
         let mut count = 0;
+        let mut elsewhere: Vec<(u32, &str)> = Vec::new();
         for connection in self.connections.iter().filter(|c| to(c)) {
             let (index, payload) = match (connection.format, &encoded.postcard) {
                 (WireFormat::Alepha, _) => (0, &encoded.json),
@@ -223,11 +268,25 @@ impl<C: Channel, S, D> Room<C, S, D> {
                 (WireFormat::Postcard, Some(postcard)) => (2, postcard),
                 (WireFormat::Postcard, None) => continue,
             };
-            if let Some(cached) = frames.get_mut(index) {
-                let key = frame_key(connection.format, &self.room_id);
-                let frame = cached.get_or_insert_with(|| frame(key, payload));
-                connection.outbox.push(frame.clone());
-                count += 1;
+            match &connection.place {
+                Place::Here(outbox) => {
+                    if let Some(cached) = frames.get_mut(index) {
+                        let key = frame_key(connection.format);
+                        let frame = cached.get_or_insert_with(|| frame(key, payload));
+                        outbox.push(frame.clone());
+                    }
+                }
+                Place::Node(tag) => elsewhere.push((*tag, &connection.id)),
+            }
+            count += 1;
+        }
+        if !elsewhere.is_empty() {
+            elsewhere.sort_unstable();
+            let node = &self.server.shared.node;
+            for group in elsewhere.chunk_by(|a, b| a.0 == b.0) {
+                let ids: Vec<&str> = group.iter().map(|(_, id)| *id).collect();
+                let tag = group.first().map_or(0, |(tag, _)| *tag);
+                node.emit_to_node(tag, C::PATH, &ids, &encoded.json, encoded.postcard.as_deref());
             }
         }
         count

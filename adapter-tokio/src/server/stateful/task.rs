@@ -1,16 +1,30 @@
-//! One room's task: it owns the room's state and runs its callbacks one
-//! input at a time, as the core's [`Lifecycle`] orders.
+//! One room's task on one node: it owns the room's state and runs its
+//! callbacks one input at a time, as the core's [`Lifecycle`] orders; in a
+//! cluster, on the node that owns the room. On every other node with
+//! members in the room, the room's task stands in for the owner: it sends
+//! its members' joins, leaves, messages and calls to the owner, hands them
+//! the answers, and moves them to another owner when ownership moves.
+//!
+//! Ownership is a claim on the bus ([`roomwire_core::cluster::room_owner_key`])
+//! that the owner renews every [`ROOM_LEASE_RENEW`] and that expires after
+//! [`ROOM_LEASE_TTL`]; every other node with members asks who owns the room
+//! as often, and takes it when the claim has expired (its owner died). The
+//! new owner builds a new state: nothing of the old one survives unless the
+//! application stored it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use roomwire_core::channel::Channel;
+use roomwire_core::cluster::{ROOM_LEASE_RENEW, ROOM_LEASE_TTL, ROOM_REQUEST_TIMEOUT, RoomBody, RoomOp, RoomStatus};
 use roomwire_core::payload;
 use roomwire_core::stateful::{Due, Lifecycle};
+use roomwire_core::wire::WireFormat;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info_span, warn};
 
-use super::{CallError, Callbacks, Input, Room, RoomHost};
+use super::{CallError, Callbacks, Encoded, Input, Joining, Place, RemoteOp, Room, RoomHost};
 use crate::server::conn::{CatchUnwind, to_std};
 use crate::server::{HandlerResult, Server, TaskGuard};
 
@@ -31,19 +45,24 @@ pub(crate) async fn run<C, S, D>(
     let _task = TaskGuard::new(&server.shared);
     let span = info_span!("room", room = &*room_id, path = C::PATH);
     let shared = server.shared.clone();
+    let clustered = shared.node.interest_link().is_some();
     let mut driver = Driver::<C, S, D> {
+        life: Lifecycle::new(callbacks.tick_hz),
         callbacks,
-        life: Lifecycle::new(0),
         room: None,
         room_id: room_id.clone(),
         server,
         epoch: Instant::now(),
+        owner: if clustered { Owner::Unknown } else { Owner::Here },
+        locals: Vec::new(),
+        pending: HashMap::new(),
+        next_request: 1,
+        seen: HashMap::new(),
+        renew_at: None,
     };
-    driver.life = Lifecycle::new(driver.callbacks.tick_hz);
     let serving = async {
         loop {
-            let deadline =
-                driver.life.poll_timeout().map(|at| driver.epoch + to_std(at - roomwire_core::Instant::ZERO));
+            let deadline = driver.deadline();
             let input = tokio::select! {
                 biased;
                 input = inputs.recv() => input,
@@ -55,7 +74,7 @@ pub(crate) async fn run<C, S, D>(
             if let Some(input) = input {
                 driver.handle(input).await;
             }
-            if driver.life.is_vacant() && host.retire(&room_id, &inputs) {
+            if driver.is_vacant() && host.retire(&room_id, &inputs) {
                 debug!("room closed");
                 return;
             }
@@ -70,6 +89,9 @@ pub(crate) async fn run<C, S, D>(
         }
         () = serving.instrument(span.clone()) => {}
     }
+    if driver.owner == Owner::Here {
+        shared.node.disclaim_room(C::PATH, &room_id);
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -79,14 +101,42 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Who owns the room, as this node knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Not asked yet (or to ask again).
+    Unknown,
+    /// This node: the state is here.
+    Here,
+    /// The node with this tag.
+    Node(u32),
+}
+
+/// A request of this node waiting for the owner's answer: what it was (to
+/// send again if the owner moved), and until when it waits.
+struct Pending {
+    input: Input,
+    deadline: Instant,
+}
+
 struct Driver<C: Channel, S, D> {
     callbacks: Arc<Callbacks<C, S, D>>,
     life: Lifecycle,
-    /// `Some` while the room has state.
+    /// `Some` while the room has state (here).
     room: Option<Room<C, S, D>>,
     room_id: Arc<str>,
     server: Server,
     epoch: Instant,
+    owner: Owner,
+    /// This node's connections in the room, whoever owns it.
+    locals: Vec<Joining>,
+    /// Requests sent to the owner, by number.
+    pending: HashMap<u64, Pending>,
+    next_request: u64,
+    /// As the owner: when each node with members here last said which.
+    seen: HashMap<u32, Instant>,
+    /// When to renew or check the ownership (in a cluster).
+    renew_at: Option<Instant>,
 }
 
 /// A callback's outcome, a panic counted as an error.
@@ -108,6 +158,35 @@ where
         roomwire_core::Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
 
+    fn is_vacant(&self) -> bool {
+        self.life.is_vacant() && self.locals.is_empty() && self.pending.is_empty()
+    }
+
+    /// The next time something is due: a beat or an eviction, a renewal,
+    /// a request's deadline.
+    fn deadline(&self) -> Option<Instant> {
+        let life = self.life.poll_timeout().map(|at| self.epoch + to_std(at - roomwire_core::Instant::ZERO));
+        let pending = self.pending.values().map(|p| p.deadline).min();
+        [life, self.renew_at, pending].into_iter().flatten().min()
+    }
+
+    /// Find out who owns the room if this node does not know.
+    async fn settle(&mut self) {
+        if self.owner != Owner::Unknown {
+            return;
+        }
+        let node = &self.server.shared.node;
+        self.owner = match node.claim_room(C::PATH, &self.room_id).await {
+            Some(tag) if tag == node.tag => Owner::Here,
+            Some(tag) => Owner::Node(tag),
+            // The bus cannot say: this node serves its own members alone
+            // until it can (then one owner remains).
+            None => Owner::Here,
+        };
+        self.renew_at = Some(Instant::now() + ROOM_LEASE_RENEW.into());
+        debug!(owner = ?self.owner, "room owner");
+    }
+
     /// The room's state, built first if it has none. `Err`: the factory's
     /// error (not remembered: the next join or call builds again).
     async fn live(&mut self) -> Result<&mut Room<C, S, D>, String> {
@@ -124,77 +203,176 @@ where
         self.room.as_mut().ok_or_else(String::new)
     }
 
+    /// Send request `op` to the owner `tag`, waiting for its answer as
+    /// `input` (`None`: no answer wanted).
+    fn request(&mut self, tag: u32, op: RoomOp<'_, &[&str]>, input: Option<Input>) {
+        let request = match input {
+            Some(input) => {
+                let request = self.next_request;
+                self.next_request += 1;
+                let deadline = Instant::now() + ROOM_REQUEST_TIMEOUT.into();
+                self.pending.insert(request, Pending { input, deadline });
+                request
+            }
+            None => 0,
+        };
+        let node = &self.server.shared.node;
+        let body = RoomBody { reply_to: node.tag, request, room: &self.room_id, op };
+        node.send_room(tag, C::PATH, body);
+    }
+
+    /// Answer request `request` of node `to`.
+    fn answer(&self, to: u32, request: u64, status: RoomStatus, body: &[u8]) {
+        if request == 0 {
+            return;
+        }
+        let node = &self.server.shared.node;
+        let body = RoomBody { reply_to: node.tag, request, room: &self.room_id, op: RoomOp::Outcome { status, body } };
+        node.send_room(to, C::PATH, body);
+    }
+
     async fn handle(&mut self, input: Input) {
         match input {
-            Input::Join { joining, done } => {
-                let id = joining.id.clone();
-                let callbacks = self.callbacks.clone();
-                let room = match self.live().await {
-                    Ok(room) => room,
-                    Err(error) => {
-                        warn!(connection = &*id, error, "room state not built: join failed");
-                        let _ = done.send(false);
-                        return;
-                    }
-                };
-                room.add(joining.into_connection());
-                let joined = match &callbacks.on_join {
-                    Some(on_join) => guarded(on_join(room, &id)).await,
-                    None => Ok(()),
-                };
-                let now = self.now();
-                self.life.joined(now);
-                if let Err(error) = &joined {
-                    warn!(connection = &*id, error, "on_join failed: join failed");
+            Input::Remote { from, request, op } => return self.remote(from, request, op).await,
+            Input::Outcome { request, status, body } => return self.outcome(request, status, body).await,
+            Input::Leave { id } => {
+                self.locals.retain(|joining| joining.id != id);
+                match self.owner {
+                    Owner::Node(tag) => self.request(tag, RoomOp::Leave { connection: &id }, None),
+                    Owner::Here | Owner::Unknown => self.leave(&id).await,
                 }
-                // An error leaves the connection in until it leaves (it is
-                // closed with 1011 now), as any member.
-                let _ = done.send(joined.is_ok());
+                return;
             }
-            Input::Leave { id } => self.leave(&id).await,
-            Input::Message { id, format, payload, done } => {
-                let callbacks = self.callbacks.clone();
-                let Some(room) = self.room.as_mut().filter(|room| room.connection(&id).is_some()) else {
-                    let _ = done.send(Err("Not in the room".to_owned()));
-                    return;
-                };
-                let outcome = match payload::decode_message::<C>(format, &payload, &mut []) {
-                    Err(error) => Err(error.to_string()),
-                    Ok(message) => match &callbacks.on_message {
-                        Some(on_message) => guarded(on_message(room, &id, message)).await,
-                        None => Ok(()),
-                    },
-                };
-                let _ = done.send(outcome);
-            }
-            Input::Call { method, args, done } => {
-                let Some(call) = self.callbacks.methods.get(&method).cloned() else {
-                    let _ = done.send(Err(CallError::UnknownMethod(method)));
-                    return;
-                };
-                let room = match self.live().await {
-                    Ok(room) => room,
-                    Err(error) => {
-                        let _ = done.send(Err(CallError::Failed(error)));
-                        return;
+            _ => {}
+        }
+        self.settle().await;
+        match (input, self.owner) {
+            (Input::Join { joining, done }, owner) => {
+                self.locals.retain(|local| local.id != joining.id);
+                self.locals.push(joining.clone());
+                match owner {
+                    Owner::Node(tag) => {
+                        let op = RoomOp::Join {
+                            connection: &joining.id,
+                            user: joining.user_id.as_deref(),
+                            wire: joining.format,
+                            query: joining.query.as_deref().unwrap_or(""),
+                        };
+                        self.request(tag, op, Some(Input::Join { joining: joining.clone(), done }));
                     }
-                };
-                let result = match CatchUnwind(call(room, &args)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(CallError::Failed(String::new())),
-                };
-                let now = self.now();
-                self.life.called(now);
-                let _ = done.send(result);
-            }
-            Input::Broadcast { encoded, except } => {
-                if let Some(room) = &self.room {
-                    room.deliver(&encoded, |c| !except.iter().any(|e| **e == *c.id()));
+                    Owner::Here | Owner::Unknown => {
+                        let joined = self.join(joining.clone()).await;
+                        if !joined {
+                            self.locals.retain(|local| local.id != joining.id);
+                        }
+                        match done {
+                            Some(done) => {
+                                let _ = done.send(joined);
+                            }
+                            None if !joined => joining.refuse(),
+                            None => {}
+                        }
+                    }
                 }
             }
+            (Input::Message { id, format, payload, done }, Owner::Node(tag)) => {
+                let op = RoomOp::Message { connection: &id, wire: format, payload: &payload };
+                let input = Input::Message { id: id.clone(), format, payload: payload.clone(), done };
+                self.request(tag, op, Some(input));
+            }
+            (Input::Message { id, format, payload, done }, _) => {
+                let _ = done.send(self.message(&id, format, &payload).await);
+            }
+            (Input::Call { method, args, done }, Owner::Node(tag)) => {
+                let op = RoomOp::Call { method: &method, args: &args };
+                let input = Input::Call { method: method.clone(), args: args.clone(), done };
+                self.request(tag, op, Some(input));
+            }
+            (Input::Call { method, args, done }, _) => {
+                let _ = done.send(self.call(&method, &args).await);
+            }
+            (Input::Broadcast { encoded, except }, Owner::Node(tag)) => {
+                let except: Vec<&str> = except.iter().map(String::as_str).collect();
+                let op = RoomOp::Broadcast {
+                    except: &except[..],
+                    json: &encoded.json,
+                    postcard: encoded.postcard.as_deref(),
+                };
+                self.request(tag, op, None);
+            }
+            (Input::Broadcast { encoded, except }, _) => self.broadcast(&encoded, &except),
+            (Input::Leave { .. } | Input::Remote { .. } | Input::Outcome { .. }, _) => {}
         }
     }
 
+    /// A connection joins the room here (its state built first if need
+    /// be). Whether it joined.
+    async fn join(&mut self, joining: Joining) -> bool {
+        let id = joining.id.clone();
+        let callbacks = self.callbacks.clone();
+        let room = match self.live().await {
+            Ok(room) => room,
+            Err(error) => {
+                warn!(connection = &*id, error, "room state not built: join failed");
+                return false;
+            }
+        };
+        if room.connection(&id).is_some() {
+            return true;
+        }
+        room.add(joining.into_connection());
+        let joined = match &callbacks.on_join {
+            Some(on_join) => guarded(on_join(room, &id)).await,
+            None => Ok(()),
+        };
+        let now = self.now();
+        self.life.joined(now);
+        if let Err(error) = &joined {
+            warn!(connection = &*id, error, "on_join failed: join failed");
+        }
+        // An error leaves the connection in until it leaves (it is closed
+        // with 1011 now), as any member.
+        joined.is_ok()
+    }
+
+    /// A client message for `on_message`, here.
+    async fn message(&mut self, id: &str, format: WireFormat, payload: &[u8]) -> Result<(), String> {
+        let callbacks = self.callbacks.clone();
+        let Some(room) = self.room.as_mut().filter(|room| room.connection(id).is_some()) else {
+            return Err("Not in the room".to_owned());
+        };
+        match payload::decode_message::<C>(format, payload, &mut []) {
+            Err(error) => Err(error.to_string()),
+            Ok(message) => match &callbacks.on_message {
+                Some(on_message) => guarded(on_message(room, id, message)).await,
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// A method call, here.
+    async fn call(&mut self, method: &str, args: &[u8]) -> Result<Vec<u8>, CallError> {
+        let Some(call) = self.callbacks.methods.get(method).cloned() else {
+            return Err(CallError::UnknownMethod(method.to_owned()));
+        };
+        let room = self.live().await.map_err(CallError::Failed)?;
+        let result = match CatchUnwind(call(room, args)).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Failed(String::new())),
+        };
+        let now = self.now();
+        self.life.called(now);
+        result
+    }
+
+    fn broadcast(&self, encoded: &Encoded, except: &[String]) {
+        if let Some(room) = &self.room {
+            room.deliver(encoded, |c| !except.iter().any(|e| **e == *c.id()));
+        }
+    }
+
+    /// A member leaves the room here: `on_leave`, and the teardown if it
+    /// was the last.
     async fn leave(&mut self, id: &str) {
         let callbacks = self.callbacks.clone();
         let Some(room) = self.room.as_mut() else { return };
@@ -213,9 +391,107 @@ where
         {
             warn!(error, "on_empty failed");
         }
+        self.discard();
+        debug!("room emptied: state discarded");
+    }
+
+    /// The state goes (teardown, eviction, ownership lost). An owner gives
+    /// the room up, so that the next join anywhere takes it.
+    fn discard(&mut self) {
         self.room = None;
         self.life.discarded();
-        debug!("room emptied: state discarded");
+        self.seen.clear();
+        if self.owner == Owner::Here && self.server.shared.node.interest_link().is_some() {
+            self.server.shared.node.disclaim_room(C::PATH, &self.room_id);
+            self.owner = Owner::Unknown;
+            self.renew_at = None;
+        }
+    }
+
+    /// A request of node `from`, to this node as the owner.
+    async fn remote(&mut self, from: u32, request: u64, op: RemoteOp) {
+        self.settle().await;
+        if self.owner != Owner::Here {
+            return self.answer(from, request, RoomStatus::NotOwner, &[]);
+        }
+        self.seen.insert(from, Instant::now());
+        match op {
+            RemoteOp::Join(joining) => {
+                let joined = self.join(joining).await;
+                let status = if joined { RoomStatus::Done } else { RoomStatus::Failed };
+                self.answer(from, request, status, &[]);
+            }
+            RemoteOp::Leave(id) => self.leave(&id).await,
+            RemoteOp::Message { id, format, payload } => match self.message(&id, format, &payload).await {
+                Ok(()) => self.answer(from, request, RoomStatus::Done, &[]),
+                Err(text) => self.answer(from, request, RoomStatus::Failed, text.as_bytes()),
+            },
+            RemoteOp::Call { method, args } => match self.call(&method, &args).await {
+                Ok(result) => self.answer(from, request, RoomStatus::Done, &result),
+                Err(CallError::UnknownMethod(name)) => {
+                    let body = [UNKNOWN_METHOD.as_bytes(), name.as_bytes()].concat();
+                    self.answer(from, request, RoomStatus::Failed, &body);
+                }
+                Err(error) => self.answer(from, request, RoomStatus::Failed, error.to_string().as_bytes()),
+            },
+            RemoteOp::Broadcast { encoded, except } => self.broadcast(&encoded, &except),
+            RemoteOp::Members(ids) => {
+                // Joins or leaves of that node lost on the way: its members
+                // not listed leave.
+                let gone: Vec<Arc<str>> = self
+                    .room
+                    .iter()
+                    .flat_map(|room| room.connections.iter())
+                    .filter(|c| matches!(c.place, Place::Node(tag) if tag == from))
+                    .filter(|c| !ids.iter().any(|id| **id == *c.id()))
+                    .map(|c| Arc::from(c.id()))
+                    .collect();
+                for id in gone {
+                    self.leave(&id).await;
+                }
+            }
+        }
+    }
+
+    /// The owner's answer to request `request` of this node.
+    async fn outcome(&mut self, request: u64, status: RoomStatus, body: Vec<u8>) {
+        let Some(Pending { input, .. }) = self.pending.remove(&request) else { return };
+        if status == RoomStatus::NotOwner {
+            // Ownership moved: ask again, and send the request there.
+            debug!("asked a node that does not own the room: asking again");
+            self.owner = Owner::Unknown;
+            return Box::pin(self.handle(input)).await;
+        }
+        let text = || String::from_utf8_lossy(&body).into_owned();
+        match input {
+            Input::Join { joining, done } => {
+                let joined = status == RoomStatus::Done;
+                if !joined {
+                    self.locals.retain(|local| local.id != joining.id);
+                }
+                match done {
+                    Some(done) => {
+                        let _ = done.send(joined);
+                    }
+                    None if !joined => joining.refuse(),
+                    None => {}
+                }
+            }
+            Input::Message { done, .. } => {
+                let _ = done.send(if status == RoomStatus::Done { Ok(()) } else { Err(text()) });
+            }
+            Input::Call { done, .. } => {
+                let result = match status {
+                    RoomStatus::Done => Ok(body),
+                    _ if body.starts_with(UNKNOWN_METHOD.as_bytes()) => Err(CallError::UnknownMethod(
+                        String::from_utf8_lossy(body.get(UNKNOWN_METHOD.len()..).unwrap_or_default()).into_owned(),
+                    )),
+                    _ => Err(CallError::Failed(text())),
+                };
+                let _ = done.send(result);
+            }
+            _ => {}
+        }
     }
 
     async fn timeout(&mut self) {
@@ -235,10 +511,106 @@ where
             }
             Some(Due::Evict) => {
                 debug!("headless room idle: disposed of");
-                self.room = None;
-                self.life.discarded();
+                self.discard();
             }
             None => {}
         }
+        let now = Instant::now();
+        self.expire(now);
+        if self.renew_at.is_some_and(|at| at <= now) {
+            self.renew().await;
+        }
+    }
+
+    /// Fail the requests the owner did not answer in time.
+    fn expire(&mut self, now: Instant) {
+        let late: Vec<u64> = self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(&r, _)| r).collect();
+        for request in late {
+            let Some(Pending { input, .. }) = self.pending.remove(&request) else { continue };
+            warn!("the room's owner did not answer in time");
+            match input {
+                Input::Join { joining, done } => {
+                    self.locals.retain(|local| local.id != joining.id);
+                    if let Owner::Node(tag) = self.owner {
+                        self.request(tag, RoomOp::Leave { connection: &joining.id }, None);
+                    }
+                    match done {
+                        Some(done) => {
+                            let _ = done.send(false);
+                        }
+                        None => joining.refuse(),
+                    }
+                }
+                Input::Message { done, .. } => {
+                    let _ = done.send(Err(UNREACHABLE.to_owned()));
+                }
+                Input::Call { done, .. } => {
+                    let _ = done.send(Err(CallError::Failed(UNREACHABLE.to_owned())));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Every [`ROOM_LEASE_RENEW`]: the owner renews its claim (and drops the
+    /// members of nodes gone silent); another node asks who owns the room,
+    /// tells the owner its members, and follows the room if it moved (taking
+    /// it if its owner's claim expired).
+    async fn renew(&mut self) {
+        self.renew_at = Some(Instant::now() + ROOM_LEASE_RENEW.into());
+        let node = self.server.shared.node.clone();
+        let Some(holder) = node.claim_room(C::PATH, &self.room_id).await else { return };
+        let holder = if holder == node.tag { Owner::Here } else { Owner::Node(holder) };
+        match (self.owner, holder) {
+            (Owner::Here, Owner::Here) => {
+                let ttl = std::time::Duration::from(ROOM_LEASE_TTL);
+                let silent: Vec<u32> = self.seen.iter().filter(|(_, at)| at.elapsed() > ttl).map(|(&t, _)| t).collect();
+                for tag in silent {
+                    self.seen.remove(&tag);
+                    let gone: Vec<Arc<str>> = self
+                        .room
+                        .iter()
+                        .flat_map(|room| room.connections.iter())
+                        .filter(|c| matches!(c.place, Place::Node(t) if t == tag))
+                        .map(|c| Arc::from(c.id()))
+                        .collect();
+                    if !gone.is_empty() {
+                        warn!(node = tag, members = gone.len(), "a node with members went silent: they leave");
+                    }
+                    for id in gone {
+                        self.leave(&id).await;
+                    }
+                }
+            }
+            (Owner::Node(owner), Owner::Node(still)) if owner == still => {
+                let ids: Vec<&str> = self.locals.iter().map(|local| &*local.id).collect();
+                let op = RoomOp::Members { connections: &ids[..] };
+                node.send_room(owner, C::PATH, RoomBody { reply_to: node.tag, request: 0, room: &self.room_id, op });
+            }
+            (Owner::Unknown, _) => {}
+            (_, moved) => {
+                warn!(from = ?self.owner, to = ?moved, "the room moved");
+                if self.owner == Owner::Here {
+                    // Lost (this node was cut off longer than the claim
+                    // lasts): the state goes, without `on_empty`.
+                    self.room = None;
+                    self.life.discarded();
+                    self.seen.clear();
+                }
+                self.owner = moved;
+                // Every member of this node joins the new owner (a new
+                // state there: `on_join` again).
+                for joining in std::mem::take(&mut self.locals) {
+                    Box::pin(self.handle(Input::Join { joining, done: None })).await;
+                }
+            }
+        }
     }
 }
+
+/// How an owner's answer to a call starts when the method does not exist
+/// (then its name): the asker makes a [`CallError::UnknownMethod`] of it.
+const UNKNOWN_METHOD: &str = "\u{0}unknown method:";
+
+/// The text of a request that the room's owner did not answer in time.
+const UNREACHABLE: &str = "The room is unavailable (its owner did not answer)";
