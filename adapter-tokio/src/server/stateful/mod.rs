@@ -100,6 +100,18 @@ pub(crate) struct Callbacks<C: Channel, S, D> {
 /// cancelled). An application that wants state to outlive those stores it
 /// from `on_empty` or a method, and loads it in the state factory.
 ///
+/// # Across a cluster
+///
+/// With a [backplane](super::ServerBuilder::backplane), a room has one
+/// owner node at a time (a claim on the bus that expires when its node
+/// dies): the state and every callback run there, and members connected
+/// to any node reach it; what the room sends reaches members on every
+/// node. When the owner dies the room moves to a node with members, which
+/// builds a **new** state (the factory runs again, `on_join` for each
+/// member; nothing of the old state survives unless the application stored
+/// it) within about 8 s; members stay connected. `PROTOCOL.md` section 10.1
+/// has the details, including what happens while the bus is cut.
+///
 /// ```no_run
 /// use roomwire_tokio::server::{RoomEndpoint, Server};
 /// use serde::{Deserialize, Serialize};
