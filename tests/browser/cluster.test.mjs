@@ -10,7 +10,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { announce, close, launch, line, logOf, openAndJoin, send, users, waitForLine } from './pages.mjs';
+import { announce, close, joinCounter, launch, line, logOf, openAndJoin, resetCounter, send, users, waitForCount, waitForLine } from './pages.mjs';
 
 const NODE_1 = process.env.CHAT_URL_1;
 const NODE_2 = process.env.CHAT_URL_2;
@@ -67,6 +67,29 @@ test('an announcement to node 2 reaches room A on both nodes', async () => {
     assert.equal(await line(users[name].page, news).count(), 1, `${name} got the announcement more than once`);
   }
   assert.equal(await line(users.alice.page, HELLO).count(), 1, 'alice saw only her own line of her message');
+  for (const [name, { errors }] of Object.entries(users)) {
+    assert.deepEqual(errors, [], `${name}: errors on the page`);
+  }
+});
+
+test('alice (node 1) and bob (node 2) share one counter; a reset on node 2 answers it', async () => {
+  const room = `counter-${RUN}`;
+  await joinCounter('alice', room);
+  await waitForCount('alice', 0, 1);
+  await joinCounter('bob', room);
+  await waitForCount('bob', 0, 2);
+  await waitForCount('alice', 0, 2);
+  await users.alice.page.click('#inc-10');
+  await users.bob.page.click('#inc-1');
+  await users.bob.page.click('#inc-1');
+  await waitForCount('alice', 12, 2);
+  await waitForCount('bob', 12, 2);
+  // One owner: the claim in Redis names one node.
+  const owner = execFileSync('redis-cli', ['-p', REDIS_PORT, 'get', `rw:11:/ws/counter:owner:${room}`]).toString().trim();
+  assert.match(owner, /^[0-9a-f]{8}$/, `the room's owner claim: ${JSON.stringify(owner)}`);
+  assert.equal(await resetCounter(NODE_2, room), 12);
+  await waitForCount('alice', 0, 2);
+  await waitForCount('bob', 0, 2);
   for (const [name, { errors }] of Object.entries(users)) {
     assert.deepEqual(errors, [], `${name}: errors on the page`);
   }
