@@ -287,6 +287,53 @@ async fn a_redis_cluster_carries_rooms_on_their_shards() {
     expect_marker(&mut cb, "end").await;
 }
 
+/// The demo's counter room on two servers of a Redis Cluster: one owner
+/// (its claim on the shard of the key's slot), one counter for members on
+/// both, a call from the other node reaching the owner's state.
+#[tokio::test]
+async fn a_stateful_room_on_a_redis_cluster_has_one_owner() {
+    let Some(cluster) = RedisCluster::start() else { return };
+    let counter = || roomwire_tests::counter::counter_room();
+    let a =
+        harness_with(|b| b.backplane(RedisBackplane::cluster(cluster.urls()).unwrap()).room(counter()), |e| e).await;
+    connected(&a).await;
+    let b =
+        harness_with(|b| b.backplane(RedisBackplane::cluster(cluster.urls()).unwrap()).room(counter()), |e| e).await;
+    connected(&b).await;
+    let count = |value: u64, members: usize| json!({"type": "count", "value": value, "members": members});
+    async fn until(ws: &mut Client, want: serde_json::Value) {
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(LIMIT, async {
+            loop {
+                let frame = recv_json(ws).await;
+                if frame == want {
+                    return;
+                }
+                seen.push(frame);
+            }
+        })
+        .await;
+        assert!(found.is_ok(), "never {want}; saw {seen:?}");
+    }
+    let (mut on_a, _) = a.try_connect("/ws/counter?roomId=deck", &[], &[]).await.unwrap();
+    until(&mut on_a, count(0, 1)).await;
+    let (mut on_b, _) = b.try_connect("/ws/counter?roomId=deck", &[], &[]).await.unwrap();
+    until(&mut on_b, count(0, 2)).await;
+    send_text(&mut on_a, r#"{"type":"inc","by":4}"#).await;
+    send_text(&mut on_b, r#"{"type":"inc","by":5}"#).await;
+    until(&mut on_a, count(9, 2)).await;
+    until(&mut on_b, count(9, 2)).await;
+    let reset: u64 = b.server.call::<roomwire_tests::counter::CounterRoom, _, _>("deck", "reset", &()).await.unwrap();
+    assert_eq!(reset, 9);
+    until(&mut on_a, count(0, 2)).await;
+    let key = roomwire_tokio::roomwire_core::cluster::room_owner_key("/ws/counter", "deck").to_string();
+    // The shard holding the key answers it; the others redirect (MOVED).
+    let claims: Vec<String> =
+        cluster.nodes.iter().filter_map(|n| n.get(&key)).filter(|v| !v.starts_with("MOVED")).collect();
+    assert_eq!(claims.len(), 1, "one claim, on one shard: {claims:?}");
+    assert!(u32::from_str_radix(&claims[0], 16).is_ok(), "a node tag: {claims:?}");
+}
+
 /// `(member, expiry ms)` of a lease set, and Redis's clock in ms.
 fn places(redis: &RedisServer, key: &str) -> (Vec<(String, u64)>, u64) {
     let listed = redis.cli(&["zrange", key, "0", "-1", "withscores"]).unwrap_or_default();
