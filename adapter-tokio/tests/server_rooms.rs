@@ -747,3 +747,23 @@ async fn when_the_owner_is_cut_off_the_room_moves_with_a_new_state() {
     assert_eq!(a.server.call::<Game, _, u32>("m", "moveCount", &()).await, Ok(2), "one state, on b");
     assert_eq!(a.log.count("empty"), 0, "a's state went without on_empty");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_member_node_cut_off_and_back_joins_its_members_again() {
+    let bus = MemoryBus::new();
+    let (a, _) = node(&bus, 0);
+    let (b, b_plane) = node(&bus, 0);
+    let (mut ca, _) = a.join("/ws/game?roomId=k").await;
+    let mut cb = b.connect("/ws/game?roomId=k").await;
+    players(&mut ca, 2).await;
+    // b goes silent long enough for a to drop its member.
+    bus.set_cut(&b_plane, true);
+    players(&mut ca, 1).await;
+    assert_eq!(a.log.count("leave "), 1);
+    // b is back: a does not know its member, says so, and b joins it again.
+    bus.set_cut(&b_plane, false);
+    players(&mut ca, 2).await;
+    send(&mut cb, json!({"cmd": "echo", "arg": "back"})).await;
+    assert_eq!(next_not_players(&mut cb).await, json!({"echo": "back"}));
+    assert_eq!(a.log.count("factory k"), 1, "the same state all along");
+}

@@ -55,6 +55,13 @@ use crate::wire::WireFormat;
 /// (Alepha's `ROOM_IDLE_TTL_MS`).
 pub const IDLE_TTL: Duration = Duration::from_secs(300);
 
+/// How long before its time a beat may be taken. A driver woken for the
+/// beats of several rooms at once (its timer fires for everything due
+/// within this window) takes them together rather than sleeping again for
+/// each: far below what a tick loop notices, and it lets a timer serve
+/// thousands of rooms with one wake-up per window.
+pub const BEAT_EARLY: Duration = Duration::from_micros(100);
+
 /// The fastest tick loop: `tick_hz` above it ticks at it.
 pub const MAX_TICK_HZ: u32 = 1_000;
 
@@ -124,9 +131,15 @@ pub fn handshake_room<C: Channel>(query: Option<&str>, room_override: Option<&st
 
 /// What to do with one client message of a stateful room.
 #[derive(Debug)]
-pub enum RoomInbound<M> {
+pub enum RoomInbound<'a, M> {
     /// Hand it to `on_message`.
-    Message(M),
+    Message {
+        /// The decoded message.
+        message: M,
+        /// Its payload as received (what a node sends the room's owner,
+        /// which decodes it again).
+        payload: &'a [u8],
+    },
     /// Answer the sender alone with the `len` bytes written to `out`, as a
     /// message of kind [`WireFormat::message_kind`]; the connection stays.
     Reject {
@@ -190,7 +203,7 @@ pub fn alepha_payload(frame: &[u8]) -> Result<&[u8], alepha::NotJson> {
 ///
 /// let room = RoomId::new("r")?;
 /// let mut out = [0u8; 256];
-/// let RoomInbound::Message(inc) = handle_message::<Counter>(WireFormat::Alepha, &room, br#"{"by":2}"#, &mut [], &mut out) else { panic!() };
+/// let RoomInbound::Message { message: inc, .. } = handle_message::<Counter>(WireFormat::Alepha, &room, br#"{"by":2}"#, &mut [], &mut out) else { panic!() };
 /// assert_eq!(inc.by, 2);
 /// let RoomInbound::Reject { len } = handle_message::<Counter>(WireFormat::Alepha, &room, br#"{"by":"x"}"#, &mut [], &mut out) else { panic!() };
 /// assert!(out[..len].starts_with(br#"{"error":"invalid type"#));
@@ -202,7 +215,7 @@ pub fn handle_message<'a, C: Channel>(
     data: &'a [u8],
     scratch: &'a mut [u8],
     out: &mut [u8],
-) -> RoomInbound<C::Out<'a>> {
+) -> RoomInbound<'a, C::Out<'a>> {
     let payload = match format {
         WireFormat::Alepha => match alepha_payload(data) {
             Ok(payload) => payload,
@@ -221,7 +234,7 @@ pub fn handle_message<'a, C: Channel>(
         },
     };
     match payload::decode_message::<C>(format, payload, scratch) {
-        Ok(message) => RoomInbound::Message(message),
+        Ok(message) => RoomInbound::Message { message, payload },
         Err(error) => match format {
             WireFormat::Alepha => reject(format, None, code::VALIDATION_FAILED, &Reason(error), out),
             _ => reject(format, None, code::VALIDATION_FAILED, &error, out),
@@ -242,13 +255,13 @@ impl core::fmt::Display for Reason {
     }
 }
 
-fn reject<M, E: core::fmt::Display + ?Sized>(
+fn reject<'a, M, E: core::fmt::Display + ?Sized>(
     format: WireFormat,
     reference: Option<u32>,
     code: u16,
     text: &E,
     out: &mut [u8],
-) -> RoomInbound<M> {
+) -> RoomInbound<'a, M> {
     let written = write_rejection(format, reference, code, text, out)
         .or_else(|_| write_rejection(format, reference, code, code::default_text(code), out));
     RoomInbound::Reject { len: written.unwrap_or(0) }
@@ -356,19 +369,21 @@ impl Ticker {
         self.next
     }
 
-    /// Whether a beat is due at `now`.
+    /// Whether a beat is due at `now` (from [`BEAT_EARLY`] before its
+    /// time).
     pub fn is_due(&self, now: Instant) -> bool {
-        now >= self.next
+        now + BEAT_EARLY >= self.next
     }
 
     /// Take the beat due at `now` (call when [`is_due`](Self::is_due)):
-    /// its `dt` and lateness; the schedule moves to the first beat after
-    /// `now`.
+    /// its `dt` (the real time since the previous beat was taken) and
+    /// lateness (0 if taken early); the schedule moves to the first beat
+    /// after both `now` and this one.
     pub fn beat(&mut self, now: Instant) -> Beat {
         let late = now - self.next;
         let dt = now - self.last;
         self.last = now;
-        let missed = self.skip_through(now).saturating_sub(1);
+        let missed = self.skip_through(now.max(self.next)).saturating_sub(1);
         Beat { dt, late, missed }
     }
 
@@ -597,6 +612,18 @@ mod tests {
     }
 
     #[test]
+    fn a_beat_may_be_taken_a_little_early_and_only_once() {
+        let mut ticker = Ticker::start(ms(10), at(0));
+        let early = Instant::from_micros(at(10).as_micros() - BEAT_EARLY.as_micros());
+        assert!(!ticker.is_due(Instant::from_micros(early.as_micros() - 1)));
+        assert!(ticker.is_due(early));
+        let beat = ticker.beat(early);
+        assert_eq!((beat.late, beat.missed), (Duration::ZERO, 0));
+        assert_eq!(ticker.next_beat(), at(20));
+        assert!(!ticker.is_due(at(10)), "taken once");
+    }
+
+    #[test]
     fn a_late_driver_takes_one_beat_not_a_burst() {
         let mut ticker = Ticker::start(ms(10), at(0));
         let beat = ticker.beat(at(35));
@@ -634,7 +661,7 @@ mod tests {
             &mut [],
             out,
         ) {
-            RoomInbound::Message(m) => Ok(m.by),
+            RoomInbound::Message { message, .. } => Ok(message.by),
             RoomInbound::Reject { len } => Err(len),
             RoomInbound::Ignored => panic!("ignored"),
         };
@@ -657,7 +684,7 @@ mod tests {
         let frame = br#"{"roomId":"elsewhere","message":{"by":5}}"#;
         assert!(matches!(
             handle_message::<Counter>(WireFormat::Alepha, &room, frame, &mut [], &mut out),
-            RoomInbound::Message(Inc { by: 5 })
+            RoomInbound::Message { message: Inc { by: 5 }, payload: br#"{"by":5}"# }
         ));
         assert!(matches!(
             handle_message::<Counter>(WireFormat::Alepha, &room, b"hello", &mut [], &mut out),

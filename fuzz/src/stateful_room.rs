@@ -32,7 +32,8 @@ pub fn run(data: &[u8]) {
     let mut out = [0u8; 512];
     for format in [WireFormat::Alepha, WireFormat::Json, WireFormat::Postcard] {
         match stateful::handle_message::<Counter>(format, &room, rest, &mut [0; 64], &mut out) {
-            RoomInbound::Message(_) => {
+            RoomInbound::Message { payload, .. } => {
+                assert!(payload.len() <= rest.len(), "a payload longer than the message");
                 if format == WireFormat::Alepha {
                     assert!(roomwire_core::json::validate(rest).is_ok(), "a message from text that is not JSON");
                 }

@@ -298,19 +298,19 @@ impl Node {
         let (answer, holder) = tokio::sync::oneshot::channel();
         link.lease(LeaseRequest::Claim {
             key: cluster::room_owner_key(path, room).to_string(),
-            holder: format!("{:08x}", self.tag),
+            holder: cluster::ownership::holder(self.tag).to_string(),
             ttl: ROOM_LEASE_TTL.into(),
             answer,
         });
         let holder = tokio::time::timeout(BUS_TIMEOUT.into(), holder).await.ok()?.ok()?;
-        u32::from_str_radix(&holder, 16).ok()
+        cluster::ownership::parse_holder(&holder)
     }
 
     /// Give up the ownership of `room` (it emptied, or the server stops).
     pub(crate) fn disclaim_room(&self, path: &str, room: &str) {
         if let Some(link) = self.interest_link() {
             let key = cluster::room_owner_key(path, room).to_string();
-            link.lease(LeaseRequest::Disclaim { key, holder: format!("{:08x}", self.tag) });
+            link.lease(LeaseRequest::Disclaim { key, holder: cluster::ownership::holder(self.tag).to_string() });
         }
     }
 

@@ -38,8 +38,8 @@
 //!         4 broadcast: except (list), json (len + bytes),
 //!                      [postcard (len + bytes), if flag bit 1]
 //!         5 members:   connections (list)
-//!         6 outcome:   status u8 (0 failed, 1 done, 2 not the owner),
-//!                      body (len + bytes)
+//!         6 outcome:   status u8 (0 failed, 1 done, 2 not the owner,
+//!                      3 no such method), body (len + bytes)
 //! ```
 //!
 //! Decoding borrows from the input, allocates nothing, and validates every
@@ -172,7 +172,8 @@ pub enum RoomOp<'a, L = StrList<'a>> {
         postcard: Option<&'a [u8]>,
     },
     /// Every connection the asker has in the room now: the owner drops the
-    /// asker's others (joins or leaves lost on the way).
+    /// asker's others (leaves lost on the way), and answers which of them
+    /// it does not know (joins lost on the way: the asker joins them again).
     Members {
         /// The connection ids.
         connections: L,
@@ -181,7 +182,9 @@ pub enum RoomOp<'a, L = StrList<'a>> {
     Outcome {
         /// How it went.
         status: RoomStatus,
-        /// A call's JSON result, or a failure's text.
+        /// A call's JSON result, a failure's text, the unknown method's
+        /// name, or (to `members`) the listed connections the owner does
+        /// not know, one per line.
         body: &'a [u8],
     },
 }
@@ -195,6 +198,8 @@ pub enum RoomStatus {
     Done,
     /// The receiving node does not own the room: ask who does again.
     NotOwner,
+    /// A call named a method the room does not have; the body is its name.
+    UnknownMethod,
 }
 
 /// What a cluster message asks of the nodes that receive it.
@@ -607,6 +612,7 @@ pub fn decode(input: &[u8]) -> Result<ClusterMessage<'_>, DecodeError> {
                         0 => RoomStatus::Failed,
                         1 => RoomStatus::Done,
                         2 => RoomStatus::NotOwner,
+                        3 => RoomStatus::UnknownMethod,
                         _ => return Err(DecodeError::Value),
                     };
                     RoomOp::Outcome { status, body: r.bytes()? }
@@ -866,6 +872,7 @@ pub fn encode<S: AsRef<str>>(message: &Encodable<'_, S>, out: &mut [u8]) -> Resu
                             RoomStatus::Failed => 0,
                             RoomStatus::Done => 1,
                             RoomStatus::NotOwner => 2,
+                            RoomStatus::UnknownMethod => 3,
                         };
                         w.put(&[6, status])?;
                         w.bytes(body)?;

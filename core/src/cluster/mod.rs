@@ -14,6 +14,8 @@
 //!   ([`SeqWindow`]);
 //! * `order` (feature `alloc`): publish order across topics on different
 //!   servers (a Redis Cluster's shards);
+//! * [`ownership`]: who owns a stateful room, and what a claim's answer
+//!   means;
 //! * [`alepha`](mod@alepha): Alepha's cluster wire (one topic, JSON), to join
 //!   a cluster of Alepha Node servers.
 //!
@@ -40,6 +42,7 @@ pub mod interest;
 pub mod message;
 #[cfg(feature = "alloc")]
 pub mod order;
+pub mod ownership;
 pub mod topic;
 pub mod window;
 

@@ -1,5 +1,6 @@
 //! Stateful rooms: Alepha's `$room` on tokio (see [`RoomEndpoint`]).
 
+mod metronome;
 mod room;
 mod task;
 
@@ -22,6 +23,7 @@ use roomwire_core::wire::WireFormat;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
 
 pub(crate) use room::{Encoded, Joining, Place};
 pub use room::{Room, RoomConnection};
@@ -89,7 +91,10 @@ pub(crate) struct Callbacks<C: Channel, S, D> {
 ///
 /// Each connection has at most one message in its room's queue (it waits
 /// for the room to handle it before reading the next: TCP backpressure),
-/// so a room's queue is bounded by its connections and pending calls.
+/// so a room's queue is bounded by its connections and pending calls. In a
+/// cluster, a member's node gives up waiting after a while
+/// ([`ROOM_REQUEST_TIMEOUT`](roomwire_core::cluster::ROOM_REQUEST_TIMEOUT));
+/// the owner then drops that message unhandled when its turn comes.
 ///
 /// # What survives what
 ///
@@ -301,7 +306,16 @@ where
         Arc::new(Typed::<C> {
             policy: self.policy,
             cell: Arc::new(ChannelCell::new(C::PATH, limits, node)),
-            host: Arc::new(RoomHost { path: C::PATH, rooms: Mutex::default(), spawn }),
+            host: Arc::new(RoomHost {
+                path: C::PATH,
+                valid_room: |room| {
+                    roomwire_core::RoomId::new(room).is_ok()
+                        && (room == roomwire_core::alepha::DEFAULT_ROOM || C::validate_room_id(room))
+                },
+                metronome: Default::default(),
+                rooms: Mutex::default(),
+                spawn,
+            }),
             _channel: PhantomData,
         })
     }
@@ -366,11 +380,13 @@ pub(crate) enum Input {
         encoded: Encoded,
         except: Vec<String>,
     },
-    /// A request of node `from` to this node as the room's owner.
+    /// A request of node `from` to this node as the room's owner, heard at
+    /// `heard`.
     Remote {
         from: u32,
         request: u64,
         op: RemoteOp,
+        heard: tokio::time::Instant,
     },
     /// The owner's answer to this node's request `request`.
     Outcome {
@@ -396,6 +412,10 @@ type Spawn =
 /// An endpoint's live rooms: each room's task, by room id.
 pub(crate) struct RoomHost {
     path: &'static str,
+    /// Whether a room id is one of this endpoint's (the channel's check).
+    valid_room: fn(&str) -> bool,
+    /// Wakes the rooms at their beats.
+    pub(crate) metronome: metronome::Metronome,
     rooms: Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<Input>, RandomState>>,
     spawn: Arc<Spawn>,
 }
@@ -454,6 +474,10 @@ impl RoomHost {
     /// What another node sent about one of this endpoint's rooms.
     pub(crate) fn heard(self: &Arc<Self>, server: &Server, body: RoomBody<'_>) {
         let RoomBody { reply_to: from, request, room, op } = body;
+        if !(self.valid_room)(room) {
+            debug!(room, "room traffic for a room id this endpoint refuses");
+            return;
+        }
         let (input, start) = match op {
             RoomOp::Outcome { status, body } => (Input::Outcome { request, status, body: body.to_vec() }, false),
             op => {
@@ -482,7 +506,7 @@ impl RoomHost {
                 // A room with no task here is started for what could make
                 // this node its owner (a join, a message, a call).
                 let start = matches!(op, RemoteOp::Join(_) | RemoteOp::Message { .. } | RemoteOp::Call { .. });
-                (Input::Remote { from, request, op }, start)
+                (Input::Remote { from, request, op, heard: tokio::time::Instant::now() }, start)
             }
         };
         if let Err(Input::Remote { from, request, .. }) = self.send(server, room, input, start)
@@ -593,7 +617,7 @@ where
         }
         let format = registered.session.format();
         let payload = match stateful::handle_message::<C>(format, &seat.room, data, &mut [], out) {
-            RoomInbound::Message(_) => payload_of(format, data),
+            RoomInbound::Message { payload, .. } => payload.to_vec(),
             RoomInbound::Reject { len } => return Dispatched::Answer { len, membership: None },
             RoomInbound::Ignored => return Dispatched::Ignored,
         };
@@ -629,19 +653,6 @@ where
     fn rooms(&self) -> Option<&Arc<RoomHost>> {
         Some(&self.host)
     }
-}
-
-/// The raw payload of a message the core accepted: what the room's task
-/// decodes (again) for `on_message`.
-fn payload_of(format: WireFormat, data: &[u8]) -> Vec<u8> {
-    let payload = match format {
-        WireFormat::Alepha => stateful::alepha_payload(data).ok(),
-        WireFormat::Json | WireFormat::Postcard => match roomwire_core::envelope::decode_client(format, data) {
-            Ok(roomwire_core::envelope::ClientEnvelope::Message { payload, .. }) => Some(payload),
-            _ => None,
-        },
-    };
-    payload.unwrap_or_default().to_vec()
 }
 
 impl Server {

@@ -12,10 +12,11 @@
 //! new owner builds a new state: nothing of the old one survives unless the
 //! application stored it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use roomwire_core::channel::Channel;
+use roomwire_core::cluster::ownership::{self, Claimed, MAX_REDIRECTS, Owner, ROOM_JOIN_TIMEOUT, ROOM_UNAVAILABLE};
 use roomwire_core::cluster::{ROOM_LEASE_RENEW, ROOM_LEASE_TTL, ROOM_REQUEST_TIMEOUT, RoomBody, RoomOp, RoomStatus};
 use roomwire_core::payload;
 use roomwire_core::stateful::{Due, Lifecycle};
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info_span, warn};
 
+use super::metronome::Metronome;
 use super::{CallError, Callbacks, Encoded, Input, Joining, Place, RemoteOp, Room, RoomHost};
 use crate::server::conn::{CatchUnwind, to_std};
 use crate::server::{HandlerResult, Server, TaskGuard};
@@ -46,6 +48,7 @@ pub(crate) async fn run<C, S, D>(
     let span = info_span!("room", room = &*room_id, path = C::PATH);
     let shared = server.shared.clone();
     let clustered = shared.node.interest_link().is_some();
+    let (claims, mut claimed) = mpsc::unbounded_channel();
     let mut driver = Driver::<C, S, D> {
         life: Lifecycle::new(callbacks.tick_hz),
         callbacks,
@@ -59,17 +62,27 @@ pub(crate) async fn run<C, S, D>(
         next_request: 1,
         seen: HashMap::new(),
         renew_at: None,
+        claims,
+        claiming: false,
+        redirected: None,
+        report: None,
     };
     let serving = async {
         loop {
-            let deadline = driver.deadline();
+            let (deadline, beat) = driver.deadline();
+            // Time first: inputs that never stop coming must not hold the
+            // beats and the ownership's renewal back.
             let input = tokio::select! {
                 biased;
-                input = inputs.recv() => input,
-                () = sleep_until(deadline) => {
+                () = sleep_until(deadline, beat.then_some(&host.metronome)) => {
                     driver.timeout().await;
                     None
                 }
+                Some(holder) = claimed.recv() => {
+                    driver.claimed(holder).await;
+                    None
+                }
+                input = inputs.recv() => input,
             };
             if let Some(input) = input {
                 driver.handle(input).await;
@@ -94,22 +107,13 @@ pub(crate) async fn run<C, S, D>(
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+/// Wait until `deadline`, on the metronome for a beat.
+async fn sleep_until(deadline: Option<Instant>, metronome: Option<&Metronome>) {
+    match (deadline, metronome) {
+        (Some(deadline), Some(metronome)) => metronome.until(deadline).await,
+        (Some(deadline), None) => tokio::time::sleep_until(deadline).await,
+        (None, _) => std::future::pending().await,
     }
-}
-
-/// Who owns the room, as this node knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
-    /// Not asked yet (or to ask again).
-    Unknown,
-    /// This node: the state is here.
-    Here,
-    /// The node with this tag.
-    Node(u32),
 }
 
 /// A request of this node waiting for the owner's answer: what it was (to
@@ -117,6 +121,8 @@ enum Owner {
 struct Pending {
     input: Input,
     deadline: Instant,
+    /// How many times it followed the room to a new owner.
+    redirects: u8,
 }
 
 struct Driver<C: Channel, S, D> {
@@ -137,6 +143,14 @@ struct Driver<C: Channel, S, D> {
     seen: HashMap<u32, Instant>,
     /// When to renew or check the ownership (in a cluster).
     renew_at: Option<Instant>,
+    /// Where the claims asked in the background answer.
+    claims: mpsc::UnboundedSender<Option<u32>>,
+    /// A claim is being asked.
+    claiming: bool,
+    /// The deadline and redirect count a request being sent again keeps.
+    redirected: Option<(Instant, u8)>,
+    /// The request number of this node's last `members` report.
+    report: Option<u64>,
 }
 
 /// A callback's outcome, a panic counted as an error.
@@ -162,12 +176,14 @@ where
         self.life.is_vacant() && self.locals.is_empty() && self.pending.is_empty()
     }
 
-    /// The next time something is due: a beat or an eviction, a renewal,
-    /// a request's deadline.
-    fn deadline(&self) -> Option<Instant> {
+    /// The next time something is due (a beat or an eviction, a renewal,
+    /// a request's deadline), and whether it is a beat.
+    fn deadline(&self) -> (Option<Instant>, bool) {
         let life = self.life.poll_timeout().map(|at| self.epoch + to_std(at - roomwire_core::Instant::ZERO));
         let pending = self.pending.values().map(|p| p.deadline).min();
-        [life, self.renew_at, pending].into_iter().flatten().min()
+        let next = [life, self.renew_at, pending].into_iter().flatten().min();
+        let ticking = self.life.period().is_some() && self.life.members() > 0;
+        (next, ticking && next.is_some() && next == life)
     }
 
     /// Find out who owns the room if this node does not know.
@@ -176,13 +192,10 @@ where
             return;
         }
         let node = &self.server.shared.node;
-        self.owner = match node.claim_room(C::PATH, &self.room_id).await {
-            Some(tag) if tag == node.tag => Owner::Here,
-            Some(tag) => Owner::Node(tag),
-            // The bus cannot say: this node serves its own members alone
-            // until it can (then one owner remains).
-            None => Owner::Here,
-        };
+        let holder = node.claim_room(C::PATH, &self.room_id).await;
+        // A bus that cannot say: this node serves its own members alone
+        // until it can (then one owner remains).
+        self.owner = ownership::claimed(Owner::Unknown, holder, node.tag).0;
         self.renew_at = Some(Instant::now() + ROOM_LEASE_RENEW.into());
         debug!(owner = ?self.owner, "room owner");
     }
@@ -210,8 +223,9 @@ where
             Some(input) => {
                 let request = self.next_request;
                 self.next_request += 1;
-                let deadline = Instant::now() + ROOM_REQUEST_TIMEOUT.into();
-                self.pending.insert(request, Pending { input, deadline });
+                let wait = if matches!(input, Input::Join { .. }) { ROOM_JOIN_TIMEOUT } else { ROOM_REQUEST_TIMEOUT };
+                let (deadline, redirects) = self.redirected.take().unwrap_or((Instant::now() + wait.into(), 0));
+                self.pending.insert(request, Pending { input, deadline, redirects });
                 request
             }
             None => 0,
@@ -233,7 +247,7 @@ where
 
     async fn handle(&mut self, input: Input) {
         match input {
-            Input::Remote { from, request, op } => return self.remote(from, request, op).await,
+            Input::Remote { from, request, op, heard } => return self.remote(from, request, op, heard).await,
             Input::Outcome { request, status, body } => return self.outcome(request, status, body).await,
             Input::Leave { id } => {
                 self.locals.retain(|joining| joining.id != id);
@@ -409,12 +423,19 @@ where
     }
 
     /// A request of node `from`, to this node as the owner.
-    async fn remote(&mut self, from: u32, request: u64, op: RemoteOp) {
+    async fn remote(&mut self, from: u32, request: u64, op: RemoteOp, heard: Instant) {
         self.settle().await;
         if self.owner != Owner::Here {
             return self.answer(from, request, RoomStatus::NotOwner, &[]);
         }
         self.seen.insert(from, Instant::now());
+        // A message or call its asker stopped waiting for is dropped
+        // unhandled: a slow room's queue does not grow with retries.
+        let stale = heard.elapsed() > ROOM_REQUEST_TIMEOUT.into();
+        if stale && matches!(op, RemoteOp::Message { .. } | RemoteOp::Call { .. }) {
+            debug!(node = from, "a request waited longer than its asker: dropped");
+            return;
+        }
         match op {
             RemoteOp::Join(joining) => {
                 let joined = self.join(joining).await;
@@ -429,23 +450,29 @@ where
             RemoteOp::Call { method, args } => match self.call(&method, &args).await {
                 Ok(result) => self.answer(from, request, RoomStatus::Done, &result),
                 Err(CallError::UnknownMethod(name)) => {
-                    let body = [UNKNOWN_METHOD.as_bytes(), name.as_bytes()].concat();
-                    self.answer(from, request, RoomStatus::Failed, &body);
+                    self.answer(from, request, RoomStatus::UnknownMethod, name.as_bytes());
                 }
                 Err(error) => self.answer(from, request, RoomStatus::Failed, error.to_string().as_bytes()),
             },
             RemoteOp::Broadcast { encoded, except } => self.broadcast(&encoded, &except),
             RemoteOp::Members(ids) => {
-                // Joins or leaves of that node lost on the way: its members
-                // not listed leave.
-                let gone: Vec<Arc<str>> = self
-                    .room
-                    .iter()
-                    .flat_map(|room| room.connections.iter())
-                    .filter(|c| matches!(c.place, Place::Node(tag) if tag == from))
-                    .filter(|c| !ids.iter().any(|id| **id == *c.id()))
-                    .map(|c| Arc::from(c.id()))
-                    .collect();
+                // Leaves of that node lost on the way: its members not
+                // listed leave. Joins lost (or members dropped while that
+                // node was silent): the listed ones not here are named in
+                // the answer, and that node joins them again.
+                let listed: HashSet<&str> = ids.iter().map(String::as_str).collect();
+                let mut here = HashSet::new();
+                let mut gone: Vec<Arc<str>> = Vec::new();
+                for c in self.room.iter().flat_map(|room| room.connections.iter()) {
+                    if matches!(c.place, Place::Node(tag) if tag == from) {
+                        here.insert(c.id());
+                        if !listed.contains(c.id()) {
+                            gone.push(Arc::from(c.id()));
+                        }
+                    }
+                }
+                let unknown: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !here.contains(id)).collect();
+                self.answer(from, request, RoomStatus::Done, unknown.join("\n").as_bytes());
                 for id in gone {
                     self.leave(&id).await;
                 }
@@ -455,12 +482,29 @@ where
 
     /// The owner's answer to request `request` of this node.
     async fn outcome(&mut self, request: u64, status: RoomStatus, body: Vec<u8>) {
-        let Some(Pending { input, .. }) = self.pending.remove(&request) else { return };
+        if self.report == Some(request) {
+            self.report = None;
+            return self.rejoin_unknown(&body).await;
+        }
+        let Some(Pending { input, deadline, redirects }) = self.pending.remove(&request) else { return };
         if status == RoomStatus::NotOwner {
-            // Ownership moved: ask again, and send the request there.
+            if let Input::Join { joining, .. } = &input
+                && !self.locals.iter().any(|local| local.id == joining.id)
+            {
+                // It left meanwhile: nothing to join.
+                return;
+            }
+            if redirects >= MAX_REDIRECTS {
+                return self.fail(input);
+            }
+            // Ownership moved: ask again, and send the request there (with
+            // its first deadline).
             debug!("asked a node that does not own the room: asking again");
             self.owner = Owner::Unknown;
-            return Box::pin(self.handle(input)).await;
+            self.redirected = Some((deadline, redirects + 1));
+            Box::pin(self.handle(input)).await;
+            self.redirected = None;
+            return;
         }
         let text = || String::from_utf8_lossy(&body).into_owned();
         match input {
@@ -468,6 +512,11 @@ where
                 let joined = status == RoomStatus::Done;
                 if !joined {
                     self.locals.retain(|local| local.id != joining.id);
+                    // The owner may keep it as a member (its `on_join`
+                    // failed): it leaves.
+                    if let Owner::Node(tag) = self.owner {
+                        self.request(tag, RoomOp::Leave { connection: &joining.id }, None);
+                    }
                 }
                 match done {
                     Some(done) => {
@@ -483,9 +532,7 @@ where
             Input::Call { done, .. } => {
                 let result = match status {
                     RoomStatus::Done => Ok(body),
-                    _ if body.starts_with(UNKNOWN_METHOD.as_bytes()) => Err(CallError::UnknownMethod(
-                        String::from_utf8_lossy(body.get(UNKNOWN_METHOD.len()..).unwrap_or_default()).into_owned(),
-                    )),
+                    RoomStatus::UnknownMethod => Err(CallError::UnknownMethod(text())),
                     _ => Err(CallError::Failed(text())),
                 };
                 let _ = done.send(result);
@@ -518,7 +565,7 @@ where
         let now = Instant::now();
         self.expire(now);
         if self.renew_at.is_some_and(|at| at <= now) {
-            self.renew().await;
+            self.renew();
         }
     }
 
@@ -526,78 +573,103 @@ where
     fn expire(&mut self, now: Instant) {
         let late: Vec<u64> = self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(&r, _)| r).collect();
         for request in late {
-            let Some(Pending { input, .. }) = self.pending.remove(&request) else { continue };
-            warn!("the room's owner did not answer in time");
-            match input {
-                Input::Join { joining, done } => {
-                    self.locals.retain(|local| local.id != joining.id);
-                    if let Owner::Node(tag) = self.owner {
-                        self.request(tag, RoomOp::Leave { connection: &joining.id }, None);
-                    }
-                    match done {
-                        Some(done) => {
-                            let _ = done.send(false);
-                        }
-                        None => joining.refuse(),
-                    }
-                }
-                Input::Message { done, .. } => {
-                    let _ = done.send(Err(UNREACHABLE.to_owned()));
-                }
-                Input::Call { done, .. } => {
-                    let _ = done.send(Err(CallError::Failed(UNREACHABLE.to_owned())));
-                }
-                _ => {}
+            if let Some(Pending { input, .. }) = self.pending.remove(&request) {
+                warn!("the room's owner did not answer in time");
+                self.fail(input);
             }
         }
     }
 
-    /// Every [`ROOM_LEASE_RENEW`]: the owner renews its claim (and drops the
-    /// members of nodes gone silent); another node asks who owns the room,
-    /// tells the owner its members, and follows the room if it moved (taking
-    /// it if its owner's claim expired).
-    async fn renew(&mut self) {
-        self.renew_at = Some(Instant::now() + ROOM_LEASE_RENEW.into());
-        let node = self.server.shared.node.clone();
-        let Some(holder) = node.claim_room(C::PATH, &self.room_id).await else { return };
-        let holder = if holder == node.tag { Owner::Here } else { Owner::Node(holder) };
-        match (self.owner, holder) {
-            (Owner::Here, Owner::Here) => {
-                let ttl = std::time::Duration::from(ROOM_LEASE_TTL);
-                let silent: Vec<u32> = self.seen.iter().filter(|(_, at)| at.elapsed() > ttl).map(|(&t, _)| t).collect();
-                for tag in silent {
-                    self.seen.remove(&tag);
-                    let gone: Vec<Arc<str>> = self
-                        .room
-                        .iter()
-                        .flat_map(|room| room.connections.iter())
-                        .filter(|c| matches!(c.place, Place::Node(t) if t == tag))
-                        .map(|c| Arc::from(c.id()))
-                        .collect();
-                    if !gone.is_empty() {
-                        warn!(node = tag, members = gone.len(), "a node with members went silent: they leave");
+    /// A request to the owner that will not be answered: a join is refused
+    /// (1011), a message or a call fails.
+    fn fail(&mut self, input: Input) {
+        match input {
+            Input::Join { joining, done } => {
+                self.locals.retain(|local| local.id != joining.id);
+                if let Owner::Node(tag) = self.owner {
+                    self.request(tag, RoomOp::Leave { connection: &joining.id }, None);
+                }
+                match done {
+                    Some(done) => {
+                        let _ = done.send(false);
                     }
-                    for id in gone {
-                        self.leave(&id).await;
-                    }
+                    None => joining.refuse(),
                 }
             }
-            (Owner::Node(owner), Owner::Node(still)) if owner == still => {
-                let ids: Vec<&str> = self.locals.iter().map(|local| &*local.id).collect();
-                let op = RoomOp::Members { connections: &ids[..] };
-                node.send_room(owner, C::PATH, RoomBody { reply_to: node.tag, request: 0, room: &self.room_id, op });
+            Input::Message { done, .. } => {
+                let _ = done.send(Err(ROOM_UNAVAILABLE.to_owned()));
             }
-            (Owner::Unknown, _) => {}
-            (_, moved) => {
-                warn!(from = ?self.owner, to = ?moved, "the room moved");
-                if self.owner == Owner::Here {
-                    // Lost (this node was cut off longer than the claim
-                    // lasts): the state goes, without `on_empty`.
+            Input::Call { done, .. } => {
+                let _ = done.send(Err(CallError::Failed(ROOM_UNAVAILABLE.to_owned())));
+            }
+            _ => {}
+        }
+    }
+
+    /// The owner does not know these members of this node (`members`'
+    /// answer, one id per line): they join it again.
+    async fn rejoin_unknown(&mut self, body: &[u8]) {
+        let unknown: HashSet<&str> = std::str::from_utf8(body).unwrap_or("").lines().collect();
+        let rejoining: Vec<Joining> =
+            self.locals.iter().filter(|local| unknown.contains(&*local.id)).cloned().collect();
+        if !rejoining.is_empty() {
+            warn!(members = rejoining.len(), "the room's owner did not know members of this node: they join again");
+        }
+        for joining in rejoining {
+            Box::pin(self.handle(Input::Join { joining, done: None })).await;
+        }
+    }
+
+    /// Every [`ROOM_LEASE_RENEW`]: ask the bus who owns the room (the owner
+    /// renews its claim so; another node takes the room if its owner's claim
+    /// expired), in the background: the room goes on meanwhile.
+    fn renew(&mut self) {
+        self.renew_at = Some(Instant::now() + ROOM_LEASE_RENEW.into());
+        if self.claiming || self.owner == Owner::Unknown {
+            return;
+        }
+        self.claiming = true;
+        let node = self.server.shared.node.clone();
+        let (room, claims) = (self.room_id.clone(), self.claims.clone());
+        tokio::spawn(async move {
+            let _ = claims.send(node.claim_room(C::PATH, &room).await);
+        });
+    }
+
+    /// The bus's answer to the claim: follow the room where it is (the
+    /// core's [`ownership::claimed`]), report this node's members to its
+    /// owner, or drop the members of nodes gone silent.
+    async fn claimed(&mut self, holder: Option<u32>) {
+        self.claiming = false;
+        if self.owner == Owner::Unknown {
+            // The room emptied meanwhile.
+            return;
+        }
+        let node = self.server.shared.node.clone();
+        let before = self.owner;
+        let (owner, what) = ownership::claimed(before, holder, node.tag);
+        self.owner = owner;
+        match what {
+            Claimed::Kept if owner == Owner::Here => self.drop_silent().await,
+            Claimed::Kept => {}
+            Claimed::Report => {
+                let Owner::Node(tag) = owner else { return };
+                let ids: Vec<&str> = self.locals.iter().map(|local| &*local.id).collect();
+                let request = self.next_request;
+                self.next_request += 1;
+                self.report = Some(request);
+                let op = RoomOp::Members { connections: &ids[..] };
+                node.send_room(tag, C::PATH, RoomBody { reply_to: node.tag, request, room: &self.room_id, op });
+            }
+            Claimed::Took | Claimed::Lost { .. } | Claimed::Moved { .. } => {
+                warn!(from = ?before, to = ?owner, "the room moved");
+                if matches!(what, Claimed::Lost { .. }) {
+                    // This node was cut off longer than its claim lasts:
+                    // the state goes, without `on_empty`.
                     self.room = None;
                     self.life.discarded();
                     self.seen.clear();
                 }
-                self.owner = moved;
                 // Every member of this node joins the new owner (a new
                 // state there: `on_join` again).
                 for joining in std::mem::take(&mut self.locals) {
@@ -606,11 +678,27 @@ where
             }
         }
     }
+
+    /// As the owner: the members of nodes not heard from for
+    /// [`ROOM_LEASE_TTL`] leave.
+    async fn drop_silent(&mut self) {
+        let ttl = std::time::Duration::from(ROOM_LEASE_TTL);
+        let silent: Vec<u32> = self.seen.iter().filter(|(_, at)| at.elapsed() > ttl).map(|(&t, _)| t).collect();
+        for tag in silent {
+            self.seen.remove(&tag);
+            let gone: Vec<Arc<str>> = self
+                .room
+                .iter()
+                .flat_map(|room| room.connections.iter())
+                .filter(|c| matches!(c.place, Place::Node(t) if t == tag))
+                .map(|c| Arc::from(c.id()))
+                .collect();
+            if !gone.is_empty() {
+                warn!(node = tag, members = gone.len(), "a node with members went silent: they leave");
+            }
+            for id in gone {
+                self.leave(&id).await;
+            }
+        }
+    }
 }
-
-/// How an owner's answer to a call starts when the method does not exist
-/// (then its name): the asker makes a [`CallError::UnknownMethod`] of it.
-const UNKNOWN_METHOD: &str = "\u{0}unknown method:";
-
-/// The text of a request that the room's owner did not answer in time.
-const UNREACHABLE: &str = "The room is unavailable (its owner did not answer)";
