@@ -249,15 +249,18 @@ case "$MODE" in
     full)  TICK_CELLS=("--rooms 10 --members 10 --hz 20" "--rooms 100 --members 10 --hz 20" "--rooms 100 --members 10 --hz 60" "--rooms 500 --members 10 --hz 10" "--rooms 1000 --members 4 --hz 20" "--rooms 1000 --members 1 --hz 10 --quiet" "--rooms 8000 --members 1 --hz 10 --quiet") ; TICK_T="--warmup 1 --duration 5" ;;
 esac
 if [ -z "$ONLY" ] || [[ ticks == *"$ONLY"* ]]; then
+    # Each cell twice, side by side: beats on the metronome (the default), then on tokio's timers.
     for tick_cell in "${TICK_CELLS[@]}"; do
-        # shellcheck disable=SC2086
-        if line="$(ulimit -n 20000 2>/dev/null; timeout 120 taskset -c "$SERVER_CPU,$GEN_CPU" "$BIN/rw-ticks" $tick_cell $TICK_T)" \
-            && [[ "$line" == *"ticks/s="* && "$line" != *"ticks/s=0 "* ]]; then
-            echo "$line" | tee -a "$TICKS" >&2
-        else
-            log "FAILED: rw-ticks $tick_cell"
-            FAILED=$((FAILED + 1))
-        fi
+        for timer in "" "--tokio-timer"; do
+            # shellcheck disable=SC2086
+            if line="$(ulimit -n 20000 2>/dev/null; timeout 120 taskset -c "$SERVER_CPU,$GEN_CPU" "$BIN/rw-ticks" $tick_cell $timer $TICK_T)" \
+                && [[ "$line" == *"ticks/s="* && "$line" != *"ticks/s=0 "* ]]; then
+                echo "$line" | tee -a "$TICKS" >&2
+            else
+                log "FAILED: rw-ticks $tick_cell $timer"
+                FAILED=$((FAILED + 1))
+            fi
+        done
     done
 fi
 }

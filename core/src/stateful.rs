@@ -60,7 +60,7 @@ pub const IDLE_TTL: Duration = Duration::from_secs(300);
 /// within this window) takes them together rather than sleeping again for
 /// each: far below what a tick loop notices, and it lets a timer serve
 /// thousands of rooms with one wake-up per window.
-pub const BEAT_EARLY: Duration = Duration::from_micros(100);
+pub const BEAT_EARLY: Duration = Duration::from_micros(250);
 
 /// The fastest tick loop: `tick_hz` above it ticks at it.
 pub const MAX_TICK_HZ: u32 = 1_000;

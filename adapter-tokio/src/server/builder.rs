@@ -82,6 +82,13 @@ pub struct ServerConfig {
     /// How long [`Server::shutdown`] waits for the closing handshakes
     /// before dropping the remaining connections. Default 5 s.
     pub shutdown_timeout: Duration,
+    /// Stateful rooms' beats on time: a thread per room endpoint wakes
+    /// each room about 0.1 ms from its beat (tokio's timers alone wake it
+    /// 0–2 ms late, at random: a millisecond of jitter between beats). It
+    /// costs a thread, and some of the server's CPU under load (beats
+    /// woken one by one rather than batched by the millisecond; up to a
+    /// fifth more in BENCHMARKS.md, stateful rooms). Default true.
+    pub precise_ticks: bool,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +105,7 @@ impl Default for ServerConfig {
             handler_timeout: Some(Duration::from_secs(60)),
             rooms: TableLimits { max_rooms_per_member: 32, ..TableLimits::UNLIMITED },
             shutdown_timeout: Duration::from_secs(5),
+            precise_ticks: true,
         }
     }
 }

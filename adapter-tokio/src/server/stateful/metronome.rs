@@ -96,8 +96,18 @@ impl Future for Beat<'_> {
             // The tokio timer beside it still comes.
             return Poll::Pending;
         }
-        if let Some(number) = self.number.take() {
-            state.wakers.remove(&number);
+        if let Some(number) = self.number {
+            match state.wakers.get_mut(&number) {
+                // Still waiting (woken by something else): keep its place.
+                Some(waker) => {
+                    if !waker.will_wake(cx.waker()) {
+                        waker.clone_from(cx.waker());
+                    }
+                    return Poll::Pending;
+                }
+                // Woken early (a paused clock): wait again.
+                None => self.number = None,
+            }
         }
         let number = state.next;
         state.next += 1;

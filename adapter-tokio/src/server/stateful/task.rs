@@ -48,6 +48,7 @@ pub(crate) async fn run<C, S, D>(
     let span = info_span!("room", room = &*room_id, path = C::PATH);
     let shared = server.shared.clone();
     let clustered = shared.node.interest_link().is_some();
+    let precise = shared.config.precise_ticks;
     let (claims, mut claimed) = mpsc::unbounded_channel();
     let mut driver = Driver::<C, S, D> {
         life: Lifecycle::new(callbacks.tick_hz),
@@ -74,7 +75,7 @@ pub(crate) async fn run<C, S, D>(
             // beats and the ownership's renewal back.
             let input = tokio::select! {
                 biased;
-                () = sleep_until(deadline, beat.then_some(&host.metronome)) => {
+                () = sleep_until(deadline, (beat && precise).then_some(&host.metronome)) => {
                     driver.timeout().await;
                     None
                 }

@@ -12,6 +12,9 @@
 //! its scheduled time (or early: a beat may be taken up to 100 µs before
 //! it), at p50, p99, p99.9 and max.
 //!
+//! `--tokio-timer`: the rooms' beats on tokio's timers alone
+//! (`ServerConfig::precise_ticks` off), to compare.
+//!
 //! ```text
 //! cargo run --release -p roomwire-bench-servers --bin rw-ticks -- --rooms 1000 --members 10 --hz 10 --duration 5
 //! ```
@@ -54,10 +57,13 @@ struct Args {
     warmup: f64,
     duration: f64,
     quiet: bool,
+    /// tokio's timers alone (no metronome thread).
+    tokio_timer: bool,
 }
 
 fn args() -> Args {
-    let mut parsed = Args { rooms: 100, members: 10, hz: 20, warmup: 1.0, duration: 5.0, quiet: false };
+    let mut parsed =
+        Args { rooms: 100, members: 10, hz: 20, warmup: 1.0, duration: 5.0, quiet: false, tokio_timer: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().expect("a value");
@@ -68,6 +74,7 @@ fn args() -> Args {
             "--warmup" => parsed.warmup = value().parse().expect("--warmup SECONDS"),
             "--duration" => parsed.duration = value().parse().expect("--duration SECONDS"),
             "--quiet" => parsed.quiet = true,
+            "--tokio-timer" => parsed.tokio_timer = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -123,6 +130,7 @@ fn main() {
         let mut config = roomwire_tokio::server::ServerConfig::default();
         config.max_handshakes_per_address = 100_000;
         config.max_handshakes = 100_000;
+        config.precise_ticks = !args.tokio_timer;
         let server = Server::builder().config(config).room(room).build().expect("server");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -181,12 +189,13 @@ fn main() {
             format!("p50={} p99={} p99.9={} max={}", at(0.5), at(0.99), at(0.999), samples.last().copied().unwrap_or(0))
         };
         println!(
-            "rooms={} members={} hz={} quiet={} ticks/s={:.0} deliveries/s={:.0} server_cpu={:.1}% \
+            "rooms={} members={} hz={} quiet={} timer={} ticks/s={:.0} deliveries/s={:.0} server_cpu={:.1}% \
              jitter_us {} late_us {} live_rooms={}",
             args.rooms,
             args.members,
             args.hz,
             args.quiet,
+            if args.tokio_timer { "tokio" } else { "metronome" },
             ticks.load(Ordering::SeqCst) as f64 / seconds,
             (got1 - got0) as f64 / seconds,
             100.0 * (cpu1 - cpu0).as_secs_f64() / seconds,
