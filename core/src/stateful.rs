@@ -150,6 +150,18 @@ pub enum RoomInbound<'a, M> {
     Ignored,
 }
 
+/// What a stateful room does with text that is not JSON on the Alepha
+/// wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonJson {
+    /// Drop it without an answer, as Alepha does (the default).
+    #[default]
+    Drop,
+    /// Answer `{"error":"Received non-JSON message"}` (for clients that
+    /// should learn of their mistake; the connection stays).
+    Refuse,
+}
+
 /// The raw payload of a stateful room's client message on the Alepha wire:
 /// the frame's `message` member unless it is absent or `null`, else the
 /// whole frame (Alepha's `parsed?.message ?? parsed`). The frame's
@@ -184,7 +196,8 @@ pub fn alepha_payload(frame: &[u8]) -> Result<&[u8], alepha::NotJson> {
 /// 256 bytes.
 ///
 /// * Alepha wire: the payload is [`alepha_payload`]; text that is not JSON
-///   is ignored; a message that fails to decode or validate is answered
+///   is ignored, or answered with an error frame if `non_json` says so; a
+///   message that fails to decode or validate is answered
 ///   `{"error":"<reason>"}` (Alepha's `$room` sends the validator's text
 ///   without a prefix).
 /// * roomwire wire: a message envelope for `room`; any other envelope
@@ -193,7 +206,7 @@ pub fn alepha_payload(frame: &[u8]) -> Result<&[u8], alepha::NotJson> {
 ///   payload with [`code::VALIDATION_FAILED`].
 ///
 /// ```
-/// use roomwire_core::stateful::{handle_message, RoomInbound};
+/// use roomwire_core::stateful::{handle_message, NonJson, RoomInbound};
 /// use roomwire_core::{RoomId, wire::WireFormat};
 ///
 /// #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -203,15 +216,16 @@ pub fn alepha_payload(frame: &[u8]) -> Result<&[u8], alepha::NotJson> {
 ///
 /// let room = RoomId::new("r")?;
 /// let mut out = [0u8; 256];
-/// let RoomInbound::Message { message: inc, .. } = handle_message::<Counter>(WireFormat::Alepha, &room, br#"{"by":2}"#, &mut [], &mut out) else { panic!() };
+/// let RoomInbound::Message { message: inc, .. } = handle_message::<Counter>(WireFormat::Alepha, &room, NonJson::Drop, br#"{"by":2}"#, &mut [], &mut out) else { panic!() };
 /// assert_eq!(inc.by, 2);
-/// let RoomInbound::Reject { len } = handle_message::<Counter>(WireFormat::Alepha, &room, br#"{"by":"x"}"#, &mut [], &mut out) else { panic!() };
+/// let RoomInbound::Reject { len } = handle_message::<Counter>(WireFormat::Alepha, &room, NonJson::Drop, br#"{"by":"x"}"#, &mut [], &mut out) else { panic!() };
 /// assert!(out[..len].starts_with(br#"{"error":"invalid type"#));
 /// # Ok::<(), roomwire_core::RoomIdError>(())
 /// ```
 pub fn handle_message<'a, C: Channel>(
     format: WireFormat,
     room: &RoomId,
+    non_json: NonJson,
     data: &'a [u8],
     scratch: &'a mut [u8],
     out: &mut [u8],
@@ -219,7 +233,10 @@ pub fn handle_message<'a, C: Channel>(
     let payload = match format {
         WireFormat::Alepha => match alepha_payload(data) {
             Ok(payload) => payload,
-            Err(alepha::NotJson) => return RoomInbound::Ignored,
+            Err(alepha::NotJson) => match non_json {
+                NonJson::Drop => return RoomInbound::Ignored,
+                NonJson::Refuse => return reject(format, None, code::MALFORMED, &alepha::NotJson, out),
+            },
         },
         WireFormat::Json | WireFormat::Postcard => match envelope::decode_client(format, data) {
             Ok(ClientEnvelope::Message { room: to, payload }) if to == *room => payload,
@@ -657,6 +674,7 @@ mod tests {
         let inbound = |data: &[u8], out: &mut [u8]| match handle_message::<Counter>(
             WireFormat::Json,
             &room,
+            NonJson::Drop,
             data,
             &mut [],
             out,
@@ -683,20 +701,27 @@ mod tests {
         let mut out = [0u8; 256];
         let frame = br#"{"roomId":"elsewhere","message":{"by":5}}"#;
         assert!(matches!(
-            handle_message::<Counter>(WireFormat::Alepha, &room, frame, &mut [], &mut out),
+            handle_message::<Counter>(WireFormat::Alepha, &room, NonJson::Drop, frame, &mut [], &mut out),
             RoomInbound::Message { message: Inc { by: 5 }, payload: br#"{"by":5}"# }
         ));
         assert!(matches!(
-            handle_message::<Counter>(WireFormat::Alepha, &room, b"hello", &mut [], &mut out),
+            handle_message::<Counter>(WireFormat::Alepha, &room, NonJson::Drop, b"hello", &mut [], &mut out),
             RoomInbound::Ignored
         ));
         let RoomInbound::Reject { len } =
-            handle_message::<Counter>(WireFormat::Alepha, &room, br#"{"by":-1}"#, &mut [], &mut out)
+            handle_message::<Counter>(WireFormat::Alepha, &room, NonJson::Drop, br#"{"by":-1}"#, &mut [], &mut out)
         else {
             panic!()
         };
         let text = core::str::from_utf8(&out[..len]).unwrap();
         assert!(text.starts_with(r#"{"error":""#) && !text.contains("Message validation failed"), "{text}");
+        // Refused rather than dropped, when the endpoint says so.
+        let RoomInbound::Reject { len } =
+            handle_message::<Counter>(WireFormat::Alepha, &room, NonJson::Refuse, b"hello", &mut [], &mut out)
+        else {
+            panic!()
+        };
+        assert_eq!(&out[..len], br#"{"error":"Received non-JSON message"}"#);
     }
 
     #[test]

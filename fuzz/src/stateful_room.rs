@@ -9,7 +9,7 @@
 //!   members, never asks for state it has, keeps beats in phase and moving
 //!   forward, and reports vacancy exactly when it has no state and no member.
 
-use roomwire_core::stateful::{self, Due, Lifecycle, RoomInbound};
+use roomwire_core::stateful::{self, Due, Lifecycle, NonJson, RoomInbound};
 use roomwire_core::wire::WireFormat;
 use roomwire_core::{Duration, Instant, RoomId};
 
@@ -30,8 +30,9 @@ pub fn run(data: &[u8]) {
     let Some((&first, rest)) = data.split_first() else { return };
     let room = RoomId::new("r").expect("room");
     let mut out = [0u8; 512];
+    let non_json = if first & 0x80 == 0 { NonJson::Drop } else { NonJson::Refuse };
     for format in [WireFormat::Alepha, WireFormat::Json, WireFormat::Postcard] {
-        match stateful::handle_message::<Counter>(format, &room, rest, &mut [0; 64], &mut out) {
+        match stateful::handle_message::<Counter>(format, &room, non_json, rest, &mut [0; 64], &mut out) {
             RoomInbound::Message { payload, .. } => {
                 assert!(payload.len() <= rest.len(), "a payload longer than the message");
                 if format == WireFormat::Alepha {
@@ -45,7 +46,10 @@ pub fn run(data: &[u8]) {
                     assert!(frame.is_object());
                 }
             }
-            RoomInbound::Ignored => assert_eq!(format, WireFormat::Alepha, "only the Alepha wire ignores"),
+            RoomInbound::Ignored => {
+                assert_eq!(format, WireFormat::Alepha, "only the Alepha wire ignores");
+                assert_eq!(non_json, NonJson::Drop, "a refusing room answers what it ignores");
+            }
         }
     }
     lifecycle(first, rest);

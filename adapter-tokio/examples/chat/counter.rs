@@ -64,6 +64,8 @@ impl Counter {
 pub fn counter_room() -> RoomEndpoint<CounterRoom, Counter> {
     RoomEndpoint::<CounterRoom, Counter>::new(|_room| async { Ok(Counter::default()) })
         .tick_hz(10)
+        // Anything but a valid `inc` is answered, text that is not JSON too.
+        .refuse_non_json()
         .on_join(|room, id| {
             Box::pin(async move {
                 room.send(id, &room.state.event(room.size()))?;

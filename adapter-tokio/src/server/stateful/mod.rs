@@ -18,7 +18,7 @@ use roomwire_core::cluster::{RoomBody, RoomOp, RoomStatus};
 use roomwire_core::dispatch::Refusal;
 use roomwire_core::room::{MemberId, TableLimits};
 use roomwire_core::session::ServerSession;
-use roomwire_core::stateful::{self, RoomInbound};
+use roomwire_core::stateful::{self, NonJson, RoomInbound};
 use roomwire_core::wire::WireFormat;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -160,6 +160,7 @@ pub(crate) struct Callbacks<C: Channel, S, D> {
 pub struct RoomEndpoint<C: Channel, S, D = ()> {
     callbacks: Callbacks<C, S, D>,
     policy: Policy,
+    non_json: NonJson,
 }
 
 impl<C: Channel, S, D> fmt::Debug for RoomEndpoint<C, S, D> {
@@ -203,7 +204,16 @@ where
                 methods: HashMap::new(),
             },
             policy: Policy::default(),
+            non_json: NonJson::Drop,
         }
+    }
+
+    /// Answer text that is not JSON (Alepha wire) with
+    /// `{"error":"Received non-JSON message"}` rather than drop it as
+    /// Alepha does; the connection stays either way.
+    pub fn refuse_non_json(mut self) -> Self {
+        self.non_json = NonJson::Refuse;
+        self
     }
 
     /// Tick `on_tick` `hz` times a second while the room has members (0,
@@ -305,6 +315,7 @@ where
         });
         Arc::new(Typed::<C> {
             policy: self.policy,
+            non_json: self.non_json,
             cell: Arc::new(ChannelCell::new(C::PATH, limits, node)),
             host: Arc::new(RoomHost {
                 path: C::PATH,
@@ -557,6 +568,7 @@ impl Drop for Seat {
 
 struct Typed<C: Channel> {
     policy: Policy,
+    non_json: NonJson,
     cell: Arc<ChannelCell>,
     host: Arc<RoomHost>,
     _channel: PhantomData<fn() -> C>,
@@ -616,7 +628,7 @@ where
             return Dispatched::Ignored;
         }
         let format = registered.session.format();
-        let payload = match stateful::handle_message::<C>(format, &seat.room, data, &mut [], out) {
+        let payload = match stateful::handle_message::<C>(format, &seat.room, self.non_json, data, &mut [], out) {
             RoomInbound::Message { payload, .. } => payload.to_vec(),
             RoomInbound::Reject { len } => return Dispatched::Answer { len, membership: None },
             RoomInbound::Ignored => return Dispatched::Ignored,
