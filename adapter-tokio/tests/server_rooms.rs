@@ -717,6 +717,17 @@ async fn when_the_owner_is_cut_off_the_room_moves_with_a_new_state() {
     assert_eq!(b.server.call::<Game, _, u32>("m", "moveCount", &()).await, Ok(3));
     // a goes silent (its claim is no longer renewed).
     bus.set_cut(&a_plane, true);
+    // A member joining b meanwhile waits for a, then joins the new owner.
+    let joining = tokio::spawn({
+        let target = "/ws/game?roomId=m&name=late";
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let server = b.server.clone();
+        tokio::spawn(async move { server.serve_stream(theirs, None).await });
+        async move {
+            let request = ClientRequest { host: "game.test", target, protocols: &[], headers: &[] };
+            WebSocket::connect_with_stream(ours, &request, Config::default()).await.expect("connect").0
+        }
+    });
     sleep(Duration::from_secs(10)).await;
     // b took the room over: a new state (nothing survives), its member
     // joined again.
@@ -732,10 +743,15 @@ async fn when_the_owner_is_cut_off_the_room_moves_with_a_new_state() {
     send(&mut cb, json!({"cmd": "echo", "arg": "on b"})).await;
     assert_eq!(next_not_players(&mut cb).await, json!({"echo": "on b"}));
     assert_eq!(b.server.call::<Game, _, u32>("m", "moveCount", &()).await, Ok(1));
+    let mut late = joining.await.unwrap();
+    sleep(Duration::from_secs(15)).await;
+    send(&mut late, json!({"cmd": "echo", "arg": "still in"})).await;
+    assert_eq!(next_not_players(&mut late).await, json!({"echo": "still in"}), "joined the new owner, not kicked");
+    assert!(b.log.entries().iter().any(|e| e.starts_with("join ") && e.contains(" late ")), "{:?}", b.log.entries());
     // a comes back: it lost the room; its member joins b's.
     bus.set_cut(&a_plane, false);
     timeout(LIMIT, async {
-        while b.log.entries().iter().filter(|e| e.starts_with("join ")).count() < 2 {
+        while b.log.entries().iter().filter(|e| e.starts_with("join ")).count() < 3 {
             sleep(Duration::from_millis(100)).await;
         }
     })

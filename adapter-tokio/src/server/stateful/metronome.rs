@@ -164,9 +164,10 @@ fn run(inner: &Inner) {
             state = lock(inner);
             continue;
         }
-        // Entries left by beats that no longer wait are dropped as they
-        // come due; the heap never holds more than the beats asked for
-        // within one period of each room.
+        // Entries left by waits that ended otherwise (an input came, the
+        // tokio timer fired first) are dropped as they come due: a room
+        // waits anew only when its next deadline changes, so the heap holds
+        // a few entries per room at most.
         state = match state.due.peek() {
             Some(&Reverse((at, _))) => {
                 let wait = at.saturating_duration_since(now).max(Duration::from_micros(1));

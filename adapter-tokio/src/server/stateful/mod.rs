@@ -319,6 +319,7 @@ where
             cell: Arc::new(ChannelCell::new(C::PATH, limits, node)),
             host: Arc::new(RoomHost {
                 path: C::PATH,
+                next_request: std::sync::atomic::AtomicU64::new(1),
                 valid_room: |room| {
                     roomwire_core::RoomId::new(room).is_ok()
                         && (room == roomwire_core::alepha::DEFAULT_ROOM || C::validate_room_id(room))
@@ -399,8 +400,10 @@ pub(crate) enum Input {
         op: RemoteOp,
         heard: tokio::time::Instant,
     },
-    /// The owner's answer to this node's request `request`.
+    /// The answer of node `from` (the owner, as this node took it) to this
+    /// node's request `request`.
     Outcome {
+        from: u32,
         request: u64,
         status: RoomStatus,
         body: Vec<u8>,
@@ -423,6 +426,9 @@ type Spawn =
 /// An endpoint's live rooms: each room's task, by room id.
 pub(crate) struct RoomHost {
     path: &'static str,
+    /// Numbers for requests to rooms' owners, unique across the rooms'
+    /// tasks (a late answer never matches a later task's request).
+    pub(crate) next_request: std::sync::atomic::AtomicU64,
     /// Whether a room id is one of this endpoint's (the channel's check).
     valid_room: fn(&str) -> bool,
     /// Wakes the rooms at their beats.
@@ -442,14 +448,20 @@ impl RoomHost {
         start: bool,
     ) -> Result<mpsc::UnboundedSender<Input>, Input> {
         let mut rooms = self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(inputs) = rooms.get(room) {
+        let input = match rooms.get(room) {
             // Sent under the lock: a task retires (under the same lock)
             // only with its queue empty, so nothing sent is lost.
-            return match inputs.send(input) {
-                Ok(()) => Ok(inputs.clone()),
-                Err(mpsc::error::SendError(input)) => Err(input),
-            };
-        }
+            Some(inputs) => match inputs.send(input) {
+                Ok(()) => return Ok(inputs.clone()),
+                // Its task ended without retiring (a panic outside the
+                // application's callbacks): a new one takes the room.
+                Err(mpsc::error::SendError(input)) => {
+                    rooms.remove(room);
+                    input
+                }
+            },
+            None => input,
+        };
         if !start || server.shared.closing.is_set() {
             return Err(input);
         }
@@ -490,7 +502,7 @@ impl RoomHost {
             return;
         }
         let (input, start) = match op {
-            RoomOp::Outcome { status, body } => (Input::Outcome { request, status, body: body.to_vec() }, false),
+            RoomOp::Outcome { status, body } => (Input::Outcome { from, request, status, body: body.to_vec() }, false),
             op => {
                 let op = match op {
                     RoomOp::Join { connection, user, wire, query } => RemoteOp::Join(Joining {

@@ -13,7 +13,10 @@
 //! application stored it.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use roomwire_core::channel::Channel;
 use roomwire_core::cluster::ownership::{self, Claimed, MAX_REDIRECTS, Owner, ROOM_JOIN_TIMEOUT, ROOM_UNAVAILABLE};
@@ -55,12 +58,12 @@ pub(crate) async fn run<C, S, D>(
         callbacks,
         room: None,
         room_id: room_id.clone(),
+        host: host.clone(),
         server,
         epoch: Instant::now(),
         owner: if clustered { Owner::Unknown } else { Owner::Here },
         locals: Vec::new(),
         pending: HashMap::new(),
-        next_request: 1,
         seen: HashMap::new(),
         renew_at: None,
         claims,
@@ -69,13 +72,23 @@ pub(crate) async fn run<C, S, D>(
         report: None,
     };
     let serving = async {
+        // The wait for the next deadline, kept across inputs: made again
+        // only when the deadline changes (a wait on the metronome is one
+        // entry in its schedule, not one per input).
+        let mut timer: Pin<Box<dyn Future<Output = ()> + Send + '_>> = Box::pin(std::future::pending());
+        let mut timer_for = None;
         loop {
             let (deadline, beat) = driver.deadline();
+            if timer_for != Some((deadline, beat)) {
+                timer = Box::pin(sleep_until(deadline, (beat && precise).then_some(&host.metronome)));
+                timer_for = Some((deadline, beat));
+            }
             // Time first: inputs that never stop coming must not hold the
             // beats and the ownership's renewal back.
             let input = tokio::select! {
                 biased;
-                () = sleep_until(deadline, (beat && precise).then_some(&host.metronome)) => {
+                () = &mut timer => {
+                    timer_for = None;
                     driver.timeout().await;
                     None
                 }
@@ -132,6 +145,7 @@ struct Driver<C: Channel, S, D> {
     /// `Some` while the room has state (here).
     room: Option<Room<C, S, D>>,
     room_id: Arc<str>,
+    host: Arc<RoomHost>,
     server: Server,
     epoch: Instant,
     owner: Owner,
@@ -139,7 +153,6 @@ struct Driver<C: Channel, S, D> {
     locals: Vec<Joining>,
     /// Requests sent to the owner, by number.
     pending: HashMap<u64, Pending>,
-    next_request: u64,
     /// As the owner: when each node with members here last said which.
     seen: HashMap<u32, Instant>,
     /// When to renew or check the ownership (in a cluster).
@@ -222,8 +235,7 @@ where
     fn request(&mut self, tag: u32, op: RoomOp<'_, &[&str]>, input: Option<Input>) {
         let request = match input {
             Some(input) => {
-                let request = self.next_request;
-                self.next_request += 1;
+                let request = self.host.next_request.fetch_add(1, Ordering::Relaxed);
                 let wait = if matches!(input, Input::Join { .. }) { ROOM_JOIN_TIMEOUT } else { ROOM_REQUEST_TIMEOUT };
                 let (deadline, redirects) = self.redirected.take().unwrap_or((Instant::now() + wait.into(), 0));
                 self.pending.insert(request, Pending { input, deadline, redirects });
@@ -249,7 +261,7 @@ where
     async fn handle(&mut self, input: Input) {
         match input {
             Input::Remote { from, request, op, heard } => return self.remote(from, request, op, heard).await,
-            Input::Outcome { request, status, body } => return self.outcome(request, status, body).await,
+            Input::Outcome { from, request, status, body } => return self.outcome(from, request, status, body).await,
             Input::Leave { id } => {
                 self.locals.retain(|joining| joining.id != id);
                 match self.owner {
@@ -482,9 +494,18 @@ where
     }
 
     /// The owner's answer to request `request` of this node.
-    async fn outcome(&mut self, request: u64, status: RoomStatus, body: Vec<u8>) {
+    async fn outcome(&mut self, from: u32, request: u64, status: RoomStatus, body: Vec<u8>) {
         if self.report == Some(request) {
             self.report = None;
+            if status == RoomStatus::NotOwner {
+                // That node no longer holds the room (it emptied there):
+                // this node's members join whoever owns it now.
+                self.forget_owner(from);
+                for joining in std::mem::take(&mut self.locals) {
+                    Box::pin(self.handle(Input::Join { joining, done: None })).await;
+                }
+                return;
+            }
             return self.rejoin_unknown(&body).await;
         }
         let Some(Pending { input, deadline, redirects }) = self.pending.remove(&request) else { return };
@@ -498,10 +519,10 @@ where
             if redirects >= MAX_REDIRECTS {
                 return self.fail(input);
             }
-            // Ownership moved: ask again, and send the request there (with
-            // its first deadline).
+            // Ownership moved: send the request where the room is now
+            // (asking again if it was that node), with its first deadline.
             debug!("asked a node that does not own the room: asking again");
-            self.owner = Owner::Unknown;
+            self.forget_owner(from);
             self.redirected = Some((deadline, redirects + 1));
             Box::pin(self.handle(input)).await;
             self.redirected = None;
@@ -567,6 +588,14 @@ where
         self.expire(now);
         if self.renew_at.is_some_and(|at| at <= now) {
             self.renew();
+        }
+    }
+
+    /// Node `tag` said it does not own the room: if this node took it for
+    /// the owner, it asks again (a room held here stays here).
+    fn forget_owner(&mut self, tag: u32) {
+        if self.owner == Owner::Node(tag) {
+            self.owner = Owner::Unknown;
         }
     }
 
@@ -642,11 +671,15 @@ where
     /// owner, or drop the members of nodes gone silent.
     async fn claimed(&mut self, holder: Option<u32>) {
         self.claiming = false;
+        let node = self.server.shared.node.clone();
         if self.owner == Owner::Unknown {
-            // The room emptied meanwhile.
+            // The room emptied meanwhile; a claim that took it after it
+            // was given up is given up again.
+            if holder == Some(node.tag) && self.room.is_none() {
+                node.disclaim_room(C::PATH, &self.room_id);
+            }
             return;
         }
-        let node = self.server.shared.node.clone();
         let before = self.owner;
         let (owner, what) = ownership::claimed(before, holder, node.tag);
         self.owner = owner;
@@ -656,8 +689,7 @@ where
             Claimed::Report => {
                 let Owner::Node(tag) = owner else { return };
                 let ids: Vec<&str> = self.locals.iter().map(|local| &*local.id).collect();
-                let request = self.next_request;
-                self.next_request += 1;
+                let request = self.host.next_request.fetch_add(1, Ordering::Relaxed);
                 self.report = Some(request);
                 let op = RoomOp::Members { connections: &ids[..] };
                 node.send_room(tag, C::PATH, RoomBody { reply_to: node.tag, request, room: &self.room_id, op });
@@ -671,10 +703,34 @@ where
                     self.life.discarded();
                     self.seen.clear();
                 }
-                // Every member of this node joins the new owner (a new
-                // state there: `on_join` again).
-                for joining in std::mem::take(&mut self.locals) {
+                // What waited on the old owner: joins go to the new one
+                // (with their first deadline), messages and calls fail now.
+                let waiting: Vec<u64> = self.pending.keys().copied().collect();
+                let mut joins = Vec::new();
+                for request in waiting {
+                    let Some(pending) = self.pending.remove(&request) else { continue };
+                    match pending.input {
+                        Input::Join { .. } => joins.push(pending),
+                        input => self.fail(input),
+                    }
+                }
+                let joining_ids: Vec<Arc<str>> = joins
+                    .iter()
+                    .filter_map(|p| match &p.input {
+                        Input::Join { joining, .. } => Some(joining.id.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                // Every other member of this node joins the new owner (a
+                // new state there: `on_join` again).
+                let members = std::mem::take(&mut self.locals);
+                for joining in members.into_iter().filter(|local| !joining_ids.contains(&local.id)) {
                     Box::pin(self.handle(Input::Join { joining, done: None })).await;
+                }
+                for Pending { input, deadline, redirects } in joins {
+                    self.redirected = Some((deadline, redirects));
+                    Box::pin(self.handle(input)).await;
+                    self.redirected = None;
                 }
             }
         }
