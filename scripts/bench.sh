@@ -282,12 +282,19 @@ if [ "$MODE" = smoke ]; then
     for fault in "echo-dup:echo --conns 4 --size 20 $ECHO_T:duplicate" \
         "rooms-drop:fanout --members 20 --senders 2 --inflight 2 $FAN_T:lost" \
         "rooms-dup:fanout --members 20 --senders 2 --inflight 2 $FAN_T:duplicate" \
-        "rooms-self:fanout --members 20 --senders 2 --inflight 2 $FAN_T:misrouted"; do
+        "rooms-self:fanout --members 20 --senders 2 --inflight 2 $FAN_T:misrouted" \
+        "rooms-cut:fanout --members 20 --senders 2 --inflight 2 $FAN_T:corrupt"; do
         IFS=: read -r server args expect <<<"$fault"
+        rm -f "$OUT/loadgen.err"
+        # A broken server must start and be caught by the generator: one
+        # that does not start fails the smoke (it proves nothing).
+        start_server "faulty-$server" || die "smoke: the broken server $server did not start"
+        stop_server
         # shellcheck disable=SC2086
         if run_one "fault-$server" "faulty-$server" 1 $args 2>/dev/null; then
             die "smoke: the generator reported a figure for the broken server $server"
         fi
+        [ -s "$OUT/loadgen.err" ] || die "smoke: broken server $server: the generator did not run"
         grep -q "$expect" "$OUT/loadgen.err" || die "smoke: broken server $server: expected a '$expect' error, got: $(cat "$OUT/loadgen.err")"
         log "broken server $server rejected: $(cut -c1-120 "$OUT/loadgen.err")"
     done

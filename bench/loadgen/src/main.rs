@@ -16,7 +16,9 @@
 //! hand-encoded masked frames, server frames parsed in place. Every mode
 //! checks what it receives and exits non-zero, printing no figure, when a
 //! server drops, duplicates, misroutes or corrupts a message, closes a
-//! connection, or stalls. Results are one line, `RESULT key=value …`
+//! connection, or stalls. A relayed fan-out frame must be, byte for byte,
+//! the message as sent (or the same labelled with the room of `--path`, as
+//! Alepha's servers label): the whole frame is checked, not a field. Results are one line, `RESULT key=value …`
 //! (plus the `--tag` text), for `summarize`.
 
 mod soak;
@@ -471,6 +473,8 @@ struct FanState {
 
 struct FanShared {
     state: RefCell<FanState>,
+    /// What every relayed frame must be, byte for byte.
+    expect: Expect,
     stop: Cell<bool>,
     measuring: Cell<bool>,
     deliveries: Cell<u64>,
@@ -480,6 +484,39 @@ struct FanShared {
 }
 
 const FIELD: &[u8] = b"\"p\":\"";
+
+/// The exact frames a relay may send: the message as sent, or (a server
+/// labelling relays with the room, as Alepha's does) the same with the
+/// room's `__alephaRoom` member before its closing brace; nothing else.
+struct Expect {
+    proto: Proto,
+    size: usize,
+    /// `,"__alephaRoom":"<room>"}` for the room of `--path`, if it names one.
+    label: Option<Vec<u8>>,
+}
+
+impl Expect {
+    fn new(proto: Proto, size: usize, path: &str) -> Self {
+        let room = path.split_once('?').map_or("", |(_, q)| q).split('&').find_map(|p| p.strip_prefix("roomId="));
+        let label = room.map(|room| format!(",\"__alephaRoom\":\"{room}\"}}").into_bytes());
+        Self { proto, size, label }
+    }
+
+    /// Whether `payload` is exactly message `(sender, seq, micros)`.
+    fn matches(&self, payload: &[u8], sender: usize, seq: u64, micros: u64) -> bool {
+        let mut sent = Vec::with_capacity(self.size + 8);
+        encode_message(&mut sent, self.proto, sender, seq, micros, self.size);
+        if payload == sent.as_slice() {
+            return true;
+        }
+        match (&self.label, self.proto, sent.split_last()) {
+            (Some(label), Proto::Ws, Some((b'}', body))) => {
+                payload.len() == body.len() + label.len() && payload.starts_with(body) && payload.ends_with(label)
+            }
+            _ => false,
+        }
+    }
+}
 
 /// The `p` field: `SSSSS.NNNNNNNNNN.TTTTTTTTTTTTTT` then padding.
 fn encode_message(out: &mut Vec<u8>, proto: Proto, sender: usize, seq: u64, micros: u64, size: usize) {
@@ -552,6 +589,7 @@ async fn fanout(args: &Args) -> io::Result<String> {
         })
         .collect();
     let shared = Rc::new(FanShared {
+        expect: Expect::new(args.proto, args.size, &args.path),
         state: RefCell::new(FanState {
             members: m,
             senders,
@@ -730,10 +768,13 @@ async fn fan_conn(
 
 /// Check and count one delivery to `member`.
 fn deliver(member: usize, payload: &[u8], shared: &FanShared) -> io::Result<()> {
+    let shown = || String::from_utf8_lossy(&payload[..payload.len().min(120)]).into_owned();
     let Some((sender, seq, micros)) = parse_message(payload) else {
-        let shown = String::from_utf8_lossy(&payload[..payload.len().min(80)]).into_owned();
-        return Err(err(format!("unexpected message {shown:?}")));
+        return Err(err(format!("unexpected message {:?}", shown())));
     };
+    if !shared.expect.matches(payload, sender, seq, micros) {
+        return Err(err(format!("corrupt relay (not the message as sent, or the wrong room): {:?}", shown())));
+    }
     let mut guard = shared.state.borrow_mut();
     let state = &mut *guard;
     let k = state.senders.len();
@@ -790,22 +831,62 @@ async fn idle(args: &Args) -> io::Result<String> {
     // garbage collector settle.
     tokio::time::sleep(Duration::from_secs_f64(args.warmup.max(1.0))).await;
     let after = stats::rss_kib(&args.server_pid)?;
-    // Still connected? A server that dropped idle connections has freed them.
+    // Still connected, and usable? A server that dropped idle connections
+    // (a close frame, a reset, an end of stream) has freed them: every
+    // connection must answer a ping once more.
     let mut closed = 0;
-    for (stream, _) in &held {
-        let mut b = [0u8; 1];
-        if let Ok(0) = stream.try_read(&mut b) {
+    for (i, (stream, leftover)) in held.iter_mut().enumerate() {
+        if !answers_ping(stream, leftover, wire::key_for(i)).await {
             closed += 1;
         }
     }
     if closed > 0 {
-        return Err(err(format!("{closed} idle connections were closed by the server")));
+        return Err(err(format!("{closed} idle connections were closed by the server, or no longer answer")));
     }
     let per_conn = (after as f64 - before as f64) * 1024.0 / args.conns as f64;
     Ok(format!(
         "mode=idle conns={} rss_before_kib={before} rss_after_kib={after} bytes_per_conn={per_conn:.0} connect_secs={connect_secs:.2}",
         args.conns
     ))
+}
+
+/// Whether the connection answers a ping with its pong within 2 s (a
+/// server's own pings meanwhile are answered; its other frames skipped).
+async fn answers_ping(stream: &mut TcpStream, leftover: &mut Vec<u8>, key: [u8; 4]) -> bool {
+    const PROBE: &[u8] = b"still there?";
+    let mut out = Vec::new();
+    wire::encode_frame(&mut out, OP_PING, PROBE, key);
+    if stream.write_all(&out).await.is_err() {
+        return false;
+    }
+    let mut buf = std::mem::take(leftover);
+    let answered = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            while let Ok(Some(f)) = wire::parse_frame(&buf) {
+                let payload = buf[f.payload.clone()].to_vec();
+                buf.drain(..f.end);
+                match f.opcode {
+                    OP_PONG if payload == PROBE => return true,
+                    OP_CLOSE => return false,
+                    OP_PING => {
+                        out.clear();
+                        wire::encode_frame(&mut out, OP_PONG, &payload, key);
+                        if stream.write_all(&out).await.is_err() {
+                            return false;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    answered.unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -823,5 +904,30 @@ mod tests {
         let relabelled = br#"{"p":"00003.0000000009.00000000000012---","__alephaRoom":"r"}"#;
         assert_eq!(parse_message(relabelled), Some((3, 9, 12)));
         assert_eq!(parse_message(b"{}"), None);
+    }
+
+    #[test]
+    fn relays_must_be_the_message_as_sent() {
+        let expect = Expect::new(Proto::Ws, 40, "/ws/bench?roomId=r");
+        let mut sent = Vec::new();
+        encode_message(&mut sent, Proto::Ws, 3, 9, 12, 40);
+        assert!(expect.matches(&sent, 3, 9, 12));
+        let mut labelled = sent[..sent.len() - 1].to_vec();
+        labelled.extend_from_slice(br#","__alephaRoom":"r"}"#);
+        assert!(expect.matches(&labelled, 3, 9, 12));
+        let other_room = String::from_utf8(labelled.clone()).unwrap().replace("\"r\"}", "\"s\"}");
+        assert!(!expect.matches(other_room.as_bytes(), 3, 9, 12), "the wrong room");
+        let mut cut = sent.clone();
+        cut.remove(sent.len() - 3);
+        assert!(!expect.matches(&cut, 3, 9, 12), "padding lost");
+        let mut extra = sent[..sent.len() - 1].to_vec();
+        extra.extend_from_slice(br#","x":1}"#);
+        assert!(!expect.matches(&extra, 3, 9, 12), "a member added");
+        let sio = Expect::new(Proto::Sio, 40, "/socket.io/?EIO=4");
+        let mut event = Vec::new();
+        encode_message(&mut event, Proto::Sio, 1, 2, 3, 40);
+        assert!(sio.matches(&event, 1, 2, 3));
+        let renamed = String::from_utf8(event).unwrap().replace("[\"m\"", "[\"n\"");
+        assert!(!sio.matches(renamed.as_bytes(), 1, 2, 3), "another event name");
     }
 }

@@ -8,6 +8,8 @@
 //!   rooms-drop  room server skipping every 20th relay
 //!   rooms-dup   room server relaying every 20th message twice
 //!   rooms-self  room server relaying to the sender too
+//!   rooms-cut   room server relaying every 20th message one byte short
+//!               (the end of its padding: the head of the frame is intact)
 //! ```
 
 use std::borrow::Cow;
@@ -64,6 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "rooms-drop" => "drop",
         "rooms-dup" => "dup",
         "rooms-self" => "self",
+        "rooms-cut" => "cut",
         _ => return Err(format!("unknown mode {mode:?}").into()),
     };
     let server = Server::builder()
@@ -77,6 +80,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                     "self" => {
                         ctx.reply_with(&ctx.message, &Reply::new())?;
+                    }
+                    "cut" if nth(20) => {
+                        let p = &ctx.message.p;
+                        let cut = Relay { p: Cow::Borrowed(p.get(..p.len().saturating_sub(1)).unwrap_or("")) };
+                        ctx.reply_with(&cut, &Reply::new().except_self())?;
                     }
                     _ => {
                         ctx.reply_with(&ctx.message, &Reply::new().except_self())?;
