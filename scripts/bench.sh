@@ -283,7 +283,7 @@ if [ "$MODE" = smoke ]; then
         "rooms-drop:fanout --members 20 --senders 2 --inflight 2 $FAN_T:lost" \
         "rooms-dup:fanout --members 20 --senders 2 --inflight 2 $FAN_T:duplicate" \
         "rooms-self:fanout --members 20 --senders 2 --inflight 2 $FAN_T:misrouted" \
-        "rooms-cut:fanout --members 20 --senders 2 --inflight 2 $FAN_T:corrupt"; do
+        "rooms-cut:fanout --members 20 --senders 2 --inflight 2 --size 64 $FAN_T:corrupt"; do
         IFS=: read -r server args expect <<<"$fault"
         rm -f "$OUT/loadgen.err"
         # A broken server must start and be caught by the generator: one

@@ -493,18 +493,22 @@ struct Expect {
     size: usize,
     /// `,"__alephaRoom":"<room>"}` for the room of `--path`, if it names one.
     label: Option<Vec<u8>>,
+    /// Where the expected message is written (no allocation per delivery:
+    /// the generator must not become the bottleneck).
+    scratch: RefCell<Vec<u8>>,
 }
 
 impl Expect {
     fn new(proto: Proto, size: usize, path: &str) -> Self {
         let room = path.split_once('?').map_or("", |(_, q)| q).split('&').find_map(|p| p.strip_prefix("roomId="));
         let label = room.map(|room| format!(",\"__alephaRoom\":\"{room}\"}}").into_bytes());
-        Self { proto, size, label }
+        Self { proto, size, label, scratch: RefCell::new(Vec::with_capacity(size + 64)) }
     }
 
     /// Whether `payload` is exactly message `(sender, seq, micros)`.
     fn matches(&self, payload: &[u8], sender: usize, seq: u64, micros: u64) -> bool {
-        let mut sent = Vec::with_capacity(self.size + 8);
+        let mut sent = self.scratch.borrow_mut();
+        sent.clear();
         encode_message(&mut sent, self.proto, sender, seq, micros, self.size);
         if payload == sent.as_slice() {
             return true;
