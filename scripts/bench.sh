@@ -270,6 +270,10 @@ if [ "$MODE" = smoke ]; then
     cell echo-4x16k "echo --conns 4 --size 16384 $ECHO_T" roomwire-echo
     cell fanout-50 "fanout --members 50 --senders 3 --inflight 2 $FAN_T" "${ROOM_PEERS[@]}"
     cell fanout-50-rate "fanout --members 50 --senders 3 --rate 20000 $FAN_T" roomwire-rooms
+    # Four rooms at once: every delivery checked to stay in its room (peers taking the room from the URL).
+    FOUR_ROOM_PEERS=(roomwire-rooms)
+    [ "$HAVE_NODE" = 1 ] && FOUR_ROOM_PEERS+=(node-ws-rooms)
+    cell fanout-4rooms "fanout --members 48 --senders 8 --inflight 2 --fan-rooms 4 $FAN_T" "${FOUR_ROOM_PEERS[@]}"
     cell idle-200 "idle --conns $IDLE_N --warmup 0.3" roomwire-rooms socketioxide
     if command -v redis-server >/dev/null; then
         cell cluster-50 "fanout --members 50 --senders 3 --inflight 2 $FAN_T" roomwire-2nodes socketioxide-2nodes
@@ -283,7 +287,8 @@ if [ "$MODE" = smoke ]; then
         "rooms-drop:fanout --members 20 --senders 2 --inflight 2 $FAN_T:lost" \
         "rooms-dup:fanout --members 20 --senders 2 --inflight 2 $FAN_T:duplicate" \
         "rooms-self:fanout --members 20 --senders 2 --inflight 2 $FAN_T:misrouted" \
-        "rooms-cut:fanout --members 20 --senders 2 --inflight 2 --size 64 $FAN_T:corrupt"; do
+        "rooms-cut:fanout --members 20 --senders 2 --inflight 2 --size 64 $FAN_T:corrupt" \
+        "rooms-leak:fanout --members 24 --senders 4 --inflight 2 --fan-rooms 4 $FAN_T:across rooms"; do
         IFS=: read -r server args expect <<<"$fault"
         rm -f "$OUT/loadgen.err"
         # A broken server must start and be caught by the generator: one

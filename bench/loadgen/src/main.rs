@@ -6,6 +6,8 @@
 //!                         --members M --senders K --inflight W [--rate DELIVERIES_PER_S] [--size S]
 //!                         [--addr2 B --redis-pid R]   (a cluster: members alternate between A and
 //!                         B; P may list every node, `P1,P2`; R is the bus, measured apart)
+//!                         [--fan-rooms N]   (members spread over N rooms, the path's `roomId`
+//!                         value with the room's number appended; a delivery across rooms fails)
 //! roomwire-loadgen idle   --addr A --server-pid P [--path ..] [--proto ws|sio] --conns C
 //! roomwire-loadgen soak   --addr A --server-pid P --conns C --rooms R --duration s --rate MSG_PER_S
 //!                         [--max-rss-mib M]   (the rw-soak server; see soak.rs)
@@ -64,6 +66,8 @@ struct Args {
     connect_parallel: usize,
     rooms: usize,
     max_rss_mib: u64,
+    /// Fan-out: rooms the members are spread over.
+    fan_rooms: usize,
 }
 
 fn usage() -> ! {
@@ -97,6 +101,7 @@ fn parse_args() -> Args {
         connect_parallel: 128,
         rooms: 100,
         max_rss_mib: 0,
+        fan_rooms: 1,
     };
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| {
@@ -131,6 +136,7 @@ fn parse_args() -> Args {
             "--tag" => a.tag = value.clone(),
             "--connect-parallel" => a.connect_parallel = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
             "--rooms" => a.rooms = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
+            "--fan-rooms" => a.fan_rooms = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
             "--max-rss-mib" => a.max_rss_mib = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
             _ => {
                 eprintln!("unknown option {flag}");
@@ -189,7 +195,32 @@ fn main() {
 }
 
 /// Connect `n` clients, `parallel` at a time.
+/// `path` for a member of room `room` of `rooms`: the `roomId` value with
+/// the room's number appended (the path itself for one room).
+fn room_path(path: &str, room: usize, rooms: usize) -> String {
+    if rooms <= 1 {
+        return path.to_owned();
+    }
+    match path.find("roomId=") {
+        Some(at) => {
+            let end = path[at..].find('&').map_or(path.len(), |e| at + e);
+            format!("{}{room}{}", &path[..end], &path[end..])
+        }
+        None => path.to_owned(),
+    }
+}
+
 async fn connect_all(args: &Args, n: usize, first_index: usize) -> io::Result<Vec<(TcpStream, Vec<u8>)>> {
+    connect_rooms(args, n, first_index, 1).await
+}
+
+/// Connect `n` members, member `i` to room `i % rooms`.
+async fn connect_rooms(
+    args: &Args,
+    n: usize,
+    first_index: usize,
+    rooms: usize,
+) -> io::Result<Vec<(TcpStream, Vec<u8>)>> {
     let mut out = Vec::with_capacity(n);
     let mut i = 0;
     while i < n {
@@ -201,7 +232,7 @@ async fn connect_all(args: &Args, n: usize, first_index: usize) -> io::Result<Ve
                     Some(second) if index % 2 == 1 => second,
                     _ => args.addr,
                 };
-                let (path, proto) = (args.path.clone(), args.proto);
+                let (path, proto) = (room_path(&args.path, index % rooms.max(1), rooms), args.proto);
                 let key = wire::key_for(index);
                 tokio::task::spawn_local(async move {
                     tokio::time::timeout(Duration::from_secs(10), wire::connect(addr, &path, proto, key)).await
@@ -464,6 +495,8 @@ struct SenderState {
 
 struct FanState {
     members: usize,
+    /// Rooms the members are spread over (member `i` in room `i % rooms`).
+    rooms: usize,
     senders: Vec<SenderState>,
     /// Next sequence number each member expects from each sender.
     expected: Vec<u64>,
@@ -491,29 +524,37 @@ const FIELD: &[u8] = b"\"p\":\"";
 struct Expect {
     proto: Proto,
     size: usize,
-    /// `,"__alephaRoom":"<room>"}` for the room of `--path`, if it names one.
-    label: Option<Vec<u8>>,
+    /// Per room, `,"__alephaRoom":"<room>"}` for the room of its path, if
+    /// the path names one.
+    labels: Vec<Option<Vec<u8>>>,
     /// Where the expected message is written (no allocation per delivery:
     /// the generator must not become the bottleneck).
     scratch: RefCell<Vec<u8>>,
 }
 
 impl Expect {
-    fn new(proto: Proto, size: usize, path: &str) -> Self {
-        let room = path.split_once('?').map_or("", |(_, q)| q).split('&').find_map(|p| p.strip_prefix("roomId="));
-        let label = room.map(|room| format!(",\"__alephaRoom\":\"{room}\"}}").into_bytes());
-        Self { proto, size, label, scratch: RefCell::new(Vec::with_capacity(size + 64)) }
+    fn new(proto: Proto, size: usize, path: &str, rooms: usize) -> Self {
+        let labels = (0..rooms.max(1))
+            .map(|room| {
+                let path = room_path(path, room, rooms);
+                let name =
+                    path.split_once('?').map_or("", |(_, q)| q).split('&').find_map(|p| p.strip_prefix("roomId="));
+                name.map(|name| format!(",\"__alephaRoom\":\"{name}\"}}").into_bytes())
+            })
+            .collect();
+        Self { proto, size, labels, scratch: RefCell::new(Vec::with_capacity(size + 64)) }
     }
 
-    /// Whether `payload` is exactly message `(sender, seq, micros)`.
-    fn matches(&self, payload: &[u8], sender: usize, seq: u64, micros: u64) -> bool {
+    /// Whether `payload` is exactly message `(sender, seq, micros)`, as a
+    /// member of `room` receives it.
+    fn matches(&self, payload: &[u8], room: usize, sender: usize, seq: u64, micros: u64) -> bool {
         let mut sent = self.scratch.borrow_mut();
         sent.clear();
         encode_message(&mut sent, self.proto, sender, seq, micros, self.size);
         if payload == sent.as_slice() {
             return true;
         }
-        match (&self.label, self.proto, sent.split_last()) {
+        match (self.labels.get(room).and_then(Option::as_ref), self.proto, sent.split_last()) {
             (Some(label), Proto::Ws, Some((b'}', body))) => {
                 payload.len() == body.len() + label.len() && payload.starts_with(body) && payload.ends_with(label)
             }
@@ -577,7 +618,11 @@ async fn fanout(args: &Args) -> io::Result<String> {
     if m < 2 || k == 0 || k > m || k >= 100_000 {
         return Err(err("need 2+ members and 1..=members senders"));
     }
-    let conns = connect_all(args, m, 0).await?;
+    let r = args.fan_rooms.max(1);
+    if m < 2 * r || k < r {
+        return Err(err("need 2+ members and 1+ sender per room"));
+    }
+    let conns = connect_rooms(args, m, 0, r).await?;
     // Every member is in the room (the server may still be registering the
     // last ones when their 101 arrives; a cluster's nodes subscribing to
     // the room on their bus): give it a moment.
@@ -593,9 +638,10 @@ async fn fanout(args: &Args) -> io::Result<String> {
         })
         .collect();
     let shared = Rc::new(FanShared {
-        expect: Expect::new(args.proto, args.size, &args.path),
+        expect: Expect::new(args.proto, args.size, &args.path, r),
         state: RefCell::new(FanState {
             members: m,
+            rooms: r,
             senders,
             expected: vec![0; m * k],
             closed_loop,
@@ -728,13 +774,16 @@ async fn fan_conn(
         // Write what is due: messages (a sender with credits), pongs.
         if notify.is_some() && !shared.stop.get() {
             let mut state = shared.state.borrow_mut();
-            let members = state.members as u32;
+            let (members, rooms) = (state.members, state.rooms);
+            // The other members of the sender's room.
+            let room = index % rooms;
+            let others = (members / rooms + usize::from(room < members % rooms) - 1) as u32;
             let s = &mut state.senders[index];
             while s.credits > 0 {
                 s.credits -= 1;
                 let seq = s.next_seq;
                 s.next_seq += 1;
-                s.remaining.push_back(members - 1);
+                s.remaining.push_back(others);
                 msg.clear();
                 let micros = shared.epoch.elapsed().as_micros() as u64;
                 encode_message(&mut msg, proto, index, seq, micros, size);
@@ -776,14 +825,22 @@ fn deliver(member: usize, payload: &[u8], shared: &FanShared) -> io::Result<()> 
     let Some((sender, seq, micros)) = parse_message(payload) else {
         return Err(err(format!("unexpected message {:?}", shown())));
     };
-    if !shared.expect.matches(payload, sender, seq, micros) {
-        return Err(err(format!("corrupt relay (not the message as sent, or the wrong room): {:?}", shown())));
-    }
     let mut guard = shared.state.borrow_mut();
     let state = &mut *guard;
+    let rooms = state.rooms;
+    if !shared.expect.matches(payload, member % rooms, sender, seq, micros) {
+        return Err(err(format!("corrupt relay (not the message as sent, or the wrong room): {:?}", shown())));
+    }
     let k = state.senders.len();
     if sender >= k {
         return Err(err(format!("message from unknown sender {sender}")));
+    }
+    if sender % rooms != member % rooms {
+        return Err(err(format!(
+            "member {member} of room {} received message {seq} of sender {sender} of room {} (misrouted across rooms)",
+            member % rooms,
+            sender % rooms
+        )));
     }
     if sender == member {
         return Err(err(format!("sender {sender} received its own message {seq} (misrouted)")));
@@ -912,26 +969,35 @@ mod tests {
 
     #[test]
     fn relays_must_be_the_message_as_sent() {
-        let expect = Expect::new(Proto::Ws, 40, "/ws/bench?roomId=r");
+        let expect = Expect::new(Proto::Ws, 40, "/ws/bench?roomId=r", 1);
         let mut sent = Vec::new();
         encode_message(&mut sent, Proto::Ws, 3, 9, 12, 40);
-        assert!(expect.matches(&sent, 3, 9, 12));
+        assert!(expect.matches(&sent, 0, 3, 9, 12));
         let mut labelled = sent[..sent.len() - 1].to_vec();
         labelled.extend_from_slice(br#","__alephaRoom":"r"}"#);
-        assert!(expect.matches(&labelled, 3, 9, 12));
+        assert!(expect.matches(&labelled, 0, 3, 9, 12));
         let other_room = String::from_utf8(labelled.clone()).unwrap().replace("\"r\"}", "\"s\"}");
-        assert!(!expect.matches(other_room.as_bytes(), 3, 9, 12), "the wrong room");
+        assert!(!expect.matches(other_room.as_bytes(), 0, 3, 9, 12), "the wrong room");
         let mut cut = sent.clone();
         cut.remove(sent.len() - 3);
-        assert!(!expect.matches(&cut, 3, 9, 12), "padding lost");
+        assert!(!expect.matches(&cut, 0, 3, 9, 12), "padding lost");
         let mut extra = sent[..sent.len() - 1].to_vec();
         extra.extend_from_slice(br#","x":1}"#);
-        assert!(!expect.matches(&extra, 3, 9, 12), "a member added");
-        let sio = Expect::new(Proto::Sio, 40, "/socket.io/?EIO=4");
+        assert!(!expect.matches(&extra, 0, 3, 9, 12), "a member added");
+        let sio = Expect::new(Proto::Sio, 40, "/socket.io/?EIO=4", 1);
         let mut event = Vec::new();
         encode_message(&mut event, Proto::Sio, 1, 2, 3, 40);
-        assert!(sio.matches(&event, 1, 2, 3));
+        assert!(sio.matches(&event, 0, 1, 2, 3));
         let renamed = String::from_utf8(event).unwrap().replace("[\"m\"", "[\"n\"");
-        assert!(!sio.matches(renamed.as_bytes(), 1, 2, 3), "another event name");
+        assert!(!sio.matches(renamed.as_bytes(), 0, 1, 2, 3), "another event name");
+        // Several rooms: each its own label.
+        let rooms = Expect::new(Proto::Ws, 40, "/ws/bench?roomId=r&x=1", 3);
+        let mut in_r2 = sent[..sent.len() - 1].to_vec();
+        in_r2.extend_from_slice(br#","__alephaRoom":"r2"}"#);
+        assert!(rooms.matches(&in_r2, 2, 3, 9, 12));
+        assert!(!rooms.matches(&in_r2, 1, 3, 9, 12), "labelled with another room");
+        assert_eq!(room_path("/ws/bench?roomId=r&x=1", 2, 3), "/ws/bench?roomId=r2&x=1");
+        assert_eq!(room_path("/?roomId=r", 0, 4), "/?roomId=r0");
+        assert_eq!(room_path("/?roomId=r", 0, 1), "/?roomId=r");
     }
 }

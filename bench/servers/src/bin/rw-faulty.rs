@@ -10,12 +10,14 @@
 //!   rooms-self  room server relaying to the sender too
 //!   rooms-cut   room server relaying every 20th message one byte short
 //!               (the end of its padding: the head of the frame is intact)
+//!   rooms-leak  room server relaying every 20th message to the whole
+//!               channel (every room) instead of the sender's room
 //! ```
 
 use std::borrow::Cow;
 use std::cell::Cell;
 
-use roomwire_tokio::server::{Endpoint, Reply, Server};
+use roomwire_tokio::server::{Emit, Endpoint, Reply, Server};
 use roomwire_tokio::{Config, WebSocket};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -67,6 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "rooms-dup" => "dup",
         "rooms-self" => "self",
         "rooms-cut" => "cut",
+        "rooms-leak" => "leak",
         _ => return Err(format!("unknown mode {mode:?}").into()),
     };
     let server = Server::builder()
@@ -80,6 +83,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                     "self" => {
                         ctx.reply_with(&ctx.message, &Reply::new())?;
+                    }
+                    "leak" if nth(20) => {
+                        let everyone = Emit::new().except_connection(ctx.connection_id());
+                        ctx.server().emit::<Bench>(&everyone, &ctx.message)?;
                     }
                     "cut" if nth(20) => {
                         let p = &ctx.message.p;
