@@ -25,6 +25,16 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
 }
 
+/// A free loopback port whose cluster bus port (port + 10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 fn cli(port: u16, args: &[&str]) -> Option<String> {
     let out =
         Command::new("redis-cli").arg("-p").arg(port.to_string()).args(args).stderr(Stdio::null()).output().ok()?;
@@ -52,18 +62,33 @@ impl RedisServer {
             eprintln!("SKIPPED: no redis-server (apt-get install redis-server, or run scripts/test.sh)");
             return None;
         }
-        Some(Self::spawn(free_port(), false))
+        Some(Self::spawn(false))
     }
 
-    fn spawn(port: u16, cluster: bool) -> Self {
-        let dir = std::env::temp_dir().join(format!("roomwire-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a directory for redis-server");
-        let mut server = Self { port, dir, cluster, child: None };
-        server.launch();
-        server
+    /// A new server on a free port: another tests' server may take a port
+    /// between its check and the start (tests run in parallel), so a server
+    /// that does not come up is started again on another port.
+    fn spawn(cluster: bool) -> Self {
+        for _ in 0..5 {
+            let port = if cluster { free_cluster_port() } else { free_port() };
+            let dir = std::env::temp_dir().join(format!("roomwire-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("a directory for redis-server");
+            let mut server = Self { port, dir, cluster, child: None };
+            if server.try_launch() {
+                return server;
+            }
+            eprintln!("redis-server on port {port} did not come up: another port");
+        }
+        panic!("redis-server did not come up on five ports");
     }
 
     fn launch(&mut self) {
+        assert!(self.try_launch(), "redis-server on port {} did not answer", self.port);
+    }
+
+    /// Start the process; whether it answered within 10 s (if not, it is
+    /// killed).
+    fn try_launch(&mut self) -> bool {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
         if self.cluster {
@@ -81,9 +106,14 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while cli(self.port, &["ping"]).as_deref() != Some("PONG") {
-            assert!(Instant::now() < deadline, "redis-server on port {} did not answer", self.port);
+            let exited = self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited || Instant::now() >= deadline {
+                self.kill();
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
     }
 
     /// Its port.
@@ -163,7 +193,7 @@ impl RedisCluster {
     /// assigned); `None` as for [`RedisServer::start`].
     pub fn start() -> Option<Self> {
         RedisServer::start()?; // the same check, and a throwaway server
-        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::spawn(free_port(), true)).collect();
+        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::spawn(true)).collect();
         let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let created = Command::new("redis-cli")
             .arg("--cluster")
