@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WAIT_MS, announce as announceTo, close, joinCounter, launch, line, logOf, openAndJoin as openAt, resetCounter, send, users, waitForCount, waitForLine } from './pages.mjs';
+import { WAIT_MS, announce as announceTo, close, joinCounter, joinCounterTogether, launch, line, logOf, openAndJoin as openAt, resetCounter, send, users, waitForCount, waitForLine } from './pages.mjs';
 
 const CHAT_URL = process.env.CHAT_URL;
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -107,11 +107,7 @@ test('an announcement over 4 KiB is refused with 413 and reaches nobody', async 
 
 test('the counter room: pages share one counter, reset answers its value, and an emptied room starts at 0', async () => {
   const room = `counter-${RUN}`;
-  await joinCounter('alice', room);
-  await waitForCount('alice', 0, 1);
-  await joinCounter('bob', room);
-  await waitForCount('bob', 0, 2);
-  await waitForCount('alice', 0, 2);
+  await joinCounterTogether('alice', 'bob', room);
   await users.alice.page.click('#inc-10');
   await users.bob.page.click('#inc-1');
   await waitForCount('alice', 11, 2);

@@ -10,7 +10,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { announce, close, joinCounter, launch, line, logOf, openAndJoin, resetCounter, send, users, waitForCount, waitForLine } from './pages.mjs';
+import { announce, close, joinCounterTogether, launch, line, logOf, openAndJoin, resetCounter, send, users, waitForCount, waitForLine } from './pages.mjs';
 
 const NODE_1 = process.env.CHAT_URL_1;
 const NODE_2 = process.env.CHAT_URL_2;
@@ -74,11 +74,7 @@ test('an announcement to node 2 reaches room A on both nodes', async () => {
 
 test('alice (node 1) and bob (node 2) share one counter; a reset on node 2 answers it', async () => {
   const room = `counter-${RUN}`;
-  await joinCounter('alice', room);
-  await waitForCount('alice', 0, 1);
-  await joinCounter('bob', room);
-  await waitForCount('bob', 0, 2);
-  await waitForCount('alice', 0, 2);
+  await joinCounterTogether('alice', 'bob', room);
   await users.alice.page.click('#inc-10');
   await users.bob.page.click('#inc-1');
   await users.bob.page.click('#inc-1');

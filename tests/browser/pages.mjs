@@ -122,6 +122,16 @@ export async function joinCounter(name, room) {
   await page.locator('#inc-1:enabled').waitFor({ timeout: WAIT_MS });
 }
 
+/** `first` joins the counter room `room` (a count of 0 with 1 member), then
+ * `second` (both pages then show 0 with 2 members). */
+export async function joinCounterTogether(first, second, room) {
+  await joinCounter(first, room);
+  await waitForCount(first, 0, 1);
+  await joinCounter(second, room);
+  await waitForCount(second, 0, 2);
+  await waitForCount(first, 0, 2);
+}
+
 /** Wait until `name`'s page shows the counter at `value` with `members` members. */
 export async function waitForCount(name, value, members) {
   const { page } = users[name];

@@ -302,18 +302,7 @@ async fn a_stateful_room_on_a_redis_cluster_has_one_owner() {
     connected(&b).await;
     let count = |value: u64, members: usize| json!({"type": "count", "value": value, "members": members});
     async fn until(ws: &mut Client, want: serde_json::Value) {
-        let mut seen = Vec::new();
-        let found = tokio::time::timeout(LIMIT, async {
-            loop {
-                let frame = recv_json(ws).await;
-                if frame == want {
-                    return;
-                }
-                seen.push(frame);
-            }
-        })
-        .await;
-        assert!(found.is_ok(), "never {want}; saw {seen:?}");
+        recv_json_until(ws, &want, LIMIT).await;
     }
     let (mut on_a, _) = a.try_connect("/ws/counter?roomId=deck", &[], &[]).await.unwrap();
     until(&mut on_a, count(0, 1)).await;

@@ -119,21 +119,10 @@ async fn counter(node: &NodeProcess, room: &str) -> Client {
     try_connect(node.addr, &format!("/ws/counter?roomId={room}"), &[], &[]).await.expect("connect").0
 }
 
-/// Read counts until one shows `value` and `members`.
+/// Read counts until one shows `value` and `members` (a takeover included).
 async fn count_becomes(ws: &mut Client, value: u64, members: usize) {
     let want = serde_json::json!({"type": "count", "value": value, "members": members});
-    let mut seen = Vec::new();
-    let reached = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let frame = recv_json(ws).await;
-            if frame == want {
-                return;
-            }
-            seen.push(frame);
-        }
-    })
-    .await;
-    assert!(reached.is_ok(), "never {want}; saw {seen:?}");
+    recv_json_until(ws, &want, Duration::from_secs(30)).await;
 }
 
 async fn inc(ws: &mut Client, by: u32) {

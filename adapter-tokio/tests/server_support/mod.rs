@@ -232,6 +232,23 @@ pub async fn recv_json(ws: &mut Client) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// Read JSON messages until one is `want`, within `limit`; the failure
+/// lists what came instead.
+pub async fn recv_json_until(ws: &mut Client, want: &serde_json::Value, limit: Duration) {
+    let mut seen = Vec::new();
+    let found = timeout(limit, async {
+        loop {
+            let frame = recv_json(ws).await;
+            if frame == *want {
+                return;
+            }
+            seen.push(frame);
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "never {want}; saw {seen:?}");
+}
+
 /// The next message must be the marker `marker`.
 pub async fn expect_marker(ws: &mut Client, marker: &str) {
     assert_eq!(recv_json(ws).await, serde_json::json!({"type": "system", "message": marker}));

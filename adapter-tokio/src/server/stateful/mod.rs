@@ -438,6 +438,12 @@ pub(crate) struct RoomHost {
 }
 
 impl RoomHost {
+    /// The rooms' tasks. A panic while the lock was held (none of this
+    /// module's code panics) leaves consistent data: poisoning is ignored.
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, mpsc::UnboundedSender<Input>, RandomState>> {
+        self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Hand `input` to `room`'s task, starting it if `start` and it is not
     /// running. Returns the input if no task took it.
     pub(crate) fn send(
@@ -447,7 +453,7 @@ impl RoomHost {
         input: Input,
         start: bool,
     ) -> Result<mpsc::UnboundedSender<Input>, Input> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut rooms = self.rooms();
         let input = match rooms.get(room) {
             // Sent under the lock: a task retires (under the same lock)
             // only with its queue empty, so nothing sent is lost.
@@ -476,7 +482,7 @@ impl RoomHost {
     /// The task of `room` has nothing left (no state, no member): it ends
     /// if its queue is empty. Returns whether it must end.
     pub(crate) fn retire(&self, room: &str, inputs: &mpsc::UnboundedReceiver<Input>) -> bool {
-        let mut rooms = self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut rooms = self.rooms();
         if !inputs.is_empty() {
             return false;
         }
@@ -486,12 +492,12 @@ impl RoomHost {
 
     /// The task of `room` ends (shutdown).
     pub(crate) fn forget(&self, room: &str) {
-        self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(room);
+        self.rooms().remove(room);
     }
 
     /// How many rooms have a task.
     pub(crate) fn len(&self) -> usize {
-        self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+        self.rooms().len()
     }
 
     /// What another node sent about one of this endpoint's rooms.

@@ -24,7 +24,7 @@ use roomwire_core::cluster::{ROOM_LEASE_RENEW, ROOM_LEASE_TTL, ROOM_REQUEST_TIME
 use roomwire_core::payload;
 use roomwire_core::stateful::{Due, Lifecycle};
 use roomwire_core::wire::WireFormat;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info_span, warn};
 
@@ -289,16 +289,7 @@ where
                     }
                     Owner::Here | Owner::Unknown => {
                         let joined = self.join(joining.clone()).await;
-                        if !joined {
-                            self.locals.retain(|local| local.id != joining.id);
-                        }
-                        match done {
-                            Some(done) => {
-                                let _ = done.send(joined);
-                            }
-                            None if !joined => joining.refuse(),
-                            None => {}
-                        }
+                        self.joined(&joining, done, joined);
                     }
                 }
             }
@@ -530,24 +521,7 @@ where
         }
         let text = || String::from_utf8_lossy(&body).into_owned();
         match input {
-            Input::Join { joining, done } => {
-                let joined = status == RoomStatus::Done;
-                if !joined {
-                    self.locals.retain(|local| local.id != joining.id);
-                    // The owner may keep it as a member (its `on_join`
-                    // failed): it leaves.
-                    if let Owner::Node(tag) = self.owner {
-                        self.request(tag, RoomOp::Leave { connection: &joining.id }, None);
-                    }
-                }
-                match done {
-                    Some(done) => {
-                        let _ = done.send(joined);
-                    }
-                    None if !joined => joining.refuse(),
-                    None => {}
-                }
-            }
+            Input::Join { joining, done } => self.joined(&joining, done, status == RoomStatus::Done),
             Input::Message { done, .. } => {
                 let _ = done.send(if status == RoomStatus::Done { Ok(()) } else { Err(text()) });
             }
@@ -591,6 +565,26 @@ where
         }
     }
 
+    /// How a join of this node's connection ended: its connection learns
+    /// it (a rejoin nobody waits for is closed with 1011 if it failed). A
+    /// failed one is no longer this node's member, and leaves the owner
+    /// (which may keep it: its `on_join` failed).
+    fn joined(&mut self, joining: &Joining, done: Option<oneshot::Sender<bool>>, joined: bool) {
+        if !joined {
+            self.locals.retain(|local| local.id != joining.id);
+            if let Owner::Node(tag) = self.owner {
+                self.request(tag, RoomOp::Leave { connection: &joining.id }, None);
+            }
+        }
+        match done {
+            Some(done) => {
+                let _ = done.send(joined);
+            }
+            None if !joined => joining.refuse(),
+            None => {}
+        }
+    }
+
     /// Node `tag` said it does not own the room: if this node took it for
     /// the owner, it asks again (a room held here stays here).
     fn forget_owner(&mut self, tag: u32) {
@@ -614,18 +608,7 @@ where
     /// (1011), a message or a call fails.
     fn fail(&mut self, input: Input) {
         match input {
-            Input::Join { joining, done } => {
-                self.locals.retain(|local| local.id != joining.id);
-                if let Owner::Node(tag) = self.owner {
-                    self.request(tag, RoomOp::Leave { connection: &joining.id }, None);
-                }
-                match done {
-                    Some(done) => {
-                        let _ = done.send(false);
-                    }
-                    None => joining.refuse(),
-                }
-            }
+            Input::Join { joining, done } => self.joined(&joining, done, false),
             Input::Message { done, .. } => {
                 let _ = done.send(Err(ROOM_UNAVAILABLE.to_owned()));
             }
