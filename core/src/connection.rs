@@ -64,13 +64,14 @@
 //! let n = client.send(Message::Text("hi"), &mut wire).unwrap();
 //! let got = server.handle_input(now, &mut wire[..n]);
 //! assert_eq!(got.event, Some(Event::Data {
-//!     kind: MessageKind::Text, payload: b"hi", message_start: true, message_end: true,
+//!     kind: MessageKind::Text, payload: b"hi", message_start: true, message_end: true, compressed: false,
 //! }));
 //! assert_eq!(server.state(), State::Open);
 //! ```
 
 use crate::close::{CloseCode, parse_close_payload};
 use crate::decoder::{Decoded, DecoderLimits, FrameDecoder, MessageKind, Role};
+use crate::deflate::Deflate;
 use crate::error::{InsufficientSize, ProtocolError};
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, Opcode, apply_mask};
 use crate::handshake::{self, ClientRequest, HandshakeError, Request};
@@ -118,6 +119,11 @@ pub struct Config {
     /// Send a ping this often once open; a peer that has not answered the
     /// previous ping by the next one is dropped. Default off.
     pub keepalive_interval: Option<Duration>,
+    /// permessage-deflate (RFC 7692, feature `deflate`): a server accepts
+    /// the first offer these settings allow, a client offers them. The
+    /// adapter compresses and inflates ([`crate::deflate`]). Default off.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::deflate::DeflateConfig>,
 }
 
 impl Config {
@@ -131,6 +137,8 @@ impl Config {
         close_timeout: Duration::from_secs(5),
         message_timeout: None,
         keepalive_interval: None,
+        #[cfg(feature = "deflate")]
+        deflate: None,
     };
 }
 
@@ -252,6 +260,10 @@ pub enum Event<'a> {
         message_start: bool,
         /// The message is complete.
         message_end: bool,
+        /// The message is compressed (permessage-deflate was negotiated):
+        /// `payload` is deflate data, to inflate before use (what
+        /// [`crate::message::MessageReader::read_inflating`] does).
+        compressed: bool,
     },
     /// A ping; the pong is queued automatically.
     Ping(&'a [u8]),
@@ -300,6 +312,8 @@ pub enum SendError {
     TooManyProtocols,
     /// `send` while a fragmented message is still being sent.
     FragmentInProgress,
+    /// A compressed message, and permessage-deflate was not negotiated.
+    NotNegotiated,
 }
 
 impl From<InsufficientSize> for SendError {
@@ -318,6 +332,7 @@ impl fmt::Display for SendError {
             SendError::InvalidCloseCode => f.write_str("close code may not be sent"),
             SendError::TooManyProtocols => f.write_str("offered subprotocols too long"),
             SendError::FragmentInProgress => f.write_str("a fragmented message is being sent"),
+            SendError::NotNegotiated => f.write_str("permessage-deflate was not negotiated"),
         }
     }
 }
@@ -434,6 +449,9 @@ pub struct Connection<K = NoMasking> {
     /// The payload of our latest keepalive ping: only a pong that echoes
     /// it answers (RFC 6455 §5.5.3; a peer may send pongs unasked).
     ping_nonce: u32,
+    /// permessage-deflate as agreed (server: from the request, until
+    /// accepted; then for the connection).
+    deflate: Option<Deflate>,
 }
 
 impl Connection<NoMasking> {
@@ -506,6 +524,7 @@ impl<K: MaskKeySource> Connection<K> {
             next_ping: None,
             awaiting_pong: false,
             ping_nonce: 0,
+            deflate: None,
         }
     }
 
@@ -541,6 +560,12 @@ impl<K: MaskKeySource> Connection<K> {
         let (start, len) = self.selected?;
         let (start, len) = (usize::from(start), usize::from(len));
         core::str::from_utf8(self.offered.get(start..start + len)?).ok()
+    }
+
+    /// permessage-deflate as agreed with the peer, once open: `None` when
+    /// not negotiated. The adapter sizes its compressor and inflater by it.
+    pub fn deflate(&self) -> Option<&Deflate> {
+        self.deflate.as_ref().filter(|_| self.handshake == Handshake::Done)
     }
 
     /// Whether messages can be sent now.
@@ -593,13 +618,13 @@ impl<K: MaskKeySource> Connection<K> {
         let (consumed, decoded) = self.decoder.decode(input);
         let step = match decoded {
             None => None,
-            Some(Decoded::Data { kind, payload, message_start, message_end }) => {
+            Some(Decoded::Data { kind, payload, message_start, message_end, compressed }) => {
                 if message_end {
                     self.message_deadline = None;
                 } else if message_start {
                     self.message_deadline = self.config.message_timeout.map(|t| now + t);
                 }
-                Some(Step::Event(Event::Data { kind, payload, message_start, message_end }))
+                Some(Step::Event(Event::Data { kind, payload, message_start, message_end, compressed }))
             }
             Some(Decoded::Control { opcode, payload, frame_start, frame_end }) => {
                 if frame_start {
@@ -693,6 +718,12 @@ impl<K: MaskKeySource> Connection<K> {
             Ok(Some((request, len))) => {
                 self.accept = request.accept_key();
                 self.handshake = Handshake::ServerAwaitingDecision;
+                #[cfg(feature = "deflate")]
+                if let Some(config) = &self.config.deflate {
+                    let offers =
+                        request.headers().filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"));
+                    self.deflate = crate::deflate::negotiate(offers.map(|(_, value)| value), config);
+                }
                 Received { consumed: len, event: Some(Event::Request(request)) }
             }
             Err(error) => {
@@ -705,7 +736,22 @@ impl<K: MaskKeySource> Connection<K> {
     fn read_response<'a>(&mut self, now: Instant, input: &'a [u8]) -> Received<'a> {
         let offered =
             core::str::from_utf8(self.offered.get(..usize::from(self.offered_len)).unwrap_or(&[])).unwrap_or("");
-        match handshake::parse_response(input, self.config.max_handshake_size, &self.accept, offered) {
+        let deflate = &mut self.deflate;
+        #[cfg(feature = "deflate")]
+        let offer = self.config.deflate;
+        let extensions = |values: &mut dyn Iterator<Item = &[u8]>| {
+            #[cfg(feature = "deflate")]
+            if let Some(offer) = &offer {
+                *deflate = crate::deflate::accept_response(values, offer)?;
+                return Ok(());
+            }
+            *deflate = None;
+            match values.next() {
+                Some(_) => Err("extension not offered"),
+                None => Ok(()),
+            }
+        };
+        match handshake::parse_response_with(input, self.config.max_handshake_size, &self.accept, offered, extensions) {
             Ok(None) => Received { consumed: 0, event: None },
             Ok(Some((response, len))) => {
                 self.selected = response.protocol.and_then(|p| {
@@ -728,6 +774,7 @@ impl<K: MaskKeySource> Connection<K> {
     }
 
     fn open(&mut self, now: Instant) {
+        self.decoder.allow_compressed(self.deflate.is_some());
         self.handshake = Handshake::Done;
         self.state = State::Open;
         self.handshake_deadline = None;
@@ -764,7 +811,14 @@ impl<K: MaskKeySource> Connection<K> {
         if self.handshake != Handshake::ServerAwaitingDecision {
             return Err(SendError::InvalidState);
         }
-        let n = handshake::write_accept(&self.accept, protocol, headers, out)?;
+        let deflate = self.deflate;
+        let put = |w: &mut crate::writer::Writer<'_>| {
+            if let Some(agreed) = &deflate {
+                agreed.put_response(w);
+            }
+        };
+        let extension: handshake::PutExtension<'_> = if deflate.is_some() { Some(&put) } else { None };
+        let n = handshake::write_accept_with(&self.accept, protocol, extension, headers, out)?;
         self.open(now);
         Ok(n)
     }
@@ -813,7 +867,19 @@ impl<K: MaskKeySource> Connection<K> {
             chunk.copy_from_slice(&self.keys.next_key());
         }
         let key = handshake::client_key(nonce);
-        let n = handshake::write_request(request, &key, out)?;
+        #[cfg(feature = "deflate")]
+        let offer = self.config.deflate;
+        #[cfg(feature = "deflate")]
+        let put = |w: &mut crate::writer::Writer<'_>| {
+            if let Some(config) = &offer {
+                config.put_offer(w);
+            }
+        };
+        #[cfg(feature = "deflate")]
+        let extension: handshake::PutExtension<'_> = if offer.is_some() { Some(&put) } else { None };
+        #[cfg(not(feature = "deflate"))]
+        let extension: handshake::PutExtension<'_> = None;
+        let n = handshake::write_request_with(request, &key, extension, out)?;
         self.offered_len = offered_len as u8;
         self.accept = handshake::accept_key(&key);
         self.handshake = Handshake::ClientAwaitingResponse;
@@ -846,6 +912,27 @@ impl<K: MaskKeySource> Connection<K> {
         let n = self.write_frame(opcode, fin, payload, out)?;
         self.sending = !fin;
         Ok(n)
+    }
+
+    /// Write a whole compressed message as one frame (RSV1 set) into
+    /// `out`. `deflated` is the compressor's sync-flushed output without
+    /// its tail ([`crate::deflate::strip_tail`]), made as
+    /// [`Connection::deflate`] says (window, context takeover).
+    pub fn send_deflated(&mut self, kind: MessageKind, deflated: &[u8], out: &mut [u8]) -> Result<usize, SendError> {
+        if self.sending {
+            return Err(SendError::FragmentInProgress);
+        }
+        if !self.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        if self.deflate.is_none() {
+            return Err(SendError::NotNegotiated);
+        }
+        Ok(self.encode_frame(
+            FrameHeader { fin: true, rsv: 0b100, opcode: kind.opcode(), mask: None, payload_len: 0 },
+            deflated,
+            out,
+        )?)
     }
 
     /// Write only the header of a data frame of `len` bytes, for callers
@@ -1050,7 +1137,17 @@ impl<K: MaskKeySource> Connection<K> {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, InsufficientSize> {
-        let mut header = FrameHeader { fin, rsv: 0, opcode, mask: None, payload_len: payload.len() as u64 };
+        self.encode_frame(FrameHeader { fin, rsv: 0, opcode, mask: None, payload_len: 0 }, payload, out)
+    }
+
+    /// Write `header` (its length and mask filled in here) and `payload`.
+    fn encode_frame(
+        &mut self,
+        mut header: FrameHeader,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, InsufficientSize> {
+        header.payload_len = payload.len() as u64;
         let required = header.encoded_len() + if self.role == Role::Client { 4 } else { 0 } + payload.len();
         if out.len() < required {
             return Err(InsufficientSize { required });

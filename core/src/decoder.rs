@@ -12,7 +12,7 @@
 //!
 //! | violation | code |
 //! |---|---|
-//! | RSV bit set (no extension is negotiated) | 1002 |
+//! | RSV bit set, other than RSV1 on a message's first frame with permessage-deflate | 1002 |
 //! | reserved opcode | 1002 |
 //! | control frame fragmented or over 125 bytes | 1002 |
 //! | unmasked frame to a server, masked frame to a client (§5.1) | 1002 |
@@ -91,6 +91,9 @@ pub enum Decoded<'a> {
         message_start: bool,
         /// This chunk ends the message.
         message_end: bool,
+        /// The message is compressed (permessage-deflate, RSV1): `payload`
+        /// is deflate data, not yet checked as UTF-8.
+        compressed: bool,
     },
     /// Payload bytes of a control frame, unmasked. A control payload may
     /// arrive in several chunks; it is complete when `frame_end`.
@@ -126,7 +129,7 @@ enum Stage {
 /// assert_eq!((used, out), (4, None));
 /// let (_, out) = dec.decode(&mut wire[4..]);
 /// assert_eq!(out, Some(Decoded::Data {
-///     kind: MessageKind::Text, payload: b"Hello", message_start: true, message_end: true,
+///     kind: MessageKind::Text, payload: b"Hello", message_start: true, message_end: true, compressed: false,
 /// }));
 /// ```
 #[derive(Debug, Clone)]
@@ -140,6 +143,10 @@ pub struct FrameDecoder {
     message_len: u64,
     fragments: u32,
     utf8: Utf8Validator,
+    /// permessage-deflate is negotiated: RSV1 may mark a message compressed.
+    deflate: bool,
+    /// The message in progress is compressed.
+    compressed: bool,
 }
 
 impl FrameDecoder {
@@ -155,7 +162,15 @@ impl FrameDecoder {
             message_len: 0,
             fragments: 0,
             utf8: Utf8Validator::new(),
+            deflate: false,
+            compressed: false,
         }
+    }
+
+    /// Accept RSV1 on a message's first frame as "compressed"
+    /// (permessage-deflate was negotiated, RFC 7692 §6).
+    pub fn allow_compressed(&mut self, allow: bool) {
+        self.deflate = allow;
     }
 
     /// Whether a violation has been reported.
@@ -222,7 +237,9 @@ impl FrameDecoder {
         let Some(kind) = self.message else {
             return (consumed, Some(self.fail(ProtocolError::new(CloseCode::Error, "decoder state"))));
         };
-        if kind == MessageKind::Text && self.utf8.feed(payload).is_err() {
+        let compressed = self.compressed;
+        // Compressed text is checked once inflated.
+        if kind == MessageKind::Text && !compressed && self.utf8.feed(payload).is_err() {
             return (
                 consumed,
                 Some(self.fail(ProtocolError::new(CloseCode::Invalid, "invalid UTF-8 in text message"))),
@@ -231,7 +248,7 @@ impl FrameDecoder {
         let message_end = frame_end && fin;
         let message_start = start && opcode != Opcode::Continuation;
         if message_end {
-            if kind == MessageKind::Text && !self.utf8.is_complete() {
+            if kind == MessageKind::Text && !compressed && !self.utf8.is_complete() {
                 return (
                     consumed,
                     Some(self.fail(ProtocolError::new(CloseCode::Invalid, "text message ends inside a character"))),
@@ -239,7 +256,7 @@ impl FrameDecoder {
             }
             self.message = None;
         }
-        (consumed, Some(Decoded::Data { kind, payload, message_start, message_end }))
+        (consumed, Some(Decoded::Data { kind, payload, message_start, message_end, compressed }))
     }
 
     /// Move header bytes from `input` into the header buffer until a whole
@@ -286,7 +303,9 @@ impl FrameDecoder {
     /// Judge a complete header against the connection's state.
     fn accept_header(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
         use CloseCode::{MessageTooBig, Protocol};
-        if h.rsv != 0 {
+        // RSV1 marks a compressed message, on its first frame only (RFC 7692 §6).
+        let rsv1 = h.rsv == 0b100 && self.deflate && matches!(h.opcode, Opcode::Text | Opcode::Binary);
+        if h.rsv != 0 && !rsv1 {
             return Err(ProtocolError::new(Protocol, "RSV bits set without a negotiated extension"));
         }
         match (self.role, h.mask.is_some()) {
@@ -322,6 +341,7 @@ impl FrameDecoder {
                 self.message_len = h.payload_len;
                 self.fragments = 1;
                 self.utf8 = Utf8Validator::default();
+                self.compressed = rsv1;
             }
         }
         if !h.opcode.is_control() && self.message_len > self.limits.max_message_size {

@@ -302,6 +302,22 @@ pub fn parse_response<'a>(
     expected_accept: &[u8; 28],
     offered: &str,
 ) -> Result<Option<(Response<'a>, usize)>, HandshakeError> {
+    let no_extension = |values: &mut dyn Iterator<Item = &[u8]>| match values.next() {
+        Some(_) => Err("extension not offered"),
+        None => Ok(()),
+    };
+    parse_response_with(buf, max_len, expected_accept, offered, no_extension)
+}
+
+/// [`parse_response`], with the `Sec-WebSocket-Extensions` values judged
+/// by `extensions` (which answers why they are unacceptable).
+pub(crate) fn parse_response_with<'a>(
+    buf: &'a [u8],
+    max_len: usize,
+    expected_accept: &[u8; 28],
+    offered: &str,
+    extensions: impl FnOnce(&mut dyn Iterator<Item = &'a [u8]>) -> Result<(), &'static str>,
+) -> Result<Option<(Response<'a>, usize)>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     // Never look past the limit, so the verdict cannot depend on how the bytes arrived.
@@ -330,9 +346,8 @@ pub fn parse_response<'a>(
     if find_header(parsed, "sec-websocket-accept").map(<[u8]>::trim_ascii) != Some(expected_accept.as_slice()) {
         return Err(HandshakeError::BadResponse("wrong Sec-WebSocket-Accept"));
     }
-    if find_header(parsed, "sec-websocket-extensions").is_some() {
-        return Err(HandshakeError::BadResponse("extension not offered"));
-    }
+    let mut values = parsed.iter().filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions")).map(|h| h.value);
+    extensions(&mut values).map_err(HandshakeError::BadResponse)?;
     let protocol = match find_header(parsed, "sec-websocket-protocol") {
         None => None,
         Some(value) => {
@@ -372,6 +387,19 @@ pub struct ClientRequest<'a> {
 /// assert!(out[..n].starts_with(b"GET / HTTP/1.1\r\nHost: h:9001\r\n"));
 /// ```
 pub fn write_request(req: &ClientRequest<'_>, key: &[u8; 24], out: &mut [u8]) -> Result<usize, InsufficientSize> {
+    write_request_with(req, key, None, out)
+}
+
+/// Writes a `Sec-WebSocket-Extensions` value.
+pub(crate) type PutExtension<'e> = Option<&'e dyn Fn(&mut Writer<'_>)>;
+
+/// [`write_request`], offering the extensions `extension` writes.
+pub(crate) fn write_request_with(
+    req: &ClientRequest<'_>,
+    key: &[u8; 24],
+    extension: PutExtension<'_>,
+    out: &mut [u8],
+) -> Result<usize, InsufficientSize> {
     write_twice(out, |w| {
         w.put(b"GET ");
         w.put(req.target.as_bytes());
@@ -387,9 +415,18 @@ pub fn write_request(req: &ClientRequest<'_>, key: &[u8; 24], out: &mut [u8]) ->
                 w.put(b"\r\n");
             }
         }
+        put_extension(w, extension);
         put_headers(w, req.headers);
         w.put(b"\r\n");
     })
+}
+
+fn put_extension(w: &mut Writer<'_>, extension: PutExtension<'_>) {
+    if let Some(put) = extension {
+        w.put(b"Sec-WebSocket-Extensions: ");
+        put(w);
+        w.put(b"\r\n");
+    }
 }
 
 /// Write the `101 Switching Protocols` answer for a request whose key gives
@@ -399,6 +436,17 @@ pub fn write_request(req: &ClientRequest<'_>, key: &[u8; 24], out: &mut [u8]) ->
 pub fn write_accept(
     accept: &[u8; 28],
     protocol: Option<&str>,
+    headers: &[(&str, &str)],
+    out: &mut [u8],
+) -> Result<usize, InsufficientSize> {
+    write_accept_with(accept, protocol, None, headers, out)
+}
+
+/// [`write_accept`], accepting the extensions `extension` writes.
+pub(crate) fn write_accept_with(
+    accept: &[u8; 28],
+    protocol: Option<&str>,
+    extension: PutExtension<'_>,
     headers: &[(&str, &str)],
     out: &mut [u8],
 ) -> Result<usize, InsufficientSize> {
@@ -413,6 +461,7 @@ pub fn write_accept(
             w.put(p.as_bytes());
             w.put(b"\r\n");
         }
+        put_extension(w, extension);
         put_headers(w, headers);
         w.put(b"\r\n");
     })

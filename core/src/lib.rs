@@ -14,6 +14,8 @@
 //! * [`connection`]: the connection state machine that ties them together,
 //!   with its driving loop documented on [`Connection`];
 //! * [`message`]: whole messages ([`message::MessageReader`]), and 1009;
+//! * [`deflate`]: permessage-deflate (RFC 7692): negotiation, and what a
+//!   compressed message means (the adapter brings the compressor);
 //! * [`time`]: time as an input.
 //!
 //! The rooms protocol (Alepha's `$channel` / `$websocket`) on top, shared by
@@ -49,8 +51,11 @@
 //!   `GrowableRoomTable`, `target::SeenVec`, and decoding of internally
 //!   tagged enums (serde buffers them).
 //! * `std`: implies `alloc`; typed JSON goes through `serde_json`.
+//! * `deflate`: [`Config`] gets a `deflate` field, and connections
+//!   negotiate permessage-deflate themselves. Off, no negotiation code is
+//!   linked (firmware).
 //!
-//! Both add conveniences over the same engine, never a second one.
+//! These add conveniences over the same engine, never a second one.
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -68,6 +73,7 @@ pub mod close;
 pub mod cluster;
 pub mod connection;
 pub mod decoder;
+pub mod deflate;
 pub mod dispatch;
 pub mod envelope;
 pub mod error;

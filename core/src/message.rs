@@ -13,6 +13,7 @@
 use crate::close::CloseCode;
 use crate::connection::{Connection, Control, Event, MaskKeySource, Step};
 use crate::decoder::MessageKind;
+use crate::deflate::{INFLATE_FAILED, Inflate, InflateError, TAIL};
 use crate::error::ProtocolError;
 use crate::time::Instant;
 
@@ -41,6 +42,11 @@ pub struct TooLarge;
 
 /// The close for a message larger than the reader's storage.
 pub const TOO_BIG: ProtocolError = ProtocolError::new(CloseCode::MessageTooBig, "message too big");
+
+/// The close for a compressed message read without an inflater (the
+/// adapter negotiated permessage-deflate and then read with
+/// [`MessageReader::read`]): a bug of the adapter, not of the peer.
+pub const NO_INFLATER: ProtocolError = ProtocolError::new(CloseCode::Error, "compressed message with no inflater");
 
 /// The close for text that is not UTF-8 (the decoder refuses it first; a
 /// caller feeding the reassembler unvalidated bytes gets this).
@@ -319,7 +325,26 @@ impl<S: Storage> MessageReader<S> {
         now: Instant,
         input: &'a mut [u8],
     ) -> Read<'a> {
-        let (consumed, step) = self.step(conn, now, input);
+        let (consumed, step) = self.step(conn, now, input, None);
+        let incoming = step.map(|step| match step {
+            ReadStep::Message(message) => Incoming::Message(message),
+            ReadStep::Control(control) => Incoming::Event(conn.control_event(control)),
+            ReadStep::Event(event) => Incoming::Event(event),
+        });
+        Read { consumed, incoming }
+    }
+
+    /// [`MessageReader::read`] on a connection that may receive compressed
+    /// messages (permessage-deflate): they go through `inflater` into the
+    /// storage, under its limit (see [`crate::deflate`]).
+    pub fn read_inflating<'a, K: MaskKeySource>(
+        &'a mut self,
+        conn: &'a mut Connection<K>,
+        now: Instant,
+        input: &'a mut [u8],
+        inflater: &mut dyn Inflate,
+    ) -> Read<'a> {
+        let (consumed, step) = self.step(conn, now, input, Some(inflater));
         let incoming = step.map(|step| match step {
             ReadStep::Message(message) => Incoming::Message(message),
             ReadStep::Control(control) => Incoming::Event(conn.control_event(control)),
@@ -337,6 +362,7 @@ impl<S: Storage> MessageReader<S> {
         conn: &mut Connection<K>,
         now: Instant,
         input: &'a mut [u8],
+        inflater: Option<&mut dyn Inflate>,
     ) -> (usize, Option<ReadStep<'a>>) {
         if self.reassembler.finished {
             // The last reassembled message has been handed out: give its
@@ -349,7 +375,19 @@ impl<S: Storage> MessageReader<S> {
         let step = match step {
             None => None,
             Some(Step::Control(control)) => Some(ReadStep::Control(control)),
-            Some(Step::Event(Event::Data { kind, payload, message_start: true, message_end: true }))
+            Some(Step::Event(Event::Data { kind, payload, message_start, message_end, compressed: true })) => {
+                let reset = conn.deflate().is_some_and(|agreed| agreed.receive_no_context_takeover);
+                let inflated = match inflater {
+                    Some(inflater) => self.inflate(inflater, kind, payload, message_start, message_end, reset),
+                    None => Err(NO_INFLATER),
+                };
+                match inflated {
+                    Ok(None) => None,
+                    Ok(Some(message)) => Some(ReadStep::Message(message)),
+                    Err(error) => Some(ReadStep::Event(fail(conn, now, error))),
+                }
+            }
+            Some(Step::Event(Event::Data { kind, payload, message_start: true, message_end: true, .. }))
                 if self.reassembler.pending_len() == 0 && !self.copy_all =>
             {
                 // The same limit as a reassembled message, however it came.
@@ -363,7 +401,7 @@ impl<S: Storage> MessageReader<S> {
                     Err(error) => Some(ReadStep::Event(fail(conn, now, error))),
                 }
             }
-            Some(Step::Event(Event::Data { kind, payload, message_start, message_end })) => {
+            Some(Step::Event(Event::Data { kind, payload, message_start, message_end, .. })) => {
                 match self.reassembler.push(kind, payload, message_start, message_end) {
                     Ok(None) => None,
                     Ok(Some(message)) => Some(ReadStep::Message(message)),
@@ -373,6 +411,41 @@ impl<S: Storage> MessageReader<S> {
             Some(Step::Event(event)) => Some(ReadStep::Event(event)),
         };
         (consumed, step)
+    }
+
+    /// Inflate the next compressed bytes of a message into the storage;
+    /// the message once `end`.
+    fn inflate(
+        &mut self,
+        inflater: &mut dyn Inflate,
+        kind: MessageKind,
+        payload: &[u8],
+        start: bool,
+        end: bool,
+        reset: bool,
+    ) -> Result<Option<Assembled<'_>>, ProtocolError> {
+        if start {
+            self.reassembler.push(kind, &[], true, false)?;
+        }
+        let reassembler = &mut self.reassembler;
+        let mut sink = |piece: &[u8]| reassembler.push(kind, piece, false, false).map(|_| ()).map_err(|_| TooLarge);
+        let mut inflated = inflater.inflate(payload, &mut sink);
+        if end && inflated.is_ok() {
+            inflated = inflater.inflate(&TAIL, &mut sink);
+        }
+        if end && reset {
+            // The peer starts its next message with an empty window.
+            inflater.reset();
+        }
+        match inflated {
+            Ok(()) if end => self.reassembler.push(kind, &[], false, true),
+            Ok(()) => Ok(None),
+            Err(InflateError::TooLarge) => Err(TOO_BIG),
+            Err(InflateError::Corrupt) => {
+                self.reassembler.reset();
+                Err(INFLATE_FAILED)
+            }
+        }
     }
 
     /// The storage, e.g. to reuse it for another connection.

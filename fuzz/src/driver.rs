@@ -74,10 +74,13 @@ pub fn config(preset: u8, keepalive: bool) -> Config {
         0 => Config::default(),
         1 => Config { max_message_size: 64, max_fragments: 3, max_handshake_size: 512, ..Config::default() },
         2 => Config { max_message_size: 0, max_fragments: 1, max_handshake_size: 64, ..Config::default() },
+        // Unlimited, and permessage-deflate offered or accepted (RSV1 then
+        // marks compressed messages, whatever the handshake agreed).
         _ => Config {
             max_message_size: u64::MAX,
             max_fragments: u32::MAX,
             max_handshake_size: usize::MAX,
+            deflate: Some(roomwire_core::deflate::DeflateConfig::DEFAULT),
             ..Config::default()
         },
     };
@@ -230,7 +233,8 @@ impl<K: MaskKeySource> Driver<K> {
                 self.items.push(Item::Open(protocol));
             }
             Owned::HandshakeFailed(e) => self.items.push(Item::HandshakeFailed(e, e.status())),
-            Owned::Data { kind, payload, message_start, message_end } => {
+            Owned::Data { kind, payload, message_start, message_end, compressed } => {
+                assert!(!compressed || self.conn.deflate().is_some(), "RSV1 accepted without permessage-deflate");
                 if message_start {
                     assert!(self.message.is_none(), "message_start inside a message");
                     self.message = Some((kind, Vec::new()));
@@ -243,7 +247,8 @@ impl<K: MaskKeySource> Driver<K> {
                 self.longest = self.longest.max(bytes.len());
                 if message_end {
                     let Some((kind, bytes)) = self.message.take() else { unreachable!() };
-                    if kind == MessageKind::Text {
+                    // Compressed text is checked once inflated, not here.
+                    if kind == MessageKind::Text && !compressed {
                         assert!(core::str::from_utf8(&bytes).is_ok(), "complete text message is not UTF-8");
                     }
                     self.items.push(Item::Message(kind, bytes));
@@ -282,7 +287,7 @@ impl<K: MaskKeySource> Driver<K> {
     pub fn finish(mut self) -> (Vec<Item>, Vec<u8>) {
         self.items.push(Item::State(self.conn.state()));
         if let Some((kind, bytes)) = self.message.take() {
-            if kind == MessageKind::Text {
+            if kind == MessageKind::Text && self.conn.deflate().is_none() {
                 assert!(crate::is_utf8_prefix(&bytes), "partial text message is not a UTF-8 prefix");
             }
             self.items.push(Item::PartialMessage(kind, bytes));
@@ -331,6 +336,7 @@ fn own_incoming(incoming: Incoming<'_>) -> Owned {
             payload: message.bytes().to_vec(),
             message_start: true,
             message_end: true,
+            compressed: false,
         },
         Incoming::Event(event) => own(event),
     }
@@ -342,7 +348,7 @@ enum Owned {
     Request { target: String, protocols: Vec<String>, accept: [u8; 28] },
     Open(Option<String>),
     HandshakeFailed(HandshakeError),
-    Data { kind: MessageKind, payload: Vec<u8>, message_start: bool, message_end: bool },
+    Data { kind: MessageKind, payload: Vec<u8>, message_start: bool, message_end: bool, compressed: bool },
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<u16>, String),
@@ -362,8 +368,8 @@ fn own(event: Event<'_>) -> Owned {
         }
         Event::Open { protocol } => Owned::Open(protocol.map(str::to_owned)),
         Event::HandshakeFailed(e) => Owned::HandshakeFailed(e),
-        Event::Data { kind, payload, message_start, message_end } => {
-            Owned::Data { kind, payload: payload.to_vec(), message_start, message_end }
+        Event::Data { kind, payload, message_start, message_end, compressed } => {
+            Owned::Data { kind, payload: payload.to_vec(), message_start, message_end, compressed }
         }
         Event::Ping(p) => {
             assert!(p.len() <= 125);

@@ -28,8 +28,8 @@ use crate::is_utf8_prefix;
 /// One entry of the normalized transcript.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
-    /// A whole data message.
-    Message(MessageKind, Vec<u8>),
+    /// A whole data message, and whether it came compressed (RSV1).
+    Message(MessageKind, Vec<u8>, bool),
     /// A whole control frame.
     Control(Opcode, Vec<u8>),
     /// A violation, as close code and reason.
@@ -69,16 +69,20 @@ pub fn run(data: &[u8]) {
     let role = if sel & 0x80 != 0 { Role::Client } else { Role::Server };
     let limits = limits(sel >> 5);
     let chunk = usize::from(sel & 0x1F) + 1;
-    let whole = decode_in_chunks(role, limits, wire, wire.len().max(1));
-    let split = decode_in_chunks(role, limits, wire, chunk);
-    assert_eq!(whole, split, "transcript depends on the split (chunk size {chunk}, {role:?})");
+    // Once as a plain connection, once with permessage-deflate (RSV1 allowed).
+    for deflate in [false, true] {
+        let whole = decode_in_chunks(role, limits, deflate, wire, wire.len().max(1));
+        let split = decode_in_chunks(role, limits, deflate, wire, chunk);
+        assert_eq!(whole, split, "transcript depends on the split (chunk size {chunk}, {role:?}, deflate {deflate})");
+    }
 }
 
 /// Decode `wire` fed in `chunk`-byte pieces and return the transcript.
-pub fn decode_in_chunks(role: Role, limits: DecoderLimits, wire: &[u8], chunk: usize) -> Outcome {
+pub fn decode_in_chunks(role: Role, limits: DecoderLimits, deflate: bool, wire: &[u8], chunk: usize) -> Outcome {
     let mut buf = wire.to_vec();
     let mut dec = FrameDecoder::new(role, limits);
-    let mut rec = Recorder::default();
+    dec.allow_compressed(deflate);
+    let mut rec = Recorder { deflate, ..Recorder::default() };
     for piece in buf.chunks_mut(chunk) {
         let mut at = 0;
         loop {
@@ -111,8 +115,11 @@ pub fn decode_in_chunks(role: Role, limits: DecoderLimits, wire: &[u8], chunk: u
 
 #[derive(Default)]
 struct Recorder {
+    /// RSV1 may mark a message compressed.
+    deflate: bool,
     items: Vec<Item>,
-    message: Option<(MessageKind, Vec<u8>)>,
+    /// The message in progress, and whether it is compressed.
+    message: Option<(MessageKind, Vec<u8>, bool)>,
     control: Option<(Opcode, Vec<u8>)>,
     violated: bool,
 }
@@ -121,23 +128,26 @@ impl Recorder {
     fn record(&mut self, out: Decoded<'_>) {
         assert!(!self.violated, "decoder produced {out:?} after a violation");
         match out {
-            Decoded::Data { kind, payload, message_start, message_end } => {
+            Decoded::Data { kind, payload, message_start, message_end, compressed } => {
                 assert!(self.control.is_none(), "data inside a control frame");
+                assert!(self.deflate || !compressed, "a compressed message without permessage-deflate");
                 if message_start {
                     assert!(self.message.is_none(), "message_start inside a message");
-                    self.message = Some((kind, Vec::new()));
+                    self.message = Some((kind, Vec::new(), compressed));
                 }
-                let Some((open_kind, bytes)) = self.message.as_mut() else {
+                let Some((open_kind, bytes, open_compressed)) = self.message.as_mut() else {
                     panic!("data chunk with no message started");
                 };
                 assert_eq!(*open_kind, kind, "message changed kind");
+                assert_eq!(*open_compressed, compressed, "message changed compression");
                 bytes.extend_from_slice(payload);
                 if message_end {
-                    let Some((kind, bytes)) = self.message.take() else { unreachable!() };
-                    if kind == MessageKind::Text {
+                    let Some((kind, bytes, compressed)) = self.message.take() else { unreachable!() };
+                    // Compressed text is checked once inflated, not here.
+                    if kind == MessageKind::Text && !compressed {
                         assert!(core::str::from_utf8(&bytes).is_ok(), "complete text message is not UTF-8");
                     }
-                    self.items.push(Item::Message(kind, bytes));
+                    self.items.push(Item::Message(kind, bytes, compressed));
                 }
             }
             Decoded::Control { opcode, payload, frame_start, frame_end } => {
@@ -169,8 +179,8 @@ impl Recorder {
     }
 
     fn finish(mut self, failed: bool, idle: bool) -> Outcome {
-        if let Some((kind, bytes)) = self.message.take() {
-            if kind == MessageKind::Text {
+        if let Some((kind, bytes, compressed)) = self.message.take() {
+            if kind == MessageKind::Text && !compressed {
                 assert!(is_utf8_prefix(&bytes), "partial text message is not a UTF-8 prefix");
             }
             self.items.push(Item::PartialMessage(kind, bytes));

@@ -15,7 +15,7 @@ pub mod client_connection;
 pub mod client_session;
 pub mod cluster_message;
 pub mod cluster_order;
-pub mod stateful_room;
+pub mod deflate_negotiation;
 pub mod driver;
 pub mod envelope;
 pub mod frame_decoder;
@@ -24,6 +24,7 @@ pub mod handshake_request;
 pub mod handshake_response;
 pub mod seeds;
 pub mod server_connection;
+pub mod stateful_room;
 
 /// Prefix lengths worth checking for an input of `len` bytes: all of them
 /// for short inputs, otherwise the first and last 64 and 64 spread between.

@@ -234,6 +234,19 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     add("cluster_order", "interleaved", vec![8, 1, 3, 7, 2, 6, 4, 5, 1, 2, 0, 1, 2, 2, 1, 0, 0, 1, 2, 2]);
     add("cluster_order", "lossy", vec![0x88, 3, 3, 7, 6, 5, 1, 2, 4, 0xf0, 1, 2, 0xf2, 1, 0]);
     // stateful_room: 20 Hz; a counter message; joins, time, beats, leaves.
+    // deflate_negotiation: byte 0 = settings, the rest one or more header lines.
+    add("deflate_negotiation", "chromium", cat(&[&[0xff], b"permessage-deflate; client_max_window_bits"]));
+    add("deflate_negotiation", "firefox", cat(&[&[0x03], b"permessage-deflate"]));
+    add(
+        "deflate_negotiation",
+        "two-offers",
+        cat(&[&[0x5a], b"permessage-deflate; server_max_window_bits=10; client_max_window_bits=8\npermessage-deflate; server_no_context_takeover"]),
+    );
+    add(
+        "deflate_negotiation",
+        "answer",
+        cat(&[&[0xfe], b"permessage-deflate; server_no_context_takeover; client_max_window_bits=\"9\""]),
+    );
     add("stateful_room", "inc", cat(&[&[20], br#"{"type":"inc","by":3}"#]));
     add("stateful_room", "envelope", cat(&[&[10], br#"{"type":"message","room":"r","data":{"by":1}}"#]));
     add("stateful_room", "schedule", vec![20, 0, 0, 0x1b, 0x2b, 1, 0x47, 1, 2, 0xff, 0xff, 0x03, 0]);
@@ -287,6 +300,7 @@ pub fn replay(target: &str, data: &[u8]) {
         "cluster_message" => crate::cluster_message::run(data),
         "cluster_order" => crate::cluster_order::run(data),
         "stateful_room" => crate::stateful_room::run(data),
+        "deflate_negotiation" => crate::deflate_negotiation::run(data),
         other => panic!("unknown target {other}"),
     }
 }

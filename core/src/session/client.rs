@@ -526,7 +526,7 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
         let Link::Live(conn) = link else {
             return Input { consumed: 0, message: false };
         };
-        let (consumed, step) = reader.step(conn, now, input);
+        let (consumed, step) = reader.step(conn, now, input, None);
         let mut message = false;
         match step {
             None => {}

@@ -4,6 +4,8 @@
 mod channel_protocol;
 mod client_session;
 mod cluster;
+#[cfg(feature = "deflate")]
+mod deflate;
 pub(crate) mod pair;
 mod rfc6455;
 mod room_model;

@@ -43,19 +43,22 @@ pub(crate) enum Seen {
 
 /// Growable reassembly storage for tests (the crate's own `VecStorage`
 /// needs the `alloc` feature, which plain `cargo test -p` leaves off).
-pub(crate) struct GrowStorage(Vec<u8>);
+pub(crate) struct GrowStorage(Vec<u8>, usize);
 
 impl Storage for GrowStorage {
     fn bytes(&self, len: usize) -> &[u8] {
         &self.0[..len]
     }
     fn store(&mut self, at: usize, data: &[u8]) -> Result<(), TooLarge> {
+        if at + data.len() > self.1 {
+            return Err(TooLarge);
+        }
         self.0.truncate(at);
         self.0.extend_from_slice(data);
         Ok(())
     }
     fn limit(&self) -> usize {
-        usize::MAX
+        self.1
     }
 }
 
@@ -64,11 +67,19 @@ pub(crate) struct Inbox {
     pub buf: Vec<u8>,
     pub events: Vec<Seen>,
     reader: MessageReader<GrowStorage>,
+    /// Compressed messages are read through it (permessage-deflate).
+    pub inflater: Option<Box<dyn crate::deflate::Inflate>>,
 }
 
 impl Inbox {
-    fn new() -> Self {
-        Self { buf: Vec::new(), events: Vec::new(), reader: MessageReader::new(GrowStorage(Vec::new())) }
+    /// An inbox holding messages of up to `limit` bytes.
+    fn new(limit: u64) -> Self {
+        Self {
+            buf: Vec::new(),
+            events: Vec::new(),
+            reader: MessageReader::new(GrowStorage(Vec::new(), usize::try_from(limit).unwrap_or(usize::MAX))),
+            inflater: None,
+        }
     }
 }
 
@@ -78,7 +89,10 @@ pub(crate) fn pump<K: crate::MaskKeySource>(conn: &mut Connection<K>, now: Insta
     let mut progress = false;
     loop {
         // The same whole-message reader the adapters use.
-        let read = inbox.reader.read(conn, now, &mut inbox.buf);
+        let read = match inbox.inflater.as_deref_mut() {
+            Some(inflater) => inbox.reader.read_inflating(conn, now, &mut inbox.buf, inflater),
+            None => inbox.reader.read(conn, now, &mut inbox.buf),
+        };
         let consumed = read.consumed;
         let seen = match read.incoming {
             None => None,
@@ -153,8 +167,8 @@ impl Pair {
             chunk: chunk.max(1),
             to_server: Vec::new(),
             to_client: Vec::new(),
-            server_in: Inbox::new(),
-            client_in: Inbox::new(),
+            server_in: Inbox::new(server.max_message_size),
+            client_in: Inbox::new(client.max_message_size),
         }
     }
 
