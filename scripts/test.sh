@@ -12,7 +12,8 @@
 #   embedded  no_std builds of roomwire-core for thumbv7em-none-eabihf and thumbv6m-none-eabi
 #   firmware  the example firmware for thumbv7em (size report) and the QEMU Cortex-M4 session test
 #   fuzz      every cargo-fuzz target for FUZZ_SECONDS seconds each
-#   autobahn  Autobahn|Testsuite against the tokio server and client (scripts/autobahn.sh), then
+#   autobahn  Autobahn|Testsuite against the tokio server and client (scripts/autobahn.sh, both roles
+#             at once, cases 1.* to 13.*), then
 #             against the core's client on embassy-net (scripts/autobahn-embassy.sh)
 #   bench     a few-second smoke of the benchmark harness (scripts/bench.sh --smoke): every server
 #             and mode once, and deliberately broken servers that the harness must reject
@@ -206,8 +207,21 @@ stage_bench() {
 }
 
 stage_autobahn() {
-    "$ROOT/scripts/autobahn.sh" server
-    "$ROOT/scripts/autobahn.sh" client
+    # Cases 12.* and 13.* (permessage-deflate) keep wstest's Python busy for minutes in each role,
+    # on one core: the two roles run side by side, each into its own log, shown when it ends.
+    "$ROOT/scripts/install-autobahn.sh"
+    cargo build --release -p roomwire-tokio --example echo --example autobahn-client
+    local logs="$ROOT/.work/autobahn" rc=0 server client
+    mkdir -p "$logs"
+    AUTOBAHN_NO_BUILD=1 "$ROOT/scripts/autobahn.sh" server >"$logs/stage-server.log" 2>&1 &
+    server=$!
+    AUTOBAHN_NO_BUILD=1 "$ROOT/scripts/autobahn.sh" client >"$logs/stage-client.log" 2>&1 &
+    client=$!
+    wait "$server" || rc=1
+    cat "$logs/stage-server.log"
+    wait "$client" || rc=1
+    cat "$logs/stage-client.log"
+    ((rc == 0)) || return 1
     "$ROOT/scripts/autobahn-embassy.sh"
 }
 

@@ -9,13 +9,16 @@
 //! are expected in some cases and do not stop the run), then
 //! `/updateReports?agent=AGENT`.
 
+use roomwire_tokio::roomwire_core::deflate::DeflateConfig;
 use roomwire_tokio::{Config, Error, Message, WebSocket};
 
-/// Limits for conformance testing: 16 MiB messages and 65536+ fragments.
+/// Limits for conformance testing: 64 MiB messages in any number of
+/// fragments; offers permessage-deflate with the default settings.
 fn config() -> Config {
     let mut config = Config::default();
     config.core.max_message_size = 64 << 20;
     config.core.max_fragments = u32::MAX;
+    config.core.deflate = Some(DeflateConfig::DEFAULT);
     config
 }
 

@@ -8,15 +8,18 @@
 //! (`scripts/autobahn.sh server`): messages up to 64 MiB in any number of
 //! frames.
 
+use roomwire_tokio::roomwire_core::deflate::DeflateConfig;
 use roomwire_tokio::{Config, WebSocket};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-/// Limits for conformance testing: 16 MiB messages and 65536+ fragments.
+/// Limits for conformance testing: 64 MiB messages in any number of
+/// fragments; accepts permessage-deflate with the default settings.
 fn config() -> Config {
     let mut config = Config::default();
     config.core.max_message_size = 64 << 20;
     config.core.max_fragments = u32::MAX;
+    config.core.deflate = Some(DeflateConfig::DEFAULT);
     config
 }
 

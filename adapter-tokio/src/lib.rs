@@ -59,6 +59,7 @@
 pub mod backplane;
 pub mod client;
 mod config;
+mod deflate;
 mod error;
 mod handshake;
 mod message;

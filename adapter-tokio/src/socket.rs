@@ -15,6 +15,7 @@ use tokio::time::{Instant as TokioInstant, Sleep};
 use tracing::{Span, debug, trace};
 
 use crate::config::Config;
+use crate::deflate::Codec;
 use crate::error::Error;
 use crate::message::{CloseFrame, Message, MessageRef};
 
@@ -210,6 +211,8 @@ pub struct WebSocket<S> {
     /// See [`WebSocket::hold_close`].
     hold_close: bool,
     reader: MessageReader<VecStorage>,
+    /// permessage-deflate, once negotiated and first used.
+    codec: Option<Box<Codec>>,
     sleep: Option<Pin<Box<Sleep>>>,
     phase: Phase,
     /// The abnormal end to report from `recv`, once.
@@ -245,6 +248,7 @@ impl<S> WebSocket<S> {
             need_flush: false,
             hold_close: false,
             reader: MessageReader::new(VecStorage::new(limit, REASSEMBLY_KEEP)),
+            codec: None,
             sleep: None,
             phase: Phase::Running,
             pending: None,
@@ -333,7 +337,15 @@ impl<S> WebSocket<S> {
     pub fn feed<'m>(&mut self, message: impl Into<MessageRef<'m>>) -> Result<(), Error> {
         let message = message.into();
         self.check_room(message.payload().len())?;
-        let Self { conn, wbuf, .. } = self;
+        let Self { conn, wbuf, codec, .. } = self;
+        if let Some(agreed) = conn.deflate().copied().filter(|agreed| agreed.compresses(message.payload().len())) {
+            let codec = codec.get_or_insert_with(|| Box::new(Codec::new(&agreed)));
+            let kind = message.kind();
+            codec.compress(&agreed, message.payload(), |deflated| {
+                encode_into(wbuf, deflated.len() + MAX_FRAME_HEADER, |out| conn.send_deflated(kind, deflated, out))
+            })?;
+            return Ok(());
+        }
         let room = message.payload().len() + MAX_FRAME_HEADER;
         encode_into(wbuf, room, |out| conn.send(message, out))?;
         Ok(())
@@ -592,7 +604,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             let now = self.now();
             let input = &mut self.rbuf[self.rstart..self.rend];
-            let read = self.reader.read(&mut self.conn, now, input);
+            let read = match self.conn.deflate().copied() {
+                Some(agreed) => {
+                    let codec = self.codec.get_or_insert_with(|| Box::new(Codec::new(&agreed)));
+                    self.reader.read_inflating(&mut self.conn, now, input, codec.inflater())
+                }
+                None => self.reader.read(&mut self.conn, now, input),
+            };
             let consumed = read.consumed;
             let mut message = None;
             let mut ping = false;

@@ -1,0 +1,239 @@
+//! permessage-deflate's compressor and inflater: zlib (the pure-Rust
+//! zlib-rs, through flate2) driven by the core's rules
+//! ([`roomwire_core::deflate`]): what was agreed, when a window is
+//! forgotten, which messages are worth compressing, and what a message
+//! that inflates past the limit gets.
+//!
+//! Memory per connection, bounded by what was negotiated:
+//!
+//! * nothing until the first compressed message either way;
+//! * receiving: zlib's inflate state (about 7 KiB) and the peer's window
+//!   (`2^receive_window_bits` bytes, 32 KiB at most), kept between
+//!   messages only while the peer keeps its context; a peer that starts
+//!   each message afresh costs nothing between messages;
+//! * sending with context takeover: a compressor of its own (zlib's
+//!   deflate state: about `2^(bits + 2)` bytes of window and 192 KiB of
+//!   hash tables at bits 15); without it (the default), none: one
+//!   compressor per thread serves every connection, reset per message.
+//!
+//! Inflating writes into the reassembly buffer through an 8 KiB piece on
+//! the stack, under the connection's `max_message_size`: a decompression
+//! bomb stops at the limit with 1009.
+
+use std::cell::RefCell;
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use roomwire_core::deflate::{Deflate, Inflate, InflateError, strip_tail};
+use roomwire_core::message::TooLarge;
+
+/// Size of one piece of inflated output, on the stack.
+const INFLATE_PIECE: usize = 8 * 1024;
+
+/// Capacity the thread's compression output buffer keeps between messages.
+const OUTPUT_KEEP: usize = 64 * 1024;
+
+/// One connection's permessage-deflate state, made at first use.
+pub(crate) struct Codec {
+    inflater: Inflater,
+    /// Our compressor, kept between messages (context takeover only).
+    compressor: Option<Compress>,
+}
+
+impl Codec {
+    pub(crate) fn new(agreed: &Deflate) -> Self {
+        Self { inflater: Inflater { zlib: None, bits: agreed.zlib_receive_window_bits() }, compressor: None }
+    }
+
+    /// The inflater for compressed messages from the peer.
+    pub(crate) fn inflater(&mut self) -> &mut dyn Inflate {
+        &mut self.inflater
+    }
+
+    /// Compress `payload` as one message as `agreed` says, and hand the
+    /// frame payload (tail stripped) to `frame`.
+    pub(crate) fn compress<R>(&mut self, agreed: &Deflate, payload: &[u8], frame: impl FnOnce(&[u8]) -> R) -> R {
+        OUTPUT.with_borrow_mut(|out| {
+            if agreed.send_no_context_takeover {
+                SHARED.with_borrow_mut(|shared| {
+                    let zlib = shared.for_agreement(agreed);
+                    zlib.reset();
+                    deflate_into(zlib, payload, out);
+                });
+            } else {
+                let zlib = self.compressor.get_or_insert_with(|| new_compressor(agreed));
+                deflate_into(zlib, payload, out);
+            }
+            let result = frame(strip_tail(out));
+            out.clear();
+            if out.capacity() > OUTPUT_KEEP {
+                out.shrink_to(OUTPUT_KEEP);
+            }
+            result
+        })
+    }
+}
+
+thread_local! {
+    /// Compressed output of the message being sent.
+    static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The thread's compressor for connections without context takeover.
+    static SHARED: RefCell<SharedCompressor> = const { RefCell::new(SharedCompressor { zlib: None }) };
+}
+
+/// One compressor per thread, remade when a connection agreed to another
+/// level or window.
+struct SharedCompressor {
+    zlib: Option<(u8, u8, Compress)>,
+}
+
+impl SharedCompressor {
+    fn for_agreement(&mut self, agreed: &Deflate) -> &mut Compress {
+        let key = (agreed.level, agreed.zlib_send_window_bits());
+        if !matches!(&self.zlib, Some((level, bits, _)) if (*level, *bits) == key) {
+            self.zlib = Some((key.0, key.1, new_compressor(agreed)));
+        }
+        match &mut self.zlib {
+            Some((_, _, zlib)) => zlib,
+            None => unreachable!("set above"),
+        }
+    }
+}
+
+fn new_compressor(agreed: &Deflate) -> Compress {
+    Compress::new_with_window_bits(Compression::new(u32::from(agreed.level)), false, agreed.zlib_send_window_bits())
+}
+
+/// Compress `payload` with a sync flush into `out` (cleared first).
+fn deflate_into(zlib: &mut Compress, payload: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(payload.len() / 2 + 64);
+    let mut input = payload;
+    loop {
+        let before = zlib.total_in();
+        // Raw deflate of bytes in memory: zlib reports no error for it.
+        if zlib.compress_vec(input, out, FlushCompress::Sync).is_err() {
+            break;
+        }
+        let used = usize::try_from(zlib.total_in() - before).unwrap_or(input.len());
+        input = input.get(used..).unwrap_or(&[]);
+        // The flush is complete when zlib stops with room to spare.
+        if input.is_empty() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(out.capacity().max(1024));
+    }
+}
+
+/// zlib's raw inflate, made at the first compressed message and dropped
+/// when the core resets it (the next message starts a fresh stream).
+struct Inflater {
+    zlib: Option<Decompress>,
+    bits: u8,
+}
+
+impl Inflate for Inflater {
+    fn inflate(
+        &mut self,
+        mut input: &[u8],
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), TooLarge>,
+    ) -> Result<(), InflateError> {
+        let bits = self.bits;
+        let zlib = self.zlib.get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
+        let mut piece = [0u8; INFLATE_PIECE];
+        loop {
+            let (was_in, was_out) = (zlib.total_in(), zlib.total_out());
+            let status =
+                zlib.decompress(input, &mut piece, FlushDecompress::Sync).map_err(|_| InflateError::Corrupt)?;
+            let used = usize::try_from(zlib.total_in() - was_in).unwrap_or(input.len());
+            let made = usize::try_from(zlib.total_out() - was_out).unwrap_or(0);
+            input = input.get(used..).unwrap_or(&[]);
+            if let Some(out) = piece.get(..made).filter(|out| !out.is_empty()) {
+                sink(out).map_err(|_| InflateError::TooLarge)?;
+            }
+            if status == Status::StreamEnd {
+                // A block with BFINAL set (RFC 7692 §7.2.3.4): that stream
+                // is over; what follows starts a new one.
+                zlib.reset(false);
+            }
+            let drained = made < piece.len();
+            if input.is_empty() && drained {
+                return Ok(());
+            }
+            if used == 0 && made == 0 && status != Status::StreamEnd {
+                // No progress with input left: it cannot be inflated.
+                return Err(InflateError::Corrupt);
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        // Freed, not cleared: a peer that starts every message afresh
+        // costs no inflater between messages.
+        self.zlib = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roomwire_core::deflate::{DeflateConfig, negotiate};
+
+    fn agreed(offer: &str, config: DeflateConfig) -> Deflate {
+        negotiate([offer.as_bytes()], &config).unwrap()
+    }
+
+    fn inflate_all(codec: &mut Codec, compressed: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+        let mut out = Vec::new();
+        let mut sink = |piece: &[u8]| {
+            if out.len() + piece.len() > limit {
+                return Err(TooLarge);
+            }
+            out.extend_from_slice(piece);
+            Ok(())
+        };
+        codec.inflater().inflate(compressed, &mut sink)?;
+        codec.inflater().inflate(&roomwire_core::deflate::TAIL, &mut sink)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn what_one_side_compresses_the_other_inflates_at_every_window() {
+        let text = "{\"event\":\"tick\",\"data\":{\"count\":12345}}".repeat(500);
+        for bits in 8..=15 {
+            let offer = format!("permessage-deflate; server_max_window_bits={bits}; client_max_window_bits={bits}");
+            let both = agreed(&offer, DeflateConfig { send_context_takeover: true, ..DeflateConfig::DEFAULT });
+            let (mut sender, mut receiver) = (Codec::new(&both), Codec::new(&both));
+            for _ in 0..3 {
+                let compressed = sender.compress(&both, text.as_bytes(), <[u8]>::to_vec);
+                assert!(compressed.len() < text.len() / 5, "{bits}: {}", compressed.len());
+                assert_eq!(inflate_all(&mut receiver, &compressed, 1 << 20).unwrap(), text.as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn the_shared_compressor_starts_every_message_afresh() {
+        let fresh = agreed("permessage-deflate", DeflateConfig::DEFAULT);
+        assert!(fresh.send_no_context_takeover);
+        let mut codec = Codec::new(&fresh);
+        let first = codec.compress(&fresh, b"hello hello hello hello", <[u8]>::to_vec);
+        let second = codec.compress(&fresh, b"hello hello hello hello", <[u8]>::to_vec);
+        // Context takeover would make the second a back-reference only.
+        assert_eq!(first, second);
+        // Each inflates on its own.
+        assert_eq!(inflate_all(&mut Codec::new(&fresh), &second, 100).unwrap(), b"hello hello hello hello");
+    }
+
+    #[test]
+    fn inflating_stops_at_the_limit_and_on_garbage() {
+        let fresh = agreed("permessage-deflate", DeflateConfig::DEFAULT);
+        let mut codec = Codec::new(&fresh);
+        let bomb = codec.compress(&fresh, &vec![0u8; 8 << 20], <[u8]>::to_vec);
+        assert!(bomb.len() < (8 << 20) / 100, "{}", bomb.len());
+        assert_eq!(inflate_all(&mut Codec::new(&fresh), &bomb, 1 << 20), Err(InflateError::TooLarge));
+        assert_eq!(inflate_all(&mut Codec::new(&fresh), &[0xff; 8], 1 << 20), Err(InflateError::Corrupt));
+        // RFC 7692 §7.2.3.4: "Hello" in a final block, then a 0x00.
+        let final_block = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+        assert_eq!(inflate_all(&mut Codec::new(&fresh), &final_block, 100).unwrap(), b"Hello");
+    }
+}
