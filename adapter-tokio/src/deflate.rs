@@ -22,8 +22,10 @@
 
 use std::cell::RefCell;
 
+use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
-use roomwire_core::deflate::{Deflate, Inflate, InflateError, strip_tail};
+use roomwire_core::MessageKind;
+use roomwire_core::deflate::{Deflate, Inflate, InflateError, strip_tail, write_server_header};
 use roomwire_core::message::TooLarge;
 
 /// Size of one piece of inflated output, on the stack.
@@ -52,25 +54,72 @@ impl Codec {
     /// Compress `payload` as one message as `agreed` says, and hand the
     /// frame payload (tail stripped) to `frame`.
     pub(crate) fn compress<R>(&mut self, agreed: &Deflate, payload: &[u8], frame: impl FnOnce(&[u8]) -> R) -> R {
-        OUTPUT.with_borrow_mut(|out| {
-            if agreed.send_no_context_takeover {
-                SHARED.with_borrow_mut(|shared| {
-                    let zlib = shared.for_agreement(agreed);
-                    zlib.reset();
-                    deflate_into(zlib, payload, out);
-                });
-            } else {
-                let zlib = self.compressor.get_or_insert_with(|| new_compressor(agreed));
-                deflate_into(zlib, payload, out);
-            }
-            let result = frame(strip_tail(out));
-            out.clear();
-            if out.capacity() > OUTPUT_KEEP {
-                out.shrink_to(OUTPUT_KEEP);
-            }
-            result
+        if agreed.send_no_context_takeover {
+            return compress_fresh(agreed, payload, frame);
+        }
+        let zlib = self.compressor.get_or_insert_with(|| new_compressor(agreed));
+        with_output(|out| {
+            deflate_into(zlib, payload, out);
+            frame(strip_tail(out))
         })
     }
+}
+
+/// Compress `payload` as one message with an empty window (no context
+/// takeover), with the thread's compressor, and hand the frame payload to
+/// `frame`.
+fn compress_fresh<R>(agreed: &Deflate, payload: &[u8], frame: impl FnOnce(&[u8]) -> R) -> R {
+    with_output(|out| {
+        SHARED.with_borrow_mut(|shared| {
+            let zlib = shared.for_agreement(agreed);
+            zlib.reset();
+            deflate_into(zlib, payload, out);
+        });
+        frame(strip_tail(out))
+    })
+}
+
+/// Run `f` with the thread's (cleared) output buffer.
+fn with_output<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    OUTPUT.with_borrow_mut(|out| {
+        out.clear();
+        let result = f(out);
+        out.clear();
+        if out.capacity() > OUTPUT_KEEP {
+            out.shrink_to(OUTPUT_KEEP);
+        }
+        result
+    })
+}
+
+/// What a room's shared frames may be compressed with for a connection:
+/// only what agreed to permessage-deflate without server context takeover
+/// can take a frame compressed once for many.
+pub(crate) fn for_shared_frames(agreed: Option<&Deflate>) -> Option<Deflate> {
+    agreed.filter(|agreed| agreed.send_no_context_takeover).copied()
+}
+
+/// The compressed twin of a whole server frame `plain` (as the room
+/// server encodes once per emit), for connections that agreed to
+/// `agreed`; `None` when its payload is too short to be worth it.
+pub(crate) fn compress_frame(plain: &[u8], agreed: &Deflate) -> Option<Bytes> {
+    let (header, at) = roomwire_core::FrameHeader::parse(plain).ok()??;
+    let kind = match header.opcode {
+        roomwire_core::Opcode::Text => MessageKind::Text,
+        roomwire_core::Opcode::Binary => MessageKind::Binary,
+        _ => return None,
+    };
+    let payload = plain.get(at..)?;
+    if !agreed.compresses(payload.len()) {
+        return None;
+    }
+    compress_fresh(agreed, payload, |deflated| {
+        let mut frame = vec![0u8; 10 + deflated.len()];
+        let n = write_server_header(kind, deflated.len() as u64, &mut frame).ok()?;
+        frame.truncate(n);
+        frame.extend_from_slice(deflated);
+        Some(Bytes::from(frame))
+    })
 }
 
 thread_local! {
@@ -222,6 +271,24 @@ mod tests {
         assert_eq!(first, second);
         // Each inflates on its own.
         assert_eq!(inflate_all(&mut Codec::new(&fresh), &second, 100).unwrap(), b"hello hello hello hello");
+    }
+
+    #[test]
+    fn a_shared_frame_is_compressed_once_and_only_when_worth_it() {
+        let fresh = agreed("permessage-deflate", DeflateConfig::DEFAULT);
+        let text = "{\"event\":\"message\",\"data\":{\"text\":\"hello everyone\"}}".repeat(20);
+        let mut plain = vec![0x81, 126];
+        plain.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        plain.extend_from_slice(text.as_bytes());
+        let frame = compress_frame(&plain, &fresh).unwrap();
+        let (header, at) = roomwire_core::FrameHeader::parse(&frame).unwrap().unwrap();
+        assert_eq!((header.rsv, header.opcode, header.fin), (0b100, roomwire_core::Opcode::Text, true));
+        assert_eq!(inflate_all(&mut Codec::new(&fresh), &frame[at..], 1 << 20).unwrap(), text.as_bytes());
+        assert_eq!(compress_frame(&[0x81, 2, b'h', b'i'], &fresh), None);
+        let keeps =
+            agreed("permessage-deflate", DeflateConfig { send_context_takeover: true, ..DeflateConfig::DEFAULT });
+        assert_eq!(for_shared_frames(Some(&keeps)), None);
+        assert_eq!(for_shared_frames(Some(&fresh)), Some(fresh));
     }
 
     #[test]

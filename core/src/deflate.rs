@@ -51,7 +51,9 @@
 //! ```
 
 use crate::close::CloseCode;
+use crate::decoder::MessageKind;
 use crate::error::{InsufficientSize, ProtocolError};
+use crate::frame::FrameHeader;
 use crate::message::TooLarge;
 use crate::writer::{Writer, write_twice};
 
@@ -468,6 +470,22 @@ pub trait Inflate {
 
     /// Forget the window: the next message starts a fresh stream.
     fn reset(&mut self);
+}
+
+/// Server: write the header of a whole compressed message of `len` bytes
+/// (FIN, RSV1, unmasked) into `out`, for a frame encoded once and sent to
+/// many connections that agreed to permessage-deflate without server
+/// context takeover. Returns the header's length.
+///
+/// ```
+/// use roomwire_core::MessageKind;
+/// use roomwire_core::deflate::write_server_header;
+/// let mut out = [0u8; 10];
+/// assert_eq!(write_server_header(MessageKind::Text, 300, &mut out), Ok(4));
+/// assert_eq!(out[..4], [0xC1, 126, 0x01, 0x2C]);
+/// ```
+pub fn write_server_header(kind: MessageKind, len: u64, out: &mut [u8]) -> Result<usize, InsufficientSize> {
+    FrameHeader { fin: true, rsv: 0b100, opcode: kind.opcode(), mask: None, payload_len: len }.encode(out)
 }
 
 /// A compressed message's payload: the output of a sync-flushed

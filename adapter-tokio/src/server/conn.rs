@@ -400,7 +400,8 @@ async fn register(
             Some(granted) => !granted,
             None => state.at_user_cap(user.as_ref(), policy.max_connections_per_user),
         };
-        (over_user_cap, state.register(id.clone(), user.clone(), format, outbox.clone()))
+        let deflate = crate::deflate::for_shared_frames(ws.conn.deflate());
+        (over_user_cap, state.register(id.clone(), user.clone(), format, outbox.clone(), deflate))
     };
     let registered = match endpoint.register(
         &mut session,
@@ -442,7 +443,8 @@ async fn register(
     let registration = Registration { cell: cell.clone(), member: Some(member), lease };
     // A stateful room's connection joins its room's task (its state may be
     // built then); refused, it is closed with 1011.
-    let joining = Joining { id: id.clone(), user_id: user.clone(), query, format, place: Place::Here(outbox.clone()) };
+    let place = Place::Here(outbox.clone(), crate::deflate::for_shared_frames(ws.conn.deflate()));
+    let joining = Joining { id: id.clone(), user_id: user.clone(), query, format, place };
     let seat = match rooms.first().and_then(|room| endpoint.join_room(&server, joining, room)) {
         None => None,
         Some(joining) => match joining.await {

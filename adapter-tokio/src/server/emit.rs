@@ -6,6 +6,7 @@ use std::fmt;
 
 use bytes::Bytes;
 use roomwire_core::InsufficientSize;
+use roomwire_core::deflate::Deflate;
 use roomwire_core::dispatch::{self, MAX_SERVER_HEADER};
 use roomwire_core::payload;
 use roomwire_core::payload::EncodeError;
@@ -187,6 +188,39 @@ pub(crate) fn frame(key: FrameKey<'_>, payload: &[u8]) -> Bytes {
     }
 }
 
+/// The frames of one message for one label, encoded at most once per wire
+/// format, and compressed at most once more per format for the recipients
+/// that agreed to permessage-deflate without server context takeover.
+#[derive(Default)]
+pub(crate) struct SharedFrames {
+    plain: [Option<Bytes>; 3],
+    /// The compressed twin, and the agreement it was made for.
+    compressed: [Option<(Deflate, Option<Bytes>)>; 3],
+}
+
+impl SharedFrames {
+    /// The frame of `payload` for a recipient with `key` and `deflate`.
+    pub(crate) fn get(&mut self, key: FrameKey<'_>, payload: &[u8], deflate: Option<&Deflate>) -> Bytes {
+        let index = match key.format {
+            WireFormat::Alepha => 0,
+            WireFormat::Json => 1,
+            WireFormat::Postcard => 2,
+        };
+        let (Some(plain), Some(compressed)) = (self.plain.get_mut(index), self.compressed.get_mut(index)) else {
+            return frame(key, payload);
+        };
+        let plain = plain.get_or_insert_with(|| frame(key, payload));
+        let Some(agreed) = deflate else { return plain.clone() };
+        let twin = match compressed {
+            Some((made_for, twin)) if made_for == agreed => twin.clone(),
+            // Another window or level than the first recipient's (rare): not cached.
+            Some(_) => crate::deflate::compress_frame(plain, agreed),
+            None => compressed.insert((*agreed, crate::deflate::compress_frame(plain, agreed))).1.clone(),
+        };
+        twin.unwrap_or_else(|| plain.clone())
+    }
+}
+
 /// Resolve `spec` on `cell`'s connections and queue `message` to each;
 /// with a backplane, publish it to the other nodes too. Returns how many
 /// connections of this node it reached.
@@ -280,30 +314,27 @@ pub(crate) fn deliver_encoded<R: AsRef<str>, U: AsRef<str>>(
     };
     let (table, view, seen) = state.parts();
     let members = view.members;
-    // Frames for the label being delivered, one per format; deliveries
-    // come grouped by label.
+    // Frames for the label being delivered, one per format and
+    // compression; deliveries come grouped by label.
     let mut label_now: Option<Option<&str>> = None;
-    let mut frames: [Option<Bytes>; 3] = [None, None, None];
+    let mut frames = SharedFrames::default();
     let mut skipped = 0usize;
     let count = resolve(&target, table, &view, seen, |member, label| {
         let Some(Some(slot)) = members.get(member.0 as usize) else { return };
         if label_now != Some(label) {
             label_now = Some(label);
-            frames = [None, None, None];
+            frames = SharedFrames::default();
         }
-        let (index, payload) = match (slot.format, postcard) {
-            (WireFormat::Alepha, _) => (0, json),
-            (WireFormat::Json, _) => (1, json),
-            (WireFormat::Postcard, Some(postcard)) => (2, postcard),
+        let payload = match (slot.format, postcard) {
+            (WireFormat::Postcard, Some(postcard)) => postcard,
             (WireFormat::Postcard, None) => {
                 skipped += 1;
                 return;
             }
+            (WireFormat::Alepha | WireFormat::Json, _) => json,
         };
-        if let Some(cached) = frames.get_mut(index) {
-            let frame = cached.get_or_insert_with(|| frame(FrameKey { format: slot.format, label }, payload));
-            slot.outbox.push(frame.clone());
-        }
+        let key = FrameKey { format: slot.format, label };
+        slot.outbox.push(frames.get(key, payload, slot.deflate.as_ref()));
     });
     if skipped > 0 {
         debug!(skipped, "no postcard encoding of this message: postcard recipients skipped");

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use roomwire_core::CloseCode;
 use roomwire_core::cluster::{About, WatchedTable};
+use roomwire_core::deflate::Deflate;
 use roomwire_core::room::{GrowableRoomTable, MemberId, RoomTable, TableAccess, TableLimits};
 use roomwire_core::session::ServerSession;
 use roomwire_core::target::{Directory, SeenVec};
@@ -90,6 +91,9 @@ pub(crate) struct MemberSlot {
     pub(crate) user: Option<Arc<str>>,
     pub(crate) format: WireFormat,
     pub(crate) outbox: Arc<Outbox>,
+    /// permessage-deflate for frames shared with others, if agreed
+    /// ([`crate::deflate::for_shared_frames`]).
+    pub(crate) deflate: Option<Deflate>,
 }
 
 pub(crate) struct ChannelState {
@@ -201,6 +205,7 @@ impl ChannelState {
         user: Option<Arc<str>>,
         format: WireFormat,
         outbox: Arc<Outbox>,
+        deflate: Option<Deflate>,
     ) -> MemberId {
         let member = match self.free.pop() {
             Some(index) => MemberId(index),
@@ -223,7 +228,7 @@ impl ChannelState {
             self.json_members += 1;
         }
         if let Some(slot) = self.members.get_mut(member.0 as usize) {
-            *slot = Some(MemberSlot { id, user, format, outbox });
+            *slot = Some(MemberSlot { id, user, format, outbox, deflate });
         }
         member
     }

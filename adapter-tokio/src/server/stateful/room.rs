@@ -5,7 +5,6 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use roomwire_core::CloseCode;
 use roomwire_core::channel::Channel;
 use roomwire_core::payload;
@@ -13,8 +12,9 @@ use roomwire_core::stateful::frame_key;
 use roomwire_core::wire::WireFormat;
 
 use super::super::Server;
-use super::super::emit::{EmitError, frame};
+use super::super::emit::{EmitError, SharedFrames};
 use super::super::outbox::Outbox;
+use roomwire_core::deflate::Deflate;
 
 /// One connection of a stateful room (Alepha's `RoomConnection`).
 pub struct RoomConnection<D = ()> {
@@ -33,8 +33,9 @@ pub struct RoomConnection<D = ()> {
 /// Where a room's connection is.
 #[derive(Clone)]
 pub(crate) enum Place {
-    /// On this node.
-    Here(Arc<Outbox>),
+    /// On this node: its outbox, and permessage-deflate for shared frames
+    /// if agreed.
+    Here(Arc<Outbox>, Option<Deflate>),
     /// On another node of the cluster (its tag).
     Node(u32),
 }
@@ -70,7 +71,7 @@ impl<D> RoomConnection<D> {
     /// Whether the connection is on this server (not on another node of
     /// the cluster).
     pub fn is_local(&self) -> bool {
-        matches!(self.place, Place::Here(_))
+        matches!(self.place, Place::Here(..))
     }
 }
 
@@ -105,7 +106,7 @@ impl Joining {
 
     /// Close this connection (a local one) with 1011 "Room join failed".
     pub(crate) fn refuse(&self) {
-        if let Place::Here(outbox) = &self.place {
+        if let Place::Here(outbox, _) = &self.place {
             let failed = roomwire_core::stateful::JOIN_FAILED;
             outbox.request_close(failed.code, failed.reason);
         }
@@ -258,23 +259,18 @@ impl<C: Channel, S, D> Room<C, S, D> {
     /// Queue `encoded` to the connections `to` picks, framed once per wire
     /// for this node's, sent once per other node for theirs.
     pub(crate) fn deliver(&self, encoded: &Encoded, to: impl Fn(&RoomConnection<D>) -> bool) -> usize {
-        let mut frames: [Option<Bytes>; 3] = [None, None, None];
+        let mut frames = SharedFrames::default();
         let mut count = 0;
         let mut elsewhere: Vec<(u32, &str)> = Vec::new();
         for connection in self.connections.iter().filter(|c| to(c)) {
-            let (index, payload) = match (connection.format, &encoded.postcard) {
-                (WireFormat::Alepha, _) => (0, &encoded.json),
-                (WireFormat::Json, _) => (1, &encoded.json),
-                (WireFormat::Postcard, Some(postcard)) => (2, postcard),
+            let payload = match (connection.format, &encoded.postcard) {
+                (WireFormat::Postcard, Some(postcard)) => postcard,
                 (WireFormat::Postcard, None) => continue,
+                (WireFormat::Alepha | WireFormat::Json, _) => &encoded.json,
             };
             match &connection.place {
-                Place::Here(outbox) => {
-                    if let Some(cached) = frames.get_mut(index) {
-                        let key = frame_key(connection.format);
-                        let frame = cached.get_or_insert_with(|| frame(key, payload));
-                        outbox.push(frame.clone());
-                    }
+                Place::Here(outbox, deflate) => {
+                    outbox.push(frames.get(frame_key(connection.format), payload, deflate.as_ref()));
                 }
                 Place::Node(tag) => elsewhere.push((*tag, &connection.id)),
             }

@@ -1,0 +1,73 @@
+//! permessage-deflate on the room server: a room message is compressed
+//! once and the same compressed frame goes to every member that agreed to
+//! it; members that did not get the plain frame.
+
+mod server_support;
+
+use flate2::{Decompress, FlushDecompress};
+use roomwire_tokio::roomwire_core::deflate::DeflateConfig;
+use serde_json::json;
+use server_support::*;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// Read one unmasked server frame: (first byte, payload).
+async fn server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let b0 = timeout(LIMIT, stream.read_u8()).await.expect("no frame").unwrap();
+    let len = match stream.read_u8().await.unwrap() {
+        126 => u64::from(stream.read_u16().await.unwrap()),
+        127 => stream.read_u64().await.unwrap(),
+        n => u64::from(n),
+    };
+    let mut payload = vec![0; len as usize];
+    stream.read_exact(&mut payload).await.unwrap();
+    (b0, payload)
+}
+
+fn inflate(payload: &[u8]) -> Vec<u8> {
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(1 << 16);
+    Decompress::new(false).decompress_vec(&input, &mut out, FlushDecompress::Sync).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_room_message_is_compressed_once_for_the_members_that_agreed() {
+    let deflate = DeflateConfig { min_size: 128, ..DeflateConfig::DEFAULT };
+    let mut h = harness_with(config(|c| c.socket.core.deflate = Some(deflate)), |e| e).await;
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    let mut compressing = Vec::new();
+    for _ in 0..2 {
+        compressing.push(raw_upgrade(h.addr, "/ws/chat?roomId=room-1", offer).await);
+        h.next_connect().await;
+    }
+    let mut plain = raw_upgrade(h.addr, "/ws/chat?roomId=room-1", "").await;
+    h.next_connect().await;
+    let (mut sender, e) = h.connect("/ws/chat?roomId=room-1").await;
+
+    let content = "a message long enough to be worth compressing, ".repeat(8);
+    say(&mut sender, "room-1", &content).await;
+    let expected = json!({"type": "append", "content": content, "username": e.connection_id, "__alephaRoom": "room-1"});
+    let mut twins = Vec::new();
+    for member in &mut compressing {
+        let (b0, payload) = server_frame(member).await;
+        // FIN, RSV1, text.
+        assert_eq!(b0, 0xC1);
+        assert!(payload.len() * 2 < content.len(), "{} bytes for {}", payload.len(), content.len());
+        let text: serde_json::Value = serde_json::from_slice(&inflate(&payload)).unwrap();
+        assert_eq!(text, expected);
+        twins.push(payload);
+    }
+    assert_eq!(twins[0], twins[1], "the compressed frame is shared");
+    let (b0, payload) = server_frame(&mut plain).await;
+    assert_eq!(b0, 0x81);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&payload).unwrap(), expected);
+
+    // A message shorter than `min_size` (about 95 bytes framed) goes out plain to everyone.
+    say(&mut sender, "room-1", "hi").await;
+    for member in compressing.iter_mut().chain([&mut plain]) {
+        assert_eq!(server_frame(member).await.0, 0x81);
+    }
+}
