@@ -102,10 +102,12 @@ server_cmd() {
     case "$1" in
         roomwire-raw|roomwire-echo) echo "$BIN/rw-echo ADDR" ;;
         roomwire-rooms) echo "$BIN/rw-rooms ADDR" ;;
+        roomwire-rooms-deflate) echo "env BENCH_DEFLATE=1 $BIN/rw-rooms ADDR" ;;
         fastwebsockets) echo "$BIN/fws-echo ADDR" ;;
         tokio-tungstenite) echo "$BIN/tt-echo ADDR" ;;
         node-ws) echo "node $ROOT/bench/node/echo.js ADDR" ;;
         node-ws-rooms) echo "node $ROOT/bench/node/rooms.js ADDR" ;;
+        node-ws-rooms-deflate) echo "node $ROOT/bench/node/rooms.js ADDR deflate" ;;
         socketioxide) echo "$BIN/sio-rooms ADDR" ;;
         roomwire-2nodes) echo "$ROOT/bench/cluster.sh $BIN/rw-rooms ADDR" ;;
         socketioxide-2nodes) echo "$ROOT/bench/cluster.sh $BIN/sio-rooms ADDR" ;;
@@ -117,14 +119,16 @@ server_wire() {
     case "$1" in
         socketioxide|socketioxide-2nodes) echo "--proto sio --path /socket.io/?EIO=4&transport=websocket" ;;
         roomwire-rooms|roomwire-2nodes|faulty-rooms-*) echo "--proto ws --path /ws/bench?roomId=r" ;;
+        roomwire-rooms-deflate) echo "--proto ws --path /ws/bench?roomId=r --deflate 1" ;;
         node-ws-rooms) echo "--proto ws --path /?roomId=r" ;;
+        node-ws-rooms-deflate) echo "--proto ws --path /?roomId=r --deflate 1" ;;
         *) echo "--proto ws --path /" ;;
     esac
 }
 # The name shown in the tables: in every cell the roomwire entry is "roomwire".
 display_name() {
     case "$1" in
-        roomwire-echo|roomwire-rooms) echo roomwire ;;
+        roomwire-echo|roomwire-rooms|roomwire-rooms-deflate) echo roomwire ;;
         *) echo "$1" ;;
     esac
 }
@@ -274,6 +278,10 @@ if [ "$MODE" = smoke ]; then
     FOUR_ROOM_PEERS=(roomwire-rooms)
     [ "$HAVE_NODE" = 1 ] && FOUR_ROOM_PEERS+=(node-ws-rooms)
     cell fanout-4rooms "fanout --members 48 --senders 8 --inflight 2 --fan-rooms 4 $FAN_T" "${FOUR_ROOM_PEERS[@]}"
+    # permessage-deflate: roomwire compresses a room message once for all, ws once per socket.
+    DEFLATE_PEERS=(roomwire-rooms-deflate)
+    [ "$HAVE_NODE" = 1 ] && DEFLATE_PEERS+=(node-ws-rooms-deflate)
+    cell fanout-50-deflate "fanout --members 50 --senders 3 --inflight 2 --size 512 $FAN_T" "${DEFLATE_PEERS[@]}"
     cell idle-200 "idle --conns $IDLE_N --warmup 0.3" roomwire-rooms socketioxide
     if command -v redis-server >/dev/null; then
         cell cluster-50 "fanout --members 50 --senders 3 --inflight 2 $FAN_T" roomwire-2nodes socketioxide-2nodes
@@ -312,6 +320,12 @@ cell echo-10x1k "echo --conns 10 --size 1024 $ECHO_T" "${ECHO_PEERS[@]}"
 cell echo-500x16k "echo --conns 500 --size 16384 $ECHO_T" "${ECHO_PEERS[@]}"
 cell fanout-1000x10x4 "fanout --members 1000 --senders 10 --inflight 4 $FAN_T" "${ROOM_PEERS[@]}"
 cell fanout-1000-rate50k "fanout --members 1000 --senders 10 --rate 50000 $FAN_T" "${ROOM_PEERS[@]}"
+# 1 KiB chat-like JSON at a fixed rate, plain and with permessage-deflate: what compressing costs
+# the server per delivery and saves on the wire, compressed once per room (roomwire) or once per
+# socket (ws).
+cell fanout-1000-rate10k-1k "fanout --members 1000 --senders 10 --rate 10000 --size 1024 $FAN_T" roomwire-rooms node-ws-rooms
+cell fanout-1000-rate10k-1k-deflate "fanout --members 1000 --senders 10 --rate 10000 --size 1024 $FAN_T" \
+    roomwire-rooms-deflate node-ws-rooms-deflate
 # Two nodes behind one Redis, one room of 1000 split across them, 10 senders; beside one node.
 # Nodes and Redis share the server CPU.
 if command -v redis-server >/dev/null; then

@@ -8,6 +8,8 @@
 //!                         B; P may list every node, `P1,P2`; R is the bus, measured apart)
 //!                         [--fan-rooms N]   (members spread over N rooms, the path's `roomId`
 //!                         value with the room's number appended; a delivery across rooms fails)
+//!                         [--deflate 1]   (offer permessage-deflate as browsers do; the server
+//!                         must accept it; compressed relays are inflated, then checked)
 //! roomwire-loadgen idle   --addr A --server-pid P [--path ..] [--proto ws|sio] --conns C
 //! roomwire-loadgen soak   --addr A --server-pid P --conns C --rooms R --duration s --rate MSG_PER_S
 //!                         [--max-rss-mib M]   (the rw-soak server; see soak.rs)
@@ -68,6 +70,8 @@ struct Args {
     max_rss_mib: u64,
     /// Fan-out: rooms the members are spread over.
     fan_rooms: usize,
+    /// Fan-out: offer permessage-deflate.
+    deflate: bool,
 }
 
 fn usage() -> ! {
@@ -102,6 +106,7 @@ fn parse_args() -> Args {
         rooms: 100,
         max_rss_mib: 0,
         fan_rooms: 1,
+        deflate: false,
     };
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| {
@@ -137,6 +142,7 @@ fn parse_args() -> Args {
             "--connect-parallel" => a.connect_parallel = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
             "--rooms" => a.rooms = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
             "--fan-rooms" => a.fan_rooms = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
+            "--deflate" => a.deflate = value != "0",
             "--max-rss-mib" => a.max_rss_mib = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
             _ => {
                 eprintln!("unknown option {flag}");
@@ -144,6 +150,11 @@ fn parse_args() -> Args {
             }
         }
     }
+    if a.deflate && a.mode != "fanout" {
+        eprintln!("--deflate: fan-out only");
+        usage()
+    }
+    wire::offer_deflate(a.deflate);
     if a.server_pid.is_empty() && a.mode != "summarize" {
         eprintln!("--server-pid is required (server CPU and memory are read from /proc)");
         usage()
@@ -512,6 +523,10 @@ struct FanShared {
     measuring: Cell<bool>,
     deliveries: Cell<u64>,
     completed: Cell<u64>,
+    /// Bytes of the frames received (compressed as they came).
+    wire_bytes: Cell<u64>,
+    /// Frames that came compressed.
+    compressed: Cell<u64>,
     error: RefCell<Option<String>>,
     epoch: Instant,
 }
@@ -576,11 +591,24 @@ fn encode_message(out: &mut Vec<u8>, proto: Proto, sender: usize, seq: u64, micr
     out.push(b'.');
     push_digits(out, micros, 14);
     let tail: &[u8] = if proto == Proto::Sio { b"\"}]" } else { b"\"}" };
+    // Padding: prose, from a place that differs per message, so that a
+    // compressing server meets text that compresses as chat does.
+    let mut at = (seq as usize * 7 + sender * 13) % PROSE.len();
     while out.len() - start + tail.len() < size {
-        out.push(b'-');
+        let want = size - (out.len() - start + tail.len());
+        let piece = &PROSE[at..(at + want).min(PROSE.len())];
+        out.extend_from_slice(piece);
+        at = (at + piece.len()) % PROSE.len();
     }
     out.extend_from_slice(tail);
 }
+
+/// The padding of every message (plain ASCII: no escapes in JSON).
+const PROSE: &[u8] = b"the north room was quiet until the kettle started to sing and someone asked \
+who had moved the map of the harbour again; three of us looked up, two shrugged, and the cat on \
+the windowsill kept counting boats as if the tide depended on it. by noon the queue for the \
+printer reached the stairs, the build had failed twice for reasons nobody could name, and the \
+lunch order was still missing one soup. ";
 
 fn push_digits(out: &mut Vec<u8>, mut v: u64, width: usize) {
     let at = out.len();
@@ -651,6 +679,8 @@ async fn fanout(args: &Args) -> io::Result<String> {
         measuring: Cell::new(false),
         deliveries: Cell::new(0),
         completed: Cell::new(0),
+        wire_bytes: Cell::new(0),
+        compressed: Cell::new(0),
         error: RefCell::new(None),
         epoch: Instant::now(),
     });
@@ -696,13 +726,18 @@ async fn fanout(args: &Args) -> io::Result<String> {
     watch(args.warmup, &shared.error).await?;
     let start = CpuMark::take(&args.server_pid)?;
     let redis_start = if args.redis_pid.is_empty() { 0 } else { stats::cpu_ns(&args.redis_pid)? };
-    let (d0, c0) = (shared.deliveries.get(), shared.completed.get());
+    let (d0, c0, w0, z0) =
+        (shared.deliveries.get(), shared.completed.get(), shared.wire_bytes.get(), shared.compressed.get());
     shared.measuring.set(true);
     watch(args.duration, &shared.error).await?;
     let end = CpuMark::take(&args.server_pid)?;
     let redis_cpu =
         if args.redis_pid.is_empty() { 0.0 } else { (stats::cpu_ns(&args.redis_pid)? - redis_start) as f64 / 1e9 };
     let (deliveries, completed) = (shared.deliveries.get() - d0, shared.completed.get() - c0);
+    let (wire_bytes, compressed) = (shared.wire_bytes.get() - w0, shared.compressed.get() - z0);
+    if args.deflate && compressed == 0 {
+        return Err(err("permessage-deflate was agreed but no relay came compressed"));
+    }
     shared.measuring.set(false);
     shared.stop.set(true);
     // Drain: every message sent must reach every other member.
@@ -744,7 +779,8 @@ async fn fanout(args: &Args) -> io::Result<String> {
     };
     Ok(format!(
         "mode=fanout members={m} senders={k} inflight={} rate={} msgs={completed} deliveries={deliveries} secs={secs:.3} \
-         deliv_per_s={deliv_per_s:.0} server_cpu={:.3} us_per_delivery={:.3} gen_cpu={:.3} p50_us={} p99_us={}{redis}",
+         deliv_per_s={deliv_per_s:.0} server_cpu={:.3} us_per_delivery={:.3} gen_cpu={:.3} p50_us={} p99_us={} \
+         wire_bytes_per_delivery={:.1}{redis}",
         if closed_loop { args.inflight.to_string() } else { "-".into() },
         args.rate,
         server_cpu / secs,
@@ -752,6 +788,7 @@ async fn fanout(args: &Args) -> io::Result<String> {
         gen_cpu / secs,
         state.hist.quantile(0.5),
         state.hist.quantile(0.99),
+        wire_bytes as f64 / deliveries as f64,
     ))
 }
 
@@ -770,6 +807,8 @@ async fn fan_conn(
     let mut rb = ReadBuf::new(leftover, 64 * 1024);
     let mut out = Vec::with_capacity(4096);
     let mut msg = Vec::with_capacity(size + 64);
+    let mut inflater = wire::Inflater::for_connection();
+    let mut inflated = Vec::with_capacity(size + 64);
     loop {
         // Write what is due: messages (a sender with credits), pongs.
         if notify.is_some() && !shared.stop.get() {
@@ -800,7 +839,16 @@ async fn fan_conn(
             () = async { match &notify { Some(n) => n.notified().await, None => std::future::pending().await } } => continue,
         }
         while let Some(f) = wire::parse_frame(rb.pending())? {
-            let payload = &rb.buf[rb.start + f.payload.start..rb.start + f.payload.end];
+            let mut payload = &rb.buf[rb.start + f.payload.start..rb.start + f.payload.end];
+            shared.wire_bytes.set(shared.wire_bytes.get() + f.end as u64);
+            if f.compressed {
+                let Some(inflater) = inflater.as_mut() else {
+                    return Err(err("a compressed frame without permessage-deflate"));
+                };
+                inflater.inflate(payload, &mut inflated)?;
+                payload = &inflated;
+                shared.compressed.set(shared.compressed.get() + 1);
+            }
             match f.opcode {
                 OP_TEXT | OP_BINARY => {
                     if proto == Proto::Sio && payload == b"2" {

@@ -21,9 +21,16 @@ fn primary(mode: &str, cell: &str) -> (&'static str, bool) {
 fn secondary(mode: &str) -> &'static [&'static str] {
     match mode {
         "echo" => &["msg_per_s", "server_cpu", "gen_cpu", "p50_us", "p99_us"],
-        "fanout" => {
-            &["deliv_per_s", "us_per_delivery", "server_cpu", "gen_cpu", "p50_us", "p99_us", "redis_us_per_msg"]
-        }
+        "fanout" => &[
+            "deliv_per_s",
+            "us_per_delivery",
+            "server_cpu",
+            "gen_cpu",
+            "p50_us",
+            "p99_us",
+            "wire_bytes_per_delivery",
+            "redis_us_per_msg",
+        ],
         _ => &["rss_before_kib", "rss_after_kib"],
     }
 }

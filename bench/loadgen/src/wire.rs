@@ -5,6 +5,9 @@
 use std::io;
 use std::net::SocketAddr;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use flate2::{Decompress, FlushDecompress};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,6 +25,55 @@ pub enum Proto {
     /// socket.io over engine.io v4's websocket transport: `0{..}` open,
     /// `40` connect, `42["m",..]` events, `2`/`3` ping/pong.
     Sio,
+}
+
+/// Whether connections offer permessage-deflate (set once, from the
+/// command line, before any connects).
+static OFFER_DEFLATE: AtomicBool = AtomicBool::new(false);
+
+/// Offer permessage-deflate on every connection from now on, as browsers
+/// do; a server that declines fails the connect.
+pub fn offer_deflate(on: bool) {
+    OFFER_DEFLATE.store(on, Ordering::Relaxed);
+}
+
+fn deflate_offered() -> bool {
+    OFFER_DEFLATE.load(Ordering::Relaxed)
+}
+
+/// Inflates a connection's compressed frames. It keeps its window between
+/// messages, which reads both a server that keeps its context and one that
+/// starts each message afresh.
+pub struct Inflater {
+    zlib: Decompress,
+}
+
+impl Inflater {
+    /// An inflater if permessage-deflate is offered.
+    pub fn for_connection() -> Option<Self> {
+        deflate_offered().then(|| Self { zlib: Decompress::new(false) })
+    }
+
+    /// Inflate one message's payload (RFC 7692 §7.2.2) into `out`.
+    pub fn inflate(&mut self, payload: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.clear();
+        for mut input in [payload, &[0, 0, 0xff, 0xff][..]] {
+            loop {
+                if out.capacity() - out.len() < 1024 {
+                    out.reserve(out.capacity().max(4096));
+                }
+                let before = self.zlib.total_in();
+                self.zlib
+                    .decompress_vec(input, out, FlushDecompress::Sync)
+                    .map_err(|e| err(format!("a compressed relay does not inflate: {e}")))?;
+                input = &input[(self.zlib.total_in() - before) as usize..];
+                if input.is_empty() && out.capacity() > out.len() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn err(msg: impl Into<String>) -> io::Error {
@@ -45,9 +97,11 @@ pub async fn upgrade(
     key: [u8; 4],
 ) -> io::Result<(TcpStream, Vec<u8>)> {
     stream.set_nodelay(true)?;
+    let offer =
+        if deflate_offered() { "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" } else { "" };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let mut buf = Vec::with_capacity(1024);
@@ -68,6 +122,9 @@ pub async fn upgrade(
     if !buf.starts_with(b"HTTP/1.1 101") {
         let head = String::from_utf8_lossy(&buf[..end.min(200)]).into_owned();
         return Err(err(format!("upgrade refused: {head:?}")));
+    }
+    if deflate_offered() && !buf[..end].to_ascii_lowercase().windows(18).any(|w| w == b"permessage-deflate") {
+        return Err(err("the server declined permessage-deflate"));
     }
     let mut rest = buf.split_off(end);
     if proto == Proto::Sio {
@@ -121,6 +178,8 @@ async fn read_data_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Resul
 /// One parsed server frame: opcode and where its payload is.
 pub struct Frame {
     pub opcode: u8,
+    /// RSV1: a compressed message (permessage-deflate offered).
+    pub compressed: bool,
     pub payload: std::ops::Range<usize>,
     /// End of the frame in the buffer.
     pub end: usize,
@@ -136,7 +195,8 @@ pub fn parse_frame(buf: &[u8]) -> io::Result<Option<Frame>> {
     }
     let b0 = buf[0];
     let b1 = buf[1];
-    if b0 & 0x80 == 0 || b0 & 0x70 != 0 {
+    let compressed = b0 & 0x70 == 0x40 && deflate_offered() && matches!(b0 & 0x0f, OP_TEXT | OP_BINARY);
+    if b0 & 0x80 == 0 || (b0 & 0x70 != 0 && !compressed) {
         return Err(err(format!("unsupported frame: first byte {b0:#04x} (fragmented or RSV set)")));
     }
     if b1 & 0x80 != 0 {
@@ -163,7 +223,7 @@ pub fn parse_frame(buf: &[u8]) -> io::Result<Option<Frame>> {
     if buf.len() < end {
         return Ok(None);
     }
-    Ok(Some(Frame { opcode: b0 & 0x0f, payload: header..end, end }))
+    Ok(Some(Frame { opcode: b0 & 0x0f, compressed, payload: header..end, end }))
 }
 
 /// Append a masked client frame.

@@ -5,11 +5,14 @@
 //! adds the `__alephaRoom` label as Alepha does.
 //!
 //! With `BENCH_REDIS=redis://…` it is one node of a cluster on that Redis
-//! (the roomwire-redis backplane).
+//! (the roomwire-redis backplane). With `BENCH_DEFLATE=1` it accepts
+//! permessage-deflate (default settings: a room message is compressed once
+//! and shared).
 
 use std::borrow::Cow;
 
-use roomwire_tokio::server::{Endpoint, Reply, Server};
+use roomwire_tokio::roomwire_core::deflate::DeflateConfig;
+use roomwire_tokio::server::{Endpoint, Reply, Server, ServerConfig};
 use serde::{Deserialize, Serialize};
 
 /// The bench message: one string field, borrowed from the received frame.
@@ -31,7 +34,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(url) => Server::builder().backplane(roomwire_redis::RedisBackplane::new(&url)?),
         Err(_) => Server::builder(),
     };
+    let mut config = ServerConfig::default();
+    if std::env::var("BENCH_DEFLATE").is_ok_and(|v| v == "1") {
+        config.socket.core.deflate = Some(DeflateConfig::DEFAULT);
+    }
     let server = builder
+        .config(config)
         .endpoint(Endpoint::<Bench>::new(|ctx| {
             Box::pin(async move {
                 ctx.reply_with(&ctx.message, &Reply::new().except_self())?;
