@@ -138,7 +138,9 @@ async fn the_server_compresses_what_it_sends_and_inflates_what_a_zlib_peer_sends
     let addr = echo_server(config(Some(DeflateConfig::DEFAULT))).await;
     let (mut stream, response) = raw_client(addr, "permessage-deflate; client_max_window_bits").await;
     assert!(
-        response.contains("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"),
+        response.contains(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+        ),
         "{response}"
     );
     let text = chat_json(200);

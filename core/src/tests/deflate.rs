@@ -95,7 +95,12 @@ fn client_send_deflated(pair: &mut Pair, kind: MessageKind, deflated: &[u8]) {
 fn both_sides_agree_and_compressed_messages_go_both_ways_in_any_split() {
     for chunk in [1, 3, 7, 4096] {
         let client = DeflateConfig { send_context_takeover: true, ..DeflateConfig::DEFAULT };
-        let server = DeflateConfig { send_max_window_bits: 10, receive_max_window_bits: 12, ..DeflateConfig::DEFAULT };
+        let server = DeflateConfig {
+            send_max_window_bits: 10,
+            receive_context_takeover: true,
+            receive_max_window_bits: 12,
+            ..DeflateConfig::DEFAULT
+        };
         let mut pair = deflate_pair(client, server, chunk);
         let (c, s) = (*pair.client.deflate().unwrap(), *pair.server.deflate().unwrap());
         // What one side sends is what the other receives.
@@ -144,7 +149,7 @@ fn the_inflater_is_reset_exactly_when_the_peer_starts_each_message_afresh() {
     // The client offered no_context_takeover: the server holds it to it.
     assert!(pair.server.deflate().unwrap().receive_no_context_takeover);
 
-    let keep = DeflateConfig { send_context_takeover: true, ..DeflateConfig::DEFAULT };
+    let keep = DeflateConfig { send_context_takeover: true, receive_context_takeover: true, ..DeflateConfig::DEFAULT };
     let mut kept = deflate_pair(keep, keep, 4096);
     let (inflater, kept_resets) = TestInflater::boxed(15);
     kept.server_in.inflater = Some(inflater);
