@@ -4,8 +4,12 @@
 # roomwire client makes over the baseline (embassy executor + embassy-net TCP, same in every
 # variant), the bytes of code attributed to each crate, and the client's state size.
 #
-# Targets checked (exit 1 when missed): roomwire-core at most 16 KiB of flash; the client's state
-# at most 2 KiB of RAM beyond the buffers the firmware lends it.
+# Checked (exit 1 when missed): the whole client (client - baseline: everything the room client
+# links, inlined code included) at most CLIENT_FLASH_GATE bytes of flash, the figure of
+# BENCHMARKS.md with 1 KiB of headroom, so that any growth of the image is seen; roomwire-core's own
+# symbols at most 16 KiB; the client's state at most 2 KiB of RAM beyond the buffers the firmware
+# lends it. The target for the whole client, 16 KiB (postcard), is reported beside the gate until
+# it is met; then it becomes the gate.
 #
 # Usage: scripts/firmware-size.sh        (run from anywhere; installs the rustup target if missing)
 set -euo pipefail
@@ -13,6 +17,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET=thumbv7em-none-eabihf
 CORE_FLASH_LIMIT=$((16 * 1024))
+CLIENT_FLASH_GATE=$((43884 + 1024))
+CLIENT_FLASH_TARGET=$((16 * 1024))
 STATE_RAM_LIMIT=$((2 * 1024))
 
 log() { echo "firmware-size: $*"; }
@@ -38,10 +44,11 @@ if ! cargo build --release --target "$TARGET" --target-dir "$ROOT/firmware/targe
 fi
 
 ELF_DIR="$ROOT/firmware/target/$TARGET/release"
-python3 - "$ELF_DIR" "$CORE_FLASH_LIMIT" "$STATE_RAM_LIMIT" "$ROOT/scripts" <<'PY' || fail "size limits missed (see above)"
+python3 - "$ELF_DIR" "$CORE_FLASH_LIMIT" "$STATE_RAM_LIMIT" "$ROOT/scripts" "$CLIENT_FLASH_GATE" "$CLIENT_FLASH_TARGET" <<'PY' || fail "size limits missed (see above)"
 import struct, sys
 
 elf_dir, core_limit, state_limit, scripts_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+client_gate, client_target = int(sys.argv[5]), int(sys.argv[6])
 
 sys.path.insert(0, scripts_dir)
 from elf_sections import parse
@@ -122,10 +129,10 @@ delta = c["flash"] - base["flash"]
 ok = True
 print()
 print(f"check: roomwire-core code {core_flash} B <= {core_limit} B: {'ok' if core_flash <= core_limit else 'MISSED'}")
-print(f"check: core + client + serde/postcard/JSON (client - baseline) {delta} B <= {core_limit} B: "
-      f"{'ok' if delta <= core_limit else 'over (informational)'}")
+print(f"check: whole client (client - baseline) {delta} B <= {client_gate} B: {'ok' if delta <= client_gate else 'MISSED'}")
+print(f"target: whole client {delta} B <= {client_target} B: {'met' if delta <= client_target else 'not met yet'}")
 print(f"check: client state {state} B <= {state_limit} B: {'ok' if state is not None and state <= state_limit else 'MISSED'}")
-ok = core_flash <= core_limit and state is not None and state <= state_limit
+ok = core_flash <= core_limit and delta <= client_gate and state is not None and state <= state_limit
 sys.exit(0 if ok else 1)
 PY
 echo "PASS: firmware-size"

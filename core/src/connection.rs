@@ -451,7 +451,21 @@ pub struct Connection<K = NoMasking> {
     ping_nonce: u32,
     /// permessage-deflate as agreed (server: from the request, until
     /// accepted; then for the connection).
-    deflate: Option<Deflate>,
+    deflate: Agreement,
+}
+
+/// permessage-deflate as agreed: nothing at all without the `deflate`
+/// feature, so that a firmware's connection does not carry it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Agreement(#[cfg(feature = "deflate")] Option<Deflate>);
+
+impl Agreement {
+    fn get(&self) -> Option<&Deflate> {
+        #[cfg(feature = "deflate")]
+        return self.0.as_ref();
+        #[cfg(not(feature = "deflate"))]
+        None
+    }
 }
 
 impl Connection<NoMasking> {
@@ -524,7 +538,7 @@ impl<K: MaskKeySource> Connection<K> {
             next_ping: None,
             awaiting_pong: false,
             ping_nonce: 0,
-            deflate: None,
+            deflate: Agreement::default(),
         }
     }
 
@@ -565,7 +579,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// permessage-deflate as agreed with the peer, once open: `None` when
     /// not negotiated. The adapter sizes its compressor and inflater by it.
     pub fn deflate(&self) -> Option<&Deflate> {
-        self.deflate.as_ref().filter(|_| self.handshake == Handshake::Done)
+        self.deflate.get().filter(|_| self.handshake == Handshake::Done)
     }
 
     /// Whether messages can be sent now.
@@ -722,7 +736,7 @@ impl<K: MaskKeySource> Connection<K> {
                 if let Some(config) = &self.config.deflate {
                     let offers =
                         request.headers().filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"));
-                    self.deflate = crate::deflate::negotiate(offers.map(|(_, value)| value), config);
+                    self.deflate = Agreement(crate::deflate::negotiate(offers.map(|(_, value)| value), config));
                 }
                 Received { consumed: len, event: Some(Event::Request(request)) }
             }
@@ -736,16 +750,14 @@ impl<K: MaskKeySource> Connection<K> {
     fn read_response<'a>(&mut self, now: Instant, input: &'a [u8]) -> Received<'a> {
         let offered =
             core::str::from_utf8(self.offered.get(..usize::from(self.offered_len)).unwrap_or(&[])).unwrap_or("");
-        let deflate = &mut self.deflate;
         #[cfg(feature = "deflate")]
-        let offer = self.config.deflate;
+        let (deflate, offer) = (&mut self.deflate, self.config.deflate);
         let extensions = |values: &mut dyn Iterator<Item = &[u8]>| {
             #[cfg(feature = "deflate")]
             if let Some(offer) = &offer {
-                *deflate = crate::deflate::accept_response(values, offer)?;
+                *deflate = Agreement(crate::deflate::accept_response(values, offer)?);
                 return Ok(());
             }
-            *deflate = None;
             match values.next() {
                 Some(_) => Err("extension not offered"),
                 None => Ok(()),
@@ -774,7 +786,7 @@ impl<K: MaskKeySource> Connection<K> {
     }
 
     fn open(&mut self, now: Instant) {
-        self.decoder.allow_compressed(self.deflate.is_some());
+        self.decoder.allow_compressed(self.deflate.get().is_some());
         self.handshake = Handshake::Done;
         self.state = State::Open;
         self.handshake_deadline = None;
@@ -811,7 +823,7 @@ impl<K: MaskKeySource> Connection<K> {
         if self.handshake != Handshake::ServerAwaitingDecision {
             return Err(SendError::InvalidState);
         }
-        let deflate = self.deflate;
+        let deflate = self.deflate.get().copied();
         let put = |w: &mut crate::writer::Writer<'_>| {
             if let Some(agreed) = &deflate {
                 agreed.put_response(w);
@@ -925,7 +937,7 @@ impl<K: MaskKeySource> Connection<K> {
         if !self.can_send() {
             return Err(SendError::NotOpen);
         }
-        if self.deflate.is_none() {
+        if self.deflate.get().is_none() {
             return Err(SendError::NotNegotiated);
         }
         Ok(self.encode_frame(

@@ -13,7 +13,9 @@
 use crate::close::CloseCode;
 use crate::connection::{Connection, Control, Event, MaskKeySource, Step};
 use crate::decoder::MessageKind;
-use crate::deflate::{INFLATE_FAILED, Inflate, InflateError, TAIL};
+use crate::deflate::Inflate;
+#[cfg(feature = "deflate")]
+use crate::deflate::{INFLATE_FAILED, InflateError, TAIL};
 use crate::error::ProtocolError;
 use crate::time::Instant;
 
@@ -335,8 +337,9 @@ impl<S: Storage> MessageReader<S> {
     }
 
     /// [`MessageReader::read`] on a connection that may receive compressed
-    /// messages (permessage-deflate): they go through `inflater` into the
-    /// storage, under its limit (see [`crate::deflate`]).
+    /// messages (permessage-deflate, feature `deflate`): they go through
+    /// `inflater` into the storage, under its limit (see [`crate::deflate`]).
+    #[cfg(feature = "deflate")]
     pub fn read_inflating<'a, K: MaskKeySource>(
         &'a mut self,
         conn: &'a mut Connection<K>,
@@ -371,10 +374,14 @@ impl<S: Storage> MessageReader<S> {
             // never.
             self.reassembler.reset();
         }
+        #[cfg(not(feature = "deflate"))]
+        let _ = inflater;
         let (consumed, step) = conn.read_step(now, input);
         let step = match step {
             None => None,
             Some(Step::Control(control)) => Some(ReadStep::Control(control)),
+            // Only a connection with permessage-deflate reports compressed data.
+            #[cfg(feature = "deflate")]
             Some(Step::Event(Event::Data { kind, payload, message_start, message_end, compressed: true })) => {
                 let reset = conn.deflate().is_some_and(|agreed| agreed.receive_no_context_takeover);
                 let inflated = match inflater {
@@ -415,6 +422,7 @@ impl<S: Storage> MessageReader<S> {
 
     /// Inflate the next compressed bytes of a message into the storage;
     /// the message once `end`.
+    #[cfg(feature = "deflate")]
     fn inflate(
         &mut self,
         inflater: &mut dyn Inflate,

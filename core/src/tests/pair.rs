@@ -90,8 +90,9 @@ pub(crate) fn pump<K: crate::MaskKeySource>(conn: &mut Connection<K>, now: Insta
     loop {
         // The same whole-message reader the adapters use.
         let read = match inbox.inflater.as_deref_mut() {
+            #[cfg(feature = "deflate")]
             Some(inflater) => inbox.reader.read_inflating(conn, now, &mut inbox.buf, inflater),
-            None => inbox.reader.read(conn, now, &mut inbox.buf),
+            _ => inbox.reader.read(conn, now, &mut inbox.buf),
         };
         let consumed = read.consumed;
         let seen = match read.incoming {
