@@ -153,7 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Ok(Found::Done(outcome)) => {
                     // The 101 response (server) goes out before returning.
-                    let deadline = TokioInstant::now() + close_timeout(&self.config);
+                    let deadline = TokioInstant::now() + close_timeout(self.conn.config());
                     self.flush_until(deadline).await?;
                     debug!(parent: &self.span, "open");
                     return Ok(outcome);

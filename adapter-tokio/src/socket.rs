@@ -196,7 +196,11 @@ pub(crate) enum Io {
 pub struct WebSocket<S> {
     pub(crate) stream: S,
     pub(crate) conn: Conn,
-    pub(crate) config: Config,
+    /// [`Config::max_outbound`] (the rest of the configuration is the
+    /// core's, kept once, in `conn`).
+    max_outbound: usize,
+    /// [`Config::max_read_chunk`].
+    max_read_chunk: usize,
     /// Origin of the core's clock.
     origin: TokioInstant,
     /// Read buffer, fully initialised; bytes `rstart..rend` are unprocessed.
@@ -237,7 +241,8 @@ impl<S> WebSocket<S> {
         Self {
             stream,
             conn,
-            config,
+            max_outbound: config.max_outbound,
+            max_read_chunk: config.max_read_chunk,
             origin,
             // Allocated (or taken from the thread's spare) at the first read.
             rbuf: Vec::new(),
@@ -269,8 +274,8 @@ impl<S> WebSocket<S> {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    pub fn config(&self) -> Config {
+        Config { core: *self.conn.config(), max_outbound: self.max_outbound, max_read_chunk: self.max_read_chunk }
     }
 
     /// The close frame the peer sent, once received: its code and reason.
@@ -432,7 +437,7 @@ impl<S> WebSocket<S> {
             return Err(Error::Closed);
         }
         let queued = self.queued();
-        if queued > 0 && queued.saturating_add(payload).saturating_add(MAX_FRAME_HEADER) > self.config.max_outbound {
+        if queued > 0 && queued.saturating_add(payload).saturating_add(MAX_FRAME_HEADER) > self.max_outbound {
             return Err(Error::QueueFull);
         }
         Ok(())
@@ -531,7 +536,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // is held back by TCP, not buffered for. Once closing, what the
             // core owes (the close frame) goes out whatever the queue holds.
             let queued = self.queued();
-            let over = queued > 0 && queued >= self.config.max_outbound;
+            let over = queued > 0 && queued >= self.max_outbound;
             if !over || self.state() != State::Open {
                 self.pump_transmit();
             }
@@ -539,7 +544,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 return Some(Ok(message));
             }
             if self.state() == State::Closed {
-                let deadline = TokioInstant::now() + close_timeout(&self.config);
+                let deadline = TokioInstant::now() + close_timeout(self.conn.config());
                 trace!(parent: &self.span, "closed; finishing");
                 self.phase = Phase::Finishing { deadline, awaiting_eof: false };
                 continue;
@@ -636,7 +641,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Some(_) => {}
             }
             self.rstart += consumed;
-            if ping && self.queued() < self.config.max_outbound {
+            if ping && self.queued() < self.max_outbound {
                 // The core keeps only the latest pong owed (RFC 6455 §5.5.3
                 // allows that); taking each one out as its ping arrives
                 // answers every ping while the queue has room, and lets the
@@ -710,9 +715,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Ready(Ok(())) => {
                     let n = buf.filled().len();
                     self.rend += n;
-                    if self.rend == self.rbuf.len() && self.rbuf.len() < self.config.max_read_chunk {
+                    if self.rend == self.rbuf.len() && self.rbuf.len() < self.max_read_chunk {
                         // Reads fill the buffer: let the next ones be bigger.
-                        let len = (self.rbuf.len() * 2).min(self.config.max_read_chunk);
+                        let len = (self.rbuf.len() * 2).min(self.max_read_chunk);
                         self.rbuf.resize(len, 0);
                     }
                     return Poll::Ready(Ok(Io::Read(n)));
@@ -766,7 +771,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.rbuf.is_empty() {
             // Released while idle: take the thread's spare, if it suits.
             let spare = take_spare(&SPARE_READ);
-            if !spare.is_empty() && spare.len() <= self.config.max_read_chunk.max(INITIAL_READ_BUFFER) {
+            if !spare.is_empty() && spare.len() <= self.max_read_chunk.max(INITIAL_READ_BUFFER) {
                 self.rbuf = spare;
             } else {
                 give_back(&SPARE_READ, spare);
@@ -776,7 +781,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // The buffer was released while idle, or unprocessed bytes fill
             // it: only an incomplete handshake does that, bounded by
             // `max_handshake_size`.
-            let initial = INITIAL_READ_BUFFER.min(self.config.max_read_chunk.max(1));
+            let initial = INITIAL_READ_BUFFER.min(self.max_read_chunk.max(1));
             let len = if self.rbuf.is_empty() { initial } else { (self.rbuf.len() * 2).max(INITIAL_READ_BUFFER) };
             self.rbuf.resize(len, 0);
         }
@@ -834,15 +839,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Shut the stream down after a failed handshake, bounded by the close
     /// timeout.
     pub(crate) async fn abandon(&mut self) {
-        let deadline = TokioInstant::now() + close_timeout(&self.config);
+        let deadline = TokioInstant::now() + close_timeout(self.conn.config());
         let _ = self.flush_until(deadline).await;
         self.shutdown(deadline).await;
     }
 }
 
 /// The close timeout on tokio's clock.
-pub(crate) fn close_timeout(config: &Config) -> std::time::Duration {
-    std::time::Duration::from_micros(config.core.close_timeout.as_micros())
+pub(crate) fn close_timeout(config: &roomwire_core::Config) -> std::time::Duration {
+    std::time::Duration::from_micros(config.close_timeout.as_micros())
 }
 
 /// Let `write` encode into the end of `wbuf`, starting with `room` bytes of

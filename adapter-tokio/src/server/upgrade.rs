@@ -89,7 +89,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Answer 101 on the session's wire ([`ServerSession::accept`]).
     pub(crate) async fn accept_request(&mut self, session: &mut ServerSession) -> Result<(), Error> {
         let now = self.now();
-        let deadline = TokioInstant::now() + close_timeout(&self.config);
+        let deadline = TokioInstant::now() + close_timeout(self.conn.config());
         let WebSocket { conn, wbuf, .. } = self;
         encode_into(wbuf, ANSWER_ROOM, |out| {
             session.accept(conn, now, out).map_err(|e| match e {
