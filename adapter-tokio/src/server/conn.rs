@@ -448,7 +448,7 @@ async fn register(
     let seat = match rooms.first().and_then(|room| endpoint.join_room(&server, joining, room)) {
         None => None,
         Some(joining) => match joining.await {
-            Some(seat) => Some(seat),
+            Some(seat) => Some(Box::new(seat)),
             None => {
                 let failed = roomwire_core::stateful::JOIN_FAILED;
                 debug!(code = u16::from(failed.code), reason = failed.reason, "room join failed");
