@@ -103,6 +103,7 @@ server_cmd() {
         roomwire-raw|roomwire-echo) echo "$BIN/rw-echo ADDR" ;;
         roomwire-rooms) echo "$BIN/rw-rooms ADDR" ;;
         roomwire-rooms-deflate) echo "env BENCH_DEFLATE=1 $BIN/rw-rooms ADDR" ;;
+        roomwire-per-socket-deflate) echo "env BENCH_DEFLATE=socket $BIN/rw-rooms ADDR" ;;
         fastwebsockets) echo "$BIN/fws-echo ADDR" ;;
         tokio-tungstenite) echo "$BIN/tt-echo ADDR" ;;
         node-ws) echo "node $ROOT/bench/node/echo.js ADDR" ;;
@@ -119,7 +120,7 @@ server_wire() {
     case "$1" in
         socketioxide|socketioxide-2nodes) echo "--proto sio --path /socket.io/?EIO=4&transport=websocket" ;;
         roomwire-rooms|roomwire-2nodes|faulty-rooms-*) echo "--proto ws --path /ws/bench?roomId=r" ;;
-        roomwire-rooms-deflate) echo "--proto ws --path /ws/bench?roomId=r --deflate 1" ;;
+        roomwire-rooms-deflate | roomwire-per-socket-deflate) echo "--proto ws --path /ws/bench?roomId=r --deflate 1" ;;
         node-ws-rooms) echo "--proto ws --path /?roomId=r" ;;
         node-ws-rooms-deflate) echo "--proto ws --path /?roomId=r --deflate 1" ;;
         *) echo "--proto ws --path /" ;;
@@ -321,11 +322,11 @@ cell echo-500x16k "echo --conns 500 --size 16384 $ECHO_T" "${ECHO_PEERS[@]}"
 cell fanout-1000x10x4 "fanout --members 1000 --senders 10 --inflight 4 $FAN_T" "${ROOM_PEERS[@]}"
 cell fanout-1000-rate50k "fanout --members 1000 --senders 10 --rate 50000 $FAN_T" "${ROOM_PEERS[@]}"
 # 1 KiB chat-like JSON at a fixed rate, plain and with permessage-deflate: what compressing costs
-# the server per delivery and saves on the wire, compressed once per room (roomwire) or once per
-# socket (ws).
+# the server per delivery and saves on the wire, compressed once per room (roomwire's default) or
+# once per socket, keeping each socket's context (roomwire configured so, and ws).
 cell fanout-1000-rate10k-1k "fanout --members 1000 --senders 10 --rate 10000 --size 1024 $FAN_T" roomwire-rooms node-ws-rooms
 cell fanout-1000-rate10k-1k-deflate "fanout --members 1000 --senders 10 --rate 10000 --size 1024 $FAN_T" \
-    roomwire-rooms-deflate node-ws-rooms-deflate
+    roomwire-rooms-deflate roomwire-per-socket-deflate node-ws-rooms-deflate
 # Two nodes behind one Redis, one room of 1000 split across them, 10 senders; beside one node.
 # Nodes and Redis share the server CPU.
 if command -v redis-server >/dev/null; then

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::deflate::Codec;
 use crate::error::Error;
 use crate::message::{CloseFrame, Message, MessageRef};
+use roomwire_core::deflate::Deflate;
 
 /// First size of the read buffer.
 const INITIAL_READ_BUFFER: usize = 4 * 1024;
@@ -342,17 +343,22 @@ impl<S> WebSocket<S> {
     pub fn feed<'m>(&mut self, message: impl Into<MessageRef<'m>>) -> Result<(), Error> {
         let message = message.into();
         self.check_room(message.payload().len())?;
-        let Self { conn, wbuf, codec, .. } = self;
-        if let Some(agreed) = conn.deflate().copied().filter(|agreed| agreed.compresses(message.payload().len())) {
-            let codec = codec.get_or_insert_with(|| Box::new(Codec::new(&agreed)));
-            let kind = message.kind();
-            codec.compress(&agreed, message.payload(), |deflated| {
-                encode_into(wbuf, deflated.len() + MAX_FRAME_HEADER, |out| conn.send_deflated(kind, deflated, out))
-            })?;
-            return Ok(());
+        if let Some(agreed) = self.conn.deflate().copied().filter(|agreed| agreed.compresses(message.payload().len())) {
+            return self.feed_compressed(&agreed, message.kind(), message.payload());
         }
+        let Self { conn, wbuf, .. } = self;
         let room = message.payload().len() + MAX_FRAME_HEADER;
         encode_into(wbuf, room, |out| conn.send(message, out))?;
+        Ok(())
+    }
+
+    /// Compress `payload` as one message, as `agreed` says, and queue it.
+    fn feed_compressed(&mut self, agreed: &Deflate, kind: MessageKind, payload: &[u8]) -> Result<(), Error> {
+        let Self { conn, wbuf, codec, .. } = self;
+        let codec = codec.get_or_insert_with(|| Box::new(Codec::new(agreed)));
+        codec.compress(agreed, payload, |deflated| {
+            encode_into(wbuf, deflated.len() + MAX_FRAME_HEADER, |out| conn.send_deflated(kind, deflated, out))
+        })?;
         Ok(())
     }
 
@@ -427,6 +433,13 @@ impl<S> WebSocket<S> {
             return Err(Error::Send(SendError::InvalidState));
         }
         self.check_room(frame.len().saturating_sub(MAX_FRAME_HEADER))?;
+        // A connection that agreed to keep its compression context cannot
+        // take a frame compressed for many: it compresses a plain one itself.
+        if let Some(agreed) = self.conn.deflate().copied().filter(|agreed| !agreed.send_no_context_takeover)
+            && let Some((kind, payload)) = plain_message(frame).filter(|(_, p)| agreed.compresses(p.len()))
+        {
+            return self.feed_compressed(&agreed, kind, payload);
+        }
         reuse_write_buffer(&mut self.wbuf);
         self.wbuf.extend_from_slice(frame);
         Ok(())
@@ -843,6 +856,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let _ = self.flush_until(deadline).await;
         self.shutdown(deadline).await;
     }
+}
+
+/// The kind and payload of a whole, uncompressed data frame.
+fn plain_message(frame: &[u8]) -> Option<(MessageKind, &[u8])> {
+    let (header, at) = roomwire_core::FrameHeader::parse(frame).ok()??;
+    let kind = match header.opcode {
+        roomwire_core::Opcode::Text => MessageKind::Text,
+        roomwire_core::Opcode::Binary => MessageKind::Binary,
+        _ => return None,
+    };
+    (header.fin && header.rsv == 0).then_some(())?;
+    Some((kind, frame.get(at..)?))
 }
 
 /// The close timeout on tokio's clock.

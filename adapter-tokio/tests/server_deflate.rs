@@ -71,3 +71,32 @@ async fn a_room_message_is_compressed_once_for_the_members_that_agreed() {
         assert_eq!(server_frame(member).await.0, 0x81);
     }
 }
+
+#[tokio::test]
+async fn a_server_keeping_its_context_compresses_room_messages_per_member() {
+    let deflate = DeflateConfig { send_context_takeover: true, ..DeflateConfig::DEFAULT };
+    let mut h = harness_with(config(|c| c.socket.core.deflate = Some(deflate)), |e| e).await;
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+    let mut member = raw_upgrade(h.addr, "/ws/chat?roomId=room-1", offer).await;
+    h.next_connect().await;
+    let (mut sender, e) = h.connect("/ws/chat?roomId=room-1").await;
+    let content = "the same words again, and again, and again, ".repeat(4);
+    // One inflater for the member's whole stream: the server keeps its window.
+    let mut zlib = Decompress::new(false);
+    let mut sizes = Vec::new();
+    for _ in 0..3 {
+        say(&mut sender, "room-1", &content).await;
+        let (b0, payload) = server_frame(&mut member).await;
+        assert_eq!(b0, 0xC1);
+        let mut input = payload.clone();
+        input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        let mut out = Vec::with_capacity(4096);
+        zlib.decompress_vec(&input, &mut out, FlushDecompress::Sync).unwrap();
+        let text: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(text["content"], content.as_str());
+        assert_eq!(text["username"], e.connection_id.as_str());
+        sizes.push(payload.len());
+    }
+    // The second message refers back to the first.
+    assert!(sizes[1] * 3 < sizes[0], "{sizes:?}");
+}

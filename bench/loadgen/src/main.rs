@@ -731,6 +731,9 @@ async fn fanout(args: &Args) -> io::Result<String> {
     shared.measuring.set(true);
     watch(args.duration, &shared.error).await?;
     let end = CpuMark::take(&args.server_pid)?;
+    // The server's memory while every member is connected and busy (the
+    // first PID of a cluster's list).
+    let rss_kib = stats::rss_kib(args.server_pid.split(',').next().unwrap_or_default()).unwrap_or(0);
     let redis_cpu =
         if args.redis_pid.is_empty() { 0.0 } else { (stats::cpu_ns(&args.redis_pid)? - redis_start) as f64 / 1e9 };
     let (deliveries, completed) = (shared.deliveries.get() - d0, shared.completed.get() - c0);
@@ -780,7 +783,7 @@ async fn fanout(args: &Args) -> io::Result<String> {
     Ok(format!(
         "mode=fanout members={m} senders={k} inflight={} rate={} msgs={completed} deliveries={deliveries} secs={secs:.3} \
          deliv_per_s={deliv_per_s:.0} server_cpu={:.3} us_per_delivery={:.3} gen_cpu={:.3} p50_us={} p99_us={} \
-         wire_bytes_per_delivery={:.1}{redis}",
+         wire_bytes_per_delivery={:.1} rss_kib={rss_kib}{redis}",
         if closed_loop { args.inflight.to_string() } else { "-".into() },
         args.rate,
         server_cpu / secs,

@@ -7,7 +7,8 @@
 //! With `BENCH_REDIS=redis://…` it is one node of a cluster on that Redis
 //! (the roomwire-redis backplane). With `BENCH_DEFLATE=1` it accepts
 //! permessage-deflate (default settings: a room message is compressed once
-//! and shared).
+//! and shared); with `BENCH_DEFLATE=socket`, keeping its context, each
+//! connection compresses what it sends with its own compressor.
 
 use std::borrow::Cow;
 
@@ -35,9 +36,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => Server::builder(),
     };
     let mut config = ServerConfig::default();
-    if std::env::var("BENCH_DEFLATE").is_ok_and(|v| v == "1") {
-        config.socket.core.deflate = Some(DeflateConfig::DEFAULT);
-    }
+    config.socket.core.deflate = match std::env::var("BENCH_DEFLATE").as_deref() {
+        Ok("1") => Some(DeflateConfig::DEFAULT),
+        Ok("socket") => Some(DeflateConfig { send_context_takeover: true, ..DeflateConfig::DEFAULT }),
+        _ => None,
+    };
     let server = builder
         .config(config)
         .endpoint(Endpoint::<Bench>::new(|ctx| {
