@@ -162,6 +162,14 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     add("server_connection", "bad-request", server(0x00, &replace(GOOD_REQUEST, b"GET", b"PUT")));
     add("server_connection", "bad-close", server(0x01, &masked(true, 0x8, &[0x03, 0xED])));
     add("server_connection", "late-answer", server(0x81, MASKED_HELLO));
+    // Preset 3 accepts permessage-deflate: a compressed "Hello" (RFC 7692 §7.2.3.1), then RSV1 on a continuation.
+    let offering = replace(
+        GOOD_REQUEST,
+        b"Sec-WebSocket-Version: 13\r\n",
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
+    );
+    let compressed = masked(true, 0x41, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    add("server_connection", "deflate", server(0x30, &cat(&[&offering, &compressed, &masked(true, 0x40, b"x")])));
 
     // client_connection: flags, 4 chunk lengths, wire (see its docs).
     let client = |flags: u8, wire: &[u8]| cat(&[&[flags], lens, wire]);
