@@ -13,8 +13,9 @@
 #   AUTOBAHN_UPDATE=1            rewrite the expected file from this run instead of comparing
 #   AUTOBAHN_SERVER_PORT=9001    port of the echo server under test (server mode)
 #   AUTOBAHN_CLIENT_PORT=9002    port of wstest's fuzzing server (client mode)
-#   AUTOBAHN_SERVER_TIMEOUT=600  seconds allowed for the wstest run in server mode
-#   AUTOBAHN_CLIENT_TIMEOUT=900  seconds allowed for the client run in client mode (wstest's
+#   AUTOBAHN_SERVER_TIMEOUT=1800 seconds allowed for the wstest run in server mode (about 10 min on
+#                                2 shared cores: wstest's own compression in cases 12.* is slow)
+#   AUTOBAHN_CLIENT_TIMEOUT=1800 seconds allowed for the client run in client mode (wstest's
 #                                fuzzing server gets 30 s more, as a safety net)
 #   AUTOBAHN_PORT_WAIT=30        seconds to wait for a port to accept connections
 #   AUTOBAHN_NO_BUILD=1          skip the cargo build (use binaries already built)
@@ -39,8 +40,8 @@ HOST=127.0.0.1
 AGENT=roomwire
 SERVER_PORT="${AUTOBAHN_SERVER_PORT:-9001}"
 CLIENT_PORT="${AUTOBAHN_CLIENT_PORT:-9002}"
-SERVER_TIMEOUT="${AUTOBAHN_SERVER_TIMEOUT:-600}"
-CLIENT_TIMEOUT="${AUTOBAHN_CLIENT_TIMEOUT:-900}"
+SERVER_TIMEOUT="${AUTOBAHN_SERVER_TIMEOUT:-1800}"
+CLIENT_TIMEOUT="${AUTOBAHN_CLIENT_TIMEOUT:-1800}"
 PORT_WAIT="${AUTOBAHN_PORT_WAIT:-30}"
 
 W="$ROOT/.work/autobahn"
