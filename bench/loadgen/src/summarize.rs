@@ -29,6 +29,7 @@ fn secondary(mode: &str) -> &'static [&'static str] {
             "p50_us",
             "p99_us",
             "wire_bytes_per_delivery",
+            "rss_kib",
             "redis_us_per_msg",
         ],
         _ => &["rss_before_kib", "rss_after_kib"],
