@@ -100,3 +100,39 @@ async fn a_server_keeping_its_context_compresses_room_messages_per_member() {
     // The second message refers back to the first.
     assert!(sizes[1] * 3 < sizes[0], "{sizes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_client_reads_compressed_room_messages() {
+    use futures_util::StreamExt;
+    use roomwire_tokio::client::{Client, ClientOptions, ConnectionState};
+    use std::borrow::Cow;
+
+    let h = harness_with(config(|c| c.socket.core.deflate = Some(DeflateConfig::DEFAULT)), |e| e).await;
+    let url = format!("ws://{}", h.addr);
+    let mut socket = roomwire_tokio::Config::default();
+    socket.core.deflate = Some(DeflateConfig::DEFAULT);
+    let options = || ClientOptions::new().room("room-1").config(socket);
+    let (alice, _alice_in) = Client::<Chat>::connect(&url, options()).unwrap();
+    let (bob, mut bob_in) = Client::<Chat>::connect(&url, options()).unwrap();
+    for client in [&alice, &bob] {
+        let mut states = client.state_changes();
+        let connected =
+            timeout(LIMIT, states.wait_for(|s| matches!(s, ConnectionState::Connected { .. }))).await.unwrap().is_ok();
+        assert!(connected, "{:?}", client.state());
+    }
+    let content = "compressed on the way, whole on arrival; ".repeat(10);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        alice.send("room-1", &ChatOut { content: Cow::Borrowed(&content) }).unwrap();
+        match timeout(std::time::Duration::from_millis(300), bob_in.next()).await {
+            Ok(Some((_, ChatIn::Append { content: got, .. }))) => {
+                assert_eq!(got, content);
+                break;
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => assert!(tokio::time::Instant::now() < deadline, "never arrived"),
+        }
+    }
+    alice.close().await;
+    bob.close().await;
+}

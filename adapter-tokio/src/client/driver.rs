@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::deflate::Codec;
 use roomwire_core::client::{ClientError, ClientEvent, Requested, TargetBase};
 use roomwire_core::message::VecStorage;
 use roomwire_core::payload;
@@ -155,6 +156,8 @@ where
     endpoint: ServerUrl,
     options: ClientOptions,
     session: Session<C, M>,
+    /// permessage-deflate's inflater, while the connection agreed to it.
+    codec: Option<Box<Codec>>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
     incoming: mpsc::Sender<(Option<RoomId>, M)>,
@@ -211,6 +214,7 @@ where
             endpoint,
             options,
             session,
+            codec: None,
             shared,
             commands,
             incoming,
@@ -436,7 +440,20 @@ where
         while self.room_for_more() {
             let now = self.now();
             let rest = link.input.get_mut(at..).unwrap_or_default();
-            let input = self.session.handle_input(now, rest);
+            // permessage-deflate, if this connection agreed to it; the
+            // inflater is dropped with the agreement (a new connection
+            // starts with a new one).
+            let agreed = self.session.deflate().copied();
+            let input = match agreed {
+                Some(agreed) => {
+                    let codec = self.codec.get_or_insert_with(|| Box::new(Codec::new(&agreed)));
+                    self.session.handle_input_inflating(now, rest, codec.inflater())
+                }
+                None => {
+                    self.codec = None;
+                    self.session.handle_input(now, rest)
+                }
+            };
             at += input.consumed;
             if input.message {
                 self.take_message();

@@ -46,6 +46,7 @@ use crate::client::{
 use crate::close::CloseCode;
 use crate::connection::{Config, Connection, Control, Event, MaskKeySource, SendError, State, Timeout};
 use crate::decoder::MessageKind;
+use crate::deflate::Inflate;
 use crate::error::{InsufficientSize, ProtocolError};
 use crate::frame::apply_mask;
 use crate::handshake::{ClientRequest, HandshakeError};
@@ -520,13 +521,33 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
     /// the rest while `consumed > 0`; when [`Input::message`] is set, take
     /// the message with [`take_message`](Self::take_message) first.
     pub fn handle_input(&mut self, now: Instant, input: &mut [u8]) -> Input {
+        self.read(now, input, None)
+    }
+
+    /// [`handle_input`](Self::handle_input) on a connection that agreed to
+    /// permessage-deflate ([`deflate`](Self::deflate)): compressed
+    /// messages go through `inflater` (feature `deflate`).
+    #[cfg(feature = "deflate")]
+    pub fn handle_input_inflating(&mut self, now: Instant, input: &mut [u8], inflater: &mut dyn Inflate) -> Input {
+        self.read(now, input, Some(inflater))
+    }
+
+    /// permessage-deflate as agreed on the open connection, if it was.
+    pub fn deflate(&self) -> Option<&crate::deflate::Deflate> {
+        match &self.link {
+            Link::Live(conn) => conn.deflate(),
+            _ => None,
+        }
+    }
+
+    fn read(&mut self, now: Instant, input: &mut [u8], inflater: Option<&mut dyn Inflate>) -> Input {
         // A message not taken by now is dropped.
         self.message_ready = false;
         let Self { link, reader, rooms, ending, reason, announce, .. } = self;
         let Link::Live(conn) = link else {
             return Input { consumed: 0, message: false };
         };
-        let (consumed, step) = reader.step(conn, now, input, None);
+        let (consumed, step) = reader.step(conn, now, input, inflater);
         let mut message = false;
         match step {
             None => {}
