@@ -42,8 +42,8 @@ pub(crate) struct Codec {
 }
 
 impl Codec {
-    pub(crate) fn new(agreed: &Deflate) -> Self {
-        Self { inflater: Inflater { zlib: None, bits: agreed.zlib_receive_window_bits() }, compressor: None }
+    pub(crate) fn new() -> Self {
+        Self { inflater: Inflater { zlib: None }, compressor: None }
     }
 
     /// The inflater for compressed messages from the peer.
@@ -62,6 +62,13 @@ impl Codec {
             deflate_into(zlib, payload, out);
             frame(strip_tail(out))
         })
+    }
+
+    /// The message just compressed was not sent: our window now holds
+    /// bytes the peer never saw. A fresh compressor refers to nothing
+    /// before it, which the peer's inflater reads whatever it kept.
+    pub(crate) fn forget_context(&mut self) {
+        self.compressor = None;
     }
 }
 
@@ -126,24 +133,39 @@ thread_local! {
     /// Compressed output of the message being sent.
     static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// The thread's compressor for connections without context takeover.
-    static SHARED: RefCell<SharedCompressor> = const { RefCell::new(SharedCompressor { zlib: None }) };
+    static SHARED: RefCell<SharedCompressor> = const { RefCell::new(SharedCompressor { zlib: Vec::new() }) };
+    /// An inflater given back by a connection between messages, for the
+    /// next compressed message on this thread.
+    static SPARE_INFLATER: RefCell<Option<Decompress>> = const { RefCell::new(None) };
 }
 
-/// One compressor per thread, remade when a connection agreed to another
-/// level or window.
+/// The thread's compressors for connections without context takeover,
+/// one per (level, window) in use, at most [`SHARED_COMPRESSORS`] (the
+/// oldest made is dropped for a new one): connections that agreed to
+/// different windows do not remake one compressor in turn.
 struct SharedCompressor {
-    zlib: Option<(u8, u8, Compress)>,
+    zlib: Vec<((u8, u8), Compress)>,
 }
+
+/// Most compressors a thread keeps (250 to 380 KiB each).
+const SHARED_COMPRESSORS: usize = 4;
 
 impl SharedCompressor {
     fn for_agreement(&mut self, agreed: &Deflate) -> &mut Compress {
         let key = (agreed.level, agreed.zlib_send_window_bits());
-        if !matches!(&self.zlib, Some((level, bits, _)) if (*level, *bits) == key) {
-            self.zlib = Some((key.0, key.1, new_compressor(agreed)));
-        }
-        match &mut self.zlib {
-            Some((_, _, zlib)) => zlib,
-            None => unreachable!("set above"),
+        let at = match self.zlib.iter().position(|(made_for, _)| *made_for == key) {
+            Some(at) => at,
+            None => {
+                if self.zlib.len() >= SHARED_COMPRESSORS {
+                    self.zlib.remove(0);
+                }
+                self.zlib.push((key, new_compressor(agreed)));
+                self.zlib.len() - 1
+            }
+        };
+        match self.zlib.get_mut(at) {
+            Some((_, zlib)) => zlib,
+            None => unreachable!("found or pushed above"),
         }
     }
 }
@@ -173,11 +195,14 @@ fn deflate_into(zlib: &mut Compress, payload: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// zlib's raw inflate, made at the first compressed message and dropped
-/// when the core resets it (the next message starts a fresh stream).
+/// zlib's raw inflate, taken at the first compressed message and given
+/// back to the thread when the core resets it (the next message starts a
+/// fresh stream). Always with a 15-bit window, which reads a stream
+/// written with any smaller one: zlib-rs allocates the same state
+/// whatever the window, and resets a 15-bit one without remaking it (a
+/// peer sending a final block every two bytes costs no allocation).
 struct Inflater {
     zlib: Option<Decompress>,
-    bits: u8,
 }
 
 impl Inflate for Inflater {
@@ -186,8 +211,9 @@ impl Inflate for Inflater {
         mut input: &[u8],
         sink: &mut dyn FnMut(&[u8]) -> Result<(), TooLarge>,
     ) -> Result<(), InflateError> {
-        let bits = self.bits;
-        let zlib = self.zlib.get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
+        let zlib = self.zlib.get_or_insert_with(|| {
+            SPARE_INFLATER.with_borrow_mut(Option::take).unwrap_or_else(|| Decompress::new_with_window_bits(false, 15))
+        });
         let mut piece = [0u8; INFLATE_PIECE];
         loop {
             let (was_in, was_out) = (zlib.total_in(), zlib.total_out());
@@ -216,9 +242,12 @@ impl Inflate for Inflater {
     }
 
     fn reset(&mut self) {
-        // Freed, not cleared: a peer that starts every message afresh
-        // costs no inflater between messages.
-        self.zlib = None;
+        // Given back, not kept: a peer that starts every message afresh
+        // costs no inflater between messages, and the thread one at most.
+        if let Some(mut zlib) = self.zlib.take() {
+            zlib.reset(false);
+            SPARE_INFLATER.with_borrow_mut(|spare| *spare = Some(zlib));
+        }
     }
 }
 
@@ -251,7 +280,7 @@ mod tests {
         for bits in 8..=15 {
             let offer = format!("permessage-deflate; server_max_window_bits={bits}; client_max_window_bits={bits}");
             let both = agreed(&offer, DeflateConfig { send_context_takeover: true, ..DeflateConfig::DEFAULT });
-            let (mut sender, mut receiver) = (Codec::new(&both), Codec::new(&both));
+            let (mut sender, mut receiver) = (Codec::new(), Codec::new());
             for _ in 0..3 {
                 let compressed = sender.compress(&both, text.as_bytes(), <[u8]>::to_vec);
                 assert!(compressed.len() < text.len() / 5, "{bits}: {}", compressed.len());
@@ -264,13 +293,13 @@ mod tests {
     fn the_shared_compressor_starts_every_message_afresh() {
         let fresh = agreed("permessage-deflate", DeflateConfig::DEFAULT);
         assert!(fresh.send_no_context_takeover);
-        let mut codec = Codec::new(&fresh);
+        let mut codec = Codec::new();
         let first = codec.compress(&fresh, b"hello hello hello hello", <[u8]>::to_vec);
         let second = codec.compress(&fresh, b"hello hello hello hello", <[u8]>::to_vec);
         // Context takeover would make the second a back-reference only.
         assert_eq!(first, second);
         // Each inflates on its own.
-        assert_eq!(inflate_all(&mut Codec::new(&fresh), &second, 100).unwrap(), b"hello hello hello hello");
+        assert_eq!(inflate_all(&mut Codec::new(), &second, 100).unwrap(), b"hello hello hello hello");
     }
 
     #[test]
@@ -283,7 +312,7 @@ mod tests {
         let frame = compress_frame(&plain, &fresh).unwrap();
         let (header, at) = roomwire_core::FrameHeader::parse(&frame).unwrap().unwrap();
         assert_eq!((header.rsv, header.opcode, header.fin), (0b100, roomwire_core::Opcode::Text, true));
-        assert_eq!(inflate_all(&mut Codec::new(&fresh), &frame[at..], 1 << 20).unwrap(), text.as_bytes());
+        assert_eq!(inflate_all(&mut Codec::new(), &frame[at..], 1 << 20).unwrap(), text.as_bytes());
         assert_eq!(compress_frame(&[0x81, 2, b'h', b'i'], &fresh), None);
         let keeps =
             agreed("permessage-deflate", DeflateConfig { send_context_takeover: true, ..DeflateConfig::DEFAULT });
@@ -294,13 +323,13 @@ mod tests {
     #[test]
     fn inflating_stops_at_the_limit_and_on_garbage() {
         let fresh = agreed("permessage-deflate", DeflateConfig::DEFAULT);
-        let mut codec = Codec::new(&fresh);
+        let mut codec = Codec::new();
         let bomb = codec.compress(&fresh, &vec![0u8; 8 << 20], <[u8]>::to_vec);
         assert!(bomb.len() < (8 << 20) / 100, "{}", bomb.len());
-        assert_eq!(inflate_all(&mut Codec::new(&fresh), &bomb, 1 << 20), Err(InflateError::TooLarge));
-        assert_eq!(inflate_all(&mut Codec::new(&fresh), &[0xff; 8], 1 << 20), Err(InflateError::Corrupt));
+        assert_eq!(inflate_all(&mut Codec::new(), &bomb, 1 << 20), Err(InflateError::TooLarge));
+        assert_eq!(inflate_all(&mut Codec::new(), &[0xff; 8], 1 << 20), Err(InflateError::Corrupt));
         // RFC 7692 §7.2.3.4: "Hello" in a final block, then a 0x00.
         let final_block = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
-        assert_eq!(inflate_all(&mut Codec::new(&fresh), &final_block, 100).unwrap(), b"Hello");
+        assert_eq!(inflate_all(&mut Codec::new(), &final_block, 100).unwrap(), b"Hello");
     }
 }

@@ -355,10 +355,14 @@ impl<S> WebSocket<S> {
     /// Compress `payload` as one message, as `agreed` says, and queue it.
     fn feed_compressed(&mut self, agreed: &Deflate, kind: MessageKind, payload: &[u8]) -> Result<(), Error> {
         let Self { conn, wbuf, codec, .. } = self;
-        let codec = codec.get_or_insert_with(|| Box::new(Codec::new(agreed)));
-        codec.compress(agreed, payload, |deflated| {
+        let codec = codec.get_or_insert_with(|| Box::new(Codec::new()));
+        let queued = codec.compress(agreed, payload, |deflated| {
             encode_into(wbuf, deflated.len() + MAX_FRAME_HEADER, |out| conn.send_deflated(kind, deflated, out))
-        })?;
+        });
+        if queued.is_err() {
+            codec.forget_context();
+        }
+        queued?;
         Ok(())
     }
 
@@ -622,9 +626,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             let now = self.now();
             let input = &mut self.rbuf[self.rstart..self.rend];
-            let read = match self.conn.deflate().copied() {
-                Some(agreed) => {
-                    let codec = self.codec.get_or_insert_with(|| Box::new(Codec::new(&agreed)));
+            let read = match self.conn.deflate() {
+                Some(_) => {
+                    let codec = self.codec.get_or_insert_with(|| Box::new(Codec::new()));
                     self.reader.read_inflating(&mut self.conn, now, input, codec.inflater())
                 }
                 None => self.reader.read(&mut self.conn, now, input),

@@ -636,7 +636,8 @@ impl<K: MaskKeySource> Connection<K> {
                 if message_end {
                     self.message_deadline = None;
                 } else if message_start {
-                    self.message_deadline = self.config.message_timeout.map(|t| now + t);
+                    let compressed_limit = compressed.then_some(crate::deflate::MESSAGE_TIMEOUT);
+                    self.message_deadline = self.config.message_timeout.or(compressed_limit).map(|t| now + t);
                 }
                 Some(Step::Event(Event::Data { kind, payload, message_start, message_end, compressed }))
             }

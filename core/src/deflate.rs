@@ -58,6 +58,7 @@ use crate::decoder::MessageKind;
 use crate::error::{InsufficientSize, ProtocolError};
 use crate::frame::FrameHeader;
 use crate::message::TooLarge;
+use crate::time::Duration;
 use crate::writer::{Writer, write_twice};
 
 /// The extension's name in `Sec-WebSocket-Extensions`.
@@ -76,6 +77,13 @@ pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// The close for a compressed message that does not inflate.
 pub const INFLATE_FAILED: ProtocolError = ProtocolError::new(CloseCode::Invalid, "invalid compressed data");
+
+/// How long a compressed message may take from its first frame to its
+/// last when [`Config::message_timeout`](crate::Config) sets none: a few
+/// compressed bytes can fill `max_message_size` of reassembly buffer, so a
+/// peer that starts such a message and stalls is not allowed to hold it
+/// for the connection's life (closed with 1008, as for that timeout).
+pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Longest [`Deflate::write_response`] or [`DeflateConfig::write_offer`].
 pub const MAX_HEADER_VALUE: usize = 128;

@@ -168,8 +168,11 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         b"Sec-WebSocket-Version: 13\r\n",
         b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
     );
-    let compressed = masked(true, 0x41, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
-    add("server_connection", "deflate", server(0x30, &cat(&[&offering, &compressed, &masked(true, 0x40, b"x")])));
+    let mut compressed = masked(true, 0x1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    compressed[0] |= 0x40;
+    let mut continuation = masked(true, 0x0, b"x");
+    continuation[0] |= 0x40;
+    add("server_connection", "deflate", server(0x30, &cat(&[&offering, &compressed, &continuation])));
 
     // client_connection: flags, 4 chunk lengths, wire (see its docs).
     let client = |flags: u8, wire: &[u8]| cat(&[&[flags], lens, wire]);

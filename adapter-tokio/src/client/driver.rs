@@ -443,10 +443,9 @@ where
             // permessage-deflate, if this connection agreed to it; the
             // inflater is dropped with the agreement (a new connection
             // starts with a new one).
-            let agreed = self.session.deflate().copied();
-            let input = match agreed {
-                Some(agreed) => {
-                    let codec = self.codec.get_or_insert_with(|| Box::new(Codec::new(&agreed)));
+            let input = match self.session.deflate() {
+                Some(_) => {
+                    let codec = self.codec.get_or_insert_with(|| Box::new(Codec::new()));
                     self.session.handle_input_inflating(now, rest, codec.inflater())
                 }
                 None => {

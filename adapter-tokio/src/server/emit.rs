@@ -194,9 +194,15 @@ pub(crate) fn frame(key: FrameKey<'_>, payload: &[u8]) -> Bytes {
 #[derive(Default)]
 pub(crate) struct SharedFrames {
     plain: [Option<Bytes>; 3],
-    /// The compressed twin, and the agreement it was made for.
-    compressed: [Option<(Deflate, Option<Bytes>)>; 3],
+    /// Compressed twins, per format, one per compressor setting (level,
+    /// window, size worth compressing) that recipients agreed to; `None`
+    /// for a message too short to compress. A recipient with an unusual
+    /// window adds one entry, not one compression per member.
+    compressed: [Vec<(CompressedKey, Option<Bytes>)>; 3],
 }
+
+/// What makes two agreements compress a frame to the same bytes.
+type CompressedKey = (u8, u8, usize);
 
 impl SharedFrames {
     /// The frame of `payload` for a recipient with `key` and `deflate`.
@@ -211,11 +217,14 @@ impl SharedFrames {
         };
         let plain = plain.get_or_insert_with(|| frame(key, payload));
         let Some(agreed) = deflate else { return plain.clone() };
-        let twin = match compressed {
-            Some((made_for, twin)) if made_for == agreed => twin.clone(),
-            // Another window or level than the first recipient's (rare): not cached.
-            Some(_) => crate::deflate::compress_frame(plain, agreed),
-            None => compressed.insert((*agreed, crate::deflate::compress_frame(plain, agreed))).1.clone(),
+        let made_for = (agreed.level, agreed.zlib_send_window_bits(), agreed.min_size);
+        let twin = match compressed.iter().find(|(key, _)| *key == made_for) {
+            Some((_, twin)) => twin.clone(),
+            None => {
+                let twin = crate::deflate::compress_frame(plain, agreed);
+                compressed.push((made_for, twin.clone()));
+                twin
+            }
         };
         twin.unwrap_or_else(|| plain.clone())
     }

@@ -62,13 +62,22 @@ impl Inflater {
                 if out.capacity() - out.len() < 1024 {
                     out.reserve(out.capacity().max(4096));
                 }
-                let before = self.zlib.total_in();
-                self.zlib
+                let (before, made) = (self.zlib.total_in(), out.len());
+                let status = self
+                    .zlib
                     .decompress_vec(input, out, FlushDecompress::Sync)
                     .map_err(|e| err(format!("a compressed relay does not inflate: {e}")))?;
-                input = &input[(self.zlib.total_in() - before) as usize..];
+                let used = (self.zlib.total_in() - before) as usize;
+                input = &input[used..];
                 if input.is_empty() && out.capacity() > out.len() {
                     break;
+                }
+                if status == flate2::Status::StreamEnd || (used == 0 && out.len() == made && out.capacity() > out.len())
+                {
+                    return Err(err("a compressed relay ends its stream or stalls the inflater"));
+                }
+                if out.len() > 64 << 20 {
+                    return Err(err("a compressed relay inflates past 64 MiB"));
                 }
             }
         }

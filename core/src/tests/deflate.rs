@@ -247,3 +247,24 @@ fn a_client_that_did_not_offer_refuses_an_answer_with_the_extension() {
     pair.drive();
     assert!(matches!(pair.client_in.events[0], Seen::HandshakeFailed(_)), "{:?}", pair.client_in.events);
 }
+
+#[test]
+fn a_compressed_message_begun_and_not_finished_is_failed_after_the_deflate_timeout() {
+    // No message timeout configured: a compressed message gets one anyway.
+    let mut pair = deflate_pair(DeflateConfig::DEFAULT, DeflateConfig::DEFAULT, 4096);
+    assert_eq!(pair.server.config().message_timeout, None);
+    let mut compressor = Compress::new_with_window_bits(Compression::fast(), false, 15);
+    let first = deflate(&mut compressor, &[0u8; 4096]);
+    // A compressed first frame (RSV1, binary), not final: written by hand.
+    pair.to_server.extend_from_slice(&super::pair::client_frame(0x42, &first));
+    pair.drive();
+    assert!(pair.server_in.events.is_empty(), "{:?}", pair.server_in.events);
+    pair.advance(crate::deflate::MESSAGE_TIMEOUT);
+    pair.drive();
+    assert_eq!(pair.server_in.events, [Seen::Timeout(crate::Timeout::Message)]);
+    assert!(
+        matches!(pair.client_in.events.last(), Some(Seen::Close(Some(CloseCode::Policy), _))),
+        "{:?}",
+        pair.client_in.events
+    );
+}
