@@ -10,11 +10,18 @@
 //! * receiving: zlib-rs's inflate state, 47.5 KiB whatever the window
 //!   (measured), while a compressed message is read, and between messages
 //!   only while the peer keeps its context; with the default settings the
-//!   peer starts each message afresh and the inflater is freed after it;
+//!   peer starts each message afresh and the inflater goes back to the
+//!   thread after it (one spare per thread, for the next message);
 //! * sending with context takeover: a compressor of its own (zlib-rs at
 //!   level 1: 250 KiB at 9 window bits, 380 KiB at 15, measured); without
-//!   it (the default), none: one compressor per thread serves every
-//!   connection, reset per message.
+//!   it (the default), none: the thread's compressors (one per level and
+//!   window in use, four at most) serve every connection, reset per
+//!   message.
+//!
+//! A compressed message that is begun and never finished is failed after
+//! [`roomwire_core::deflate::MESSAGE_TIMEOUT`] (60 s) when no message
+//! timeout is configured: a few compressed bytes can fill the reassembly
+//! buffer, and a stalled peer must not hold it for the connection's life.
 //!
 //! Inflating writes into the reassembly buffer through an 8 KiB piece on
 //! the stack, under the connection's `max_message_size`: a decompression
