@@ -9,6 +9,10 @@
 //! * a server's answer stays within the settings and what the offer asked,
 //!   fits [`MAX_HEADER_VALUE`], and is what a client that sent that offer
 //!   reads back (same windows, same context takeover);
+//! * it keeps the server's duties to the offer it took (RFC 7692 §7.1),
+//!   read by a parser of this harness's own: `server_no_context_takeover`
+//!   echoed, `server_max_window_bits` no larger than asked,
+//!   `client_max_window_bits` only if offered and no larger than offered;
 //! * a client's reading of any answer stays within its own offer;
 //! * splitting the value into more header lines between extensions never
 //!   changes a verdict (when no quoted string runs past a line's end).
@@ -24,6 +28,38 @@ pub fn settings(sel: u8) -> DeflateConfig {
         receive_max_window_bits: 8 + (sel >> 5),
         ..DeflateConfig::DEFAULT
     }
+}
+
+/// The extensions of one header line (commas outside quotes).
+fn items(line: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (at, &b) in line.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                out.push(&line[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&line[start..]);
+    out
+}
+
+/// The parameters of one extension (after its name), value unquoted and
+/// read as a number where it is one.
+fn params(item: &[u8]) -> std::collections::HashMap<String, Option<u8>> {
+    let text = String::from_utf8_lossy(item);
+    text.split(';')
+        .skip(1)
+        .map(|param| {
+            let (name, value) = param.split_once('=').map_or((param, None), |(n, v)| (n, Some(v)));
+            let value = value.and_then(|v| v.trim().trim_matches('"').parse().ok());
+            (name.trim().to_owned(), value)
+        })
+        .collect()
 }
 
 fn within(agreed: &Deflate, config: &DeflateConfig) {
@@ -53,6 +89,25 @@ pub fn run(data: &[u8]) {
         within(&agreed, &config);
         let mut out = [0u8; MAX_HEADER_VALUE];
         let n = agreed.write_response(&mut out).expect("an answer fits MAX_HEADER_VALUE");
+        // The offer taken: the first that is acceptable on its own.
+        let taken = lines
+            .iter()
+            .flat_map(|line| items(line))
+            .find(|item| negotiate([*item], &config).is_some())
+            .expect("an agreement comes from one of the offers");
+        let (offer, answer) = (params(taken), params(&out[..n]));
+        if offer.contains_key("server_no_context_takeover") {
+            assert!(answer.contains_key("server_no_context_takeover"), "not echoed: {answer:?} for {offer:?}");
+        }
+        if let Some(Some(asked)) = offer.get("server_max_window_bits") {
+            let given = answer.get("server_max_window_bits").cloned().flatten().expect("the window named");
+            assert!(given <= *asked, "{given} over the {asked} asked");
+        }
+        match (offer.get("client_max_window_bits"), answer.get("client_max_window_bits")) {
+            (None, Some(_)) => panic!("client_max_window_bits answered, not offered: {offer:?}"),
+            (Some(Some(limit)), Some(given)) => assert!(given.is_some_and(|g| g <= *limit), "{given:?} over {limit}"),
+            _ => {}
+        }
         // A client whose offer was the one accepted reads the same agreement back:
         // it offered at least what the server took.
         let client = DeflateConfig {
