@@ -106,24 +106,29 @@ fn with_output<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     })
 }
 
-/// What a room's shared frames may be compressed with for a connection:
-/// only what agreed to permessage-deflate without server context takeover
-/// can take a frame compressed once for many.
+/// What a room's shared frames may be compressed with for a connection
+/// ([`Deflate::takes_shared_frames`]), if anything.
 pub(crate) fn for_shared_frames(agreed: Option<&Deflate>) -> Option<Deflate> {
-    agreed.filter(|agreed| agreed.send_no_context_takeover).copied()
+    agreed.filter(|agreed| agreed.takes_shared_frames()).copied()
+}
+
+/// The kind and payload of a whole, uncompressed data frame.
+pub(crate) fn plain_message(frame: &[u8]) -> Option<(MessageKind, &[u8])> {
+    let (header, at) = roomwire_core::FrameHeader::parse(frame).ok()??;
+    let kind = match header.opcode {
+        roomwire_core::Opcode::Text => MessageKind::Text,
+        roomwire_core::Opcode::Binary => MessageKind::Binary,
+        _ => return None,
+    };
+    (header.fin && header.rsv == 0).then_some(())?;
+    Some((kind, frame.get(at..)?))
 }
 
 /// The compressed twin of a whole server frame `plain` (as the room
 /// server encodes once per emit), for connections that agreed to
 /// `agreed`; `None` when its payload is too short to be worth it.
 pub(crate) fn compress_frame(plain: &[u8], agreed: &Deflate) -> Option<Bytes> {
-    let (header, at) = roomwire_core::FrameHeader::parse(plain).ok()??;
-    let kind = match header.opcode {
-        roomwire_core::Opcode::Text => MessageKind::Text,
-        roomwire_core::Opcode::Binary => MessageKind::Binary,
-        _ => return None,
-    };
-    let payload = plain.get(at..)?;
+    let (kind, payload) = plain_message(plain)?;
     if !agreed.compresses(payload.len()) {
         return None;
     }

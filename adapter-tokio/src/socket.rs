@@ -15,7 +15,7 @@ use tokio::time::{Instant as TokioInstant, Sleep};
 use tracing::{Span, debug, trace};
 
 use crate::config::Config;
-use crate::deflate::Codec;
+use crate::deflate::{Codec, plain_message};
 use crate::error::Error;
 use crate::message::{CloseFrame, Message, MessageRef};
 use roomwire_core::deflate::Deflate;
@@ -439,7 +439,7 @@ impl<S> WebSocket<S> {
         self.check_room(frame.len().saturating_sub(MAX_FRAME_HEADER))?;
         // A connection that agreed to keep its compression context cannot
         // take a frame compressed for many: it compresses a plain one itself.
-        if let Some(agreed) = self.conn.deflate().copied().filter(|agreed| !agreed.send_no_context_takeover)
+        if let Some(agreed) = self.conn.deflate().copied().filter(|agreed| !agreed.takes_shared_frames())
             && let Some((kind, payload)) = plain_message(frame).filter(|(_, p)| agreed.compresses(p.len()))
         {
             return self.feed_compressed(&agreed, kind, payload);
@@ -860,18 +860,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let _ = self.flush_until(deadline).await;
         self.shutdown(deadline).await;
     }
-}
-
-/// The kind and payload of a whole, uncompressed data frame.
-fn plain_message(frame: &[u8]) -> Option<(MessageKind, &[u8])> {
-    let (header, at) = roomwire_core::FrameHeader::parse(frame).ok()??;
-    let kind = match header.opcode {
-        roomwire_core::Opcode::Text => MessageKind::Text,
-        roomwire_core::Opcode::Binary => MessageKind::Binary,
-        _ => return None,
-    };
-    (header.fin && header.rsv == 0).then_some(())?;
-    Some((kind, frame.get(at..)?))
 }
 
 /// The close timeout on tokio's clock.

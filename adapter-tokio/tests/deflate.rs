@@ -2,17 +2,19 @@
 //! peer that compresses and inflates with zlib itself (what goes over the
 //! wire, and what a peer sending a decompression bomb gets).
 
-use std::net::SocketAddr;
-use std::time::Duration;
+mod deflate_support;
+mod server_support;
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use std::net::SocketAddr;
+
+use deflate_support::inflate;
+use flate2::{Compress, Compression, FlushCompress};
 use roomwire_tokio::roomwire_core::deflate::DeflateConfig;
 use roomwire_tokio::{Config, Message, MessageRef, WebSocket};
+use server_support::{LIMIT, client_frame, raw_request, server_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
-
-const LIMIT: Duration = Duration::from_secs(10);
 
 fn config(deflate: Option<DeflateConfig>) -> Config {
     let mut config = Config::default();
@@ -40,49 +42,13 @@ async fn echo_server(config: Config) -> SocketAddr {
 /// and the response's header section.
 async fn raw_client(addr: SocketAddr, extensions: &str) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Extensions: {extensions}\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    let offer = format!("Sec-WebSocket-Extensions: {extensions}\r\n");
+    stream.write_all(&raw_request("/", &offer)).await.unwrap();
     let mut response = Vec::new();
     while !response.ends_with(b"\r\n\r\n") {
         response.push(stream.read_u8().await.unwrap());
     }
     (stream, String::from_utf8(response).unwrap())
-}
-
-/// A masked frame (zero key) with the given first byte.
-fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut frame = vec![b0];
-    match payload.len() {
-        n if n < 126 => frame.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&[0; 4]);
-    frame.extend_from_slice(payload);
-    frame
-}
-
-/// Read one unmasked server frame: (first byte, payload).
-async fn server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let b0 = stream.read_u8().await.unwrap();
-    let len = match stream.read_u8().await.unwrap() {
-        126 => u64::from(stream.read_u16().await.unwrap()),
-        127 => stream.read_u64().await.unwrap(),
-        n => u64::from(n),
-    };
-    let mut payload = vec![0; len as usize];
-    stream.read_exact(&mut payload).await.unwrap();
-    (b0, payload)
 }
 
 /// Raw deflate with a sync flush, the final empty block stripped.
@@ -99,15 +65,6 @@ fn deflate(payload: &[u8]) -> Vec<u8> {
     }
     assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
     out.truncate(out.len() - 4);
-    out
-}
-
-fn inflate(payload: &[u8]) -> Vec<u8> {
-    let mut zlib = Decompress::new(false);
-    let mut input = payload.to_vec();
-    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-    let mut out = Vec::with_capacity(1 << 20);
-    zlib.decompress_vec(&input, &mut out, FlushDecompress::Sync).unwrap();
     out
 }
 

@@ -2,36 +2,15 @@
 //! once and the same compressed frame goes to every member that agreed to
 //! it; members that did not get the plain frame.
 
+mod deflate_support;
 mod server_support;
 
+use deflate_support::inflate;
 use flate2::{Decompress, FlushDecompress};
 use roomwire_tokio::roomwire_core::deflate::DeflateConfig;
 use serde_json::json;
 use server_support::*;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-/// Read one unmasked server frame: (first byte, payload).
-async fn server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let b0 = timeout(LIMIT, stream.read_u8()).await.expect("no frame").unwrap();
-    let len = match stream.read_u8().await.unwrap() {
-        126 => u64::from(stream.read_u16().await.unwrap()),
-        127 => stream.read_u64().await.unwrap(),
-        n => u64::from(n),
-    };
-    let mut payload = vec![0; len as usize];
-    stream.read_exact(&mut payload).await.unwrap();
-    (b0, payload)
-}
-
-fn inflate(payload: &[u8]) -> Vec<u8> {
-    let mut input = payload.to_vec();
-    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-    let mut out = Vec::with_capacity(1 << 16);
-    Decompress::new(false).decompress_vec(&input, &mut out, FlushDecompress::Sync).unwrap();
-    out
-}
 
 #[tokio::test]
 async fn a_room_message_is_compressed_once_for_the_members_that_agreed() {

@@ -759,10 +759,7 @@ impl<K: MaskKeySource> Connection<K> {
                 *deflate = Agreement(crate::deflate::accept_response(values, offer)?);
                 return Ok(());
             }
-            match values.next() {
-                Some(_) => Err("extension not offered"),
-                None => Ok(()),
-            }
+            handshake::no_extension(values)
         };
         match handshake::parse_response_with(input, self.config.max_handshake_size, &self.accept, offered, extensions) {
             Ok(None) => Received { consumed: 0, event: None },

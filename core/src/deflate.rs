@@ -218,6 +218,14 @@ impl Deflate {
         len >= self.min_size
     }
 
+    /// Whether this connection can take a frame compressed once for many
+    /// (a room message): only if our compressor starts every message with
+    /// an empty window, as the frame's compressor did. One that keeps its
+    /// context compresses what it sends itself.
+    pub fn takes_shared_frames(&self) -> bool {
+        self.send_no_context_takeover
+    }
+
     /// The window to give a zlib-style compressor. zlib refuses 8 bits for
     /// raw deflate; 9 is safe where 8 was agreed, because such a compressor
     /// never reaches further back than `2^bits - 262` bytes (250 < 256).

@@ -302,11 +302,16 @@ pub fn parse_response<'a>(
     expected_accept: &[u8; 28],
     offered: &str,
 ) -> Result<Option<(Response<'a>, usize)>, HandshakeError> {
-    let no_extension = |values: &mut dyn Iterator<Item = &[u8]>| match values.next() {
+    parse_response_with(buf, max_len, expected_accept, offered, |values| no_extension(values))
+}
+
+/// The verdict on a response's `Sec-WebSocket-Extensions` values when the
+/// request offered none: any value fails the handshake (RFC 6455 §4.1).
+pub(crate) fn no_extension(values: &mut dyn Iterator<Item = &[u8]>) -> Result<(), &'static str> {
+    match values.next() {
         Some(_) => Err("extension not offered"),
         None => Ok(()),
-    };
-    parse_response_with(buf, max_len, expected_accept, offered, no_extension)
+    }
 }
 
 /// [`parse_response`], with the `Sec-WebSocket-Extensions` values judged

@@ -381,6 +381,8 @@ async fn register(
         span.record("user", &**user);
     }
     let outbox = Arc::new(Outbox::new(shared.config.socket.max_outbound));
+    // What the room's frames compressed once for many can be sent to it with.
+    let shared_deflate = crate::deflate::for_shared_frames(ws.conn.deflate());
     let cell = endpoint.cell().clone();
     let policy = endpoint.policy();
     // The cap is checked and the slot taken in one step; the rooms are
@@ -400,8 +402,7 @@ async fn register(
             Some(granted) => !granted,
             None => state.at_user_cap(user.as_ref(), policy.max_connections_per_user),
         };
-        let deflate = crate::deflate::for_shared_frames(ws.conn.deflate());
-        (over_user_cap, state.register(id.clone(), user.clone(), format, outbox.clone(), deflate))
+        (over_user_cap, state.register(id.clone(), user.clone(), format, outbox.clone(), shared_deflate))
     };
     let registered = match endpoint.register(
         &mut session,
@@ -443,7 +444,7 @@ async fn register(
     let registration = Registration { cell: cell.clone(), member: Some(member), lease };
     // A stateful room's connection joins its room's task (its state may be
     // built then); refused, it is closed with 1011.
-    let place = Place::Here(outbox.clone(), crate::deflate::for_shared_frames(ws.conn.deflate()));
+    let place = Place::Here(outbox.clone(), shared_deflate);
     let joining = Joining { id: id.clone(), user_id: user.clone(), query, format, place };
     let seat = match rooms.first().and_then(|room| endpoint.join_room(&server, joining, room)) {
         None => None,

@@ -1,5 +1,6 @@
-//! Shared by the `server_*` tests: the seed's chat channel, a test handler,
-//! a server on loopback with its hooks observable, raw clients.
+//! Shared by the `server_*` tests (and `deflate`): the seed's chat
+//! channel, a test handler, a server on loopback with its hooks
+//! observable, raw clients and their frames.
 #![allow(dead_code)]
 
 use std::borrow::Cow;
@@ -322,4 +323,37 @@ pub fn config(
     let mut config = roomwire_tokio::server::ServerConfig::default();
     change(&mut config);
     move |b| b.config(config)
+}
+
+/// A masked client frame of any length (zero key: the payload as is) with
+/// the given first byte (FIN, RSV bits, opcode), its header written by the
+/// core's encoder.
+pub fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    use roomwire_tokio::roomwire_core::{FrameHeader, Opcode};
+    let header = FrameHeader {
+        fin: b0 & 0x80 != 0,
+        rsv: (b0 >> 4) & 0x07,
+        opcode: Opcode::from(b0 & 0x0f),
+        mask: Some([0; 4]),
+        payload_len: payload.len() as u64,
+    };
+    let mut frame = vec![0u8; 14];
+    let n = header.encode(&mut frame).expect("14 bytes hold any header");
+    frame.truncate(n);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Read one unmasked server frame of any length: (first byte, payload).
+pub async fn server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let b0 = timeout(LIMIT, stream.read_u8()).await.expect("no frame").unwrap();
+    let len = match stream.read_u8().await.unwrap() {
+        126 => u64::from(stream.read_u16().await.unwrap()),
+        127 => stream.read_u64().await.unwrap(),
+        n => u64::from(n),
+    };
+    let mut payload = vec![0; len as usize];
+    stream.read_exact(&mut payload).await.unwrap();
+    (b0, payload)
 }
