@@ -497,3 +497,65 @@ fn refused_status<T>(result: &Result<T, roomwire_tokio::Error>) -> Option<u16> {
         _ => None,
     }
 }
+
+/// The status line the server answers `request` with.
+async fn answer_to(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut answer = vec![0u8; 64];
+    let n = timeout(LIMIT, tcp.read(&mut answer)).await.expect("never answered").expect("reset before the answer");
+    String::from_utf8_lossy(&answer[..n]).lines().next().unwrap_or_default().to_owned()
+}
+
+/// Alepha (Node's HTTP server) accepts 16 KiB of request headers: a
+/// browser with a 12 KiB cookie jar is admitted by default, 17 KiB is
+/// refused with 431, and the limit is the server's configuration.
+#[tokio::test]
+async fn request_headers_up_to_16_kib_are_accepted_by_default_and_the_limit_is_configurable() {
+    let h = harness().await;
+    let cookie = |len: usize| format!("Cookie: jar={}\r\n", "c".repeat(len));
+    assert_eq!(
+        answer_to(h.addr, &raw_request("/ws/chat", &cookie(12 * 1024))).await,
+        "HTTP/1.1 101 Switching Protocols"
+    );
+    assert_eq!(
+        answer_to(h.addr, &raw_request("/ws/chat", &cookie(17 * 1024))).await,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    // A proxy's worth of headers: 80 lines pass, over MAX_HEADERS do not.
+    let lines = |n: usize| (0..n).map(|i| format!("X-Hop-{i}: v\r\n")).collect::<String>();
+    assert_eq!(answer_to(h.addr, &raw_request("/ws/chat", &lines(80))).await, "HTTP/1.1 101 Switching Protocols");
+    let over = roomwire_tokio::roomwire_core::handshake::MAX_HEADERS;
+    assert_eq!(
+        answer_to(h.addr, &raw_request("/ws/chat", &lines(over))).await,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+
+    let small = harness_with(config(|c| c.socket.core.max_handshake_size = 4 * 1024), |e| e).await;
+    assert_eq!(
+        answer_to(small.addr, &raw_request("/ws/chat", &cookie(5 * 1024))).await,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+}
+
+/// The rooms an Alepha handshake may name are bounded by the configured
+/// rooms per connection alone: raised to 100, a query of 100 rooms joins
+/// them all, and 101 closes with 1008.
+#[tokio::test]
+async fn a_handshake_may_name_as_many_rooms_as_the_configuration_allows() {
+    let mut h = harness_with(config(|c| c.rooms.max_rooms_per_member = 100), |e| e).await;
+    let rooms = |n: usize| (0..n).map(|i| format!("r{i}")).collect::<Vec<_>>().join(",");
+    let (mut ws, event) = h.connect(&format!("/ws/chat?roomIds={}", rooms(100))).await;
+    assert_eq!(event.rooms.len(), 100);
+    assert_eq!(event.rooms.last().map(String::as_str), Some("r99"));
+    h.server.emit::<Chat>(&Emit::to_room("r99"), &ChatIn::System { message: "last".into() }).unwrap();
+    assert!(recv_text(&mut ws).await.contains("last"));
+    let (mut over, _) = h.try_connect(&format!("/ws/chat?roomIds={}", rooms(101)), &[], &[]).await.unwrap();
+    assert_eq!(
+        closed_with(&mut over).await,
+        Some((Some(CloseCode::Policy), "Too many rooms for this connection".to_owned()))
+    );
+    // Nothing of the refused connection stays in the rooms.
+    assert_eq!(h.server.room_connections("r100").len(), 0);
+    assert_eq!(h.server.room_connections("r0").len(), 1);
+}

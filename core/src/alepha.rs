@@ -131,21 +131,51 @@ pub fn rooms_from_query<const N: usize>(
     validate: impl Fn(&str) -> bool,
     rooms: &mut RoomSet<N>,
 ) -> Result<(), QueryRoomsError> {
+    let named = for_each_query_room(query, |room| {
+        if !validate(&room) {
+            return Err(QueryRoomsError::InvalidRoomId);
+        }
+        rooms.join(room).map(|_| ()).map_err(|_| QueryRoomsError::TooManyRooms)
+    })?;
+    if !named {
+        let default = RoomId::new(DEFAULT_ROOM).map_err(|_| QueryRoomsError::InvalidRoomId)?;
+        rooms.join(default).map_err(|_| QueryRoomsError::TooManyRooms)?;
+    }
+    Ok(())
+}
+
+/// Hands `visit` each room a handshake query names, decoded, in the order
+/// of [`rooms_from_query`] (repeats included, the implicit
+/// [`DEFAULT_ROOM`] not), without keeping them: a caller that reads the
+/// query more than once needs no buffer of rooms. Returns whether the
+/// query named a room. A room id that does not decode (empty, longer than
+/// [`MAX_ROOM_ID_LEN`]) stops the walk with
+/// [`QueryRoomsError::InvalidRoomId`]; an error from `visit` stops it too.
+///
+/// ```
+/// use roomwire_core::alepha::{for_each_query_room, QueryRoomsError};
+/// let mut seen = Vec::new();
+/// let named = for_each_query_room(Some("roomIds=b,a&roomId=c"), |room| {
+///     seen.push(room.to_string());
+///     Ok::<(), QueryRoomsError>(())
+/// })?;
+/// assert!(named);
+/// assert_eq!(seen, ["c", "b", "a"]);
+/// assert!(!for_each_query_room(Some("token=t"), |_| Ok::<(), QueryRoomsError>(()))?);
+/// # Ok::<(), QueryRoomsError>(())
+/// ```
+pub fn for_each_query_room<E: From<QueryRoomsError>>(
+    query: Option<&str>,
+    mut visit: impl FnMut(RoomId) -> Result<(), E>,
+) -> Result<bool, E> {
     let query = query.unwrap_or("");
     let query = query.strip_prefix('?').unwrap_or(query);
     let query = query.split_once('#').map_or(query, |(before, _)| before);
     let mut named = false;
-    let mut join = |room: RoomId| -> Result<(), QueryRoomsError> {
-        if !validate(&room) {
-            return Err(QueryRoomsError::InvalidRoomId);
-        }
-        named = true;
-        rooms.join(room).map(|_| ()).map_err(|_| QueryRoomsError::TooManyRooms)
-    };
-
     for (name, value) in query_pairs(query) {
         if decoded_eq(name, b"roomId") {
-            join(decode_room(value, false)?.ok_or(QueryRoomsError::InvalidRoomId)?)?;
+            visit(decode_room(value, false)?.ok_or(QueryRoomsError::InvalidRoomId)?)?;
+            named = true;
         }
     }
     if let Some((_, list)) = query_pairs(query).find(|(name, _)| decoded_eq(name, b"roomIds")) {
@@ -153,7 +183,8 @@ pub fn rooms_from_query<const N: usize>(
         loop {
             let (item, next) = split_decoded_comma(rest);
             if let Some(room) = decode_room(item, true)? {
-                join(room)?;
+                visit(room)?;
+                named = true;
             }
             match next {
                 Some(next) => rest = next,
@@ -161,12 +192,7 @@ pub fn rooms_from_query<const N: usize>(
             }
         }
     }
-
-    if !named {
-        let default = RoomId::new(DEFAULT_ROOM).map_err(|_| QueryRoomsError::InvalidRoomId)?;
-        rooms.join(default).map_err(|_| QueryRoomsError::TooManyRooms)?;
-    }
-    Ok(())
+    Ok(named)
 }
 
 /// The `name=value` pairs of a query, raw (still encoded). Empty pairs are

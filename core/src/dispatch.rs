@@ -27,13 +27,9 @@ use crate::envelope::{self, ClientEnvelope, code};
 use crate::error::InsufficientSize;
 use crate::frame::FrameHeader;
 use crate::payload;
-use crate::room::{JoinError, MemberId, RoomId, RoomSet, RoomTable, TableAccess};
+use crate::room::{JoinError, MemberId, RoomId, RoomTable, TableAccess};
 use crate::target::FrameKey;
 use crate::wire::WireFormat;
-
-/// Most rooms the Alepha handshake query may name (and so the most rooms a
-/// connection joins at once); a table's own per-member limit still applies.
-pub const MAX_QUERY_ROOMS: usize = 32;
 
 /// Room for the longest server frame header (64-bit length, no mask).
 pub const MAX_SERVER_HEADER: usize = 10;
@@ -89,37 +85,75 @@ pub fn join_handshake_rooms<C: Channel, A: TableAccess>(
     gate: &impl RoomGate,
     mut table: A,
 ) -> Result<(), Refusal> {
-    const INVALID: Refusal = Refusal { code: CloseCode::Policy, reason: "Invalid room id" };
-    let mut rooms = RoomSet::<MAX_QUERY_ROOMS>::new();
-    match (format, room_override) {
+    // The rooms: one, or those the query names (read again for each pass
+    // rather than kept, so their number is bounded by the table's
+    // per-connection limit alone, not by a buffer here).
+    let rooms = match (format, room_override) {
         (_, Some(room)) => {
-            let room = RoomId::new(room).map_err(|_| INVALID)?;
+            let room = RoomId::new(room).map_err(|_| INVALID_ROOM_ID)?;
             if room.as_str() != alepha::DEFAULT_ROOM && !C::validate_room_id(&room) {
-                return Err(INVALID);
+                return Err(INVALID_ROOM_ID);
             }
-            rooms.join(room).map_err(|_| INVALID)?;
+            HandshakeRooms::One(room)
         }
         (WireFormat::Alepha, None) => {
-            alepha::rooms_from_query(query, C::validate_room_id, &mut rooms).map_err(|e| match e {
-                alepha::QueryRoomsError::TooManyRooms => Refusal { code: CloseCode::Policy, reason: "Too many rooms" },
-                _ => INVALID,
+            let named = alepha::for_each_query_room(query, |room| {
+                if C::validate_room_id(&room) { Ok(()) } else { Err(INVALID_ROOM_ID) }
             })?;
-        }
-        (_, None) => return Ok(()),
-    }
-    if rooms.iter().any(|room| !gate.allows(room)) {
-        return Err(ROOM_NOT_ALLOWED);
-    }
-    // All the rooms in one step: another connection never sees half of them.
-    table.with(|table| {
-        for room in rooms.iter() {
-            if let Err(e) = table.join(member, room) {
-                table.leave_all(member);
-                return Err(Refusal { code: CloseCode::Policy, reason: join_error_text(e) });
+            if named {
+                HandshakeRooms::Query(query)
+            } else {
+                HandshakeRooms::One(RoomId::new(alepha::DEFAULT_ROOM).map_err(|_| INVALID_ROOM_ID)?)
             }
         }
-        Ok(())
+        (_, None) => return Ok(()),
+    };
+    // Every room is checked before any is joined: a refusal leaves no trace.
+    rooms.for_each(|room| if gate.allows(&room) { Ok(()) } else { Err(ROOM_NOT_ALLOWED) })?;
+    // All the rooms in one step: another connection never sees half of them.
+    table.with(|table| {
+        let joined = rooms.for_each(|room| {
+            table
+                .join(member, &room)
+                .map(|_| ())
+                .map_err(|e| Refusal { code: CloseCode::Policy, reason: join_error_text(e) })
+        });
+        if joined.is_err() {
+            table.leave_all(member);
+        }
+        joined
     })
+}
+
+/// The rooms a handshake joins.
+enum HandshakeRooms<'q> {
+    One(RoomId),
+    /// Those the query names (at least one).
+    Query(Option<&'q str>),
+}
+
+impl HandshakeRooms<'_> {
+    fn for_each(&self, mut visit: impl FnMut(RoomId) -> Result<(), Refusal>) -> Result<(), Refusal> {
+        match self {
+            Self::One(room) => visit(room.clone()),
+            Self::Query(query) => alepha::for_each_query_room(*query, visit).map(|_| ()),
+        }
+    }
+}
+
+/// A room id of the handshake is not a valid room id of the channel.
+pub const INVALID_ROOM_ID: Refusal = Refusal { code: CloseCode::Policy, reason: "Invalid room id" };
+
+/// Only [`QueryRoomsError::InvalidRoomId`](alepha::QueryRoomsError) comes
+/// from reading a query (the rooms are not kept, so there is no set to
+/// fill).
+impl From<alepha::QueryRoomsError> for Refusal {
+    fn from(error: alepha::QueryRoomsError) -> Self {
+        match error {
+            alepha::QueryRoomsError::InvalidRoomId => INVALID_ROOM_ID,
+            alepha::QueryRoomsError::TooManyRooms => Refusal { code: CloseCode::Policy, reason: "Too many rooms" },
+        }
+    }
 }
 
 fn join_error_code(e: JoinError) -> u16 {

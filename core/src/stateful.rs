@@ -45,7 +45,7 @@ use crate::envelope::{self, ClientEnvelope, code};
 use crate::error::InsufficientSize;
 use crate::json;
 use crate::payload::{self, MessageError};
-use crate::room::{RoomId, RoomSet};
+use crate::room::RoomId;
 use crate::target::FrameKey;
 use crate::time::{Duration, Instant};
 use crate::wire::WireFormat;
@@ -110,16 +110,17 @@ pub fn handshake_room<C: Channel>(query: Option<&str>, room_override: Option<&st
     let room = match room_override {
         Some(room) => RoomId::new(room).map_err(|_| INVALID)?,
         None => {
-            // Only the first room counts; the rest of the query (up to the
-            // usual limit) is read only to find it.
-            let mut rooms = RoomSet::<{ crate::dispatch::MAX_QUERY_ROOMS }>::new();
-            match alepha::rooms_from_query(query, |_| true, &mut rooms) {
-                Ok(()) | Err(alepha::QueryRoomsError::TooManyRooms) => {}
-                Err(_) => return Err(INVALID),
-            }
-            match rooms.first() {
-                Some(room) => room.clone(),
-                None => RoomId::new(alepha::DEFAULT_ROOM).map_err(|_| INVALID)?,
+            // Only the first room counts; the rest of the query is read
+            // only to check that it decodes.
+            let mut first = None;
+            let read = alepha::for_each_query_room(query, |room| {
+                first.get_or_insert(room);
+                Ok::<(), alepha::QueryRoomsError>(())
+            });
+            match (read, first) {
+                (Err(_), _) => return Err(INVALID),
+                (Ok(_), Some(room)) => room,
+                (Ok(_), None) => RoomId::new(alepha::DEFAULT_ROOM).map_err(|_| INVALID)?,
             }
         }
     };

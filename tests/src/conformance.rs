@@ -433,10 +433,10 @@ pub const SESSIONS: &[Session] = &[
         ensure!(frame.starts_with(r#"{"error":"Message validation failed"#), "unexpected error frame: {frame}");
         a.bye()
     }),
-    ("Alepha wire: too many rooms in the query: 101, then 1008", |c| {
+    ("Alepha wire: more rooms in the query than a connection may join: 101, then 1008", |c| {
         let rooms: Vec<String> = (0..33).map(|i| format!("r{i}")).collect();
         let mut a = Client::open(c, &format!("{PATH}?roomIds={}", rooms.join(",")), None)?;
-        a.expect_close(1008, Some("Too many rooms"))
+        a.expect_close(1008, Some("Too many rooms for this connection"))
     }),
     ("Alepha wire: an invalid room id: 101, then 1008", |c| {
         let mut a = Client::open(c, &format!("{PATH}?roomId={}", "x".repeat(65)), None)?;

@@ -34,7 +34,10 @@ use crate::backplane::{Backplane, Link};
 pub struct ServerConfig {
     /// Per-connection limits, enforced by the core and the raw layer:
     /// `core.max_message_size` (Alepha's `maxPayload`, default 1 MiB, over
-    /// it the connection closes with 1009), `core.handshake_timeout`
+    /// it the connection closes with 1009), `core.max_handshake_size`
+    /// (default 16 KiB of request headers, as Node's HTTP server; beyond
+    /// it, or beyond [`MAX_HEADERS`](roomwire_core::handshake::MAX_HEADERS)
+    /// header lines, 431), `core.handshake_timeout`
     /// (default 10 s, then 408), `core.close_timeout`,
     /// `core.keepalive_interval` (here default **30 s**: a ping every
     /// interval, a client that did not answer the previous one is dropped
@@ -69,7 +72,10 @@ pub struct ServerConfig {
     pub address_cap_on_loopback: bool,
     /// Room limits of each endpoint's room table (per connection, per
     /// room, rooms and members per endpoint). Default: at most 32 rooms
-    /// per connection, no other limit.
+    /// per connection, no other limit. An Alepha handshake query naming
+    /// more rooms than `max_rooms_per_member` is closed with 1008 "Too
+    /// many rooms for this connection"; the query is not otherwise capped
+    /// (Alepha has no cap: raise it to admit clients that name more).
     pub rooms: TableLimits,
     /// How long a handler may run for one message; then it is cancelled
     /// (its future dropped) and the sender told `Handler timed out` as

@@ -38,18 +38,26 @@ pub const fn connection_config() -> Config {
 /// How long a room server lets a client take over one message.
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Largest handshake header section a room server accepts by default:
+/// 16 KiB, as Node's HTTP server (and so Alepha) does, so that a browser
+/// with a large cookie jar that Alepha admits is admitted here too.
+pub const SERVER_MAX_HANDSHAKE_SIZE: usize = 16 * 1024;
+
 /// [`connection_config`] for a room server: also [`MESSAGE_TIMEOUT`], so
 /// that a client that begins a message and never ends it does not hold
-/// its reassembly buffer for the connection's life.
+/// its reassembly buffer for the connection's life, and header sections
+/// up to [`SERVER_MAX_HANDSHAKE_SIZE`].
 ///
 /// ```
 /// use roomwire_core::session::{self, MESSAGE_TIMEOUT};
 /// assert_eq!(session::server_connection_config().message_timeout, Some(MESSAGE_TIMEOUT));
+/// assert_eq!(session::server_connection_config().max_handshake_size, 16 * 1024);
 /// assert_eq!(session::connection_config().message_timeout, None);
 /// ```
 pub const fn server_connection_config() -> Config {
     let mut config = connection_config();
     config.message_timeout = Some(MESSAGE_TIMEOUT);
+    config.max_handshake_size = SERVER_MAX_HANDSHAKE_SIZE;
     config
 }
 

@@ -524,14 +524,14 @@ mod tests {
             &crate::dispatch::AnyRoom,
             &mut table,
         );
-        assert_eq!(got.unwrap_err().reason, "Too many rooms");
-        assert_eq!(session.our_close().map(|r| r.reason), Some("Too many rooms"));
+        assert_eq!(got.unwrap_err().reason, "Too many rooms for this connection");
+        assert_eq!(session.our_close().map(|r| r.reason), Some("Too many rooms for this connection"));
         let n = session.accept(&mut conn, Instant::ZERO, &mut out).unwrap();
         assert!(out[..n].starts_with(b"HTTP/1.1 101"));
         assert_eq!(session.phase(), ServerPhase::Ended);
         let n = conn.poll_transmit(&mut out).unwrap();
-        assert_eq!(&out[..4], &[0x88, 16, 0x03, 0xf0]);
-        assert_eq!(&out[4..n], b"Too many rooms");
+        assert_eq!(&out[..4], &[0x88, 36, 0x03, 0xf0]);
+        assert_eq!(&out[4..n], b"Too many rooms for this connection");
         // Over the per-user cap.
         let (mut conn, mut session, query) = open("/ws/chat", None);
         session.screen(true, Gates::default()).unwrap();
