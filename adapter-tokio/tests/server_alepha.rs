@@ -5,7 +5,7 @@
 mod server_support;
 
 use roomwire_tokio::roomwire_core::handshake::HandshakeError;
-use roomwire_tokio::server::{Admission, BuildError, Emit, Endpoint, Server, ServerConfig};
+use roomwire_tokio::server::{Admission, BuildError, Emit, Endpoint, HandlerFailure, Server, ServerConfig};
 use roomwire_tokio::{CloseCode, Error, MessageRef};
 use serde_json::json;
 use server_support::*;
@@ -466,4 +466,63 @@ async fn emitting_on_a_channel_the_server_does_not_serve_fails() {
     assert!(h.server.emit::<Elsewhere>(&Emit::new(), &message).is_err());
     assert!(h.server.emit::<Impostor>(&Emit::new(), &message).is_err());
     assert_eq!(h.server.emit::<Chat>(&Emit::new(), &message), Ok(0));
+}
+
+/// Alepha's `websocket:error`: every handler failure (an error, a blank
+/// error, a panic, a timeout) reaches `on_error` with the sender, its
+/// user, the path and the room, while the sender gets PROTOCOL.md §2.4's
+/// text and keeps its connection.
+#[tokio::test]
+async fn handler_failures_reach_the_error_hook_and_the_sender() {
+    let (tx, mut failures) = tokio::sync::mpsc::unbounded_channel();
+    let mut h = harness_with(
+        |builder| {
+            config(|c| c.handler_timeout = Some(std::time::Duration::from_millis(300)))(builder).on_error(
+                move |event| {
+                    let failure = match event.failure {
+                        HandlerFailure::Error(error) => format!("error: {error}"),
+                        HandlerFailure::Panic(message) => format!("panic: {message}"),
+                        HandlerFailure::TimedOut(limit) => format!("timeout: {limit:?}"),
+                        other => format!("{other}"),
+                    };
+                    let _ = tx.send((
+                        event.connection_id.to_owned(),
+                        event.user_id.map(str::to_owned),
+                        event.path,
+                        event.room_id.to_owned(),
+                        failure,
+                    ));
+                },
+            )
+        },
+        |e| e,
+    )
+    .await;
+    let (mut ws, e) = h.connect("/ws/chat?roomIds=a,b&token=ann").await;
+    let mut next_failure =
+        async || tokio::time::timeout(LIMIT, failures.recv()).await.expect("no error event").unwrap();
+    let expect = |room: &str, failure: &str| {
+        (e.connection_id.clone(), Some("ann".to_owned()), "/ws/chat", room.to_owned(), failure.to_owned())
+    };
+
+    say(&mut ws, "b", "!fail").await;
+    assert_eq!(recv_json(&mut ws).await, json!({"error": "handler boom"}));
+    assert_eq!(next_failure().await, expect("b", "error: handler boom"));
+
+    say(&mut ws, "a", "!fail-blank").await;
+    assert_eq!(recv_json(&mut ws).await, json!({"error": "Unknown error"}));
+    assert_eq!(next_failure().await, expect("a", "error:  "));
+
+    say(&mut ws, "a", "!panic").await;
+    assert_eq!(recv_json(&mut ws).await, json!({"error": "Unknown error"}));
+    assert_eq!(next_failure().await, expect("a", "panic: handler panicked on purpose"));
+
+    say(&mut ws, "b", "!hang").await;
+    assert_eq!(recv_json(&mut ws).await, json!({"error": "Handler timed out"}));
+    assert_eq!(next_failure().await, expect("b", "timeout: 300ms"));
+
+    // Still open, and a handler that succeeds reports nothing.
+    say(&mut ws, "a", "!all fine").await;
+    assert_eq!(recv_json(&mut ws).await["content"], "fine");
+    assert!(failures.try_recv().is_err());
 }

@@ -12,7 +12,9 @@ use tokio::sync::Notify;
 
 use super::cluster::Node;
 use super::endpoint::{ErasedEndpoint, Resolver};
-use super::{ConnectEvent, DisconnectEvent, Endpoint, Handshake, MessageEvent, Server, Shared, Signal, endpoint};
+use super::{
+    ConnectEvent, DisconnectEvent, Endpoint, ErrorEvent, Handshake, MessageEvent, Server, Shared, Signal, endpoint,
+};
 use crate::backplane::{Backplane, Link};
 
 /// Server-wide limits and deadlines. Every field has a safe default.
@@ -156,17 +158,19 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 /// Server-level observers: called synchronously, for every endpoint
-/// (Alepha's `websocket:connect`, `websocket:disconnect` and
-/// `websocket:message` events).
+/// (Alepha's `websocket:connect`, `websocket:disconnect`,
+/// `websocket:message` and `websocket:error` events).
 #[derive(Default)]
 pub(crate) struct Hooks {
     pub(crate) connect: Option<Observer<ConnectEvent>>,
     pub(crate) disconnect: Option<Observer<DisconnectEvent>>,
     pub(crate) message: Option<MessageObserver>,
+    pub(crate) error: Option<ErrorObserver>,
 }
 
 type Observer<E> = Box<dyn Fn(&E) + Send + Sync>;
 type MessageObserver = Box<dyn for<'a> Fn(&MessageEvent<'a>) + Send + Sync>;
+type ErrorObserver = Box<dyn for<'a> Fn(&ErrorEvent<'a>) + Send + Sync>;
 
 /// An endpoint waiting for the server's room limits.
 pub(super) struct PendingEndpoint {
@@ -272,6 +276,26 @@ impl ServerBuilder {
     /// decoded (so also for messages that turn out invalid).
     pub fn on_message(mut self, hook: impl Fn(&MessageEvent<'_>) + Send + Sync + 'static) -> Self {
         self.hooks.message = Some(Box::new(hook));
+        self
+    }
+
+    /// Called when a handler fails on a client's message: it returned an
+    /// error, panicked, or outran [`ServerConfig::handler_timeout`]
+    /// (Alepha's `websocket:error`). The sender has been answered as
+    /// usual; this is where failures reach the application's logs or
+    /// metrics, with the connection, its user, the path and the room.
+    ///
+    /// ```
+    /// use roomwire_tokio::server::{HandlerFailure, Server};
+    /// let builder = Server::builder().on_error(|event| {
+    ///     if let HandlerFailure::Panic(message) = event.failure {
+    ///         eprintln!("{} on {}: panicked: {message}", event.connection_id, event.path);
+    ///     }
+    /// });
+    /// # let _ = builder;
+    /// ```
+    pub fn on_error(mut self, hook: impl Fn(&ErrorEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.hooks.error = Some(Box::new(hook));
         self
     }
 

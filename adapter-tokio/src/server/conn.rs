@@ -21,7 +21,9 @@ use super::admission::{Admission, Handshake};
 use super::endpoint::{Dispatched, ErasedEndpoint};
 use super::lifecycle::NoPlace;
 use super::outbox::Outbox;
-use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, MessageEvent, Registered};
+use super::registry::{
+    ChannelCell, ConnectEvent, DisconnectEvent, ErrorEvent, HandlerFailure, MessageEvent, Registered,
+};
 use super::stateful::{Joining, Place};
 use super::upgrade::RequestHead;
 use super::{Permit, Server, TaskGuard};
@@ -738,15 +740,34 @@ async fn handle(
         }
     };
     ws.hold_close(false);
+    let report = |failure: HandlerFailure<'_>| {
+        if let Some(hook) = &registered.server.shared.hooks.error {
+            hook(&ErrorEvent {
+                connection_id: &registered.id,
+                user_id: registered.user.as_deref(),
+                path: endpoint.path(),
+                room_id: room.as_str(),
+                failure,
+            });
+        }
+    };
     let failure = match result {
         Some(Ok(Ok(()))) => return Flow::Continue,
-        Some(Ok(Err(error))) => error.to_string(),
-        // The panic's message went to the panic hook (and the logs); the
-        // sender gets the session's text for an error without one.
-        Some(Err(Panicked)) => String::new(),
+        Some(Ok(Err(error))) => {
+            report(HandlerFailure::Error(&*error));
+            error.to_string()
+        }
+        // The panic's message went to the panic hook (and the logs) and
+        // to the error hook; the sender gets the session's text for an
+        // error without one.
+        Some(Err(panicked)) => {
+            report(HandlerFailure::Panic(panicked.message()));
+            String::new()
+        }
         // Cancelled: dropping its future ends it at its current await.
         None => {
             tracing::warn!(parent: &span, "handler timed out");
+            report(HandlerFailure::TimedOut(limit.unwrap_or_default()));
             roomwire_core::dispatch::HANDLER_TIMED_OUT.to_owned()
         }
     };
@@ -761,8 +782,19 @@ async fn handle(
     Flow::Continue
 }
 
-/// The handler panicked.
-pub(crate) struct Panicked;
+/// The handler panicked, with this payload.
+pub(crate) struct Panicked(Box<dyn std::any::Any + Send>);
+
+impl Panicked {
+    /// The panic's message, when it has one (`panic!` with a literal or a
+    /// format string).
+    pub(crate) fn message(&self) -> &str {
+        match self.0.downcast_ref::<&'static str>() {
+            Some(text) => text,
+            None => self.0.downcast_ref::<String>().map_or("", String::as_str),
+        }
+    }
+}
 
 /// Turns a panic of the handler into an error for the sender rather than
 /// the end of the connection task.
@@ -776,7 +808,7 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
         match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(_) => Poll::Ready(Err(Panicked)),
+            Err(payload) => Poll::Ready(Err(Panicked(payload))),
         }
     }
 }

@@ -71,13 +71,18 @@
 //!
 //! Messages of one connection are handled **one at a time, in order**.
 //! While a handler runs, the connection keeps writing what is emitted to it
-//! but reads nothing more from the client (TCP applies backpressure to a
-//! client that sends faster than its handler runs). Handlers of different
-//! connections run concurrently.
+//! and reads ahead up to the client's next whole message (answering pings,
+//! keeping its deadlines), then nothing more until the handler ends (TCP
+//! applies backpressure to a client that sends faster than its handler
+//! runs). Handlers of different connections run concurrently.
 //!
-//! A handler that returns an error (or panics) answers the sender alone
-//! with `{"error": "<error text>"}` on the Alepha wire, an error envelope
-//! with code 4006 on the roomwire wire; the connection stays open.
+//! A handler that returns an error answers the sender alone with
+//! `{"error": "<error text>"}` on the Alepha wire, an error envelope with
+//! code 4006 on the roomwire wire; one that panics, with `Unknown error`
+//! (the panic's message stays on the server); one that outruns
+//! [`ServerConfig::handler_timeout`] is cancelled and answered `Handler
+//! timed out`. The connection stays open, and the failure reaches
+//! [`ServerBuilder::on_error`] (Alepha's `websocket:error`).
 //!
 //! # Admission and limits
 //!
@@ -150,7 +155,7 @@ use conn::Incoming;
 pub use context::{Context, Reply};
 pub use emit::{Emit, EmitError};
 pub use endpoint::{BoxFuture, Endpoint, HandlerError, HandlerResult, RoomAccess};
-pub use registry::{ConnectEvent, ConnectionInfo, DisconnectEvent, MessageEvent};
+pub use registry::{ConnectEvent, ConnectionInfo, DisconnectEvent, ErrorEvent, HandlerFailure, MessageEvent};
 pub use stateful::{CallError, Room, RoomConnection, RoomEndpoint};
 
 pub(crate) use builder::Hooks;

@@ -86,6 +86,48 @@ pub struct MessageEvent<'a> {
     pub data: &'a [u8],
 }
 
+/// A handler failed on a client's message (Alepha's `websocket:error`):
+/// the sender was told (see [the module docs](super#handlers-and-typed-messages))
+/// and its connection stays open.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ErrorEvent<'a> {
+    /// The sender.
+    pub connection_id: &'a str,
+    /// The sender's user, if any.
+    pub user_id: Option<&'a str>,
+    /// The endpoint path.
+    pub path: &'static str,
+    /// The room the message was handled in.
+    pub room_id: &'a str,
+    /// What went wrong.
+    pub failure: HandlerFailure<'a>,
+}
+
+/// How a handler failed.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum HandlerFailure<'a> {
+    /// It returned this error (whose text the sender got).
+    Error(&'a (dyn std::error::Error + Send + Sync + 'static)),
+    /// It panicked, with this message (empty if the panic's payload was
+    /// not text); the sender got `Unknown error`.
+    Panic(&'a str),
+    /// It ran longer than [`ServerConfig::handler_timeout`](super::ServerConfig::handler_timeout)
+    /// and was cancelled; the sender got `Handler timed out`.
+    TimedOut(std::time::Duration),
+}
+
+impl std::fmt::Display for HandlerFailure<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Error(error) => write!(f, "handler failed: {error}"),
+            Self::Panic(message) => write!(f, "handler panicked: {message}"),
+            Self::TimedOut(limit) => write!(f, "handler timed out after {limit:?}"),
+        }
+    }
+}
+
 pub(crate) struct MemberSlot {
     pub(crate) id: Arc<str>,
     pub(crate) user: Option<Arc<str>>,

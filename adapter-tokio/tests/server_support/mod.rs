@@ -57,7 +57,8 @@ pub struct Handled {
 /// The test handler's decision: the seed's `append` reply (except self),
 /// or with a command prefix: `!all x` replies to the room including the
 /// sender, `!to:ROOM x` replies to ROOM, `!fail` returns an error,
-/// `!panic` panics, `!hang` never returns.
+/// `!fail-blank` returns an error whose text is blank, `!panic` panics,
+/// `!hang` never returns.
 fn decide(content: &str, username: &str) -> Result<(Reply, ChatIn), &'static str> {
     let append = |text: &str| ChatIn::Append { content: text.to_owned(), username: username.to_owned() };
     if let Some(rest) = content.strip_prefix("!all ") {
@@ -67,6 +68,8 @@ fn decide(content: &str, username: &str) -> Result<(Reply, ChatIn), &'static str
         Ok((Reply::new().room(room), append(text)))
     } else if content == "!fail" {
         Err("handler boom")
+    } else if content == "!fail-blank" {
+        Err(" ")
     } else if content == "!panic" {
         panic!("handler panicked on purpose");
     } else {
