@@ -183,3 +183,72 @@ async fn one_emit_reaches_all_three_wires_encoded_once_per_wire() {
         Got::Push(Some("r".into()), payload(WireFormat::Postcard, &system))
     );
 }
+
+roomwire_tokio::roomwire_core::channel! {
+    pub struct Matches {
+        path: "/ws/matches",
+        description: "Moves of one match; a room per match, named by its UUID.",
+        room_id: Uuid,
+        in: ChatIn,
+        out: ChatOut<'a>,
+    }
+}
+
+roomwire_tokio::roomwire_core::channel! {
+    pub struct Teams {
+        path: "/ws/teams",
+        room_id: Pattern("team-[a-z]*"),
+        in: ChatIn,
+        out: ChatOut<'a>,
+    }
+}
+
+/// A room-id rule declared in `channel!` (Alepha's `schema.roomId`) is
+/// the server's: at the Alepha handshake (1008 "Invalid room id", the
+/// implicit "default" room excepted) and for every roomwire `join` (4001).
+#[tokio::test]
+async fn a_room_id_rule_declared_in_the_channel_holds_on_both_wires() {
+    use roomwire_tokio::roomwire_core::channel::{Channel, RoomIdRule};
+    use roomwire_tokio::server::{Endpoint, Server};
+    assert!(matches!(Matches::ROOM_ID, RoomIdRule::Uuid));
+    assert!(Matches::DESCRIPTION.starts_with("Moves of one match"));
+    let server = Server::builder()
+        .endpoint(Endpoint::<Matches>::new(|_| Box::pin(async { Ok(()) })))
+        .endpoint(Endpoint::<Teams>::new(|_| Box::pin(async { Ok(()) })))
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn({
+        let server = server.clone();
+        async move { server.serve(listener).await }
+    });
+    let uuid = "0b5c3c2e-6a4f-4f0e-9d1e-3f8a2b7c9d10";
+    let refused = |target: String| async move {
+        let (mut ws, _) = try_connect(addr, &target, &[], &[]).await.expect("101, then the close");
+        closed_with(&mut ws).await
+    };
+    let invalid = Some((Some(roomwire_tokio::CloseCode::Policy), "Invalid room id".to_owned()));
+    assert_eq!(refused("/ws/matches?roomId=lobby".into()).await, invalid);
+    assert_eq!(refused(format!("/ws/matches?roomIds={uuid},x")).await, invalid);
+    assert_eq!(refused("/ws/teams?roomId=team-A".into()).await, invalid);
+    assert_eq!(refused("/ws/teams?roomIds=team-red,team-".into()).await, invalid);
+    let (_ok, _) = try_connect(addr, &format!("/ws/matches?roomId={uuid}"), &[], &[]).await.unwrap();
+    let (_team, _) = try_connect(addr, "/ws/teams?roomIds=team-red,team-x", &[], &[]).await.unwrap();
+    let (_default, _) = try_connect(addr, "/ws/teams", &[], &[]).await.unwrap();
+    timeout(LIMIT, async {
+        while server.room_connections(uuid).len() + server.room_connections("team-red").len() < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the valid rooms were joined");
+    assert_eq!(server.room_connections("default").len(), 1);
+
+    let format = WireFormat::Json;
+    let (mut rw, _) = try_connect(addr, "/ws/teams", &[PROTOCOL_JSON], &[]).await.unwrap();
+    send(&mut rw, format, &ClientEnvelope::Join { reference: 1, room: room("team-blue") }).await;
+    assert_eq!(next(&mut rw, format).await, Got::Ok(1));
+    send(&mut rw, format, &ClientEnvelope::Join { reference: 2, room: room("blue") }).await;
+    assert!(matches!(next(&mut rw, format).await, Got::Error(Some(2), code::INVALID_ROOM_ID, _)));
+}

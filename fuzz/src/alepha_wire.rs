@@ -7,9 +7,11 @@
 //!   payload is itself valid JSON;
 //! * labelling a payload with a room and splitting the label off gives the
 //!   payload back, and the room;
-//! * `rooms_from_query` never panics and yields valid, distinct room ids.
+//! * `rooms_from_query` never panics and yields valid, distinct room ids;
+//!   the room-id rules (UUID, glob patterns) answer for every such id.
 
 use roomwire_core::alepha;
+use roomwire_core::channel::RoomIdRule;
 use roomwire_core::json;
 use roomwire_core::room::RoomSet;
 
@@ -57,5 +59,14 @@ pub fn run(data: &[u8]) {
                 assert!(rooms.iter().skip(i + 1).all(|b| a != b), "duplicate room");
             }
         }
+        // Client-chosen room ids against declared rules: any answer, and
+        // no more than pattern × id steps (a hang shows as a timeout).
+        let _ = alepha::for_each_query_room(Some(query), |room| {
+            let _ = RoomIdRule::Uuid.allows(&room);
+            let _ = RoomIdRule::Pattern("*a*?[!b-y]*\\**[]-]*").allows(&room);
+            assert!(RoomIdRule::Pattern("*").allows(&room));
+            assert!(RoomIdRule::Pattern("\\").allows(&room) == (room.as_str() == "\\"));
+            Ok::<(), alepha::QueryRoomsError>(())
+        });
     }
 }

@@ -168,8 +168,8 @@ pub const DEFAULT_INCOMING_CAPACITY: usize = 1024;
 
 /// Most rooms a client can be in at once (and most join or leave requests
 /// waiting for an answer): the capacity of the core's [`RoomClient`]. It
-/// matches the most rooms an Alepha handshake may name
-/// ([`MAX_QUERY_ROOMS`](roomwire_core::dispatch::MAX_QUERY_ROOMS)).
+/// matches the room server's default rooms per connection
+/// ([`ServerConfig::rooms`](crate::server::ServerConfig::rooms)).
 pub const MAX_ROOMS: usize = 32;
 
 /// Default keepalive interval of a client connection: see
@@ -292,6 +292,8 @@ where
     M: serde::Serialize + DeserializeOwned,
 {
     const PATH: &'static str = C::PATH;
+    const DESCRIPTION: &'static str = C::DESCRIPTION;
+    const ROOM_ID: roomwire_core::channel::RoomIdRule = C::ROOM_ID;
     type In<'a> = M;
     type Out<'a> = C::Out<'a>;
 
