@@ -5,7 +5,9 @@
 mod server_support;
 
 use roomwire_tokio::roomwire_core::handshake::HandshakeError;
-use roomwire_tokio::server::{Admission, BuildError, Emit, Endpoint, HandlerFailure, Server, ServerConfig};
+use roomwire_tokio::server::{
+    Admission, BuildError, Emit, Endpoint, HandlerFailure, MembershipChange, MembershipError, Server, ServerConfig,
+};
 use roomwire_tokio::{CloseCode, Error, MessageRef};
 use serde_json::json;
 use server_support::*;
@@ -525,4 +527,56 @@ async fn handler_failures_reach_the_error_hook_and_the_sender() {
     say(&mut ws, "a", "!all fine").await;
     assert_eq!(recv_json(&mut ws).await["content"], "fine");
     assert!(failures.try_recv().is_err());
+}
+
+/// Alepha's room manager: the application joins and leaves a connection
+/// by id, under the channel's rules and the room limits, and reads the
+/// rooms' statistics from the server.
+#[tokio::test]
+async fn the_application_joins_and_leaves_connections_by_id_and_reads_room_stats() {
+    use MembershipChange::{Changed, Unchanged};
+    let mut h = harness_with(config(|c| c.rooms.max_rooms_per_member = 2), |e| e).await;
+    let (mut ws, e) = h.connect("/ws/chat?roomId=lobby").await;
+    let (mut other, eo) = h.connect("/ws/chat?roomId=lobby").await;
+    let id = e.connection_id.as_str();
+    assert_eq!(h.server.join_room(id, "mods"), Ok(Changed));
+    assert_eq!(h.server.join_room(id, "mods"), Ok(Unchanged));
+    assert!(h.server.is_in_room(id, "mods"));
+    assert!(!h.server.is_in_room(&eo.connection_id, "mods"));
+    assert_eq!(h.server.connection(id).unwrap().rooms, ["lobby", "mods"]);
+
+    // The room's emits reach it, labelled; its own messages may name it.
+    h.server.emit::<Chat>(&Emit::to_room("mods"), &ChatIn::System { message: "mods only".into() }).unwrap();
+    assert_eq!(recv_json(&mut ws).await, json!({"type": "system", "message": "mods only", "__alephaRoom": "mods"}));
+    say(&mut ws, "mods", "!all hi mods").await;
+    assert_eq!(h.next_handled().await.room_id, "mods");
+    assert_eq!(recv_json(&mut ws).await["__alephaRoom"], "mods");
+
+    let stats = h.server.room_stats();
+    assert_eq!(stats.total_rooms(), 2);
+    assert_eq!(stats.room_size("/ws/chat", "lobby"), 2);
+    assert_eq!(stats.room_size("/ws/chat", "mods"), 1);
+    assert_eq!(stats.connections, 2);
+    assert!(stats.complete);
+
+    // The rules a client's join meets.
+    let refused = |reason| Err(MembershipError::Refused(reason));
+    assert_eq!(h.server.join_room(id, "third"), refused("Too many rooms for this connection"));
+    assert_eq!(h.server.join_room(id, ""), refused("Invalid room id"));
+    assert_eq!(h.server.join_room(id, &"x".repeat(65)), refused("Invalid room id"));
+    assert_eq!(h.server.join_room("ws-nobody", "x"), Err(MembershipError::NoSuchConnection));
+    assert_eq!(h.server.leave_room("ws-nobody", "x"), Err(MembershipError::NoSuchConnection));
+
+    assert_eq!(h.server.leave_room(id, "mods"), Ok(Changed));
+    assert_eq!(h.server.leave_room(id, "mods"), Ok(Unchanged));
+    let stats = h.server.room_stats();
+    assert_eq!((stats.total_rooms(), stats.room_size("/ws/chat", "mods")), (1, 0), "an emptied room is deleted");
+    // The other member saw none of the room's traffic.
+    h.mark(&eo.connection_id, "end");
+    expect_marker(&mut other, "end").await;
+    // A room the application gave is left when the connection ends.
+    h.server.join_room(id, "mods").unwrap();
+    drop(ws);
+    assert_eq!(h.next_disconnect().await.rooms, ["lobby", "mods"]);
+    assert_eq!(h.server.room_stats().room_size("/ws/chat", "mods"), 0);
 }

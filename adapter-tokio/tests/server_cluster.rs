@@ -319,3 +319,39 @@ async fn a_topic_that_lags_cannot_reorder_a_rooms_messages() {
     b.mark(&e.connection_id, "end");
     expect_marker(&mut both, "end").await;
 }
+
+/// The application's membership acts cluster-wide: a node joins a
+/// connection of another node to a room (that node applies it, and hears
+/// the room from then on), leaves it again, and reads the cluster's room
+/// statistics.
+#[tokio::test]
+async fn join_room_and_room_stats_act_on_every_node() {
+    use roomwire_tokio::server::{MembershipChange, MembershipError};
+    let bus = MemoryBus::new();
+    let (mut a, _) = node(&bus).await;
+    let (mut b, _) = node(&bus).await;
+    let (mut member, e) = b.connect("/ws/chat?roomId=lobby").await;
+    let (_other, _) = a.connect("/ws/chat?roomId=lobby").await;
+    heard_by(&bus, Topic::Node { tag: u32::from_str_radix(&e.connection_id[3..11], 16).unwrap() }, 1).await;
+    heard_by(&bus, room("lobby"), 2).await;
+
+    assert_eq!(a.server.join_room(&e.connection_id, "vip"), Ok(MembershipChange::Sent));
+    heard_by(&bus, room("vip"), 1).await;
+    assert!(b.server.is_in_room(&e.connection_id, "vip"));
+    assert_eq!(a.server.emit::<Chat>(&Emit::to_room("vip"), &system("for vips")).unwrap(), 0);
+    assert_eq!(recv_json(&mut member).await, json!({"type": "system", "message": "for vips", "__alephaRoom": "vip"}));
+
+    let stats = a.server.cluster_room_stats().await;
+    assert!(stats.complete);
+    assert_eq!(stats.room_size("/ws/chat", "lobby"), 2);
+    assert_eq!(stats.room_size("/ws/chat", "vip"), 1);
+    assert_eq!(stats.connections, 2);
+    assert_eq!(a.server.room_stats().room_size("/ws/chat", "vip"), 0, "room_stats is this node's");
+
+    // Refused on the node that holds it (an invalid id): nothing changes.
+    assert_eq!(a.server.join_room(&e.connection_id, ""), Ok(MembershipChange::Sent));
+    assert_eq!(a.server.leave_room(&e.connection_id, "vip"), Ok(MembershipChange::Sent));
+    heard_by(&bus, room("vip"), 0).await;
+    assert_eq!(b.server.connection(&e.connection_id).unwrap().rooms, ["lobby"]);
+    assert_eq!(a.server.join_room("ws-unknown", "vip"), Err(MembershipError::NoSuchConnection));
+}

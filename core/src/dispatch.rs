@@ -141,6 +141,47 @@ impl HandshakeRooms<'_> {
     }
 }
 
+/// The application, not the client, puts `member` in `room`: the
+/// server-side membership of Alepha's room manager (`joinRoom`). The room
+/// must be a valid room id of the channel ([`Channel::validate_room_id`])
+/// and the table's limits hold (refused with the handshake's reasons);
+/// the [`RoomGate`] is not asked, since the application is the one
+/// deciding. Returns whether the member was not in the room before.
+///
+/// ```
+/// use roomwire_core::dispatch::{join_for_application, leave_for_application};
+/// use roomwire_core::room::{FixedRoomTable, MemberId, RoomTable};
+/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M;
+/// roomwire_core::channel! { pub struct Chat { path: "/ws/chat", in: M, out: M } }
+///
+/// let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
+/// assert_eq!(join_for_application::<Chat, _>(MemberId(1), "lobby", &mut table), Ok(true));
+/// assert_eq!(join_for_application::<Chat, _>(MemberId(1), "lobby", &mut table), Ok(false));
+/// assert_eq!(join_for_application::<Chat, _>(MemberId(1), "", &mut table).unwrap_err().reason, "Invalid room id");
+/// assert!(leave_for_application(MemberId(1), "lobby", &mut table));
+/// assert!(!table.is_in_room(MemberId(1), "lobby"));
+/// ```
+pub fn join_for_application<C: Channel, A: TableAccess>(
+    member: MemberId,
+    room: &str,
+    mut table: A,
+) -> Result<bool, Refusal> {
+    let room = RoomId::new(room).map_err(|_| INVALID_ROOM_ID)?;
+    if !C::validate_room_id(&room) {
+        return Err(INVALID_ROOM_ID);
+    }
+    match table.with(|table| table.join(member, &room)) {
+        Ok(joined) => Ok(joined == crate::room::Joined::Added),
+        Err(e) => Err(Refusal { code: CloseCode::Policy, reason: join_error_text(e) }),
+    }
+}
+
+/// The application takes `member` out of `room` (Alepha's `leaveRoom`);
+/// whether it was in it. An empty room is deleted.
+pub fn leave_for_application<A: TableAccess>(member: MemberId, room: &str, mut table: A) -> bool {
+    table.with(|table| table.leave(member, room))
+}
+
 /// A room id of the handshake is not a valid room id of the channel.
 pub const INVALID_ROOM_ID: Refusal = Refusal { code: CloseCode::Policy, reason: "Invalid room id" };
 

@@ -57,6 +57,7 @@ fn check_round_trip(message: &ClusterMessage<'_>) {
                 })
             }
             Body::Close { connection, code, reason } => Body::Close { connection, code, reason },
+            Body::Membership { connection, room, join } => Body::Membership { connection, room, join },
             Body::Query { asker, query, reply_to, about } => Body::Query { asker, query, reply_to, about },
             Body::Answer { asker, query, connections: list } => {
                 rooms = list.iter().map(|c| c.rooms.iter().collect()).collect();

@@ -282,9 +282,20 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             op: RoomOp::Join { connection: "ws-1", user: Some("ann"), wire: WireFormat::Alepha, query: "roomId=r" },
         }),
     };
-    for (name, message) in
-        [("emit", emit), ("close", close), ("query", query), ("answer", answer), ("room", room), ("room-join", join)]
-    {
+    let membership: Encodable<'_, &str> = ClusterMessage {
+        origin: Origin { node: 8, seq: 0, multi: false },
+        path: "/ws/chat",
+        body: Body::Membership { connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff", room: "lobby", join: true },
+    };
+    for (name, message) in [
+        ("emit", emit),
+        ("close", close),
+        ("query", query),
+        ("answer", answer),
+        ("room", room),
+        ("room-join", join),
+        ("membership", membership),
+    ] {
         let mut bytes = vec![0; cluster::encoded_len(&message)];
         let n = cluster::encode(&message, &mut bytes).unwrap_or_else(|e| panic!("{e}"));
         bytes.truncate(n);

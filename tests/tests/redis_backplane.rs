@@ -162,6 +162,30 @@ async fn queries_span_the_nodes_over_redis() {
     assert_eq!(all.connections.len(), 3);
 }
 
+/// The application's membership over Redis: one node joins another's
+/// connection to a room and reads the cluster's room statistics.
+#[tokio::test]
+async fn join_room_by_id_and_room_stats_span_the_nodes_over_redis() {
+    use roomwire_tokio::server::MembershipChange;
+    let Some(redis) = RedisServer::start() else { return };
+    let mut a = node(RedisBackplane::new(&redis.url()).unwrap()).await;
+    let mut b = node(RedisBackplane::new(&redis.url()).unwrap()).await;
+    let (_a1, _) = a.connect("/ws/chat?roomId=r").await;
+    let (mut b1, e) = b.connect("/ws/chat?roomId=r").await;
+    let subs = |t: &str| redis.subscribers(t);
+    heard_by(subs, room("r"), 2).await;
+    let tag = u32::from_str_radix(&e.connection_id[3..11], 16).unwrap();
+    heard_by(subs, Topic::Node { tag }, 1).await;
+    assert_eq!(a.server.join_room(&e.connection_id, "vip"), Ok(MembershipChange::Sent));
+    heard_by(subs, room("vip"), 1).await;
+    a.server.emit::<Chat>(&Emit::to_room("vip"), &system("vip only")).unwrap();
+    assert_eq!(recv_json(&mut b1).await, json!({"type": "system", "message": "vip only", "__alephaRoom": "vip"}));
+    let stats = a.server.cluster_room_stats().await;
+    assert!(stats.complete);
+    assert_eq!((stats.room_size("/ws/chat", "r"), stats.room_size("/ws/chat", "vip")), (2, 1));
+    assert_eq!(stats.connections, 2);
+}
+
 /// Emit `n` numbered messages from `a` to room `r`, a millisecond apart.
 async fn numbered(a: &Harness, from: usize, n: usize) {
     for i in from..from + n {

@@ -477,6 +477,20 @@ impl Node {
         true
     }
 
+    /// Ask the node holding connection `id` to join it to `room` (or take
+    /// it out), as [`close_remote`](Self::close_remote) asks for a close.
+    pub(crate) fn membership_remote(&self, path: &'static str, id: &str, room: &str, join: bool) -> bool {
+        let Some(link) = self.interest_link() else { return false };
+        let Some(tag) = cluster::node_tag_of(id).filter(|&tag| tag != self.tag) else { return false };
+        let message: Encodable<'_, &str> = ClusterMessage {
+            origin: Origin { node: self.id, seq: 0, multi: false },
+            path,
+            body: Body::Membership { connection: id, room, join },
+        };
+        link.publish(vec![Topic::Node { tag }.to_string()], encode(&message));
+        true
+    }
+
     fn receive(&self, topic: &str, bytes: &[u8]) {
         let Some(link) = &self.link else { return };
         if self.wire == ClusterWire::Alepha {
@@ -493,12 +507,14 @@ impl Node {
                 return;
             }
         };
-        if message.origin.node == self.id && matches!(message.body, Body::Emit(_) | Body::Close { .. }) {
+        if message.origin.node == self.id
+            && matches!(message.body, Body::Emit(_) | Body::Close { .. } | Body::Membership { .. })
+        {
             // Delivered here when it was published.
             return;
         }
-        if let Body::Emit(_) | Body::Close { .. } = message.body {
-            // Emits and closes go out in their publisher's order on every
+        if let Body::Emit(_) | Body::Close { .. } | Body::Membership { .. } = message.body {
+            // Emits, closes and memberships go out in their publisher's order on every
             // topic (see roomwire_core::cluster::order).
             let copy = match (&message.body, message.origin.multi) {
                 (Body::Emit(e), true) => {
@@ -550,7 +566,7 @@ impl Node {
             return;
         };
         match message.body {
-            Body::Emit(_) | Body::Close { .. } => {}
+            Body::Emit(_) | Body::Close { .. } | Body::Membership { .. } => {}
             Body::Room(room) => match endpoint.rooms() {
                 Some(host) => host.heard(&super::Server { shared: shared.clone() }, room),
                 None => trace!(path = message.path, "room traffic for an endpoint without stateful rooms"),
@@ -611,6 +627,14 @@ impl Node {
             shared.close_local(connection, code, reason);
             return link.count_received();
         }
+        if let Body::Membership { connection, room, join } = message.body {
+            match shared.membership_local(connection, room, join) {
+                Some(Ok(_)) => {}
+                Some(Err(refusal)) => debug!(connection, room, join, reason = refusal.reason, "membership refused"),
+                None => debug!(connection, room, join, "membership: no such connection here"),
+            }
+            return link.count_received();
+        }
         let Some(endpoint) = shared.endpoint(message.path) else {
             trace!(path = message.path, "cluster message for a channel not served here");
             return;
@@ -625,7 +649,8 @@ impl Node {
                 }
                 link.count_received();
             }
-            Body::Close { .. } | Body::Query { .. } | Body::Answer { .. } | Body::Room(_) => {}
+            Body::Close { .. } | Body::Membership { .. } | Body::Query { .. } | Body::Answer { .. } | Body::Room(_) => {
+            }
         }
     }
 

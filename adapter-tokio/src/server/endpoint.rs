@@ -17,7 +17,7 @@ use super::Server;
 use super::admission::{Admission, Handshake};
 use super::cluster::Node;
 use super::context::Context;
-use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, Registered};
+use super::registry::{ChannelCell, ConnectEvent, DisconnectEvent, Registered, Table};
 
 /// A boxed, sendable future borrowing for `'a`: what handlers return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -368,6 +368,19 @@ pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
         data: &'a [u8],
         out: &mut [u8],
     ) -> Dispatched<'a>;
+    /// The application puts `member` in `room` of `table` (this
+    /// endpoint's, locked by the caller, who found `member` under the same
+    /// lock: [`roomwire_core::dispatch::join_for_application`]); whether
+    /// it was not in it. A stateful room's connection is in its room only.
+    fn join_for_application(&self, table: &mut Table, member: MemberId, room: &str) -> Result<bool, Refusal> {
+        let _ = (table, member, room);
+        Err(STATEFUL_MEMBERSHIP)
+    }
+    /// The application takes `member` out of `room`; whether it was in it.
+    fn leave_for_application(&self, table: &mut Table, member: MemberId, room: &str) -> Result<bool, Refusal> {
+        let _ = (table, member, room);
+        Err(STATEFUL_MEMBERSHIP)
+    }
     /// A stateful room's endpoint: put the registered connection in its
     /// `room`'s task (`None`: this endpoint has no stateful rooms). The
     /// future ends with the connection's seat, or `None` if the join
@@ -386,6 +399,11 @@ pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
         None
     }
 }
+
+/// A stateful room's connections are in their room, and only it: the
+/// room's task holds them (Alepha's `$room`, one room per socket).
+pub(crate) const STATEFUL_MEMBERSHIP: Refusal =
+    Refusal { code: roomwire_core::CloseCode::Policy, reason: "A stateful room's connection is in its room only" };
 
 struct Typed<C: Channel> {
     handler: Arc<Handler<C>>,
@@ -424,6 +442,14 @@ where
     ) -> Result<(), Refusal> {
         let gate = self.policy.room_gate(user_id, connection_id);
         session.register::<C, _>(member, query, room, over_user_cap, &gate, cell)
+    }
+
+    fn join_for_application(&self, table: &mut Table, member: MemberId, room: &str) -> Result<bool, Refusal> {
+        roomwire_core::dispatch::join_for_application::<C, _>(member, room, table)
+    }
+
+    fn leave_for_application(&self, table: &mut Table, member: MemberId, room: &str) -> Result<bool, Refusal> {
+        Ok(roomwire_core::dispatch::leave_for_application(member, room, table))
     }
 
     fn dispatch<'a>(

@@ -129,6 +129,7 @@ mod context;
 mod emit;
 mod endpoint;
 mod lifecycle;
+mod membership;
 mod outbox;
 mod registry;
 mod stateful;
@@ -155,6 +156,7 @@ use conn::Incoming;
 pub use context::{Context, Reply};
 pub use emit::{Emit, EmitError};
 pub use endpoint::{BoxFuture, Endpoint, HandlerError, HandlerResult, RoomAccess};
+pub use membership::{MembershipChange, MembershipError, RoomStats};
 pub use registry::{ConnectEvent, ConnectionInfo, DisconnectEvent, ErrorEvent, HandlerFailure, MessageEvent};
 pub use stateful::{CallError, Room, RoomConnection, RoomEndpoint};
 

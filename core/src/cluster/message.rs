@@ -13,7 +13,8 @@
 //!
 //! ```text
 //! "RWC" 0x01        magic and version
-//! kind    u8        1 emit, 2 close a connection, 3 query, 4 answer
+//! kind    u8        1 emit, 2 close a connection, 3 query, 4 answer,
+//!                   6 stateful room, 7 membership
 //! flags   u8        bit 0: published on more than one topic (deduplicate)
 //!                   bit 1: a postcard payload follows the JSON one
 //! origin  u64       the publishing node
@@ -23,6 +24,7 @@
 //! emit:   rooms, users, connections, except_connections, except_users
 //!         (five lists), json (len + bytes), [postcard (len + bytes)]
 //! close:  connection (string), code u16, reason (string)
+//! membership: connection (string), room (string), join u8 (1 join, 0 leave)
 //! query:  asker u64, query u64, reply_to u32 (the asker's node tag),
 //!         about u8 (0 the channel, 1 a room, 2 a user), [room or user]
 //! answer: asker u64, query u64, a count of connections, each:
@@ -57,6 +59,7 @@ const KIND_CLOSE: u8 = 2;
 const KIND_QUERY: u8 = 3;
 const KIND_ANSWER: u8 = 4;
 const KIND_ROOM: u8 = 6;
+const KIND_MEMBERSHIP: u8 = 7;
 const FLAG_MULTI: u8 = 1;
 const FLAG_POSTCARD: u8 = 2;
 
@@ -215,6 +218,18 @@ pub enum Body<'a, L = StrList<'a>, C = ConnectionList<'a>> {
         code: u16,
         /// The close reason.
         reason: &'a str,
+    },
+    /// Put a connection in a room, or take it out: the application's
+    /// server-side membership (Alepha's room manager), sent to the node
+    /// holding the connection, in its publisher's order with emits and
+    /// closes.
+    Membership {
+        /// The connection id.
+        connection: &'a str,
+        /// The room.
+        room: &'a str,
+        /// Join (true) or leave (false).
+        join: bool,
     },
     /// Which of your connections match? Every node that hears it answers,
     /// with none if none match, on the asker's node topic.
@@ -560,6 +575,16 @@ pub fn decode(input: &[u8]) -> Result<ClusterMessage<'_>, DecodeError> {
             let reason = r.string()?;
             Body::Close { connection, code, reason }
         }
+        KIND_MEMBERSHIP => {
+            let connection = r.string()?;
+            let room = r.string()?;
+            let join = match r.byte()? {
+                0 => false,
+                1 => true,
+                _ => return Err(DecodeError::Value),
+            };
+            Body::Membership { connection, room, join }
+        }
         KIND_QUERY => {
             let asker = r.u64()?;
             let query = r.u64()?;
@@ -670,6 +695,9 @@ pub fn encoded_len<S: AsRef<str>>(message: &Encodable<'_, S>) -> usize {
         Body::Close { connection, reason, .. } => {
             len_of_bytes(connection.as_bytes()) + 2 + len_of_bytes(reason.as_bytes())
         }
+        Body::Membership { connection, room, .. } => {
+            len_of_bytes(connection.as_bytes()) + len_of_bytes(room.as_bytes()) + 1
+        }
         Body::Query { about, .. } => {
             8 + 8
                 + 4
@@ -757,6 +785,7 @@ pub fn encode<S: AsRef<str>>(message: &Encodable<'_, S>, out: &mut [u8]) -> Resu
             KIND_EMIT
         }
         Body::Close { .. } => KIND_CLOSE,
+        Body::Membership { .. } => KIND_MEMBERSHIP,
         Body::Query { .. } => KIND_QUERY,
         Body::Answer { .. } => KIND_ANSWER,
         Body::Room(room) => {
@@ -788,6 +817,11 @@ pub fn encode<S: AsRef<str>>(message: &Encodable<'_, S>, out: &mut [u8]) -> Resu
                 w.bytes(connection.as_bytes())?;
                 w.put(&code.to_le_bytes())?;
                 w.bytes(reason.as_bytes())?;
+            }
+            Body::Membership { connection, room, join } => {
+                w.bytes(connection.as_bytes())?;
+                w.bytes(room.as_bytes())?;
+                w.put(&[u8::from(*join)])?;
             }
             Body::Query { asker, query, reply_to, about } => {
                 w.put(&asker.to_le_bytes())?;

@@ -82,6 +82,28 @@ fn a_close_round_trips() {
 }
 
 #[test]
+fn a_membership_round_trips_and_its_flag_is_strict() {
+    for join in [true, false] {
+        let m: Encodable<'_, &str> = ClusterMessage {
+            origin: Origin { node: 9, seq: 0, multi: false },
+            path: "/ws/chat",
+            body: Body::Membership { connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff", room: "lobby", join },
+        };
+        let mut bytes = encoded(&m);
+        assert_eq!(bytes[4], 7, "kind 7");
+        let d = decode(&bytes).unwrap();
+        assert_eq!(
+            d.body,
+            Body::Membership { connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff", room: "lobby", join }
+        );
+        // The flag is 0 or 1, nothing else; a cut message is refused.
+        *bytes.last_mut().unwrap() = 2;
+        assert!(decode(&bytes).is_err());
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+}
+
+#[test]
 fn every_room_operation_round_trips() {
     use crate::wire::WireFormat;
     let except = ["ws-1", "ws-2"];
