@@ -312,3 +312,45 @@ async fn the_client_comes_back_after_a_server_restart() {
         server.stop().await;
     }
 }
+
+/// The seed's chat, client side, with the checks Alepha's schema would
+/// make: no empty message, rooms named `lobby…`.
+struct StrictChat;
+
+impl roomwire_core::channel::Channel for StrictChat {
+    const PATH: &'static str = "/ws/chat";
+    const ROOM_ID: roomwire_core::channel::RoomIdRule = roomwire_core::channel::RoomIdRule::Pattern("lobby*");
+    type In<'a> = ChatIn;
+    type Out<'a> = Say;
+
+    fn validate(message: &Say) -> Result<(), &'static str> {
+        if message.content.is_empty() { Err("content must not be empty") } else { Ok(()) }
+    }
+}
+
+/// Alepha's client refuses a message its channel's schema refuses:
+/// `send` fails with "Message validation failed: …" and nothing is sent or
+/// queued; a room the channel does not allow is refused the same way.
+#[tokio::test]
+async fn typed_send_validates_before_anything_is_sent() {
+    use roomwire_tokio::client::SendError;
+    let mut server = Running::start("127.0.0.1:0".parse().unwrap()).await;
+    for wire in [WireFormat::Alepha, WireFormat::Json] {
+        let (client, _incoming) =
+            Client::<StrictChat>::connect(&server.url(), fast().wire(wire).room("lobby")).unwrap();
+        guard(client.join("lobby")).await.unwrap();
+        server.connected().await;
+        let refused = client.send("lobby", &say("")).unwrap_err();
+        assert_eq!(refused, SendError::Invalid("content must not be empty"));
+        assert_eq!(refused.to_string(), "Message validation failed: content must not be empty");
+        assert_eq!(client.send("kitchen", &say("hi")), Err(SendError::InvalidRoomId), "not a lobby");
+        assert_eq!(client.send("", &say("hi")), Err(SendError::InvalidRoomId));
+        // The next message the server handles is the valid one.
+        client.send("lobby", &say("valid")).unwrap();
+        let (_, room, content) = guard(server.handled.recv()).await.unwrap();
+        assert_eq!((room.as_str(), content.as_str()), ("lobby", "valid"), "{wire:?}");
+        assert_eq!(client.rejected(), 0, "refused sends were never queued");
+        guard(client.close()).await;
+    }
+    server.stop().await;
+}

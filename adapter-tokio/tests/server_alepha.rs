@@ -580,3 +580,103 @@ async fn the_application_joins_and_leaves_connections_by_id_and_reads_room_stats
     assert_eq!(h.next_disconnect().await.rooms, ["lobby", "mods"]);
     assert_eq!(h.server.room_stats().room_size("/ws/chat", "mods"), 0);
 }
+
+/// `reply` with `exceptConnectionIds` / `exceptUserIds` (Alepha's reply
+/// options): the room less those connections, or less every connection
+/// of those users; without `exceptSelf` the sender is reached too.
+#[tokio::test]
+async fn reply_except_connections_and_users_skips_exactly_them() {
+    let mut h = harness().await;
+    let (mut sender, es) = h.connect("/ws/chat?roomId=r&token=sam").await;
+    let (mut ann1, ea1) = h.connect("/ws/chat?roomId=r&token=ann").await;
+    let (mut ann2, ea2) = h.connect("/ws/chat?roomId=r&token=ann").await;
+    let (mut bob, eb) = h.connect("/ws/chat?roomId=r&token=bob").await;
+    // Bob (the last) is reached every time: once he has the reply, every
+    // recipient has it queued (one emit queues them all), so a marker sent
+    // then comes after it wherever it was queued.
+    let reached = async |h: &mut Harness, clients: &mut [&mut Client], ids: [&str; 4], text: &str| {
+        let [.., bob] = clients else { unreachable!() };
+        assert_eq!(recv_json(bob).await["content"], text);
+        let mut got = Vec::new();
+        for (i, (client, id)) in clients.iter_mut().zip(ids).take(3).enumerate() {
+            h.mark(id, "fence");
+            let first = recv_json(client).await;
+            if first.get("content") == Some(&json!(text)) {
+                got.push(i);
+                expect_marker(client, "fence").await;
+            } else {
+                assert_eq!(first, json!({"type": "system", "message": "fence"}));
+            }
+        }
+        got.push(3);
+        got
+    };
+    let ids = [es.connection_id.as_str(), &ea1.connection_id, &ea2.connection_id, &eb.connection_id];
+
+    say(&mut sender, "r", &format!("!except-conn:{} one", ea1.connection_id)).await;
+    let mut all = [&mut sender, &mut ann1, &mut ann2, &mut bob];
+    assert_eq!(reached(&mut h, &mut all, ids, "one").await, [0, 2, 3], "all but ann's first connection");
+
+    say(all[0], "r", "!except-user:ann two").await;
+    assert_eq!(reached(&mut h, &mut all, ids, "two").await, [0, 3], "all but both of ann's connections");
+
+    say(all[0], "r", "!except-user:sam three").await;
+    assert_eq!(reached(&mut h, &mut all, ids, "three").await, [1, 2, 3], "the sender's own user excluded");
+}
+
+/// An endpoint's own `on_connect` and `on_disconnect` (Alepha's
+/// `$websocket` hooks) get the server and the event; `on_connect` runs
+/// once the connection is in its rooms and ends before its first message
+/// is handled (what it emits goes first); `on_disconnect` runs once it
+/// has left its rooms, after the server-wide hook.
+#[tokio::test]
+async fn endpoint_connect_and_disconnect_hooks_run_around_the_connection() {
+    use std::sync::{Arc, Mutex};
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (on_connect_log, on_disconnect_log) = (log.clone(), log.clone());
+    let mut h = harness_with(
+        |b| b,
+        move |endpoint| {
+            endpoint
+                .on_connect(move |server, event| {
+                    let log = on_connect_log.clone();
+                    async move {
+                        let welcome = ChatIn::System { message: "welcome".into() };
+                        let to = Emit::to_connection(event.connection_id.clone());
+                        server.emit::<SecureChat>(&to, &welcome).unwrap();
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        let members = server.room_connections("vault").len();
+                        log.lock().unwrap().push(format!("connect {:?} {:?} {members}", event.user_id, event.rooms));
+                    }
+                })
+                .on_disconnect(move |server, event| {
+                    let log = on_disconnect_log.clone();
+                    async move {
+                        let left = server.room_connections("vault").len();
+                        let line = format!("disconnect {:?} {:?} {} {left}", event.code, event.rooms, event.reason);
+                        log.lock().unwrap().push(line);
+                    }
+                })
+        },
+    )
+    .await;
+    let (mut ws, _) = h.connect_with("/ws/secure-chat?roomId=vault", &[], &[("Authorization", "Bearer ann")]).await;
+    // The client speaks at once; the hook is still running.
+    say(&mut ws, "vault", "!all hi").await;
+    assert_eq!(recv_json(&mut ws).await, json!({"type": "system", "message": "welcome"}));
+    h.next_handled().await;
+    assert_eq!(*log.lock().unwrap(), [r#"connect Some("ann") ["vault"] 1"#], "on_connect ended before the handler ran");
+    assert_eq!(recv_json(&mut ws).await["content"], "hi");
+
+    ws.close(CloseCode::from(4000), "bye").await.unwrap();
+    while ws.recv().await.is_some() {}
+    assert_eq!(h.next_disconnect().await.reason, "bye");
+    tokio::time::timeout(LIMIT, async {
+        while log.lock().unwrap().len() < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("on_disconnect never ran");
+    assert_eq!(log.lock().unwrap()[1], r#"disconnect Some(Unknown(4000)) ["vault"] bye 0"#);
+}

@@ -559,3 +559,56 @@ async fn a_handshake_may_name_as_many_rooms_as_the_configuration_allows() {
     assert_eq!(h.server.room_connections("r100").len(), 0);
     assert_eq!(h.server.room_connections("r0").len(), 1);
 }
+
+/// Alepha's heartbeat is the room server's default: a ping 30 s after
+/// the upgrade and every 30 s; a client that answers stays, one that did
+/// not answer the previous ping is dropped at the next (30–60 s, as
+/// Alepha's). On tokio's paused clock, over an in-memory stream.
+#[tokio::test(start_paused = true)]
+async fn the_default_heartbeat_pings_every_30_s_and_drops_a_silent_client() {
+    use roomwire_tokio::roomwire_core::session::KEEPALIVE;
+    assert_eq!(
+        roomwire_tokio::server::ServerConfig::default().socket.core.keepalive_interval,
+        Some(KEEPALIVE),
+        "the server's default"
+    );
+    assert_eq!(KEEPALIVE, CoreDuration::from_secs(30));
+    let mut h = harness().await;
+    let (mut client, server_side) = tokio::io::duplex(64 * 1024);
+    let server = h.server.clone();
+    tokio::spawn(async move { server.serve_stream(server_side, None).await });
+    client.write_all(&raw_request("/ws/chat?roomId=r", "")).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(client.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    h.next_connect().await;
+    let opened = tokio::time::Instant::now();
+
+    // Two pings answered: at 30 s and 60 s.
+    for n in 1..=2u32 {
+        let (b0, payload) = duplex_frame(&mut client).await;
+        assert_eq!(b0, 0x89, "a ping");
+        assert_eq!(opened.elapsed().as_secs(), u64::from(30 * n));
+        client.write_all(&client_frame(0x8a, &payload)).await.unwrap();
+    }
+    // The third goes unanswered: the fourth beat drops the client.
+    let (b0, _) = duplex_frame(&mut client).await;
+    assert_eq!((b0, opened.elapsed().as_secs()), (0x89, 90));
+    // (Not `next_disconnect`: its 10 s guard runs on the paused clock too.)
+    let gone = timeout(Duration::from_secs(60), h.disconnects.recv()).await.expect("never dropped").unwrap();
+    assert_eq!(opened.elapsed().as_secs(), 120, "dropped at the next beat");
+    assert_eq!(gone.code, None);
+    assert!(h.server.room_connections("r").is_empty());
+}
+
+/// One server frame from an in-memory stream (short payloads).
+async fn duplex_frame(stream: &mut tokio::io::DuplexStream) -> (u8, Vec<u8>) {
+    let b0 = stream.read_u8().await.unwrap();
+    let len = stream.read_u8().await.unwrap();
+    assert!(len < 126);
+    let mut payload = vec![0; usize::from(len)];
+    stream.read_exact(&mut payload).await.unwrap();
+    (b0, payload)
+}

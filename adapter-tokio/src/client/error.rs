@@ -177,7 +177,8 @@ impl std::error::Error for ConnectError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendError {
-    /// The room id is empty or too long.
+    /// The room id is empty, too long, or not one the channel's
+    /// [`validate_room_id`](roomwire_core::Channel::validate_room_id) allows.
     InvalidRoomId,
     /// The channel's [`validate`](roomwire_core::Channel::validate) refused the message,
     /// with this reason.

@@ -433,7 +433,7 @@ where
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
-        let room = RoomId::new(room).map_err(|_| SendError::InvalidRoomId)?;
+        let room = RoomId::new(room).ok().filter(|room| C::validate_room_id(room)).ok_or(SendError::InvalidRoomId)?;
         C::validate(message).map_err(SendError::Invalid)?;
         let format = self.shared.format();
         let payload = encode_payload(format, message).map_err(SendError::Encode)?;

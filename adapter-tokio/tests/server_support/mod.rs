@@ -56,7 +56,8 @@ pub struct Handled {
 
 /// The test handler's decision: the seed's `append` reply (except self),
 /// or with a command prefix: `!all x` replies to the room including the
-/// sender, `!to:ROOM x` replies to ROOM, `!fail` returns an error,
+/// sender, `!to:ROOM x` replies to ROOM, `!except-conn:ID x` and
+/// `!except-user:USER x` reply to the room but that connection or user, `!fail` returns an error,
 /// `!fail-blank` returns an error whose text is blank, `!panic` panics,
 /// `!hang` never returns.
 fn decide(content: &str, username: &str) -> Result<(Reply, ChatIn), &'static str> {
@@ -66,6 +67,12 @@ fn decide(content: &str, username: &str) -> Result<(Reply, ChatIn), &'static str
     } else if let Some(rest) = content.strip_prefix("!to:") {
         let (room, text) = rest.split_once(' ').unwrap_or((rest, ""));
         Ok((Reply::new().room(room), append(text)))
+    } else if let Some(rest) = content.strip_prefix("!except-conn:") {
+        let (id, text) = rest.split_once(' ').unwrap_or((rest, ""));
+        Ok((Reply::new().except_connection(id), append(text)))
+    } else if let Some(rest) = content.strip_prefix("!except-user:") {
+        let (user, text) = rest.split_once(' ').unwrap_or((rest, ""));
+        Ok((Reply::new().except_user(user), append(text)))
     } else if content == "!fail" {
         Err("handler boom")
     } else if content == "!fail-blank" {
