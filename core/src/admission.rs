@@ -88,8 +88,10 @@ pub const DECISION_TIMED_OUT: HttpRefusal = HttpRefusal { status: 503, body: "Au
 /// and would stand in the way until keepalive notices. So a server that
 /// refuses a connection for the cap also checks the user's other
 /// connections ([`Connection::check_alive`](crate::Connection::check_alive)
-/// within [`USER_CAP_PROBE`]): the dead ones close, and the client's next
-/// attempt finds room.
+/// within [`USER_CAP_PROBE`]): the dead ones close, and a later attempt
+/// finds room (a browser's, or the application's: roomwire's own client
+/// takes the 1008 as final and does not retry by itself, see
+/// [`crate::reconnect`]).
 pub const USER_CAP: Refusal = Refusal { code: CloseCode::Policy, reason: "Max connections per user exceeded" };
 /// How long a user's connections get to answer the ping of a
 /// [`USER_CAP`] refusal.
