@@ -183,6 +183,7 @@ fn server(backplane: Option<RedisBackplane>) -> Server {
             |e| tracing::info!(id = e.connection_id, user = e.user_id, rooms = ?e.rooms, path = e.path, "connect"),
         )
         .on_disconnect(|e| tracing::info!(id = e.connection_id, code = ?e.code, reason = e.reason, "disconnect"))
+        .on_error(|e| tracing::warn!(id = e.connection_id, path = e.path, room = e.room_id, "{}", e.failure))
         .build()
         .expect("valid endpoints")
 }
