@@ -348,8 +348,9 @@ async fn join_room_and_room_stats_act_on_every_node() {
     assert_eq!(stats.connections, 2);
     assert_eq!(a.server.room_stats().room_size("/ws/chat", "vip"), 0, "room_stats is this node's");
 
-    // Refused on the node that holds it (an invalid id): nothing changes.
-    assert_eq!(a.server.join_room(&e.connection_id, ""), Ok(MembershipChange::Sent));
+    // A room id that cannot be one is refused before anything is sent.
+    let invalid = Err(MembershipError::Refused("Invalid room id"));
+    assert_eq!(a.server.join_room(&e.connection_id, ""), invalid);
     assert_eq!(a.server.leave_room(&e.connection_id, "vip"), Ok(MembershipChange::Sent));
     heard_by(&bus, room("vip"), 0).await;
     assert_eq!(b.server.connection(&e.connection_id).unwrap().rooms, ["lobby"]);

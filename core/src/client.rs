@@ -583,6 +583,29 @@ pub struct RoomClient<C: Channel, const N: usize> {
     channel: PhantomData<fn() -> C>,
 }
 
+/// `room` as a room id a client of channel `C` may name on `format`:
+/// 1 to 64 bytes that the channel's [`validate_room_id`](Channel::validate_room_id)
+/// allows, except the Alepha wire's implicit `"default"` room, which is
+/// never validated (as on the server).
+///
+/// ```
+/// use roomwire_core::client::client_room_id;
+/// use roomwire_core::wire::WireFormat;
+/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M;
+/// roomwire_core::channel! { pub struct Match { path: "/ws/match", room_id: Uuid, in: M, out: M } }
+/// assert!(client_room_id::<Match>(WireFormat::Alepha, "default").is_ok());
+/// assert!(client_room_id::<Match>(WireFormat::Json, "default").is_err());
+/// assert!(client_room_id::<Match>(WireFormat::Json, "0b5c3c2e-6a4f-4f0e-9d1e-3f8a2b7c9d10").is_ok());
+/// ```
+pub fn client_room_id<C: Channel>(format: WireFormat, room: &str) -> Result<RoomId, ClientError> {
+    let id = RoomId::new(room).map_err(|_| ClientError::InvalidRoomId)?;
+    let exempt = format == WireFormat::Alepha && room == DEFAULT_ROOM;
+    if !exempt && !C::validate_room_id(room) {
+        return Err(ClientError::InvalidRoomId);
+    }
+    Ok(id)
+}
+
 impl<C: Channel, const N: usize> fmt::Debug for RoomClient<C, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RoomClient")
@@ -655,14 +678,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     }
 
     fn room_id(format: WireFormat, room: &str) -> Result<RoomId, ClientError> {
-        let id = RoomId::new(room).map_err(|_| ClientError::InvalidRoomId)?;
-        // As on the server, the implicit room of the Alepha wire is never
-        // validated.
-        let exempt = format == WireFormat::Alepha && room == DEFAULT_ROOM;
-        if !exempt && !C::validate_room_id(room) {
-            return Err(ClientError::InvalidRoomId);
-        }
-        Ok(id)
+        client_room_id::<C>(format, room)
     }
 
     /// The wire format: the one asked for until [`opened`](Self::opened),

@@ -341,12 +341,60 @@ impl core::error::Error for SendError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handshake {
-    ServerAwaitingRequest,
+    ServerAwaitingRequest(SectionScan),
     ServerAwaitingDecision,
     ServerRefusing(HandshakeError),
     ClientUnsent,
-    ClientAwaitingResponse,
+    ClientAwaitingResponse(SectionScan),
     Done,
+}
+
+/// How much of an incomplete handshake header section has been looked at.
+///
+/// The adapter hands the connection every byte held so far on each read;
+/// the section is parsed again only when its first line or its end has
+/// arrived (or it reached the size limit), so a peer that trickles its
+/// request a byte at a time costs one scan of each byte rather than a
+/// parse of the whole section per byte. Parsing is what decides; this
+/// only skips calls whose answer would be "not complete yet".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct SectionScan {
+    /// Bytes already searched for line ends.
+    scanned: u32,
+    /// A line end was seen (the first line was parsed).
+    line_seen: bool,
+}
+
+impl SectionScan {
+    /// Whether `input` (the whole section so far) is worth parsing: its
+    /// first bytes, its first line or the section's end (`\n\n` or `\n\r\n`: httparse
+    /// takes bare LF line ends too) is among the bytes not yet searched, or
+    /// it holds `max_len` bytes.
+    fn worth_parsing(&mut self, input: &[u8], max_len: usize) -> bool {
+        // The first bytes are parsed as they come: a client that speaks
+        // something else (TLS to a plain port) is answered at once.
+        let first = self.scanned == 0 && !input.is_empty();
+        let from = (self.scanned as usize).saturating_sub(2).min(input.len());
+        let fresh = input.get(from..).unwrap_or(&[]);
+        self.scanned = u32::try_from(input.len()).unwrap_or(u32::MAX);
+        let mut first_line = false;
+        let mut ended = false;
+        for (i, &byte) in fresh.iter().enumerate() {
+            if byte != b'\n' {
+                continue;
+            }
+            if !self.line_seen {
+                self.line_seen = true;
+                first_line = true;
+            }
+            let next = fresh.get(i + 1..i + 3).unwrap_or(fresh.get(i + 1..).unwrap_or(&[]));
+            if next.first() == Some(&b'\n') || next.starts_with(b"\r\n") {
+                ended = true;
+                break;
+            }
+        }
+        first || first_line || ended || input.len() >= max_len
+    }
 }
 
 /// A control payload held by the connection (at most 125 bytes).
@@ -504,7 +552,7 @@ impl<K: MaskKeySource> Connection<K> {
 
     fn build(role: Role, config: Config, now: Instant, keys: K, read_request: ReadRequest<K>) -> Self {
         let handshake = match role {
-            Role::Server => Handshake::ServerAwaitingRequest,
+            Role::Server => Handshake::ServerAwaitingRequest(SectionScan::default()),
             Role::Client => Handshake::ClientUnsent,
         };
         let limits = DecoderLimits { max_message_size: config.max_message_size, max_fragments: config.max_fragments };
@@ -610,8 +658,8 @@ impl<K: MaskKeySource> Connection<K> {
     /// the connection (close it) while it holds a message's payload.
     pub(crate) fn read_step<'i>(&mut self, now: Instant, input: &'i mut [u8]) -> (usize, Option<Step<'i>>) {
         let received = match self.handshake {
-            Handshake::ServerAwaitingRequest => (self.read_request)(self, input),
-            Handshake::ClientAwaitingResponse => self.read_response(now, input),
+            Handshake::ServerAwaitingRequest(_) => (self.read_request)(self, input),
+            Handshake::ClientAwaitingResponse(_) => self.read_response(now, input),
             Handshake::ServerAwaitingDecision | Handshake::ServerRefusing(_) | Handshake::ClientUnsent => {
                 Received { consumed: 0, event: None }
             }
@@ -728,7 +776,13 @@ impl<K: MaskKeySource> Connection<K> {
         if !input.is_empty() {
             self.first_byte_deadline = None;
         }
-        match handshake::parse_request(input, self.config.max_handshake_size) {
+        let max_len = self.config.max_handshake_size;
+        if let Handshake::ServerAwaitingRequest(scan) = &mut self.handshake
+            && !scan.worth_parsing(input, max_len)
+        {
+            return Received { consumed: 0, event: None };
+        }
+        match handshake::parse_request(input, max_len) {
             Ok(None) => Received { consumed: 0, event: None },
             Ok(Some((request, len))) => {
                 self.accept = request.accept_key();
@@ -749,6 +803,11 @@ impl<K: MaskKeySource> Connection<K> {
     }
 
     fn read_response<'a>(&mut self, now: Instant, input: &'a [u8]) -> Received<'a> {
+        if let Handshake::ClientAwaitingResponse(scan) = &mut self.handshake
+            && !scan.worth_parsing(input, self.config.max_handshake_size)
+        {
+            return Received { consumed: 0, event: None };
+        }
         let offered =
             core::str::from_utf8(self.offered.get(..usize::from(self.offered_len)).unwrap_or(&[])).unwrap_or("");
         #[cfg(feature = "deflate")]
@@ -892,7 +951,7 @@ impl<K: MaskKeySource> Connection<K> {
         let n = handshake::write_request_with(request, &key, extension, out)?;
         self.offered_len = offered_len as u8;
         self.accept = handshake::accept_key(&key);
-        self.handshake = Handshake::ClientAwaitingResponse;
+        self.handshake = Handshake::ClientAwaitingResponse(SectionScan::default());
         Ok(n)
     }
 
@@ -1088,7 +1147,7 @@ impl<K: MaskKeySource> Connection<K> {
         let due = |deadline: Option<Instant>| deadline.is_some_and(|d| now >= d);
         match self.state {
             State::Connecting if due(self.handshake_deadline) || due(self.first_byte_deadline) => {
-                if self.handshake == Handshake::ServerAwaitingRequest {
+                if matches!(self.handshake, Handshake::ServerAwaitingRequest(_)) {
                     // Answer slow or silent clients with 408, then close.
                     self.handshake = Handshake::ServerRefusing(HandshakeError::Timeout);
                 } else {
@@ -1172,5 +1231,34 @@ impl<K: MaskKeySource> Connection<K> {
             apply_mask(body, key, 0);
         }
         Ok(n + payload.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SectionScan;
+
+    #[test]
+    fn a_section_is_parsed_at_its_first_line_its_end_or_its_limit_only() {
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut scan = SectionScan::default();
+        let worth: std::vec::Vec<usize> =
+            (1..=request.len()).filter(|&n| scan.worth_parsing(&request[..n], 1024)).collect();
+        // The first byte, the one that ends the first line, then the one
+        // that ends the section.
+        assert_eq!(worth, [1, 16, request.len()]);
+        // Bare LF line ends, and an end split across reads.
+        let mut scan = SectionScan { scanned: 1, line_seen: false };
+        assert!(scan.worth_parsing(b"GET / HTTP/1.1\n", 1024));
+        assert!(!scan.worth_parsing(b"GET / HTTP/1.1\nHost: x\n", 1024));
+        assert!(scan.worth_parsing(b"GET / HTTP/1.1\nHost: x\n\n", 1024));
+        let mut scan = SectionScan { scanned: 1, line_seen: true };
+        assert!(!scan.worth_parsing(b"Host: x\r\n\r", 1024));
+        assert!(scan.worth_parsing(b"Host: x\r\n\r\n", 1024));
+        // No line end at all: parsed at the limit (431), not before.
+        let mut scan = SectionScan::default();
+        assert!(scan.worth_parsing(&[b'x'; 1], 64));
+        assert!(!scan.worth_parsing(&[b'x'; 63], 64));
+        assert!(scan.worth_parsing(&[b'x'; 64], 64));
     }
 }

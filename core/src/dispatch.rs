@@ -27,6 +27,8 @@ use crate::envelope::{self, ClientEnvelope, code};
 use crate::error::InsufficientSize;
 use crate::frame::FrameHeader;
 use crate::payload;
+#[cfg(not(feature = "alloc"))]
+use crate::room::RoomSet;
 use crate::room::{JoinError, MemberId, RoomId, RoomTable, TableAccess};
 use crate::target::FrameKey;
 use crate::wire::WireFormat;
@@ -85,66 +87,133 @@ pub fn join_handshake_rooms<C: Channel, A: TableAccess>(
     gate: &impl RoomGate,
     mut table: A,
 ) -> Result<(), Refusal> {
-    // The rooms: one, or those the query names (read again for each pass
-    // rather than kept, so their number is bounded by the table's
-    // per-connection limit alone, not by a buffer here).
-    let rooms = match (format, room_override) {
+    let single = match (format, room_override) {
         (_, Some(room)) => {
             let room = RoomId::new(room).map_err(|_| INVALID_ROOM_ID)?;
             if room.as_str() != alepha::DEFAULT_ROOM && !C::validate_room_id(&room) {
                 return Err(INVALID_ROOM_ID);
             }
-            HandshakeRooms::One(room)
+            Some(room)
         }
-        (WireFormat::Alepha, None) => {
-            let named = alepha::for_each_query_room(query, |room| {
-                if C::validate_room_id(&room) { Ok(()) } else { Err(INVALID_ROOM_ID) }
-            })?;
-            if named {
-                HandshakeRooms::Query(query)
-            } else {
-                HandshakeRooms::One(RoomId::new(alepha::DEFAULT_ROOM).map_err(|_| INVALID_ROOM_ID)?)
-            }
-        }
+        (WireFormat::Alepha, None) => None,
         (_, None) => return Ok(()),
     };
+    // The distinct rooms, in the query's order, before the gate is asked
+    // or the table locked: a query naming one room thousands of times
+    // costs one pass, and one naming more rooms than the connection may
+    // hold is refused before anything else is done.
+    let limit = table.with(|table| table.limits().max_rooms_per_member);
+    let mut rooms = HandshakeRooms::new();
+    match single {
+        Some(room) => rooms.add(room, limit)?,
+        None => {
+            let named = alepha::for_each_query_room(query, |room| {
+                if !C::validate_room_id(&room) {
+                    return Err(INVALID_ROOM_ID);
+                }
+                rooms.add(room, limit)
+            })?;
+            if !named {
+                rooms.add(RoomId::new(alepha::DEFAULT_ROOM).map_err(|_| INVALID_ROOM_ID)?, limit)?;
+            }
+        }
+    }
     // Every room is checked before any is joined: a refusal leaves no trace.
-    rooms.for_each(|room| if gate.allows(&room) { Ok(()) } else { Err(ROOM_NOT_ALLOWED) })?;
+    if rooms.iter().any(|room| !gate.allows(room)) {
+        return Err(ROOM_NOT_ALLOWED);
+    }
     // All the rooms in one step: another connection never sees half of them.
     table.with(|table| {
-        let joined = rooms.for_each(|room| {
-            table
-                .join(member, &room)
-                .map(|_| ())
-                .map_err(|e| Refusal { code: CloseCode::Policy, reason: join_error_text(e) })
-        });
-        if joined.is_err() {
-            table.leave_all(member);
+        for room in rooms.iter() {
+            if let Err(e) = table.join(member, room) {
+                table.leave_all(member);
+                return Err(Refusal { code: CloseCode::Policy, reason: join_error_text(e) });
+            }
         }
-        joined
+        Ok(())
     })
 }
 
-/// The rooms a handshake joins.
-enum HandshakeRooms<'q> {
-    One(RoomId),
-    /// Those the query names (at least one).
-    Query(Option<&'q str>),
+/// More rooms than a connection may be in: the table's own reason.
+const TOO_MANY_ROOMS: Refusal = Refusal { code: CloseCode::Policy, reason: "Too many rooms for this connection" };
+
+/// The distinct rooms a handshake names, in order, at most the table's
+/// rooms per connection: growable with `alloc` (a hash set finds repeats
+/// in one pass), [`MAX_HANDSHAKE_ROOMS`] without.
+struct HandshakeRooms {
+    #[cfg(feature = "alloc")]
+    order: alloc::vec::Vec<RoomId>,
+    #[cfg(feature = "alloc")]
+    seen: hashbrown::HashSet<RoomId>,
+    #[cfg(not(feature = "alloc"))]
+    set: RoomSet<MAX_HANDSHAKE_ROOMS>,
 }
 
-impl HandshakeRooms<'_> {
-    fn for_each(&self, mut visit: impl FnMut(RoomId) -> Result<(), Refusal>) -> Result<(), Refusal> {
-        match self {
-            Self::One(room) => visit(room.clone()),
-            Self::Query(query) => alepha::for_each_query_room(*query, visit).map(|_| ()),
+/// Without `alloc`, the most rooms a handshake may name (a fixed table's
+/// rooms per connection is usually far fewer).
+pub const MAX_HANDSHAKE_ROOMS: usize = 32;
+
+impl HandshakeRooms {
+    fn new() -> Self {
+        Self {
+            #[cfg(feature = "alloc")]
+            order: alloc::vec::Vec::new(),
+            #[cfg(feature = "alloc")]
+            seen: hashbrown::HashSet::new(),
+            #[cfg(not(feature = "alloc"))]
+            set: RoomSet::new(),
+        }
+    }
+
+    /// Add `room` unless it is there; more than `limit` rooms are refused.
+    fn add(&mut self, room: RoomId, limit: usize) -> Result<(), Refusal> {
+        #[cfg(feature = "alloc")]
+        {
+            if self.seen.contains(&room) {
+                return Ok(());
+            }
+            if self.order.len() >= limit {
+                return Err(TOO_MANY_ROOMS);
+            }
+            self.seen.insert(room.clone());
+            self.order.push(room);
+            Ok(())
+        }
+        #[cfg(not(feature = "alloc"))]
+        {
+            if !self.set.contains(&room) && self.set.len() >= limit {
+                return Err(TOO_MANY_ROOMS);
+            }
+            self.set.join(room).map(|_| ()).map_err(|_| TOO_MANY_ROOMS)
+        }
+    }
+
+    fn iter(&self) -> core::slice::Iter<'_, RoomId> {
+        #[cfg(feature = "alloc")]
+        return self.order.iter();
+        #[cfg(not(feature = "alloc"))]
+        return self.set.iter();
+    }
+}
+
+/// A room id of the handshake is not a valid room id of the channel.
+pub const INVALID_ROOM_ID: Refusal = Refusal { code: CloseCode::Policy, reason: "Invalid room id" };
+
+/// Only [`QueryRoomsError::InvalidRoomId`](alepha::QueryRoomsError) comes
+/// from reading a query with [`alepha::for_each_query_room`].
+impl From<alepha::QueryRoomsError> for Refusal {
+    fn from(error: alepha::QueryRoomsError) -> Self {
+        match error {
+            alepha::QueryRoomsError::InvalidRoomId => INVALID_ROOM_ID,
+            alepha::QueryRoomsError::TooManyRooms => TOO_MANY_ROOMS,
         }
     }
 }
 
 /// The application, not the client, puts `member` in `room`: the
 /// server-side membership of Alepha's room manager (`joinRoom`). The room
-/// must be a valid room id of the channel ([`Channel::validate_room_id`])
-/// and the table's limits hold (refused with the handshake's reasons);
+/// must be a valid room id of the channel ([`Channel::validate_room_id`];
+/// the implicit `"default"` room excepted) and the table's limits hold (refused with the handshake's reasons);
 /// the [`RoomGate`] is not asked, since the application is the one
 /// deciding. Returns whether the member was not in the room before.
 ///
@@ -167,7 +236,8 @@ pub fn join_for_application<C: Channel, A: TableAccess>(
     mut table: A,
 ) -> Result<bool, Refusal> {
     let room = RoomId::new(room).map_err(|_| INVALID_ROOM_ID)?;
-    if !C::validate_room_id(&room) {
+    // The Alepha wire's implicit room is never validated, as at the handshake.
+    if room.as_str() != alepha::DEFAULT_ROOM && !C::validate_room_id(&room) {
         return Err(INVALID_ROOM_ID);
     }
     match table.with(|table| table.join(member, &room)) {
@@ -180,21 +250,6 @@ pub fn join_for_application<C: Channel, A: TableAccess>(
 /// whether it was in it. An empty room is deleted.
 pub fn leave_for_application<A: TableAccess>(member: MemberId, room: &str, mut table: A) -> bool {
     table.with(|table| table.leave(member, room))
-}
-
-/// A room id of the handshake is not a valid room id of the channel.
-pub const INVALID_ROOM_ID: Refusal = Refusal { code: CloseCode::Policy, reason: "Invalid room id" };
-
-/// Only [`QueryRoomsError::InvalidRoomId`](alepha::QueryRoomsError) comes
-/// from reading a query (the rooms are not kept, so there is no set to
-/// fill).
-impl From<alepha::QueryRoomsError> for Refusal {
-    fn from(error: alepha::QueryRoomsError) -> Self {
-        match error {
-            alepha::QueryRoomsError::InvalidRoomId => INVALID_ROOM_ID,
-            alepha::QueryRoomsError::TooManyRooms => Refusal { code: CloseCode::Policy, reason: "Too many rooms" },
-        }
-    }
 }
 
 fn join_error_code(e: JoinError) -> u16 {
@@ -526,4 +581,52 @@ pub fn encode_frame(key: FrameKey<'_>, payload: &[u8], out: &mut [u8]) -> Result
     let head = out.get_mut(start..MAX_SERVER_HEADER).ok_or(InsufficientSize { required: MAX_SERVER_HEADER })?;
     header.encode(head)?;
     Ok(start..MAX_SERVER_HEADER + len)
+}
+
+#[cfg(test)]
+mod tests {
+    use core::cell::Cell;
+
+    use super::{AnyRoom, join_handshake_rooms};
+    use crate::RoomId;
+    use crate::room::{GrowableRoomTable, MemberId, RoomTable, TableLimits};
+    use crate::wire::WireFormat;
+
+    crate::channel! { pub struct Chat { path: "/ws/chat", in: (), out: () } }
+
+    /// A query that repeats a room thousands of times costs one gate call
+    /// per distinct room; one naming more distinct rooms than a connection
+    /// may hold is refused before the gate is asked or anything joined.
+    #[test]
+    fn handshake_rooms_are_distinct_and_bounded_before_the_gate() {
+        let limits = TableLimits { max_rooms_per_member: 3, ..TableLimits::UNLIMITED };
+        let mut table = GrowableRoomTable::with_limits(limits);
+        let asked = Cell::new(0);
+        let gate = |_: &RoomId| {
+            asked.set(asked.get() + 1);
+            true
+        };
+        let repeated = std::format!("roomIds={}b", "a,".repeat(5000));
+        join_handshake_rooms::<Chat, _>(WireFormat::Alepha, MemberId(1), Some(&repeated), None, &gate, &mut table)
+            .unwrap();
+        assert_eq!(asked.get(), 2);
+        assert_eq!(table.rooms_of(MemberId(1)).map(|r| r.as_str()).collect::<std::vec::Vec<_>>(), ["a", "b"]);
+
+        asked.set(0);
+        let over = "roomIds=a,b,c,d";
+        let refused =
+            join_handshake_rooms::<Chat, _>(WireFormat::Alepha, MemberId(2), Some(over), None, &gate, &mut table);
+        assert_eq!(refused.unwrap_err().reason, "Too many rooms for this connection");
+        assert_eq!((asked.get(), table.room_count_of(MemberId(2))), (0, 0));
+        join_handshake_rooms::<Chat, _>(
+            WireFormat::Alepha,
+            MemberId(3),
+            Some("roomIds=a,b,c,a"),
+            None,
+            &AnyRoom,
+            &mut table,
+        )
+        .unwrap();
+        assert_eq!(table.room_count_of(MemberId(3)), 3);
+    }
 }

@@ -16,7 +16,7 @@
 //!
 //! | ending | why it is final |
 //! |---|---|
-//! | close 1008 (policy: `Room full`, `Too many rooms`, `Invalid room id`, `Max connections per user exceeded`, refused authorization) | the server refuses this client as it is |
+//! | close 1008 (policy: `Room full`, `Too many rooms for this connection`, `Invalid room id`, `Max connections per user exceeded`, refused authorization) | the server refuses this client as it is |
 //! | close 1003 (unsupported data) | the server cannot take what this client sends |
 //! | close 4000–4999 | the application closed this connection on purpose (a kick) |
 //! | upgrade refused with 4xx, except 408 and 429 | wrong path, refused credentials, refused origin, headers too large: the same request gets the same answer |

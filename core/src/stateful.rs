@@ -90,9 +90,10 @@ impl core::error::Error for UnknownMethod<'_> {}
 /// The room of a stateful room's connection, whatever wire it speaks: the
 /// room `room_override` names (an authorization hook's choice), else the
 /// first room of the handshake query (`roomId`, then `roomIds`), else
-/// `"default"`. Any other room the query names is ignored. A room other
-/// than `"default"` must pass [`Channel::validate_room_id`]: refused with
-/// 1008 "Invalid room id".
+/// `"default"`. Any other room the query names is not joined (as Alepha's
+/// `$room`), but must still decode as a room id. A room other than
+/// `"default"` must pass [`Channel::validate_room_id`]: refused with 1008
+/// "Invalid room id".
 ///
 /// ```
 /// use roomwire_core::stateful::handshake_room;

@@ -101,7 +101,7 @@
 //! A failed attempt or a lost connection is retried after a delay that the
 //! core's [`ReconnectPolicy`] decides (exponential, with full jitter,
 //! unlimited by default), the same decision as on embassy. Answers that
-//! say retrying cannot help (close 1008 `Room full` or `Too many rooms`,
+//! say retrying cannot help (close 1008 `Room full` or `Too many rooms for this connection`,
 //! 1003, an application close code 4000–4999, an upgrade refused with a
 //! 4xx other than 408 and 429) stop the client instead:
 //! [`ConnectionState::Closed`] with the error (see
@@ -146,7 +146,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use roomwire_core::channel::Channel;
-use roomwire_core::client::RoomClient;
+use roomwire_core::client::{RoomClient, client_room_id};
 use roomwire_core::payload;
 use roomwire_core::payload::EncodeError;
 use roomwire_core::{RoomId, WireFormat};
@@ -433,9 +433,9 @@ where
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
-        let room = RoomId::new(room).ok().filter(|room| C::validate_room_id(room)).ok_or(SendError::InvalidRoomId)?;
-        C::validate(message).map_err(SendError::Invalid)?;
         let format = self.shared.format();
+        let room = client_room_id::<C>(format, room).map_err(|_| SendError::InvalidRoomId)?;
+        C::validate(message).map_err(SendError::Invalid)?;
         let payload = encode_payload(format, message).map_err(SendError::Encode)?;
         self.shared.push(Outgoing { room, payload, format });
         Ok(())

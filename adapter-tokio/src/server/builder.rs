@@ -279,9 +279,11 @@ impl ServerBuilder {
         self
     }
 
-    /// Called when a handler fails on a client's message: it returned an
-    /// error, panicked, or outran [`ServerConfig::handler_timeout`]
-    /// (Alepha's `websocket:error`). The sender has been answered as
+    /// Called when an endpoint's handler fails on a client's message: it
+    /// returned an error, panicked, or outran
+    /// [`ServerConfig::handler_timeout`] (Alepha's `websocket:error`, which
+    /// Alepha too emits for `$websocket` endpoints only: a stateful room's
+    /// callbacks' failures are answered to the sender and logged). The sender has been answered as
     /// usual; this is where failures reach the application's logs or
     /// metrics, with the connection, its user, the path and the room.
     ///

@@ -78,8 +78,8 @@ impl RoomStats {
 
     /// The members of `room` on the endpoint at `path` (0 for a room with
     /// none).
-    pub fn room_size(&self, path: &str, room: &str) -> usize {
-        self.rooms.iter().find(|((p, r), _)| *p == path && r == room).map_or(0, |(_, &n)| n)
+    pub fn room_size(&self, path: &'static str, room: &str) -> usize {
+        self.rooms.get(&(path, room.to_owned())).copied().unwrap_or(0)
     }
 
     /// What the connections listed say of their rooms.
@@ -127,8 +127,19 @@ impl Server {
     ///
     /// Server-side memberships last as long as the connection: a client
     /// that reconnects is a new connection, in the rooms it asks for.
-    /// A roomwire-wire client is not told (it receives the room's messages,
-    /// labelled with the room).
+    /// Clients are not told. A roomwire-wire client receives the room's
+    /// messages, labelled with the room, but its own list of rooms does not
+    /// change: it cannot `leave` a room the server joined, and after a
+    /// server-side [`leave_room`](Self::leave_room) its messages to that
+    /// room are answered "not a member". On the Alepha wire a connection's
+    /// messages that name no room it is in are handled in its first room:
+    /// leaving that one changes which room that is (and a connection in no
+    /// room handles them in `"default"`).
+    ///
+    /// For another node's connection, [`MembershipChange::Sent`] means the
+    /// request was published; that node applies the channel's rule and the
+    /// room limits, and logs a refusal (the room id's length is checked
+    /// here).
     ///
     /// ```
     /// # async fn f(server: roomwire_tokio::server::Server, id: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -151,6 +162,9 @@ impl Server {
 
     fn change_membership(&self, id: &str, room: &str, join: bool) -> Result<MembershipChange, MembershipError> {
         let shared = &self.shared;
+        if roomwire_core::RoomId::new(room).is_err() {
+            return Err(MembershipError::Refused(roomwire_core::dispatch::INVALID_ROOM_ID.reason));
+        }
         match shared.membership_local(id, room, join) {
             Some(Ok(true)) => Ok(MembershipChange::Changed),
             Some(Ok(false)) => Ok(MembershipChange::Unchanged),
@@ -171,7 +185,8 @@ impl Server {
     }
 
     /// Whether connection `id` of this server is in `room` (Alepha's
-    /// `isInRoom`).
+    /// `isInRoom`); false for a connection of another node (see
+    /// [`cluster_connections`](Self::cluster_connections)).
     pub fn is_in_room(&self, id: &str, room: &str) -> bool {
         self.shared.endpoints.iter().any(|endpoint| {
             let state = endpoint.cell().lock();
@@ -196,6 +211,8 @@ impl Server {
     /// connections ([`cluster_connections`](Self::cluster_connections): the
     /// same timeout, and `complete` false when a node did not answer). A
     /// server without a backplane answers [`room_stats`](Self::room_stats).
+    /// Every node sends its whole list of connections for it: an
+    /// operator's view, not something to call per message.
     pub async fn cluster_room_stats(&self) -> RoomStats {
         let all = self.cluster_connections().await;
         RoomStats::of_connections(&all.connections, all.complete)
