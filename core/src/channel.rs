@@ -316,6 +316,7 @@ macro_rules! channel {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::{RoomIdRule, glob_matches, is_uuid};
 

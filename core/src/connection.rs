@@ -1235,6 +1235,7 @@ impl<K: MaskKeySource> Connection<K> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::SectionScan;
 

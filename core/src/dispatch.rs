@@ -584,6 +584,7 @@ pub fn encode_frame(key: FrameKey<'_>, payload: &[u8], out: &mut [u8]) -> Result
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use core::cell::Cell;
 
