@@ -48,6 +48,12 @@ pub trait Channel {
     /// any, UUIDs, a pattern. Default [`RoomIdRule::Any`].
     const ROOM_ID: RoomIdRule = RoomIdRule::Any;
 
+    /// The wires this channel's clients may speak, fixed at compile time
+    /// (see [`Wires`](crate::wire::Wires)): a firmware whose channel says
+    /// [`Wires::POSTCARD`](crate::wire::Wires::POSTCARD) links no JSON.
+    /// Default [`Wires::ALL`](crate::wire::Wires::ALL), chosen at run time.
+    const WIRES: crate::wire::Wires = crate::wire::Wires::ALL;
+
     /// Whether `room` is an acceptable room id: a non-empty id of at most
     /// [`MAX_ROOM_ID_LEN`] bytes that [`Self::ROOM_ID`] allows. Declare the
     /// rule with `room_id:` in [`crate::channel!`]; override this only for
@@ -231,11 +237,13 @@ fn glob_matches(pattern: &str, text: &str) -> bool {
 
 /// Declare a [`Channel`]: Alepha's `$channel`.
 ///
-/// `path`, `in` and `out` are required; between `path` and `in`, an
-/// optional `description` (a string literal: [`Channel::DESCRIPTION`],
-/// and a paragraph of the type's documentation) and an optional `room_id`
-/// rule ([`Channel::ROOM_ID`], a [`RoomIdRule`], whose variants are in
-/// scope there: `Uuid`, `Pattern("game-*")`, `Custom(my_fn)`).
+/// `path`, `in` and `out` are required; between `path` and `in`, in this
+/// order, an optional `description` (a string literal:
+/// [`Channel::DESCRIPTION`], and a paragraph of the type's documentation),
+/// an optional `room_id` rule ([`Channel::ROOM_ID`], a [`RoomIdRule`],
+/// whose variants are in scope there: `Uuid`, `Pattern("game-*")`,
+/// `Custom(my_fn)`) and optional `wires` ([`Channel::WIRES`]:
+/// `Wires::POSTCARD` for a firmware that speaks postcard alone).
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -287,6 +295,7 @@ macro_rules! channel {
             path: $path:expr,
             $(description: $description:literal,)?
             $(room_id: $room_id:expr,)?
+            $(wires: $wires:expr,)?
             in: $in:ty,
             out: $out:ty $(,)?
         }
@@ -307,6 +316,13 @@ macro_rules! channel {
                     #[allow(unused_imports)]
                     use $crate::channel::RoomIdRule::*;
                     $room_id
+                };
+            )?
+            $(
+                const WIRES: $crate::wire::Wires = {
+                    #[allow(unused_imports)]
+                    use $crate::wire::Wires;
+                    $wires
                 };
             )?
             type In<'a> = $in;

@@ -641,7 +641,8 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     /// ```
     pub const fn new(format: WireFormat) -> Self {
         Self {
-            format,
+            // A wire the channel does not allow is replaced by one it does.
+            format: C::WIRES.choose(format),
             open: false,
             wanted: RoomSet::new(),
             targeted: None,
@@ -672,7 +673,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     pub fn with_rooms(format: WireFormat, rooms: &[&str]) -> Result<Self, ClientError> {
         let mut client = Self::new(format);
         for room in rooms {
-            client.wanted.join(Self::room_id(format, room)?)?;
+            client.wanted.join(Self::room_id(client.wire(), room)?)?;
         }
         Ok(client)
     }
@@ -682,21 +683,35 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     }
 
     /// The wire format: the one asked for until [`opened`](Self::opened),
-    /// then the one the server selected.
+    /// then the one the server selected (always the channel's own when its
+    /// [`WIRES`](Channel::WIRES) allow one).
     pub fn format(&self) -> WireFormat {
-        self.format
+        self.wire()
+    }
+
+    /// The wire, read through the channel's [`WIRES`](Channel::WIRES):
+    /// a constant when they allow one, so that the code of the other wires
+    /// is never reached and not linked.
+    fn wire(&self) -> WireFormat {
+        C::WIRES.narrow(self.format)
     }
 
     /// The kind of WebSocket message to send this client's outputs in (and
     /// that the server's arrive in): binary for postcard, text otherwise.
     pub fn message_kind(&self) -> MessageKind {
-        self.format.message_kind()
+        self.wire().message_kind()
     }
 
     /// The subprotocols to offer in the handshake: [`offered_protocols`] of
     /// [`format`](Self::format).
     pub fn protocols(&self) -> &'static [&'static str] {
-        offered_protocols(self.format)
+        let protocols = offered_protocols(self.wire());
+        // The probe only tells an Alepha server: without the Alepha wire,
+        // there is nothing to fall back to.
+        match protocols {
+            [PROTOCOL_PROBE, rest @ ..] if !C::WIRES.allows(WireFormat::Alepha) => rest,
+            all => all,
+        }
     }
 
     /// Writes the handshake request target for the wanted rooms:
@@ -717,7 +732,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write_target(&self, out: &mut [u8]) -> Result<usize, InsufficientSize> {
-        write_target::<C>(self.format, self.wanted.as_slice(), out)
+        write_target::<C>(self.wire(), self.wanted.as_slice(), out)
     }
 
     /// [`RoomClient::write_target`] for the connection about to be opened,
@@ -747,7 +762,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     /// [`RoomClient::connect_target`] under a URL's prefix and query
     /// ([`write_target_in`]).
     pub fn connect_target_in(&mut self, base: TargetBase<'_>, out: &mut [u8]) -> Result<usize, InsufficientSize> {
-        let n = write_target_in::<C>(base, self.format, self.wanted.as_slice(), out)?;
+        let n = write_target_in::<C>(base, self.wire(), self.wanted.as_slice(), out)?;
         self.targeted = Some(self.wanted.clone());
         Ok(n)
     }
@@ -827,11 +842,15 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         let format = match protocol {
             // No subprotocol, or the probe echoed back: an Alepha server.
             None => WireFormat::Alepha,
-            Some(PROTOCOL_PROBE) if self.format != WireFormat::Alepha => WireFormat::Alepha,
+            Some(PROTOCOL_PROBE) if self.wire() != WireFormat::Alepha => WireFormat::Alepha,
             Some(p) if self.protocols().contains(&p) => WireFormat::negotiate(core::iter::once(p)),
             Some(_) => return Err(ClientError::UnexpectedProtocol),
         };
-        let fell_back = format != self.format;
+        if !C::WIRES.allows(format) {
+            // An Alepha server, and a channel without the Alepha wire.
+            return Err(ClientError::UnexpectedProtocol);
+        }
+        let fell_back = format != self.wire();
         self.format = format;
         self.open = true;
         self.pending.clear();
@@ -880,7 +899,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
             Kind::Join => ClientEnvelope::Join { reference, room: room.clone() },
             Kind::Leave => ClientEnvelope::Leave { reference, room: room.clone() },
         };
-        let len = envelope::encode_client(self.format, &envelope, out)?;
+        let len = envelope::encode_client(self.wire(), &envelope, out)?;
         // Cannot fail: checked above.
         let _ = self.pending.push(Pending { reference, kind, room });
         self.next_reference = self.next_reference.wrapping_add(1);
@@ -915,11 +934,11 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     /// # Ok::<(), roomwire_core::client::ClientError>(())
     /// ```
     pub fn join(&mut self, room: &str, out: &mut [u8]) -> Result<Requested, ClientError> {
-        let id = Self::room_id(self.format, room)?;
+        let id = Self::room_id(self.wire(), room)?;
         if !self.wanted.contains(room) && self.wanted.is_full() {
             return Err(ClientError::TooManyRooms(CapacityError { capacity: N }));
         }
-        let outcome = match (self.open, self.format) {
+        let outcome = match (self.open, self.wire()) {
             (false, _) => Requested::NotSent,
             (true, WireFormat::Alepha) => {
                 self.wanted.join(id)?;
@@ -962,7 +981,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     /// # Ok::<(), roomwire_core::client::ClientError>(())
     /// ```
     pub fn leave(&mut self, room: &str, out: &mut [u8]) -> Result<Requested, ClientError> {
-        let outcome = match (self.open, self.format) {
+        let outcome = match (self.open, self.wire()) {
             (false, _) => Requested::NotSent,
             (true, WireFormat::Alepha) => {
                 self.wanted.leave(room);
@@ -1013,7 +1032,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<usize, InsufficientSize> {
-        if !self.open || self.format == WireFormat::Alepha || self.pending.is_full() {
+        if !self.open || self.wire() == WireFormat::Alepha || self.pending.is_full() {
             return Ok(0);
         }
         let Some(room) = self.wanted.iter().find(|room| !self.expected_joined(room)).cloned() else {
@@ -1071,7 +1090,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
             return Err(ClientError::NotJoined);
         };
         C::validate(message).map_err(ClientError::Invalid)?;
-        let format = self.format;
+        let format = self.wire();
         match format {
             WireFormat::Alepha => {
                 let head = write_twice(out, |w| {
@@ -1121,10 +1140,11 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         let Some(room) = self.joined.iter().find(|r| r.as_str() == room) else {
             return Err(ClientError::NotJoined);
         };
-        if self.format.is_json() && crate::json::validate(payload).is_err() {
+        let format = self.wire();
+        if format.is_json() && crate::json::validate(payload).is_err() {
             return Err(ClientError::NotJson);
         }
-        let n = match self.format {
+        let n = match format {
             WireFormat::Alepha => write_twice(out, |w| {
                 w.put(br#"{"roomId":"#);
                 write_escaped_str(room, w);
@@ -1181,7 +1201,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         data: &'a [u8],
         scratch: &'a mut [u8],
     ) -> Result<ClientEvent<'a, C::In<'a>>, ClientError> {
-        match self.format {
+        match self.wire() {
             WireFormat::Alepha => Self::handle_alepha(data, scratch),
             format => self.handle_envelope(format, data, scratch),
         }
@@ -1343,6 +1363,40 @@ mod tests {
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     struct Say<'a> {
         content: &'a str,
+    }
+
+    crate::channel! {
+        struct PostcardOnly { path: "/ws/chat", wires: Wires::POSTCARD, in: Say<'a>, out: Say<'a> }
+    }
+
+    crate::channel! {
+        struct AlephaOnly { path: "/ws/chat", wires: Wires::ALEPHA, in: Say<'a>, out: Say<'a> }
+    }
+
+    /// A channel with one wire: the client speaks it whatever it is asked
+    /// for, offers no probe (nothing to fall back to), and refuses a server
+    /// that answers on another wire.
+    #[test]
+    fn a_channel_with_one_wire_speaks_it_alone() {
+        let mut client = RoomClient::<PostcardOnly, 2>::with_rooms(WireFormat::Alepha, &["a"]).unwrap();
+        assert_eq!(client.format(), WireFormat::Postcard);
+        assert_eq!(client.protocols(), [PROTOCOL_POSTCARD]);
+        assert_eq!(client.message_kind(), MessageKind::Binary);
+        assert_eq!(client.opened(None), Err(ClientError::UnexpectedProtocol), "an Alepha server");
+        assert_eq!(client.opened(Some(PROTOCOL_PROBE)), Err(ClientError::UnexpectedProtocol));
+        assert_eq!(client.opened(Some(PROTOCOL_JSON)), Err(ClientError::UnexpectedProtocol));
+        assert_eq!(client.opened(Some(PROTOCOL_POSTCARD)), Ok(Opened::Ready));
+        let mut out = [0u8; 64];
+        assert_eq!(client.join("b", &mut out), Ok(Requested::Sent { reference: 1, len: 4 }));
+        assert_eq!(&out[..4], b"\x00\x01\x01b", "a postcard join");
+
+        let mut alepha = RoomClient::<AlephaOnly, 2>::with_rooms(WireFormat::Postcard, &["a"]).unwrap();
+        assert_eq!(alepha.format(), WireFormat::Alepha);
+        assert!(alepha.protocols().is_empty());
+        assert_eq!(alepha.opened(None), Ok(Opened::Ready));
+        let n = alepha.send("a", &Say { content: "hi" }, &mut out).unwrap();
+        assert_eq!(&out[..n], br#"{"roomId":"a","message":{"content":"hi"}}"#);
+        assert_eq!(alepha.opened(Some(PROTOCOL_POSTCARD)), Err(ClientError::UnexpectedProtocol));
     }
 
     struct Chat;

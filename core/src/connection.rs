@@ -352,48 +352,54 @@ enum Handshake {
 /// How much of an incomplete handshake header section has been looked at.
 ///
 /// The adapter hands the connection every byte held so far on each read;
-/// the section is parsed again only when its first line or its end has
-/// arrived (or it reached the size limit), so a peer that trickles its
+/// the section is parsed only once its end has arrived or it reached the
+/// size limit (or at once when its first byte cannot begin one: TLS sent to
+/// a plain port is refused on the spot), so a peer that trickles its
 /// request a byte at a time costs one scan of each byte rather than a
-/// parse of the whole section per byte. Parsing is what decides; this
-/// only skips calls whose answer would be "not complete yet".
+/// parse of the whole section per byte. Whether to parse is a function of
+/// the bytes alone, which once true stays true, never of how they were
+/// split into reads: the verdict (the parser's) cannot depend on the split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct SectionScan {
-    /// Bytes already searched for line ends.
+    /// Bytes already searched.
     scanned: u32,
-    /// A line end was seen (the first line was parsed).
-    line_seen: bool,
+    /// A byte other than CR and LF was seen: the section has begun (the
+    /// parser skips empty lines before it, so a blank line there is no end).
+    begun: bool,
+    /// Worth parsing from now on.
+    ready: bool,
 }
 
 impl SectionScan {
     /// Whether `input` (the whole section so far) is worth parsing: its
-    /// first bytes, its first line or the section's end (`\n\n` or `\n\r\n`: httparse
-    /// takes bare LF line ends too) is among the bytes not yet searched, or
-    /// it holds `max_len` bytes.
+    /// end (`\n\n` or `\n\r\n` after its first line has begun: httparse
+    /// takes bare LF line ends too) is among the bytes, it holds `max_len`
+    /// bytes, or its first byte after any empty lines is not a letter (no
+    /// request or status line starts so).
     fn worth_parsing(&mut self, input: &[u8], max_len: usize) -> bool {
-        // The first bytes are parsed as they come: a client that speaks
-        // something else (TLS to a plain port) is answered at once.
-        let first = self.scanned == 0 && !input.is_empty();
-        let from = (self.scanned as usize).saturating_sub(2).min(input.len());
-        let fresh = input.get(from..).unwrap_or(&[]);
-        self.scanned = u32::try_from(input.len()).unwrap_or(u32::MAX);
-        let mut first_line = false;
-        let mut ended = false;
-        for (i, &byte) in fresh.iter().enumerate() {
-            if byte != b'\n' {
-                continue;
+        if !self.ready {
+            // Once begun, the last two bytes searched are searched again:
+            // an end may straddle two reads.
+            let from = if self.begun { (self.scanned as usize).saturating_sub(2) } else { self.scanned as usize };
+            let mut at = from;
+            while let Some(&byte) = input.get(at) {
+                if !self.begun {
+                    if byte != b'\r' && byte != b'\n' {
+                        self.begun = true;
+                        if !byte.is_ascii_alphabetic() {
+                            self.ready = true;
+                            break;
+                        }
+                    }
+                } else if byte == b'\n' && matches!(input.get(at + 1..), Some([b'\n', ..] | [b'\r', b'\n', ..])) {
+                    self.ready = true;
+                    break;
+                }
+                at += 1;
             }
-            if !self.line_seen {
-                self.line_seen = true;
-                first_line = true;
-            }
-            let next = fresh.get(i + 1..i + 3).unwrap_or(fresh.get(i + 1..).unwrap_or(&[]));
-            if next.first() == Some(&b'\n') || next.starts_with(b"\r\n") {
-                ended = true;
-                break;
-            }
+            self.scanned = u32::try_from(input.len()).unwrap_or(u32::MAX);
         }
-        first || first_line || ended || input.len() >= max_len
+        self.ready || input.len() >= max_len
     }
 }
 
@@ -1240,26 +1246,31 @@ mod tests {
     use super::SectionScan;
 
     #[test]
-    fn a_section_is_parsed_at_its_first_line_its_end_or_its_limit_only() {
+    fn a_section_is_parsed_at_its_end_or_its_limit_only() {
         let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
         let mut scan = SectionScan::default();
         let worth: std::vec::Vec<usize> =
             (1..=request.len()).filter(|&n| scan.worth_parsing(&request[..n], 1024)).collect();
-        // The first byte, the one that ends the first line, then the one
-        // that ends the section.
-        assert_eq!(worth, [1, 16, request.len()]);
+        assert_eq!(worth, [request.len()]);
         // Bare LF line ends, and an end split across reads.
-        let mut scan = SectionScan { scanned: 1, line_seen: false };
-        assert!(scan.worth_parsing(b"GET / HTTP/1.1\n", 1024));
+        let mut scan = SectionScan::default();
         assert!(!scan.worth_parsing(b"GET / HTTP/1.1\nHost: x\n", 1024));
         assert!(scan.worth_parsing(b"GET / HTTP/1.1\nHost: x\n\n", 1024));
-        let mut scan = SectionScan { scanned: 1, line_seen: true };
+        let mut scan = SectionScan::default();
         assert!(!scan.worth_parsing(b"Host: x\r\n\r", 1024));
         assert!(scan.worth_parsing(b"Host: x\r\n\r\n", 1024));
-        // No line end at all: parsed at the limit (431), not before.
+        // No end at all: parsed at the limit (431), not before.
         let mut scan = SectionScan::default();
-        assert!(scan.worth_parsing(&[b'x'; 1], 64));
         assert!(!scan.worth_parsing(&[b'x'; 63], 64));
         assert!(scan.worth_parsing(&[b'x'; 64], 64));
+        // What cannot start a request line is parsed (and refused) at once.
+        assert!(SectionScan::default().worth_parsing(b"\x16\x03\x01", 1024));
+        assert!(SectionScan::default().worth_parsing(b"\r\n\x04", 1024));
+        // Empty lines before the section are no end of it, however split.
+        let mut scan = SectionScan::default();
+        assert!(!scan.worth_parsing(b"\n\n", 1024));
+        assert!(!scan.worth_parsing(b"\n\n\r\nGET / HTTP/1.1\r\n", 1024));
+        assert!(scan.worth_parsing(b"\n\n\r\nGET / HTTP/1.1\r\n\r\n", 1024));
+        assert!(scan.worth_parsing(b"\n\n\r\nGET / HTTP/1.1\r\n\r\nmore", 1024), "once true, true");
     }
 }

@@ -85,3 +85,86 @@ impl WireFormat {
         WireFormat::Alepha
     }
 }
+
+/// The wires a channel's clients may speak, fixed at compile time
+/// ([`Channel::WIRES`](crate::Channel::WIRES), `wires:` in
+/// [`crate::channel!`]).
+///
+/// A room client of a channel that allows one wire knows its wire at
+/// compile time, so a firmware that speaks postcard alone links no JSON
+/// (no Alepha frames, no JSON envelopes, no JSON scanner nor codec). With
+/// more than one allowed, the client's configuration chooses among them
+/// at run time, and it falls back to the Alepha wire against an Alepha
+/// server only when the Alepha wire is allowed. Servers serve every wire
+/// whatever the channel says.
+///
+/// ```
+/// use roomwire_core::wire::{WireFormat, Wires};
+/// assert_eq!(Wires::POSTCARD.only(), Some(WireFormat::Postcard));
+/// assert_eq!(Wires::ALL.only(), None);
+/// // A wire the channel does not allow is replaced by one it does.
+/// assert_eq!(Wires::POSTCARD.choose(WireFormat::Alepha), WireFormat::Postcard);
+/// assert_eq!(Wires::JSON.choose(WireFormat::Postcard), WireFormat::Json);
+/// assert_eq!(Wires::ALL.choose(WireFormat::Alepha), WireFormat::Alepha);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Wires {
+    alepha: bool,
+    json: bool,
+    postcard: bool,
+}
+
+impl Wires {
+    /// Every wire, chosen at run time (the default).
+    pub const ALL: Wires = Wires { alepha: true, json: true, postcard: true };
+    /// The roomwire wire in postcard only: the smallest client.
+    pub const POSTCARD: Wires = Wires { alepha: false, json: false, postcard: true };
+    /// The Alepha wire only: a client of Alepha servers.
+    pub const ALEPHA: Wires = Wires { alepha: true, json: false, postcard: false };
+    /// The JSON wires (Alepha's, and roomwire's in JSON): no postcard.
+    pub const JSON: Wires = Wires { alepha: true, json: true, postcard: false };
+
+    /// Whether `format` is one of these wires.
+    pub const fn allows(self, format: WireFormat) -> bool {
+        match format {
+            WireFormat::Alepha => self.alepha,
+            WireFormat::Json => self.json,
+            WireFormat::Postcard => self.postcard,
+        }
+    }
+
+    /// The wire, when there is only one.
+    pub const fn only(self) -> Option<WireFormat> {
+        match (self.alepha, self.json, self.postcard) {
+            (true, false, false) => Some(WireFormat::Alepha),
+            (false, true, false) => Some(WireFormat::Json),
+            (false, false, true) => Some(WireFormat::Postcard),
+            _ => None,
+        }
+    }
+
+    /// `wanted` if allowed, else the first allowed of postcard, roomwire
+    /// JSON, Alepha (a set allowing none gives postcard).
+    pub const fn choose(self, wanted: WireFormat) -> WireFormat {
+        if self.allows(wanted) {
+            wanted
+        } else if self.postcard {
+            WireFormat::Postcard
+        } else if self.json {
+            WireFormat::Json
+        } else if self.alepha {
+            WireFormat::Alepha
+        } else {
+            WireFormat::Postcard
+        }
+    }
+
+    /// `format`, or the only wire when there is one: what a client of
+    /// these wires speaks, a constant when the set has one wire.
+    pub const fn narrow(self, format: WireFormat) -> WireFormat {
+        match self.only() {
+            Some(only) => only,
+            None => format,
+        }
+    }
+}

@@ -172,7 +172,27 @@ pub mod app {
     }
 
     roomwire_core::channel! {
-        /// Telemetry: readings up, commands down.
+        /// Telemetry: readings up, commands down, on any wire.
         pub struct Telemetry { path: "/ws/telemetry", in: Command<'a>, out: Reading<'a> }
+    }
+
+    roomwire_core::channel! {
+        /// [`Telemetry`] in postcard only.
+        pub struct TelemetryPostcard {
+            path: "/ws/telemetry",
+            wires: Wires::POSTCARD,
+            in: Command<'a>,
+            out: Reading<'a>,
+        }
+    }
+
+    roomwire_core::channel! {
+        /// [`Telemetry`] on the Alepha wire only.
+        pub struct TelemetryAlepha {
+            path: "/ws/telemetry",
+            wires: Wires::ALEPHA,
+            in: Command<'a>,
+            out: Reading<'a>,
+        }
     }
 }

@@ -294,6 +294,7 @@ where
     const PATH: &'static str = C::PATH;
     const DESCRIPTION: &'static str = C::DESCRIPTION;
     const ROOM_ID: roomwire_core::channel::RoomIdRule = C::ROOM_ID;
+    const WIRES: roomwire_core::wire::Wires = C::WIRES;
     type In<'a> = M;
     type Out<'a> = C::Out<'a>;
 
