@@ -21,9 +21,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET=thumbv7em-none-eabihf
 CORE_FLASH_LIMIT=$((16 * 1024))
-CLIENT_FLASH_GATE=$((43864 + 1024))
-POSTCARD_FLASH_GATE=$((33084 + 1024))
-ALEPHA_FLASH_GATE=$((37860 + 1024))
+CLIENT_FLASH_GATE=$((44020 + 1024))
+POSTCARD_FLASH_GATE=$((33160 + 1024))
+ALEPHA_FLASH_GATE=$((37864 + 1024))
 CLIENT_FLASH_TARGET=$((16 * 1024))
 ALEPHA_FLASH_TARGET=$((24 * 1024))
 STATE_RAM_LIMIT=$((2 * 1024))
@@ -128,7 +128,9 @@ for crate in CRATES:
         print(f"{crate:<20} " + " ".join(f"{n:>9}" for n in row))
 
 c = results["client"]
-state = read_usize(c["data"], c["sections"], c["symbols"], "ROOMWIRE_CLIENT_STATE_SIZE")
+states = {b: read_usize(results[b]["data"], results[b]["sections"], results[b]["symbols"], "ROOMWIRE_CLIENT_STATE_SIZE")
+          for b in ["client", "client-postcard", "client-alepha"]}
+state = max((s for s in states.values() if s is not None), default=None)
 room = read_usize(c["data"], c["sections"], c["symbols"], "ROOMWIRE_ROOM_CLIENT_SIZE")
 conn = read_usize(c["data"], c["sections"], c["symbols"], "ROOMWIRE_CONNECTION_SIZE")
 print()
@@ -136,11 +138,11 @@ print("== client state (size_of on the target) ==")
 print(f"roomwire_embassy::Client<Telemetry, 2 rooms>: {state} B (the core's RoomClient {room} B, Connection {conn} B);")
 print("buffers lent by the firmware: TCP 1024 + 1024, read 512, write 512, message 512, scratch 256")
 
-core_flash = c["crates"]["roomwire_core"]
+core_flash = max(results[b]["crates"]["roomwire_core"] for b in ["client", "client-postcard", "client-alepha"])
 delta = c["flash"] - base["flash"]
 ok = True
 print()
-print(f"check: roomwire-core code {core_flash} B <= {core_limit} B: {'ok' if core_flash <= core_limit else 'MISSED'}")
+print(f"check: roomwire-core code (the largest of the three clients) {core_flash} B <= {core_limit} B: {'ok' if core_flash <= core_limit else 'MISSED'}")
 print(f"check: whole client (client - baseline) {delta} B <= {client_gate} B: {'ok' if delta <= client_gate else 'MISSED'}")
 ok = core_flash <= core_limit and delta <= client_gate
 for b, gate, target in [("client-postcard", postcard_gate, client_target), ("client-alepha", alepha_gate, alepha_target)]:
@@ -148,7 +150,7 @@ for b, gate, target in [("client-postcard", postcard_gate, client_target), ("cli
     print(f"check: {b} (- baseline) {d} B <= {gate} B: {'ok' if d <= gate else 'MISSED'}")
     print(f"target: {b} {d} B <= {target} B: {'met' if d <= target else 'not met yet'}")
     ok = ok and d <= gate
-print(f"check: client state {state} B <= {state_limit} B: {'ok' if state is not None and state <= state_limit else 'MISSED'}")
+print(f"check: client state (the largest of the three) {state} B <= {state_limit} B: {'ok' if state is not None and state <= state_limit else 'MISSED'}")
 ok = ok and state is not None and state <= state_limit
 sys.exit(0 if ok else 1)
 PY

@@ -360,3 +360,23 @@ async fn typed_send_validates_before_anything_is_sent() {
     }
     server.stop().await;
 }
+
+roomwire_core::channel! {
+    /// The seed's chat for every wire, client side, fixed to postcard.
+    pub struct PostcardChat { path: "/ws/any", wires: Wires::POSTCARD, in: AnyIn, out: Say }
+}
+
+/// A channel that fixes its wire is spoken on that wire whatever the
+/// options ask, from before the first connection on.
+#[tokio::test]
+async fn a_channel_with_one_wire_is_spoken_on_it() {
+    let mut server = Running::start("127.0.0.1:0".parse().unwrap()).await;
+    let (client, _incoming) =
+        Client::<PostcardChat>::connect(&server.url(), fast().wire(WireFormat::Json).room("lobby")).unwrap();
+    assert_eq!(client.wire(), WireFormat::Postcard, "before any connection");
+    guard(client.join("lobby")).await.unwrap();
+    let event = server.connected().await;
+    assert_eq!(server.connection(&event.connection_id), (WireFormat::Postcard, vec!["lobby".to_string()]));
+    guard(client.close()).await;
+    server.stop().await;
+}

@@ -50,7 +50,8 @@ pub trait Channel {
 
     /// The wires this channel's clients may speak, fixed at compile time
     /// (see [`Wires`](crate::wire::Wires)): a firmware whose channel says
-    /// [`Wires::POSTCARD`](crate::wire::Wires::POSTCARD) links no JSON.
+    /// [`Wires::POSTCARD`](crate::wire::Wires::POSTCARD) links no JSON
+    /// wire.
     /// Default [`Wires::ALL`](crate::wire::Wires::ALL), chosen at run time.
     const WIRES: crate::wire::Wires = crate::wire::Wires::ALL;
 

@@ -355,6 +355,10 @@ pub enum ClientError {
     UnknownReference(u32),
     /// The server selected a subprotocol the client did not offer.
     UnexpectedProtocol,
+    /// The server speaks a wire the channel's [`WIRES`](Channel::WIRES)
+    /// do not allow (an Alepha server, to a client of a channel without
+    /// the Alepha wire): trying again cannot help.
+    WireNotAllowed(WireFormat),
 }
 
 impl fmt::Display for ClientError {
@@ -373,6 +377,9 @@ impl fmt::Display for ClientError {
             Self::Scratch(e) => write!(f, "scratch buffer too small: {e}"),
             Self::UnknownReference(reference) => write!(f, "answer to unknown request {reference}"),
             Self::UnexpectedProtocol => f.write_str("server selected a subprotocol that was not offered"),
+            Self::WireNotAllowed(format) => {
+                write!(f, "the server speaks the {format:?} wire, which this channel does not")
+            }
         }
     }
 }
@@ -406,6 +413,7 @@ impl ClientError {
     /// | [`Scratch`](Self::Scratch): the message does not fit the client's memory | 1009 | 1009 |
     /// | [`UnknownReference`](Self::UnknownReference): a late answer | dropped | (cannot occur) |
     /// | [`UnexpectedProtocol`](Self::UnexpectedProtocol), from [`RoomClient::opened`] | 1002 | 1002 |
+    /// | [`WireNotAllowed`](Self::WireNotAllowed), from [`RoomClient::opened`] | 1003 | 1003 |
     /// | anything else | dropped | dropped |
     ///
     /// ```
@@ -419,6 +427,7 @@ impl ClientError {
         match (self, format) {
             (Self::Scratch(_), _) => Some(CloseCode::MessageTooBig),
             (Self::UnexpectedProtocol, _) => Some(CloseCode::Protocol),
+            (Self::WireNotAllowed(_), _) => Some(CloseCode::Unsupported),
             (Self::Envelope(_), WireFormat::Json | WireFormat::Postcard) => Some(CloseCode::Protocol),
             _ => None,
         }
@@ -682,9 +691,10 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         client_room_id::<C>(format, room)
     }
 
-    /// The wire format: the one asked for until [`opened`](Self::opened),
-    /// then the one the server selected (always the channel's own when its
-    /// [`WIRES`](Channel::WIRES) allow one).
+    /// The wire format: the one asked for (or, if the channel's
+    /// [`WIRES`](Channel::WIRES) do not allow it, the one
+    /// [`Wires::choose`](crate::wire::Wires::choose) gives) until
+    /// [`opened`](Self::opened), then the one the server selected.
     pub fn format(&self) -> WireFormat {
         self.wire()
     }
@@ -705,13 +715,10 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
     /// The subprotocols to offer in the handshake: [`offered_protocols`] of
     /// [`format`](Self::format).
     pub fn protocols(&self) -> &'static [&'static str] {
-        let protocols = offered_protocols(self.wire());
-        // The probe only tells an Alepha server: without the Alepha wire,
-        // there is nothing to fall back to.
-        match protocols {
-            [PROTOCOL_PROBE, rest @ ..] if !C::WIRES.allows(WireFormat::Alepha) => rest,
-            all => all,
-        }
+        // The probe is offered whatever the channel's wires: it is how an
+        // Alepha server that echoes the first offer is told apart, to fall
+        // back to it or, without the Alepha wire, to refuse it.
+        offered_protocols(self.wire())
     }
 
     /// Writes the handshake request target for the wanted rooms:
@@ -848,7 +855,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         };
         if !C::WIRES.allows(format) {
             // An Alepha server, and a channel without the Alepha wire.
-            return Err(ClientError::UnexpectedProtocol);
+            return Err(ClientError::WireNotAllowed(format));
         }
         let fell_back = format != self.wire();
         self.format = format;
@@ -1380,10 +1387,13 @@ mod tests {
     fn a_channel_with_one_wire_speaks_it_alone() {
         let mut client = RoomClient::<PostcardOnly, 2>::with_rooms(WireFormat::Alepha, &["a"]).unwrap();
         assert_eq!(client.format(), WireFormat::Postcard);
-        assert_eq!(client.protocols(), [PROTOCOL_POSTCARD]);
+        // The probe still comes first: it tells an echoing Alepha server.
+        assert_eq!(client.protocols(), [PROTOCOL_PROBE, PROTOCOL_POSTCARD]);
         assert_eq!(client.message_kind(), MessageKind::Binary);
-        assert_eq!(client.opened(None), Err(ClientError::UnexpectedProtocol), "an Alepha server");
-        assert_eq!(client.opened(Some(PROTOCOL_PROBE)), Err(ClientError::UnexpectedProtocol));
+        let not_allowed = ClientError::WireNotAllowed(WireFormat::Alepha);
+        assert_eq!(client.opened(None), Err(not_allowed), "an Alepha server");
+        assert_eq!(client.opened(Some(PROTOCOL_PROBE)), Err(not_allowed), "an Alepha server echoing the probe");
+        assert_eq!(not_allowed.close_code(WireFormat::Postcard), Some(crate::CloseCode::Unsupported));
         assert_eq!(client.opened(Some(PROTOCOL_JSON)), Err(ClientError::UnexpectedProtocol));
         assert_eq!(client.opened(Some(PROTOCOL_POSTCARD)), Ok(Opened::Ready));
         let mut out = [0u8; 64];
@@ -1396,7 +1406,7 @@ mod tests {
         assert_eq!(alepha.opened(None), Ok(Opened::Ready));
         let n = alepha.send("a", &Say { content: "hi" }, &mut out).unwrap();
         assert_eq!(&out[..n], br#"{"roomId":"a","message":{"content":"hi"}}"#);
-        assert_eq!(alepha.opened(Some(PROTOCOL_POSTCARD)), Err(ClientError::UnexpectedProtocol));
+        assert_eq!(alepha.opened(Some(PROTOCOL_POSTCARD)), Err(ClientError::UnexpectedProtocol), "not offered");
     }
 
     struct Chat;

@@ -353,8 +353,9 @@ enum Handshake {
 ///
 /// The adapter hands the connection every byte held so far on each read;
 /// the section is parsed only once its end has arrived or it reached the
-/// size limit (or at once when its first byte cannot begin one: TLS sent to
-/// a plain port is refused on the spot), so a peer that trickles its
+/// size limit (or at once when its first byte cannot begin one, which the
+/// parser refuses on that byte: TLS sent to a plain port is answered on
+/// the spot), so a peer that trickles its
 /// request a byte at a time costs one scan of each byte rather than a
 /// parse of the whole section per byte. Whether to parse is a function of
 /// the bytes alone, which once true stays true, never of how they were
@@ -374,9 +375,11 @@ impl SectionScan {
     /// Whether `input` (the whole section so far) is worth parsing: its
     /// end (`\n\n` or `\n\r\n` after its first line has begun: httparse
     /// takes bare LF line ends too) is among the bytes, it holds `max_len`
-    /// bytes, or its first byte after any empty lines is not a letter (no
-    /// request or status line starts so).
-    fn worth_parsing(&mut self, input: &[u8], max_len: usize) -> bool {
+    /// bytes, or its first byte after any empty lines is not one `starts`
+    /// allows: a byte the parser refuses at once, so that an early parse
+    /// is a final one (a request method is a token; a status line starts
+    /// with `H`).
+    fn worth_parsing(&mut self, input: &[u8], max_len: usize, starts: fn(u8) -> bool) -> bool {
         if !self.ready {
             // Once begun, the last two bytes searched are searched again:
             // an end may straddle two reads.
@@ -386,7 +389,7 @@ impl SectionScan {
                 if !self.begun {
                     if byte != b'\r' && byte != b'\n' {
                         self.begun = true;
-                        if !byte.is_ascii_alphabetic() {
+                        if !starts(byte) {
                             self.ready = true;
                             break;
                         }
@@ -401,6 +404,11 @@ impl SectionScan {
         }
         self.ready || input.len() >= max_len
     }
+}
+
+/// An HTTP token byte (RFC 9110 `tchar`): what a request method is made of.
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 /// A control payload held by the connection (at most 125 bytes).
@@ -784,7 +792,7 @@ impl<K: MaskKeySource> Connection<K> {
         }
         let max_len = self.config.max_handshake_size;
         if let Handshake::ServerAwaitingRequest(scan) = &mut self.handshake
-            && !scan.worth_parsing(input, max_len)
+            && !scan.worth_parsing(input, max_len, is_token_byte)
         {
             return Received { consumed: 0, event: None };
         }
@@ -810,7 +818,7 @@ impl<K: MaskKeySource> Connection<K> {
 
     fn read_response<'a>(&mut self, now: Instant, input: &'a [u8]) -> Received<'a> {
         if let Handshake::ClientAwaitingResponse(scan) = &mut self.handshake
-            && !scan.worth_parsing(input, self.config.max_handshake_size)
+            && !scan.worth_parsing(input, self.config.max_handshake_size, |b| b == b'H')
         {
             return Received { consumed: 0, event: None };
         }
@@ -1243,34 +1251,42 @@ impl<K: MaskKeySource> Connection<K> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
-    use super::SectionScan;
+    use super::{SectionScan, is_token_byte};
 
     #[test]
     fn a_section_is_parsed_at_its_end_or_its_limit_only() {
         let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
         let mut scan = SectionScan::default();
         let worth: std::vec::Vec<usize> =
-            (1..=request.len()).filter(|&n| scan.worth_parsing(&request[..n], 1024)).collect();
+            (1..=request.len()).filter(|&n| scan.worth_parsing(&request[..n], 1024, is_token_byte)).collect();
         assert_eq!(worth, [request.len()]);
         // Bare LF line ends, and an end split across reads.
         let mut scan = SectionScan::default();
-        assert!(!scan.worth_parsing(b"GET / HTTP/1.1\nHost: x\n", 1024));
-        assert!(scan.worth_parsing(b"GET / HTTP/1.1\nHost: x\n\n", 1024));
+        assert!(!scan.worth_parsing(b"GET / HTTP/1.1\nHost: x\n", 1024, is_token_byte));
+        assert!(scan.worth_parsing(b"GET / HTTP/1.1\nHost: x\n\n", 1024, is_token_byte));
         let mut scan = SectionScan::default();
-        assert!(!scan.worth_parsing(b"Host: x\r\n\r", 1024));
-        assert!(scan.worth_parsing(b"Host: x\r\n\r\n", 1024));
+        assert!(!scan.worth_parsing(b"Host: x\r\n\r", 1024, is_token_byte));
+        assert!(scan.worth_parsing(b"Host: x\r\n\r\n", 1024, is_token_byte));
         // No end at all: parsed at the limit (431), not before.
         let mut scan = SectionScan::default();
-        assert!(!scan.worth_parsing(&[b'x'; 63], 64));
-        assert!(scan.worth_parsing(&[b'x'; 64], 64));
+        assert!(!scan.worth_parsing(&[b'x'; 63], 64, is_token_byte));
+        assert!(scan.worth_parsing(&[b'x'; 64], 64, is_token_byte));
+        // A method may start with a digit: no early parse for it, so a
+        // trickled `1 / HTTP/1.1 …` is not parsed per byte either.
+        let mut scan = SectionScan::default();
+        assert!(!scan.worth_parsing(b"1", 1024, is_token_byte));
+        assert!(!scan.worth_parsing(b"1 / HTTP/1.1\r\nX: aaaa", 1024, is_token_byte));
+        // A status line starts with H, and only H.
+        assert!(!SectionScan::default().worth_parsing(b"HTTP/1.1 1", 1024, |b| b == b'H'));
+        assert!(SectionScan::default().worth_parsing(b"GTTP/1.1 1", 1024, |b| b == b'H'));
         // What cannot start a request line is parsed (and refused) at once.
-        assert!(SectionScan::default().worth_parsing(b"\x16\x03\x01", 1024));
-        assert!(SectionScan::default().worth_parsing(b"\r\n\x04", 1024));
+        assert!(SectionScan::default().worth_parsing(b"\x16\x03\x01", 1024, is_token_byte));
+        assert!(SectionScan::default().worth_parsing(b"\r\n\x04", 1024, is_token_byte));
         // Empty lines before the section are no end of it, however split.
         let mut scan = SectionScan::default();
-        assert!(!scan.worth_parsing(b"\n\n", 1024));
-        assert!(!scan.worth_parsing(b"\n\n\r\nGET / HTTP/1.1\r\n", 1024));
-        assert!(scan.worth_parsing(b"\n\n\r\nGET / HTTP/1.1\r\n\r\n", 1024));
-        assert!(scan.worth_parsing(b"\n\n\r\nGET / HTTP/1.1\r\n\r\nmore", 1024), "once true, true");
+        assert!(!scan.worth_parsing(b"\n\n", 1024, is_token_byte));
+        assert!(!scan.worth_parsing(b"\n\n\r\nGET / HTTP/1.1\r\n", 1024, is_token_byte));
+        assert!(scan.worth_parsing(b"\n\n\r\nGET / HTTP/1.1\r\n\r\n", 1024, is_token_byte));
+        assert!(scan.worth_parsing(b"\n\n\r\nGET / HTTP/1.1\r\n\r\nmore", 1024, is_token_byte), "once true, true");
     }
 }

@@ -91,12 +91,14 @@ impl WireFormat {
 /// [`crate::channel!`]).
 ///
 /// A room client of a channel that allows one wire knows its wire at
-/// compile time, so a firmware that speaks postcard alone links no JSON
-/// (no Alepha frames, no JSON envelopes, no JSON scanner nor codec). With
-/// more than one allowed, the client's configuration chooses among them
-/// at run time, and it falls back to the Alepha wire against an Alepha
-/// server only when the Alepha wire is allowed. Servers serve every wire
-/// whatever the channel says.
+/// compile time, so a firmware that speaks postcard alone links no Alepha
+/// frames, JSON envelopes, JSON scanner nor JSON codec. With more than one
+/// allowed ([`Wires::JSON`], [`Wires::ALL`]), the client's configuration
+/// chooses among them at run time and the code of each is linked. A client
+/// falls back to the Alepha wire against an Alepha server only when the
+/// Alepha wire is allowed; otherwise it refuses that server for good
+/// ([`ClientError::WireNotAllowed`](crate::client::ClientError::WireNotAllowed)).
+/// Servers serve every wire whatever the channel says.
 ///
 /// ```
 /// use roomwire_core::wire::{WireFormat, Wires};
@@ -121,7 +123,9 @@ impl Wires {
     pub const POSTCARD: Wires = Wires { alepha: false, json: false, postcard: true };
     /// The Alepha wire only: a client of Alepha servers.
     pub const ALEPHA: Wires = Wires { alepha: true, json: false, postcard: false };
-    /// The JSON wires (Alepha's, and roomwire's in JSON): no postcard.
+    /// The JSON wires (Alepha's, and roomwire's in JSON), chosen at run
+    /// time: the client never speaks postcard (two wires, so the postcard
+    /// code is still linked).
     pub const JSON: Wires = Wires { alepha: true, json: true, postcard: false };
 
     /// Whether `format` is one of these wires.

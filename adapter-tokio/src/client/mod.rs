@@ -393,7 +393,7 @@ where
         let rooms: Vec<&str> = options.rooms.iter().map(String::as_str).collect();
         let core =
             Core::<C, C::In<'static>>::with_rooms(options.wire, &rooms).map_err(|_| ConnectError::TooManyRooms)?;
-        let shared = Arc::new(Shared::new(options.queue_capacity, options.wire));
+        let shared = Arc::new(Shared::new(options.queue_capacity, core.format()));
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (incoming_tx, incoming_rx) = mpsc::channel(options.incoming_capacity);
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting { attempt: 0 });

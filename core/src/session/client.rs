@@ -157,10 +157,16 @@ impl Disconnect {
     /// use roomwire_core::CloseCode;
     /// assert_eq!(Disconnect::Closed(Some(CloseCode::Policy)).ending(), Ending::Closed(Some(CloseCode::Policy)));
     /// assert_eq!(Disconnect::RequestTimeout.ending(), Ending::Broken);
+    /// // A server on a wire the channel does not speak: no retry.
+    /// let alepha = roomwire_core::client::ClientError::WireNotAllowed(roomwire_core::WireFormat::Alepha);
+    /// assert!(Disconnect::Rooms(alepha).ending().is_final());
     /// ```
     pub fn ending(self) -> Ending {
         match self {
             Self::Handshake(HandshakeError::Rejected { status }) => Ending::Refused(status),
+            // A server on a wire the channel cannot speak: as the close
+            // the client sends for it (1003), final.
+            Self::Rooms(ClientError::WireNotAllowed(_)) => Ending::Closed(Some(CloseCode::Unsupported)),
             Self::Protocol(_) | Self::Rooms(_) | Self::RequestTimeout => Ending::Broken,
             Self::Closed(code) => Ending::Closed(code),
             Self::Replaced | Self::Local => Ending::Replaced,
@@ -568,7 +574,11 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
                     ending.get_or_insert(Disconnect::Replaced);
                 }
                 Err(error) => {
-                    let _ = conn.close(now, error.failure_code(rooms.format()), "subprotocol not offered");
+                    let reason = match error {
+                        ClientError::WireNotAllowed(_) => "wire not spoken by this channel",
+                        _ => "subprotocol not offered",
+                    };
+                    let _ = conn.close(now, error.failure_code(rooms.format()), reason);
                     ending.get_or_insert(Disconnect::Rooms(error));
                 }
             },
