@@ -21,7 +21,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET=thumbv7em-none-eabihf
 CORE_FLASH_LIMIT=$((16 * 1024))
-CLIENT_FLASH_GATE=$((44020 + 1024))
+CLIENT_FLASH_GATE=$((44028 + 1024))
 POSTCARD_FLASH_GATE=$((33160 + 1024))
 ALEPHA_FLASH_GATE=$((37864 + 1024))
 CLIENT_FLASH_TARGET=$((16 * 1024))

@@ -415,12 +415,7 @@ async fn authorize_decides_alone_and_can_override_the_room() {
         )
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn({
-        let server = server.clone();
-        async move { server.serve(listener).await }
-    });
+    let (addr, _serving) = serve_on_loopback(&server).await;
     assert_eq!(rejected(try_connect(addr, "/ws/chat?roomId=x", &[], &[]).await), 403);
     assert_eq!(rejected(try_connect(addr, "/ws/chat?token=slow", &[], &[]).await), 429);
     let (mut ws, _) = try_connect(addr, "/ws/chat?roomId=x&token=let-me-in", &[], &[]).await.unwrap();

@@ -217,12 +217,7 @@ async fn a_room_id_rule_declared_in_the_channel_holds_on_both_wires() {
         .endpoint(Endpoint::<Teams>::new(|_| Box::pin(async { Ok(()) })))
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn({
-        let server = server.clone();
-        async move { server.serve(listener).await }
-    });
+    let (addr, _serving) = serve_on_loopback(&server).await;
     let uuid = "0b5c3c2e-6a4f-4f0e-9d1e-3f8a2b7c9d10";
     let refused = |target: String| async move {
         let (mut ws, _) = try_connect(addr, &target, &[], &[]).await.expect("101, then the close");

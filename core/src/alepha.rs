@@ -60,6 +60,21 @@ pub use crate::payload::{DecodeError, EncodeError, MessageError};
 /// The room of a connection whose handshake names none.
 pub const DEFAULT_ROOM: &str = "default";
 
+/// Whether `room` is a room of channel `C`: one its
+/// [`validate_room_id`](Channel::validate_room_id) allows, or the implicit
+/// [`DEFAULT_ROOM`], which is never validated (as in Alepha).
+///
+/// ```
+/// use roomwire_core::alepha::is_room_of;
+/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct M;
+/// roomwire_core::channel! { pub struct Match { path: "/ws/match", room_id: Uuid, in: M, out: M } }
+/// assert!(is_room_of::<Match>("default"));
+/// assert!(!is_room_of::<Match>("lobby"));
+/// ```
+pub fn is_room_of<C: Channel>(room: &str) -> bool {
+    room == DEFAULT_ROOM || C::validate_room_id(room)
+}
+
 /// The member a server adds to frames sent because of a room, naming it.
 pub const ROOM_MARKER: &str = "__alephaRoom";
 

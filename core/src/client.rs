@@ -608,8 +608,11 @@ pub struct RoomClient<C: Channel, const N: usize> {
 /// ```
 pub fn client_room_id<C: Channel>(format: WireFormat, room: &str) -> Result<RoomId, ClientError> {
     let id = RoomId::new(room).map_err(|_| ClientError::InvalidRoomId)?;
-    let exempt = format == WireFormat::Alepha && room == DEFAULT_ROOM;
-    if !exempt && !C::validate_room_id(room) {
+    let allowed = match format {
+        WireFormat::Alepha => alepha::is_room_of::<C>(room),
+        _ => C::validate_room_id(room),
+    };
+    if !allowed {
         return Err(ClientError::InvalidRoomId);
     }
     Ok(id)

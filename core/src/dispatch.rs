@@ -90,7 +90,7 @@ pub fn join_handshake_rooms<C: Channel, A: TableAccess>(
     let single = match (format, room_override) {
         (_, Some(room)) => {
             let room = RoomId::new(room).map_err(|_| INVALID_ROOM_ID)?;
-            if room.as_str() != alepha::DEFAULT_ROOM && !C::validate_room_id(&room) {
+            if !alepha::is_room_of::<C>(&room) {
                 return Err(INVALID_ROOM_ID);
             }
             Some(room)
@@ -135,7 +135,7 @@ pub fn join_handshake_rooms<C: Channel, A: TableAccess>(
 }
 
 /// More rooms than a connection may be in: the table's own reason.
-const TOO_MANY_ROOMS: Refusal = Refusal { code: CloseCode::Policy, reason: "Too many rooms for this connection" };
+const TOO_MANY_ROOMS: Refusal = Refusal { code: CloseCode::Policy, reason: join_error_text(JoinError::MemberFull) };
 
 /// The distinct rooms a handshake names, in order, at most the table's
 /// rooms per connection: growable with `alloc` (a hash set finds repeats
@@ -236,8 +236,7 @@ pub fn join_for_application<C: Channel, A: TableAccess>(
     mut table: A,
 ) -> Result<bool, Refusal> {
     let room = RoomId::new(room).map_err(|_| INVALID_ROOM_ID)?;
-    // The Alepha wire's implicit room is never validated, as at the handshake.
-    if room.as_str() != alepha::DEFAULT_ROOM && !C::validate_room_id(&room) {
+    if !alepha::is_room_of::<C>(&room) {
         return Err(INVALID_ROOM_ID);
     }
     match table.with(|table| table.join(member, &room)) {
@@ -302,7 +301,7 @@ impl RoomGate for AnyRoom {
 /// A room its handshake named is not allowed to the connection.
 pub const ROOM_NOT_ALLOWED: Refusal = Refusal { code: CloseCode::Policy, reason: "Room not allowed" };
 
-fn join_error_text(e: JoinError) -> &'static str {
+const fn join_error_text(e: JoinError) -> &'static str {
     match e {
         JoinError::MemberFull => "Too many rooms for this connection",
         JoinError::RoomFull => "Room full",

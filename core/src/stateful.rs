@@ -125,7 +125,7 @@ pub fn handshake_room<C: Channel>(query: Option<&str>, room_override: Option<&st
             }
         }
     };
-    if room.as_str() != alepha::DEFAULT_ROOM && !C::validate_room_id(&room) {
+    if !alepha::is_room_of::<C>(&room) {
         return Err(INVALID);
     }
     Ok(room)

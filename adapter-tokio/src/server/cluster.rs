@@ -27,6 +27,9 @@ use super::lifecycle::Shared;
 use super::registry::{ChannelCell, ConnectionInfo};
 use crate::backplane::{LeaseRequest, Link};
 
+/// The body of a message this node encodes.
+type EncodableBody<'a> = Body<'a, &'a [&'a str], &'a [Connection<'a, &'a [&'a str]>]>;
+
 /// Places renewed in one request (one bus round trip each).
 const RENEW_CHUNK: usize = 1024;
 
@@ -465,28 +468,22 @@ impl Node {
     /// up in all its endpoints; `path` is this node's first). False if no
     /// node's tag is in the id, or it is this node's, or there is no bus.
     pub(crate) fn close_remote(&self, path: &'static str, id: &str, code: CloseCode, reason: &str) -> bool {
-        let Some(link) = self.interest_link() else { return false };
-        let link = &link;
-        let Some(tag) = cluster::node_tag_of(id).filter(|&tag| tag != self.tag) else { return false };
-        let message: Encodable<'_, &str> = ClusterMessage {
-            origin: Origin { node: self.id, seq: 0, multi: false },
-            path,
-            body: Body::Close { connection: id, code: code.into(), reason },
-        };
-        link.publish(vec![Topic::Node { tag }.to_string()], encode(&message));
-        true
+        self.send_to_holder(path, id, Body::Close { connection: id, code: code.into(), reason })
     }
 
     /// Ask the node holding connection `id` to join it to `room` (or take
     /// it out), as [`close_remote`](Self::close_remote) asks for a close.
     pub(crate) fn membership_remote(&self, path: &'static str, id: &str, room: &str, join: bool) -> bool {
+        self.send_to_holder(path, id, Body::Membership { connection: id, room, join })
+    }
+
+    /// Publish `body` on the topic of the node whose tag connection `id`
+    /// carries; false if it carries none, or this node's, or there is no bus.
+    fn send_to_holder(&self, path: &'static str, id: &str, body: EncodableBody<'_>) -> bool {
         let Some(link) = self.interest_link() else { return false };
         let Some(tag) = cluster::node_tag_of(id).filter(|&tag| tag != self.tag) else { return false };
-        let message: Encodable<'_, &str> = ClusterMessage {
-            origin: Origin { node: self.id, seq: 0, multi: false },
-            path,
-            body: Body::Membership { connection: id, room, join },
-        };
+        let message: Encodable<'_, &str> =
+            ClusterMessage { origin: Origin { node: self.id, seq: 0, multi: false }, path, body };
         link.publish(vec![Topic::Node { tag }.to_string()], encode(&message));
         true
     }

@@ -69,6 +69,14 @@ impl Shared {
         self.by_path.get(path).and_then(|&i| self.endpoints.get(i))
     }
 
+    /// Ask, through `send`, the node holding another node's connection to
+    /// act on it, on this server's behalf (the message names this node's
+    /// first endpoint; the holder looks the id up in all of its own):
+    /// whether it was published.
+    pub(crate) fn ask_holder(&self, send: impl FnOnce(&super::cluster::Node, &'static str) -> bool) -> bool {
+        self.endpoints.first().is_some_and(|first| send(&self.node, first.path()))
+    }
+
     /// Close connection `id` of this server, whichever its endpoint;
     /// false if it is not open here.
     pub(crate) fn close_local(&self, id: &str, code: roomwire_core::CloseCode, reason: &str) -> bool {

@@ -170,11 +170,7 @@ impl Server {
             Some(Ok(false)) => Ok(MembershipChange::Unchanged),
             Some(Err(refusal)) => Err(MembershipError::Refused(refusal.reason)),
             None => {
-                let sent = shared
-                    .endpoints
-                    .first()
-                    .is_some_and(|first| shared.node.membership_remote(first.path(), id, room, join));
-                if sent {
+                if shared.ask_holder(|node, path| node.membership_remote(path, id, room, join)) {
                     Ok(MembershipChange::Sent)
                 } else {
                     debug!(connection = id, room, join, "membership: no such connection");

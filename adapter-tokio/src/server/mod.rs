@@ -292,12 +292,7 @@ impl Server {
         if self.shared.close_local(id, code, reason) {
             return true;
         }
-        let published = self
-            .shared
-            .endpoints
-            .first()
-            .is_some_and(|first| self.shared.node.close_remote(first.path(), id, code, reason));
-        if published {
+        if self.shared.ask_holder(|node, path| node.close_remote(path, id, code, reason)) {
             return true;
         }
         warn!(connection = id, "close_connection: no such connection");

@@ -146,13 +146,19 @@ pub async fn harness_with(
         .on_disconnect(move |e| drop(disconnect_tx.send(e.clone())))
         .on_message(move |e| drop(message_tx.send((e.connection_id.to_owned(), e.path, e.data.to_vec()))));
     let server = configure(builder).build().expect("valid endpoints");
+    let (addr, serving) = serve_on_loopback(&server).await;
+    Harness { server, addr, handled, connects, disconnects, messages, serving }
+}
+
+/// Serve `server` on a fresh loopback port: its address, and the task.
+pub async fn serve_on_loopback(server: &Server) -> (SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let serving = tokio::spawn({
         let server = server.clone();
         async move { server.serve(listener).await }
     });
-    Harness { server, addr, handled, connects, disconnects, messages, serving }
+    (addr, serving)
 }
 
 pub async fn harness() -> Harness {
