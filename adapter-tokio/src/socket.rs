@@ -10,7 +10,7 @@ use roomwire_core::message::{Assembled, Incoming, MessageReader, VecStorage};
 use roomwire_core::{
     CloseCode, Connection, Event, InsufficientSize, MaskKeySource, MessageKind, Role, SendError, State, Timeout,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant as TokioInstant, Sleep};
 use tracing::{Span, debug, trace};
 
@@ -124,6 +124,8 @@ enum Phase {
     /// The core is closed: write what is queued, then (client) wait for the
     /// server to close TCP, then shut down, all before `deadline`.
     Finishing { deadline: TokioInstant, awaiting_eof: bool },
+    /// Shutting the stream down, until `deadline` at most.
+    ShuttingDown { deadline: TokioInstant },
     /// Nothing more to do.
     Done,
 }
@@ -316,7 +318,7 @@ impl<S> WebSocket<S> {
     /// frames, handshake refusals) into the outbound queue.
     pub(crate) fn pump_transmit(&mut self) {
         let Self { conn, wbuf, .. } = self;
-        loop {
+        while conn.wants_transmit() {
             let written = encode_into(wbuf, TRANSMIT_ROOM, |out| Ok(conn.poll_transmit(out)?));
             if !matches!(written, Ok(n) if n > 0) {
                 break;
@@ -535,14 +537,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`max_message_size`](roomwire_core::Config::max_message_size); the
     /// core fails larger ones with close code 1009.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`recv`](Self::recv) as a poll: for a caller that waits on the
+    /// connection inside a future of its own, with no `recv` future to keep
+    /// (the room server's connection loop waits on it and its outbox so,
+    /// which keeps every idle connection's task small). Every call picks up
+    /// where the last one left off; the waker of the latest call is woken.
+    ///
+    /// ```no_run
+    /// # async fn f(ws: &mut roomwire_tokio::WebSocket<tokio::net::TcpStream>, other: &tokio::sync::Notify) {
+    /// use std::future::poll_fn;
+    /// use std::task::Poll;
+    /// let notified = other.notified();
+    /// tokio::pin!(notified);
+    /// // The next message, or `None` if `other` was notified first.
+    /// let next = poll_fn(|cx| match ws.poll_recv(cx) {
+    ///     Poll::Ready(received) => Poll::Ready(received),
+    ///     Poll::Pending => notified.as_mut().poll(cx).map(|()| None),
+    /// })
+    /// .await;
+    /// # }
+    /// ```
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         loop {
             match self.phase {
-                Phase::Done => return self.pending.take().map(Err),
+                Phase::Done => return Poll::Ready(self.pending.take().map(Err)),
                 Phase::Finishing { deadline, awaiting_eof } => {
-                    // Boxed: the closing steps (with their shutdown timeout)
-                    // are most of this future's size, and run once per
-                    // connection; every waiting `recv` would carry them.
-                    Box::pin(self.finish_step(deadline, awaiting_eof)).await;
+                    ready!(self.poll_finish_step(cx, deadline, awaiting_eof));
+                    continue;
+                }
+                Phase::ShuttingDown { deadline } => {
+                    ready!(self.poll_shutdown_until(cx, deadline));
                     continue;
                 }
                 Phase::Running => {}
@@ -558,7 +585,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.pump_transmit();
             }
             if let Some(message) = message {
-                return Some(Ok(message));
+                return Poll::Ready(Some(Ok(message)));
             }
             if self.state() == State::Closed {
                 let deadline = TokioInstant::now() + close_timeout(self.conn.config());
@@ -572,7 +599,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // closing handshake (RFC 6455 §5.5.1 lets the echo wait).
             let close_waits = self.hold_close && self.close_is_next();
             let read = !over && !close_waits;
-            match self.drive(read, deadline).await {
+            match ready!(self.poll_drive(cx, read, deadline)) {
                 Ok(Io::Read(0)) => {
                     debug!(parent: &self.span, "peer closed the stream without a close handshake");
                     self.fail(Error::Io(io::ErrorKind::UnexpectedEof.into()));
@@ -619,7 +646,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Feed buffered input to the core until a whole message is ready or the
     /// input is used up.
     fn process_input(&mut self) -> Option<Message> {
-        let span = self.span.clone();
         while self.rstart < self.rend {
             if self.hold_close && self.close_is_next() {
                 break;
@@ -648,11 +674,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Some(Incoming::Message(Assembled::Binary(bytes))) => message = Some(Message::Binary(bytes.to_vec())),
                 Some(Incoming::Event(Event::Ping(_))) => ping = true,
                 Some(Incoming::Event(Event::Close { code, reason })) => {
-                    debug!(parent: &span, code = code.map(u16::from), reason, "peer closed");
+                    let span = &self.span; // not `self`, which the macro's closure would take whole
+                    debug!(parent: span, code = code.map(u16::from), reason, "peer closed");
                     self.peer_close = Some(CloseFrame { code, reason: reason.to_owned() });
                 }
                 Some(Incoming::Event(Event::ProtocolError(error))) => {
-                    debug!(parent: &span, %error, "protocol error");
+                    let span = &self.span;
+                    debug!(parent: span, %error, "protocol error");
                     self.pending.get_or_insert(Error::Protocol(error));
                 }
                 Some(_) => {}
@@ -682,19 +710,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// One step of the end of the connection: write what is queued, let a
     /// client wait for the server to close TCP, then shut down.
-    async fn finish_step(&mut self, deadline: TokioInstant, awaiting_eof: bool) {
+    fn poll_finish_step(&mut self, cx: &mut Context<'_>, deadline: TokioInstant, awaiting_eof: bool) -> Poll<()> {
         let client = self.role() == Role::Client;
         if !awaiting_eof && self.queued() == 0 && !self.need_flush {
-            if client {
+            self.phase = if client {
                 // RFC 6455 §7.1.1: the server closes the TCP connection first.
-                self.phase = Phase::Finishing { deadline, awaiting_eof: true };
+                Phase::Finishing { deadline, awaiting_eof: true }
             } else {
-                self.shutdown(deadline).await;
-            }
-            return;
+                Phase::ShuttingDown { deadline }
+            };
+            return Poll::Ready(());
         }
-        match self.drive(true, Some(deadline)).await {
-            Ok(Io::Read(0)) | Ok(Io::Timer) | Err(_) => self.shutdown(deadline).await,
+        match ready!(self.poll_drive(cx, true, Some(deadline))) {
+            Ok(Io::Read(0)) | Ok(Io::Timer) | Err(_) => self.phase = Phase::ShuttingDown { deadline },
             Ok(Io::Read(_)) => {
                 // Nothing after the close frame is processed (§5.5.1).
                 self.rstart = 0;
@@ -702,12 +730,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             Ok(Io::Written) => {}
         }
+        Poll::Ready(())
     }
 
-    async fn shutdown(&mut self, deadline: TokioInstant) {
-        trace!(parent: &self.span, "shutting down the stream");
-        let _ = tokio::time::timeout_at(deadline, self.stream.shutdown()).await;
+    /// Shut the stream down, giving up at `deadline`; then done.
+    fn poll_shutdown_until(&mut self, cx: &mut Context<'_>, deadline: TokioInstant) -> Poll<()> {
+        if Pin::new(&mut self.stream).poll_shutdown(cx).is_pending() && !self.poll_sleep(cx, deadline) {
+            return Poll::Pending;
+        }
+        trace!(parent: &self.span, "stream shut down");
         self.phase = Phase::Done;
+        Poll::Ready(())
+    }
+
+    /// Whether `deadline` has passed, on the connection's one timer (armed
+    /// for it, and `cx` woken then, if not).
+    fn poll_sleep(&mut self, cx: &mut Context<'_>, deadline: TokioInstant) -> bool {
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        sleep.as_mut().poll(cx).is_ready()
     }
 
     /// Write queued output, and read (if `read`) or wait for `deadline`,
@@ -746,14 +789,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if written {
             return Poll::Ready(Ok(Io::Written));
         }
-        if let Some(deadline) = deadline {
-            let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            if sleep.deadline() != deadline {
-                sleep.as_mut().reset(deadline);
-            }
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Ok(Io::Timer));
-            }
+        if let Some(deadline) = deadline
+            && self.poll_sleep(cx, deadline)
+        {
+            return Poll::Ready(Ok(Io::Timer));
         }
         Poll::Pending
     }
@@ -858,7 +897,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) async fn abandon(&mut self) {
         let deadline = TokioInstant::now() + close_timeout(self.conn.config());
         let _ = self.flush_until(deadline).await;
-        self.shutdown(deadline).await;
+        poll_fn(|cx| self.poll_shutdown_until(cx, deadline)).await;
     }
 }
 

@@ -641,7 +641,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// permessage-deflate as agreed with the peer, once open: `None` when
     /// not negotiated. The adapter sizes its compressor and inflater by it.
     pub fn deflate(&self) -> Option<&Deflate> {
-        self.deflate.get().filter(|_| self.handshake == Handshake::Done)
+        self.deflate.get().filter(|_| matches!(self.handshake, Handshake::Done))
     }
 
     /// Whether messages can be sent now.
@@ -891,7 +891,7 @@ impl<K: MaskKeySource> Connection<K> {
         headers: &[(&str, &str)],
         out: &mut [u8],
     ) -> Result<usize, SendError> {
-        if self.handshake != Handshake::ServerAwaitingDecision {
+        if !matches!(self.handshake, Handshake::ServerAwaitingDecision) {
             return Err(SendError::InvalidState);
         }
         let deflate = self.deflate.get().copied();
@@ -916,7 +916,7 @@ impl<K: MaskKeySource> Connection<K> {
         body: &str,
         out: &mut [u8],
     ) -> Result<usize, SendError> {
-        if self.handshake != Handshake::ServerAwaitingDecision {
+        if !matches!(self.handshake, Handshake::ServerAwaitingDecision) {
             return Err(SendError::InvalidState);
         }
         let n = handshake::write_refusal(status, headers, body, out)?;
@@ -928,7 +928,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// Client: write the Upgrade request into `out`. The nonce is drawn from
     /// the key source.
     pub fn write_request(&mut self, request: &ClientRequest<'_>, out: &mut [u8]) -> Result<usize, SendError> {
-        if self.handshake != Handshake::ClientUnsent {
+        if !matches!(self.handshake, Handshake::ClientUnsent) {
             return Err(SendError::InvalidState);
         }
         let mut offered_len = 0usize;
@@ -1111,7 +1111,7 @@ impl<K: MaskKeySource> Connection<K> {
             self.state = State::Closed;
             return Ok(n);
         }
-        if self.state == State::Closed || self.handshake != Handshake::Done {
+        if !self.wants_transmit() {
             return Ok(0);
         }
         if let Some(pong) = self.pong_out {
@@ -1135,6 +1135,26 @@ impl<K: MaskKeySource> Connection<K> {
             return Ok(n);
         }
         Ok(0)
+    }
+
+    /// Whether [`Connection::poll_transmit`] has something to write: a
+    /// cheap check, so that an adapter need not lend it a buffer for
+    /// nothing after every input.
+    ///
+    /// ```
+    /// use roomwire_core::{Config, Connection, Instant};
+    /// let server = Connection::server(Config::default(), Instant::ZERO);
+    /// assert!(!server.wants_transmit()); // nothing until the request has come
+    /// ```
+    #[must_use]
+    pub fn wants_transmit(&self) -> bool {
+        match self.handshake {
+            Handshake::ServerRefusing(_) => true,
+            Handshake::Done => {
+                self.state != State::Closed && (self.pong_out.is_some() || self.ping_out || self.close_out.is_some())
+            }
+            _ => false,
+        }
     }
 
     /// The next deadline, if any: call [`Connection::handle_timeout`] then.

@@ -6,7 +6,7 @@
 //! on it until it returns no event, dropping `consumed` bytes from the front
 //! each time (the handshake consumes 0 until the header section is
 //! complete); then `poll_transmit` is drained into a 256-byte buffer until
-//! `Ok(0)`.
+//! `Ok(0)`, `wants_transmit` agreeing with each answer.
 //!
 //! Transmit is drained after every `handle_input` call, not only after each
 //! read: the connection answers only the latest of several pings received
@@ -274,9 +274,16 @@ impl<K: MaskKeySource> Driver<K> {
     pub fn drain(&mut self) {
         let mut buf = [0u8; 256];
         for _ in 0..8 {
+            let wants = self.conn.wants_transmit();
             match self.conn.poll_transmit(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => self.tx.extend_from_slice(&buf[..n]),
+                Ok(0) => {
+                    assert!(!wants, "wants_transmit said yes, poll_transmit wrote nothing");
+                    return;
+                }
+                Ok(n) => {
+                    assert!(wants, "poll_transmit wrote what wants_transmit denied");
+                    self.tx.extend_from_slice(&buf[..n]);
+                }
                 Err(e) => panic!("256 bytes must suffice for poll_transmit: {e:?}"),
             }
         }

@@ -1,7 +1,7 @@
 //! One connection's life: handshake, admission, registration, the message
 //! loop, cleanup.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -353,12 +353,12 @@ struct Running {
     _open: Permit,
 }
 
-type Registering = Pin<Box<dyn Future<Output = Option<Running>> + Send>>;
+type Registering = Pin<Box<dyn Future<Output = Option<Box<Running>>> + Send>>;
 
 async fn run_registered(registering: Registering) {
     let Some(mut running) = registering.await else { return };
     let end = {
-        let Running { ws, endpoint, registered, outbox, .. } = &mut running;
+        let Running { ws, endpoint, registered, outbox, .. } = &mut *running;
         run_loop(ws, endpoint.as_ref(), registered, outbox).await
     };
     Box::pin(unregister(running, end)).await;
@@ -371,7 +371,7 @@ async fn register(
     endpoint: Arc<dyn ErasedEndpoint>,
     mut ws: Box<WebSocket<BoxStream>>,
     admitted: Admitted,
-) -> Option<Running> {
+) -> Option<Box<Running>> {
     let shared = server.shared.clone();
     let Admitted { mut session, query, user, room, open } = admitted;
     let format = session.format();
@@ -480,12 +480,12 @@ async fn register(
         hook(server.clone(), event).await;
     }
     let registered = Registered { id, user, member, session, cell, server, seat };
-    Some(Running { ws, endpoint, registered, outbox, registration, _open: open })
+    Some(Box::new(Running { ws, endpoint, registered, outbox, registration, _open: open }))
 }
 
 /// The connection has ended: leave the rooms, call the disconnect hooks.
-async fn unregister(running: Running, end: End) {
-    let Running { ws, endpoint, mut registered, mut registration, _open, .. } = running;
+async fn unregister(running: Box<Running>, end: End) {
+    let Running { ws, endpoint, mut registered, mut registration, _open, .. } = *running;
     // Its stateful room first (`on_leave` runs in the room's task).
     drop(registered.seat.take());
     let rooms = registration.unregister();
@@ -549,21 +549,27 @@ async fn run_loop(
         // server's instructions per delivery).
         let received = if let Some(received) = read_ahead.take() {
             received
-        } else if outbox_turns < OUTBOX_TURNS {
-            tokio::select! {
-                biased;
-                () = outbox.notified() => {
-                    outbox_turns += 1;
+        } else {
+            // Polled in place rather than through `select!` over a `recv`
+            // future: the wait then holds no future of its own, which keeps
+            // every idle connection's task small.
+            let outbox_first = outbox_turns < OUTBOX_TURNS;
+            let woken = poll_fn(|cx| {
+                if outbox_first && outbox.poll_notified(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                if let Poll::Ready(received) = ws.poll_recv(cx) {
+                    return Poll::Ready(Some(received));
+                }
+                if outbox_first { Poll::Pending } else { outbox.poll_notified(cx).map(|()| None) }
+            })
+            .await;
+            match woken {
+                Some(received) => received,
+                None => {
+                    outbox_turns = if outbox_first { outbox_turns + 1 } else { 0 };
                     continue;
                 }
-                received = ws.recv() => received,
-            }
-        } else {
-            outbox_turns = 0;
-            tokio::select! {
-                biased;
-                received = ws.recv() => received,
-                () = outbox.notified() => continue,
             }
         };
         outbox_turns = 0;

@@ -178,7 +178,7 @@ impl Outbox {
         poll_fn(|cx| self.poll_notified(cx)).await;
     }
 
-    fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.lock();
         if state.signalled {
             state.signalled = false;

@@ -133,9 +133,16 @@ pub(crate) fn transmit<K: crate::MaskKeySource>(conn: &mut Connection<K>) -> Vec
     let mut out = Vec::new();
     let mut buf = [0u8; 512];
     loop {
+        let wants = conn.wants_transmit();
         match conn.poll_transmit(&mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Ok(0) => {
+                assert!(!wants, "wants_transmit said yes, poll_transmit wrote nothing");
+                return out;
+            }
+            Ok(n) => {
+                assert!(wants, "poll_transmit wrote what wants_transmit denied");
+                out.extend_from_slice(&buf[..n]);
+            }
             Err(e) => panic!("poll_transmit needs {} bytes", e.required),
         }
     }
