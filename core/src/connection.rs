@@ -670,6 +670,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// connection holds (control frames) left for [`Self::control_event`]:
     /// what it returns borrows `input` only, so the caller can still act on
     /// the connection (close it) while it holds a message's payload.
+    #[inline]
     pub(crate) fn read_step<'i>(&mut self, now: Instant, input: &'i mut [u8]) -> (usize, Option<Step<'i>>) {
         let received = match self.handshake {
             Handshake::ServerAwaitingRequest(_) => (self.read_request)(self, input),
@@ -682,6 +683,7 @@ impl<K: MaskKeySource> Connection<K> {
         (received.consumed, received.event.map(Step::Event))
     }
 
+    #[inline]
     fn read_frames<'i>(&mut self, now: Instant, input: &'i mut [u8]) -> (usize, Option<Step<'i>>) {
         // The close deadline holds whatever the peer sends: one that keeps
         // the input full cannot keep an adapter that reads before it looks

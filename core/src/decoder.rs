@@ -189,6 +189,7 @@ impl FrameDecoder {
     /// decoded piece. `(n, None)` means all of `input` was consumed
     /// (`n == input.len()`) and more is needed; otherwise call again with
     /// `&mut input[n..]` after handling the piece. Never panics.
+    #[inline]
     pub fn decode<'a>(&mut self, input: &'a mut [u8]) -> (usize, Option<Decoded<'a>>) {
         let mut consumed = 0;
         if self.stage == Stage::Header {

@@ -360,6 +360,7 @@ impl<S: Storage> MessageReader<S> {
     /// [`Connection::control_event`]: what it returns borrows the input
     /// and the reader only, so the caller can still act on the connection
     /// (close it) while it holds a message.
+    #[inline]
     pub(crate) fn step<'a, K: MaskKeySource>(
         &'a mut self,
         conn: &mut Connection<K>,
