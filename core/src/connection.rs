@@ -178,6 +178,10 @@ pub enum Timeout {
 /// How a connection reads an Upgrade request (see `Connection::read_request`).
 type ReadRequest<K> = for<'a> fn(&mut Connection<K>, &'a [u8]) -> Received<'a>;
 
+/// How a connection writes its refusal of a request it could not read (a
+/// server's 400, 408, 431 …; nothing for a client).
+type WriteRefusal = fn(HandshakeError, &mut [u8]) -> Result<usize, InsufficientSize>;
+
 /// The close of a message not finished in time.
 const MESSAGE_TOO_SLOW: ProtocolError = ProtocolError::new(CloseCode::Policy, "Message not completed in time");
 
@@ -411,6 +415,21 @@ fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
+/// A server's refusal of a request it could not read: the status the
+/// error calls for, and a 400's reason as its body.
+fn write_refusal(error: HandshakeError, out: &mut [u8]) -> Result<usize, InsufficientSize> {
+    let body = match error {
+        HandshakeError::BadRequest(why) => why,
+        _ => "",
+    };
+    handshake::write_refusal(error.status(), &[], body, out)
+}
+
+/// A client never refuses: it has no request to answer.
+fn no_refusal(_: HandshakeError, _: &mut [u8]) -> Result<usize, InsufficientSize> {
+    Ok(0)
+}
+
 /// A control payload held by the connection (at most 125 bytes).
 #[derive(Clone, Copy)]
 struct ControlBuf {
@@ -475,6 +494,8 @@ pub struct Connection<K = NoMasking> {
     /// client. A pointer rather than a call, so that a program that only
     /// makes clients (firmware) links no request parser.
     read_request: ReadRequest<K>,
+    /// Writes a refusal: a pointer for the same reason.
+    write_refusal: WriteRefusal,
     config: Config,
     keys: K,
     state: State,
@@ -542,7 +563,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// [`Connection::write_request`]. `keys` supplies masking keys and the
     /// handshake nonce.
     pub fn client(config: Config, now: Instant, keys: K) -> Self {
-        Self::build(Role::Client, config, now, keys, Self::no_request)
+        Self::build(Role::Client, config, now, keys, Self::no_request, no_refusal)
     }
 
     /// A connection whose role is a value, for an adapter that keeps
@@ -559,12 +580,19 @@ impl<K: MaskKeySource> Connection<K> {
     /// ```
     pub fn with_role(role: Role, config: Config, now: Instant, keys: K) -> Self {
         match role {
-            Role::Server => Self::build(role, config, now, keys, Self::read_request),
-            Role::Client => Self::build(role, config, now, keys, Self::no_request),
+            Role::Server => Self::build(role, config, now, keys, Self::read_request, write_refusal),
+            Role::Client => Self::build(role, config, now, keys, Self::no_request, no_refusal),
         }
     }
 
-    fn build(role: Role, config: Config, now: Instant, keys: K, read_request: ReadRequest<K>) -> Self {
+    fn build(
+        role: Role,
+        config: Config,
+        now: Instant,
+        keys: K,
+        read_request: ReadRequest<K>,
+        write_refusal: WriteRefusal,
+    ) -> Self {
         let handshake = match role {
             Role::Server => Handshake::ServerAwaitingRequest(SectionScan::default()),
             Role::Client => Handshake::ClientUnsent,
@@ -573,6 +601,7 @@ impl<K: MaskKeySource> Connection<K> {
         Self {
             role,
             read_request,
+            write_refusal,
             config,
             keys,
             state: State::Connecting,
@@ -839,12 +868,14 @@ impl<K: MaskKeySource> Connection<K> {
         match handshake::parse_response_with(input, self.config.max_handshake_size, &self.accept, offered, extensions) {
             Ok(None) => Received { consumed: 0, event: None },
             Ok(Some((response, len))) => {
+                // Where in `offered` the selected protocol is (the list is
+                // ours: no spaces around its commas).
                 self.selected = response.protocol.and_then(|p| {
                     let mut at = 0;
-                    offered.split(',').find_map(|offer| {
+                    offered.as_bytes().split(|&b| b == b',').find_map(|offer| {
                         let start = at;
                         at += offer.len() + 1;
-                        (offer == p).then_some((start as u8, offer.len() as u8))
+                        (offer == p.as_bytes()).then_some((start as u8, offer.len() as u8))
                     })
                 });
                 self.open(now);
@@ -1103,12 +1134,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// every input. A buffer of 256 bytes always suffices.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<usize, InsufficientSize> {
         if let Handshake::ServerRefusing(error) = self.handshake {
-            let extra: &[(&str, &str)] = &[];
-            let body = match error {
-                HandshakeError::BadRequest(why) => why,
-                _ => "",
-            };
-            let n = handshake::write_refusal(error.status(), extra, body, out)?;
+            let n = (self.write_refusal)(error, out)?;
             self.handshake = Handshake::Done;
             self.state = State::Closed;
             return Ok(n);

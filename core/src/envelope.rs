@@ -331,50 +331,53 @@ fn room_error(e: RoomIdError) -> EnvelopeError {
 /// assert_eq!(&out[..n], br#"{"type":"message","room":"a","data":{"content":"hi"}}"#);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+// Inlined, and the wire chosen before any writing closure is made: a
+// caller on one wire (a channel whose `WIRES` name one) links the other
+// wire's encoder not at all.
+#[inline]
 pub fn encode_client(
     format: WireFormat,
     envelope: &ClientEnvelope<'_>,
     out: &mut [u8],
 ) -> Result<usize, InsufficientSize> {
-    let encoding = Encoding::from(format);
-    write_twice(out, |w| match (encoding, envelope) {
-        (Encoding::Postcard, ClientEnvelope::Join { reference, room }) => {
+    match (Encoding::from(format), envelope) {
+        (Encoding::Postcard, ClientEnvelope::Join { reference, room }) => write_twice(out, |w| {
             w.put_varint(tag::JOIN);
             w.put_varint(*reference);
             put_postcard_str(w, room);
-        }
-        (Encoding::Postcard, ClientEnvelope::Leave { reference, room }) => {
+        }),
+        (Encoding::Postcard, ClientEnvelope::Leave { reference, room }) => write_twice(out, |w| {
             w.put_varint(tag::LEAVE);
             w.put_varint(*reference);
             put_postcard_str(w, room);
-        }
-        (Encoding::Postcard, ClientEnvelope::Message { room, payload }) => {
+        }),
+        (Encoding::Postcard, ClientEnvelope::Message { room, payload }) => write_twice(out, |w| {
             w.put_varint(tag::MESSAGE);
             put_postcard_str(w, room);
             w.put(payload);
-        }
-        (Encoding::Json, ClientEnvelope::Join { reference, room }) => {
+        }),
+        (Encoding::Json, ClientEnvelope::Join { reference, room }) => write_twice(out, |w| {
             w.put(br#"{"type":"join","ref":"#);
             w.put_decimal(u64::from(*reference));
             w.put(br#","room":"#);
             write_escaped_str(room, w);
             w.put(b"}");
-        }
-        (Encoding::Json, ClientEnvelope::Leave { reference, room }) => {
+        }),
+        (Encoding::Json, ClientEnvelope::Leave { reference, room }) => write_twice(out, |w| {
             w.put(br#"{"type":"leave","ref":"#);
             w.put_decimal(u64::from(*reference));
             w.put(br#","room":"#);
             write_escaped_str(room, w);
             w.put(b"}");
-        }
-        (Encoding::Json, ClientEnvelope::Message { room, payload }) => {
+        }),
+        (Encoding::Json, ClientEnvelope::Message { room, payload }) => write_twice(out, |w| {
             w.put(br#"{"type":"message","room":"#);
             write_escaped_str(room, w);
             w.put(br#","data":"#);
             w.put(payload);
             w.put(b"}");
-        }
-    })
+        }),
+    }
 }
 
 /// Encodes a server envelope into `out`; returns its length. If `out` is

@@ -223,7 +223,13 @@ fn find_header<'a>(headers: &[httparse::Header<'a>], name: &str) -> Option<&'a [
 
 /// Whether a comma-separated header value holds `token` (ASCII case-insensitive).
 fn has_token(value: &[u8], token: &str) -> bool {
-    value.split(|&b| b == b',').map(|t| t.trim_ascii()).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+    list_items(value).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// The items of a comma-separated list, trimmed: bytes, not `str`, so that
+/// a client firmware links no string searching for its handshake.
+pub(crate) fn list_items(list: &[u8]) -> impl Iterator<Item = &[u8]> {
+    list.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// Parse a client's Upgrade request from the start of `buf`.
@@ -363,7 +369,7 @@ pub(crate) fn parse_response_with<'a>(
         Some(value) => {
             let value = core::str::from_utf8(value.trim_ascii())
                 .map_err(|_| HandshakeError::BadResponse("subprotocol not UTF-8"))?;
-            if !offered.split(',').any(|p| p.trim_matches([' ', '\t']) == value) || value.is_empty() {
+            if value.is_empty() || !list_items(offered.as_bytes()).any(|p| p == value.as_bytes()) {
                 return Err(HandshakeError::BadResponse("subprotocol not offered"));
             }
             Some(value)
