@@ -122,7 +122,8 @@ enum Phase {
     /// The core is driven: frames in, frames out.
     Running,
     /// The core is closed: write what is queued, then (client) wait for the
-    /// server to close TCP, then shut down, all before `deadline`.
+    /// server to close TCP, then go on to `ShuttingDown`, all before
+    /// `deadline`.
     Finishing { deadline: TokioInstant, awaiting_eof: bool },
     /// Shutting the stream down, until `deadline` at most.
     ShuttingDown { deadline: TokioInstant },
@@ -545,19 +546,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// (the room server's connection loop waits on it and its outbox so,
     /// which keeps every idle connection's task small). Every call picks up
     /// where the last one left off; the waker of the latest call is woken.
+    /// Once the connection has ended it returns `Ready(None)` on every call
+    /// (after the abnormal end's error, once), as `recv` does.
     ///
     /// ```no_run
     /// # async fn f(ws: &mut roomwire_tokio::WebSocket<tokio::net::TcpStream>, other: &tokio::sync::Notify) {
     /// use std::future::poll_fn;
     /// use std::task::Poll;
+    /// enum Woken<T> { Socket(T), Other }
     /// let notified = other.notified();
     /// tokio::pin!(notified);
-    /// // The next message, or `None` if `other` was notified first.
-    /// let next = poll_fn(|cx| match ws.poll_recv(cx) {
-    ///     Poll::Ready(received) => Poll::Ready(received),
-    ///     Poll::Pending => notified.as_mut().poll(cx).map(|()| None),
+    /// // The connection's next step (a message, its end), or `other`'s notice.
+    /// match poll_fn(|cx| match ws.poll_recv(cx) {
+    ///     Poll::Ready(received) => Poll::Ready(Woken::Socket(received)),
+    ///     Poll::Pending => notified.as_mut().poll(cx).map(|()| Woken::Other),
     /// })
-    /// .await;
+    /// .await
+    /// {
+    ///     Woken::Socket(Some(Ok(message))) => { /* a message */ }
+    ///     Woken::Socket(Some(Err(error))) => { /* ended abnormally */ }
+    ///     Woken::Socket(None) => { /* ended */ }
+    ///     Woken::Other => { /* notified first */ }
+    /// }
     /// # }
     /// ```
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
@@ -735,10 +745,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Shut the stream down, giving up at `deadline`; then done.
     fn poll_shutdown_until(&mut self, cx: &mut Context<'_>, deadline: TokioInstant) -> Poll<()> {
-        if Pin::new(&mut self.stream).poll_shutdown(cx).is_pending() && !self.poll_sleep(cx, deadline) {
+        if Pin::new(&mut self.stream).poll_shutdown(cx).is_ready() {
+            trace!(parent: &self.span, "stream shut down");
+        } else if self.poll_sleep(cx, deadline) {
+            trace!(parent: &self.span, "stream shutdown abandoned at the close timeout");
+        } else {
             return Poll::Pending;
         }
-        trace!(parent: &self.span, "stream shut down");
         self.phase = Phase::Done;
         Poll::Ready(())
     }

@@ -175,12 +175,25 @@ pub enum Timeout {
     Message,
 }
 
-/// How a connection reads an Upgrade request (see `Connection::read_request`).
-type ReadRequest<K> = for<'a> fn(&mut Connection<K>, &'a [u8]) -> Received<'a>;
+/// The steps only a server takes, reached through one pointer
+/// ([`Connection::server_step`] for a server, a do-nothing step for a
+/// client) so that a program that only makes clients (firmware) links none
+/// of them.
+type ServerStepFn<K> = for<'a> fn(&mut Connection<K>, ServerStep<'a>) -> ServerStepDone<'a>;
 
-/// How a connection writes its refusal of a request it could not read (a
-/// server's 400, 408, 431 …; nothing for a client).
-type WriteRefusal = fn(HandshakeError, &mut [u8]) -> Result<usize, InsufficientSize>;
+/// A step only a server takes.
+enum ServerStep<'a> {
+    /// Read an Upgrade request (see `Connection::read_request`).
+    ReadRequest(&'a [u8]),
+    /// Write the refusal of a request it could not read (400, 408, 431 …).
+    WriteRefusal(HandshakeError, &'a mut [u8]),
+}
+
+/// What a [`ServerStep`] did.
+enum ServerStepDone<'a> {
+    Read(Received<'a>),
+    Written(Result<usize, InsufficientSize>),
+}
 
 /// The close of a message not finished in time.
 const MESSAGE_TOO_SLOW: ProtocolError = ProtocolError::new(CloseCode::Policy, "Message not completed in time");
@@ -314,6 +327,9 @@ pub enum SendError {
     InvalidCloseCode,
     /// The offered subprotocols exceed [`MAX_OFFERED_PROTOCOLS`].
     TooManyProtocols,
+    /// An offered subprotocol is not an HTTP token (RFC 6455 §4.1): empty,
+    /// or holding a space, a comma, a control byte …
+    InvalidProtocol,
     /// `send` while a fragmented message is still being sent.
     FragmentInProgress,
     /// A compressed message, and permessage-deflate was not negotiated.
@@ -335,6 +351,7 @@ impl fmt::Display for SendError {
             SendError::ControlTooLong => f.write_str("control payload too long"),
             SendError::InvalidCloseCode => f.write_str("close code may not be sent"),
             SendError::TooManyProtocols => f.write_str("offered subprotocols too long"),
+            SendError::InvalidProtocol => f.write_str("offered subprotocol is not an HTTP token"),
             SendError::FragmentInProgress => f.write_str("a fragmented message is being sent"),
             SendError::NotNegotiated => f.write_str("permessage-deflate was not negotiated"),
         }
@@ -425,11 +442,6 @@ fn write_refusal(error: HandshakeError, out: &mut [u8]) -> Result<usize, Insuffi
     handshake::write_refusal(error.status(), &[], body, out)
 }
 
-/// A client never refuses: it has no request to answer.
-fn no_refusal(_: HandshakeError, _: &mut [u8]) -> Result<usize, InsufficientSize> {
-    Ok(0)
-}
-
 /// A control payload held by the connection (at most 125 bytes).
 #[derive(Clone, Copy)]
 struct ControlBuf {
@@ -490,12 +502,8 @@ pub(crate) enum Control {
 #[derive(Debug)]
 pub struct Connection<K = NoMasking> {
     role: Role,
-    /// Reads an Upgrade request: the parser for a server, nothing for a
-    /// client. A pointer rather than a call, so that a program that only
-    /// makes clients (firmware) links no request parser.
-    read_request: ReadRequest<K>,
-    /// Writes a refusal: a pointer for the same reason.
-    write_refusal: WriteRefusal,
+    /// A server's steps, or a client's do-nothing one.
+    server_step: ServerStepFn<K>,
     config: Config,
     keys: K,
     state: State,
@@ -563,7 +571,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// [`Connection::write_request`]. `keys` supplies masking keys and the
     /// handshake nonce.
     pub fn client(config: Config, now: Instant, keys: K) -> Self {
-        Self::build(Role::Client, config, now, keys, Self::no_request, no_refusal)
+        Self::build(Role::Client, config, now, keys, Self::no_server_step)
     }
 
     /// A connection whose role is a value, for an adapter that keeps
@@ -580,19 +588,12 @@ impl<K: MaskKeySource> Connection<K> {
     /// ```
     pub fn with_role(role: Role, config: Config, now: Instant, keys: K) -> Self {
         match role {
-            Role::Server => Self::build(role, config, now, keys, Self::read_request, write_refusal),
-            Role::Client => Self::build(role, config, now, keys, Self::no_request, no_refusal),
+            Role::Server => Self::build(role, config, now, keys, Self::server_step),
+            Role::Client => Self::build(role, config, now, keys, Self::no_server_step),
         }
     }
 
-    fn build(
-        role: Role,
-        config: Config,
-        now: Instant,
-        keys: K,
-        read_request: ReadRequest<K>,
-        write_refusal: WriteRefusal,
-    ) -> Self {
+    fn build(role: Role, config: Config, now: Instant, keys: K, server_step: ServerStepFn<K>) -> Self {
         let handshake = match role {
             Role::Server => Handshake::ServerAwaitingRequest(SectionScan::default()),
             Role::Client => Handshake::ClientUnsent,
@@ -600,8 +601,7 @@ impl<K: MaskKeySource> Connection<K> {
         let limits = DecoderLimits { max_message_size: config.max_message_size, max_fragments: config.max_fragments };
         Self {
             role,
-            read_request,
-            write_refusal,
+            server_step,
             config,
             keys,
             state: State::Connecting,
@@ -702,7 +702,10 @@ impl<K: MaskKeySource> Connection<K> {
     #[inline]
     pub(crate) fn read_step<'i>(&mut self, now: Instant, input: &'i mut [u8]) -> (usize, Option<Step<'i>>) {
         let received = match self.handshake {
-            Handshake::ServerAwaitingRequest(_) => (self.read_request)(self, input),
+            Handshake::ServerAwaitingRequest(_) => match (self.server_step)(self, ServerStep::ReadRequest(input)) {
+                ServerStepDone::Read(received) => received,
+                ServerStepDone::Written(_) => Received { consumed: 0, event: None },
+            },
             Handshake::ClientAwaitingResponse(_) => self.read_response(now, input),
             Handshake::ServerAwaitingDecision | Handshake::ServerRefusing(_) | Handshake::ClientUnsent => {
                 Received { consumed: 0, event: None }
@@ -812,9 +815,21 @@ impl<K: MaskKeySource> Connection<K> {
         }
     }
 
-    /// A client never awaits a request.
-    fn no_request<'a>(&mut self, _: &'a [u8]) -> Received<'a> {
-        Received { consumed: 0, event: None }
+    /// A server's own steps (see [`ServerStepFn`]).
+    fn server_step<'a>(&mut self, step: ServerStep<'a>) -> ServerStepDone<'a> {
+        match step {
+            ServerStep::ReadRequest(input) => ServerStepDone::Read(self.read_request(input)),
+            ServerStep::WriteRefusal(error, out) => ServerStepDone::Written(write_refusal(error, out)),
+        }
+    }
+
+    /// A client never awaits a request nor refuses one (never called: only
+    /// a server reaches those stages).
+    fn no_server_step<'a>(&mut self, step: ServerStep<'a>) -> ServerStepDone<'a> {
+        match step {
+            ServerStep::ReadRequest(_) => ServerStepDone::Read(Received { consumed: 0, event: None }),
+            ServerStep::WriteRefusal(..) => ServerStepDone::Written(Ok(0)),
+        }
     }
 
     fn read_request<'a>(&mut self, input: &'a [u8]) -> Received<'a> {
@@ -869,7 +884,7 @@ impl<K: MaskKeySource> Connection<K> {
             Ok(None) => Received { consumed: 0, event: None },
             Ok(Some((response, len))) => {
                 // Where in `offered` the selected protocol is (the list is
-                // ours: no spaces around its commas).
+                // ours: tokens joined by bare commas, see `write_request`).
                 self.selected = response.protocol.and_then(|p| {
                     let mut at = 0;
                     offered.as_bytes().split(|&b| b == b',').find_map(|offer| {
@@ -963,6 +978,12 @@ impl<K: MaskKeySource> Connection<K> {
     pub fn write_request(&mut self, request: &ClientRequest<'_>, out: &mut [u8]) -> Result<usize, SendError> {
         if !matches!(self.handshake, Handshake::ClientUnsent) {
             return Err(SendError::InvalidState);
+        }
+        // Tokens only: a name holding a comma, a space or a line end would
+        // break the header (or add one), and the server's choice is found
+        // in this list by exact comparison.
+        if request.protocols.iter().any(|p| p.is_empty() || !p.bytes().all(is_token_byte)) {
+            return Err(SendError::InvalidProtocol);
         }
         let mut offered_len = 0usize;
         for (i, p) in request.protocols.iter().enumerate() {
@@ -1134,7 +1155,10 @@ impl<K: MaskKeySource> Connection<K> {
     /// every input. A buffer of 256 bytes always suffices.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<usize, InsufficientSize> {
         if let Handshake::ServerRefusing(error) = self.handshake {
-            let n = (self.write_refusal)(error, out)?;
+            let n = match (self.server_step)(self, ServerStep::WriteRefusal(error, out)) {
+                ServerStepDone::Written(written) => written?,
+                ServerStepDone::Read(_) => 0,
+            };
             self.handshake = Handshake::Done;
             self.state = State::Closed;
             return Ok(n);

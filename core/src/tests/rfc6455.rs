@@ -311,6 +311,28 @@ fn subprotocol_is_negotiated() {
 }
 
 #[test]
+fn a_client_offers_only_token_subprotocols() {
+    // A name that is not a token would break the request's header (or add
+    // one), and the server's answer is matched against the offer exactly.
+    for bad in ["", "a b", "a,b", "chat\r\nX-Evil: 1", "caf\u{e9}", "a\tb"] {
+        let mut pair = Pair::new(Config::default(), 1 << 20);
+        let req = crate::handshake::ClientRequest { host: "h", target: "/", protocols: &["ok", bad], headers: &[] };
+        let mut buf = [0u8; 512];
+        assert_eq!(pair.client.write_request(&req, &mut buf), Err(SendError::InvalidProtocol), "{bad:?}");
+        assert_eq!(buf, [0u8; 512], "nothing written for {bad:?}");
+    }
+    let mut pair = Pair::new(Config::default(), 1 << 20);
+    let req = crate::handshake::ClientRequest {
+        host: "h",
+        target: "/",
+        protocols: &["roomwire.v1.postcard", "x-1_~!"],
+        headers: &[],
+    };
+    let mut buf = [0u8; 512];
+    assert!(pair.client.write_request(&req, &mut buf).is_ok());
+}
+
+#[test]
 fn server_refuses_a_protocol_the_client_did_not_offer() {
     let mut pair = Pair::new(Config::default(), 1 << 20);
     let req = crate::handshake::ClientRequest { host: "h", target: "/", protocols: &["a"], headers: &[] };
