@@ -181,7 +181,7 @@ impl core::error::Error for Error {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
     /// The handshake completed; [`WebSocket::protocol`] holds the
-    /// subprotocol.
+    /// subprotocol until the first message.
     Open,
     /// A whole message is in the `message` buffer
     /// ([`MessageReader::last_message`]).
@@ -193,7 +193,7 @@ enum Next {
 /// A WebSocket client connection over an embassy-net [`TcpSocket`]: see
 /// the [module docs](self).
 ///
-/// Its own state is the core's [`Connection`] (about 800 bytes on a 32-bit
+/// Its own state is the core's [`Connection`] (about 660 bytes on a 32-bit
 /// target) and a few words; the buffers are the firmware's.
 pub struct WebSocket<'a, K: KeySource + ?Sized> {
     link: Transport<'a>,
@@ -211,6 +211,10 @@ pub struct WebSocket<'a, K: KeySource + ?Sized> {
     failure: Option<Error>,
     /// The connection is over: release the socket and report.
     ended: bool,
+    /// The subprotocol the server selected, held at the start of the
+    /// message buffer (idle then) from the handshake's end until the first
+    /// message: its length.
+    protocol_len: Option<u8>,
 }
 
 impl<K: KeySource + ?Sized> fmt::Debug for WebSocket<'_, K> {
@@ -238,6 +242,7 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
             peer_close: None,
             failure: None,
             ended: false,
+            protocol_len: None,
         }
     }
 
@@ -459,9 +464,11 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
         }
     }
 
-    /// The subprotocol the server selected.
+    /// The subprotocol the server selected (read when the handshake ends,
+    /// before any message takes its place).
     fn protocol(&self) -> Option<&str> {
-        self.conn.as_ref()?.protocol()
+        let len = usize::from(self.protocol_len?);
+        core::str::from_utf8(self.reader.storage().get(..len)?).ok()
     }
 
     /// The last [`Next::Message`].
@@ -530,10 +537,22 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
                 return None;
             }
             let Read { consumed, incoming } = self.reader.read(conn, now(), input);
+            // The selected subprotocol borrows the input, which moves on: a
+            // copy, kept in the message buffer once the reader lets go.
+            let mut protocol = [0u8; roomwire_core::connection::MAX_OFFERED_PROTOCOLS];
+            let mut protocol_len = None;
             let seen = incoming.map(|incoming| match incoming {
                 // Copied into the message buffer: the input can move.
                 Incoming::Message(_) => Seen::Message,
-                Incoming::Event(WsEvent::Open { .. }) => Seen::Open,
+                Incoming::Event(WsEvent::Open { protocol: selected }) => {
+                    if let Some(name) = selected
+                        && let Some(dst) = protocol.get_mut(..name.len())
+                    {
+                        dst.copy_from_slice(name.as_bytes());
+                        protocol_len = u8::try_from(name.len()).ok();
+                    }
+                    Seen::Open
+                }
                 Incoming::Event(WsEvent::HandshakeFailed(e)) => Seen::Failed(Error::Handshake(e)),
                 Incoming::Event(WsEvent::Close { code, .. }) => Seen::Close(code),
                 Incoming::Event(WsEvent::ProtocolError(e)) => Seen::Failed(Error::Protocol(e.code)),
@@ -544,8 +563,15 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
             match seen {
                 None if consumed == 0 => return None,
                 None | Some(Seen::Other) => {}
-                Some(Seen::Message) => return Some(Next::Message),
-                Some(Seen::Open) => return Some(Next::Open),
+                Some(Seen::Message) => {
+                    self.protocol_len = None;
+                    return Some(Next::Message);
+                }
+                Some(Seen::Open) => {
+                    let name = protocol_len.and_then(|len| protocol.get(..usize::from(len)));
+                    self.protocol_len = keep_protocol(self.reader.storage_mut(), name);
+                    return Some(Next::Open);
+                }
                 Some(Seen::Close(code)) => self.peer_close = Some(code),
                 Some(Seen::Failed(error)) => {
                     if let Error::Protocol(code) = error {
@@ -608,7 +634,17 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
         self.peer_close = None;
         self.failure = None;
         self.ended = false;
+        self.protocol_len = None;
     }
+}
+
+/// Keeps the selected subprotocol `name` at the start of `buffer` (the
+/// message buffer, idle when the handshake ends); its length, or `None`
+/// for no subprotocol or a buffer too short to hold it.
+fn keep_protocol(buffer: &mut [u8], name: Option<&[u8]>) -> Option<u8> {
+    let name = name?;
+    buffer.get_mut(..name.len())?.copy_from_slice(name);
+    u8::try_from(name.len()).ok()
 }
 
 /// What one step of the input was, borrowing nothing.
@@ -667,5 +703,15 @@ mod tests {
         let n = write_host("h", 7, &mut out).unwrap();
         assert_eq!(&out[..n], b"h:7");
         assert_eq!(write_host("192.0.2.1", 8080, &mut out[..4]), Err(Error::BufferTooSmall(14)));
+    }
+
+    #[test]
+    fn the_selected_protocol_is_kept_in_the_idle_message_buffer() {
+        let mut buffer = [0u8; 16];
+        assert_eq!(keep_protocol(&mut buffer, Some(b"roomwire.v1.json")), Some(16));
+        assert_eq!(&buffer, b"roomwire.v1.json");
+        assert_eq!(keep_protocol(&mut buffer, None), None);
+        // Too long for the buffer: none rather than a cut name.
+        assert_eq!(keep_protocol(&mut buffer, Some(b"roomwire.v1.postcard")), None);
     }
 }

@@ -442,6 +442,24 @@ fn write_refusal(error: HandshakeError, out: &mut [u8]) -> Result<usize, Insuffi
     handshake::write_refusal(error.status(), &[], body, out)
 }
 
+/// Bytes a connection needs in one stage only, sharing their room: the
+/// handshake's until the connection is open, then the control frames it
+/// owes (which only an open connection can owe).
+#[derive(Debug, Clone, Copy)]
+enum StageBytes {
+    /// Server: the accept value for the request, until it is answered.
+    /// Client: the accept value expected, and the subprotocols offered
+    /// (tokens joined by commas, `offered_len` bytes), until the response.
+    Handshake { accept: [u8; 28], offered: [u8; MAX_OFFERED_PROTOCOLS], offered_len: u8 },
+    /// Open or closing: the pong owed for the latest ping, and our close
+    /// frame's payload (code and reason), queued.
+    Open { pong_out: Option<ControlBuf>, close_out: Option<ControlBuf> },
+}
+
+impl StageBytes {
+    const HANDSHAKE: Self = Self::Handshake { accept: [0; 28], offered: [0; MAX_OFFERED_PROTOCOLS], offered_len: 0 };
+}
+
 /// A control payload held by the connection (at most 125 bytes).
 #[derive(Clone, Copy)]
 struct ControlBuf {
@@ -509,20 +527,12 @@ pub struct Connection<K = NoMasking> {
     state: State,
     handshake: Handshake,
     decoder: FrameDecoder,
-    /// Server: the accept value for the request. Client: the one expected.
-    accept: [u8; 28],
-    offered: [u8; MAX_OFFERED_PROTOCOLS],
-    offered_len: u8,
-    /// Client: where in `offered` the protocol the server selected is.
-    selected: Option<(u8, u8)>,
+    /// The handshake's bytes, then the control frames owed.
+    stage: StageBytes,
     /// Incoming control frame being assembled.
     control_in: ControlBuf,
-    /// Payload of the pong owed for the latest ping.
-    pong_out: Option<ControlBuf>,
     /// A keepalive ping is due.
     ping_out: bool,
-    /// Our close frame, queued (payload: code and reason).
-    close_out: Option<ControlBuf>,
     close_sent: bool,
     close_received: bool,
     /// Closed as soon as our close frame is out (protocol failure).
@@ -607,14 +617,9 @@ impl<K: MaskKeySource> Connection<K> {
             state: State::Connecting,
             handshake,
             decoder: FrameDecoder::new(role, limits),
-            accept: [0; 28],
-            offered: [0; MAX_OFFERED_PROTOCOLS],
-            offered_len: 0,
-            selected: None,
+            stage: StageBytes::HANDSHAKE,
             control_in: ControlBuf::EMPTY,
-            pong_out: None,
             ping_out: false,
-            close_out: None,
             close_sent: false,
             close_received: false,
             fail_fast: false,
@@ -659,14 +664,6 @@ impl<K: MaskKeySource> Connection<K> {
         &self.config
     }
 
-    /// Client: the subprotocol the server selected, once open (one of those
-    /// offered). Kept by the connection, so it outlives the input buffer.
-    pub fn protocol(&self) -> Option<&str> {
-        let (start, len) = self.selected?;
-        let (start, len) = (usize::from(start), usize::from(len));
-        core::str::from_utf8(self.offered.get(start..start + len)?).ok()
-    }
-
     /// permessage-deflate as agreed with the peer, once open: `None` when
     /// not negotiated. The adapter sizes its compressor and inflater by it.
     pub fn deflate(&self) -> Option<&Deflate> {
@@ -675,7 +672,24 @@ impl<K: MaskKeySource> Connection<K> {
 
     /// Whether messages can be sent now.
     pub fn can_send(&self) -> bool {
-        self.state == State::Open && self.close_out.is_none() && !self.close_sent
+        self.state == State::Open && self.close_out().is_none() && !self.close_sent
+    }
+
+    /// Our close frame's payload, queued.
+    fn close_out(&self) -> Option<&ControlBuf> {
+        match &self.stage {
+            StageBytes::Open { close_out, .. } => close_out.as_ref(),
+            StageBytes::Handshake { .. } => None,
+        }
+    }
+
+    /// The control frames owed (the pong for the latest ping, our close
+    /// frame): once open only, before that there are none.
+    fn owed_mut(&mut self) -> Option<(&mut Option<ControlBuf>, &mut Option<ControlBuf>)> {
+        match &mut self.stage {
+            StageBytes::Open { pong_out, close_out } => Some((pong_out, close_out)),
+            StageBytes::Handshake { .. } => None,
+        }
     }
 
     /// Whether the peer's close frame has been received.
@@ -767,9 +781,12 @@ impl<K: MaskKeySource> Connection<K> {
     fn control_frame<'i>(&mut self, now: Instant, opcode: Opcode) -> Step<'i> {
         match opcode {
             Opcode::Ping => {
-                if self.can_send() {
+                let ping = self.control_in;
+                if self.can_send()
+                    && let Some((pong_out, _)) = self.owed_mut()
+                {
                     // Only the latest ping needs an answer (§5.5.3).
-                    self.pong_out = Some(self.control_in);
+                    *pong_out = Some(ping);
                 }
                 Step::Control(Control::Ping)
             }
@@ -793,17 +810,28 @@ impl<K: MaskKeySource> Connection<K> {
                 }
                 Ok((code, _)) => {
                     self.close_received = true;
-                    self.pong_out = None;
                     self.ping_out = false;
-                    if self.close_sent {
-                        self.state = State::Closed;
-                    } else if self.close_out.is_none() {
-                        // Echo the code (§5.5.1), then we are done.
-                        let mut echo = ControlBuf::EMPTY;
-                        if let Some(code) = code {
-                            echo.set(&[&u16::from(code).to_be_bytes()]);
+                    let close_sent = self.close_sent;
+                    let owed = self.owed_mut();
+                    let echo_owed = match owed {
+                        Some((pong_out, close_out)) => {
+                            *pong_out = None;
+                            // Echo the code (§5.5.1), then we are done.
+                            let echo = !close_sent && close_out.is_none();
+                            if echo {
+                                let mut payload = ControlBuf::EMPTY;
+                                if let Some(code) = code {
+                                    payload.set(&[&u16::from(code).to_be_bytes()]);
+                                }
+                                *close_out = Some(payload);
+                            }
+                            echo
                         }
-                        self.close_out = Some(echo);
+                        None => false,
+                    };
+                    if close_sent {
+                        self.state = State::Closed;
+                    } else if echo_owed {
                         self.state = State::Closing;
                         // The echo may not get out (a peer that stopped
                         // reading): the connection ends by this time anyway.
@@ -845,7 +873,9 @@ impl<K: MaskKeySource> Connection<K> {
         match handshake::parse_request(input, max_len) {
             Ok(None) => Received { consumed: 0, event: None },
             Ok(Some((request, len))) => {
-                self.accept = request.accept_key();
+                if let StageBytes::Handshake { accept, .. } = &mut self.stage {
+                    *accept = request.accept_key();
+                }
                 self.handshake = Handshake::ServerAwaitingDecision;
                 #[cfg(feature = "deflate")]
                 if let Some(config) = &self.config.deflate {
@@ -868,8 +898,10 @@ impl<K: MaskKeySource> Connection<K> {
         {
             return Received { consumed: 0, event: None };
         }
-        let offered =
-            core::str::from_utf8(self.offered.get(..usize::from(self.offered_len)).unwrap_or(&[])).unwrap_or("");
+        let StageBytes::Handshake { accept, offered, offered_len } = &self.stage else {
+            return Received { consumed: 0, event: None };
+        };
+        let offered = core::str::from_utf8(offered.get(..usize::from(*offered_len)).unwrap_or(&[])).unwrap_or("");
         #[cfg(feature = "deflate")]
         let (deflate, offer) = (&mut self.deflate, self.config.deflate);
         let extensions = |values: &mut dyn Iterator<Item = &[u8]>| {
@@ -880,19 +912,9 @@ impl<K: MaskKeySource> Connection<K> {
             }
             handshake::no_extension(values)
         };
-        match handshake::parse_response_with(input, self.config.max_handshake_size, &self.accept, offered, extensions) {
+        match handshake::parse_response_with(input, self.config.max_handshake_size, accept, offered, extensions) {
             Ok(None) => Received { consumed: 0, event: None },
             Ok(Some((response, len))) => {
-                // Where in `offered` the selected protocol is (the list is
-                // ours: tokens joined by bare commas, see `write_request`).
-                self.selected = response.protocol.and_then(|p| {
-                    let mut at = 0;
-                    offered.as_bytes().split(|&b| b == b',').find_map(|offer| {
-                        let start = at;
-                        at += offer.len() + 1;
-                        (offer == p.as_bytes()).then_some((start as u8, offer.len() as u8))
-                    })
-                });
                 self.open(now);
                 Received { consumed: len, event: Some(Event::Open { protocol: response.protocol }) }
             }
@@ -905,6 +927,9 @@ impl<K: MaskKeySource> Connection<K> {
     }
 
     fn open(&mut self, now: Instant) {
+        // The handshake's bytes are done with: their room holds the
+        // control frames owed from now on.
+        self.stage = StageBytes::Open { pong_out: None, close_out: None };
         self.decoder.allow_compressed(self.deflate.get().is_some());
         self.handshake = Handshake::Done;
         self.state = State::Open;
@@ -916,15 +941,17 @@ impl<K: MaskKeySource> Connection<K> {
     /// once it is sent.
     pub(crate) fn fail(&mut self, now: Instant, error: ProtocolError) {
         self.fail_fast = true;
-        self.pong_out = None;
         self.ping_out = false;
-        if self.close_sent {
+        let close_sent = self.close_sent;
+        let Some((pong_out, close_out)) = self.owed_mut().filter(|_| !close_sent) else {
+            // Our close is out already (or the connection never opened).
             self.state = State::Closed;
             return;
-        }
+        };
+        *pong_out = None;
         let mut payload = ControlBuf::EMPTY;
         payload.set(&[&u16::from(error.code).to_be_bytes(), error.reason.as_bytes()]);
-        self.close_out = Some(payload);
+        *close_out = Some(payload);
         self.state = State::Closing;
         self.close_deadline = Some(now + self.config.close_timeout);
     }
@@ -949,7 +976,10 @@ impl<K: MaskKeySource> Connection<K> {
             }
         };
         let extension: handshake::PutExtension<'_> = if deflate.is_some() { Some(&put) } else { None };
-        let n = handshake::write_accept_with(&self.accept, protocol, extension, headers, out)?;
+        let StageBytes::Handshake { accept, .. } = &self.stage else {
+            return Err(SendError::InvalidState);
+        };
+        let n = handshake::write_accept_with(accept, protocol, extension, headers, out)?;
         self.open(now);
         Ok(n)
     }
@@ -985,10 +1015,13 @@ impl<K: MaskKeySource> Connection<K> {
         if request.protocols.iter().any(|p| p.is_empty() || !p.bytes().all(is_token_byte)) {
             return Err(SendError::InvalidProtocol);
         }
+        let StageBytes::Handshake { accept, offered, offered_len: offered_stored } = &mut self.stage else {
+            return Err(SendError::InvalidState);
+        };
         let mut offered_len = 0usize;
         for (i, p) in request.protocols.iter().enumerate() {
             let sep = usize::from(i > 0);
-            let Some(dst) = self.offered.get_mut(offered_len..offered_len + sep + p.len()) else {
+            let Some(dst) = offered.get_mut(offered_len..offered_len + sep + p.len()) else {
                 return Err(SendError::TooManyProtocols);
             };
             if let Some((first, rest)) = dst.split_first_mut().filter(|_| sep == 1) {
@@ -1017,8 +1050,8 @@ impl<K: MaskKeySource> Connection<K> {
         #[cfg(not(feature = "deflate"))]
         let extension: handshake::PutExtension<'_> = None;
         let n = handshake::write_request_with(request, &key, extension, out)?;
-        self.offered_len = offered_len as u8;
-        self.accept = handshake::accept_key(&key);
+        *offered_stored = offered_len as u8;
+        *accept = handshake::accept_key(&key);
         self.handshake = Handshake::ClientAwaitingResponse(SectionScan::default());
         Ok(n)
     }
@@ -1139,12 +1172,15 @@ impl<K: MaskKeySource> Connection<K> {
         if !code.is_valid_on_wire() {
             return Err(SendError::InvalidCloseCode);
         }
-        if self.state != State::Open || self.close_out.is_some() || self.close_sent {
+        if self.state != State::Open || self.close_out().is_some() || self.close_sent {
             return Err(SendError::NotOpen);
         }
         let mut payload = ControlBuf::EMPTY;
         payload.set(&[&u16::from(code).to_be_bytes(), reason.as_bytes()]);
-        self.close_out = Some(payload);
+        let Some((_, close_out)) = self.owed_mut() else {
+            return Err(SendError::NotOpen);
+        };
+        *close_out = Some(payload);
         self.state = State::Closing;
         self.close_deadline = Some(now + self.config.close_timeout);
         Ok(())
@@ -1166,9 +1202,15 @@ impl<K: MaskKeySource> Connection<K> {
         if !self.wants_transmit() {
             return Ok(0);
         }
-        if let Some(pong) = self.pong_out {
+        let (pong, close) = match &self.stage {
+            StageBytes::Open { pong_out, close_out } => (*pong_out, *close_out),
+            StageBytes::Handshake { .. } => (None, None),
+        };
+        if let Some(pong) = pong {
             let n = self.write_frame(Opcode::Pong, true, pong.as_slice(), out)?;
-            self.pong_out = None;
+            if let Some((pong_out, _)) = self.owed_mut() {
+                *pong_out = None;
+            }
             return Ok(n);
         }
         if self.ping_out {
@@ -1177,9 +1219,11 @@ impl<K: MaskKeySource> Connection<K> {
             self.ping_out = false;
             return Ok(n);
         }
-        if let Some(close) = self.close_out {
+        if let Some(close) = close {
             let n = self.write_frame(Opcode::Close, true, close.as_slice(), out)?;
-            self.close_out = None;
+            if let Some((_, close_out)) = self.owed_mut() {
+                *close_out = None;
+            }
             self.close_sent = true;
             if self.close_received || self.fail_fast {
                 self.state = State::Closed;
@@ -1203,7 +1247,12 @@ impl<K: MaskKeySource> Connection<K> {
         match self.handshake {
             Handshake::ServerRefusing(_) => true,
             Handshake::Done => {
-                self.state != State::Closed && (self.pong_out.is_some() || self.ping_out || self.close_out.is_some())
+                self.state != State::Closed
+                    && (self.ping_out
+                        || matches!(
+                            self.stage,
+                            StageBytes::Open { pong_out: Some(_), .. } | StageBytes::Open { close_out: Some(_), .. }
+                        ))
             }
             _ => false,
         }
@@ -1324,6 +1373,16 @@ impl<K: MaskKeySource> Connection<K> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::{SectionScan, is_token_byte};
+
+    /// Every idle connection of a server, and a firmware's client, carries
+    /// one: the handshake's bytes and the control frames owed share their
+    /// room (`StageBytes`), so the size is the larger of the two, not the sum.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_connection_stays_small() {
+        let size = core::mem::size_of::<super::Connection>();
+        assert!(size <= 720, "Connection grew to {size} bytes");
+    }
 
     #[test]
     fn a_section_is_parsed_at_its_end_or_its_limit_only() {

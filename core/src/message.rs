@@ -313,6 +313,11 @@ impl<S: Storage> MessageReader<S> {
         &mut self.reassembler.storage
     }
 
+    /// The storage, as [`MessageReader::storage_mut`] lends it.
+    pub fn storage(&self) -> &S {
+        &self.reassembler.storage
+    }
+
     /// Bytes of a fragmented message received so far.
     pub fn pending_len(&self) -> usize {
         self.reassembler.pending_len()
