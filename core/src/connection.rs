@@ -460,6 +460,29 @@ impl StageBytes {
     const HANDSHAKE: Self = Self::Handshake { accept: [0; 28], offered: [0; MAX_OFFERED_PROTOCOLS], offered_len: 0 };
 }
 
+/// A deadline or none, in 8 bytes (an `Option<Instant>` takes 16): the end
+/// of time stands for none, as a deadline that never comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Deadline(Instant);
+
+impl Deadline {
+    const NONE: Self = Self(Instant::from_micros(u64::MAX));
+
+    fn at(at: Instant) -> Self {
+        Self(at)
+    }
+
+    fn get(self) -> Option<Instant> {
+        (self != Self::NONE).then_some(self.0)
+    }
+}
+
+impl From<Option<Instant>> for Deadline {
+    fn from(at: Option<Instant>) -> Self {
+        at.map_or(Self::NONE, Self)
+    }
+}
+
 /// A control payload held by the connection (at most 125 bytes).
 #[derive(Clone, Copy)]
 struct ControlBuf {
@@ -539,13 +562,13 @@ pub struct Connection<K = NoMasking> {
     fail_fast: bool,
     /// A fragmented outgoing message is in progress.
     sending: bool,
-    handshake_deadline: Option<Instant>,
+    handshake_deadline: Deadline,
     /// Server, until the request's first byte: the deadline for it.
-    first_byte_deadline: Option<Instant>,
+    first_byte_deadline: Deadline,
     /// A message has begun: when it must be complete.
-    message_deadline: Option<Instant>,
-    close_deadline: Option<Instant>,
-    next_ping: Option<Instant>,
+    message_deadline: Deadline,
+    close_deadline: Deadline,
+    next_ping: Deadline,
     awaiting_pong: bool,
     /// The payload of our latest keepalive ping: only a pong that echoes
     /// it answers (RFC 6455 §5.5.3; a peer may send pongs unasked).
@@ -624,14 +647,14 @@ impl<K: MaskKeySource> Connection<K> {
             close_received: false,
             fail_fast: false,
             sending: false,
-            handshake_deadline: config.handshake_timeout.map(|t| now + t),
+            handshake_deadline: config.handshake_timeout.map(|t| now + t).into(),
             first_byte_deadline: match role {
-                Role::Server => config.first_byte_timeout.map(|t| now + t),
-                Role::Client => None,
+                Role::Server => config.first_byte_timeout.map(|t| now + t).into(),
+                Role::Client => Deadline::NONE,
             },
-            message_deadline: None,
-            close_deadline: None,
-            next_ping: None,
+            message_deadline: Deadline::NONE,
+            close_deadline: Deadline::NONE,
+            next_ping: Deadline::NONE,
             awaiting_pong: false,
             ping_nonce: 0,
             deflate: Agreement::default(),
@@ -744,10 +767,10 @@ impl<K: MaskKeySource> Connection<K> {
             None => None,
             Some(Decoded::Data { kind, payload, message_start, message_end, compressed }) => {
                 if message_end {
-                    self.message_deadline = None;
+                    self.message_deadline = Deadline::NONE;
                 } else if message_start {
                     let compressed_limit = compressed.then_some(crate::deflate::MESSAGE_TIMEOUT);
-                    self.message_deadline = self.config.message_timeout.or(compressed_limit).map(|t| now + t);
+                    self.message_deadline = self.config.message_timeout.or(compressed_limit).map(|t| now + t).into();
                 }
                 Some(Step::Event(Event::Data { kind, payload, message_start, message_end, compressed }))
             }
@@ -835,7 +858,7 @@ impl<K: MaskKeySource> Connection<K> {
                         self.state = State::Closing;
                         // The echo may not get out (a peer that stopped
                         // reading): the connection ends by this time anyway.
-                        self.close_deadline = Some(now + self.config.close_timeout);
+                        self.close_deadline = Deadline::at(now + self.config.close_timeout);
                     }
                     Step::Control(Control::Close)
                 }
@@ -862,7 +885,7 @@ impl<K: MaskKeySource> Connection<K> {
 
     fn read_request<'a>(&mut self, input: &'a [u8]) -> Received<'a> {
         if !input.is_empty() {
-            self.first_byte_deadline = None;
+            self.first_byte_deadline = Deadline::NONE;
         }
         let max_len = self.config.max_handshake_size;
         if let Handshake::ServerAwaitingRequest(scan) = &mut self.handshake
@@ -933,8 +956,8 @@ impl<K: MaskKeySource> Connection<K> {
         self.decoder.allow_compressed(self.deflate.get().is_some());
         self.handshake = Handshake::Done;
         self.state = State::Open;
-        self.handshake_deadline = None;
-        self.next_ping = self.config.keepalive_interval.map(|i| now + i);
+        self.handshake_deadline = Deadline::NONE;
+        self.next_ping = self.config.keepalive_interval.map(|i| now + i).into();
     }
 
     /// Queue a close frame for a protocol failure; the connection closes
@@ -953,7 +976,7 @@ impl<K: MaskKeySource> Connection<K> {
         payload.set(&[&u16::from(error.code).to_be_bytes(), error.reason.as_bytes()]);
         *close_out = Some(payload);
         self.state = State::Closing;
-        self.close_deadline = Some(now + self.config.close_timeout);
+        self.close_deadline = Deadline::at(now + self.config.close_timeout);
     }
 
     /// Server: accept the request reported by [`Event::Request`], selecting
@@ -1158,7 +1181,7 @@ impl<K: MaskKeySource> Connection<K> {
             self.start_ping();
         }
         let deadline = now + within;
-        self.next_ping = Some(self.next_ping.map_or(deadline, |at| at.min(deadline)));
+        self.next_ping = Deadline::at(self.next_ping.get().map_or(deadline, |at| at.min(deadline)));
     }
 
     /// Start the closing handshake: queue a close frame with `code` and
@@ -1182,7 +1205,7 @@ impl<K: MaskKeySource> Connection<K> {
         };
         *close_out = Some(payload);
         self.state = State::Closing;
-        self.close_deadline = Some(now + self.config.close_timeout);
+        self.close_deadline = Deadline::at(now + self.config.close_timeout);
         Ok(())
     }
 
@@ -1262,15 +1285,15 @@ impl<K: MaskKeySource> Connection<K> {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Connecting => match (self.handshake_deadline, self.first_byte_deadline) {
+            State::Connecting => match (self.handshake_deadline.get(), self.first_byte_deadline.get()) {
                 (Some(whole), Some(first)) => Some(whole.min(first)),
                 (whole, first) => whole.or(first),
             },
-            State::Open => match (self.next_ping, self.message_deadline) {
+            State::Open => match (self.next_ping.get(), self.message_deadline.get()) {
                 (Some(ping), Some(message)) => Some(ping.min(message)),
                 (ping, message) => ping.or(message),
             },
-            State::Closing => self.close_deadline,
+            State::Closing => self.close_deadline.get(),
             State::Closed => None,
         }
     }
@@ -1279,7 +1302,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// one did; a keepalive ping may be queued instead. Early or repeated
     /// calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<Timeout> {
-        let due = |deadline: Option<Instant>| deadline.is_some_and(|d| now >= d);
+        let due = |deadline: Deadline| deadline.get().is_some_and(|d| now >= d);
         match self.state {
             State::Connecting if due(self.handshake_deadline) || due(self.first_byte_deadline) => {
                 if matches!(self.handshake, Handshake::ServerAwaitingRequest(_)) {
@@ -1292,7 +1315,7 @@ impl<K: MaskKeySource> Connection<K> {
                 Some(Timeout::Handshake)
             }
             State::Open if due(self.message_deadline) => {
-                self.message_deadline = None;
+                self.message_deadline = Deadline::NONE;
                 self.fail(now, MESSAGE_TOO_SLOW);
                 Some(Timeout::Message)
             }
@@ -1302,7 +1325,7 @@ impl<K: MaskKeySource> Connection<K> {
                     return Some(Timeout::Keepalive);
                 }
                 self.start_ping();
-                self.next_ping = self.config.keepalive_interval.map(|i| now + i);
+                self.next_ping = self.config.keepalive_interval.map(|i| now + i).into();
                 None
             }
             State::Closing => self.close_if_past_deadline(now).then_some(Timeout::Close),
@@ -1320,7 +1343,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// Closing, and the peer's close did not come in time: closed. Returns
     /// whether it closed now.
     fn close_if_past_deadline(&mut self, now: Instant) -> bool {
-        let past = self.state == State::Closing && self.close_deadline.is_some_and(|d| now >= d);
+        let past = self.state == State::Closing && self.close_deadline.get().is_some_and(|d| now >= d);
         if past {
             self.state = State::Closed;
         }
@@ -1381,7 +1404,7 @@ mod tests {
     #[cfg(target_pointer_width = "64")]
     fn a_connection_stays_small() {
         let size = core::mem::size_of::<super::Connection>();
-        assert!(size <= 720, "Connection grew to {size} bytes");
+        assert!(size <= 680, "Connection grew to {size} bytes");
     }
 
     #[test]
