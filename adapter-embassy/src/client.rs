@@ -239,7 +239,7 @@ enum Report {
 /// the [module docs](self).
 ///
 /// Its own state is the core's [`ClientSession`] (the
-/// [`Connection`](roomwire_core::Connection), about 660 bytes, and the
+/// [`Connection`](roomwire_core::Connection), about 620 bytes, and the
 /// [`RoomClient`], about 70 bytes per room) and a few words; the buffers
 /// are the firmware's.
 pub struct Client<'b, C: Channel, const N: usize, K: KeySource + ?Sized> {

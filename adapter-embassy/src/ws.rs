@@ -193,7 +193,7 @@ enum Next {
 /// A WebSocket client connection over an embassy-net [`TcpSocket`]: see
 /// the [module docs](self).
 ///
-/// Its own state is the core's [`Connection`] (about 660 bytes on a 32-bit
+/// Its own state is the core's [`Connection`] (about 620 bytes on a 32-bit
 /// target) and a few words; the buffers are the firmware's.
 pub struct WebSocket<'a, K: KeySource + ?Sized> {
     link: Transport<'a>,
