@@ -63,7 +63,8 @@ use crate::transport::{Transport, Woke};
 ///   sent (message plus 14 bytes) and the handshake request.
 /// * `message`: one whole received message (reassembly); larger messages
 ///   are refused with close code 1009. Also holds the `Host` header while
-///   the request is written.
+///   the request is written, and the subprotocol the server selected when
+///   the handshake ends: it must hold the longest subprotocol offered.
 #[derive(Debug)]
 pub struct Buffers<'b> {
     /// Socket input.
@@ -181,7 +182,8 @@ impl core::error::Error for Error {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
     /// The handshake completed; [`WebSocket::protocol`] holds the
-    /// subprotocol until the first message.
+    /// subprotocol, to be read before anything else is (a message takes
+    /// its place in the message buffer).
     Open,
     /// A whole message is in the `message` buffer
     /// ([`MessageReader::last_message`]).
@@ -270,7 +272,9 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
     /// Connects to `host:port` and opens a WebSocket on `target` (path and
     /// query), offering `protocols` (most preferred first) and adding
     /// `headers` (`Authorization`, `Cookie`, `Origin` …) to the request.
-    /// Returns the subprotocol the server selected.
+    /// Returns the subprotocol the server selected. Fails with
+    /// [`Error::BufferTooSmall`] when the `message` buffer cannot hold the
+    /// longest subprotocol offered (it holds the one selected).
     ///
     /// `host` is an IPv4 literal or (feature `dns`) a name; the `Host`
     /// header is `host:port` (`host` alone for port 80). A connection
@@ -336,6 +340,10 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
 
         let mut websocket = self.options.websocket;
         let message = self.reader.storage_mut();
+        // The selected subprotocol is kept there once the handshake ends.
+        if let Some(longest) = protocols.iter().map(|p| p.len()).max().filter(|&n| n > message.len()) {
+            return Err(Error::BufferTooSmall(longest));
+        }
         websocket.max_message_size = websocket.max_message_size.min(message.len() as u64);
         let mut conn = Connection::client(websocket, now(), KeyRef(self.keys));
         // `Host` (host, or host:port) in the message buffer, idle until open.
@@ -536,22 +544,15 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
             if input.is_empty() {
                 return None;
             }
+            let input_start = input.as_ptr() as usize;
             let Read { consumed, incoming } = self.reader.read(conn, now(), input);
-            // The selected subprotocol borrows the input, which moves on: a
-            // copy, kept in the message buffer once the reader lets go.
-            let mut protocol = [0u8; roomwire_core::connection::MAX_OFFERED_PROTOCOLS];
-            let mut protocol_len = None;
             let seen = incoming.map(|incoming| match incoming {
                 // Copied into the message buffer: the input can move.
                 Incoming::Message(_) => Seen::Message,
-                Incoming::Event(WsEvent::Open { protocol: selected }) => {
-                    if let Some(name) = selected
-                        && let Some(dst) = protocol.get_mut(..name.len())
-                    {
-                        dst.copy_from_slice(name.as_bytes());
-                        protocol_len = u8::try_from(name.len()).ok();
-                    }
-                    Seen::Open
+                // The selected subprotocol lies in the input: where, so that
+                // it is copied once the reader lets go of the input.
+                Incoming::Event(WsEvent::Open { protocol }) => {
+                    Seen::Open(protocol.map(|name| ((name.as_ptr() as usize).wrapping_sub(input_start), name.len())))
                 }
                 Incoming::Event(WsEvent::HandshakeFailed(e)) => Seen::Failed(Error::Handshake(e)),
                 Incoming::Event(WsEvent::Close { code, .. }) => Seen::Close(code),
@@ -559,6 +560,10 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
                 Incoming::Event(WsEvent::Ping(_)) => Seen::Ping,
                 Incoming::Event(_) => Seen::Other,
             });
+            if let Some(Seen::Open(at)) = seen {
+                let name = at.and_then(|(start, len)| self.link.input().get(start..start.checked_add(len)?));
+                self.protocol_len = keep_protocol(self.reader.storage_mut(), name);
+            }
             self.link.consume(consumed);
             match seen {
                 None if consumed == 0 => return None,
@@ -567,11 +572,7 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
                     self.protocol_len = None;
                     return Some(Next::Message);
                 }
-                Some(Seen::Open) => {
-                    let name = protocol_len.and_then(|len| protocol.get(..usize::from(len)));
-                    self.protocol_len = keep_protocol(self.reader.storage_mut(), name);
-                    return Some(Next::Open);
-                }
+                Some(Seen::Open(_)) => return Some(Next::Open),
                 Some(Seen::Close(code)) => self.peer_close = Some(code),
                 Some(Seen::Failed(error)) => {
                     if let Error::Protocol(code) = error {
@@ -640,7 +641,8 @@ impl<'a, K: KeySource + ?Sized> WebSocket<'a, K> {
 
 /// Keeps the selected subprotocol `name` at the start of `buffer` (the
 /// message buffer, idle when the handshake ends); its length, or `None`
-/// for no subprotocol or a buffer too short to hold it.
+/// for no subprotocol (or a buffer too short to hold it, which `open`
+/// refuses beforehand).
 fn keep_protocol(buffer: &mut [u8], name: Option<&[u8]>) -> Option<u8> {
     let name = name?;
     buffer.get_mut(..name.len())?.copy_from_slice(name);
@@ -651,7 +653,8 @@ fn keep_protocol(buffer: &mut [u8], name: Option<&[u8]>) -> Option<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {
     Message,
-    Open,
+    /// Where the selected subprotocol is in the input (start, length).
+    Open(Option<(usize, usize)>),
     Close(Option<CloseCode>),
     Failed(Error),
     Ping,

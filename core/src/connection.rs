@@ -85,6 +85,8 @@ pub const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
 pub const MAX_OFFERED_PROTOCOLS: usize = 192;
 
 /// Limits and deadlines of one connection. Every field has a safe default.
+/// A timeout so long that its deadline would pass the end of
+/// [`Instant`]'s range (about 584 000 years) is no deadline at all.
 ///
 /// ```
 /// use roomwire_core::{Config, Duration};
@@ -258,7 +260,8 @@ pub enum Event<'a> {
     Request(Request<'a>),
     /// Client: the server accepted; the connection is open.
     Open {
-        /// The subprotocol the server selected.
+        /// The subprotocol the server selected: reported here only, and
+        /// borrowing the input, so a caller that needs it later copies it.
         protocol: Option<&'a str>,
     },
     /// The handshake failed. A server has queued a refusal (send it with
@@ -462,8 +465,14 @@ impl StageBytes {
 
 /// A deadline or none, in 8 bytes (an `Option<Instant>` takes 16): the end
 /// of time stands for none, as a deadline that never comes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Deadline(Instant);
+
+impl fmt::Debug for Deadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.get().fmt(f)
+    }
+}
 
 impl Deadline {
     const NONE: Self = Self(Instant::from_micros(u64::MAX));
@@ -921,10 +930,6 @@ impl<K: MaskKeySource> Connection<K> {
         {
             return Received { consumed: 0, event: None };
         }
-        let StageBytes::Handshake { accept, offered, offered_len } = &self.stage else {
-            return Received { consumed: 0, event: None };
-        };
-        let offered = core::str::from_utf8(offered.get(..usize::from(*offered_len)).unwrap_or(&[])).unwrap_or("");
         #[cfg(feature = "deflate")]
         let (deflate, offer) = (&mut self.deflate, self.config.deflate);
         let extensions = |values: &mut dyn Iterator<Item = &[u8]>| {
@@ -935,7 +940,16 @@ impl<K: MaskKeySource> Connection<K> {
             }
             handshake::no_extension(values)
         };
-        match handshake::parse_response_with(input, self.config.max_handshake_size, accept, offered, extensions) {
+        let parsed = match &self.stage {
+            StageBytes::Handshake { accept, offered, offered_len } => {
+                let offered = offered.get(..usize::from(*offered_len)).unwrap_or(&[]);
+                let offered = core::str::from_utf8(offered).unwrap_or("");
+                handshake::parse_response_with(input, self.config.max_handshake_size, accept, offered, extensions)
+            }
+            // Not reached: the stage is the handshake's until `open`.
+            StageBytes::Open { .. } => Err(HandshakeError::BadResponse("connection state")),
+        };
+        match parsed {
             Ok(None) => Received { consumed: 0, event: None },
             Ok(Some((response, len))) => {
                 self.open(now);
@@ -967,7 +981,9 @@ impl<K: MaskKeySource> Connection<K> {
         self.ping_out = false;
         let close_sent = self.close_sent;
         let Some((pong_out, close_out)) = self.owed_mut().filter(|_| !close_sent) else {
-            // Our close is out already (or the connection never opened).
+            // Our close is out already (or the connection never opened:
+            // then it never will).
+            self.handshake = Handshake::Done;
             self.state = State::Closed;
             return;
         };

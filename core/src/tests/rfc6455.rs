@@ -311,6 +311,19 @@ fn subprotocol_is_negotiated() {
 }
 
 #[test]
+fn a_timeout_past_the_end_of_time_is_no_deadline() {
+    let forever = Some(Duration::from_micros(u64::MAX));
+    let config = Config { handshake_timeout: forever, first_byte_timeout: None, ..Config::default() };
+    let mut server = Connection::server(config, Instant::from_micros(5));
+    assert_eq!(server.poll_timeout(), None);
+    assert_eq!(server.handle_timeout(Instant::from_micros(u64::MAX)), None);
+    assert_eq!(server.state(), State::Connecting);
+    let config = Config { handshake_timeout: Some(Duration::from_secs(10)), first_byte_timeout: None, ..config };
+    let server = Connection::server(config, Instant::from_micros(5));
+    assert_eq!(server.poll_timeout(), Some(Instant::from_micros(10_000_005)));
+}
+
+#[test]
 fn a_client_offers_only_token_subprotocols() {
     // A name that is not a token would break the request's header (or add
     // one), and the server's answer is matched against the offer exactly.
