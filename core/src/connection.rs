@@ -484,6 +484,11 @@ impl Deadline {
     fn get(self) -> Option<Instant> {
         (self != Self::NONE).then_some(self.0)
     }
+
+    /// Whether it has come by `now` (none never does).
+    fn is_due(self, now: Instant) -> bool {
+        self.get().is_some_and(|at| now >= at)
+    }
 }
 
 impl From<Option<Instant>> for Deadline {
@@ -843,31 +848,14 @@ impl<K: MaskKeySource> Connection<K> {
                 Ok((code, _)) => {
                     self.close_received = true;
                     self.ping_out = false;
-                    let close_sent = self.close_sent;
-                    let owed = self.owed_mut();
-                    let echo_owed = match owed {
-                        Some((pong_out, close_out)) => {
-                            *pong_out = None;
-                            // Echo the code (§5.5.1), then we are done.
-                            let echo = !close_sent && close_out.is_none();
-                            if echo {
-                                let mut payload = ControlBuf::EMPTY;
-                                if let Some(code) = code {
-                                    payload.set(&[&u16::from(code).to_be_bytes()]);
-                                }
-                                *close_out = Some(payload);
-                            }
-                            echo
-                        }
-                        None => false,
-                    };
-                    if close_sent {
+                    self.drop_pong_owed();
+                    if self.close_sent {
                         self.state = State::Closed;
-                    } else if echo_owed {
-                        self.state = State::Closing;
-                        // The echo may not get out (a peer that stopped
-                        // reading): the connection ends by this time anyway.
-                        self.close_deadline = Deadline::at(now + self.config.close_timeout);
+                    } else if self.close_out().is_none() {
+                        // Echo the code (§5.5.1), then we are done. The echo
+                        // may not get out (a peer that stopped reading): the
+                        // connection ends at the close timeout anyway.
+                        self.queue_close(now, code, "");
                     }
                     Step::Control(Control::Close)
                 }
@@ -979,20 +967,36 @@ impl<K: MaskKeySource> Connection<K> {
     pub(crate) fn fail(&mut self, now: Instant, error: ProtocolError) {
         self.fail_fast = true;
         self.ping_out = false;
-        let close_sent = self.close_sent;
-        let Some((pong_out, close_out)) = self.owed_mut().filter(|_| !close_sent) else {
+        if self.close_sent || self.owed_mut().is_none() {
             // Our close is out already (or the connection never opened:
             // then it never will).
             self.handshake = Handshake::Done;
             self.state = State::Closed;
             return;
-        };
-        *pong_out = None;
+        }
+        self.drop_pong_owed();
+        self.queue_close(now, Some(error.code), error.reason);
+    }
+
+    /// Queue our close frame (`code`, if any, then `reason`) and wait for
+    /// the peer's until the close timeout.
+    fn queue_close(&mut self, now: Instant, code: Option<CloseCode>, reason: &str) {
         let mut payload = ControlBuf::EMPTY;
-        payload.set(&[&u16::from(error.code).to_be_bytes(), error.reason.as_bytes()]);
-        *close_out = Some(payload);
+        if let Some(code) = code {
+            payload.set(&[&u16::from(code).to_be_bytes(), reason.as_bytes()]);
+        }
+        if let Some((_, close_out)) = self.owed_mut() {
+            *close_out = Some(payload);
+        }
         self.state = State::Closing;
         self.close_deadline = Deadline::at(now + self.config.close_timeout);
+    }
+
+    /// No pong is owed any more (the connection is closing for good).
+    fn drop_pong_owed(&mut self) {
+        if let Some((pong_out, _)) = self.owed_mut() {
+            *pong_out = None;
+        }
     }
 
     /// Server: accept the request reported by [`Event::Request`], selecting
@@ -1214,14 +1218,7 @@ impl<K: MaskKeySource> Connection<K> {
         if self.state != State::Open || self.close_out().is_some() || self.close_sent {
             return Err(SendError::NotOpen);
         }
-        let mut payload = ControlBuf::EMPTY;
-        payload.set(&[&u16::from(code).to_be_bytes(), reason.as_bytes()]);
-        let Some((_, close_out)) = self.owed_mut() else {
-            return Err(SendError::NotOpen);
-        };
-        *close_out = Some(payload);
-        self.state = State::Closing;
-        self.close_deadline = Deadline::at(now + self.config.close_timeout);
+        self.queue_close(now, Some(code), reason);
         Ok(())
     }
 
@@ -1318,9 +1315,8 @@ impl<K: MaskKeySource> Connection<K> {
     /// one did; a keepalive ping may be queued instead. Early or repeated
     /// calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<Timeout> {
-        let due = |deadline: Deadline| deadline.get().is_some_and(|d| now >= d);
         match self.state {
-            State::Connecting if due(self.handshake_deadline) || due(self.first_byte_deadline) => {
+            State::Connecting if self.handshake_deadline.is_due(now) || self.first_byte_deadline.is_due(now) => {
                 if matches!(self.handshake, Handshake::ServerAwaitingRequest(_)) {
                     // Answer slow or silent clients with 408, then close.
                     self.handshake = Handshake::ServerRefusing(HandshakeError::Timeout);
@@ -1330,12 +1326,12 @@ impl<K: MaskKeySource> Connection<K> {
                 }
                 Some(Timeout::Handshake)
             }
-            State::Open if due(self.message_deadline) => {
+            State::Open if self.message_deadline.is_due(now) => {
                 self.message_deadline = Deadline::NONE;
                 self.fail(now, MESSAGE_TOO_SLOW);
                 Some(Timeout::Message)
             }
-            State::Open if due(self.next_ping) => {
+            State::Open if self.next_ping.is_due(now) => {
                 if self.awaiting_pong {
                     self.state = State::Closed;
                     return Some(Timeout::Keepalive);
@@ -1359,7 +1355,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// Closing, and the peer's close did not come in time: closed. Returns
     /// whether it closed now.
     fn close_if_past_deadline(&mut self, now: Instant) -> bool {
-        let past = self.state == State::Closing && self.close_deadline.get().is_some_and(|d| now >= d);
+        let past = self.state == State::Closing && self.close_deadline.is_due(now);
         if past {
             self.state = State::Closed;
         }
