@@ -106,6 +106,7 @@ server_cmd() {
         roomwire-per-socket-deflate) echo "env BENCH_DEFLATE=socket $BIN/rw-rooms ADDR" ;;
         fastwebsockets) echo "$BIN/fws-echo ADDR" ;;
         tokio-tungstenite) echo "$BIN/tt-echo ADDR" ;;
+        tokio-floor) echo "$BIN/tokio-floor ADDR" ;;
         node-ws) echo "node $ROOT/bench/node/echo.js ADDR" ;;
         node-ws-rooms) echo "node $ROOT/bench/node/rooms.js ADDR" ;;
         node-ws-rooms-deflate) echo "node $ROOT/bench/node/rooms.js ADDR deflate" ;;
@@ -236,7 +237,8 @@ cell() {
 
 ECHO_PEERS=(roomwire-echo fastwebsockets tokio-tungstenite)
 ROOM_PEERS=(roomwire-rooms socketioxide)
-IDLE_SERVERS=(roomwire-rooms roomwire-raw fastwebsockets tokio-tungstenite socketioxide)
+# tokio-floor: a reference, not a peer (the least a tokio task per connection holds).
+IDLE_SERVERS=(roomwire-rooms roomwire-raw fastwebsockets tokio-tungstenite socketioxide tokio-floor)
 if [ "$HAVE_NODE" = 1 ]; then
     ECHO_PEERS+=(node-ws)
     ROOM_PEERS+=(node-ws-rooms)

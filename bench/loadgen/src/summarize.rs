@@ -36,6 +36,12 @@ fn secondary(mode: &str) -> &'static [&'static str] {
     }
 }
 
+/// A server that is a floor to read figures against (`*-floor`: the least
+/// a runtime holds), not a peer roomwire competes with.
+fn is_reference(server: &str) -> bool {
+    server.ends_with("-floor")
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -136,7 +142,9 @@ pub fn run(file: &str, markdown: bool) -> io::Result<()> {
         if markdown {
             for (server, m, n, fails) in &medians {
                 let ratio = match base {
-                    Some(b) if !server.starts_with("roomwire") && !m.is_nan() => format!("{:.2}×", b / m),
+                    Some(b) if !server.starts_with("roomwire") && !m.is_nan() => {
+                        format!("{:.2}×{}", b / m, if is_reference(server) { " (reference)" } else { "" })
+                    }
                     _ => String::new(),
                 };
                 let failed = if *fails > 0 { format!(" ({fails} FAILED)") } else { String::new() };
@@ -164,10 +172,14 @@ pub fn run(file: &str, markdown: bool) -> io::Result<()> {
                 if !server.starts_with("roomwire") {
                     let ratio = b / m;
                     let wins = if higher { ratio >= 1.0 } else { ratio <= 1.0 };
-                    println!(
-                        "  roomwire/{server}: {ratio:.2}  ({})",
-                        if wins { "roomwire better" } else { "peer better" }
-                    );
+                    let verdict = if is_reference(server) {
+                        "a reference, not a peer"
+                    } else if wins {
+                        "roomwire better"
+                    } else {
+                        "peer better"
+                    };
+                    println!("  roomwire/{server}: {ratio:.2}  ({verdict})");
                 }
             }
         }
