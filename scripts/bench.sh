@@ -107,6 +107,7 @@ server_cmd() {
         fastwebsockets) echo "$BIN/fws-echo ADDR" ;;
         tokio-tungstenite) echo "$BIN/tt-echo ADDR" ;;
         tokio-floor) echo "$BIN/tokio-floor ADDR" ;;
+        tokio-rooms-floor) echo "$BIN/tokio-floor ADDR rooms" ;;
         node-ws) echo "node $ROOT/bench/node/echo.js ADDR" ;;
         node-ws-rooms) echo "node $ROOT/bench/node/rooms.js ADDR" ;;
         node-ws-rooms-deflate) echo "node $ROOT/bench/node/rooms.js ADDR deflate" ;;
@@ -276,7 +277,7 @@ if [ "$MODE" = smoke ]; then
     cell echo-10x20 "echo --conns 10 --size 20 $ECHO_T" "${ECHO_PEERS[@]}"
     cell echo-4x16k "echo --conns 4 --size 16384 $ECHO_T" roomwire-echo
     cell fanout-50 "fanout --members 50 --senders 3 --inflight 2 $FAN_T" "${ROOM_PEERS[@]}"
-    cell fanout-50-rate "fanout --members 50 --senders 3 --rate 20000 $FAN_T" roomwire-rooms
+    cell fanout-50-rate "fanout --members 50 --senders 3 --rate 20000 $FAN_T" roomwire-rooms tokio-rooms-floor
     # Four rooms at once: every delivery checked to stay in its room (peers taking the room from the URL).
     FOUR_ROOM_PEERS=(roomwire-rooms)
     [ "$HAVE_NODE" = 1 ] && FOUR_ROOM_PEERS+=(node-ws-rooms)
@@ -285,7 +286,7 @@ if [ "$MODE" = smoke ]; then
     DEFLATE_PEERS=(roomwire-rooms-deflate)
     [ "$HAVE_NODE" = 1 ] && DEFLATE_PEERS+=(node-ws-rooms-deflate)
     cell fanout-50-deflate "fanout --members 50 --senders 3 --inflight 2 --size 512 $FAN_T" "${DEFLATE_PEERS[@]}"
-    cell idle-200 "idle --conns $IDLE_N --warmup 0.3" roomwire-rooms socketioxide
+    cell idle-200 "idle --conns $IDLE_N --warmup 0.3" roomwire-rooms socketioxide tokio-floor
     if command -v redis-server >/dev/null; then
         cell cluster-50 "fanout --members 50 --senders 3 --inflight 2 $FAN_T" roomwire-2nodes socketioxide-2nodes
     fi
@@ -322,7 +323,8 @@ cell echo-100x20 "echo --conns 100 --size 20 $ECHO_T" "${ECHO_PEERS[@]}"
 cell echo-10x1k "echo --conns 10 --size 1024 $ECHO_T" "${ECHO_PEERS[@]}"
 cell echo-500x16k "echo --conns 500 --size 16384 $ECHO_T" "${ECHO_PEERS[@]}"
 cell fanout-1000x10x4 "fanout --members 1000 --senders 10 --inflight 4 $FAN_T" "${ROOM_PEERS[@]}"
-cell fanout-1000-rate50k "fanout --members 1000 --senders 10 --rate 50000 $FAN_T" "${ROOM_PEERS[@]}"
+# tokio-rooms-floor: a reference, not a peer (one write per delivery from the sender's task).
+cell fanout-1000-rate50k "fanout --members 1000 --senders 10 --rate 50000 $FAN_T" "${ROOM_PEERS[@]}" tokio-rooms-floor
 # 1 KiB chat-like JSON at a fixed rate, plain and with permessage-deflate: what compressing costs
 # the server per delivery and saves on the wire, compressed once per room (roomwire's default) or
 # once per socket, keeping each socket's context (roomwire configured so, and ws).

@@ -1,51 +1,77 @@
-//! The idle floor of a tokio server with one task per connection: what any
-//! such WebSocket server must hold per waiting connection before it keeps
-//! any state of its own. Not a WebSocket server: it answers the opening
-//! handshake and the pings of the idle cell, and nothing else.
+//! Floors to read tokio servers' figures against; references, not peers,
+//! and not WebSocket servers: they answer the opening handshake and what
+//! the bench cells send, nothing else.
 //!
-//! Between reads a connection's task holds only its `TcpStream`; the read
-//! buffer lives on the stack of a plain function called once the socket is
-//! readable. So the figure is tokio's own: the task and the reactor's
-//! registration (and the kernel's socket, which every server pays).
-//! Assumes a ping arrives whole in one read, as the idle cell sends it.
+//! - `tokio-floor ADDR`: the idle floor of a tokio server with one task per
+//!   connection, what any such server holds per waiting connection before
+//!   it keeps state of its own. Between reads a connection's task holds
+//!   only its `TcpStream`; the read buffer lives on the stack of a plain
+//!   function called once the socket is readable. So the figure is tokio's
+//!   own: the task and the reactor's registration. It answers pings.
+//! - `tokio-floor ADDR rooms`: the fan-out floor, one room of every
+//!   connection: each text message is framed once and written to every
+//!   other member with one `write` each, straight from the sender's task
+//!   (no queue, no copy per member, no wake-up of the member's task). The
+//!   CPU per delivery is the kernel's send plus the least of a loop. A
+//!   member whose socket buffer is full misses the message (the cell then
+//!   fails: at its rates none is).
+//!
+//! Assumes client frames are unfragmented, as the cells send them.
 
+use std::cell::RefCell;
 use std::io;
+use std::rc::Rc;
 
 use roomwire_tokio::roomwire_core::handshake::{parse_request, write_accept};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const OP_PING: u8 = 0x9;
+const OP_TEXT: u8 = 0x1;
 const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> io::Result<()> {
-    let addr = roomwire_bench_servers::addr();
-    let listener = TcpListener::bind(&addr).await?;
-    roomwire_bench_servers::ready(&addr);
-    loop {
-        let (stream, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let Ok(stream) = handshake(stream).await else { return };
-            loop {
-                if stream.readable().await.is_err() {
-                    return;
-                }
-                match answer_ready(&stream) {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
-                }
+/// Every connection of the rooms floor, by a slot that is freed on close.
+type Members = Rc<RefCell<Vec<Option<Rc<TcpStream>>>>>;
+
+fn main() -> io::Result<()> {
+    let rooms = std::env::args().nth(2).as_deref() == Some("rooms");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let addr = roomwire_bench_servers::addr();
+        let listener = TcpListener::bind(&addr).await?;
+        roomwire_bench_servers::ready(&addr);
+        let members: Members = Rc::default();
+        loop {
+            let (stream, _) = listener.accept().await?;
+            if rooms {
+                tokio::task::spawn_local(member(stream, members.clone()));
+            } else {
+                tokio::task::spawn_local(idle(stream));
             }
-        });
+        }
+    })
+}
+
+async fn idle(stream: TcpStream) {
+    let Ok(stream) = handshake(stream).await else { return };
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match answer_ready(&stream) {
+            Ok(true) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Ok(false) | Err(_) => return,
+        }
     }
 }
 
-/// Read the request and answer `101`; the buffer is freed before the
+/// Read the request and answer `101`; the buffers are freed before the
 /// connection waits.
 async fn handshake(mut stream: TcpStream) -> io::Result<TcpStream> {
+    let _ = stream.set_nodelay(true);
     let mut buf = Vec::with_capacity(1024);
     loop {
         if stream.read_buf(&mut buf).await? == 0 {
@@ -68,6 +94,46 @@ async fn handshake(mut stream: TcpStream) -> io::Result<TcpStream> {
     }
 }
 
+/// One client frame at the start of `input`: (opcode, unmasked payload,
+/// frame length), or `None` until it is whole.
+fn client_frame(input: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+    let [head, len, rest @ ..] = input else { return None };
+    let (len, rest, header) = match len & 0x7F {
+        126 => {
+            let (n, rest) = rest.split_first_chunk::<2>()?;
+            (usize::from(u16::from_be_bytes(*n)), rest, 4)
+        }
+        127 => {
+            let (n, rest) = rest.split_first_chunk::<8>()?;
+            (usize::try_from(u64::from_be_bytes(*n)).ok()?, rest, 10)
+        }
+        n => (usize::from(n), rest, 2),
+    };
+    let (key, rest) = rest.split_first_chunk::<4>()?;
+    let payload = rest.get(..len)?;
+    let unmasked = payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
+    Some((head & 0x0F, unmasked, header + 4 + len))
+}
+
+/// A server frame (unmasked, final).
+fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n @ 0..=125 => out.push(n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
 /// Answer every whole ping in what is readable now with its pong.
 /// `Ok(false)`: the peer closed.
 fn answer_ready(stream: &TcpStream) -> io::Result<bool> {
@@ -77,26 +143,67 @@ fn answer_ready(stream: &TcpStream) -> io::Result<bool> {
     if input.is_empty() {
         return Ok(false);
     }
-    // Client frames: FIN|opcode, MASK|len (control payloads are at most
-    // 125 bytes), 4 key bytes, the masked payload.
-    while let [head, len, rest @ ..] = input {
-        let (opcode, len) = (head & 0x0F, usize::from(len & 0x7F));
-        let Some((key, rest)) = rest.split_first_chunk::<4>() else { break };
-        let Some((payload, rest)) = rest.split_at_checked(len) else { break };
+    while let Some((opcode, payload, len)) = client_frame(input) {
         match opcode {
             OP_PING => {
-                let mut pong = [0u8; 2 + 125];
-                pong[0] = 0x80 | OP_PONG;
-                pong[1] = len as u8;
-                for (i, (out, byte)) in pong[2..2 + len].iter_mut().zip(payload).enumerate() {
-                    *out = byte ^ key[i % 4];
-                }
-                stream.try_write(&pong[..2 + len])?;
+                stream.try_write(&server_frame(OP_PONG, &payload))?;
             }
             OP_CLOSE => return Ok(false),
             _ => {}
         }
-        input = rest;
+        input = &input[len..];
     }
     Ok(true)
+}
+
+async fn member(stream: TcpStream, members: Members) {
+    let Ok(stream) = handshake(stream).await else { return };
+    let stream = Rc::new(stream);
+    let slot = {
+        let mut all = members.borrow_mut();
+        match all.iter().position(Option::is_none) {
+            Some(free) => {
+                all[free] = Some(stream.clone());
+                free
+            }
+            None => {
+                all.push(Some(stream.clone()));
+                all.len() - 1
+            }
+        }
+    };
+    let mut input = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    'read: loop {
+        if stream.readable().await.is_err() {
+            break;
+        }
+        match stream.try_read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => input.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(_) => break,
+        }
+        let mut at = 0;
+        while let Some((opcode, payload, len)) = client_frame(&input[at..]) {
+            at += len;
+            match opcode {
+                OP_TEXT => {
+                    let frame = server_frame(OP_TEXT, &payload);
+                    for (i, other) in members.borrow().iter().enumerate() {
+                        if let Some(other) = other.as_ref().filter(|_| i != slot) {
+                            let _ = other.try_write(&frame);
+                        }
+                    }
+                }
+                OP_PING => {
+                    let _ = stream.try_write(&server_frame(OP_PONG, &payload));
+                }
+                OP_CLOSE => break 'read,
+                _ => {}
+            }
+        }
+        input.drain(..at);
+    }
+    members.borrow_mut()[slot] = None;
 }
