@@ -53,7 +53,7 @@ fi
 ELF_DIR="$ROOT/firmware/target/$TARGET/release"
 python3 - "$ELF_DIR" "$CORE_FLASH_LIMIT" "$STATE_RAM_LIMIT" "$ROOT/scripts" "$CLIENT_FLASH_GATE" "$CLIENT_FLASH_TARGET" \
     "$POSTCARD_FLASH_GATE" "$ALEPHA_FLASH_GATE" "$ALEPHA_FLASH_TARGET" <<'PY' || fail "size limits missed (see above)"
-import struct, sys
+import re, struct, sys
 
 elf_dir, core_limit, state_limit, scripts_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 client_gate, client_target = int(sys.argv[5]), int(sys.argv[6])
@@ -76,26 +76,28 @@ def read_usize(data, sections, symbols, name):
                     return struct.unpack_from("<I", data, s["off"] + sym["value"] - s["addr"])[0]
     return None
 
-# Crates whose code is counted, by the (legacy-mangled) symbol names: a generic
-# instantiation counts for the crate of the item it instantiates.
+# Crates whose code is counted, by the (legacy-mangled) symbol names: the first crate named as a path
+# (`_ZN8postcard..`, or inside an impl's segment, `$LT$postcard..`) takes the symbol, so that a
+# generic instantiation counts for the crate of the item it instantiates, and a binary named
+# `client_postcard` counts for none. Flash only (.text, .rodata): RAM objects are reported apart.
 CRATES = ["roomwire_core", "roomwire_embassy", "embedded_websocket", "serde_json_core", "postcard",
           "serde", "httparse", "sha1", "base64", "heapless", "embassy_net", "smoltcp", "embassy_executor"]
+CRATE_PATH = re.compile(r"(?:_ZN\d+|\$LT\$|\$u20\$|\$RF\$|\$BP\$)(" + "|".join(CRATES) + r")(?:\.\.|\d)")
 
-def by_crate(symbols):
+def by_crate(sections, symbols):
+    flash = {i for i, s in enumerate(sections) if s["name"] in (".text", ".rodata")}
     totals = dict.fromkeys(CRATES, 0)
     seen = set()
     for sym in symbols:
-        if sym["type"] not in (1, 2) or sym["size"] == 0:  # objects and functions
+        if sym["type"] not in (1, 2) or sym["size"] == 0 or sym["shndx"] not in flash:
             continue
         key = (sym["value"] & ~1, sym["size"])
         if key in seen:
             continue
         seen.add(key)
-        name = sym["name"]
-        for crate in CRATES:
-            if crate in name and not (crate == "serde" and ("serde_json_core" in name)):
-                totals[crate] += sym["size"]
-                break
+        m = CRATE_PATH.search(sym["name"])
+        if m:
+            totals[m.group(1)] += sym["size"]
     return totals
 
 results = {}
@@ -103,7 +105,7 @@ BINS = ["baseline", "client", "client-postcard", "client-alepha", "ews"]
 for b in BINS:
     data, sections, symbols = parse(f"{elf_dir}/{b}")
     flash, ram, vectors = section_sizes(sections)
-    results[b] = dict(flash=flash, ram=ram, crates=by_crate(symbols), data=data, sections=sections, symbols=symbols)
+    results[b] = dict(flash=flash, ram=ram, crates=by_crate(sections, symbols), data=data, sections=sections, symbols=symbols)
 
 kib = lambda n: f"{n:7d} B ({n / 1024:5.1f} KiB)"
 print()
