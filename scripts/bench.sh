@@ -108,6 +108,7 @@ server_cmd() {
         tokio-tungstenite) echo "$BIN/tt-echo ADDR" ;;
         tokio-floor) echo "$BIN/tokio-floor ADDR" ;;
         tokio-rooms-floor) echo "$BIN/tokio-floor ADDR rooms" ;;
+        tokio-slab-floor) echo "$BIN/tokio-floor ADDR slab" ;;
         node-ws) echo "node $ROOT/bench/node/echo.js ADDR" ;;
         node-ws-rooms) echo "node $ROOT/bench/node/rooms.js ADDR" ;;
         node-ws-rooms-deflate) echo "node $ROOT/bench/node/rooms.js ADDR deflate" ;;
@@ -238,8 +239,9 @@ cell() {
 
 ECHO_PEERS=(roomwire-echo fastwebsockets tokio-tungstenite)
 ROOM_PEERS=(roomwire-rooms socketioxide)
-# tokio-floor: a reference, not a peer (the least a tokio task per connection holds).
-IDLE_SERVERS=(roomwire-rooms roomwire-raw fastwebsockets tokio-tungstenite socketioxide tokio-floor)
+# tokio-floor, tokio-slab-floor: references, not peers (the least a tokio task per connection
+# holds; the least a connection holds on tokio's reactor without a task of its own).
+IDLE_SERVERS=(roomwire-rooms roomwire-raw fastwebsockets tokio-tungstenite socketioxide tokio-floor tokio-slab-floor)
 if [ "$HAVE_NODE" = 1 ]; then
     ECHO_PEERS+=(node-ws)
     ROOM_PEERS+=(node-ws-rooms)
@@ -286,7 +288,7 @@ if [ "$MODE" = smoke ]; then
     DEFLATE_PEERS=(roomwire-rooms-deflate)
     [ "$HAVE_NODE" = 1 ] && DEFLATE_PEERS+=(node-ws-rooms-deflate)
     cell fanout-50-deflate "fanout --members 50 --senders 3 --inflight 2 --size 512 $FAN_T" "${DEFLATE_PEERS[@]}"
-    cell idle-200 "idle --conns $IDLE_N --warmup 0.3" roomwire-rooms socketioxide tokio-floor
+    cell idle-200 "idle --conns $IDLE_N --warmup 0.3" roomwire-rooms socketioxide tokio-floor tokio-slab-floor
     if command -v redis-server >/dev/null; then
         cell cluster-50 "fanout --members 50 --senders 3 --inflight 2 $FAN_T" roomwire-2nodes socketioxide-2nodes
     fi

@@ -8,6 +8,11 @@
 //!   only its `TcpStream`; the read buffer lives on the stack of a plain
 //!   function called once the socket is readable. So the figure is tokio's
 //!   own: the task and the reactor's registration. It answers pings.
+//! - `tokio-floor ADDR slab`: the idle floor on tokio's reactor without a
+//!   task per connection: the connections sit in one slab, polled by one
+//!   task through `poll_read_ready` with a waker per connection that names
+//!   it (the design of an event loop of our own). Per connection: the
+//!   reactor's registration, the stream's handle and its waker.
 //! - `tokio-floor ADDR rooms`: the fan-out floor, one room of every
 //!   connection: each text message is framed once and written to every
 //!   other member with one `write` each, straight from the sender's task
@@ -19,8 +24,11 @@
 //! Assumes client frames are unfragmented, as the cells send them.
 
 use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 use roomwire_tokio::roomwire_core::handshake::{parse_request, write_accept};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,7 +43,7 @@ const OP_PONG: u8 = 0xA;
 type Members = Rc<RefCell<Vec<Option<Rc<TcpStream>>>>>;
 
 fn main() -> io::Result<()> {
-    let rooms = std::env::args().nth(2).as_deref() == Some("rooms");
+    let mode = std::env::args().nth(2).unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
@@ -43,13 +51,26 @@ fn main() -> io::Result<()> {
         let listener = TcpListener::bind(&addr).await?;
         roomwire_bench_servers::ready(&addr);
         let members: Members = Rc::default();
+        let slab = Rc::new(Slab::default());
+        if mode == "slab" {
+            tokio::task::spawn_local(slab.clone().run());
+        }
         loop {
             let (stream, _) = listener.accept().await?;
-            if rooms {
-                tokio::task::spawn_local(member(stream, members.clone()));
-            } else {
-                tokio::task::spawn_local(idle(stream));
-            }
+            match mode.as_str() {
+                "rooms" => tokio::task::spawn_local(member(stream, members.clone())),
+                "slab" => {
+                    let slab = slab.clone();
+                    // The handshake in a task of its own, which ends once
+                    // the connection is in the slab.
+                    tokio::task::spawn_local(async move {
+                        if let Ok(stream) = handshake(stream).await {
+                            slab.insert(stream);
+                        }
+                    })
+                }
+                _ => tokio::task::spawn_local(idle(stream)),
+            };
         }
     })
 }
@@ -65,6 +86,83 @@ async fn idle(stream: TcpStream) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Ok(false) | Err(_) => return,
         }
+    }
+}
+
+/// Connections polled by one task: each has a waker that, woken by the
+/// reactor, queues its slot and wakes the task.
+#[derive(Default)]
+struct Slab {
+    slots: RefCell<Vec<Option<(TcpStream, Waker)>>>,
+    free: RefCell<Vec<usize>>,
+    ready: Arc<Ready>,
+}
+
+#[derive(Default)]
+struct Ready {
+    slots: Mutex<Vec<usize>>,
+    task: Mutex<Option<Waker>>,
+}
+
+/// The waker of one slot.
+struct SlotWaker {
+    slot: usize,
+    ready: Arc<Ready>,
+}
+
+impl Wake for SlotWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.slots.lock().unwrap().push(self.slot);
+        if let Some(task) = self.ready.task.lock().unwrap().as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+impl Slab {
+    fn insert(&self, stream: TcpStream) {
+        let mut slots = self.slots.borrow_mut();
+        let slot = self.free.borrow_mut().pop().unwrap_or_else(|| {
+            slots.push(None);
+            slots.len() - 1
+        });
+        let waker = Waker::from(Arc::new(SlotWaker { slot, ready: self.ready.clone() }));
+        slots[slot] = Some((stream, waker.clone()));
+        // Polled once, which registers its interest.
+        waker.wake();
+    }
+
+    async fn run(self: Rc<Self>) {
+        poll_fn(|cx: &mut Context<'_>| {
+            *self.ready.task.lock().unwrap() = Some(cx.waker().clone());
+            let ready = std::mem::take(&mut *self.ready.slots.lock().unwrap());
+            for slot in ready {
+                let mut slots = self.slots.borrow_mut();
+                let Some(Some((stream, waker))) = slots.get(slot) else { continue };
+                let mut slot_cx = Context::from_waker(waker);
+                let open = loop {
+                    match stream.poll_read_ready(&mut slot_cx) {
+                        Poll::Pending => break true,
+                        Poll::Ready(Err(_)) => break false,
+                        Poll::Ready(Ok(())) => match answer_ready(stream) {
+                            Ok(true) => {}
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Ok(false) | Err(_) => break false,
+                        },
+                    }
+                };
+                if !open {
+                    slots[slot] = None;
+                    self.free.borrow_mut().push(slot);
+                }
+            }
+            Poll::<()>::Pending
+        })
+        .await
     }
 }
 
