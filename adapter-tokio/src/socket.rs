@@ -639,6 +639,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.phase = Phase::Done;
     }
 
+    /// A flush is due even with nothing queued (the stream holds bytes of
+    /// its own to write).
+    pub(crate) fn want_flush(&mut self) {
+        self.need_flush = true;
+    }
+
+    /// Whether frames encoded for many ([`feed_encoded_frame`](Self::feed_encoded_frame))
+    /// may be written to its stream by others while it waits: open and
+    /// running, nothing queued or unflushed, no message of its own begun
+    /// (the server sends whole messages only), and no compression context
+    /// of its own that such a frame would bypass.
+    pub(crate) fn takes_direct_frames(&self) -> bool {
+        matches!(self.phase, Phase::Running)
+            && self.role() == Role::Server
+            && self.queued() == 0
+            && !self.need_flush
+            && self.conn.can_send()
+            && self.conn.deflate().is_none_or(|agreed| agreed.takes_shared_frames())
+    }
+
     /// Whether the next buffered byte starts a close frame: the decoder is
     /// between frames, and the low nibble of a frame's first byte is its
     /// opcode.

@@ -612,3 +612,62 @@ async fn duplex_frame(stream: &mut tokio::io::DuplexStream) -> (u8, Vec<u8>) {
     stream.read_exact(&mut payload).await.unwrap();
     (b0, payload)
 }
+
+/// Frames emitted to members waiting with nothing to write go straight into
+/// their sockets from the emitting task; what a socket does not take at once
+/// is queued behind the end of the frame it cut short. Emitters on several
+/// threads, messages from a few bytes to 40 KiB, one member reading in
+/// bursts (so that its socket fills and frames are cut): every member gets
+/// every message whole, and each emitter's in the order emitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn frames_written_straight_to_members_arrive_whole_and_in_order() {
+    const EMITTERS: usize = 4;
+    const EACH: usize = 300;
+    let mut h = harness_with(config(|c| c.socket.max_outbound = 256 << 20), |e| e).await;
+    let (steady, _) = h.connect("/ws/chat?roomId=room").await;
+    let (bursty, _) = h.connect("/ws/chat?roomId=room").await;
+    let size = |e: usize, n: usize| (e * 7_919 + n * 104_729) % 40_000;
+    let readers = [(steady, false), (bursty, true)].map(|(mut ws, bursty)| {
+        tokio::spawn(async move {
+            let mut next = [0usize; EMITTERS];
+            for i in 0..EMITTERS * EACH {
+                if bursty && i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let text = match timeout(LIMIT, ws.recv()).await.expect("a member stalled") {
+                    Some(Ok(Message::Text(text))) => text,
+                    other => panic!("member: {other:?}"),
+                };
+                let message = text.split_once(r#""message":"e"#).expect("a system message").1;
+                let (e, rest) = message.split_once(':').unwrap();
+                let (n, rest) = rest.split_once(':').unwrap();
+                let (e, n): (usize, usize) = (e.parse().unwrap(), n.parse().unwrap());
+                assert_eq!(n, next[e], "emitter {e}'s messages out of order");
+                next[e] += 1;
+                let padding = rest.split_once('"').unwrap().0;
+                assert!(padding.len() == size(e, n) && padding.bytes().all(|b| b == b'z'), "message {e}:{n} cut");
+            }
+            assert_eq!(next, [EACH; EMITTERS]);
+        })
+    });
+    let emitters: Vec<_> = (0..EMITTERS)
+        .map(|e| {
+            let server = h.server.clone();
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    let message = format!("e{e}:{n}:{}", "z".repeat(size(e, n)));
+                    server.emit::<Chat>(&Emit::to_room("room"), &ChatIn::System { message }).unwrap();
+                    if n % 16 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for emitter in emitters {
+        emitter.await.unwrap();
+    }
+    for reader in readers {
+        timeout(LIMIT * 3, reader).await.expect("a member did not get everything").unwrap();
+    }
+}

@@ -14,6 +14,7 @@ use roomwire_core::room::MemberId;
 use roomwire_core::session::{ServerClose, ServerSession, Undecided};
 use roomwire_core::{CloseCode, InsufficientSize, MessageKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, Span, debug, debug_span, trace};
 
@@ -40,6 +41,9 @@ pub(crate) type BoxStream = Box<dyn Stream>;
 pub(crate) enum Incoming {
     /// Ready for its HTTP request.
     Ready(BoxStream),
+    /// A plain TCP stream, ready for its HTTP request: its socket will be
+    /// shared with its outbox, for emitters to write to while it sleeps.
+    Tcp(TcpStream),
     /// To be wrapped first (a TLS handshake), once it has a place to
     /// handshake and within the handshake's time. Without a place it is
     /// dropped: a client expecting TLS could not read an HTTP answer.
@@ -57,6 +61,8 @@ pub(crate) struct Admitted {
     room: Option<String>,
     /// Its place under the server's connection cap.
     open: Permit,
+    /// Its outbox, made with its socket ([`Incoming::Tcp`]).
+    outbox: Option<Arc<Outbox>>,
 }
 
 /// Serve one accepted stream, start to end.
@@ -97,7 +103,12 @@ async fn handshake(
             debug!(status = refusal.status, "no place to handshake");
             // Answered while few such answers are under way; in a flood,
             // dropped at once like a stream that expects TLS.
-            if let Incoming::Ready(stream) = incoming
+            let stream: Option<BoxStream> = match incoming {
+                Incoming::Ready(stream) => Some(stream),
+                Incoming::Tcp(tcp) => Some(Box::new(tcp)),
+                Incoming::Wrapped(_) => None,
+            };
+            if let Some(stream) = stream
                 && let Some(_answering) = Answering::take(shared)
             {
                 refuse_unread(stream, refusal).await;
@@ -105,8 +116,14 @@ async fn handshake(
             return None;
         }
     };
+    let mut outbox = None;
     let stream = match incoming {
         Incoming::Ready(stream) => stream,
+        Incoming::Tcp(tcp) => {
+            let (shared_with, stream) = Outbox::with_socket(shared.config.socket.max_outbound, tcp);
+            outbox = Some(shared_with);
+            Box::new(stream)
+        }
         Incoming::Wrapped(wrapping) => {
             let limit = shared.config.socket.core.handshake_timeout.map(to_std);
             let wrapped = tokio::select! {
@@ -157,6 +174,7 @@ async fn handshake(
             return None;
         }
     };
+    admitted.outbox = outbox;
     if let Err(error) = ws.accept_request(&mut admitted.session).await {
         debug!(%error, "could not send the 101");
         return None;
@@ -282,9 +300,14 @@ pub(crate) async fn decide(
     };
     match admission {
         Admission::Refuse { status, body } => Err((status, body)),
-        Admission::Accept { user_id, room_id } => {
-            Ok(Admitted { session, query: handshake.query().map(str::to_owned), user: user_id, room: room_id, open })
-        }
+        Admission::Accept { user_id, room_id } => Ok(Admitted {
+            session,
+            query: handshake.query().map(str::to_owned),
+            user: user_id,
+            room: room_id,
+            open,
+            outbox: None,
+        }),
     }
 }
 
@@ -373,7 +396,7 @@ async fn register(
     admitted: Admitted,
 ) -> Option<Box<Running>> {
     let shared = server.shared.clone();
-    let Admitted { mut session, query, user, room, open } = admitted;
+    let Admitted { mut session, query, user, room, open, outbox } = admitted;
     let format = session.format();
     let id = shared.node.connection_id();
     let user: Option<Arc<str>> = user.map(Into::into);
@@ -382,7 +405,7 @@ async fn register(
     if let Some(user) = &user {
         span.record("user", &**user);
     }
-    let outbox = Arc::new(Outbox::new(shared.config.socket.max_outbound));
+    let outbox = outbox.unwrap_or_else(|| Arc::new(Outbox::new(shared.config.socket.max_outbound)));
     // What the room's frames compressed once for many can be sent to it with.
     let shared_deflate = crate::deflate::for_shared_frames(ws.conn.deflate());
     let cell = endpoint.cell().clone();
@@ -561,7 +584,15 @@ async fn run_loop(
                 if let Poll::Ready(received) = ws.poll_recv(cx) {
                     return Poll::Ready(Some(received));
                 }
-                if outbox_first { Poll::Pending } else { outbox.poll_notified(cx).map(|()| None) }
+                if !outbox_first && outbox.poll_notified(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                // Asleep: while it has nothing to write, emitters write to
+                // its socket themselves (no wake-up, no copy per recipient).
+                if outbox.open_direct(ws.takes_direct_frames()) {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
             })
             .await;
             match woken {
@@ -573,6 +604,9 @@ async fn run_loop(
             }
         };
         outbox_turns = 0;
+        // What is emitted from now on goes out after what handling this
+        // writes, as it would from the queue.
+        outbox.close_direct();
         match received {
             None => break,
             Some(Err(e)) => {
@@ -604,6 +638,11 @@ fn pump(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) -> 
     let taken = outbox.take();
     if taken.abort {
         return Flow::Abort;
+    }
+    if taken.rest {
+        // The end of a frame an emitter cut short goes out with the next
+        // write or flush.
+        ws.want_flush();
     }
     let mut overflow = taken.overflowed;
     for frame in taken.frames.iter() {

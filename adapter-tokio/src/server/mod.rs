@@ -354,7 +354,7 @@ impl Server {
     /// short pause.
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
         self.accept_loop(listener, |stream, peer| {
-            tokio::spawn(self.serve_future(Incoming::Ready(Box::new(stream)), Some(peer)));
+            tokio::spawn(self.serve_future(Incoming::Tcp(stream), Some(peer)));
         })
         .await
     }
