@@ -352,9 +352,18 @@ impl Server {
     /// accepted connection never end the loop; an error of the listener
     /// itself (such as too many open files) is logged and retried after a
     /// short pause.
+    ///
+    /// On a current-thread runtime, a frame emitted to a connection that
+    /// waits with nothing to write is written into its socket by the
+    /// emitting task itself, saving the connection's wake-up. Not on a
+    /// multi-threaded one: there the connections' own tasks spread a room's
+    /// writes over the workers, where the emitter would make them one after
+    /// another.
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
+        let direct = tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
         self.accept_loop(listener, |stream, peer| {
-            tokio::spawn(self.serve_future(Incoming::Tcp(stream), Some(peer)));
+            let incoming = if direct { Incoming::Tcp(stream) } else { Incoming::Ready(Box::new(stream)) };
+            tokio::spawn(self.serve_future(incoming, Some(peer)));
         })
         .await
     }
