@@ -541,6 +541,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
+    /// [`recv`](Self::recv) into `message`, reusing its buffer: a loop that
+    /// receives into the same `Message` allocates nothing once the buffer
+    /// has grown to its messages' size (`recv` allocates one per message).
+    /// `Some(Ok(()))`: `message` is the next whole message, text or binary
+    /// whatever it was before. Ended, or failed: as `recv`, and `message`
+    /// is left as it was. Cancelled before it completes, `message` is left
+    /// empty (nothing is lost from the connection).
+    ///
+    /// ```no_run
+    /// # async fn f(mut ws: roomwire_tokio::WebSocket<tokio::net::TcpStream>) -> Result<(), roomwire_tokio::Error> {
+    /// use roomwire_tokio::Message;
+    /// // An echo that allocates nothing per message.
+    /// let mut message = Message::Binary(Vec::new());
+    /// while let Some(received) = ws.recv_into(&mut message).await {
+    ///     received?;
+    ///     ws.send(&message).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn recv_into(&mut self, message: &mut Message) -> Option<Result<(), Error>> {
+        let mut spare = Some(std::mem::replace(message, Message::Binary(Vec::new())));
+        let received = poll_fn(|cx| self.poll_recv_reusing(cx, &mut spare)).await;
+        match received {
+            Some(Ok(next)) => {
+                *message = next;
+                Some(Ok(()))
+            }
+            ended => {
+                if let Some(spare) = spare {
+                    *message = spare;
+                }
+                ended.map(|result| result.map(drop))
+            }
+        }
+    }
+
     /// [`recv`](Self::recv) as a poll: for a caller that waits on the
     /// connection inside a future of its own, with no `recv` future to keep
     /// (the room server's connection loop waits on it and its outbox so,
@@ -571,6 +607,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # }
     /// ```
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        self.poll_recv_reusing(cx, &mut None)
+    }
+
+    /// [`poll_recv`](Self::poll_recv), a message made in `spare`'s buffer
+    /// if there is one.
+    fn poll_recv_reusing(
+        &mut self,
+        cx: &mut Context<'_>,
+        spare: &mut Option<Message>,
+    ) -> Poll<Option<Result<Message, Error>>> {
         loop {
             match self.phase {
                 Phase::Done => return Poll::Ready(self.pending.take().map(Err)),
@@ -584,7 +630,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Phase::Running => {}
             }
-            let message = self.process_input();
+            let message = self.process_input(spare);
             // Over the queue's bound, no pong is queued (the core keeps the
             // one owed) and nothing more is read: a peer that does not read
             // is held back by TCP, not buffered for. Once closing, what the
@@ -674,8 +720,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Feed buffered input to the core until a whole message is ready or the
-    /// input is used up.
-    fn process_input(&mut self) -> Option<Message> {
+    /// input is used up; the message is made in `spare`'s buffer if there is
+    /// one.
+    fn process_input(&mut self, spare: &mut Option<Message>) -> Option<Message> {
         while self.rstart < self.rend {
             if self.hold_close && self.close_is_next() {
                 break;
@@ -700,8 +747,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                     continue;
                 }
-                Some(Incoming::Message(Assembled::Text(text))) => message = Some(Message::Text(text.to_owned())),
-                Some(Incoming::Message(Assembled::Binary(bytes))) => message = Some(Message::Binary(bytes.to_vec())),
+                Some(Incoming::Message(assembled)) => message = Some(owned_message(assembled, spare.take())),
                 Some(Incoming::Event(Event::Ping(_))) => ping = true,
                 Some(Incoming::Event(Event::Close { code, reason })) => {
                     let span = &self.span; // not `self`, which the macro's closure would take whole
@@ -979,6 +1025,31 @@ pub(crate) fn append_with<E>(
                     return Err(e);
                 }
             },
+        }
+    }
+}
+
+/// `assembled` as a `Message`, in `spare`'s buffer if there is one (a text
+/// buffer becomes binary and back without a copy or a second check: the
+/// core checked the text, and an emptied buffer is valid UTF-8).
+fn owned_message(assembled: Assembled<'_>, spare: Option<Message>) -> Message {
+    let Some(spare) = spare else {
+        return match assembled {
+            Assembled::Text(text) => Message::Text(text.to_owned()),
+            Assembled::Binary(bytes) => Message::Binary(bytes.to_vec()),
+        };
+    };
+    let mut buffer = spare.into_bytes();
+    buffer.clear();
+    match assembled {
+        Assembled::Text(text) => {
+            let mut string = String::from_utf8(buffer).unwrap_or_default();
+            string.push_str(text);
+            Message::Text(string)
+        }
+        Assembled::Binary(bytes) => {
+            buffer.extend_from_slice(bytes);
+            Message::Binary(buffer)
         }
     }
 }

@@ -91,6 +91,49 @@ async fn text_binary_and_large_messages_roundtrip() {
     assert_eq!(close.unwrap().code, Some(CloseCode::Normal));
 }
 
+/// `recv_into` makes each message in the buffer of the last, whatever the
+/// kinds: a text message after a binary one and back, an empty one, a
+/// fragmented one; the buffer, once grown, is not given up; the end is
+/// reported as `recv` reports it, the message left as it was.
+#[tokio::test]
+async fn recv_into_reuses_the_message_buffer_across_kinds() {
+    let (addr, server) = echo_server(Config::default()).await;
+    let mut ws = connect(addr, Config::default()).await;
+    let big = vec![7u8; 64 * 1024];
+    ws.feed(MessageRef::Binary(&big)).unwrap();
+    ws.feed(MessageRef::Text("hello, wörld")).unwrap();
+    ws.feed(MessageRef::Binary(&[1, 2, 3])).unwrap();
+    ws.feed(MessageRef::Text("")).unwrap();
+    ws.feed_fragment(MessageKind::Text, "frag".as_bytes(), false).unwrap();
+    ws.feed_fragment(MessageKind::Text, "mented".as_bytes(), true).unwrap();
+    ws.flush().await.unwrap();
+
+    let mut message = Message::Text("left over".into());
+    let next = async |ws: &mut WebSocket<TcpStream>, message: &mut Message| {
+        timeout(LIMIT, ws.recv_into(message)).await.expect("recv_into timed out").expect("ended").expect("failed");
+    };
+    next(&mut ws, &mut message).await;
+    assert_eq!(message, Message::Binary(big.clone()));
+    let grown = message.as_bytes().as_ptr();
+    next(&mut ws, &mut message).await;
+    assert_eq!(message, Message::Text("hello, wörld".into()));
+    assert_eq!(message.as_bytes().as_ptr(), grown, "the buffer was given up");
+    next(&mut ws, &mut message).await;
+    assert_eq!(message, Message::Binary(vec![1, 2, 3]));
+    next(&mut ws, &mut message).await;
+    assert_eq!(message, Message::Text(String::new()));
+    next(&mut ws, &mut message).await;
+    assert_eq!(message, Message::Text("fragmented".into()));
+    assert_eq!(message.as_bytes().as_ptr(), grown, "the buffer was given up");
+
+    ws.close(CloseCode::Normal, "done").await.unwrap();
+    assert!(timeout(LIMIT, ws.recv_into(&mut message)).await.unwrap().is_none());
+    assert_eq!(message, Message::Text("fragmented".into()), "the end changed the message");
+    let (close, error) = server.await.unwrap();
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(close.unwrap().code, Some(CloseCode::Normal));
+}
+
 #[tokio::test]
 async fn fragmented_messages_are_reassembled() {
     let (addr, server) = echo_server(Config::default()).await;
