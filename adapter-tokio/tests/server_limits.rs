@@ -614,12 +614,13 @@ async fn duplex_frame(stream: &mut tokio::io::DuplexStream) -> (u8, Vec<u8>) {
 }
 
 /// On a current-thread runtime, frames emitted to members waiting with
-/// nothing to write go straight into their sockets from the emitter; what a
-/// socket does not take at once is queued behind the end of the frame it
-/// cut short. Emitters on four threads of their own (racing the members'
-/// task for the sockets), messages from a few bytes to 40 KiB, one member
-/// reading in bursts (so that its socket fills and frames are cut): every
-/// member gets every message whole, and each emitter's in the order emitted.
+/// nothing to write, and getting them one at a time, go straight into their
+/// sockets from the emitter; the others are queued. Emitters on four
+/// threads of their own (racing the members' task for the sockets, and
+/// switching members between the two ways as frames come apart or
+/// together), messages from a few bytes to 40 KiB, one member reading in
+/// bursts: every member gets every message whole, and each emitter's in the
+/// order emitted. (A frame cut short by a full socket: the outbox's tests.)
 #[tokio::test]
 async fn frames_written_straight_to_members_arrive_whole_and_in_order() {
     const EMITTERS: usize = 4;

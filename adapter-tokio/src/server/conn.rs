@@ -562,9 +562,10 @@ async fn run_loop(
     let mut outbox_turns = 0;
     let mut read_ahead: ReadAhead = None;
     loop {
-        if pump(ws, outbox, &mut ours) == Flow::Abort {
-            return End { code: None, reason: "Server shutting down".into() };
-        }
+        let batch = match pump(ws, outbox, &mut ours) {
+            Pumped::Abort => return End { code: None, reason: "Server shutting down".into() },
+            Pumped::Continue { batch } => batch,
+        };
         // The outbox first: a task woken for emitted frames takes them at
         // once, and `recv` then writes them and waits for input in the same
         // poll. With `recv` first, every delivery cost two polls of the
@@ -589,7 +590,7 @@ async fn run_loop(
                 }
                 // Asleep: while it has nothing to write, emitters write to
                 // its socket themselves (no wake-up, no copy per recipient).
-                if outbox.open_direct(ws.takes_direct_frames()) {
+                if outbox.open_direct(ws.takes_direct_frames(), batch) {
                     return Poll::Ready(None);
                 }
                 Poll::Pending
@@ -632,13 +633,22 @@ async fn run_loop(
     }
 }
 
+/// What [`pump`] found.
+enum Pumped {
+    /// Stop now (shutdown timeout).
+    Abort,
+    /// How many frames waited.
+    Continue { batch: usize },
+}
+
 /// Move what the outbox holds into the connection: frames into the write
 /// queue, close requests into a closing handshake.
-fn pump(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) -> Flow {
+fn pump(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) -> Pumped {
     let taken = outbox.take();
     if taken.abort {
-        return Flow::Abort;
+        return Pumped::Abort;
     }
+    let batch = taken.batch();
     if taken.rest {
         // The end of a frame an emitter cut short goes out with the next
         // write or flush.
@@ -665,7 +675,7 @@ fn pump(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) -> 
     if taken.check_alive {
         ws.check_alive(roomwire_core::admission::USER_CAP_PROBE);
     }
-    Flow::Continue
+    Pumped::Continue { batch }
 }
 
 /// The connection's queues are full: it reads slower than the server must
@@ -747,7 +757,7 @@ async fn handle(
                     debug!(?membership, "membership changed");
                 }
                 // Frames emitted before go first.
-                if pump(ws, outbox, ours) == Flow::Abort {
+                if let Pumped::Abort = pump(ws, outbox, ours) {
                     return Flow::Abort;
                 }
                 let kind = registered.session.format().message_kind();
@@ -774,7 +784,7 @@ async fn handle(
             result = &mut future => break Some(result),
             () = &mut deadline, if limit.is_some() => break None,
             () = outbox.notified() => {
-                if pump(ws, outbox, ours) == Flow::Abort {
+                if let Pumped::Abort = pump(ws, outbox, ours) {
                     return Flow::Abort;
                 }
             }
@@ -817,7 +827,7 @@ async fn handle(
         }
     };
     debug!(parent: &span, error = failure, "handler failed");
-    if pump(ws, outbox, ours) == Flow::Abort {
+    if let Pumped::Abort = pump(ws, outbox, ours) {
         return Flow::Abort;
     }
     let mut frame = Vec::new();
