@@ -544,10 +544,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`recv`](Self::recv) into `message`, reusing its buffer: a loop that
     /// receives into the same `Message` allocates nothing once the buffer
     /// has grown to its messages' size (`recv` allocates one per message).
-    /// `Some(Ok(()))`: `message` is the next whole message, text or binary
-    /// whatever it was before. Ended, or failed: as `recv`, and `message`
-    /// is left as it was. Cancelled before it completes, `message` is left
-    /// empty (nothing is lost from the connection).
+    /// `Some(Ok(()))`: `message` is the next whole message (text or binary
+    /// as that message is, whatever it was before). Ended, or failed: as
+    /// `recv`, and `message` is left as it was; cancelled before it
+    /// completes, too (it is changed only once a whole message is there).
+    /// Cancel safe as `recv` is. The buffer keeps the size of the largest
+    /// message it held (up to
+    /// [`max_message_size`](roomwire_core::Config::max_message_size)):
+    /// replace the message to give it back.
     ///
     /// ```no_run
     /// # async fn f(mut ws: roomwire_tokio::WebSocket<tokio::net::TcpStream>) -> Result<(), roomwire_tokio::Error> {
@@ -561,20 +565,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # Ok(()) }
     /// ```
     pub async fn recv_into(&mut self, message: &mut Message) -> Option<Result<(), Error>> {
-        let mut spare = Some(std::mem::replace(message, Message::Binary(Vec::new())));
-        let received = poll_fn(|cx| self.poll_recv_reusing(cx, &mut spare)).await;
-        match received {
-            Some(Ok(next)) => {
-                *message = next;
-                Some(Ok(()))
-            }
-            ended => {
-                if let Some(spare) = spare {
-                    *message = spare;
-                }
-                ended.map(|result| result.map(drop))
-            }
-        }
+        poll_fn(|cx| {
+            self.poll_recv_with(cx, &mut |assembled| {
+                let last = std::mem::replace(message, Message::Binary(Vec::new()));
+                *message = owned_message(assembled, Some(last));
+            })
+        })
+        .await
     }
 
     /// [`recv`](Self::recv) as a poll: for a caller that waits on the
@@ -607,16 +604,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # }
     /// ```
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-        self.poll_recv_reusing(cx, &mut None)
+        self.poll_recv_with(cx, &mut |assembled| owned_message(assembled, None))
     }
 
-    /// [`poll_recv`](Self::poll_recv), a message made in `spare`'s buffer
-    /// if there is one.
-    fn poll_recv_reusing(
+    /// [`poll_recv`](Self::poll_recv), a whole message handed to `make`.
+    fn poll_recv_with<T>(
         &mut self,
         cx: &mut Context<'_>,
-        spare: &mut Option<Message>,
-    ) -> Poll<Option<Result<Message, Error>>> {
+        make: &mut impl FnMut(Assembled<'_>) -> T,
+    ) -> Poll<Option<Result<T, Error>>> {
         loop {
             match self.phase {
                 Phase::Done => return Poll::Ready(self.pending.take().map(Err)),
@@ -630,7 +626,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Phase::Running => {}
             }
-            let message = self.process_input(spare);
+            let message = self.process_input(make);
             // Over the queue's bound, no pong is queued (the core keeps the
             // one owed) and nothing more is read: a peer that does not read
             // is held back by TCP, not buffered for. Once closing, what the
@@ -691,6 +687,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.need_flush = true;
     }
 
+    /// Whether a flush is due (see [`want_flush`](Self::want_flush)).
+    pub(crate) fn wants_flush(&self) -> bool {
+        self.need_flush
+    }
+
     /// Whether frames encoded for many ([`feed_encoded_frame`](Self::feed_encoded_frame))
     /// may be written to its stream by others while it waits: open and
     /// running, nothing queued or unflushed, no message of its own begun
@@ -720,9 +721,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Feed buffered input to the core until a whole message is ready or the
-    /// input is used up; the message is made in `spare`'s buffer if there is
-    /// one.
-    fn process_input(&mut self, spare: &mut Option<Message>) -> Option<Message> {
+    /// input is used up; a whole message is handed to `make`.
+    fn process_input<T>(&mut self, make: &mut impl FnMut(Assembled<'_>) -> T) -> Option<T> {
         while self.rstart < self.rend {
             if self.hold_close && self.close_is_next() {
                 break;
@@ -747,7 +747,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                     continue;
                 }
-                Some(Incoming::Message(assembled)) => message = Some(owned_message(assembled, spare.take())),
+                Some(Incoming::Message(assembled)) => message = Some(make(assembled)),
                 Some(Incoming::Event(Event::Ping(_))) => ping = true,
                 Some(Incoming::Event(Event::Close { code, reason })) => {
                     let span = &self.span; // not `self`, which the macro's closure would take whole

@@ -93,12 +93,17 @@ async fn text_binary_and_large_messages_roundtrip() {
 
 /// `recv_into` makes each message in the buffer of the last, whatever the
 /// kinds: a text message after a binary one and back, an empty one, a
-/// fragmented one; the buffer, once grown, is not given up; the end is
-/// reported as `recv` reports it, the message left as it was.
+/// fragmented one; the buffer, once grown, is not given up; cancelled, or
+/// at the end (reported as `recv` reports it), the message is left as it
+/// was.
 #[tokio::test]
 async fn recv_into_reuses_the_message_buffer_across_kinds() {
     let (addr, server) = echo_server(Config::default()).await;
     let mut ws = connect(addr, Config::default()).await;
+    // Cancelled while nothing has come: the message is as it was.
+    let mut message = Message::Text("left over".into());
+    assert!(timeout(Duration::from_millis(50), ws.recv_into(&mut message)).await.is_err());
+    assert_eq!(message, Message::Text("left over".into()), "a cancelled recv_into changed the message");
     let big = vec![7u8; 64 * 1024];
     ws.feed(MessageRef::Binary(&big)).unwrap();
     ws.feed(MessageRef::Text("hello, wörld")).unwrap();
@@ -108,7 +113,6 @@ async fn recv_into_reuses_the_message_buffer_across_kinds() {
     ws.feed_fragment(MessageKind::Text, "mented".as_bytes(), true).unwrap();
     ws.flush().await.unwrap();
 
-    let mut message = Message::Text("left over".into());
     let next = async |ws: &mut WebSocket<TcpStream>, message: &mut Message| {
         timeout(LIMIT, ws.recv_into(message)).await.expect("recv_into timed out").expect("ended").expect("failed");
     };

@@ -605,8 +605,8 @@ async fn run_loop(
             }
         };
         outbox_turns = 0;
-        // What is emitted from now on goes out after what handling this
-        // writes, as it would from the queue.
+        // What is emitted while this is handled is queued, as before direct
+        // writes: the handling puts it in its place (before its answer).
         outbox.close_direct();
         match received {
             None => break,
@@ -722,7 +722,7 @@ enum HandlerIo {
 async fn handler_io(ws: &mut WebSocket<BoxStream>, read: bool, write: bool) -> HandlerIo {
     if read {
         HandlerIo::Received(ws.recv().await)
-    } else if write && ws.queued() > 0 {
+    } else if write && (ws.queued() > 0 || ws.wants_flush()) {
         HandlerIo::Flushed(ws.flush().await.is_ok())
     } else {
         std::future::pending().await

@@ -102,7 +102,15 @@
 //! (in transit plus not yet written to the socket); a consumer that falls
 //! that far behind is **closed with 1013 "Outbound queue full"** (try again
 //! later) and its queue dropped, so one slow reader never slows its room
-//! and memory stays bounded. No lock is held across an `await`.
+//! and memory stays bounded (the queue, plus at most the end of one frame
+//! the socket took in part). No lock is held across an `await`.
+//!
+//! On a current-thread runtime ([`Server::serve`]), a recipient that sleeps
+//! with nothing to write and has been getting its frames one at a time has
+//! them written straight into its socket by the emitter (no wake-up of its
+//! task, no copy): the emitter then makes that `write` while it holds the
+//! channel's lock. Frames that come faster than the recipient's task runs
+//! are queued, and it writes them together.
 //!
 //! # Mounting
 //!

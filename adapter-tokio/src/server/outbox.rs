@@ -68,11 +68,14 @@ struct State {
     /// its own): a push to one of a room's members takes one lock, not two.
     waker: Option<Waker>,
     /// How many more frames emitters may write to the socket themselves
-    /// (0: none): the connection sleeps with nothing to write and nothing
-    /// queued. Set by the connection ([`Outbox::open_direct`]); cleared by
-    /// it before it writes, and by an emitter whose frame the socket did
-    /// not take whole.
+    /// (0: none). Granted by the connection as it goes to sleep with
+    /// nothing to write and nothing queued ([`Outbox::open_direct`]);
+    /// withdrawn when it next writes or a message of its peer arrives, and
+    /// by an emitter whose frame the socket did not take whole.
     direct: u8,
+    /// The connection's stream is gone (its socket shut down): nothing
+    /// more is written to the socket.
+    detached: bool,
     /// The budget last granted: doubled each time the connection finds
     /// frames still come one at a time, none once they do not.
     granted: u8,
@@ -150,9 +153,10 @@ impl Outbox {
             // `open_direct`), so the frame goes out in its turn.
             match socket.try_write(&frame) {
                 Ok(n) if n == frame.len() => {
-                    // The last of the budget: the next frame wakes the
-                    // connection, which finds out whether frames now come
-                    // faster than it would write them one by one.
+                    // Once the budget is spent, the next frame is queued
+                    // and wakes the connection, which finds out whether
+                    // frames now come faster than it would write them
+                    // one by one.
                     state.direct -= 1;
                     return;
                 }
@@ -267,6 +271,7 @@ impl Outbox {
             _ => state.granted = 0,
         }
         let open = idle
+            && !state.detached
             && self.socket.is_some()
             && state.frames.is_empty()
             && state.rest.is_none()
@@ -277,8 +282,9 @@ impl Outbox {
         false
     }
 
-    /// The connection is awake and handling a message: what is emitted now
-    /// is queued behind what the handling writes.
+    /// A message of the peer arrived: what is emitted while the connection
+    /// handles it is queued, for the connection to put in its place
+    /// (frames emitted before its answer go out before it).
     pub(crate) fn close_direct(&self) {
         if self.socket.is_some() {
             self.lock().direct = 0;
@@ -292,6 +298,7 @@ impl Outbox {
         state.direct = 0;
         while let Some(rest) = state.rest.as_mut() {
             match poll_write_socket(socket, cx, rest) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) if n < rest.len() => {
                     let _ = rest.split_to(n);
                 }
@@ -349,6 +356,22 @@ pub(crate) struct DirectStream(Arc<Outbox>);
 impl DirectStream {
     fn socket(&self) -> io::Result<&TcpStream> {
         self.0.socket.as_ref().ok_or_else(|| io::ErrorKind::NotConnected.into())
+    }
+}
+
+impl Drop for DirectStream {
+    /// The connection is done with its stream: shut the socket down now,
+    /// as dropping a `TcpStream` would close it, rather than when the last
+    /// holder of the outbox (a disconnect hook's, a room's) lets it go; and
+    /// no emitter writes to it any more.
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.detached = true;
+        state.direct = 0;
+        drop(state);
+        if let Ok(socket) = self.socket() {
+            let _ = socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
