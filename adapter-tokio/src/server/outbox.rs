@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::Bytes;
@@ -73,9 +73,6 @@ struct State {
     /// withdrawn when it next writes or a message of its peer arrives, and
     /// by an emitter whose frame the socket did not take whole.
     direct: u8,
-    /// The connection's stream is gone (its socket shut down): nothing
-    /// more is written to the socket.
-    detached: bool,
     /// The budget last granted: doubled each time the connection finds
     /// frames still come one at a time, none once they do not.
     granted: u8,
@@ -84,11 +81,13 @@ struct State {
     rest: Option<Bytes>,
 }
 
-impl State {
-    /// Mark work pending; the waker to wake once the lock is released.
-    fn signal(&mut self) -> Option<Waker> {
-        self.signalled = true;
-        self.waker.take()
+/// Mark work pending and wake the connection, once the lock is released.
+fn signal(mut state: MutexGuard<'_, State>) {
+    state.signalled = true;
+    let waker = state.waker.take();
+    drop(state);
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 
@@ -163,11 +162,7 @@ impl Outbox {
                 Ok(n) => {
                     state.direct = 0;
                     state.rest = Some(frame.slice(n..));
-                    let waker = state.signal();
-                    drop(state);
-                    if let Some(waker) = waker {
-                        waker.wake();
-                    }
+                    signal(state);
                     return;
                 }
                 // Full, or failing: queued, for the connection to find out.
@@ -182,11 +177,7 @@ impl Outbox {
             state.bytes += frame.len();
             state.frames.push(frame);
         }
-        let waker = state.signal();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        signal(state);
     }
 
     /// Ask the connection to close with `code` and `reason` (cut to fit a
@@ -198,33 +189,21 @@ impl Outbox {
         }
         let mut state = self.lock();
         state.close.get_or_insert_with(|| (code, reason[..cut].to_owned()));
-        let waker = state.signal();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        signal(state);
     }
 
     /// Ask the connection to check that its peer is still there.
     pub(crate) fn request_check_alive(&self) {
         let mut state = self.lock();
         state.check_alive = true;
-        let waker = state.signal();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        signal(state);
     }
 
     /// Ask the connection to stop at once, without a closing handshake.
     pub(crate) fn abort(&self) {
         let mut state = self.lock();
         state.abort = true;
-        let waker = state.signal();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        signal(state);
     }
 
     /// Take everything pending. Close requests and overflow stay reported
@@ -271,7 +250,6 @@ impl Outbox {
             _ => state.granted = 0,
         }
         let open = idle
-            && !state.detached
             && self.socket.is_some()
             && state.frames.is_empty()
             && state.rest.is_none()
@@ -365,10 +343,9 @@ impl Drop for DirectStream {
     /// holder of the outbox (a disconnect hook's, a room's) lets it go; and
     /// no emitter writes to it any more.
     fn drop(&mut self) {
-        let mut state = self.0.lock();
-        state.detached = true;
-        state.direct = 0;
-        drop(state);
+        // Only the connection grants a budget, and it is gone with its
+        // stream: none is granted again.
+        self.0.lock().direct = 0;
         if let Ok(socket) = self.socket() {
             let _ = socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Both);
         }

@@ -30,14 +30,11 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
+use roomwire_tokio::roomwire_core::frame::apply_mask;
 use roomwire_tokio::roomwire_core::handshake::{parse_request, write_accept};
+use roomwire_tokio::roomwire_core::{FrameHeader, Opcode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-const OP_TEXT: u8 = 0x1;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
 
 /// Every connection of the rooms floor, by a slot that is freed on close.
 type Members = Rc<RefCell<Vec<Option<Rc<TcpStream>>>>>;
@@ -192,42 +189,23 @@ async fn handshake(mut stream: TcpStream) -> io::Result<TcpStream> {
     }
 }
 
-/// One client frame at the start of `input`: (opcode, unmasked payload,
-/// frame length), or `None` until it is whole.
-fn client_frame(input: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
-    let [head, len, rest @ ..] = input else { return None };
-    let (len, rest, header) = match len & 0x7F {
-        126 => {
-            let (n, rest) = rest.split_first_chunk::<2>()?;
-            (usize::from(u16::from_be_bytes(*n)), rest, 4)
-        }
-        127 => {
-            let (n, rest) = rest.split_first_chunk::<8>()?;
-            (usize::try_from(u64::from_be_bytes(*n)).ok()?, rest, 10)
-        }
-        n => (usize::from(n), rest, 2),
-    };
-    let (key, rest) = rest.split_first_chunk::<4>()?;
-    let payload = rest.get(..len)?;
-    let unmasked = payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
-    Some((head & 0x0F, unmasked, header + 4 + len))
+/// One client frame at the start of `input` (the core's header parser):
+/// (opcode, unmasked payload, frame length), or `None` until it is whole.
+fn client_frame(input: &[u8]) -> Option<(Opcode, Vec<u8>, usize)> {
+    let (header, at) = FrameHeader::parse(input).ok()??;
+    let end = at.checked_add(usize::try_from(header.payload_len).ok()?)?;
+    let mut payload = input.get(at..end)?.to_vec();
+    if let Some(key) = header.mask {
+        apply_mask(&mut payload, key, 0);
+    }
+    Some((header.opcode, payload, end))
 }
 
-/// A server frame (unmasked, final).
-fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 10);
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n @ 0..=125 => out.push(n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
+/// A server frame (unmasked, final), with the core's header.
+fn server_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+    let header = FrameHeader::new(opcode, payload.len() as u64);
+    let mut out = vec![0u8; header.encoded_len()];
+    let _ = header.encode(&mut out);
     out.extend_from_slice(payload);
     out
 }
@@ -243,10 +221,10 @@ fn answer_ready(stream: &TcpStream) -> io::Result<bool> {
     }
     while let Some((opcode, payload, len)) = client_frame(input) {
         match opcode {
-            OP_PING => {
-                stream.try_write(&server_frame(OP_PONG, &payload))?;
+            Opcode::Ping => {
+                stream.try_write(&server_frame(Opcode::Pong, &payload))?;
             }
-            OP_CLOSE => return Ok(false),
+            Opcode::Close => return Ok(false),
             _ => {}
         }
         input = &input[len..];
@@ -286,18 +264,18 @@ async fn member(stream: TcpStream, members: Members) {
         while let Some((opcode, payload, len)) = client_frame(&input[at..]) {
             at += len;
             match opcode {
-                OP_TEXT => {
-                    let frame = server_frame(OP_TEXT, &payload);
+                Opcode::Text => {
+                    let frame = server_frame(Opcode::Text, &payload);
                     for (i, other) in members.borrow().iter().enumerate() {
                         if let Some(other) = other.as_ref().filter(|_| i != slot) {
                             let _ = other.try_write(&frame);
                         }
                     }
                 }
-                OP_PING => {
-                    let _ = stream.try_write(&server_frame(OP_PONG, &payload));
+                Opcode::Ping => {
+                    let _ = stream.try_write(&server_frame(Opcode::Pong, &payload));
                 }
-                OP_CLOSE => break 'read,
+                Opcode::Close => break 'read,
                 _ => {}
             }
         }
