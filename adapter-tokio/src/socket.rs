@@ -317,7 +317,17 @@ impl<S> WebSocket<S> {
 
     /// Move everything the core wants sent (pongs, keepalive pings, close
     /// frames, handshake refusals) into the outbound queue.
+    #[inline]
     pub(crate) fn pump_transmit(&mut self) {
+        // Checked here, inlined, since it is called on every turn of the
+        // read loop and the core seldom owes anything.
+        if self.conn.wants_transmit() {
+            self.pump_owed();
+        }
+    }
+
+    /// [`pump_transmit`](Self::pump_transmit)'s work, once something is owed.
+    fn pump_owed(&mut self) {
         let Self { conn, wbuf, .. } = self;
         while conn.wants_transmit() {
             let written = encode_into(wbuf, TRANSMIT_ROOM, |out| Ok(conn.poll_transmit(out)?));

@@ -1279,6 +1279,7 @@ impl<K: MaskKeySource> Connection<K> {
     /// assert!(!server.wants_transmit()); // nothing until the request has come
     /// ```
     #[must_use]
+    #[inline]
     pub fn wants_transmit(&self) -> bool {
         match self.handshake {
             Handshake::ServerRefusing(_) => true,

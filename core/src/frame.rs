@@ -213,24 +213,36 @@ impl FrameHeader {
             b0 |= 0x80;
         }
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        let len16;
-        let len64;
-        let (len7, extended): (u8, &[u8]) = if self.payload_len < 126 {
-            // Truncation is intended: the value is below 126.
-            (self.payload_len as u8, &[])
-        } else if self.payload_len <= 0xFFFF {
-            len16 = (self.payload_len as u16).to_be_bytes();
-            (126, len16.as_slice())
-        } else {
-            len64 = self.payload_len.to_be_bytes();
-            (127, len64.as_slice())
+        // Written field by field into fixed-size chunks of `out` (its length
+        // is `len`, so each chunk is there): no iterator over the parts.
+        let Some((fixed, rest)) = out.split_first_chunk_mut::<2>() else {
+            return Err(InsufficientSize { required: len });
         };
-        let key = self.mask.unwrap_or_default();
-        let key: &[u8] = if self.mask.is_some() { key.as_slice() } else { &[] };
-        let fixed = [b0, mask_bit | len7];
-        let bytes = fixed.iter().chain(extended).chain(key);
-        for (slot, byte) in out.iter_mut().zip(bytes) {
-            *slot = *byte;
+        let rest = if self.payload_len < 126 {
+            // Truncation is intended: the value is below 126.
+            *fixed = [b0, mask_bit | self.payload_len as u8];
+            rest
+        } else if self.payload_len <= 0xFFFF {
+            *fixed = [b0, mask_bit | 126];
+            match rest.split_first_chunk_mut::<2>() {
+                Some((extended, rest)) => {
+                    *extended = (self.payload_len as u16).to_be_bytes();
+                    rest
+                }
+                None => rest,
+            }
+        } else {
+            *fixed = [b0, mask_bit | 127];
+            match rest.split_first_chunk_mut::<8>() {
+                Some((extended, rest)) => {
+                    *extended = self.payload_len.to_be_bytes();
+                    rest
+                }
+                None => rest,
+            }
+        };
+        if let (Some(key), Some(slot)) = (self.mask, rest.first_chunk_mut::<4>()) {
+            *slot = key;
         }
         Ok(len)
     }
