@@ -33,6 +33,15 @@ use roomwire_embassy::roomwire_core::room::{FixedRoomTable, MemberId, RoomId};
 use roomwire_embassy::server::{Context, Handler, Server, ServerConfig, SharedBuffers, SlotBuffers};
 use static_cell::StaticCell;
 
+/// A line on standard output, stamped with the milliseconds since the node
+/// started (on the clock the stack runs on), so that a log says when each
+/// thing happened.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("[{:>6} ms] {}", embassy_time::Instant::now().as_millis(), format_args!($($arg)*))
+    };
+}
+
 struct Args {
     tap: String,
     server: Option<(String, u16)>,
@@ -120,23 +129,28 @@ async fn client(stack: Stack<'static>, args: ClientArgs) {
     config.websocket.keepalive_interval = Some(roomwire_embassy::roomwire_core::Duration::from_secs(5));
     config.reconnect.max = roomwire_embassy::roomwire_core::Duration::from_secs(2);
     let mut client = Client::<Chat, 2, Keys>::new(stack, socket, keys, buffers, config, rooms).expect("client");
-    let mut ticker = Ticker::every(Duration::from_millis(500));
+    // Faster than the client's 500 ms linger on a closed socket: the select
+    // below drops `next_event` often, as its cancel safety allows, and the
+    // client conformance sessions then show that the client still
+    // reconnects in time (a release that started over at each call would
+    // never end).
+    let mut ticker = Ticker::every(Duration::from_millis(100));
     let mut heard = false;
     loop {
         match select(client.next_event(), ticker.next()).await {
-            Either::First(Event::Connected { format }) => println!("client: connected ({format:?})"),
+            Either::First(Event::Connected { format }) => say!("client: connected ({format:?})"),
             Either::First(Event::Room(ClientEvent::Message { room, message })) => {
-                println!("client: {} in {:?}: {:?} from {:?}", message.kind, room, message.content, message.username);
+                say!("client: {} in {:?}: {:?} from {:?}", message.kind, room, message.content, message.username);
                 if message.content == Some("hello from tokio") && !heard && !silent {
                     heard = true;
                     let sent = client.send("lobby", &ChatOut { content: "ack from embassy" }).await;
-                    println!("client: sent ack ({sent:?})");
+                    say!("client: sent ack ({sent:?})");
                 }
             }
-            Either::First(Event::Room(other)) => println!("client: {other:?}"),
-            Either::First(Event::Invalid(e)) => println!("client: invalid message: {e}"),
-            Either::First(Event::Disconnected(why)) => println!("client: disconnected: {why}"),
-            Either::First(Event::Stopped(why)) => println!("client: stopped: {why}"),
+            Either::First(Event::Room(other)) => say!("client: {other:?}"),
+            Either::First(Event::Invalid(e)) => say!("client: invalid message: {e}"),
+            Either::First(Event::Disconnected(why)) => say!("client: disconnected: {why}"),
+            Either::First(Event::Stopped(why)) => say!("client: stopped: {why}"),
             Either::First(_) => {}
             Either::Second(()) => {
                 if !heard && !silent && client.is_open() {
@@ -155,15 +169,15 @@ impl Handler<Chat> for Replier {
         let append =
             ChatIn { kind: "append", content: Some(message.content), username: Some(&username), message: None };
         let reached = ctx.reply(from, room, true, &append);
-        println!("server: {:?} from member {} in {room}: reached {reached}", message.content, from.0);
+        say!("server: {:?} from member {} in {room}: reached {reached}", message.content, from.0);
     }
 
     fn on_connect(&mut self, _: &mut Context<'_, '_, Chat>, member: MemberId, format: WireFormat) {
-        println!("server: member {} connected ({format:?})", member.0);
+        say!("server: member {} connected ({format:?})", member.0);
     }
 
     fn on_disconnect(&mut self, member: MemberId) {
-        println!("server: member {} disconnected", member.0);
+        say!("server: member {} disconnected", member.0);
     }
 }
 
@@ -189,7 +203,7 @@ async fn server(stack: Stack<'static>, port: u16) {
         shared,
         ServerConfig::new(port),
     ));
-    println!("server: listening on {port}");
+    say!("server: listening on {port}");
     server.run(&mut Replier).await
 }
 
@@ -218,6 +232,6 @@ fn main() {
         if let Some(port) = args.listen {
             spawner.spawn(server(stack, port).unwrap());
         }
-        println!("node: up on {}", args.tap);
+        say!("node: up on {}", args.tap);
     });
 }

@@ -7,7 +7,7 @@
 use embassy_futures::select::{Either, select};
 use embassy_net::tcp::{State as TcpState, TcpSocket};
 use embassy_net::{IpAddress, Ipv4Address, Stack};
-use embassy_time::{Timer, with_timeout};
+use embassy_time::{Timer, with_deadline, with_timeout};
 
 use crate::ws::Error;
 
@@ -41,6 +41,10 @@ pub(crate) struct Transport<'a> {
     output: Span,
     /// How long written data may stay unacknowledged.
     write_timeout: embassy_time::Duration,
+    /// When the release under way gives up waiting for a clean close (see
+    /// [`Transport::release`]); kept across calls so that a release whose
+    /// future is dropped goes on where it stopped.
+    release_by: Option<embassy_time::Instant>,
 }
 
 impl<'a> Transport<'a> {
@@ -51,7 +55,16 @@ impl<'a> Transport<'a> {
         write: &'a mut [u8],
         write_timeout: embassy_time::Duration,
     ) -> Self {
-        Self { stack, socket, read, write, input: Span::default(), output: Span::default(), write_timeout }
+        Self {
+            stack,
+            socket,
+            read,
+            write,
+            input: Span::default(),
+            output: Span::default(),
+            write_timeout,
+            release_by: None,
+        }
     }
 
     pub(crate) fn socket(&self) -> &TcpSocket<'a> {
@@ -169,13 +182,22 @@ impl<'a> Transport<'a> {
 
     /// Brings the socket back to `Closed`: cleanly (FIN, then a reset if
     /// the server has not finished within [`LINGER`]) or with a reset.
+    ///
+    /// Its deadlines are set by the first call and kept until it ends: the
+    /// callers' futures are cancel safe (an application selects on
+    /// `next_event` and a ticker), and a release that started over on each
+    /// call would never end under a caller that cancels more often than
+    /// [`LINGER`]: the socket would stay half closed and the client would
+    /// not reconnect.
     pub(crate) async fn release(&mut self, clean: bool) {
         if self.socket.state() == TcpState::Closed {
+            self.release_by = None;
             return;
         }
+        let linger_until = *self.release_by.get_or_insert_with(|| embassy_time::Instant::now() + LINGER);
         if clean {
             self.socket.close();
-            let _ = with_timeout(LINGER, async {
+            let _ = with_deadline(linger_until, async {
                 while !matches!(self.socket.state(), TcpState::Closed | TcpState::TimeWait) {
                     Timer::after_millis(10).await;
                 }
@@ -184,8 +206,10 @@ impl<'a> Transport<'a> {
         }
         if self.socket.state() != TcpState::Closed {
             self.socket.abort();
-            let _ = with_timeout(LINGER, self.socket.flush()).await;
+            let flush_until = if clean { linger_until + LINGER } else { linger_until };
+            let _ = with_deadline(flush_until, self.socket.flush()).await;
         }
+        self.release_by = None;
     }
 }
 

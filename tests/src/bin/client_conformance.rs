@@ -3,19 +3,27 @@
 //! starts, for each session, `PROGRAM ARGS… --server HOST:PORT --wire W
 //! --rooms A,B --silent` (the embassy TAP node does, in
 //! `scripts/embassy-e2e.sh`), killing it when the session ends. Exits
-//! non-zero if a session fails.
+//! non-zero if a session fails. What the client printed is kept and shown
+//! for a session that fails, with the time the session took, so that a
+//! failure seen once can be read from the log (`CLIENT_CONFORMANCE_SHOW=1`
+//! shows it for every session).
 
 use std::any::Any;
+use std::fs::File;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Instant;
 
 use roomwire_core::WireFormat;
-use roomwire_tests::client_conformance::{self, Launch};
+use roomwire_tests::client_conformance::{Launch, SESSIONS};
 use roomwire_tests::conformance::print_report;
 
 struct Processes {
     ip: String,
     program: String,
     args: Vec<String>,
+    /// Where the current session's client writes its output.
+    log: PathBuf,
 }
 
 /// The client process, killed when dropped.
@@ -36,10 +44,11 @@ impl Launch for Processes {
             WireFormat::Postcard => "postcard",
             WireFormat::Alepha => "alepha",
         };
+        let output = File::create(&self.log).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
         let child = Command::new(&self.program)
             .args(&self.args)
             .args(["--server", server, "--wire", wire, "--rooms", &rooms.join(","), "--silent"])
-            .stdout(Stdio::null())
+            .stdout(output)
             .spawn()
             .expect("start the client");
         Box::new(Process(child))
@@ -56,6 +65,24 @@ fn main() {
         eprintln!("usage: client_conformance IP PROGRAM [ARGS…]");
         std::process::exit(2);
     };
-    let mut launch = Processes { ip, program, args: args.collect() };
-    std::process::exit(print_report(client_conformance::run(&mut launch)));
+    let log = std::env::temp_dir().join(format!("client-conformance-{}.log", std::process::id()));
+    let mut launch = Processes { ip, program, args: args.collect(), log };
+    let show_all = std::env::var_os("CLIENT_CONFORMANCE_SHOW").is_some();
+    let results = SESSIONS
+        .iter()
+        .map(|(name, session)| {
+            let _ = std::fs::remove_file(&launch.log);
+            let started = Instant::now();
+            let outcome = session(&mut launch);
+            if outcome.is_err() || show_all {
+                // The session's client has been killed: its output is whole.
+                let printed = std::fs::read_to_string(&launch.log).unwrap_or_default();
+                let verdict = if outcome.is_err() { "failed" } else { "passed" };
+                eprintln!("{name}: {verdict} after {:.2?}; the client printed:\n{printed}", started.elapsed());
+            }
+            (*name, outcome)
+        })
+        .collect();
+    let _ = std::fs::remove_file(&launch.log);
+    std::process::exit(print_report(results));
 }
