@@ -380,10 +380,7 @@ type Registering = Pin<Box<dyn Future<Output = Option<Box<Running>>> + Send>>;
 
 async fn run_registered(registering: Registering) {
     let Some(mut running) = registering.await else { return };
-    let end = {
-        let Running { ws, endpoint, registered, outbox, .. } = &mut *running;
-        run_loop(ws, endpoint.as_ref(), registered, outbox).await
-    };
+    let end = run_loop(&mut running).await;
     Box::pin(unregister(running, end)).await;
 }
 
@@ -545,23 +542,25 @@ enum Flow {
 }
 
 /// The closing handshake we started, if any.
-type OurClose = Option<(CloseCode, String)>;
+/// The close this side started: its code and reason (boxed, as what an
+/// idle connection's task holds is kept small).
+type OurClose = Option<Box<(CloseCode, String)>>;
 
-async fn run_loop(
-    ws: &mut WebSocket<BoxStream>,
-    endpoint: &dyn ErasedEndpoint,
-    registered: &Registered,
-    outbox: &Outbox,
-) -> End {
+/// The connection's loop. Every idle connection's task holds its state, so
+/// it keeps few bytes across its waits: one pointer to the connection (its
+/// parts are borrowed afresh after each wait, not held), and what is seldom
+/// there (our close, an error, a message read ahead) boxed.
+async fn run_loop(running: &mut Running) -> End {
     /// Outbox turns (since `recv` last returned) after which `recv`, which
     /// also writes what is queued, goes first once: frames emitted without
     /// pause from other threads cannot keep the queue from being written.
     const OUTBOX_TURNS: u32 = 16;
     let mut ours: OurClose = None;
-    let mut error: Option<Error> = None;
+    let mut error: Option<Box<Error>> = None;
     let mut outbox_turns = 0;
     let mut read_ahead: ReadAhead = None;
     loop {
+        let Running { ws, outbox, .. } = &mut *running;
         let batch = match pump(ws, outbox, &mut ours) {
             Pumped::Abort => return End { code: None, reason: "Server shutting down".into() },
             Pumped::Continue { batch } => batch,
@@ -572,13 +571,14 @@ async fn run_loop(
         // socket (callgrind, fan-out at 10 k deliveries/s: about 15 % of the
         // server's instructions per delivery).
         let received = if let Some(received) = read_ahead.take() {
-            received
+            *received
         } else {
             // Polled in place rather than through `select!` over a `recv`
             // future: the wait then holds no future of its own, which keeps
             // every idle connection's task small.
             let outbox_first = outbox_turns < OUTBOX_TURNS;
             let woken = poll_fn(|cx| {
+                let Running { ws, outbox, .. } = &mut *running;
                 if outbox_first && outbox.poll_notified(cx).is_ready() {
                     return Poll::Ready(None);
                 }
@@ -607,26 +607,32 @@ async fn run_loop(
         outbox_turns = 0;
         // What is emitted while this is handled is queued, as before direct
         // writes: the handling puts it in its place (before its answer).
-        outbox.close_direct();
-        match received {
+        running.outbox.close_direct();
+        let message = match received {
             None => break,
             Some(Err(e)) => {
                 debug!(error = %e, "connection failed");
-                error.get_or_insert(e);
-            }
-            Some(Ok(message)) => {
-                // Boxed: its state (the handler's future, its select) is
-                // allocated per message rather than held by every idle
-                // connection's task; the handler's future is boxed anyway.
-                let handling = handle(ws, endpoint, registered, outbox, &mut ours, &mut read_ahead, message);
-                if Box::pin(handling).await == Flow::Abort {
-                    return End { code: None, reason: "Server shutting down".into() };
+                if error.is_none() {
+                    error = Some(Box::new(e));
                 }
+                continue;
             }
+            Some(Ok(message)) => message,
+        };
+        // Boxed: its state (the handler's future, its select) is allocated
+        // per message rather than held by every idle connection's task; the
+        // handler's future is boxed anyway.
+        let Running { ws, endpoint, registered, outbox, .. } = &mut *running;
+        let handling = handle(ws, endpoint.as_ref(), registered, outbox, &mut ours, &mut read_ahead, message);
+        if Box::pin(handling).await == Flow::Abort {
+            return End { code: None, reason: "Server shutting down".into() };
         }
     }
-    match (ours, ws.peer_close(), error) {
-        (Some((code, reason)), _, _) => End { code: Some(code), reason },
+    match (ours, running.ws.peer_close(), error) {
+        (Some(ours), _, _) => {
+            let (code, reason) = *ours;
+            End { code: Some(code), reason }
+        }
         (None, Some(peer), _) => End { code: peer.code, reason: peer.reason.clone() },
         (None, None, Some(error)) => End { code: None, reason: error.to_string() },
         (None, None, None) => End { code: None, reason: String::new() },
@@ -701,13 +707,13 @@ fn answer(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose, k
 
 fn close(ws: &mut WebSocket<BoxStream>, ours: &mut OurClose, code: CloseCode, reason: &str) {
     if ws.start_close(code, reason).is_ok() {
-        ours.get_or_insert_with(|| (code, reason.to_owned()));
+        ours.get_or_insert_with(|| Box::new((code, reason.to_owned())));
     }
 }
 
 /// What was read while a handler ran: the client's next message (or the
-/// end of its input), handled after it.
-type ReadAhead = Option<Option<Result<Message, Error>>>;
+/// end of its input), handled after it (boxed, as [`OurClose`] is).
+type ReadAhead = Option<Box<Option<Result<Message, Error>>>>;
 
 /// The connection's I/O while a handler runs.
 enum HandlerIo {
@@ -789,7 +795,7 @@ async fn handle(
                 }
             }
             io = handler_io(ws, read_ahead.is_none(), !write_failed) => match io {
-                HandlerIo::Received(received) => *read_ahead = Some(received),
+                HandlerIo::Received(received) => *read_ahead = Some(Box::new(received)),
                 HandlerIo::Flushed(ok) => write_failed = !ok,
             },
         }
