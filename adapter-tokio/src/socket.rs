@@ -223,9 +223,11 @@ pub struct WebSocket<S> {
     codec: Option<Box<Codec>>,
     sleep: Option<Pin<Box<Sleep>>>,
     phase: Phase,
-    /// The abnormal end to report from `recv`, once.
-    pending: Option<Error>,
-    peer_close: Option<CloseFrame>,
+    /// The abnormal end to report from `recv`, once. (This and the peer's
+    /// close are boxed: seldom there, where every idle connection would
+    /// hold their room.)
+    pending: Option<Box<Error>>,
+    peer_close: Option<Box<CloseFrame>>,
     pub(crate) span: Span,
 }
 
@@ -285,7 +287,7 @@ impl<S> WebSocket<S> {
     /// The close frame the peer sent, once received: its code and reason.
     /// After our own [`close`](Self::close), this is the peer's echo.
     pub fn peer_close(&self) -> Option<&CloseFrame> {
-        self.peer_close.as_ref()
+        self.peer_close.as_deref()
     }
 
     /// Bytes queued for sending and not yet written.
@@ -625,7 +627,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ) -> Poll<Option<Result<T, Error>>> {
         loop {
             match self.phase {
-                Phase::Done => return Poll::Ready(self.pending.take().map(Err)),
+                Phase::Done => return Poll::Ready(self.pending.take().map(|error| Err(*error))),
                 Phase::Finishing { deadline, awaiting_eof } => {
                     ready!(self.poll_finish_step(cx, deadline, awaiting_eof));
                     continue;
@@ -671,7 +673,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     Some(Timeout::Close) => debug!(parent: &self.span, "close timeout"),
                     Some(timeout) => {
                         debug!(parent: &self.span, ?timeout, "timeout");
-                        self.pending.get_or_insert(Error::Timeout(timeout));
+                        self.pending.get_or_insert_with(|| Box::new(Error::Timeout(timeout)));
                     }
                     None => {}
                 },
@@ -686,7 +688,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The stream ended or failed while the core was running.
     fn fail(&mut self, error: Error) {
         if self.peer_close.is_none() {
-            self.pending.get_or_insert(error);
+            self.pending.get_or_insert_with(|| Box::new(error));
         }
         self.phase = Phase::Done;
     }
@@ -762,12 +764,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Some(Incoming::Event(Event::Close { code, reason })) => {
                     let span = &self.span; // not `self`, which the macro's closure would take whole
                     debug!(parent: span, code = code.map(u16::from), reason, "peer closed");
-                    self.peer_close = Some(CloseFrame { code, reason: reason.to_owned() });
+                    self.peer_close = Some(Box::new(CloseFrame { code, reason: reason.to_owned() }));
                 }
                 Some(Incoming::Event(Event::ProtocolError(error))) => {
                     let span = &self.span;
                     debug!(parent: span, %error, "protocol error");
-                    self.pending.get_or_insert(Error::Protocol(error));
+                    self.pending.get_or_insert_with(|| Box::new(Error::Protocol(error)));
                 }
                 Some(_) => {}
             }

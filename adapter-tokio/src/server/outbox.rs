@@ -57,7 +57,9 @@ struct State {
     bytes: usize,
     /// The bound was crossed: the connection is being closed; drop frames.
     overflowed: bool,
-    close: Option<(CloseCode, String)>,
+    /// Boxed, as `rest` is: seldom there, and every idle connection's
+    /// outbox would hold their room.
+    close: Option<Box<(CloseCode, String)>>,
     abort: bool,
     /// Check that the peer is still there.
     check_alive: bool,
@@ -78,7 +80,7 @@ struct State {
     granted: u8,
     /// The end of a frame an emitter wrote in part: the connection writes
     /// it before anything else.
-    rest: Option<Bytes>,
+    rest: Option<Box<Bytes>>,
 }
 
 /// Mark work pending and wake the connection, once the lock is released.
@@ -161,7 +163,7 @@ impl Outbox {
                 }
                 Ok(n) => {
                     state.direct = 0;
-                    state.rest = Some(frame.slice(n..));
+                    state.rest = Some(Box::new(frame.slice(n..)));
                     signal(state);
                     return;
                 }
@@ -188,7 +190,7 @@ impl Outbox {
             cut -= 1;
         }
         let mut state = self.lock();
-        state.close.get_or_insert_with(|| (code, reason[..cut].to_owned()));
+        state.close.get_or_insert_with(|| Box::new((code, reason[..cut].to_owned())));
         signal(state);
     }
 
@@ -218,7 +220,7 @@ impl Outbox {
         Taken {
             frames,
             overflowed: state.overflowed,
-            close: state.close.take(),
+            close: state.close.take().map(|close| *close),
             abort: state.abort,
             check_alive,
             rest: state.rest.is_some(),
