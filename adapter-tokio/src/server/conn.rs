@@ -543,9 +543,8 @@ enum Flow {
     Abort,
 }
 
-/// The closing handshake we started, if any.
-/// The close this side started: its code and reason (boxed, as what an
-/// idle connection's task holds is kept small).
+/// The closing handshake this side started, if any: its code and reason
+/// (boxed, as what an idle connection's task holds is kept small).
 type OurClose = Option<Box<(CloseCode, String)>>;
 
 /// The connection's loop. Every idle connection's task holds its state, so
