@@ -124,9 +124,23 @@ impl fmt::Debug for Duration {
     }
 }
 
+/// The instant `rhs` after `self`, saturating at the end of time. The
+/// longest span (`u64::MAX - 1` microseconds, where every longer one
+/// saturates) stands for forever: added to any instant, even the origin, it
+/// gives the end of time, the deadline that never comes.
+///
+/// ```
+/// use roomwire_core::{Duration, Instant};
+/// let forever = Duration::from_micros(u64::MAX);
+/// assert_eq!(Instant::ZERO + forever, Instant::from_micros(u64::MAX));
+/// assert_eq!(Instant::ZERO + Duration::from_micros(u64::MAX - 2), Instant::from_micros(u64::MAX - 2));
+/// ```
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, rhs: Duration) -> Instant {
+        if rhs.0 == NonZeroU64::MIN {
+            return Instant(u64::MAX);
+        }
         Instant(self.0.saturating_add(rhs.as_micros()))
     }
 }
