@@ -66,6 +66,10 @@ pub struct Duration(
     NonZeroU64,
 );
 
+/// The longest span, inverted: where every longer one saturates, and what
+/// [`Instant`] `+` reads as forever.
+const LONGEST: NonZeroU64 = NonZeroU64::MIN;
+
 impl Duration {
     /// No time at all.
     pub const ZERO: Self = Self::from_micros(0);
@@ -75,7 +79,7 @@ impl Duration {
         match NonZeroU64::new(!micros) {
             Some(inverted) => Self(inverted),
             // `u64::MAX` microseconds: the longest span there is, one less.
-            None => Self(NonZeroU64::MIN),
+            None => Self(LONGEST),
         }
     }
 
@@ -138,7 +142,7 @@ impl fmt::Debug for Duration {
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, rhs: Duration) -> Instant {
-        if rhs.0 == NonZeroU64::MIN {
+        if rhs.0 == LONGEST {
             return Instant(u64::MAX);
         }
         Instant(self.0.saturating_add(rhs.as_micros()))

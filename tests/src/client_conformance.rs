@@ -280,7 +280,24 @@ pub const SESSIONS: &[(&str, Session)] = &[
 
 /// Run every session against the clients `launch` starts.
 pub fn run(launch: &mut dyn Launch) -> Vec<(&'static str, Outcome)> {
-    SESSIONS.iter().map(|(name, session)| (*name, session(launch))).collect()
+    run_observed(launch, |_, _, _| {})
+}
+
+/// [`run`], calling `after` once each session has ended (its client
+/// dropped) with its name, outcome and duration.
+pub fn run_observed(
+    launch: &mut dyn Launch,
+    mut after: impl FnMut(&str, &Outcome, std::time::Duration),
+) -> Vec<(&'static str, Outcome)> {
+    SESSIONS
+        .iter()
+        .map(|(name, session)| {
+            let started = std::time::Instant::now();
+            let outcome = session(launch);
+            after(name, &outcome, started.elapsed());
+            (*name, outcome)
+        })
+        .collect()
 }
 
 fn offers_probe_and_joins(launch: &mut dyn Launch) -> Outcome {

@@ -12,10 +12,9 @@ use std::any::Any;
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
 
 use roomwire_core::WireFormat;
-use roomwire_tests::client_conformance::{Launch, SESSIONS};
+use roomwire_tests::client_conformance::{self, Launch};
 use roomwire_tests::conformance::print_report;
 
 struct Processes {
@@ -66,23 +65,17 @@ fn main() {
         std::process::exit(2);
     };
     let log = std::env::temp_dir().join(format!("client-conformance-{}.log", std::process::id()));
-    let mut launch = Processes { ip, program, args: args.collect(), log };
+    let mut launch = Processes { ip, program, args: args.collect(), log: log.clone() };
     let show_all = std::env::var_os("CLIENT_CONFORMANCE_SHOW").is_some();
-    let results = SESSIONS
-        .iter()
-        .map(|(name, session)| {
-            let _ = std::fs::remove_file(&launch.log);
-            let started = Instant::now();
-            let outcome = session(&mut launch);
-            if outcome.is_err() || show_all {
-                // The session's client has been killed: its output is whole.
-                let printed = std::fs::read_to_string(&launch.log).unwrap_or_default();
-                let verdict = if outcome.is_err() { "failed" } else { "passed" };
-                eprintln!("{name}: {verdict} after {:.2?}; the client printed:\n{printed}", started.elapsed());
-            }
-            (*name, outcome)
-        })
-        .collect();
-    let _ = std::fs::remove_file(&launch.log);
+    let results = client_conformance::run_observed(&mut launch, |name, outcome, took| {
+        if outcome.is_err() || show_all {
+            // The session's client has been killed: its output is whole.
+            let printed = std::fs::read_to_string(&log).unwrap_or_default();
+            let verdict = if outcome.is_err() { "failed" } else { "passed" };
+            eprintln!("{name}: {verdict} after {took:.2?}; the client printed:\n{printed}");
+        }
+        // Each launch creates the file anew; the last one goes too.
+        let _ = std::fs::remove_file(&log);
+    });
     std::process::exit(print_report(results));
 }
