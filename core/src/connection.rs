@@ -606,6 +606,84 @@ impl Agreement {
     }
 }
 
+/// An open connection at rest: between messages, owing the peer nothing,
+/// with no deadline but its keepalive. What it must remember while it
+/// waits fits in a few words (its role, keepalive, deflate agreement and
+/// key source); the rest of a [`Connection`] (its control-frame buffers,
+/// its decoder, its configuration) is the same for every connection at
+/// rest and is made again by [`Rest::wake`].
+///
+/// An adapter holding many idle connections keeps them in this form and
+/// wakes one when its socket has bytes, it has something to send, or
+/// [`Rest::poll_timeout`] passes. Whether a connection may rest is the
+/// core's decision ([`Connection::is_at_rest`]); resting and waking never
+/// change what the connection does next.
+///
+/// ```
+/// use roomwire_core::{Config, Connection, Event, Instant, Message, State};
+/// use roomwire_core::handshake::ClientRequest;
+///
+/// let now = Instant::ZERO;
+/// let config = Config::default();
+/// let mut client = Connection::client(config, now, || [7, 7, 7, 7]);
+/// let mut server = Connection::server(config, now);
+/// let mut wire = [0u8; 512];
+/// let request = ClientRequest { host: "h", target: "/", protocols: &[], headers: &[] };
+/// let n = client.write_request(&request, &mut wire).unwrap();
+/// server.handle_input(now, &mut wire[..n]);
+/// let n = server.accept(now, None, &[], &mut wire).unwrap();
+/// client.handle_input(now, &mut wire[..n]);
+///
+/// // Open and idle: it rests, and wakes as it was.
+/// let rest = server.rest().unwrap();
+/// let mut server = rest.wake(config);
+/// let n = client.send(Message::Text("hi"), &mut wire).unwrap();
+/// let got = server.handle_input(now, &mut wire[..n]);
+/// assert!(matches!(got.event, Some(Event::Data { payload: b"hi", .. })));
+/// assert_eq!(server.state(), State::Open);
+/// ```
+#[derive(Debug)]
+pub struct Rest<K = NoMasking> {
+    keys: K,
+    next_ping: Deadline,
+    ping_nonce: u32,
+    deflate: Agreement,
+    role: Role,
+    awaiting_pong: bool,
+}
+
+impl<K: MaskKeySource> Rest<K> {
+    /// The connection again, as it was when it went to rest. `config` must
+    /// be the configuration it had (an adapter keeps one per endpoint).
+    pub fn wake(self, config: Config) -> Connection<K> {
+        let Self { keys, next_ping, ping_nonce, deflate, role, awaiting_pong } = self;
+        let mut connection = Connection::with_role(role, config, Instant::ZERO, keys);
+        connection.deflate = deflate;
+        connection.open_at(next_ping);
+        connection.ping_nonce = ping_nonce;
+        connection.awaiting_pong = awaiting_pong;
+        connection
+    }
+
+    /// The deadline at which it must wake (its keepalive: the next ping,
+    /// or the pong it waits for), if any: [`Connection::poll_timeout`] of
+    /// the connection it was.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_ping.get()
+    }
+
+    /// Server or client.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// permessage-deflate as agreed with the peer ([`Connection::deflate`]).
+    pub fn deflate(&self) -> Option<&Deflate> {
+        self.deflate.get()
+    }
+}
+
 impl Connection<NoMasking> {
     /// A server connection waiting for the client's Upgrade request.
     pub fn server(config: Config, now: Instant) -> Self {
@@ -952,6 +1030,11 @@ impl<K: MaskKeySource> Connection<K> {
     }
 
     fn open(&mut self, now: Instant) {
+        self.open_at(self.config.keepalive_interval.map(|i| now + i).into());
+    }
+
+    /// Open, the next keepalive ping due at `next_ping`.
+    fn open_at(&mut self, next_ping: Deadline) {
         // The handshake's bytes are done with: their room holds the
         // control frames owed from now on.
         self.stage = StageBytes::Open { pong_out: None, close_out: None };
@@ -959,7 +1042,31 @@ impl<K: MaskKeySource> Connection<K> {
         self.handshake = Handshake::Done;
         self.state = State::Open;
         self.handshake_deadline = Deadline::NONE;
-        self.next_ping = self.config.keepalive_interval.map(|i| now + i).into();
+        self.first_byte_deadline = Deadline::NONE;
+        self.next_ping = next_ping;
+    }
+
+    /// Whether the connection can go to [`Rest`]: open, between messages
+    /// (no frame or fragmented message half received, none half sent), and
+    /// owing the peer nothing (no pong, ping or close to write).
+    pub fn is_at_rest(&self) -> bool {
+        self.state == State::Open
+            && matches!(self.handshake, Handshake::Done)
+            && self.decoder.is_between_messages()
+            && !self.sending
+            && !self.wants_transmit()
+            && self.message_deadline == Deadline::NONE
+    }
+
+    /// The connection in its resting form, if it [is at
+    /// rest](Self::is_at_rest); otherwise itself, unchanged.
+    #[allow(clippy::result_large_err)] // given back whole, not an error to propagate
+    pub fn rest(self) -> Result<Rest<K>, Self> {
+        if !self.is_at_rest() {
+            return Err(self);
+        }
+        let Self { keys, next_ping, ping_nonce, deflate, role, awaiting_pong, .. } = self;
+        Ok(Rest { keys, next_ping, ping_nonce, deflate, role, awaiting_pong })
     }
 
     /// Queue a close frame for a protocol failure; the connection closes

@@ -183,6 +183,12 @@ impl FrameDecoder {
         self.stage == Stage::Header && self.header_len == 0
     }
 
+    /// Whether the decoder is between messages: between frames, and no
+    /// fragmented message begun.
+    pub fn is_between_messages(&self) -> bool {
+        self.is_idle() && self.message.is_none()
+    }
+
     /// Decode from `input`, unmasking payload in place.
     ///
     /// Returns how many bytes of `input` were consumed and at most one

@@ -101,7 +101,7 @@ pub use channel::Channel;
 pub use client::{ClientEvent, RoomClient};
 pub use close::CloseCode;
 pub use connection::{
-    Config, Connection, Event, MaskKeySource, Message, NoMasking, Received, SendError, State, Timeout,
+    Config, Connection, Event, MaskKeySource, Message, NoMasking, Received, Rest, SendError, State, Timeout,
 };
 pub use decoder::{MessageKind, Role};
 pub use error::{InsufficientSize, ProtocolError};

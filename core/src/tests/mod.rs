@@ -7,6 +7,7 @@ mod cluster;
 #[cfg(feature = "deflate")]
 mod deflate;
 pub(crate) mod pair;
+mod rest;
 mod rfc6455;
 mod room_model;
 mod wire_golden;

@@ -159,6 +159,12 @@ pub(crate) struct Pair {
     pub to_client: Vec<u8>,
     pub server_in: Inbox,
     pub client_in: Inbox,
+    /// Put both sides to [`crate::Rest`] and wake them after every step
+    /// in which they may rest, as an adapter holding idle connections does.
+    pub rest_between_steps: bool,
+    /// How many times a side went to rest.
+    pub rested: usize,
+    configs: (Config, Config),
 }
 
 impl Pair {
@@ -177,6 +183,9 @@ impl Pair {
             to_client: Vec::new(),
             server_in: Inbox::new(server.max_message_size),
             client_in: Inbox::new(client.max_message_size),
+            rest_between_steps: false,
+            rested: 0,
+            configs: (client, server),
         }
     }
 
@@ -239,7 +248,34 @@ impl Pair {
         let out = transmit(&mut self.client);
         progress |= !out.is_empty();
         self.to_server.extend(out);
+        if self.rest_between_steps {
+            self.rest_and_wake();
+        }
         progress
+    }
+
+    /// Each side that may rest goes to [`crate::Rest`] and wakes again.
+    pub fn rest_and_wake(&mut self) {
+        let (client_config, server_config) = self.configs;
+        let placeholder = Connection::server(server_config, self.now);
+        let server = core::mem::replace(&mut self.server, placeholder);
+        self.server = match server.rest() {
+            Ok(rest) => {
+                self.rested += 1;
+                rest.wake(server_config)
+            }
+            Err(server) => server,
+        };
+        let placeholder =
+            Connection::client(client_config, self.now, Box::new(test_keys()) as Box<dyn FnMut() -> [u8; 4]>);
+        let client = core::mem::replace(&mut self.client, placeholder);
+        self.client = match client.rest() {
+            Ok(rest) => {
+                self.rested += 1;
+                rest.wake(client_config)
+            }
+            Err(client) => client,
+        };
     }
 
     /// Advance virtual time by `d`, firing due timeouts on both sides.
