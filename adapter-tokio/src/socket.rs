@@ -992,6 +992,105 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Whether [`rest`](Self::rest) would take it.
+    pub(crate) fn can_rest(&self) -> bool {
+        matches!(self.phase, Phase::Running)
+            && self.rstart == self.rend
+            && self.queued() == 0
+            && !self.need_flush
+            && !self.hold_close
+            && self.pending.is_none()
+            && self.peer_close.is_none()
+            && self.conn.is_at_rest()
+    }
+
+    /// The connection at rest, if it is idle: running, nothing unread,
+    /// queued or unflushed, no message half read, no close or error
+    /// pending, and its core [at rest](roomwire_core::Connection::is_at_rest).
+    /// Otherwise itself, unchanged. What it was waiting for (its stream's
+    /// readiness, its timer) stays registered: the task is woken as it
+    /// would have been.
+    #[allow(clippy::result_large_err)] // given back whole, not an error to propagate
+    pub(crate) fn rest(mut self) -> Result<Resting<S>, Self> {
+        if !self.can_rest() {
+            return Err(self);
+        }
+        self.release_idle_buffers();
+        let Self {
+            stream,
+            conn,
+            max_outbound,
+            max_read_chunk,
+            origin,
+            rbuf,
+            rstart,
+            rend,
+            wbuf,
+            wpos,
+            need_flush,
+            hold_close,
+            reader,
+            codec,
+            sleep,
+            phase,
+            pending,
+            peer_close,
+            span,
+        } = self;
+        match conn.rest() {
+            Ok(rest) => Ok(Resting { stream, rest, codec, sleep, origin, span }),
+            // Not reached (checked above); given back whole if it were.
+            Err(conn) => Err(Self {
+                stream,
+                conn,
+                max_outbound,
+                max_read_chunk,
+                origin,
+                rbuf,
+                rstart,
+                rend,
+                wbuf,
+                wpos,
+                need_flush,
+                hold_close,
+                reader,
+                codec,
+                sleep,
+                phase,
+                pending,
+                peer_close,
+                span,
+            }),
+        }
+    }
+}
+
+/// An idle [`WebSocket`] in its resting form: the stream, the core's
+/// [`Rest`](roomwire_core::Rest), the compression context and the timer,
+/// about a tenth of the whole. Woken by [`Resting::wake`] with the
+/// configuration it had.
+pub(crate) struct Resting<S> {
+    stream: S,
+    rest: roomwire_core::Rest<RandomKeys>,
+    codec: Option<Box<Codec>>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    origin: TokioInstant,
+    span: Span,
+}
+
+impl<S> Resting<S> {
+    /// The connection again, as it went to rest. `config` must be the one
+    /// it was made with.
+    pub(crate) fn wake(self, config: Config) -> WebSocket<S> {
+        let Self { stream, rest, codec, sleep, origin, span } = self;
+        let mut ws = WebSocket::new(stream, rest.wake(config.core), config, origin, span);
+        ws.codec = codec;
+        ws.sleep = sleep;
+        ws
+    }
+}
+
 /// The close timeout on tokio's clock.
 pub(crate) fn close_timeout(config: &roomwire_core::Config) -> std::time::Duration {
     std::time::Duration::from_micros(config.close_timeout.as_micros())

@@ -28,9 +28,10 @@ use super::registry::{
 use super::stateful::{Joining, Place};
 use super::upgrade::RequestHead;
 use super::{Permit, Server, TaskGuard};
+use crate::config::Config;
 use crate::error::Error;
 use crate::message::{HandshakeInfo, Message};
-use crate::socket::{WebSocket, append_with};
+use crate::socket::{Resting, WebSocket, append_with};
 
 /// Any stream, boxed: one connection type for TCP, TLS, upgraded HTTP.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -365,11 +366,9 @@ pub(crate) fn run_open(
     run_registered(Box::pin(register(server, endpoint, ws, admitted)))
 }
 
-/// What a registered connection keeps while it runs, in one allocation
-/// (the connection's own included: apart, with glibc's allocator, the
-/// pieces left gaps worth more than their headers).
+/// What a registered connection keeps while it runs, in one allocation.
 struct Running {
-    ws: WebSocket<BoxStream>,
+    socket: Socket,
     endpoint: Arc<dyn ErasedEndpoint>,
     registered: Registered,
     outbox: Arc<Outbox>,
@@ -379,6 +378,65 @@ struct Running {
 }
 
 type Registering = Pin<Box<dyn Future<Output = Option<Box<Running>>> + Send>>;
+
+/// The connection's WebSocket: whole while it has work, at rest while it
+/// waits. Most connections wait most of the time, and the resting form is
+/// about a tenth of the whole (the core's control-frame buffers, decoder
+/// and configuration, the read and message state, are made again when it
+/// wakes). See BENCHMARKS.md, seventh pass.
+enum Socket {
+    Awake(Box<WebSocket<BoxStream>>),
+    Resting(Resting<BoxStream>),
+    /// For the length of a move between the two.
+    Moving,
+}
+
+impl Socket {
+    /// The whole WebSocket, woken with `config` (the one it was made with)
+    /// if it rests. `None` only after a move that did not finish.
+    fn awake(&mut self, config: Config) -> Option<&mut WebSocket<BoxStream>> {
+        if matches!(self, Self::Resting(_))
+            && let Self::Resting(resting) = std::mem::replace(self, Self::Moving)
+        {
+            *self = Self::Awake(Box::new(resting.wake(config)));
+        }
+        match self {
+            Self::Awake(ws) => Some(ws),
+            Self::Resting(_) | Self::Moving => None,
+        }
+    }
+
+    /// Rest, if the WebSocket is idle ([`WebSocket::rest`]); what it waits
+    /// for stays registered with the task.
+    fn rest(&mut self) {
+        if matches!(self, Self::Awake(ws) if ws.can_rest())
+            && let Self::Awake(ws) = std::mem::replace(self, Self::Moving)
+        {
+            *self = match (*ws).rest() {
+                Ok(resting) => Self::Resting(resting),
+                Err(ws) => Self::Awake(Box::new(ws)),
+            };
+        }
+    }
+
+    /// The peer's close frame, if the WebSocket is awake and has one.
+    fn peer_close(&self) -> Option<&crate::message::CloseFrame> {
+        match self {
+            Self::Awake(ws) => ws.peer_close(),
+            Self::Resting(_) | Self::Moving => None,
+        }
+    }
+}
+
+/// The configuration every connection of the server was made with.
+fn socket_config(registered: &Registered) -> Config {
+    registered.server.shared.config.socket
+}
+
+/// How a connection ends whose WebSocket was lost in a move (not reached).
+fn lost() -> End {
+    End { code: None, reason: "connection state lost".into() }
+}
 
 async fn run_registered(registering: Registering) {
     let Some(mut running) = registering.await else { return };
@@ -502,12 +560,12 @@ async fn register(
         hook(server.clone(), event).await;
     }
     let registered = Registered { id, user, member, session, cell, server, seat };
-    Some(Box::new(Running { ws: *ws, endpoint, registered, outbox, registration, _open: open }))
+    Some(Box::new(Running { socket: Socket::Awake(ws), endpoint, registered, outbox, registration, _open: open }))
 }
 
 /// The connection has ended: leave the rooms, call the disconnect hooks.
 async fn unregister(running: Box<Running>, end: End) {
-    let Running { ws, endpoint, mut registered, mut registration, _open, .. } = *running;
+    let Running { socket, endpoint, mut registered, mut registration, _open, .. } = *running;
     // Its stateful room first (`on_leave` runs in the room's task).
     drop(registered.seat.take());
     let rooms = registration.unregister();
@@ -520,7 +578,7 @@ async fn unregister(running: Box<Running>, end: End) {
         code: end.code,
         reason: end.reason,
     };
-    drop(ws);
+    drop(socket);
     let shared = &registered.server.shared;
     if let Some(hook) = &shared.hooks.disconnect {
         hook(&event);
@@ -561,7 +619,8 @@ async fn run_loop(running: &mut Running) -> End {
     let mut outbox_turns = 0;
     let mut read_ahead: ReadAhead = None;
     loop {
-        let Running { ws, outbox, .. } = &mut *running;
+        let Running { socket, outbox, registered, .. } = &mut *running;
+        let Some(ws) = socket.awake(socket_config(registered)) else { return lost() };
         let batch = match pump(ws, outbox, &mut ours) {
             Pumped::Abort => return End { code: None, reason: "Server shutting down".into() },
             Pumped::Continue { batch } => batch,
@@ -579,7 +638,10 @@ async fn run_loop(running: &mut Running) -> End {
             // every idle connection's task small.
             let outbox_first = outbox_turns < OUTBOX_TURNS;
             let woken = poll_fn(|cx| {
-                let Running { ws, outbox, .. } = &mut *running;
+                let Running { socket, outbox, registered, .. } = &mut *running;
+                let Some(ws) = socket.awake(socket_config(registered)) else {
+                    return Poll::Ready(Some(None));
+                };
                 if outbox_first && outbox.poll_notified(cx).is_ready() {
                     return Poll::Ready(None);
                 }
@@ -594,6 +656,8 @@ async fn run_loop(running: &mut Running) -> End {
                 if outbox.open_direct(ws.takes_direct_frames(), batch) {
                     return Poll::Ready(None);
                 }
+                // Waiting: in its resting form, woken as it would have been.
+                socket.rest();
                 Poll::Pending
             })
             .await;
@@ -623,13 +687,14 @@ async fn run_loop(running: &mut Running) -> End {
         // Boxed: its state (the handler's future, its select) is allocated
         // per message rather than held by every idle connection's task; the
         // handler's future is boxed anyway.
-        let Running { ws, endpoint, registered, outbox, .. } = &mut *running;
+        let Running { socket, endpoint, registered, outbox, .. } = &mut *running;
+        let Some(ws) = socket.awake(socket_config(registered)) else { return lost() };
         let handling = handle(ws, endpoint.as_ref(), registered, outbox, &mut ours, &mut read_ahead, message);
         if Box::pin(handling).await == Flow::Abort {
             return End { code: None, reason: "Server shutting down".into() };
         }
     }
-    match (ours, running.ws.peer_close(), error) {
+    match (ours, running.socket.peer_close(), error) {
         (Some(ours), _, _) => {
             let (code, reason) = *ours;
             End { code: Some(code), reason }
