@@ -1282,6 +1282,50 @@ mod tests {
         writer.abort();
     }
 
+    /// A socket put to rest between messages wakes as it was: it reads on,
+    /// answers pings, keeps its keepalive; one with half a frame read, or a
+    /// pong owed, does not rest.
+    #[tokio::test(start_paused = true)]
+    async fn a_resting_socket_wakes_as_it_was() {
+        use std::future::poll_fn;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut config = Config::default();
+        config.core.keepalive_interval = Some(roomwire_core::Duration::from_secs(30));
+        let (mut ws, mut peer) = accepted(config).await;
+        peer.write_all(&client_frame(0x81, b"one")).await.unwrap();
+        assert!(matches!(ws.recv().await, Some(Ok(Message::Text(ref t))) if t == "one"));
+        // Waiting for more: nothing read, the read registered.
+        assert!(poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await);
+        let resting = ws.rest().map_err(|_| "an idle socket did not rest").unwrap();
+        assert!(std::mem::size_of_val(&resting) * 4 < std::mem::size_of::<WebSocket<tokio::io::DuplexStream>>());
+        let mut ws = resting.wake(config);
+
+        // Half a ping: not at rest until it is whole and answered.
+        let ping = client_frame(0x89, b"still?");
+        peer.write_all(&ping[..4]).await.unwrap();
+        tokio::task::yield_now().await;
+        assert!(poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await);
+        let mut ws = ws.rest().map(|_| ()).expect_err("rested with half a frame read");
+        peer.write_all(&ping[4..]).await.unwrap();
+        peer.write_all(&client_frame(0x82, b"two")).await.unwrap();
+        assert!(matches!(ws.recv().await, Some(Ok(Message::Binary(ref b))) if b == b"two"));
+        // The pong is queued; it goes out as the socket waits again.
+        assert!(!ws.can_rest());
+        assert!(poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await);
+        let mut pong = [0u8; 8];
+        peer.read_exact(&mut pong).await.unwrap();
+        assert_eq!(pong, *b"\x8a\x06still?");
+
+        // At rest across the keepalive: woken by its timer, it pings.
+        let resting = ws.rest().map_err(|_| "an idle socket did not rest").unwrap();
+        tokio::time::advance(std::time::Duration::from_secs(31)).await;
+        let mut ws = resting.wake(config);
+        assert!(poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await);
+        let mut ping = [0u8; 6];
+        peer.read_exact(&mut ping).await.unwrap();
+        assert_eq!(ping, [0x89, 4, 0, 0, 0, 1], "the first keepalive ping");
+    }
+
     /// A bound of zero still reads (an empty queue is never over it).
     #[tokio::test]
     async fn a_zero_queue_bound_still_reads() {
