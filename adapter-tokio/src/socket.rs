@@ -70,40 +70,51 @@ fn reuse_write_buffer(wbuf: &mut Vec<u8>) {
 /// Client masking keys and handshake nonces from the operating system's
 /// CSPRNG (RFC 6455 §10.3), fetched 256 bytes at a time. A server's source
 /// is empty and stays so: servers never mask.
-pub(crate) struct RandomKeys {
-    buf: Option<Box<[u8; 256]>>,
-    pos: usize,
+pub(crate) struct RandomKeys(Option<Box<KeyBuffer>>);
+
+/// Random bytes fetched ahead, and how many are used.
+struct KeyBuffer {
+    bytes: [u8; 256],
+    used: usize,
+}
+
+impl KeyBuffer {
+    /// A buffer with no bytes left (the next key fills it).
+    fn used_up() -> Box<Self> {
+        Box::new(Self { bytes: [0; 256], used: 256 })
+    }
 }
 
 impl RandomKeys {
     /// A client's source, filled now so that a failing generator is an
     /// error at connect time rather than a panic later.
     pub(crate) fn new() -> io::Result<Self> {
-        let mut buf = Box::new([0u8; 256]);
-        getrandom::fill(buf.as_mut_slice()).map_err(|e| io::Error::other(format!("random number generator: {e}")))?;
-        Ok(Self { buf: Some(buf), pos: 0 })
+        let mut buf = KeyBuffer::used_up();
+        getrandom::fill(&mut buf.bytes).map_err(|e| io::Error::other(format!("random number generator: {e}")))?;
+        buf.used = 0;
+        Ok(Self(Some(buf)))
     }
 
-    /// A server's source: no allocation, no randomness drawn (it starts
-    /// exhausted, so a first use would fill it).
+    /// A server's source: no allocation, no randomness drawn (a first use
+    /// would fill it), one word in every connection.
     pub(crate) const fn unused() -> Self {
-        Self { buf: None, pos: 256 }
+        Self(None)
     }
 }
 
 impl MaskKeySource for RandomKeys {
     fn next_key(&mut self) -> [u8; 4] {
-        let buf = self.buf.get_or_insert_with(|| Box::new([0u8; 256]));
-        if self.pos + 4 > buf.len() {
+        let buf = self.0.get_or_insert_with(KeyBuffer::used_up);
+        if buf.used + 4 > buf.bytes.len() {
             // The source worked when the connection was created; a later
             // failure of the OS generator leaves no safe key to use.
             #[allow(clippy::expect_used)]
-            getrandom::fill(buf.as_mut_slice()).expect("operating system random number generator failed");
-            self.pos = 0;
+            getrandom::fill(&mut buf.bytes).expect("operating system random number generator failed");
+            buf.used = 0;
         }
         let mut key = [0u8; 4];
-        key.copy_from_slice(&buf[self.pos..self.pos + 4]);
-        self.pos += 4;
+        key.copy_from_slice(&buf.bytes[buf.used..buf.used + 4]);
+        buf.used += 4;
         key
     }
 }
@@ -1039,7 +1050,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             span,
         } = self;
         match conn.rest() {
-            Ok(rest) => Ok(Resting { stream, rest, codec, sleep, origin, span }),
+            // The span is the task's: the one current when it wakes.
+            Ok(rest) => Ok(Resting { stream, rest, codec, sleep, origin }),
             // Not reached (checked above); given back whole if it were.
             Err(conn) => Err(Self {
                 stream,
@@ -1069,22 +1081,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 /// An idle [`WebSocket`] in its resting form: the stream, the core's
 /// [`Rest`](roomwire_core::Rest), the compression context and the timer,
 /// about a tenth of the whole. Woken by [`Resting::wake`] with the
-/// configuration it had.
+/// configuration it had, in the task (and tracing span) that runs it.
 pub(crate) struct Resting<S> {
     stream: S,
     rest: roomwire_core::Rest<RandomKeys>,
     codec: Option<Box<Codec>>,
     sleep: Option<Pin<Box<Sleep>>>,
     origin: TokioInstant,
-    span: Span,
 }
 
 impl<S> Resting<S> {
     /// The connection again, as it went to rest. `config` must be the one
-    /// it was made with.
+    /// it was made with; its span is the current one (the task's, which
+    /// was its span when it went to rest).
     pub(crate) fn wake(self, config: Config) -> WebSocket<S> {
-        let Self { stream, rest, codec, sleep, origin, span } = self;
-        let mut ws = WebSocket::new(stream, rest.wake(config.core), config, origin, span);
+        let Self { stream, rest, codec, sleep, origin } = self;
+        let mut ws = WebSocket::new(stream, rest.wake(config.core), config, origin, Span::current());
         ws.codec = codec;
         ws.sleep = sleep;
         ws
@@ -1173,11 +1185,11 @@ mod tests {
     fn a_server_connection_draws_no_randomness_and_a_client_fresh_keys() {
         let mut server = server_conn(roomwire_core::Config::default());
         assert_eq!(server.role(), Role::Server);
-        assert!(server.keys_mut().buf.is_none(), "a server's key source holds nothing");
+        assert!(server.keys_mut().0.is_none(), "a server's key source holds nothing");
 
         let mut keys = RandomKeys::unused();
         let drawn: Vec<[u8; 4]> = (0..130).map(|_| keys.next_key()).collect();
-        assert!(keys.buf.is_some(), "first use fills the source");
+        assert!(keys.0.is_some(), "first use fills the source");
         // 130 keys span two refills of 64; the OS generator does not repeat
         // 520 bytes.
         assert!(drawn.windows(2).any(|w| w[0] != w[1]));

@@ -316,8 +316,9 @@ fn owned(refusal: HttpRefusal) -> (u16, String) {
     (refusal.status, refusal.body.to_owned())
 }
 
-/// Takes a connection out of its endpoint's registry if the task ends
-/// early (panic, abort); disarmed by the normal cleanup.
+/// Takes a connection out of its endpoint's registry if its registration
+/// ends early (panic, abort, a refused stateful room) until it is handed
+/// to [`Registered`], which does the same from then on.
 struct Registration {
     cell: Arc<ChannelCell>,
     member: Option<MemberId>,
@@ -328,22 +329,35 @@ struct Registration {
 }
 
 impl Registration {
-    fn unregister(&mut self) -> Vec<String> {
-        let Some(member) = self.member.take() else { return Vec::new() };
-        let mut state = self.cell.lock();
-        // Under the endpoint's lock, as renewals are queued: a renewal
-        // queued after this release cannot list the connection.
-        if let Some((user, id)) = self.lease.take() {
-            self.cell.node.release_lease(self.cell.path, &user, &id);
-        }
-        state.unregister(member)
+    /// Hand the duty over: whether the connection holds a lease.
+    fn hand_over(mut self) -> bool {
+        self.member = None;
+        self.lease.take().is_some()
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.unregister();
+        if let Some(member) = self.member.take() {
+            unregister_member(&self.cell, member, self.lease.take());
+        }
     }
+}
+
+/// Take `member` out of its endpoint's registry and rooms, give back its
+/// lease; the rooms it was in.
+pub(crate) fn unregister_member(
+    cell: &ChannelCell,
+    member: MemberId,
+    lease: Option<(Arc<str>, Arc<str>)>,
+) -> Vec<String> {
+    let mut state = cell.lock();
+    // Under the endpoint's lock, as renewals are queued: a renewal queued
+    // after this release cannot list the connection.
+    if let Some((user, id)) = lease {
+        cell.node.release_lease(cell.path, &user, &id);
+    }
+    state.unregister(member)
 }
 
 /// Serve a connection whose 101 has been sent: register it, run it,
@@ -372,7 +386,6 @@ struct Running {
     endpoint: Arc<dyn ErasedEndpoint>,
     registered: Registered,
     outbox: Arc<Outbox>,
-    registration: Registration,
     /// Its place under the server's connection cap.
     _open: Permit,
 }
@@ -559,16 +572,17 @@ async fn register(
     if let Some(hook) = &policy.on_connect {
         hook(server.clone(), event).await;
     }
-    let registered = Registered { id, user, member, session, cell, server, seat };
-    Some(Box::new(Running { socket: Socket::Awake(ws), endpoint, registered, outbox, registration, _open: open }))
+    let leased = registration.hand_over();
+    let registered = Registered { id, user, member, session, cell, server, seat, listed: true, leased };
+    Some(Box::new(Running { socket: Socket::Awake(ws), endpoint, registered, outbox, _open: open }))
 }
 
 /// The connection has ended: leave the rooms, call the disconnect hooks.
 async fn unregister(running: Box<Running>, end: End) {
-    let Running { socket, endpoint, mut registered, mut registration, _open, .. } = *running;
+    let Running { socket, endpoint, mut registered, _open, .. } = *running;
     // Its stateful room first (`on_leave` runs in the room's task).
     drop(registered.seat.take());
-    let rooms = registration.unregister();
+    let rooms = registered.unregister();
     debug!(code = end.code.map(u16::from), reason = end.reason, "disconnected");
     let event = DisconnectEvent {
         connection_id: registered.id.to_string(),

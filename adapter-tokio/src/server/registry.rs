@@ -415,4 +415,29 @@ pub(crate) struct Registered {
     /// Its place in its stateful room (stateful room endpoints only;
     /// boxed, so that every other connection's task is 88 B smaller).
     pub(crate) seat: Option<Box<super::stateful::Seat>>,
+    /// Still in the endpoint's registry: taken out on drop if the task
+    /// ends early (panic, abort), else by [`Registered::unregister`].
+    pub(crate) listed: bool,
+    /// It holds a place under a cluster-wide per-user cap (its user and
+    /// id), given back when it ends.
+    pub(crate) leased: bool,
+}
+
+impl Registered {
+    /// Take the connection out of its endpoint's registry and rooms (once);
+    /// the rooms it was in.
+    pub(crate) fn unregister(&mut self) -> Vec<String> {
+        if !std::mem::take(&mut self.listed) {
+            return Vec::new();
+        }
+        let lease = std::mem::take(&mut self.leased).then(|| (self.user.clone(), self.id.clone()));
+        let lease = lease.and_then(|(user, id)| Some((user?, id)));
+        super::conn::unregister_member(&self.cell, self.member, lease)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.unregister();
+    }
 }
