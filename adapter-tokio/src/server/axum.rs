@@ -177,7 +177,6 @@ impl Server {
         let task = TaskGuard::new(shared);
         tokio::spawn(
             async move {
-                let _task = task;
                 // hyper hands the stream over once the 101 is out; a client
                 // that does not take it holds its places no longer than
                 // the handshake's deadline.
@@ -206,7 +205,7 @@ impl Server {
                 drop(handshake_permit);
                 let stream: BoxStream = Box::new(TokioIo::new(upgraded));
                 let ws = Box::new(WebSocket::from_accepted(stream, connection, config, origin));
-                conn::run_open(server, endpoint, ws, admitted).await;
+                conn::run_open(server, endpoint, ws, admitted, task).await;
             }
             .instrument(span),
         );

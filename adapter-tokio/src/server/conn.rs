@@ -76,16 +76,15 @@ pub(crate) fn serve_stream(
     peer: Option<SocketAddr>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let task = TaskGuard::new(&server.shared);
-    // The handshake's state (request, hooks' futures) is boxed: freed once
-    // the connection is open, so an idle connection's task stays small.
-    let handshake = Box::pin(handshake(server.clone(), stream, peer));
-    async move {
-        let _task = task;
-        let Some((ws, endpoint, admitted)) = handshake.await else {
-            return;
-        };
-        run_open(server, endpoint, ws, admitted).await;
-    }
+    // The handshake's and the registration's state (request, admission,
+    // hooks' futures) is boxed: freed once the connection runs, so that
+    // what an idle connection's task holds is the running connection's
+    // pointer and the loop's few words (the guard moves into it).
+    let opening = Box::pin(async move {
+        let (ws, endpoint, admitted) = handshake(server.clone(), stream, peer).await?;
+        register(server, endpoint, ws, admitted, task).await
+    });
+    async move { run(opening.await).await }
 }
 
 /// Read the request, admit, answer. `None`: refused or failed (answered).
@@ -370,14 +369,17 @@ pub(crate) fn unregister_member(
 /// hooks' futures) is not part of the task for its whole life. Measured
 /// with `scripts/bench.sh` (idle cell, `VmRSS` per connection) and
 /// `-Zprint-type-sizes` (the `run_open` future).
+#[cfg(feature = "axum")]
 pub(crate) fn run_open(
     server: Server,
     endpoint: Arc<dyn ErasedEndpoint>,
     ws: Box<WebSocket<BoxStream>>,
     admitted: Admitted,
+    task: TaskGuard,
 ) -> impl Future<Output = ()> + Send + 'static {
     // Not an `async fn`, for the reason given at `serve_stream`.
-    run_registered(Box::pin(register(server, endpoint, ws, admitted)))
+    let registering = Box::pin(register(server, endpoint, ws, admitted, task));
+    async move { run(registering.await).await }
 }
 
 /// What a registered connection keeps while it runs, in one allocation.
@@ -388,9 +390,9 @@ struct Running {
     outbox: Arc<Outbox>,
     /// Its place under the server's connection cap.
     _open: Permit,
+    /// Counts it among the server's tasks until it ends.
+    _task: TaskGuard,
 }
-
-type Registering = Pin<Box<dyn Future<Output = Option<Box<Running>>> + Send>>;
 
 /// The connection's WebSocket: whole while it has work, at rest while it
 /// waits. Most connections wait most of the time, and the resting form is
@@ -451,10 +453,18 @@ fn lost() -> End {
     End { code: None, reason: "connection state lost".into() }
 }
 
-async fn run_registered(registering: Registering) {
-    let Some(mut running) = registering.await else { return };
-    let end = run_loop(&mut running).await;
-    Box::pin(unregister(running, end)).await;
+/// Run a registered connection (if registration gave one) and clean up.
+/// Not an `async fn`, for the reason given at `serve_stream`: the
+/// connection's pointer is kept once, not twice.
+#[allow(clippy::manual_async_fn)] // see above
+fn run(mut running: Option<Box<Running>>) -> impl Future<Output = ()> + Send {
+    async move {
+        let Some(connection) = running.as_deref_mut() else { return };
+        let end = run_loop(connection).await;
+        if let Some(running) = running.take() {
+            Box::pin(unregister(running, end)).await;
+        }
+    }
 }
 
 /// Register the connection in its endpoint and its rooms, call the connect
@@ -464,6 +474,7 @@ async fn register(
     endpoint: Arc<dyn ErasedEndpoint>,
     mut ws: Box<WebSocket<BoxStream>>,
     admitted: Admitted,
+    task: TaskGuard,
 ) -> Option<Box<Running>> {
     let shared = server.shared.clone();
     let Admitted { mut session, query, user, room, open, outbox } = admitted;
@@ -574,12 +585,12 @@ async fn register(
     }
     let leased = registration.hand_over();
     let registered = Registered { id, user, member, session, cell, server, seat, listed: true, leased };
-    Some(Box::new(Running { socket: Socket::Awake(ws), endpoint, registered, outbox, _open: open }))
+    Some(Box::new(Running { socket: Socket::Awake(ws), endpoint, registered, outbox, _open: open, _task: task }))
 }
 
 /// The connection has ended: leave the rooms, call the disconnect hooks.
 async fn unregister(running: Box<Running>, end: End) {
-    let Running { socket, endpoint, mut registered, _open, .. } = *running;
+    let Running { socket, endpoint, mut registered, _open, _task, .. } = *running;
     // Its stateful room first (`on_leave` runs in the room's task).
     drop(registered.seat.take());
     let rooms = registered.unregister();
@@ -622,100 +633,110 @@ type OurClose = Option<Box<(CloseCode, String)>>;
 /// The connection's loop. Every idle connection's task holds its state, so
 /// it keeps few bytes across its waits: one pointer to the connection (its
 /// parts are borrowed afresh after each wait, not held), and what is seldom
-/// there (our close, an error, a message read ahead) boxed.
-async fn run_loop(running: &mut Running) -> End {
-    /// Outbox turns (since `recv` last returned) after which `recv`, which
-    /// also writes what is queued, goes first once: frames emitted without
-    /// pause from other threads cannot keep the queue from being written.
-    const OUTBOX_TURNS: u32 = 16;
-    let mut ours: OurClose = None;
-    let mut error: Option<Box<Error>> = None;
-    let mut outbox_turns = 0;
-    let mut read_ahead: ReadAhead = None;
-    loop {
-        let Running { socket, outbox, registered, .. } = &mut *running;
-        let Some(ws) = socket.awake(socket_config(registered)) else { return lost() };
-        let batch = match pump(ws, outbox, &mut ours) {
-            Pumped::Abort => return End { code: None, reason: "Server shutting down".into() },
-            Pumped::Continue { batch } => batch,
-        };
-        // The outbox first: a task woken for emitted frames takes them at
-        // once, and `recv` then writes them and waits for input in the same
-        // poll. With `recv` first, every delivery cost two polls of the
-        // socket (callgrind, fan-out at 10 k deliveries/s: about 15 % of the
-        // server's instructions per delivery).
-        let received = if let Some(received) = read_ahead.take() {
-            *received
-        } else {
-            // Polled in place rather than through `select!` over a `recv`
-            // future: the wait then holds no future of its own, which keeps
-            // every idle connection's task small.
-            let outbox_first = outbox_turns < OUTBOX_TURNS;
-            let woken = poll_fn(|cx| {
-                let Running { socket, outbox, registered, .. } = &mut *running;
-                let Some(ws) = socket.awake(socket_config(registered)) else {
-                    return Poll::Ready(Some(None));
-                };
-                if outbox_first && outbox.poll_notified(cx).is_ready() {
-                    return Poll::Ready(None);
+/// there (our close, an error, a message read ahead) boxed. Not an `async
+/// fn`, which would keep its argument twice.
+/// Outbox turns (since `recv` last returned) after which `recv`, which
+/// also writes what is queued, goes first once: frames emitted without
+/// pause from other threads cannot keep the queue from being written.
+const OUTBOX_TURNS: u32 = 16;
+
+#[allow(clippy::manual_async_fn)] // see above
+fn run_loop(running: &mut Running) -> impl Future<Output = End> + Send + '_ {
+    async move {
+        let mut ours: OurClose = None;
+        let mut error: Option<Box<Error>> = None;
+        let mut outbox_turns = 0;
+        let mut read_ahead: ReadAhead = None;
+        loop {
+            let Running { socket, outbox, registered, .. } = &mut *running;
+            let Some(ws) = socket.awake(socket_config(registered)) else { return lost() };
+            let batch = match pump(ws, outbox, &mut ours) {
+                Pumped::Abort => return End { code: None, reason: "Server shutting down".into() },
+                Pumped::Continue { batch } => u8::try_from(batch).unwrap_or(u8::MAX),
+            };
+            // The outbox first: a task woken for emitted frames takes them at
+            // once, and `recv` then writes them and waits for input in the same
+            // poll. With `recv` first, every delivery cost two polls of the
+            // socket (callgrind, fan-out at 10 k deliveries/s: about 15 % of the
+            // server's instructions per delivery).
+            let received = if let Some(received) = read_ahead.take() {
+                *received
+            } else {
+                // Polled in place rather than through `select!` over a `recv`
+                // future: the wait then holds no future of its own, which keeps
+                // every idle connection's task small.
+                let outbox_first = outbox_turns < OUTBOX_TURNS;
+                let woken = poll_fn(|cx| {
+                    let Running { socket, outbox, registered, .. } = &mut *running;
+                    let Some(ws) = socket.awake(socket_config(registered)) else {
+                        return Poll::Ready(Some(None));
+                    };
+                    if outbox_first && outbox.poll_notified(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                    if let Poll::Ready(received) = ws.poll_recv(cx) {
+                        return Poll::Ready(Some(received));
+                    }
+                    if !outbox_first && outbox.poll_notified(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                    // Asleep: while it has nothing to write, emitters write to
+                    // its socket themselves (no wake-up, no copy per recipient).
+                    if outbox.open_direct(ws.takes_direct_frames(), usize::from(batch)) {
+                        return Poll::Ready(None);
+                    }
+                    // Waiting: in its resting form, woken as it would have been.
+                    socket.rest();
+                    Poll::Pending
+                })
+                .await;
+                match woken {
+                    Some(received) => received,
+                    None => {
+                        outbox_turns = if outbox_first { outbox_turns + 1 } else { 0 };
+                        continue;
+                    }
                 }
-                if let Poll::Ready(received) = ws.poll_recv(cx) {
-                    return Poll::Ready(Some(received));
+            };
+            outbox_turns = 0;
+            // What is emitted while this is handled is queued, as before direct
+            // writes: the handling puts it in its place (before its answer).
+            running.outbox.close_direct();
+            let message = {
+                // Moved into this block, which ends before the handler's await:
+                // its room is not kept in the task beside the idle wait's.
+                let received = received;
+                match received {
+                    None => break,
+                    Some(Err(e)) => {
+                        debug!(error = %e, "connection failed");
+                        if error.is_none() {
+                            error = Some(Box::new(e));
+                        }
+                        continue;
+                    }
+                    Some(Ok(message)) => message,
                 }
-                if !outbox_first && outbox.poll_notified(cx).is_ready() {
-                    return Poll::Ready(None);
-                }
-                // Asleep: while it has nothing to write, emitters write to
-                // its socket themselves (no wake-up, no copy per recipient).
-                if outbox.open_direct(ws.takes_direct_frames(), batch) {
-                    return Poll::Ready(None);
-                }
-                // Waiting: in its resting form, woken as it would have been.
-                socket.rest();
-                Poll::Pending
-            })
-            .await;
-            match woken {
-                Some(received) => received,
-                None => {
-                    outbox_turns = if outbox_first { outbox_turns + 1 } else { 0 };
-                    continue;
-                }
+            };
+            // Boxed: its state (the handler's future, its select) is allocated
+            // per message rather than held by every idle connection's task; the
+            // handler's future is boxed anyway.
+            let Running { socket, endpoint, registered, outbox, .. } = &mut *running;
+            let Some(ws) = socket.awake(socket_config(registered)) else { return lost() };
+            let handling = handle(ws, endpoint.as_ref(), registered, outbox, &mut ours, &mut read_ahead, message);
+            if Box::pin(handling).await == Flow::Abort {
+                return End { code: None, reason: "Server shutting down".into() };
             }
-        };
-        outbox_turns = 0;
-        // What is emitted while this is handled is queued, as before direct
-        // writes: the handling puts it in its place (before its answer).
-        running.outbox.close_direct();
-        let message = match received {
-            None => break,
-            Some(Err(e)) => {
-                debug!(error = %e, "connection failed");
-                if error.is_none() {
-                    error = Some(Box::new(e));
-                }
-                continue;
+        }
+        match (ours, running.socket.peer_close(), error) {
+            (Some(ours), _, _) => {
+                let (code, reason) = *ours;
+                End { code: Some(code), reason }
             }
-            Some(Ok(message)) => message,
-        };
-        // Boxed: its state (the handler's future, its select) is allocated
-        // per message rather than held by every idle connection's task; the
-        // handler's future is boxed anyway.
-        let Running { socket, endpoint, registered, outbox, .. } = &mut *running;
-        let Some(ws) = socket.awake(socket_config(registered)) else { return lost() };
-        let handling = handle(ws, endpoint.as_ref(), registered, outbox, &mut ours, &mut read_ahead, message);
-        if Box::pin(handling).await == Flow::Abort {
-            return End { code: None, reason: "Server shutting down".into() };
+            (None, Some(peer), _) => End { code: peer.code, reason: peer.reason.clone() },
+            (None, None, Some(error)) => End { code: None, reason: error.to_string() },
+            (None, None, None) => End { code: None, reason: String::new() },
         }
-    }
-    match (ours, running.socket.peer_close(), error) {
-        (Some(ours), _, _) => {
-            let (code, reason) = *ours;
-            End { code: Some(code), reason }
-        }
-        (None, Some(peer), _) => End { code: peer.code, reason: peer.reason.clone() },
-        (None, None, Some(error)) => End { code: None, reason: error.to_string() },
-        (None, None, None) => End { code: None, reason: String::new() },
     }
 }
 
@@ -958,18 +979,21 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 mod tests {
     use super::*;
 
-    /// Every idle connection's tokio task holds this future (inside the
-    /// spawned block and tracing's `Instrumented`). tokio rounds its task
-    /// cells up to 128 bytes: at 168 bytes the cell is 384 bytes, and a
-    /// future past about 208 (with the block's 40 and the span's 40 around
-    /// it) would cost every idle connection 128 more (BENCHMARKS, sixth
-    /// pass). What it holds across its waits: one pointer to the running
-    /// connection, the rare values boxed.
+    /// The size of what `f` returns, without calling it.
+    fn returned_size<A, B, C, R>(_: impl FnOnce(A, B, C) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every idle connection's tokio task holds this future, inside
+    /// tracing's `Instrumented` (40 bytes more) and tokio's stage (8 more).
+    /// tokio's task cell is 96 bytes besides, rounded up to 128: up to 112
+    /// bytes here the cell is 256 bytes; past that every connection costs
+    /// 128 more (BENCHMARKS, seventh pass). What it holds across its waits:
+    /// one pointer to the running connection and the loop's few words, the
+    /// rare values boxed.
     #[test]
     fn an_idle_connections_future_stays_small() {
-        let registering: Registering = Box::pin(async { None });
-        let future = run_registered(registering);
-        let size = std::mem::size_of_val(&future);
-        assert!(size <= 200, "run_registered's future is {size} bytes");
+        let size = returned_size(serve_stream);
+        assert!(size <= 112, "serve_stream's future is {size} bytes");
     }
 }
