@@ -705,8 +705,8 @@ fn run_loop(running: &mut Running) -> impl Future<Output = End> + Send + '_ {
             let message = {
                 // Moved into this block, which ends before the handler's await:
                 // its room is not kept in the task beside the idle wait's.
-                let received = received;
-                match received {
+                let taken = received;
+                match taken {
                     None => break,
                     Some(Err(e)) => {
                         debug!(error = %e, "connection failed");
