@@ -368,7 +368,8 @@ pub(crate) fn unregister_member(
 /// state (the admission result, the connect and disconnect events, the
 /// hooks' futures) is not part of the task for its whole life. Measured
 /// with `scripts/bench.sh` (idle cell, `VmRSS` per connection) and
-/// `-Zprint-type-sizes` (the `run_open` future).
+/// `-Zprint-type-sizes`; the test `an_idle_connections_future_stays_small`
+/// holds the size of `serve_stream`'s future, which runs the same `run`.
 #[cfg(feature = "axum")]
 pub(crate) fn run_open(
     server: Server,
@@ -382,7 +383,8 @@ pub(crate) fn run_open(
     async move { run(registering.await).await }
 }
 
-/// What a registered connection keeps while it runs, in one allocation.
+/// What a registered connection keeps while it runs, in one allocation
+/// (and its whole WebSocket in a second one while awake: [`Socket`]).
 struct Running {
     socket: Socket,
     endpoint: Arc<dyn ErasedEndpoint>,
@@ -403,7 +405,10 @@ struct Running {
 /// A connection that is sending messages stays awake between them: it
 /// rests at the first wait after a turn without a message of its peer
 /// (woken for emitted frames, a timer, a pong), so that a busy sender does
-/// not pay for waking at every message (about 1 900 instructions).
+/// not pay for waking at every message (about 1 900 instructions). One
+/// that sends a message and then goes quiet rests at its next wake: its
+/// keepalive ping at the latest (every 30 s by default; with keepalive
+/// off, its next frame or frame emitted to it).
 enum Socket {
     /// `busy`: a message of its peer came since it last waited.
     Awake {
@@ -532,7 +537,10 @@ async fn register(
         };
         (over_user_cap, state.register(id.clone(), user.clone(), format, outbox.clone(), shared_deflate))
     };
-    let registered = match endpoint.register(
+    // Guarded from here: a panic of the application's room gate, or a
+    // refusal, takes the connection out of the registry again.
+    let registration = Registration { cell: cell.clone(), member: Some(member), lease };
+    let rooms = match endpoint.register(
         &mut session,
         &cell,
         (member, user.as_deref(), &id),
@@ -540,28 +548,20 @@ async fn register(
         room.as_deref(),
         over_user_cap,
     ) {
-        Ok(()) => Ok((member, cell.lock().rooms_of(member))),
+        Ok(()) => cell.lock().rooms_of(member),
         Err(refusal) => {
-            let mut state = cell.lock();
-            if let Some((user, id)) = &lease {
-                cell.node.release_lease(cell.path, user, id);
-            }
-            state.unregister(member);
+            drop(registration);
             if over_user_cap && let Some(user) = &user {
                 // Some of the user's connections may be dead: find out now,
                 // so that the client's next attempt finds room.
+                let state = cell.lock();
                 for other in state.members_of_user(user) {
                     if let Some(slot) = state.slot(other) {
                         slot.outbox.request_check_alive();
                     }
                 }
             }
-            Err((refusal.code, refusal.reason))
-        }
-    };
-    let (member, rooms) = match registered {
-        Ok(registered) => registered,
-        Err((code, reason)) => {
+            let (code, reason) = (refusal.code, refusal.reason);
             debug!(code = u16::from(code), reason, "accepted, then refused");
             if ws.start_close(code, reason).is_ok() {
                 while ws.recv().await.is_some() {}
@@ -569,7 +569,6 @@ async fn register(
             return None;
         }
     };
-    let registration = Registration { cell: cell.clone(), member: Some(member), lease };
     // A stateful room's connection joins its room's task (its state may be
     // built then); refused, it is closed with 1011.
     let place = Place::Here(outbox.clone(), shared_deflate);
@@ -619,7 +618,7 @@ async fn register(
 
 /// The connection has ended: leave the rooms, call the disconnect hooks.
 async fn unregister(running: Box<Running>, end: End) {
-    let Running { socket, endpoint, mut registered, _open, _task, .. } = *running;
+    let Running { socket, endpoint, mut registered, outbox, _open: open, _task: task } = *running;
     // Its stateful room first (`on_leave` runs in the room's task).
     drop(registered.seat.take());
     let rooms = registered.unregister();
@@ -640,6 +639,10 @@ async fn unregister(running: Box<Running>, end: End) {
     if let Some(hook) = &endpoint.policy().on_disconnect {
         hook(registered.server.clone(), event).await;
     }
+    drop((registered, endpoint, outbox, open));
+    // Last: the server's shutdown waits until no task holds one, by when
+    // the connection has let go of everything it held of the server.
+    drop(task);
 }
 
 /// How a connection ended.
@@ -659,16 +662,16 @@ enum Flow {
 /// (boxed, as what an idle connection's task holds is kept small).
 type OurClose = Option<Box<(CloseCode, String)>>;
 
-/// The connection's loop. Every idle connection's task holds its state, so
-/// it keeps few bytes across its waits: one pointer to the connection (its
-/// parts are borrowed afresh after each wait, not held), and what is seldom
-/// there (our close, an error, a message read ahead) boxed. Not an `async
-/// fn`, which would keep its argument twice.
 /// Outbox turns (since `recv` last returned) after which `recv`, which
 /// also writes what is queued, goes first once: frames emitted without
 /// pause from other threads cannot keep the queue from being written.
 const OUTBOX_TURNS: u32 = 16;
 
+/// The connection's loop. Every idle connection's task holds its state, so
+/// it keeps few bytes across its waits: one pointer to the connection (its
+/// parts are borrowed afresh after each wait, not held), and what is seldom
+/// there (our close, an error, a message read ahead) boxed. Not an `async
+/// fn`, which would keep its argument twice.
 #[allow(clippy::manual_async_fn)] // see above
 fn run_loop(running: &mut Running) -> impl Future<Output = End> + Send + '_ {
     async move {
@@ -698,7 +701,8 @@ fn run_loop(running: &mut Running) -> impl Future<Output = End> + Send + '_ {
                 let woken = poll_fn(|cx| {
                     let Running { socket, outbox, registered, .. } = &mut *running;
                     let Some(ws) = socket.awake(socket_config(registered)) else {
-                        return Poll::Ready(Some(None));
+                        // The loop's next turn ends it (`lost`).
+                        return Poll::Ready(None);
                     };
                     if outbox_first && outbox.poll_notified(cx).is_ready() {
                         return Poll::Ready(None);

@@ -438,6 +438,8 @@ impl Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
+        // Its stateful room first, as on a normal end.
+        drop(self.seat.take());
         self.unregister();
     }
 }
