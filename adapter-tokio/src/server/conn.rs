@@ -402,15 +402,17 @@ struct Running {
 /// and configuration, the read and message state, are made again when it
 /// wakes). See BENCHMARKS.md, seventh pass.
 ///
-/// A connection that is sending messages stays awake between them: it
-/// rests at the first wait after a turn without a message of its peer
-/// (woken for emitted frames, a timer, a pong), so that a busy sender does
-/// not pay for waking at every message (about 1 900 instructions). One
-/// that sends a message and then goes quiet rests at its next wake: its
-/// keepalive ping at the latest (every 30 s by default; with keepalive
-/// off, its next frame or frame emitted to it).
+/// A connection with traffic stays awake between turns: it rests at the
+/// first wait after a turn in which no message of its peer came and no
+/// frames were queued for it (woken for a timer, a pong, a close), so that
+/// a busy sender, or a member whose frames cannot all be written by their
+/// emitters (its socket full, or a TLS stream, which emitters never write
+/// to), does not pay for waking at every turn (about 1 900 instructions).
+/// One that goes quiet rests at its next wake: its keepalive ping at the
+/// latest (every 30 s by default; with keepalive off, its next frame).
 enum Socket {
-    /// `busy`: a message of its peer came since it last waited.
+    /// `busy`: a message of its peer came, or frames were queued for it,
+    /// since it last waited.
     Awake {
         ws: Box<WebSocket<BoxStream>>,
         busy: bool,
@@ -435,7 +437,7 @@ impl Socket {
         }
     }
 
-    /// A message of its peer came.
+    /// A message of its peer came, or frames were queued for it.
     fn mark_busy(&mut self) {
         if let Self::Awake { busy, .. } = self {
             *busy = true;
@@ -443,7 +445,7 @@ impl Socket {
     }
 
     /// About to wait: rest if the WebSocket is idle ([`WebSocket::rest`])
-    /// and no message came since it last waited. What it waits for stays
+    /// and it was not busy since it last waited. What it waits for stays
     /// registered with the task.
     fn wait(&mut self) {
         if let Self::Awake { busy, .. } = self
@@ -686,6 +688,9 @@ fn run_loop(running: &mut Running) -> impl Future<Output = End> + Send + '_ {
                 Pumped::Abort => return End { code: None, reason: "Server shutting down".into() },
                 Pumped::Continue { batch } => u8::try_from(batch).unwrap_or(u8::MAX),
             };
+            if batch > 0 {
+                socket.mark_busy();
+            }
             // The outbox first: a task woken for emitted frames takes them at
             // once, and `recv` then writes them and waits for input in the same
             // poll. With `recv` first, every delivery cost two polls of the
