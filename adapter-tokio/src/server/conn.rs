@@ -175,8 +175,10 @@ async fn handshake(
         }
     };
     admitted.outbox = outbox;
-    if let Err(error) = ws.accept_request(&mut admitted.session).await {
-        debug!(%error, "could not send the 101");
+    // Queued here, written once the connection is in its rooms
+    // (`register`).
+    if let Err(error) = ws.queue_accept(&mut admitted.session) {
+        debug!(%error, "could not queue the 101");
         return None;
     }
     drop(handshake_permit);
@@ -553,6 +555,7 @@ async fn register(
         Ok(()) => cell.lock().rooms_of(member),
         Err(refusal) => {
             drop(registration);
+            // The 101 goes out with the close after it, below.
             if over_user_cap && let Some(user) = &user {
                 // Some of the user's connections may be dead: find out now,
                 // so that the client's next attempt finds room.
@@ -571,6 +574,11 @@ async fn register(
             return None;
         }
     };
+    // In its rooms: now the 101 (queued at the handshake).
+    if let Err(error) = ws.send_accept().await {
+        debug!(%error, "could not send the 101");
+        return None;
+    }
     // A stateful room's connection joins its room's task (its state may be
     // built then); refused, it is closed with 1011.
     let place = Place::Here(outbox.clone(), shared_deflate);

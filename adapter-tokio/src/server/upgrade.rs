@@ -38,7 +38,7 @@ impl RequestHead {
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Server: read the Upgrade request from `stream` and let the core
     /// validate it; the connection then waits for
-    /// [`accept_request`](Self::accept_request) or
+    /// [`queue_accept`](Self::queue_accept) or
     /// [`refuse_request`](Self::refuse_request). Invalid requests are answered by the core
     /// (400, 426, 431 …) and a request not complete within the handshake
     /// timeout gets 408; the stream is shut down in those cases.
@@ -86,10 +86,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    /// Answer 101 on the session's wire ([`ServerSession::accept`]).
-    pub(crate) async fn accept_request(&mut self, session: &mut ServerSession) -> Result<(), Error> {
+    /// Queue the 101 on the session's wire ([`ServerSession::accept`]);
+    /// [`send_accept`](Self::send_accept) writes it out. Between the two
+    /// the connection is put in its rooms, so that a client that has its
+    /// 101 is in them: a message sent to a room it joined in its request,
+    /// once it could know it joined, reaches it.
+    pub(crate) fn queue_accept(&mut self, session: &mut ServerSession) -> Result<(), Error> {
         let now = self.now();
-        let deadline = TokioInstant::now() + close_timeout(self.conn.config());
         let WebSocket { conn, wbuf, .. } = self;
         encode_into(wbuf, ANSWER_ROOM, |out| {
             session.accept(conn, now, out).map_err(|e| match e {
@@ -97,6 +100,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 StepError::Order(_) => SendError::InvalidState,
             })
         })?;
+        Ok(())
+    }
+
+    /// Write the queued 101 out, within the close timeout.
+    pub(crate) async fn send_accept(&mut self) -> Result<(), Error> {
+        let deadline = TokioInstant::now() + close_timeout(self.conn.config());
         self.flush_until(deadline).await
     }
 
