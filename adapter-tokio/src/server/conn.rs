@@ -87,7 +87,8 @@ pub(crate) fn serve_stream(
     async move { run(opening.await).await }
 }
 
-/// Read the request, admit, answer. `None`: refused or failed (answered).
+/// Read the request, admit, queue the 101 (written by [`register`], once
+/// the connection is in its rooms). `None`: refused or failed (answered).
 async fn handshake(
     server: Server,
     incoming: Incoming,
@@ -498,8 +499,9 @@ fn run(mut running: Option<Box<Running>>) -> impl Future<Output = ()> + Send {
     }
 }
 
-/// Register the connection in its endpoint and its rooms, call the connect
-/// hooks. `None`: refused after the upgrade (closed with the reason).
+/// Register the connection in its endpoint and its rooms, write its 101,
+/// call the connect hooks. `None`: refused after the upgrade (the 101, then
+/// the close with the reason) or failed.
 async fn register(
     server: Server,
     endpoint: Arc<dyn ErasedEndpoint>,
