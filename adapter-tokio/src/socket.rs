@@ -1028,53 +1028,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Err(self);
         }
         self.release_idle_buffers();
-        let Self {
-            stream,
-            conn,
-            max_outbound,
-            max_read_chunk,
-            origin,
-            rbuf,
-            rstart,
-            rend,
-            wbuf,
-            wpos,
-            need_flush,
-            hold_close,
-            reader,
-            codec,
-            sleep,
-            phase,
-            pending,
-            peer_close,
-            span,
-        } = self;
-        match conn.rest() {
-            // The span is the task's: the one current when it wakes.
-            Ok(rest) => Ok(Resting { stream, rest, codec, sleep, origin }),
-            // Not reached (checked above); given back whole if it were.
-            Err(conn) => Err(Self {
-                stream,
-                conn,
-                max_outbound,
-                max_read_chunk,
-                origin,
-                rbuf,
-                rstart,
-                rend,
-                wbuf,
-                wpos,
-                need_flush,
-                hold_close,
-                reader,
-                codec,
-                sleep,
-                phase,
-                pending,
-                peer_close,
-                span,
-            }),
-        }
+        // The core's part first: if it were refused (not reached: checked
+        // above), it goes back in place and the socket is given back whole.
+        let rest = match self.conn.rest() {
+            Ok(rest) => rest,
+            Err(conn) => {
+                self.conn = conn;
+                return Err(self);
+            }
+        };
+        // The span is the task's: the one current when it wakes.
+        Ok(Resting { stream: self.stream, rest, codec: self.codec, sleep: self.sleep, origin: self.origin })
     }
 }
 
@@ -1178,7 +1142,7 @@ fn owned_message(assembled: Assembled<'_>, spare: Option<Message>) -> Message {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -1227,9 +1191,18 @@ mod tests {
 
     /// A server socket after the upgrade on a small pipe, and the peer.
     async fn accepted(config: Config) -> (WebSocket<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        accepted_as(config, |stream| stream).await
+    }
+
+    /// [`accepted`], its stream made into `S` by `wrap` first.
+    pub(crate) async fn accepted_as<S, W>(config: Config, wrap: W) -> (WebSocket<S>, tokio::io::DuplexStream)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        W: FnOnce(tokio::io::DuplexStream) -> S,
+    {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut peer, stream) = tokio::io::duplex(1024);
-        let server = tokio::spawn(WebSocket::accept(stream, config));
+        let server = tokio::spawn(WebSocket::accept(wrap(stream), config));
         peer.write_all(
             b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
               Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",

@@ -428,11 +428,11 @@ enum Socket {
 impl Socket {
     /// The whole WebSocket, woken with `config` (the one it was made with)
     /// if it rests. `None` only after a move that did not finish.
-    fn awake(&mut self, config: Config) -> Option<&mut WebSocket<BoxStream>> {
+    fn awake(&mut self, config: &Config) -> Option<&mut WebSocket<BoxStream>> {
         if matches!(self, Self::Resting(_))
             && let Self::Resting(resting) = std::mem::replace(self, Self::Moving)
         {
-            *self = Self::Awake { ws: Box::new(resting.wake(config)), busy: false };
+            *self = Self::Awake { ws: Box::new(resting.wake(*config)), busy: false };
         }
         match self {
             Self::Awake { ws, .. } => Some(ws),
@@ -476,8 +476,8 @@ impl Socket {
 }
 
 /// The configuration every connection of the server was made with.
-fn socket_config(registered: &Registered) -> Config {
-    registered.server.shared.config.socket
+fn socket_config(registered: &Registered) -> &Config {
+    &registered.server.shared.config.socket
 }
 
 /// How a connection ends whose WebSocket was lost in a move (not reached).
@@ -1032,26 +1032,11 @@ mod tests {
     /// it last waited; woken, it reads on as before.
     #[tokio::test]
     async fn a_waiting_connection_rests_unless_a_message_just_came() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut peer, stream) = tokio::io::duplex(1024);
+        use tokio::io::AsyncWriteExt;
         let config = Config::default();
-        let accepting = tokio::spawn(async move {
-            let stream: BoxStream = Box::new(stream);
-            WebSocket::accept(stream, config).await
-        });
-        peer.write_all(
-            b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        let (ws, _) = accepting.await.unwrap().unwrap();
-        let mut response = Vec::new();
-        while !response.ends_with(b"\r\n\r\n") {
-            response.push(peer.read_u8().await.unwrap());
-        }
+        let (ws, mut peer) = crate::socket::tests::accepted_as(config, |stream| Box::new(stream) as BoxStream).await;
         let mut socket = Socket::Awake { ws: Box::new(ws), busy: false };
-        let ws = socket.awake(config).unwrap();
+        let ws = socket.awake(&config).unwrap();
         assert!(poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await);
         socket.mark_busy();
         socket.wait();
@@ -1060,7 +1045,7 @@ mod tests {
         assert!(matches!(socket, Socket::Resting(_)), "an idle connection did not rest");
         // A message (masked with a zero key) wakes it, read as before.
         peer.write_all(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i']).await.unwrap();
-        let ws = socket.awake(config).unwrap();
+        let ws = socket.awake(&config).unwrap();
         let got = ws.recv().await;
         assert!(matches!(got, Some(Ok(Message::Text(ref t))) if t == "hi"), "{got:?}");
     }

@@ -430,8 +430,10 @@ impl Registered {
         if !std::mem::take(&mut self.listed) {
             return Vec::new();
         }
-        let lease = std::mem::take(&mut self.leased).then(|| (self.user.clone(), self.id.clone()));
-        let lease = lease.and_then(|(user, id)| Some((user?, id)));
+        let lease = match (std::mem::take(&mut self.leased), &self.user) {
+            (true, Some(user)) => Some((user.clone(), self.id.clone())),
+            _ => None,
+        };
         super::conn::unregister_member(&self.cell, self.member, lease)
     }
 }

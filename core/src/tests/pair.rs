@@ -258,24 +258,10 @@ impl Pair {
     pub fn rest_and_wake(&mut self) {
         let (client_config, server_config) = self.configs;
         let placeholder = Connection::server(server_config, self.now);
-        let server = core::mem::replace(&mut self.server, placeholder);
-        self.server = match server.rest() {
-            Ok(rest) => {
-                self.rested += 1;
-                rest.wake(server_config)
-            }
-            Err(server) => server,
-        };
+        self.rested += usize::from(rest_and_wake(&mut self.server, placeholder));
         let placeholder =
             Connection::client(client_config, self.now, Box::new(test_keys()) as Box<dyn FnMut() -> [u8; 4]>);
-        let client = core::mem::replace(&mut self.client, placeholder);
-        self.client = match client.rest() {
-            Ok(rest) => {
-                self.rested += 1;
-                rest.wake(client_config)
-            }
-            Err(client) => client,
-        };
+        self.rested += usize::from(rest_and_wake(&mut self.client, placeholder));
     }
 
     /// Advance virtual time by `d`, firing due timeouts on both sides.
@@ -301,6 +287,22 @@ impl Pair {
         let mut buf = std::vec![0u8; payload.len() + 14];
         let n = self.server.send_fragment(kind, payload, true, &mut buf).unwrap();
         self.to_client.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// `conn` to rest and awake again, if it may rest (`placeholder` holds
+/// its place meanwhile, with its configuration); whether it rested.
+fn rest_and_wake<K: crate::MaskKeySource>(conn: &mut Connection<K>, placeholder: Connection<K>) -> bool {
+    let config = *placeholder.config();
+    match core::mem::replace(conn, placeholder).rest() {
+        Ok(rest) => {
+            *conn = rest.wake(config);
+            true
+        }
+        Err(unchanged) => {
+            *conn = unchanged;
+            false
+        }
     }
 }
 
