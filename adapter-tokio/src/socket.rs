@@ -233,6 +233,9 @@ pub struct WebSocket<S> {
     /// permessage-deflate, once negotiated and first used.
     codec: Option<Box<Codec>>,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// A wake-up asked for besides the core's deadlines
+    /// ([`wake_after`](Self::wake_after)), on the same timer.
+    wake_at: Option<TokioInstant>,
     phase: Phase,
     /// The abnormal end to report from `recv`, once. (This and the peer's
     /// close are boxed: seldom there, where every idle connection would
@@ -272,6 +275,7 @@ impl<S> WebSocket<S> {
             reader: MessageReader::new(VecStorage::new(limit, REASSEMBLY_KEEP)),
             codec: None,
             sleep: None,
+            wake_at: None,
             phase: Phase::Running,
             pending: None,
             peer_close: None,
@@ -668,7 +672,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.phase = Phase::Finishing { deadline, awaiting_eof: false };
                 continue;
             }
-            let deadline = self.core_deadline();
+            let deadline = match (self.core_deadline(), self.wake_at) {
+                (Some(core), Some(wake)) => Some(core.min(wake)),
+                (core, wake) => core.or(wake),
+            };
             // While the application is busy with a message, a close from the
             // peer waits unread, so that the answer goes out before the
             // closing handshake (RFC 6455 §5.5.1 lets the echo wait).
@@ -680,14 +687,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     self.fail(Error::Io(io::ErrorKind::UnexpectedEof.into()));
                 }
                 Ok(Io::Read(_) | Io::Written) => {}
-                Ok(Io::Timer) => match self.handle_timeout() {
-                    Some(Timeout::Close) => debug!(parent: &self.span, "close timeout"),
-                    Some(timeout) => {
-                        debug!(parent: &self.span, ?timeout, "timeout");
-                        self.pending.get_or_insert_with(|| Box::new(Error::Timeout(timeout)));
+                Ok(Io::Timer) => {
+                    // The wake asked for has come (the core's deadline may
+                    // have too: it is handled in any case).
+                    if self.wake_at.is_some_and(|at| at <= TokioInstant::now()) {
+                        self.wake_at = None;
                     }
-                    None => {}
-                },
+                    match self.handle_timeout() {
+                        Some(Timeout::Close) => debug!(parent: &self.span, "close timeout"),
+                        Some(timeout) => {
+                            debug!(parent: &self.span, ?timeout, "timeout");
+                            self.pending.get_or_insert_with(|| Box::new(Error::Timeout(timeout)));
+                        }
+                        None => {}
+                    }
+                }
                 Err(e) => {
                     debug!(parent: &self.span, error = %e, "I/O error");
                     self.fail(Error::Io(e));
@@ -1004,6 +1018,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Have the task that receives from it woken `after` from now, even if
+    /// nothing else happens by then (on the connection's one timer, beside
+    /// the core's deadlines), unless such a wake is already due; a wake
+    /// that has come is cleared. The room server's cue to look again
+    /// whether a connection that had traffic has gone quiet and may rest.
+    pub(crate) fn wake_after(&mut self, after: std::time::Duration) {
+        if self.wake_at.is_none() {
+            self.wake_at = Some(TokioInstant::now() + after);
+        }
+    }
+
+    /// Whether a wake asked for by [`wake_after`](Self::wake_after) is
+    /// still to come.
+    pub(crate) fn wake_pending(&self) -> bool {
+        self.wake_at.is_some()
+    }
+
     /// Whether [`rest`](Self::rest) would take it.
     pub(crate) fn can_rest(&self) -> bool {
         matches!(self.phase, Phase::Running)

@@ -405,25 +405,26 @@ struct Running {
 /// and configuration, the read and message state, are made again when it
 /// wakes). See BENCHMARKS.md, seventh pass.
 ///
-/// A connection with traffic stays awake between turns: it rests at the
-/// first wait after a turn in which no message of its peer came and no
-/// frames were queued for it (woken for a timer, a pong, a close), so that
-/// a busy sender, or a member whose frames cannot all be written by their
-/// emitters (its socket full, or a TLS stream, which emitters never write
-/// to), does not pay for waking at every turn (about 1 900 instructions).
-/// One that goes quiet rests at its next wake: its keepalive ping at the
-/// latest (every 30 s by default; with keepalive off, its next frame).
+/// A connection with traffic stays awake for a while: a message of its
+/// peer, or frames queued for it, ask for a wake [`REST_AFTER`] later (if
+/// none is due yet), and it rests at its first wait after that wake has
+/// come. So a busy sender, or a member whose frames cannot all be written
+/// by their emitters (its socket full, or a TLS stream, which emitters
+/// never write to), pays for resting and waking (about 1 900
+/// instructions) at most once per `REST_AFTER`, not at every turn; and one
+/// that goes quiet rests within `REST_AFTER`, whatever its keepalive.
 enum Socket {
-    /// `busy`: a message of its peer came, or frames were queued for it,
-    /// since it last waited.
-    Awake {
-        ws: Box<WebSocket<BoxStream>>,
-        busy: bool,
-    },
+    Awake(Box<WebSocket<BoxStream>>),
     Resting(Resting<BoxStream>),
     /// For the length of a move between the two.
     Moving,
 }
+
+/// How long a connection stays awake after traffic (see [`Socket`]): long
+/// enough that a connection with a message every few hundred milliseconds
+/// does not rest between them, short enough that one that went quiet
+/// gives its memory back soon (about 850 bytes a connection).
+const REST_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Socket {
     /// The whole WebSocket, woken with `config` (the one it was made with)
@@ -432,36 +433,33 @@ impl Socket {
         if matches!(self, Self::Resting(_))
             && let Self::Resting(resting) = std::mem::replace(self, Self::Moving)
         {
-            *self = Self::Awake { ws: Box::new(resting.wake(*config)), busy: false };
+            *self = Self::Awake(Box::new(resting.wake(*config)));
         }
         match self {
-            Self::Awake { ws, .. } => Some(ws),
+            Self::Awake(ws) => Some(ws),
             Self::Resting(_) | Self::Moving => None,
         }
     }
 
-    /// A message of its peer came, or frames were queued for it.
+    /// A message of its peer came, or frames were queued for it: stay
+    /// awake until [`REST_AFTER`] from now, or from the first traffic
+    /// since its last wake of this kind.
     fn mark_busy(&mut self) {
-        if let Self::Awake { busy, .. } = self {
-            *busy = true;
+        if let Self::Awake(ws) = self {
+            ws.wake_after(REST_AFTER);
         }
     }
 
     /// About to wait: rest if the WebSocket is idle ([`WebSocket::rest`])
-    /// and it was not busy since it last waited. What it waits for stays
+    /// and no wake after traffic is still due. What it waits for stays
     /// registered with the task.
     fn wait(&mut self) {
-        if let Self::Awake { busy, .. } = self
-            && std::mem::take(busy)
-        {
-            return;
-        }
-        if matches!(self, Self::Awake { ws, .. } if ws.can_rest())
-            && let Self::Awake { ws, .. } = std::mem::replace(self, Self::Moving)
+        if matches!(self, Self::Awake(ws) if !ws.wake_pending() && ws.can_rest())
+            && let Self::Awake(ws) = std::mem::replace(self, Self::Moving)
         {
             *self = match (*ws).rest() {
                 Ok(resting) => Self::Resting(resting),
-                Err(ws) => Self::Awake { ws: Box::new(ws), busy: false },
+                Err(ws) => Self::Awake(Box::new(ws)),
             };
         }
     }
@@ -469,7 +467,7 @@ impl Socket {
     /// The peer's close frame, if the WebSocket is awake and has one.
     fn peer_close(&self) -> Option<&crate::message::CloseFrame> {
         match self {
-            Self::Awake { ws, .. } => ws.peer_close(),
+            Self::Awake(ws) => ws.peer_close(),
             Self::Resting(_) | Self::Moving => None,
         }
     }
@@ -618,14 +616,7 @@ async fn register(
     }
     let leased = registration.hand_over();
     let registered = Registered { id, user, member, session, cell, server, seat, listed: true, leased };
-    Some(Box::new(Running {
-        socket: Socket::Awake { ws, busy: false },
-        endpoint,
-        registered,
-        outbox,
-        _open: open,
-        _task: task,
-    }))
+    Some(Box::new(Running { socket: Socket::Awake(ws), endpoint, registered, outbox, _open: open, _task: task }))
 }
 
 /// The connection has ended: leave the rooms, call the disconnect hooks.
@@ -1028,26 +1019,43 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 mod tests {
     use super::*;
 
-    /// A waiting connection rests, unless a message of its peer came since
-    /// it last waited; woken, it reads on as before.
-    #[tokio::test]
-    async fn a_waiting_connection_rests_unless_a_message_just_came() {
+    /// A waiting connection rests, unless it had traffic less than
+    /// `REST_AFTER` ago; then the wake asked for comes, and it rests at
+    /// that wait. Woken, it reads on as before.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_rests_once_it_went_quiet() {
         use tokio::io::AsyncWriteExt;
         let config = Config::default();
         let (ws, mut peer) = crate::socket::tests::accepted_as(config, |stream| Box::new(stream) as BoxStream).await;
-        let mut socket = Socket::Awake { ws: Box::new(ws), busy: false };
-        let ws = socket.awake(&config).unwrap();
-        assert!(poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await);
+        let mut socket = Socket::Awake(Box::new(ws));
+        /// Whether it has nothing to give yet (polled once).
+        async fn pending(socket: &mut Socket) -> bool {
+            let ws = socket.awake(&Config::default()).unwrap();
+            poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await
+        }
+        assert!(pending(&mut socket).await);
         socket.mark_busy();
         socket.wait();
-        assert!(matches!(socket, Socket::Awake { busy: false, .. }), "a busy connection rested");
+        assert!(matches!(socket, Socket::Awake(_)), "a connection with traffic rested at once");
+        // Woken for nothing else before it: still awake.
+        tokio::time::advance(REST_AFTER / 2).await;
+        assert!(pending(&mut socket).await);
         socket.wait();
-        assert!(matches!(socket, Socket::Resting(_)), "an idle connection did not rest");
+        assert!(matches!(socket, Socket::Awake(_)), "it rested before its wake");
+        // The wake it asked for comes: it rests.
+        tokio::time::advance(REST_AFTER / 2).await;
+        assert!(pending(&mut socket).await);
+        socket.wait();
+        assert!(matches!(socket, Socket::Resting(_)), "a quiet connection did not rest");
         // A message (masked with a zero key) wakes it, read as before.
         peer.write_all(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i']).await.unwrap();
         let ws = socket.awake(&config).unwrap();
         let got = ws.recv().await;
         assert!(matches!(got, Some(Ok(Message::Text(ref t))) if t == "hi"), "{got:?}");
+        // Without traffic, a waiting connection rests at once.
+        assert!(pending(&mut socket).await);
+        socket.wait();
+        assert!(matches!(socket, Socket::Resting(_)), "an idle connection did not rest");
     }
 
     /// The size of what `f` returns, without calling it.
