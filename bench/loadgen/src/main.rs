@@ -11,6 +11,9 @@
 //!                         [--deflate 1]   (offer permessage-deflate as browsers do; the server
 //!                         must accept it; compressed relays are inflated, then checked)
 //! roomwire-loadgen idle   --addr A --server-pid P [--path ..] [--proto ws|sio] --conns C
+//!                         [--own-rooms 1]   (each connection in a room of its own)
+//!                         [--spoken 1]   (each connection, in a room of its own, sends one
+//!                         message once connected, then goes quiet: memory after traffic)
 //! roomwire-loadgen soak   --addr A --server-pid P --conns C --rooms R --duration s --rate MSG_PER_S
 //!                         [--max-rss-mib M]   (the rw-soak server; see soak.rs)
 //! roomwire-loadgen summarize RESULTS_FILE [--markdown]
@@ -72,6 +75,11 @@ struct Args {
     fan_rooms: usize,
     /// Fan-out: offer permessage-deflate.
     deflate: bool,
+    /// Idle: every connection in a room of its own.
+    own_rooms: bool,
+    /// Idle: every connection sends one message (to its own room) before
+    /// it goes quiet.
+    spoken: bool,
 }
 
 fn usage() -> ! {
@@ -107,6 +115,8 @@ fn parse_args() -> Args {
         max_rss_mib: 0,
         fan_rooms: 1,
         deflate: false,
+        own_rooms: false,
+        spoken: false,
     };
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| {
@@ -143,6 +153,8 @@ fn parse_args() -> Args {
             "--rooms" => a.rooms = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
             "--fan-rooms" => a.fan_rooms = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
             "--deflate" => a.deflate = value != "0",
+            "--own-rooms" => a.own_rooms = value != "0",
+            "--spoken" => a.spoken = value != "0",
             "--max-rss-mib" => a.max_rss_mib = value.parse().unwrap_or_else(|e| bad(&flag, &value, e)),
             _ => {
                 eprintln!("unknown option {flag}");
@@ -154,6 +166,13 @@ fn parse_args() -> Args {
         eprintln!("--deflate: fan-out only");
         usage()
     }
+    if (a.spoken || a.own_rooms) && a.mode != "idle" {
+        eprintln!("--spoken, --own-rooms: idle only");
+        usage()
+    }
+    // A message to a room of one is delivered to no one: the server's work
+    // is the same for every connection.
+    a.own_rooms |= a.spoken;
     wire::offer_deflate(a.deflate);
     if a.server_pid.is_empty() && a.mode != "summarize" {
         eprintln!("--server-pid is required (server CPU and memory are read from /proc)");
@@ -933,11 +952,25 @@ fn deliver(member: usize, payload: &[u8], shared: &FanShared) -> io::Result<()> 
 
 async fn idle(args: &Args) -> io::Result<String> {
     const WARM: usize = 50;
-    let mut held = connect_all(args, WARM, 0).await?;
+    let rooms = if args.own_rooms { WARM + args.conns } else { 1 };
+    let mut held = connect_rooms(args, WARM, 0, rooms).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = stats::rss_kib(&args.server_pid)?;
     let started = Instant::now();
-    held.extend(connect_all(args, args.conns, WARM).await?);
+    let mut connected = connect_rooms(args, args.conns, WARM, rooms).await?;
+    if args.spoken {
+        let mut out = Vec::new();
+        let mut message = Vec::new();
+        for (i, (stream, _)) in connected.iter_mut().enumerate() {
+            let index = WARM + i;
+            message.clear();
+            out.clear();
+            encode_message(&mut message, args.proto, index, 0, 0, args.size);
+            wire::encode_frame(&mut out, OP_TEXT, &message, wire::key_for(index));
+            stream.write_all(&out).await?;
+        }
+    }
+    held.append(&mut connected);
     let connect_secs = started.elapsed().as_secs_f64();
     // Let every connection task reach its idle wait, and a runtime with a
     // garbage collector settle.
@@ -957,8 +990,10 @@ async fn idle(args: &Args) -> io::Result<String> {
     }
     let per_conn = (after as f64 - before as f64) * 1024.0 / args.conns as f64;
     Ok(format!(
-        "mode=idle conns={} rss_before_kib={before} rss_after_kib={after} bytes_per_conn={per_conn:.0} connect_secs={connect_secs:.2}",
-        args.conns
+        "mode=idle conns={} own_rooms={} spoken={} rss_before_kib={before} rss_after_kib={after} bytes_per_conn={per_conn:.0} connect_secs={connect_secs:.2}",
+        args.conns,
+        u8::from(args.own_rooms),
+        u8::from(args.spoken)
     ))
 }
 
