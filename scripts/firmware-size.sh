@@ -2,7 +2,8 @@
 # Builds the example firmwares in firmware/ for thumbv7em-none-eabihf (release, opt-level "z", LTO)
 # and prints their flash (.text + .rodata) and static RAM (.data + .bss), the difference the
 # roomwire client makes over the baseline (embassy executor + embassy-net TCP, same in every
-# variant), the bytes of code attributed to each crate, and the client's state size.
+# variant), the bytes of code attributed to each crate, the client's state size, and (with
+# llvm-dwarfdump) the client's code by the source file it was written in, inlined code included.
 #
 # Three room clients, the same program on three channels: `client` (every wire, chosen at run time),
 # `client-postcard` (a channel spoken in postcard only) and `client-alepha` (the Alepha JSON wire
@@ -156,4 +157,12 @@ print(f"check: client state (the largest of the three) {state} B <= {state_limit
 ok = ok and state is not None and state <= state_limit
 sys.exit(0 if ok else 1)
 PY
+# Informational: where the client's code was written, inlined code included (symbol sizes above
+# give inlined code to its caller). From the DWARF line tables; needs llvm-dwarfdump.
+if command -v llvm-dwarfdump >/dev/null; then
+    python3 "$ROOT/scripts/firmware_code_by_source.py" "$ELF_DIR/baseline" "$ELF_DIR/client-postcard" "$ELF_DIR/client-alepha" ||
+        log "(the breakdown by source file failed; the checks above stand)"
+else
+    log "(no llvm-dwarfdump: no breakdown by source file)"
+fi
 echo "PASS: firmware-size"
