@@ -196,6 +196,51 @@ async fn room_client_over_wss_with_a_query_token() {
     assert!(format!("{state:?}").contains("Certificate"), "{state:?}");
 }
 
+/// Through axum as on the server's own listener, a client that has its 101
+/// is in its rooms: the connection is registered before `upgrade` answers
+/// (hyper writes the 101 before it hands the stream over). One whose
+/// stream never comes leaves its rooms again.
+#[tokio::test]
+async fn through_axum_a_client_with_its_101_is_in_its_rooms() {
+    let h = harness().await;
+    let request = axum::http::Request::builder()
+        .uri("/ws/chat?roomId=early")
+        .header("host", "x")
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "13")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = h.server.upgrade(request).await;
+    assert_eq!(response.status(), 101);
+    assert_eq!(h.server.room_stats().room_size("/ws/chat", "early"), 1, "answered 101 before it was in its room");
+    // This request came through no HTTP connection: no stream will come.
+    timeout(LIMIT, async {
+        while h.server.room_stats().room_size("/ws/chat", "early") != 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a connection whose upgrade failed stayed in its room");
+}
+
+/// Through axum, a connection refused a place after its upgrade (a full
+/// room) gets its 101 and then the close with the reason, as on the
+/// server's own listener; the room keeps its member.
+#[tokio::test]
+async fn through_axum_a_refused_client_gets_its_101_then_the_close() {
+    let h = harness_with(config(|c| c.rooms.max_members_per_room = 1), |e| e).await;
+    let app = axum::Router::new().merge(h.server.router());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_first, _) = try_connect(addr, "/ws/chat?roomId=a", &[], &[]).await.unwrap();
+    let (mut second, _) = try_connect(addr, "/ws/chat?roomId=a", &[], &[]).await.unwrap();
+    assert_eq!(closed_with(&mut second).await, Some((Some(CloseCode::Policy), "Room full".to_owned())));
+    assert_eq!(h.server.room_stats().room_size("/ws/chat", "a"), 1);
+}
+
 #[tokio::test]
 async fn mounted_on_an_axum_router() {
     let mut h = harness().await;

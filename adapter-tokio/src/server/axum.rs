@@ -109,7 +109,8 @@ impl Server {
     /// Upgrade one request to a WebSocket connection of the endpoint its
     /// path names (for custom routing; [`router`](Self::router) does this
     /// for every endpoint). Answers 101 and serves the connection in a new
-    /// task, or answers with the refusal: the core's status for a request
+    /// task (it is in its rooms before the 101 is answered), or answers
+    /// with the refusal: the core's status for a request
     /// that is not a valid Upgrade (400, 426 …), 404 for an unknown path,
     /// 503 at the connection cap or during shutdown, 401 or the
     /// `authorize` hook's status.
@@ -172,14 +173,19 @@ impl Server {
         let Some(response) = response_from(&out) else {
             return answer(admission::INTERNAL_ERROR);
         };
+        // In its rooms before hyper answers 101: a client with its 101
+        // misses nothing sent to them (what is emitted to it meanwhile
+        // waits in its outbox). Refused now, it is closed with the reason
+        // after the 101, as on the server's own listener.
+        let enrolled = conn::enroll(self, &endpoint, connection.deflate(), admitted).instrument(span.clone()).await;
         let on_upgrade = hyper::upgrade::on(&mut request);
         let server = self.clone();
         let task = TaskGuard::new(shared);
         tokio::spawn(
             async move {
                 // hyper hands the stream over once the 101 is out; a client
-                // that does not take it holds its places no longer than
-                // the handshake's deadline.
+                // that does not take it holds its places (and its rooms) no
+                // longer than the handshake's deadline.
                 let upgrading = async {
                     match deadline {
                         Some(deadline) => tokio::time::timeout_at(deadline, on_upgrade).await.ok(),
@@ -205,7 +211,7 @@ impl Server {
                 drop(handshake_permit);
                 let stream: BoxStream = Box::new(TokioIo::new(upgraded));
                 let ws = Box::new(WebSocket::from_accepted(stream, connection, config, origin));
-                conn::run_open(server, endpoint, ws, admitted, task).await;
+                conn::run_enrolled(server, endpoint, ws, enrolled, task).await;
             }
             .instrument(span),
         );
@@ -238,12 +244,12 @@ fn request_head(request: &Request) -> Vec<u8> {
     head
 }
 
-/// A response the core wrote (its 101, or a refusal) as an
 /// One of the core's HTTP answers, as hyper's response.
 fn answer(refused: HttpRefusal) -> Response {
     refusal(refused.status, refused.body)
 }
 
+/// A response the core wrote (its 101, or a refusal) as an
 /// `http::Response`; hyper frames the body itself.
 fn response_from(bytes: &[u8]) -> Option<Response> {
     let text = std::str::from_utf8(bytes).ok()?;

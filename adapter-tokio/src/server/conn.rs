@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 
 use roomwire_core::admission::{Gates, HttpRefusal};
+use roomwire_core::dispatch::Refusal;
 use roomwire_core::room::MemberId;
 use roomwire_core::session::{ServerClose, ServerSession, Undecided};
 use roomwire_core::{CloseCode, InsufficientSize, MessageKind};
@@ -362,8 +363,8 @@ pub(crate) fn unregister_member(
     state.unregister(member)
 }
 
-/// Serve a connection whose 101 has been sent: register it, run it,
-/// clean up.
+/// Serve a connection [enrolled](enroll) before its 101 was sent: finish
+/// registering it (or close it with its refusal), run it, clean up.
 ///
 /// The connection's task lives as long as the connection, so what it holds
 /// while waiting is what an idle connection costs. Registration and cleanup
@@ -374,16 +375,16 @@ pub(crate) fn unregister_member(
 /// `-Zprint-type-sizes`; the test `an_idle_connections_future_stays_small`
 /// holds the size of `serve_stream`'s future, which runs the same `run`.
 #[cfg(feature = "axum")]
-pub(crate) fn run_open(
+pub(crate) fn run_enrolled(
     server: Server,
     endpoint: Arc<dyn ErasedEndpoint>,
     ws: Box<WebSocket<BoxStream>>,
-    admitted: Admitted,
+    enrolled: Result<Enrolled, Refusal>,
     task: TaskGuard,
 ) -> impl Future<Output = ()> + Send + 'static {
     // Not an `async fn`, for the reason given at `serve_stream`.
-    let registering = Box::pin(register(server, endpoint, ws, admitted, task));
-    async move { run(registering.await).await }
+    let settling = Box::pin(settle(server, endpoint, ws, enrolled, task));
+    async move { run(settling.await).await }
 }
 
 /// What a registered connection keeps while it runs, in one allocation
@@ -507,7 +508,45 @@ async fn register(
     admitted: Admitted,
     task: TaskGuard,
 ) -> Option<Box<Running>> {
-    let shared = server.shared.clone();
+    let enrolled = enroll(&server, &endpoint, ws.conn.deflate(), admitted).await;
+    if enrolled.is_ok() {
+        // In its rooms: now the 101 (queued at the handshake).
+        if let Err(error) = ws.send_accept().await {
+            debug!(%error, "could not send the 101");
+            return None;
+        }
+    }
+    settle(server, endpoint, ws, enrolled, task).await
+}
+
+/// A connection in its endpoint's registry and its rooms, whose client
+/// may have its 101: what [`settle`] needs to finish registering it.
+pub(crate) struct Enrolled {
+    session: ServerSession,
+    id: Arc<str>,
+    user: Option<Arc<str>>,
+    member: MemberId,
+    rooms: Vec<String>,
+    query: Option<String>,
+    outbox: Arc<Outbox>,
+    shared_deflate: Option<roomwire_core::deflate::Deflate>,
+    /// Takes it out of the registry again if it goes no further.
+    registration: Registration,
+    open: Permit,
+}
+
+/// The first half of registering: the connection in its endpoint's
+/// registry (its place under the per-user cap taken) and in its rooms,
+/// before its client has its 101, so that a client with its 101 misses
+/// nothing sent to its rooms. `deflate`: its permessage-deflate agreement.
+/// Refused, it is in none.
+pub(crate) async fn enroll(
+    server: &Server,
+    endpoint: &Arc<dyn ErasedEndpoint>,
+    deflate: Option<&roomwire_core::deflate::Deflate>,
+    admitted: Admitted,
+) -> Result<Enrolled, Refusal> {
+    let shared = &server.shared;
     let Admitted { mut session, query, user, room, open, outbox } = admitted;
     let format = session.format();
     let id = shared.node.connection_id();
@@ -519,8 +558,8 @@ async fn register(
     }
     let outbox = outbox.unwrap_or_else(|| Arc::new(Outbox::new(shared.config.socket.max_outbound)));
     // What the room's frames compressed once for many can be sent to it with.
-    let shared_deflate = crate::deflate::for_shared_frames(ws.conn.deflate());
-    let cell = endpoint.cell().clone();
+    let shared_deflate = crate::deflate::for_shared_frames(deflate);
+    let cell = endpoint.cell();
     let policy = endpoint.policy();
     // The cap is checked and the slot taken in one step; the rooms are
     // joined after it, without the lock while the application's room gate
@@ -544,18 +583,20 @@ async fn register(
     // Guarded from here: a panic of the application's room gate, or a
     // refusal, takes the connection out of the registry again.
     let registration = Registration { cell: cell.clone(), member: Some(member), lease };
-    let rooms = match endpoint.register(
+    match endpoint.register(
         &mut session,
-        &cell,
+        cell,
         (member, user.as_deref(), &id),
         query.as_deref(),
         room.as_deref(),
         over_user_cap,
     ) {
-        Ok(()) => cell.lock().rooms_of(member),
+        Ok(()) => {
+            let rooms = cell.lock().rooms_of(member);
+            Ok(Enrolled { session, id, user, member, rooms, query, outbox, shared_deflate, registration, open })
+        }
         Err(refusal) => {
             drop(registration);
-            // The 101 goes out with the close after it, below.
             if over_user_cap && let Some(user) = &user {
                 // Some of the user's connections may be dead: find out now,
                 // so that the client's next attempt finds room.
@@ -566,19 +607,34 @@ async fn register(
                     }
                 }
             }
-            let (code, reason) = (refusal.code, refusal.reason);
-            debug!(code = u16::from(code), reason, "accepted, then refused");
-            if ws.start_close(code, reason).is_ok() {
-                while ws.recv().await.is_some() {}
-            }
-            return None;
+            Err(refusal)
         }
-    };
-    // In its rooms: now the 101 (queued at the handshake).
-    if let Err(error) = ws.send_accept().await {
-        debug!(%error, "could not send the 101");
-        return None;
     }
+}
+
+/// The second half of registering, its 101 sent: its stateful room joined,
+/// the connect hooks called. Refused by [`enroll`], it is closed with the
+/// reason; `None` then, or if its room's join fails.
+async fn settle(
+    server: Server,
+    endpoint: Arc<dyn ErasedEndpoint>,
+    mut ws: Box<WebSocket<BoxStream>>,
+    enrolled: Result<Enrolled, Refusal>,
+    task: TaskGuard,
+) -> Option<Box<Running>> {
+    let Enrolled { session, id, user, member, rooms, query, outbox, shared_deflate, registration, open } =
+        match enrolled {
+            Ok(enrolled) => enrolled,
+            Err(Refusal { code, reason }) => {
+                debug!(code = u16::from(code), reason, "accepted, then refused");
+                if ws.start_close(code, reason).is_ok() {
+                    while ws.recv().await.is_some() {}
+                }
+                return None;
+            }
+        };
+    let shared = server.shared.clone();
+    let format = session.format();
     // A stateful room's connection joins its room's task (its state may be
     // built then); refused, it is closed with 1011.
     let place = Place::Here(outbox.clone(), shared_deflate);
@@ -611,10 +667,12 @@ async fn register(
     if let Some(hook) = &shared.hooks.connect {
         hook(&event);
     }
+    let policy = endpoint.policy();
     if let Some(hook) = &policy.on_connect {
         hook(server.clone(), event).await;
     }
     let leased = registration.hand_over();
+    let cell = endpoint.cell().clone();
     let registered = Registered { id, user, member, session, cell, server, seat, listed: true, leased };
     Some(Box::new(Running { socket: Socket::Awake(ws), endpoint, registered, outbox, _open: open, _task: task }))
 }
