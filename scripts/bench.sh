@@ -289,7 +289,7 @@ if [ "$MODE" = smoke ]; then
     [ "$HAVE_NODE" = 1 ] && DEFLATE_PEERS+=(node-ws-rooms-deflate)
     cell fanout-50-deflate "fanout --members 50 --senders 3 --inflight 2 --size 512 $FAN_T" "${DEFLATE_PEERS[@]}"
     cell idle-200 "idle --conns $IDLE_N --warmup 0.3" roomwire-rooms socketioxide tokio-floor tokio-slab-floor
-    cell idle-200-spoken "idle --conns $IDLE_N --warmup 0.3 --spoken 1" roomwire-rooms
+    cell idle-200-spoken "idle --conns $IDLE_N --warmup 2 --spoken 1" roomwire-rooms
     if command -v redis-server >/dev/null; then
         cell cluster-50 "fanout --members 50 --senders 3 --inflight 2 $FAN_T" roomwire-2nodes socketioxide-2nodes
     fi

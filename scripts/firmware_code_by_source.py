@@ -19,9 +19,10 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))
 from elf_sections import parse  # noqa: E402
 
 ROW = re.compile(r"^0x([0-9a-f]+)\s+(\d+)\s+(\d+)\s+(\d+)\s.*?(end_sequence)?\s*$")
-DIR = re.compile(r'^include_directories\[\s*(\d+)\] = "(.*)"')
+# DWARF 5 tables name strings as `.debug_line_str[0x…] = "…"`.
+DIR = re.compile(r'^include_directories\[\s*(\d+)\] = (?:\.debug_line_str\[0x[0-9a-f]+\] = )?"(.*)"')
 FILE = re.compile(r'^file_names\[\s*(\d+)\]:')
-NAME = re.compile(r'^\s+name: "(.*)"')
+NAME = re.compile(r'^\s+name: (?:\.debug_line_str\[0x[0-9a-f]+\] = )?"(.*)"')
 DIR_INDEX = re.compile(r"^\s+dir_index: (\d+)")
 
 
@@ -36,7 +37,8 @@ def category(directory, name):
         tail = path.split("library/", 1)[-1]
         parts = tail.split("/")
         module = parts[2] if len(parts) > 3 and parts[1] == "src" else parts[-1]
-        return f"std: {parts[0]}::{module.removesuffix('.rs')}"
+        module = module[:-3] if module.endswith(".rs") else module
+        return f"std: {parts[0]}::{module}"
     for ours, label in (("/core/src/", "roomwire-core"), ("/adapter-embassy/src/", "roomwire-embassy")):
         if ours in path:
             return f"{label}: {path.split(ours, 1)[1]}"
@@ -68,6 +70,7 @@ def code_by_source(elf):
     dirs, files = {}, {}
     current_file = None
     prev = None  # (address, category) of the row before, in this sequence
+    live = False
     for line in out.splitlines():
         if line.startswith("debug_line["):
             offset = int(line[len("debug_line[") : line.index("]")], 16)
@@ -88,14 +91,18 @@ def code_by_source(elf):
             files[current_file] = [m.group(1), 0]
             continue
         m = DIR_INDEX.match(line)
-        if m and current_file is not None:
+        if m and current_file in files:
             files[current_file][1] = int(m.group(1))
             continue
         m = ROW.match(line)
         if not m:
             continue
         address, file_index = int(m.group(1), 16), int(m.group(4))
-        if prev is not None and any(lo <= prev[0] < hi for lo, hi in text):
+        if prev is None:
+            # A sequence is kept whole or not at all, by where it starts:
+            # the linker leaves the sequences of functions it dropped at 0.
+            live = any(lo <= address < hi for lo, hi in text)
+        elif live:
             sizes[prev[1]] += address - prev[0]
         if m.group(5):
             prev = None

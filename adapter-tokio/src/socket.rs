@@ -692,6 +692,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     // have too: it is handled in any case).
                     if self.wake_at.is_some_and(|at| at <= TokioInstant::now()) {
                         self.wake_at = None;
+                        if self.conn.poll_timeout().is_none() {
+                            // No deadline of the core's (keepalive off):
+                            // the timer was only for this wake.
+                            self.sleep = None;
+                        }
                     }
                     match self.handle_timeout() {
                         Some(Timeout::Close) => debug!(parent: &self.span, "close timeout"),
@@ -1086,6 +1091,12 @@ pub(crate) struct Resting<S> {
 }
 
 impl<S> Resting<S> {
+    /// Whether it keeps a timer (it has a deadline, or had one).
+    #[cfg(test)]
+    pub(crate) fn holds_timer(&self) -> bool {
+        self.sleep.is_some()
+    }
+
     /// The connection again, as it went to rest. `config` must be the one
     /// it was made with; its span is the current one (the task's, which
     /// was its span when it went to rest).

@@ -673,3 +673,40 @@ async fn frames_written_straight_to_members_arrive_whole_and_in_order() {
         emitter.join().unwrap();
     }
 }
+
+/// A connection refused a place after its upgrade (a full room) keeps its
+/// place under the server's connection cap until its closing handshake is
+/// done: a client that never answers the close cannot open connections
+/// past the cap with it.
+#[tokio::test]
+async fn a_refused_connection_holds_its_place_under_the_cap_until_closed() {
+    let mut h = harness_with(
+        config(|c| {
+            c.max_connections = 2;
+            c.rooms.max_members_per_room = 1;
+            c.socket.core.close_timeout = CoreDuration::from_millis(300);
+        }),
+        |e| e,
+    )
+    .await;
+    let (_member, _) = h.connect("/ws/chat?roomId=a").await;
+    // Refused (the room is full): its 101, then a close it never answers.
+    let silent = raw_upgrade(h.addr, "/ws/chat?roomId=a", "").await;
+    match h.try_connect("/ws/chat?roomId=b", &[], &[]).await {
+        Err(roomwire_tokio::Error::Handshake(roomwire_tokio::roomwire_core::handshake::HandshakeError::Rejected {
+            status: 503,
+        })) => {}
+        other => panic!("the refused connection gave its place back early: {:?}", other.map(|_| ())),
+    }
+    // Its close timed out: the place is back.
+    let served = async {
+        loop {
+            match h.try_connect("/ws/chat?roomId=b", &[], &[]).await {
+                Ok(_) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    timeout(LIMIT, served).await.expect("the place never came back");
+    drop(silent);
+}

@@ -197,14 +197,32 @@ async fn room_client_over_wss_with_a_query_token() {
 }
 
 /// Through axum as on the server's own listener, a client that has its 101
-/// is in its rooms: the connection is registered before `upgrade` answers
-/// (hyper writes the 101 before it hands the stream over). One whose
+/// is in its rooms: the connection is registered before hyper gets the
+/// 101 to write (it writes it before it hands the stream over). One whose
 /// stream never comes leaves its rooms again.
 #[tokio::test]
 async fn through_axum_a_client_with_its_101_is_in_its_rooms() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let h = harness().await;
+    // The room's size when hyper is handed the 101, seen by a layer
+    // around the router.
+    let at_101 = Arc::new(AtomicUsize::new(usize::MAX));
+    let (server, seen) = (h.server.clone(), at_101.clone());
+    let app = h.server.router().layer(axum::middleware::map_response(move |response: axum::response::Response| {
+        if response.status() == 101 {
+            seen.store(server.room_stats().room_size("/ws/chat", "early"), Ordering::SeqCst);
+        }
+        async move { response }
+    }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_client, _) = try_connect(addr, "/ws/chat?roomId=early", &[], &[]).await.unwrap();
+    assert_eq!(at_101.load(Ordering::SeqCst), 1, "hyper had the 101 before the connection was in its room");
+
+    // A request that came through no HTTP connection: no stream will come.
     let request = axum::http::Request::builder()
-        .uri("/ws/chat?roomId=early")
+        .uri("/ws/chat?roomId=never")
         .header("host", "x")
         .header("upgrade", "websocket")
         .header("connection", "Upgrade")
@@ -212,12 +230,9 @@ async fn through_axum_a_client_with_its_101_is_in_its_rooms() {
         .header("sec-websocket-version", "13")
         .body(axum::body::Body::empty())
         .unwrap();
-    let response = h.server.upgrade(request).await;
-    assert_eq!(response.status(), 101);
-    assert_eq!(h.server.room_stats().room_size("/ws/chat", "early"), 1, "answered 101 before it was in its room");
-    // This request came through no HTTP connection: no stream will come.
+    assert_eq!(h.server.upgrade(request).await.status(), 101);
     timeout(LIMIT, async {
-        while h.server.room_stats().room_size("/ws/chat", "early") != 0 {
+        while h.server.room_stats().room_size("/ws/chat", "never") != 0 {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     })

@@ -37,10 +37,11 @@
 //!
 //! A server takes these steps through a
 //! [`ServerSession`](crate::session::ServerSession), which holds the
-//! order; the answers here are its parts. A server with no application
-//! decision (the embassy server) registers before the 101, which is the
-//! same to the client: the close of a refused registration still follows
-//! the 101.
+//! order; the answers here are its parts. Every server registers before
+//! the 101 goes out (the tokio server queues its 101 until then; the
+//! embassy server, with no application decision, registers before writing
+//! it), so that a client with its 101 is in its rooms; to the client it is
+//! the same: the close of a refused registration still follows the 101.
 //!
 //! Once open, a connection can still be closed by the server for two
 //! reasons of its own: [`SERVER_SHUTDOWN`] and [`OUTBOUND_FULL`].

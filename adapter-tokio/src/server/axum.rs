@@ -173,16 +173,22 @@ impl Server {
         let Some(response) = response_from(&out) else {
             return answer(admission::INTERNAL_ERROR);
         };
-        // In its rooms before hyper answers 101: a client with its 101
-        // misses nothing sent to them (what is emitted to it meanwhile
-        // waits in its outbox). Refused now, it is closed with the reason
-        // after the 101, as on the server's own listener.
-        let enrolled = conn::enroll(self, &endpoint, connection.deflate(), admitted).instrument(span.clone()).await;
         let on_upgrade = hyper::upgrade::on(&mut request);
         let server = self.clone();
+        // Counts from here: a shutdown waits for this connection, enrolled
+        // or not.
         let task = TaskGuard::new(shared);
+        let (enrolled_tx, enrolled_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(
             async move {
+                // In its rooms before hyper answers 101: a client with its
+                // 101 misses nothing sent to them (what is emitted to it
+                // meanwhile waits in its outbox). Refused, it is closed with
+                // the reason after the 101, as on the server's own listener.
+                // Enrolled here, not in the handler, which hyper drops if the
+                // client goes: a place leased on the bus would be kept.
+                let enrolled = conn::enroll(&server, &endpoint, connection.deflate(), admitted).await;
+                let _ = enrolled_tx.send(());
                 // hyper hands the stream over once the 101 is out; a client
                 // that does not take it holds its places (and its rooms) no
                 // longer than the handshake's deadline.
@@ -194,19 +200,25 @@ impl Server {
                 };
                 let upgraded = tokio::select! {
                     biased;
-                    () = server.shared.closing.wait() => return,
-                    upgraded = upgrading => upgraded,
+                    () = server.shared.closing.wait() => None,
+                    upgraded = upgrading => match upgraded {
+                        Some(Ok(upgraded)) => Some(upgraded),
+                        Some(Err(error)) => {
+                            debug!(%error, "upgrade failed");
+                            None
+                        }
+                        None => {
+                            debug!("upgrade not done by the handshake deadline");
+                            None
+                        }
+                    },
                 };
-                let upgraded = match upgraded {
-                    Some(Ok(upgraded)) => upgraded,
-                    Some(Err(error)) => {
-                        debug!(%error, "upgrade failed");
-                        return;
-                    }
-                    None => {
-                        debug!("upgrade not done by the handshake deadline");
-                        return;
-                    }
+                let Some(upgraded) = upgraded else {
+                    // Out of the registry and its rooms, its places given
+                    // back, then no longer counted among the server's tasks.
+                    drop((enrolled, handshake_permit));
+                    drop(task);
+                    return;
                 };
                 drop(handshake_permit);
                 let stream: BoxStream = Box::new(TokioIo::new(upgraded));
@@ -215,6 +227,11 @@ impl Server {
             }
             .instrument(span),
         );
+        // Answered once it is in its rooms (or refused them); if its task
+        // is gone (the application's room gate panicked), an error.
+        if enrolled_rx.await.is_err() {
+            return answer(admission::INTERNAL_ERROR);
+        }
         response
     }
 }

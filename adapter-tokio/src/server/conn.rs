@@ -379,7 +379,7 @@ pub(crate) fn run_enrolled(
     server: Server,
     endpoint: Arc<dyn ErasedEndpoint>,
     ws: Box<WebSocket<BoxStream>>,
-    enrolled: Result<Enrolled, Refusal>,
+    enrolled: Result<Enrolled, Refused>,
     task: TaskGuard,
 ) -> impl Future<Output = ()> + Send + 'static {
     // Not an `async fn`, for the reason given at `serve_stream`.
@@ -421,10 +421,11 @@ enum Socket {
     Moving,
 }
 
-/// How long a connection stays awake after traffic (see [`Socket`]): long
-/// enough that a connection with a message every few hundred milliseconds
-/// does not rest between them, short enough that one that went quiet
-/// gives its memory back soon (about 850 bytes a connection).
+/// How long a connection stays awake after traffic (see [`Socket`]),
+/// counted from its first traffic since it last rested: one with steady
+/// traffic rests and wakes about once per `REST_AFTER` (a constant cost,
+/// about 1 900 instructions), and one that went quiet gives its memory
+/// back (about 850 bytes) within it.
 const REST_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Socket {
@@ -530,8 +531,19 @@ pub(crate) struct Enrolled {
     query: Option<String>,
     outbox: Arc<Outbox>,
     shared_deflate: Option<roomwire_core::deflate::Deflate>,
-    /// Takes it out of the registry again if it goes no further.
+    /// Its place under the server's connection cap.
+    open: Permit,
+    /// Takes it out of the registry again if it goes no further (before
+    /// its place under the cap is given back: declared after it).
     registration: Registration,
+}
+
+/// A connection refused a place after its upgrade: the close that follows
+/// its 101, and its place under the server's connection cap, held until
+/// that close is done (a refused client that never answers it counts
+/// against the cap meanwhile).
+pub(crate) struct Refused {
+    refusal: Refusal,
     open: Permit,
 }
 
@@ -545,7 +557,7 @@ pub(crate) async fn enroll(
     endpoint: &Arc<dyn ErasedEndpoint>,
     deflate: Option<&roomwire_core::deflate::Deflate>,
     admitted: Admitted,
-) -> Result<Enrolled, Refusal> {
+) -> Result<Enrolled, Refused> {
     let shared = &server.shared;
     let Admitted { mut session, query, user, room, open, outbox } = admitted;
     let format = session.format();
@@ -593,7 +605,7 @@ pub(crate) async fn enroll(
     ) {
         Ok(()) => {
             let rooms = cell.lock().rooms_of(member);
-            Ok(Enrolled { session, id, user, member, rooms, query, outbox, shared_deflate, registration, open })
+            Ok(Enrolled { session, id, user, member, rooms, query, outbox, shared_deflate, open, registration })
         }
         Err(refusal) => {
             drop(registration);
@@ -607,7 +619,7 @@ pub(crate) async fn enroll(
                     }
                 }
             }
-            Err(refusal)
+            Err(Refused { refusal, open })
         }
     }
 }
@@ -619,17 +631,21 @@ async fn settle(
     server: Server,
     endpoint: Arc<dyn ErasedEndpoint>,
     mut ws: Box<WebSocket<BoxStream>>,
-    enrolled: Result<Enrolled, Refusal>,
+    enrolled: Result<Enrolled, Refused>,
     task: TaskGuard,
 ) -> Option<Box<Running>> {
-    let Enrolled { session, id, user, member, rooms, query, outbox, shared_deflate, registration, open } =
+    // Bound in this order, so that on the way out the registry entry goes
+    // first, then the place under the cap (the task guard, an argument,
+    // after both).
+    let Enrolled { session, id, user, member, rooms, query, outbox, shared_deflate, open, registration } =
         match enrolled {
             Ok(enrolled) => enrolled,
-            Err(Refusal { code, reason }) => {
+            Err(Refused { refusal: Refusal { code, reason }, open }) => {
                 debug!(code = u16::from(code), reason, "accepted, then refused");
                 if ws.start_close(code, reason).is_ok() {
                     while ws.recv().await.is_some() {}
                 }
+                drop(open);
                 return None;
             }
         };
@@ -1114,6 +1130,33 @@ mod tests {
         assert!(pending(&mut socket).await);
         socket.wait();
         assert!(matches!(socket, Socket::Resting(_)), "an idle connection did not rest");
+    }
+
+    /// With keepalive off, the timer a connection had only for its wake
+    /// after traffic is not kept once it rests.
+    #[tokio::test(start_paused = true)]
+    async fn without_keepalive_a_rested_connection_keeps_no_timer() {
+        let mut config = Config::default();
+        config.core.keepalive_interval = None;
+        let (ws, _peer) = crate::socket::tests::accepted_as(config, |stream| Box::new(stream) as BoxStream).await;
+        let mut socket = Socket::Awake(Box::new(ws));
+        let pending = async |socket: &mut Socket| {
+            let ws = socket.awake(&config).unwrap();
+            poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await
+        };
+        assert!(pending(&mut socket).await);
+        socket.wait();
+        assert!(matches!(&socket, Socket::Resting(resting) if !resting.holds_timer()), "a timer with no deadline");
+        // Traffic (it is awake for it): a wake asked for, on a timer.
+        socket.awake(&config).unwrap();
+        socket.mark_busy();
+        assert!(pending(&mut socket).await);
+        socket.wait();
+        assert!(matches!(socket, Socket::Awake(_)));
+        tokio::time::advance(REST_AFTER).await;
+        assert!(pending(&mut socket).await);
+        socket.wait();
+        assert!(matches!(&socket, Socket::Resting(resting) if !resting.holds_timer()), "the wake's timer was kept");
     }
 
     /// The size of what `f` returns, without calling it.

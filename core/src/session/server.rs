@@ -513,8 +513,8 @@ mod tests {
         let (mut conn, mut session, query) = open(&std::format!("/ws/chat?roomIds={many}"), None);
         let mut out = [0u8; 512];
         session.screen(true, Gates::default()).unwrap();
-        // Registered before the 101 (as a server without an application
-        // decision does): the 101 carries the close after it.
+        // Registered before the 101 (as every server does): the 101
+        // carries the close after it.
         let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
         let got = session.register::<Chat, _>(
             MemberId(0),
