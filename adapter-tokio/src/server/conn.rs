@@ -510,6 +510,7 @@ async fn register(
     task: TaskGuard,
 ) -> Option<Box<Running>> {
     let enrolled = enroll(&server, &endpoint, ws.conn.deflate(), admitted).await;
+    // Refused, the 101 goes out with the close after it (`settle`).
     if enrolled.is_ok() {
         // In its rooms: now the 101 (queued at the handshake).
         if let Err(error) = ws.send_accept().await {
