@@ -198,7 +198,8 @@ async fn room_client_over_wss_with_a_query_token() {
 
 /// Through axum as on the server's own listener, a client that has its 101
 /// is in its rooms: the connection is registered before hyper gets the
-/// 101 to write (it writes it before it hands the stream over). One whose
+/// 101 to write (it writes it before it hands the stream over), and what
+/// is sent to its rooms before its stream comes reaches it. One whose
 /// stream never comes leaves its rooms again.
 #[tokio::test]
 async fn through_axum_a_client_with_its_101_is_in_its_rooms() {
@@ -211,14 +212,18 @@ async fn through_axum_a_client_with_its_101_is_in_its_rooms() {
     let app = h.server.router().layer(axum::middleware::map_response(move |response: axum::response::Response| {
         if response.status() == 101 {
             seen.store(server.room_stats().room_size("/ws/chat", "early"), Ordering::SeqCst);
+            // Sent to the room before the client has its 101 or the
+            // server its stream: it waits, then comes first.
+            server.emit::<Chat>(&Emit::to_room("early"), &ChatIn::System { message: "first".into() }).unwrap();
         }
         async move { response }
     }));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let (_client, _) = try_connect(addr, "/ws/chat?roomId=early", &[], &[]).await.unwrap();
+    let (mut client, _) = try_connect(addr, "/ws/chat?roomId=early", &[], &[]).await.unwrap();
     assert_eq!(at_101.load(Ordering::SeqCst), 1, "hyper had the 101 before the connection was in its room");
+    assert_eq!(recv_json(&mut client).await, json!({"type": "system", "message": "first", "__alephaRoom": "early"}));
 
     // A request that came through no HTTP connection: no stream will come.
     let request = axum::http::Request::builder()
