@@ -8,7 +8,6 @@
 //! connection's task; what the socket does not take at once is queued as
 //! before, the rest of a frame cut short first.
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
@@ -29,8 +28,9 @@ use tokio::net::TcpStream;
 #[derive(Default)]
 pub(crate) struct Frames {
     first: Option<Bytes>,
-    /// Empty while `first` is.
-    rest: VecDeque<Bytes>,
+    /// Empty while `first` is. (Only pushed to and read in order: a `Vec`,
+    /// a word smaller than a deque in every connection's outbox.)
+    rest: Vec<Bytes>,
 }
 
 impl Frames {
@@ -38,7 +38,7 @@ impl Frames {
         if self.first.is_none() {
             self.first = Some(frame);
         } else {
-            self.rest.push_back(frame);
+            self.rest.push(frame);
         }
     }
 
@@ -51,24 +51,25 @@ impl Frames {
     }
 }
 
+/// Every connection's outbox holds one; its size counts in the memory of
+/// every idle connection (32-bit counts and the seldom parts boxed keep it
+/// at 96 bytes, and the whole shared outbox within glibc's 160-byte class:
+/// `an_outboxs_state_stays_small`).
 #[derive(Default)]
 struct State {
     frames: Frames,
-    bytes: usize,
+    /// Bytes of the frames queued.
+    bytes: u32,
+    /// The most bytes queued ([`Config::max_outbound`](crate::Config::max_outbound),
+    /// at most 4 GiB).
+    limit: u32,
     /// The bound was crossed: the connection is being closed; drop frames.
     overflowed: bool,
-    /// Boxed, as `rest` is: seldom there, and every idle connection's
-    /// outbox would hold their room.
-    close: Option<Box<(CloseCode, String)>>,
     abort: bool,
     /// Check that the peer is still there.
     check_alive: bool,
     /// Something was pushed or requested since the connection last looked.
     signalled: bool,
-    /// The connection task waiting for it. Kept under the same lock as the
-    /// frames (rather than in a `tokio::sync::Notify`, which has a lock of
-    /// its own): a push to one of a room's members takes one lock, not two.
-    waker: Option<Waker>,
     /// How many more frames emitters may write to the socket themselves
     /// (0: none). Granted by the connection as it goes to sleep with
     /// nothing to write and nothing queued ([`Outbox::open_direct`]);
@@ -78,9 +79,63 @@ struct State {
     /// The budget last granted: doubled each time the connection finds
     /// frames still come one at a time, none once they do not.
     granted: u8,
+    /// The connection task waiting for it. Kept under the same lock as the
+    /// frames (rather than in a `tokio::sync::Notify`, which has a lock of
+    /// its own): a push to one of a room's members takes one lock, not two.
+    waker: Option<Waker>,
+    /// What is seldom there, boxed together (`None` when neither is).
+    seldom: Option<Box<Seldom>>,
+}
+
+#[derive(Default)]
+struct Seldom {
+    /// A close requested: code and reason.
+    close: Option<(CloseCode, String)>,
     /// The end of a frame an emitter wrote in part: the connection writes
     /// it before anything else.
-    rest: Option<Box<Bytes>>,
+    rest: Option<Bytes>,
+}
+
+impl State {
+    fn with_limit(limit: usize) -> Self {
+        Self { limit: u32::try_from(limit).unwrap_or(u32::MAX), ..Self::default() }
+    }
+
+    fn rest(&self) -> Option<&Bytes> {
+        self.seldom.as_ref().and_then(|seldom| seldom.rest.as_ref())
+    }
+
+    fn rest_mut(&mut self) -> Option<&mut Bytes> {
+        self.seldom.as_mut().and_then(|seldom| seldom.rest.as_mut())
+    }
+
+    fn set_rest(&mut self, rest: Bytes) {
+        self.seldom.get_or_insert_default().rest = Some(rest);
+    }
+
+    fn close_requested(&self) -> bool {
+        self.seldom.as_ref().is_some_and(|seldom| seldom.close.is_some())
+    }
+
+    /// Take out the close request; the box goes once it holds nothing.
+    fn take_close(&mut self) -> Option<(CloseCode, String)> {
+        let close = self.seldom.as_mut().and_then(|seldom| seldom.close.take());
+        self.drop_empty_seldom();
+        close
+    }
+
+    fn clear_rest(&mut self) {
+        if let Some(seldom) = self.seldom.as_mut() {
+            seldom.rest = None;
+        }
+        self.drop_empty_seldom();
+    }
+
+    fn drop_empty_seldom(&mut self) {
+        if self.seldom.as_ref().is_some_and(|seldom| seldom.close.is_none() && seldom.rest.is_none()) {
+            self.seldom = None;
+        }
+    }
 }
 
 /// Mark work pending and wake the connection, once the lock is released.
@@ -118,7 +173,6 @@ const MAX_DIRECT: u8 = 64;
 
 pub(crate) struct Outbox {
     state: Mutex<State>,
-    limit: usize,
     /// A plain TCP connection's socket, shared with its [`DirectStream`].
     socket: Option<TcpStream>,
 }
@@ -126,13 +180,13 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// An outbox holding at most `limit` bytes of frames.
     pub(crate) fn new(limit: usize) -> Self {
-        Self { state: Mutex::new(State::default()), limit, socket: None }
+        Self { state: Mutex::new(State::with_limit(limit)), socket: None }
     }
 
     /// An outbox holding `socket` too, and the stream its connection reads
     /// and writes through.
     pub(crate) fn with_socket(limit: usize, socket: TcpStream) -> (Arc<Self>, DirectStream) {
-        let outbox = Arc::new(Self { state: Mutex::new(State::default()), limit, socket: Some(socket) });
+        let outbox = Arc::new(Self { state: Mutex::new(State::with_limit(limit)), socket: Some(socket) });
         (outbox.clone(), DirectStream(outbox))
     }
 
@@ -163,7 +217,7 @@ impl Outbox {
                 }
                 Ok(n) => {
                     state.direct = 0;
-                    state.rest = Some(Box::new(frame.slice(n..)));
+                    state.set_rest(frame.slice(n..));
                     signal(state);
                     return;
                 }
@@ -171,12 +225,13 @@ impl Outbox {
                 Err(_) => state.direct = 0,
             }
         }
-        if state.bytes.saturating_add(frame.len()) > self.limit && !state.frames.is_empty() {
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        if state.bytes.saturating_add(len) > state.limit && !state.frames.is_empty() {
             state.overflowed = true;
             state.frames = Frames::default();
             state.bytes = 0;
         } else {
-            state.bytes += frame.len();
+            state.bytes = state.bytes.saturating_add(len);
             state.frames.push(frame);
         }
         signal(state);
@@ -190,7 +245,8 @@ impl Outbox {
             cut -= 1;
         }
         let mut state = self.lock();
-        state.close.get_or_insert_with(|| Box::new((code, reason[..cut].to_owned())));
+        let seldom = state.seldom.get_or_insert_default();
+        seldom.close.get_or_insert_with(|| (code, reason[..cut].to_owned()));
         signal(state);
     }
 
@@ -217,13 +273,14 @@ impl Outbox {
         // Everything pending is taken: nothing left to wake up for.
         state.signalled = false;
         let check_alive = std::mem::take(&mut state.check_alive);
+        let close = state.take_close();
         Taken {
             frames,
             overflowed: state.overflowed,
-            close: state.close.take().map(|close| *close),
+            close,
             abort: state.abort,
             check_alive,
-            rest: state.rest.is_some(),
+            rest: state.rest().is_some(),
         }
     }
 
@@ -254,10 +311,10 @@ impl Outbox {
         let open = idle
             && self.socket.is_some()
             && state.frames.is_empty()
-            && state.rest.is_none()
+            && state.rest().is_none()
             && !state.overflowed
             && !state.abort
-            && state.close.is_none();
+            && !state.close_requested();
         state.direct = if open { state.granted } else { 0 };
         false
     }
@@ -276,13 +333,13 @@ impl Outbox {
     fn poll_claim(&self, socket: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut state = self.lock();
         state.direct = 0;
-        while let Some(rest) = state.rest.as_mut() {
+        while let Some(rest) = state.rest_mut() {
             match poll_write_socket(socket, cx, rest) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) if n < rest.len() => {
                     let _ = rest.split_to(n);
                 }
-                Poll::Ready(Ok(_)) => state.rest = None,
+                Poll::Ready(Ok(_)) => state.clear_rest(),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
@@ -397,6 +454,40 @@ mod tests {
 
     use super::*;
 
+    /// Every connection holds one outbox: its state (this), a lock word,
+    /// the socket (tokio's, 32 bytes in a release build) and the `Arc`'s
+    /// counts, 152 bytes, glibc's 160-byte class on x86_64 (BENCHMARKS,
+    /// eighth pass). One more word of state and it is the 176-byte class.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn an_outboxs_state_stays_small() {
+        let size = std::mem::size_of::<State>();
+        assert!(size <= 96, "the outbox's state is {size} bytes");
+    }
+
+    /// A close request is handed over once, with what it said, and its box
+    /// goes with it; the bound counts bytes in 32 bits, a larger limit
+    /// taken as 4 GiB.
+    #[test]
+    fn seldom_parts_come_and_go() {
+        let outbox = Outbox::new(usize::MAX);
+        assert_eq!(outbox.lock().limit, u32::MAX);
+        outbox.request_close(CloseCode::Normal, "bye");
+        outbox.request_close(CloseCode::Away, "later");
+        assert!(outbox.lock().seldom.is_some());
+        let taken = outbox.take();
+        assert_eq!(taken.close, Some((CloseCode::Normal, "bye".to_owned())), "the first request wins");
+        assert!(outbox.lock().seldom.is_none(), "an empty box kept");
+        assert_eq!(outbox.take().close, None);
+        let small = Outbox::new(5);
+        small.push(Bytes::from_static(b"abc"));
+        small.push(Bytes::from_static(b"de"));
+        assert!(!small.take().overflowed, "at the bound");
+        small.push(Bytes::from_static(b"abcd"));
+        small.push(Bytes::from_static(b"ef"));
+        assert!(small.take().overflowed, "past the bound");
+    }
+
     /// A connected pair: the server's side in an outbox, the peer's side.
     async fn pair() -> (Arc<Outbox>, DirectStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -441,7 +532,7 @@ mod tests {
         let mut sent = Vec::new();
         for i in 0u8.. {
             let state = outbox.lock();
-            let (cut, direct) = (state.rest.is_some(), state.direct);
+            let (cut, direct) = (state.rest().is_some(), state.direct);
             drop(state);
             if cut {
                 break;
