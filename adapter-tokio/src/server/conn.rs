@@ -1160,6 +1160,47 @@ mod tests {
         assert!(matches!(&socket, Socket::Resting(resting) if !resting.holds_timer()), "the wake's timer was kept");
     }
 
+    /// After its wake for traffic has come and it rests, a connection's
+    /// timer is armed at its keepalive deadline again: its task, waiting,
+    /// is woken then and the ping goes out on time.
+    #[tokio::test(start_paused = true)]
+    async fn after_its_wake_a_resting_connection_pings_on_time() {
+        use tokio::io::AsyncReadExt;
+        let mut config = Config::default();
+        config.core.keepalive_interval = Some(roomwire_core::Duration::from_secs(30));
+        let (ws, mut peer) = crate::socket::tests::accepted_as(config, |stream| Box::new(stream) as BoxStream).await;
+        let start = TokioInstant::now();
+        let mut socket = Socket::Awake(Box::new(ws));
+        socket.mark_busy();
+        // The connection's wait, as the loop has it: polled when woken.
+        let rested = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = rested.clone();
+        let task = tokio::spawn(poll_fn(move |cx| {
+            let Some(ws) = socket.awake(&config) else { return Poll::Ready(()) };
+            if ws.poll_recv(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            socket.wait();
+            if matches!(socket, Socket::Resting(_)) {
+                seen.store(true, Ordering::SeqCst);
+            }
+            Poll::Pending
+        }));
+        let mut frame = [0u8; 2];
+        tokio::time::timeout(std::time::Duration::from_secs(40), peer.read_exact(&mut frame))
+            .await
+            .expect("no ping: the resting connection's task was never woken")
+            .unwrap();
+        assert_eq!(frame[0], 0x89, "a ping");
+        let at = start.elapsed();
+        assert!(
+            at >= std::time::Duration::from_secs(30) && at < std::time::Duration::from_secs(31),
+            "pinged at {at:?}"
+        );
+        assert!(rested.load(Ordering::SeqCst), "it never rested");
+        task.abort();
+    }
+
     /// The size of what `f` returns, without calling it.
     fn returned_size<A, B, C, R>(_: impl FnOnce(A, B, C) -> R) -> usize {
         std::mem::size_of::<R>()

@@ -87,6 +87,7 @@ struct State {
     seldom: Option<Box<Seldom>>,
 }
 
+/// The parts of an outbox's state that are seldom there.
 #[derive(Default)]
 struct Seldom {
     /// A close requested: code and reason.
