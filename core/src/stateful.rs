@@ -69,6 +69,12 @@ pub const MAX_TICK_HZ: u32 = 1_000;
 /// connection is accepted, then closed with 1011 "Room join failed".
 pub const JOIN_FAILED: Refusal = Refusal { code: CloseCode::Error, reason: "Room join failed" };
 
+/// The application asked to put a stateful room's connection in another
+/// room, or to take it out of its own: refused with 1008. Its room's task
+/// holds it (Alepha's `$room`, one room per socket).
+pub const ONE_ROOM_ONLY: Refusal =
+    Refusal { code: CloseCode::Policy, reason: "A stateful room's connection is in its room only" };
+
 /// The error of a `call` naming a method the room does not have, as
 /// Alepha words it: `Room method '<name>' is not defined on this room.`
 ///

@@ -223,7 +223,7 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let close: Encodable<'_, &str> = ClusterMessage {
         origin: Origin { node: 7, seq: 0, multi: false },
         path: "/ws/chat",
-        body: Body::Close { connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff", code: 4000, reason: "kicked" },
+        body: Body::Close { connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff", code: roomwire_core::CloseCode::from(4000), reason: "kicked" },
     };
     let query: Encodable<'_, &str> = ClusterMessage {
         origin: Origin { node: 7, seq: 0, multi: false },

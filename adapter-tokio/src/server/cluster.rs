@@ -468,7 +468,7 @@ impl Node {
     /// up in all its endpoints; `path` is this node's first). False if no
     /// node's tag is in the id, or it is this node's, or there is no bus.
     pub(crate) fn close_remote(&self, path: &'static str, id: &str, code: CloseCode, reason: &str) -> bool {
-        self.send_to_holder(path, id, Body::Close { connection: id, code: code.into(), reason })
+        self.send_to_holder(path, id, Body::Close { connection: id, code, reason })
     }
 
     /// Ask the node holding connection `id` to join it to `room` (or take
@@ -617,10 +617,7 @@ impl Node {
         let Some(link) = &self.link else { return };
         let Some(shared) = self.server.get().and_then(Weak::upgrade) else { return };
         if let Body::Close { connection, code, reason } = message.body {
-            let code = CloseCode::from(code);
-            if !code.is_valid_on_wire() {
-                return link.count_invalid();
-            }
+            // Its code was checked as it was decoded.
             shared.close_local(connection, code, reason);
             return link.count_received();
         }

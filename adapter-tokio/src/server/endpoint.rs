@@ -374,12 +374,12 @@ pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
     /// it was not in it. A stateful room's connection is in its room only.
     fn join_for_application(&self, table: &mut Table, member: MemberId, room: &str) -> Result<bool, Refusal> {
         let _ = (table, member, room);
-        Err(STATEFUL_MEMBERSHIP)
+        Err(roomwire_core::stateful::ONE_ROOM_ONLY)
     }
     /// The application takes `member` out of `room`; whether it was in it.
     fn leave_for_application(&self, table: &mut Table, member: MemberId, room: &str) -> Result<bool, Refusal> {
         let _ = (table, member, room);
-        Err(STATEFUL_MEMBERSHIP)
+        Err(roomwire_core::stateful::ONE_ROOM_ONLY)
     }
     /// A stateful room's endpoint: put the registered connection in its
     /// `room`'s task (`None`: this endpoint has no stateful rooms). The
@@ -399,11 +399,6 @@ pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
         None
     }
 }
-
-/// A stateful room's connections are in their room, and only it: the
-/// room's task holds them (Alepha's `$room`, one room per socket).
-pub(crate) const STATEFUL_MEMBERSHIP: Refusal =
-    Refusal { code: roomwire_core::CloseCode::Policy, reason: "A stateful room's connection is in its room only" };
 
 struct Typed<C: Channel> {
     handler: Arc<Handler<C>>,

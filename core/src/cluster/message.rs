@@ -50,6 +50,7 @@
 use core::fmt;
 use core::str;
 
+use crate::close::CloseCode;
 use crate::error::InsufficientSize;
 use crate::wire::WireFormat;
 
@@ -214,8 +215,9 @@ pub enum Body<'a, L = StrList<'a>, C = ConnectionList<'a>> {
     Close {
         /// The connection id.
         connection: &'a str,
-        /// The close code (as sent on the wire).
-        code: u16,
+        /// The close code: one a close frame may carry (decoding refuses
+        /// any other).
+        code: CloseCode,
         /// The close reason.
         reason: &'a str,
     },
@@ -571,7 +573,10 @@ pub fn decode(input: &[u8]) -> Result<ClusterMessage<'_>, DecodeError> {
         }
         KIND_CLOSE => {
             let connection = r.string()?;
-            let code = u16::from_le_bytes([r.byte()?, r.byte()?]);
+            let code = CloseCode::from(u16::from_le_bytes([r.byte()?, r.byte()?]));
+            if !code.is_valid_on_wire() {
+                return Err(DecodeError::Value);
+            }
             let reason = r.string()?;
             Body::Close { connection, code, reason }
         }
@@ -815,7 +820,7 @@ pub fn encode<S: AsRef<str>>(message: &Encodable<'_, S>, out: &mut [u8]) -> Resu
             }
             Body::Close { connection, code, reason } => {
                 w.bytes(connection.as_bytes())?;
-                w.put(&code.to_le_bytes())?;
+                w.put(&u16::from(*code).to_le_bytes())?;
                 w.bytes(reason.as_bytes())?;
             }
             Body::Membership { connection, room, join } => {

@@ -6,6 +6,7 @@ use std::{format, vec};
 
 use proptest::prelude::*;
 
+use crate::close::CloseCode;
 use crate::cluster::*;
 use crate::room::{GrowableRoomTable, MemberId, RoomId, RoomTable};
 
@@ -70,15 +71,27 @@ fn a_close_round_trips() {
     let m: Encodable<'_, &str> = ClusterMessage {
         origin: Origin { node: 9, seq: 0, multi: false },
         path: "/ws/chat",
-        body: Body::Close { connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff", code: 4000, reason: "kicked" },
+        body: Body::Close {
+            connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff",
+            code: CloseCode::from(4000),
+            reason: "kicked",
+        },
     };
     let bytes = encoded(&m);
     let d = decode(&bytes).unwrap();
     assert_eq!(
         d.body,
-        Body::Close { connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff", code: 4000, reason: "kicked" }
+        Body::Close {
+            connection: "ws-1b4e28ba-ffff-4fff-bfff-ffffffffffff",
+            code: CloseCode::from(4000),
+            reason: "kicked"
+        }
     );
     assert!(!d.origin.multi);
+    // A code no close frame may carry is refused, as a malformed message.
+    let m: Encodable<'_, &str> =
+        ClusterMessage { body: Body::Close { connection: "ws-1", code: CloseCode::from(1005), reason: "" }, ..m };
+    assert_eq!(decode(&encoded(&m)), Err(DecodeError::Value));
 }
 
 #[test]
