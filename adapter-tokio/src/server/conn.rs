@@ -1094,6 +1094,13 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 mod tests {
     use super::*;
 
+    /// Whether the connection, woken with `config`, has nothing to give yet
+    /// (polled once).
+    async fn pending(socket: &mut Socket, config: &Config) -> bool {
+        let ws = socket.awake(config).unwrap();
+        poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await
+    }
+
     /// A waiting connection rests, unless it had traffic less than
     /// `REST_AFTER` ago; then the wake asked for comes, and it rests at
     /// that wait. Woken, it reads on as before.
@@ -1103,11 +1110,7 @@ mod tests {
         let config = Config::default();
         let (ws, mut peer) = crate::socket::tests::accepted_as(config, |stream| Box::new(stream) as BoxStream).await;
         let mut socket = Socket::Awake(Box::new(ws));
-        /// Whether it has nothing to give yet (polled once).
-        async fn pending(socket: &mut Socket) -> bool {
-            let ws = socket.awake(&Config::default()).unwrap();
-            poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await
-        }
+        let pending = async |socket: &mut Socket| pending(socket, &config).await;
         assert!(pending(&mut socket).await);
         socket.mark_busy();
         socket.wait();
@@ -1141,10 +1144,7 @@ mod tests {
         config.core.keepalive_interval = None;
         let (ws, _peer) = crate::socket::tests::accepted_as(config, |stream| Box::new(stream) as BoxStream).await;
         let mut socket = Socket::Awake(Box::new(ws));
-        let pending = async |socket: &mut Socket| {
-            let ws = socket.awake(&config).unwrap();
-            poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await
-        };
+        let pending = async |socket: &mut Socket| pending(socket, &config).await;
         assert!(pending(&mut socket).await);
         socket.wait();
         assert!(matches!(&socket, Socket::Resting(resting) if !resting.holds_timer()), "a timer with no deadline");
