@@ -1097,6 +1097,14 @@ impl<S> Resting<S> {
         self.sleep.is_some()
     }
 
+    /// Its next deadline, its timer dropped: for a connection that waits
+    /// where something else keeps time for it (the room server's parked
+    /// connections). Woken, it arms a timer again.
+    pub(crate) fn take_deadline(&mut self) -> Option<TokioInstant> {
+        self.sleep = None;
+        self.rest.poll_timeout().map(|at| self.origin + std::time::Duration::from_micros(at.as_micros()))
+    }
+
     /// The connection again, as it went to rest. `config` must be the one
     /// it was made with; its span is the current one (the task's, which
     /// was its span when it went to rest).

@@ -353,6 +353,7 @@ impl ServerBuilder {
             idle: Notify::new(),
             closing: Signal::default(),
             node: node.clone(),
+            parking: std::sync::OnceLock::new(),
         });
         node.attach(&shared, runtime.as_ref());
         if let (Some(backplane), Some(runtime), Some(link)) = (self.backplane, runtime, &node.link) {

@@ -23,6 +23,7 @@ use super::admission::{Admission, Handshake};
 use super::endpoint::{Dispatched, ErasedEndpoint};
 use super::lifecycle::NoPlace;
 use super::outbox::Outbox;
+use super::parking::{Lot, Parked, Ticket};
 use super::registry::{
     ChannelCell, ConnectEvent, DisconnectEvent, ErrorEvent, HandlerFailure, MessageEvent, Registered,
 };
@@ -67,7 +68,9 @@ pub(crate) struct Admitted {
     outbox: Option<Arc<Outbox>>,
 }
 
-/// Serve one accepted stream, start to end.
+/// Serve one accepted stream, start to end; or until it parks, if it
+/// `may_park` (its task is the server's own: one that the application
+/// awaits must not end before the connection does).
 ///
 /// Not an `async fn`: its arguments would stay in the connection's task for
 /// its whole life (async fn arguments are kept beside the body's state).
@@ -75,6 +78,7 @@ pub(crate) fn serve_stream(
     server: Server,
     stream: Incoming,
     peer: Option<SocketAddr>,
+    may_park: bool,
 ) -> impl Future<Output = ()> + Send + 'static {
     let task = TaskGuard::new(&server.shared);
     // The handshake's and the registration's state (request, admission,
@@ -85,7 +89,7 @@ pub(crate) fn serve_stream(
         let (ws, endpoint, admitted) = handshake(server.clone(), stream, peer).await?;
         register(server, endpoint, ws, admitted, task).await
     });
-    async move { run(opening.await).await }
+    async move { run(opening.await, may_park).await }
 }
 
 /// Read the request, admit, queue the 101 (written by [`register`], once
@@ -384,12 +388,14 @@ pub(crate) fn run_enrolled(
 ) -> impl Future<Output = ()> + Send + 'static {
     // Not an `async fn`, for the reason given at `serve_stream`.
     let settling = Box::pin(settle(server, endpoint, ws, enrolled, task));
-    async move { run(settling.await).await }
+    async move { run(settling.await, true).await }
 }
 
 /// What a registered connection keeps while it runs, in one allocation
 /// (and its whole WebSocket in a second one while awake: [`Socket`]).
-struct Running {
+/// Parked ([`super::parking`]), the same allocation waits in its server's
+/// lot.
+pub(crate) struct Running {
     socket: Socket,
     endpoint: Arc<dyn ErasedEndpoint>,
     registered: Registered,
@@ -466,6 +472,24 @@ impl Socket {
         }
     }
 
+    /// No wake for traffic is due: were it idle, it would rest.
+    fn is_quiet(&self) -> bool {
+        match self {
+            Self::Awake(ws) => !ws.wake_pending(),
+            Self::Resting(_) | Self::Moving => true,
+        }
+    }
+
+    /// About to park: its deadline, if it rests (its timer dropped, as its
+    /// lot keeps time for it). Awake, it keeps its own timer (polled with
+    /// its lot space's waker).
+    fn park_deadline(&mut self) -> Option<TokioInstant> {
+        match self {
+            Self::Resting(resting) => resting.take_deadline(),
+            Self::Awake(_) | Self::Moving => None,
+        }
+    }
+
     /// The peer's close frame, if the WebSocket is awake and has one.
     fn peer_close(&self) -> Option<&crate::message::CloseFrame> {
         match self {
@@ -485,18 +509,62 @@ fn lost() -> End {
     End { code: None, reason: "connection state lost".into() }
 }
 
-/// Run a registered connection (if registration gave one) and clean up.
-/// Not an `async fn`, for the reason given at `serve_stream`: the
-/// connection's pointer is kept once, not twice.
+/// Run a registered connection (if registration gave one) and clean up;
+/// or, if it `may_park`, until it parks in its server's lot, which runs it
+/// again in a task of its own when it is woken. Not an `async fn`, for the
+/// reason given at `serve_stream`: the connection's pointer is kept once,
+/// not twice.
 #[allow(clippy::manual_async_fn)] // see above
-fn run(mut running: Option<Box<Running>>) -> impl Future<Output = ()> + Send {
+fn run(mut running: Option<Box<Running>>, may_park: bool) -> impl Future<Output = ()> + Send {
     async move {
-        let Some(connection) = running.as_deref_mut() else { return };
-        let end = run_loop(connection).await;
-        if let Some(running) = running.take() {
-            Box::pin(unregister(running, end)).await;
+        loop {
+            let Some(connection) = running.as_deref_mut() else { return };
+            // Bound, not matched on across the awaits below (the task would
+            // keep the whole `Ran`).
+            let end = match run_loop(connection, may_park).await {
+                Ran::Ended(end) => end,
+                Ran::Parking(ticket) => {
+                    let Some(mut state) = running.take() else { return };
+                    let deadline = state.socket.park_deadline();
+                    match ticket.park(Parked { state, span: Span::current() }, deadline) {
+                        Ok(()) => return,
+                        // Woken meanwhile: it runs on here.
+                        Err(back) => running = Some(back.state),
+                    }
+                    continue;
+                }
+            };
+            if let Some(running) = running.take() {
+                Box::pin(unregister(running, end)).await;
+            }
+            return;
         }
     }
+}
+
+/// The lot `server`'s connections park in, on the current runtime (made at
+/// the first park).
+fn lot(server: &Server) -> Option<Arc<Lot<Box<Running>>>> {
+    let parking = &server.shared.parking;
+    if let Some(owner) = parking.get() {
+        return Some(owner.lot().clone());
+    }
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    Some(parking.get_or_init(|| Lot::start(handle, resume)).lot().clone())
+}
+
+/// A parked connection woken: it runs in a task of its own again.
+fn resume(handle: &tokio::runtime::Handle, parked: Parked<Box<Running>>) {
+    let Parked { state, span } = parked;
+    drop(handle.spawn(run(Some(state), true).instrument(span)));
+}
+
+/// How [`run_loop`] returned.
+enum Ran {
+    Ended(End),
+    /// It waits with nothing under way, its wakers those of its space in
+    /// its lot: to be parked there.
+    Parking(Ticket<Box<Running>>),
 }
 
 /// Register the connection in its endpoint and its rooms, write its 101,
@@ -751,7 +819,7 @@ const OUTBOX_TURNS: u32 = 16;
 /// there (our close, an error, a message read ahead) boxed. Not an `async
 /// fn`, which would keep its argument twice.
 #[allow(clippy::manual_async_fn)] // see above
-fn run_loop(running: &mut Running) -> impl Future<Output = End> + Send + '_ {
+fn run_loop(running: &mut Running, may_park: bool) -> impl Future<Output = Ran> + Send + '_ {
     async move {
         let mut ours: OurClose = None;
         let mut error: Option<Box<Error>> = None;
@@ -759,9 +827,9 @@ fn run_loop(running: &mut Running) -> impl Future<Output = End> + Send + '_ {
         let mut read_ahead: ReadAhead = None;
         loop {
             let Running { socket, outbox, registered, .. } = &mut *running;
-            let Some(ws) = socket.awake(socket_config(registered)) else { return lost() };
+            let Some(ws) = socket.awake(socket_config(registered)) else { return Ran::Ended(lost()) };
             let batch = match pump(ws, outbox, &mut ours) {
-                Pumped::Abort => return End { code: None, reason: "Server shutting down".into() },
+                Pumped::Abort => return Ran::Ended(End { code: None, reason: "Server shutting down".into() }),
                 Pumped::Continue { batch } => u8::try_from(batch).unwrap_or(u8::MAX),
             };
             if batch > 0 {
@@ -779,37 +847,50 @@ fn run_loop(running: &mut Running) -> impl Future<Output = End> + Send + '_ {
                 // future: the wait then holds no future of its own, which keeps
                 // every idle connection's task small.
                 let outbox_first = outbox_turns < OUTBOX_TURNS;
-                let woken = poll_fn(|cx| {
-                    let Running { socket, outbox, registered, .. } = &mut *running;
-                    let Some(ws) = socket.awake(socket_config(registered)) else {
-                        // The loop's next turn ends it (`lost`).
-                        return Poll::Ready(None);
+                // Nothing under way that only this loop remembers (a close of
+                // ours, an error to report): it may park if it goes idle.
+                let may_park = may_park && ours.is_none() && error.is_none();
+                // Moved in (a copy of each word): the wait holds no borrow of
+                // the loop's locals, which would take room in every idle task.
+                let running = &mut *running;
+                let woken = poll_fn(move |cx| {
+                    // Quiet since its last wake for traffic (it would rest):
+                    // it waits with the waker of a space in its lot, and parks
+                    // there if nothing is ready.
+                    let reserve = |running: &Running| {
+                        (may_park && running.socket.is_quiet()).then(|| lot(&running.registered.server)?.reserve())?
                     };
-                    if outbox_first && outbox.poll_notified(cx).is_ready() {
-                        return Poll::Ready(None);
+                    let park = |running: &mut Running, ticket: Ticket<Box<Running>>| match poll_wait(
+                        running,
+                        &mut TaskContext::from_waker(ticket.waker()),
+                        outbox_first,
+                        batch,
+                    ) {
+                        Poll::Ready(woken) => Poll::Ready(woken),
+                        Poll::Pending => Poll::Ready(Woken::Parking(ticket)),
+                    };
+                    if let Some(ticket) = reserve(running) {
+                        return park(running, ticket);
                     }
-                    if let Poll::Ready(received) = ws.poll_recv(cx) {
-                        return Poll::Ready(Some(received));
+                    let polled = poll_wait(running, cx, outbox_first, batch);
+                    // Its wake for traffic came in this poll: quiet now, it
+                    // parks (else it would wait in its task until its next
+                    // event).
+                    if polled.is_pending()
+                        && let Some(ticket) = reserve(running)
+                    {
+                        return park(running, ticket);
                     }
-                    if !outbox_first && outbox.poll_notified(cx).is_ready() {
-                        return Poll::Ready(None);
-                    }
-                    // Asleep: while it has nothing to write, emitters write to
-                    // its socket themselves (no wake-up, no copy per recipient).
-                    if outbox.open_direct(ws.takes_direct_frames(), usize::from(batch)) {
-                        return Poll::Ready(None);
-                    }
-                    // Waiting: in its resting form, woken as it would have been.
-                    socket.wait();
-                    Poll::Pending
+                    polled
                 })
                 .await;
                 match woken {
-                    Some(received) => received,
-                    None => {
+                    Woken::Received(received) => received,
+                    Woken::Again => {
                         outbox_turns = if outbox_first { outbox_turns + 1 } else { 0 };
                         continue;
                     }
+                    Woken::Parking(ticket) => return Ran::Parking(ticket),
                 }
             };
             outbox_turns = 0;
@@ -837,13 +918,13 @@ fn run_loop(running: &mut Running) -> impl Future<Output = End> + Send + '_ {
             // per message rather than held by every idle connection's task; the
             // handler's future is boxed anyway.
             let Running { socket, endpoint, registered, outbox, .. } = &mut *running;
-            let Some(ws) = socket.awake(socket_config(registered)) else { return lost() };
+            let Some(ws) = socket.awake(socket_config(registered)) else { return Ran::Ended(lost()) };
             let handling = handle(ws, endpoint.as_ref(), registered, outbox, &mut ours, &mut read_ahead, message);
             if Box::pin(handling).await == Flow::Abort {
-                return End { code: None, reason: "Server shutting down".into() };
+                return Ran::Ended(End { code: None, reason: "Server shutting down".into() });
             }
         }
-        match (ours, running.socket.peer_close(), error) {
+        Ran::Ended(match (ours, running.socket.peer_close(), error) {
             (Some(ours), _, _) => {
                 let (code, reason) = *ours;
                 End { code: Some(code), reason }
@@ -851,8 +932,45 @@ fn run_loop(running: &mut Running) -> impl Future<Output = End> + Send + '_ {
             (None, Some(peer), _) => End { code: peer.code, reason: peer.reason.clone() },
             (None, None, Some(error)) => End { code: None, reason: error.to_string() },
             (None, None, None) => End { code: None, reason: String::new() },
-        }
+        })
     }
+}
+
+/// The loop's wait, polled once: the outbox (first, unless `outbox_first`
+/// is off), the connection, then, if it has nothing to write, its socket
+/// opened to emitters. `Pending`: it waits, at rest if it is idle.
+fn poll_wait(running: &mut Running, cx: &mut TaskContext<'_>, outbox_first: bool, batch: u8) -> Poll<Woken> {
+    let Running { socket, outbox, registered, .. } = running;
+    let Some(ws) = socket.awake(socket_config(registered)) else {
+        // The loop's next turn ends it (`lost`).
+        return Poll::Ready(Woken::Again);
+    };
+    if outbox_first && outbox.poll_notified(cx).is_ready() {
+        return Poll::Ready(Woken::Again);
+    }
+    if let Poll::Ready(received) = ws.poll_recv(cx) {
+        return Poll::Ready(Woken::Received(received));
+    }
+    if !outbox_first && outbox.poll_notified(cx).is_ready() {
+        return Poll::Ready(Woken::Again);
+    }
+    // Asleep: while it has nothing to write, emitters write to its socket
+    // themselves (no wake-up, no copy per recipient).
+    if outbox.open_direct(ws.takes_direct_frames(), usize::from(batch)) {
+        return Poll::Ready(Woken::Again);
+    }
+    // Waiting: in its resting form, woken as it would have been.
+    socket.wait();
+    Poll::Pending
+}
+
+/// What woke the loop's wait.
+enum Woken {
+    Received(Option<Result<Message, Error>>),
+    /// The outbox, or a turn to take again.
+    Again,
+    /// Nothing ready: to park.
+    Parking(Ticket<Box<Running>>),
 }
 
 /// What [`pump`] found.
@@ -1202,7 +1320,7 @@ mod tests {
     }
 
     /// The size of what `f` returns, without calling it.
-    fn returned_size<A, B, C, R>(_: impl FnOnce(A, B, C) -> R) -> usize {
+    fn returned_size<A, B, C, D, R>(_: impl FnOnce(A, B, C, D) -> R) -> usize {
         std::mem::size_of::<R>()
     }
 

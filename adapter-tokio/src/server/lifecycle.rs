@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) closing: Signal,
     /// This server as a node of its cluster (alone without a backplane).
     pub(crate) node: Arc<super::cluster::Node>,
+    /// Where its waiting connections park, made when the first parks.
+    pub(crate) parking: std::sync::OnceLock<super::parking::Owner<Box<super::conn::Running>>>,
 }
 
 impl Shared {

@@ -139,6 +139,7 @@ mod endpoint;
 mod lifecycle;
 mod membership;
 mod outbox;
+mod parking;
 mod registry;
 mod stateful;
 mod upgrade;
@@ -371,7 +372,7 @@ impl Server {
         let direct = tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
         self.accept_loop(listener, |stream, peer| {
             let incoming = if direct { Incoming::Tcp(stream) } else { Incoming::Ready(Box::new(stream)) };
-            tokio::spawn(self.serve_future(incoming, Some(peer)));
+            tokio::spawn(self.serve_future(incoming, Some(peer), true));
         })
         .await
     }
@@ -410,7 +411,7 @@ impl Server {
                 let tls = acceptor.accept(tcp).await?;
                 Ok::<conn::BoxStream, io::Error>(Box::new(tls))
             };
-            tokio::spawn(self.serve_future(Incoming::Wrapped(Box::pin(wrapping)), Some(peer)));
+            tokio::spawn(self.serve_future(Incoming::Wrapped(Box::pin(wrapping)), Some(peer), true));
         })
         .await
     }
@@ -473,13 +474,19 @@ impl Server {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        self.serve_future(Incoming::Ready(Box::new(stream)), peer).await
+        self.serve_future(Incoming::Ready(Box::new(stream)), peer, false).await
     }
 
     /// The future serving one stream, spawned as is by [`serve`](Self::serve):
     /// no `async fn` wrapper around it, whose copies of the arguments would
-    /// stay in every connection's task.
-    fn serve_future(&self, stream: Incoming, peer: Option<SocketAddr>) -> impl Future<Output = ()> + Send + 'static {
+    /// stay in every connection's task. `may_park`: the task is the
+    /// server's own, so it may end while the connection waits, parked.
+    fn serve_future(
+        &self,
+        stream: Incoming,
+        peer: Option<SocketAddr>,
+        may_park: bool,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let span = info_span!(
             "connection",
             ?peer,
@@ -487,6 +494,6 @@ impl Server {
             path = tracing::field::Empty,
             user = tracing::field::Empty
         );
-        conn::serve_stream(self.clone(), stream, peer).instrument(span)
+        conn::serve_stream(self.clone(), stream, peer, may_park).instrument(span)
     }
 }

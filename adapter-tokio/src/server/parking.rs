@@ -1,0 +1,450 @@
+//! Waiting connections parked without a task of their own.
+//!
+//! A tokio task costs a connection its cell (256 bytes, aligned to 128)
+//! for as long as the task lives, and a waiting connection's timer 112
+//! more; most of a room server's connections wait most of the time. So a
+//! connection that waits with nothing under way ends its task and parks
+//! in its server's [`Lot`]: one slot (its state's pointer, its tracing
+//! span, its deadline) and the waker that what it waits for (its socket,
+//! its outbox) was polled with. When that waker is woken, or its deadline
+//! (kept by the lot's one timer for all) comes, it leaves the lot and
+//! runs in a new task, spawned by the lot's `resume`. See BENCHMARKS.md,
+//! ninth pass.
+//!
+//! A connection parks in two steps, without a lock held while it polls:
+//! it [reserves](Lot::reserve) a space, polls what it waits for with the
+//! space's [`Ticket::waker`], and only then [parks](Ticket::park) its
+//! state there. A wake that comes in between is kept in the space, and
+//! the connection does not park but runs on in its task.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Wake, Waker};
+
+use slab::Slab;
+use tokio::runtime::{Handle, Id};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::Span;
+
+/// What is parked: a connection's state and the span its task ran in.
+pub(crate) struct Parked<T> {
+    pub(crate) state: T,
+    pub(crate) span: Span,
+}
+
+/// How a parked connection runs again: spawn its task on `handle`.
+pub(crate) type Resume<T> = fn(&Handle, Parked<T>);
+
+/// Where a server's waiting connections are parked, on one runtime.
+pub(crate) struct Lot<T> {
+    handle: Handle,
+    runtime: Id,
+    resume: Resume<T>,
+    spaces: Mutex<Spaces<T>>,
+    /// Wakes the lot's timer: a deadline earlier than the one it waits
+    /// for, or the lot closed.
+    timer: Notify,
+}
+
+struct Spaces<T> {
+    slots: Slab<Space<T>>,
+    /// Parked connections' deadlines, earliest first, with their slots.
+    deadlines: BTreeSet<(Instant, usize)>,
+    /// Counts reservations: a slot's occupant is told from an earlier
+    /// one's by it, whose wakers may still be held by a socket or an
+    /// outbox.
+    generation: u32,
+    /// The lot's timer has stopped (its runtime shut down, or the server
+    /// let go of the lot): nothing parks any more.
+    closed: bool,
+}
+
+enum Space<T> {
+    /// A connection polls with the space's waker before it parks.
+    /// `woken`: the waker was woken meanwhile, so it must not park.
+    Reserved {
+        generation: u32,
+        woken: bool,
+    },
+    Taken {
+        generation: u32,
+        parked: Parked<T>,
+        deadline: Option<Instant>,
+    },
+}
+
+impl<T> Spaces<T> {
+    /// Empty the space at `key`; what was parked there, if anything.
+    fn take(&mut self, key: usize) -> Option<Parked<T>> {
+        match self.slots.try_remove(key)? {
+            Space::Reserved { .. } => None,
+            Space::Taken { parked, deadline, .. } => {
+                if let Some(at) = deadline {
+                    self.deadlines.remove(&(at, key));
+                }
+                Some(parked)
+            }
+        }
+    }
+
+    /// Empty every space whose deadline is `now` or earlier.
+    fn take_due(&mut self, now: Instant) -> Vec<Parked<T>> {
+        let mut due = Vec::new();
+        while let Some(&(at, key)) = self.deadlines.first()
+            && at <= now
+        {
+            self.deadlines.pop_first();
+            if let Some(Space::Taken { parked, .. }) = self.slots.try_remove(key) {
+                due.push(parked);
+            }
+        }
+        due
+    }
+}
+
+/// The server's hold on its lot: when it lets go, the lot's timer stops.
+pub(crate) struct Owner<T>(Arc<Lot<T>>);
+
+impl<T> Owner<T> {
+    pub(crate) fn lot(&self) -> &Arc<Lot<T>> {
+        &self.0
+    }
+}
+
+impl<T> Drop for Owner<T> {
+    fn drop(&mut self) {
+        // Nothing is parked (a parked connection holds its server, which
+        // holds this), but the lot is closed all the same.
+        drop(self.0.close());
+    }
+}
+
+impl<T> Lot<T> {
+    fn lock(&self) -> MutexGuard<'_, Spaces<T>> {
+        // Nothing panics under the lock but the allocator; what it guards
+        // stays consistent at every step.
+        self.spaces.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Close the lot: nothing parks any more; what was parked, to be
+    /// dropped by the caller (outside the lock).
+    fn close(&self) -> Vec<Parked<T>> {
+        let mut spaces = self.lock();
+        spaces.closed = true;
+        spaces.deadlines.clear();
+        let parked = spaces
+            .slots
+            .drain()
+            .filter_map(|space| if let Space::Taken { parked, .. } = space { Some(parked) } else { None });
+        let parked = parked.collect();
+        drop(spaces);
+        self.timer.notify_one();
+        parked
+    }
+}
+
+impl<T: Send + 'static> Lot<T> {
+    /// A lot on `handle`'s runtime, its timer started there. Connections
+    /// leave it through `resume`.
+    pub(crate) fn start(handle: Handle, resume: Resume<T>) -> Owner<T> {
+        let lot = Arc::new(Lot {
+            runtime: handle.id(),
+            handle: handle.clone(),
+            resume,
+            spaces: Mutex::new(Spaces { slots: Slab::new(), deadlines: BTreeSet::new(), generation: 0, closed: false }),
+            timer: Notify::new(),
+        });
+        drop(handle.spawn(keep_time(lot.clone())));
+        Owner(lot)
+    }
+
+    /// A space for a connection about to park, unless the lot is closed or
+    /// on another runtime than the current one (a connection is resumed on
+    /// the runtime it ran on).
+    pub(crate) fn reserve(self: &Arc<Self>) -> Option<Ticket<T>> {
+        if Handle::try_current().ok()?.id() != self.runtime {
+            return None;
+        }
+        let mut spaces = self.lock();
+        if spaces.closed {
+            return None;
+        }
+        spaces.generation = spaces.generation.wrapping_add(1);
+        let generation = spaces.generation;
+        let key = spaces.slots.insert(Space::Reserved { generation, woken: false });
+        drop(spaces);
+        let waker = Waker::from(Arc::new(SpaceWaker { lot: self.clone(), key, generation }));
+        Some(Ticket { lot: self.clone(), key, generation, waker })
+    }
+
+    /// How many connections are parked.
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> usize {
+        self.lock().slots.iter().filter(|(_, space)| matches!(space, Space::Taken { .. })).count()
+    }
+
+    /// A waker of the space at `key` was woken.
+    fn wake(&self, key: usize, generation: u32) {
+        let parked = {
+            let mut spaces = self.lock();
+            match spaces.slots.get_mut(key) {
+                Some(Space::Reserved { generation: reserved, woken }) if *reserved == generation => {
+                    *woken = true;
+                    None
+                }
+                Some(Space::Taken { generation: taken, .. }) if *taken == generation => spaces.take(key),
+                // A waker of an earlier occupant, or of one resumed already.
+                _ => None,
+            }
+        };
+        if let Some(parked) = parked {
+            (self.resume)(&self.handle, parked);
+        }
+    }
+}
+
+/// The lot's timer: resumes parked connections whose deadline has come.
+/// When its task is dropped (its runtime shutting down), the lot closes
+/// and what is parked there is dropped, as the runtime drops its tasks.
+fn keep_time<T: Send + 'static>(lot: Arc<Lot<T>>) -> impl Future<Output = ()> + Send {
+    struct CloseOnDrop<T>(Arc<Lot<T>>);
+    impl<T> Drop for CloseOnDrop<T> {
+        fn drop(&mut self) {
+            drop(self.0.close());
+        }
+    }
+    async move {
+        let lot = CloseOnDrop(lot);
+        loop {
+            let (due, next) = {
+                let mut spaces = lot.0.lock();
+                if spaces.closed {
+                    return;
+                }
+                let due = spaces.take_due(Instant::now());
+                (due, spaces.deadlines.first().map(|&(at, _)| at))
+            };
+            for parked in due {
+                (lot.0.resume)(&lot.0.handle, parked);
+            }
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = lot.0.timer.notified() => {}
+                    }
+                }
+                None => lot.0.timer.notified().await,
+            }
+        }
+    }
+}
+
+/// A space reserved in a [`Lot`]: poll what the connection waits for with
+/// its [`waker`](Self::waker), then [`park`](Self::park). Dropped unparked,
+/// the space is given back.
+pub(crate) struct Ticket<T> {
+    lot: Arc<Lot<T>>,
+    key: usize,
+    generation: u32,
+    waker: Waker,
+}
+
+impl<T: Send + 'static> Ticket<T> {
+    /// The waker to wait with: woken, it resumes the parked connection.
+    pub(crate) fn waker(&self) -> &Waker {
+        &self.waker
+    }
+
+    /// Park `parked` in the reserved space, to be resumed when the waker is
+    /// woken or at `deadline`. Given back if the waker was woken since the
+    /// reservation (it must run on) or the lot has closed.
+    pub(crate) fn park(self, parked: Parked<T>, deadline: Option<Instant>) -> Result<(), Parked<T>> {
+        let mut spaces = self.lot.lock();
+        let earliest = spaces.deadlines.first().map(|&(at, _)| at);
+        let Some(space) = spaces.slots.get_mut(self.key) else { return Err(parked) };
+        match space {
+            Space::Reserved { generation, woken: false } if *generation == self.generation => {
+                *space = Space::Taken { generation: self.generation, parked, deadline };
+            }
+            _ => return Err(parked),
+        }
+        if let Some(at) = deadline {
+            spaces.deadlines.insert((at, self.key));
+            drop(spaces);
+            if earliest.is_none_or(|earliest| at < earliest) {
+                self.lot.timer.notify_one();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T> Drop for Ticket<T> {
+    fn drop(&mut self) {
+        let mut spaces = self.lot.lock();
+        if let Some(&Space::Reserved { generation, .. }) = spaces.slots.get(self.key)
+            && generation == self.generation
+        {
+            spaces.slots.remove(self.key);
+        }
+    }
+}
+
+/// The waker of one space: wakes its connection out of the lot.
+struct SpaceWaker<T> {
+    lot: Arc<Lot<T>>,
+    key: usize,
+    generation: u32,
+}
+
+impl<T: Send + 'static> Wake for SpaceWaker<T> {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.lot.wake(self.key, self.generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A parked value that counts its resumptions and drops.
+    struct Counted {
+        resumed: Arc<AtomicUsize>,
+        dropped: Arc<AtomicUsize>,
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn resume(_: &Handle, parked: Parked<Counted>) {
+        parked.state.resumed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn counted() -> (Counted, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let (resumed, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        (Counted { resumed: resumed.clone(), dropped: dropped.clone() }, resumed, dropped)
+    }
+
+    fn parked(state: Counted) -> Parked<Counted> {
+        Parked { state, span: Span::none() }
+    }
+
+    #[tokio::test]
+    async fn a_wake_resumes_the_parked_once_and_a_stale_waker_does_nothing() {
+        let owner = Lot::start(Handle::current(), resume);
+        let lot = owner.lot();
+        let (state, resumed, _) = counted();
+        let ticket = lot.reserve().unwrap();
+        let waker = ticket.waker().clone();
+        assert!(ticket.park(parked(state), None).is_ok());
+        assert_eq!(lot.parked(), 1);
+        waker.wake_by_ref();
+        assert_eq!(resumed.load(Ordering::SeqCst), 1);
+        assert_eq!(lot.parked(), 0);
+        // The slot is taken again by another connection: the first one's
+        // waker, still held somewhere, must not resume it.
+        let (other, other_resumed, _) = counted();
+        let ticket = lot.reserve().unwrap();
+        assert!(ticket.park(parked(other), None).is_ok());
+        waker.wake();
+        assert_eq!(other_resumed.load(Ordering::SeqCst), 0);
+        assert_eq!(lot.parked(), 1);
+    }
+
+    #[tokio::test]
+    async fn woken_before_it_parks_a_connection_runs_on() {
+        let owner = Lot::start(Handle::current(), resume);
+        let lot = owner.lot();
+        let (state, resumed, _) = counted();
+        let ticket = lot.reserve().unwrap();
+        ticket.waker().wake_by_ref();
+        let back = ticket.park(parked(state), None);
+        assert!(back.is_err(), "a wake before parking is not lost");
+        assert_eq!(resumed.load(Ordering::SeqCst), 0);
+        assert_eq!(lot.parked(), 0);
+        assert_eq!(lot.lock().slots.len(), 0, "the reservation is given back");
+    }
+
+    #[tokio::test]
+    async fn a_ticket_dropped_unparked_gives_its_space_back() {
+        let owner = Lot::start(Handle::current(), resume);
+        let lot = owner.lot();
+        let ticket = lot.reserve().unwrap();
+        let waker = ticket.waker().clone();
+        drop(ticket);
+        assert_eq!(lot.lock().slots.len(), 0);
+        waker.wake();
+        assert_eq!(lot.lock().slots.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lots_timer_resumes_each_at_its_deadline() {
+        let owner = Lot::start(Handle::current(), resume);
+        let lot = owner.lot();
+        let start = Instant::now();
+        let (late, late_resumed, _) = counted();
+        let (early, early_resumed, _) = counted();
+        let (never, never_resumed, _) = counted();
+        assert!(lot.reserve().unwrap().park(parked(late), Some(start + Duration::from_secs(30))).is_ok());
+        assert!(lot.reserve().unwrap().park(parked(never), None).is_ok());
+        // Earlier than the timer waits for: it is told.
+        assert!(lot.reserve().unwrap().park(parked(early), Some(start + Duration::from_secs(10))).is_ok());
+        tokio::time::sleep(Duration::from_millis(9_999)).await;
+        assert_eq!(early_resumed.load(Ordering::SeqCst), 0);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(early_resumed.load(Ordering::SeqCst), 1);
+        assert_eq!(late_resumed.load(Ordering::SeqCst), 0);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(late_resumed.load(Ordering::SeqCst), 1);
+        assert_eq!(never_resumed.load(Ordering::SeqCst), 0);
+        assert_eq!(lot.parked(), 1);
+        assert!(lot.lock().deadlines.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn woken_early_a_connections_deadline_goes_with_it() {
+        let owner = Lot::start(Handle::current(), resume);
+        let lot = owner.lot();
+        let (state, resumed, _) = counted();
+        let ticket = lot.reserve().unwrap();
+        let waker = ticket.waker().clone();
+        assert!(ticket.park(parked(state), Some(Instant::now() + Duration::from_secs(5))).is_ok());
+        waker.wake();
+        assert!(lot.lock().deadlines.is_empty());
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(resumed.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn when_its_runtime_shuts_down_the_lot_drops_what_is_parked() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let (state, resumed, dropped) = counted();
+        let owner = runtime.block_on(async {
+            let owner = Lot::start(Handle::current(), resume);
+            assert!(owner.lot().reserve().unwrap().park(parked(state), None).is_ok());
+            // Let the timer task start.
+            tokio::task::yield_now().await;
+            owner
+        });
+        drop(runtime);
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        assert_eq!(resumed.load(Ordering::SeqCst), 0);
+        assert!(owner.lot().reserve().is_none(), "no runtime, no parking");
+        let closed = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let _in_runtime = closed.enter();
+        assert!(owner.lot().reserve().is_none(), "another runtime, no parking");
+    }
+}
