@@ -48,10 +48,20 @@ pub(crate) struct Lot<T> {
     timer: Notify,
 }
 
+/// A deadline in microseconds from the lot's origin: 8 bytes where an
+/// `Instant` takes 16, in every slot and every entry of the deadlines.
+type Ticks = u64;
+
+/// The `due` of a space without a deadline.
+const NEVER: Ticks = Ticks::MAX;
+
 struct Spaces<T> {
     slots: Slab<Space<T>>,
-    /// Parked connections' deadlines, earliest first, with their slots.
-    deadlines: BTreeSet<(Instant, usize)>,
+    /// Parked connections' deadlines, earliest first, with their slots'
+    /// keys (under 2³², checked as they are reserved).
+    deadlines: BTreeSet<(Ticks, u32)>,
+    /// What deadlines are counted from.
+    origin: Instant,
     /// Counts reservations: a slot's occupant is told from an earlier
     /// one's by it, whose wakers may still be held by a socket or an
     /// outbox.
@@ -64,44 +74,72 @@ struct Spaces<T> {
 enum Space<T> {
     /// A connection polls with the space's waker before it parks.
     /// `woken`: the waker was woken meanwhile, so it must not park.
-    Reserved {
-        generation: u32,
-        woken: bool,
-    },
-    Taken {
-        generation: u32,
-        parked: Parked<T>,
-        deadline: Option<Instant>,
-    },
+    Reserved { generation: u32, woken: bool },
+    /// Parked: its state, its span boxed (if it has one; without a
+    /// tracing subscriber it has none), its deadline ([`NEVER`] if none),
+    /// to keep every slot small.
+    Taken { generation: u32, due: Ticks, state: T, span: Option<Box<Span>> },
 }
 
 impl<T> Spaces<T> {
+    /// `at` in ticks, rounded up (a connection resumed at its deadline
+    /// finds it passed): the origin at the earliest, just short of
+    /// [`NEVER`] at the latest.
+    fn ticks(&self, at: Instant) -> Ticks {
+        let micros = at.saturating_duration_since(self.origin).as_nanos().div_ceil(1_000);
+        Ticks::try_from(micros).unwrap_or(NEVER).min(NEVER - 1)
+    }
+
+    /// `now` in ticks, rounded down: what is due by then.
+    fn ticks_past(&self, now: Instant) -> Ticks {
+        let micros = now.saturating_duration_since(self.origin).as_micros();
+        Ticks::try_from(micros).unwrap_or(NEVER).min(NEVER - 1)
+    }
+
+    /// `due` as an instant; past what the clock can hold, in 30 years.
+    fn instant(&self, due: Ticks) -> Instant {
+        const FAR: std::time::Duration = std::time::Duration::from_secs(30 * 365 * 86_400);
+        self.origin.checked_add(std::time::Duration::from_micros(due)).unwrap_or(self.origin + FAR)
+    }
+
     /// Empty the space at `key`; what was parked there, if anything.
     fn take(&mut self, key: usize) -> Option<Parked<T>> {
         match self.slots.try_remove(key)? {
             Space::Reserved { .. } => None,
-            Space::Taken { parked, deadline, .. } => {
-                if let Some(at) = deadline {
-                    self.deadlines.remove(&(at, key));
+            Space::Taken { due, state, span, .. } => {
+                if due != NEVER
+                    && let Ok(key) = u32::try_from(key)
+                {
+                    self.deadlines.remove(&(due, key));
                 }
-                Some(parked)
+                Some(unboxed(state, span))
             }
         }
     }
 
     /// Empty every space whose deadline is `now` or earlier.
     fn take_due(&mut self, now: Instant) -> Vec<Parked<T>> {
+        let now = self.ticks_past(now);
         let mut due = Vec::new();
         while let Some(&(at, key)) = self.deadlines.first()
             && at <= now
         {
             self.deadlines.pop_first();
-            if let Some(Space::Taken { parked, .. }) = self.slots.try_remove(key) {
-                due.push(parked);
+            if let Some(Space::Taken { state, span, .. }) = self.slots.try_remove(key as usize) {
+                due.push(unboxed(state, span));
             }
         }
         due
     }
+
+    /// The earliest deadline.
+    fn next(&self) -> Option<Instant> {
+        self.deadlines.first().map(|&(at, _)| self.instant(at))
+    }
+}
+
+fn unboxed<T>(state: T, span: Option<Box<Span>>) -> Parked<T> {
+    Parked { state, span: span.map_or_else(Span::none, |span| *span) }
 }
 
 /// The server's hold on its lot: when it lets go, the lot's timer stops.
@@ -130,14 +168,14 @@ impl<T> Lot<T> {
 
     /// Close the lot: nothing parks any more; what was parked, to be
     /// dropped by the caller (outside the lock).
-    fn close(&self) -> Vec<Parked<T>> {
+    fn close(&self) -> Vec<T> {
         let mut spaces = self.lock();
         spaces.closed = true;
         spaces.deadlines.clear();
-        let parked = spaces
-            .slots
-            .drain()
-            .filter_map(|space| if let Space::Taken { parked, .. } = space { Some(parked) } else { None });
+        let parked = spaces.slots.drain().filter_map(|space| match space {
+            Space::Taken { state, .. } => Some(state),
+            Space::Reserved { .. } => None,
+        });
         let parked = parked.collect();
         drop(spaces);
         self.timer.notify_one();
@@ -149,11 +187,18 @@ impl<T: Send + 'static> Lot<T> {
     /// A lot on `handle`'s runtime, its timer started there. Connections
     /// leave it through `resume`.
     pub(crate) fn start(handle: Handle, resume: Resume<T>) -> Owner<T> {
+        let spaces = Spaces {
+            slots: Slab::new(),
+            deadlines: BTreeSet::new(),
+            origin: Instant::now(),
+            generation: 0,
+            closed: false,
+        };
         let lot = Arc::new(Lot {
             runtime: handle.id(),
             handle: handle.clone(),
             resume,
-            spaces: Mutex::new(Spaces { slots: Slab::new(), deadlines: BTreeSet::new(), generation: 0, closed: false }),
+            spaces: Mutex::new(spaces),
             timer: Notify::new(),
         });
         drop(handle.spawn(keep_time(lot.clone())));
@@ -174,6 +219,11 @@ impl<T: Send + 'static> Lot<T> {
         spaces.generation = spaces.generation.wrapping_add(1);
         let generation = spaces.generation;
         let key = spaces.slots.insert(Space::Reserved { generation, woken: false });
+        if u32::try_from(key).is_err() {
+            // Four billion parked: its deadline could not be listed.
+            spaces.slots.remove(key);
+            return None;
+        }
         drop(spaces);
         let waker = Waker::from(Arc::new(SpaceWaker { lot: self.clone(), key, generation }));
         Some(Ticket { lot: self.clone(), key, generation, waker })
@@ -224,7 +274,7 @@ fn keep_time<T: Send + 'static>(lot: Arc<Lot<T>>) -> impl Future<Output = ()> + 
                     return;
                 }
                 let due = spaces.take_due(Instant::now());
-                (due, spaces.deadlines.first().map(|&(at, _)| at))
+                (due, spaces.next())
             };
             for parked in due {
                 (lot.0.resume)(&lot.0.handle, parked);
@@ -264,17 +314,21 @@ impl<T: Send + 'static> Ticket<T> {
     pub(crate) fn park(self, parked: Parked<T>, deadline: Option<Instant>) -> Result<(), Parked<T>> {
         let mut spaces = self.lot.lock();
         let earliest = spaces.deadlines.first().map(|&(at, _)| at);
+        let due = deadline.map_or(NEVER, |at| spaces.ticks(at));
+        let Ok(key) = u32::try_from(self.key) else { return Err(parked) };
         let Some(space) = spaces.slots.get_mut(self.key) else { return Err(parked) };
         match space {
             Space::Reserved { generation, woken: false } if *generation == self.generation => {
-                *space = Space::Taken { generation: self.generation, parked, deadline };
+                let Parked { state, span } = parked;
+                let span = (!span.is_none()).then(|| Box::new(span));
+                *space = Space::Taken { generation: self.generation, due, state, span };
             }
             _ => return Err(parked),
         }
-        if let Some(at) = deadline {
-            spaces.deadlines.insert((at, self.key));
+        if due != NEVER {
+            spaces.deadlines.insert((due, key));
             drop(spaces);
-            if earliest.is_none_or(|earliest| at < earliest) {
+            if earliest.is_none_or(|earliest| due < earliest) {
                 self.lot.timer.notify_one();
             }
         }
@@ -412,6 +466,24 @@ mod tests {
         assert_eq!(never_resumed.load(Ordering::SeqCst), 0);
         assert_eq!(lot.parked(), 1);
         assert!(lot.lock().deadlines.is_empty());
+    }
+
+    /// A deadline is kept rounded up and compared with the time rounded
+    /// down: resumed at its deadline, a connection finds it passed.
+    #[test]
+    fn deadlines_round_up_and_the_time_down() {
+        let origin = Instant::now();
+        let spaces: Spaces<()> =
+            Spaces { slots: Slab::new(), deadlines: BTreeSet::new(), origin, generation: 0, closed: false };
+        let at = origin + Duration::from_nanos(1_500);
+        assert_eq!((spaces.ticks(at), spaces.ticks_past(at)), (2, 1));
+        assert!(spaces.instant(spaces.ticks(at)) >= at);
+        assert_eq!(spaces.ticks(origin.checked_sub(Duration::from_secs(1)).unwrap_or(origin)), 0);
+        // Past what ticks hold: the latest tick, which is a time the clock
+        // can hold, far away.
+        let far = origin.checked_add(Duration::from_secs(1 << 50)).unwrap();
+        assert_eq!(spaces.ticks(far), NEVER - 1);
+        assert!(spaces.instant(NEVER - 1) > origin + Duration::from_secs(20 * 365 * 86_400));
     }
 
     #[tokio::test(start_paused = true)]
