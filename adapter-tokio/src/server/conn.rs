@@ -853,37 +853,7 @@ fn run_loop(running: &mut Running, may_park: bool) -> impl Future<Output = Ran> 
                 // Moved in (a copy of each word): the wait holds no borrow of
                 // the loop's locals, which would take room in every idle task.
                 let running = &mut *running;
-                let woken = poll_fn(move |cx| {
-                    // Quiet since its last wake for traffic (it would rest):
-                    // it waits with the waker of a space in its lot, and parks
-                    // there if nothing is ready.
-                    let reserve = |running: &Running| {
-                        (may_park && running.socket.is_quiet()).then(|| lot(&running.registered.server)?.reserve())?
-                    };
-                    let park = |running: &mut Running, ticket: Ticket<Box<Running>>| match poll_wait(
-                        running,
-                        &mut TaskContext::from_waker(ticket.waker()),
-                        outbox_first,
-                        batch,
-                    ) {
-                        Poll::Ready(woken) => Poll::Ready(woken),
-                        Poll::Pending => Poll::Ready(Woken::Parking(ticket)),
-                    };
-                    if let Some(ticket) = reserve(running) {
-                        return park(running, ticket);
-                    }
-                    let polled = poll_wait(running, cx, outbox_first, batch);
-                    // Its wake for traffic came in this poll: quiet now, it
-                    // parks (else it would wait in its task until its next
-                    // event).
-                    if polled.is_pending()
-                        && let Some(ticket) = reserve(running)
-                    {
-                        return park(running, ticket);
-                    }
-                    polled
-                })
-                .await;
+                let woken = poll_fn(move |cx| poll_or_park(running, cx, may_park, outbox_first, batch)).await;
                 match woken {
                     Woken::Received(received) => received,
                     Woken::Again => {
@@ -936,9 +906,48 @@ fn run_loop(running: &mut Running, may_park: bool) -> impl Future<Output = Ran> 
     }
 }
 
+/// The loop's wait. A connection quiet since its last wake for traffic
+/// (one that would rest), if it `may_park`, waits with the waker of a
+/// space in its lot and, nothing being ready, is to be parked there
+/// ([`Woken::Parking`]); otherwise it waits in its task, at rest if idle.
+fn poll_or_park(
+    running: &mut Running,
+    cx: &mut TaskContext<'_>,
+    may_park: bool,
+    outbox_first: bool,
+    batch: u8,
+) -> Poll<Woken> {
+    let reserve = |running: &Running| {
+        (may_park && running.socket.is_quiet()).then(|| lot(&running.registered.server)?.reserve())?
+    };
+    let park = |running: &mut Running, ticket: Ticket<Box<Running>>| {
+        let mut parking = TaskContext::from_waker(ticket.waker());
+        if let Poll::Ready(woken) = poll_wait(running, &mut parking, outbox_first, batch) {
+            return Poll::Ready(woken);
+        }
+        running.socket.wait();
+        Poll::Ready(Woken::Parking(ticket))
+    };
+    if let Some(ticket) = reserve(running) {
+        return park(running, ticket);
+    }
+    let polled = poll_wait(running, cx, outbox_first, batch);
+    if polled.is_pending() {
+        // Its wake for traffic came in this poll: quiet now, it parks
+        // (else it would wait in its task until its next event).
+        if let Some(ticket) = reserve(running) {
+            return park(running, ticket);
+        }
+        // Waiting: in its resting form, woken as it would have been.
+        running.socket.wait();
+    }
+    polled
+}
+
 /// The loop's wait, polled once: the outbox (first, unless `outbox_first`
 /// is off), the connection, then, if it has nothing to write, its socket
-/// opened to emitters. `Pending`: it waits, at rest if it is idle.
+/// opened to emitters. `Pending`: it waits (its caller rests it, if it is
+/// idle, once done polling: [`Socket::wait`]).
 fn poll_wait(running: &mut Running, cx: &mut TaskContext<'_>, outbox_first: bool, batch: u8) -> Poll<Woken> {
     let Running { socket, outbox, registered, .. } = running;
     let Some(ws) = socket.awake(socket_config(registered)) else {
@@ -959,8 +968,6 @@ fn poll_wait(running: &mut Running, cx: &mut TaskContext<'_>, outbox_first: bool
     if outbox.open_direct(ws.takes_direct_frames(), usize::from(batch)) {
         return Poll::Ready(Woken::Again);
     }
-    // Waiting: in its resting form, woken as it would have been.
-    socket.wait();
     Poll::Pending
 }
 
