@@ -7,9 +7,9 @@
 //! in its server's [`Lot`]: one slot (its state's pointer, its tracing
 //! span, its deadline) and the waker that what it waits for (its socket,
 //! its outbox) was polled with. When that waker is woken, or its deadline
-//! (kept by the lot's one timer for all) comes, it leaves the lot and
-//! runs in a new task, spawned by the lot's `resume`. See BENCHMARKS.md,
-//! ninth pass.
+//! comes, it leaves its slot, and the lot's one task (which keeps every
+//! deadline) runs it in a new task of its own (the lot's `resume`). See
+//! BENCHMARKS.md, ninth pass.
 //!
 //! A connection parks in two steps, without a lock held while it polls:
 //! it [reserves](Lot::reserve) a space, polls what it waits for with the
@@ -62,6 +62,11 @@ struct Spaces<T> {
     deadlines: BTreeSet<(Ticks, u32)>,
     /// What deadlines are counted from.
     origin: Instant,
+    /// Woken out of their spaces, to be resumed by the lot's task: never
+    /// by the waker's caller, which may hold a lock the connection takes
+    /// if its task is dropped at once (a runtime shutting down drops what
+    /// is spawned on it).
+    woken: Vec<Parked<T>>,
     /// Counts reservations: a slot's occupant is told from an earlier
     /// one's by it, whose wakers may still be held by a socket or an
     /// outbox.
@@ -172,11 +177,12 @@ impl<T> Lot<T> {
         let mut spaces = self.lock();
         spaces.closed = true;
         spaces.deadlines.clear();
+        let woken = std::mem::take(&mut spaces.woken).into_iter().map(|parked| parked.state);
         let parked = spaces.slots.drain().filter_map(|space| match space {
             Space::Taken { state, .. } => Some(state),
             Space::Reserved { .. } => None,
         });
-        let parked = parked.collect();
+        let parked = woken.chain(parked).collect();
         drop(spaces);
         self.timer.notify_one();
         parked
@@ -191,6 +197,7 @@ impl<T: Send + 'static> Lot<T> {
             slots: Slab::new(),
             deadlines: BTreeSet::new(),
             origin: Instant::now(),
+            woken: Vec::new(),
             generation: 0,
             closed: false,
         };
@@ -239,6 +246,9 @@ impl<T: Send + 'static> Lot<T> {
     fn wake(&self, key: usize, generation: u32) {
         let parked = {
             let mut spaces = self.lock();
+            if spaces.closed {
+                return;
+            }
             match spaces.slots.get_mut(key) {
                 Some(Space::Reserved { generation: reserved, woken }) if *reserved == generation => {
                     *woken = true;
@@ -249,14 +259,19 @@ impl<T: Send + 'static> Lot<T> {
                 _ => None,
             }
         };
-        if let Some(parked) = parked {
-            (self.resume)(&self.handle, parked);
+        let Some(parked) = parked else { return };
+        let mut spaces = self.lock();
+        spaces.woken.push(parked);
+        let first = spaces.woken.len() == 1;
+        drop(spaces);
+        if first {
+            self.timer.notify_one();
         }
     }
 }
 
-/// The lot's timer: resumes parked connections whose deadline has come.
-/// When its task is dropped (its runtime shutting down), the lot closes
+/// The lot's task: resumes parked connections that were woken, or whose
+/// deadline has come. When its task is dropped (its runtime shutting down), the lot closes
 /// and what is parked there is dropped, as the runtime drops its tasks.
 fn keep_time<T: Send + 'static>(lot: Arc<Lot<T>>) -> impl Future<Output = ()> + Send {
     struct CloseOnDrop<T>(Arc<Lot<T>>);
@@ -273,7 +288,8 @@ fn keep_time<T: Send + 'static>(lot: Arc<Lot<T>>) -> impl Future<Output = ()> + 
                 if spaces.closed {
                     return;
                 }
-                let due = spaces.take_due(Instant::now());
+                let mut due = std::mem::take(&mut spaces.woken);
+                due.extend(spaces.take_due(Instant::now()));
                 (due, spaces.next())
             };
             for parked in due {
@@ -396,6 +412,13 @@ mod tests {
         Parked { state, span: Span::none() }
     }
 
+    /// Let the lot's task run.
+    async fn lot_runs() {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test]
     async fn a_wake_resumes_the_parked_once_and_a_stale_waker_does_nothing() {
         let owner = Lot::start(Handle::current(), resume);
@@ -406,16 +429,22 @@ mod tests {
         assert!(ticket.park(parked(state), None).is_ok());
         assert_eq!(lot.parked(), 1);
         waker.wake_by_ref();
-        assert_eq!(resumed.load(Ordering::SeqCst), 1);
         assert_eq!(lot.parked(), 0);
+        // Resumed by the lot's task, never by the waker's caller (which may
+        // hold a lock that the connection's drop would take).
+        assert_eq!(resumed.load(Ordering::SeqCst), 0);
+        lot_runs().await;
+        assert_eq!(resumed.load(Ordering::SeqCst), 1);
         // The slot is taken again by another connection: the first one's
         // waker, still held somewhere, must not resume it.
         let (other, other_resumed, _) = counted();
         let ticket = lot.reserve().unwrap();
         assert!(ticket.park(parked(other), None).is_ok());
         waker.wake();
+        lot_runs().await;
         assert_eq!(other_resumed.load(Ordering::SeqCst), 0);
         assert_eq!(lot.parked(), 1);
+        assert_eq!(resumed.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
@@ -473,8 +502,14 @@ mod tests {
     #[test]
     fn deadlines_round_up_and_the_time_down() {
         let origin = Instant::now();
-        let spaces: Spaces<()> =
-            Spaces { slots: Slab::new(), deadlines: BTreeSet::new(), origin, generation: 0, closed: false };
+        let spaces: Spaces<()> = Spaces {
+            slots: Slab::new(),
+            deadlines: BTreeSet::new(),
+            origin,
+            woken: Vec::new(),
+            generation: 0,
+            closed: false,
+        };
         let at = origin + Duration::from_nanos(1_500);
         assert_eq!((spaces.ticks(at), spaces.ticks_past(at)), (2, 1));
         assert!(spaces.instant(spaces.ticks(at)) >= at);
@@ -497,23 +532,30 @@ mod tests {
         waker.wake();
         assert!(lot.lock().deadlines.is_empty());
         tokio::time::sleep(Duration::from_secs(6)).await;
-        assert_eq!(resumed.load(Ordering::SeqCst), 1);
+        assert_eq!(resumed.load(Ordering::SeqCst), 1, "resumed once, not again at its deadline");
     }
 
     #[test]
     fn when_its_runtime_shuts_down_the_lot_drops_what_is_parked() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let (state, resumed, dropped) = counted();
+        let (woken, woken_resumed, woken_dropped) = counted();
         let owner = runtime.block_on(async {
             let owner = Lot::start(Handle::current(), resume);
             assert!(owner.lot().reserve().unwrap().park(parked(state), None).is_ok());
-            // Let the timer task start.
+            // Let the lot's task start.
             tokio::task::yield_now().await;
+            // Woken, not yet resumed when the runtime goes.
+            let ticket = owner.lot().reserve().unwrap();
+            let waker = ticket.waker().clone();
+            assert!(ticket.park(parked(woken), None).is_ok());
+            waker.wake();
             owner
         });
         drop(runtime);
         assert_eq!(dropped.load(Ordering::SeqCst), 1);
         assert_eq!(resumed.load(Ordering::SeqCst), 0);
+        assert_eq!((woken_dropped.load(Ordering::SeqCst), woken_resumed.load(Ordering::SeqCst)), (1, 0));
         assert!(owner.lot().reserve().is_none(), "no runtime, no parking");
         let closed = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let _in_runtime = closed.enter();
