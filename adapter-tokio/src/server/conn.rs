@@ -370,8 +370,11 @@ pub(crate) fn unregister_member(
 /// Serve a connection [enrolled](enroll) before its 101 was sent: finish
 /// registering it (or close it with its refusal), run it, clean up.
 ///
-/// The connection's task lives as long as the connection, so what it holds
-/// while waiting is what an idle connection costs. Registration and cleanup
+/// A connection that waits with nothing under way parks without a task
+/// ([`super::parking`]); one that cannot (awake for a second after traffic,
+/// or served by an application's own task through `Server::serve_stream`)
+/// waits in its task, so what the task holds while waiting still counts.
+/// Registration and cleanup
 /// run in futures of their own (boxed, freed when done), so that their
 /// state (the admission result, the connect and disconnect events, the
 /// hooks' futures) is not part of the task for its whole life. Measured
@@ -813,8 +816,9 @@ type OurClose = Option<Box<(CloseCode, String)>>;
 /// pause from other threads cannot keep the queue from being written.
 const OUTBOX_TURNS: u32 = 16;
 
-/// The connection's loop. Every idle connection's task holds its state, so
-/// it keeps few bytes across its waits: one pointer to the connection (its
+/// The connection's loop, until it ends or is to park. A connection that
+/// waits in its task (one that may not park, or awake after traffic) holds
+/// its state, so it keeps few bytes across its waits: one pointer to the connection (its
 /// parts are borrowed afresh after each wait, not held), and what is seldom
 /// there (our close, an error, a message read ahead) boxed. Not an `async
 /// fn`, which would keep its argument twice.
