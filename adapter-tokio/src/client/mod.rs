@@ -370,7 +370,8 @@ where
     C::In<'static>: DeserializeOwned + Send,
 {
     /// Start a client of channel `C` at `url`, `ws://host[:port]` or
-    /// `wss://host[:port]` (TLS, see [`ClientOptions::tls_config`]),
+    /// `wss://host[:port]` (TLS with the `tls` feature, see
+    /// `ClientOptions::tls_config`),
     /// optionally followed by a path prefix that the channel's
     /// [`PATH`](Channel::PATH) is appended to (as Alepha's
     /// `WEBSOCKET_URL`), and by a query that every handshake carries (an
