@@ -371,9 +371,11 @@ pub(crate) fn unregister_member(
 /// registering it (or close it with its refusal), run it, clean up.
 ///
 /// A connection that waits with nothing under way parks without a task
-/// ([`super::parking`]); one that cannot (awake for a second after traffic,
-/// or served by an application's own task through `Server::serve_stream`)
-/// waits in its task, so what the task holds while waiting still counts.
+/// ([`super::parking`]); one that cannot (awake for up to a second after
+/// traffic, closing or with an error to report, on another runtime than
+/// its server's lot, or served by an application's own task through
+/// `Server::serve_stream`) waits in its task, so what the task holds while
+/// waiting still counts.
 /// Registration and cleanup
 /// run in futures of their own (boxed, freed when done), so that their
 /// state (the admission result, the connect and disconnect events, the
@@ -520,7 +522,11 @@ fn lost() -> End {
 #[allow(clippy::manual_async_fn)] // see above
 fn run(mut running: Option<Box<Running>>, may_park: bool) -> impl Future<Output = ()> + Send {
     async move {
+        let mut yield_first = false;
         loop {
+            if std::mem::take(&mut yield_first) {
+                tokio::task::yield_now().await;
+            }
             let Some(connection) = running.as_deref_mut() else { return };
             // Bound, not matched on across the awaits below (the task would
             // keep the whole `Ran`).
@@ -531,8 +537,13 @@ fn run(mut running: Option<Box<Running>>, may_park: bool) -> impl Future<Output 
                     let deadline = state.socket.park_deadline();
                     match ticket.park(Parked { state, span: Span::current() }, deadline) {
                         Ok(()) => return,
-                        // Woken meanwhile: it runs on here.
-                        Err(back) => running = Some(back.state),
+                        // Woken meanwhile: it runs on here, after a turn of
+                        // the scheduler (a stream that wakes its waker
+                        // whenever polled would otherwise keep it here).
+                        Err(back) => {
+                            running = Some(back.state);
+                            yield_first = true;
+                        }
                     }
                     continue;
                 }
@@ -924,7 +935,7 @@ fn poll_or_park(
     let reserve = |running: &Running| {
         (may_park && running.socket.is_quiet()).then(|| lot(&running.registered.server)?.reserve())?
     };
-    let park = |running: &mut Running, ticket: Ticket<Box<Running>>| {
+    let park = |running: &mut Running, ticket: Ticket<Box<Running>>, batch: u8| {
         let mut parking = TaskContext::from_waker(ticket.waker());
         if let Poll::Ready(woken) = poll_wait(running, &mut parking, outbox_first, batch) {
             return Poll::Ready(woken);
@@ -933,14 +944,15 @@ fn poll_or_park(
         Poll::Ready(Woken::Parking(ticket))
     };
     if let Some(ticket) = reserve(running) {
-        return park(running, ticket);
+        return park(running, ticket, batch);
     }
     let polled = poll_wait(running, cx, outbox_first, batch);
     if polled.is_pending() {
         // Its wake for traffic came in this poll: quiet now, it parks
-        // (else it would wait in its task until its next event).
+        // (else it would wait in its task until its next event). Polled
+        // again, it has learnt nothing new about its frames (`batch` 0).
         if let Some(ticket) = reserve(running) {
-            return park(running, ticket);
+            return park(running, ticket, 0);
         }
         // Waiting: in its resting form, woken as it would have been.
         running.socket.wait();

@@ -115,16 +115,18 @@
 //! # Waiting connections
 //!
 //! A connection served by the server's own tasks ([`Server::serve`],
-//! `Server::serve_tls`, the axum mount) that waits with nothing under
-//! way, a second or more after its last message, keeps a small resting
-//! form of its state and no task: it is parked in the server, and runs in
-//! a new task when its client sends, a frame is emitted to it, its
-//! keepalive is due or the server shuts down. An idle connection costs
+//! `Server::serve_tls`, the axum mount) that waits with nothing under way
+//! keeps a small resting form of its state and no task: it is parked in
+//! the server, and runs in a new task when its client sends, frames are
+//! queued for it (those its emitters write to its socket themselves do not
+//! wake it), its keepalive is due or the server shuts down. One with
+//! traffic stays awake for up to a second first. An idle connection costs
 //! about 1.25 KiB in all (BENCHMARKS.md); tokio's task list and tools such
 //! as tokio-console show only the connections at work. A stream served
 //! through [`Server::serve_stream`] keeps its task (the application awaits
-//! it) and rests in it. Parked connections are dropped with their runtime,
-//! as its tasks are.
+//! it) and rests in it, as do connections on another runtime than the one
+//! where the server's first connection parked. Parked connections are
+//! dropped with that runtime, as its tasks are.
 //!
 //! # Mounting
 //!

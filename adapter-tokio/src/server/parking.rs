@@ -6,8 +6,8 @@
 //! connection that waits with nothing under way ends its task and parks
 //! in its server's [`Lot`]: one slot (its state's pointer, its tracing
 //! span, its deadline) and the waker that what it waits for (its socket,
-//! its outbox) was polled with. When that waker is woken, or its deadline
-//! comes, it leaves its slot, and the lot's one task (which keeps every
+//! its outbox, its own timer if it could not rest) was polled with. When
+//! that waker is woken, or its deadline comes, it leaves its slot, and the lot's one task (which keeps every
 //! deadline) runs it in a new task of its own (the lot's `resume`). See
 //! BENCHMARKS.md, ninth pass.
 //!
@@ -43,8 +43,8 @@ pub(crate) struct Lot<T> {
     runtime: Id,
     resume: Resume<T>,
     spaces: Mutex<Spaces<T>>,
-    /// Wakes the lot's timer: a deadline earlier than the one it waits
-    /// for, or the lot closed.
+    /// Wakes the lot's task: connections woken out of their spaces, a
+    /// deadline earlier than the one it waits for, or the lot closed.
     timer: Notify,
 }
 
@@ -173,16 +173,16 @@ impl<T> Lot<T> {
 
     /// Close the lot: nothing parks any more; what was parked, to be
     /// dropped by the caller (outside the lock).
-    fn close(&self) -> Vec<T> {
+    fn close(&self) -> Vec<Parked<T>> {
         let mut spaces = self.lock();
         spaces.closed = true;
         spaces.deadlines.clear();
-        let woken = std::mem::take(&mut spaces.woken).into_iter().map(|parked| parked.state);
+        let woken = std::mem::take(&mut spaces.woken);
         let parked = spaces.slots.drain().filter_map(|space| match space {
-            Space::Taken { state, .. } => Some(state),
+            Space::Taken { state, span, .. } => Some(unboxed(state, span)),
             Space::Reserved { .. } => None,
         });
-        let parked = woken.chain(parked).collect();
+        let parked = woken.into_iter().chain(parked).collect();
         drop(spaces);
         self.timer.notify_one();
         parked
@@ -244,23 +244,19 @@ impl<T: Send + 'static> Lot<T> {
 
     /// A waker of the space at `key` was woken.
     fn wake(&self, key: usize, generation: u32) {
-        let parked = {
-            let mut spaces = self.lock();
-            if spaces.closed {
-                return;
+        // One critical section: a lot closed meanwhile (by its task's
+        // drop) would never resume what was pushed after.
+        let mut spaces = self.lock();
+        let parked = match spaces.slots.get_mut(key) {
+            Some(Space::Reserved { generation: reserved, woken }) if *reserved == generation => {
+                *woken = true;
+                None
             }
-            match spaces.slots.get_mut(key) {
-                Some(Space::Reserved { generation: reserved, woken }) if *reserved == generation => {
-                    *woken = true;
-                    None
-                }
-                Some(Space::Taken { generation: taken, .. }) if *taken == generation => spaces.take(key),
-                // A waker of an earlier occupant, or of one resumed already.
-                _ => None,
-            }
+            Some(Space::Taken { generation: taken, .. }) if *taken == generation => spaces.take(key),
+            // A waker of an earlier occupant, or of one resumed already.
+            _ => None,
         };
         let Some(parked) = parked else { return };
-        let mut spaces = self.lock();
         spaces.woken.push(parked);
         let first = spaces.woken.len() == 1;
         drop(spaces);
@@ -271,8 +267,9 @@ impl<T: Send + 'static> Lot<T> {
 }
 
 /// The lot's task: resumes parked connections that were woken, or whose
-/// deadline has come. When its task is dropped (its runtime shutting down), the lot closes
-/// and what is parked there is dropped, as the runtime drops its tasks.
+/// deadline has come. When its task is dropped (its runtime shutting down,
+/// even before its first poll), the lot closes and what is parked there is
+/// dropped, as the runtime drops its tasks.
 fn keep_time<T: Send + 'static>(lot: Arc<Lot<T>>) -> impl Future<Output = ()> + Send {
     struct CloseOnDrop<T>(Arc<Lot<T>>);
     impl<T> Drop for CloseOnDrop<T> {
@@ -280,8 +277,11 @@ fn keep_time<T: Send + 'static>(lot: Arc<Lot<T>>) -> impl Future<Output = ()> + 
             drop(self.0.close());
         }
     }
+    // Made here, not in the async block: a future dropped unpolled drops
+    // only what it captured.
+    let lot = CloseOnDrop(lot);
     async move {
-        let lot = CloseOnDrop(lot);
+        let lot = lot;
         loop {
             let (due, next) = {
                 let mut spaces = lot.0.lock();
@@ -535,16 +535,19 @@ mod tests {
         assert_eq!(resumed.load(Ordering::SeqCst), 1, "resumed once, not again at its deadline");
     }
 
-    #[test]
-    fn when_its_runtime_shuts_down_the_lot_drops_what_is_parked() {
+    /// When its runtime shuts down, the lot drops what is parked and what
+    /// was woken but not yet resumed, whether its task ever ran
+    /// (`started`) or was dropped before its first poll.
+    fn shut_down_with(started: bool) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let (state, resumed, dropped) = counted();
         let (woken, woken_resumed, woken_dropped) = counted();
         let owner = runtime.block_on(async {
             let owner = Lot::start(Handle::current(), resume);
             assert!(owner.lot().reserve().unwrap().park(parked(state), None).is_ok());
-            // Let the lot's task start.
-            tokio::task::yield_now().await;
+            if started {
+                tokio::task::yield_now().await;
+            }
             // Woken, not yet resumed when the runtime goes.
             let ticket = owner.lot().reserve().unwrap();
             let waker = ticket.waker().clone();
@@ -553,12 +556,21 @@ mod tests {
             owner
         });
         drop(runtime);
-        assert_eq!(dropped.load(Ordering::SeqCst), 1);
-        assert_eq!(resumed.load(Ordering::SeqCst), 0);
+        assert_eq!((dropped.load(Ordering::SeqCst), resumed.load(Ordering::SeqCst)), (1, 0));
         assert_eq!((woken_dropped.load(Ordering::SeqCst), woken_resumed.load(Ordering::SeqCst)), (1, 0));
         assert!(owner.lot().reserve().is_none(), "no runtime, no parking");
         let closed = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let _in_runtime = closed.enter();
         assert!(owner.lot().reserve().is_none(), "another runtime, no parking");
+    }
+
+    #[test]
+    fn when_its_runtime_shuts_down_the_lot_drops_what_is_parked() {
+        shut_down_with(true);
+    }
+
+    #[test]
+    fn a_lot_whose_task_never_ran_drops_what_is_parked_with_its_runtime() {
+        shut_down_with(false);
     }
 }
