@@ -59,6 +59,25 @@ async fn waiting_connections_hold_no_task_of_their_own() {
     }
 }
 
+/// With `park_waiting` off, each connection keeps its task while it waits.
+#[tokio::test]
+async fn with_parking_off_each_waiting_connection_keeps_its_task() {
+    let mut h = harness_with(config(|c| c.park_waiting = false), |e| e).await;
+    let before = alive_tasks();
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(h.connect("/ws/chat?roomId=lobby").await.0);
+    }
+    sleep(Duration::from_millis(300)).await;
+    assert!(alive_tasks() >= before + 20, "{} tasks for 20 connections", alive_tasks() - before);
+    let (sender, members) = clients.split_first_mut().unwrap();
+    say(sender, "lobby", "hello").await;
+    for member in members.iter_mut() {
+        let got = recv_json(member).await;
+        assert_eq!(got["content"], "hello", "{got}");
+    }
+}
+
 /// On a multi-threaded runtime emitters never write to a parked
 /// connection's socket: its outbox wakes it, and it writes what waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -528,6 +528,7 @@ fn run(mut running: Option<Box<Running>>, may_park: bool) -> impl Future<Output 
                 tokio::task::yield_now().await;
             }
             let Some(connection) = running.as_deref_mut() else { return };
+            let may_park = may_park && connection.registered.server.shared.config.park_waiting;
             // Bound, not matched on across the awaits below (the task would
             // keep the whole `Ran`).
             let end = match run_loop(connection, may_park).await {

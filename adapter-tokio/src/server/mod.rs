@@ -126,7 +126,8 @@
 //! through [`Server::serve_stream`] keeps its task (the application awaits
 //! it) and rests in it, as do connections on another runtime than the one
 //! where the server's first connection parked. Parked connections are
-//! dropped with that runtime, as its tasks are.
+//! dropped with that runtime, as its tasks are. [`ServerConfig::park_waiting`]
+//! turns parking off, and says what it costs.
 //!
 //! # Mounting
 //!
