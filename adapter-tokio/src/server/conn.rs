@@ -375,11 +375,10 @@ pub(crate) fn unregister_member(
 /// traffic, closing or with an error to report, on another runtime than
 /// its server's lot, or served by an application's own task through
 /// `Server::serve_stream`) waits in its task, so what the task holds while
-/// waiting still counts.
-/// Registration and cleanup
-/// run in futures of their own (boxed, freed when done), so that their
-/// state (the admission result, the connect and disconnect events, the
-/// hooks' futures) is not part of the task for its whole life. Measured
+/// waiting still counts. Registration and cleanup run in futures of their
+/// own (boxed, freed when done), so that their state (the admission
+/// result, the connect and disconnect events, the hooks' futures) is not
+/// part of the task for its whole life. Measured
 /// with `scripts/bench.sh` (idle cell, `VmRSS` per connection) and
 /// `-Zprint-type-sizes`; the test `an_idle_connections_future_stays_small`
 /// holds the size of `serve_stream`'s future, which runs the same `run`.
@@ -830,10 +829,10 @@ const OUTBOX_TURNS: u32 = 16;
 
 /// The connection's loop, until it ends or is to park. A connection that
 /// waits in its task (one that may not park, or awake after traffic) holds
-/// its state, so it keeps few bytes across its waits: one pointer to the connection (its
-/// parts are borrowed afresh after each wait, not held), and what is seldom
-/// there (our close, an error, a message read ahead) boxed. Not an `async
-/// fn`, which would keep its argument twice.
+/// its state, so it keeps few bytes across its waits: one pointer to the
+/// connection (its parts are borrowed afresh after each wait, not held),
+/// and what is seldom there (our close, an error, a message read ahead)
+/// boxed. Not an `async fn`, which would keep its argument twice.
 #[allow(clippy::manual_async_fn)] // see above
 fn run_loop(running: &mut Running, may_park: bool) -> impl Future<Output = Ran> + Send + '_ {
     async move {
