@@ -323,7 +323,7 @@ impl<S> WebSocket<S> {
 
     /// The core's next deadline on tokio's clock.
     pub(crate) fn core_deadline(&self) -> Option<TokioInstant> {
-        self.conn.poll_timeout().map(|d| self.origin + std::time::Duration::from_micros(d.as_micros()))
+        self.conn.poll_timeout().map(|at| on_tokio_clock(self.origin, at))
     }
 
     /// Let the core handle its deadline.
@@ -1102,7 +1102,7 @@ impl<S> Resting<S> {
     /// connections). Woken, it arms a timer again.
     pub(crate) fn take_deadline(&mut self) -> Option<TokioInstant> {
         self.sleep = None;
-        self.rest.poll_timeout().map(|at| self.origin + std::time::Duration::from_micros(at.as_micros()))
+        self.rest.poll_timeout().map(|at| on_tokio_clock(self.origin, at))
     }
 
     /// The connection again, as it went to rest. `config` must be the one
@@ -1115,6 +1115,11 @@ impl<S> Resting<S> {
         ws.sleep = sleep;
         ws
     }
+}
+
+/// `at`, an instant of a core clock started at `origin`, on tokio's clock.
+pub(crate) fn on_tokio_clock(origin: TokioInstant, at: roomwire_core::Instant) -> TokioInstant {
+    origin + std::time::Duration::from_micros(at.as_micros())
 }
 
 /// The close timeout on tokio's clock.

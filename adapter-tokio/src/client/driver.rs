@@ -242,7 +242,7 @@ where
 
     /// A session deadline on tokio's clock.
     fn deadline(&self) -> Option<Instant> {
-        self.session.poll_timeout().map(|at| self.origin + Duration::from_micros(at.as_micros()))
+        self.session.poll_timeout().map(|at| crate::socket::on_tokio_clock(self.origin, at))
     }
 
     /// Connect, run, reconnect, until closed or the core's reconnect policy

@@ -466,7 +466,8 @@ impl Socket {
     /// and no wake after traffic is still due. What it waits for stays
     /// registered with the task.
     fn wait(&mut self) {
-        if matches!(self, Self::Awake(ws) if !ws.wake_pending() && ws.can_rest())
+        if self.is_quiet()
+            && matches!(self, Self::Awake(ws) if ws.can_rest())
             && let Self::Awake(ws) = std::mem::replace(self, Self::Moving)
         {
             *self = match (*ws).rest() {

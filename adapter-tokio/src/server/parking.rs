@@ -91,14 +91,12 @@ impl<T> Spaces<T> {
     /// finds it passed): the origin at the earliest, just short of
     /// [`NEVER`] at the latest.
     fn ticks(&self, at: Instant) -> Ticks {
-        let micros = at.saturating_duration_since(self.origin).as_nanos().div_ceil(1_000);
-        Ticks::try_from(micros).unwrap_or(NEVER).min(NEVER - 1)
+        clamped(at.saturating_duration_since(self.origin).as_nanos().div_ceil(1_000))
     }
 
     /// `now` in ticks, rounded down: what is due by then.
     fn ticks_past(&self, now: Instant) -> Ticks {
-        let micros = now.saturating_duration_since(self.origin).as_micros();
-        Ticks::try_from(micros).unwrap_or(NEVER).min(NEVER - 1)
+        clamped(now.saturating_duration_since(self.origin).as_micros())
     }
 
     /// `due` as an instant; past what the clock can hold, in 30 years.
@@ -141,6 +139,11 @@ impl<T> Spaces<T> {
     fn next(&self) -> Option<Instant> {
         self.deadlines.first().map(|&(at, _)| self.instant(at))
     }
+}
+
+/// Microseconds as ticks, just short of [`NEVER`] at the most.
+fn clamped(micros: u128) -> Ticks {
+    Ticks::try_from(micros).unwrap_or(NEVER).min(NEVER - 1)
 }
 
 fn unboxed<T>(state: T, span: Option<Box<Span>>) -> Parked<T> {
