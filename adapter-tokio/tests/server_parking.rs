@@ -29,6 +29,25 @@ async fn settle_to(most: usize) -> usize {
     alive_tasks()
 }
 
+/// `n` clients connected to `target`.
+async fn connect_many(h: &mut Harness, n: usize, target: &str) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        clients.push(h.connect(target).await.0);
+    }
+    clients
+}
+
+/// The first client says `content` in `room`; every other one receives it.
+async fn first_says_to_the_rest(clients: &mut [Client], room: &str, content: &str) {
+    let (sender, members) = clients.split_first_mut().unwrap();
+    say(sender, room, content).await;
+    for member in members.iter_mut() {
+        let got = recv_json(member).await;
+        assert_eq!(got["content"], content, "{got}");
+    }
+}
+
 /// Connected idle clients hold no task each; one that sends runs again
 /// (its message is handled, its room gets it), and parks again within a
 /// couple of seconds of going quiet; a parked one still receives.
@@ -37,26 +56,14 @@ async fn waiting_connections_hold_no_task_of_their_own() {
     let mut h = harness().await;
     // The test, the listener and the lot's timer (made at the first park).
     let baseline = alive_tasks() + 1;
-    let mut clients = Vec::new();
-    for _ in 0..20 {
-        clients.push(h.connect("/ws/chat?roomId=lobby").await.0);
-    }
+    let mut clients = connect_many(&mut h, 20, "/ws/chat?roomId=lobby").await;
     settle_to(baseline).await;
-    let (sender, members) = clients.split_first_mut().unwrap();
-    say(sender, "lobby", "hello").await;
-    for member in members.iter_mut() {
-        let got = recv_json(member).await;
-        assert_eq!(got["content"], "hello", "{got}");
-    }
+    first_says_to_the_rest(&mut clients, "lobby", "hello").await;
     // Quiet again: parked within a second of its last traffic.
     settle_to(baseline).await;
     // Parked, it still reads its client's next message, and its members
     // (parked as well) still receive.
-    say(sender, "lobby", "again").await;
-    for member in members.iter_mut() {
-        let got = recv_json(member).await;
-        assert_eq!(got["content"], "again", "{got}");
-    }
+    first_says_to_the_rest(&mut clients, "lobby", "again").await;
 }
 
 /// With `park_waiting` off, each connection keeps its task while it waits.
@@ -64,18 +71,10 @@ async fn waiting_connections_hold_no_task_of_their_own() {
 async fn with_parking_off_each_waiting_connection_keeps_its_task() {
     let mut h = harness_with(config(|c| c.park_waiting = false), |e| e).await;
     let before = alive_tasks();
-    let mut clients = Vec::new();
-    for _ in 0..20 {
-        clients.push(h.connect("/ws/chat?roomId=lobby").await.0);
-    }
+    let mut clients = connect_many(&mut h, 20, "/ws/chat?roomId=lobby").await;
     sleep(Duration::from_millis(300)).await;
     assert!(alive_tasks() >= before + 20, "{} tasks for 20 connections", alive_tasks() - before);
-    let (sender, members) = clients.split_first_mut().unwrap();
-    say(sender, "lobby", "hello").await;
-    for member in members.iter_mut() {
-        let got = recv_json(member).await;
-        assert_eq!(got["content"], "hello", "{got}");
-    }
+    first_says_to_the_rest(&mut clients, "lobby", "hello").await;
 }
 
 /// On a multi-threaded runtime emitters never write to a parked
@@ -84,10 +83,7 @@ async fn with_parking_off_each_waiting_connection_keeps_its_task() {
 async fn a_frame_emitted_to_a_parked_connection_wakes_it() {
     let mut h = harness().await;
     let baseline = alive_tasks() + 1;
-    let mut clients = Vec::new();
-    for _ in 0..10 {
-        clients.push(h.connect("/ws/chat?roomId=news").await.0);
-    }
+    let mut clients = connect_many(&mut h, 10, "/ws/chat?roomId=news").await;
     settle_to(baseline).await;
     for round in 0..3 {
         let message = ChatIn::System { message: format!("round {round}") };
@@ -134,10 +130,7 @@ async fn parked_connections_keep_their_keepalive() {
 async fn shutdown_closes_parked_connections() {
     let mut h = harness().await;
     let baseline = alive_tasks() + 1;
-    let mut clients = Vec::new();
-    for _ in 0..5 {
-        clients.push(h.connect("/ws/chat?roomId=s").await.0);
-    }
+    let mut clients = connect_many(&mut h, 5, "/ws/chat?roomId=s").await;
     settle_to(baseline).await;
     let closing = tokio::spawn(async move {
         let mut codes = Vec::new();

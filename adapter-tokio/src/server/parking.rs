@@ -415,6 +415,19 @@ mod tests {
         Parked { state, span: Span::none() }
     }
 
+    /// A lot on the current runtime.
+    fn new_lot() -> Owner<Counted> {
+        Lot::start(Handle::current(), resume)
+    }
+
+    /// Park `state` in `lot` until `deadline`: the waker it waits with.
+    fn park_in(lot: &Arc<Lot<Counted>>, state: Counted, deadline: Option<Instant>) -> Waker {
+        let ticket = lot.reserve().unwrap();
+        let waker = ticket.waker().clone();
+        assert!(ticket.park(parked(state), deadline).is_ok());
+        waker
+    }
+
     /// Let the lot's task run.
     async fn lot_runs() {
         for _ in 0..4 {
@@ -424,12 +437,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_wake_resumes_the_parked_once_and_a_stale_waker_does_nothing() {
-        let owner = Lot::start(Handle::current(), resume);
+        let owner = new_lot();
         let lot = owner.lot();
         let (state, resumed, _) = counted();
-        let ticket = lot.reserve().unwrap();
-        let waker = ticket.waker().clone();
-        assert!(ticket.park(parked(state), None).is_ok());
+        let waker = park_in(lot, state, None);
         assert_eq!(lot.parked(), 1);
         waker.wake_by_ref();
         assert_eq!(lot.parked(), 0);
@@ -441,8 +452,7 @@ mod tests {
         // The slot is taken again by another connection: the first one's
         // waker, still held somewhere, must not resume it.
         let (other, other_resumed, _) = counted();
-        let ticket = lot.reserve().unwrap();
-        assert!(ticket.park(parked(other), None).is_ok());
+        park_in(lot, other, None);
         waker.wake();
         lot_runs().await;
         assert_eq!(other_resumed.load(Ordering::SeqCst), 0);
@@ -452,7 +462,7 @@ mod tests {
 
     #[tokio::test]
     async fn woken_before_it_parks_a_connection_runs_on() {
-        let owner = Lot::start(Handle::current(), resume);
+        let owner = new_lot();
         let lot = owner.lot();
         let (state, resumed, _) = counted();
         let ticket = lot.reserve().unwrap();
@@ -466,7 +476,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_ticket_dropped_unparked_gives_its_space_back() {
-        let owner = Lot::start(Handle::current(), resume);
+        let owner = new_lot();
         let lot = owner.lot();
         let ticket = lot.reserve().unwrap();
         let waker = ticket.waker().clone();
@@ -478,16 +488,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_lots_timer_resumes_each_at_its_deadline() {
-        let owner = Lot::start(Handle::current(), resume);
+        let owner = new_lot();
         let lot = owner.lot();
         let start = Instant::now();
         let (late, late_resumed, _) = counted();
         let (early, early_resumed, _) = counted();
         let (never, never_resumed, _) = counted();
-        assert!(lot.reserve().unwrap().park(parked(late), Some(start + Duration::from_secs(30))).is_ok());
-        assert!(lot.reserve().unwrap().park(parked(never), None).is_ok());
+        park_in(lot, late, Some(start + Duration::from_secs(30)));
+        park_in(lot, never, None);
         // Earlier than the timer waits for: it is told.
-        assert!(lot.reserve().unwrap().park(parked(early), Some(start + Duration::from_secs(10))).is_ok());
+        park_in(lot, early, Some(start + Duration::from_secs(10)));
         tokio::time::sleep(Duration::from_millis(9_999)).await;
         assert_eq!(early_resumed.load(Ordering::SeqCst), 0);
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -526,13 +536,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn woken_early_a_connections_deadline_goes_with_it() {
-        let owner = Lot::start(Handle::current(), resume);
+        let owner = new_lot();
         let lot = owner.lot();
         let (state, resumed, _) = counted();
-        let ticket = lot.reserve().unwrap();
-        let waker = ticket.waker().clone();
-        assert!(ticket.park(parked(state), Some(Instant::now() + Duration::from_secs(5))).is_ok());
-        waker.wake();
+        park_in(lot, state, Some(Instant::now() + Duration::from_secs(5))).wake();
         assert!(lot.lock().deadlines.is_empty());
         tokio::time::sleep(Duration::from_secs(6)).await;
         assert_eq!(resumed.load(Ordering::SeqCst), 1, "resumed once, not again at its deadline");
@@ -546,16 +553,13 @@ mod tests {
         let (state, resumed, dropped) = counted();
         let (woken, woken_resumed, woken_dropped) = counted();
         let owner = runtime.block_on(async {
-            let owner = Lot::start(Handle::current(), resume);
-            assert!(owner.lot().reserve().unwrap().park(parked(state), None).is_ok());
+            let owner = new_lot();
+            park_in(owner.lot(), state, None);
             if started {
                 tokio::task::yield_now().await;
             }
             // Woken, not yet resumed when the runtime goes.
-            let ticket = owner.lot().reserve().unwrap();
-            let waker = ticket.waker().clone();
-            assert!(ticket.park(parked(woken), None).is_ok());
-            waker.wake();
+            park_in(owner.lot(), woken, None).wake();
             owner
         });
         drop(runtime);
