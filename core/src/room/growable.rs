@@ -15,13 +15,87 @@ struct Room {
     members: Vec<MemberId>,
 }
 
-/// A member's rooms, by key, in join order. `None` marks a room left
-/// since the last compaction.
-#[derive(Debug, Clone, Default)]
+/// A member's rooms, by key, in join order; [`LEFT`] marks a room left
+/// since the last compaction. The first is kept inline: most members are
+/// in one room, and then their entry allocates nothing (a list of its own
+/// would cost each such member 48 bytes with the allocator's header).
+#[derive(Debug, Clone)]
 struct Member {
-    rooms: Vec<Option<u32>>,
-    /// The `Some` entries of `rooms`.
-    live: usize,
+    /// The list's first key, [`NO_ROOM`] while the list is empty.
+    first: u32,
+    /// The rest of the list; empty while `first` is [`NO_ROOM`].
+    rest: Vec<u32>,
+    /// How many keys of the list are not [`LEFT`].
+    live: u32,
+}
+
+/// `Member::first` of an empty list. Room keys stay below both markers.
+const NO_ROOM: u32 = u32::MAX;
+/// A room left, in a member's list.
+const LEFT: u32 = u32::MAX - 1;
+
+impl Default for Member {
+    fn default() -> Self {
+        Self { first: NO_ROOM, rest: Vec::new(), live: 0 }
+    }
+}
+
+impl Member {
+    /// Entries in the list, [`LEFT`] ones included.
+    fn len(&self) -> usize {
+        if self.first == NO_ROOM { 0 } else { 1 + self.rest.len() }
+    }
+
+    fn push(&mut self, key: u32) {
+        if self.first == NO_ROOM {
+            self.first = key;
+        } else {
+            self.rest.push(key);
+        }
+        self.live = self.live.saturating_add(1);
+    }
+
+    /// Mark the entry at `at` left; whether it was there and live.
+    fn take(&mut self, at: usize) -> bool {
+        let slot = match at.checked_sub(1) {
+            None if self.first != NO_ROOM => &mut self.first,
+            None => return false,
+            Some(i) => match self.rest.get_mut(i) {
+                Some(slot) => slot,
+                None => return false,
+            },
+        };
+        if *slot == LEFT {
+            return false;
+        }
+        *slot = LEFT;
+        self.live = self.live.saturating_sub(1);
+        true
+    }
+
+    /// Drop the entries left at the end of the list.
+    fn trim(&mut self) {
+        while self.rest.last() == Some(&LEFT) {
+            self.rest.pop();
+        }
+        if self.first == LEFT && self.rest.is_empty() {
+            self.first = NO_ROOM;
+        }
+    }
+
+    /// The live keys, in order, with their index in the list.
+    fn keys(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        let first = (self.first != NO_ROOM).then_some(self.first);
+        first.into_iter().chain(self.rest.iter().copied()).enumerate().filter(|&(_, key)| key != LEFT)
+    }
+
+    /// Drop every entry left.
+    fn retain_live(&mut self) {
+        self.rest.retain(|&key| key != LEFT);
+        if self.first == LEFT {
+            self.first = if self.rest.is_empty() { NO_ROOM } else { self.rest.remove(0) };
+        }
+    }
 }
 
 /// Where one membership sits on each side.
@@ -29,7 +103,7 @@ struct Member {
 struct Position {
     /// Index in `Room::members`.
     in_room: u32,
-    /// Index in `Member::rooms`.
+    /// Index in the member's list (`Member::first`, then `Member::rest`).
     in_member: u32,
 }
 
@@ -49,9 +123,11 @@ fn index(key: u32) -> usize {
 /// member leaves (see the [module documentation](super) for the layout).
 /// The members of a room are a contiguous slice in no particular order.
 /// Optional [`TableLimits`] bound it; by default it has none. Each
-/// membership costs about 30 bytes (a position entry, a slot in the
-/// room's slice and one in the member's list), each room about 170
-/// (its id is stored twice: in the name index and in the room).
+/// member costs an entry of 36 bytes in the member index, which holds its
+/// first room; each membership about 30 bytes (a position entry, a slot in
+/// the room's slice and, past a member's first room, one in its list);
+/// each room about 170 (its id is stored twice: in the name index and in
+/// the room).
 ///
 /// `S` hashes room ids and member handles. The default, foldhash, is
 /// fast and randomly seeded but only minimally resistant to collision
@@ -174,7 +250,7 @@ impl<S: BuildHasher> GrowableRoomTable<S> {
         }
         for (&member, entry) in &mut self.members {
             compact(member, entry, &mut self.positions);
-            entry.rooms.shrink_to_fit();
+            entry.rest.shrink_to_fit();
         }
         self.by_name.shrink_to_fit();
         self.members.shrink_to_fit();
@@ -218,17 +294,14 @@ impl<S: BuildHasher> GrowableRoomTable<S> {
     /// is mostly tombstones.
     fn unlink_member_side(&mut self, member: MemberId, in_member: u32) {
         let Some(entry) = self.members.get_mut(&member) else { return };
-        if entry.rooms.get_mut(index(in_member)).and_then(Option::take).is_some() {
-            entry.live = entry.live.saturating_sub(1);
-        }
+        entry.take(index(in_member));
         if entry.live == 0 {
             self.members.remove(&member);
             return;
         }
-        while matches!(entry.rooms.last(), Some(None)) {
-            entry.rooms.pop();
-        }
-        if entry.rooms.len().saturating_sub(entry.live) > entry.live {
+        entry.trim();
+        let live = index(entry.live);
+        if entry.len().saturating_sub(live) > live {
             compact(member, entry, &mut self.positions);
         }
     }
@@ -242,11 +315,10 @@ fn compact<S: BuildHasher>(
     entry: &mut Member,
     positions: &mut HashMap<(u32, MemberId), Position, S>,
 ) {
-    entry.rooms.retain(Option::is_some);
-    entry.live = entry.rooms.len();
-    for (i, key) in entry.rooms.iter().enumerate() {
-        if let (Some(key), Ok(i)) = (key, u32::try_from(i))
-            && let Some(position) = positions.get_mut(&(*key, member))
+    entry.retain_live();
+    for (i, key) in entry.keys() {
+        if let Ok(i) = u32::try_from(i)
+            && let Some(position) = positions.get_mut(&(key, member))
         {
             position.in_member = i;
         }
@@ -275,7 +347,10 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
                 }
                 let key = match self.free.last() {
                     Some(&key) => key,
-                    None => u32::try_from(self.slab.len()).map_err(|_| JoinError::TooManyRooms)?,
+                    // Below the list markers (`LEFT`, `NO_ROOM`).
+                    None => {
+                        u32::try_from(self.slab.len()).ok().filter(|&key| key < LEFT).ok_or(JoinError::TooManyRooms)?
+                    }
                 };
                 (key, 0)
             }
@@ -285,7 +360,7 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
         }
         let in_room = u32::try_from(room_len).map_err(|_| JoinError::RoomFull)?;
         let (joined, listed) = match self.members.get(&member) {
-            Some(entry) => (entry.live, entry.rooms.len()),
+            Some(entry) => (index(entry.live), entry.len()),
             None if self.members.len() >= self.limits.max_members => return Err(JoinError::TooManyMembers),
             None => (0, 0),
         };
@@ -311,8 +386,7 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
             r.members.push(member);
         }
         let entry = self.members.entry(member).or_default();
-        entry.rooms.push(Some(key));
-        entry.live += 1;
+        entry.push(key);
         self.positions.insert((key, member), Position { in_room, in_member });
         Ok(Joined::Added)
     }
@@ -328,7 +402,7 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
     fn leave_all(&mut self, member: MemberId) -> usize {
         let Some(entry) = self.members.remove(&member) else { return 0 };
         let mut left = 0;
-        for key in entry.rooms.into_iter().flatten() {
+        for (_, key) in entry.keys() {
             if let Some(position) = self.positions.remove(&(key, member)) {
                 self.unlink_room_side(key, position.in_room);
                 left += 1;
@@ -349,8 +423,8 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
         self.members
             .get(&member)
             .into_iter()
-            .flat_map(|entry| entry.rooms.iter().flatten())
-            .filter_map(|&key| self.room(key).map(|r| &r.id))
+            .flat_map(Member::keys)
+            .filter_map(|(_, key)| self.room(key).map(|r| &r.id))
     }
 
     fn rooms(&self) -> impl Iterator<Item = (&RoomId, usize)> {
@@ -366,6 +440,6 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
     }
 
     fn room_count_of(&self, member: MemberId) -> usize {
-        self.members.get(&member).map_or(0, |entry| entry.live)
+        self.members.get(&member).map_or(0, |entry| index(entry.live))
     }
 }
