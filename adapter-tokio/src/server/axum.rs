@@ -24,7 +24,7 @@ use roomwire_core::{Event, Instant, SendError};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, Span, debug, info_span};
 
-use super::conn::{self, BoxStream};
+use super::conn::{self, ServedStream};
 use super::upgrade::RequestHead;
 use super::{Permit, Server, TaskGuard};
 use crate::socket::{WebSocket, append_with};
@@ -221,7 +221,7 @@ impl Server {
                     return;
                 };
                 drop(handshake_permit);
-                let stream: BoxStream = Box::new(TokioIo::new(upgraded));
+                let stream = ServedStream::boxed(TokioIo::new(upgraded));
                 let ws = Box::new(WebSocket::from_accepted(stream, connection, config, origin));
                 conn::run_enrolled(server, endpoint, ws, enrolled, task).await;
             }

@@ -7,6 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Context;
 use std::task::{Context as TaskContext, Poll};
 
 use roomwire_core::admission::{Gates, HttpRefusal};
@@ -14,7 +15,7 @@ use roomwire_core::dispatch::Refusal;
 use roomwire_core::room::MemberId;
 use roomwire_core::session::{ServerClose, ServerSession, Undecided};
 use roomwire_core::{CloseCode, InsufficientSize, MessageKind};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, Span, debug, debug_span, trace};
@@ -22,7 +23,7 @@ use tracing::{Instrument, Span, debug, debug_span, trace};
 use super::admission::{Admission, Handshake};
 use super::endpoint::{Dispatched, ErasedEndpoint};
 use super::lifecycle::NoPlace;
-use super::outbox::Outbox;
+use super::outbox::{DirectStream, Outbox};
 use super::parking::{Lot, Parked, Ticket};
 use super::registry::{
     ChannelCell, ConnectEvent, DisconnectEvent, ErrorEvent, HandlerFailure, MessageEvent, Registered,
@@ -35,15 +36,71 @@ use crate::error::Error;
 use crate::message::{HandshakeInfo, Message};
 use crate::socket::{Resting, WebSocket, append_with};
 
-/// Any stream, boxed: one connection type for TCP, TLS, upgraded HTTP.
+/// Any stream: one connection type for TCP, TLS, upgraded HTTP.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + ?Sized> Stream for T {}
-pub(crate) type BoxStream = Box<dyn Stream>;
+
+/// The stream a connection is served on. A plain TCP stream, shared with
+/// its outbox, is held as it is; any other is boxed. (Boxing the TCP one
+/// too cost every such connection a 32-byte allocation for its pointer.)
+pub(crate) enum ServedStream {
+    Tcp(DirectStream),
+    Boxed(Box<dyn Stream>),
+}
+
+impl ServedStream {
+    /// Any stream, boxed.
+    pub(crate) fn boxed(stream: impl Stream + 'static) -> Self {
+        Self::Boxed(Box::new(stream))
+    }
+
+    fn inner(self: Pin<&mut Self>) -> Pin<&mut dyn Stream> {
+        match self.get_mut() {
+            Self::Tcp(stream) => Pin::new(stream),
+            Self::Boxed(stream) => Pin::new(&mut **stream),
+        }
+    }
+}
+
+impl AsyncRead for ServedStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        self.inner().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ServedStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.inner().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.inner().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(stream) => stream.is_write_vectored(),
+            Self::Boxed(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.inner().poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.inner().poll_shutdown(cx)
+    }
+}
 
 /// A stream as it was accepted.
 pub(crate) enum Incoming {
     /// Ready for its HTTP request.
-    Ready(BoxStream),
+    Ready(ServedStream),
     /// A plain TCP stream, ready for its HTTP request: its socket will be
     /// shared with its outbox, for emitters to write to while it sleeps.
     Tcp(TcpStream),
@@ -52,7 +109,7 @@ pub(crate) enum Incoming {
     /// dropped: a client expecting TLS could not read an HTTP answer.
     /// (Made by `serve_tls`, feature `tls`.)
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
-    Wrapped(Pin<Box<dyn Future<Output = std::io::Result<BoxStream>> + Send>>),
+    Wrapped(Pin<Box<dyn Future<Output = std::io::Result<ServedStream>> + Send>>),
 }
 
 /// What admission decided, for a connection about to be accepted.
@@ -98,7 +155,7 @@ async fn handshake(
     server: Server,
     incoming: Incoming,
     peer: Option<SocketAddr>,
-) -> Option<(Box<WebSocket<BoxStream>>, Arc<dyn ErasedEndpoint>, Admitted)> {
+) -> Option<(Box<WebSocket<ServedStream>>, Arc<dyn ErasedEndpoint>, Admitted)> {
     let shared = &server.shared;
     if shared.closing.is_set() {
         return None;
@@ -109,9 +166,9 @@ async fn handshake(
             debug!(status = refusal.status, "no place to handshake");
             // Answered while few such answers are under way; in a flood,
             // dropped at once like a stream that expects TLS.
-            let stream: Option<BoxStream> = match incoming {
+            let stream: Option<ServedStream> = match incoming {
                 Incoming::Ready(stream) => Some(stream),
-                Incoming::Tcp(tcp) => Some(Box::new(tcp)),
+                Incoming::Tcp(tcp) => Some(ServedStream::boxed(tcp)),
                 Incoming::Wrapped(_) => None,
             };
             if let Some(stream) = stream
@@ -128,7 +185,7 @@ async fn handshake(
         Incoming::Tcp(tcp) => {
             let (shared_with, stream) = Outbox::with_socket(shared.config.socket.max_outbound, tcp);
             outbox = Some(shared_with);
-            Box::new(stream)
+            ServedStream::Tcp(stream)
         }
         Incoming::Wrapped(wrapping) => {
             let limit = shared.config.socket.core.handshake_timeout.map(to_std);
@@ -233,7 +290,7 @@ pub(crate) fn to_std(duration: roomwire_core::Duration) -> std::time::Duration {
 /// connection, and the reset can reach the client before the answer does.
 /// A quarter of a second at most, so a peer that neither reads nor closes
 /// holds nothing for long.
-async fn refuse_unread(mut stream: BoxStream, refusal: HttpRefusal) {
+async fn refuse_unread(mut stream: ServedStream, refusal: HttpRefusal) {
     let mut answer = [0u8; 256];
     let Ok(n) = roomwire_core::handshake::write_refusal(refusal.status, &[], refusal.body, &mut answer) else {
         return;
@@ -386,7 +443,7 @@ pub(crate) fn unregister_member(
 pub(crate) fn run_enrolled(
     server: Server,
     endpoint: Arc<dyn ErasedEndpoint>,
-    ws: Box<WebSocket<BoxStream>>,
+    ws: Box<WebSocket<ServedStream>>,
     enrolled: Result<Enrolled, Refused>,
     task: TaskGuard,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -425,8 +482,8 @@ pub(crate) struct Running {
 /// instructions) at most once per `REST_AFTER`, not at every turn; and one
 /// that goes quiet rests within `REST_AFTER`, whatever its keepalive.
 enum Socket {
-    Awake(Box<WebSocket<BoxStream>>),
-    Resting(Resting<BoxStream>),
+    Awake(Box<WebSocket<ServedStream>>),
+    Resting(Resting<ServedStream>),
     /// For the length of a move between the two.
     Moving,
 }
@@ -441,7 +498,7 @@ const REST_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 impl Socket {
     /// The whole WebSocket, woken with `config` (the one it was made with)
     /// if it rests. `None` only after a move that did not finish.
-    fn awake(&mut self, config: &Config) -> Option<&mut WebSocket<BoxStream>> {
+    fn awake(&mut self, config: &Config) -> Option<&mut WebSocket<ServedStream>> {
         if matches!(self, Self::Resting(_))
             && let Self::Resting(resting) = std::mem::replace(self, Self::Moving)
         {
@@ -588,7 +645,7 @@ enum Ran {
 async fn register(
     server: Server,
     endpoint: Arc<dyn ErasedEndpoint>,
-    mut ws: Box<WebSocket<BoxStream>>,
+    mut ws: Box<WebSocket<ServedStream>>,
     admitted: Admitted,
     task: TaskGuard,
 ) -> Option<Box<Running>> {
@@ -714,7 +771,7 @@ pub(crate) async fn enroll(
 async fn settle(
     server: Server,
     endpoint: Arc<dyn ErasedEndpoint>,
-    mut ws: Box<WebSocket<BoxStream>>,
+    mut ws: Box<WebSocket<ServedStream>>,
     enrolled: Result<Enrolled, Refused>,
     task: TaskGuard,
 ) -> Option<Box<Running>> {
@@ -1007,7 +1064,7 @@ enum Pumped {
 
 /// Move what the outbox holds into the connection: frames into the write
 /// queue, close requests into a closing handshake.
-fn pump(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) -> Pumped {
+fn pump(ws: &mut WebSocket<ServedStream>, outbox: &Outbox, ours: &mut OurClose) -> Pumped {
     let taken = outbox.take();
     if taken.abort {
         return Pumped::Abort;
@@ -1044,7 +1101,7 @@ fn pump(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) -> 
 
 /// The connection's queues are full: it reads slower than the server must
 /// send. Drop what is queued for it and close it with 1013.
-fn slow_consumer(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose) {
+fn slow_consumer(ws: &mut WebSocket<ServedStream>, outbox: &Outbox, ours: &mut OurClose) {
     if ours.is_some() {
         return;
     }
@@ -1057,13 +1114,13 @@ fn slow_consumer(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurC
 /// Queue an answer for the sender alone (an acknowledgement, an error). A
 /// sender too far behind to take it is a slow consumer like any other:
 /// its answer is not dropped in silence.
-fn answer(ws: &mut WebSocket<BoxStream>, outbox: &Outbox, ours: &mut OurClose, kind: MessageKind, body: &[u8]) {
+fn answer(ws: &mut WebSocket<ServedStream>, outbox: &Outbox, ours: &mut OurClose, kind: MessageKind, body: &[u8]) {
     if let Err(Error::QueueFull) = ws.feed_fragment(kind, body, true) {
         slow_consumer(ws, outbox, ours);
     }
 }
 
-fn close(ws: &mut WebSocket<BoxStream>, ours: &mut OurClose, code: CloseCode, reason: &str) {
+fn close(ws: &mut WebSocket<ServedStream>, ours: &mut OurClose, code: CloseCode, reason: &str) {
     if ws.start_close(code, reason).is_ok() {
         ours.get_or_insert_with(|| Box::new((code, reason.to_owned())));
     }
@@ -1083,7 +1140,7 @@ enum HandlerIo {
 /// held (so pings are answered, deadlines kept and a close seen, while
 /// messages are still handled one at a time, in order); once one is held,
 /// only write.
-async fn handler_io(ws: &mut WebSocket<BoxStream>, read: bool, write: bool) -> HandlerIo {
+async fn handler_io(ws: &mut WebSocket<ServedStream>, read: bool, write: bool) -> HandlerIo {
     if read {
         HandlerIo::Received(ws.recv().await)
     } else if write && (ws.queued() > 0 || ws.wants_flush()) {
@@ -1095,7 +1152,7 @@ async fn handler_io(ws: &mut WebSocket<BoxStream>, read: bool, write: bool) -> H
 
 /// Handle one whole client message.
 async fn handle(
-    ws: &mut WebSocket<BoxStream>,
+    ws: &mut WebSocket<ServedStream>,
     endpoint: &dyn ErasedEndpoint,
     registered: &Registered,
     outbox: &Outbox,
@@ -1250,7 +1307,7 @@ mod tests {
     async fn a_connection_rests_once_it_went_quiet() {
         use tokio::io::AsyncWriteExt;
         let config = Config::default();
-        let (ws, mut peer) = crate::socket::tests::accepted_as(config, |stream| Box::new(stream) as BoxStream).await;
+        let (ws, mut peer) = crate::socket::tests::accepted_as(config, |stream| ServedStream::boxed(stream)).await;
         let mut socket = Socket::Awake(Box::new(ws));
         let pending = async |socket: &mut Socket| pending(socket, &config).await;
         assert!(pending(&mut socket).await);
@@ -1284,7 +1341,7 @@ mod tests {
     async fn without_keepalive_a_rested_connection_keeps_no_timer() {
         let mut config = Config::default();
         config.core.keepalive_interval = None;
-        let (ws, _peer) = crate::socket::tests::accepted_as(config, |stream| Box::new(stream) as BoxStream).await;
+        let (ws, _peer) = crate::socket::tests::accepted_as(config, |stream| ServedStream::boxed(stream)).await;
         let mut socket = Socket::Awake(Box::new(ws));
         let pending = async |socket: &mut Socket| pending(socket, &config).await;
         assert!(pending(&mut socket).await);
@@ -1310,7 +1367,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let mut config = Config::default();
         config.core.keepalive_interval = Some(roomwire_core::Duration::from_secs(30));
-        let (ws, mut peer) = crate::socket::tests::accepted_as(config, |stream| Box::new(stream) as BoxStream).await;
+        let (ws, mut peer) = crate::socket::tests::accepted_as(config, |stream| ServedStream::boxed(stream)).await;
         let start = TokioInstant::now();
         let mut socket = Socket::Awake(Box::new(ws));
         socket.mark_busy();
@@ -1359,5 +1416,15 @@ mod tests {
     fn an_idle_connections_future_stays_small() {
         let size = returned_size(serve_stream);
         assert!(size <= 112, "serve_stream's future is {size} bytes");
+    }
+
+    /// Every registered connection holds its running state in one
+    /// allocation, parked or not: up to 248 bytes it is glibc's 256-byte
+    /// class on x86_64, past that 272 (BENCHMARKS, tenth pass).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_running_connection_stays_small() {
+        let size = std::mem::size_of::<Running>();
+        assert!(size <= 248, "a running connection is {size} bytes");
     }
 }

@@ -388,7 +388,8 @@ impl Server {
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
         let direct = tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
         self.accept_loop(listener, |stream, peer| {
-            let incoming = if direct { Incoming::Tcp(stream) } else { Incoming::Ready(Box::new(stream)) };
+            let incoming =
+                if direct { Incoming::Tcp(stream) } else { Incoming::Ready(conn::ServedStream::boxed(stream)) };
             tokio::spawn(self.serve_future(incoming, Some(peer), true));
         })
         .await
@@ -426,7 +427,7 @@ impl Server {
                     None => return Err(io::ErrorKind::TimedOut.into()),
                 }
                 let tls = acceptor.accept(tcp).await?;
-                Ok::<conn::BoxStream, io::Error>(Box::new(tls))
+                Ok::<conn::ServedStream, io::Error>(conn::ServedStream::boxed(tls))
             };
             tokio::spawn(self.serve_future(Incoming::Wrapped(Box::pin(wrapping)), Some(peer), true));
         })
@@ -491,7 +492,7 @@ impl Server {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        self.serve_future(Incoming::Ready(Box::new(stream)), peer, false).await
+        self.serve_future(Incoming::Ready(conn::ServedStream::boxed(stream)), peer, false).await
     }
 
     /// The future serving one stream, spawned as is by [`serve`](Self::serve):
