@@ -8,6 +8,7 @@
 //!   whatever the number of nodes and recipients;
 //! * [`topic`]: which topic carries which traffic ([`Topic`]), and the node
 //!   tag inside connection ids ([`connection_id`], [`node_tag_of`]);
+//! * `id`: a connection id kept as its 16 bytes ([`ConnectionId`]);
 //! * [`interest`]: which rooms a node has members in, as they change
 //!   ([`WatchedTable`]): a node subscribes to a room's topic only then;
 //! * [`window`]: deduplication of a message published on several topics
@@ -38,6 +39,7 @@ use crate::time::Duration;
 use crate::reconnect::ReconnectPolicy;
 
 pub mod alepha;
+mod id;
 pub mod interest;
 pub mod message;
 #[cfg(feature = "alloc")]
@@ -52,6 +54,7 @@ pub use alepha::{
     ALEPHA_TOPIC, AlephaBroadcast, AlephaTopicError, JsonStrings, MAX_OWN_ECHOES, OWN_ECHO_AGE, decode_alepha,
     encode_alepha, encode_alepha_max_len,
 };
+pub use id::{CONNECTION_ID_LEN, ConnectionId, ConnectionIdText};
 pub use interest::{RoomWatcher, WatchedTable};
 pub use message::{
     About, Body, ClusterMessage, Connection, ConnectionList, DecodeError, EmitBody, Encodable, Origin, RoomBody,

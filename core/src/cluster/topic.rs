@@ -14,6 +14,8 @@
 
 use core::fmt;
 
+use super::ConnectionId;
+
 /// A topic, by what it carries. Its [`Display`](fmt::Display) is its name.
 ///
 /// ```
@@ -89,25 +91,8 @@ pub fn node_tag_of(connection_id: &str) -> Option<u32> {
 /// assert_eq!(node_tag_of(&id), Some(0x1b4e28ba));
 /// ```
 pub fn connection_id(tag: u32, random: [u8; 16]) -> heapless::String<39> {
-    let mut bytes = random;
-    if let Some(head) = bytes.get_mut(..4) {
-        head.copy_from_slice(&tag.to_be_bytes());
-    }
-    // The version (4) and variant (RFC 9562) bits of a random UUID.
-    if let Some(b) = bytes.get_mut(6) {
-        *b = (*b & 0x0f) | 0x40;
-    }
-    if let Some(b) = bytes.get_mut(8) {
-        *b = (*b & 0x3f) | 0x80;
-    }
     let mut id = heapless::String::new();
-    let _ = fmt::Write::write_str(&mut id, "ws-");
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            let _ = id.push('-');
-        }
-        let _ = fmt::Write::write_fmt(&mut id, format_args!("{b:02x}"));
-    }
+    let _ = id.push_str(ConnectionId::new(tag, random).text().as_str());
     id
 }
 

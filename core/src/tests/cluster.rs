@@ -263,6 +263,62 @@ proptest! {
     }
 }
 
+proptest! {
+    /// An id and its text are one value: the text parses back to the id,
+    /// and a text that parses is the text of what it parsed to (so ids
+    /// compare as their texts would).
+    #[test]
+    fn connection_ids_and_their_texts_round_trip(tag in any::<u32>(), random in any::<[u8; 16]>()) {
+        let id = ConnectionId::new(tag, random);
+        let text = id.text();
+        prop_assert_eq!(ConnectionId::parse(&text), Some(id));
+        prop_assert_eq!(id.node_tag(), tag);
+        prop_assert_eq!(node_tag_of(&text), Some(tag));
+        prop_assert_eq!(id.to_string(), text.as_str());
+    }
+
+    #[test]
+    fn a_text_that_parses_is_its_ids_text(text in "(ws-)?[0-9a-fA-F-]{30,40}|.{0,45}") {
+        if let Some(id) = ConnectionId::parse(&text) {
+            let again = id.text();
+            prop_assert_eq!(again.as_str(), text.as_str());
+        }
+    }
+
+    /// Any one byte of a valid text changed to another gives no id or
+    /// another id.
+    #[test]
+    fn a_changed_text_is_not_the_same_id(random in any::<[u8; 16]>(), at in 0usize..39, to in any::<u8>()) {
+        let id = ConnectionId::new(7, random);
+        let mut bytes = id.text().as_bytes().to_vec();
+        prop_assume!(bytes[at] != to);
+        bytes[at] = to;
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            prop_assert_ne!(ConnectionId::parse(text), Some(id));
+        }
+    }
+}
+
+#[test]
+fn connection_id_texts_of_other_forms_are_no_id() {
+    let good = "ws-deadbeef-1111-4111-9111-111111111111";
+    assert!(ConnectionId::parse(good).is_some());
+    for other in [
+        "",
+        "ws-",
+        "WS-deadbeef-1111-4111-9111-111111111111",
+        "ws-DEADBEEF-1111-4111-9111-111111111111",
+        "ws-deadbeef-1111-4111-9111-1111111111111",
+        "ws-deadbeef-1111-4111-9111-11111111111",
+        "ws-deadbeef11111-4111-9111-111111111111",
+        "ws-deadbeef-1111-4111-9111-11111111111g",
+        "xs-deadbeef-1111-4111-9111-111111111111",
+        "ws-deadbeef-1111-4111-9111-1111111111é",
+    ] {
+        assert_eq!(ConnectionId::parse(other), None, "{other}");
+    }
+}
+
 #[test]
 fn node_tags_survive_in_connection_ids_and_other_ids_have_none() {
     let id = connection_id(0xdead_beef, [0x11; 16]);
