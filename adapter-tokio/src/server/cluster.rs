@@ -13,9 +13,9 @@ use bytes::Bytes;
 use roomwire_core::CloseCode;
 use roomwire_core::cluster::order::{Copy, Heard, Sequencer};
 use roomwire_core::cluster::{
-    self, ALEPHA_TOPIC, About, AlephaBroadcast, BUS_TIMEOUT, Body, ClusterMessage, ClusterWire, Connection, EmitBody,
-    Encodable, LEASE_RENEW, LEASE_TTL, Origin, OwnEchoes, QUERY_TIMEOUT, ROOM_LEASE_TTL, RoomBody, RoomWatcher,
-    SUBSCRIBE_GRACE, Topic,
+    self, ALEPHA_TOPIC, About, AlephaBroadcast, BUS_TIMEOUT, Body, ClusterMessage, ClusterWire, Connection,
+    ConnectionId, EmitBody, Encodable, LEASE_RENEW, LEASE_TTL, Origin, OwnEchoes, QUERY_TIMEOUT, ROOM_LEASE_TTL,
+    RoomBody, RoomWatcher, SUBSCRIBE_GRACE, Topic,
 };
 use roomwire_core::room::RoomId;
 use tracing::{debug, trace};
@@ -353,12 +353,12 @@ impl Node {
     }
 
     /// A fresh connection id carrying this node's tag.
-    pub(crate) fn connection_id(&self) -> Arc<str> {
+    pub(crate) fn connection_id(&self) -> ConnectionId {
         let mut random = [0u8; 16];
         if getrandom::fill(&mut random).is_err() {
             random = *uuid::Uuid::new_v4().as_bytes();
         }
-        cluster::connection_id(self.tag, random).as_str().into()
+        ConnectionId::new(self.tag, random)
     }
 
     /// Publish an emit that this node has delivered to its own connections

@@ -11,6 +11,7 @@ use std::task::Context;
 use std::task::{Context as TaskContext, Poll};
 
 use roomwire_core::admission::{Gates, HttpRefusal};
+use roomwire_core::cluster::ConnectionId;
 use roomwire_core::dispatch::Refusal;
 use roomwire_core::room::MemberId;
 use roomwire_core::session::{ServerClose, ServerSession, Undecided};
@@ -389,7 +390,7 @@ struct Registration {
     /// Under a cluster-wide per-user cap: the connection's user and id,
     /// whose place is given back when it ends (whether it was granted at
     /// admission or added back by a renewal since).
-    lease: Option<(Arc<str>, Arc<str>)>,
+    lease: Option<(Arc<str>, ConnectionId)>,
 }
 
 impl Registration {
@@ -413,13 +414,13 @@ impl Drop for Registration {
 pub(crate) fn unregister_member(
     cell: &ChannelCell,
     member: MemberId,
-    lease: Option<(Arc<str>, Arc<str>)>,
+    lease: Option<(Arc<str>, ConnectionId)>,
 ) -> Vec<String> {
     let mut state = cell.lock();
     // Under the endpoint's lock, as renewals are queued: a renewal queued
     // after this release cannot list the connection.
     if let Some((user, id)) = lease {
-        cell.node.release_lease(cell.path, &user, &id);
+        cell.node.release_lease(cell.path, &user, &id.text());
     }
     state.unregister(member)
 }
@@ -665,7 +666,7 @@ async fn register(
 /// may have its 101: what [`settle`] needs to finish registering it.
 pub(crate) struct Enrolled {
     session: ServerSession,
-    id: Arc<str>,
+    id: ConnectionId,
     user: Option<Arc<str>>,
     member: MemberId,
     rooms: Vec<String>,
@@ -703,9 +704,10 @@ pub(crate) async fn enroll(
     let Admitted { mut session, query, user, room, open, outbox } = admitted;
     let format = session.format();
     let id = shared.node.connection_id();
+    let id_text = id.text();
     let user: Option<Arc<str>> = user.map(Into::into);
     let span = Span::current();
-    span.record("id", &*id);
+    span.record("id", id_text.as_str());
     if let Some(user) = &user {
         span.record("user", &**user);
     }
@@ -720,18 +722,18 @@ pub(crate) async fn enroll(
     // With a backplane, the cap counts the user's connections on every
     // node (a place leased on the bus); if the bus cannot say, this node's.
     let leased = match (&user, policy.max_connections_per_user) {
-        (Some(user), Some(cap)) => cell.node.acquire_lease(cell.path, user, &id, cap).await,
+        (Some(user), Some(cap)) => cell.node.acquire_lease(cell.path, user, &id_text, cap).await,
         _ => None,
     };
     let capped = policy.max_connections_per_user.is_some() && cell.node.link.is_some();
-    let lease = user.clone().filter(|_| capped).map(|u| (u, id.clone()));
+    let lease = user.clone().filter(|_| capped).map(|u| (u, id));
     let (over_user_cap, member) = {
         let mut state = cell.lock();
         let over_user_cap = match leased {
             Some(granted) => !granted,
             None => state.at_user_cap(user.as_ref(), policy.max_connections_per_user),
         };
-        (over_user_cap, state.register(id.clone(), user.clone(), format, outbox.clone(), shared_deflate))
+        (over_user_cap, state.register(id, user.clone(), format, outbox.clone(), shared_deflate))
     };
     // Guarded from here: a panic of the application's room gate, or a
     // refusal, takes the connection out of the registry again.
@@ -739,7 +741,7 @@ pub(crate) async fn enroll(
     match endpoint.register(
         &mut session,
         cell,
-        (member, user.as_deref(), &id),
+        (member, user.as_deref(), &id_text),
         query.as_deref(),
         room.as_deref(),
         over_user_cap,
@@ -795,7 +797,7 @@ async fn settle(
     // A stateful room's connection joins its room's task (its state may be
     // built then); refused, it is closed with 1011.
     let place = Place::Here(outbox.clone(), shared_deflate);
-    let joining = Joining { id: id.clone(), user_id: user.clone(), query, format, place };
+    let joining = Joining { id: id.text().as_str().into(), user_id: user.clone(), query, format, place };
     let seat = match rooms.first().and_then(|room| endpoint.join_room(&server, joining, room)) {
         None => None,
         Some(joining) => match joining.await {
@@ -1161,14 +1163,15 @@ async fn handle(
     message: Message,
 ) -> Flow {
     let data = message.as_bytes();
+    let id = registered.id.text();
     if let Some(hook) = &registered.server.shared.hooks.message {
-        hook(&MessageEvent { connection_id: &registered.id, path: endpoint.path(), data });
+        hook(&MessageEvent { connection_id: &id, path: endpoint.path(), data });
     }
     // The reply buffer lives in this block only (not across the awaits of
     // a handler, which would grow every connection's task).
     let (room, future) = {
         let mut out = [0u8; 1024];
-        match endpoint.dispatch(registered, ws.state(), data, &mut out) {
+        match endpoint.dispatch(registered, &id, ws.state(), data, &mut out) {
             Dispatched::Ignored => {
                 trace!("message ignored (not JSON)");
                 return Flow::Continue;
@@ -1219,7 +1222,7 @@ async fn handle(
     let report = |failure: HandlerFailure<'_>| {
         if let Some(hook) = &registered.server.shared.hooks.error {
             hook(&ErrorEvent {
-                connection_id: &registered.id,
+                connection_id: &id,
                 user_id: registered.user.as_deref(),
                 path: endpoint.path(),
                 room_id: room.as_str(),
@@ -1307,7 +1310,7 @@ mod tests {
     async fn a_connection_rests_once_it_went_quiet() {
         use tokio::io::AsyncWriteExt;
         let config = Config::default();
-        let (ws, mut peer) = crate::socket::tests::accepted_as(config, |stream| ServedStream::boxed(stream)).await;
+        let (ws, mut peer) = crate::socket::tests::accepted_as(config, ServedStream::boxed).await;
         let mut socket = Socket::Awake(Box::new(ws));
         let pending = async |socket: &mut Socket| pending(socket, &config).await;
         assert!(pending(&mut socket).await);
@@ -1341,7 +1344,7 @@ mod tests {
     async fn without_keepalive_a_rested_connection_keeps_no_timer() {
         let mut config = Config::default();
         config.core.keepalive_interval = None;
-        let (ws, _peer) = crate::socket::tests::accepted_as(config, |stream| ServedStream::boxed(stream)).await;
+        let (ws, _peer) = crate::socket::tests::accepted_as(config, ServedStream::boxed).await;
         let mut socket = Socket::Awake(Box::new(ws));
         let pending = async |socket: &mut Socket| pending(socket, &config).await;
         assert!(pending(&mut socket).await);
@@ -1367,7 +1370,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let mut config = Config::default();
         config.core.keepalive_interval = Some(roomwire_core::Duration::from_secs(30));
-        let (ws, mut peer) = crate::socket::tests::accepted_as(config, |stream| ServedStream::boxed(stream)).await;
+        let (ws, mut peer) = crate::socket::tests::accepted_as(config, ServedStream::boxed).await;
         let start = TokioInstant::now();
         let mut socket = Socket::Awake(Box::new(ws));
         socket.mark_busy();

@@ -74,6 +74,8 @@ pub struct Context<'a, C: Channel> {
     pub message: C::Out<'a>,
     room: RoomId,
     registered: &'a Registered,
+    /// The connection's id, as text.
+    id: &'a str,
 }
 
 impl<C: Channel> fmt::Debug for Context<'_, C> {
@@ -87,13 +89,13 @@ impl<C: Channel> fmt::Debug for Context<'_, C> {
 }
 
 impl<'a, C: Channel> Context<'a, C> {
-    pub(crate) fn new(message: C::Out<'a>, room: RoomId, registered: &'a Registered) -> Self {
-        Self { message, room, registered }
+    pub(crate) fn new(message: C::Out<'a>, room: RoomId, registered: &'a Registered, id: &'a str) -> Self {
+        Self { message, room, registered, id }
     }
 
     /// The sender's connection id, `ws-<uuid v4>`.
     pub fn connection_id(&self) -> &'a str {
-        &self.registered.id
+        self.id
     }
 
     /// The sender's user, if authenticated.

@@ -280,7 +280,7 @@ fn encode_and_deliver<M: Serialize + ?Sized, R: AsRef<str>, U: AsRef<str>>(
     let payloads = if has_postcard { Payloads::Encoded(Some(&postcard)) } else { Payloads::Typed(&typed) };
     let count = deliver_encoded(cell, spec, json, payloads)?;
     if clustered {
-        let except_self = spec.except_member.and_then(|m| cell.lock().slot(m).map(|slot| slot.id.clone()));
+        let except_self = spec.except_member.and_then(|m| cell.lock().slot(m).map(|slot| slot.id.text()));
         cell.node.publish(cell.path, spec, except_self.as_deref(), json, has_postcard.then_some(&postcard[..]));
     }
     Ok(count)

@@ -360,10 +360,11 @@ pub(crate) trait ErasedEndpoint: Send + Sync + 'static {
         over_user_cap: bool,
     ) -> Result<(), Refusal>;
     /// [`ServerSession::handle_message`] for this channel: the message of
-    /// a connection in `state`.
+    /// a connection in `state`, whose id's text is `id`.
     fn dispatch<'a>(
         &'a self,
         registered: &'a Registered,
+        id: &'a str,
         state: State,
         data: &'a [u8],
         out: &mut [u8],
@@ -450,17 +451,18 @@ where
     fn dispatch<'a>(
         &'a self,
         registered: &'a Registered,
+        id: &'a str,
         state: State,
         data: &'a [u8],
         out: &mut [u8],
     ) -> Dispatched<'a> {
         // With `std`, JSON strings are unescaped by serde_json: no scratch.
         // The endpoint's lock is taken for each membership step only.
-        let gate = self.policy.room_gate(registered.user.as_deref(), &registered.id);
+        let gate = self.policy.room_gate(registered.user.as_deref(), id);
         let inbound = registered.session.handle_message::<C, _>(state, &*self.cell, &gate, data, &mut [], out);
         match inbound {
             Inbound::Message { room, message } => {
-                let context = Context::new(message, room.clone(), registered);
+                let context = Context::new(message, room.clone(), registered, id);
                 Dispatched::Handler { room, future: (self.handler)(context) }
             }
             Inbound::Answer { len, membership } => Dispatched::Answer { len, membership },

@@ -62,8 +62,7 @@ impl ConnectionId {
         }
         let mut bytes = [0u8; 16];
         let mut out = bytes.iter_mut();
-        let mut nibbles = 0usize;
-        let mut high = 0u8;
+        let mut high = None;
         for (at, c) in digits.bytes().enumerate() {
             if matches!(at, 8 | 13 | 18 | 23) {
                 if c != b'-' {
@@ -76,14 +75,13 @@ impl ConnectionId {
                 b'a'..=b'f' => c - b'a' + 10,
                 _ => return None,
             };
-            if nibbles % 2 == 0 {
-                high = value;
-            } else {
-                *out.next()? = (high << 4) | value;
+            match high.take() {
+                None => high = Some(value),
+                Some(high) => *out.next()? = (high << 4) | value,
             }
-            nibbles += 1;
         }
-        (nibbles == 32).then_some(Self(bytes))
+        // 32 digits: every byte written, no digit left over.
+        (out.next().is_none() && high.is_none()).then_some(Self(bytes))
     }
 
     /// Its text, `ws-<uuid>`, written into a value of its own.

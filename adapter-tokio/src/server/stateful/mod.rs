@@ -637,6 +637,7 @@ where
     fn dispatch<'a>(
         &'a self,
         registered: &'a Registered,
+        _id: &'a str,
         state: State,
         data: &'a [u8],
         out: &mut [u8],
