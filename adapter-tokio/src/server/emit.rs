@@ -343,7 +343,7 @@ pub(crate) fn deliver_encoded<R: AsRef<str>, U: AsRef<str>>(
             (WireFormat::Alepha | WireFormat::Json, _) => json,
         };
         let key = FrameKey { format: slot.format, label };
-        slot.outbox.push(frames.get(key, payload, slot.deflate.as_ref()));
+        slot.outbox.push(frames.get(key, payload, slot.deflate.as_deref()));
     });
     if skipped > 0 {
         debug!(skipped, "no postcard encoding of this message: postcard recipients skipped");
