@@ -142,7 +142,7 @@ pub(crate) fn serve_stream(
     // The handshake's and the registration's state (request, admission,
     // hooks' futures) is boxed: freed once the connection runs, so that
     // what an idle connection's task holds is the running connection's
-    // pointer and the loop's few words (the guard moves into it).
+    // pointer and the loop's few words (the guard counts the task until the open permit does).
     let opening = Box::pin(async move {
         let (ws, endpoint, admitted) = handshake(server.clone(), stream, peer).await?;
         register(server, endpoint, ws, admitted, task).await
@@ -462,10 +462,6 @@ pub(crate) struct Running {
     endpoint: Arc<dyn ErasedEndpoint>,
     registered: Registered,
     outbox: Arc<Outbox>,
-    /// Its place under the server's connection cap.
-    _open: Permit,
-    /// Counts it among the server's tasks until it ends.
-    _task: TaskGuard,
 }
 
 /// The connection's WebSocket: whole while it has work, at rest while it
@@ -564,7 +560,7 @@ impl Socket {
 
 /// The configuration every connection of the server was made with.
 fn socket_config(registered: &Registered) -> &Config {
-    &registered.server.shared.config.socket
+    &registered.server().shared.config.socket
 }
 
 /// How a connection ends whose WebSocket was lost in a move (not reached).
@@ -586,7 +582,7 @@ fn run(mut running: Option<Box<Running>>, may_park: bool) -> impl Future<Output 
                 tokio::task::yield_now().await;
             }
             let Some(connection) = running.as_deref_mut() else { return };
-            let may_park = may_park && connection.registered.server.shared.config.park_waiting;
+            let may_park = may_park && connection.registered.server().shared.config.park_waiting;
             // Bound, not matched on across the awaits below (the task would
             // keep the whole `Ran`).
             let end = match run_loop(connection, may_park).await {
@@ -832,13 +828,16 @@ async fn settle(
     }
     let leased = registration.hand_over();
     let cell = endpoint.cell().clone();
-    let registered = Registered { id, user, member, session, cell, server, seat, listed: true, leased };
-    Some(Box::new(Running { socket: Socket::Awake(ws), endpoint, registered, outbox, _open: open, _task: task }))
+    drop(server);
+    let registered = Registered { id, user, member, session, cell, seat, listed: true, leased, open };
+    // From here its open permit counts it among the server's tasks.
+    drop(task);
+    Some(Box::new(Running { socket: Socket::Awake(ws), endpoint, registered, outbox }))
 }
 
 /// The connection has ended: leave the rooms, call the disconnect hooks.
 async fn unregister(running: Box<Running>, end: End) {
-    let Running { socket, endpoint, mut registered, outbox, _open: open, _task: task } = *running;
+    let Running { socket, endpoint, mut registered, outbox } = *running;
     // Its stateful room first (`on_leave` runs in the room's task).
     drop(registered.seat.take());
     let rooms = registered.unregister();
@@ -852,17 +851,18 @@ async fn unregister(running: Box<Running>, end: End) {
         reason: end.reason,
     };
     drop(socket);
-    let shared = &registered.server.shared;
+    let shared = &registered.server().shared;
     if let Some(hook) = &shared.hooks.disconnect {
         hook(&event);
     }
     if let Some(hook) = &endpoint.policy().on_disconnect {
-        hook(registered.server.clone(), event).await;
+        hook(registered.server().clone(), event).await;
     }
-    drop((registered, endpoint, outbox, open));
-    // Last: the server's shutdown waits until no task holds one, by when
-    // the connection has let go of everything it held of the server.
-    drop(task);
+    drop((endpoint, outbox));
+    // Last, with its open permit: the server's shutdown waits until no task
+    // or open permit is left, by when the connection has let go of
+    // everything it held of the server.
+    drop(registered);
 }
 
 /// How a connection ended.
@@ -993,7 +993,7 @@ fn poll_or_park(
     batch: u8,
 ) -> Poll<Woken> {
     let reserve = |running: &Running| {
-        (may_park && running.socket.is_quiet()).then(|| lot(&running.registered.server)?.reserve())?
+        (may_park && running.socket.is_quiet()).then(|| lot(running.registered.server())?.reserve())?
     };
     let park = |running: &mut Running, ticket: Ticket<Box<Running>>, batch: u8| {
         let mut parking = TaskContext::from_waker(ticket.waker());
@@ -1164,7 +1164,7 @@ async fn handle(
 ) -> Flow {
     let data = message.as_bytes();
     let id = registered.id.text();
-    if let Some(hook) = &registered.server.shared.hooks.message {
+    if let Some(hook) = &registered.server().shared.hooks.message {
         hook(&MessageEvent { connection_id: &id, path: endpoint.path(), data });
     }
     // The reply buffer lives in this block only (not across the awaits of
@@ -1194,7 +1194,7 @@ async fn handle(
     let span = debug_span!("message", room = room.as_str());
     let future = CatchUnwind(future).instrument(span.clone());
     tokio::pin!(future);
-    let limit = registered.server.shared.config.handler_timeout;
+    let limit = registered.server().shared.config.handler_timeout;
     let deadline = tokio::time::sleep(limit.unwrap_or_default());
     tokio::pin!(deadline);
     let mut write_failed = false;
@@ -1220,7 +1220,7 @@ async fn handle(
     };
     ws.hold_close(false);
     let report = |failure: HandlerFailure<'_>| {
-        if let Some(hook) = &registered.server.shared.hooks.error {
+        if let Some(hook) = &registered.server().shared.hooks.error {
             hook(&ErrorEvent {
                 connection_id: &id,
                 user_id: registered.user.as_deref(),
@@ -1422,12 +1422,12 @@ mod tests {
     }
 
     /// Every registered connection holds its running state in one
-    /// allocation, parked or not: up to 248 bytes it is glibc's 256-byte
-    /// class on x86_64, past that 272 (BENCHMARKS, tenth pass).
+    /// allocation, parked or not: up to 232 bytes it is glibc's 240-byte
+    /// class on x86_64, past that 256 (BENCHMARKS, tenth pass).
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn a_running_connection_stays_small() {
         let size = std::mem::size_of::<Running>();
-        assert!(size <= 248, "a running connection is {size} bytes");
+        assert!(size <= 232, "a running connection is {size} bytes");
     }
 }

@@ -116,7 +116,7 @@ impl<'a, C: Channel> Context<'a, C> {
 
     /// The server, to emit elsewhere or look connections up.
     pub fn server(&self) -> &'a Server {
-        &self.registered.server
+        self.registered.server()
     }
 
     /// The message, consuming the context.

@@ -12,7 +12,7 @@ use roomwire_core::admission::{self, HandshakeLoad, HttpRefusal};
 use tokio::sync::Notify;
 
 use super::endpoint::{ErasedEndpoint, Resolver};
-use super::{Hooks, ServerConfig};
+use super::{Hooks, Server, ServerConfig};
 
 /// A flag that can be awaited.
 #[derive(Default)]
@@ -56,7 +56,9 @@ pub(crate) struct Shared {
     pub(super) open_by_address: Mutex<PerAddress>,
     /// Refusals being answered to streams with no place to handshake.
     pub(crate) answering: AtomicUsize,
-    /// Tasks serving a stream, whatever their stage.
+    /// Tasks serving a stream, whatever their stage, and open connections
+    /// (counted by their [`Permit<Open>`], whether their task runs or they
+    /// are parked without one).
     pub(crate) tasks: AtomicUsize,
     pub(crate) idle: Notify,
     /// Shutdown started: stop accepting, close everything with 1001.
@@ -105,8 +107,15 @@ impl TaskGuard {
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        if self.0.tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
+        self.0.task_done();
+    }
+}
+
+impl Shared {
+    /// One task (or open connection) fewer: the shutdown waits for none.
+    fn task_done(&self) {
+        if self.tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
         }
     }
 }
@@ -166,7 +175,9 @@ impl AddressKey {
 /// 24 bytes rather than 32 (its running state in glibc's 256-byte class,
 /// not 272: BENCHMARKS, tenth pass).
 pub(crate) struct Permit<K: Cap = Open> {
-    shared: Arc<Shared>,
+    /// Its server, which a registered connection reaches through it
+    /// ([`Registered::server`](super::registry::Registered::server)).
+    server: Server,
     /// The client's address, if its address is capped.
     key: Option<AddressKey>,
     cap: PhantomData<K>,
@@ -178,7 +189,9 @@ pub(crate) trait Cap {
     fn give_back(shared: &Shared, key: Option<AddressKey>);
 }
 
-/// The open connections.
+/// The open connections. An open connection's permit also counts it among
+/// the server's tasks (which shutdown waits for), so that it needs no
+/// [`TaskGuard`] of its own while it runs or is parked.
 pub(crate) struct Open;
 
 /// The handshakes in progress.
@@ -190,6 +203,7 @@ impl Cap for Open {
         if let Some(key) = key {
             shared.open_by_address().remove(key);
         }
+        shared.task_done();
     }
 }
 
@@ -211,6 +225,13 @@ pub(crate) enum NoPlace {
     AddressFull,
 }
 
+impl<K: Cap> Permit<K> {
+    /// The server it holds a place in.
+    pub(crate) fn server(&self) -> &Server {
+        &self.server
+    }
+}
+
 impl Permit<Open> {
     /// A place among the open connections for a client from `peer`, if
     /// the server's cap and its address's allow.
@@ -221,8 +242,10 @@ impl Permit<Open> {
             .open
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
             .map_err(|_| NoPlace::Full)?;
-        // From here the place is held: dropping the permit gives it back.
-        let mut permit = Self { shared: shared.clone(), key: None, cap: PhantomData };
+        // From here the place is held: dropping the permit gives it back,
+        // and the count among the tasks.
+        shared.tasks.fetch_add(1, Ordering::SeqCst);
+        let mut permit = Self { server: Server { shared: shared.clone() }, key: None, cap: PhantomData };
         if let (Some(cap), Some(key)) = (config.max_connections_per_address, shared.address_key(peer)) {
             let mut open = shared.open_by_address();
             if open.count(key) >= cap {
@@ -254,7 +277,7 @@ impl Permit<Handshake> {
         if let Some(key) = key {
             handshakes.by_address.add(key);
         }
-        Ok(Self { shared: shared.clone(), key, cap: PhantomData })
+        Ok(Self { server: Server { shared: shared.clone() }, key, cap: PhantomData })
     }
 }
 
@@ -279,6 +302,6 @@ impl Shared {
 
 impl<K: Cap> Drop for Permit<K> {
     fn drop(&mut self) {
-        K::give_back(&self.shared, self.key);
+        K::give_back(&self.server.shared, self.key);
     }
 }

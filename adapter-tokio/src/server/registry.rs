@@ -13,9 +13,9 @@ use roomwire_core::session::ServerSession;
 use roomwire_core::target::{Directory, SeenVec};
 use roomwire_core::wire::WireFormat;
 
-use super::Server;
 use super::cluster::{Node, RoomInterest};
 use super::outbox::Outbox;
+use super::{Permit, Server};
 
 /// An endpoint's room table. Clients choose room names, so it hashes with
 /// `RandomState` (SipHash, randomly keyed) against hash flooding. Rooms
@@ -415,7 +415,6 @@ pub(crate) struct Registered {
     pub(crate) member: MemberId,
     pub(crate) session: ServerSession,
     pub(crate) cell: Arc<ChannelCell>,
-    pub(crate) server: Server,
     /// Its place in its stateful room (stateful room endpoints only;
     /// boxed, so that every other connection's task is 88 B smaller).
     pub(crate) seat: Option<Box<super::stateful::Seat>>,
@@ -425,9 +424,18 @@ pub(crate) struct Registered {
     /// It holds a place under a cluster-wide per-user cap (its user and
     /// id), given back when it ends.
     pub(crate) leased: bool,
+    /// Its place under the server's connection cap (and its count among
+    /// the server's tasks), and its server. Last: given back after the
+    /// rest is let go.
+    pub(crate) open: Permit,
 }
 
 impl Registered {
+    /// Its server.
+    pub(crate) fn server(&self) -> &Server {
+        self.open.server()
+    }
+
     /// Take the connection out of its endpoint's registry and rooms (once);
     /// the rooms it was in.
     pub(crate) fn unregister(&mut self) -> Vec<String> {
