@@ -17,7 +17,8 @@
 //! state there. A wake that comes in between is kept in the space, and
 //! the connection does not park but runs on in its task.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Wake, Waker};
@@ -57,9 +58,13 @@ const NEVER: Ticks = Ticks::MAX;
 
 struct Spaces<T> {
     slots: Slab<Space<T>>,
-    /// Parked connections' deadlines, earliest first, with their slots'
-    /// keys (under 2³², checked as they are reserved).
-    deadlines: BTreeSet<(Ticks, u32)>,
+    /// Parked connections' deadlines, earliest first. An entry stays when
+    /// its connection leaves early, and is dropped when it comes to the top
+    /// or the heap is purged ([`Spaces::purge`]): 16 bytes an entry, where
+    /// a B-tree's half-full nodes took about 35 per parked connection.
+    deadlines: BinaryHeap<Reverse<Deadline>>,
+    /// Parked connections with a deadline: the live entries of `deadlines`.
+    timed: usize,
     /// What deadlines are counted from.
     origin: Instant,
     /// Woken out of their spaces, to be resumed by the lot's task: never
@@ -76,14 +81,28 @@ struct Spaces<T> {
     closed: bool,
 }
 
+/// A parked connection's deadline: when, and which occupant of which slot
+/// (its key, under 2³², checked as it is reserved). Live while that slot
+/// holds that occupant.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Deadline {
+    due: Ticks,
+    key: u32,
+    generation: u32,
+}
+
+/// Stale deadlines are purged once there are more than this many beyond
+/// twice the live ones.
+const STALE_SLACK: usize = 64;
+
 enum Space<T> {
     /// A connection polls with the space's waker before it parks.
     /// `woken`: the waker was woken meanwhile, so it must not park.
     Reserved { generation: u32, woken: bool },
     /// Parked: its state, its span boxed (if it has one; without a
-    /// tracing subscriber it has none), its deadline ([`NEVER`] if none),
-    /// to keep every slot small.
-    Taken { generation: u32, due: Ticks, state: T, span: Option<Box<Span>> },
+    /// tracing subscriber it has none), whether it has a deadline among
+    /// the lot's (`timed`): 24 bytes, in every slot.
+    Taken { generation: u32, timed: bool, state: T, span: Option<Box<Span>> },
 }
 
 impl<T> Spaces<T> {
@@ -105,39 +124,63 @@ impl<T> Spaces<T> {
         self.origin.checked_add(std::time::Duration::from_micros(due)).unwrap_or(self.origin + FAR)
     }
 
-    /// Empty the space at `key`; what was parked there, if anything.
+    /// Empty the space at `key`; what was parked there, if anything (its
+    /// deadline's entry, if it had one, is stale from now).
     fn take(&mut self, key: usize) -> Option<Parked<T>> {
         match self.slots.try_remove(key)? {
             Space::Reserved { .. } => None,
-            Space::Taken { due, state, span, .. } => {
-                if due != NEVER
-                    && let Ok(key) = u32::try_from(key)
-                {
-                    self.deadlines.remove(&(due, key));
+            Space::Taken { timed, state, span, .. } => {
+                if timed {
+                    self.timed = self.timed.saturating_sub(1);
                 }
                 Some(unboxed(state, span))
             }
         }
     }
 
+    /// Whether `deadline`'s occupant is still parked in its slot.
+    fn is_live(&self, deadline: &Deadline) -> bool {
+        matches!(self.slots.get(deadline.key as usize),
+            Some(Space::Taken { generation, .. }) if *generation == deadline.generation)
+    }
+
     /// Empty every space whose deadline is `now` or earlier.
     fn take_due(&mut self, now: Instant) -> Vec<Parked<T>> {
         let now = self.ticks_past(now);
         let mut due = Vec::new();
-        while let Some(&(at, key)) = self.deadlines.first()
-            && at <= now
+        while let Some(&Reverse(deadline)) = self.deadlines.peek()
+            && deadline.due <= now
         {
-            self.deadlines.pop_first();
-            if let Some(Space::Taken { state, span, .. }) = self.slots.try_remove(key as usize) {
-                due.push(unboxed(state, span));
+            self.deadlines.pop();
+            if self.is_live(&deadline)
+                && let Some(parked) = self.take(deadline.key as usize)
+            {
+                due.push(parked);
             }
         }
         due
     }
 
-    /// The earliest deadline.
-    fn next(&self) -> Option<Instant> {
-        self.deadlines.first().map(|&(at, _)| self.instant(at))
+    /// The earliest live deadline (stale ones before it are dropped).
+    fn next(&mut self) -> Option<Instant> {
+        while let Some(&Reverse(deadline)) = self.deadlines.peek() {
+            if self.is_live(&deadline) {
+                return Some(self.instant(deadline.due));
+            }
+            self.deadlines.pop();
+        }
+        None
+    }
+
+    /// Drop the stale deadlines once they outnumber the live ones (plus
+    /// [`STALE_SLACK`]): the heap stays within about twice the parked
+    /// connections with a deadline, at a cost linear in what is dropped.
+    fn purge(&mut self) {
+        if self.deadlines.len() > 2 * self.timed + STALE_SLACK {
+            let mut deadlines = std::mem::take(&mut self.deadlines);
+            deadlines.retain(|Reverse(deadline)| self.is_live(deadline));
+            self.deadlines = deadlines;
+        }
     }
 }
 
@@ -180,6 +223,7 @@ impl<T> Lot<T> {
         let mut spaces = self.lock();
         spaces.closed = true;
         spaces.deadlines.clear();
+        spaces.timed = 0;
         let woken = std::mem::take(&mut spaces.woken);
         let parked = spaces.slots.drain().filter_map(|space| match space {
             Space::Taken { state, span, .. } => Some(unboxed(state, span)),
@@ -198,7 +242,8 @@ impl<T: Send + 'static> Lot<T> {
     pub(crate) fn start(handle: Handle, resume: Resume<T>) -> Owner<T> {
         let spaces = Spaces {
             slots: Slab::new(),
-            deadlines: BTreeSet::new(),
+            deadlines: BinaryHeap::new(),
+            timed: 0,
             origin: Instant::now(),
             woken: Vec::new(),
             generation: 0,
@@ -332,20 +377,25 @@ impl<T: Send + 'static> Ticket<T> {
     /// reservation (it must run on) or the lot has closed.
     pub(crate) fn park(self, parked: Parked<T>, deadline: Option<Instant>) -> Result<(), Parked<T>> {
         let mut spaces = self.lot.lock();
-        let earliest = spaces.deadlines.first().map(|&(at, _)| at);
+        // Maybe stale, so maybe earlier than the earliest live one: then
+        // the timer is not told, and finds this one when it wakes for that.
+        let earliest = spaces.deadlines.peek().map(|Reverse(deadline)| deadline.due);
         let due = deadline.map_or(NEVER, |at| spaces.ticks(at));
         let Ok(key) = u32::try_from(self.key) else { return Err(parked) };
+        let timed = due != NEVER;
         let Some(space) = spaces.slots.get_mut(self.key) else { return Err(parked) };
         match space {
             Space::Reserved { generation, woken: false } if *generation == self.generation => {
                 let Parked { state, span } = parked;
                 let span = (!span.is_none()).then(|| Box::new(span));
-                *space = Space::Taken { generation: self.generation, due, state, span };
+                *space = Space::Taken { generation: self.generation, timed, state, span };
             }
             _ => return Err(parked),
         }
-        if due != NEVER {
-            spaces.deadlines.insert((due, key));
+        if timed {
+            spaces.timed += 1;
+            spaces.purge();
+            spaces.deadlines.push(Reverse(Deadline { due, key, generation: self.generation }));
             drop(spaces);
             if earliest.is_none_or(|earliest| due < earliest) {
                 self.lot.timer.notify_one();
@@ -508,6 +558,7 @@ mod tests {
         assert_eq!(never_resumed.load(Ordering::SeqCst), 0);
         assert_eq!(lot.parked(), 1);
         assert!(lot.lock().deadlines.is_empty());
+        assert_eq!(lot.lock().timed, 0);
     }
 
     /// A deadline is kept rounded up and compared with the time rounded
@@ -517,7 +568,8 @@ mod tests {
         let origin = Instant::now();
         let spaces: Spaces<()> = Spaces {
             slots: Slab::new(),
-            deadlines: BTreeSet::new(),
+            deadlines: BinaryHeap::new(),
+            timed: 0,
             origin,
             woken: Vec::new(),
             generation: 0,
@@ -540,9 +592,66 @@ mod tests {
         let lot = owner.lot();
         let (state, resumed, _) = counted();
         park_in(lot, state, Some(Instant::now() + Duration::from_secs(5))).wake();
-        assert!(lot.lock().deadlines.is_empty());
+        assert_eq!(lot.lock().timed, 0, "its deadline is stale");
         tokio::time::sleep(Duration::from_secs(6)).await;
         assert_eq!(resumed.load(Ordering::SeqCst), 1, "resumed once, not again at its deadline");
+        assert!(lot.lock().deadlines.is_empty(), "the stale deadline is dropped when due");
+    }
+
+    /// Every parked connection holds a slot and a deadline's entry: each
+    /// byte here is a byte per parked connection (BENCHMARKS, tenth pass).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_slot_and_a_deadline_stay_small() {
+        assert!(std::mem::size_of::<Space<Box<crate::server::conn::Running>>>() <= 24);
+        assert!(std::mem::size_of::<Reverse<Deadline>>() <= 16);
+    }
+
+    /// The stale deadline of a slot's earlier occupant does not resume the
+    /// one parked there now, also when it comes due with a live one.
+    #[tokio::test(start_paused = true)]
+    async fn an_earlier_occupants_deadline_leaves_the_slot_alone() {
+        let owner = new_lot();
+        let lot = owner.lot();
+        let start = Instant::now();
+        let (live, live_resumed, _) = counted();
+        park_in(lot, live, Some(start + Duration::from_secs(5)));
+        let (first, _, _) = counted();
+        park_in(lot, first, Some(start + Duration::from_secs(5))).wake();
+        let (second, second_resumed, _) = counted();
+        park_in(lot, second, None);
+        assert_eq!(lot.lock().slots.len(), 2, "the woken one's slot is reused");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(live_resumed.load(Ordering::SeqCst), 1);
+        assert_eq!(second_resumed.load(Ordering::SeqCst), 0);
+        assert_eq!(lot.parked(), 1);
+    }
+
+    /// Connections that park with a far deadline and are woken long before
+    /// it leave stale deadlines: the heap stays within about twice the live
+    /// ones, and the live ones still come due.
+    #[tokio::test(start_paused = true)]
+    async fn stale_deadlines_are_purged() {
+        let owner = new_lot();
+        let lot = owner.lot();
+        let far = Instant::now() + Duration::from_secs(3600);
+        let (kept, kept_resumed, _) = counted();
+        park_in(lot, kept, Some(far));
+        for _ in 0..1000 {
+            let (state, _, _) = counted();
+            park_in(lot, state, Some(far)).wake();
+            lot_runs().await;
+        }
+        let (timed, stale) = {
+            let spaces = lot.lock();
+            (spaces.timed, spaces.deadlines.len())
+        };
+        assert_eq!(timed, 1);
+        assert!(stale <= 2 * timed + STALE_SLACK + 1, "{stale} deadlines kept for one parked connection");
+        tokio::time::sleep_until(far + Duration::from_millis(1)).await;
+        lot_runs().await;
+        assert_eq!(kept_resumed.load(Ordering::SeqCst), 1);
+        assert!(lot.lock().deadlines.is_empty());
     }
 
     /// When its runtime shuts down, the lot drops what is parked and what
