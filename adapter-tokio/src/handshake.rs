@@ -76,7 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         F: FnOnce(&Request<'_>) -> Decision,
     {
         let origin = TokioInstant::now();
-        let conn = server_conn(config.core);
+        let conn = server_conn(config.core, roomwire_core::Instant::ZERO);
         let span = debug_span!("websocket", role = "server");
         let mut ws = WebSocket::new(stream, conn, config, origin, span);
         let mut decide = Some(decide);

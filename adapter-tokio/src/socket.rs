@@ -123,8 +123,14 @@ impl MaskKeySource for RandomKeys {
 pub(crate) type Conn = Connection<RandomKeys>;
 
 /// A server's core connection, waiting for the Upgrade request.
-pub(crate) fn server_conn(config: roomwire_core::Config) -> Conn {
-    Connection::with_role(Role::Server, config, roomwire_core::Instant::ZERO, RandomKeys::unused())
+pub(crate) fn server_conn(config: roomwire_core::Config, now: roomwire_core::Instant) -> Conn {
+    Connection::with_role(Role::Server, config, now, RandomKeys::unused())
+}
+
+/// `at` on a core clock started at `origin` (in microseconds, saturating).
+pub(crate) fn core_clock(origin: TokioInstant, at: TokioInstant) -> roomwire_core::Instant {
+    let micros = at.saturating_duration_since(origin).as_micros();
+    roomwire_core::Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
 }
 
 /// Where the adapter is in the life of the connection.
@@ -317,8 +323,13 @@ impl<S> WebSocket<S> {
 
     /// The core's clock: microseconds since this connection's origin.
     pub(crate) fn now(&self) -> roomwire_core::Instant {
-        let micros = TokioInstant::now().saturating_duration_since(self.origin).as_micros();
-        roomwire_core::Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+        core_clock(self.origin, TokioInstant::now())
+    }
+
+    /// Its clock's origin.
+    #[cfg(test)]
+    pub(crate) fn origin(&self) -> TokioInstant {
+        self.origin
     }
 
     /// The core's next deadline on tokio's clock.
@@ -1074,20 +1085,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
         };
         // The span is the task's: the one current when it wakes.
-        Ok(Resting { stream: self.stream, rest, codec: self.codec, sleep: self.sleep, origin: self.origin })
+        Ok(Resting { stream: self.stream, rest, codec: self.codec, sleep: self.sleep })
     }
 }
 
 /// An idle [`WebSocket`] in its resting form: the stream, the core's
 /// [`Rest`](roomwire_core::Rest), the compression context and the timer,
 /// about a tenth of the whole. Woken by [`Resting::wake`] with the
-/// configuration it had, in the task (and tracing span) that runs it.
+/// configuration and the clock's origin it had (not kept: the room server's
+/// connections share both), in the task (and tracing span) that runs it.
 pub(crate) struct Resting<S> {
     stream: S,
     rest: roomwire_core::Rest<RandomKeys>,
     codec: Option<Box<Codec>>,
     sleep: Option<Pin<Box<Sleep>>>,
-    origin: TokioInstant,
 }
 
 impl<S> Resting<S> {
@@ -1099,17 +1110,17 @@ impl<S> Resting<S> {
 
     /// Its next deadline, its timer dropped: for a connection that waits
     /// where something else keeps time for it (the room server's parked
-    /// connections). Woken, it arms a timer again.
-    pub(crate) fn take_deadline(&mut self) -> Option<TokioInstant> {
+    /// connections). Woken, it arms a timer again. `origin`: its clock's.
+    pub(crate) fn take_deadline(&mut self, origin: TokioInstant) -> Option<TokioInstant> {
         self.sleep = None;
-        self.rest.poll_timeout().map(|at| on_tokio_clock(self.origin, at))
+        self.rest.poll_timeout().map(|at| on_tokio_clock(origin, at))
     }
 
-    /// The connection again, as it went to rest. `config` must be the one
-    /// it was made with; its span is the current one (the task's, which
-    /// was its span when it went to rest).
-    pub(crate) fn wake(self, config: Config) -> WebSocket<S> {
-        let Self { stream, rest, codec, sleep, origin } = self;
+    /// The connection again, as it went to rest. `config` and `origin`
+    /// must be those it was made with; its span is the current one (the
+    /// task's, which was its span when it went to rest).
+    pub(crate) fn wake(self, config: Config, origin: TokioInstant) -> WebSocket<S> {
+        let Self { stream, rest, codec, sleep } = self;
         let mut ws = WebSocket::new(stream, rest.wake(config.core), config, origin, Span::current());
         ws.codec = codec;
         ws.sleep = sleep;
@@ -1202,7 +1213,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_server_connection_draws_no_randomness_and_a_client_fresh_keys() {
-        let mut server = server_conn(roomwire_core::Config::default());
+        let mut server = server_conn(roomwire_core::Config::default(), roomwire_core::Instant::ZERO);
         assert_eq!(server.role(), Role::Server);
         assert!(server.keys_mut().0.is_none(), "a server's key source holds nothing");
 
@@ -1332,13 +1343,14 @@ pub(crate) mod tests {
         let mut config = Config::default();
         config.core.keepalive_interval = Some(roomwire_core::Duration::from_secs(30));
         let (mut ws, mut peer) = accepted(config).await;
+        let origin = ws.origin();
         peer.write_all(&client_frame(0x81, b"one")).await.unwrap();
         assert!(matches!(ws.recv().await, Some(Ok(Message::Text(ref t))) if t == "one"));
         // Waiting for more: nothing read, the read registered.
         assert!(poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await);
         let resting = ws.rest().map_err(|_| "an idle socket did not rest").unwrap();
         assert!(std::mem::size_of_val(&resting) * 4 < std::mem::size_of::<WebSocket<tokio::io::DuplexStream>>());
-        let mut ws = resting.wake(config);
+        let mut ws = resting.wake(config, origin);
 
         // Half a ping: not at rest until it is whole and answered.
         let ping = client_frame(0x89, b"still?");
@@ -1359,7 +1371,7 @@ pub(crate) mod tests {
         // At rest across the keepalive: woken by its timer, it pings.
         let resting = ws.rest().map_err(|_| "an idle socket did not rest").unwrap();
         tokio::time::advance(std::time::Duration::from_secs(31)).await;
-        let mut ws = resting.wake(config);
+        let mut ws = resting.wake(config, origin);
         assert!(poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await);
         let mut ping = [0u8; 6];
         peer.read_exact(&mut ping).await.unwrap();

@@ -20,7 +20,7 @@ use axum::routing::any;
 use hyper_util::rt::TokioIo;
 use roomwire_core::admission::{self, HttpRefusal};
 use roomwire_core::session::StepError;
-use roomwire_core::{Event, Instant, SendError};
+use roomwire_core::{Event, SendError};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, Span, debug, info_span};
 
@@ -127,10 +127,13 @@ impl Server {
             Err(refused) => return answer(refused),
         };
         let config = shared.config.socket;
-        let origin = TokioInstant::now();
-        let mut connection = crate::socket::server_conn(config.core);
+        // The server's clock, which all its connections share.
+        let origin = shared.origin;
+        let start = TokioInstant::now();
+        let started = crate::socket::core_clock(origin, start);
+        let mut connection = crate::socket::server_conn(config.core, started);
         let mut head = request_head(&request);
-        let received = connection.handle_input(Instant::ZERO, &mut head);
+        let received = connection.handle_input(started, &mut head);
         let mut head = match received.event {
             Some(Event::Request(request)) => RequestHead::from_request(&request),
             Some(Event::HandshakeFailed(error)) => {
@@ -151,16 +154,14 @@ impl Server {
         };
         let span =
             info_span!("connection", path = endpoint.path(), id = tracing::field::Empty, user = tracing::field::Empty);
-        let deadline = config.core.handshake_timeout.map(|t| origin + conn::to_std(t));
+        let deadline = config.core.handshake_timeout.map(|t| start + conn::to_std(t));
         let mut admitted =
             match conn::decide(self, endpoint.as_ref(), open, head, peer, deadline).instrument(span.clone()).await {
                 Ok(admitted) => admitted,
                 Err((status, body)) => return refusal(status, &body),
             };
         // The core accepts and writes its 101; hyper sends it.
-        let now = Instant::from_micros(
-            u64::try_from(TokioInstant::now().saturating_duration_since(origin).as_micros()).unwrap_or(u64::MAX),
-        );
+        let now = crate::socket::core_clock(origin, TokioInstant::now());
         let mut out = Vec::new();
         let needs = |e: &StepError| match e {
             StepError::Send(SendError::Buffer(e)) => Some(e.required),

@@ -363,6 +363,7 @@ impl ServerBuilder {
             answering: AtomicUsize::new(0),
             tasks: AtomicUsize::new(0),
             idle: Notify::new(),
+            origin: tokio::time::Instant::now(),
             closing: Signal::default(),
             node: node.clone(),
             parking: std::sync::OnceLock::new(),

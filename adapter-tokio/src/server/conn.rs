@@ -211,7 +211,7 @@ async fn handshake(
     let read = tokio::select! {
         biased;
         () = shared.closing.wait() => return None,
-        read = WebSocket::read_request(stream, shared.config.socket) => read,
+        read = WebSocket::read_request(stream, shared.config.socket, shared.origin) => read,
     };
     let (mut ws, mut head) = match read {
         Ok(read) => read,
@@ -493,13 +493,13 @@ enum Socket {
 const REST_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Socket {
-    /// The whole WebSocket, woken with `config` (the one it was made with)
-    /// if it rests. `None` only after a move that did not finish.
-    fn awake(&mut self, config: &Config) -> Option<&mut WebSocket<ServedStream>> {
+    /// The whole WebSocket, woken with what it was made with if it rests.
+    /// `None` only after a move that did not finish.
+    fn awake(&mut self, (config, origin): MadeWith<'_>) -> Option<&mut WebSocket<ServedStream>> {
         if matches!(self, Self::Resting(_))
             && let Self::Resting(resting) = std::mem::replace(self, Self::Moving)
         {
-            *self = Self::Awake(Box::new(resting.wake(*config)));
+            *self = Self::Awake(Box::new(resting.wake(*config, origin)));
         }
         match self {
             Self::Awake(ws) => Some(ws),
@@ -542,9 +542,9 @@ impl Socket {
     /// About to park: its deadline, if it rests (its timer dropped, as its
     /// lot keeps time for it). Awake, it keeps its own timer (polled with
     /// its lot space's waker).
-    fn park_deadline(&mut self) -> Option<TokioInstant> {
+    fn park_deadline(&mut self, origin: TokioInstant) -> Option<TokioInstant> {
         match self {
-            Self::Resting(resting) => resting.take_deadline(),
+            Self::Resting(resting) => resting.take_deadline(origin),
             Self::Awake(_) | Self::Moving => None,
         }
     }
@@ -558,9 +558,15 @@ impl Socket {
     }
 }
 
-/// The configuration every connection of the server was made with.
-fn socket_config(registered: &Registered) -> &Config {
-    &registered.server().shared.config.socket
+/// What a connection's WebSocket was made with: its configuration and its
+/// clock's origin, the same for every connection of a server (kept by the
+/// server, not by each resting connection).
+type MadeWith<'a> = (&'a Config, TokioInstant);
+
+/// What every connection of the server was made with.
+fn made_with(registered: &Registered) -> MadeWith<'_> {
+    let shared = &registered.server().shared;
+    (&shared.config.socket, shared.origin)
 }
 
 /// How a connection ends whose WebSocket was lost in a move (not reached).
@@ -589,7 +595,7 @@ fn run(mut running: Option<Box<Running>>, may_park: bool) -> impl Future<Output 
                 Ran::Ended(end) => end,
                 Ran::Parking(ticket) => {
                     let Some(mut state) = running.take() else { return };
-                    let deadline = state.socket.park_deadline();
+                    let deadline = state.socket.park_deadline(state.registered.server().shared.origin);
                     match ticket.park(Parked { state, span: Span::current() }, deadline) {
                         Ok(()) => return,
                         // Woken meanwhile: it runs on here, after a turn of
@@ -902,7 +908,7 @@ fn run_loop(running: &mut Running, may_park: bool) -> impl Future<Output = Ran> 
         let mut read_ahead: ReadAhead = None;
         loop {
             let Running { socket, outbox, registered, .. } = &mut *running;
-            let Some(ws) = socket.awake(socket_config(registered)) else { return Ran::Ended(lost()) };
+            let Some(ws) = socket.awake(made_with(registered)) else { return Ran::Ended(lost()) };
             let batch = match pump(ws, outbox, &mut ours) {
                 Pumped::Abort => return Ran::Ended(End { code: None, reason: "Server shutting down".into() }),
                 Pumped::Continue { batch } => u8::try_from(batch).unwrap_or(u8::MAX),
@@ -963,7 +969,7 @@ fn run_loop(running: &mut Running, may_park: bool) -> impl Future<Output = Ran> 
             // per message rather than held by every idle connection's task; the
             // handler's future is boxed anyway.
             let Running { socket, endpoint, registered, outbox, .. } = &mut *running;
-            let Some(ws) = socket.awake(socket_config(registered)) else { return Ran::Ended(lost()) };
+            let Some(ws) = socket.awake(made_with(registered)) else { return Ran::Ended(lost()) };
             let handling = handle(ws, endpoint.as_ref(), registered, outbox, &mut ours, &mut read_ahead, message);
             if Box::pin(handling).await == Flow::Abort {
                 return Ran::Ended(End { code: None, reason: "Server shutting down".into() });
@@ -1026,7 +1032,7 @@ fn poll_or_park(
 /// idle, once done polling: [`Socket::wait`]).
 fn poll_wait(running: &mut Running, cx: &mut TaskContext<'_>, outbox_first: bool, batch: u8) -> Poll<Woken> {
     let Running { socket, outbox, registered, .. } = running;
-    let Some(ws) = socket.awake(socket_config(registered)) else {
+    let Some(ws) = socket.awake(made_with(registered)) else {
         // The loop's next turn ends it (`lost`).
         return Poll::Ready(Woken::Again);
     };
@@ -1296,10 +1302,10 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 mod tests {
     use super::*;
 
-    /// Whether the connection, woken with `config`, has nothing to give yet
-    /// (polled once).
-    async fn pending(socket: &mut Socket, config: &Config) -> bool {
-        let ws = socket.awake(config).unwrap();
+    /// Whether the connection, woken with what it was made with, has
+    /// nothing to give yet (polled once).
+    async fn pending(socket: &mut Socket, made_with: MadeWith<'_>) -> bool {
+        let ws = socket.awake(made_with).unwrap();
         poll_fn(|cx| Poll::Ready(ws.poll_recv(cx).is_pending())).await
     }
 
@@ -1311,8 +1317,9 @@ mod tests {
         use tokio::io::AsyncWriteExt;
         let config = Config::default();
         let (ws, mut peer) = crate::socket::tests::accepted_as(config, ServedStream::boxed).await;
+        let made_with = (&config, ws.origin());
         let mut socket = Socket::Awake(Box::new(ws));
-        let pending = async |socket: &mut Socket| pending(socket, &config).await;
+        let pending = async |socket: &mut Socket| pending(socket, made_with).await;
         assert!(pending(&mut socket).await);
         socket.mark_busy();
         socket.wait();
@@ -1329,7 +1336,7 @@ mod tests {
         assert!(matches!(socket, Socket::Resting(_)), "a quiet connection did not rest");
         // A message (masked with a zero key) wakes it, read as before.
         peer.write_all(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i']).await.unwrap();
-        let ws = socket.awake(&config).unwrap();
+        let ws = socket.awake(made_with).unwrap();
         let got = ws.recv().await;
         assert!(matches!(got, Some(Ok(Message::Text(ref t))) if t == "hi"), "{got:?}");
         // Without traffic, a waiting connection rests at once.
@@ -1345,13 +1352,14 @@ mod tests {
         let mut config = Config::default();
         config.core.keepalive_interval = None;
         let (ws, _peer) = crate::socket::tests::accepted_as(config, ServedStream::boxed).await;
+        let made_with = (&config, ws.origin());
         let mut socket = Socket::Awake(Box::new(ws));
-        let pending = async |socket: &mut Socket| pending(socket, &config).await;
+        let pending = async |socket: &mut Socket| pending(socket, made_with).await;
         assert!(pending(&mut socket).await);
         socket.wait();
         assert!(matches!(&socket, Socket::Resting(resting) if !resting.holds_timer()), "a timer with no deadline");
         // Traffic (it is awake for it): a wake asked for, on a timer.
-        socket.awake(&config).unwrap();
+        socket.awake(made_with).unwrap();
         socket.mark_busy();
         assert!(pending(&mut socket).await);
         socket.wait();
@@ -1372,13 +1380,14 @@ mod tests {
         config.core.keepalive_interval = Some(roomwire_core::Duration::from_secs(30));
         let (ws, mut peer) = crate::socket::tests::accepted_as(config, ServedStream::boxed).await;
         let start = TokioInstant::now();
+        let origin = ws.origin();
         let mut socket = Socket::Awake(Box::new(ws));
         socket.mark_busy();
         // The connection's wait, as the loop has it: polled when woken.
         let rested = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let seen = rested.clone();
         let task = tokio::spawn(poll_fn(move |cx| {
-            let Some(ws) = socket.awake(&config) else { return Poll::Ready(()) };
+            let Some(ws) = socket.awake((&config, origin)) else { return Poll::Ready(()) };
             if ws.poll_recv(cx).is_ready() {
                 return Poll::Ready(());
             }
@@ -1422,12 +1431,12 @@ mod tests {
     }
 
     /// Every registered connection holds its running state in one
-    /// allocation, parked or not: up to 232 bytes it is glibc's 240-byte
-    /// class on x86_64, past that 256 (BENCHMARKS, tenth pass).
+    /// allocation, parked or not: up to 216 bytes it is glibc's 224-byte
+    /// class on x86_64, past that 240 (BENCHMARKS, tenth pass).
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn a_running_connection_stays_small() {
         let size = std::mem::size_of::<Running>();
-        assert!(size <= 232, "a running connection is {size} bytes");
+        assert!(size <= 216, "a running connection is {size} bytes");
     }
 }

@@ -16,7 +16,7 @@ use tracing::debug;
 use crate::config::Config;
 use crate::error::Error;
 use crate::message::HandshakeInfo;
-use crate::socket::{Io, WebSocket, close_timeout, encode_into, server_conn};
+use crate::socket::{Io, WebSocket, close_timeout, core_clock, encode_into, server_conn};
 
 /// Room first reserved for a handshake answer.
 const ANSWER_ROOM: usize = 512;
@@ -41,10 +41,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`queue_accept`](Self::queue_accept) or
     /// [`refuse_request`](Self::refuse_request). Invalid requests are answered by the core
     /// (400, 426, 431 …) and a request not complete within the handshake
-    /// timeout gets 408; the stream is shut down in those cases.
-    pub(crate) async fn read_request(stream: S, config: Config) -> Result<(Self, RequestHead), Error> {
-        let origin = TokioInstant::now();
-        let conn = server_conn(config.core);
+    /// timeout gets 408; the stream is shut down in those cases. `origin`:
+    /// its clock's (the server's, which all its connections share).
+    pub(crate) async fn read_request(
+        stream: S,
+        config: Config,
+        origin: TokioInstant,
+    ) -> Result<(Self, RequestHead), Error> {
+        let conn = server_conn(config.core, core_clock(origin, TokioInstant::now()));
         let mut ws = WebSocket::new(stream, conn, config, origin, tracing::Span::current());
         loop {
             if ws.rstart < ws.rend {
