@@ -7,7 +7,6 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Context;
 use std::task::{Context as TaskContext, Poll};
 
 use roomwire_core::admission::{Gates, HttpRefusal};
@@ -61,39 +60,43 @@ impl ServedStream {
             Self::Boxed(stream) => Pin::new(&mut **stream),
         }
     }
+
+    fn inner_ref(&self) -> &dyn Stream {
+        match self {
+            Self::Tcp(stream) => stream,
+            Self::Boxed(stream) => &**stream,
+        }
+    }
 }
 
 impl AsyncRead for ServedStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         self.inner().poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ServedStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.inner().poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
         self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        cx: &mut TaskContext<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         self.inner().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Tcp(stream) => stream.is_write_vectored(),
-            Self::Boxed(stream) => stream.is_write_vectored(),
-        }
+        self.inner_ref().is_write_vectored()
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         self.inner().poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         self.inner().poll_shutdown(cx)
     }
 }
@@ -460,8 +463,10 @@ pub(crate) fn run_enrolled(
 pub(crate) struct Running {
     socket: Socket,
     endpoint: Arc<dyn ErasedEndpoint>,
-    registered: Registered,
     outbox: Arc<Outbox>,
+    /// Last: dropped, it gives back the connection's place under the cap
+    /// and its count among the server's tasks, after all else it held.
+    registered: Registered,
 }
 
 /// The connection's WebSocket: whole while it has work, at rest while it
@@ -595,7 +600,8 @@ fn run(mut running: Option<Box<Running>>, may_park: bool) -> impl Future<Output 
                 Ran::Ended(end) => end,
                 Ran::Parking(ticket) => {
                     let Some(mut state) = running.take() else { return };
-                    let deadline = state.socket.park_deadline(state.registered.server().shared.origin);
+                    let (_, origin) = made_with(&state.registered);
+                    let deadline = state.socket.park_deadline(origin);
                     match ticket.park(Parked { state, span: Span::current() }, deadline) {
                         Ok(()) => return,
                         // Woken meanwhile: it runs on here, after a turn of
@@ -675,11 +681,11 @@ pub(crate) struct Enrolled {
     query: Option<String>,
     outbox: Arc<Outbox>,
     shared_deflate: Option<roomwire_core::deflate::Deflate>,
+    /// Takes it out of the registry again if it goes no further: declared
+    /// before its place under the cap, so dropped first.
+    registration: Registration,
     /// Its place under the server's connection cap.
     open: Permit,
-    /// Takes it out of the registry again if it goes no further (before
-    /// its place under the cap is given back: declared after it).
-    registration: Registration,
 }
 
 /// A connection refused a place after its upgrade: the close that follows
