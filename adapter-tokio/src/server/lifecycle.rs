@@ -175,8 +175,7 @@ impl AddressKey {
 /// A place under one of the server's caps (`K`: [`Open`] connections,
 /// [`Handshake`]s in progress), given back on drop. Which cap is in the
 /// type, not in a field: every open connection holds one, and so it is
-/// 24 bytes rather than 32 (its running state in glibc's 256-byte class,
-/// not 272: BENCHMARKS, tenth pass).
+/// 24 bytes rather than 32 (BENCHMARKS, tenth pass).
 pub(crate) struct Permit<K: Cap = Open> {
     /// Its server, which a registered connection reaches through it
     /// ([`Registered::server`](super::registry::Registered::server)).

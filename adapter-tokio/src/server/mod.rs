@@ -121,7 +121,7 @@
 //! queued for it (those its emitters write to its socket themselves do not
 //! wake it), its keepalive is due or the server shuts down. One with
 //! traffic stays awake for up to a second first. An idle connection costs
-//! about 1.25 KiB in all (BENCHMARKS.md); tokio's task list and tools such
+//! about 1 000 bytes in all (BENCHMARKS.md); tokio's task list and tools such
 //! as tokio-console show only the connections at work. A stream served
 //! through [`Server::serve_stream`] keeps its task (the application awaits
 //! it) and rests in it, as do connections on another runtime than the one

@@ -155,8 +155,8 @@ fn index(key: u32) -> usize {
 /// member leaves (see the [module documentation](super) for the layout).
 /// The members of a room are a contiguous slice in no particular order.
 /// Optional [`TableLimits`] bound it; by default it has none. Each
-/// member costs an entry of 36 bytes in the member index, which holds its
-/// first room; each membership about 30 bytes (a position entry, a slot in
+/// member costs an entry of 24 bytes (and a control byte) in the member
+/// index, which holds its first room; each membership about 30 bytes (a position entry, a slot in
 /// the room's slice and, past a member's first room, one in its list);
 /// each room about 170 (its id is stored twice: in the name index and in
 /// the room).
