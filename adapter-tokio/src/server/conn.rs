@@ -106,8 +106,9 @@ pub(crate) enum Incoming {
     /// Ready for its HTTP request.
     Ready(ServedStream),
     /// A plain TCP stream, ready for its HTTP request: its socket will be
-    /// shared with its outbox, for emitters to write to while it sleeps.
-    Tcp(TcpStream),
+    /// held by its outbox, and if `writes_direct`, emitters write to it
+    /// while it sleeps (on a current-thread runtime; see `Server::serve`).
+    Tcp { stream: TcpStream, writes_direct: bool },
     /// To be wrapped first (a TLS handshake), once it has a place to
     /// handshake and within the handshake's time. Without a place it is
     /// dropped: a client expecting TLS could not read an HTTP answer.
@@ -125,7 +126,7 @@ pub(crate) struct Admitted {
     room: Option<String>,
     /// Its place under the server's connection cap.
     open: Permit,
-    /// Its outbox, made with its socket ([`Incoming::Tcp`]).
+    /// Its outbox, made with its socket (`Incoming::Tcp`).
     outbox: Option<Arc<Outbox>>,
 }
 
@@ -172,7 +173,7 @@ async fn handshake(
             // dropped at once like a stream that expects TLS.
             let stream: Option<ServedStream> = match incoming {
                 Incoming::Ready(stream) => Some(stream),
-                Incoming::Tcp(tcp) => Some(ServedStream::boxed(tcp)),
+                Incoming::Tcp { stream, .. } => Some(ServedStream::boxed(stream)),
                 Incoming::Wrapped(_) => None,
             };
             if let Some(stream) = stream
@@ -186,8 +187,8 @@ async fn handshake(
     let mut outbox = None;
     let stream = match incoming {
         Incoming::Ready(stream) => stream,
-        Incoming::Tcp(tcp) => {
-            let (shared_with, stream) = Outbox::with_socket(shared.config.socket.max_outbound, tcp);
+        Incoming::Tcp { stream: tcp, writes_direct } => {
+            let (shared_with, stream) = Outbox::with_socket(shared.config.socket.max_outbound, tcp, writes_direct);
             outbox = Some(shared_with);
             ServedStream::Tcp(stream)
         }

@@ -386,10 +386,10 @@ impl Server {
     /// writes over the workers, where the emitter would make them one after
     /// another.
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
-        let direct = tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
+        let writes_direct =
+            tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
         self.accept_loop(listener, |stream, peer| {
-            let incoming =
-                if direct { Incoming::Tcp(stream) } else { Incoming::Ready(conn::ServedStream::boxed(stream)) };
+            let incoming = Incoming::Tcp { stream, writes_direct };
             tokio::spawn(self.serve_future(incoming, Some(peer), true));
         })
         .await

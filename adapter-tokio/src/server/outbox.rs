@@ -100,6 +100,8 @@ struct State {
     /// The budget last granted: doubled each time the connection finds
     /// frames still come one at a time, none once they do not.
     granted: u8,
+    /// Emitters may write to the socket at all (see [`Outbox::with_socket`]).
+    writes_direct: bool,
     /// The connection task waiting for it. Kept under the same lock as the
     /// frames (rather than in a `tokio::sync::Notify`, which has a lock of
     /// its own): a push to one of a room's members takes one lock, not two.
@@ -206,9 +208,12 @@ impl Outbox {
     }
 
     /// An outbox holding `socket` too, and the stream its connection reads
-    /// and writes through.
-    pub(crate) fn with_socket(limit: usize, socket: TcpStream) -> (Arc<Self>, DirectStream) {
-        let outbox = Arc::new(Self { state: Mutex::new(State::with_limit(limit)), socket: Some(socket) });
+    /// and writes through. `writes_direct`: emitters may write frames to
+    /// the socket themselves ([`open_direct`](Self::open_direct)); without
+    /// it the socket is only held here, where it costs no allocation.
+    pub(crate) fn with_socket(limit: usize, socket: TcpStream, writes_direct: bool) -> (Arc<Self>, DirectStream) {
+        let state = State { writes_direct, ..State::with_limit(limit) };
+        let outbox = Arc::new(Self { state: Mutex::new(state), socket: Some(socket) });
         (outbox.clone(), DirectStream(outbox))
     }
 
@@ -331,6 +336,7 @@ impl Outbox {
             _ => state.granted = 0,
         }
         let open = idle
+            && state.writes_direct
             && self.socket.is_some()
             && state.frames.is_empty()
             && state.rest().is_none()
@@ -510,13 +516,31 @@ mod tests {
         assert!(small.take().overflowed, "past the bound");
     }
 
-    /// A connected pair: the server's side in an outbox, the peer's side.
+    /// A connected pair: the server's side in an outbox (whose emitters may
+    /// write to the socket), the peer's side.
     async fn pair() -> (Arc<Outbox>, DirectStream, TcpStream) {
+        pair_writing_direct(true).await
+    }
+
+    async fn pair_writing_direct(writes_direct: bool) -> (Arc<Outbox>, DirectStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (socket, _) = listener.accept().await.unwrap();
-        let (outbox, stream) = Outbox::with_socket(usize::MAX, socket);
+        let (outbox, stream) = Outbox::with_socket(usize::MAX, socket, writes_direct);
         (outbox, stream, peer)
+    }
+
+    /// Holding the socket without direct writes (a multi-threaded
+    /// runtime's connections), emitters queue every frame.
+    #[tokio::test]
+    async fn without_direct_writes_every_frame_is_queued() {
+        let (outbox, _stream, _peer) = pair_writing_direct(false).await;
+        for _ in 0..4 {
+            assert!(!outbox.open_direct(true, 1));
+            assert_eq!(outbox.lock().direct, 0);
+        }
+        outbox.push(Bytes::from_static(b"frame"));
+        assert_eq!(outbox.take().batch(), 1, "the frame was queued");
     }
 
     #[tokio::test]
