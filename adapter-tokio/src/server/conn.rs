@@ -146,7 +146,8 @@ pub(crate) fn serve_stream(
     // The handshake's and the registration's state (request, admission,
     // hooks' futures) is boxed: freed once the connection runs, so that
     // what an idle connection's task holds is the running connection's
-    // pointer and the loop's few words (the guard counts the task until the open permit does).
+    // pointer and the loop's few words (the guard counts the task until
+    // the connection's open permit does).
     let opening = Box::pin(async move {
         let (ws, endpoint, admitted) = handshake(server.clone(), stream, peer).await?;
         register(server, endpoint, ws, admitted, task).await
