@@ -2,14 +2,13 @@
 //! their users, behind one `std` mutex that is never held across an await.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::RandomState;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use hashbrown::HashTable;
 use roomwire_core::CloseCode;
 use roomwire_core::cluster::{About, ConnectionId, WatchedTable};
 use roomwire_core::deflate::Deflate;
-use roomwire_core::room::{GrowableRoomTable, MemberId, RoomTable, TableAccess, TableLimits};
+use roomwire_core::room::{GrowableRoomTable, MemberId, RoomTable, SlotIndex, TableAccess, TableLimits};
 use roomwire_core::session::ServerSession;
 use roomwire_core::target::{Directory, SeenVec};
 use roomwire_core::wire::WireFormat;
@@ -145,7 +144,9 @@ pub(crate) struct ChannelState {
     /// By `MemberId`; `None` slots are in `free`.
     pub(crate) members: Vec<Option<MemberSlot>>,
     free: Vec<u32>,
-    by_id: IdIndex,
+    /// Members found by the ids in their slots (4 bytes a bucket, where a
+    /// map holding each id again took 20).
+    by_id: SlotIndex<RandomState>,
     users: HashMap<Arc<str>, Vec<MemberId>, RandomState>,
     pub(crate) seen: SeenVec,
     /// Members speaking postcard (their payloads are encoded separately).
@@ -156,7 +157,7 @@ pub(crate) struct ChannelState {
 
 impl ChannelState {
     pub(crate) fn len(&self) -> usize {
-        self.by_id.table.len()
+        self.by_id.len()
     }
 
     pub(crate) fn slot(&self, member: MemberId) -> Option<&MemberSlot> {
@@ -165,7 +166,7 @@ impl ChannelState {
 
     /// The member whose id's text is `id` (none if `id` is no id's text).
     pub(crate) fn member_of(&self, id: &str) -> Option<MemberId> {
-        self.by_id.find(&self.members, &ConnectionId::parse(id)?)
+        self.by_id.find(&ConnectionId::parse(id)?, id_in(&self.members)).map(MemberId)
     }
 
     pub(crate) fn members_of_user(&self, user: &str) -> Vec<MemberId> {
@@ -275,7 +276,7 @@ impl ChannelState {
             *slot = Some(MemberSlot { id, user, format, outbox, deflate: deflate.map(Box::new) });
         }
         // After its slot: the index hashes members by the ids in theirs.
-        self.by_id.insert(&self.members, member, &id);
+        self.by_id.insert(member.0, &id, id_in(&self.members));
         member
     }
 
@@ -287,7 +288,7 @@ impl ChannelState {
         let Some(slot) = self.members.get_mut(member.0 as usize).and_then(Option::take) else {
             return rooms;
         };
-        self.by_id.remove(member, &slot.id);
+        self.by_id.remove(member.0, &slot.id);
         if let Some(user) = &slot.user
             && let Some(list) = self.users.get_mut(user)
         {
@@ -313,8 +314,8 @@ impl ChannelState {
         } else {
             self.free.push(member.0);
         }
-        if self.by_id.table.is_empty() {
-            self.by_id.table.shrink_to_fit(|_| 0);
+        if self.by_id.is_empty() {
+            self.by_id.shrink_to_fit(id_in(&self.members));
             self.table.table_mut().shrink_to_fit();
             self.members.shrink_to_fit();
             self.free.shrink_to_fit();
@@ -323,37 +324,11 @@ impl ChannelState {
     }
 }
 
-/// An endpoint's members by connection id: a table of member handles (4
-/// bytes a bucket), hashed by the id in each member's slot, rather than a
-/// map holding each id again (20 bytes a bucket: 26 bytes per connection
-/// at 10 000). Ids are hashed with SipHash, randomly keyed: whoever names
-/// ids to look up cannot aim at one bucket.
-struct IdIndex {
-    table: HashTable<MemberId>,
-    hasher: RandomState,
-}
-
-impl IdIndex {
-    /// The member with `id`.
-    fn find(&self, members: &[Option<MemberSlot>], id: &ConnectionId) -> Option<MemberId> {
-        let has_id = |&member: &MemberId| slot_of(members, member).is_some_and(|slot| slot.id == *id);
-        self.table.find(self.hasher.hash_one(id), has_id).copied()
-    }
-
-    /// List `member`, whose slot in `members` holds `id`.
-    fn insert(&mut self, members: &[Option<MemberSlot>], member: MemberId, id: &ConnectionId) {
-        let hasher = &self.hasher;
-        // Growing, the table hashes its members again by their slots' ids.
-        let rehash = |&member: &MemberId| slot_of(members, member).map_or(0, |slot| hasher.hash_one(slot.id));
-        self.table.insert_unique(hasher.hash_one(id), member, rehash);
-    }
-
-    /// Take out `member`, listed under `id`.
-    fn remove(&mut self, member: MemberId, id: &ConnectionId) {
-        if let Ok(entry) = self.table.find_entry(self.hasher.hash_one(id), |&listed| listed == member) {
-            entry.remove();
-        }
-    }
+/// The id in the slot of a member, as the id index reads it. Ids are
+/// hashed with SipHash, randomly keyed: whoever names ids to look up cannot
+/// aim at one bucket.
+fn id_in<'a>(members: &'a [Option<MemberSlot>]) -> impl Fn(u32) -> Option<&'a ConnectionId> + 'a {
+    move |member| slot_of(members, MemberId(member)).map(|slot| &slot.id)
 }
 
 fn slot_of(members: &[Option<MemberSlot>], member: MemberId) -> Option<&MemberSlot> {
@@ -418,7 +393,7 @@ impl ChannelCell {
                 ),
                 members: Vec::new(),
                 free: Vec::new(),
-                by_id: IdIndex { table: HashTable::new(), hasher: RandomState::new() },
+                by_id: SlotIndex::new(RandomState::new()),
                 users: HashMap::default(),
                 seen: SeenVec::default(),
                 postcard_members: 0,

@@ -4,9 +4,9 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::hash::BuildHasher;
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap};
 
-use super::{JoinError, Joined, MemberId, RoomId, RoomTable, TableLimits};
+use super::{JoinError, Joined, MemberId, RoomId, RoomTable, SlotIndex, TableLimits};
 
 /// A room; its key is its index in `GrowableRoomTable::slab`.
 #[derive(Debug, Clone)]
@@ -182,8 +182,9 @@ fn index(key: u32) -> usize {
 /// ```
 #[derive(Debug, Clone)]
 pub struct GrowableRoomTable<S = DefaultHashBuilder> {
-    /// Room id → key.
-    by_name: RoomIndex<S>,
+    /// Room id → key: keys found by the ids in their rooms (a map holding
+    /// every id a second time took 72 bytes a bucket, about 118 per room).
+    by_name: SlotIndex<S>,
     /// Rooms by key; `None` slots are listed in `free`.
     slab: Vec<Option<Room>>,
     free: Vec<u32>,
@@ -222,7 +223,7 @@ impl GrowableRoomTable {
 impl<S: Default> Default for GrowableRoomTable<S> {
     fn default() -> Self {
         Self {
-            by_name: RoomIndex { keys: HashTable::new(), hasher: S::default() },
+            by_name: SlotIndex::default(),
             slab: Vec::new(),
             free: Vec::new(),
             members: HashMap::default(),
@@ -243,7 +244,7 @@ impl<S: BuildHasher + Clone> GrowableRoomTable<S> {
     /// ```
     pub fn with_limits_and_hasher(limits: TableLimits, hasher: S) -> Self {
         Self {
-            by_name: RoomIndex { keys: HashTable::new(), hasher: hasher.clone() },
+            by_name: SlotIndex::new(hasher.clone()),
             slab: Vec::new(),
             free: Vec::new(),
             members: HashMap::with_hasher(hasher.clone()),
@@ -284,13 +285,18 @@ impl<S: BuildHasher> GrowableRoomTable<S> {
             compact(member, entry, &mut self.positions);
             entry.shrink_to_fit();
         }
-        self.by_name.shrink_to_fit(&self.slab);
+        self.by_name.shrink_to_fit(id_in(&self.slab));
         self.members.shrink_to_fit();
         self.positions.shrink_to_fit();
     }
 
     fn room(&self, key: u32) -> Option<&Room> {
         room_at(&self.slab, key)
+    }
+
+    /// The key of the room named `room`.
+    fn key_of(&self, room: &str) -> Option<u32> {
+        self.by_name.find(room, id_in(&self.slab))
     }
 
     /// Removes the membership at `in_room` from room `key`, fixing the
@@ -343,43 +349,9 @@ fn room_at(slab: &[Option<Room>], key: u32) -> Option<&Room> {
     slab.get(index(key)).and_then(Option::as_ref)
 }
 
-/// Room keys by room id: a table of 4-byte keys, hashed by the id held in
-/// each key's room, rather than a map holding every id a second time (72
-/// bytes a bucket, about 118 per room at 61 % load).
-#[derive(Debug, Clone)]
-struct RoomIndex<S> {
-    keys: HashTable<u32>,
-    hasher: S,
-}
-
-impl<S: BuildHasher> RoomIndex<S> {
-    /// The key of the room named `room`.
-    fn get(&self, slab: &[Option<Room>], room: &str) -> Option<u32> {
-        let named = |&key: &u32| room_at(slab, key).is_some_and(|r| r.id.as_str() == room);
-        self.keys.find(self.hasher.hash_one(room), named).copied()
-    }
-
-    /// List `key`, whose room in `slab` is named `room`.
-    fn insert(&mut self, slab: &[Option<Room>], key: u32, room: &str) {
-        // Growing, the table hashes its keys again by their rooms' ids.
-        self.keys.insert_unique(self.hasher.hash_one(room), key, rehash(slab, &self.hasher));
-    }
-
-    /// Take out `key`, listed under `room`.
-    fn remove(&mut self, key: u32, room: &str) {
-        if let Ok(entry) = self.keys.find_entry(self.hasher.hash_one(room), |&listed| listed == key) {
-            entry.remove();
-        }
-    }
-
-    fn shrink_to_fit(&mut self, slab: &[Option<Room>]) {
-        self.keys.shrink_to_fit(rehash(slab, &self.hasher));
-    }
-}
-
-/// A listed key's hash, from its room's id.
-fn rehash<'a, S: BuildHasher>(slab: &'a [Option<Room>], hasher: &'a S) -> impl Fn(&u32) -> u64 + 'a {
-    move |&key| room_at(slab, key).map_or(0, |room| hasher.hash_one(room.id.as_str()))
+/// The id of the room at a key of `slab`, as the name index reads it.
+fn id_in<'a>(slab: &'a [Option<Room>]) -> impl Fn(u32) -> Option<&'a str> + 'a {
+    move |key| room_at(slab, key).map(|room| room.id.as_str())
 }
 
 /// Drops the tombstones of `member`'s list and records the new positions.
@@ -408,7 +380,7 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
     fn join(&mut self, member: MemberId, room: &RoomId) -> Result<Joined, JoinError> {
         // Check everything first, in the order documented on
         // `JoinError`; change nothing unless the join succeeds.
-        let existing = self.by_name.get(&self.slab, room.as_str());
+        let existing = self.by_name.find(room.as_str(), id_in(&self.slab));
         let (key, room_len) = match existing {
             Some(key) => {
                 if self.positions.contains_key(&(key, member)) {
@@ -417,7 +389,7 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
                 (key, self.room(key).map_or(0, |r| r.members.len()))
             }
             None => {
-                if self.by_name.keys.len() >= self.limits.max_rooms {
+                if self.by_name.len() >= self.limits.max_rooms {
                     return Err(JoinError::TooManyRooms);
                 }
                 let key = match self.free.last() {
@@ -455,7 +427,7 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
             } else {
                 self.slab.push(new_room);
             }
-            self.by_name.insert(&self.slab, key, room.as_str());
+            self.by_name.insert(key, room.as_str(), id_in(&self.slab));
         }
         if let Some(r) = self.slab.get_mut(index(key)).and_then(Option::as_mut) {
             r.members.push(member);
@@ -467,7 +439,7 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
     }
 
     fn leave(&mut self, member: MemberId, room: &str) -> bool {
-        let Some(key) = self.by_name.get(&self.slab, room) else { return false };
+        let Some(key) = self.key_of(room) else { return false };
         let Some(position) = self.positions.remove(&(key, member)) else { return false };
         self.unlink_room_side(key, position.in_room);
         self.unlink_member_side(member, position.in_member);
@@ -487,11 +459,11 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
     }
 
     fn is_in_room(&self, member: MemberId, room: &str) -> bool {
-        self.by_name.get(&self.slab, room).is_some_and(|key| self.positions.contains_key(&(key, member)))
+        self.key_of(room).is_some_and(|key| self.positions.contains_key(&(key, member)))
     }
 
     fn members(&self, room: &str) -> &[MemberId] {
-        self.by_name.get(&self.slab, room).and_then(|key| self.room(key)).map_or(&[], |r| r.members.as_slice())
+        self.key_of(room).and_then(|key| self.room(key)).map_or(&[], |r| r.members.as_slice())
     }
 
     fn rooms_of(&self, member: MemberId) -> impl Iterator<Item = &RoomId> {
@@ -507,7 +479,7 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
     }
 
     fn room_count(&self) -> usize {
-        self.by_name.keys.len()
+        self.by_name.len()
     }
 
     fn member_count(&self) -> usize {

@@ -92,6 +92,8 @@ mod fixed;
 mod growable;
 mod id;
 mod set;
+#[cfg(feature = "alloc")]
+mod slot_index;
 mod table;
 
 pub use fixed::FixedRoomTable;
@@ -99,4 +101,6 @@ pub use fixed::FixedRoomTable;
 pub use growable::GrowableRoomTable;
 pub use id::{MAX_ROOM_ID_LEN, MemberId, RoomId, RoomIdError};
 pub use set::{CapacityError, RoomSet};
+#[cfg(feature = "alloc")]
+pub use slot_index::SlotIndex;
 pub use table::{JoinError, Joined, RoomTable, TableAccess, TableLimits};
