@@ -215,7 +215,7 @@ def read_usize(data, sections, symbols, name):
 # Longest names first where one contains another (embassy_net_lan9118 before embassy_net).
 CRATES = ["roomwire_core", "roomwire_embassy", "embassy_net_lan9118", "embassy_net_driver", "embassy_net",
           "smoltcp", "embassy_executor", "embassy_time_queue_utils", "embassy_time", "embassy_sync",
-          "embassy_futures", "serde_json_core", "postcard", "serde", "httparse", "sha1", "base64", "heapless",
+          "embassy_futures", "serde_json_core", "postcard", "serde", "httparse", "hmac_sha1_compact", "sha1", "base64", "heapless",
           "cortex_m_semihosting", "cortex_m_rt", "cortex_m", "qemu_room", "compiler_builtins", "core"]
 
 
