@@ -103,7 +103,7 @@ pub(crate) struct TaskGuard(Arc<Shared>);
 
 impl TaskGuard {
     pub(crate) fn new(shared: &Arc<Shared>) -> Self {
-        shared.tasks.fetch_add(1, Ordering::SeqCst);
+        shared.task_begun();
         Self(shared.clone())
     }
 }
@@ -115,6 +115,11 @@ impl Drop for TaskGuard {
 }
 
 impl Shared {
+    /// One task (or open connection) more: the shutdown waits for it.
+    fn task_begun(&self) {
+        self.tasks.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// One task (or open connection) fewer: the shutdown waits for none.
     fn task_done(&self) {
         if self.tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -246,7 +251,7 @@ impl Permit<Open> {
             .map_err(|_| NoPlace::Full)?;
         // From here the place is held: dropping the permit gives it back,
         // and the count among the tasks.
-        shared.tasks.fetch_add(1, Ordering::SeqCst);
+        shared.task_begun();
         let mut permit = Self { server: Server { shared: shared.clone() }, key: None, cap: PhantomData };
         if let (Some(cap), Some(key)) = (config.max_connections_per_address, shared.address_key(peer)) {
             let mut open = shared.open_by_address();
