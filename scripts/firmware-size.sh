@@ -7,7 +7,9 @@
 #
 # Three room clients, the same program on three channels: `client` (every wire, chosen at run time),
 # `client-postcard` (a channel spoken in postcard only) and `client-alepha` (the Alepha JSON wire
-# only); the compile-time choice is what keeps the other wires out of the image.
+# only); the compile-time choice is what keeps the other wires out of the image. Beside them, two
+# WebSocket clients without rooms doing the same work: `websocket` (roomwire-embassy's) and `ews`
+# (embedded-websocket's), so that the WebSocket layer is compared on its own.
 #
 # Checked (exit 1 when missed): each whole client (client - baseline: everything the room client
 # links, inlined code included) at most its gate, the figure of BENCHMARKS.md with 1 KiB of
@@ -42,7 +44,7 @@ if ! rustup target list --installed | grep -qx "$TARGET"; then
 fi
 
 cd "$ROOT/firmware"
-BINS=(baseline client client-postcard client-alepha ews)
+BINS=(baseline client client-postcard client-alepha websocket ews)
 log "building ${BINS[*]} (release, $TARGET)"
 args=()
 for b in "${BINS[@]}"; do args+=(--bin "$b"); done
@@ -102,7 +104,7 @@ def by_crate(sections, symbols):
     return totals
 
 results = {}
-BINS = ["baseline", "client", "client-postcard", "client-alepha", "ews"]
+BINS = ["baseline", "client", "client-postcard", "client-alepha", "websocket", "ews"]
 for b in BINS:
     data, sections, symbols = parse(f"{elf_dir}/{b}")
     flash, ram, vectors = section_sizes(sections)
@@ -118,13 +120,14 @@ base = results["baseline"]
 for b, label in [("client", "roomwire client, every wire (core + roomwire-embassy + serde/postcard/JSON)"),
                  ("client-postcard", "roomwire client, postcard only"),
                  ("client-alepha", "roomwire client, Alepha JSON wire only"),
+                 ("websocket", "roomwire-embassy WebSocket client (WebSocket + postcard, no rooms)"),
                  ("ews", "embedded-websocket client (WebSocket + postcard, no rooms)")]:
     r = results[b]
     print(f"{b} - baseline: flash {r['flash'] - base['flash']:+d} B, RAM {r['ram'] - base['ram']:+d} B   <- {label}")
 
 print()
 print("== code attributed to each crate (symbol sizes; inlined code counts for its caller) ==")
-print(f"{'crate':<20} {'baseline':>9} {'client':>9} {'postcard':>9} {'alepha':>9} {'ews':>9}")
+print(f"{'crate':<20} {'baseline':>9} {'client':>9} {'postcard':>9} {'alepha':>9} {'websocket':>9} {'ews':>9}")
 for crate in CRATES:
     row = [results[b]["crates"][crate] for b in BINS]
     if any(row):
@@ -160,7 +163,8 @@ PY
 # Informational: where the client's code was written, inlined code included (symbol sizes above
 # give inlined code to its caller). From the DWARF line tables; needs llvm-dwarfdump.
 if command -v llvm-dwarfdump >/dev/null; then
-    python3 "$ROOT/scripts/firmware_code_by_source.py" "$ELF_DIR/baseline" "$ELF_DIR/client-postcard" "$ELF_DIR/client-alepha" ||
+    python3 "$ROOT/scripts/firmware_code_by_source.py" "$ELF_DIR/baseline" "$ELF_DIR/client-postcard" "$ELF_DIR/client-alepha" \
+        "$ELF_DIR/websocket" ||
         log "(the breakdown by source file failed; the checks above stand)"
 else
     log "(no llvm-dwarfdump: no breakdown by source file)"
