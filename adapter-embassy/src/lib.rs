@@ -15,7 +15,8 @@
 //! * [`client::Client`]: joins rooms of a channel on a roomwire or
 //!   Alepha-compatible server; typed send and receive in postcard (the
 //!   default) or JSON; keepalive; reconnects with backoff and restores its
-//!   rooms. Its connection is a [`ws::WebSocket`].
+//!   rooms. It moves its bytes through the same TCP transport as a
+//!   [`ws::WebSocket`].
 //! * [`server::Server`]: a few connections (browsers on the Alepha wire,
 //!   or roomwire clients), rooms in a [`FixedRoomTable`](roomwire_core::FixedRoomTable).
 //!
@@ -27,6 +28,16 @@
 //!
 //! Time is [`embassy_time`]'s: a firmware provides a time driver, a host
 //! build enables `embassy-time/std`.
+//!
+//! ## What it costs
+//!
+//! Flash over a bare embassy-net TCP firmware, on a Cortex-M4F
+//! (thumbv7em-none-eabihf, `opt-level = "z"`, LTO), measured by
+//! `scripts/firmware-size.sh`: a room client whose channel speaks postcard
+//! only about 27 KiB, the Alepha JSON wire only about 32 KiB, every wire
+//! about 39 KiB (a channel's `wires` choose what is linked); a
+//! [`ws::WebSocket`] without rooms about 19 KiB. RAM: the room client's
+//! state about 1.7 KiB beside the buffers the firmware lends it.
 //!
 //! ## Features
 //!
