@@ -17,23 +17,34 @@ struct Room {
 }
 
 /// A member's rooms, by key, in join order; [`LEFT`] marks a room left
-/// since the last compaction. The first is kept inline and the rest boxed:
-/// most members are in one room, and then their entry allocates nothing
-/// (a list of its own would cost each such member 48 bytes with the
-/// allocator's header) and is 16 bytes (an inline `Vec` made it 32, in
-/// every bucket of the member index: 26 bytes per member at 10 000).
+/// since the last compaction. The first is kept inline, with where the
+/// member sits in that room's slice, and the rest boxed: most members are
+/// in one room, and then their entry allocates nothing and their one
+/// membership needs no entry in the position index (28 bytes a member at
+/// 10 000, the index's load included). The entry is 16 bytes, in every
+/// bucket of the member index.
 #[derive(Debug, Clone)]
 struct Member {
     /// The list's first key, [`NO_ROOM`] while the list is empty.
     first: u32,
-    /// How many keys of the list are not [`LEFT`].
+    /// The first membership's index in its room's member slice, while
+    /// `first` is a room's key. (Later memberships are in the position
+    /// index.)
+    first_in_room: u32,
+    /// The rest of the list, and the live count; none while `first` is
+    /// [`NO_ROOM`], and none again once the rest is emptied. Boxed for the
+    /// entry's size, at one more allocation for members in two rooms or
+    /// more.
+    rest: Option<Box<Rest>>,
+}
+
+/// A member's rooms past its first.
+#[derive(Debug, Clone, Default)]
+struct Rest {
+    keys: Vec<u32>,
+    /// How many keys of the whole list (the first included) are not
+    /// [`LEFT`].
     live: u32,
-    /// The rest of the list; none while `first` is [`NO_ROOM`], and none
-    /// again once it is emptied. Boxed for the entry's size (a pointer, not
-    /// a `Vec`'s three words), at one more allocation for members in two
-    /// rooms or more.
-    #[allow(clippy::box_collection)]
-    rest: Option<Box<Vec<u32>>>,
 }
 
 /// `Member::first` of an empty list. Room keys stay below both markers.
@@ -43,7 +54,7 @@ const LEFT: u32 = u32::MAX - 1;
 
 impl Default for Member {
     fn default() -> Self {
-        Self { first: NO_ROOM, live: 0, rest: None }
+        Self { first: NO_ROOM, first_in_room: 0, rest: None }
     }
 }
 
@@ -53,17 +64,28 @@ impl Member {
         if self.first == NO_ROOM { 0 } else { 1 + self.rest().len() }
     }
 
-    fn rest(&self) -> &[u32] {
-        self.rest.as_deref().map_or(&[], Vec::as_slice)
+    /// Rooms the member is in: the keys of the list that are not [`LEFT`].
+    fn live(&self) -> u32 {
+        self.rest.as_ref().map_or(u32::from(self.first < LEFT), |rest| rest.live)
     }
 
-    fn push(&mut self, key: u32) {
+    fn rest(&self) -> &[u32] {
+        self.rest.as_deref().map_or(&[], |rest| rest.keys.as_slice())
+    }
+
+    /// Appends `key`, whose member slice holds the member at `in_room`;
+    /// whether it went first (its position is then kept here).
+    fn push(&mut self, key: u32, in_room: u32) -> bool {
         if self.first == NO_ROOM {
             self.first = key;
-        } else {
-            self.rest.get_or_insert_default().push(key);
+            self.first_in_room = in_room;
+            return true;
         }
-        self.live = self.live.saturating_add(1);
+        let live = self.live();
+        let rest = self.rest.get_or_insert_with(|| Box::new(Rest { keys: Vec::new(), live }));
+        rest.keys.push(key);
+        rest.live = rest.live.saturating_add(1);
+        false
     }
 
     /// Mark the entry at `at` left; whether it was there and live.
@@ -71,7 +93,7 @@ impl Member {
         let slot = match at.checked_sub(1) {
             None if self.first != NO_ROOM => &mut self.first,
             None => return false,
-            Some(i) => match self.rest.as_mut().and_then(|rest| rest.get_mut(i)) {
+            Some(i) => match self.rest.as_mut().and_then(|rest| rest.keys.get_mut(i)) {
                 Some(slot) => slot,
                 None => return false,
             },
@@ -80,15 +102,17 @@ impl Member {
             return false;
         }
         *slot = LEFT;
-        self.live = self.live.saturating_sub(1);
+        if let Some(rest) = self.rest.as_mut() {
+            rest.live = rest.live.saturating_sub(1);
+        }
         true
     }
 
     /// Drop the entries left at the end of the list.
     fn trim(&mut self) {
         if let Some(rest) = self.rest.as_mut() {
-            while rest.last() == Some(&LEFT) {
-                rest.pop();
+            while rest.keys.last() == Some(&LEFT) {
+                rest.keys.pop();
             }
         }
         self.drop_empty_rest();
@@ -98,7 +122,7 @@ impl Member {
     }
 
     fn drop_empty_rest(&mut self) {
-        if self.rest.as_ref().is_some_and(|rest| rest.is_empty()) {
+        if self.rest.as_ref().is_some_and(|rest| rest.keys.is_empty()) {
             self.rest = None;
         }
     }
@@ -109,28 +133,33 @@ impl Member {
         first.into_iter().chain(self.rest().iter().copied()).enumerate().filter(|&(_, key)| key != LEFT)
     }
 
-    /// Drop every entry left.
-    fn retain_live(&mut self) {
+    /// Drop every entry left. A room's key moved up to be the first is
+    /// returned: its position is to be kept here from now on.
+    fn retain_live(&mut self) -> Option<u32> {
+        let mut promoted = None;
         if let Some(rest) = self.rest.as_mut() {
-            rest.retain(|&key| key != LEFT);
-            if self.first == LEFT && !rest.is_empty() {
-                self.first = rest.remove(0);
+            rest.keys.retain(|&key| key != LEFT);
+            if self.first == LEFT && !rest.keys.is_empty() {
+                self.first = rest.keys.remove(0);
+                promoted = Some(self.first);
             }
         }
         self.drop_empty_rest();
         if self.first == LEFT {
             self.first = NO_ROOM;
         }
+        promoted
     }
 
     fn shrink_to_fit(&mut self) {
         if let Some(rest) = self.rest.as_mut() {
-            rest.shrink_to_fit();
+            rest.keys.shrink_to_fit();
         }
     }
 }
 
-/// Where one membership sits on each side.
+/// Where one membership sits on each side. A member's first membership
+/// has none in the position index: its member entry holds it.
 #[derive(Debug, Clone, Copy)]
 struct Position {
     /// Index in `Room::members`.
@@ -156,9 +185,10 @@ fn index(key: u32) -> usize {
 /// The members of a room are a contiguous slice in no particular order.
 /// Optional [`TableLimits`] bound it; by default it has none. Each
 /// member costs an entry of 24 bytes (and a control byte) in the member
-/// index, which holds its first room; each membership about 30 bytes (a position entry, a slot in
-/// the room's slice and, past a member's first room, one in its list);
-/// each room about 140 (its id inline in its slot, its member slice, its
+/// index, which holds its first room and where it sits there; its first
+/// membership costs a slot in the room's slice beside that, and each
+/// further one about 30 bytes (a position entry, a slot in the room's
+/// slice, one in the member's list); each room about 140 (its id inline in its slot, its member slice, its
 /// key in the name index, which finds rooms by the ids in their slots).
 ///
 /// `S` hashes room ids and member handles. The default, foldhash, is
@@ -189,7 +219,7 @@ pub struct GrowableRoomTable<S = DefaultHashBuilder> {
     slab: Vec<Option<Room>>,
     free: Vec<u32>,
     members: HashMap<MemberId, Member, S>,
-    /// Every membership, by (room key, member).
+    /// Every membership but each member's first, by (room key, member).
     positions: HashMap<(u32, MemberId), Position, S>,
     limits: TableLimits,
 }
@@ -299,6 +329,12 @@ impl<S: BuildHasher> GrowableRoomTable<S> {
         self.by_name.find(room, id_in(&self.slab))
     }
 
+    /// Whether `member` is in the room of `key`: as its first room (in its
+    /// entry), or in the position index.
+    fn contains(&self, key: u32, member: MemberId) -> bool {
+        self.members.get(&member).is_some_and(|entry| entry.first == key) || self.positions.contains_key(&(key, member))
+    }
+
     /// Removes the membership at `in_room` from room `key`, fixing the
     /// position of the member moved into its place, and deletes the room
     /// if it is now empty.
@@ -308,10 +344,15 @@ impl<S: BuildHasher> GrowableRoomTable<S> {
         let at = index(in_room);
         if at < room.members.len() {
             room.members.swap_remove(at);
-            if let Some(&moved) = room.members.get(at)
-                && let Some(position) = self.positions.get_mut(&(key, moved))
-            {
-                position.in_room = in_room;
+            if let Some(&moved) = room.members.get(at) {
+                match self.members.get_mut(&moved) {
+                    Some(entry) if entry.first == key => entry.first_in_room = in_room,
+                    _ => {
+                        if let Some(position) = self.positions.get_mut(&(key, moved)) {
+                            position.in_room = in_room;
+                        }
+                    }
+                }
             }
         }
         if room.members.is_empty() {
@@ -333,12 +374,12 @@ impl<S: BuildHasher> GrowableRoomTable<S> {
     fn unlink_member_side(&mut self, member: MemberId, in_member: u32) {
         let Some(entry) = self.members.get_mut(&member) else { return };
         entry.take(index(in_member));
-        if entry.live == 0 {
+        if entry.live() == 0 {
             self.members.remove(&member);
             return;
         }
         entry.trim();
-        let live = index(entry.live);
+        let live = index(entry.live());
         if entry.len().saturating_sub(live) > live {
             compact(member, entry, &mut self.positions);
         }
@@ -354,16 +395,21 @@ fn id_in<'a>(slab: &'a [Option<Room>]) -> impl Fn(u32) -> Option<&'a str> + 'a {
     move |key| room_at(slab, key).map(|room| room.id.as_str())
 }
 
-/// Drops the tombstones of `member`'s list and records the new positions.
-/// Runs after at least as many leaves as there are rooms left, so it is
-/// O(1) amortized per leave.
+/// Drops the tombstones of `member`'s list and records the new positions
+/// (a membership moved up to be the first leaves the position index for
+/// the member entry). Runs after at least as many leaves as there are
+/// rooms left, so it is O(1) amortized per leave.
 fn compact<S: BuildHasher>(
     member: MemberId,
     entry: &mut Member,
     positions: &mut HashMap<(u32, MemberId), Position, S>,
 ) {
-    entry.retain_live();
-    for (i, key) in entry.keys() {
+    if let Some(first) = entry.retain_live()
+        && let Some(position) = positions.remove(&(first, member))
+    {
+        entry.first_in_room = position.in_room;
+    }
+    for (i, key) in entry.keys().skip(1) {
         if let Ok(i) = u32::try_from(i)
             && let Some(position) = positions.get_mut(&(key, member))
         {
@@ -383,7 +429,7 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
         let existing = self.by_name.find(room.as_str(), id_in(&self.slab));
         let (key, room_len) = match existing {
             Some(key) => {
-                if self.positions.contains_key(&(key, member)) {
+                if self.contains(key, member) {
                     return Ok(Joined::AlreadyMember);
                 }
                 (key, self.room(key).map_or(0, |r| r.members.len()))
@@ -407,7 +453,7 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
         }
         let in_room = u32::try_from(room_len).map_err(|_| JoinError::RoomFull)?;
         let (joined, listed) = match self.members.get(&member) {
-            Some(entry) => (index(entry.live), entry.len()),
+            Some(entry) => (index(entry.live()), entry.len()),
             None if self.members.len() >= self.limits.max_members => return Err(JoinError::TooManyMembers),
             None => (0, 0),
         };
@@ -433,14 +479,19 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
             r.members.push(member);
         }
         let entry = self.members.entry(member).or_default();
-        entry.push(key);
-        self.positions.insert((key, member), Position { in_room, in_member });
+        if !entry.push(key, in_room) {
+            self.positions.insert((key, member), Position { in_room, in_member });
+        }
         Ok(Joined::Added)
     }
 
     fn leave(&mut self, member: MemberId, room: &str) -> bool {
         let Some(key) = self.key_of(room) else { return false };
-        let Some(position) = self.positions.remove(&(key, member)) else { return false };
+        let first = match self.members.get(&member) {
+            Some(entry) if entry.first == key => Some(Position { in_room: entry.first_in_room, in_member: 0 }),
+            _ => None,
+        };
+        let Some(position) = first.or_else(|| self.positions.remove(&(key, member))) else { return false };
         self.unlink_room_side(key, position.in_room);
         self.unlink_member_side(member, position.in_member);
         true
@@ -449,9 +500,14 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
     fn leave_all(&mut self, member: MemberId) -> usize {
         let Some(entry) = self.members.remove(&member) else { return 0 };
         let mut left = 0;
-        for (_, key) in entry.keys() {
-            if let Some(position) = self.positions.remove(&(key, member)) {
-                self.unlink_room_side(key, position.in_room);
+        for (i, key) in entry.keys() {
+            let in_room = if i == 0 {
+                Some(entry.first_in_room)
+            } else {
+                self.positions.remove(&(key, member)).map(|position| position.in_room)
+            };
+            if let Some(in_room) = in_room {
+                self.unlink_room_side(key, in_room);
                 left += 1;
             }
         }
@@ -459,7 +515,7 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
     }
 
     fn is_in_room(&self, member: MemberId, room: &str) -> bool {
-        self.key_of(room).is_some_and(|key| self.positions.contains_key(&(key, member)))
+        self.key_of(room).is_some_and(|key| self.contains(key, member))
     }
 
     fn members(&self, room: &str) -> &[MemberId] {
@@ -487,6 +543,17 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
     }
 
     fn room_count_of(&self, member: MemberId) -> usize {
-        self.members.get(&member).map_or(0, |entry| index(entry.live))
+        self.members.get(&member).map_or(0, |entry| index(entry.live()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The entry is in every bucket of the member index: holding a
+    /// member's first position in it must not grow it.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_member_entry_stays_16_bytes() {
+        assert_eq!(core::mem::size_of::<super::Member>(), 16);
     }
 }
