@@ -121,7 +121,7 @@
 //! queued for it (those its emitters write to its socket themselves do not
 //! wake it), its keepalive is due or the server shuts down. One with
 //! traffic stays awake for up to a second first. An idle connection costs
-//! about 1 000 bytes in all with glibc's allocator, about 910 with
+//! about 950 bytes in all with glibc's allocator, about 880 with
 //! jemalloc, which keeps no free pieces around tokio's 128-byte-aligned
 //! socket records as glibc does (BENCHMARKS.md). tokio's task list and
 //! tools such as tokio-console show only the connections at work. A stream served
