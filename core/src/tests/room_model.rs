@@ -170,7 +170,17 @@ fn assert_matches<T: RoomTable>(table: &T, model: &Model, members_in_join_order:
 
 /// Applies `ops` to `table` and to a model with the table's limits,
 /// comparing results and state after every step.
-fn run_model<T: RoomTable>(mut table: T, ops: &[Op], members_in_join_order: bool) {
+fn run_model<T: RoomTable>(table: T, ops: &[Op], members_in_join_order: bool) {
+    run_model_with(table, ops, members_in_join_order, |_| {});
+}
+
+/// [`run_model`], with `after_step` run on the table after every step.
+fn run_model_with<T: RoomTable>(
+    mut table: T,
+    ops: &[Op],
+    members_in_join_order: bool,
+    mut after_step: impl FnMut(&mut T),
+) {
     let mut model = Model::new(table.limits());
     assert_matches(&table, &model, members_in_join_order);
     for (step, op) in ops.iter().enumerate() {
@@ -187,6 +197,7 @@ fn run_model<T: RoomTable>(mut table: T, ops: &[Op], members_in_join_order: bool
                 assert_eq!(table.leave_all(MemberId(m)), model.leave_all(m), "step {step}: {op:?}");
             }
         }
+        after_step(&mut table);
         assert_matches(&table, &model, members_in_join_order);
     }
 }
@@ -224,6 +235,19 @@ proptest! {
     #[test]
     fn model_growable_unlimited(ops in ops()) {
         run_model(GrowableRoomTable::new(), &ops, false);
+    }
+
+    /// Giving memory back compacts every member's list (moving a member's
+    /// first position from the index into its entry): any step may do it.
+    #[test]
+    fn model_growable_shrinking(ops in ops(), every in 1..4usize) {
+        let mut step = 0;
+        run_model_with(GrowableRoomTable::new(), &ops, false, |table| {
+            step += 1;
+            if step % every == 0 {
+                table.shrink_to_fit();
+            }
+        });
     }
 
     #[test]
