@@ -34,8 +34,8 @@
 //! Flash over a bare embassy-net TCP firmware, on a Cortex-M4F
 //! (thumbv7em-none-eabihf, `opt-level = "z"`, LTO), measured by
 //! `scripts/firmware-size.sh`: a room client whose channel speaks postcard
-//! only about 27 KiB, the Alepha JSON wire only about 32 KiB, every wire
-//! about 39 KiB (a channel's `wires` choose what is linked); a
+//! only about 27 KiB, the Alepha JSON wire only about 31 KiB, every wire
+//! about 38 KiB (a channel's `wires` choose what is linked); a
 //! [`ws::WebSocket`] without rooms about 19 KiB. RAM: the room client's
 //! state about 1.7 KiB beside the buffers the firmware lends it.
 //!
