@@ -12,7 +12,7 @@ use roomwire_embassy::client::{Client, ClientBuffers, ClientConfig, Event};
 use roomwire_embassy::roomwire_core::client::ClientEvent;
 use roomwire_firmware::app::{Command, Reading};
 use roomwire_firmware::{PORT, Runner, SERVER, output, stack, trng};
-use static_cell::StaticCell;
+use static_cell::{ConstStaticCell, StaticCell};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -64,10 +64,9 @@ async fn main(spawner: Spawner) {
     let (stack, runner) = stack();
     spawner.spawn(net(runner).unwrap());
 
-    static BUFFERS: StaticCell<Buffers> = StaticCell::new();
-    static KEYS: StaticCell<RefCell<fn() -> [u8; 4]>> = StaticCell::new();
-    static CLIENT: StaticCell<TelemetryClient> = StaticCell::new();
-    let b = BUFFERS.init(Buffers {
+    // Zeroed in place: `StaticCell::init` would build the 3.8 KiB on the
+    // stack first, in the frame of every poll of this task.
+    static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
         rx: [0; 1024],
         tx: [0; 1024],
         read: [0; 512],
@@ -75,15 +74,16 @@ async fn main(spawner: Spawner) {
         message: [0; 512],
         scratch: [0; 256],
     });
+    static KEYS: StaticCell<RefCell<fn() -> [u8; 4]>> = StaticCell::new();
+    static CLIENT: StaticCell<TelemetryClient> = StaticCell::new();
+    let b = BUFFERS.take();
     let keys: &'static RefCell<fn() -> [u8; 4]> = KEYS.init(RefCell::new(keys as fn() -> [u8; 4]));
     let socket = TcpSocket::new(stack, &mut b.rx, &mut b.tx);
     let buffers =
         ClientBuffers { read: &mut b.read, write: &mut b.write, message: &mut b.message, scratch: &mut b.scratch };
-    let Ok(client) = Client::new(stack, socket, keys, buffers, {
-        let mut config = ClientConfig::new(SERVER, PORT);
-        config.format = FORMAT;
-        config
-    }, &["plant-1"]) else {
+    let mut config = ClientConfig::new(SERVER, PORT);
+    config.format = FORMAT;
+    let Ok(client) = Client::new(stack, socket, keys, buffers, config, &["plant-1"]) else {
         return;
     };
     let client = CLIENT.init(client);
