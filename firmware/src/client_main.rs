@@ -83,10 +83,12 @@ async fn main(spawner: Spawner) {
         ClientBuffers { read: &mut b.read, write: &mut b.write, message: &mut b.message, scratch: &mut b.scratch };
     let mut config = ClientConfig::new(SERVER, PORT);
     config.format = FORMAT;
-    let Ok(client) = Client::new(stack, socket, keys, buffers, config, &["plant-1"]) else {
+    // Written into its static as it is made (`init` would copy it there
+    // from a second place on the stack).
+    let client = CLIENT.uninit();
+    let Ok(client) = Client::new(stack, socket, keys, buffers, config, &["plant-1"]).map(|c| client.write(c)) else {
         return;
     };
-    let client = CLIENT.init(client);
 
     let mut ticker = Ticker::every(embassy_time::Duration::from_secs(10));
     let mut set_point = 20;

@@ -16,7 +16,7 @@ use roomwire_embassy::roomwire_core::{Duration, Message};
 use roomwire_embassy::ws::{Buffers, Event, Options, WebSocket};
 use roomwire_firmware::app::{Command, Reading};
 use roomwire_firmware::{PORT, Runner, SERVER, output, stack, trng};
-use static_cell::StaticCell;
+use static_cell::{ConstStaticCell, StaticCell};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -46,9 +46,16 @@ struct Memory {
 async fn main(spawner: Spawner) {
     let (stack, runner) = stack();
     spawner.spawn(net(runner).unwrap());
-    static MEMORY: StaticCell<Memory> = StaticCell::new();
+    // Zeroed in place, not built on the stack first (as `client_main.rs`).
+    static MEMORY: ConstStaticCell<Memory> = ConstStaticCell::new(Memory {
+        rx: [0; 1024],
+        tx: [0; 1024],
+        read: [0; 512],
+        write: [0; 512],
+        message: [0; 512],
+    });
     static KEYS: StaticCell<RefCell<fn() -> [u8; 4]>> = StaticCell::new();
-    let m = MEMORY.init(Memory { rx: [0; 1024], tx: [0; 1024], read: [0; 512], write: [0; 512], message: [0; 512] });
+    let m = MEMORY.take();
     let keys: &'static RefCell<fn() -> [u8; 4]> = KEYS.init(RefCell::new(keys as fn() -> [u8; 4]));
     let socket = TcpSocket::new(stack, &mut m.rx, &mut m.tx);
     let mut options = Options::default();
