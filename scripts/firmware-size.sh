@@ -2,8 +2,9 @@
 # Builds the example firmwares in firmware/ for thumbv7em-none-eabihf (release, opt-level "z", LTO)
 # and prints their flash (.text + .rodata) and static RAM (.data + .bss), the difference the
 # roomwire client makes over the baseline (embassy executor + embassy-net TCP, same in every
-# variant), the bytes of code attributed to each crate, the client's state size, and (with
-# llvm-dwarfdump) the client's code by the source file it was written in, inlined code included.
+# variant), the bytes of code attributed to each crate, the client's state size, (with
+# llvm-dwarfdump) the client's code by the source file it was written in, inlined code included,
+# and (with llvm-objdump) each image's largest stack frames.
 #
 # Three room clients, the same program on three channels: `client` (every wire, chosen at run time),
 # `client-postcard` (a channel spoken in postcard only) and `client-alepha` (the Alepha JSON wire
