@@ -5,7 +5,8 @@
 #   no arguments: run every stage in order; otherwise only the named stages, in the order given.
 # Stages:
 #   setup     rustup targets/components, nightly toolchain, cargo-fuzz, Autobahn|Testsuite
-#   lint      cargo fmt --check, clippy (workspace, all targets; and no_std core) with -D warnings
+#   lint      cargo fmt --check, clippy (workspace, all targets; and no_std core; and the example
+#             firmware for thumbv7em) with -D warnings
 #   unit      cargo test --workspace (with the Node peers of tests/alepha-node and redis-server installed and
 #             required), then the chat_client example against the chat demo and an
 #             Alepha-style Node ws server (scripts/client-peers.sh)
@@ -114,6 +115,15 @@ stage_lint() {
     cargo clippy -p roomwire-tokio --features axum -- -D warnings
     cargo clippy -p roomwire-tokio --no-default-features -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --quiet -p roomwire-core -p roomwire-tokio -p roomwire-redis --features roomwire-tokio/axum --no-deps
+    # The example firmware (outside the workspace): what firmware authors copy.
+    ensure_targets
+    (
+        cd "$ROOT/firmware"
+        cargo fmt --check
+        cargo clippy --release --target thumbv7em-none-eabihf --bins --lib -- -D warnings
+        cargo clippy --release --target thumbv7em-none-eabihf --no-default-features --features qemu-irq \
+            --bin qemu-room -- -D warnings
+    )
 }
 
 ensure_node_peers() {

@@ -16,15 +16,13 @@ use static_cell::{ConstStaticCell, StaticCell};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {
-        cortex_m::asm::udf();
-    }
+    cortex_m::asm::udf()
 }
 
 /// Rooms the client can be in at once.
 const ROOMS: usize = 2;
 
-type TelemetryClient = Client<'static, Telemetry, ROOMS, RefCell<fn() -> [u8; 4]>>;
+type TelemetryClient = Client<'static, Telemetry, ROOMS, Keys>;
 
 /// The client's own state, beyond the buffers, for the size report.
 #[used]
@@ -40,6 +38,9 @@ static ROOMWIRE_ROOM_CLIENT_SIZE: usize =
 #[unsafe(no_mangle)]
 static ROOMWIRE_CONNECTION_SIZE: usize =
     core::mem::size_of::<roomwire_embassy::roomwire_core::Connection<roomwire_embassy::roomwire_core::NoMasking>>();
+
+/// The masking keys' source, as the client borrows it.
+type Keys = RefCell<fn() -> [u8; 4]>;
 
 fn keys() -> [u8; 4] {
     trng().to_le_bytes()
@@ -74,10 +75,10 @@ async fn main(spawner: Spawner) {
         message: [0; 512],
         scratch: [0; 256],
     });
-    static KEYS: StaticCell<RefCell<fn() -> [u8; 4]>> = StaticCell::new();
+    static KEYS: StaticCell<Keys> = StaticCell::new();
     static CLIENT: StaticCell<TelemetryClient> = StaticCell::new();
     let b = BUFFERS.take();
-    let keys: &'static RefCell<fn() -> [u8; 4]> = KEYS.init(RefCell::new(keys as fn() -> [u8; 4]));
+    let keys: &'static Keys = KEYS.init(RefCell::new(keys as fn() -> [u8; 4]));
     let socket = TcpSocket::new(stack, &mut b.rx, &mut b.tx);
     let buffers =
         ClientBuffers { read: &mut b.read, write: &mut b.write, message: &mut b.message, scratch: &mut b.scratch };

@@ -12,9 +12,7 @@ use roomwire_firmware::{PORT, Runner, output, stack};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {
-        cortex_m::asm::udf();
-    }
+    cortex_m::asm::udf()
 }
 
 #[embassy_executor::task]

@@ -18,9 +18,7 @@ use roomwire_firmware::{PORT, Runner, SERVER, output, stack, trng};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {
-        cortex_m::asm::udf();
-    }
+    cortex_m::asm::udf()
 }
 
 struct Trng;

@@ -20,10 +20,11 @@ use static_cell::{ConstStaticCell, StaticCell};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {
-        cortex_m::asm::udf();
-    }
+    cortex_m::asm::udf()
 }
+
+/// The masking keys' source, as the client borrows it.
+type Keys = RefCell<fn() -> [u8; 4]>;
 
 fn keys() -> [u8; 4] {
     trng().to_le_bytes()
@@ -54,9 +55,9 @@ async fn main(spawner: Spawner) {
         write: [0; 512],
         message: [0; 512],
     });
-    static KEYS: StaticCell<RefCell<fn() -> [u8; 4]>> = StaticCell::new();
+    static KEYS: StaticCell<Keys> = StaticCell::new();
     let m = MEMORY.take();
-    let keys: &'static RefCell<fn() -> [u8; 4]> = KEYS.init(RefCell::new(keys as fn() -> [u8; 4]));
+    let keys: &'static Keys = KEYS.init(RefCell::new(keys as fn() -> [u8; 4]));
     let socket = TcpSocket::new(stack, &mut m.rx, &mut m.tx);
     let mut options = Options::default();
     options.websocket.keepalive_interval = Some(Duration::from_secs(10));
