@@ -11,7 +11,7 @@ use embassy_time::Ticker;
 use roomwire_embassy::client::{Client, ClientBuffers, ClientConfig, Event};
 use roomwire_embassy::roomwire_core::client::ClientEvent;
 use roomwire_firmware::app::{Command, Reading};
-use roomwire_firmware::{PORT, Runner, SERVER, output, stack, trng};
+use roomwire_firmware::{Keys, PORT, Runner, SERVER, mask_key, output, stack};
 use static_cell::{ConstStaticCell, StaticCell};
 
 #[panic_handler]
@@ -38,13 +38,6 @@ static ROOMWIRE_ROOM_CLIENT_SIZE: usize =
 #[unsafe(no_mangle)]
 static ROOMWIRE_CONNECTION_SIZE: usize =
     core::mem::size_of::<roomwire_embassy::roomwire_core::Connection<roomwire_embassy::roomwire_core::NoMasking>>();
-
-/// The masking keys' source, as the client borrows it.
-type Keys = RefCell<fn() -> [u8; 4]>;
-
-fn keys() -> [u8; 4] {
-    trng().to_le_bytes()
-}
 
 #[embassy_executor::task]
 async fn net(mut runner: Runner) -> ! {
@@ -78,7 +71,7 @@ async fn main(spawner: Spawner) {
     static KEYS: StaticCell<Keys> = StaticCell::new();
     static CLIENT: StaticCell<TelemetryClient> = StaticCell::new();
     let b = BUFFERS.take();
-    let keys: &'static Keys = KEYS.init(RefCell::new(keys as fn() -> [u8; 4]));
+    let keys: &'static Keys = KEYS.init(RefCell::new(mask_key as fn() -> [u8; 4]));
     let socket = TcpSocket::new(stack, &mut b.rx, &mut b.tx);
     let buffers =
         ClientBuffers { read: &mut b.read, write: &mut b.write, message: &mut b.message, scratch: &mut b.scratch };

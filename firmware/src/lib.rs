@@ -143,6 +143,15 @@ pub fn trng() -> u32 {
     unsafe { core::ptr::read_volatile(0x5006_0808 as *const u32) }
 }
 
+/// The masking keys' source a client borrows (a `MaskKeySource` in a
+/// `RefCell`): [`mask_key`].
+pub type Keys = core::cell::RefCell<fn() -> [u8; 4]>;
+
+/// A masking key: four bytes of the TRNG.
+pub fn mask_key() -> [u8; 4] {
+    trng().to_le_bytes()
+}
+
 /// The application's channel: sensor readings up, commands down.
 pub mod app {
     use serde::{Deserialize, Serialize};

@@ -15,19 +15,12 @@ use embassy_time::{Ticker, Timer};
 use roomwire_embassy::roomwire_core::{Duration, Message};
 use roomwire_embassy::ws::{Buffers, Event, Options, WebSocket};
 use roomwire_firmware::app::{Command, Reading};
-use roomwire_firmware::{PORT, Runner, SERVER, output, stack, trng};
+use roomwire_firmware::{Keys, PORT, Runner, SERVER, mask_key, output, stack};
 use static_cell::{ConstStaticCell, StaticCell};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     cortex_m::asm::udf()
-}
-
-/// The masking keys' source, as the client borrows it.
-type Keys = RefCell<fn() -> [u8; 4]>;
-
-fn keys() -> [u8; 4] {
-    trng().to_le_bytes()
 }
 
 #[embassy_executor::task]
@@ -57,7 +50,7 @@ async fn main(spawner: Spawner) {
     });
     static KEYS: StaticCell<Keys> = StaticCell::new();
     let m = MEMORY.take();
-    let keys: &'static Keys = KEYS.init(RefCell::new(keys as fn() -> [u8; 4]));
+    let keys: &'static Keys = KEYS.init(RefCell::new(mask_key as fn() -> [u8; 4]));
     let socket = TcpSocket::new(stack, &mut m.rx, &mut m.tx);
     let mut options = Options::default();
     options.websocket.keepalive_interval = Some(Duration::from_secs(10));
