@@ -73,6 +73,12 @@ impl Member {
         self.rest.as_deref().map_or(&[], |rest| rest.keys.as_slice())
     }
 
+    /// Where the membership of room `key` sits, if it is the first (later
+    /// ones are in the position index).
+    fn first_position(&self, key: u32) -> Option<Position> {
+        (self.first == key).then_some(Position { in_room: self.first_in_room, in_member: 0 })
+    }
+
     /// Appends `key`, whose member slice holds the member at `in_room`;
     /// whether it went first (its position is then kept here).
     fn push(&mut self, key: u32, in_room: u32) -> bool {
@@ -332,7 +338,8 @@ impl<S: BuildHasher> GrowableRoomTable<S> {
     /// Whether `member` is in the room of `key`: as its first room (in its
     /// entry), or in the position index.
     fn contains(&self, key: u32, member: MemberId) -> bool {
-        self.members.get(&member).is_some_and(|entry| entry.first == key) || self.positions.contains_key(&(key, member))
+        self.members.get(&member).and_then(|entry| entry.first_position(key)).is_some()
+            || self.positions.contains_key(&(key, member))
     }
 
     /// Removes the membership at `in_room` from room `key`, fixing the
@@ -487,10 +494,7 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
 
     fn leave(&mut self, member: MemberId, room: &str) -> bool {
         let Some(key) = self.key_of(room) else { return false };
-        let first = match self.members.get(&member) {
-            Some(entry) if entry.first == key => Some(Position { in_room: entry.first_in_room, in_member: 0 }),
-            _ => None,
-        };
+        let first = self.members.get(&member).and_then(|entry| entry.first_position(key));
         let Some(position) = first.or_else(|| self.positions.remove(&(key, member))) else { return false };
         self.unlink_room_side(key, position.in_room);
         self.unlink_member_side(member, position.in_member);
@@ -500,14 +504,9 @@ impl<S: BuildHasher> RoomTable for GrowableRoomTable<S> {
     fn leave_all(&mut self, member: MemberId) -> usize {
         let Some(entry) = self.members.remove(&member) else { return 0 };
         let mut left = 0;
-        for (i, key) in entry.keys() {
-            let in_room = if i == 0 {
-                Some(entry.first_in_room)
-            } else {
-                self.positions.remove(&(key, member)).map(|position| position.in_room)
-            };
-            if let Some(in_room) = in_room {
-                self.unlink_room_side(key, in_room);
+        for (_, key) in entry.keys() {
+            if let Some(position) = entry.first_position(key).or_else(|| self.positions.remove(&(key, member))) {
+                self.unlink_room_side(key, position.in_room);
                 left += 1;
             }
         }
