@@ -57,9 +57,11 @@ def short(name):
     for mangled, plain in (("$LT$", "<"), ("$GT$", ">"), ("$C$", ","), ("$u7b$", "{"), ("$u7d$", "}"),
                            ("$u20$", " "), ("$RF$", "&"), ("..", "::")):
         name = name.replace(mangled, plain)
-    # Generic arguments, innermost first, until none is left.
-    while re.search(r"<[^<>]*>", name) and not re.fullmatch(r"[^<>]*(<…>[^<>]*)*", name):
-        name = re.sub(r"<[^<>]*>", "<…>", name, count=1)
+    # Generic arguments, innermost first, folded into a mark until none is left.
+    mark = "\x00"
+    while re.search(r"<[^<>]*>", name):
+        name = re.sub(r"<[^<>]*>", lambda _: mark, name)
+    name = name.replace(mark, "<…>")
     name = re.sub(r"<[^<>]*>", "<…>", name)
     return name if len(name) <= 90 else name[:87] + "..."
 
