@@ -4,7 +4,7 @@
 # roomwire client makes over the baseline (embassy executor + embassy-net TCP, same in every
 # variant), the bytes of code attributed to each crate, the client's state size, (with
 # llvm-dwarfdump) the client's code by the source file it was written in, inlined code included,
-# and (with llvm-objdump) each image's largest stack frames.
+# and (with llvm-objdump) each image's largest stack frames and deepest chain of calls.
 #
 # Three room clients, the same program on three channels: `client` (every wire, chosen at run time),
 # `client-postcard` (a channel spoken in postcard only) and `client-alepha` (the Alepha JSON wire
@@ -171,7 +171,7 @@ else
     log "(no llvm-dwarfdump: no breakdown by source file)"
 fi
 # Informational: the largest stack frames (what one call takes; a task's poll reserves what its
-# largest state needs, on every poll). Needs llvm-objdump.
+# largest state needs, on every poll) and the deepest chains of direct calls. Needs llvm-objdump.
 if command -v llvm-objdump >/dev/null; then
     python3 "$ROOT/scripts/firmware_stack_frames.py" "$ELF_DIR/baseline" "$ELF_DIR/client-postcard" \
         "$ELF_DIR/client-alepha" "$ELF_DIR/websocket" "$ELF_DIR/ews" ||
