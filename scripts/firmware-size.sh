@@ -56,12 +56,13 @@ fi
 
 ELF_DIR="$ROOT/firmware/target/$TARGET/release"
 python3 - "$ELF_DIR" "$CORE_FLASH_LIMIT" "$STATE_RAM_LIMIT" "$ROOT/scripts" "$CLIENT_FLASH_GATE" "$CLIENT_FLASH_TARGET" \
-    "$POSTCARD_FLASH_GATE" "$ALEPHA_FLASH_GATE" "$ALEPHA_FLASH_TARGET" <<'PY' || fail "size limits missed (see above)"
+    "$POSTCARD_FLASH_GATE" "$ALEPHA_FLASH_GATE" "$ALEPHA_FLASH_TARGET" "${BINS[@]}" <<'PY' || fail "size limits missed (see above)"
 import re, struct, sys
 
 elf_dir, core_limit, state_limit, scripts_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 client_gate, client_target = int(sys.argv[5]), int(sys.argv[6])
 postcard_gate, alepha_gate, alepha_target = int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9])
+BINS = sys.argv[10:]
 
 sys.path.insert(0, scripts_dir)
 from elf_sections import parse
@@ -105,7 +106,6 @@ def by_crate(sections, symbols):
     return totals
 
 results = {}
-BINS = ["baseline", "client", "client-postcard", "client-alepha", "websocket", "ews"]
 for b in BINS:
     data, sections, symbols = parse(f"{elf_dir}/{b}")
     flash, ram, vectors = section_sizes(sections)
