@@ -53,12 +53,14 @@ impl<D> RoomConnection<D> {
 
     /// The first value of query parameter `name` in the connection's
     /// handshake URL, percent-decoded. Untrusted: the client chose it.
+    /// The connection keeps the first 64 names of its query; later ones
+    /// read as absent.
     pub fn query(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
     }
 
     /// Every query parameter of the handshake, first value per name, in
-    /// order.
+    /// order: the first 64 names.
     pub fn query_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.query.iter().map(|(key, value)| (key.as_str(), value.as_str()))
     }
@@ -113,14 +115,25 @@ impl Joining {
     }
 }
 
+/// How many query parameters a stateful room's connection keeps: the
+/// first names, in order. The query is the client's (up to the handshake
+/// limit, thousands of names): kept whole, a connection would hold a
+/// thousand times what it costs idle, and each join would compare every
+/// name with every other in the room's task.
+pub(crate) const MAX_QUERY_PAIRS: usize = 64;
+
 /// A handshake query's parameters, first value per name, percent-decoded
-/// (what a stateful room's connection shows as its query).
+/// (what a stateful room's connection shows as its query): the first
+/// [`MAX_QUERY_PAIRS`] names.
 fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = crate::server::admission::form_decode(name);
         if !pairs.iter().any(|(seen, _)| *seen == name) {
+            if pairs.len() == MAX_QUERY_PAIRS {
+                break;
+            }
             pairs.push((name.into_owned(), crate::server::admission::form_decode(value).into_owned()));
         }
     }
@@ -286,5 +299,28 @@ impl<C: Channel, S, D> Room<C, S, D> {
             }
         }
         count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_keeps_its_first_value_per_name_decoded() {
+        let pairs = query_pairs(Some("roomId=a%20b&x&roomId=c&&y=1+2"));
+        let expected = [("roomId", "a b"), ("x", ""), ("y", "1 2")];
+        assert_eq!(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn a_query_of_thousands_of_names_keeps_the_first_64() {
+        // What fits a 16 KiB handshake: thousands of short names, repeated
+        // names in between (which are not new names and count for nothing).
+        let query: Vec<String> = (0..4000).map(|i| format!("n{i}=v&n0=again")).collect();
+        let pairs = query_pairs(Some(&query.join("&")));
+        assert_eq!(pairs.len(), MAX_QUERY_PAIRS);
+        assert_eq!(pairs.first().map(|(k, v)| (k.as_str(), v.as_str())), Some(("n0", "v")));
+        assert_eq!(pairs.last().map(|(k, _)| k.as_str()), Some("n63"));
     }
 }
