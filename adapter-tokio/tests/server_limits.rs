@@ -415,6 +415,42 @@ async fn a_hung_handler_is_cancelled_and_its_connection_stays_alive_meanwhile() 
     assert!(String::from_utf8_lossy(&reply).contains("again"), "{}", String::from_utf8_lossy(&reply));
 }
 
+/// A peer that pipelines thousands of small messages in one write does
+/// not hold the runtime for all of them: read ahead, they need no I/O, so
+/// the connection's task spends tokio's budget per message and yields when
+/// it is spent. Counted on this test's one thread: another task that only
+/// counts its turns gets one at every yield (before, a turn per 64 KiB
+/// read: about three).
+#[tokio::test]
+async fn a_pipelined_burst_of_messages_lets_other_tasks_run_between_them() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let h = harness().await;
+    let mut raw = raw_upgrade(h.addr, "/ws/chat?roomId=r", "").await;
+    // 20 000 frames that are not Alepha frames, which the server reads and
+    // ignores (no handler, no answer), then a ping.
+    let mut burst: Vec<u8> = (0..20_000).flat_map(|_| masked(1, b"x")).collect();
+    burst.extend(masked(9, b"end"));
+    let turns = Arc::new(AtomicUsize::new(0));
+    let counter = tokio::spawn({
+        let turns = turns.clone();
+        async move {
+            loop {
+                turns.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    raw.write_all(&burst).await.unwrap();
+    let before = turns.load(Ordering::Relaxed);
+    let pong = timeout(LIMIT, read_frame(&mut raw)).await.expect("no pong after the burst");
+    assert_eq!(pong, (0x8a, b"end".to_vec()));
+    let turns = turns.load(Ordering::Relaxed) - before;
+    counter.abort();
+    // 20 000 messages at tokio's budget of 128 per poll: over 150 yields.
+    assert!(turns >= 50, "another task ran {turns} times while the burst was handled");
+}
+
 /// A connection refused for its user's cap has the user's other
 /// connections checked at once: a dead one (its peer gone without a word)
 /// is closed within the probe's window, not at the next keepalive, and the

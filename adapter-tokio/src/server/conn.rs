@@ -982,6 +982,12 @@ fn run_loop(running: &mut Running, may_park: bool) -> impl Future<Output = Ran> 
             if Box::pin(handling).await == Flow::Abort {
                 return Ran::Ended(End { code: None, reason: "Server shutting down".into() });
             }
+            // A message read ahead is handled without touching the socket,
+            // so without this a peer that pipelines thousands of small
+            // messages would hold the worker for all of them: each one
+            // spends a unit of tokio's budget, and the task yields when
+            // the budget is spent, as it would after that much I/O.
+            tokio::task::coop::consume_budget().await;
         }
         Ran::Ended(match (ours, running.socket.peer_close(), error) {
             (Some(ours), _, _) => {
