@@ -35,11 +35,11 @@
 //! let frame = alepha::parse_client_frame(br#"{"roomId":"game","message":{"content":"hi"}}"#)?;
 //! assert_eq!(frame.message, br#"{"content":"hi"}"#);
 //! let room = alepha::resolve_room(frame.claimed_room.as_deref(), &rooms);
-//! assert_eq!(room, "game");
+//! assert_eq!(room, Some("game"));
 //!
 //! // The reply to that room.
 //! let mut out = [0u8; 64];
-//! let n = alepha::write_server_frame(br#"{"content":"hi"}"#, Some(room), &mut out)?;
+//! let n = alepha::write_server_frame(br#"{"content":"hi"}"#, room, &mut out)?;
 //! assert_eq!(&out[..n], br#"{"content":"hi","__alephaRoom":"game"}"#);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -408,9 +408,11 @@ pub fn parse_client_frame(frame: &[u8]) -> Result<ClientFrame<'_>, NotJson> {
 }
 
 /// The room a client frame is handled in: the claimed room if the
-/// connection joined it, otherwise the connection's first room, otherwise
-/// [`DEFAULT_ROOM`]. A frame can never act in a room its connection is not
-/// in.
+/// connection joined it, otherwise the connection's first room. A frame can
+/// never act in a room its connection is not in: for a connection in no
+/// room (one the server took out of every room; the handshake puts one
+/// whose query names none in [`DEFAULT_ROOM`]) there is none, and the frame
+/// is dropped.
 ///
 /// ```
 /// use roomwire_core::alepha::resolve_room;
@@ -419,17 +421,17 @@ pub fn parse_client_frame(frame: &[u8]) -> Result<ClientFrame<'_>, NotJson> {
 /// let mut rooms = RoomSet::<2>::new();
 /// rooms.join(RoomId::new("a")?)?;
 /// rooms.join(RoomId::new("b")?)?;
-/// assert_eq!(resolve_room(Some("b"), &rooms), "b");
-/// assert_eq!(resolve_room(Some("spoofed"), &rooms), "a");
-/// assert_eq!(resolve_room(None, &rooms), "a");
-/// assert_eq!(resolve_room(Some("a"), &RoomSet::<2>::new()), "default");
+/// assert_eq!(resolve_room(Some("b"), &rooms), Some("b"));
+/// assert_eq!(resolve_room(Some("spoofed"), &rooms), Some("a"));
+/// assert_eq!(resolve_room(None, &rooms), Some("a"));
+/// assert_eq!(resolve_room(Some("a"), &RoomSet::<2>::new()), None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn resolve_room<'r, const N: usize>(claimed: Option<&str>, joined: &'r RoomSet<N>) -> &'r str {
+pub fn resolve_room<'r, const N: usize>(claimed: Option<&str>, joined: &'r RoomSet<N>) -> Option<&'r str> {
     claimed
         .and_then(|claimed| joined.iter().find(|room| room.as_str() == claimed))
         .or_else(|| joined.first())
-        .map_or(DEFAULT_ROOM, RoomId::as_str)
+        .map(RoomId::as_str)
 }
 
 /// Decodes and validates a client message of channel `C` from the raw

@@ -341,7 +341,8 @@ pub enum Inbound<M> {
         /// The membership change acknowledged, if any.
         membership: Option<Membership>,
     },
-    /// Nothing to send (the Alepha wire drops text that is not JSON).
+    /// Nothing to send: the Alepha wire drops text that is not JSON, and
+    /// frames of a connection in no room.
     Ignored,
 }
 
@@ -402,13 +403,16 @@ fn handle_alepha<'a, C: Channel, A: TableAccess>(
     let Ok(frame) = alepha::parse_client_frame(data) else {
         return Inbound::Ignored;
     };
+    // A connection the application took out of every room has no room to
+    // act in: its frames are dropped, never handled in a room it is not in
+    // (Alepha's `"default"` is the room it joins at the handshake when its
+    // query names none, not a room to fall back to later).
     let room = table.with(|table| {
         frame
             .claimed_room
             .filter(|claimed| table.is_in_room(member, claimed))
             .or_else(|| table.first_room(member).cloned())
     });
-    let room = room.or_else(|| RoomId::new(alepha::DEFAULT_ROOM).ok());
     let Some(room) = room else {
         return Inbound::Ignored;
     };
@@ -443,9 +447,16 @@ fn handle_envelope<'a, C: Channel, A: TableAccess>(
                     None,
                 );
             }
+            // A member already in the room is answered from this one step:
+            // were its membership read here and the join made in a later
+            // step, a leave between the two (the application revoking it)
+            // would be undone without the gate being asked.
+            if table.with(|table| table.is_in_room(member, &room)) {
+                return reply(ok_frame(format, reference, out), None);
+            }
             // The application's gate runs outside the table step: it is
             // the application's code, and may take its time.
-            if !table.with(|table| table.is_in_room(member, &room)) && !gate.allows(&room) {
+            if !gate.allows(&room) {
                 let text = ROOM_NOT_ALLOWED.reason;
                 return reply(error_frame(format, Some(reference), code::ROOM_NOT_ALLOWED, text, out), None);
             }

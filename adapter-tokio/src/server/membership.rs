@@ -133,8 +133,9 @@ impl Server {
     /// server-side [`leave_room`](Self::leave_room) its messages to that
     /// room are answered "not a member". On the Alepha wire a connection's
     /// messages that name no room it is in are handled in its first room:
-    /// leaving that one changes which room that is (and a connection in no
-    /// room handles them in `"default"`).
+    /// leaving that one changes which room that is, and the messages of a
+    /// connection left in no room are dropped (never handled in a room it
+    /// is not in).
     ///
     /// For another node's connection, [`MembershipChange::Sent`] means the
     /// request was published; that node applies the channel's rule and the

@@ -588,3 +588,113 @@ fn messages_are_decoded_and_gates_asked_outside_the_table_step() {
     assert!(matches!(said, Inbound::Message { message: Probe(true), .. }), "{said:?}");
     assert!(watched.1 >= 4, "memberships were read and changed through the accessor");
 }
+
+/// A table on which another task's step (`between`) lands after the
+/// dispatcher's first step: before its second, if it takes one, else after
+/// its last ([`Interleaved::finish`]).
+struct Interleaved<'a, F: FnOnce(&mut FixedRoomTable<8, 4, 4, 4>)> {
+    table: &'a mut FixedRoomTable<8, 4, 4, 4>,
+    steps: usize,
+    between: Option<F>,
+}
+impl<F: FnOnce(&mut FixedRoomTable<8, 4, 4, 4>)> Interleaved<'_, F> {
+    fn finish(&mut self) {
+        if let Some(between) = self.between.take() {
+            between(self.table);
+        }
+    }
+}
+impl<F: FnOnce(&mut FixedRoomTable<8, 4, 4, 4>)> crate::room::TableAccess for &mut Interleaved<'_, F> {
+    type Table = FixedRoomTable<8, 4, 4, 4>;
+    fn with<R>(&mut self, step: impl FnOnce(&mut Self::Table) -> R) -> R {
+        self.steps += 1;
+        if self.steps == 2 {
+            self.finish();
+        }
+        step(self.table)
+    }
+}
+
+/// The application put a member in a room its gate forbids, then takes it
+/// out while the member's `join` of that room is being handled: the join
+/// is not made past the gate on the strength of a membership that is gone.
+#[test]
+fn a_revoked_membership_is_not_rejoined_past_the_gate() {
+    let mods = RoomId::new("mods").unwrap();
+    let deny_mods = |room: &RoomId| room.as_str() != "mods";
+    let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
+    table.join(MemberId(0), &mods).unwrap();
+    let revoke = |table: &mut FixedRoomTable<8, 4, 4, 4>| {
+        table.leave(MemberId(0), &RoomId::new("mods").unwrap());
+    };
+    let mut interleaved = Interleaved { table: &mut table, steps: 0, between: Some(revoke) };
+    let (mut out, mut scratch) = ([0u8; 256], [0u8; 64]);
+    let join = br#"{"type":"join","room":"mods","ref":1}"#;
+    let answer = dispatch::handle_message::<Chat, _>(
+        WireFormat::Json,
+        MemberId(0),
+        &mut interleaved,
+        &deny_mods,
+        join,
+        &mut scratch,
+        &mut out,
+    );
+    assert!(matches!(answer, Inbound::Answer { membership: None, .. }), "{answer:?}");
+    interleaved.finish();
+    assert!(!table.is_in_room(MemberId(0), &mods), "the revoked member is back in the room");
+    // Asked again, now that it is out, the gate refuses.
+    let answer = dispatch::handle_message::<Chat, _>(
+        WireFormat::Json,
+        MemberId(0),
+        &mut table,
+        &deny_mods,
+        join,
+        &mut scratch,
+        &mut out,
+    );
+    let Inbound::Answer { len, membership: None } = answer else { panic!("{answer:?}") };
+    let text = std::str::from_utf8(&out[..len]).unwrap();
+    assert!(text.contains("4007"), "{text}");
+}
+
+/// On the Alepha wire a connection the application took out of every room
+/// acts in none: its frames are dropped, not handled in `"default"`.
+#[test]
+fn an_alepha_connection_in_no_room_acts_in_none() {
+    let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
+    dispatch::join_handshake_rooms::<Chat, _>(
+        WireFormat::Alepha,
+        MemberId(0),
+        None,
+        None,
+        &crate::dispatch::AnyRoom,
+        &mut table,
+    )
+    .unwrap();
+    let (mut out, mut scratch) = ([0u8; 256], [0u8; 64]);
+    let frame = alepha_frame("default", "hi");
+    let said = dispatch::handle_message::<Chat, _>(
+        WireFormat::Alepha,
+        MemberId(0),
+        &mut table,
+        &crate::dispatch::AnyRoom,
+        &frame,
+        &mut scratch,
+        &mut out,
+    );
+    assert!(matches!(&said, Inbound::Message { room, .. } if room.as_str() == "default"), "{said:?}");
+    // Kicked from its only room.
+    table.leave(MemberId(0), &RoomId::new("default").unwrap());
+    for frame in [alepha_frame("default", "hi"), br#"{"message":{"content":"hi"}}"#.to_vec()] {
+        let said = dispatch::handle_message::<Chat, _>(
+            WireFormat::Alepha,
+            MemberId(0),
+            &mut table,
+            &crate::dispatch::AnyRoom,
+            &frame,
+            &mut scratch,
+            &mut out,
+        );
+        assert!(matches!(said, Inbound::Ignored), "{said:?}");
+    }
+}
