@@ -94,7 +94,8 @@ fn take(counter: &AtomicU32) -> bool {
 
 /// The game room: each callback logs; `cmd`s: `move` counts, `echo` sends
 /// `{"echo": arg}` to the sender, `all` broadcasts `{"all": arg}` but to
-/// the sender, `kick` closes the sender with 4000 "bye", `fail` errs.
+/// the sender, `kick` closes the sender with 4000 "bye", `fail` errs,
+/// `slow` takes `arg` ms.
 fn game(log: &Log, knobs: &Arc<Knobs>, tick_hz: u32) -> RoomEndpoint<Game, GameState, Player> {
     let (l1, l2, l3, l4, l5, l6) = (log.clone(), log.clone(), log.clone(), log.clone(), log.clone(), log.clone());
     let (k1, k2, k3, k4, k5) = (knobs.clone(), knobs.clone(), knobs.clone(), knobs.clone(), knobs.clone());
@@ -145,6 +146,7 @@ fn game(log: &Log, knobs: &Arc<Knobs>, tick_hz: u32) -> RoomEndpoint<Game, GameS
                     room.close(id, CloseCode::from(4000), "bye");
                 }
                 "fail" => return Err("handler boom".into()),
+                "slow" => sleep(Duration::from_millis(cmd.arg.as_deref().unwrap_or("0").parse().unwrap())).await,
                 _ => {}
             }
             Ok(())
@@ -428,6 +430,31 @@ async fn invalid_and_failing_messages_are_answered_to_the_sender() {
     assert_eq!(recv_json(&mut a).await, json!({"echo": "still here"}));
     assert_eq!(h.server.call::<Game, _, u32>("default", "moveCount", &()).await, Ok(1));
     assert_eq!(h.log.count("message "), 3, "only valid messages: {:?}", h.log.entries());
+}
+
+/// A room slower than the handler deadline holds one message of each
+/// connection, not one more per deadline: the sender is told its message
+/// timed out, and its next ones are answered "Room busy", unhandled,
+/// until the room is done with the first; then it is served again.
+#[tokio::test(start_paused = true)]
+async fn a_slow_room_holds_one_message_per_connection() {
+    let h = harness_with(0, |endpoint, builder| {
+        let mut config = roomwire_tokio::server::ServerConfig::default();
+        config.handler_timeout = Some(Duration::from_millis(50));
+        builder.config(config).room(endpoint)
+    });
+    let (mut a, _) = h.join("/ws/game").await;
+    send(&mut a, json!({"cmd": "slow", "arg": "1000"})).await;
+    assert_eq!(recv_json(&mut a).await, json!({"error": "Handler timed out"}));
+    for _ in 0..9 {
+        send(&mut a, json!({"cmd": "move"})).await;
+        let busy = recv_json(&mut a).await;
+        assert_eq!(busy, json!({"error": roomwire_tokio::roomwire_core::stateful::ROOM_BUSY}));
+    }
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(h.log.count("message move"), 0, "{:?}", h.log.entries());
+    send(&mut a, json!({"cmd": "echo", "arg": "served again"})).await;
+    assert_eq!(recv_json(&mut a).await, json!({"echo": "served again"}));
 }
 
 // RoomEngine.spec 28, 29; room-integration.spec 98: headless calls.

@@ -65,6 +65,12 @@ pub const BEAT_EARLY: Duration = Duration::from_micros(250);
 /// The fastest tick loop: `tick_hz` above it ticks at it.
 pub const MAX_TICK_HZ: u32 = 1_000;
 
+/// The error a connection is answered, without its message being
+/// handled, while the room still holds its previous message: one it
+/// stopped waiting for at the handler deadline. A connection has at most
+/// one message in its room's queue, however slow the room.
+pub const ROOM_BUSY: &str = "Room busy: the previous message is still waiting";
+
 /// Building the room's state or its `on_join` failed: the joining
 /// connection is accepted, then closed with 1011 "Room join failed".
 pub const JOIN_FAILED: Refusal = Refusal { code: CloseCode::Error, reason: "Room join failed" };

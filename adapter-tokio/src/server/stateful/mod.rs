@@ -18,7 +18,7 @@ use roomwire_core::cluster::{RoomBody, RoomOp, RoomStatus};
 use roomwire_core::dispatch::Refusal;
 use roomwire_core::room::{MemberId, TableLimits};
 use roomwire_core::session::ServerSession;
-use roomwire_core::stateful::{self, NonJson, RoomInbound};
+use roomwire_core::stateful::{self, NonJson, ROOM_BUSY, RoomInbound};
 use roomwire_core::wire::WireFormat;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -90,8 +90,11 @@ pub(crate) struct Callbacks<C: Channel, S, D> {
 /// a teardown waits for it; concurrent leavers share one teardown.
 ///
 /// Each connection has at most one message in its room's queue (it waits
-/// for the room to handle it before reading the next: TCP backpressure),
-/// so a room's queue is bounded by its connections and pending calls. In a
+/// for the room to handle it before reading the next: TCP backpressure;
+/// past the handler deadline its next messages are answered "Room busy"
+/// until the room has dealt with the one it has), so a room's queue is
+/// bounded by its connections and pending calls. A message whose sender
+/// stopped waiting is dropped unhandled when its turn comes. In a
 /// cluster, a member's node gives up waiting after a while
 /// ([`ROOM_REQUEST_TIMEOUT`](roomwire_core::cluster::ROOM_REQUEST_TIMEOUT));
 /// the owner then drops that message unhandled when its turn comes.
@@ -382,6 +385,9 @@ pub(crate) enum Input {
         format: WireFormat,
         payload: Vec<u8>,
         done: oneshot::Sender<Result<(), String>>,
+        /// Held while the message is queued or asked of the owner: its
+        /// connection sends no other meanwhile ([`Seat::queued`]).
+        queued: Arc<()>,
     },
     Call {
         method: String,
@@ -576,6 +582,19 @@ pub(crate) struct Seat {
     id: Arc<str>,
     room: roomwire_core::RoomId,
     inputs: mpsc::UnboundedSender<Input>,
+    /// Shared with the connection's message while the room has it: a
+    /// connection whose handler deadline passed reads its next message,
+    /// and without this each deadline would add one more to the queue of
+    /// a room that is slow.
+    queued: Arc<()>,
+}
+
+impl Seat {
+    /// Whether a message of this connection is still in the room's queue
+    /// (or still asked of the room's owner).
+    fn has_queued(&self) -> bool {
+        Arc::strong_count(&self.queued) > 1
+    }
 }
 
 impl Drop for Seat {
@@ -652,8 +671,14 @@ where
             RoomInbound::Reject { len } => return Dispatched::Answer { len, membership: None },
             RoomInbound::Ignored => return Dispatched::Ignored,
         };
+        if seat.has_queued() {
+            // Its last message outlived the handler deadline and still
+            // waits for the room: this one is refused rather than queued.
+            let future = Box::pin(async { Err(HandlerError::from(ROOM_BUSY)) });
+            return Dispatched::Handler { room: seat.room.clone(), future };
+        }
         let (done, outcome) = oneshot::channel();
-        let input = Input::Message { id: seat.id.clone(), format, payload, done };
+        let input = Input::Message { id: seat.id.clone(), format, payload, done, queued: seat.queued.clone() };
         let sent = seat.inputs.send(input).is_ok();
         let future = Box::pin(async move {
             if !sent {
@@ -676,7 +701,7 @@ where
         Some(Box::pin(async move {
             // Made before the answer comes: cancelled meanwhile, the
             // connection still leaves after its join.
-            let seat = Seat { id, room: room_id, inputs: sent.ok()? };
+            let seat = Seat { id, room: room_id, inputs: sent.ok()?, queued: Arc::new(()) };
             joined.await.ok().filter(|joined| *joined).map(|_| seat)
         }))
     }

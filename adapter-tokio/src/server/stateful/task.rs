@@ -293,12 +293,17 @@ where
                     }
                 }
             }
-            (Input::Message { id, format, payload, done }, Owner::Node(tag)) => {
+            // Its sender stopped waiting (the handler deadline): dropped
+            // unhandled, as the sender was told it failed.
+            (Input::Message { done, .. }, _) if done.is_closed() => {
+                debug!("a message waited longer than its sender: dropped");
+            }
+            (Input::Message { id, format, payload, done, queued }, Owner::Node(tag)) => {
                 let op = RoomOp::Message { connection: &id, wire: format, payload: &payload };
-                let input = Input::Message { id: id.clone(), format, payload: payload.clone(), done };
+                let input = Input::Message { id: id.clone(), format, payload: payload.clone(), done, queued };
                 self.request(tag, op, Some(input));
             }
-            (Input::Message { id, format, payload, done }, _) => {
+            (Input::Message { id, format, payload, done, .. }, _) => {
                 let _ = done.send(self.message(&id, format, &payload).await);
             }
             (Input::Call { method, args, done }, Owner::Node(tag)) => {
