@@ -114,6 +114,7 @@ pub(crate) async fn query(shared: &Arc<Shared>, asked: Asked) -> ClusterConnecti
     let number = node.next_query.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::unbounded_channel();
     lock(&node.queries).insert(number, tx);
+    let _asking = Asking { node, number };
     let deadline = tokio::time::Instant::now() + Duration::from(QUERY_TIMEOUT);
     let mut expected = 0usize;
     let mut complete = true;
@@ -144,8 +145,21 @@ pub(crate) async fn query(shared: &Arc<Shared>, asked: Asked) -> ClusterConnecti
             }
         }
     }
-    lock(&node.queries).remove(&number);
     ClusterConnections { connections, complete }
+}
+
+/// A query's entry in [`Node::queries`], removed however the query ends:
+/// answered, timed out, or its future dropped (a caller's own timeout, an
+/// HTTP client gone), which would otherwise leave it there for good.
+struct Asking<'a> {
+    node: &'a Node,
+    number: u64,
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        lock(&self.node.queries).remove(&self.number);
+    }
 }
 
 impl Node {
@@ -733,5 +747,53 @@ impl RoomWatcher for RoomInterest {
         if let Some((link, path)) = &self.link {
             link.want(Topic::Room { path, room: room.as_str() }.to_string(), false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{Endpoint, Server};
+
+    roomwire_core::channel! { /// A channel.
+    pub struct Ping { path: "/ws/ping", in: (), out: () } }
+
+    /// A query whose caller stops waiting (its own timeout) leaves no
+    /// entry behind, nor does one that runs to its end.
+    #[tokio::test]
+    async fn a_query_dropped_before_its_answers_leaves_no_entry() {
+        let bus = crate::backplane::MemoryBus::new();
+        let server = Server::builder()
+            .endpoint(Endpoint::<Ping>::new(|_ctx| Box::pin(async { Ok(()) })))
+            .backplane(bus.backplane())
+            .build()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !server.backplane_stats().is_some_and(|stats| stats.connected) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .expect("the bus never came up");
+        let mut query = Box::pin(server.cluster_connections());
+        // Polled until it waits for the bus, then dropped.
+        assert!(futures_poll_once(query.as_mut()).await.is_none(), "the query ended at once");
+        assert_eq!(lock(&server.shared.node.queries).len(), 1);
+        drop(query);
+        assert!(lock(&server.shared.node.queries).is_empty(), "a dropped query left its entry");
+        let answered = server.cluster_connections().await;
+        assert!(answered.complete);
+        assert!(lock(&server.shared.node.queries).is_empty());
+    }
+
+    /// `future` polled once: its output, if it had one.
+    async fn futures_poll_once<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut future).poll(cx) {
+                std::task::Poll::Ready(output) => Some(output),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 }
