@@ -1,7 +1,7 @@
 //! A Redis Cluster: sharded pub/sub, each channel on the shard that owns
 //! its slot.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -11,7 +11,7 @@ use roomwire_core::cluster::BUS_TIMEOUT;
 use roomwire_tokio::backplane::{LeaseRequest, Link, Publish};
 use tracing::debug;
 
-use super::{Bus, Ended, Pushes, answer, lease_commands, push_channel, within};
+use super::{Bus, Ended, Pushes, answer, is_refusal, lease_commands, push_channel, refused, within};
 
 pub(crate) fn client(nodes: Vec<String>) -> Result<ClusterClient, redis::RedisError> {
     // The push sender is per connection: set at each session.
@@ -73,8 +73,8 @@ impl Bus for Sharded {
         publish(&self.0, link, publishes).await
     }
 
-    async fn leases(&mut self, requests: Vec<LeaseRequest>) -> Result<(), String> {
-        leases_concurrently(&self.0, requests).await
+    async fn leases(&mut self, link: &Link, requests: Vec<LeaseRequest>) -> Result<(), String> {
+        leases_concurrently(&self.0, link, requests).await
     }
 
     async fn ping(&mut self) -> Result<(), String> {
@@ -84,19 +84,33 @@ impl Bus for Sharded {
 }
 
 /// Each lease command on its key's shard, all in flight at once.
-async fn leases_concurrently(con: &ClusterConnection, requests: Vec<LeaseRequest>) -> Result<(), String> {
+async fn leases_concurrently(con: &ClusterConnection, link: &Link, requests: Vec<LeaseRequest>) -> Result<(), String> {
     let results = join_all(lease_commands(requests).into_iter().map(|(cmd, to)| {
         let mut con = con.clone();
         async move {
-            let reply = within("lease", cmd.query_async::<Value>(&mut con)).await;
-            if let Ok(reply) = &reply {
-                answer(to, reply);
+            match tokio::time::timeout(BUS_TIMEOUT.into(), cmd.query_async::<Value>(&mut con)).await {
+                Ok(Ok(reply)) => {
+                    answer(to, &reply);
+                    Ok(None)
+                }
+                // Refused by its shard: unanswered (its server decides
+                // alone), and the session goes on.
+                Ok(Err(error)) if is_refusal(&error) => Ok(Some(error)),
+                Ok(Err(error)) => Err(format!("lease: {error}")),
+                Err(_) => Err(format!("lease: no answer within {:?}", Duration::from(BUS_TIMEOUT))),
             }
-            reply.map(drop)
         }
     }))
     .await;
-    results.into_iter().collect()
+    let (mut count, mut first) = (0, None);
+    for result in results {
+        if let Some(error) = result? {
+            count += 1;
+            first.get_or_insert(error);
+        }
+    }
+    refused(link, count, first.as_ref());
+    Ok(())
 }
 
 /// `SPUBLISH` each message on each topic, all in flight at once in order

@@ -212,6 +212,22 @@ fn lease_commands(requests: Vec<LeaseRequest>) -> Vec<(redis::Cmd, Answer)> {
     commands
 }
 
+/// Whether a command's error is Redis refusing that command (out of
+/// memory under `noeviction`, a replica's `READONLY`, an ACL's `NOPERM`, a
+/// busy script): the connection is fine and only the command failed, so
+/// the session goes on.
+fn is_refusal(error: &redis::RedisError) -> bool {
+    matches!(error.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension)
+}
+
+/// Commands the bus refused in one batch: counted, and said once.
+fn refused(link: &Link, count: usize, first: Option<&redis::RedisError>) {
+    if count > 0 {
+        link.leases_refused(count);
+        warn!(count, error = %first.map(ToString::to_string).unwrap_or_default(), "the bus refused lease commands: their servers decide alone");
+    }
+}
+
 /// Hand a lease command its answer: an acquire an integer reply (1
 /// granted), a claim the holder (a bulk string).
 fn answer(to: Answer, reply: &redis::Value) {
@@ -289,7 +305,10 @@ trait Bus: Clone {
     async fn subscribe(&mut self, channels: &[String]) -> Result<(), String>;
     async fn unsubscribe(&mut self, channels: &[String]) -> Result<(), String>;
     async fn publish(&mut self, link: &Link, publishes: Vec<Publish>) -> Result<(), String>;
-    async fn leases(&mut self, requests: Vec<LeaseRequest>) -> Result<(), String>;
+    /// Sends lease and claim commands, answering each. A command the bus
+    /// refuses is left unanswered (its server decides alone) and counted;
+    /// only a failure of the connection itself is an error.
+    async fn leases(&mut self, link: &Link, requests: Vec<LeaseRequest>) -> Result<(), String>;
     async fn ping(&mut self) -> Result<(), String>;
 }
 
@@ -381,7 +400,7 @@ async fn session<B: Bus>(mut bus: B, pushes: Pushes, link: &Link) -> Ended {
             if requests.is_empty() && link.is_closed() {
                 return Ok(());
             }
-            leaser.leases(requests).await?;
+            leaser.leases(link, requests).await?;
         }
     };
     let mut subscriber = bus;

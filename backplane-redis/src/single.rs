@@ -6,7 +6,7 @@ use redis::{AsyncConnectionConfig, PushKind, Value};
 use roomwire_core::cluster::BUS_TIMEOUT;
 use roomwire_tokio::backplane::{LeaseRequest, Link, Publish};
 
-use super::{Bus, Ended, Pushes, SUBSCRIBE_CHUNK, answer, lease_commands, push_channel, within};
+use super::{Bus, Ended, Pushes, SUBSCRIBE_CHUNK, answer, is_refusal, lease_commands, push_channel, refused, within};
 
 /// One RESP3 connection, for commands and pushes.
 #[derive(Clone)]
@@ -48,8 +48,8 @@ impl Bus for Single {
         publish(&mut self.0, link, publishes).await
     }
 
-    async fn leases(&mut self, requests: Vec<LeaseRequest>) -> Result<(), String> {
-        leases_pipelined(&mut self.0, requests).await
+    async fn leases(&mut self, link: &Link, requests: Vec<LeaseRequest>) -> Result<(), String> {
+        leases_pipelined(&mut self.0, link, requests).await
     }
 
     async fn ping(&mut self) -> Result<(), String> {
@@ -57,20 +57,35 @@ impl Bus for Single {
     }
 }
 
-async fn leases_pipelined(con: &mut MultiplexedConnection, requests: Vec<LeaseRequest>) -> Result<(), String> {
+async fn leases_pipelined(
+    con: &mut MultiplexedConnection,
+    link: &Link,
+    requests: Vec<LeaseRequest>,
+) -> Result<(), String> {
     let commands = lease_commands(requests);
     if commands.is_empty() {
         return Ok(());
     }
     let mut pipe = redis::pipe();
+    // Each reply on its own: a refused command fails alone, not the batch.
+    pipe.ignore_errors();
     for (cmd, _) in &commands {
         pipe.add_command(cmd.clone());
     }
     // Unanswered acquires (dropped senders) make their servers count alone.
-    let replies = within("leases", pipe.query_async::<Vec<Value>>(con)).await?;
-    for ((_, to), reply) in commands.into_iter().zip(&replies) {
-        answer(to, reply);
+    let replies = within("leases", pipe.query_async::<Vec<redis::RedisResult<Value>>>(con)).await?;
+    let (mut count, mut first) = (0, None);
+    for ((_, to), reply) in commands.into_iter().zip(replies) {
+        match reply {
+            Ok(reply) => answer(to, &reply),
+            Err(error) if is_refusal(&error) => {
+                count += 1;
+                first.get_or_insert(error);
+            }
+            Err(error) => return Err(format!("leases: {error}")),
+        }
     }
+    refused(link, count, first.as_ref());
     Ok(())
 }
 

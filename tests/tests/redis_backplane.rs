@@ -535,3 +535,80 @@ async fn a_redis_cluster_shard_killed_and_restarted_mid_traffic() {
     let crossed = rising_until(&mut remote, 500).await as u64;
     accounted(&before, &settled(&a, &before, 501).await, crossed, 501);
 }
+
+/// A Redis that refuses the lease commands (here an ACL without `EVAL`;
+/// out of memory under `noeviction` or a replica's `READONLY` are the same
+/// kind of answer) but still carries pub/sub: the servers count alone, as
+/// when the bus is down, and the bus stays up. Rooms go on crossing nodes;
+/// nothing reconnects or is dropped.
+#[tokio::test]
+async fn a_redis_that_refuses_lease_commands_keeps_the_bus_up() {
+    let Some(redis) = RedisServer::start() else { return };
+    let url = redis.url();
+    let refuse = || {
+        redis.cli(&["ACL", "SETUSER", "default", "-eval"]).expect("acl");
+    };
+    refused_leases_keep_the_bus_up(move || RedisBackplane::new(&url).unwrap(), |t| redis.subscribers(t), refuse).await;
+}
+
+/// The same on a Redis Cluster, where each lease command goes to its
+/// key's shard on its own.
+#[tokio::test]
+async fn a_redis_cluster_that_refuses_lease_commands_keeps_the_bus_up() {
+    let Some(cluster) = RedisCluster::start() else { return };
+    let urls = cluster.urls();
+    let refuse = || {
+        for node in &cluster.nodes {
+            node.cli(&["ACL", "SETUSER", "default", "-eval"]).expect("acl");
+        }
+    };
+    refused_leases_keep_the_bus_up(
+        move || RedisBackplane::cluster(urls.clone()).unwrap(),
+        |t| cluster.subscribers(t),
+        refuse,
+    )
+    .await;
+}
+
+async fn refused_leases_keep_the_bus_up(
+    backplane: impl Fn() -> RedisBackplane + Send + Clone + 'static,
+    subscribers: impl Fn(&str) -> usize,
+    refuse: impl FnOnce(),
+) {
+    let capped = |e: roomwire_tokio::server::Endpoint<SecureChat>| e.max_connections_per_user(2);
+    let mut a = harness_with(
+        {
+            let backplane = backplane.clone();
+            move |x| x.backplane(backplane())
+        },
+        capped,
+    )
+    .await;
+    connected(&a).await;
+    let mut b = node(backplane()).await;
+    let (mut on_b, _) = b.connect("/ws/chat?roomId=r").await;
+    heard_by(subscribers, room("r"), 1).await;
+    refuse();
+    // Its place cannot be leased: admitted on a's own count.
+    let (_alice, event) = a.connect("/ws/secure-chat?token=alice").await;
+    assert_eq!(event.user_id.as_deref(), Some("alice"));
+    tokio::time::timeout(LIMIT, async {
+        while a.server.backplane_stats().unwrap().leases_refused == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no refusal counted: {:?}", a.server.backplane_stats()));
+    assert!(a.server.backplane_stats().unwrap().connected);
+    for n in 0..20 {
+        a.server.emit::<Chat>(&Emit::to_room("r"), &system(&format!("{n}"))).unwrap();
+    }
+    for n in 0..20 {
+        assert_eq!(
+            recv_json(&mut on_b).await,
+            json!({"type": "system", "message": format!("{n}"), "__alephaRoom": "r"})
+        );
+    }
+    let stats = a.server.backplane_stats().unwrap();
+    assert_eq!((stats.reconnects, stats.publish_dropped), (0, 0), "{stats:?}");
+}

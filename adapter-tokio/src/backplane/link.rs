@@ -81,6 +81,10 @@ pub struct BackplaneStats {
     pub stale: u64,
     /// Messages on the bus that were not cluster messages of this version.
     pub invalid: u64,
+    /// Lease and claim commands the bus refused (out of memory, a replica,
+    /// no permission) while it stayed up: each server that asked decided
+    /// alone, as when the bus is down.
+    pub leases_refused: u64,
     /// Topics currently wanted.
     pub subscriptions: usize,
 }
@@ -171,6 +175,7 @@ struct Counters {
     duplicates: AtomicU64,
     stale: AtomicU64,
     invalid: AtomicU64,
+    leases_refused: AtomicU64,
 }
 
 struct Inner {
@@ -298,6 +303,12 @@ impl Link {
     /// Count `n` messages published.
     pub fn published(&self, n: usize) {
         self.inner.counters.published.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Count `n` lease or claim commands the bus refused (their answers
+    /// dropped: the servers decide alone). The bus stays up.
+    pub fn leases_refused(&self, n: usize) {
+        self.inner.counters.leases_refused.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Every topic the server wants to hear now (to subscribe again after
@@ -446,6 +457,7 @@ impl Link {
             duplicates: get(&c.duplicates),
             stale: get(&c.stale),
             invalid: get(&c.invalid),
+            leases_refused: get(&c.leases_refused),
             subscriptions: lock(&self.inner.interest).wanted.len(),
         }
     }
