@@ -46,6 +46,7 @@ mod single;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::{PushInfo, PushKind, Value};
@@ -312,33 +313,62 @@ trait Bus: Clone {
     async fn ping(&mut self) -> Result<(), String>;
 }
 
-/// At most this many messages heard wait to be handed to the server;
-/// beyond, they are dropped and counted (a bus faster than this node
-/// cannot grow its memory).
+/// At most this many messages heard wait to be handed to the server, and
+/// at most [`MAX_PENDING_PUSH_BYTES`] of them; beyond, they are dropped and
+/// counted (a bus faster than this node cannot grow its memory).
 const MAX_PENDING_PUSHES: usize = 65_536;
 
-/// Where a connection's pushes go: a bounded queue, and a flag for the
-/// connection's loss (never dropped).
+/// At most this many bytes of messages heard wait to be handed to the
+/// server (one larger message alone goes over it), as many as wait to be
+/// published. The count alone would let a few nodes relaying megabyte
+/// messages faster than this node takes them in queue tens of GiB: the
+/// connection reads Redis's socket as fast as Redis writes it, so Redis's
+/// own output limit for subscribers never applies.
+const MAX_PENDING_PUSH_BYTES: usize = 64 << 20;
+
+/// Where a connection's pushes go: a bounded queue, the bytes in it, and
+/// a flag for the connection's loss (never dropped).
 struct Pushes {
     queue: mpsc::Receiver<PushInfo>,
+    bytes: Arc<AtomicUsize>,
     lost: Arc<tokio::sync::Notify>,
+}
+
+impl Pushes {
+    /// The next push heard, once it is out of the queue's byte count.
+    async fn next(&mut self) -> Option<PushInfo> {
+        let push = self.queue.recv().await?;
+        self.bytes.fetch_sub(push_size(&push), Ordering::Relaxed);
+        Some(push)
+    }
+}
+
+/// The bytes a push holds (its channel and payload).
+fn push_size(push: &PushInfo) -> usize {
+    push.data.iter().map(|value| if let Value::BulkString(bytes) = value { bytes.len() } else { 0 }).sum()
 }
 
 /// The push sender to give a connection, and what its session reads.
 fn push_channel(link: &Link) -> (impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static, Pushes) {
     let (tx, queue) = mpsc::channel(MAX_PENDING_PUSHES);
+    let bytes = Arc::new(AtomicUsize::new(0));
     let lost = Arc::new(tokio::sync::Notify::new());
-    let (on_loss, link) = (lost.clone(), link.clone());
+    let (on_loss, link, queued) = (lost.clone(), link.clone(), bytes.clone());
     let sender = move |push: PushInfo| {
         if push.kind == PushKind::Disconnection {
             on_loss.notify_one();
-        } else if tx.try_send(push).is_err() {
+            return Ok(());
+        }
+        let size = push_size(&push);
+        let before = queued.fetch_add(size, Ordering::Relaxed);
+        if (before > 0 && before + size > MAX_PENDING_PUSH_BYTES) || tx.try_send(push).is_err() {
+            queued.fetch_sub(size, Ordering::Relaxed);
             link.receive_dropped(1);
         }
         // Never an error: the connection would stop handing pushes over.
         Ok(())
     };
-    (sender, Pushes { queue, lost })
+    (sender, Pushes { queue, bytes, lost })
 }
 
 /// Connected to Redis (`bus`, whose pushes arrive in `pushes`): subscribe
@@ -354,11 +384,12 @@ async fn session<B: Bus>(mut bus: B, pushes: Pushes, link: &Link) -> Ended {
     link.confirm_subscribed(&wanted);
     debug!(channels = wanted.len(), "redis backplane subscribed");
     link.set_connected(true);
-    let Pushes { mut queue, lost } = pushes;
+    let mut pushes = pushes;
+    let lost = pushes.lost.clone();
     let hearing = async {
         loop {
             tokio::select! {
-                push = queue.recv() => match push {
+                push = pushes.next() => match push {
                     Some(push) if push.kind == B::MESSAGE => {
                         if let [Value::BulkString(channel), Value::BulkString(payload)] = push.data.as_slice() {
                             link.receive(&String::from_utf8_lossy(channel), payload);
@@ -450,5 +481,40 @@ async fn within<T>(what: &str, fut: impl Future<Output = redis::RedisResult<T>>)
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(format!("{what}: {error}")),
         Err(_) => Err(format!("{what}: no answer within {:?}", Duration::from(BUS_TIMEOUT))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(size: usize) -> PushInfo {
+        PushInfo {
+            kind: PushKind::Message,
+            data: vec![Value::BulkString(b"t".to_vec()), Value::BulkString(vec![0; size])],
+        }
+    }
+
+    /// Heard faster than taken in, megabyte messages are dropped past the
+    /// byte bound, not queued up to the count bound; taken in, they make
+    /// room again. One message over the bound alone still goes in.
+    #[tokio::test]
+    async fn messages_heard_wait_within_a_byte_bound() {
+        let link = Link::new();
+        let (send, mut pushes) = push_channel(&link);
+        for _ in 0..256 {
+            send(message(1 << 20)).unwrap();
+        }
+        let queued = pushes.bytes.load(Ordering::Relaxed);
+        assert!(queued <= MAX_PENDING_PUSH_BYTES, "{queued} bytes queued");
+        assert_eq!(link.stats().receive_dropped, 256 - 63, "{:?}", link.stats());
+        while !pushes.queue.is_empty() {
+            pushes.next().await.unwrap();
+        }
+        assert_eq!(pushes.bytes.load(Ordering::Relaxed), 0);
+        send(message(MAX_PENDING_PUSH_BYTES * 2)).unwrap();
+        assert_eq!(pushes.queue.len(), 1, "a message over the bound, alone, was dropped");
+        send(message(1)).unwrap();
+        assert_eq!(pushes.queue.len(), 1);
     }
 }
