@@ -64,7 +64,7 @@ impl Codec {
         if agreed.send_no_context_takeover {
             return compress_fresh(agreed, payload, frame);
         }
-        let zlib = self.compressor.get_or_insert_with(|| new_compressor(agreed));
+        let zlib = self.compressor.get_or_insert_with(|| new_compressor(agreed, agreed.zlib_send_window_bits()));
         with_output(|out| {
             deflate_into(zlib, payload, out);
             frame(strip_tail(out))
@@ -153,8 +153,10 @@ thread_local! {
 
 /// The thread's compressors for connections without context takeover,
 /// one per (level, window) in use, at most [`SHARED_COMPRESSORS`] (the
-/// oldest made is dropped for a new one): connections that agreed to
-/// different windows do not remake one compressor in turn.
+/// oldest made is dropped for a new one). Their windows are
+/// [`Deflate::shared_window_bits`]: two per level, whatever windows the
+/// clients asked for, so connections that agreed to different windows do
+/// not remake one compressor in turn.
 struct SharedCompressor {
     zlib: Vec<((u8, u8), Compress)>,
 }
@@ -164,14 +166,14 @@ const SHARED_COMPRESSORS: usize = 4;
 
 impl SharedCompressor {
     fn for_agreement(&mut self, agreed: &Deflate) -> &mut Compress {
-        let key = (agreed.level, agreed.zlib_send_window_bits());
+        let key = (agreed.level, agreed.shared_window_bits());
         let at = match self.zlib.iter().position(|(made_for, _)| *made_for == key) {
             Some(at) => at,
             None => {
                 if self.zlib.len() >= SHARED_COMPRESSORS {
                     self.zlib.remove(0);
                 }
-                self.zlib.push((key, new_compressor(agreed)));
+                self.zlib.push((key, new_compressor(agreed, key.1)));
                 self.zlib.len() - 1
             }
         };
@@ -182,8 +184,8 @@ impl SharedCompressor {
     }
 }
 
-fn new_compressor(agreed: &Deflate) -> Compress {
-    Compress::new_with_window_bits(Compression::new(u32::from(agreed.level)), false, agreed.zlib_send_window_bits())
+fn new_compressor(agreed: &Deflate, window_bits: u8) -> Compress {
+    Compress::new_with_window_bits(Compression::new(u32::from(agreed.level)), false, window_bits)
 }
 
 /// Compress `payload` with a sync flush into `out` (cleared first).

@@ -210,6 +210,8 @@ pub struct Deflate {
     announce_send_window: bool,
     /// Server: the answer names the client's window (the offer allowed it).
     announce_receive_window: bool,
+    /// The window our configuration offers (before the peer limits it).
+    configured_send_window_bits: u8,
 }
 
 impl Deflate {
@@ -231,6 +233,34 @@ impl Deflate {
     /// never reaches further back than `2^bits - 262` bytes (250 < 256).
     pub fn zlib_send_window_bits(&self) -> u8 {
         self.send_window_bits.max(MIN_WINDOW_BITS + 1)
+    }
+
+    /// The window to give a zlib-style compressor that starts every
+    /// message empty and may serve many connections (a room message
+    /// compressed once): the configured window if the peer left it there,
+    /// as nearly every peer does, else the smallest a zlib-style compressor
+    /// uses. A deflate stream reads in any window at least as large as the
+    /// one that wrote it, so a room's recipients share at most two
+    /// compressions per level, however many windows their peers asked for
+    /// (one per window would let peers asking for seven windows make every
+    /// room message be compressed seven times).
+    ///
+    /// ```
+    /// use roomwire_core::deflate::{DeflateConfig, negotiate};
+    /// let plain = negotiate([&b"permessage-deflate"[..]], &DeflateConfig::DEFAULT).unwrap();
+    /// assert_eq!(plain.shared_window_bits(), 15);
+    /// for bits in 8..15 {
+    ///     let offer = format!("permessage-deflate; server_max_window_bits={bits}");
+    ///     let limited = negotiate([offer.as_bytes()], &DeflateConfig::DEFAULT).unwrap();
+    ///     assert_eq!(limited.shared_window_bits(), 9);
+    /// }
+    /// ```
+    pub fn shared_window_bits(&self) -> u8 {
+        if self.send_window_bits >= self.configured_send_window_bits {
+            self.zlib_send_window_bits()
+        } else {
+            MIN_WINDOW_BITS + 1
+        }
     }
 
     /// The window to give a zlib-style inflater (9 where 8 was agreed: a
@@ -419,6 +449,7 @@ fn accept_offer(offer: Params, config: &DeflateConfig) -> Option<Deflate> {
         min_size: config.min_size,
         announce_send_window: offer.server_max_window_bits.is_some() || send_window_bits < MAX_WINDOW_BITS,
         announce_receive_window: offer.client_max_window_bits.is_some() && receive_window_bits < MAX_WINDOW_BITS,
+        configured_send_window_bits: our_send,
     })
 }
 
@@ -469,6 +500,7 @@ fn accept_answer(answer: Params, config: &DeflateConfig) -> Result<Deflate, Inva
         min_size: config.min_size,
         announce_send_window: false,
         announce_receive_window: false,
+        configured_send_window_bits: our_send,
     })
 }
 

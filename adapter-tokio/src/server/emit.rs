@@ -196,8 +196,9 @@ pub(crate) struct SharedFrames {
     plain: [Option<Bytes>; 3],
     /// Compressed twins, per format, one per compressor setting (level,
     /// window, size worth compressing) that recipients agreed to; `None`
-    /// for a message too short to compress. A recipient with an unusual
-    /// window adds one entry, not one compression per member.
+    /// for a message too short to compress. Recipients whose clients asked
+    /// for smaller windows share one entry
+    /// ([`Deflate::shared_window_bits`]), not one per window.
     compressed: [Vec<(CompressedKey, Option<Bytes>)>; 3],
 }
 
@@ -217,7 +218,7 @@ impl SharedFrames {
         };
         let plain = plain.get_or_insert_with(|| frame(key, payload));
         let Some(agreed) = deflate else { return plain.clone() };
-        let made_for = (agreed.level, agreed.zlib_send_window_bits(), agreed.min_size);
+        let made_for = (agreed.level, agreed.shared_window_bits(), agreed.min_size);
         let twin = match compressed.iter().find(|(key, _)| *key == made_for) {
             Some((_, twin)) => twin.clone(),
             None => {
@@ -350,4 +351,40 @@ pub(crate) fn deliver_encoded<R: AsRef<str>, U: AsRef<str>>(
     }
     trace!(recipients = count - skipped, "emitted");
     Ok(count - skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roomwire_core::deflate::{DeflateConfig, negotiate};
+
+    /// Clients that asked for every window from 8 to 15 bits share two
+    /// compressions of a room message (not one per window), and each
+    /// client's inflater, at the window it asked for, reads its frame.
+    #[test]
+    fn clients_asking_for_any_window_share_two_compressions() {
+        let payload = br#"{"type":"append","content":"hello everyone, hello again"}"#.repeat(20);
+        let key = FrameKey { format: WireFormat::Alepha, label: Some("room") };
+        let mut frames = SharedFrames::default();
+        let mut got = Vec::new();
+        for bits in 8..=15u8 {
+            let offer = format!("permessage-deflate; server_max_window_bits={bits}");
+            let agreed = negotiate([offer.as_bytes()], &DeflateConfig::DEFAULT).unwrap();
+            got.push((bits, frames.get(key, &payload, Some(&agreed))));
+        }
+        assert_eq!(frames.compressed[0].len(), 2, "compressions made for 8 windows");
+        let plain = frame(key, &payload);
+        for (bits, frame) in got {
+            let (header, at) = roomwire_core::FrameHeader::parse(&frame).unwrap().unwrap();
+            assert_eq!(header.rsv, 0b100, "{bits}: sent uncompressed");
+            let mut inflater = flate2::Decompress::new_with_window_bits(false, bits.max(9));
+            let mut body = frame[at..].to_vec();
+            body.extend_from_slice(&roomwire_core::deflate::TAIL);
+            let mut out = Vec::with_capacity(plain.len() * 2);
+            inflater.decompress_vec(&body, &mut out, flate2::FlushDecompress::Sync).unwrap();
+            let (plain_header, plain_at) = roomwire_core::FrameHeader::parse(&plain).unwrap().unwrap();
+            assert_eq!(plain_header.opcode, header.opcode);
+            assert_eq!(&out[..], &plain[plain_at..], "{bits}: the client read another message");
+        }
+    }
 }
