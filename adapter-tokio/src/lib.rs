@@ -75,3 +75,9 @@ pub use roomwire_core::handshake::{ClientRequest, Request};
 pub use roomwire_core::{CloseCode, MessageKind};
 pub use server::Server;
 pub use socket::WebSocket;
+
+/// Lock, ignoring poisoning: every critical section in this crate leaves
+/// its data valid, so a panic elsewhere while one was held changes nothing.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -810,3 +810,29 @@ async fn a_member_node_cut_off_and_back_joins_its_members_again() {
     assert_eq!(next_not_players(&mut cb).await, json!({"echo": "back"}));
     assert_eq!(a.log.count("factory k"), 1, "the same state all along");
 }
+
+/// An owner slower than its members' nodes wait holds one message of each
+/// member of another node, as of its own: after the member's node gave up
+/// on the first, the next ones are refused "Room busy" by the owner until
+/// it is done with the first, not queued behind it one per try.
+#[tokio::test(start_paused = true)]
+async fn a_slow_owner_holds_one_message_per_member_of_another_node() {
+    let bus = MemoryBus::new();
+    let (a, _) = node(&bus, 0);
+    let (b, _) = node(&bus, 0);
+    let (_ca, _) = a.join("/ws/game?roomId=x").await;
+    let mut cb = b.connect("/ws/game?roomId=x").await;
+    players(&mut cb, 2).await;
+    send(&mut cb, json!({"cmd": "slow", "arg": "10000"})).await;
+    let unavailable = next_not_players(&mut cb).await;
+    assert_eq!(unavailable, json!({"error": roomwire_tokio::roomwire_core::cluster::ownership::ROOM_UNAVAILABLE}));
+    let busy = json!({"error": roomwire_tokio::roomwire_core::stateful::ROOM_BUSY});
+    for _ in 0..5 {
+        send(&mut cb, json!({"cmd": "move"})).await;
+        assert_eq!(next_not_players(&mut cb).await, busy);
+    }
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(a.log.count("message move"), 0, "{:?}", a.log.entries());
+    send(&mut cb, json!({"cmd": "echo", "arg": "served again"})).await;
+    assert_eq!(next_not_players(&mut cb).await, json!({"echo": "served again"}));
+}

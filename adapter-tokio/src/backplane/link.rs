@@ -1,10 +1,11 @@
 //! What a server and its backplane share: the messages to publish, the
 //! topics to hear, the delivery of what is heard, and the counters.
 
+use crate::lock;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
@@ -221,10 +222,6 @@ impl Default for Link {
 /// topic it is published on.
 fn wire_size(publish: &Publish) -> usize {
     publish.topics.iter().map(|t| t.len() + publish.bytes.len()).sum()
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Link {

@@ -6,6 +6,7 @@
 //! deadline, when to reconnect) is the session's, as in the embassy
 //! client.
 
+use crate::lock;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -32,7 +33,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     ClientOptions, ConnectError, ConnectionError, ConnectionState, Core, MAX_ROOMS, Outgoing, Owned, RoomError, Shared,
-    Sinks, lock,
+    Sinks,
 };
 use crate::error::Error;
 use crate::socket::{RandomKeys, append_with};

@@ -137,12 +137,13 @@ pub use error::{ConnectError, ConnectionError, ConnectionState, RoomError, SendE
 pub use incoming::{Incoming, RoomMessages};
 pub use options::ClientOptions;
 
+use crate::lock;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use roomwire_core::channel::Channel;
@@ -215,11 +216,6 @@ pub(crate) struct Shared {
     format: AtomicU8,
     pub(crate) closed: AtomicBool,
     pub(crate) rooms: Mutex<Rooms>,
-}
-
-/// Lock, ignoring poisoning: every critical section leaves the data valid.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Shared {

@@ -4,6 +4,7 @@
 //! ([`roomwire_core::cluster`]); this moves bytes between the endpoints and
 //! the [`Link`].
 
+use crate::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -81,10 +82,6 @@ impl Asked {
             Asked::User(user) => About::User(user),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn topic_of(path: &'static str, about: About<'_>) -> String {

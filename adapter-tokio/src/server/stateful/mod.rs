@@ -94,7 +94,10 @@ pub(crate) struct Callbacks<C: Channel, S, D> {
 /// past the handler deadline its next messages are answered "Room busy"
 /// until the room has dealt with the one it has), so a room's queue is
 /// bounded by its connections and pending calls. A message whose sender
-/// stopped waiting is dropped unhandled when its turn comes. In a
+/// stopped waiting is dropped unhandled when its turn comes. The same
+/// holds for another node's members when this node owns the room: the
+/// owner refuses a member's next message ("Room busy") while it still
+/// holds one. In a
 /// cluster, a member's node gives up waiting after a while
 /// ([`ROOM_REQUEST_TIMEOUT`](roomwire_core::cluster::ROOM_REQUEST_TIMEOUT));
 /// the owner then drops that message unhandled when its turn comes.
@@ -330,6 +333,7 @@ where
                 metronome: Default::default(),
                 rooms: Mutex::default(),
                 spawn,
+                remote_queued: Mutex::default(),
             }),
             _channel: PhantomData,
         })
@@ -420,7 +424,7 @@ pub(crate) enum Input {
 pub(crate) enum RemoteOp {
     Join(Joining),
     Leave(Arc<str>),
-    Message { id: Arc<str>, format: WireFormat, payload: Vec<u8> },
+    Message { id: Arc<str>, format: WireFormat, payload: Vec<u8>, _queued: RemoteQueued },
     Call { method: String, args: Vec<u8> },
     Broadcast { encoded: Encoded, except: Vec<String> },
     Members(Vec<String>),
@@ -441,6 +445,24 @@ pub(crate) struct RoomHost {
     pub(crate) metronome: metronome::Metronome,
     rooms: Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<Input>, RandomState>>,
     spawn: Arc<Spawn>,
+    /// Other nodes' connections with a message in one of these rooms'
+    /// queues (this node their owner): one each, as for this node's own
+    /// connections ([`Seat`]).
+    remote_queued: Mutex<std::collections::HashSet<Arc<str>, RandomState>>,
+}
+
+/// Another node's connection's message while it is in its room's queue:
+/// its entry in [`RoomHost::remote_queued`], removed however the message
+/// leaves the queue (handled, dropped as stale, or the task gone).
+pub(crate) struct RemoteQueued {
+    host: Arc<RoomHost>,
+    id: Arc<str>,
+}
+
+impl Drop for RemoteQueued {
+    fn drop(&mut self) {
+        crate::lock(&self.host.remote_queued).remove(&self.id);
+    }
 }
 
 impl RoomHost {
@@ -526,7 +548,21 @@ impl RoomHost {
                     }),
                     RoomOp::Leave { connection } => RemoteOp::Leave(connection.into()),
                     RoomOp::Message { connection, wire, payload } => {
-                        RemoteOp::Message { id: connection.into(), format: wire, payload: payload.to_vec() }
+                        let id: Arc<str> = connection.into();
+                        if !crate::lock(&self.remote_queued).insert(id.clone()) {
+                            // Its last message still waits here (its node
+                            // gave up waiting for it): refused, not queued.
+                            let body = RoomBody {
+                                reply_to: server.shared.node.tag,
+                                request,
+                                room,
+                                op: RoomOp::Outcome { status: RoomStatus::Failed, body: ROOM_BUSY.as_bytes() },
+                            };
+                            server.shared.node.send_room(from, self.path, body);
+                            return;
+                        }
+                        let queued = RemoteQueued { host: self.clone(), id: id.clone() };
+                        RemoteOp::Message { id, format: wire, payload: payload.to_vec(), _queued: queued }
                     }
                     RoomOp::Call { method, args } => RemoteOp::Call { method: method.to_owned(), args: args.to_vec() },
                     RoomOp::Broadcast { except, json, postcard } => RemoteOp::Broadcast {

@@ -452,7 +452,7 @@ where
                 self.answer(from, request, status, &[]);
             }
             RemoteOp::Leave(id) => self.leave(&id).await,
-            RemoteOp::Message { id, format, payload } => match self.message(&id, format, &payload).await {
+            RemoteOp::Message { id, format, payload, .. } => match self.message(&id, format, &payload).await {
                 Ok(()) => self.answer(from, request, RoomStatus::Done, &[]),
                 Err(text) => self.answer(from, request, RoomStatus::Failed, text.as_bytes()),
             },
