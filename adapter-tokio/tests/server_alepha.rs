@@ -314,6 +314,10 @@ async fn b111_b112_b113_reply_targets() {
 async fn b116_close_connection_sends_the_code() {
     let mut h = harness().await;
     let (mut ws, e) = h.connect("/ws/chat").await;
+    // Codes no close frame may carry are refused, the connection left open.
+    for code in [1005, 1006, 1015, 999, 5000] {
+        assert!(!h.server.close_connection(&e.connection_id, CloseCode::from(code), "no"), "{code}");
+    }
     assert!(h.server.close_connection(&e.connection_id, CloseCode::from(4000), "kicked"));
     assert_eq!(closed_with(&mut ws).await, Some((Some(CloseCode::from(4000)), "kicked".to_owned())));
     let gone = h.next_disconnect().await;

@@ -310,13 +310,20 @@ impl Server {
 
     /// Close the connection `id` with `code` and `reason` (at most 123
     /// bytes; longer is cut at a character boundary). Returns false if no
-    /// such connection is open. The connection leaves its rooms when the
-    /// closing handshake ends.
+    /// such connection is open, or if `code` cannot be sent in a close
+    /// frame (1005, 1006, 1015 and the others
+    /// [`CloseCode::is_valid_on_wire`] refuses: the connection is left
+    /// open). The connection leaves its rooms when the closing handshake
+    /// ends.
     ///
     /// With a backplane, a connection of another node (its id carries that
     /// node's tag) is closed by that node: true then means the request was
     /// published, on every endpoint's behalf.
     pub fn close_connection(&self, id: &str, code: CloseCode, reason: &str) -> bool {
+        if !code.is_valid_on_wire() {
+            warn!(connection = id, code = u16::from(code), "close_connection: a code no close frame may carry");
+            return false;
+        }
         if self.shared.close_local(id, code, reason) {
             return true;
         }
