@@ -156,8 +156,8 @@ return 1";
 const CLAIM: &str = r"
 local h = redis.call('GET', KEYS[1])
 if not h or h == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return ARGV[1]
+  if not h and ARGV[3] ~= '' then h = ARGV[3] else h = ARGV[1] end
+  redis.call('SET', KEYS[1], h, 'PX', ARGV[2])
 end
 return h";
 
@@ -195,9 +195,9 @@ fn lease_commands(requests: Vec<LeaseRequest>) -> Vec<(redis::Cmd, Answer)> {
                 cmd.arg(key).arg(member);
                 commands.push((cmd, Answer::None));
             }
-            LeaseRequest::Claim { key, holder, ttl, answer } => {
+            LeaseRequest::Claim { key, holder, restore, ttl, answer } => {
                 let mut cmd = redis::cmd("EVAL");
-                cmd.arg(CLAIM).arg(1).arg(key).arg(holder).arg(ttl.as_millis() as u64);
+                cmd.arg(CLAIM).arg(1).arg(key).arg(holder).arg(ttl.as_millis() as u64).arg(restore.unwrap_or_default());
                 commands.push((cmd, Answer::Holder(answer)));
             }
             LeaseRequest::Disclaim { key, holder } => {

@@ -130,14 +130,19 @@ pub enum LeaseRequest {
         /// The connection id.
         member: String,
     },
-    /// Make `holder` the holder of `key` for `ttl` if it has none or
-    /// already is (then its time starts again); answer who holds it now.
-    /// The owner of a stateful room ([`roomwire_core::cluster::room_owner_key`]).
+    /// Make `holder` the holder of `key` for `ttl` if it already is (then
+    /// its time starts again) or if it has none (then `restore`, if given,
+    /// else `holder`); answer who holds it now. The owner of a stateful
+    /// room ([`roomwire_core::cluster::room_owner_key`]).
     Claim {
         /// The key.
         key: String,
         /// Who asks (a node tag, as text).
         holder: String,
+        /// Who to put back if the key has none: the owner the asker knows
+        /// ([`roomwire_core::cluster::ownership::restore`]), whose claim
+        /// the bus lost.
+        restore: Option<String>,
         /// How long the claim lasts unless claimed again.
         ttl: std::time::Duration,
         /// Where the holder goes (dropped unanswered: the bus could not

@@ -86,6 +86,12 @@ impl MemoryBus {
         self.lock().held.get(topic).map_or(0, Vec::len)
     }
 
+    /// Forget every claim, as a bus restarted without its data does (the
+    /// owners of stateful rooms are then known to their nodes only).
+    pub fn forget_claims(&self) {
+        self.lock().claims.clear();
+    }
+
     /// How many nodes hear `topic`.
     pub fn subscribers(&self, topic: &str) -> usize {
         self.lock().topics.get(topic).map_or(0, HashSet::len)
@@ -192,10 +198,12 @@ impl MemoryBackplane {
                     places.remove(&member);
                 }
             }
-            LeaseRequest::Claim { key, holder, ttl, answer } => {
-                let claims = nodes.claims.entry(key).or_insert_with(|| (holder.clone(), now));
-                if claims.1 <= now || claims.0 == holder {
-                    *claims = (holder, now + ttl);
+            LeaseRequest::Claim { key, holder, restore, ttl, answer } => {
+                let claims = nodes.claims.entry(key).or_insert_with(|| (String::new(), now));
+                if claims.0 == holder {
+                    claims.1 = now + ttl;
+                } else if claims.1 <= now {
+                    *claims = (restore.unwrap_or(holder), now + ttl);
                 }
                 let _ = answer.send(claims.0.clone());
             }

@@ -297,9 +297,10 @@ impl Node {
     }
 
     /// Who owns the stateful room `room` of the endpoint at `path`, taking
-    /// it if nobody does (or renewing it if this node does): the owner's
-    /// tag, or `None` if there is no bus or it did not answer in time.
-    pub(crate) async fn claim_room(&self, path: &str, room: &str) -> Option<u32> {
+    /// it if nobody does (or putting `restore` back, the owner this node
+    /// knows), or renewing it if this node does: the owner's tag, or
+    /// `None` if there is no bus or it did not answer in time.
+    pub(crate) async fn claim_room(&self, path: &str, room: &str, restore: Option<u32>) -> Option<u32> {
         let link = self.interest_link()?;
         // A node just started (or reconnecting) waits a moment for its bus
         // rather than take a room another node may hold.
@@ -313,6 +314,7 @@ impl Node {
         link.lease(LeaseRequest::Claim {
             key: cluster::room_owner_key(path, room).to_string(),
             holder: cluster::ownership::holder(self.tag).to_string(),
+            restore: restore.map(|tag| cluster::ownership::holder(tag).to_string()),
             ttl: ROOM_LEASE_TTL.into(),
             answer,
         });

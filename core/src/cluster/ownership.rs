@@ -90,6 +90,31 @@ pub fn claimed(current: Owner, holder: Option<u32>, me: u32) -> (Owner, Claimed)
     }
 }
 
+/// Whom node's claim puts back as the owner if the bus holds no claim:
+/// the owner this node knows, if that owner answered this node's last
+/// `members` report (it is alive), else nobody (the asker takes the room).
+///
+/// A bus that loses its keys (a Redis restarted without persistence, a
+/// failover that lost the last write, an eviction) must not hand a live
+/// owner's room to whichever node asks first: that node would build a new
+/// state while the owner still serves the old one. A silent owner is not
+/// put back, so a room whose owner died and whose key was lost moves on
+/// at the next claim.
+///
+/// ```
+/// use roomwire_core::cluster::ownership::{restore, Owner};
+/// assert_eq!(restore(Owner::Node(3), true), Some(3));
+/// assert_eq!(restore(Owner::Node(3), false), None);
+/// assert_eq!(restore(Owner::Here, true), None);
+/// assert_eq!(restore(Owner::Unknown, true), None);
+/// ```
+pub fn restore(current: Owner, owner_answered: bool) -> Option<u32> {
+    match current {
+        Owner::Node(tag) if owner_answered => Some(tag),
+        _ => None,
+    }
+}
+
 /// The claim's value for the node with `tag`: eight lowercase hex digits,
 /// as in its node topic.
 ///

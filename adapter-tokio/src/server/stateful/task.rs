@@ -206,7 +206,7 @@ where
             return;
         }
         let node = &self.server.shared.node;
-        let holder = node.claim_room(C::PATH, &self.room_id).await;
+        let holder = node.claim_room(C::PATH, &self.room_id, None).await;
         // A bus that cannot say: this node serves its own members alone
         // until it can (then one owner remains).
         self.owner = ownership::claimed(Owner::Unknown, holder, node.tag).0;
@@ -649,8 +649,11 @@ where
         self.claiming = true;
         let node = self.server.shared.node.clone();
         let (room, claims) = (self.room_id.clone(), self.claims.clone());
+        // The owner this node knows is put back if the bus lost its claim,
+        // as long as it answers this node's reports.
+        let restore = ownership::restore(self.owner, self.report.is_none());
         tokio::spawn(async move {
-            let _ = claims.send(node.claim_room(C::PATH, &room).await);
+            let _ = claims.send(node.claim_room(C::PATH, &room, restore).await);
         });
     }
 
