@@ -612,3 +612,39 @@ async fn refused_leases_keep_the_bus_up(
     let stats = a.server.backplane_stats().unwrap();
     assert_eq!((stats.reconnects, stats.publish_dropped), (0, 0), "{stats:?}");
 }
+
+/// A Redis that loses its keys while the counter room's owner lives (here
+/// `FLUSHALL`, as a restart without persistence): the room stays with its
+/// owner and its count goes on, on three nodes, for as long as the keys
+/// keep being lost.
+#[tokio::test]
+async fn a_redis_that_loses_a_rooms_claim_keeps_the_live_owner() {
+    let Some(redis) = RedisServer::start() else { return };
+    let url = redis.url();
+    let counter = || roomwire_tests::counter::counter_room();
+    let mut nodes = Vec::new();
+    let mut members = Vec::new();
+    let count = |value: u64, members: usize| json!({"type": "count", "value": value, "members": members});
+    for n in 0..3 {
+        let url = url.clone();
+        let node = harness_with(move |b| b.backplane(RedisBackplane::new(&url).unwrap()).room(counter()), |e| e).await;
+        connected(&node).await;
+        let (mut ws, _) = node.try_connect("/ws/counter?roomId=hall", &[], &[]).await.unwrap();
+        recv_json_until(&mut ws, &count(0, n + 1), LIMIT).await;
+        members.push(ws);
+        nodes.push(node);
+        // Each node checks the claim every 2 s from its own start: apart.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    send_text(&mut members[2], r#"{"type":"inc","by":100}"#).await;
+    recv_json_until(&mut members[0], &count(100, 3), LIMIT).await;
+    // Lost every 150 ms for 8 s: every node asks at least once with no claim there.
+    for _ in 0..53 {
+        redis.cli(&["FLUSHALL"]).expect("flushall");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    send_text(&mut members[1], r#"{"type":"inc","by":11}"#).await;
+    for ws in &mut members {
+        recv_json_until(ws, &count(111, 3), LIMIT).await;
+    }
+}
