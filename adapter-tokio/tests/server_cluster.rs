@@ -356,3 +356,44 @@ async fn join_room_and_room_stats_act_on_every_node() {
     assert_eq!(b.server.connection(&e.connection_id).unwrap().rooms, ["lobby"]);
     assert_eq!(a.server.join_room("ws-unknown", "vip"), Err(MembershipError::NoSuchConnection));
 }
+
+/// A bus that connects and then carries nothing: the publish queue only
+/// grows.
+struct Stalled;
+
+impl roomwire_tokio::backplane::Backplane for Stalled {
+    fn run(
+        self: std::sync::Arc<Self>,
+        link: roomwire_tokio::backplane::Link,
+    ) -> roomwire_tokio::server::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            link.set_connected(true);
+            link.closed().await;
+        })
+    }
+}
+
+/// A client relaying megabyte messages faster than the bus carries them
+/// is slowed to the bus's pace (its connection waits before reading on)
+/// rather than fill the publish queue its node's other clients share:
+/// their messages still go in, and nothing is dropped.
+#[tokio::test]
+async fn a_client_relaying_faster_than_the_bus_is_slowed_and_the_others_keep_crossing() {
+    let mut h = harness_with(|b| b.backplane(Stalled), |e| e).await;
+    let (mut flooder, _) = h.connect("/ws/chat?roomId=r").await;
+    let content = "x".repeat((1 << 20) - 200);
+    let flooding = tokio::spawn(async move {
+        // 80 MiB in all, more than the queue's bound.
+        for _ in 0..80 {
+            say(&mut flooder, "r", &content).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (mut quiet, _) = h.connect("/ws/chat?roomId=q").await;
+    say(&mut quiet, "q", "hello").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = h.server.backplane_stats().unwrap();
+    assert_eq!(stats.publish_dropped, 0, "{stats:?}");
+    assert!(!flooding.is_finished(), "the flood was never slowed");
+    flooding.abort();
+}

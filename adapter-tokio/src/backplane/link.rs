@@ -19,6 +19,14 @@ use crate::server::Signal;
 /// emits cannot grow memory).
 const MAX_PENDING_BYTES: usize = 64 << 20;
 
+/// Past this many bytes waiting to be published, a connection whose
+/// message was just handled waits for the queue to drain below it before
+/// it reads its next ([`Link::uncongested`]): a client relaying faster than
+/// the bus carries is slowed to the bus's pace instead of filling the
+/// queue, which the node's other clients share, until their messages are
+/// dropped.
+const CONGESTED_BYTES: usize = MAX_PENDING_BYTES / 2;
+
 /// What one call of [`Link::take_publishes`] hands over, on the wire, at
 /// most (one larger message alone goes over it): a batch is one round trip
 /// to the bus, within its timeout.
@@ -188,6 +196,11 @@ struct Counters {
 struct Inner {
     pending: Mutex<Pending>,
     pending_ready: Notify,
+    /// More than [`CONGESTED_BYTES`] wait to be published (read without
+    /// the lock, on every message a connection handles).
+    congested: AtomicBool,
+    /// Told when the queue is taken below [`CONGESTED_BYTES`].
+    drained: Notify,
     interest: Mutex<Interest>,
     interest_ready: Notify,
     leases: Mutex<VecDeque<LeaseRequest>>,
@@ -236,6 +249,8 @@ impl Link {
             inner: Arc::new(Inner {
                 pending: Mutex::default(),
                 pending_ready: Notify::new(),
+                congested: AtomicBool::new(false),
+                drained: Notify::new(),
                 interest: Mutex::default(),
                 interest_ready: Notify::new(),
                 leases: Mutex::default(),
@@ -283,6 +298,9 @@ impl Link {
             taken.push(publish);
         }
         pending.bytes -= size;
+        if pending.bytes <= CONGESTED_BYTES && self.inner.congested.swap(false, Ordering::Relaxed) {
+            self.inner.drained.notify_waiters();
+        }
         taken
     }
 
@@ -430,6 +448,30 @@ impl Link {
         }
     }
 
+    /// Whether more than half of the publish queue's bound waits.
+    pub(crate) fn is_congested(&self) -> bool {
+        self.inner.congested.load(Ordering::Relaxed)
+    }
+
+    /// Wait until the publish queue is below half its bound, the bus is
+    /// gone (its queue is then dropped) or the server closes. Bounded: a
+    /// bus that takes nothing fails its session within its timeout, and
+    /// the queue goes with it.
+    pub(crate) async fn uncongested(&self) {
+        loop {
+            let drained = self.inner.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if !self.is_congested() || self.is_closed() {
+                return;
+            }
+            tokio::select! {
+                () = drained => {}
+                () = self.inner.closed.wait() => {}
+            }
+        }
+    }
+
     /// Whether the bus is reachable (as the backplane last said).
     pub fn is_connected(&self) -> bool {
         self.inner.connected.load(Ordering::SeqCst)
@@ -496,6 +538,9 @@ impl Link {
             return false;
         }
         pending.bytes += size;
+        if pending.bytes > CONGESTED_BYTES {
+            self.inner.congested.store(true, Ordering::Relaxed);
+        }
         pending.queue.push_back(publish);
         drop(pending);
         self.inner.pending_ready.notify_one();
@@ -577,6 +622,32 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Past half the bound the link says it is congested, and a wait for
+    /// it to drain ends when the backplane takes the queue below that.
+    #[tokio::test]
+    async fn a_congested_queue_is_waited_for_until_it_drains() {
+        let link = Link::new();
+        link.set_connected(true);
+        let mega = Bytes::from(vec![0u8; 1 << 20]);
+        while !link.is_congested() {
+            assert!(link.publish(vec!["room".into()], mega.clone()));
+        }
+        let mut waiting = tokio::spawn({
+            let link = link.clone();
+            async move { link.uncongested().await }
+        });
+        assert!(!waiting.is_finished(), "the wait ended while congested");
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the wait ended while congested");
+        while link.is_congested() {
+            assert!(!waiting.is_finished(), "the wait ended while congested");
+            link.take_publishes(1);
+            tokio::task::yield_now().await;
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(5), &mut waiting).await.expect("never woken").unwrap();
+        assert!(!link.is_congested());
+    }
 
     /// A message whose copies on all its topics are more than the queue's
     /// bound goes in alone, not dropped however idle the bus; behind it

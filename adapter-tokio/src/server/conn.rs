@@ -988,6 +988,14 @@ fn run_loop(running: &mut Running, may_park: bool) -> impl Future<Output = Ran> 
             // spends a unit of tokio's budget, and the task yields when
             // the budget is spent, as it would after that much I/O.
             tokio::task::coop::consume_budget().await;
+            // The bus carries this node's emits slower than its clients
+            // send them: this connection waits for it before reading on,
+            // rather than fill the queue its node's other clients share.
+            // Boxed: allocated only then, so an idle task keeps its size.
+            let congested = running.endpoint.cell().node.link.as_ref().filter(|link| link.is_congested()).cloned();
+            if let Some(link) = congested {
+                Box::pin(async move { link.uncongested().await }).await;
+            }
         }
         Ran::Ended(match (ours, running.socket.peer_close(), error) {
             (Some(ours), _, _) => {
