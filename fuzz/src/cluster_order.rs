@@ -43,7 +43,7 @@ pub fn run(data: &[u8]) {
             continue; // this copy is lost
         }
         let expected: Vec<&str> = (0..3).filter(|&u| masks[m] & (1 << u) != 0).map(|u| TOPICS[u]).collect();
-        let copy = if expected.len() == 1 { Copy::Single } else { Copy::Multi { seq: m as u64, expected: &expected } };
+        let copy = if expected.len() == 1 { Copy::Single } else { Copy::Multi { seq: m as u64, expected: &expected, release_by: None } };
         seq.heard(now, 7, TOPICS[t], copy, m, &mut |d| out.push(d));
     }
     if !lossy {

@@ -565,9 +565,10 @@ impl Link {
         self.inner.leases_ready.notify_one();
     }
 
-    /// Whether the bus confirmed `topic` subscribed at least `grace` ago.
-    pub(crate) fn heard_since(&self, topic: &str, grace: std::time::Duration) -> bool {
-        lock(&self.inner.subscribed).get(topic).is_some_and(|since| since.elapsed() >= grace)
+    /// How long ago the bus confirmed `topic` subscribed; `None` if it is
+    /// not.
+    pub(crate) fn subscribed_for(&self, topic: &str) -> Option<std::time::Duration> {
+        lock(&self.inner.subscribed).get(topic).map(std::time::Instant::elapsed)
     }
 
     pub(crate) fn set_forgetter(&self, forget: impl Fn(&str) + Send + Sync + 'static) {

@@ -533,24 +533,35 @@ impl Node {
                         e.users.iter().collect::<Vec<_>>(),
                         e.connections.iter().collect::<Vec<_>>(),
                     );
-                    // The copies to wait for: on the topics this node has
-                    // heard a while (a copy published before its
-                    // subscription reached the bus never comes).
+                    // The copies to wait for: on the topics this node is
+                    // subscribed to. On one subscribed to only just, a copy
+                    // published before the subscription reached the bus
+                    // never comes: it is waited for until the topic's
+                    // grace ends, which keeps the order of what was
+                    // published there after the subscription.
                     let mut topics = std::collections::BTreeSet::new();
                     let publisher_tag = (message.origin.node >> 32) as u32;
                     cluster::emit_topics(message.path, &rooms, &users, &connections, publisher_tag, |t| {
                         topics.insert(t.to_string());
                     });
                     let grace = Duration::from(SUBSCRIBE_GRACE);
-                    topics.retain(|t| link.heard_since(t, grace));
-                    Some((message.origin.seq, topics))
+                    let mut left = Duration::ZERO;
+                    topics.retain(|t| match link.subscribed_for(t) {
+                        Some(heard) => {
+                            left = left.max(grace.saturating_sub(heard));
+                            true
+                        }
+                        None => false,
+                    });
+                    let release_by = (!left.is_zero()).then(|| self.now() + left.into());
+                    Some((message.origin.seq, topics, release_by))
                 }
                 _ => None,
             };
             let expected: Vec<&str> =
-                copy.as_ref().map(|(_, t)| t.iter().map(String::as_str).collect()).unwrap_or_default();
+                copy.as_ref().map(|(_, t, _)| t.iter().map(String::as_str).collect()).unwrap_or_default();
             let copy = match &copy {
-                Some((seq, _)) => Copy::Multi { seq: *seq, expected: &expected },
+                Some((seq, _, release_by)) => Copy::Multi { seq: *seq, expected: &expected, release_by: *release_by },
                 None => Copy::Single,
             };
             let mut sequencer = lock(&self.sequencer);

@@ -44,6 +44,13 @@ pub enum Copy<'t> {
         seq: u64,
         /// The topics its copies are expected on.
         expected: &'t [&'t str],
+        /// When to stop waiting for its copies if that is sooner than
+        /// [`HOLD_LIMIT`]: the end of the grace of a topic among
+        /// `expected` that this node subscribed to only just. Its copy
+        /// there comes unless it was published before the subscription
+        /// reached the bus; waited for until then, it keeps the order of
+        /// what was published on that topic after the subscription.
+        release_by: Option<Instant>,
     },
 }
 
@@ -70,6 +77,9 @@ struct Held<T> {
     /// Expected topics whose copy has not reached its queue's head.
     waiting: BTreeSet<String>,
     since: Instant,
+    /// When it goes out whatever still waits: [`HOLD_LIMIT`] after
+    /// `since`, or its copy's `release_by` if sooner.
+    until: Instant,
 }
 
 struct Origin<T> {
@@ -96,7 +106,7 @@ impl<T> Origin<T> {
 /// let mut s = Sequencer::new();
 /// // m2 (rooms a and c) is heard on c first: it waits for its copy on a,
 /// // behind which m1 (room a only) is still on its way.
-/// let m2 = Copy::Multi { seq: 2, expected: &["a", "c"] };
+/// let m2 = Copy::Multi { seq: 2, expected: &["a", "c"], release_by: None };
 /// assert_eq!(s.heard(now, 7, "c", m2, "m2", &mut |m| out.push(m)), Heard::Held);
 /// assert_eq!(s.heard(now, 7, "a", Copy::Single, "m1", &mut |m| out.push(m)), Heard::Delivered);
 /// assert_eq!(s.heard(now, 7, "a", m2, "m2", &mut |m| out.push(m)), Heard::Delivered);
@@ -174,7 +184,7 @@ impl<T> Sequencer<T> {
                 return Heard::Delivered;
             }
             Copy::Single => Entry::Single(item),
-            Copy::Multi { seq, expected } => {
+            Copy::Multi { seq, expected, release_by } => {
                 if !o.held.contains_key(&seq) {
                     match o.window.accept(seq) {
                         Seen::Fresh => {}
@@ -187,7 +197,8 @@ impl<T> Sequencer<T> {
                         deliver(item);
                         return Heard::Delivered;
                     }
-                    o.held.insert(seq, Held { item, waiting, since: now });
+                    let until = release_by.map_or(now + HOLD_LIMIT, |by| by.min(now + HOLD_LIMIT));
+                    o.held.insert(seq, Held { item, waiting, since: now, until });
                     self.waiting = self.waiting.saturating_add(1);
                 }
                 Entry::Copy { seq, counted: false }
@@ -214,16 +225,12 @@ impl<T> Sequencer<T> {
         }
     }
 
-    /// Let out what waited longer than [`HOLD_LIMIT`] (call it now and
-    /// then, as time passes), oldest number first.
+    /// Let out what waited longer than [`HOLD_LIMIT`], or past its
+    /// copy's `release_by` (call it now and then, as time passes), oldest
+    /// number first.
     pub fn expire(&mut self, now: Instant, deliver: &mut impl FnMut(T)) {
         for o in self.origins.values_mut() {
-            let late: Vec<u64> = o
-                .held
-                .iter()
-                .filter(|(_, h)| now.saturating_duration_since(h.since) >= HOLD_LIMIT)
-                .map(|(&seq, _)| seq)
-                .collect();
+            let late: Vec<u64> = o.held.iter().filter(|(_, h)| now >= h.until).map(|(&seq, _)| seq).collect();
             for seq in late {
                 force(o, seq, deliver, &mut self.waiting);
             }

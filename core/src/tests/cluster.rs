@@ -493,7 +493,7 @@ mod order {
             let feed = |t: usize, streams: &mut Vec<Vec<usize>>, seq: &mut Sequencer<usize>, out: &mut Vec<usize>| {
                 if let Some(m) = streams[t].pop() {
                     let expected: Vec<&str> = (0..3).filter(|&u| masks[m] & (1 << u) != 0).map(|u| TOPICS[u]).collect();
-                    let copy = if expected.len() == 1 { Copy::Single } else { Copy::Multi { seq: m as u64, expected: &expected } };
+                    let copy = if expected.len() == 1 { Copy::Single } else { Copy::Multi { seq: m as u64, expected: &expected, release_by: None } };
                     seq.heard(now, 7, TOPICS[t], copy, m, &mut |d| out.push(d));
                 }
             };
@@ -523,7 +523,7 @@ mod order {
         let t0 = Instant::from_micros(0);
         // m1 to a and b is heard on a only (its node left b meanwhile); m2
         // to a waits behind it.
-        let both = Copy::Multi { seq: 1, expected: &["a", "b"] };
+        let both = Copy::Multi { seq: 1, expected: &["a", "b"], release_by: None };
         seq.heard(t0, 7, "a", both, 1, &mut |d| out.push(d));
         seq.heard(t0, 7, "a", Copy::Single, 2, &mut |d| out.push(d));
         assert!(out.is_empty());
@@ -538,12 +538,41 @@ mod order {
         assert_eq!(seq.held(), 0);
     }
 
+    /// A node subscribed to `t` only just (within its grace) hears m2 (to
+    /// `t` and `u`) on `u` first: m2 waits for its copy on `t`, so m1,
+    /// published on `t` before it, goes out first; a copy that never comes
+    /// there (published before the subscription) holds it until the grace
+    /// ends, not the hold limit.
+    #[test]
+    fn a_copy_on_a_topic_in_its_grace_is_waited_for_until_the_grace_ends() {
+        let t0 = Instant::from_micros(0);
+        let grace_end = Instant::from_micros(200_000);
+        let m2 = Copy::Multi { seq: 2, expected: &["t", "u"], release_by: Some(grace_end) };
+        let (mut seq, mut out) = (Sequencer::new(), Vec::new());
+        assert_eq!(seq.heard(t0, 7, "u", m2, 2, &mut |d| out.push(d)), crate::cluster::order::Heard::Held);
+        seq.heard(t0, 7, "t", Copy::Single, 1, &mut |d| out.push(d));
+        seq.heard(t0, 7, "t", m2, 2, &mut |d| out.push(d));
+        assert_eq!(out, [1, 2], "the order on t");
+        // Its copy on t never comes.
+        let (mut seq, mut out) = (Sequencer::new(), Vec::new());
+        seq.heard(t0, 7, "u", m2, 2, &mut |d| out.push(d));
+        seq.expire(Instant::from_micros(199_999), &mut |d| out.push(d));
+        assert!(out.is_empty());
+        seq.expire(grace_end, &mut |d| out.push(d));
+        assert_eq!(out, [2], "held past the grace");
+        // A release after the hold limit changes nothing.
+        let late = Copy::Multi { seq: 3, expected: &["t", "u"], release_by: Some(Instant::from_micros(9_000_000)) };
+        seq.heard(t0, 7, "u", late, 3, &mut |d| out.push(d));
+        seq.expire(Instant::from_micros(HOLD_LIMIT.as_micros()), &mut |d| out.push(d));
+        assert_eq!(out, [2, 3]);
+    }
+
     #[test]
     fn a_topic_the_node_leaves_is_no_longer_waited_for() {
         let mut seq = Sequencer::new();
         let mut out = Vec::new();
         let t0 = Instant::from_micros(0);
-        seq.heard(t0, 7, "a", Copy::Multi { seq: 1, expected: &["a", "b"] }, 1, &mut |d| out.push(d));
+        seq.heard(t0, 7, "a", Copy::Multi { seq: 1, expected: &["a", "b"], release_by: None }, 1, &mut |d| out.push(d));
         seq.heard(t0, 7, "a", Copy::Single, 2, &mut |d| out.push(d));
         assert!(out.is_empty());
         seq.forget_topic("b", &mut |d| out.push(d));
@@ -555,11 +584,18 @@ mod order {
         let mut seq = Sequencer::new();
         let mut out = Vec::new();
         // 5 is heard first, 3 later: 5 expires first.
-        seq.heard(Instant::from_micros(0), 7, "a", Copy::Multi { seq: 5, expected: &["a", "b"] }, 5, &mut |d| {
+        seq.heard(
+            Instant::from_micros(0),
+            7,
+            "a",
+            Copy::Multi { seq: 5, expected: &["a", "b"], release_by: None },
+            5,
+            &mut |d| out.push(d),
+        );
+        let later = Instant::from_micros(HOLD_LIMIT.as_micros() - 100);
+        seq.heard(later, 7, "c", Copy::Multi { seq: 3, expected: &["c", "d"], release_by: None }, 3, &mut |d| {
             out.push(d)
         });
-        let later = Instant::from_micros(HOLD_LIMIT.as_micros() - 100);
-        seq.heard(later, 7, "c", Copy::Multi { seq: 3, expected: &["c", "d"] }, 3, &mut |d| out.push(d));
         seq.expire(Instant::from_micros(HOLD_LIMIT.as_micros()), &mut |d| out.push(d));
         assert_eq!(out, [5]);
     }
