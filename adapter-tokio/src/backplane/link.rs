@@ -20,12 +20,16 @@ use crate::server::Signal;
 const MAX_PENDING_BYTES: usize = 64 << 20;
 
 /// Past this many bytes waiting to be published, a connection whose
-/// message was just handled waits for the queue to drain below it before
-/// it reads its next ([`Link::uncongested`]): a client relaying faster than
-/// the bus carries is slowed to the bus's pace instead of filling the
-/// queue, which the node's other clients share, until their messages are
-/// dropped.
+/// handler just ran waits for the queue to drain before its next message
+/// is handled ([`Link::uncongested`]): a client relaying faster than the
+/// bus carries is slowed to the bus's pace instead of filling the queue,
+/// which the node's other clients share, until their messages are dropped.
 const CONGESTED_BYTES: usize = MAX_PENDING_BYTES / 2;
+
+/// The queue is drained enough once it is down to this: well below where
+/// congestion starts, so that one wake lets many waiting connections on
+/// rather than one per batch published.
+const DRAINED_BYTES: usize = MAX_PENDING_BYTES / 4;
 
 /// What one call of [`Link::take_publishes`] hands over, on the wire, at
 /// most (one larger message alone goes over it): a batch is one round trip
@@ -298,7 +302,9 @@ impl Link {
             taken.push(publish);
         }
         pending.bytes -= size;
-        if pending.bytes <= CONGESTED_BYTES && self.inner.congested.swap(false, Ordering::Relaxed) {
+        let drained = pending.bytes <= DRAINED_BYTES && self.inner.congested.swap(false, Ordering::Relaxed);
+        drop(pending);
+        if drained {
             self.inner.drained.notify_waiters();
         }
         taken
@@ -448,15 +454,16 @@ impl Link {
         }
     }
 
-    /// Whether more than half of the publish queue's bound waits.
+    /// Whether the publish queue went past half its bound and has not
+    /// drained to a quarter since.
     pub(crate) fn is_congested(&self) -> bool {
         self.inner.congested.load(Ordering::Relaxed)
     }
 
-    /// Wait until the publish queue is below half its bound, the bus is
-    /// gone (its queue is then dropped) or the server closes. Bounded: a
-    /// bus that takes nothing fails its session within its timeout, and
-    /// the queue goes with it.
+    /// Wait until the publish queue has drained to a quarter of its bound,
+    /// the bus is gone (its queue is then dropped) or the server closes.
+    /// Callers bound the wait: a bus whose backplane takes nothing and
+    /// stays connected would never end it.
     pub(crate) async fn uncongested(&self) {
         loop {
             let drained = self.inner.drained.notified();

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 
 use roomwire_core::admission::{Gates, HttpRefusal};
-use roomwire_core::cluster::ConnectionId;
+use roomwire_core::cluster::{BUS_TIMEOUT, ConnectionId};
 use roomwire_core::dispatch::Refusal;
 use roomwire_core::room::MemberId;
 use roomwire_core::session::{ServerClose, ServerSession, Undecided};
@@ -988,14 +988,6 @@ fn run_loop(running: &mut Running, may_park: bool) -> impl Future<Output = Ran> 
             // spends a unit of tokio's budget, and the task yields when
             // the budget is spent, as it would after that much I/O.
             tokio::task::coop::consume_budget().await;
-            // The bus carries this node's emits slower than its clients
-            // send them: this connection waits for it before reading on,
-            // rather than fill the queue its node's other clients share.
-            // Boxed: allocated only then, so an idle task keeps its size.
-            let congested = running.endpoint.cell().node.link.as_ref().filter(|link| link.is_congested()).cloned();
-            if let Some(link) = congested {
-                Box::pin(async move { link.uncongested().await }).await;
-            }
         }
         Ran::Ended(match (ours, running.socket.peer_close(), error) {
             (Some(ours), _, _) => {
@@ -1246,6 +1238,31 @@ async fn handle(
             },
         }
     };
+    // The bus carries this node's emits slower than its clients send them:
+    // before this connection's next message is handled, it waits for the
+    // queue its node's clients share to drain (at most the bus's timeout,
+    // by which a bus that takes nothing has failed), kept alive as while
+    // its handler ran, rather than fill that queue until the other clients'
+    // messages are dropped. Boxed: allocated only then, so an idle task
+    // keeps its size.
+    if let Some(link) = endpoint.cell().node.link.as_ref().filter(|link| link.is_congested()) {
+        let mut drained = Box::pin(tokio::time::timeout(BUS_TIMEOUT.into(), link.uncongested()));
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut drained => break,
+                () = outbox.notified() => {
+                    if let Pumped::Abort = pump(ws, outbox, ours) {
+                        return Flow::Abort;
+                    }
+                }
+                io = handler_io(ws, read_ahead.is_none(), !write_failed) => match io {
+                    HandlerIo::Received(received) => *read_ahead = Some(Box::new(received)),
+                    HandlerIo::Flushed(ok) => write_failed = !ok,
+                },
+            }
+        }
+    }
     ws.hold_close(false);
     let report = |failure: HandlerFailure<'_>| {
         if let Some(hook) = &registered.server().shared.hooks.error {
