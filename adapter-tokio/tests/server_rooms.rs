@@ -873,3 +873,27 @@ async fn a_bus_that_forgets_its_claims_keeps_the_live_owner() {
     assert_eq!(c.server.call::<Game, _, u32>("f", "moveCount", &()).await, Ok(4), "the state was built again");
     assert_eq!(a.log.count("factory f"), 1);
 }
+
+/// An owner that goes silent as the bus forgets its claim is not put back
+/// for good: its reports unanswered, the other node takes the room.
+#[tokio::test(start_paused = true)]
+async fn a_silent_owner_whose_claim_is_lost_is_replaced() {
+    let bus = MemoryBus::new();
+    let (a, a_plane) = node(&bus, 0);
+    let (b, _) = node(&bus, 0);
+    let (_ca, _) = a.join("/ws/game?roomId=s").await;
+    let mut cb = b.connect("/ws/game?roomId=s").await;
+    players(&mut cb, 2).await;
+    sleep(Duration::from_secs(5)).await;
+    bus.set_cut(&a_plane, true);
+    bus.forget_claims();
+    timeout(LIMIT, async {
+        while b.log.count("factory s") == 0 {
+            sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("b never took the room from its silent owner");
+    send(&mut cb, json!({"cmd": "echo", "arg": "on b"})).await;
+    assert_eq!(next_not_players(&mut cb).await, json!({"echo": "on b"}));
+}

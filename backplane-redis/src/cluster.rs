@@ -1,7 +1,7 @@
 //! A Redis Cluster: sharded pub/sub, each channel on the shard that owns
 //! its slot.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::future::join_all;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -11,7 +11,7 @@ use roomwire_core::cluster::BUS_TIMEOUT;
 use roomwire_tokio::backplane::{LeaseRequest, Link, Publish};
 use tracing::debug;
 
-use super::{Bus, Ended, Pushes, answer, is_refusal, lease_commands, push_channel, refused, within};
+use super::{Bus, Ended, Pushes, answer, is_refusal, lease_commands, push_channel, refused, within, within_reply};
 
 pub(crate) fn client(nodes: Vec<String>) -> Result<ClusterClient, redis::RedisError> {
     // The push sender is per connection: set at each session.
@@ -88,16 +88,15 @@ async fn leases_concurrently(con: &ClusterConnection, link: &Link, requests: Vec
     let results = join_all(lease_commands(requests).into_iter().map(|(cmd, to)| {
         let mut con = con.clone();
         async move {
-            match tokio::time::timeout(BUS_TIMEOUT.into(), cmd.query_async::<Value>(&mut con)).await {
-                Ok(Ok(reply)) => {
+            match within_reply("lease", cmd.query_async::<Value>(&mut con)).await? {
+                Ok(reply) => {
                     answer(to, &reply);
                     Ok(None)
                 }
                 // Refused by its shard: unanswered (its server decides
                 // alone), and the session goes on.
-                Ok(Err(error)) if is_refusal(&error) => Ok(Some(error)),
-                Ok(Err(error)) => Err(format!("lease: {error}")),
-                Err(_) => Err(format!("lease: no answer within {:?}", Duration::from(BUS_TIMEOUT))),
+                Err(error) if is_refusal(&error) => Ok(Some(error)),
+                Err(error) => Err(format!("lease: {error}")),
             }
         }
     }))

@@ -477,11 +477,18 @@ impl Drop for InFlight<'_> {
 
 /// `fut` within [`BUS_TIMEOUT`], its error or the timeout as text.
 async fn within<T>(what: &str, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
-    match tokio::time::timeout(BUS_TIMEOUT.into(), fut).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(format!("{what}: {error}")),
-        Err(_) => Err(format!("{what}: no answer within {:?}", Duration::from(BUS_TIMEOUT))),
-    }
+    within_reply(what, fut).await?.map_err(|error| format!("{what}: {error}"))
+}
+
+/// `fut`'s reply, an error reply included, within [`BUS_TIMEOUT`]; the
+/// timeout as text.
+async fn within_reply<T>(
+    what: &str,
+    fut: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<redis::RedisResult<T>, String> {
+    tokio::time::timeout(BUS_TIMEOUT.into(), fut)
+        .await
+        .map_err(|_| format!("{what}: no answer within {:?}", Duration::from(BUS_TIMEOUT)))
 }
 
 #[cfg(test)]

@@ -199,11 +199,12 @@ impl MemoryBackplane {
                 }
             }
             LeaseRequest::Claim { key, holder, restore, ttl, answer } => {
+                // As the Redis script: an expired claim is no claim.
                 let claims = nodes.claims.entry(key).or_insert_with(|| (String::new(), now));
-                if claims.0 == holder {
-                    claims.1 = now + ttl;
-                } else if claims.1 <= now {
+                if claims.1 <= now {
                     *claims = (restore.unwrap_or(holder), now + ttl);
+                } else if claims.0 == holder {
+                    claims.1 = now + ttl;
                 }
                 let _ = answer.send(claims.0.clone());
             }

@@ -1193,7 +1193,7 @@ async fn handle(
         let mut out = [0u8; 1024];
         match endpoint.dispatch(registered, &id, ws.state(), data, &mut out) {
             Dispatched::Ignored => {
-                trace!("message ignored (not JSON)");
+                trace!("message ignored (not JSON, or its connection is in no room)");
                 return Flow::Continue;
             }
             Dispatched::Answer { len, membership } => {

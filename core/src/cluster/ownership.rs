@@ -90,27 +90,33 @@ pub fn claimed(current: Owner, holder: Option<u32>, me: u32) -> (Owner, Claimed)
     }
 }
 
-/// Whom node's claim puts back as the owner if the bus holds no claim:
-/// the owner this node knows, if that owner answered this node's last
-/// `members` report (it is alive), else nobody (the asker takes the room).
+/// Whom this node's claim puts back as the owner if the bus holds no
+/// claim: the owner this node knows, if this node had word of it alive
+/// (its claim on the bus, its answer to this node's `members` report),
+/// `seen_ago`, less than [`ROOM_LEASE_TTL`](super::ROOM_LEASE_TTL) ago;
+/// else nobody (the asker takes the room). `None`: the owner has not
+/// answered this node's last report.
 ///
 /// A bus that loses its keys (a Redis restarted without persistence, a
 /// failover that lost the last write, an eviction) must not hand a live
 /// owner's room to whichever node asks first: that node would build a new
 /// state while the owner still serves the old one. A silent owner is not
 /// put back, so a room whose owner died and whose key was lost moves on
-/// at the next claim.
+/// at the next claim but one.
 ///
 /// ```
 /// use roomwire_core::cluster::ownership::{restore, Owner};
-/// assert_eq!(restore(Owner::Node(3), true), Some(3));
-/// assert_eq!(restore(Owner::Node(3), false), None);
-/// assert_eq!(restore(Owner::Here, true), None);
-/// assert_eq!(restore(Owner::Unknown, true), None);
+/// use roomwire_core::time::Duration;
+/// let recently = Some(Duration::from_secs(2));
+/// assert_eq!(restore(Owner::Node(3), recently), Some(3));
+/// assert_eq!(restore(Owner::Node(3), Some(Duration::from_secs(60))), None);
+/// assert_eq!(restore(Owner::Node(3), None), None);
+/// assert_eq!(restore(Owner::Here, recently), None);
+/// assert_eq!(restore(Owner::Unknown, recently), None);
 /// ```
-pub fn restore(current: Owner, owner_answered: bool) -> Option<u32> {
-    match current {
-        Owner::Node(tag) if owner_answered => Some(tag),
+pub fn restore(current: Owner, seen_ago: Option<crate::time::Duration>) -> Option<u32> {
+    match (current, seen_ago) {
+        (Owner::Node(tag), Some(ago)) if ago < super::ROOM_LEASE_TTL => Some(tag),
         _ => None,
     }
 }

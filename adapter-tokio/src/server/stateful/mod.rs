@@ -424,7 +424,7 @@ pub(crate) enum Input {
 pub(crate) enum RemoteOp {
     Join(Joining),
     Leave(Arc<str>),
-    Message { id: Arc<str>, format: WireFormat, payload: Vec<u8>, _queued: RemoteQueued },
+    Message { id: Arc<str>, format: WireFormat, payload: Vec<u8>, queued: RemoteQueued },
     Call { method: String, args: Vec<u8> },
     Broadcast { encoded: Encoded, except: Vec<String> },
     Members(Vec<String>),
@@ -562,7 +562,7 @@ impl RoomHost {
                             return;
                         }
                         let queued = RemoteQueued { host: self.clone(), id: id.clone() };
-                        RemoteOp::Message { id, format: wire, payload: payload.to_vec(), _queued: queued }
+                        RemoteOp::Message { id, format: wire, payload: payload.to_vec(), queued }
                     }
                     RoomOp::Call { method, args } => RemoteOp::Call { method: method.to_owned(), args: args.to_vec() },
                     RoomOp::Broadcast { except, json, postcard } => RemoteOp::Broadcast {

@@ -115,11 +115,12 @@ impl Joining {
     }
 }
 
-/// How many query parameters a stateful room's connection keeps: the
-/// first names, in order. The query is the client's (up to the handshake
-/// limit, thousands of names): kept whole, a connection would hold a
-/// thousand times what it costs idle, and each join would compare every
-/// name with every other in the room's task.
+/// How many query parameters a stateful room's connection keeps decoded:
+/// the first names, in order. The query is the client's (up to the
+/// handshake limit, thousands of names): decoded whole, a connection would
+/// hold thousands of small allocations, thirty times the bytes sent, and
+/// each join would compare every name with every other in the room's task.
+/// (The raw query, at most the handshake limit, is kept as sent.)
 pub(crate) const MAX_QUERY_PAIRS: usize = 64;
 
 /// A handshake query's parameters, first value per name, percent-decoded

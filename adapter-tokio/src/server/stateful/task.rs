@@ -70,6 +70,7 @@ pub(crate) async fn run<C, S, D>(
         claiming: false,
         redirected: None,
         report: None,
+        owner_seen: None,
     };
     let serving = async {
         // The wait for the next deadline, kept across inputs: made again
@@ -163,8 +164,13 @@ struct Driver<C: Channel, S, D> {
     claiming: bool,
     /// The deadline and redirect count a request being sent again keeps.
     redirected: Option<(Instant, u8)>,
-    /// The request number of this node's last `members` report.
+    /// The request number of this node's last `members` report, until
+    /// the owner answers it.
     report: Option<u64>,
+    /// When this node last had word of the owner being alive: the owner
+    /// answered a `members` report, or the bus showed its claim (which it
+    /// renews).
+    owner_seen: Option<Instant>,
 }
 
 /// A callback's outcome, a panic counted as an error.
@@ -210,6 +216,7 @@ where
         // A bus that cannot say: this node serves its own members alone
         // until it can (then one owner remains).
         self.owner = ownership::claimed(Owner::Unknown, holder, node.tag).0;
+        self.owner_seen = matches!(self.owner, Owner::Node(_)).then(Instant::now);
         self.renew_at = Some(Instant::now() + ROOM_LEASE_RENEW.into());
         debug!(owner = ?self.owner, "room owner");
     }
@@ -303,8 +310,12 @@ where
                 let input = Input::Message { id: id.clone(), format, payload: payload.clone(), done, queued };
                 self.request(tag, op, Some(input));
             }
-            (Input::Message { id, format, payload, done, .. }, _) => {
-                let _ = done.send(self.message(&id, format, &payload).await);
+            (Input::Message { id, format, payload, done, queued }, _) => {
+                let outcome = self.message(&id, format, &payload).await;
+                // Out of the queue before its sender hears: its next message
+                // is not refused for this one.
+                drop(queued);
+                let _ = done.send(outcome);
             }
             (Input::Call { method, args, done }, Owner::Node(tag)) => {
                 let op = RoomOp::Call { method: &method, args: &args };
@@ -452,10 +463,15 @@ where
                 self.answer(from, request, status, &[]);
             }
             RemoteOp::Leave(id) => self.leave(&id).await,
-            RemoteOp::Message { id, format, payload, .. } => match self.message(&id, format, &payload).await {
-                Ok(()) => self.answer(from, request, RoomStatus::Done, &[]),
-                Err(text) => self.answer(from, request, RoomStatus::Failed, text.as_bytes()),
-            },
+            RemoteOp::Message { id, format, payload, queued } => {
+                let outcome = self.message(&id, format, &payload).await;
+                // Out of the queue before its node hears.
+                drop(queued);
+                match outcome {
+                    Ok(()) => self.answer(from, request, RoomStatus::Done, &[]),
+                    Err(text) => self.answer(from, request, RoomStatus::Failed, text.as_bytes()),
+                }
+            }
             RemoteOp::Call { method, args } => match self.call(&method, &args).await {
                 Ok(result) => self.answer(from, request, RoomStatus::Done, &result),
                 Err(CallError::UnknownMethod(name)) => {
@@ -493,6 +509,7 @@ where
     async fn outcome(&mut self, from: u32, request: u64, status: RoomStatus, body: Vec<u8>) {
         if self.report == Some(request) {
             self.report = None;
+            self.owner_seen = Some(Instant::now());
             if status == RoomStatus::NotOwner {
                 // That node no longer holds the room (it emptied there):
                 // this node's members join whoever owns it now.
@@ -527,7 +544,8 @@ where
         let text = || String::from_utf8_lossy(&body).into_owned();
         match input {
             Input::Join { joining, done } => self.joined(&joining, done, status == RoomStatus::Done),
-            Input::Message { done, .. } => {
+            Input::Message { done, queued, .. } => {
+                drop(queued);
                 let _ = done.send(if status == RoomStatus::Done { Ok(()) } else { Err(text()) });
             }
             Input::Call { done, .. } => {
@@ -614,7 +632,8 @@ where
     fn fail(&mut self, input: Input) {
         match input {
             Input::Join { joining, done } => self.joined(&joining, done, false),
-            Input::Message { done, .. } => {
+            Input::Message { done, queued, .. } => {
+                drop(queued);
                 let _ = done.send(Err(ROOM_UNAVAILABLE.to_owned()));
             }
             Input::Call { done, .. } => {
@@ -651,7 +670,9 @@ where
         let (room, claims) = (self.room_id.clone(), self.claims.clone());
         // The owner this node knows is put back if the bus lost its claim,
         // as long as it answers this node's reports.
-        let restore = ownership::restore(self.owner, self.report.is_none());
+        // Only while it answers this node's reports: a silent owner is not.
+        let seen_ago = self.owner_seen.filter(|_| self.report.is_none()).map(|at| at.elapsed().into());
+        let restore = ownership::restore(self.owner, seen_ago);
         tokio::spawn(async move {
             let _ = claims.send(node.claim_room(C::PATH, &room, restore).await);
         });
@@ -679,6 +700,7 @@ where
             Claimed::Kept => {}
             Claimed::Report => {
                 let Owner::Node(tag) = owner else { return };
+                self.owner_seen = Some(Instant::now());
                 let ids: Vec<&str> = self.locals.iter().map(|local| &*local.id).collect();
                 let request = self.host.next_request.fetch_add(1, Ordering::Relaxed);
                 self.report = Some(request);
