@@ -1133,6 +1133,40 @@ fn slow_consumer(ws: &mut WebSocket<ServedStream>, outbox: &Outbox, ours: &mut O
     close(ws, ours, full.code, full.reason);
 }
 
+/// A connection whose next message waits (for its handler, or for the
+/// bus), kept alive meanwhile.
+struct Served<'a> {
+    ws: &'a mut WebSocket<ServedStream>,
+    outbox: &'a Outbox,
+    ours: &'a mut OurClose,
+    read_ahead: &'a mut ReadAhead,
+    write_failed: bool,
+}
+
+impl Served<'_> {
+    /// `wait`'s output, with the connection's output moving, its outbox
+    /// pumped and its input read up to the next message (kept in
+    /// `read_ahead`) meanwhile; `None` if the outbox asked to abort.
+    async fn meanwhile<F: Future>(&mut self, wait: F) -> Option<F::Output> {
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                biased;
+                output = &mut wait => return Some(output),
+                () = self.outbox.notified() => {
+                    if let Pumped::Abort = pump(self.ws, self.outbox, self.ours) {
+                        return None;
+                    }
+                }
+                io = handler_io(self.ws, self.read_ahead.is_none(), !self.write_failed) => match io {
+                    HandlerIo::Received(received) => *self.read_ahead = Some(Box::new(received)),
+                    HandlerIo::Flushed(ok) => self.write_failed = !ok,
+                },
+            }
+        }
+    }
+}
+
 /// Queue an answer for the sender alone (an acknowledgement, an error). A
 /// sender too far behind to take it is a slow consumer like any other:
 /// its answer is not dropped in silence.
@@ -1213,56 +1247,33 @@ async fn handle(
     };
     let span = debug_span!("message", room = room.as_str());
     let future = CatchUnwind(future).instrument(span.clone());
-    tokio::pin!(future);
     let limit = registered.server().shared.config.handler_timeout;
-    let deadline = tokio::time::sleep(limit.unwrap_or_default());
-    tokio::pin!(deadline);
-    let mut write_failed = false;
+    let mut served = Served { ws, outbox, ours, read_ahead, write_failed: false };
     // While the handler runs, keep the connection alive: its output moving,
     // its input read up to the next message, or up to the client's close,
     // which waits until the handler's answer is out.
-    ws.hold_close(true);
-    let result = loop {
-        tokio::select! {
-            biased;
-            result = &mut future => break Some(result),
-            () = &mut deadline, if limit.is_some() => break None,
-            () = outbox.notified() => {
-                if let Pumped::Abort = pump(ws, outbox, ours) {
-                    return Flow::Abort;
-                }
-            }
-            io = handler_io(ws, read_ahead.is_none(), !write_failed) => match io {
-                HandlerIo::Received(received) => *read_ahead = Some(Box::new(received)),
-                HandlerIo::Flushed(ok) => write_failed = !ok,
-            },
+    served.ws.hold_close(true);
+    let within = async {
+        match limit {
+            Some(limit) => tokio::time::timeout(limit, future).await.ok(),
+            None => Some(future.await),
         }
     };
+    let Some(result) = served.meanwhile(within).await else { return Flow::Abort };
     // The bus carries this node's emits slower than its clients send them:
     // before this connection's next message is handled, it waits for the
     // queue its node's clients share to drain (at most the bus's timeout,
-    // by which a bus that takes nothing has failed), kept alive as while
-    // its handler ran, rather than fill that queue until the other clients'
-    // messages are dropped. Boxed: allocated only then, so an idle task
-    // keeps its size.
+    // by which a bus that takes nothing has failed), kept alive the same
+    // way, rather than fill that queue until the other clients' messages
+    // are dropped. Boxed: allocated only then, so an idle task keeps its
+    // size.
     if let Some(link) = endpoint.cell().node.link.as_ref().filter(|link| link.is_congested()) {
-        let mut drained = Box::pin(tokio::time::timeout(BUS_TIMEOUT.into(), link.uncongested()));
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut drained => break,
-                () = outbox.notified() => {
-                    if let Pumped::Abort = pump(ws, outbox, ours) {
-                        return Flow::Abort;
-                    }
-                }
-                io = handler_io(ws, read_ahead.is_none(), !write_failed) => match io {
-                    HandlerIo::Received(received) => *read_ahead = Some(Box::new(received)),
-                    HandlerIo::Flushed(ok) => write_failed = !ok,
-                },
-            }
+        let drained = Box::pin(tokio::time::timeout(BUS_TIMEOUT.into(), link.uncongested()));
+        if served.meanwhile(drained).await.is_none() {
+            return Flow::Abort;
         }
     }
+    let Served { ws, ours, .. } = served;
     ws.hold_close(false);
     let report = |failure: HandlerFailure<'_>| {
         if let Some(hook) = &registered.server().shared.hooks.error {
