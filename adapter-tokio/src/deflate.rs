@@ -26,8 +26,18 @@
 //! Inflating writes into the reassembly buffer through an 8 KiB piece on
 //! the stack, under the connection's `max_message_size`: a decompression
 //! bomb stops at the limit with 1009.
+//!
+//! What unfinished compressed messages hold is also bounded across the
+//! process ([`INFLATING_LIMIT`], 256 MiB): a message's first 64 KiB are
+//! its own, and beyond them each inflated byte it holds before its end
+//! counts against the bound, until the message ends or its connection
+//! goes. Past the bound a message that grows is closed with 1009. Without
+//! it, a kilobyte of compressed zeros left unfinished holds a megabyte for
+//! the message timeout, on every connection an attacker opens; a plain
+//! message holds only what its peer sent.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -37,6 +47,46 @@ use roomwire_core::message::TooLarge;
 
 /// Size of one piece of inflated output, on the stack.
 const INFLATE_PIECE: usize = 8 * 1024;
+
+/// Bytes a compressed message holds before its end without counting
+/// against [`INFLATING_LIMIT`]: most messages never reach the bound's
+/// bookkeeping.
+const INFLATING_FREE: usize = 64 * 1024;
+
+/// Most bytes unfinished compressed messages may hold, beyond their first
+/// [`INFLATING_FREE`] each, over every connection of the process.
+pub(crate) const INFLATING_LIMIT: usize = 256 << 20;
+
+/// What unfinished compressed messages hold, process-wide.
+static INFLATING: InflateBudget = InflateBudget::new(INFLATING_LIMIT);
+
+/// A bound on bytes held by unfinished compressed messages.
+pub(crate) struct InflateBudget {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl InflateBudget {
+    pub(crate) const fn new(limit: usize) -> Self {
+        Self { held: AtomicUsize::new(0), limit }
+    }
+
+    /// Take `n` bytes, unless that goes past the limit.
+    fn take(&self, n: usize) -> bool {
+        let mut held = self.held.load(Ordering::Relaxed);
+        loop {
+            let Some(after) = held.checked_add(n).filter(|&after| after <= self.limit) else { return false };
+            match self.held.compare_exchange_weak(held, after, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    fn give_back(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::Relaxed);
+    }
+}
 
 /// Capacity the thread's compression output buffer keeps between messages.
 const OUTPUT_KEEP: usize = 64 * 1024;
@@ -50,7 +100,7 @@ pub(crate) struct Codec {
 
 impl Codec {
     pub(crate) fn new() -> Self {
-        Self { inflater: Inflater { zlib: None }, compressor: None }
+        Self { inflater: Inflater::new(&INFLATING), compressor: None }
     }
 
     /// The inflater for compressed messages from the peer.
@@ -217,15 +267,55 @@ fn deflate_into(zlib: &mut Compress, payload: &[u8], out: &mut Vec<u8>) {
 /// peer sending a final block every two bytes costs no allocation).
 struct Inflater {
     zlib: Option<Decompress>,
+    budget: &'static InflateBudget,
+    /// Bytes the message being inflated has produced so far.
+    made: usize,
+    /// Of those, what it took from `budget`.
+    counted: usize,
+}
+
+impl Inflater {
+    fn new(budget: &'static InflateBudget) -> Self {
+        Self { zlib: None, budget, made: 0, counted: 0 }
+    }
+}
+
+/// Account for `n` more bytes of a message that has made `made` and
+/// counted `counted` of them against `budget`: false if the budget has no
+/// room for them.
+fn count(budget: &InflateBudget, made: &mut usize, counted: &mut usize, n: usize) -> bool {
+    *made = made.saturating_add(n);
+    let over = made.saturating_sub(INFLATING_FREE).saturating_sub(*counted);
+    if over == 0 {
+        return true;
+    }
+    if !budget.take(over) {
+        return false;
+    }
+    *counted += over;
+    true
+}
+
+impl Drop for Inflater {
+    fn drop(&mut self) {
+        self.message_done();
+    }
 }
 
 impl Inflate for Inflater {
+    fn message_done(&mut self) {
+        self.budget.give_back(self.counted);
+        self.made = 0;
+        self.counted = 0;
+    }
+
     fn inflate(
         &mut self,
         mut input: &[u8],
         sink: &mut dyn FnMut(&[u8]) -> Result<(), TooLarge>,
     ) -> Result<(), InflateError> {
-        let zlib = self.zlib.get_or_insert_with(|| {
+        let Inflater { zlib, budget, made: made_so_far, counted } = self;
+        let zlib = zlib.get_or_insert_with(|| {
             SPARE_INFLATER.with_borrow_mut(Option::take).unwrap_or_else(|| Decompress::new_with_window_bits(false, 15))
         });
         let mut piece = [0u8; INFLATE_PIECE];
@@ -237,6 +327,9 @@ impl Inflate for Inflater {
             let made = usize::try_from(zlib.total_out() - was_out).unwrap_or(0);
             input = input.get(used..).unwrap_or(&[]);
             if let Some(out) = piece.get(..made).filter(|out| !out.is_empty()) {
+                if !count(budget, made_so_far, counted, out.len()) {
+                    return Err(InflateError::TooLarge);
+                }
                 sink(out).map_err(|_| InflateError::TooLarge)?;
             }
             if status == Status::StreamEnd {
@@ -301,6 +394,37 @@ mod tests {
                 assert_eq!(inflate_all(&mut receiver, &compressed, 1 << 20).unwrap(), text.as_bytes());
             }
         }
+    }
+
+    /// Unfinished compressed messages hold at most the budget beyond
+    /// their first 64 KiB each: past it, a message that grows fails with
+    /// TooLarge (1009); what a message held comes back at its end, and
+    /// when its inflater goes.
+    #[test]
+    fn unfinished_compressed_messages_are_bounded_together() {
+        let budget: &'static InflateBudget = Box::leak(Box::new(InflateBudget::new(1 << 20)));
+        let fresh = agreed("permessage-deflate", DeflateConfig::DEFAULT);
+        // About 10 KiB (at level 1) that inflate to 1 MiB, a message not ended.
+        let bomb = Codec::new().compress(&fresh, &vec![0u8; 1 << 20], <[u8]>::to_vec);
+        assert!(bomb.len() < 16 * 1024, "{}", bomb.len());
+        let mut discard = |_: &[u8]| Ok(());
+        let mut first = Inflater::new(budget);
+        assert_eq!(first.inflate(&bomb, &mut discard), Ok(()));
+        assert_eq!(budget.held.load(Ordering::Relaxed), (1 << 20) - INFLATING_FREE);
+        let mut second = Inflater::new(budget);
+        assert_eq!(second.inflate(&bomb, &mut discard), Err(InflateError::TooLarge));
+        // Small messages go on meanwhile: their first 64 KiB are their own.
+        let small = Codec::new().compress(&fresh, &vec![7u8; 60 * 1024], <[u8]>::to_vec);
+        let mut third = Inflater::new(budget);
+        assert_eq!(third.inflate(&small, &mut discard), Ok(()));
+        // The first ends: what it held comes back.
+        first.message_done();
+        second.message_done();
+        assert_eq!(budget.held.load(Ordering::Relaxed), 0);
+        let mut fourth = Inflater::new(budget);
+        assert_eq!(fourth.inflate(&bomb, &mut discard), Ok(()));
+        drop(fourth);
+        assert_eq!(budget.held.load(Ordering::Relaxed), 0, "a dropped inflater kept its share");
     }
 
     #[test]

@@ -530,6 +530,12 @@ pub trait Inflate {
 
     /// Forget the window: the next message starts a fresh stream.
     fn reset(&mut self);
+
+    /// The message being inflated is over, whole or failed (called once
+    /// per compressed message, after its last [`Inflate::inflate`]). An
+    /// inflater that accounts for what unfinished messages hold gives it
+    /// back here.
+    fn message_done(&mut self) {}
 }
 
 /// Server: write the header of a whole compressed message of `len` bytes

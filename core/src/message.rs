@@ -451,6 +451,9 @@ impl<S: Storage> MessageReader<S> {
             // The peer starts its next message with an empty window.
             inflater.reset();
         }
+        if end || inflated.is_err() {
+            inflater.message_done();
+        }
         match inflated {
             Ok(()) if end => self.reassembler.push(kind, &[], false, true),
             Ok(()) => Ok(None),

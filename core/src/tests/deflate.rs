@@ -13,16 +13,25 @@ use crate::message::TooLarge;
 use crate::{CloseCode, Config, MessageKind};
 
 /// A zlib raw inflater that hands out at most 64 bytes per sink call, and
-/// counts its resets.
+/// counts its resets and the messages it was told are over.
 struct TestInflater {
     zlib: Decompress,
     resets: std::rc::Rc<std::cell::Cell<u32>>,
+    dones: std::rc::Rc<std::cell::Cell<u32>>,
 }
 
+type Count = std::rc::Rc<std::cell::Cell<u32>>;
+
 impl TestInflater {
-    fn boxed(bits: u8) -> (Box<dyn Inflate>, std::rc::Rc<std::cell::Cell<u32>>) {
-        let resets = std::rc::Rc::new(std::cell::Cell::new(0));
-        (Box::new(Self { zlib: Decompress::new_with_window_bits(false, bits), resets: resets.clone() }), resets)
+    fn boxed(bits: u8) -> (Box<dyn Inflate>, Count) {
+        let (inflater, resets, _) = Self::counting(bits);
+        (inflater, resets)
+    }
+
+    fn counting(bits: u8) -> (Box<dyn Inflate>, Count, Count) {
+        let (resets, dones) = (Count::default(), Count::default());
+        let zlib = Decompress::new_with_window_bits(false, bits);
+        (Box::new(Self { zlib, resets: resets.clone(), dones: dones.clone() }), resets, dones)
     }
 }
 
@@ -55,6 +64,10 @@ impl Inflate for TestInflater {
     fn reset(&mut self) {
         self.zlib.reset(false);
         self.resets.set(self.resets.get() + 1);
+    }
+
+    fn message_done(&mut self) {
+        self.dones.set(self.dones.get() + 1);
     }
 }
 
@@ -184,6 +197,34 @@ fn a_small_message_that_inflates_past_the_limit_closes_with_1009() {
     let Seen::ProtocolError(error) = pair.server_in.events[0] else { panic!("{:?}", pair.server_in.events) };
     assert_eq!(error.code, CloseCode::MessageTooBig);
     assert_eq!(pair.client_in.events, [Seen::Close(Some(CloseCode::MessageTooBig), "message too big".into())]);
+}
+
+/// The inflater hears once per compressed message that the message is
+/// over: whole, in any split, or failed past the limit.
+#[test]
+fn the_inflater_hears_of_each_compressed_messages_end_once() {
+    for chunk in [1, 7, 4096] {
+        let mut pair = deflate_pair(DeflateConfig::DEFAULT, DeflateConfig::DEFAULT, chunk);
+        let (inflater, _, dones) = TestInflater::counting(15);
+        pair.server_in.inflater = Some(inflater);
+        for n in 0..3 {
+            let mut compressor = Compress::new_with_window_bits(Compression::fast(), false, 15);
+            let text = std::format!("message {n} ").repeat(50);
+            client_send_deflated(&mut pair, MessageKind::Text, &deflate(&mut compressor, text.as_bytes()));
+        }
+        pair.drive();
+        assert_eq!((pair.server_in.events.len(), dones.get()), (3, 3), "split {chunk}");
+    }
+    let server = Config { max_message_size: 64 * 1024, ..config(DeflateConfig::DEFAULT) };
+    let mut pair = Pair::with_configs(config(DeflateConfig::DEFAULT), server, 4096);
+    pair.connect();
+    let (inflater, _, dones) = TestInflater::counting(15);
+    pair.server_in.inflater = Some(inflater);
+    let mut compressor = Compress::new_with_window_bits(Compression::best(), false, 15);
+    client_send_deflated(&mut pair, MessageKind::Binary, &deflate(&mut compressor, &std::vec![0u8; 1 << 20]));
+    pair.drive();
+    assert!(matches!(pair.server_in.events[0], Seen::ProtocolError(e) if e.code == CloseCode::MessageTooBig));
+    assert_eq!(dones.get(), 1, "a message that failed");
 }
 
 #[test]
