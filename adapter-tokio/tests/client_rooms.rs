@@ -687,6 +687,48 @@ async fn per_room_streams_split_the_traffic() {
     server.stop().await;
 }
 
+/// A per-room stream the application does not read fills up: the client
+/// stops reading its socket and waits for room there, without spinning
+/// (it used to wait on the merged stream only, which, dropped, is always
+/// ready, and took a worker for good). Read again, the stream gets every
+/// message, in order. Run on a runtime of its own, watched from outside:
+/// a client that spins can starve the timers a test would wait on.
+#[test]
+fn a_full_room_stream_is_waited_for_without_spinning() {
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let _ = done.send(runtime.block_on(full_room_stream()));
+    });
+    let busy = outcome.recv_timeout(Duration::from_secs(60)).expect("the client starved its runtime");
+    assert!(busy < Duration::from_millis(250), "the client spun: busy {busy:?} of 500 ms");
+}
+
+/// The runtime's busy time while a client waits for a full room stream.
+async fn full_room_stream() -> Duration {
+    let server = TestServer::<Chat>::start(Mode::Both).await;
+    let (client, all) = Client::<Chat>::connect(&server.url(), fast().rooms(["a"]).incoming_capacity(4)).unwrap();
+    let mut only_a = client.room_messages("a").unwrap();
+    drop(all);
+    guard(client.join("a")).await.unwrap();
+    for i in 0..20 {
+        server.emit(Some("a"), &Chat::system(&format!("{i}")));
+    }
+    // The stream fills; then the client only waits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let busy = || (0..metrics.num_workers()).map(|w| metrics.worker_total_busy_duration(w)).sum::<Duration>();
+    let before = busy();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = busy() - before;
+    for i in 0..20 {
+        assert_eq!(guard(only_a.recv()).await.unwrap(), Chat::system(&format!("{i}")));
+    }
+    guard(client.close()).await;
+    server.stop().await;
+    busy
+}
+
 #[tokio::test]
 async fn messages_sent_while_disconnected_are_sent_after_reconnecting() {
     for wire in [WireFormat::Json, WireFormat::Alepha] {

@@ -357,7 +357,9 @@ where
             let now = self.now();
             self.session.set_reading(now, read);
             let deadline = self.deadline();
-            let incoming = &self.incoming;
+            // The streams the application has to make room in, when it
+            // must: the merged one and the per-room ones, each waited for.
+            let made_room = (!room_for_more).then(|| self.full_streams());
             let chunk = self.options.config.max_read_chunk.max(4096);
             tokio::select! {
                 biased;
@@ -370,9 +372,18 @@ where
                 io = async { Io::Wrote(live.writer.write(&self.out).await) }, if !self.out.is_empty() => {
                     self.on_io(live, io).await
                 }
-                // Wakes up when the application made room (the permit is
-                // given back at once).
-                () = async move { drop(incoming.reserve().await) }, if !room_for_more => {}
+                // Wakes up when the application made room in every full
+                // stream (each permit is given back at once).
+                () = async move {
+                    if let Some((merged, rooms)) = made_room {
+                        if let Some(merged) = merged {
+                            drop(merged.reserve().await);
+                        }
+                        for room in rooms {
+                            drop(room.reserve().await);
+                        }
+                    }
+                }, if !room_for_more => {}
                 () = sleep_until(deadline) => {
                     let now = self.now();
                     self.session.handle_timeout(now);
@@ -661,6 +672,21 @@ where
     /// stream (unless it is gone) and on every per-room stream.
     fn room_for_more(&self) -> bool {
         (self.incoming.is_closed() || self.incoming.capacity() > 0) && self.sinks_have_room()
+    }
+
+    /// The streams that cannot take another message now: the merged one
+    /// (unless it is gone), and the live per-room ones. Waiting on the
+    /// merged one alone, a full per-room stream would leave nothing to
+    /// wait for, and the driver would spin until the application read.
+    #[allow(clippy::type_complexity)]
+    fn full_streams(&self) -> (Option<mpsc::Sender<(Option<RoomId>, M)>>, Vec<mpsc::Sender<M>>) {
+        let merged = (!self.incoming.is_closed() && self.incoming.capacity() == 0).then(|| self.incoming.clone());
+        let rooms = lock(&self.sinks)
+            .iter()
+            .filter(|sink| !sink.tx.is_closed() && sink.tx.capacity() == 0)
+            .map(|sink| sink.tx.clone())
+            .collect();
+        (merged, rooms)
     }
 
     /// Whether every live per-room stream can take a message (dropped
