@@ -1,7 +1,6 @@
 //! What a server and its backplane share: the messages to publish, the
 //! topics to hear, the delivery of what is heard, and the counters.
 
-use crate::lock;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
 use tracing::{info, warn};
 
+use crate::lock;
 use crate::server::Signal;
 
 /// At most this many bytes wait to be published (a message counted once

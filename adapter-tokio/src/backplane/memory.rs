@@ -54,7 +54,7 @@ impl MemoryBus {
     }
 
     fn lock(&self) -> MutexGuard<'_, Nodes> {
-        self.nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.nodes)
     }
 
     /// A backplane for one more server on this bus.

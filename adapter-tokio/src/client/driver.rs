@@ -6,7 +6,6 @@
 //! deadline, when to reconnect) is the session's, as in the embassy
 //! client.
 
-use crate::lock;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -36,6 +35,7 @@ use super::{
     Sinks,
 };
 use crate::error::Error;
+use crate::lock;
 use crate::socket::{RandomKeys, append_with};
 
 use super::stream::ClientStream;

@@ -137,7 +137,6 @@ pub use error::{ConnectError, ConnectionError, ConnectionState, RoomError, SendE
 pub use incoming::{Incoming, RoomMessages};
 pub use options::ClientOptions;
 
-use crate::lock;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -158,6 +157,8 @@ use tracing::Instrument;
 pub use roomwire_core::reconnect::ReconnectPolicy;
 
 use driver::{Command, Driver, Outlets, ServerUrl};
+
+use crate::lock;
 
 /// Default bound of the send queue, as Alepha's client: see
 /// [`ClientOptions::queue_capacity`].

@@ -4,7 +4,6 @@
 //! ([`roomwire_core::cluster`]); this moves bytes between the endpoints and
 //! the [`Link`].
 
-use crate::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -27,6 +26,7 @@ use super::emit::{self, Payloads, Spec};
 use super::lifecycle::Shared;
 use super::registry::{ChannelCell, ConnectionInfo};
 use crate::backplane::{LeaseRequest, Link};
+use crate::lock;
 
 /// The body of a message this node encodes.
 type EncodableBody<'a> = Body<'a, &'a [&'a str], &'a [Connection<'a, &'a [&'a str]>]>;

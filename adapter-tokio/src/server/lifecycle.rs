@@ -291,11 +291,11 @@ impl Permit<Handshake> {
 impl Shared {
     fn handshakes(&self) -> std::sync::MutexGuard<'_, Handshakes> {
         // Counting only: a poisoned lock holds consistent counts.
-        self.handshakes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.handshakes)
     }
 
     fn open_by_address(&self) -> std::sync::MutexGuard<'_, PerAddress> {
-        self.open_by_address.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.open_by_address)
     }
 
     /// The key `peer` is counted under for the per-address caps, if any.

@@ -20,7 +20,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Wake, Waker};
 
 use slab::Slab;
@@ -220,7 +220,7 @@ impl<T> Lot<T> {
     fn lock(&self) -> MutexGuard<'_, Spaces<T>> {
         // Nothing panics under the lock but the allocator; what it guards
         // stays consistent at every step.
-        self.spaces.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.spaces)
     }
 
     /// Close the lot: nothing parks any more; what was parked, to be

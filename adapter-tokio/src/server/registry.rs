@@ -405,7 +405,7 @@ impl ChannelCell {
     /// Lock the state. A panic while it was held (none of this module's
     /// code panics) leaves consistent data, so poisoning is ignored.
     pub(crate) fn lock(&self) -> MutexGuard<'_, ChannelState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.state)
     }
 }
 

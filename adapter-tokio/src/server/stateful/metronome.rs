@@ -49,7 +49,7 @@ struct State {
 }
 
 fn lock(inner: &Inner) -> MutexGuard<'_, State> {
-    inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    crate::lock(&inner.state)
 }
 
 impl Drop for Metronome {

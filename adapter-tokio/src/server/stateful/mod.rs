@@ -469,7 +469,7 @@ impl RoomHost {
     /// The rooms' tasks. A panic while the lock was held (none of this
     /// module's code panics) leaves consistent data: poisoning is ignored.
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, mpsc::UnboundedSender<Input>, RandomState>> {
-        self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock(&self.rooms)
     }
 
     /// Hand `input` to `room`'s task, starting it if `start` and it is not
