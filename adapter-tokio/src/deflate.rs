@@ -268,31 +268,31 @@ fn deflate_into(zlib: &mut Compress, payload: &[u8], out: &mut Vec<u8>) {
 struct Inflater {
     zlib: Option<Decompress>,
     budget: &'static InflateBudget,
-    /// Bytes the message being inflated has produced so far.
+    /// Bytes the message being inflated has produced so far: what is
+    /// beyond its first [`INFLATING_FREE`] is taken from `budget`.
     made: usize,
-    /// Of those, what it took from `budget`.
-    counted: usize,
 }
 
 impl Inflater {
     fn new(budget: &'static InflateBudget) -> Self {
-        Self { zlib: None, budget, made: 0, counted: 0 }
+        Self { zlib: None, budget, made: 0 }
     }
 }
 
-/// Account for `n` more bytes of a message that has made `made` and
-/// counted `counted` of them against `budget`: false if the budget has no
-/// room for them.
-fn count(budget: &InflateBudget, made: &mut usize, counted: &mut usize, n: usize) -> bool {
-    *made = made.saturating_add(n);
-    let over = made.saturating_sub(INFLATING_FREE).saturating_sub(*counted);
-    if over == 0 {
-        return true;
-    }
-    if !budget.take(over) {
+/// What a message that has produced `made` bytes holds of `budget`.
+fn counted(made: usize) -> usize {
+    made.saturating_sub(INFLATING_FREE)
+}
+
+/// Account for `n` more bytes of a message that has produced `made`:
+/// false, and nothing counted, if the budget has no room for them.
+fn count(budget: &InflateBudget, made: &mut usize, n: usize) -> bool {
+    let after = made.saturating_add(n);
+    let more = counted(after) - counted(*made);
+    if more > 0 && !budget.take(more) {
         return false;
     }
-    *counted += over;
+    *made = after;
     true
 }
 
@@ -304,9 +304,8 @@ impl Drop for Inflater {
 
 impl Inflate for Inflater {
     fn message_done(&mut self) {
-        self.budget.give_back(self.counted);
+        self.budget.give_back(counted(self.made));
         self.made = 0;
-        self.counted = 0;
     }
 
     fn inflate(
@@ -314,7 +313,7 @@ impl Inflate for Inflater {
         mut input: &[u8],
         sink: &mut dyn FnMut(&[u8]) -> Result<(), TooLarge>,
     ) -> Result<(), InflateError> {
-        let Inflater { zlib, budget, made: made_so_far, counted } = self;
+        let Inflater { zlib, budget, made: made_so_far } = self;
         let zlib = zlib.get_or_insert_with(|| {
             SPARE_INFLATER.with_borrow_mut(Option::take).unwrap_or_else(|| Decompress::new_with_window_bits(false, 15))
         });
@@ -327,7 +326,7 @@ impl Inflate for Inflater {
             let made = usize::try_from(zlib.total_out() - was_out).unwrap_or(0);
             input = input.get(used..).unwrap_or(&[]);
             if let Some(out) = piece.get(..made).filter(|out| !out.is_empty()) {
-                if !count(budget, made_so_far, counted, out.len()) {
+                if !count(budget, made_so_far, out.len()) {
                     return Err(InflateError::TooLarge);
                 }
                 sink(out).map_err(|_| InflateError::TooLarge)?;
