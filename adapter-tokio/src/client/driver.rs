@@ -671,7 +671,7 @@ where
     /// Whether the application can take another message: on the merged
     /// stream (unless it is gone) and on every per-room stream.
     fn room_for_more(&self) -> bool {
-        (self.incoming.is_closed() || self.incoming.capacity() > 0) && self.sinks_have_room()
+        !is_full(&self.incoming) && self.sinks_have_room()
     }
 
     /// The streams that cannot take another message now: the merged one
@@ -680,12 +680,8 @@ where
     /// wait for, and the driver would spin until the application read.
     #[allow(clippy::type_complexity)]
     fn full_streams(&self) -> (Option<mpsc::Sender<(Option<RoomId>, M)>>, Vec<mpsc::Sender<M>>) {
-        let merged = (!self.incoming.is_closed() && self.incoming.capacity() == 0).then(|| self.incoming.clone());
-        let rooms = lock(&self.sinks)
-            .iter()
-            .filter(|sink| !sink.tx.is_closed() && sink.tx.capacity() == 0)
-            .map(|sink| sink.tx.clone())
-            .collect();
+        let merged = is_full(&self.incoming).then(|| self.incoming.clone());
+        let rooms = lock(&self.sinks).iter().filter(|sink| is_full(&sink.tx)).map(|sink| sink.tx.clone()).collect();
         (merged, rooms)
     }
 
@@ -694,7 +690,7 @@ where
     fn sinks_have_room(&self) -> bool {
         let mut sinks = lock(&self.sinks);
         sinks.retain(|sink| !sink.tx.is_closed());
-        sinks.iter().all(|sink| sink.tx.capacity() > 0)
+        !sinks.iter().any(|sink| is_full(&sink.tx))
     }
 
     /// Hand a message to the application: the per-room streams of its room
@@ -941,6 +937,12 @@ async fn open_stream(endpoint: ServerUrl, options: ClientOptions) -> io::Result<
     }
     let _ = options;
     Ok(ClientStream::Plain(tcp))
+}
+
+/// Whether a stream the application reads cannot take another message
+/// now (a stream it dropped takes anything: the message is dropped).
+fn is_full<T>(stream: &mpsc::Sender<T>) -> bool {
+    !stream.is_closed() && stream.capacity() == 0
 }
 
 #[cfg(test)]
