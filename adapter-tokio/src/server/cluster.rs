@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use roomwire_core::CloseCode;
-use roomwire_core::cluster::order::{Copy, Heard, Sequencer};
+use roomwire_core::cluster::order::{self, Copy, Heard, Sequencer};
 use roomwire_core::cluster::{
     self, ALEPHA_TOPIC, About, AlephaBroadcast, BUS_TIMEOUT, Body, ClusterMessage, ClusterWire, Connection,
     ConnectionId, EmitBody, Encodable, LEASE_RENEW, LEASE_TTL, Origin, OwnEchoes, QUERY_TIMEOUT, ROOM_LEASE_TTL,
-    RoomBody, RoomWatcher, SUBSCRIBE_GRACE, Topic,
+    RoomBody, RoomWatcher, Topic,
 };
 use roomwire_core::room::RoomId;
 use tracing::{debug, trace};
@@ -544,16 +544,15 @@ impl Node {
                     cluster::emit_topics(message.path, &rooms, &users, &connections, publisher_tag, |t| {
                         topics.insert(t.to_string());
                     });
-                    let grace = Duration::from(SUBSCRIBE_GRACE);
-                    let mut left = Duration::ZERO;
+                    let mut youngest: Option<Duration> = None;
                     topics.retain(|t| match link.subscribed_for(t) {
-                        Some(heard) => {
-                            left = left.max(grace.saturating_sub(heard));
+                        Some(age) => {
+                            youngest = Some(youngest.map_or(age, |y| y.min(age)));
                             true
                         }
                         None => false,
                     });
-                    let release_by = (!left.is_zero()).then(|| self.now() + left.into());
+                    let release_by = order::release_by(self.now(), youngest.map(Into::into));
                     Some((message.origin.seq, topics, release_by))
                 }
                 _ => None,

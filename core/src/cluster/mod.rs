@@ -156,7 +156,8 @@ pub fn room_owner_key<'a>(path: &'a str, room: &'a str) -> impl core::fmt::Displ
     Key(path, room)
 }
 
-/// How long after its subscription is confirmed a node expects a topic's
+/// How long after its subscription is confirmed a node may miss a topic's
 /// copies of a multi-topic message: copies published just before the
-/// subscription reached the bus never come, and should not be waited for.
+/// subscription reached the bus never come, so within it a copy is waited
+/// for only until the grace ends ([`order::release_by`]).
 pub const SUBSCRIBE_GRACE: Duration = Duration::from_millis(200);

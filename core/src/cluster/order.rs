@@ -31,6 +31,30 @@ pub const MAX_ORIGINS: usize = 4096;
 
 const ORIGIN_IDLE: Duration = Duration::from_secs(60);
 
+/// When a multi-topic message heard `now` stops waiting for its copies,
+/// if that is sooner than [`HOLD_LIMIT`] ([`Copy::Multi`]'s `release_by`):
+/// given how long ago this node's subscription to each of the topics it
+/// expects a copy on was confirmed, `now` plus the most any of them has
+/// left of its [`SUBSCRIBE_GRACE`](super::SUBSCRIBE_GRACE); `None` if none
+/// is within its grace. A copy on a topic subscribed to only just never
+/// comes if it was published before the subscription reached the bus; one
+/// published after it keeps that topic's order, so it is waited for, until
+/// then.
+///
+/// ```
+/// use roomwire_core::cluster::order::release_by;
+/// use roomwire_core::time::{Duration, Instant};
+/// let now = Instant::from_millis(1_000);
+/// let ages = [Duration::from_secs(60), Duration::from_millis(50)];
+/// assert_eq!(release_by(now, ages), Some(Instant::from_millis(1_150)));
+/// assert_eq!(release_by(now, [Duration::from_secs(60)]), None);
+/// ```
+pub fn release_by(now: Instant, subscribed_for: impl IntoIterator<Item = Duration>) -> Option<Instant> {
+    let grace = super::SUBSCRIBE_GRACE.as_micros();
+    let left = subscribed_for.into_iter().map(|age| grace.saturating_sub(age.as_micros())).max().unwrap_or(0);
+    (left > 0).then(|| now + Duration::from_micros(left))
+}
+
 /// What a heard copy is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Copy<'t> {
