@@ -159,5 +159,5 @@ pub fn room_owner_key<'a>(path: &'a str, room: &'a str) -> impl core::fmt::Displ
 /// How long after its subscription is confirmed a node may miss a topic's
 /// copies of a multi-topic message: copies published just before the
 /// subscription reached the bus never come, so within it a copy is waited
-/// for only until the grace ends ([`order::release_by`]).
+/// for only until the grace ends (`order::release_by`, feature `alloc`).
 pub const SUBSCRIBE_GRACE: Duration = Duration::from_millis(200);
