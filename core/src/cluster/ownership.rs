@@ -92,10 +92,10 @@ pub fn claimed(current: Owner, holder: Option<u32>, me: u32) -> (Owner, Claimed)
 
 /// Whom this node's claim puts back as the owner if the bus holds no
 /// claim: the owner this node knows, if this node had word of it alive
-/// (its claim on the bus, its answer to this node's `members` report),
-/// `seen_ago`, less than [`ROOM_LEASE_TTL`](super::ROOM_LEASE_TTL) ago;
-/// else nobody (the asker takes the room). `None`: the owner has not
-/// answered this node's last report.
+/// (its claim on the bus, its answer to this node's `members` report)
+/// `seen_ago`, less than [`ROOM_LEASE_TTL`](super::ROOM_LEASE_TTL) ago,
+/// and it answered this node's last report (`report_pending` false); else
+/// nobody (the asker takes the room).
 ///
 /// A bus that loses its keys (a Redis restarted without persistence, a
 /// failover that lost the last write, an eviction) must not hand a live
@@ -108,15 +108,16 @@ pub fn claimed(current: Owner, holder: Option<u32>, me: u32) -> (Owner, Claimed)
 /// use roomwire_core::cluster::ownership::{restore, Owner};
 /// use roomwire_core::time::Duration;
 /// let recently = Some(Duration::from_secs(2));
-/// assert_eq!(restore(Owner::Node(3), recently), Some(3));
-/// assert_eq!(restore(Owner::Node(3), Some(Duration::from_secs(60))), None);
-/// assert_eq!(restore(Owner::Node(3), None), None);
-/// assert_eq!(restore(Owner::Here, recently), None);
-/// assert_eq!(restore(Owner::Unknown, recently), None);
+/// assert_eq!(restore(Owner::Node(3), recently, false), Some(3));
+/// assert_eq!(restore(Owner::Node(3), recently, true), None);
+/// assert_eq!(restore(Owner::Node(3), Some(Duration::from_secs(60)), false), None);
+/// assert_eq!(restore(Owner::Node(3), None, false), None);
+/// assert_eq!(restore(Owner::Here, recently, false), None);
+/// assert_eq!(restore(Owner::Unknown, recently, false), None);
 /// ```
-pub fn restore(current: Owner, seen_ago: Option<crate::time::Duration>) -> Option<u32> {
+pub fn restore(current: Owner, seen_ago: Option<crate::time::Duration>, report_pending: bool) -> Option<u32> {
     match (current, seen_ago) {
-        (Owner::Node(tag), Some(ago)) if ago < super::ROOM_LEASE_TTL => Some(tag),
+        (Owner::Node(tag), Some(ago)) if ago < super::ROOM_LEASE_TTL && !report_pending => Some(tag),
         _ => None,
     }
 }

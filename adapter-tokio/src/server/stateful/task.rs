@@ -670,9 +670,8 @@ where
         let (room, claims) = (self.room_id.clone(), self.claims.clone());
         // The owner this node knows is put back if the bus lost its claim,
         // as long as it answers this node's reports.
-        // Only while it answers this node's reports: a silent owner is not.
-        let seen_ago = self.owner_seen.filter(|_| self.report.is_none()).map(|at| at.elapsed().into());
-        let restore = ownership::restore(self.owner, seen_ago);
+        let seen_ago = self.owner_seen.map(|at| at.elapsed().into());
+        let restore = ownership::restore(self.owner, seen_ago, self.report.is_some());
         tokio::spawn(async move {
             let _ = claims.send(node.claim_room(C::PATH, &room, restore).await);
         });
