@@ -11,7 +11,7 @@ use roomwire_core::cluster::BUS_TIMEOUT;
 use roomwire_tokio::backplane::{LeaseRequest, Link, Publish};
 use tracing::debug;
 
-use super::{Bus, Ended, Pushes, answer, is_refusal, lease_commands, push_channel, refused, within, within_reply};
+use super::{Bus, Ended, Pushes, Refused, answer, lease_commands, push_channel, within, within_reply};
 
 pub(crate) fn client(nodes: Vec<String>) -> Result<ClusterClient, redis::RedisError> {
     // The push sender is per connection: set at each session.
@@ -88,27 +88,20 @@ async fn leases_concurrently(con: &ClusterConnection, link: &Link, requests: Vec
     let results = join_all(lease_commands(requests).into_iter().map(|(cmd, to)| {
         let mut con = con.clone();
         async move {
-            match within_reply("lease", cmd.query_async::<Value>(&mut con)).await? {
-                Ok(reply) => {
-                    answer(to, &reply);
-                    Ok(None)
-                }
-                // Refused by its shard: unanswered (its server decides
-                // alone), and the session goes on.
-                Err(error) if is_refusal(&error) => Ok(Some(error)),
-                Err(error) => Err(format!("lease: {error}")),
+            // Answered as soon as its shard replies; an error is judged below.
+            let reply = within_reply("lease", cmd.query_async::<Value>(&mut con)).await?;
+            if let Ok(reply) = &reply {
+                answer(to, reply);
             }
+            Ok::<_, String>(reply.map(drop))
         }
     }))
     .await;
-    let (mut count, mut first) = (0, None);
+    let mut refused = Refused::default();
     for result in results {
-        if let Some(error) = result? {
-            count += 1;
-            first.get_or_insert(error);
-        }
+        refused.check(result?)?;
     }
-    refused(link, count, first.as_ref());
+    refused.report(link);
     Ok(())
 }
 

@@ -213,19 +213,39 @@ fn lease_commands(requests: Vec<LeaseRequest>) -> Vec<(redis::Cmd, Answer)> {
     commands
 }
 
-/// Whether a command's error is Redis refusing that command (out of
+/// The lease and claim commands of one batch that Redis refused (out of
 /// memory under `noeviction`, a replica's `READONLY`, an ACL's `NOPERM`, a
-/// busy script): the connection is fine and only the command failed, so
-/// the session goes on.
-fn is_refusal(error: &redis::RedisError) -> bool {
-    matches!(error.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension)
+/// busy script): the connection is fine and only those commands failed,
+/// so the session goes on; each is left unanswered (its server decides
+/// alone) and counted.
+#[derive(Default)]
+struct Refused {
+    count: usize,
+    first: Option<redis::RedisError>,
 }
 
-/// Commands the bus refused in one batch: counted, and said once.
-fn refused(link: &Link, count: usize, first: Option<&redis::RedisError>) {
-    if count > 0 {
-        link.leases_refused(count);
-        warn!(count, error = %first.map(ToString::to_string).unwrap_or_default(), "the bus refused lease commands: their servers decide alone");
+impl Refused {
+    /// `reply`'s value; `None` if Redis refused the command (noted here);
+    /// any other error, which ends the session.
+    fn check<T>(&mut self, reply: redis::RedisResult<T>) -> Result<Option<T>, String> {
+        match reply {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if matches!(error.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension) => {
+                self.count += 1;
+                self.first.get_or_insert(error);
+                Ok(None)
+            }
+            Err(error) => Err(format!("lease: {error}")),
+        }
+    }
+
+    /// Count what was refused, and say it once.
+    fn report(self, link: &Link) {
+        if self.count > 0 {
+            link.leases_refused(self.count);
+            let error = self.first.map(|error| error.to_string()).unwrap_or_default();
+            warn!(count = self.count, %error, "the bus refused lease commands: their servers decide alone");
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use redis::{AsyncConnectionConfig, PushKind, Value};
 use roomwire_core::cluster::BUS_TIMEOUT;
 use roomwire_tokio::backplane::{LeaseRequest, Link, Publish};
 
-use super::{Bus, Ended, Pushes, SUBSCRIBE_CHUNK, answer, is_refusal, lease_commands, push_channel, refused, within};
+use super::{Bus, Ended, Pushes, Refused, SUBSCRIBE_CHUNK, answer, lease_commands, push_channel, within};
 
 /// One RESP3 connection, for commands and pushes.
 #[derive(Clone)]
@@ -74,18 +74,13 @@ async fn leases_pipelined(
     }
     // Unanswered acquires (dropped senders) make their servers count alone.
     let replies = within("leases", pipe.query_async::<Vec<redis::RedisResult<Value>>>(con)).await?;
-    let (mut count, mut first) = (0, None);
+    let mut refused = Refused::default();
     for ((_, to), reply) in commands.into_iter().zip(replies) {
-        match reply {
-            Ok(reply) => answer(to, &reply),
-            Err(error) if is_refusal(&error) => {
-                count += 1;
-                first.get_or_insert(error);
-            }
-            Err(error) => return Err(format!("leases: {error}")),
+        if let Some(reply) = refused.check(reply)? {
+            answer(to, &reply);
         }
     }
-    refused(link, count, first.as_ref());
+    refused.report(link);
     Ok(())
 }
 
