@@ -661,6 +661,24 @@ fn a_revoked_membership_is_not_rejoined_past_the_gate() {
 /// acts in none: its frames are dropped, not handled in `"default"`.
 #[test]
 fn an_alepha_connection_in_no_room_acts_in_none() {
+    /// The room member 0's Alepha frame is handled in; `None`: dropped.
+    fn handled_in(table: &mut FixedRoomTable<8, 4, 4, 4>, frame: &[u8]) -> Option<String> {
+        let (mut out, mut scratch) = ([0u8; 256], [0u8; 64]);
+        let any = &crate::dispatch::AnyRoom;
+        match dispatch::handle_message::<Chat, _>(
+            WireFormat::Alepha,
+            MemberId(0),
+            table,
+            any,
+            frame,
+            &mut scratch,
+            &mut out,
+        ) {
+            Inbound::Message { room, .. } => Some(room.as_str().into()),
+            Inbound::Ignored => None,
+            other => panic!("{other:?}"),
+        }
+    }
     let mut table = FixedRoomTable::<8, 4, 4, 4>::new();
     dispatch::join_handshake_rooms::<Chat, _>(
         WireFormat::Alepha,
@@ -671,30 +689,10 @@ fn an_alepha_connection_in_no_room_acts_in_none() {
         &mut table,
     )
     .unwrap();
-    let (mut out, mut scratch) = ([0u8; 256], [0u8; 64]);
-    let frame = alepha_frame("default", "hi");
-    let said = dispatch::handle_message::<Chat, _>(
-        WireFormat::Alepha,
-        MemberId(0),
-        &mut table,
-        &crate::dispatch::AnyRoom,
-        &frame,
-        &mut scratch,
-        &mut out,
-    );
-    assert!(matches!(&said, Inbound::Message { room, .. } if room.as_str() == "default"), "{said:?}");
+    assert_eq!(handled_in(&mut table, &alepha_frame("default", "hi")).as_deref(), Some("default"));
     // Kicked from its only room.
     table.leave(MemberId(0), &RoomId::new("default").unwrap());
     for frame in [alepha_frame("default", "hi"), br#"{"message":{"content":"hi"}}"#.to_vec()] {
-        let said = dispatch::handle_message::<Chat, _>(
-            WireFormat::Alepha,
-            MemberId(0),
-            &mut table,
-            &crate::dispatch::AnyRoom,
-            &frame,
-            &mut scratch,
-            &mut out,
-        );
-        assert!(matches!(said, Inbound::Ignored), "{said:?}");
+        assert_eq!(handled_in(&mut table, &frame), None);
     }
 }
