@@ -335,6 +335,8 @@ pub enum ClientError {
     /// not confirmed yet). The roomwire server would answer
     /// [`NOT_A_MEMBER`](envelope::code::NOT_A_MEMBER); an Alepha server
     /// would silently handle the message in the connection's first room.
+    /// Also a server message labelled with a room the connection is
+    /// neither in nor joining: dropped, the connection kept.
     NotJoined,
     /// The channel's [`validate`](Channel::validate) refused the message,
     /// with this reason: the server would refuse it too.
@@ -539,8 +541,9 @@ pub enum ClientEvent<'a, M> {
         /// The room it was sent to. `None` when it was not sent because of
         /// a room (addressed to this connection, to a user, or to the whole
         /// channel): Alepha's client hands such messages to **every**
-        /// room's handlers. A room is reported as labelled, even one this
-        /// client has not joined.
+        /// room's handlers. Always a room the client is in or joining: a
+        /// message labelled with another is refused
+        /// ([`ClientError::NotJoined`]).
         room: Option<RoomId>,
         /// The message, without any room marker.
         message: M,
@@ -1212,9 +1215,20 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         data: &'a [u8],
         scratch: &'a mut [u8],
     ) -> Result<ClientEvent<'a, C::In<'a>>, ClientError> {
-        match self.wire() {
+        let event = match self.wire() {
             WireFormat::Alepha => Self::handle_alepha(data, scratch),
             format => self.handle_envelope(format, data, scratch),
+        }?;
+        match &event {
+            // A label names a room this connection is in, or is being let
+            // into (a push may come before the join's answer); any other is
+            // the server's mistake, and Alepha's client drops it too.
+            ClientEvent::Message { room: Some(room), .. } | ClientEvent::DecodeFailed { room: Some(room), .. }
+                if !self.is_joined(room) && !self.pending.iter().any(|p| p.kind == Kind::Join && p.room == *room) =>
+            {
+                Err(ClientError::NotJoined)
+            }
+            _ => Ok(event),
         }
     }
 
