@@ -389,7 +389,7 @@ fn deliver<M: Serialize>(
     message: &M,
 ) {
     let encode = |format| {
-        let mut payload = vec![0u8; 4096];
+        let mut payload = vec![0u8; 64 * 1024];
         let n = payload::encode_payload(format, message, &mut payload).unwrap();
         payload.truncate(n);
         payload
@@ -693,21 +693,25 @@ async fn per_room_streams_split_the_traffic() {
 /// ready, and took a worker for good). Read again, the stream gets every
 /// message, in order. Run on a runtime of its own, watched from outside:
 /// a client that spins can starve the timers a test would wait on.
+/// The same when the streams are full by their bytes
+/// ([`ClientOptions::incoming_bytes`]) rather than their count.
 #[test]
 fn a_full_room_stream_is_waited_for_without_spinning() {
-    let (done, outcome) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let _ = done.send(runtime.block_on(full_room_stream()));
-    });
-    let busy = outcome.recv_timeout(Duration::from_secs(60)).expect("the client starved its runtime");
-    assert!(busy < Duration::from_millis(250), "the client spun: busy {busy:?} of 500 ms");
+    for options in [fast().incoming_capacity(4), fast().incoming_bytes(1)] {
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let _ = done.send(runtime.block_on(full_room_stream(options)));
+        });
+        let busy = outcome.recv_timeout(Duration::from_secs(60)).expect("the client starved its runtime");
+        assert!(busy < Duration::from_millis(250), "the client spun: busy {busy:?} of 500 ms");
+    }
 }
 
 /// The runtime's busy time while a client waits for a full room stream.
-async fn full_room_stream() -> Duration {
+async fn full_room_stream(options: ClientOptions) -> Duration {
     let server = TestServer::<Chat>::start(Mode::Both).await;
-    let (client, all) = Client::<Chat>::connect(&server.url(), fast().rooms(["a"]).incoming_capacity(4)).unwrap();
+    let (client, all) = Client::<Chat>::connect(&server.url(), options.rooms(["a"])).unwrap();
     let mut only_a = client.room_messages("a").unwrap();
     drop(all);
     guard(client.join("a")).await.unwrap();
@@ -727,6 +731,34 @@ async fn full_room_stream() -> Duration {
     guard(client.close()).await;
     server.stop().await;
     busy
+}
+
+/// Large messages the application does not read are bounded by their
+/// bytes, not only by their count: past `incoming_bytes` the client stops
+/// reading its socket (the rest waits in the server's outbox and the
+/// socket), and takes the rest, in order, as the application reads. A
+/// message larger than the bound still goes through, alone.
+#[tokio::test]
+async fn waiting_messages_are_bounded_by_their_bytes() {
+    const MESSAGES: usize = 40;
+    let server = TestServer::<Chat>::start(Mode::Both).await;
+    for (bytes, most) in [(100_000, 4), (1, 1)] {
+        let options = fast().rooms(["a"]).incoming_capacity(1024).incoming_bytes(bytes);
+        let (client, mut all) = Client::<Chat>::connect(&server.url(), options).unwrap();
+        guard(client.join("a")).await.unwrap();
+        let text = |i: usize| format!("{i:05}{}", "x".repeat(32 * 1024));
+        for i in 0..MESSAGES {
+            server.emit(Some("a"), &Chat::system(&text(i)));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!((1..=most).contains(&all.len()), "{bytes} B: {} messages of 32 KiB wait", all.len());
+        for i in 0..MESSAGES {
+            let (room, message) = guard(all.next()).await.unwrap();
+            assert_eq!((room.as_deref(), message), (Some("a"), Chat::system(&text(i))), "{bytes} B: message {i}");
+        }
+        guard(client.close()).await;
+    }
+    server.stop().await;
 }
 
 #[tokio::test]

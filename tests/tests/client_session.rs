@@ -117,6 +117,8 @@ impl Driven {
         loop {
             let got = self.session.handle_input(self.now, &mut self.input);
             self.input.drain(..got.consumed);
+            // A reported message has its size until it is taken.
+            assert_eq!(self.session.message_len().is_some(), got.message);
             let seen = match self.session.take_message(self.now, &mut self.scratch) {
                 Some(SessionEvent::Room(ClientEvent::Message { room, message: ChatIn::Append { content, .. } })) => {
                     Some(format!("message {} {content}", room.as_deref().unwrap_or("-")))
@@ -126,6 +128,7 @@ impl Driven {
                 None => None,
             };
             self.seen.extend(seen);
+            assert_eq!(self.session.message_len(), None);
             moved |= got.consumed > 0 || got.message;
             if got.consumed == 0 && !got.message {
                 return moved;

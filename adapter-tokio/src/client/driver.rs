@@ -38,6 +38,7 @@ use crate::error::Error;
 use crate::lock;
 use crate::socket::{RandomKeys, append_with};
 
+use super::incoming::{Charged, Held};
 use super::stream::ClientStream;
 
 type Session<C, M> = ClientSession<Owned<C, M>, MAX_ROOMS, RandomKeys, VecStorage>;
@@ -144,8 +145,10 @@ impl ServerUrl {
 /// Where the task hands received messages: the merged stream and the
 /// per-room streams.
 pub(crate) struct Outlets<M> {
-    pub(crate) incoming: mpsc::Sender<(Option<RoomId>, M)>,
+    pub(crate) incoming: Merged<M>,
     pub(crate) sinks: Sinks<M>,
+    /// What the messages waiting in them hold.
+    pub(crate) held: Arc<Held>,
 }
 
 /// The task: see the [module docs](self).
@@ -161,9 +164,11 @@ where
     codec: Option<Box<Codec>>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
-    incoming: mpsc::Sender<(Option<RoomId>, M)>,
+    incoming: Merged<M>,
     /// The per-room streams.
     sinks: Sinks<M>,
+    /// What the messages waiting in the streams hold.
+    held: Arc<Held>,
     state: watch::Sender<ConnectionState>,
     waiters: Vec<Waiter>,
     /// Joins and leaves waiting for a request slot, in order.
@@ -198,7 +203,7 @@ where
         outlets: Outlets<M>,
         state: watch::Sender<ConnectionState>,
     ) -> io::Result<Self> {
-        let Outlets { incoming, sinks } = outlets;
+        let Outlets { incoming, sinks, held } = outlets;
         let websocket = options.config.core;
         let config = SessionConfig {
             websocket,
@@ -220,6 +225,7 @@ where
             commands,
             incoming,
             sinks,
+            held,
             state,
             waiters: Vec::new(),
             deferred: VecDeque::new(),
@@ -375,12 +381,15 @@ where
                 // Wakes up when the application made room in every full
                 // stream (each permit is given back at once).
                 () = async move {
-                    if let Some((merged, rooms)) = made_room {
+                    if let Some(FullStreams { merged, rooms, held }) = made_room {
                         if let Some(merged) = merged {
                             drop(merged.reserve().await);
                         }
                         for room in rooms {
                             drop(room.reserve().await);
+                        }
+                        if let Some(held) = held {
+                            held.freed().await;
                         }
                     }
                 }, if !room_for_more => {}
@@ -479,6 +488,7 @@ where
     /// waiters of a request.
     fn take_message(&mut self) {
         let now = self.now();
+        let len = self.session.message_len().unwrap_or(0);
         let event = match self.session.take_message(now, &mut self.scratch) {
             None => return,
             Some(SessionEvent::Invalid(error)) => {
@@ -489,7 +499,7 @@ where
         };
         let (kind, room, code, text) = match event {
             ClientEvent::Message { room, message } => {
-                self.deliver(room, message);
+                self.deliver(room, message, len);
                 return;
             }
             ClientEvent::Joined(room) => {
@@ -671,18 +681,20 @@ where
     /// Whether the application can take another message: on the merged
     /// stream (unless it is gone) and on every per-room stream.
     fn room_for_more(&self) -> bool {
-        !is_full(&self.incoming) && self.sinks_have_room()
+        !self.held.is_full() && !is_full(&self.incoming) && self.sinks_have_room()
     }
 
-    /// The streams that cannot take another message now: the merged one
-    /// (unless it is gone), and the live per-room ones. Waiting on the
-    /// merged one alone, a full per-room stream would leave nothing to
-    /// wait for, and the driver would spin until the application read.
-    #[allow(clippy::type_complexity)]
-    fn full_streams(&self) -> (Option<mpsc::Sender<(Option<RoomId>, M)>>, Vec<mpsc::Sender<M>>) {
+    /// What the application has to make room in: the streams that cannot
+    /// take another message now (the merged one unless it is gone, and the
+    /// live per-room ones), and the bytes held when they reached their
+    /// bound. Waiting on the merged one alone, a full per-room stream
+    /// would leave nothing to wait for, and the driver would spin until
+    /// the application read.
+    fn full_streams(&self) -> FullStreams<M> {
         let merged = is_full(&self.incoming).then(|| self.incoming.clone());
         let rooms = lock(&self.sinks).iter().filter(|sink| is_full(&sink.tx)).map(|sink| sink.tx.clone()).collect();
-        (merged, rooms)
+        let held = self.held.is_full().then(|| self.held.clone());
+        FullStreams { merged, rooms, held }
     }
 
     /// Whether every live per-room stream can take a message (dropped
@@ -695,9 +707,10 @@ where
 
     /// Hand a message to the application: the per-room streams of its room
     /// (all of them when it has none), then the merged stream.
-    fn deliver(&mut self, room: Option<RoomId>, message: M) {
+    fn deliver(&mut self, room: Option<RoomId>, message: M, len: usize) {
         for sink in lock(&self.sinks).iter() {
-            if room.as_ref().is_none_or(|room| *room == sink.room) && sink.tx.try_send((sink.clone)(&message)).is_err()
+            if room.as_ref().is_none_or(|room| *room == sink.room)
+                && sink.tx.try_send(Charged::new((sink.clone)(&message), self.held.charge(len))).is_err()
             {
                 // Only while closing, or a stream dropped meanwhile.
                 debug!(room = %sink.room, "a room stream is not reading: message dropped");
@@ -706,7 +719,7 @@ where
         if self.incoming.is_closed() {
             return;
         }
-        if self.incoming.try_send((room, message)).is_err() {
+        if self.incoming.try_send(Charged::new((room, message), self.held.charge(len))).is_err() {
             // Only while closing: otherwise the socket is read only when
             // there is room.
             warn!("the application is not reading: message dropped");
@@ -941,6 +954,16 @@ async fn open_stream(endpoint: ServerUrl, options: ClientOptions) -> io::Result<
 
 /// Whether a stream the application reads cannot take another message
 /// now (a stream it dropped takes anything: the message is dropped).
+/// The merged stream's sending side.
+pub(crate) type Merged<M> = mpsc::Sender<Charged<(Option<RoomId>, M)>>;
+
+/// What [`Driver::full_streams`] found full.
+struct FullStreams<M> {
+    merged: Option<Merged<M>>,
+    rooms: Vec<mpsc::Sender<Charged<M>>>,
+    held: Option<Arc<Held>>,
+}
+
 fn is_full<T>(stream: &mpsc::Sender<T>) -> bool {
     !stream.is_closed() && stream.capacity() == 0
 }

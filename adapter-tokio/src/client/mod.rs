@@ -90,9 +90,12 @@
 //! channel (Alepha's client hands those to every room's handlers). Frames
 //! that do not decode as the channel's `In` type, and the server's error
 //! frames, are logged (`tracing`, `warn`) and skipped, as Alepha's client
-//! does. When the application does not keep up, the task stops reading the
-//! socket once [`ClientOptions::incoming_capacity`] messages wait, and the
-//! server's own flow control takes over. Messages keep flowing across
+//! does; so are messages labelled with a room the client is neither in nor
+//! joining. When the application does not keep up, the task stops reading the
+//! socket once [`ClientOptions::incoming_capacity`] messages wait in a
+//! stream, or the waiting messages arrived as
+//! [`ClientOptions::incoming_bytes`] (16 MiB by default), and the server's
+//! own flow control takes over. Messages keep flowing across
 //! reconnects; the stream ends after [`Client::close`] (or when the client
 //! gives up reconnecting).
 //!
@@ -134,6 +137,7 @@ mod options;
 mod stream;
 
 pub use error::{ConnectError, ConnectionError, ConnectionState, RoomError, SendError};
+use incoming::{Charged, Held};
 pub use incoming::{Incoming, RoomMessages};
 pub use options::ClientOptions;
 
@@ -167,6 +171,10 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1000;
 /// Default number of received messages that may wait for the application:
 /// see [`ClientOptions::incoming_capacity`].
 pub const DEFAULT_INCOMING_CAPACITY: usize = 1024;
+
+/// Default bound of the bytes received messages waiting for the
+/// application arrived as: see [`ClientOptions::incoming_bytes`].
+pub const DEFAULT_INCOMING_BYTES: usize = 16 << 20;
 
 /// Most rooms a client can be in at once (and most join or leave requests
 /// waiting for an answer): the capacity of the core's [`RoomClient`]. It
@@ -330,7 +338,7 @@ pub struct Client<C: Channel> {
 /// One [`RoomMessages`] stream, as the task sees it.
 pub(crate) struct RoomSink<M> {
     pub(crate) room: RoomId,
-    pub(crate) tx: mpsc::Sender<M>,
+    pub(crate) tx: mpsc::Sender<Charged<M>>,
     /// `M: Clone` is known where the stream is made, not in the task.
     pub(crate) clone: fn(&M) -> M,
 }
@@ -397,6 +405,7 @@ where
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting { attempt: 0 });
         let sinks = Sinks::default();
         let incoming_capacity = options.incoming_capacity;
+        let held = Held::new(options.incoming_bytes);
         let span = tracing::info_span!("room_client", path = C::PATH, url);
         let driver = Driver::<C, C::In<'static>>::new(
             endpoint,
@@ -404,7 +413,7 @@ where
             core,
             shared.clone(),
             command_rx,
-            Outlets { incoming: incoming_tx, sinks: sinks.clone() },
+            Outlets { incoming: incoming_tx, sinks: sinks.clone(), held },
             state_tx,
         )
         .map_err(|e| ConnectError::Random(e.to_string()))?;

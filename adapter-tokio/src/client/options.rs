@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use roomwire_core::WireFormat;
 
-use super::{DEFAULT_INCOMING_CAPACITY, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, ReconnectPolicy};
+use super::{
+    DEFAULT_INCOMING_BYTES, DEFAULT_INCOMING_CAPACITY, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, ReconnectPolicy,
+};
 use crate::config::Config;
 
 /// How a [`Client`](super::Client) connects: rooms, wire, headers, reconnection, queue
@@ -33,6 +35,7 @@ pub struct ClientOptions {
     pub(super) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub(super) queue_capacity: usize,
     pub(super) incoming_capacity: usize,
+    pub(super) incoming_bytes: usize,
     pub(super) request_timeout: Duration,
     pub(super) config: Config,
 }
@@ -49,6 +52,7 @@ impl Default for ClientOptions {
             tls: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             incoming_capacity: DEFAULT_INCOMING_CAPACITY,
+            incoming_bytes: DEFAULT_INCOMING_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             config,
         }
@@ -121,6 +125,18 @@ impl ClientOptions {
     /// 1024, at least 1) before the client stops reading the socket.
     pub fn incoming_capacity(mut self, capacity: usize) -> Self {
         self.incoming_capacity = capacity.max(1);
+        self
+    }
+
+    /// How many bytes the received messages waiting for the application
+    /// may have arrived as, every stream together (default 16 MiB, at
+    /// least 1), before the client stops reading the socket: the bound on
+    /// what a server can make the client hold, whatever the size of its
+    /// messages. Counted by each message's size on the wire, once per
+    /// stream it waits in; a message is taken whenever the streams hold
+    /// less than this, so one larger than the bound still goes through.
+    pub fn incoming_bytes(mut self, bytes: usize) -> Self {
+        self.incoming_bytes = bytes.max(1);
         self
     }
 

@@ -597,6 +597,13 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
         Input { consumed, message }
     }
 
+    /// The size of the message [`handle_input`](Self::handle_input)
+    /// reported, as it arrived (after any inflating), while it waits to be
+    /// taken: what an adapter that queues decoded messages counts them by.
+    pub fn message_len(&self) -> Option<usize> {
+        self.message_ready.then(|| self.reader.last_message().map(|m| m.bytes().len())).flatten()
+    }
+
     /// Decode the message [`handle_input`](Self::handle_input) reported,
     /// with `scratch` as working memory (a `Vec<u8>` grows as needed; a
     /// slice too small for the message closes the connection with 1009).
