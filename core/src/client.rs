@@ -242,8 +242,10 @@ pub fn write_target_in<C: Channel>(
     rooms: &[RoomId],
     out: &mut [u8],
 ) -> Result<usize, InsufficientSize> {
-    let query = format == WireFormat::Alepha && !rooms.is_empty();
-    let as_list = rooms.iter().all(|room| fits_room_ids_list(room));
+    // Known at compile time for a channel without the Alepha wire, whose
+    // image then has no room query writer.
+    let query = C::WIRES.allows(WireFormat::Alepha) && format == WireFormat::Alepha && !rooms.is_empty();
+    let as_list = query && rooms.iter().all(|room| fits_room_ids_list(room));
     write_twice(out, |w| {
         w.put(base.prefix.as_bytes());
         w.put(C::PATH.as_bytes());
@@ -1215,20 +1217,24 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         data: &'a [u8],
         scratch: &'a mut [u8],
     ) -> Result<ClientEvent<'a, C::In<'a>>, ClientError> {
-        let event = match self.wire() {
-            WireFormat::Alepha => Self::handle_alepha(data, scratch),
+        match self.wire() {
+            WireFormat::Alepha => self.handle_alepha(data, scratch),
             format => self.handle_envelope(format, data, scratch),
-        }?;
-        match &event {
-            // A label names a room this connection is in, or is being let
-            // into (a push may come before the join's answer); any other is
-            // the server's mistake, and Alepha's client drops it too.
-            ClientEvent::Message { room: Some(room), .. } | ClientEvent::DecodeFailed { room: Some(room), .. }
-                if !self.is_joined(room) && !self.pending.iter().any(|p| p.kind == Kind::Join && p.room == *room) =>
+        }
+    }
+
+    /// The room a message is labelled with, if the label names a room this
+    /// connection is in or is being let into (a push may come before the
+    /// join's answer). Any other label is the server's mistake, refused
+    /// before the message is decoded; Alepha's client drops it too.
+    fn expected_label(&self, room: Option<RoomId>) -> Result<Option<RoomId>, ClientError> {
+        match &room {
+            Some(label)
+                if !self.is_joined(label) && !self.pending.iter().any(|p| p.kind == Kind::Join && p.room == *label) =>
             {
                 Err(ClientError::NotJoined)
             }
-            _ => Ok(event),
+            _ => Ok(room),
         }
     }
 
@@ -1271,6 +1277,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
                 }
             }
             ServerEnvelope::Push { room, payload } => {
+                let room = self.expected_label(room)?;
                 Ok(match payload::decode_payload::<C::In<'a>>(format, payload, scratch) {
                     Ok(message) => ClientEvent::Message { room, message },
                     Err(error) => ClientEvent::DecodeFailed { room, error },
@@ -1284,7 +1291,11 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         Some(self.pending.remove(index))
     }
 
-    fn handle_alepha<'a>(data: &'a [u8], scratch: &'a mut [u8]) -> Result<ClientEvent<'a, C::In<'a>>, ClientError> {
+    fn handle_alepha<'a>(
+        &self,
+        data: &'a [u8],
+        scratch: &'a mut [u8],
+    ) -> Result<ClientEvent<'a, C::In<'a>>, ClientError> {
         if let Some(text) = alepha_error(data)? {
             return Ok(ClientEvent::ServerError { code: None, text });
         }
@@ -1299,6 +1310,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         if stripped && room.is_none() {
             return Err(ClientError::InvalidLabel);
         }
+        let room = self.expected_label(room)?;
         Ok(match payload::decode_payload::<C::In<'a>>(WireFormat::Alepha, payload, unescape) {
             Ok(message) => ClientEvent::Message { room, message },
             Err(error) => ClientEvent::DecodeFailed { room, error },

@@ -660,7 +660,7 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
             return Ok(n);
         }
         let rooms = &mut self.rooms;
-        match frame_with(conn, rooms.message_kind(), out, |body| Ok(rooms.poll_transmit(body)?)) {
+        match frame_with(conn, rooms.message_kind(), out, &mut |body| Ok(rooms.poll_transmit(body)?)) {
             Ok(0) => Ok(0),
             Ok(n) => {
                 if self.requests == RequestClock::Idle {
@@ -740,7 +740,7 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
     /// be joined) into `out`, returning its length.
     pub fn send(&mut self, room: &str, message: &C::Out<'_>, out: &mut [u8]) -> Result<usize, ClientError> {
         let (conn, rooms) = self.open_parts()?;
-        frame_with(conn, rooms.message_kind(), out, |body| rooms.send(room, message, body))
+        frame_with(conn, rooms.message_kind(), out, &mut |body| rooms.send(room, message, body))
     }
 
     /// [`send`](Self::send) for a payload already encoded as the
@@ -748,7 +748,7 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
     /// [`RoomClient::send_encoded`]).
     pub fn send_encoded(&mut self, room: &str, payload: &[u8], out: &mut [u8]) -> Result<usize, ClientError> {
         let (conn, rooms) = self.open_parts()?;
-        frame_with(conn, rooms.message_kind(), out, |body| rooms.send_encoded(room, payload, body))
+        frame_with(conn, rooms.message_kind(), out, &mut |body| rooms.send_encoded(room, payload, body))
     }
 
     /// Join `room`; it is restored after every reconnect. On the roomwire
@@ -816,7 +816,7 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
         &mut self,
         now: Instant,
         out: &mut [u8],
-        request: impl FnOnce(&mut RoomClient<C, N>, &mut [u8]) -> Result<Requested, ClientError>,
+        mut request: impl FnMut(&mut RoomClient<C, N>, &mut [u8]) -> Result<Requested, ClientError>,
     ) -> Result<Requested, ClientError> {
         let live = match &mut self.link {
             Link::Live(conn) if conn.can_send() && self.ending.is_none() => Some(conn),
@@ -829,7 +829,7 @@ impl<C: Channel, const N: usize, K: MaskKeySource, S: Storage> ClientSession<C, 
         };
         let rooms = &mut self.rooms;
         let mut outcome = Requested::NotSent;
-        let len = frame_with(conn, rooms.message_kind(), out, |body| {
+        let len = frame_with(conn, rooms.message_kind(), out, &mut |body| {
             outcome = request(rooms, body)?;
             Ok(match outcome {
                 Requested::Sent { len, .. } => len,
@@ -916,11 +916,14 @@ fn start_clock(clock: &mut RequestClock, timeout: Option<Duration>, now: Instant
 /// Frame as one message (of `kind`) the payload `encode` writes, in `out`
 /// itself: the payload is encoded [`HEADER_ROOM`] bytes in, then moved
 /// behind its header and masked. `Ok(0)` if `encode` wrote nothing.
+///
+/// `encode` is a trait object so that a firmware links one copy of this
+/// for its messages and its requests, not one per payload.
 fn frame_with<K: MaskKeySource>(
     conn: &mut Connection<K>,
     kind: MessageKind,
     out: &mut [u8],
-    encode: impl FnOnce(&mut [u8]) -> Result<usize, ClientError>,
+    encode: &mut dyn FnMut(&mut [u8]) -> Result<usize, ClientError>,
 ) -> Result<usize, ClientError> {
     let shifted = |e: ClientError| match e {
         ClientError::Encode(EncodeError::InsufficientSize(e)) => {
