@@ -25,8 +25,10 @@
 //! smaller). If one has not, the sender's input waits, in its buffers and
 //! then in TCP's window, so a client sending many small messages is slowed
 //! to the pace of the room instead of overflowing its readers. A reader
-//! that keeps its send buffer that full for [`SLOW_READER_GRACE`] is too
-//! slow for a device with fixed buffers and is reset, as is one that
+//! that keeps its send buffer that full for [`SLOW_READER_GRACE`] (in one
+//! stretch, or in all: a reader that takes a little just before each grace
+//! ends is not let off) is too slow for a device with fixed buffers and is
+//! reset, as is one that
 //! cannot take a frame when it is written (a handler emitting more than
 //! one frame's worth per message).
 
@@ -42,6 +44,7 @@ use roomwire_core::dispatch::{self, Inbound};
 use roomwire_core::message::{Incoming, MessageReader};
 use roomwire_core::room::{MemberId, RoomId, RoomTable};
 use roomwire_core::session::ServerSession;
+use roomwire_core::slow_reader::{self, SlowReader};
 use roomwire_core::target::{Directory, FrameKey, Members, SeenBits, Target, resolve};
 use roomwire_core::{Channel, Config, Connection, Duration, Event, Message, MessageKind, State, WireFormat};
 
@@ -52,8 +55,10 @@ use crate::time::{duration, now, to_embassy};
 const LINGER: Duration = Duration::from_millis(500);
 
 /// How long a connection may keep its send buffer too full to take a
-/// frame, holding back every sender, before it is reset.
-pub const SLOW_READER_GRACE: Duration = Duration::from_secs(5);
+/// frame, holding back every sender, before it is reset: in one stretch,
+/// or in all, net of the time it had room, counted four times slower
+/// ([`slow_reader`](roomwire_core::slow_reader)).
+pub const SLOW_READER_GRACE: Duration = slow_reader::GRACE;
 
 /// While a sender is held back, how often the server looks again.
 const HELD_RECHECK: Duration = Duration::from_millis(5);
@@ -140,8 +145,8 @@ struct Slot<'b> {
     broken: bool,
     /// Input waits until every reader has room (see the module docs).
     held: bool,
-    /// Since when the send buffer has had no room for a frame.
-    short_since: Option<roomwire_core::Instant>,
+    /// How long the send buffer has had no room for a frame, in all.
+    slow: SlowReader,
 }
 
 impl Slot<'_> {
@@ -299,7 +304,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             draining: None,
             broken: false,
             held: false,
-            short_since: None,
+            slow: SlowReader::new(),
         });
         Self { slots, table, shared, config, channel: core::marker::PhantomData }
     }
@@ -353,16 +358,12 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
     fn watch_readers(&mut self, now: roomwire_core::Instant) {
         let need = self.shared.frame.len();
         for slot in &mut self.slots {
-            if slot.has_room(need) {
-                slot.short_since = None;
-                continue;
-            }
-            let since = *slot.short_since.get_or_insert(now);
-            if now >= since + SLOW_READER_GRACE {
+            let short = !slot.has_room(need);
+            if slot.slow.observe(now, short) {
                 warn!("roomwire server: client too slow, resetting it");
                 slot.socket.abort();
                 slot.broken = true;
-                slot.short_since = None;
+                slot.slow = SlowReader::new();
             }
         }
     }
@@ -393,7 +394,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             slot.session = None;
             slot.broken = false;
             slot.held = false;
-            slot.short_since = None;
+            slot.slow = SlowReader::new();
             slot.read_len = 0;
             slot.reader.reset();
             slot.socket.set_nagle_enabled(false);

@@ -86,6 +86,7 @@ pub mod payload;
 pub mod reconnect;
 pub mod room;
 pub mod session;
+pub mod slow_reader;
 pub mod stateful;
 pub mod target;
 pub mod time;
