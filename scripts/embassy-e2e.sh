@@ -11,14 +11,14 @@
 #      tokio server and the core alone pass in `cargo test`.
 # The namespace (and every process started in it) is removed afterwards, also on failure.
 #
-# Usage: sudo scripts/embassy-e2e.sh        (E2E_TIMEOUT=120 bounds the peer's run, in seconds)
+# Usage: sudo scripts/embassy-e2e.sh        (E2E_TIMEOUT=180 bounds the peer's run, in seconds)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 NS="roomwire-e2e-$$"
 TAP=tap0
-TIMEOUT="${E2E_TIMEOUT:-120}"
+TIMEOUT="${E2E_TIMEOUT:-180}"
 LOGS="$ROOT/.work/embassy-e2e"
 PIDS=()
 

@@ -8,7 +8,9 @@
 //!    messages both ways.
 //! 2. Two tokio clients join room `lobby` on the embassy server and talk
 //!    through it; the server survives garbage, a handshake cut short and a
-//!    frame cut mid-way from other clients, and still serves.
+//!    frame cut mid-way from other clients, and still serves; a flood is
+//!    slowed to the room's pace, and a reader that trickles its reads to
+//!    hold the room back is reset.
 
 use std::time::Duration;
 
@@ -146,7 +148,93 @@ async fn tokio_clients_on_embassy_server() -> Result<()> {
     expect_append(&mut b, "new slot", Duration::from_secs(10)).await?;
     println!("peer: freed slots are reused");
     drop(c);
-    flood(&mut a, &mut b).await
+    flood(&mut a, &mut b).await?;
+    trickle(&mut a, &mut b).await
+}
+
+/// A raw client upgraded into room `lobby` on the embassy server, its
+/// receive buffer kept small (so that its server-side send buffer fills
+/// after a few KiB it does not read).
+async fn raw_member(receive_buffer: Option<u32>) -> Result<tokio::net::TcpStream> {
+    use tokio::io::AsyncReadExt;
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    if let Some(size) = receive_buffer {
+        socket.set_recv_buffer_size(size).map_err(|e| e.to_string())?;
+    }
+    let address = EMBASSY_ADDR.parse().map_err(|e| format!("{e}"))?;
+    let mut stream = timeout(Duration::from_secs(10), socket.connect(address))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(
+            b"GET /ws/chat?roomId=lobby HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        match timeout(Duration::from_secs(10), stream.read(&mut byte)).await {
+            Ok(Ok(1)) => response.push(byte[0]),
+            other => return Err(format!("no 101: {other:?}")),
+        }
+    }
+    if !response.starts_with(b"HTTP/1.1 101") {
+        return Err(String::from_utf8_lossy(&response).into_owned());
+    }
+    Ok(stream)
+}
+
+/// A reader that takes a little of its input just before each grace ends,
+/// holding every sender of the room back for most of the time, is reset
+/// once its time short adds up to the grace (about 10 s); the members that
+/// read are served on, and faster once it is gone.
+async fn trickle<S>(speaker: &mut WebSocket<S>, reader: &mut WebSocket<S>) -> Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut trickler = raw_member(Some(4096)).await?;
+    let start = Instant::now();
+    let padding = "p".repeat(400);
+    let mut sent = 0usize;
+    let mut next_read = start + Duration::from_millis(4_500);
+    let reset = loop {
+        if start.elapsed() > Duration::from_secs(40) {
+            return Err("trickle: the trickling reader was not reset within 40 s".into());
+        }
+        // The room's traffic, read by `reader` and `speaker` as it comes.
+        say(speaker, &format!("t{sent} {padding}")).await?;
+        expect_append(reader, &format!("t{sent} {padding}"), Duration::from_secs(10)).await?;
+        expect_append(speaker, &format!("t{sent} {padding}"), Duration::from_secs(10)).await?;
+        sent += 1;
+        if Instant::now() >= next_read {
+            next_read = Instant::now() + Duration::from_millis(4_500);
+            let mut chunk = [0u8; 3000];
+            match timeout(Duration::from_millis(100), trickler.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break start.elapsed(),
+                Ok(Ok(_)) | Err(_) => {}
+            }
+        }
+        // Reset already? (Reading would show it only after the input
+        // buffered before it.)
+        if trickler.take_error().map_err(|e| e.to_string())?.is_some() {
+            break start.elapsed();
+        }
+    };
+    println!("peer: the trickling reader was reset after {reset:?} ({sent} room messages meanwhile)");
+    if reset < Duration::from_secs(5) {
+        return Err(format!("trickle: reset after {reset:?}, before one grace"));
+    }
+    let before = Instant::now();
+    for i in 0..20 {
+        say(speaker, &format!("after trickle {i}")).await?;
+        expect_append(reader, &format!("after trickle {i}"), Duration::from_secs(5)).await?;
+    }
+    println!("peer: the room runs on without it: 20 messages in {:?}", before.elapsed());
+    Ok(())
 }
 
 /// One client sends a thousand small messages in one write, as fast as
@@ -238,7 +326,7 @@ async fn main() {
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
-        match timeout(Duration::from_secs(90), case).await {
+        match timeout(Duration::from_secs(120), case).await {
             Ok(Ok(())) => {
                 println!("peer: PASS {name}");
                 passed += 1;
