@@ -171,7 +171,7 @@ impl Node {
             link,
             wire,
             own_echoes: Mutex::default(),
-            sequencer: Mutex::new(Sequencer::new()),
+            sequencer: Mutex::new(Sequencer::weighed(|message: &Vec<u8>| message.len())),
             epoch: Instant::now(),
             server: OnceLock::new(),
             next_query: AtomicU64::new(1),

@@ -25,6 +25,11 @@ pub const HOLD_LIMIT: Duration = Duration::from_secs(2);
 /// over all publishers; beyond, the oldest held message goes out early.
 pub const MAX_WAITING: usize = 65_536;
 
+/// At most this many bytes wait, by the weight a [weighed](Sequencer::weighed)
+/// sequencer gives its messages (their size, say); beyond, the oldest
+/// held message goes out early, as beyond [`MAX_WAITING`].
+pub const MAX_WAITING_BYTES: usize = 64 << 20;
+
 /// At most this many publishers are tracked; one silent for a minute with
 /// nothing waiting is forgotten first.
 pub const MAX_ORIGINS: usize = 4096;
@@ -138,8 +143,32 @@ impl<T> Origin<T> {
 /// ```
 pub struct Sequencer<T> {
     origins: BTreeMap<u64, Origin<T>>,
-    /// Held messages and queued entries, over all publishers.
-    waiting: usize,
+    /// Held messages and queued entries, and what they weigh, over all
+    /// publishers.
+    waiting: Waiting<T>,
+}
+
+/// What waits, over all publishers.
+struct Waiting<T> {
+    /// Held messages and queued entries.
+    count: usize,
+    /// What the messages held or queued weigh.
+    bytes: usize,
+    weigh: fn(&T) -> usize,
+}
+
+impl<T> Waiting<T> {
+    /// An entry (a queued copy, or a held message already counted) is gone.
+    fn entry_gone(&mut self) {
+        self.count = self.count.saturating_sub(1);
+    }
+
+    /// `item` leaves, as held or queued: it goes out.
+    fn deliver(&mut self, item: T, deliver: &mut impl FnMut(T)) {
+        self.count = self.count.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub((self.weigh)(&item));
+        deliver(item);
+    }
 }
 
 impl<T> Default for Sequencer<T> {
@@ -149,9 +178,35 @@ impl<T> Default for Sequencer<T> {
 }
 
 impl<T> Sequencer<T> {
-    /// Nothing heard yet.
+    /// Nothing heard yet; messages weigh nothing (only their number is
+    /// bounded).
     pub const fn new() -> Self {
-        Self { origins: BTreeMap::new(), waiting: 0 }
+        Self::weighed(|_| 0)
+    }
+
+    /// Nothing heard yet; what waits is also bounded by what `weigh` says
+    /// each message weighs, at most [`MAX_WAITING_BYTES`] in all.
+    ///
+    /// ```
+    /// use roomwire_core::cluster::order::{Copy, MAX_WAITING_BYTES, Sequencer};
+    /// use roomwire_core::time::Instant;
+    /// let mut s = Sequencer::weighed(|m: &Vec<u8>| m.len());
+    /// let (now, mut out) = (Instant::from_micros(0), Vec::new());
+    /// let held = Copy::Multi { seq: 1, expected: &["a", "b"], release_by: None };
+    /// s.heard(now, 7, "a", held, vec![0; MAX_WAITING_BYTES], &mut |m| out.push(m.len()));
+    /// assert_eq!(s.held_bytes(), MAX_WAITING_BYTES);
+    /// // Past the bound, the oldest held message goes out before another waits.
+    /// let next = Copy::Multi { seq: 2, expected: &["a", "b"], release_by: None };
+    /// s.heard(now, 7, "b", next, vec![1], &mut |m| out.push(m.len()));
+    /// assert_eq!((out, s.held_bytes()), (vec![MAX_WAITING_BYTES], 1));
+    /// ```
+    pub const fn weighed(weigh: fn(&T) -> usize) -> Self {
+        Self { origins: BTreeMap::new(), waiting: Waiting { count: 0, bytes: 0, weigh } }
+    }
+
+    /// What the messages held or queued weigh, over all publishers.
+    pub fn held_bytes(&self) -> usize {
+        self.waiting.bytes
     }
 
     /// Whether something of `origin` waits on `topic` (a single-topic
@@ -193,7 +248,10 @@ impl<T> Sequencer<T> {
                 return Heard::Stale;
             }
         }
-        while self.waiting >= MAX_WAITING && self.release_oldest(deliver) {}
+        while (self.waiting.count >= MAX_WAITING || self.waiting.bytes >= MAX_WAITING_BYTES)
+            && self.release_oldest(deliver)
+        {}
+        let weight = (self.waiting.weigh)(&item);
         let o = self.origins.entry(origin).or_insert_with(|| Origin {
             queues: BTreeMap::new(),
             held: BTreeMap::new(),
@@ -207,7 +265,10 @@ impl<T> Sequencer<T> {
                 deliver(item);
                 return Heard::Delivered;
             }
-            Copy::Single => Entry::Single(item),
+            Copy::Single => {
+                self.waiting.bytes = self.waiting.bytes.saturating_add(weight);
+                Entry::Single(item)
+            }
             Copy::Multi { seq, expected, release_by } => {
                 if !o.held.contains_key(&seq) {
                     match o.window.accept(seq) {
@@ -223,13 +284,14 @@ impl<T> Sequencer<T> {
                     }
                     let until = release_by.map_or(now + HOLD_LIMIT, |by| by.min(now + HOLD_LIMIT));
                     o.held.insert(seq, Held { item, waiting, since: now, until });
-                    self.waiting = self.waiting.saturating_add(1);
+                    self.waiting.count = self.waiting.count.saturating_add(1);
+                    self.waiting.bytes = self.waiting.bytes.saturating_add(weight);
                 }
                 Entry::Copy { seq, counted: false }
             }
         };
         o.queues.entry(String::from(topic)).or_default().push_back(entry);
-        self.waiting = self.waiting.saturating_add(1);
+        self.waiting.count = self.waiting.count.saturating_add(1);
         if pump(o, topic, deliver, &mut self.waiting) { Heard::Delivered } else { Heard::Held }
     }
 
@@ -283,16 +345,15 @@ impl<T> Sequencer<T> {
 
 /// Deliver held message `seq` now, wherever its copies are, and whatever
 /// it was holding up.
-fn force<T>(o: &mut Origin<T>, seq: u64, deliver: &mut impl FnMut(T), waiting: &mut usize) {
+fn force<T>(o: &mut Origin<T>, seq: u64, deliver: &mut impl FnMut(T), waiting: &mut Waiting<T>) {
     let Some(h) = o.held.remove(&seq) else { return };
-    *waiting = waiting.saturating_sub(1);
-    deliver(h.item);
+    waiting.deliver(h.item, deliver);
     let mut touched = Vec::new();
     for (topic, queue) in o.queues.iter_mut() {
         let before = queue.len();
         queue.retain(|e| !matches!(e, Entry::Copy { seq: s, .. } if *s == seq));
         if queue.len() != before {
-            *waiting = waiting.saturating_sub(before - queue.len());
+            waiting.count = waiting.count.saturating_sub(before - queue.len());
             touched.push(topic.clone());
         }
     }
@@ -303,7 +364,7 @@ fn force<T>(o: &mut Origin<T>, seq: u64, deliver: &mut impl FnMut(T), waiting: &
 
 /// Deliver from the head of `topic`'s queue, and of any queue a delivery
 /// unblocks, while they can go. Whether anything was delivered.
-fn pump<T>(o: &mut Origin<T>, topic: &str, deliver: &mut impl FnMut(T), waiting: &mut usize) -> bool {
+fn pump<T>(o: &mut Origin<T>, topic: &str, deliver: &mut impl FnMut(T), waiting: &mut Waiting<T>) -> bool {
     let mut work: Vec<String> = Vec::new();
     work.push(String::from(topic));
     let mut delivered = false;
@@ -316,8 +377,7 @@ fn pump<T>(o: &mut Origin<T>, topic: &str, deliver: &mut impl FnMut(T), waiting:
                 }
                 Some(Entry::Single(_)) => {
                     if let Some(Entry::Single(item)) = queue.pop_front() {
-                        *waiting = waiting.saturating_sub(1);
-                        deliver(item);
+                        waiting.deliver(item, deliver);
                         delivered = true;
                     }
                     continue;
@@ -327,7 +387,7 @@ fn pump<T>(o: &mut Origin<T>, topic: &str, deliver: &mut impl FnMut(T), waiting:
                     let Some(h) = o.held.get_mut(&seq) else {
                         // Delivered already: a leftover copy.
                         queue.pop_front();
-                        *waiting = waiting.saturating_sub(1);
+                        waiting.entry_gone();
                         continue;
                     };
                     if !*counted {
@@ -343,14 +403,13 @@ fn pump<T>(o: &mut Origin<T>, topic: &str, deliver: &mut impl FnMut(T), waiting:
             // Every expected copy of it is at the head of its queue: out,
             // with its copies at the heads of other queues.
             if let Some(h) = o.held.remove(&ready_seq) {
-                *waiting = waiting.saturating_sub(1);
-                deliver(h.item);
+                waiting.deliver(h.item, deliver);
                 delivered = true;
             }
             for (other, queue) in o.queues.iter_mut() {
                 if matches!(queue.front(), Some(Entry::Copy { seq, counted: true }) if *seq == ready_seq) {
                     queue.pop_front();
-                    *waiting = waiting.saturating_sub(1);
+                    waiting.entry_gone();
                     if *other != topic {
                         work.push(other.clone());
                     }

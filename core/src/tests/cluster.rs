@@ -487,7 +487,8 @@ mod order {
                 .map(|(t, _)| (0..masks.len()).filter(|&m| masks[m] & (1 << t) != 0).collect())
                 .collect();
             for s in &mut streams { s.reverse(); }
-            let mut seq = Sequencer::new();
+            // Message m weighs m + 1: what waits is weighed exactly.
+            let mut seq = Sequencer::weighed(|m: &usize| m + 1);
             let mut out: Vec<usize> = Vec::new();
             let now = Instant::from_micros(0);
             let feed = |t: usize, streams: &mut Vec<Vec<usize>>, seq: &mut Sequencer<usize>, out: &mut Vec<usize>| {
@@ -506,6 +507,7 @@ mod order {
                 }
             }
             prop_assert_eq!(seq.held(), 0, "all copies heard: nothing waits");
+            prop_assert_eq!(seq.held_bytes(), 0, "nothing waits, nothing weighs");
             let unique: BTreeSet<usize> = out.iter().copied().collect();
             prop_assert_eq!(unique.len(), out.len(), "delivered twice: {:?}", out);
             prop_assert_eq!(out.len(), masks.len(), "not all delivered: {:?}", out);
@@ -536,6 +538,40 @@ mod order {
         seq.heard(t0, 7, "b", both, 1, &mut |d| out.push(d));
         assert_eq!(out, [1, 2]);
         assert_eq!(seq.held(), 0);
+    }
+
+    /// What waits is weighed as it comes and goes, whichever way it goes
+    /// (in order, released by time, by a forgotten topic, or early, past
+    /// the byte bound, oldest first).
+    #[test]
+    fn waiting_messages_are_weighed_in_and_out() {
+        use crate::cluster::order::MAX_WAITING_BYTES;
+        let mut seq = Sequencer::weighed(|m: &usize| *m);
+        let mut out = Vec::new();
+        let t0 = Instant::from_micros(0);
+        let multi = |n: u64| Copy::Multi { seq: n, expected: &["a", "b"], release_by: None };
+        // 100 waits for its copy on b, 30 queues behind it on a.
+        seq.heard(t0, 7, "a", multi(1), 100, &mut |d| out.push(d));
+        seq.heard(t0, 7, "a", Copy::Single, 30, &mut |d| out.push(d));
+        assert_eq!((seq.held_bytes(), out.len()), (130, 0));
+        seq.heard(t0, 7, "b", multi(1), 100, &mut |d| out.push(d));
+        assert_eq!((seq.held_bytes(), &out[..]), (0, &[100, 30][..]));
+        // Released by time, and by a forgotten topic.
+        seq.heard(t0, 7, "a", multi(2), 5, &mut |d| out.push(d));
+        seq.heard(t0, 8, "a", multi(1), 7, &mut |d| out.push(d));
+        assert_eq!(seq.held_bytes(), 12);
+        seq.expire(Instant::from_micros(HOLD_LIMIT.as_micros()), &mut |d| out.push(d));
+        assert_eq!(seq.held_bytes(), 0);
+        seq.heard(t0, 9, "a", multi(1), 9, &mut |d| out.push(d));
+        seq.forget_topic("b", &mut |d| out.push(d));
+        assert_eq!((seq.held_bytes(), out.len()), (0, 5));
+        // Past the bound, the oldest held message goes out first.
+        seq.heard(t0, 10, "a", multi(1), MAX_WAITING_BYTES - 1, &mut |d| out.push(d));
+        seq.heard(t0, 11, "a", multi(1), 1, &mut |d| out.push(d));
+        assert_eq!((seq.held_bytes(), out.len()), (MAX_WAITING_BYTES, 5), "at the bound, nothing out yet");
+        seq.heard(t0, 12, "a", multi(1), 2, &mut |d| out.push(d));
+        assert_eq!(out[5..], [MAX_WAITING_BYTES - 1]);
+        assert_eq!(seq.held_bytes(), 3);
     }
 
     /// A node subscribed to `t` only just (within its grace) hears m2 (to
