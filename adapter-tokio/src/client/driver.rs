@@ -679,7 +679,8 @@ where
     }
 
     /// Whether the application can take another message: on the merged
-    /// stream (unless it is gone) and on every per-room stream.
+    /// stream (unless it is gone) and on every per-room stream, and the
+    /// messages waiting in them hold less than their bound in bytes.
     fn room_for_more(&self) -> bool {
         !self.held.is_full() && !is_full(&self.incoming) && self.sinks_have_room()
     }
@@ -952,8 +953,6 @@ async fn open_stream(endpoint: ServerUrl, options: ClientOptions) -> io::Result<
     Ok(ClientStream::Plain(tcp))
 }
 
-/// Whether a stream the application reads cannot take another message
-/// now (a stream it dropped takes anything: the message is dropped).
 /// The merged stream's sending side.
 pub(crate) type Merged<M> = mpsc::Sender<Charged<(Option<RoomId>, M)>>;
 
@@ -964,6 +963,8 @@ struct FullStreams<M> {
     held: Option<Arc<Held>>,
 }
 
+/// Whether a stream the application reads cannot take another message
+/// now (a stream it dropped takes anything: the message is dropped).
 fn is_full<T>(stream: &mpsc::Sender<T>) -> bool {
     !stream.is_closed() && stream.capacity() == 0
 }
