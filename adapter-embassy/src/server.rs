@@ -28,9 +28,8 @@
 //! that keeps its send buffer that full for [`SLOW_READER_GRACE`] (in one
 //! stretch, or in all: a reader that takes a little just before each grace
 //! ends is not let off) is too slow for a device with fixed buffers and is
-//! reset, as is one that
-//! cannot take a frame when it is written (a handler emitting more than
-//! one frame's worth per message).
+//! reset, as is one that cannot take a frame when it is written (a handler
+//! emitting more than one frame's worth per message).
 
 use core::fmt;
 
