@@ -187,44 +187,67 @@ async fn raw_member(receive_buffer: Option<u32>) -> Result<tokio::net::TcpStream
     Ok(stream)
 }
 
-/// A reader that takes a little of its input just before each grace ends,
-/// holding every sender of the room back for most of the time, is reset
-/// once its time short adds up to the grace (about 10 s); the members that
-/// read are served on, and faster once it is gone.
+/// A reader that reads what it holds just before each grace ends (every
+/// 4 s), holding every sender of the room back for most of the
+/// time, is reset once its time short adds up to the grace, a second or
+/// so into its second stretch; timed stretch by stretch it would never be.
+/// The members that read are served on, and at once once it is gone.
 async fn trickle<S>(speaker: &mut WebSocket<S>, reader: &mut WebSocket<S>) -> Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    use std::cell::Cell;
     use tokio::io::AsyncReadExt;
     let mut trickler = raw_member(Some(4096)).await?;
     let start = Instant::now();
+    let reset: Cell<Option<Duration>> = Cell::new(None);
+    let sent = Cell::new(0usize);
     let padding = "p".repeat(400);
-    let mut sent = 0usize;
-    let mut next_read = start + Duration::from_millis(4_500);
-    let reset = loop {
-        if start.elapsed() > Duration::from_secs(40) {
-            return Err("trickle: the trickling reader was not reset within 40 s".into());
+    // The room's traffic (to everyone but its sender), read by `reader`
+    // as it comes: held back while the trickler is short.
+    let traffic = async {
+        while reset.get().is_none() {
+            let content = format!("t{} {padding}", sent.get());
+            say(speaker, &content).await?;
+            expect_append(reader, &content, Duration::from_secs(10)).await?;
+            sent.set(sent.get() + 1);
         }
-        // The room's traffic, read by `reader` and `speaker` as it comes.
-        say(speaker, &format!("t{sent} {padding}")).await?;
-        expect_append(reader, &format!("t{sent} {padding}"), Duration::from_secs(10)).await?;
-        expect_append(speaker, &format!("t{sent} {padding}"), Duration::from_secs(10)).await?;
-        sent += 1;
-        if Instant::now() >= next_read {
-            next_read = Instant::now() + Duration::from_millis(4_500);
-            let mut chunk = [0u8; 3000];
-            match timeout(Duration::from_millis(100), trickler.read(&mut chunk)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => break start.elapsed(),
-                Ok(Ok(_)) | Err(_) => {}
+        Ok::<_, String>(())
+    };
+    let trickle = async {
+        let mut ticks = 0u32;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ticks += 1;
+            if trickler.take_error().map_err(|e| e.to_string())?.is_some() {
+                reset.set(Some(start.elapsed()));
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(40) {
+                return Err("trickle: the trickling reader was not reset within 40 s".to_string());
+            }
+            if ticks % 40 == 0 {
+                // About what it holds (its receive buffer and the
+                // server's send buffer), and then nothing for 4 s again.
+                let (mut chunk, mut taken) = ([0u8; 4096], 0);
+                while taken < 16 * 1024 {
+                    match timeout(Duration::from_millis(20), trickler.read(&mut chunk)).await {
+                        Ok(Ok(0) | Err(_)) => {
+                            reset.set(Some(start.elapsed()));
+                            return Ok(());
+                        }
+                        Ok(Ok(n)) => taken += n,
+                        Err(_) => break,
+                    }
+                }
             }
         }
-        // Reset already? (Reading would show it only after the input
-        // buffered before it.)
-        if trickler.take_error().map_err(|e| e.to_string())?.is_some() {
-            break start.elapsed();
-        }
     };
-    println!("peer: the trickling reader was reset after {reset:?} ({sent} room messages meanwhile)");
+    let (traffic, trickle) = tokio::join!(traffic, trickle);
+    trickle?;
+    traffic?;
+    let reset = reset.get().unwrap_or_default();
+    println!("peer: the trickling reader was reset after {reset:?} ({} room messages meanwhile)", sent.get());
     if reset < Duration::from_secs(5) {
         return Err(format!("trickle: reset after {reset:?}, before one grace"));
     }
