@@ -226,7 +226,7 @@ where
             if start.elapsed() > Duration::from_secs(40) {
                 return Err("trickle: the trickling reader was not reset within 40 s".to_string());
             }
-            if ticks % 40 == 0 {
+            if ticks.is_multiple_of(40) {
                 // About what it holds (its receive buffer and the
                 // server's send buffer), and then nothing for 4 s again.
                 let (mut chunk, mut taken) = ([0u8; 4096], 0);
