@@ -337,8 +337,6 @@ pub enum ClientError {
     /// not confirmed yet). The roomwire server would answer
     /// [`NOT_A_MEMBER`](envelope::code::NOT_A_MEMBER); an Alepha server
     /// would silently handle the message in the connection's first room.
-    /// Also a server message labelled with a room the connection is
-    /// neither in nor joining: dropped, the connection kept.
     NotJoined,
     /// The channel's [`validate`](Channel::validate) refused the message,
     /// with this reason: the server would refuse it too.
@@ -543,9 +541,10 @@ pub enum ClientEvent<'a, M> {
         /// The room it was sent to. `None` when it was not sent because of
         /// a room (addressed to this connection, to a user, or to the whole
         /// channel): Alepha's client hands such messages to **every**
-        /// room's handlers. Always a room the client is in or joining: a
-        /// message labelled with another is refused
-        /// ([`ClientError::NotJoined`]).
+        /// room's handlers. A room is reported as labelled, also one the
+        /// client did not ask for: a server may put a connection in rooms
+        /// of its own choosing (its admission hook, or a join made on the
+        /// server's side), and the label is how the client learns of them.
         room: Option<RoomId>,
         /// The message, without any room marker.
         message: M,
@@ -1218,23 +1217,8 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         scratch: &'a mut [u8],
     ) -> Result<ClientEvent<'a, C::In<'a>>, ClientError> {
         match self.wire() {
-            WireFormat::Alepha => self.handle_alepha(data, scratch),
+            WireFormat::Alepha => Self::handle_alepha(data, scratch),
             format => self.handle_envelope(format, data, scratch),
-        }
-    }
-
-    /// The room a message is labelled with, if the label names a room this
-    /// connection is in or is being let into (a push may come before the
-    /// join's answer). Any other label is the server's mistake, refused
-    /// before the message is decoded; Alepha's client drops it too.
-    fn expected_label(&self, room: Option<RoomId>) -> Result<Option<RoomId>, ClientError> {
-        match &room {
-            Some(label)
-                if !self.is_joined(label) && !self.pending.iter().any(|p| p.kind == Kind::Join && p.room == *label) =>
-            {
-                Err(ClientError::NotJoined)
-            }
-            _ => Ok(room),
         }
     }
 
@@ -1277,7 +1261,6 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
                 }
             }
             ServerEnvelope::Push { room, payload } => {
-                let room = self.expected_label(room)?;
                 Ok(match payload::decode_payload::<C::In<'a>>(format, payload, scratch) {
                     Ok(message) => ClientEvent::Message { room, message },
                     Err(error) => ClientEvent::DecodeFailed { room, error },
@@ -1291,11 +1274,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         Some(self.pending.remove(index))
     }
 
-    fn handle_alepha<'a>(
-        &self,
-        data: &'a [u8],
-        scratch: &'a mut [u8],
-    ) -> Result<ClientEvent<'a, C::In<'a>>, ClientError> {
+    fn handle_alepha<'a>(data: &'a [u8], scratch: &'a mut [u8]) -> Result<ClientEvent<'a, C::In<'a>>, ClientError> {
         if let Some(text) = alepha_error(data)? {
             return Ok(ClientEvent::ServerError { code: None, text });
         }
@@ -1310,7 +1289,6 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         if stripped && room.is_none() {
             return Err(ClientError::InvalidLabel);
         }
-        let room = self.expected_label(room)?;
         Ok(match payload::decode_payload::<C::In<'a>>(WireFormat::Alepha, payload, unescape) {
             Ok(message) => ClientEvent::Message { room, message },
             Err(error) => ClientEvent::DecodeFailed { room, error },

@@ -90,8 +90,7 @@
 //! channel (Alepha's client hands those to every room's handlers). Frames
 //! that do not decode as the channel's `In` type, and the server's error
 //! frames, are logged (`tracing`, `warn`) and skipped, as Alepha's client
-//! does; so are messages labelled with a room the client is neither in nor
-//! joining. When the application does not keep up, the task stops reading the
+//! does. When the application does not keep up, the task stops reading the
 //! socket once [`ClientOptions::incoming_capacity`] messages wait in a
 //! stream, or the waiting messages arrived as
 //! [`ClientOptions::incoming_bytes`] (16 MiB by default), and the server's

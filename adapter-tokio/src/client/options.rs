@@ -130,11 +130,13 @@ impl ClientOptions {
 
     /// How many bytes the received messages waiting for the application
     /// may have arrived as, every stream together (default 16 MiB, at
-    /// least 1), before the client stops reading the socket: the bound on
-    /// what a server can make the client hold, whatever the size of its
-    /// messages. Counted by each message's size on the wire, once per
-    /// stream it waits in; a message is taken whenever the streams hold
-    /// less than this, so one larger than the bound still goes through.
+    /// least 1), before the client stops reading the socket, whatever the
+    /// size of the server's messages. Each message counts its size as
+    /// received (after inflating), once per stream it waits in; what its
+    /// decoded value takes in memory may differ (larger for many small
+    /// fields). A message is taken whenever the streams hold less than
+    /// this, so the streams may go past it by one message per stream, and
+    /// one message larger than the bound still goes through.
     pub fn incoming_bytes(mut self, bytes: usize) -> Self {
         self.incoming_bytes = bytes.max(1);
         self
