@@ -11,24 +11,30 @@
 //! more than a fifth of the time is reset sooner or later; one short for a
 //! moment after a burst, now and then, never is.
 //!
+//! The server looks when it has reason to (traffic, and every few
+//! milliseconds while it holds a sender back), so the time between two
+//! looks counts only when both found the reader the same way: a reader
+//! seen short, then nothing for a while, then seen with room, was not
+//! short all that while (its buffer may have drained at once), and is not
+//! charged for it.
+//!
 //! ```
-//! use roomwire_core::slow_reader::{SlowReader, GRACE};
+//! use roomwire_core::slow_reader::SlowReader;
 //! use roomwire_core::{Duration, Instant};
 //!
+//! // Looked at every 5 ms (as while a sender is held back): short for
+//! // 4.9 s, then room for 10 ms, again and again. Timed stretch by stretch
+//! // it would never be reset; the tally resets it in the second stretch.
 //! let mut reader = SlowReader::new();
-//! let mut now = Instant::ZERO;
-//! // Short for 4.9 s, then room for 10 ms, again and again: reset at the
-//! // second round, where timing each stretch alone never would.
-//! let mut rounds = 0;
-//! loop {
-//!     rounds += 1;
-//!     assert!(!reader.observe(now, true));
-//!     now = now + Duration::from_millis(4_900);
-//!     if reader.observe(now, false) { break; }
-//!     now = now + Duration::from_millis(10);
-//! }
-//! assert_eq!(rounds, 2);
-//! # let _ = GRACE;
+//! let mut ms = 0;
+//! let reset = loop {
+//!     let short = ms % 4_910 < 4_900;
+//!     if reader.observe(Instant::from_millis(ms), short) {
+//!         break ms;
+//!     }
+//!     ms += 5;
+//! };
+//! assert!((4_910..9_820).contains(&reset), "{reset}");
 //! ```
 
 use crate::time::{Duration, Instant};
@@ -44,7 +50,9 @@ pub const RECOVERY: u64 = 4;
 /// One reader's tally: see the [module docs](self).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SlowReader {
-    /// Time short, net of recovery, in microseconds.
+    /// Time short, net of recovery, in microseconds times [`RECOVERY`]
+    /// (so that recovery, a quarter of the time with room, is counted
+    /// exactly however often the reader is looked at).
     owed: u64,
     /// The last observation: when, and whether the reader was short.
     last: Option<(Instant, bool)>,
@@ -57,25 +65,26 @@ impl SlowReader {
     }
 
     /// Records whether the reader is `short` (its send buffer cannot take
-    /// a frame) at `now`; the time since the last observation counts as it
-    /// was then. Returns whether the reader has been short too long: reset
-    /// it.
+    /// a frame) at `now`; the time since the last observation counts if the
+    /// reader was found the same way then (short: against it; with room:
+    /// for it, [`RECOVERY`] times slower). Returns whether the reader has
+    /// been short too long: reset it. Only ever true when `short`.
     pub fn observe(&mut self, now: Instant, short: bool) -> bool {
         if let Some((then, was_short)) = self.last {
             let elapsed = now.saturating_duration_since(then).as_micros();
-            self.owed = if was_short {
-                self.owed.saturating_add(elapsed)
-            } else {
-                self.owed.saturating_sub(elapsed / RECOVERY)
+            self.owed = match (was_short, short) {
+                (true, true) => self.owed.saturating_add(elapsed.saturating_mul(RECOVERY)),
+                (false, false) => self.owed.saturating_sub(elapsed),
+                _ => self.owed,
             };
         }
         self.last = Some((now, short));
-        self.owed >= GRACE.as_micros()
+        short && self.owed >= GRACE.as_micros().saturating_mul(RECOVERY)
     }
 
     /// The time short, net of recovery, as of the last observation.
     pub fn owed(&self) -> Duration {
-        Duration::from_micros(self.owed)
+        Duration::from_micros(self.owed / RECOVERY)
     }
 }
 
@@ -84,17 +93,27 @@ mod tests {
     use super::*;
 
     /// Runs `pattern` (stretches short or with room, in milliseconds) over
-    /// and over for at most `limit_ms`; returns when the reader was reset.
-    fn reset_after(pattern: &[(bool, u64)], limit_ms: u64) -> Option<u64> {
+    /// and over for at most `limit_ms`, looking every `every_ms`; returns
+    /// when the reader was reset.
+    fn reset_after(pattern: &[(bool, u64)], every_ms: u64, limit_ms: u64) -> Option<u64> {
+        let period: u64 = pattern.iter().map(|&(_, ms)| ms).sum();
         let mut reader = SlowReader::new();
         let mut at = 0;
         while at <= limit_ms {
-            for &(short, ms) in pattern {
-                if reader.observe(Instant::from_millis(at), short) {
-                    return Some(at);
-                }
-                at += ms;
+            let mut into = at % period;
+            let short = pattern
+                .iter()
+                .find(|&&(_, ms)| {
+                    into < ms || {
+                        into -= ms;
+                        false
+                    }
+                })
+                .is_some_and(|&(s, _)| s);
+            if reader.observe(Instant::from_millis(at), short) {
+                return Some(at);
             }
+            at += every_ms;
         }
         None
     }
@@ -112,19 +131,50 @@ mod tests {
     #[test]
     fn reading_a_little_before_each_grace_is_reset_soon_after_it() {
         // Room for a moment (10 ms, or a whole second) after 4.9 s short.
-        assert_eq!(reset_after(&[(true, 4_900), (false, 10)], 60_000), Some(9_810));
-        assert_eq!(reset_after(&[(true, 4_900), (false, 1_000)], 60_000), Some(10_800));
+        assert_eq!(reset_after(&[(true, 4_900), (false, 10)], 5, 60_000), Some(4_910 + 110));
+        assert_eq!(reset_after(&[(true, 4_900), (false, 1_000)], 5, 60_000), Some(5_900 + 355));
         // Short two thirds of the time, in stretches of a second.
-        assert!(reset_after(&[(true, 1_000), (false, 500)], 60_000).is_some_and(|at| at <= 10_000));
+        assert!(reset_after(&[(true, 1_000), (false, 500)], 5, 60_000).is_some_and(|at| at <= 10_000));
     }
 
     #[test]
     fn readers_short_now_and_then_are_never_reset() {
         // A fifth of the time short, or less: the tally never grows.
-        assert_eq!(reset_after(&[(true, 1_000), (false, 4_000)], 600_000), None);
-        assert_eq!(reset_after(&[(true, 200), (false, 2_000)], 600_000), None);
+        assert_eq!(reset_after(&[(true, 1_000), (false, 4_000)], 5, 600_000), None);
+        assert_eq!(reset_after(&[(true, 200), (false, 2_000)], 5, 600_000), None);
         // Just under the grace, then room long enough to recover it all.
-        assert_eq!(reset_after(&[(true, 4_999), (false, 20_000)], 600_000), None);
+        assert_eq!(reset_after(&[(true, 4_995), (false, 20_000)], 5, 600_000), None);
+    }
+
+    /// Seen short, then not looked at for a while, then seen with room:
+    /// the reader may have drained at once, and is not charged for the
+    /// while (nor is one seen with room, then short).
+    #[test]
+    fn a_quiet_spell_between_two_looks_that_disagree_counts_for_nothing() {
+        let mut reader = SlowReader::new();
+        assert!(!reader.observe(Instant::from_millis(0), true));
+        assert!(!reader.observe(Instant::from_millis(4_000), true));
+        assert!(!reader.observe(Instant::from_millis(60_000), false), "room now: never reset");
+        assert_eq!(reader.owed(), Duration::from_millis(4_000));
+        assert!(!reader.observe(Instant::from_millis(120_000), true));
+        assert_eq!(reader.owed(), Duration::from_millis(4_000));
+        // Seen short at both ends of a quiet spell: short all along, as far
+        // as anyone can tell.
+        assert!(reader.observe(Instant::from_millis(121_000), true));
+    }
+
+    #[test]
+    fn recovery_is_counted_exactly_however_often_the_reader_is_looked_at() {
+        let mut reader = SlowReader::new();
+        reader.observe(Instant::from_micros(0), true);
+        reader.observe(Instant::from_micros(4_000_000), true);
+        // 4 s of room seen every 3 µs: 1 s of recovery, to the microsecond.
+        let mut at = 4_000_000;
+        while at < 8_000_000 {
+            at += 3;
+            reader.observe(Instant::from_micros(at), false);
+        }
+        assert_eq!(reader.owed(), Duration::from_micros(3_000_000 - (at - 8_000_000) / RECOVERY));
     }
 
     #[test]

@@ -565,11 +565,13 @@ mod order {
         seq.heard(t0, 9, "a", multi(1), 9, &mut |d| out.push(d));
         seq.forget_topic("b", &mut |d| out.push(d));
         assert_eq!((seq.held_bytes(), out.len()), (0, 5));
-        // Past the bound, the oldest held message goes out first.
-        seq.heard(t0, 10, "a", multi(1), MAX_WAITING_BYTES - 1, &mut |d| out.push(d));
-        seq.heard(t0, 11, "a", multi(1), 1, &mut |d| out.push(d));
+        // Past the bound, the oldest held message goes out first (heard
+        // first, from the publisher with the higher number).
+        let t1 = Instant::from_micros(1);
+        seq.heard(t0, 11, "a", multi(1), MAX_WAITING_BYTES - 1, &mut |d| out.push(d));
+        seq.heard(t1, 10, "a", multi(1), 1, &mut |d| out.push(d));
         assert_eq!((seq.held_bytes(), out.len()), (MAX_WAITING_BYTES, 5), "at the bound, nothing out yet");
-        seq.heard(t0, 12, "a", multi(1), 2, &mut |d| out.push(d));
+        seq.heard(t1, 12, "a", multi(1), 2, &mut |d| out.push(d));
         assert_eq!(out[5..], [MAX_WAITING_BYTES - 1]);
         assert_eq!(seq.held_bytes(), 3);
     }
