@@ -99,10 +99,10 @@ impl<C: Channel> Stream for Incoming<C> {
 }
 
 /// The bytes the received messages waiting in a client's streams arrived
-/// as (after inflating), all streams together: past the bound the client stops reading the
-/// socket, as it does when a stream is full. Counting messages alone would
-/// let a server park `incoming_capacity` messages of the largest size in
-/// every stream.
+/// as (after inflating), all streams together: past the bound the client
+/// stops reading the socket, as it does when a stream is full. Counting
+/// messages alone would let a server park `incoming_capacity` messages of
+/// the largest size in every stream.
 pub(crate) struct Held {
     bytes: AtomicUsize,
     limit: usize,
