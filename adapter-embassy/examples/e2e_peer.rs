@@ -152,20 +152,24 @@ async fn tokio_clients_on_embassy_server() -> Result<()> {
     trickle(&mut a, &mut b).await
 }
 
-/// A raw client upgraded into room `lobby` on the embassy server, its
-/// receive buffer kept small (so that its server-side send buffer fills
-/// after a few KiB it does not read).
+/// A raw client upgraded into room `lobby` on the embassy server, with
+/// its receive buffer kept small if `receive_buffer` says so (so that its
+/// server-side send buffer fills after a few KiB it does not read).
 async fn raw_member(receive_buffer: Option<u32>) -> Result<tokio::net::TcpStream> {
     use tokio::io::AsyncReadExt;
-    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    if let Some(size) = receive_buffer {
-        socket.set_recv_buffer_size(size).map_err(|e| e.to_string())?;
-    }
-    let address = EMBASSY_ADDR.parse().map_err(|e| format!("{e}"))?;
-    let mut stream = timeout(Duration::from_secs(10), socket.connect(address))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+    let mut stream = match receive_buffer {
+        // Connected again and again while slots free up, as `tcp_connect`.
+        None => tcp_connect().await?,
+        Some(size) => {
+            let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+            socket.set_recv_buffer_size(size).map_err(|e| e.to_string())?;
+            let address = EMBASSY_ADDR.parse().map_err(|e| format!("{e}"))?;
+            timeout(Duration::from_secs(10), socket.connect(address))
+                .await
+                .map_err(|_| "connect timed out".to_string())?
+                .map_err(|e| e.to_string())?
+        }
+    };
     stream
         .write_all(
             b"GET /ws/chat?roomId=lobby HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -268,29 +272,11 @@ async fn flood<S>(speaker: &mut WebSocket<S>, reader: &mut WebSocket<S>) -> Resu
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     const MESSAGES: usize = 1000;
     // A raw client: its frames are built here (masked with a zero key) so
     // all of them go out at once.
-    let mut sender = tcp_connect().await?;
-    sender
-        .write_all(
-            b"GET /ws/chat?roomId=lobby HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    while !response.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        match timeout(Duration::from_secs(10), sender.read(&mut byte)).await {
-            Ok(Ok(1)) => response.push(byte[0]),
-            other => return Err(format!("flood: no 101: {other:?}")),
-        }
-    }
-    if !response.starts_with(b"HTTP/1.1 101") {
-        return Err(format!("flood: {}", String::from_utf8_lossy(&response)));
-    }
+    let mut sender = raw_member(None).await.map_err(|e| format!("flood: {e}"))?;
     let mut frames = Vec::new();
     for i in 0..MESSAGES {
         let payload = format!(r#"{{"roomId":"lobby","message":{{"content":"f{i}"}}}}"#);
