@@ -5,8 +5,8 @@
 # Usage: scripts/bench.sh [--quick | --smoke] [--rounds N] [--only CELL_SUBSTRING] [--out DIR]
 #   (default)  full run: 3 rounds, echo 1 s warm-up + 5 s, fan-out 2 s + 5 s, idle 10 000 connections
 #   --quick    3 rounds, shorter windows (echo 0.5 + 2 s, fan-out 1 + 2 s)
-#   --smoke    CI: a few seconds on a release build (BENCH_PROFILE=dev for a debug one; the soak
-#              smoke reuses this build); one round of small cells (roomwire and every
+#   --smoke    CI: a few seconds on a debug build (BENCH_PROFILE=release for a release one);
+#              one round of small cells (roomwire and every
 #              peer reachable here), then the generator against deliberately broken servers
 #              (duplicate, lost, misrouted messages), each of which must make it fail.
 #              Exits non-zero if anything in the harness breaks.
@@ -49,7 +49,7 @@ die() { echo "bench.sh: ERROR: $*" >&2; exit 1; }
 case "$MODE" in
     full)  ROUNDS="${ROUNDS:-3}"; ECHO_T="--warmup 1 --duration 5"; FAN_T="--warmup 2 --duration 5"; IDLE_N=10000; PROFILE=release ;;
     quick) ROUNDS="${ROUNDS:-3}"; ECHO_T="--warmup 0.5 --duration 2"; FAN_T="--warmup 1 --duration 2"; IDLE_N=10000; PROFILE=release ;;
-    smoke) ROUNDS="${ROUNDS:-1}"; ECHO_T="--warmup 0.2 --duration 0.4"; FAN_T="--warmup 0.2 --duration 0.4"; IDLE_N=200; PROFILE="${BENCH_PROFILE:-release}" ;;
+    smoke) ROUNDS="${ROUNDS:-1}"; ECHO_T="--warmup 0.2 --duration 0.4"; FAN_T="--warmup 0.2 --duration 0.4"; IDLE_N=200; PROFILE="${BENCH_PROFILE:-dev}" ;;
 esac
 OUT="${OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)-$MODE}"
 mkdir -p "$OUT"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reliability soak: the roomwire-tokio room server (bench/servers/src/bin/rw-soak.rs, a
+# The reliability soak: the roomwire-tokio room server (bench/soak/src/bin/rw-soak.rs, a
 # multi-threaded runtime, keepalive 2 s, default limits) against bench/loadgen's `soak` mode over
 # real loopback sockets. Connections in rooms, members joining and leaving all the time, slow
 # readers, readers that stop, peers that vanish without a close, floods of tiny frames and 1 MiB
@@ -8,10 +8,11 @@
 #
 # Usage: scripts/soak.sh [--smoke] [--out DIR]
 #   (default)  10 000 connections in 100 rooms, 60 s of traffic, server RSS bound 128 MiB
-#   --smoke    CI: 600 connections in 10 rooms, 10 s, bound 64 MiB (release, as the bench smoke,
-#              whose build it reuses: a debug server on a slower CPU cannot relay 1 MiB messages
-#              at 10 a second, and its own backlog closes the readers that keep up with 1013;
-#              SOAK_PROFILE=dev to try one anyway)
+#   --smoke    CI: 600 connections in 10 rooms, 10 s, bound 64 MiB, on a release build (a debug
+#              server on a slower CPU cannot relay 1 MiB messages at 10 a second, and its own
+#              backlog closes the readers that keep up with 1013; SOAK_PROFILE=dev to try one
+#              anyway). The soak server is a package of its own, so this build mostly reuses
+#              what the Autobahn stage built.
 #
 # Fails (exit 1) when the generator reports a violation (a keeping-up member that missed, doubled,
 # reordered or was sent its own message, or was closed; a slow member closed with another code; a
@@ -57,7 +58,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$NEED" ]; then
 fi
 
 log "building the soak server and the generator ($PROFILE)"
-cargo build --quiet --profile "$PROFILE" -p roomwire-loadgen -p roomwire-bench-servers
+cargo build --quiet --profile "$PROFILE" -p roomwire-loadgen -p roomwire-soak-server
 TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 if [ "$PROFILE" = dev ]; then BIN="$TARGET_DIR/debug"; else BIN="$TARGET_DIR/$PROFILE"; fi
 

@@ -41,7 +41,8 @@ struct Counts {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = roomwire_bench_servers::addr();
+    // The address to listen on: the first argument, as for the bench servers.
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned());
     let counts = Arc::new(Mutex::new(Counts::default()));
     let mut config = ServerConfig::default();
     config.socket.core.keepalive_interval = Some(CoreDuration::from_secs(2));
@@ -63,7 +64,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .build()?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    roomwire_bench_servers::ready(&addr);
+    {
+        // The line scripts/soak.sh waits for.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "listening on {addr}");
+        let _ = out.flush();
+    }
     let reporting = server.clone();
     tokio::spawn(async move {
         loop {
