@@ -26,6 +26,7 @@
 #             message accounted for; the full run is scripts/soak.sh (RELIABILITY.md)
 # Environment:
 #   FUZZ_SECONDS=20   seconds per fuzz target; 0 only replays the seed corpus once
+#   FUZZ_JOBS=2       fuzz targets run at a time
 #   (see scripts/autobahn.sh for the AUTOBAHN_* variables)
 set -euo pipefail
 
@@ -179,6 +180,23 @@ stage_fuzz() {
     else
         limit="-runs=0" # replay the corpus only (-max_total_time=0 would mean no limit)
     fi
+    # libFuzzer runs on one core: two targets at a time keep both of the machine's busy. Each
+    # target logs to its own file, shown when it ends.
+    local logs="$ROOT/.work/fuzz-logs" jobs="${FUZZ_JOBS:-2}" failed=()
+    [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die "FUZZ_JOBS must be a positive whole number, got '$jobs'"
+    mkdir -p "$logs"
+    local -a running=() names=()
+    # One build of every target (cargo compiles them in parallel); each run below finds it built.
+    (cd fuzz && cargo +nightly fuzz build) || die "the fuzz targets did not build"
+    finish_oldest() {
+        local pid="${running[0]}" name="${names[0]}"
+        running=("${running[@]:1}")
+        names=("${names[@]:1}")
+        local ok=1
+        wait "$pid" || ok=0
+        cat "$logs/$name.log"
+        ((ok)) || failed+=("$name")
+    }
     for t in $targets; do
         # Fuzz into a scratch corpus under .work/ (gitignored), seeded from the committed one,
         # so a run never writes into the repo's fuzz/corpus/.
@@ -189,10 +207,19 @@ stage_fuzz() {
             cp -R "$seeds/." "$corpus/"
         fi
         log "fuzzing $t ($limit, corpus ${corpus#"$ROOT"/})"
-        if ! (cd fuzz && cargo +nightly fuzz run "$t" "$corpus" -- "$limit"); then
-            die "fuzz target $t failed; the crashing input is under fuzz/artifacts/$t/ (reproduce: cd fuzz && cargo +nightly fuzz run $t artifacts/$t/<file>)"
+        (cd fuzz && cargo +nightly fuzz run "$t" "$corpus" -- "$limit") >"$logs/$t.log" 2>&1 &
+        running+=("$!")
+        names+=("$t")
+        if ((${#running[@]} >= jobs)); then
+            finish_oldest
         fi
     done
+    while ((${#running[@]} > 0)); do
+        finish_oldest
+    done
+    if ((${#failed[@]} > 0)); then
+        die "fuzz targets failed: ${failed[*]}; the crashing inputs are under fuzz/artifacts/<target>/ (reproduce: cd fuzz && cargo +nightly fuzz run <target> artifacts/<target>/<file>)"
+    fi
 }
 
 stage_firmware() {
