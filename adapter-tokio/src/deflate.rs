@@ -28,7 +28,8 @@
 //! bomb stops at the limit with 1009.
 //!
 //! What unfinished compressed messages hold is also bounded across the
-//! process ([`INFLATING_LIMIT`], 256 MiB): a message's first 64 KiB are
+//! process ([`DEFAULT_INFLATING_LIMIT`], 256 MiB, or what
+//! [`set_inflating_limit`] set): a message's first 64 KiB are
 //! its own, and beyond them each inflated byte it holds before its end
 //! counts against the bound, until the message ends or its connection
 //! goes. Past the bound a message that grows is closed with 1009. Without
@@ -49,33 +50,70 @@ use roomwire_core::message::TooLarge;
 const INFLATE_PIECE: usize = 8 * 1024;
 
 /// Bytes a compressed message holds before its end without counting
-/// against [`INFLATING_LIMIT`]: most messages never reach the bound's
+/// against the process's bound ([`set_inflating_limit`]): most messages never reach the bound's
 /// bookkeeping.
 const INFLATING_FREE: usize = 64 * 1024;
 
-/// Most bytes unfinished compressed messages may hold, beyond their first
-/// [`INFLATING_FREE`] each, over every connection of the process.
-pub(crate) const INFLATING_LIMIT: usize = 256 << 20;
+/// The process's bound on bytes that unfinished compressed messages hold
+/// (permessage-deflate, RFC 7692), until [`set_inflating_limit`] sets
+/// another: 256 MiB.
+pub const DEFAULT_INFLATING_LIMIT: usize = 256 << 20;
 
 /// What unfinished compressed messages hold, process-wide.
-static INFLATING: InflateBudget = InflateBudget::new(INFLATING_LIMIT);
+static INFLATING: InflateBudget = InflateBudget::new(DEFAULT_INFLATING_LIMIT);
+
+/// Sets the process's bound on bytes held by compressed messages that have
+/// not ended yet, over every connection of every server and client in the
+/// process ([`DEFAULT_INFLATING_LIMIT`] until set).
+///
+/// A message's first 64 KiB are its own; beyond them each inflated byte it
+/// holds before its end counts against this bound until the message ends
+/// or its connection goes, and a message that would pass it is closed with
+/// 1009 (message too big). It is the memory a crowd of peers can pin with
+/// small compressed frames that inflate far and never finish: size it to
+/// what the machine can spare. Lowering it below what is held now takes
+/// nothing back; messages that grow are refused until enough is released.
+///
+/// ```standalone_crate
+/// // A small machine: at most 32 MiB in unfinished compressed messages.
+/// // (A doctest of its own process: the bound is the process's.)
+/// roomwire_tokio::set_inflating_limit(32 << 20);
+/// assert_eq!(roomwire_tokio::inflating_limit(), 32 << 20);
+/// ```
+pub fn set_inflating_limit(bytes: usize) {
+    INFLATING.limit.store(bytes, Ordering::Relaxed);
+}
+
+/// The process's bound on bytes held by unfinished compressed messages
+/// (see [`set_inflating_limit`]).
+pub fn inflating_limit() -> usize {
+    INFLATING.limit.load(Ordering::Relaxed)
+}
+
+/// Bytes unfinished compressed messages hold now against
+/// [`inflating_limit`], over the process (a message's first 64 KiB not
+/// counted): for metrics.
+pub fn inflating_held() -> usize {
+    INFLATING.held.load(Ordering::Relaxed)
+}
 
 /// A bound on bytes held by unfinished compressed messages.
 pub(crate) struct InflateBudget {
     held: AtomicUsize,
-    limit: usize,
+    limit: AtomicUsize,
 }
 
 impl InflateBudget {
     pub(crate) const fn new(limit: usize) -> Self {
-        Self { held: AtomicUsize::new(0), limit }
+        Self { held: AtomicUsize::new(0), limit: AtomicUsize::new(limit) }
     }
 
     /// Take `n` bytes, unless that goes past the limit.
     fn take(&self, n: usize) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
         let mut held = self.held.load(Ordering::Relaxed);
         loop {
-            let Some(after) = held.checked_add(n).filter(|&after| after <= self.limit) else { return false };
+            let Some(after) = held.checked_add(n).filter(|&after| after <= limit) else { return false };
             match self.held.compare_exchange_weak(held, after, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(now) => held = now,

@@ -68,6 +68,7 @@ mod socket;
 
 pub use client::{Client, ClientOptions, ConnectionState, Incoming};
 pub use config::{Config, DEFAULT_MAX_OUTBOUND, DEFAULT_MAX_READ_CHUNK};
+pub use deflate::{DEFAULT_INFLATING_LIMIT, inflating_held, inflating_limit, set_inflating_limit};
 pub use error::Error;
 pub use message::{CloseFrame, Decision, HandshakeInfo, Message, MessageRef, Response};
 pub use roomwire_core;

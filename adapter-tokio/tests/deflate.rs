@@ -7,13 +7,12 @@ mod server_support;
 
 use std::net::SocketAddr;
 
-use deflate_support::inflate;
-use flate2::{Compress, Compression, FlushCompress};
+use deflate_support::{deflate, inflate, raw_client};
 use roomwire_tokio::roomwire_core::deflate::DeflateConfig;
 use roomwire_tokio::{Config, Message, MessageRef, WebSocket};
-use server_support::{LIMIT, client_frame, raw_request, server_frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use server_support::{LIMIT, client_frame, server_frame};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 use tokio::time::timeout;
 
 fn config(deflate: Option<DeflateConfig>) -> Config {
@@ -36,36 +35,6 @@ async fn echo_server(config: Config) -> SocketAddr {
         }
     });
     addr
-}
-
-/// A raw client: sends an Upgrade offering `extensions`, returns the stream
-/// and the response's header section.
-async fn raw_client(addr: SocketAddr, extensions: &str) -> (TcpStream, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let offer = format!("Sec-WebSocket-Extensions: {extensions}\r\n");
-    stream.write_all(&raw_request("/", &offer)).await.unwrap();
-    let mut response = Vec::new();
-    while !response.ends_with(b"\r\n\r\n") {
-        response.push(stream.read_u8().await.unwrap());
-    }
-    (stream, String::from_utf8(response).unwrap())
-}
-
-/// Raw deflate with a sync flush, the final empty block stripped.
-fn deflate(payload: &[u8]) -> Vec<u8> {
-    let mut zlib = Compress::new(Compression::best(), false);
-    let mut out = Vec::with_capacity(payload.len() / 4 + 1024);
-    loop {
-        let used = zlib.total_in() as usize;
-        zlib.compress_vec(&payload[used..], &mut out, FlushCompress::Sync).unwrap();
-        if zlib.total_in() as usize == payload.len() && out.len() < out.capacity() {
-            break;
-        }
-        out.reserve(out.capacity());
-    }
-    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
-    out.truncate(out.len() - 4);
-    out
 }
 
 fn chat_json(n: usize) -> String {
