@@ -80,6 +80,32 @@ fi
 
 echo "--- tap_node (embassy) log ---"
 cat "$LOGS/tap_node.log"
+
+# The server's handler hears of a connection's end only if it heard of its start: garbage, a cut
+# handshake, a refused or oversized request never reach `on_connect`, so never `on_disconnect`.
+if [ "$status" -eq 0 ] && ! python3 - "$LOGS/tap_node.log" <<'PY'; then
+import re, sys
+open_members, bad = set(), []
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    m = re.search(r"server: member (\d+) (connected|disconnected)", line)
+    if not m:
+        continue
+    member, what = m.group(1), m.group(2)
+    if what == "connected":
+        if member in open_members:
+            bad.append("member %s connected twice: %s" % (member, line.strip()))
+        open_members.add(member)
+    elif member in open_members:
+        open_members.remove(member)
+    else:
+        bad.append("on_disconnect without on_connect: " + line.strip())
+for b in bad:
+    print("embassy-e2e: " + b, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+    status=1
+    log "the server's handler heard of ends it had not heard begin (above)"
+fi
 echo "--- chat server log (last lines) ---"
 tail -n 20 "$LOGS/chat.log"
 [ "$status" -eq 0 ] || fail "the peer reported failures (exit $status)"

@@ -10,7 +10,10 @@
 //!    through it; the server survives garbage, a handshake cut short and a
 //!    frame cut mid-way from other clients, and still serves; a flood is
 //!    slowed to the room's pace, and a reader that trickles its reads to
-//!    hold the room back is reset.
+//!    hold the room back is reset. A request too large for a slot is
+//!    answered 431; a peer's end frees its slot at once, even while the
+//!    server is idle; SYNs from an address that never answers hold no slot
+//!    for good.
 
 use std::time::Duration;
 
@@ -149,8 +152,123 @@ async fn tokio_clients_on_embassy_server() -> Result<()> {
     println!("peer: freed slots are reused");
     drop(c);
     flood(&mut a, &mut b).await?;
-    trickle(&mut a, &mut b).await
+    trickle(&mut a, &mut b).await?;
+    oversized_request().await?;
+    ends_free_slots_at_once().await?;
+    unanswered_syns_let_go().await?;
+    // And a and b were served all along.
+    say(&mut a, "after the slot cases").await?;
+    expect_append(&mut b, "after the slot cases", Duration::from_secs(10)).await?;
+    Ok(())
 }
+
+/// A client's text frame (masked with a zero key, so built here whole)
+/// saying `content` to room `lobby`; short contents only (one length byte).
+fn room_message_frame(content: &str) -> Vec<u8> {
+    let payload = format!(r#"{{"roomId":"lobby","message":{{"content":"{content}"}}}}"#);
+    assert!(payload.len() < 126, "a short message");
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload.as_bytes());
+    frame
+}
+
+/// A request larger than a slot's `read` buffer (1 KiB in tap_node) is
+/// answered 431 by the core, not cut off with a reset.
+async fn oversized_request() -> Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tcp_connect().await?;
+    let request = format!(
+        "GET /ws/chat?roomId=lobby HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Cookie: {}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "c".repeat(1500)
+    );
+    // The server may stop reading once it has answered: what it took is enough.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut response = Vec::new();
+    match timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await {
+        Err(_) => return Err("oversized request: no answer in 10 s".into()),
+        Ok(Err(e)) if response.is_empty() => return Err(format!("oversized request: {e}, no answer")),
+        Ok(_) => {}
+    }
+    if !response.starts_with(b"HTTP/1.1 431") {
+        return Err(format!("oversized request: answered {:?}", String::from_utf8_lossy(&response)));
+    }
+    println!("peer: a request too large for a slot was answered 431");
+    Ok(())
+}
+
+/// Connects a member when a slot is free, and says how long that took
+/// (a full server refuses connections until a slot listens again).
+async fn timed_member() -> Result<(tokio::net::TcpStream, Duration)> {
+    let start = Instant::now();
+    let member = raw_member(None).await?;
+    Ok((member, start.elapsed()))
+}
+
+/// Two members fill the free slots and leave (FIN) while nothing else
+/// happens on the server: the next member gets in at once, not at the
+/// server's next timer (a keepalive, up to 30 s away).
+async fn ends_free_slots_at_once() -> Result<()> {
+    let (c, _) = timed_member().await?;
+    let (d, _) = timed_member().await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop((c, d));
+    let (e, took) = timed_member().await?;
+    if took > Duration::from_secs(3) {
+        return Err(format!("ends: a slot freed by a FIN was taken again only after {took:?}"));
+    }
+    drop(e);
+    println!("peer: a member that left freed its slot at once ({took:?})");
+    Ok(())
+}
+
+/// SYNs to the two free slots from an address on the link that never
+/// answers (nothing has it, so the SYN-ACKs wait on ARP for good): the
+/// slots are held until TCP gives up on them (10 s), then taken again.
+async fn unanswered_syns_let_go() -> Result<()> {
+    // Let the last case's slot free itself, so both free slots listen.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let sent = std::process::Command::new("python3")
+        .args(["-c", SPOOFED_SYNS, "192.0.2.77", "192.0.2.2", "8081", "2"])
+        .status()
+        .map_err(|e| format!("syns: python3: {e}"))?;
+    if !sent.success() {
+        return Err(format!("syns: sending them failed: {sent}"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (member, took) = timed_member().await?;
+    drop(member);
+    // Taken at once, the SYNs never held a slot, and this case proves nothing.
+    if took < Duration::from_secs(5) {
+        return Err(format!("syns: a member got in after {took:?}: the SYNs held no slot"));
+    }
+    println!("peer: slots held by SYNs nobody answers were let go: a member got in after {took:?}");
+    Ok(())
+}
+
+/// Sends N TCP SYNs from a spoofed source (argv: SRC DST PORT N), by hand
+/// through a raw socket: the IP header with IP_HDRINCL (the kernel fills
+/// its checksum), the TCP header's checksum over the pseudo-header.
+const SPOOFED_SYNS: &str = r#"
+import socket, struct, sys
+src, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for i in range(n):
+    sport = 40000 + i
+    tcp = struct.pack("!HHIIBBHHH", sport, port, 1000 + i, 0, 5 << 4, 0x02, 64240, 0, 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    s.sendto(ip + tcp, (dst, 0))
+"#;
 
 /// A raw client upgraded into room `lobby` on the embassy server, with
 /// its receive buffer kept small if `receive_buffer` says so (so that its
@@ -277,12 +395,7 @@ where
     // A raw client: its frames are built here (masked with a zero key) so
     // all of them go out at once.
     let mut sender = raw_member(None).await.map_err(|e| format!("flood: {e}"))?;
-    let mut frames = Vec::new();
-    for i in 0..MESSAGES {
-        let payload = format!(r#"{{"roomId":"lobby","message":{{"content":"f{i}"}}}}"#);
-        frames.extend_from_slice(&[0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0]);
-        frames.extend_from_slice(payload.as_bytes());
-    }
+    let frames: Vec<u8> = (0..MESSAGES).flat_map(|i| room_message_frame(&format!("f{i}"))).collect();
     let send = async { sender.write_all(&frames).await.map_err(|e| format!("flood: send: {e}")) };
     let read = async {
         for i in 0..MESSAGES {
@@ -315,9 +428,7 @@ where
     say(reader, "after the flood").await?;
     expect_append(speaker, "after the flood", Duration::from_secs(10)).await?;
     // And the sender is still served.
-    let last = r#"{"roomId":"lobby","message":{"content":"last"}}"#;
-    sender.write_all(&[0x81, 0x80 | last.len() as u8, 0, 0, 0, 0]).await.map_err(|e| e.to_string())?;
-    sender.write_all(last.as_bytes()).await.map_err(|e| e.to_string())?;
+    sender.write_all(&room_message_frame("last")).await.map_err(|e| e.to_string())?;
     expect_append(reader, "last", Duration::from_secs(10)).await?;
     println!("peer: the readers and the sender are all still connected after the flood");
     Ok(())

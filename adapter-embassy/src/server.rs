@@ -16,8 +16,10 @@
 //! `error` envelope, or close 1008 on the Alepha wire), a message larger
 //! than a slot's `message` buffer is refused with close 1009, a handshake
 //! larger than `read` with HTTP 431, a silent client with 408 and a dead
-//! one by keepalive. When all slots are busy, new connections wait in the
-//! stack's SYN handling.
+//! one by keepalive. A TCP handshake that the peer never completes (a SYN
+//! from a spoofed address) gives its slot back after the handshake
+//! timeout, and a peer's FIN or reset frees its slot at once. When all
+//! slots are busy, new connections wait in the stack's SYN handling.
 //!
 //! **Senders wait for readers.** Before a client's next message is
 //! handled, every open connection's TCP send buffer must have room for a
@@ -61,6 +63,10 @@ pub const SLOW_READER_GRACE: Duration = slow_reader::GRACE;
 
 /// While a sender is held back, how often the server looks again.
 const HELD_RECHECK: Duration = Duration::from_millis(5);
+
+/// How long a TCP handshake may wait for the peer's ACK when the
+/// configuration has no handshake timeout to use (see [`wait`]).
+const TCP_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server's settings.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +126,9 @@ pub trait Handler<C: Channel> {
         let _ = (ctx, member, format);
     }
 
-    /// A connection ended.
+    /// A connection ended: one that [`on_connect`](Self::on_connect)
+    /// was told of (a TCP connection that never completed its WebSocket
+    /// handshake is not reported at either end).
     fn on_disconnect(&mut self, member: MemberId) {
         let _ = member;
     }
@@ -144,6 +152,9 @@ struct Slot<'b> {
     broken: bool,
     /// Input waits until every reader has room (see the module docs).
     held: bool,
+    /// The handler was told of this connection ([`Handler::on_connect`]):
+    /// it is told of its end.
+    connected: bool,
     /// How long the send buffer has had no room for a frame, in all.
     slow: SlowReader,
 }
@@ -303,6 +314,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             draining: None,
             broken: false,
             held: false,
+            connected: false,
             slow: SlowReader::new(),
         });
         Self { slots, table, shared, config, channel: core::marker::PhantomData }
@@ -321,11 +333,12 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
     /// Serves forever: accepts, reads, dispatches to `handler`, keeps
     /// connections alive.
     pub async fn run(&mut self, handler: &mut impl Handler<C>) -> ! {
+        let tcp_handshake = duration(self.config.websocket.handshake_timeout.unwrap_or(TCP_HANDSHAKE_TIMEOUT));
         loop {
             self.turn(handler);
             let deadline = self.next_deadline().map_or(embassy_time::Instant::MAX, to_embassy);
             let port = self.config.port;
-            let waits = self.slots.each_mut().map(|slot| wait(slot, port));
+            let waits = self.slots.each_mut().map(|slot| wait(slot, port, tcp_handshake));
             match select(select_array(waits), Timer::at(deadline)).await {
                 Either::First(_) | Either::Second(()) => {}
             }
@@ -389,6 +402,9 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             // The core refuses (1009) what the buffers could not hold.
             let room = slot.reader.storage_mut().len().min(self.shared.inbox.len());
             websocket.max_message_size = websocket.max_message_size.min(room as u64);
+            // ... and answers 431 to a request that would fill `read`,
+            // rather than the slot finding its buffer full.
+            websocket.max_handshake_size = websocket.max_handshake_size.min(slot.read.len());
             slot.conn = Some(Connection::server(websocket, now));
             slot.session = None;
             slot.broken = false;
@@ -397,6 +413,10 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             slot.read_len = 0;
             slot.reader.reset();
             slot.socket.set_nagle_enabled(false);
+            // Established: from here the core's deadlines and keepalive
+            // judge the peer (smoltcp's timeout would drop one merely
+            // silent that long; see `wait`).
+            slot.socket.set_timeout(None);
             debug!("roomwire server: connection on slot {}", index);
         }
         let mut eof = false;
@@ -426,7 +446,8 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             // A request too large for `read` was refused by the core (431)
             // before the buffer filled; a full buffer otherwise means a
             // stuck peer.
-            let was_open = slot.conn.take().is_some();
+            slot.conn = None;
+            let was_connected = core::mem::take(&mut slot.connected);
             if let Some(session) = slot.session.as_mut() {
                 session.leave(&mut self.table);
             }
@@ -438,7 +459,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             slot.draining = Some(now + LINGER);
             slot.read_len = 0;
             slot.held = false;
-            if was_open {
+            if was_connected {
                 handler.on_disconnect(member);
             }
         }
@@ -453,6 +474,11 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             let need = shared.frame.len();
             let readers_have_room = slots.iter().all(|s| s.has_room(need));
             let Some(slot) = slots.get_mut(index) else { return };
+            if slot.broken {
+                // Reset (too slow): what it sent is not handled, and its
+                // slot is freed this turn.
+                return;
+            }
             // An open connection's next message waits until every reader
             // can take what handling it may send.
             slot.held = slot.session.is_some() && slot.is_open() && !readers_have_room;
@@ -522,6 +548,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                     slot.session = Some(session);
                     let sent = slot.write_now(shared.frame.get(..n).unwrap_or(&[]));
                     if sent && slot.is_open() {
+                        slot.connected = true;
                         let mut ctx = Context::<C>::new(slots.as_mut_slice(), table, shared.payload, shared.frame);
                         handler.on_connect(&mut ctx, member, format);
                     }
@@ -578,9 +605,14 @@ fn send_answer(slot: &mut Slot<'_>, format: WireFormat, body: &[u8], framed: &mu
     }
 }
 
-/// Waits until the slot has something to do: a connection to accept, or
-/// bytes to read.
-async fn wait(slot: &mut Slot<'_>, port: u16) {
+/// Waits until the slot has something to do: a connection to accept,
+/// bytes to read, or the peer's end (FIN or reset).
+///
+/// A listening socket has smoltcp's timeout set to `tcp_handshake`: a SYN
+/// whose SYN-ACK is never answered (a spoofed address) would otherwise
+/// keep the slot in SYN-RECEIVED for good, and a few such packets would
+/// shut the server. It is cleared once the connection is established.
+async fn wait(slot: &mut Slot<'_>, port: u16, tcp_handshake: embassy_time::Duration) {
     // Held input is looked at again on the server's timer.
     if slot.draining.is_some() || slot.held {
         core::future::pending::<()>().await;
@@ -591,6 +623,7 @@ async fn wait(slot: &mut Slot<'_>, port: u16) {
             TcpState::Closed | TcpState::Listen | TcpState::SynReceived => {
                 // Listening again on the same port is a no-op for smoltcp,
                 // so a cancelled accept resumes here.
+                slot.socket.set_timeout(Some(tcp_handshake));
                 if slot.socket.accept(port).await.is_err() {
                     Timer::after(duration(LINGER)).await;
                 }
@@ -599,5 +632,8 @@ async fn wait(slot: &mut Slot<'_>, port: u16) {
         }
         return;
     }
-    slot.socket.wait_read_ready().await;
+    // Not `wait_read_ready`, which waits for bytes and misses an end: a
+    // peer gone while the server is idle would keep its slot until the
+    // next timer. This looks without taking anything.
+    let _ = slot.socket.read_with(|_| (0, ())).await;
 }
