@@ -58,7 +58,7 @@ const LINGER: Duration = Duration::from_millis(500);
 /// How long a connection may keep its send buffer too full to take a
 /// frame, holding back every sender, before it is reset: in one stretch,
 /// or in all, net of the time it had room, counted four times slower
-/// ([`slow_reader`](roomwire_core::slow_reader)).
+/// ([`slow_reader`]).
 pub const SLOW_READER_GRACE: Duration = slow_reader::GRACE;
 
 /// While a sender is held back, how often the server looks again.
