@@ -7,7 +7,7 @@
 #   setup     rustup targets/components, nightly toolchain, cargo-fuzz, Autobahn|Testsuite
 #   lint      cargo fmt --check, clippy (workspace, all targets; and no_std core; and the example
 #             firmware for thumbv7em) with -D warnings
-#   unit      cargo test --workspace (with the Node peers of tests/alepha-node and redis-server installed and
+#   unit      cargo test --workspace, and the core's tests without std (with the Node peers of tests/alepha-node and redis-server installed and
 #             required), then the chat_client example against the chat demo and an
 #             Alepha-style Node ws server (scripts/client-peers.sh)
 #   embedded  no_std builds of roomwire-core for thumbv7em-none-eabihf and thumbv6m-none-eabi
@@ -152,6 +152,9 @@ stage_unit() {
     ensure_node_peers
     ensure_redis
     ROOMWIRE_REQUIRE_PEERS=1 cargo test --workspace
+    # The workspace builds the core with `std` (serde_json); firmware decodes JSON with
+    # serde-json-core instead: the core's own tests again on that path.
+    cargo test -p roomwire-core --features alloc,deflate --lib
     "$ROOT/scripts/client-peers.sh"
 }
 

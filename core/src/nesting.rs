@@ -10,44 +10,102 @@
 //! newtype structs each open one. Past the limit, decoding fails with an
 //! error instead of going deeper.
 //!
-//! The wrapper forwards every call and adds nothing but the count: a type
-//! decodes to the same value through it as without it.
+//! It bounds two more things a peer controls:
+//!
+//! * **Items.** A sequence or map announces its length; items that take no
+//!   bytes (`()`, empty structs) would let a few bytes claiming 2⁶⁴ of them
+//!   loop that often. Sequence elements and map entries of one decode are
+//!   counted against a budget (the payload's length plus
+//!   [`ZERO_SIZED_ITEMS`]), past which decoding fails.
+//! * **Map keys** ([`Nesting::string_keys`]). serde-json-core panics when
+//!   a map key is asked for as anything but a borrowed string (a number, a
+//!   `String`, an enum): keys are handed to the type as strings, or refused
+//!   with an error, never to the deserializer that would panic.
+//!
+//! The wrapper forwards every call and adds nothing but the counts and the
+//! key guard: a type decodes to the same value through it as without it.
 
 use core::cell::Cell;
 use core::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 
-/// The open-container count of one decode, shared by every wrapper of it.
+/// Items beyond the payload's length that a decode may visit: room for
+/// lists of values that take no bytes, and a bound on them.
+pub(crate) const ZERO_SIZED_ITEMS: usize = 1024;
+
+/// Why a decode was stopped by the bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Nested past the limit.
+    TooDeep,
+    /// More sequence elements and map entries than the budget.
+    TooManyItems,
+    /// A map key asked for as something other than a string.
+    KeyNotString,
+}
+
+/// The bounds of one decode, shared by every wrapper of it.
 #[derive(Debug)]
 pub(crate) struct Nesting {
     depth: Cell<usize>,
     limit: usize,
-    exceeded: Cell<bool>,
+    items: Cell<usize>,
+    string_keys: bool,
+    refused: Cell<Option<Refused>>,
 }
 
 impl Nesting {
-    /// A count that refuses to go past `limit` open containers.
-    pub(crate) const fn new(limit: usize) -> Self {
-        Self { depth: Cell::new(0), limit, exceeded: Cell::new(false) }
+    /// Bounds that refuse to go past `limit` open containers, or past
+    /// `payload_len` + [`ZERO_SIZED_ITEMS`] items.
+    pub(crate) const fn new(limit: usize, payload_len: usize) -> Self {
+        Self {
+            depth: Cell::new(0),
+            limit,
+            items: Cell::new(payload_len.saturating_add(ZERO_SIZED_ITEMS)),
+            string_keys: false,
+            refused: Cell::new(None),
+        }
     }
 
-    /// Whether a decode failed because it went too deep.
-    pub(crate) fn exceeded(&self) -> bool {
-        self.exceeded.get()
+    /// Map keys are strings (JSON): they are asked for as strings only.
+    #[cfg_attr(feature = "std", allow(dead_code))]
+    pub(crate) const fn string_keys(mut self) -> Self {
+        self.string_keys = true;
+        self
+    }
+
+    /// Whether, and why, a decode was stopped by the bounds.
+    pub(crate) fn refused(&self) -> Option<Refused> {
+        self.refused.get()
+    }
+
+    fn refuse<E: de::Error>(&self, why: Refused, message: &'static str) -> E {
+        self.refused.set(Some(why));
+        E::custom(message)
     }
 
     /// Run `decode` one container deeper.
     fn nest<T, E: de::Error>(&self, decode: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
         let depth = self.depth.get().saturating_add(1);
         if depth > self.limit {
-            self.exceeded.set(true);
-            return Err(E::custom("message nested too deeply"));
+            return Err(self.refuse(Refused::TooDeep, "message nested too deeply"));
         }
         self.depth.set(depth);
         let decoded = decode();
         self.depth.set(depth - 1);
         decoded
+    }
+
+    /// Count one more item (an element, or a map entry).
+    fn item<E: de::Error>(&self) -> Result<(), E> {
+        match self.items.get().checked_sub(1) {
+            Some(left) => {
+                self.items.set(left);
+                Ok(())
+            }
+            None => Err(self.refuse(Refused::TooManyItems, "message has too many items")),
+        }
     }
 }
 
@@ -204,6 +262,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Bounded<'_, A> {
     type Error = A::Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Self::Error> {
+        self.nesting.item()?;
         let seed = self.wrap(seed);
         self.inner.next_element_seed(seed)
     }
@@ -217,6 +276,10 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Bounded<'_, A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Self::Error> {
+        self.nesting.item()?;
+        if self.nesting.string_keys {
+            return self.inner.next_key_seed(StringKey { seed, nesting: self.nesting });
+        }
         let seed = self.wrap(seed);
         self.inner.next_key_seed(seed)
     }
@@ -266,6 +329,94 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Bounded<'_, A> {
     ) -> Result<V::Value, Self::Error> {
         let visitor = self.wrap(visitor);
         self.inner.struct_variant(fields, visitor)
+    }
+}
+
+/// A map key's seed that hands it a [`StringKeyDeserializer`].
+struct StringKey<'n, K> {
+    seed: K,
+    nesting: &'n Nesting,
+}
+
+impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for StringKey<'_, K> {
+    type Value = K::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        self.seed.deserialize(StringKeyDeserializer { inner: deserializer, nesting: self.nesting })
+    }
+}
+
+/// A map key: asked for as a string (or as anything, which a string is),
+/// it is read as one; asked for as another type, it is refused.
+struct StringKeyDeserializer<'n, D> {
+    inner: D,
+    nesting: &'n Nesting,
+}
+
+/// `deserialize_*` methods of a map key that is not asked for as a string.
+macro_rules! refuse_key {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self $(, $arg: $ty)*, _: V) -> Result<V::Value, Self::Error> {
+            $(let _ = $arg;)*
+            Err(self.nesting.refuse(Refused::KeyNotString, "map keys must be strings"))
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for StringKeyDeserializer<'_, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.inner.deserialize_str(visitor)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.inner.deserialize_str(visitor)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.inner.deserialize_str(visitor)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.inner.deserialize_identifier(visitor)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.inner.deserialize_ignored_any(visitor)
+    }
+
+    refuse_key! {
+        deserialize_bool();
+        deserialize_i8();
+        deserialize_i16();
+        deserialize_i32();
+        deserialize_i64();
+        deserialize_i128();
+        deserialize_u8();
+        deserialize_u16();
+        deserialize_u32();
+        deserialize_u64();
+        deserialize_u128();
+        deserialize_f32();
+        deserialize_f64();
+        deserialize_char();
+        deserialize_bytes();
+        deserialize_byte_buf();
+        deserialize_option();
+        deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_seq();
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
     }
 }
 
@@ -346,5 +497,60 @@ mod tests {
         assert_eq!(decoded, tree);
         assert_eq!(decoded, postcard::from_bytes::<Tree>(payload).unwrap());
         assert!(decode_payload::<Tree>(WireFormat::Postcard, &payload[..payload.len() - 1], &mut []).is_err());
+    }
+
+    #[test]
+    fn items_that_take_no_bytes_are_bounded_by_the_payloads_length() {
+        // A million `()` claimed in four bytes: refused, not looped over.
+        let mut payload = [0u8; 8];
+        let len = encode_payload(WireFormat::Postcard, &vec![(); 1_000_000], &mut payload).unwrap();
+        let error = decode_payload::<Vec<()>>(WireFormat::Postcard, &payload[..len], &mut []).unwrap_err();
+        assert!(error.to_string().contains("more list items and map entries"), "{error}");
+        // Up to the allowance beyond the payload's length, they decode.
+        let fits = super::ZERO_SIZED_ITEMS;
+        let len = encode_payload(WireFormat::Postcard, &vec![(); fits], &mut payload).unwrap();
+        let units: Vec<()> = decode_payload(WireFormat::Postcard, &payload[..len], &mut []).unwrap();
+        assert_eq!(units.len(), fits);
+        let len = encode_payload(WireFormat::Postcard, &vec![(); fits + len + 1], &mut payload).unwrap();
+        assert!(decode_payload::<Vec<()>>(WireFormat::Postcard, &payload[..len], &mut []).is_err());
+        // Items that take bytes never reach the bound: one per byte at most.
+        let bytes = vec![7u8; 4000];
+        let mut payload = vec![0u8; 4100];
+        let len = encode_payload(WireFormat::Postcard, &bytes, &mut payload).unwrap();
+        assert_eq!(decode_payload::<Vec<u8>>(WireFormat::Postcard, &payload[..len], &mut []).unwrap(), bytes);
+    }
+
+    /// Without `std`, JSON is decoded by serde-json-core, which panics when
+    /// a map key is asked for as anything but a borrowed string.
+    #[cfg(not(feature = "std"))]
+    #[test]
+    fn json_map_keys_of_other_types_are_an_error_not_a_panic() {
+        use std::collections::BTreeMap;
+        #[derive(Debug, Deserialize)]
+        struct Scores<K: Ord> {
+            #[allow(dead_code)]
+            scores: BTreeMap<K, u32>,
+        }
+        let json = br#"{"scores":{"1":5,"2":7}}"#;
+        for error in [
+            decode_payload::<Scores<u8>>(WireFormat::Json, json, &mut [0; 16]).unwrap_err(),
+            decode_payload::<Scores<char>>(WireFormat::Json, json, &mut [0; 16]).unwrap_err(),
+            decode_payload::<heapless::LinearMap<u8, u8, 4>>(WireFormat::Json, br#"{"1":5}"#, &mut [0; 16])
+                .unwrap_err(),
+        ] {
+            assert_eq!(error.to_string(), "map keys must be strings");
+        }
+        // String keys, owned or borrowed, and ignored ones, decode.
+        let owned: Scores<String> = decode_payload(WireFormat::Json, json, &mut [0; 16]).unwrap();
+        assert_eq!(owned.scores.get("2"), Some(&7));
+        let borrowed: Scores<&str> = decode_payload(WireFormat::Json, json, &mut [0; 16]).unwrap();
+        assert_eq!(borrowed.scores.get("1"), Some(&5));
+        #[derive(Debug, Deserialize)]
+        struct Other {
+            #[allow(dead_code)]
+            other: u8,
+        }
+        let json = br#"{"scores":{"1":5},"other":3}"#;
+        assert_eq!(decode_payload::<Other>(WireFormat::Json, json, &mut [0; 16]).unwrap().other, 3);
     }
 }

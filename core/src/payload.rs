@@ -14,7 +14,7 @@ use crate::channel::Channel;
 use crate::envelope::Encoding;
 use crate::error::InsufficientSize;
 use crate::json;
-use crate::nesting::{Bounded, Nesting};
+use crate::nesting::{Bounded, Nesting, Refused};
 use crate::wire::WireFormat;
 #[cfg(feature = "std")]
 use crate::writer::Writer;
@@ -69,6 +69,9 @@ enum DecodeRepr {
     Serde(serde_json_core::de::Error),
     Postcard(postcard::Error),
     TooDeep,
+    TooManyItems,
+    #[cfg_attr(feature = "std", allow(dead_code))]
+    KeyNotString,
     TrailingBytes,
 }
 
@@ -87,6 +90,12 @@ impl fmt::Display for DecodeError {
             DecodeRepr::Serde(e) => fmt::Display::fmt(e, f),
             DecodeRepr::Postcard(e) => fmt::Display::fmt(e, f),
             DecodeRepr::TooDeep => write!(f, "message nested deeper than {} levels", json::MAX_DEPTH),
+            DecodeRepr::TooManyItems => write!(
+                f,
+                "message has more list items and map entries than its length allows ({} beyond it)",
+                crate::nesting::ZERO_SIZED_ITEMS
+            ),
+            DecodeRepr::KeyNotString => f.write_str("map keys must be strings"),
             DecodeRepr::TrailingBytes => f.write_str("trailing bytes after the message"),
         }
     }
@@ -214,11 +223,10 @@ pub fn decode_payload<'a, T: Deserialize<'a>>(
     match Encoding::from(format) {
         Encoding::Postcard => {
             // postcard has no nesting limit of its own: the same as JSON's.
-            let nesting = Nesting::new(json::MAX_DEPTH);
+            let nesting = Nesting::new(json::MAX_DEPTH, payload.len());
             let mut deserializer = postcard::Deserializer::from_bytes(payload);
-            let value = T::deserialize(Bounded::new(&mut deserializer, &nesting)).map_err(|e| {
-                DecodeError(if nesting.exceeded() { DecodeRepr::TooDeep } else { DecodeRepr::Postcard(e) })
-            })?;
+            let value = T::deserialize(Bounded::new(&mut deserializer, &nesting))
+                .map_err(|e| DecodeError(refused_or(&nesting, DecodeRepr::Postcard(e))))?;
             let rest = deserializer.finalize().map_err(|e| DecodeError(DecodeRepr::Postcard(e)))?;
             if rest.is_empty() { Ok(value) } else { Err(DecodeError(DecodeRepr::TrailingBytes)) }
         }
@@ -234,11 +242,26 @@ fn decode_json<'a, T: Deserialize<'a>>(payload: &'a [u8], _scratch: &mut [u8]) -
     serde_json::from_slice(payload).map_err(|e| DecodeError(DecodeRepr::Serde(e)))
 }
 
+/// What the bounds of `nesting` refused, or else `other`.
+fn refused_or(nesting: &Nesting, other: DecodeRepr) -> DecodeRepr {
+    match nesting.refused() {
+        Some(Refused::TooDeep) => DecodeRepr::TooDeep,
+        Some(Refused::TooManyItems) => DecodeRepr::TooManyItems,
+        Some(Refused::KeyNotString) => DecodeRepr::KeyNotString,
+        None => other,
+    }
+}
+
+/// Through the bounds, with string keys: serde-json-core panics when a map
+/// key is asked for as anything else (a number, a `String`, an enum).
 #[cfg(not(feature = "std"))]
 fn decode_json<'a, T: Deserialize<'a>>(payload: &'a [u8], scratch: &mut [u8]) -> Result<T, DecodeError> {
-    serde_json_core::from_slice_escaped(payload, scratch)
-        .map(|(value, _)| value)
-        .map_err(|e| DecodeError(DecodeRepr::Serde(e)))
+    let nesting = Nesting::new(json::MAX_DEPTH, payload.len()).string_keys();
+    let mut deserializer = serde_json_core::de::Deserializer::new(payload, Some(scratch));
+    let value = T::deserialize(Bounded::new(&mut deserializer, &nesting))
+        .map_err(|e| DecodeError(refused_or(&nesting, DecodeRepr::Serde(e))))?;
+    deserializer.end().map_err(|e| DecodeError(DecodeRepr::Serde(e)))?;
+    Ok(value)
 }
 
 /// A client message was refused: its `Display` is Alepha's error text,
