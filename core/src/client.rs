@@ -362,6 +362,11 @@ pub enum ClientError {
     /// do not allow (an Alepha server, to a client of a channel without
     /// the Alepha wire): trying again cannot help.
     WireNotAllowed(WireFormat),
+    /// On the Alepha wire, a message whose JSON is `null`, `false`, `0` or
+    /// `""` (a unit struct, `()`, `None`, ...): an Alepha server reads a
+    /// falsy `message` as absent and takes the whole frame for the message
+    /// (`parsed.message || parsed`), so it would refuse it, or worse.
+    FalsyOnAlepha,
 }
 
 impl fmt::Display for ClientError {
@@ -382,6 +387,9 @@ impl fmt::Display for ClientError {
             Self::UnexpectedProtocol => f.write_str("server selected a subprotocol that was not offered"),
             Self::WireNotAllowed(format) => {
                 write!(f, "the server speaks the {format:?} wire, which this channel does not")
+            }
+            Self::FalsyOnAlepha => {
+                f.write_str("the Alepha wire cannot carry a message whose JSON is null, false, 0 or \"\"")
             }
         }
     }
@@ -1114,7 +1122,13 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
                     w.put(br#","message":"#);
                 })
                 .map_err(|e| InsufficientSize { required: e.required + ALEPHA_SUFFIX.len() });
-                Ok(finish_frame(format, head, ALEPHA_SUFFIX, message, out)?)
+                let start = head.as_ref().map_or(0, |&at| at);
+                let total = finish_frame(format, head, ALEPHA_SUFFIX, message, out)?;
+                let payload = out.get(start..total.saturating_sub(ALEPHA_SUFFIX.len())).unwrap_or(&[]);
+                if crate::json::is_falsy_as_written(payload) {
+                    return Err(ClientError::FalsyOnAlepha);
+                }
+                Ok(total)
             }
             WireFormat::Json | WireFormat::Postcard => {
                 // The envelope with an empty payload is the head and the
@@ -1158,6 +1172,9 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         let format = self.wire();
         if format.is_json() && crate::json::validate(payload).is_err() {
             return Err(ClientError::NotJson);
+        }
+        if format == WireFormat::Alepha && crate::json::is_falsy_as_written(payload) {
+            return Err(ClientError::FalsyOnAlepha);
         }
         let n = match format {
             WireFormat::Alepha => write_twice(out, |w| {

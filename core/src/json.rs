@@ -725,6 +725,34 @@ pub fn as_u32(value: &[u8]) -> Option<u32> {
     Some(n)
 }
 
+/// [`is_falsy`] without reading numbers as doubles (core's float parser
+/// is many kilobytes of flash): `false`, `null`, `""` and numbers whose
+/// digits are all zeros. Exact for every value serde writes (it writes a
+/// double's shortest form, never one that rounds to zero); a literal such
+/// as `1e-400`, zero only once rounded, counts as truthy here.
+///
+/// ```
+/// use roomwire_core::json::is_falsy_as_written;
+/// for falsy in ["0", "-0", "0.0", "\"\"", "false", "null", " 0e10 "] {
+///     assert!(is_falsy_as_written(falsy.as_bytes()), "{falsy}");
+/// }
+/// for truthy in ["1", "\"0\"", "true", "{}", "[]", "-1e-3", "0.5", "1e-400"] {
+///     assert!(!is_falsy_as_written(truthy.as_bytes()), "{truthy}");
+/// }
+/// ```
+pub fn is_falsy_as_written(value: &[u8]) -> bool {
+    let value = trim(value);
+    match value {
+        b"false" | b"null" | b"\"\"" => true,
+        [b'-' | b'0'..=b'9', ..] => {
+            // The digits before any exponent; zero whatever the exponent.
+            let mantissa = value.split(|&b| b == b'e' || b == b'E').next().unwrap_or(value);
+            scan_number(value, 0) == Ok(value.len()) && mantissa.iter().all(|&b| matches!(b, b'0' | b'-' | b'.'))
+        }
+        _ => false,
+    }
+}
+
 /// Whether a JSON value is falsy in JavaScript: `false`, `null`, `""` and
 /// numbers equal to zero (`0`, `-0`, `0.0`, `0e5`, and numbers so small a
 /// double rounds them to zero, like `1e-400`). Objects and arrays, even

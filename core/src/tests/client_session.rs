@@ -674,6 +674,37 @@ fn alepha_session_with_the_server() {
     assert_eq!(client.handle_message(b"hello", &mut [0u8; 8]).unwrap_err(), ClientError::NotJson);
 }
 
+/// A channel whose messages can be falsy in JavaScript.
+struct Counts;
+
+impl Channel for Counts {
+    const PATH: &'static str = "/ws/counts";
+    type In<'a> = Option<u32>;
+    type Out<'a> = Option<u32>;
+}
+
+#[test]
+fn falsy_messages_are_refused_on_the_alepha_wire() {
+    let mut client = RoomClient::<Counts, 4>::with_rooms(WireFormat::Alepha, &["a"]).unwrap();
+    client.opened(None).unwrap();
+    let mut out = [0u8; 64];
+    // `None` is `null`, `Some(0)` is `0`: an Alepha server (and this one)
+    // would take such a `message` for absent and read the whole frame.
+    let frame = br#"{"roomId":"a","message":0}"#;
+    assert_eq!(alepha::parse_client_frame(frame).unwrap().message, frame);
+    for falsy in [None, Some(0)] {
+        assert_eq!(client.send("a", &falsy, &mut out), Err(ClientError::FalsyOnAlepha), "{falsy:?}");
+    }
+    let n = client.send("a", &Some(7), &mut out).unwrap();
+    assert_eq!(&out[..n], br#"{"roomId":"a","message":7}"#);
+    for falsy in ["null", "0", "-0.0", "false", "\"\"", "0e3", " 0 "] {
+        assert_eq!(client.send_encoded("a", falsy.as_bytes(), &mut out), Err(ClientError::FalsyOnAlepha), "{falsy}");
+    }
+    for truthy in ["7", "\"0\"", "[]", "{}", "true", "0.5"] {
+        assert!(client.send_encoded("a", truthy.as_bytes(), &mut out).is_ok(), "{truthy}");
+    }
+}
+
 /// A directory of members 1 and 2, for `target::resolve`.
 struct Two;
 
