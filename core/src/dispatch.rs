@@ -58,7 +58,7 @@ impl core::error::Error for Refusal {}
 ///
 /// * Alepha wire: `room_override` (from an authorization hook) if given,
 ///   else the query's `roomId` / `roomIds`, else `"default"`. Room ids
-///   other than the implicit `"default"` must pass
+///   other than `"default"` (implicit or named, as in Alepha) must pass
 ///   [`Channel::validate_room_id`].
 /// * roomwire wire: `room_override` if given (the connection starts in it),
 ///   else no room.
@@ -108,7 +108,7 @@ pub fn join_handshake_rooms<C: Channel, A: TableAccess>(
         Some(room) => rooms.add(room, limit)?,
         None => {
             let named = alepha::for_each_query_room(query, |room| {
-                if !C::validate_room_id(&room) {
+                if !alepha::is_room_of::<C>(&room) {
                     return Err(INVALID_ROOM_ID);
                 }
                 rooms.add(room, limit)
@@ -639,5 +639,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(table.room_count_of(MemberId(3)), 3);
+    }
+
+    crate::channel! { pub struct Games { path: "/ws/games", room_id: Pattern("game-*"), in: (), out: () } }
+
+    /// Alepha never checks the literal `"default"` against the channel's
+    /// room id rule, named in the query or not.
+    #[test]
+    fn default_is_a_room_of_every_channel_named_or_implicit() {
+        let mut table = GrowableRoomTable::with_limits(TableLimits::UNLIMITED);
+        let rooms = |table: &GrowableRoomTable, m| {
+            table.rooms_of(MemberId(m)).map(|r| r.as_str().into()).collect::<std::vec::Vec<std::string::String>>()
+        };
+        for (member, query, joined) in [
+            (1, None, &["default"][..]),
+            (2, Some("roomId=default"), &["default"]),
+            (3, Some("roomIds=game-1,default"), &["game-1", "default"]),
+            (4, Some("roomId=game-2&roomId=default"), &["game-2", "default"]),
+        ] {
+            join_handshake_rooms::<Games, _>(WireFormat::Alepha, MemberId(member), query, None, &AnyRoom, &mut table)
+                .unwrap();
+            assert_eq!(rooms(&table, member), joined, "{query:?}");
+        }
+        let refused = join_handshake_rooms::<Games, _>(
+            WireFormat::Alepha,
+            MemberId(5),
+            Some("roomId=lobby"),
+            None,
+            &AnyRoom,
+            &mut table,
+        );
+        assert_eq!(refused.unwrap_err().reason, "Invalid room id");
     }
 }
