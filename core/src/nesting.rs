@@ -97,7 +97,10 @@ impl Nesting {
         decoded
     }
 
-    /// Count one more item (an element, or a map entry).
+    /// Count one more item (an element, or a map entry), once decoded:
+    /// every item that is not of a zero-sized type took a byte at least
+    /// (an empty list its length, `None` its tag), so only those can pass
+    /// the payload's length.
     fn item<E: de::Error>(&self) -> Result<(), E> {
         match self.items.get().checked_sub(1) {
             Some(left) => {
@@ -262,9 +265,12 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Bounded<'_, A> {
     type Error = A::Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Self::Error> {
-        self.nesting.item()?;
         let seed = self.wrap(seed);
-        self.inner.next_element_seed(seed)
+        let element = self.inner.next_element_seed(seed)?;
+        if element.is_some() {
+            self.nesting.item()?;
+        }
+        Ok(element)
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -276,12 +282,16 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Bounded<'_, A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Self::Error> {
-        self.nesting.item()?;
-        if self.nesting.string_keys {
-            return self.inner.next_key_seed(StringKey { seed, nesting: self.nesting });
+        let key = if self.nesting.string_keys {
+            self.inner.next_key_seed(StringKey { seed, nesting: self.nesting })?
+        } else {
+            let seed = self.wrap(seed);
+            self.inner.next_key_seed(seed)?
+        };
+        if key.is_some() {
+            self.nesting.item()?;
         }
-        let seed = self.wrap(seed);
-        self.inner.next_key_seed(seed)
+        Ok(key)
     }
 
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, Self::Error> {
@@ -513,11 +523,15 @@ mod tests {
         assert_eq!(units.len(), fits);
         let len = encode_payload(WireFormat::Postcard, &vec![(); fits + len + 1], &mut payload).unwrap();
         assert!(decode_payload::<Vec<()>>(WireFormat::Postcard, &payload[..len], &mut []).is_err());
-        // Items that take bytes never reach the bound: one per byte at most.
+        // Items that take bytes never reach the bound: one per byte at most,
+        // empty lists inside a list included.
         let bytes = vec![7u8; 4000];
-        let mut payload = vec![0u8; 4100];
+        let mut payload = vec![0u8; 20_100];
         let len = encode_payload(WireFormat::Postcard, &bytes, &mut payload).unwrap();
         assert_eq!(decode_payload::<Vec<u8>>(WireFormat::Postcard, &payload[..len], &mut []).unwrap(), bytes);
+        let empties = vec![Vec::<u8>::new(); 20_000];
+        let len = encode_payload(WireFormat::Postcard, &empties, &mut payload).unwrap();
+        assert_eq!(decode_payload::<Vec<Vec<u8>>>(WireFormat::Postcard, &payload[..len], &mut []).unwrap(), empties);
     }
 
     /// Without `std`, JSON is decoded by serde-json-core, which panics when
