@@ -12,10 +12,11 @@
 //!
 //! It bounds two more things a peer controls:
 //!
-//! * **Items.** A sequence or map announces its length; items that take no
+//! * **Items.** A list or map announces its length; items that take no
 //!   bytes (`()`, empty structs) would let a few bytes claiming 2⁶⁴ of them
-//!   loop that often. Sequence elements and map entries of one decode are
-//!   counted against a budget (the payload's length plus
+//!   loop that often. The elements of lists and entries of maps of one
+//!   decode (not the fields of structs and tuples, whose number the type
+//!   fixes) are counted against a budget (the payload's length plus
 //!   [`ZERO_SIZED_ITEMS`]), past which decoding fails.
 //! * **Map keys** ([`Nesting::string_keys`]). serde-json-core panics when
 //!   a map key is asked for as anything but a borrowed string (a number, a
@@ -97,10 +98,10 @@ impl Nesting {
         decoded
     }
 
-    /// Count one more item (an element, or a map entry), once decoded:
-    /// every item that is not of a zero-sized type took a byte at least
-    /// (an empty list its length, `None` its tag), so only those can pass
-    /// the payload's length.
+    /// Count one more item (an element of a list, or a map entry), once
+    /// decoded: every such item that is not of a zero-sized type took a
+    /// byte at least (an empty list its length, `None` its tag, a struct
+    /// its fields'), so only those can pass the payload's length.
     fn item<E: de::Error>(&self) -> Result<(), E> {
         match self.items.get().checked_sub(1) {
             Some(left) => {
@@ -116,16 +117,27 @@ impl Nesting {
 pub(crate) struct Bounded<'n, T> {
     inner: T,
     nesting: &'n Nesting,
+    /// A sequence visited through this visitor counts its elements: one
+    /// whose length the peer announces (a list, a map). Not the fields of
+    /// a struct or tuple, which postcard also reads as a sequence: their
+    /// number is the type's, and a list of small structs has more fields
+    /// than bytes.
+    counts_items: bool,
 }
 
 impl<'n, T> Bounded<'n, T> {
     /// `inner`, counted in `nesting`.
     pub(crate) fn new(inner: T, nesting: &'n Nesting) -> Self {
-        Self { inner, nesting }
+        Self { inner, nesting, counts_items: true }
     }
 
     fn wrap<U>(&self, inner: U) -> Bounded<'n, U> {
-        Bounded { inner, nesting: self.nesting }
+        Bounded::new(inner, self.nesting)
+    }
+
+    /// A visitor of a struct's or tuple's fields.
+    fn fields<U>(&self, inner: U) -> Bounded<'n, U> {
+        Bounded { inner, nesting: self.nesting, counts_items: false }
     }
 }
 
@@ -167,13 +179,35 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<'_, D> {
         deserialize_unit_struct(name: &'static str);
         deserialize_newtype_struct(name: &'static str);
         deserialize_seq();
-        deserialize_tuple(len: usize);
-        deserialize_tuple_struct(name: &'static str, len: usize);
         deserialize_map();
-        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
         deserialize_enum(name: &'static str, variants: &'static [&'static str]);
         deserialize_identifier();
         deserialize_ignored_any();
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Self::Error> {
+        let visitor = self.fields(visitor);
+        self.inner.deserialize_tuple(len, visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        let visitor = self.fields(visitor);
+        self.inner.deserialize_tuple_struct(name, len, visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        let visitor = self.fields(visitor);
+        self.inner.deserialize_struct(name, fields, visitor)
     }
 
     fn is_human_readable(&self) -> bool {
@@ -237,13 +271,13 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Bounded<'_, V> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        let nesting = self.nesting;
-        nesting.nest(|| self.inner.visit_seq(Bounded::new(seq, nesting)))
+        let (nesting, counts_items) = (self.nesting, self.counts_items);
+        nesting.nest(|| self.inner.visit_seq(Bounded { inner: seq, nesting, counts_items }))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        let nesting = self.nesting;
-        nesting.nest(|| self.inner.visit_map(Bounded::new(map, nesting)))
+        let (nesting, counts_items) = (self.nesting, self.counts_items);
+        nesting.nest(|| self.inner.visit_map(Bounded { inner: map, nesting, counts_items }))
     }
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
@@ -267,7 +301,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Bounded<'_, A> {
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Self::Error> {
         let seed = self.wrap(seed);
         let element = self.inner.next_element_seed(seed)?;
-        if element.is_some() {
+        if element.is_some() && self.counts_items {
             self.nesting.item()?;
         }
         Ok(element)
@@ -288,7 +322,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Bounded<'_, A> {
             let seed = self.wrap(seed);
             self.inner.next_key_seed(seed)?
         };
-        if key.is_some() {
+        if key.is_some() && self.counts_items {
             self.nesting.item()?;
         }
         Ok(key)
@@ -328,7 +362,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Bounded<'_, A> {
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Self::Error> {
-        let visitor = self.wrap(visitor);
+        let visitor = self.fields(visitor);
         self.inner.tuple_variant(len, visitor)
     }
 
@@ -337,7 +371,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Bounded<'_, A> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        let visitor = self.wrap(visitor);
+        let visitor = self.fields(visitor);
         self.inner.struct_variant(fields, visitor)
     }
 }
@@ -526,9 +560,22 @@ mod tests {
         // Items that take bytes never reach the bound: one per byte at most,
         // empty lists inside a list included.
         let bytes = vec![7u8; 4000];
-        let mut payload = vec![0u8; 20_100];
+        let mut payload = vec![0u8; 30_000];
         let len = encode_payload(WireFormat::Postcard, &bytes, &mut payload).unwrap();
         assert_eq!(decode_payload::<Vec<u8>>(WireFormat::Postcard, &payload[..len], &mut []).unwrap(), bytes);
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Point(u8, u8);
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        enum Shape {
+            Dot { x: u8, y: u8 },
+            Pair(u8, u8),
+        }
+        let shape = |i| if i % 2 == 0 { Shape::Dot { x: 6, y: 7 } } else { Shape::Pair(8, 9) };
+        let points: Vec<(Point, [u8; 3], Shape)> = (0..3000).map(|i| (Point(1, 2), [3, 4, 5], shape(i))).collect();
+        let len = encode_payload(WireFormat::Postcard, &points, &mut payload).unwrap();
+        let decoded: Vec<(Point, [u8; 3], Shape)> =
+            decode_payload(WireFormat::Postcard, &payload[..len], &mut []).unwrap();
+        assert_eq!(decoded, points);
         let empties = vec![Vec::<u8>::new(); 20_000];
         let len = encode_payload(WireFormat::Postcard, &empties, &mut payload).unwrap();
         assert_eq!(decode_payload::<Vec<Vec<u8>>>(WireFormat::Postcard, &payload[..len], &mut []).unwrap(), empties);
