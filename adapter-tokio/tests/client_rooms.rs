@@ -1148,3 +1148,27 @@ fn handles_and_streams_cross_threads() {
 fn connect_needs_a_runtime() {
     assert_eq!(Client::<Chat>::connect("ws://h", ClientOptions::new()).map(|_| ()), Err(ConnectError::NoRuntime));
 }
+
+/// A channel whose messages can be falsy in JavaScript.
+struct Counts;
+
+impl Channel for Counts {
+    const PATH: &'static str = "/ws/counts";
+    type In<'a> = Option<u32>;
+    type Out<'a> = Option<u32>;
+}
+
+/// On the Alepha wire a falsy message (`null`, `0`) would be read as the
+/// whole frame: `send` refuses it at once, before it is queued; the
+/// roomwire wire carries it.
+#[tokio::test]
+async fn a_falsy_message_is_refused_on_the_alepha_wire_when_sent() {
+    let url = url(free_addr().await);
+    let (alepha, _incoming) = Client::<Counts>::connect(&url, fast().wire(WireFormat::Alepha).room("a")).unwrap();
+    for falsy in [None, Some(0)] {
+        assert_eq!(alepha.send("a", &falsy), Err(SendError::FalsyOnAlepha), "{falsy:?}");
+    }
+    assert_eq!(alepha.send("a", &Some(3)), Ok(()));
+    let (json, _incoming) = Client::<Counts>::connect(&url, fast().wire(WireFormat::Json).room("a")).unwrap();
+    assert_eq!(json.send("a", &None), Ok(()));
+}

@@ -1124,10 +1124,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
                 .map_err(|e| InsufficientSize { required: e.required + ALEPHA_SUFFIX.len() });
                 let start = head.as_ref().map_or(0, |&at| at);
                 let total = finish_frame(format, head, ALEPHA_SUFFIX, message, out)?;
-                let payload = out.get(start..total.saturating_sub(ALEPHA_SUFFIX.len())).unwrap_or(&[]);
-                if crate::json::is_falsy_as_written(payload) {
-                    return Err(ClientError::FalsyOnAlepha);
-                }
+                wire_carries(format, out.get(start..total.saturating_sub(ALEPHA_SUFFIX.len())).unwrap_or(&[]))?;
                 Ok(total)
             }
             WireFormat::Json | WireFormat::Postcard => {
@@ -1173,9 +1170,7 @@ impl<C: Channel, const N: usize> RoomClient<C, N> {
         if format.is_json() && crate::json::validate(payload).is_err() {
             return Err(ClientError::NotJson);
         }
-        if format == WireFormat::Alepha && crate::json::is_falsy_as_written(payload) {
-            return Err(ClientError::FalsyOnAlepha);
-        }
+        wire_carries(format, payload)?;
         let n = match format {
             WireFormat::Alepha => write_twice(out, |w| {
                 w.put(br#"{"roomId":"#);
@@ -1327,6 +1322,27 @@ const fn message_suffix(format: WireFormat) -> &'static [u8] {
 /// Completes a frame whose head (`Ok(len)`, already at the start of `out`,
 /// or `Err` with the size of head and suffix) precedes the payload
 /// `value`, followed by `suffix`.
+/// Whether `format` can carry a message whose payload (as encoded for it)
+/// is `payload`: not on the Alepha wire when its JSON is falsy
+/// ([`ClientError::FalsyOnAlepha`]: an Alepha server would take the whole
+/// frame for the message). [`RoomClient::send`] and
+/// [`RoomClient::send_encoded`] check it; an adapter that encodes
+/// messages ahead (an offline queue) can refuse them up front with it.
+///
+/// ```
+/// use roomwire_core::client::{ClientError, wire_carries};
+/// use roomwire_core::wire::WireFormat;
+/// assert_eq!(wire_carries(WireFormat::Alepha, b"null"), Err(ClientError::FalsyOnAlepha));
+/// assert_eq!(wire_carries(WireFormat::Alepha, br#"{"n":0}"#), Ok(()));
+/// assert_eq!(wire_carries(WireFormat::Json, b"null"), Ok(()));
+/// ```
+pub fn wire_carries(format: WireFormat, payload: &[u8]) -> Result<(), ClientError> {
+    if format == WireFormat::Alepha && crate::json::is_falsy_as_written(payload) {
+        return Err(ClientError::FalsyOnAlepha);
+    }
+    Ok(())
+}
+
 fn finish_frame<T: Serialize + ?Sized>(
     format: WireFormat,
     head: Result<usize, InsufficientSize>,

@@ -185,6 +185,10 @@ pub enum SendError {
     Invalid(&'static str),
     /// The message has no encoding in the wire's format.
     Encode(EncodeError),
+    /// The client is on (or asks for) the Alepha wire, which cannot carry
+    /// a message whose JSON is `null`, `false`, `0` or `""`
+    /// ([`ClientError::FalsyOnAlepha`](roomwire_core::client::ClientError::FalsyOnAlepha)).
+    FalsyOnAlepha,
     /// The client is closed.
     Closed,
 }
@@ -195,6 +199,7 @@ impl fmt::Display for SendError {
             Self::InvalidRoomId => f.write_str("invalid room id"),
             Self::Invalid(reason) => write!(f, "Message validation failed: {reason}"),
             Self::Encode(e) => write!(f, "cannot encode the message: {e}"),
+            Self::FalsyOnAlepha => fmt::Display::fmt(&roomwire_core::client::ClientError::FalsyOnAlepha, f),
             Self::Closed => f.write_str("client closed"),
         }
     }

@@ -444,6 +444,7 @@ where
         let room = client_room_id::<C>(format, room).map_err(|_| SendError::InvalidRoomId)?;
         C::validate(message).map_err(SendError::Invalid)?;
         let payload = encode_payload(format, message).map_err(SendError::Encode)?;
+        roomwire_core::client::wire_carries(format, &payload).map_err(|_| SendError::FalsyOnAlepha)?;
         self.shared.push(Outgoing { room, payload, format });
         Ok(())
     }
