@@ -224,12 +224,15 @@ async fn ends_free_slots_at_once() -> Result<()> {
 
 /// SYNs to the two free slots from an address on the link that never
 /// answers (nothing has it, so the SYN-ACKs wait on ARP for good): the
-/// slots are held until TCP gives up on them (10 s), then taken again.
+/// slots are held until TCP gives up on them (10 s after each SYN), then
+/// taken again.
 async fn unanswered_syns_let_go() -> Result<()> {
-    // Let the last case's slot free itself, so both free slots listen.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Ten SYNs, 150 ms apart, each from its own port: a slot still
+    // finishing the last case's close listens again within that time and
+    // takes one of the later ones (a SYN no socket listens for is answered
+    // with a reset, which goes nowhere).
     let sent = std::process::Command::new("python3")
-        .args(["-c", SPOOFED_SYNS, "192.0.2.77", "192.0.2.2", "8081", "2"])
+        .args(["-c", SPOOFED_SYNS, "192.0.2.77", "192.0.2.2", "8081", "10"])
         .status()
         .map_err(|e| format!("syns: python3: {e}"))?;
     if !sent.success() {
@@ -246,11 +249,12 @@ async fn unanswered_syns_let_go() -> Result<()> {
     Ok(())
 }
 
-/// Sends N TCP SYNs from a spoofed source (argv: SRC DST PORT N), by hand
-/// through a raw socket: the IP header with IP_HDRINCL (the kernel fills
-/// its checksum), the TCP header's checksum over the pseudo-header.
+/// Sends N TCP SYNs 150 ms apart from a spoofed source (argv: SRC DST
+/// PORT N), by hand through a raw socket: the IP header with IP_HDRINCL
+/// (the kernel fills its checksum), the TCP header's checksum over the
+/// pseudo-header.
 const SPOOFED_SYNS: &str = r#"
-import socket, struct, sys
+import socket, struct, sys, time
 src, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 def checksum(data):
     if len(data) % 2:
@@ -268,6 +272,7 @@ for i in range(n):
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0,
                      socket.inet_aton(src), socket.inet_aton(dst))
     s.sendto(ip + tcp, (dst, 0))
+    time.sleep(0.15)
 "#;
 
 /// A raw client upgraded into room `lobby` on the embassy server, with

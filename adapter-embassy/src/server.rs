@@ -19,7 +19,8 @@
 //! one by keepalive. A TCP handshake that the peer never completes (a SYN
 //! from a spoofed address) gives its slot back after the handshake
 //! timeout, and a peer's FIN or reset frees its slot at once. When all
-//! slots are busy, new connections wait in the stack's SYN handling.
+//! slots are busy, new connections are refused (a TCP reset: no socket
+//! listens) until a slot listens again.
 //!
 //! **Senders wait for readers.** Before a client's next message is
 //! handled, every open connection's TCP send buffer must have room for a
