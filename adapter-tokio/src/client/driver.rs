@@ -353,10 +353,18 @@ where
             // Read while the application keeps up (or is gone), and while
             // the output is not backed up.
             let mut room_for_more = self.room_for_more();
-            if room_for_more && !live.input.is_empty() {
-                // Input left unread when the application fell behind.
+            while room_for_more && !live.input.is_empty() {
+                // Input left unread when the application fell behind. The
+                // application may make room again while it is read (it
+                // runs on another thread): read on while it does, or the
+                // rest would wait for bytes the server has already sent.
+                let before = live.input.len();
                 self.read_input(live);
                 room_for_more = self.room_for_more();
+                if live.input.len() == before {
+                    // Only part of a frame: the rest comes from the socket.
+                    break;
+                }
             }
             let backlog = self.out.len() >= self.backlog_limit();
             let read = room_for_more && !backlog;
