@@ -65,10 +65,6 @@ pub const SLOW_READER_GRACE: Duration = slow_reader::GRACE;
 /// While a sender is held back, how often the server looks again.
 const HELD_RECHECK: Duration = Duration::from_millis(5);
 
-/// How long a TCP handshake may wait for the peer's ACK when the
-/// configuration has no handshake timeout to use (see [`wait`]).
-const TCP_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The server's settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerConfig {
@@ -334,7 +330,11 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
     /// Serves forever: accepts, reads, dispatches to `handler`, keeps
     /// connections alive.
     pub async fn run(&mut self, handler: &mut impl Handler<C>) -> ! {
-        let tcp_handshake = duration(self.config.websocket.handshake_timeout.unwrap_or(TCP_HANDSHAKE_TIMEOUT));
+        // How long a TCP handshake may wait for the peer's ACK: the
+        // configured handshake timeout, or the core's default one.
+        let tcp_handshake = (self.config.websocket.handshake_timeout)
+            .or(roomwire_core::session::server_connection_config().handshake_timeout)
+            .map(duration);
         loop {
             self.turn(handler);
             let deadline = self.next_deadline().map_or(embassy_time::Instant::MAX, to_embassy);
@@ -613,7 +613,7 @@ fn send_answer(slot: &mut Slot<'_>, format: WireFormat, body: &[u8], framed: &mu
 /// whose SYN-ACK is never answered (a spoofed address) would otherwise
 /// keep the slot in SYN-RECEIVED for good, and a few such packets would
 /// shut the server. It is cleared once the connection is established.
-async fn wait(slot: &mut Slot<'_>, port: u16, tcp_handshake: embassy_time::Duration) {
+async fn wait(slot: &mut Slot<'_>, port: u16, tcp_handshake: Option<embassy_time::Duration>) {
     // Held input is looked at again on the server's timer.
     if slot.draining.is_some() || slot.held {
         core::future::pending::<()>().await;
@@ -624,7 +624,7 @@ async fn wait(slot: &mut Slot<'_>, port: u16, tcp_handshake: embassy_time::Durat
             TcpState::Closed | TcpState::Listen | TcpState::SynReceived => {
                 // Listening again on the same port is a no-op for smoltcp,
                 // so a cancelled accept resumes here.
-                slot.socket.set_timeout(Some(tcp_handshake));
+                slot.socket.set_timeout(tcp_handshake);
                 if slot.socket.accept(port).await.is_err() {
                     Timer::after(duration(LINGER)).await;
                 }

@@ -770,19 +770,16 @@ pub fn is_falsy_as_written(value: &[u8]) -> bool {
 /// }
 /// ```
 pub fn is_falsy(value: &[u8]) -> bool {
-    let value = trim(value);
-    match value {
-        b"false" | b"null" | b"\"\"" => true,
-        [b'-' | b'0'..=b'9', ..] => {
-            if scan_number(value, 0) != Ok(value.len()) {
-                return false;
-            }
-            // A JSON number is valid Rust float syntax; core's parser rounds
-            // correctly, like JavaScript's.
-            core::str::from_utf8(value).ok().and_then(|s| s.parse::<f64>().ok()).is_some_and(|n| n == 0.0)
-        }
-        _ => false,
+    if is_falsy_as_written(value) {
+        return true;
     }
+    // What is left: a number with a digit other than 0, zero only if it
+    // rounds to zero. A JSON number is valid Rust float syntax; core's
+    // parser rounds correctly, like JavaScript's.
+    let value = trim(value);
+    matches!(value, [b'-' | b'0'..=b'9', ..])
+        && scan_number(value, 0) == Ok(value.len())
+        && core::str::from_utf8(value).ok().and_then(|s| s.parse::<f64>().ok()).is_some_and(|n| n == 0.0)
 }
 
 // ---------------------------------------------------------------------------
