@@ -506,6 +506,11 @@ pub struct RawStr<'a> {
 }
 
 impl<'a> RawStr<'a> {
+    /// The text between the quotes of a validated string.
+    pub(crate) fn new(raw: &'a str) -> Self {
+        Self { raw, escaped: raw.as_bytes().contains(&b'\\') }
+    }
+
     /// The text between the quotes, escapes included.
     pub fn raw(&self) -> &'a str {
         self.raw

@@ -22,6 +22,12 @@
 //!   a map key is asked for as anything but a borrowed string (a number, a
 //!   `String`, an enum): keys are handed to the type as strings, or refused
 //!   with an error, never to the deserializer that would panic.
+//! * **Escaped strings** ([`Nesting::unescaping_into`]). serde-json-core
+//!   unescapes each `\u` escape on its own, so a surrogate pair
+//!   (`"\ud83d\ude00"`, which is how Python's `json.dumps` writes every
+//!   emoji) fails to decode. Given no buffer, it hands strings over raw,
+//!   escapes included: they are unescaped here, pairs joined, into the
+//!   caller's buffer.
 //!
 //! The wrapper forwards every call and adds nothing but the counts and the
 //! key guard: a type decodes to the same value through it as without it.
@@ -30,6 +36,8 @@ use core::cell::Cell;
 use core::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
+
+use crate::json::RawStr;
 
 /// Items beyond the payload's length that a decode may visit: room for
 /// lists of values that take no bytes, and a bound on them.
@@ -44,19 +52,24 @@ pub(crate) enum Refused {
     TooManyItems,
     /// A map key asked for as something other than a string.
     KeyNotString,
+    /// An escaped string longer, unescaped, than the buffer it is
+    /// unescaped into.
+    LongString,
 }
 
 /// The bounds of one decode, shared by every wrapper of it.
-#[derive(Debug)]
-pub(crate) struct Nesting {
+pub(crate) struct Nesting<'s> {
     depth: Cell<usize>,
     limit: usize,
     items: Cell<usize>,
     string_keys: bool,
+    /// Where strings that arrive raw are unescaped: `Some` when they do
+    /// (lent out while one is being visited).
+    unescape: Option<Cell<Option<&'s mut [u8]>>>,
     refused: Cell<Option<Refused>>,
 }
 
-impl Nesting {
+impl<'s> Nesting<'s> {
     /// Bounds that refuse to go past `limit` open containers, or past
     /// `payload_len` + [`ZERO_SIZED_ITEMS`] items.
     pub(crate) const fn new(limit: usize, payload_len: usize) -> Self {
@@ -65,6 +78,7 @@ impl Nesting {
             limit,
             items: Cell::new(payload_len.saturating_add(ZERO_SIZED_ITEMS)),
             string_keys: false,
+            unescape: None,
             refused: Cell::new(None),
         }
     }
@@ -73,6 +87,15 @@ impl Nesting {
     #[cfg_attr(feature = "std", allow(dead_code))]
     pub(crate) const fn string_keys(mut self) -> Self {
         self.string_keys = true;
+        self
+    }
+
+    /// Strings arrive raw, escapes included (serde-json-core given no
+    /// buffer): they are unescaped into `buffer`, which must hold the
+    /// longest of them unescaped.
+    #[cfg_attr(feature = "std", allow(dead_code))]
+    pub(crate) fn unescaping_into(mut self, buffer: &'s mut [u8]) -> Self {
+        self.unescape = Some(Cell::new(Some(buffer)));
         self
     }
 
@@ -111,12 +134,50 @@ impl Nesting {
             None => Err(self.refuse(Refused::TooManyItems, "message has too many items")),
         }
     }
+
+    /// Reads a string from `inner` for `visitor`: as is, or, when strings
+    /// arrive raw, unescaped first. Returns `visitor` when they do not.
+    fn read_string<'de, D: Deserializer<'de>, V: Visitor<'de>>(
+        &self,
+        inner: D,
+        visitor: V,
+    ) -> Result<Result<V::Value, D::Error>, (D, V)> {
+        let Some(unescape) = &self.unescape else { return Err((inner, visitor)) };
+        Ok(inner.deserialize_str(RawString).and_then(|raw| {
+            let raw = RawStr::new(raw);
+            if let Some(text) = raw.as_borrowed() {
+                return visitor.visit_borrowed_str(text);
+            }
+            let mut buffer = unescape.take();
+            let read = match buffer.as_deref_mut().map(|buffer| raw.unescape_into(buffer)) {
+                Some(Ok(text)) => visitor.visit_str(text),
+                _ => Err(self.refuse(Refused::LongString, "escaped string longer than the unescape buffer")),
+            };
+            unescape.set(buffer);
+            read
+        }))
+    }
+}
+
+/// The text of a string as the deserializer hands it over.
+struct RawString;
+
+impl<'de> Visitor<'de> for RawString {
+    type Value = &'de str;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<&'de str, E> {
+        Ok(v)
+    }
 }
 
 /// A deserializer, visitor, seed or access of one decode, with its count.
-pub(crate) struct Bounded<'n, T> {
+pub(crate) struct Bounded<'n, 's, T> {
     inner: T,
-    nesting: &'n Nesting,
+    nesting: &'n Nesting<'s>,
     /// A sequence visited through this visitor counts its elements: one
     /// whose length the peer announces (a list, a map). Not the fields of
     /// a struct or tuple, which postcard also reads as a sequence: their
@@ -125,18 +186,18 @@ pub(crate) struct Bounded<'n, T> {
     counts_items: bool,
 }
 
-impl<'n, T> Bounded<'n, T> {
+impl<'n, 's, T> Bounded<'n, 's, T> {
     /// `inner`, counted in `nesting`.
-    pub(crate) fn new(inner: T, nesting: &'n Nesting) -> Self {
+    pub(crate) fn new(inner: T, nesting: &'n Nesting<'s>) -> Self {
         Self { inner, nesting, counts_items: true }
     }
 
-    fn wrap<U>(&self, inner: U) -> Bounded<'n, U> {
+    fn wrap<U>(&self, inner: U) -> Bounded<'n, 's, U> {
         Bounded::new(inner, self.nesting)
     }
 
     /// A visitor of a struct's or tuple's fields.
-    fn fields<U>(&self, inner: U) -> Bounded<'n, U> {
+    fn fields<U>(&self, inner: U) -> Bounded<'n, 's, U> {
         Bounded { inner, nesting: self.nesting, counts_items: false }
     }
 }
@@ -151,8 +212,22 @@ macro_rules! forward_deserialize {
     )*};
 }
 
+/// `deserialize_*` methods of strings (and what serde-json-core reads as
+/// one): through [`Nesting::read_string`], else forwarded.
+macro_rules! read_strings {
+    ($($method:ident();)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            let nesting = self.nesting;
+            match nesting.read_string(self.inner, visitor) {
+                Ok(read) => read,
+                Err((inner, visitor)) => inner.$method(Bounded::new(visitor, nesting)),
+            }
+        }
+    )*};
+}
+
 /// Calls `$apply!` with the `deserialize_*` methods of every kind of value
-/// but strings, structs and tuples: the one list that [`Bounded`] forwards
+/// but strings, characters, structs and tuples: the one list that [`Bounded`] forwards
 /// and a map key ([`StringKeyDeserializer`]) refuses.
 macro_rules! value_methods {
     ($apply:ident) => {
@@ -170,7 +245,6 @@ macro_rules! value_methods {
             deserialize_u128();
             deserialize_f32();
             deserialize_f64();
-            deserialize_char();
             deserialize_bytes();
             deserialize_byte_buf();
             deserialize_option();
@@ -184,16 +258,19 @@ macro_rules! value_methods {
     };
 }
 
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<'_, D> {
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<'_, '_, D> {
     type Error = D::Error;
 
     value_methods!(forward_deserialize);
     forward_deserialize! {
         deserialize_any();
+        deserialize_ignored_any();
+    }
+    read_strings! {
         deserialize_str();
         deserialize_string();
+        deserialize_char();
         deserialize_identifier();
-        deserialize_ignored_any();
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Self::Error> {
@@ -235,7 +312,7 @@ macro_rules! forward_visit {
     )*};
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for Bounded<'_, V> {
+impl<'de, V: Visitor<'de>> Visitor<'de> for Bounded<'_, '_, V> {
     type Value = V::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -297,7 +374,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Bounded<'_, V> {
     }
 }
 
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Bounded<'_, S> {
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Bounded<'_, '_, S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
@@ -306,7 +383,7 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Bounded<'_, S> {
     }
 }
 
-impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Bounded<'_, A> {
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Bounded<'_, '_, A> {
     type Error = A::Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Self::Error> {
@@ -323,7 +400,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Bounded<'_, A> {
     }
 }
 
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for Bounded<'_, A> {
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Bounded<'_, '_, A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Self::Error> {
@@ -349,9 +426,9 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Bounded<'_, A> {
     }
 }
 
-impl<'de, 'n, A: EnumAccess<'de>> EnumAccess<'de> for Bounded<'n, A> {
+impl<'de, 'n, 's, A: EnumAccess<'de>> EnumAccess<'de> for Bounded<'n, 's, A> {
     type Error = A::Error;
-    type Variant = Bounded<'n, A::Variant>;
+    type Variant = Bounded<'n, 's, A::Variant>;
 
     fn variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<(T::Value, Self::Variant), Self::Error> {
         let nesting = self.nesting;
@@ -360,7 +437,7 @@ impl<'de, 'n, A: EnumAccess<'de>> EnumAccess<'de> for Bounded<'n, A> {
     }
 }
 
-impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Bounded<'_, A> {
+impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Bounded<'_, '_, A> {
     type Error = A::Error;
 
     fn unit_variant(self) -> Result<(), Self::Error> {
@@ -388,12 +465,12 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Bounded<'_, A> {
 }
 
 /// A map key's seed that hands it a [`StringKeyDeserializer`].
-struct StringKey<'n, K> {
+struct StringKey<'n, 's, K> {
     seed: K,
-    nesting: &'n Nesting,
+    nesting: &'n Nesting<'s>,
 }
 
-impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for StringKey<'_, K> {
+impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for StringKey<'_, '_, K> {
     type Value = K::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
@@ -403,9 +480,19 @@ impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for StringKey<'_, K> {
 
 /// A map key: asked for as a string (or as anything, which a string is),
 /// it is read as one; asked for as another type, it is refused.
-struct StringKeyDeserializer<'n, D> {
+struct StringKeyDeserializer<'n, 's, D> {
     inner: D,
-    nesting: &'n Nesting,
+    nesting: &'n Nesting<'s>,
+}
+
+impl<'de, D: Deserializer<'de>> StringKeyDeserializer<'_, '_, D> {
+    /// The key, read as a string (unescaped if strings arrive raw).
+    fn read_key<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        match self.nesting.read_string(self.inner, visitor) {
+            Ok(read) => read,
+            Err((inner, visitor)) => inner.deserialize_str(visitor),
+        }
+    }
 }
 
 /// `deserialize_*` methods of a map key that is not asked for as a string.
@@ -418,23 +505,23 @@ macro_rules! refuse_key {
     )*};
 }
 
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for StringKeyDeserializer<'_, D> {
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for StringKeyDeserializer<'_, '_, D> {
     type Error = D::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        self.inner.deserialize_str(visitor)
+        self.read_key(visitor)
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        self.inner.deserialize_str(visitor)
+        self.read_key(visitor)
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        self.inner.deserialize_str(visitor)
+        self.read_key(visitor)
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        self.inner.deserialize_identifier(visitor)
+        self.read_key(visitor)
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
@@ -443,6 +530,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for StringKeyDeserializer<'_, 
 
     value_methods!(refuse_key);
     refuse_key! {
+        deserialize_char();
         deserialize_tuple(len: usize);
         deserialize_tuple_struct(name: &'static str, len: usize);
         deserialize_struct(name: &'static str, fields: &'static [&'static str]);
@@ -568,6 +656,62 @@ mod tests {
         let empties = vec![Vec::<u8>::new(); 20_000];
         let len = encode_payload(WireFormat::Postcard, &empties, &mut payload).unwrap();
         assert_eq!(decode_payload::<Vec<Vec<u8>>>(WireFormat::Postcard, &payload[..len], &mut []).unwrap(), empties);
+    }
+
+    /// Escapes decode the same with and without `std`: surrogate pairs (as
+    /// Python's `json.dumps` writes every emoji) included, in values, map
+    /// keys, field names, characters and enum variants.
+    #[test]
+    fn escaped_json_strings_decode_pairs_included() {
+        use std::collections::BTreeMap;
+        #[derive(Debug, PartialEq, Deserialize)]
+        enum Mood {
+            Happy,
+        }
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Note {
+            text: String,
+            plain: heapless::String<8>,
+            letter: char,
+            tags: BTreeMap<String, u8>,
+            mood: Mood,
+            borrowed: Option<&'static str>,
+        }
+        let json = br#"{"text":"caf\u00e9 \ud83d\ude00 \"ok\"\n","pl\u0061in":"\ud834\udd1e","letter":"\u00e9","tags":{"\ud83d\udc4d":1,"a\/b":2},"mood":"H\u0061ppy","borrowed":null}"#;
+        let note: Note = decode_payload(WireFormat::Json, json, &mut [0; 32]).unwrap();
+        assert_eq!(note.text, "café 😀 \"ok\"\n");
+        assert_eq!(note.plain.as_str(), "𝄞");
+        assert_eq!(note.letter, 'é');
+        assert_eq!(note.tags.get("👍"), Some(&1));
+        assert_eq!(note.tags.get("a/b"), Some(&2));
+        assert_eq!(note.mood, Mood::Happy);
+        // Strings without escapes are still borrowed from the payload.
+        #[derive(Debug, Deserialize)]
+        struct Borrowed<'a> {
+            text: &'a str,
+        }
+        let json = br#"{"text":"plain"}"#;
+        assert_eq!(decode_payload::<Borrowed>(WireFormat::Json, json, &mut []).unwrap().text, "plain");
+        // A lone surrogate is not JSON roomwire reads, with or without std.
+        let error = decode_payload::<Note>(WireFormat::Json, br#"{"text":"\ud83d"}"#, &mut [0; 32]).unwrap_err();
+        assert!(error.is_syntax(), "{error}");
+    }
+
+    /// Without `std`, escaped strings are unescaped into the caller's
+    /// buffer: one that does not fit is an error that says so.
+    #[cfg(not(feature = "std"))]
+    #[test]
+    fn an_escaped_string_longer_than_the_scratch_buffer_is_an_error() {
+        #[derive(Debug, Deserialize)]
+        struct Text {
+            #[allow(dead_code)]
+            text: String,
+        }
+        let json = br#"{"text":"\ud83d\ude00\ud83d\ude00"}"#;
+        assert!(decode_payload::<Text>(WireFormat::Json, json, &mut [0; 8]).is_ok());
+        let error = decode_payload::<Text>(WireFormat::Json, json, &mut [0; 7]).unwrap_err();
+        assert_eq!(error.to_string(), "an escaped string is longer, unescaped, than the scratch buffer");
+        assert!(!error.is_syntax());
     }
 
     /// Without `std`, JSON is decoded by serde-json-core, which panics when

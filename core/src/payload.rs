@@ -72,6 +72,8 @@ enum DecodeRepr {
     TooManyItems,
     #[cfg_attr(feature = "std", allow(dead_code))]
     KeyNotString,
+    #[cfg_attr(feature = "std", allow(dead_code))]
+    LongString,
     TrailingBytes,
 }
 
@@ -96,6 +98,7 @@ impl fmt::Display for DecodeError {
                 crate::nesting::ZERO_SIZED_ITEMS
             ),
             DecodeRepr::KeyNotString => f.write_str("map keys must be strings"),
+            DecodeRepr::LongString => f.write_str("an escaped string is longer, unescaped, than the scratch buffer"),
             DecodeRepr::TrailingBytes => f.write_str("trailing bytes after the message"),
         }
     }
@@ -248,16 +251,19 @@ fn refused_or(nesting: &Nesting, other: DecodeRepr) -> DecodeRepr {
         Some(Refused::TooDeep) => DecodeRepr::TooDeep,
         Some(Refused::TooManyItems) => DecodeRepr::TooManyItems,
         Some(Refused::KeyNotString) => DecodeRepr::KeyNotString,
+        Some(Refused::LongString) => DecodeRepr::LongString,
         None => other,
     }
 }
 
-/// Through the bounds, with string keys: serde-json-core panics when a map
-/// key is asked for as anything else (a number, a `String`, an enum).
+/// Through the bounds, with string keys (serde-json-core panics when a map
+/// key is asked for as anything else: a number, a `String`, an enum), and
+/// strings unescaped by the core (serde-json-core fails on surrogate
+/// pairs): given no buffer, serde-json-core hands them over raw.
 #[cfg(not(feature = "std"))]
 fn decode_json<'a, T: Deserialize<'a>>(payload: &'a [u8], scratch: &mut [u8]) -> Result<T, DecodeError> {
-    let nesting = Nesting::new(json::MAX_DEPTH, payload.len()).string_keys();
-    let mut deserializer = serde_json_core::de::Deserializer::new(payload, Some(scratch));
+    let nesting = Nesting::new(json::MAX_DEPTH, payload.len()).string_keys().unescaping_into(scratch);
+    let mut deserializer = serde_json_core::de::Deserializer::new(payload, None);
     let value = T::deserialize(Bounded::new(&mut deserializer, &nesting))
         .map_err(|e| DecodeError(refused_or(&nesting, DecodeRepr::Serde(e))))?;
     deserializer.end().map_err(|e| DecodeError(DecodeRepr::Serde(e)))?;
