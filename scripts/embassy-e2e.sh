@@ -7,7 +7,9 @@
 #      both ways with a tokio client in that room;
 #   2. tokio clients join room lobby on the embassy server and talk through it, and the server
 #      survives garbage, a cut handshake and a cut frame from other clients;
-#   3. the embassy server passes the conformance sessions (tests/src/conformance.rs) that the
+#   3. on a second embassy server (port 8082, pinging every 2 s), members whose pongs wait unread
+#      while a reader that stopped reading holds the room are not closed as dead;
+#   4. the embassy server passes the conformance sessions (tests/src/conformance.rs) that the
 #      tokio server and the core alone pass in `cargo test`.
 # The namespace (and every process started in it) is removed afterwards, also on failure.
 #
@@ -48,7 +50,7 @@ netns_create_tap "$TAP" 192.0.2.1/24
 
 ip netns exec "$NS" "$EXAMPLES/chat" --listen 192.0.2.1:8080 >"$LOGS/chat.log" 2>&1 &
 PIDS+=($!)
-ip netns exec "$NS" "$EXAMPLES/tap_node" --tap "$TAP" --server 192.0.2.1:8080 --listen 8081 \
+ip netns exec "$NS" "$EXAMPLES/tap_node" --tap "$TAP" --server 192.0.2.1:8080 --listen 8081 --listen-short-keepalive 8082 \
     >"$LOGS/tap_node.log" 2>&1 &
 TAP_NODE=$!
 PIDS+=($TAP_NODE)
@@ -87,10 +89,10 @@ if [ "$status" -eq 0 ] && ! python3 - "$LOGS/tap_node.log" <<'PY'; then
 import re, sys
 open_members, bad = set(), []
 for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
-    m = re.search(r"server: member (\d+) (connected|disconnected)", line)
+    m = re.search(r"server (\d+): member (\d+) (connected|disconnected)", line)
     if not m:
         continue
-    member, what = m.group(1), m.group(2)
+    member, what = m.group(1) + "/" + m.group(2), m.group(3)
     if what == "connected":
         if member in open_members:
             bad.append("member %s connected twice: %s" % (member, line.strip()))

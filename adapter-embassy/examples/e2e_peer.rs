@@ -14,6 +14,9 @@
 //!    answered 431; a peer's end frees its slot at once, even while the
 //!    server is idle; SYNs from an address that never answers hold no slot
 //!    for good.
+//! 3. On a second embassy server pinging every 2 s, a reader that stops
+//!    reading holds the room longer than a keepalive interval: the members
+//!    whose pongs wait unread behind the hold are not closed as dead.
 
 use std::time::Duration;
 
@@ -24,6 +27,9 @@ use tokio::time::{Instant, timeout};
 const CHAT: &str = "ws://192.0.2.1:8080/ws/chat?roomId=lobby";
 const EMBASSY: &str = "ws://192.0.2.2:8081/ws/chat?roomId=lobby";
 const EMBASSY_ADDR: &str = "192.0.2.2:8081";
+/// The embassy server that pings every 2 s (`--listen-short-keepalive`).
+const SHORT_KEEPALIVE: &str = "ws://192.0.2.2:8082/ws/chat?roomId=lobby";
+const SHORT_KEEPALIVE_ADDR: &str = "192.0.2.2:8082";
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -44,12 +50,17 @@ async fn connect(url: &str) -> Result<WebSocket<tokio::net::TcpStream>> {
 /// A raw TCP connection to the embassy server, retried like [`connect`]:
 /// a slot listens again only once its previous connection is fully closed.
 async fn tcp_connect() -> Result<tokio::net::TcpStream> {
+    tcp_connect_to(EMBASSY_ADDR).await
+}
+
+/// [`tcp_connect`] to the server at `addr`.
+async fn tcp_connect_to(addr: &str) -> Result<tokio::net::TcpStream> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match tokio::net::TcpStream::connect(EMBASSY_ADDR).await {
+        match tokio::net::TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),
-            Err(e) if Instant::now() < deadline => eprintln!("peer: connect {EMBASSY_ADDR}: {e}; retrying"),
-            Err(e) => return Err(format!("connect {EMBASSY_ADDR}: {e}")),
+            Err(e) if Instant::now() < deadline => eprintln!("peer: connect {addr}: {e}; retrying"),
+            Err(e) => return Err(format!("connect {addr}: {e}")),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -279,14 +290,19 @@ for i in range(n):
 /// its receive buffer kept small if `receive_buffer` says so (so that its
 /// server-side send buffer fills after a few KiB it does not read).
 async fn raw_member(receive_buffer: Option<u32>) -> Result<tokio::net::TcpStream> {
+    raw_member_of(EMBASSY_ADDR, receive_buffer).await
+}
+
+/// [`raw_member`] of the server at `addr`.
+async fn raw_member_of(addr: &str, receive_buffer: Option<u32>) -> Result<tokio::net::TcpStream> {
     use tokio::io::AsyncReadExt;
     let mut stream = match receive_buffer {
         // Connected again and again while slots free up, as `tcp_connect`.
-        None => tcp_connect().await?,
+        None => tcp_connect_to(addr).await?,
         Some(size) => {
             let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
             socket.set_recv_buffer_size(size).map_err(|e| e.to_string())?;
-            let address = EMBASSY_ADDR.parse().map_err(|e| format!("{e}"))?;
+            let address = addr.parse().map_err(|e| format!("{e}"))?;
             timeout(Duration::from_secs(10), socket.connect(address))
                 .await
                 .map_err(|_| "connect timed out".to_string())?
@@ -439,15 +455,102 @@ where
     Ok(())
 }
 
+/// Waits for an `append` of `content` on `reader`, as [`expect_append`],
+/// while `other` reads too (and so answers its pings); fails if `other`
+/// is closed meanwhile.
+async fn expect_append_while_answering<S>(
+    reader: &mut WebSocket<S>,
+    other: &mut WebSocket<S>,
+    content: &str,
+    within: Duration,
+) -> Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use std::cell::Cell;
+    let done = Cell::new(false);
+    let read = async {
+        let read = expect_append(reader, content, within).await;
+        done.set(true);
+        read
+    };
+    let answer = async {
+        while !done.get() {
+            match timeout(Duration::from_millis(20), other.recv()).await {
+                Ok(None) => return Err("the speaker was closed".to_string()),
+                Ok(Some(Err(e))) => return Err(format!("the speaker failed: {e}")),
+                _ => {}
+            }
+        }
+        Ok(())
+    };
+    let (read, answer) = tokio::join!(read, answer);
+    read.map_err(|e| format!("the reader: {e}"))?;
+    answer
+}
+
+/// Case 3, on the server that pings every 2 s: a reader that stops
+/// reading holds the room back (every member's input waits, pongs
+/// included) until it is closed, longer than a keepalive interval. The
+/// members that answered their pings are not closed as dead for pongs the
+/// server held unread: both get every message, and talk on.
+///
+/// The staller joins a second after them, so its pings come a second
+/// after theirs: it never answers, and is closed two intervals after it
+/// joined, which ends the hold; a member's ping sent in the hold's first
+/// second is judged a second before that.
+async fn held_members_keep_their_keepalive() -> Result<()> {
+    let mut reader = connect(SHORT_KEEPALIVE).await?;
+    let mut speaker = connect(SHORT_KEEPALIVE).await?;
+    say(&mut speaker, "first").await?;
+    expect_append_while_answering(&mut reader, &mut speaker, "first", Duration::from_secs(5)).await?;
+    let joined = Instant::now();
+    while joined.elapsed() < Duration::from_secs(1) {
+        expect_append_while_answering(&mut reader, &mut speaker, "(none)", Duration::from_millis(100)).await.ok();
+    }
+    let staller = raw_member_of(SHORT_KEEPALIVE_ADDR, Some(4096)).await?;
+    let staller_joined = Instant::now();
+    let padding = "p".repeat(400);
+    let (mut longest, mut longest_at, mut after_hold) = (Duration::ZERO, Duration::ZERO, 0);
+    for i in 0.. {
+        let content = format!("h{i} {padding}");
+        say(&mut speaker, &content).await?;
+        let sent = Instant::now();
+        expect_append_while_answering(&mut reader, &mut speaker, &content, Duration::from_secs(15))
+            .await
+            .map_err(|e| format!("held members: message {i}: {e}"))?;
+        let took = sent.elapsed();
+        if took > longest {
+            (longest, longest_at) = (took, sent - staller_joined);
+        }
+        if longest >= Duration::from_secs(2) {
+            after_hold += 1;
+            if after_hold == 10 {
+                break;
+            }
+        } else if staller_joined.elapsed() > Duration::from_secs(10) {
+            return Err(format!("held members: no hold of the room in 10 s ({i} messages, longest {longest:?})"));
+        }
+    }
+    drop(staller);
+    println!(
+        "peer: the room was held {longest:?} from {longest_at:?} after the staller joined; \
+         both members answered their pings and were served on"
+    );
+    say(&mut reader, "after the hold").await?;
+    expect_append_while_answering(&mut speaker, &mut reader, "after the hold", Duration::from_secs(5)).await
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let cases: [(&str, _); 2] = [
+    let cases: [(&str, _); 3] = [
         (
             "embassy client <-> tokio chat server",
             Box::pin(embassy_client_on_tokio_server())
                 as std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>>>,
         ),
         ("tokio clients <-> embassy server", Box::pin(tokio_clients_on_embassy_server())),
+        ("held members keep their keepalive", Box::pin(held_members_keep_their_keepalive())),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {

@@ -1,6 +1,7 @@
 //! An embassy-net node on a TAP device (192.0.2.2/24), for the end-to-end
 //! tests (scripts/embassy-e2e.sh): a room client of the chat server at
-//! `--server` (Alepha wire, room `lobby`) and a room server on `--listen`.
+//! `--server` (Alepha wire, room `lobby`) and a room server on `--listen`
+//! (and another on `--listen-short-keepalive`, pinging every 2 s).
 //!
 //! ```text
 //! ip netns exec NS cargo run -p roomwire-embassy --example tap_node -- --tap tap0 --server 192.0.2.1:8080 --listen 8081
@@ -42,10 +43,15 @@ macro_rules! say {
     };
 }
 
+/// The keepalive of the `--listen-short-keepalive` server: short enough
+/// that a hold of the room (at most the slow-reader grace, 5 s) spans two.
+const SHORT_KEEPALIVE_SECS: u64 = 2;
+
 struct Args {
     tap: String,
     server: Option<(String, u16)>,
     listen: Option<u16>,
+    listen_short_keepalive: Option<u16>,
     wire: WireFormat,
     rooms: Vec<String>,
     silent: bool,
@@ -56,6 +62,7 @@ fn args() -> Args {
         tap: "tap0".into(),
         server: None,
         listen: None,
+        listen_short_keepalive: None,
         // The chat server's In type is an internally tagged union: JSON.
         wire: WireFormat::Alepha,
         rooms: vec!["lobby".into()],
@@ -83,6 +90,7 @@ fn args() -> Args {
                 args.server = Some((host.into(), port.parse().expect("port")));
             }
             "--listen" => args.listen = Some(value.parse().expect("port")),
+            "--listen-short-keepalive" => args.listen_short_keepalive = Some(value.parse().expect("port")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -161,7 +169,10 @@ async fn client(stack: Stack<'static>, args: ClientArgs) {
     }
 }
 
-struct Replier;
+/// The server's handler; `port` tells the servers' lines apart.
+struct Replier {
+    port: u16,
+}
 
 impl Handler<Chat> for Replier {
     fn on_message(&mut self, ctx: &mut Context<'_, '_, Chat>, from: MemberId, room: &RoomId, message: ChatOut<'_>) {
@@ -169,42 +180,41 @@ impl Handler<Chat> for Replier {
         let append =
             ChatIn { kind: "append", content: Some(message.content), username: Some(&username), message: None };
         let reached = ctx.reply(from, room, true, &append);
-        say!("server: {:?} from member {} in {room}: reached {reached}", message.content, from.0);
+        say!("server {}: {:?} from member {} in {room}: reached {reached}", self.port, message.content, from.0);
     }
 
     fn on_connect(&mut self, _: &mut Context<'_, '_, Chat>, member: MemberId, format: WireFormat) {
-        say!("server: member {} connected ({format:?})", member.0);
+        say!("server {}: member {} connected ({format:?})", self.port, member.0);
     }
 
     fn on_disconnect(&mut self, member: MemberId) {
-        say!("server: member {} disconnected", member.0);
+        say!("server {}: member {} disconnected", self.port, member.0);
     }
 }
 
 const SLOTS: usize = 4;
 type Rooms = FixedRoomTable<8, SLOTS, SLOTS, 4>;
 
-#[embassy_executor::task]
-async fn server(stack: Stack<'static>, port: u16) {
+/// A room server on `port`, pinging every `keepalive` if given (else the
+/// default 30 s). Two can run: the buffers are the host's heap.
+#[embassy_executor::task(pool_size = 2)]
+async fn server(stack: Stack<'static>, port: u16, keepalive: Option<u64>) {
     type Slot = ([u8; 2048], [u8; 4096], [u8; 1024], [u8; 1024]);
-    static SLOT_BUFS: StaticCell<[Slot; SLOTS]> = StaticCell::new();
-    type Shared = ([u8; 1024], [u8; 512], [u8; 1024], [u8; 1200]);
-    static SHARED: StaticCell<Shared> = StaticCell::new();
-    static SERVER: StaticCell<Server<'static, Chat, SLOTS, Rooms>> = StaticCell::new();
-    let bufs = SLOT_BUFS.init([([0; 2048], [0; 4096], [0; 1024], [0; 1024]); SLOTS]);
+    let bufs: &'static mut [Slot; SLOTS] = Box::leak(Box::new([([0; 2048], [0; 4096], [0; 1024], [0; 1024]); SLOTS]));
     let [a, b, c, d] = bufs;
     let slot = |s: &'static mut Slot| SlotBuffers { rx: &mut s.0, tx: &mut s.1, read: &mut s.2, message: &mut s.3 };
-    let (inbox, scratch, payload, frame) = SHARED.init(([0; 1024], [0; 512], [0; 1024], [0; 1200]));
+    type Shared = ([u8; 1024], [u8; 512], [u8; 1024], [u8; 1200]);
+    let shared: &'static mut Shared = Box::leak(Box::new(([0; 1024], [0; 512], [0; 1024], [0; 1200])));
+    let (inbox, scratch, payload, frame) = shared;
     let shared = SharedBuffers { inbox, scratch, payload, frame };
-    let server = SERVER.init(Server::new(
-        stack,
-        [slot(a), slot(b), slot(c), slot(d)],
-        Rooms::new(),
-        shared,
-        ServerConfig::new(port),
-    ));
-    say!("server: listening on {port}");
-    server.run(&mut Replier).await
+    let mut config = ServerConfig::new(port);
+    if let Some(secs) = keepalive {
+        config.websocket.keepalive_interval = Some(roomwire_embassy::roomwire_core::Duration::from_secs(secs));
+    }
+    let server: &'static mut Server<'static, Chat, SLOTS, Rooms> =
+        Box::leak(Box::new(Server::new(stack, [slot(a), slot(b), slot(c), slot(d)], Rooms::new(), shared, config)));
+    say!("server {port}: listening (keepalive {:?} s)", keepalive.unwrap_or(30));
+    server.run(&mut Replier { port }).await
 }
 
 fn main() {
@@ -218,7 +228,8 @@ fn main() {
             gateway: None,
             dns_servers: Default::default(),
         });
-        static RESOURCES: StaticCell<StackResources<8>> = StaticCell::new();
+        // Two servers of four slots, and the client.
+        static RESOURCES: StaticCell<StackResources<12>> = StaticCell::new();
         let seed = u64::from_le_bytes(std::array::from_fn(|i| os_key()[i % 4]));
         let (stack, runner) = embassy_net::new(device, config, RESOURCES.init(StackResources::new()), seed);
         spawner.spawn(net(runner).unwrap());
@@ -230,7 +241,10 @@ fn main() {
             spawner.spawn(client(stack, client_args).unwrap());
         }
         if let Some(port) = args.listen {
-            spawner.spawn(server(stack, port).unwrap());
+            spawner.spawn(server(stack, port, None).unwrap());
+        }
+        if let Some(port) = args.listen_short_keepalive {
+            spawner.spawn(server(stack, port, Some(SHORT_KEEPALIVE_SECS)).unwrap());
         }
         say!("node: up on {}", args.tap);
     });

@@ -32,7 +32,10 @@
 //! stretch, or in all: a reader that takes a little just before each grace
 //! ends is not let off) is too slow for a device with fixed buffers and is
 //! reset, as is one that cannot take a frame when it is written (a handler
-//! emitting more than one frame's worth per message).
+//! emitting more than one frame's worth per message). A connection whose
+//! input waits is not judged by its deadlines while it does (its pong may
+//! be waiting too): a stalled room does not get its members closed as
+//! dead.
 
 use core::fmt;
 
@@ -164,6 +167,13 @@ impl Slot<'_> {
     /// The wire of an open connection.
     fn format(&self) -> Option<WireFormat> {
         self.session.as_ref().filter(|_| self.is_open()).map(ServerSession::format)
+    }
+
+    /// Whether its connection's deadlines may be judged now: not while
+    /// its input is held with bytes of its peer unread (the core's rule).
+    fn deadlines_apply(&self) -> bool {
+        let unread = self.read_len > 0 || self.socket.recv_queue() > 0;
+        slow_reader::may_judge_deadlines(self.held, unread)
     }
 
     /// Whether the send buffer can take `need` bytes now (at most its whole
@@ -352,8 +362,10 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             .iter()
             .filter_map(|s| match (&s.conn, s.draining) {
                 (_, Some(at)) => Some(at),
-                (Some(conn), None) => conn.poll_timeout(),
-                (None, None) => None,
+                // Held with input unread, its deadlines wait (`held` looks
+                // again soon): one past would wake the loop for nothing.
+                (Some(conn), None) if s.deadlines_apply() => conn.poll_timeout(),
+                _ => None,
             })
             .chain(held)
             .min()
@@ -384,7 +396,15 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
     fn service(&mut self, index: usize, handler: &mut impl Handler<C>) {
         let member = MemberId(index as u32);
         let now = now();
+        let need = self.shared.frame.len();
+        let readers_have_room = self.slots.iter().all(|s| s.has_room(need));
         let Some(slot) = self.slots.get_mut(index) else { return };
+        // Held back last turn, and the readers have room again: read now,
+        // so that the input waiting (a pong, say) is there before the
+        // connection's deadlines are judged.
+        if readers_have_room {
+            slot.held = false;
+        }
         // A finished connection: let TCP close, then free the slot.
         if let Some(at) = slot.draining {
             if slot.socket.state() == TcpState::Closed {
@@ -435,7 +455,8 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
         }
         self.process(index, handler);
         let Some(slot) = self.slots.get_mut(index) else { return };
-        if let Some(conn) = slot.conn.as_mut()
+        if slot.deadlines_apply()
+            && let Some(conn) = slot.conn.as_mut()
             && conn.handle_timeout(now).is_some()
         {
             debug!("roomwire server: slot {} timed out", index);

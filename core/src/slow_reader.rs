@@ -47,6 +47,29 @@ pub const GRACE: Duration = Duration::from_secs(5);
 /// it grows while it is short.
 pub const RECOVERY: u64 = 4;
 
+/// Whether a connection's deadlines may be judged now
+/// ([`Connection::handle_timeout`](crate::Connection::handle_timeout): the
+/// pong its keepalive waits for, the rest of a message). Not while the
+/// server holds its input back (`held`: its readers lack room) and its
+/// peer's bytes wait `unread`: the pong may be among them, and the peer
+/// would be closed as dead for a backlog not its own (a few stallers
+/// taking turns could hold the room past a keepalive interval). They are
+/// judged once the input is read. A held connection whose peer sent
+/// nothing is judged as any other, so a dead peer still goes; and one
+/// that sends while held gains nothing it could not have by answering
+/// pings, since the hold itself lasts only while some reader is short.
+///
+/// ```
+/// use roomwire_core::slow_reader::may_judge_deadlines;
+///
+/// assert!(may_judge_deadlines(false, true));
+/// assert!(may_judge_deadlines(true, false));
+/// assert!(!may_judge_deadlines(true, true));
+/// ```
+pub const fn may_judge_deadlines(held: bool, unread: bool) -> bool {
+    !(held && unread)
+}
+
 /// One reader's tally: see the [module docs](self).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SlowReader {
