@@ -16,7 +16,9 @@
 //!    for good.
 //! 3. On a second embassy server pinging every 2 s, a reader that stops
 //!    reading holds the room longer than a keepalive interval: the members
-//!    whose pongs wait unread behind the hold are not closed as dead.
+//!    whose pongs wait unread behind the hold are not closed as dead. A
+//!    newcomer is admitted while a reader is short, but the handler's
+//!    greeting waits until the reader has room.
 
 use std::time::Duration;
 
@@ -541,9 +543,93 @@ async fn held_members_keep_their_keepalive() -> Result<()> {
     expect_append_while_answering(&mut speaker, &mut reader, "after the hold", Duration::from_secs(5)).await
 }
 
+/// Waits for a `system` frame whose message starts with `prefix` on `ws`,
+/// while `other` reads too (and so answers its pings).
+async fn expect_system_while_answering<S>(
+    ws: &mut WebSocket<S>,
+    other: &mut WebSocket<S>,
+    prefix: &str,
+    within: Duration,
+) -> Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = match timeout(left, async {
+            tokio::select! {
+                message = ws.recv() => Some(message),
+                _ = other.recv() => None,
+            }
+        })
+        .await
+        {
+            Err(_) => return Err(format!("no system message {prefix:?} within {within:?}")),
+            Ok(None) => continue,
+            Ok(Some(None)) => return Err("connection closed".into()),
+            Ok(Some(Some(Err(e)))) => return Err(format!("recv: {e}")),
+            Ok(Some(Some(Ok(m)))) => m,
+        };
+        let Message::Text(text) = message else { continue };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{text}: {e}"))?;
+        if value["type"] == "system" && value["message"].as_str().is_some_and(|m| m.starts_with(prefix)) {
+            return Ok(());
+        }
+    }
+}
+
+/// Case 4, on the server that greets each new member's room (in a frame of
+/// most of a KiB): while a reader's send buffer is short of a frame, a
+/// newcomer is admitted at once, but the handler hears of it (and greets
+/// the room) only once every reader has room again, as a message would be
+/// held: the greeting never finds the short reader without room, which
+/// would be reset for it.
+async fn a_greeting_waits_for_readers() -> Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut reader = connect(SHORT_KEEPALIVE).await?;
+    let mut speaker = connect(SHORT_KEEPALIVE).await?;
+    let mut short = raw_member_of(SHORT_KEEPALIVE_ADDR, Some(4096)).await?;
+    // The room's traffic until a message is held: the short reader is.
+    let padding = "p".repeat(400);
+    let mut held = None;
+    for i in 0..100 {
+        let content = format!("g{i} {padding}");
+        say(&mut speaker, &content).await?;
+        if expect_append_while_answering(&mut reader, &mut speaker, &content, Duration::from_millis(300)).await.is_err()
+        {
+            held = Some(content);
+            break;
+        }
+    }
+    let held = held.ok_or("greeting: the reader never ran short")?;
+    let newcomer = connect(SHORT_KEEPALIVE).await?;
+    println!("peer: a newcomer was admitted while a reader was short");
+    if expect_system_while_answering(&mut reader, &mut speaker, "welcome", Duration::from_millis(500)).await.is_ok() {
+        return Err("greeting: the handler greeted the room while a reader was short".into());
+    }
+    // The short reader reads all it holds: the greeting follows, and it is
+    // not reset.
+    let (mut stream, mut chunk) = (Vec::new(), [0u8; 4096]);
+    let reading = Instant::now();
+    while !stream.windows(7).any(|w| w == b"welcome") {
+        match timeout(Duration::from_millis(1500).saturating_sub(reading.elapsed()), short.read(&mut chunk)).await {
+            Err(_) => return Err("greeting: the short reader got no greeting once it read".into()),
+            Ok(Ok(0)) => return Err("greeting: the short reader was closed".into()),
+            Ok(Err(e)) => return Err(format!("greeting: the short reader was reset: {e}")),
+            Ok(Ok(n)) => stream.extend_from_slice(&chunk[..n]),
+        }
+    }
+    expect_append_while_answering(&mut reader, &mut speaker, &held, Duration::from_secs(2)).await?;
+    expect_system_while_answering(&mut reader, &mut speaker, "welcome", Duration::from_secs(2)).await?;
+    println!("peer: the room was greeted once the short reader had read ({} bytes); it was not reset", stream.len());
+    drop((short, newcomer));
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let cases: [(&str, _); 3] = [
+    let cases: [(&str, _); 4] = [
         (
             "embassy client <-> tokio chat server",
             Box::pin(embassy_client_on_tokio_server())
@@ -551,6 +637,7 @@ async fn main() {
         ),
         ("tokio clients <-> embassy server", Box::pin(tokio_clients_on_embassy_server())),
         ("held members keep their keepalive", Box::pin(held_members_keep_their_keepalive())),
+        ("a greeting waits for readers", Box::pin(a_greeting_waits_for_readers())),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {

@@ -1,7 +1,8 @@
 //! An embassy-net node on a TAP device (192.0.2.2/24), for the end-to-end
 //! tests (scripts/embassy-e2e.sh): a room client of the chat server at
 //! `--server` (Alepha wire, room `lobby`) and a room server on `--listen`
-//! (and another on `--listen-short-keepalive`, pinging every 2 s).
+//! (and another on `--listen-short-keepalive`, pinging every 2 s and
+//! greeting each new member's room).
 //!
 //! ```text
 //! ip netns exec NS cargo run -p roomwire-embassy --example tap_node -- --tap tap0 --server 192.0.2.1:8080 --listen 8081
@@ -169,9 +170,11 @@ async fn client(stack: Stack<'static>, args: ClientArgs) {
     }
 }
 
-/// The server's handler; `port` tells the servers' lines apart.
+/// The server's handler; `port` tells the servers' lines apart. With
+/// `greet`, a new member's room hears of it, in a frame of most of a KiB.
 struct Replier {
     port: u16,
+    greet: bool,
 }
 
 impl Handler<Chat> for Replier {
@@ -183,8 +186,14 @@ impl Handler<Chat> for Replier {
         say!("server {}: {:?} from member {} in {room}: reached {reached}", self.port, message.content, from.0);
     }
 
-    fn on_connect(&mut self, _: &mut Context<'_, '_, Chat>, member: MemberId, format: WireFormat) {
+    fn on_connect(&mut self, ctx: &mut Context<'_, '_, Chat>, member: MemberId, format: WireFormat) {
         say!("server {}: member {} connected ({format:?})", self.port, member.0);
+        if self.greet {
+            let welcome = format!("welcome member-{} {}", member.0, "w".repeat(800));
+            let system = ChatIn { kind: "system", message: Some(&welcome), ..ChatIn::default() };
+            let reached = ctx.reply(member, "lobby", true, &system);
+            say!("server {}: member {} greeted: reached {reached}", self.port, member.0);
+        }
     }
 
     fn on_disconnect(&mut self, member: MemberId) {
@@ -196,7 +205,8 @@ const SLOTS: usize = 4;
 type Rooms = FixedRoomTable<8, SLOTS, SLOTS, 4>;
 
 /// A room server on `port`, pinging every `keepalive` if given (else the
-/// default 30 s). Two can run: the buffers are the host's heap.
+/// default 30 s), and then greeting new members. Two can run: the buffers
+/// are the host's heap.
 #[embassy_executor::task(pool_size = 2)]
 async fn server(stack: Stack<'static>, port: u16, keepalive: Option<u64>) {
     type Slot = ([u8; 2048], [u8; 4096], [u8; 1024], [u8; 1024]);
@@ -214,7 +224,7 @@ async fn server(stack: Stack<'static>, port: u16, keepalive: Option<u64>) {
     let server: &'static mut Server<'static, Chat, SLOTS, Rooms> =
         Box::leak(Box::new(Server::new(stack, [slot(a), slot(b), slot(c), slot(d)], Rooms::new(), shared, config)));
     say!("server {port}: listening (keepalive {:?} s)", keepalive.unwrap_or(30));
-    server.run(&mut Replier { port }).await
+    server.run(&mut Replier { port, greet: keepalive.is_some() }).await
 }
 
 fn main() {

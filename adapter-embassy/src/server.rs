@@ -32,7 +32,8 @@
 //! stretch, or in all: a reader that takes a little just before each grace
 //! ends is not let off) is too slow for a device with fixed buffers and is
 //! reset, as is one that cannot take a frame when it is written (a handler
-//! emitting more than one frame's worth per message). A connection whose
+//! emitting more than one frame's worth per message). [`Handler::on_connect`]
+//! waits the same way (a newcomer is admitted at once). A connection whose
 //! input waits is not judged by its deadlines while it does (its pong may
 //! be waiting too): a stalled room does not get its members closed as
 //! dead.
@@ -121,7 +122,10 @@ pub trait Handler<C: Channel> {
     /// [`Inbound::Message`]).
     fn on_message(&mut self, ctx: &mut Context<'_, '_, C>, from: MemberId, room: &RoomId, message: C::Out<'_>);
 
-    /// A connection completed its handshake, on `format`.
+    /// A connection completed its handshake, on `format`. Told once every
+    /// reader has room for a frame, as a message is handled: what it
+    /// emits never finds a reader short (the handshake itself is answered
+    /// at once).
     fn on_connect(&mut self, ctx: &mut Context<'_, '_, C>, member: MemberId, format: WireFormat) {
         let _ = (ctx, member, format);
     }
@@ -155,6 +159,9 @@ struct Slot<'b> {
     /// The handler was told of this connection ([`Handler::on_connect`]):
     /// it is told of its end.
     connected: bool,
+    /// The connection is open and the handler is yet to be told: it is,
+    /// once every reader has room for what it may emit.
+    connect_owed: bool,
     /// How long the send buffer has had no room for a frame, in all.
     slow: SlowReader,
 }
@@ -322,6 +329,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             broken: false,
             held: false,
             connected: false,
+            connect_owed: false,
             slow: SlowReader::new(),
         });
         Self { slots, table, shared, config, channel: core::marker::PhantomData }
@@ -470,6 +478,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             // stuck peer.
             slot.conn = None;
             let was_connected = core::mem::take(&mut slot.connected);
+            slot.connect_owed = false;
             if let Some(session) = slot.session.as_mut() {
                 session.leave(&mut self.table);
             }
@@ -501,11 +510,19 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                 // slot is freed this turn.
                 return;
             }
-            // An open connection's next message waits until every reader
-            // can take what handling it may send.
+            // An open connection's next message, and the handler's word of
+            // a new one, wait until every reader can take what handling it
+            // may send.
             slot.held = slot.session.is_some() && slot.is_open() && !readers_have_room;
             if slot.held {
                 break;
+            }
+            if core::mem::take(&mut slot.connect_owed) && slot.is_open() {
+                slot.connected = true;
+                let format = slot.session.as_ref().map_or(WireFormat::Alepha, ServerSession::format);
+                let mut ctx = Context::<C>::new(slots.as_mut_slice(), table, shared.payload, shared.frame);
+                handler.on_connect(&mut ctx, member, format);
+                continue;
             }
             let Some(conn) = slot.conn.as_mut() else { return };
             let end = slot.read_len;
@@ -566,14 +583,10 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
                         &mut *table,
                     );
                     let n = session.answer(screened, conn, now, shared.frame);
-                    let format = session.format();
                     slot.session = Some(session);
-                    let sent = slot.write_now(shared.frame.get(..n).unwrap_or(&[]));
-                    if sent && slot.is_open() {
-                        slot.connected = true;
-                        let mut ctx = Context::<C>::new(slots.as_mut_slice(), table, shared.payload, shared.frame);
-                        handler.on_connect(&mut ctx, member, format);
-                    }
+                    // The handler is told on the next round, held like a
+                    // message while a reader lacks room.
+                    slot.connect_owed = slot.write_now(shared.frame.get(..n).unwrap_or(&[])) && slot.is_open();
                 }
                 Event::Ping(_) => {
                     // One pong per ping of a burst (the core owes only the
