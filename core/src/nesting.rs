@@ -29,8 +29,11 @@
 //!   escapes included: they are unescaped here, pairs joined, into the
 //!   caller's buffer.
 //!
-//! The wrapper forwards every call and adds nothing but the counts and the
-//! key guard: a type decodes to the same value through it as without it.
+//! The wrapper forwards every call and adds nothing but the counts, the
+//! key guard and the unescaping: a type decodes to the same value through
+//! it as with serde_json under `std` (serde-json-core's
+//! `EscapedStr`, which would hand the raw text over, is read as a string
+//! like any other, as serde_json reads it).
 
 use core::cell::Cell;
 use core::fmt;

@@ -55,9 +55,10 @@ pub const RECOVERY: u64 = 4;
 /// would be closed as dead for a backlog not its own (a few stallers
 /// taking turns could hold the room past a keepalive interval). They are
 /// judged once the input is read. A held connection whose peer sent
-/// nothing is judged as any other, so a dead peer still goes; and one
-/// that sends while held gains nothing it could not have by answering
-/// pings, since the hold itself lasts only while some reader is short.
+/// nothing is judged as any other, so a dead peer still goes. One that
+/// sends while held (a byte of a frame, say) escapes its deadlines only
+/// as long as the hold lasts, which is while some reader is short: a
+/// peer that can keep a reader short can stall the room anyway.
 ///
 /// ```
 /// use roomwire_core::slow_reader::may_judge_deadlines;
