@@ -40,6 +40,12 @@ impl Place {
 /// linear scans (see the [module documentation](crate::room) for costs). Members of
 /// a room are listed in join order.
 ///
+/// Members share the table: one that joins `PER_MEMBER` new rooms takes
+/// that many of the `ROOMS`. With `ROOMS ≥ MEMBERS × PER_MEMBER`, no member
+/// can leave another without a room to create; with fewer, a few members
+/// joining many rooms can fill it, and later joins are refused with
+/// [`JoinError::TooManyRooms`] until they leave.
+///
 /// Every slot is reserved up front. On a 64-bit target the table takes
 /// `ROOMS × (88 + 4·PER_ROOM) + MEMBERS × (24 + 8·PER_MEMBER)` bytes (each
 /// slot rounded up to 8): 1184 bytes for `FixedRoomTable<8, 4, 4, 8>`; less
