@@ -46,7 +46,7 @@ mod single;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::{PushInfo, PushKind, Value};
@@ -346,12 +346,14 @@ const MAX_PENDING_PUSHES: usize = 65_536;
 /// own output limit for subscribers never applies.
 const MAX_PENDING_PUSH_BYTES: usize = 64 << 20;
 
-/// Where a connection's pushes go: a bounded queue, the bytes in it, and
-/// a flag for the connection's loss (never dropped).
+/// Where a connection's pushes go: a bounded queue of messages, the bytes
+/// in it, and a flag for the connection's loss (never dropped), with
+/// whether it is a subscription Redis ended rather than the connection.
 struct Pushes {
     queue: mpsc::Receiver<PushInfo>,
     bytes: Arc<AtomicUsize>,
     lost: Arc<tokio::sync::Notify>,
+    ended_by_redis: Arc<AtomicBool>,
 }
 
 impl Pushes {
@@ -373,11 +375,31 @@ fn push_channel(link: &Link) -> (impl Fn(PushInfo) -> Result<(), ()> + Send + Sy
     let (tx, queue) = mpsc::channel(MAX_PENDING_PUSHES);
     let bytes = Arc::new(AtomicUsize::new(0));
     let lost = Arc::new(tokio::sync::Notify::new());
-    let (on_loss, link, queued) = (lost.clone(), link.clone(), bytes.clone());
+    let ended_by_redis = Arc::new(AtomicBool::new(false));
+    let (on_loss, link, queued, ended) = (lost.clone(), link.clone(), bytes.clone(), ended_by_redis.clone());
     let sender = move |push: PushInfo| {
-        if push.kind == PushKind::Disconnection {
-            on_loss.notify_one();
-            return Ok(());
+        match push.kind {
+            PushKind::Message | PushKind::SMessage => {}
+            PushKind::Disconnection => {
+                on_loss.notify_one();
+                return Ok(());
+            }
+            // A subscription this node still holds, ended by Redis: its
+            // slot moved to another master (a resharding, a failover), and
+            // the client forgets it without a word. The session starts
+            // over and subscribes again, where the topic now lives. One
+            // this node gave up is no longer held by then.
+            PushKind::Unsubscribe | PushKind::SUnsubscribe => {
+                if let Some(Value::BulkString(topic)) = push.data.first()
+                    && link.is_subscribed(&String::from_utf8_lossy(topic))
+                {
+                    ended.store(true, Ordering::Relaxed);
+                    on_loss.notify_one();
+                }
+                return Ok(());
+            }
+            // Confirmations of what this node asked for: nothing to hear.
+            _ => return Ok(()),
         }
         let size = push_size(&push);
         let before = queued.fetch_add(size, Ordering::Relaxed);
@@ -388,7 +410,7 @@ fn push_channel(link: &Link) -> (impl Fn(PushInfo) -> Result<(), ()> + Send + Sy
         // Never an error: the connection would stop handing pushes over.
         Ok(())
     };
-    (sender, Pushes { queue, bytes, lost })
+    (sender, Pushes { queue, bytes, lost, ended_by_redis })
 }
 
 /// Connected to Redis (`bus`, whose pushes arrive in `pushes`): subscribe
@@ -405,7 +427,7 @@ async fn session<B: Bus>(mut bus: B, pushes: Pushes, link: &Link) -> Ended {
     debug!(channels = wanted.len(), "redis backplane subscribed");
     link.set_connected(true);
     let mut pushes = pushes;
-    let lost = pushes.lost.clone();
+    let (lost, ended_by_redis) = (pushes.lost.clone(), pushes.ended_by_redis.clone());
     let hearing = async {
         loop {
             tokio::select! {
@@ -422,7 +444,11 @@ async fn session<B: Bus>(mut bus: B, pushes: Pushes, link: &Link) -> Ended {
                 // again by itself but restores shard subscriptions only
                 // partly, so the session starts over and subscribes to
                 // everything again (harmless where still subscribed).
-                () = lost.notified() => return "connection lost".to_owned(),
+                () = lost.notified() => return if ended_by_redis.load(Ordering::Relaxed) {
+                    "Redis ended a subscription (its slot moved)".to_owned()
+                } else {
+                    "connection lost".to_owned()
+                },
             }
         }
     };
@@ -520,6 +546,26 @@ mod tests {
             kind: PushKind::Message,
             data: vec![Value::BulkString(b"t".to_vec()), Value::BulkString(vec![0; size])],
         }
+    }
+
+    /// Confirmations of subscriptions are not queued (nor counted as
+    /// dropped); a subscription Redis ends while this node holds it ends
+    /// the session, one this node gave up does not.
+    #[test]
+    fn only_messages_are_queued_and_a_subscription_ended_by_redis_ends_the_session() {
+        let link = Link::new();
+        let (send, pushes) = push_channel(&link);
+        let push = |kind, topic: &str| PushInfo { kind, data: vec![Value::BulkString(topic.into()), Value::Int(1)] };
+        for _ in 0..(MAX_PENDING_PUSHES + 10) {
+            send(push(PushKind::SSubscribe, "t")).unwrap();
+        }
+        assert!(pushes.queue.is_empty());
+        assert_eq!(link.stats().receive_dropped, 0);
+        send(push(PushKind::SUnsubscribe, "t")).unwrap();
+        assert!(!pushes.ended_by_redis.load(Ordering::Relaxed), "not held: given up by this node");
+        link.confirm_subscribed(&["t".to_owned()]);
+        send(push(PushKind::SUnsubscribe, "t")).unwrap();
+        assert!(pushes.ended_by_redis.load(Ordering::Relaxed));
     }
 
     /// Heard faster than taken in, megabyte messages are dropped past the

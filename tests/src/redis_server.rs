@@ -222,4 +222,53 @@ impl RedisCluster {
     pub fn subscribers(&self, channel: &str) -> usize {
         self.nodes.iter().map(|n| n.subscribers(channel)).sum()
     }
+
+    /// The index in [`nodes`](Self::nodes) of the master that owns `key`'s
+    /// slot, and the slot.
+    pub fn owner_of(&self, key: &str) -> (usize, u16) {
+        self.owner_seen_by(0, key)
+    }
+
+    /// [`owner_of`](Self::owner_of) as master `viewer` sees it.
+    fn owner_seen_by(&self, viewer: usize, key: &str) -> (usize, u16) {
+        let first = &self.nodes[viewer];
+        let slot: u16 = first.cli(&["cluster", "keyslot", key]).and_then(|s| s.parse().ok()).expect("cluster keyslot");
+        let ids: Vec<String> = self.nodes.iter().map(|n| n.cli(&["cluster", "myid"]).expect("cluster myid")).collect();
+        let table = first.cli(&["cluster", "nodes"]).expect("cluster nodes");
+        let owner = table
+            .lines()
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let owns = fields.iter().skip(8).any(|range| match range.split_once('-') {
+                    Some((lo, hi)) => {
+                        lo.parse::<u16>().is_ok_and(|lo| lo <= slot) && hi.parse::<u16>().is_ok_and(|hi| slot <= hi)
+                    }
+                    None => range.parse::<u16>() == Ok(slot),
+                });
+                owns.then(|| ids.iter().position(|id| id == fields[0])).flatten()
+            })
+            .expect("an owner of the slot");
+        (owner, slot)
+    }
+
+    /// Move `key`'s slot (with no keys in it) to another master, as a
+    /// resharding does, and wait until every master agrees; returns the
+    /// new owner's index.
+    pub fn move_slot_of(&self, key: &str) -> usize {
+        let (from, slot) = self.owner_of(key);
+        let to = (from + 1) % self.nodes.len();
+        let id = |i: usize| self.nodes[i].cli(&["cluster", "myid"]).expect("cluster myid");
+        let (from_id, to_id, slot) = (id(from), id(to), slot.to_string());
+        assert!(self.nodes[to].cli(&["cluster", "setslot", &slot, "importing", &from_id]).is_some());
+        assert!(self.nodes[from].cli(&["cluster", "setslot", &slot, "migrating", &to_id]).is_some());
+        for i in [to, from].into_iter().chain((0..self.nodes.len()).filter(|&i| i != to && i != from)) {
+            assert!(self.nodes[i].cli(&["cluster", "setslot", &slot, "node", &to_id]).is_some());
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while (0..self.nodes.len()).any(|viewer| self.owner_seen_by(viewer, key).0 != to) {
+            assert!(Instant::now() < deadline, "the masters did not agree on the slot's new owner");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        to
+    }
 }

@@ -407,6 +407,13 @@ impl Link {
         }
     }
 
+    /// Whether `topic` is subscribed: confirmed, and not given up since. A
+    /// bus told that a subscription ended tells one it ended itself from
+    /// one its server ended (a resharding moved the topic's slot).
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        lock(&self.inner.subscribed).contains_key(topic)
+    }
+
     /// Say these topics are being unsubscribed (call it before asking the
     /// bus): their copies are no longer expected.
     pub fn confirm_unsubscribed(&self, topics: &[String]) {
