@@ -43,12 +43,51 @@ impl Handshake {
     /// The first value of query parameter `name`, decoded like the
     /// browser's `URLSearchParams` (`+` is a space, `%XX` escapes; invalid
     /// UTF-8 becomes U+FFFD).
+    ///
+    /// Not for the rooms: a request may name several
+    /// (`?roomId=public&roomId=private`) and joins them all. Check
+    /// [`rooms`](Self::rooms), or each room in an
+    /// [`authorize_room`](crate::server::Endpoint::authorize_room) rule.
     pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
-        let query = self.query()?;
-        query.split('&').find_map(|pair| {
+        self.query_params(name).next()
+    }
+
+    /// Every value of query parameter `name`, in order, decoded as
+    /// [`query_param`](Self::query_param) decodes the first.
+    pub fn query_params<'h>(&'h self, name: &str) -> impl Iterator<Item = Cow<'h, str>> {
+        let query = self.query().unwrap_or("");
+        // A fragment is not part of the query (the server reads rooms so).
+        let query = query.split_once('#').map_or(query, |(before, _)| before);
+        query.split('&').filter(|pair| !pair.is_empty()).filter_map(move |pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (form_decode(key) == name).then(|| form_decode(value))
         })
+    }
+
+    /// The rooms the request asks to join, as the server reads them (the
+    /// core's [`for_each_query_room`](roomwire_core::alepha::for_each_query_room)):
+    /// every `roomId` value, then the items of the first `roomIds`, or
+    /// [`DEFAULT_ROOM`](roomwire_core::alepha::DEFAULT_ROOM) when it names
+    /// none. Empty if the query names a room that is not valid (the
+    /// request is then refused whatever the hook answers).
+    ///
+    /// ```
+    /// # use roomwire_tokio::server::Handshake;
+    /// fn public_only(handshake: &Handshake) -> bool {
+    ///     // Every room, not the first `roomId`: `?roomId=public&roomId=admin` names two.
+    ///     handshake.rooms().iter().all(|room| room.starts_with("public"))
+    /// }
+    /// ```
+    pub fn rooms(&self) -> Vec<String> {
+        let mut rooms = Vec::new();
+        match roomwire_core::alepha::for_each_query_room(self.query(), |room| {
+            rooms.push(room.as_str().to_owned());
+            Ok::<(), roomwire_core::alepha::QueryRoomsError>(())
+        }) {
+            Ok(true) => rooms,
+            Ok(false) => vec![roomwire_core::alepha::DEFAULT_ROOM.to_owned()],
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Every header line, in order, as (name, value).
@@ -210,5 +249,18 @@ mod tests {
         assert_eq!(h.cookie_value("b"), None);
         assert_eq!(handshake(None, &[("Authorization", "Basic abc")]).bearer_token(), None);
         assert_eq!(form_decode("%zz%4"), "%zz%4");
+    }
+
+    /// An `authorize` hook that checked the first `roomId` would let a
+    /// second one in: the rooms are every one the server joins.
+    #[test]
+    fn rooms_are_every_room_the_request_names() {
+        let h = handshake(Some("roomId=public&token=t&roomId=admin&roomIds=x,%20y,,z&roomIds=ignored#roomId=f"), &[]);
+        assert_eq!(h.query_param("roomId").as_deref(), Some("public"));
+        assert_eq!(h.query_params("roomId").collect::<Vec<_>>(), ["public", "admin"]);
+        assert_eq!(h.rooms(), ["public", "admin", "x", "y", "z"]);
+        assert_eq!(handshake(Some("token=t"), &[]).rooms(), ["default"]);
+        assert_eq!(handshake(None, &[]).rooms(), ["default"]);
+        assert!(handshake(Some("roomId="), &[]).rooms().is_empty());
     }
 }

@@ -127,7 +127,9 @@ macro_rules! admission_methods {
         /// with an optional user id and an optional room that **replaces** the
         /// rooms the URL asked for, or refuses with an HTTP status. It alone
         /// decides (no resolver runs). It runs within the handshake timeout; a
-        /// hook still running then is answered with 503.
+        /// hook still running then is answered with 503. A hook that judges
+        /// the rooms reads [`Handshake::rooms`](crate::server::Handshake::rooms)
+        /// (every room the URL names), not the first `roomId`.
         ///
         /// The hook takes the handshake by reference and returns a `'static`
         /// future: copy what it needs out of the handshake before the `async`
