@@ -38,13 +38,14 @@
 //! message holds only what its peer sent.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use roomwire_core::MessageKind;
 use roomwire_core::deflate::{Deflate, Inflate, InflateError, strip_tail, write_server_header};
 use roomwire_core::message::TooLarge;
+
+use crate::budget::ProcessBudget;
 
 /// Size of one piece of inflated output, on the stack.
 const INFLATE_PIECE: usize = 8 * 1024;
@@ -60,7 +61,7 @@ const INFLATING_FREE: usize = 64 * 1024;
 pub const DEFAULT_INFLATING_LIMIT: usize = 256 << 20;
 
 /// What unfinished compressed messages hold, process-wide.
-static INFLATING: InflateBudget = InflateBudget::new(DEFAULT_INFLATING_LIMIT);
+static INFLATING: ProcessBudget = ProcessBudget::new(DEFAULT_INFLATING_LIMIT);
 
 /// Sets the process's bound on bytes held by compressed messages that have
 /// not ended yet, over every connection of every server and client in the
@@ -81,49 +82,20 @@ static INFLATING: InflateBudget = InflateBudget::new(DEFAULT_INFLATING_LIMIT);
 /// assert_eq!(roomwire_tokio::inflating_limit(), 32 << 20);
 /// ```
 pub fn set_inflating_limit(bytes: usize) {
-    INFLATING.limit.store(bytes, Ordering::Relaxed);
+    INFLATING.set_limit(bytes);
 }
 
 /// The process's bound on bytes held by unfinished compressed messages
 /// (see [`set_inflating_limit`]).
 pub fn inflating_limit() -> usize {
-    INFLATING.limit.load(Ordering::Relaxed)
+    INFLATING.limit()
 }
 
 /// Bytes unfinished compressed messages hold now against
 /// [`inflating_limit`], over the process (a message's first 64 KiB not
 /// counted): for metrics.
 pub fn inflating_held() -> usize {
-    INFLATING.held.load(Ordering::Relaxed)
-}
-
-/// A bound on bytes held by unfinished compressed messages.
-pub(crate) struct InflateBudget {
-    held: AtomicUsize,
-    limit: AtomicUsize,
-}
-
-impl InflateBudget {
-    pub(crate) const fn new(limit: usize) -> Self {
-        Self { held: AtomicUsize::new(0), limit: AtomicUsize::new(limit) }
-    }
-
-    /// Take `n` bytes, unless that goes past the limit.
-    fn take(&self, n: usize) -> bool {
-        let limit = self.limit.load(Ordering::Relaxed);
-        let mut held = self.held.load(Ordering::Relaxed);
-        loop {
-            let Some(after) = held.checked_add(n).filter(|&after| after <= limit) else { return false };
-            match self.held.compare_exchange_weak(held, after, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(now) => held = now,
-            }
-        }
-    }
-
-    fn give_back(&self, n: usize) {
-        self.held.fetch_sub(n, Ordering::Relaxed);
-    }
+    INFLATING.held()
 }
 
 /// Capacity the thread's compression output buffer keeps between messages.
@@ -305,14 +277,14 @@ fn deflate_into(zlib: &mut Compress, payload: &[u8], out: &mut Vec<u8>) {
 /// peer sending a final block every two bytes costs no allocation).
 struct Inflater {
     zlib: Option<Decompress>,
-    budget: &'static InflateBudget,
+    budget: &'static ProcessBudget,
     /// Bytes the message being inflated has produced so far: what is
     /// beyond its first [`INFLATING_FREE`] is taken from `budget`.
     made: usize,
 }
 
 impl Inflater {
-    fn new(budget: &'static InflateBudget) -> Self {
+    fn new(budget: &'static ProcessBudget) -> Self {
         Self { zlib: None, budget, made: 0 }
     }
 }
@@ -324,7 +296,7 @@ fn counted(made: usize) -> usize {
 
 /// Account for `n` more bytes of a message that has produced `made`:
 /// false, and nothing counted, if the budget has no room for them.
-fn count(budget: &InflateBudget, made: &mut usize, n: usize) -> bool {
+fn count(budget: &ProcessBudget, made: &mut usize, n: usize) -> bool {
     let after = made.saturating_add(n);
     let more = counted(after) - counted(*made);
     if more > 0 && !budget.take(more) {
@@ -439,7 +411,7 @@ mod tests {
     /// when its inflater goes.
     #[test]
     fn unfinished_compressed_messages_are_bounded_together() {
-        let budget: &'static InflateBudget = Box::leak(Box::new(InflateBudget::new(1 << 20)));
+        let budget: &'static ProcessBudget = Box::leak(Box::new(ProcessBudget::new(1 << 20)));
         let fresh = agreed("permessage-deflate", DeflateConfig::DEFAULT);
         // About 10 KiB (at level 1) that inflate to 1 MiB, a message not ended.
         let bomb = Codec::new().compress(&fresh, &vec![0u8; 1 << 20], <[u8]>::to_vec);
@@ -447,7 +419,7 @@ mod tests {
         let mut discard = |_: &[u8]| Ok(());
         let mut first = Inflater::new(budget);
         assert_eq!(first.inflate(&bomb, &mut discard), Ok(()));
-        assert_eq!(budget.held.load(Ordering::Relaxed), (1 << 20) - INFLATING_FREE);
+        assert_eq!(budget.held(), (1 << 20) - INFLATING_FREE);
         let mut second = Inflater::new(budget);
         assert_eq!(second.inflate(&bomb, &mut discard), Err(InflateError::TooLarge));
         // Small messages go on meanwhile: their first 64 KiB are their own.
@@ -457,11 +429,11 @@ mod tests {
         // The first ends: what it held comes back.
         first.message_done();
         second.message_done();
-        assert_eq!(budget.held.load(Ordering::Relaxed), 0);
+        assert_eq!(budget.held(), 0);
         let mut fourth = Inflater::new(budget);
         assert_eq!(fourth.inflate(&bomb, &mut discard), Ok(()));
         drop(fourth);
-        assert_eq!(budget.held.load(Ordering::Relaxed), 0, "a dropped inflater kept its share");
+        assert_eq!(budget.held(), 0, "a dropped inflater kept its share");
     }
 
     #[test]

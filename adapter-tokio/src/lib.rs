@@ -57,6 +57,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backplane;
+mod budget;
 pub mod client;
 mod config;
 mod deflate;
@@ -75,7 +76,7 @@ pub use roomwire_core;
 pub use roomwire_core::handshake::{ClientRequest, Request};
 pub use roomwire_core::{CloseCode, MessageKind};
 pub use server::Server;
-pub use socket::WebSocket;
+pub use socket::{DEFAULT_OUTBOUND_LIMIT, WebSocket, outbound_held, outbound_limit, set_outbound_limit};
 
 /// Lock, ignoring poisoning: every critical section in this crate leaves
 /// its data valid, so a panic elsewhere while one was held changes nothing.

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant as TokioInstant, Sleep};
 use tracing::{Span, debug, trace};
 
+use crate::budget::ProcessBudget;
 use crate::config::Config;
 use crate::deflate::{Codec, plain_message};
 use crate::error::Error;
@@ -30,6 +31,95 @@ const REASSEMBLY_KEEP: usize = 64 * 1024;
 const TRANSMIT_ROOM: usize = 256;
 /// Longest frame header, with masking key.
 const MAX_FRAME_HEADER: usize = 14;
+
+/// Bytes of a connection's outbound queue that are its own; beyond them,
+/// each queued byte counts against the process's bound
+/// ([`set_outbound_limit`]) until it is written.
+const OUTBOUND_FREE: usize = 64 * 1024;
+
+/// The process's bound on bytes queued for sending beyond each connection's
+/// first 64 KiB, until [`set_outbound_limit`] sets another: 1 GiB.
+pub const DEFAULT_OUTBOUND_LIMIT: usize = 1 << 30;
+
+/// What outbound queues hold beyond their first 64 KiB, process-wide.
+static OUTBOUND: ProcessBudget = ProcessBudget::new(DEFAULT_OUTBOUND_LIMIT);
+
+/// Sets the process's bound on bytes queued for sending and not yet
+/// written, over every connection of every server and client in the
+/// process ([`DEFAULT_OUTBOUND_LIMIT`] until set).
+///
+/// A connection's first 64 KiB queued are its own; beyond them each byte
+/// counts against this bound until it is written. A frame that would pass
+/// it is refused as a full queue is
+/// ([`Error::QueueFull`](crate::Error::QueueFull); a server closes the
+/// reader with 1013), whatever the connection's own
+/// [`Config::max_outbound`]. It is the memory readers that do not read can
+/// pin: a room's frame is encoded once, but each reader's queue holds its
+/// own copy, so a crowd of connections that never read, in a room that
+/// carries large messages, would otherwise hold the per-connection bound
+/// each. Size it to what the machine can spare, and above the largest
+/// frame. Lowering it below what is held now takes nothing back.
+///
+/// ```standalone_crate
+/// // A small machine: at most 64 MiB queued beyond each connection's first 64 KiB.
+/// // (A doctest of its own process: the bound is the process's.)
+/// roomwire_tokio::set_outbound_limit(64 << 20);
+/// assert_eq!(roomwire_tokio::outbound_limit(), 64 << 20);
+/// ```
+pub fn set_outbound_limit(bytes: usize) {
+    OUTBOUND.set_limit(bytes);
+}
+
+/// The process's bound on bytes queued for sending beyond each
+/// connection's first 64 KiB (see [`set_outbound_limit`]).
+pub fn outbound_limit() -> usize {
+    OUTBOUND.limit()
+}
+
+/// Bytes queued for sending now against [`outbound_limit`], over the
+/// process (each connection's first 64 KiB not counted): for metrics.
+pub fn outbound_held() -> usize {
+    OUTBOUND.held()
+}
+
+/// The part of a connection's outbound queue beyond its first
+/// [`OUTBOUND_FREE`] bytes, taken from [`OUTBOUND`]: given back as it is
+/// written, and when the connection goes.
+#[derive(Debug, Default)]
+struct OutboundCharge(usize);
+
+impl OutboundCharge {
+    /// Cover a queue of `queued` bytes, taking what more it needs; false,
+    /// and nothing taken, if the budget has no room.
+    fn cover(&mut self, queued: usize) -> bool {
+        let need = queued.saturating_sub(OUTBOUND_FREE);
+        if need <= self.0 {
+            return true;
+        }
+        if !OUTBOUND.take(need - self.0) {
+            return false;
+        }
+        self.0 = need;
+        true
+    }
+
+    /// Give back what a queue of `queued` bytes no longer needs.
+    fn shrink_to(&mut self, queued: usize) {
+        let need = queued.saturating_sub(OUTBOUND_FREE);
+        if need < self.0 {
+            OUTBOUND.give_back(self.0 - need);
+            self.0 = need;
+        }
+    }
+}
+
+impl Drop for OutboundCharge {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            OUTBOUND.give_back(self.0);
+        }
+    }
+}
 
 thread_local! {
     /// A read buffer and a write buffer given back by connections of this
@@ -231,6 +321,8 @@ pub struct WebSocket<S> {
     /// Outbound queue; bytes `wpos..` are not written yet.
     pub(crate) wbuf: Vec<u8>,
     wpos: usize,
+    /// What the queue holds of the process's outbound bound.
+    outbound: OutboundCharge,
     /// Written bytes not yet flushed.
     need_flush: bool,
     /// See [`WebSocket::hold_close`].
@@ -276,6 +368,7 @@ impl<S> WebSocket<S> {
             rend: 0,
             wbuf: Vec::new(),
             wpos: 0,
+            outbound: OutboundCharge(0),
             need_flush: false,
             hold_close: false,
             reader: MessageReader::new(VecStorage::new(limit, REASSEMBLY_KEEP)),
@@ -490,12 +583,19 @@ impl<S> WebSocket<S> {
         Ok(())
     }
 
-    fn check_room(&self, payload: usize) -> Result<(), Error> {
+    /// Whether a frame of `payload` bytes may be queued: under the
+    /// connection's bound (any frame into an empty queue), and within the
+    /// process's ([`set_outbound_limit`]), whose share it then holds.
+    fn check_room(&mut self, payload: usize) -> Result<(), Error> {
         if !self.conn.can_send() {
             return Err(Error::Closed);
         }
         let queued = self.queued();
-        if queued > 0 && queued.saturating_add(payload).saturating_add(MAX_FRAME_HEADER) > self.max_outbound {
+        let after = queued.saturating_add(payload).saturating_add(MAX_FRAME_HEADER);
+        if queued > 0 && after > self.max_outbound {
+            return Err(Error::QueueFull);
+        }
+        if !self.outbound.cover(after) {
             return Err(Error::QueueFull);
         }
         Ok(())
@@ -987,12 +1087,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Ready(Ok(n)) => {
                     self.wpos += n;
                     self.need_flush = true;
+                    self.outbound.shrink_to(self.wbuf.len() - self.wpos);
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             }
         }
         self.wbuf.clear();
         self.wpos = 0;
+        self.outbound.shrink_to(0);
         if self.wbuf.capacity() > WRITE_BUFFER_KEEP {
             self.wbuf.shrink_to(WRITE_BUFFER_KEEP);
         }
