@@ -25,21 +25,32 @@ pub(crate) fn client(nodes: Vec<String>) -> Result<ClusterClient, redis::RedisEr
         .build()
 }
 
+/// At most this many subscription commands in flight at once: a node
+/// that subscribes to every room again after a reconnect (tens of
+/// thousands of channels) would otherwise put them all in line at once,
+/// each timed from then, and those at the end would pass the bus's
+/// timeout waiting their turn, failing the session again and again.
+const SUBSCRIBING_AT_ONCE: usize = 256;
+
 /// Subscribe (or unsubscribe) `channels`, one command each (channels of
-/// different slots cannot share one), all in flight at once.
+/// different slots cannot share one), [`SUBSCRIBING_AT_ONCE`] in flight
+/// at a time, each timed from when its batch is sent.
 async fn each_channel(con: &ClusterConnection, channels: &[String], subscribe: bool) -> Result<(), String> {
-    let results = join_all(channels.iter().map(|channel| {
-        let mut con = con.clone();
-        async move {
-            if subscribe {
-                within("ssubscribe", con.ssubscribe(channel)).await
-            } else {
-                within("sunsubscribe", con.sunsubscribe(channel)).await
+    for batch in channels.chunks(SUBSCRIBING_AT_ONCE) {
+        let results = join_all(batch.iter().map(|channel| {
+            let mut con = con.clone();
+            async move {
+                if subscribe {
+                    within("ssubscribe", con.ssubscribe(channel)).await
+                } else {
+                    within("sunsubscribe", con.sunsubscribe(channel)).await
+                }
             }
-        }
-    }))
-    .await;
-    results.into_iter().collect()
+        }))
+        .await;
+        results.into_iter().collect::<Result<(), String>>()?;
+    }
+    Ok(())
 }
 
 /// A cluster connection (it routes each command to its slot's shard).
