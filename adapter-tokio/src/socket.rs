@@ -1404,6 +1404,36 @@ pub(crate) mod tests {
         frame
     }
 
+    /// A peer that never reads its input and never answers our close, but
+    /// keeps sending: the connection still ends at its deadlines (the
+    /// core's close timeout, then the adapter's own), not whenever the
+    /// peer stops: input that keeps coming does not keep the deadline from
+    /// being looked at.
+    #[tokio::test]
+    async fn a_peer_that_floods_after_our_close_cannot_keep_the_connection() {
+        use tokio::io::AsyncWriteExt;
+        let mut config = Config::default();
+        config.core.close_timeout = roomwire_core::Duration::from_millis(200);
+        let (mut ws, mut peer) = accepted(config).await;
+        // More than the pipe holds: the close frame waits behind it.
+        ws.feed(MessageRef::Binary(&[1; 8 * 1024])).unwrap();
+        ws.start_close(CloseCode::Normal, "bye").unwrap();
+        let frame = client_frame(0x82, &[2; 512]);
+        let flood = tokio::spawn(async move { while peer.write_all(&frame).await.is_ok() {} });
+        let started = std::time::Instant::now();
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while let Some(received) = ws.recv().await {
+                if received.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        flood.abort();
+        assert!(ended.is_ok(), "still open after 5 s of flooding");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
     /// A peer that never reads and keeps sending pings between messages:
     /// each message handed out used to queue the pong owed, past the
     /// queue's bound, so the write buffer grew with every pair. Over the
