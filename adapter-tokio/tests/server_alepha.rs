@@ -623,6 +623,19 @@ async fn reply_except_connections_and_users_skips_exactly_them() {
     assert_eq!(reached(&mut h, &mut all, ids, "three").await, [1, 2, 3], "the sender's own user excluded");
 }
 
+/// An endpoint's `on_connect` that never ends is cancelled at the handler
+/// timeout: the connection's messages are handled after it, not never.
+#[tokio::test]
+async fn an_on_connect_hook_that_never_ends_is_cancelled_at_the_handler_timeout() {
+    let mut h = harness_with(config(|c| c.handler_timeout = Some(std::time::Duration::from_millis(300))), |endpoint| {
+        endpoint.on_connect(|_, _| std::future::pending::<()>())
+    })
+    .await;
+    let (mut ws, _) = h.connect_with("/ws/secure-chat?roomId=vault", &[], &[("Authorization", "Bearer ann")]).await;
+    say(&mut ws, "vault", "!all after the hook").await;
+    assert_eq!(recv_json(&mut ws).await["content"], "after the hook");
+}
+
 /// An endpoint's own `on_connect` and `on_disconnect` (Alepha's
 /// `$websocket` hooks) get the server and the event; `on_connect` runs
 /// once the connection is in its rooms and ends before its first message

@@ -838,7 +838,17 @@ async fn settle(
     }
     let policy = endpoint.policy();
     if let Some(hook) = &policy.on_connect {
-        hook(server.clone(), event).await;
+        // Bounded as a handler is: a hook that never ends would leave the
+        // connection open and its messages unhandled for good.
+        let hook = hook(server.clone(), event);
+        match shared.config.handler_timeout {
+            Some(limit) => {
+                if tokio::time::timeout(limit, hook).await.is_err() {
+                    tracing::warn!("on_connect hook timed out: cancelled");
+                }
+            }
+            None => hook.await,
+        }
     }
     let leased = registration.hand_over();
     let cell = endpoint.cell().clone();

@@ -224,6 +224,9 @@ macro_rules! admission_methods {
 
         /// Run after a connection is registered and in its rooms, before its
         /// first message is read. Errors are the hook's business (log them).
+        /// Bounded by [`ServerConfig::handler_timeout`](crate::server::ServerConfig::handler_timeout):
+        /// a hook still running then is cancelled (its future dropped), and
+        /// the connection goes on.
         pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
         where
             F: Fn($crate::server::Server, $crate::server::ConnectEvent) -> Fut + Send + Sync + 'static,
