@@ -363,6 +363,37 @@ async fn a_failed_state_is_built_again_by_the_next_join_or_call() {
     assert_eq!(h.log.count("factory-failed q"), 1);
 }
 
+// A state factory that never ends (here: a minute) does not hold the
+// joining connection: it is closed with 1011 at the join's timeout, and
+// leaves once the room takes its join.
+#[tokio::test(start_paused = true)]
+async fn a_join_that_never_ends_is_closed_at_the_join_timeout() {
+    let h = harness(0);
+    h.knobs.factory_ms.store(60_000, Ordering::SeqCst);
+    let started = tokio::time::Instant::now();
+    let mut ws = h.connect("/ws/game?roomId=s").await;
+    timeout(Duration::from_secs(30), async {
+        while let Some(received) = ws.recv().await {
+            if received.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("still joining after 30 s");
+    let waited = started.elapsed();
+    assert_eq!(
+        ws.peer_close().map(|c| (c.code, c.reason.clone())),
+        Some((Some(CloseCode::Error), "Room join failed".into()))
+    );
+    assert!(waited >= Duration::from_secs(10) && waited < Duration::from_secs(11), "{waited:?}");
+    // The state is built at last: the join given up is taken, then left.
+    sleep(Duration::from_secs(60)).await;
+    h.until("empty s", 1).await;
+    assert_eq!(h.log.count("join "), 1);
+    assert_eq!(h.server.connection_count(), 0);
+}
+
 // A failing on_join closes with 1011; the connection then leaves as any.
 #[tokio::test(start_paused = true)]
 async fn a_failing_on_join_closes_with_1011_and_leaves() {

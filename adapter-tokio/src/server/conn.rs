@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 
 use roomwire_core::admission::{Gates, HttpRefusal};
+use roomwire_core::cluster::ownership::ROOM_JOIN_TIMEOUT;
 use roomwire_core::cluster::{BUS_TIMEOUT, ConnectionId};
 use roomwire_core::dispatch::Refusal;
 use roomwire_core::room::MemberId;
@@ -810,7 +811,10 @@ async fn settle(
     let joining = Joining { id: id.text().as_str().into(), user_id: user.clone(), query, format, place };
     let seat = match rooms.first().and_then(|room| endpoint.join_room(&server, joining, room)) {
         None => None,
-        Some(joining) => match joining.await {
+        // Bounded: a state factory or `on_join` that never ends must not
+        // hold the connection for good (the join, given up, still leaves
+        // once the room takes it).
+        Some(joining) => match tokio::time::timeout(ROOM_JOIN_TIMEOUT.into(), joining).await.ok().flatten() {
             Some(seat) => Some(Box::new(seat)),
             None => {
                 let failed = roomwire_core::stateful::JOIN_FAILED;
