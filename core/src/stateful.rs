@@ -71,6 +71,10 @@ pub const MAX_TICK_HZ: u32 = 1_000;
 /// one message in its room's queue, however slow the room.
 pub const ROOM_BUSY: &str = "Room busy: the previous message is still waiting";
 
+/// The error a message to a stateful room gets when the room stopped
+/// taking messages before it handled this one.
+pub const ROOM_CLOSED: &str = "Room closed";
+
 /// Building the room's state or its `on_join` failed: the joining
 /// connection is accepted, then closed with 1011 "Room join failed".
 pub const JOIN_FAILED: Refusal = Refusal { code: CloseCode::Error, reason: "Room join failed" };

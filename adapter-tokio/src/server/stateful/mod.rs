@@ -18,7 +18,7 @@ use roomwire_core::cluster::{RoomBody, RoomOp, RoomStatus};
 use roomwire_core::dispatch::Refusal;
 use roomwire_core::room::{MemberId, TableLimits};
 use roomwire_core::session::ServerSession;
-use roomwire_core::stateful::{self, NonJson, ROOM_BUSY, RoomInbound};
+use roomwire_core::stateful::{self, NonJson, ROOM_BUSY, ROOM_CLOSED, RoomInbound};
 use roomwire_core::wire::WireFormat;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -718,12 +718,12 @@ where
         let sent = seat.inputs.send(input).is_ok();
         let future = Box::pin(async move {
             if !sent {
-                return Err(HandlerError::from("Room closed"));
+                return Err(HandlerError::from(ROOM_CLOSED));
             }
             match outcome.await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(text)) => Err(HandlerError::from(text)),
-                Err(_) => Err(HandlerError::from("Room closed")),
+                Err(_) => Err(HandlerError::from(ROOM_CLOSED)),
             }
         });
         Dispatched::Handler { room: seat.room.clone(), future }
