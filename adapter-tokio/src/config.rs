@@ -38,6 +38,7 @@ pub struct Config {
     pub max_outbound: usize,
     /// Largest single read from the stream (default 64 KiB). The read buffer
     /// starts at 4 KiB and doubles up to this size while reads fill it.
+    /// At most 4 GiB (a larger value reads as 4 GiB).
     pub max_read_chunk: usize,
 }
 

@@ -85,30 +85,36 @@ pub fn outbound_held() -> usize {
 /// The part of a connection's outbound queue beyond its first
 /// [`OUTBOUND_FREE`] bytes, taken from [`OUTBOUND`]: given back as it is
 /// written, and when the connection goes.
+/// 32 bits, beside the 32-bit read chunk: one word with it in every
+/// connection (a queue's charge past 4 GiB is refused).
 #[derive(Debug, Default)]
-struct OutboundCharge(usize);
+struct OutboundCharge(u32);
 
 impl OutboundCharge {
     /// Cover a queue of `queued` bytes, taking what more it needs; false,
     /// and nothing taken, if the budget has no room.
     fn cover(&mut self, queued: usize) -> bool {
         let need = queued.saturating_sub(OUTBOUND_FREE);
-        if need <= self.0 {
+        let held = self.0 as usize;
+        if need <= held {
             return true;
         }
-        if !OUTBOUND.take(need - self.0) {
+        let Ok(charge) = u32::try_from(need) else { return false };
+        if !OUTBOUND.take(need - held) {
             return false;
         }
-        self.0 = need;
+        self.0 = charge;
         true
     }
 
     /// Give back what a queue of `queued` bytes no longer needs.
     fn shrink_to(&mut self, queued: usize) {
         let need = queued.saturating_sub(OUTBOUND_FREE);
-        if need < self.0 {
-            OUTBOUND.give_back(self.0 - need);
-            self.0 = need;
+        let held = self.0 as usize;
+        if need < held {
+            OUTBOUND.give_back(held - need);
+            // Below the held charge, so within 32 bits.
+            self.0 = u32::try_from(need).unwrap_or(self.0);
         }
     }
 }
@@ -116,7 +122,7 @@ impl OutboundCharge {
 impl Drop for OutboundCharge {
     fn drop(&mut self) {
         if self.0 > 0 {
-            OUTBOUND.give_back(self.0);
+            OUTBOUND.give_back(self.0 as usize);
         }
     }
 }
@@ -310,8 +316,9 @@ pub struct WebSocket<S> {
     /// [`Config::max_outbound`] (the rest of the configuration is the
     /// core's, kept once, in `conn`).
     max_outbound: usize,
-    /// [`Config::max_read_chunk`].
-    max_read_chunk: usize,
+    /// [`Config::max_read_chunk`] (at most 4 GiB: 32 bits, in one word
+    /// with the outbound charge).
+    max_read_chunk: u32,
     /// Origin of the core's clock.
     origin: TokioInstant,
     /// Read buffer, fully initialised; bytes `rstart..rend` are unprocessed.
@@ -360,7 +367,7 @@ impl<S> WebSocket<S> {
             stream,
             conn,
             max_outbound: config.max_outbound,
-            max_read_chunk: config.max_read_chunk,
+            max_read_chunk: u32::try_from(config.max_read_chunk).unwrap_or(u32::MAX),
             origin,
             // Allocated (or taken from the thread's spare) at the first read.
             rbuf: Vec::new(),
@@ -395,13 +402,18 @@ impl<S> WebSocket<S> {
 
     /// The configuration.
     pub fn config(&self) -> Config {
-        Config { core: *self.conn.config(), max_outbound: self.max_outbound, max_read_chunk: self.max_read_chunk }
+        Config { core: *self.conn.config(), max_outbound: self.max_outbound, max_read_chunk: self.max_read_chunk() }
     }
 
     /// The close frame the peer sent, once received: its code and reason.
     /// After our own [`close`](Self::close), this is the peer's echo.
     pub fn peer_close(&self) -> Option<&CloseFrame> {
         self.peer_close.as_deref()
+    }
+
+    /// The largest single read.
+    fn max_read_chunk(&self) -> usize {
+        self.max_read_chunk as usize
     }
 
     /// Bytes queued for sending and not yet written.
@@ -1007,9 +1019,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Ready(Ok(())) => {
                     let n = buf.filled().len();
                     self.rend += n;
-                    if self.rend == self.rbuf.len() && self.rbuf.len() < self.max_read_chunk {
+                    if self.rend == self.rbuf.len() && self.rbuf.len() < self.max_read_chunk() {
                         // Reads fill the buffer: let the next ones be bigger.
-                        let len = (self.rbuf.len() * 2).min(self.max_read_chunk);
+                        let len = (self.rbuf.len() * 2).min(self.max_read_chunk());
                         self.rbuf.resize(len, 0);
                     }
                     return Poll::Ready(Ok(Io::Read(n)));
@@ -1059,7 +1071,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.rbuf.is_empty() {
             // Released while idle: take the thread's spare, if it suits.
             let spare = take_spare(&SPARE_READ);
-            if !spare.is_empty() && spare.len() <= self.max_read_chunk.max(INITIAL_READ_BUFFER) {
+            if !spare.is_empty() && spare.len() <= self.max_read_chunk().max(INITIAL_READ_BUFFER) {
                 self.rbuf = spare;
             } else {
                 give_back(&SPARE_READ, spare);
@@ -1069,7 +1081,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // The buffer was released while idle, or unprocessed bytes fill
             // it: only an incomplete handshake does that, bounded by
             // `max_handshake_size`.
-            let initial = INITIAL_READ_BUFFER.min(self.max_read_chunk.max(1));
+            let initial = INITIAL_READ_BUFFER.min(self.max_read_chunk().max(1));
             let len = if self.rbuf.is_empty() { initial } else { (self.rbuf.len() * 2).max(INITIAL_READ_BUFFER) };
             self.rbuf.resize(len, 0);
         }
