@@ -138,8 +138,9 @@ impl<'s> Nesting<'s> {
         }
     }
 
-    /// Reads a string from `inner` for `visitor`: as is, or, when strings
-    /// arrive raw, unescaped first. Returns `visitor` when they do not.
+    /// Reads a string from `inner` for `visitor`, unescaped first, when
+    /// strings arrive raw; when they do not, gives both back to be
+    /// forwarded.
     fn read_string<'de, D: Deserializer<'de>, V: Visitor<'de>>(
         &self,
         inner: D,
@@ -230,8 +231,8 @@ macro_rules! read_strings {
 }
 
 /// Calls `$apply!` with the `deserialize_*` methods of every kind of value
-/// but strings, characters, structs and tuples: the one list that [`Bounded`] forwards
-/// and a map key ([`StringKeyDeserializer`]) refuses.
+/// but strings, characters, structs and tuples: the one list that
+/// [`Bounded`] forwards and a map key ([`StringKeyDeserializer`]) refuses.
 macro_rules! value_methods {
     ($apply:ident) => {
         $apply! {
