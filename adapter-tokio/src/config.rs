@@ -31,7 +31,9 @@ pub struct Config {
     /// message with [`Error::QueueFull`](crate::Error::QueueFull) when the
     /// queue is not empty and the encoded message would take it over this
     /// bound; a message is always accepted into an empty queue, however
-    /// large. Control frames (pongs, close) are never refused; but while
+    /// large, within the process's bound
+    /// ([`set_outbound_limit`](crate::set_outbound_limit), else
+    /// [`Error::OutboundLimit`](crate::Error::OutboundLimit)). Control frames (pongs, close) are never refused; but while
     /// the queue is at or over this bound the connection reads nothing more
     /// and queues no pong, so a peer that does not read is slowed by TCP
     /// and dropped by keepalive rather than buffered for.

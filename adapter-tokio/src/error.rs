@@ -38,6 +38,13 @@ pub enum Error {
     /// The outbound queue is over [`Config::max_outbound`](crate::Config::max_outbound):
     /// [`flush`](crate::WebSocket::flush) before feeding more.
     QueueFull,
+    /// The process's bound on queued bytes
+    /// ([`set_outbound_limit`](crate::set_outbound_limit)) has no room for
+    /// the message beyond this connection's first 64 KiB: nothing was
+    /// queued. Flushing gives back only this connection's share; what
+    /// other connections hold must be written (or their connections end)
+    /// first. A server closes such a reader with 1013.
+    OutboundLimit,
     /// A call the connection does not allow (e.g. a close code that may not
     /// be sent, a close reason over 123 bytes, a whole message while a
     /// fragmented one is in progress).
@@ -60,6 +67,7 @@ impl fmt::Display for Error {
             Error::Timeout(Timeout::Message) => f.write_str("peer did not finish a message in time"),
             Error::Closed => f.write_str("connection closed"),
             Error::QueueFull => f.write_str("outbound queue full"),
+            Error::OutboundLimit => f.write_str("the process's outbound bound is reached"),
             Error::Send(e) => write!(f, "cannot send: {e}"),
             Error::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
         }

@@ -45,15 +45,17 @@ pub const DEFAULT_OUTBOUND_LIMIT: usize = 1 << 30;
 static OUTBOUND: ProcessBudget = ProcessBudget::new(DEFAULT_OUTBOUND_LIMIT);
 
 /// Sets the process's bound on bytes queued for sending and not yet
-/// written, over every connection of every server and client in the
-/// process ([`DEFAULT_OUTBOUND_LIMIT`] until set).
+/// written, over every [`WebSocket`] of the process, server or client
+/// ([`DEFAULT_OUTBOUND_LIMIT`] until set).
 ///
 /// A connection's first 64 KiB queued are its own; beyond them each byte
-/// counts against this bound until it is written. A frame that would pass
-/// it is refused as a full queue is
-/// ([`Error::QueueFull`](crate::Error::QueueFull); a server closes the
-/// reader with 1013), whatever the connection's own
-/// [`Config::max_outbound`]. It is the memory readers that do not read can
+/// counts against this bound until it is written. A message that would
+/// pass it is refused ([`Error::OutboundLimit`](crate::Error::OutboundLimit),
+/// even into an empty queue; a server closes the reader with 1013),
+/// whatever the connection's own [`Config::max_outbound`]. A reader
+/// closed so keeps its share until its connection ends (the close timeout
+/// at most): meanwhile, readers whose queues pass 64 KiB are refused too.
+/// (The room [`Client`](crate::Client) keeps its own buffers, outside it.) It is the memory readers that do not read can
 /// pin: a room's frame is encoded once, but each reader's queue holds its
 /// own copy, so a crowd of connections that never read, in a room that
 /// carries large messages, would otherwise hold the per-connection bound
@@ -494,8 +496,16 @@ impl<S> WebSocket<S> {
         }
         let Self { conn, wbuf, .. } = self;
         let room = message.payload().len() + MAX_FRAME_HEADER;
-        encode_into(wbuf, room, |out| conn.send(message, out))?;
+        let encoded = encode_into(wbuf, room, |out| conn.send(message, out));
+        self.settle_outbound();
+        encoded?;
         Ok(())
+    }
+
+    /// After an encode, what was covered ahead beyond what the frame took
+    /// (a compressed frame, a failed encode) is given back.
+    fn settle_outbound(&mut self) {
+        self.outbound.shrink_to(self.queued());
     }
 
     /// Compress `payload` as one message, as `agreed` says, and queue it.
@@ -508,6 +518,7 @@ impl<S> WebSocket<S> {
         if queued.is_err() {
             codec.forget_context();
         }
+        self.settle_outbound();
         queued?;
         Ok(())
     }
@@ -521,7 +532,9 @@ impl<S> WebSocket<S> {
         self.check_room(payload.len())?;
         let Self { conn, wbuf, .. } = self;
         let room = payload.len() + MAX_FRAME_HEADER;
-        encode_into(wbuf, room, |out| conn.send_fragment(kind, payload, fin, out))?;
+        let encoded = encode_into(wbuf, room, |out| conn.send_fragment(kind, payload, fin, out));
+        self.settle_outbound();
+        encoded?;
         Ok(())
     }
 
@@ -608,7 +621,7 @@ impl<S> WebSocket<S> {
             return Err(Error::QueueFull);
         }
         if !self.outbound.cover(after) {
-            return Err(Error::QueueFull);
+            return Err(Error::OutboundLimit);
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ mod server_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use roomwire_tokio::{CloseCode, outbound_held, outbound_limit, set_outbound_limit};
+use roomwire_tokio::{CloseCode, Error, MessageRef, outbound_held, outbound_limit, set_outbound_limit};
 use server_support::{LIMIT, config, harness_with, raw_request, recv_json, say};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -67,6 +67,16 @@ async fn readers_that_do_not_read_hold_at_most_the_process_bound() {
         }
     }
     assert!(overflowed > 0, "no queue was refused past the process bound");
+    // The bound refuses a message even into an empty queue, with an error
+    // of its own (flushing would not make room); within a queue's first
+    // 64 KiB nothing is asked of it.
+    set_outbound_limit(0);
+    let big = format!(r#"{{"roomId":"r","message":{{"content":"{}"}}}}"#, "y".repeat(100 << 10));
+    assert!(matches!(sender.feed(MessageRef::Text(&big)), Err(Error::OutboundLimit)));
+    assert_eq!(sender.queued(), 0);
+    sender.feed(MessageRef::Text(r#"{"roomId":"r","message":{"content":"small"}}"#)).unwrap();
+    sender.flush().await.unwrap();
+    assert_eq!(recv_json(&mut reader).await["content"], "small");
     drop(stalled);
     drop(sender);
     drop(reader);

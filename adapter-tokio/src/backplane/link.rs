@@ -407,11 +407,12 @@ impl Link {
         }
     }
 
-    /// Whether `topic` is subscribed: confirmed, and not given up since. A
-    /// bus told that a subscription ended tells one it ended itself from
-    /// one its server ended (a resharding moved the topic's slot).
-    pub fn is_subscribed(&self, topic: &str) -> bool {
-        lock(&self.inner.subscribed).contains_key(topic)
+    /// Whether the server wants `topic` heard now. A bus told that a
+    /// subscription ended tells one it ended itself (of a topic no longer
+    /// wanted) from one its server ended (a resharding moved the topic's
+    /// slot), whether or not the subscription was confirmed yet.
+    pub fn wants(&self, topic: &str) -> bool {
+        lock(&self.inner.interest).wanted.contains(topic)
     }
 
     /// Say these topics are being unsubscribed (call it before asking the

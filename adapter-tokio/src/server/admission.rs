@@ -64,12 +64,15 @@ impl Handshake {
         })
     }
 
-    /// The rooms the request asks to join, as the server reads them (the
-    /// core's [`for_each_query_room`](roomwire_core::alepha::for_each_query_room)):
+    /// The rooms the request asks to join on the Alepha wire, as the
+    /// server reads them (the core's
+    /// [`for_each_query_room`](roomwire_core::alepha::for_each_query_room)):
     /// every `roomId` value, then the items of the first `roomIds`, or
     /// [`DEFAULT_ROOM`](roomwire_core::alepha::DEFAULT_ROOM) when it names
-    /// none. Empty if the query names a room that is not valid (the
-    /// request is then refused whatever the hook answers).
+    /// none. Empty if the query names a room that is not valid (such a
+    /// request is refused unless the hook answers with a room of its own,
+    /// which replaces them). On the roomwire wire rooms are joined by
+    /// request, each through the endpoint's room rules, not by the URL.
     ///
     /// ```
     /// # use roomwire_tokio::server::Handshake;

@@ -1115,7 +1115,7 @@ fn pump(ws: &mut WebSocket<ServedStream>, outbox: &Outbox, ours: &mut OurClose) 
     for frame in taken.frames.iter() {
         match ws.feed_encoded_frame(frame) {
             Ok(()) => {}
-            Err(Error::QueueFull) => {
+            Err(Error::QueueFull | Error::OutboundLimit) => {
                 overflow = true;
                 break;
             }
@@ -1185,7 +1185,7 @@ impl Served<'_> {
 /// sender too far behind to take it is a slow consumer like any other:
 /// its answer is not dropped in silence.
 fn answer(ws: &mut WebSocket<ServedStream>, outbox: &Outbox, ours: &mut OurClose, kind: MessageKind, body: &[u8]) {
-    if let Err(Error::QueueFull) = ws.feed_fragment(kind, body, true) {
+    if let Err(Error::QueueFull | Error::OutboundLimit) = ws.feed_fragment(kind, body, true) {
         slow_consumer(ws, outbox, ours);
     }
 }

@@ -191,7 +191,11 @@ where
     /// A stateful room whose state `state(room_id)` builds, on the room's
     /// first join or call. A failure is not remembered: the next join or
     /// call builds again; the joining connection is closed with 1011 "Room
-    /// join failed", the call fails with [`CallError::Failed`].
+    /// join failed", the call fails with [`CallError::Failed`]. A joining
+    /// connection waits for the state and its `on_join` at most
+    /// [`ROOM_JOIN_TIMEOUT`](roomwire_core::cluster::ownership::ROOM_JOIN_TIMEOUT)
+    /// (10 s), then is closed the same way (its join, once the room gets
+    /// to it, is left at once).
     pub fn new<F, Fut>(state: F) -> Self
     where
         F: Fn(&str) -> Fut + Send + Sync + 'static,
