@@ -73,18 +73,58 @@ async fn expect_append<S>(ws: &mut WebSocket<S>, content: &str, within: Duration
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    expect_frame(ws, None, within, &format!("append {content:?}"), |v| is_append(v, content)).await
+}
+
+fn is_append(frame: &serde_json::Value, content: &str) -> bool {
+    frame["type"] == "append" && frame["content"] == content
+}
+
+/// Waits for a JSON text frame that `wanted` accepts (others are skipped)
+/// within `within`; returns it. Meanwhile `other`, if given, reads too
+/// (and so answers its pings): its end fails the wait.
+async fn expect_frame<S>(
+    ws: &mut WebSocket<S>,
+    mut other: Option<&mut WebSocket<S>>,
+    within: Duration,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let deadline = Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let message = match timeout(left, ws.recv()).await {
-            Err(_) => return Err(format!("no append {content:?} within {within:?}")),
-            Ok(None) => return Err("connection closed".into()),
-            Ok(Some(Err(e))) => return Err(format!("recv: {e}")),
-            Ok(Some(Ok(m))) => m,
+        let other_ends = async {
+            match other.as_deref_mut() {
+                Some(other) => loop {
+                    match other.recv().await {
+                        None => return "the other member was closed".to_string(),
+                        Some(Err(e)) => return format!("the other member failed: {e}"),
+                        Some(Ok(_)) => {}
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let message = match timeout(left, async {
+            tokio::select! {
+                message = ws.recv() => Ok(message),
+                ended = other_ends => Err(ended),
+            }
+        })
+        .await
+        {
+            Err(_) => return Err(format!("no {what} within {within:?}")),
+            Ok(Err(ended)) => return Err(ended),
+            Ok(Ok(None)) => return Err("connection closed".into()),
+            Ok(Ok(Some(Err(e)))) => return Err(format!("recv: {e}")),
+            Ok(Ok(Some(Ok(m)))) => m,
         };
         let Message::Text(text) = message else { continue };
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{text}: {e}"))?;
-        if value["type"] == "append" && value["content"] == content {
+        if wanted(&value) {
             return Ok(value);
         }
         println!("peer: (skipping {text})");
@@ -469,26 +509,7 @@ async fn expect_append_while_answering<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    use std::cell::Cell;
-    let done = Cell::new(false);
-    let read = async {
-        let read = expect_append(reader, content, within).await;
-        done.set(true);
-        read
-    };
-    let answer = async {
-        while !done.get() {
-            match timeout(Duration::from_millis(20), other.recv()).await {
-                Ok(None) => return Err("the speaker was closed".to_string()),
-                Ok(Some(Err(e))) => return Err(format!("the speaker failed: {e}")),
-                _ => {}
-            }
-        }
-        Ok(())
-    };
-    let (read, answer) = tokio::join!(read, answer);
-    read.map_err(|e| format!("the reader: {e}"))?;
-    answer
+    expect_frame(reader, Some(other), within, &format!("append {content:?}"), |v| is_append(v, content)).await.map(drop)
 }
 
 /// Case 3, on the server that pings every 2 s: a reader that stops
@@ -554,29 +575,9 @@ async fn expect_system_while_answering<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let message = match timeout(left, async {
-            tokio::select! {
-                message = ws.recv() => Some(message),
-                _ = other.recv() => None,
-            }
-        })
-        .await
-        {
-            Err(_) => return Err(format!("no system message {prefix:?} within {within:?}")),
-            Ok(None) => continue,
-            Ok(Some(None)) => return Err("connection closed".into()),
-            Ok(Some(Some(Err(e)))) => return Err(format!("recv: {e}")),
-            Ok(Some(Some(Ok(m)))) => m,
-        };
-        let Message::Text(text) = message else { continue };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{text}: {e}"))?;
-        if value["type"] == "system" && value["message"].as_str().is_some_and(|m| m.starts_with(prefix)) {
-            return Ok(());
-        }
-    }
+    let wanted =
+        |v: &serde_json::Value| v["type"] == "system" && v["message"].as_str().is_some_and(|m| m.starts_with(prefix));
+    expect_frame(ws, Some(other), within, &format!("system message {prefix:?}"), wanted).await.map(drop)
 }
 
 /// Case 4, on the server that greets each new member's room (in a frame of

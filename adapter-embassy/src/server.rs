@@ -404,8 +404,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
     fn service(&mut self, index: usize, handler: &mut impl Handler<C>) {
         let member = MemberId(index as u32);
         let now = now();
-        let need = self.shared.frame.len();
-        let readers_have_room = self.slots.iter().all(|s| s.has_room(need));
+        let readers_have_room = readers_have_room(&self.slots, self.shared.frame.len());
         let Some(slot) = self.slots.get_mut(index) else { return };
         // Held back last turn, and the readers have room again: read now,
         // so that the input waiting (a pong, say) is there before the
@@ -503,7 +502,7 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
         loop {
             let Self { slots, table, shared, .. } = self;
             let need = shared.frame.len();
-            let readers_have_room = slots.iter().all(|s| s.has_room(need));
+            let readers_have_room = readers_have_room(slots, need);
             let Some(slot) = slots.get_mut(index) else { return };
             if slot.broken {
                 // Reset (too slow): what it sent is not handled, and its
@@ -621,6 +620,12 @@ impl<'b, C: Channel, const N: usize, T: RoomTable> Server<'b, C, N, T> {
             }
         }
     }
+}
+
+/// Whether every open connection's send buffer can take a frame of
+/// `need` bytes: what handling a message (or a new connection) waits for.
+fn readers_have_room(slots: &[Slot<'_>], need: usize) -> bool {
+    slots.iter().all(|s| s.has_room(need))
 }
 
 /// Frames the `len`-byte answer at the start of `body` for the sender

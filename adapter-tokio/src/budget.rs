@@ -5,6 +5,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Bytes each holder (a message being inflated, a connection's outbound
+/// queue) has of its own: only what it holds beyond them counts against a
+/// budget, so most holders never touch the count.
+pub(crate) const OWN_SHARE: usize = 64 * 1024;
+
 /// Bytes held across the process, and the most there may be.
 pub(crate) struct ProcessBudget {
     held: AtomicUsize,
@@ -32,6 +37,20 @@ impl ProcessBudget {
     /// Give back `n` bytes taken.
     pub(crate) fn give_back(&self, n: usize) {
         self.held.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// A holder of `from` bytes comes to hold `to`: what changes of its
+    /// part beyond [`OWN_SHARE`] is taken or given back. False, and
+    /// nothing taken, if it grows past the limit.
+    pub(crate) fn resize(&self, from: usize, to: usize) -> bool {
+        let (was, will) = (from.saturating_sub(OWN_SHARE), to.saturating_sub(OWN_SHARE));
+        if will > was {
+            return self.take(will - was);
+        }
+        if was > will {
+            self.give_back(was - will);
+        }
+        true
     }
 
     pub(crate) fn set_limit(&self, bytes: usize) {

@@ -50,11 +50,6 @@ use crate::budget::ProcessBudget;
 /// Size of one piece of inflated output, on the stack.
 const INFLATE_PIECE: usize = 8 * 1024;
 
-/// Bytes a compressed message holds before its end without counting
-/// against the process's bound ([`set_inflating_limit`]): most messages never reach the bound's
-/// bookkeeping.
-const INFLATING_FREE: usize = 64 * 1024;
-
 /// The process's bound on bytes that unfinished compressed messages hold
 /// (permessage-deflate, RFC 7692), until [`set_inflating_limit`] sets
 /// another: 256 MiB.
@@ -279,7 +274,7 @@ struct Inflater {
     zlib: Option<Decompress>,
     budget: &'static ProcessBudget,
     /// Bytes the message being inflated has produced so far: what is
-    /// beyond its first [`INFLATING_FREE`] is taken from `budget`.
+    /// beyond its own share ([`OWN_SHARE`](crate::budget::OWN_SHARE)) is taken from `budget`.
     made: usize,
 }
 
@@ -287,23 +282,6 @@ impl Inflater {
     fn new(budget: &'static ProcessBudget) -> Self {
         Self { zlib: None, budget, made: 0 }
     }
-}
-
-/// What a message that has produced `made` bytes holds of `budget`.
-fn counted(made: usize) -> usize {
-    made.saturating_sub(INFLATING_FREE)
-}
-
-/// Account for `n` more bytes of a message that has produced `made`:
-/// false, and nothing counted, if the budget has no room for them.
-fn count(budget: &ProcessBudget, made: &mut usize, n: usize) -> bool {
-    let after = made.saturating_add(n);
-    let more = counted(after) - counted(*made);
-    if more > 0 && !budget.take(more) {
-        return false;
-    }
-    *made = after;
-    true
 }
 
 impl Drop for Inflater {
@@ -314,7 +292,7 @@ impl Drop for Inflater {
 
 impl Inflate for Inflater {
     fn message_done(&mut self) {
-        self.budget.give_back(counted(self.made));
+        self.budget.resize(self.made, 0);
         self.made = 0;
     }
 
@@ -336,9 +314,11 @@ impl Inflate for Inflater {
             let made = usize::try_from(zlib.total_out() - was_out).unwrap_or(0);
             input = input.get(used..).unwrap_or(&[]);
             if let Some(out) = piece.get(..made).filter(|out| !out.is_empty()) {
-                if !count(budget, made_so_far, out.len()) {
+                let after = made_so_far.saturating_add(out.len());
+                if !budget.resize(*made_so_far, after) {
                     return Err(InflateError::TooLarge);
                 }
+                *made_so_far = after;
                 sink(out).map_err(|_| InflateError::TooLarge)?;
             }
             if status == Status::StreamEnd {
@@ -370,6 +350,7 @@ impl Inflate for Inflater {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::OWN_SHARE;
     use roomwire_core::deflate::{DeflateConfig, negotiate};
 
     fn agreed(offer: &str, config: DeflateConfig) -> Deflate {
@@ -419,7 +400,7 @@ mod tests {
         let mut discard = |_: &[u8]| Ok(());
         let mut first = Inflater::new(budget);
         assert_eq!(first.inflate(&bomb, &mut discard), Ok(()));
-        assert_eq!(budget.held(), (1 << 20) - INFLATING_FREE);
+        assert_eq!(budget.held(), (1 << 20) - OWN_SHARE);
         let mut second = Inflater::new(budget);
         assert_eq!(second.inflate(&bomb, &mut discard), Err(InflateError::TooLarge));
         // Small messages go on meanwhile: their first 64 KiB are their own.

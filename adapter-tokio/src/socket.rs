@@ -32,11 +32,6 @@ const TRANSMIT_ROOM: usize = 256;
 /// Longest frame header, with masking key.
 const MAX_FRAME_HEADER: usize = 14;
 
-/// Bytes of a connection's outbound queue that are its own; beyond them,
-/// each queued byte counts against the process's bound
-/// ([`set_outbound_limit`]) until it is written.
-const OUTBOUND_FREE: usize = 64 * 1024;
-
 /// The process's bound on bytes queued for sending beyond each connection's
 /// first 64 KiB, until [`set_outbound_limit`] sets another: 1 GiB.
 pub const DEFAULT_OUTBOUND_LIMIT: usize = 1 << 30;
@@ -55,12 +50,14 @@ static OUTBOUND: ProcessBudget = ProcessBudget::new(DEFAULT_OUTBOUND_LIMIT);
 /// whatever the connection's own [`Config::max_outbound`]. A reader
 /// closed so keeps its share until its connection ends (the close timeout
 /// at most): meanwhile, readers whose queues pass 64 KiB are refused too.
-/// (The room [`Client`](crate::Client) keeps its own buffers, outside it.) It is the memory readers that do not read can
-/// pin: a room's frame is encoded once, but each reader's queue holds its
-/// own copy, so a crowd of connections that never read, in a room that
-/// carries large messages, would otherwise hold the per-connection bound
-/// each. Size it to what the machine can spare, and above the largest
-/// frame. Lowering it below what is held now takes nothing back.
+/// The room [`Client`](crate::Client) keeps its own buffers, outside it.
+///
+/// It is the memory readers that do not read can pin: a room's frame is
+/// encoded once, but each reader's queue holds its own copy, so a crowd
+/// of connections that never read, in a room that carries large messages,
+/// would otherwise hold the per-connection bound each. Size it to what
+/// the machine can spare, and above the largest frame. Lowering it below
+/// what is held now takes nothing back.
 ///
 /// ```standalone_crate
 /// // A small machine: at most 64 MiB queued beyond each connection's first 64 KiB.
@@ -84,25 +81,24 @@ pub fn outbound_held() -> usize {
     OUTBOUND.held()
 }
 
-/// The part of a connection's outbound queue beyond its first
-/// [`OUTBOUND_FREE`] bytes, taken from [`OUTBOUND`]: given back as it is
-/// written, and when the connection goes.
-/// 32 bits, beside the 32-bit read chunk: one word with it in every
-/// connection (a queue's charge past 4 GiB is refused).
+/// The bytes of a connection's outbound queue that [`OUTBOUND`] covers
+/// (what is beyond their own share is taken from it): grown before a frame
+/// is queued, shrunk as the queue is written, given back when the
+/// connection goes. 32 bits, beside the 32-bit read chunk: one word with
+/// it in every connection (a queue past 4 GiB is refused).
 #[derive(Debug, Default)]
 struct OutboundCharge(u32);
 
 impl OutboundCharge {
-    /// Cover a queue of `queued` bytes, taking what more it needs; false,
-    /// and nothing taken, if the budget has no room.
+    /// Cover a queue of `queued` bytes; false, and nothing taken, if the
+    /// budget has no room.
     fn cover(&mut self, queued: usize) -> bool {
-        let need = queued.saturating_sub(OUTBOUND_FREE);
-        let held = self.0 as usize;
-        if need <= held {
+        let covered = self.0 as usize;
+        if queued <= covered {
             return true;
         }
-        let Ok(charge) = u32::try_from(need) else { return false };
-        if !OUTBOUND.take(need - held) {
+        let Ok(charge) = u32::try_from(queued) else { return false };
+        if !OUTBOUND.resize(covered, queued) {
             return false;
         }
         self.0 = charge;
@@ -111,21 +107,18 @@ impl OutboundCharge {
 
     /// Give back what a queue of `queued` bytes no longer needs.
     fn shrink_to(&mut self, queued: usize) {
-        let need = queued.saturating_sub(OUTBOUND_FREE);
-        let held = self.0 as usize;
-        if need < held {
-            OUTBOUND.give_back(held - need);
-            // Below the held charge, so within 32 bits.
-            self.0 = u32::try_from(need).unwrap_or(self.0);
+        let covered = self.0 as usize;
+        if queued < covered {
+            OUTBOUND.resize(covered, queued);
+            // Below what was covered, so within 32 bits.
+            self.0 = u32::try_from(queued).unwrap_or(self.0);
         }
     }
 }
 
 impl Drop for OutboundCharge {
     fn drop(&mut self) {
-        if self.0 > 0 {
-            OUTBOUND.give_back(self.0 as usize);
-        }
+        OUTBOUND.resize(self.0 as usize, 0);
     }
 }
 
